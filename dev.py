@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Set-up and entry point for a fresh machine: needs only Python 3.11+ and the package registries.
+
+    python3 dev.py demo   # create .venv, install spectral, run the main job on the embedded default
+    python3 dev.py test   # create .venv, install spectral with its test tools, run lint, types, tests
+
+Extra arguments after the verb are passed on (to `spectral demo` or to pytest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+
+
+def _stamp() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+
+
+def ensure_venv() -> None:
+    """Create .venv and install the project (editable, with dev tools) unless pyproject is unchanged."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"spectral needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    stamp_file = VENV / ".spectral-installed"
+    if stamp_file.exists() and stamp_file.read_text() == _stamp():
+        return
+    if not (BIN / "python").exists():
+        print("dev.py: creating .venv", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
+    print("dev.py: installing spectral and its test tools into .venv", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "-e", f"{ROOT}[dev]"], check=True)
+    stamp_file.write_text(_stamp())
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"demo", "test"}:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    ensure_venv()
+    verb, rest = argv[0], argv[1:]
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    if verb == "demo":
+        return subprocess.run([str(BIN / "spectral"), "demo", *rest], env=env, cwd=ROOT).returncode
+    steps = [
+        [str(BIN / "ruff"), "check", "src", "tests", "bench", "dev.py"],
+        [str(BIN / "mypy")],
+        [str(BIN / "python"), "-m", "pytest", *rest],
+    ]
+    for step in steps:
+        print(f"dev.py: {' '.join(Path(step[0]).name if i == 0 else a for i, a in enumerate(step))}",
+              flush=True)
+        code = subprocess.run(step, env=env, cwd=ROOT).returncode
+        if code != 0:
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
