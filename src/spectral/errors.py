@@ -1,0 +1,73 @@
+"""Domain errors and the exit codes they map to. The core raises; only the CLI exits."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    CHECK_FAILED = 1
+    USAGE = 2
+    COULD_NOT_VERIFY = 3
+
+
+class SpectralError(Exception):
+    """Base of every error the tool reports as one line; `exit_code` says how the CLI exits."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class ConfigError(SpectralError):
+    """The configuration file or a secret reference is invalid."""
+
+
+class UsageError(SpectralError):
+    """The command was called with arguments that cannot work."""
+
+
+class ClusterError(SpectralError):
+    """A PostgreSQL cluster could not be created, started, reached or stopped."""
+
+
+class ConnectError(SpectralError):
+    """A database could not be reached."""
+
+
+class RefusedError(SpectralError):
+    """A destructive action was refused (not confirmed, or the data is not regenerable)."""
+
+
+class CheckFailed(SpectralError):
+    exit_code = ExitCode.CHECK_FAILED
+
+
+class CouldNotVerify(SpectralError):
+    exit_code = ExitCode.COULD_NOT_VERIFY
+
+
+class CommandError(SpectralError):
+    """A program run through `spectral.runner.run` failed or timed out."""
+
+    exit_code = ExitCode.COULD_NOT_VERIFY
+
+    def __init__(self, argv: list[str], returncode: int | None, stderr: str, *,
+                 timed_out: bool = False) -> None:
+        from spectral.redact import redact
+
+        name = argv[0].rsplit("/", 1)[-1] if argv else "?"
+        last = redact(stderr.strip().splitlines()[-1]) if stderr.strip() else ""
+        if timed_out:
+            msg = f"{name} timed out and was stopped"
+        else:
+            msg = f"{name} exited with code {returncode}"
+        super().__init__(f"{msg}: {last}" if last else msg)
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr = redact(stderr)
+        self.timed_out = timed_out

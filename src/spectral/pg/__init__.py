@@ -1,0 +1,1 @@
+"""PostgreSQL engine layer: binaries, the unprivileged server user, clusters, connections."""

@@ -1,0 +1,247 @@
+"""A PostgreSQL cluster the tool runs itself: initdb, start, wait, stop (fast, then immediate,
+then kill by pid), destroy. Works as root by running the server as an unprivileged user."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from spectral.errors import ClusterError, ConnectError
+from spectral.pg import conn
+from spectral.pg.binaries import PgBinaries
+from spectral.pg.osuser import check_reachable, give_to_server, make_owned_dir, server_identity
+from spectral.runner import child_env, popen_kwargs, run
+from spectral.waits import WaitTimeout, wait_until
+
+CONF_NAME = "spectral.conf"
+
+
+def initdb_argv(bins: PgBinaries, data_dir: Path, superuser: str, pwfile: Path | None) -> list[str]:
+    argv = [bins.path("initdb"), "-D", str(data_dir), "-U", superuser, "-E", "UTF8",
+            "--locale=C", "--data-checksums", "--auth-local=trust", "--no-instructions"]
+    if pwfile is not None:
+        argv += ["--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+    else:
+        argv += ["--auth-host=reject"]
+    return argv
+
+
+def postgres_argv(bins: PgBinaries, data_dir: Path, port: int, socket_dir: Path,
+                  extra: dict[str, str] | None = None) -> list[str]:
+    """Port and socket on the command line so a copied data directory never collides with its
+    source's settings."""
+    argv = [bins.path("postgres"), "-D", str(data_dir), "-p", str(port),
+            "-c", f"unix_socket_directories={socket_dir}", "-c", "listen_addresses=127.0.0.1"]
+    for key, value in (extra or {}).items():
+        argv += ["-c", f"{key}={value}"]
+    return argv
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _proc_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@dataclass
+class Cluster:
+    bins: PgBinaries
+    data_dir: Path
+    socket_dir: Path
+    port: int
+    log_file: Path
+    superuser: str = "postgres"
+    settings: dict[str, str] = field(default_factory=dict)
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    # ---- creation -------------------------------------------------------------------------
+    def initdb(self, *, pwfile: Path | None = None, conf: dict[str, str] | None = None) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            raise ClusterError(f"{self.data_dir} already holds a cluster; not initialising over it")
+        if self.data_dir.exists() and any(self.data_dir.iterdir()):
+            raise ClusterError(f"{self.data_dir} exists and is not empty; not touching it")
+        check_reachable(self.data_dir.parent)
+        make_owned_dir(self.data_dir)
+        make_owned_dir(self.socket_dir)
+        make_owned_dir(self.log_file.parent, 0o750)
+        if pwfile is not None:
+            give_to_server(pwfile)
+        run(initdb_argv(self.bins, self.data_dir, self.superuser, pwfile), timeout=300,
+            run_as=server_identity(), cwd=self.data_dir)
+        self.write_conf(conf or {})
+
+    def write_conf(self, conf: dict[str, str]) -> None:
+        """Our settings live in spectral.conf, included from postgresql.conf, so edits by a person
+        to postgresql.conf survive and ours stay in one place."""
+        lines = ["# Written by spectral. Changes here are overwritten.\n"]
+        lines += [f"{k} = {_conf_value(v)}\n" for k, v in sorted(conf.items())]
+        target = self.data_dir / CONF_NAME
+        target.write_text("".join(lines))
+        give_to_server(target)
+        main = self.data_dir / "postgresql.conf"
+        text = main.read_text()
+        include = f"include_if_exists = '{CONF_NAME}'"
+        if include not in text:
+            main.write_text(text.rstrip("\n") + f"\n\n{include}\n")
+
+    # ---- state ----------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """The postmaster's pid, only if that process is alive and serves this data directory."""
+        try:
+            first = (self.data_dir / "postmaster.pid").read_text().splitlines()[0]
+            pid = int(first.strip())
+        except (OSError, ValueError, IndexError):
+            return None
+        if not _proc_alive(pid):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        return pid if str(self.data_dir).encode() in cmdline else None
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def conninfo(self, dbname: str = "postgres") -> str:
+        return (f"host={self.socket_dir} port={self.port} user={self.superuser} "
+                f"dbname={dbname}")
+
+    def connect(self, dbname: str = "postgres", **kwargs: Any) -> psycopg.Connection[Any]:
+        return conn.connect(self.conninfo(dbname), **kwargs)
+
+    # ---- start / stop ---------------------------------------------------------------------
+    def start(self, *, timeout: float = 120) -> None:
+        if self.is_running():
+            return
+        if not (self.data_dir / "PG_VERSION").exists():
+            raise ClusterError(f"{self.data_dir} holds no PostgreSQL cluster")
+        if port_in_use(self.port):
+            raise ClusterError(f"port {self.port} is in use by another process; "
+                               f"cannot start the cluster in {self.data_dir}")
+        make_owned_dir(self.socket_dir)
+        make_owned_dir(self.log_file.parent, 0o750)
+        ident = server_identity()
+        with open(self.log_file, "ab") as log:
+            self._proc = subprocess.Popen(  # noqa: S603 - argv from postgres_argv
+                postgres_argv(self.bins, self.data_dir, self.port, self.socket_dir, self.settings),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.data_dir,
+                env=child_env(None, ident), start_new_session=True,
+                **popen_kwargs(ident),  # type: ignore[arg-type]
+            )
+        try:
+            wait_until(self._ready, timeout=timeout, interval=0.05,
+                       what=f"PostgreSQL in {self.data_dir} accepting connections")
+        except WaitTimeout:
+            self.stop(timeout=10)
+            raise ClusterError(f"PostgreSQL did not become ready within {timeout:g}s; "
+                               f"see {self.log_file}: {self._log_reason()}") from None
+        except BaseException:
+            self.stop(timeout=10)
+            raise
+
+    def _ready(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise ClusterError(f"PostgreSQL exited during start-up: {self._log_reason()}")
+        if not (self.socket_dir / f".s.PGSQL.{self.port}").exists():
+            return False
+        try:
+            with conn.connect(self.conninfo(), timeout=2) as c:
+                c.execute("select 1")
+            return True
+        except ConnectError as exc:
+            if "starting up" in exc.message or "recovery" in exc.message:
+                return False
+            return False
+
+    def _log_reason(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").splitlines()[-40:]
+        except OSError:
+            return "no log"
+        for line in reversed(lines):
+            if "Address already in use" in line or "could not bind" in line:
+                return f"port {self.port} is in use"
+            if "lock file" in line and "already exists" in line:
+                return "the data directory is in use by another server"
+        fatal = [ln for ln in lines if re.search(r"\b(FATAL|PANIC)\b", ln)]
+        return (fatal[-1] if fatal else (lines[-1] if lines else "empty log")).strip()
+
+    def stop(self, *, timeout: float = 60) -> bool:
+        """Fast shutdown; if it does not finish, immediate; then SIGKILL of its process group.
+        Returns True when a running server was stopped."""
+        pid = self.pid()
+        if pid is None:
+            self._reap()
+            return False
+        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGQUIT, 15.0), (signal.SIGKILL, 15.0)):
+            with contextlib.suppress(ProcessLookupError):
+                if sig is signal.SIGKILL:
+                    os.killpg(pid, sig)
+                else:
+                    os.kill(pid, sig)
+            try:
+                wait_until(lambda p=pid: self._gone(p), timeout=wait, interval=0.02,
+                           what="server exit")
+                break
+            except WaitTimeout:
+                continue
+        self._reap()
+        return True
+
+    def _gone(self, pid: int) -> bool:
+        if self._proc is not None and self._proc.pid == pid:
+            return self._proc.poll() is not None
+        return not _proc_alive(pid)
+
+    def _reap(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(Exception):
+                self._proc.wait(timeout=5)
+            self._proc = None
+
+    def destroy(self) -> None:
+        self.stop(timeout=30)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    # ---- facts ----------------------------------------------------------------------------
+    def system_identifier(self) -> str:
+        out = run([self.bins.path("pg_controldata"), str(self.data_dir)], timeout=30,
+                  env={"LC_ALL": "C"}).stdout
+        m = re.search(r"Database system identifier:\s+(\d+)", out)
+        if not m:
+            raise ClusterError(f"pg_controldata could not read {self.data_dir}")
+        return m.group(1)
+
+
+def _conf_value(value: str) -> str:
+    if re.fullmatch(r"-?\d+(\.\d+)?|on|off|true|false", value):
+        return value
+    return "'" + value.replace("'", "''") + "'"

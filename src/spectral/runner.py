@@ -1,0 +1,108 @@
+"""One way to run a program: always a timeout, the whole process group killed on timeout or
+interrupt, stderr kept for the error message, and optionally as another (unprivileged) user."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from spectral.errors import CommandError
+from spectral.redact import redact
+
+log = logging.getLogger("spectral.run")
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """An operating-system identity to run a program as (used when we are root)."""
+
+    user: str
+    uid: int
+    gid: int
+    home: str
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.wait(timeout=10)
+
+
+def popen_kwargs(run_as: RunAs | None) -> dict[str, object]:
+    """Keyword arguments that make a child run as `run_as` (nothing when None)."""
+    if run_as is None:
+        return {}
+    return {"user": run_as.uid, "group": run_as.gid, "extra_groups": []}
+
+
+def child_env(env: dict[str, str] | None, run_as: RunAs | None) -> dict[str, str]:
+    base = dict(os.environ)
+    if env:
+        base.update(env)
+    if run_as is not None:
+        base["HOME"] = run_as.home
+        base["USER"] = base["LOGNAME"] = run_as.user
+    base.setdefault("LC_ALL", "C.UTF-8")
+    return base
+
+
+def run(argv: list[str], *, timeout: float, check: bool = True, env: dict[str, str] | None = None,
+        run_as: RunAs | None = None, cwd: Path | None = None, input_text: str | None = None,
+        stdout_path: Path | None = None) -> Completed:
+    """Run `argv` to completion within `timeout` seconds.
+
+    Output goes to temporary files, not pipes, so a chatty program can never dead-lock us.
+    On timeout or KeyboardInterrupt the program's whole process group is killed.
+    """
+    log.debug("run: %s", redact(" ".join(argv)))
+    with tempfile.TemporaryFile() as err_f, contextlib.ExitStack() as stack:
+        out_f = (stack.enter_context(open(stdout_path, "wb")) if stdout_path
+                 else stack.enter_context(tempfile.TemporaryFile()))
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - argv is built by pure functions, never a shell
+                argv, stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+                stdout=out_f, stderr=err_f, env=child_env(env, run_as), cwd=cwd,
+                start_new_session=True, **popen_kwargs(run_as),  # type: ignore[arg-type]
+            )
+        except OSError as exc:  # not found, not executable, not reachable by run_as
+            raise CommandError(argv, 127, f"cannot execute: {exc.strerror}") from None
+        timed_out = False
+        try:
+            if input_text is not None:
+                assert proc.stdin is not None
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.write(input_text.encode())
+                    proc.stdin.close()
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+        except BaseException:
+            _kill_group(proc)
+            raise
+        err_f.seek(0)
+        stderr = err_f.read().decode(errors="replace")
+        stdout = ""
+        if stdout_path is None:
+            out_f.seek(0)
+            stdout = out_f.read().decode(errors="replace")
+    if timed_out:
+        raise CommandError(argv, None, stderr, timed_out=True)
+    if check and proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, stderr or stdout)
+    return Completed(argv, proc.returncode, stdout, stderr)

@@ -1,0 +1,45 @@
+"""Steps register their undo: whatever a run creates is torn down in reverse on any exit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from types import TracebackType
+
+log = logging.getLogger("spectral.undo")
+
+
+class UndoStack:
+    """Collects teardown actions as resources are created; `unwind` runs them newest first.
+
+    Used as a context manager it unwinds on every exit, including errors and Ctrl-C. An action
+    can be `release`d when the resource is meant to outlive the run (e.g. `--keep`).
+    """
+
+    def __init__(self) -> None:
+        self._actions: list[tuple[str, Callable[[], None]]] = []
+        self.errors: list[str] = []
+
+    def push(self, what: str, action: Callable[[], None]) -> str:
+        self._actions.append((what, action))
+        return what
+
+    def release(self, what: str) -> None:
+        self._actions = [(w, a) for (w, a) in self._actions if w != what]
+
+    def unwind(self) -> None:
+        while self._actions:
+            what, action = self._actions.pop()
+            try:
+                action()
+            except BaseException as exc:  # an undo must never stop the other undos
+                msg = f"teardown of {what} failed: {exc}"
+                log.error(msg)
+                self.errors.append(msg)
+
+    def __enter__(self) -> UndoStack:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.unwind()
