@@ -1,0 +1,71 @@
+"""The `spectral` command tree. Each command parses, calls one library function, renders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from spectral import __version__
+from spectral.cli import db_cmds, local_cmds
+from spectral.cli.state import AppState, state
+from spectral.config.starter import STARTER
+from spectral.durable import write_atomic
+from spectral.errors import RefusedError
+
+app = typer.Typer(
+    name="spectral", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Spectral DR: the disaster-recovery runbook for PostgreSQL, executable, measured and "
+         "logged. Exit codes: 0 ok, 1 a check or drill failed, 2 usage or configuration error, "
+         "3 could not verify.")
+app.add_typer(local_cmds.app, name="local")
+app.add_typer(db_cmds.app, name="db")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"spectral {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _globals(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", help="Configuration file (default: ./spectral.toml, else the embedded "
+                               "default with one local environment).", dir_okay=False),
+    env: str | None = typer.Option(None, "--env", help="Environment name (default: the "
+                                                       "configuration's default_environment)."),
+    json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    ctx.obj = AppState(config_path=config, env=env, json=json_out, debug=debug)
+
+
+@app.command("init")
+def init_cmd(
+    ctx: typer.Context,
+    path: Path = typer.Option(Path("spectral.toml"), "--path", help="Where to write the file."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented starter configuration (a local and a Supabase environment)."""
+    st = state(ctx)
+    if path.exists() and not force:
+        raise RefusedError(f"{path} already exists; not overwriting it", hint="--force overwrites")
+    write_atomic(path, STARTER)
+    st.emit({"written": str(path)},
+            lambda c: c.print(f"wrote {path}: fill in the production environment's references"))
+
+
+@app.command("demo")
+def demo_cmd(
+    ctx: typer.Context,
+    scale: int = typer.Option(1, "--scale", min=1, help="Seed scale (1 is about 10 MB)."),
+) -> None:
+    """The main job on the embedded default: bring up the local environment, re-seed it and
+    print a summary. The cluster is stopped again if this command started it."""
+    from spectral.cli.demo import run_demo
+
+    run_demo(state(ctx), scale)

@@ -1,0 +1,74 @@
+"""`spectral local up | down | status | psql`: the embedded default environment's cluster."""
+
+from __future__ import annotations
+
+import subprocess
+
+import typer
+from rich.console import Console
+
+from spectral.cli.state import state
+from spectral.target import local_environment
+
+app = typer.Typer(no_args_is_help=True, help="Manage the local environment's own PostgreSQL.")
+
+
+@app.command("up")
+def up_cmd(ctx: typer.Context) -> None:
+    """Create the local cluster on first use and start it; it keeps running until `down`."""
+    st = state(ctx)
+    local = local_environment(st.config, st.env)
+    created = not local.exists()
+    _cluster, started = local.up()
+    info = local.status()
+    info["created"], info["started"] = created, started
+
+    def human(c: Console) -> None:
+        verb = "created and started" if created else ("started" if started else "already running")
+        c.print(f"{local.name}: {verb}, PostgreSQL {info['server_version']} on port "
+                f"{info['port']} (pid {info['pid']})")
+        c.print(f"dsn: {info['dsn']}")
+
+    st.emit(info, human)
+
+
+@app.command("down")
+def down_cmd(ctx: typer.Context) -> None:
+    """Stop the local cluster (fast shutdown, then immediate). Its data is kept."""
+    st = state(ctx)
+    local = local_environment(st.config, st.env)
+    stopped = local.down()
+    st.emit({"environment": local.name, "stopped": stopped},
+            lambda c: c.print(f"{local.name}: {'stopped' if stopped else 'was not running'}"))
+
+
+@app.command("status")
+def status_cmd(ctx: typer.Context) -> None:
+    """Show whether the local cluster exists and runs, its dsn, server version and size."""
+    st = state(ctx)
+    info = local_environment(st.config, st.env).status()
+
+    def human(c: Console) -> None:
+        if not info["exists"]:
+            c.print(f"{info['environment']}: no cluster yet (spectral local up creates it)")
+            return
+        state_word = "running" if info["running"] else "stopped"
+        c.print(f"{info['environment']}: {state_word}, PostgreSQL {info['server_version']}, "
+                f"{info['size_bytes'] / 1e6:.1f} MB")
+        c.print(f"dsn:      {info['dsn']}")
+        c.print(f"data dir: {info['data_dir']}")
+
+    st.emit(info, human)
+
+
+@app.command("psql", context_settings={"allow_extra_args": True,
+                                       "ignore_unknown_options": True})
+def psql_cmd(ctx: typer.Context) -> None:
+    """Open psql on the local database (extra arguments go to psql, e.g. -- -c 'select 1')."""
+    st = state(ctx)
+    local = local_environment(st.config, st.env)
+    with local.session() as cluster:
+        # interactive: no timeout, the person at the terminal decides when it ends
+        code = subprocess.run([local.bins.path("psql"), cluster.conninfo(), *ctx.args],  # noqa: S603
+                              check=False).returncode
+    raise typer.Exit(code)

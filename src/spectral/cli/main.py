@@ -1,0 +1,97 @@
+"""Entry point: global options anywhere on the line, one place mapping errors to exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from spectral.errors import ExitCode, SpectralError
+from spectral.redact import redact
+
+FLAGS = {"--json", "--debug"}
+VALUED = {"--config", "--env"}
+
+
+def hoist_globals(argv: list[str]) -> list[str]:
+    """Move global options to the front so `spectral local status --json` works like
+    `spectral --json local status`. Nothing after `--` is touched."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest += argv[i:]
+            break
+        if arg in FLAGS:
+            front.append(arg)
+        elif arg in VALUED and i + 1 < len(argv):
+            front += [arg, argv[i + 1]]
+            i += 1
+        elif any(arg.startswith(v + "=") for v in VALUED):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class _RedactFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+def _setup_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_RedactFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("spectral")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+def _fail(message: str, code: int, hint: str | None = None) -> int:
+    sys.stderr.write(f"spectral: error: {redact(message)}\n")
+    if hint:
+        sys.stderr.write(f"  hint: {redact(hint)}\n")
+    return code
+
+
+def run_cli(argv: list[str]) -> int:
+    from spectral.cli.app import app
+
+    argv = hoist_globals(argv)
+    debug = "--debug" in argv
+    _setup_logging(debug)
+    try:
+        app(args=argv, prog_name="spectral", standalone_mode=False)
+    except SpectralError as exc:
+        if debug:
+            raise
+        return _fail(exc.message, int(exc.exit_code), exc.hint)
+    except KeyboardInterrupt:
+        return _fail("interrupted; everything this command started was stopped", 130)
+    except Exception as exc:
+        # Typer vendors click; its exceptions are matched by shape, not by import.
+        kind = type(exc).__name__
+        if kind == "Exit":
+            return int(getattr(exc, "exit_code", 0))
+        if kind == "Abort":
+            return _fail("aborted", 130)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            return _fail(exc.format_message(), ExitCode.USAGE)
+        if debug:
+            raise
+        return _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
+                     f"traceback)", ExitCode.COULD_NOT_VERIFY)
+    return ExitCode.OK
+
+
+def main() -> None:
+    import signal
+
+    # SIGTERM (a cron timeout, systemd stop) unwinds like Ctrl-C, so undo steps run.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    sys.exit(run_cli(sys.argv[1:]))

@@ -1,0 +1,79 @@
+"""What every command gets: the global options and the lazily loaded configuration."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from spectral.config.load import load_config
+from spectral.config.models import SpectralConfig
+from spectral.errors import RefusedError
+from spectral.redact import redact, redact_obj
+
+
+@dataclass
+class AppState:
+    config_path: Path | None = None
+    env: str | None = None
+    json: bool = False
+    debug: bool = False
+    _config: SpectralConfig | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> SpectralConfig:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    @property
+    def out(self) -> Console:
+        return Console(highlight=False, soft_wrap=True)
+
+    @property
+    def err(self) -> Console:
+        return Console(stderr=True, highlight=False)
+
+    def emit(self, data: Any, human: Callable[[Console], None]) -> None:
+        """Print `data` as JSON with --json, else call `human`. Both paths are redacted."""
+        if self.json:
+            sys.stdout.write(json.dumps(redact_obj(data), indent=2, default=str) + "\n")
+        else:
+            human(RedactingConsole(highlight=False, soft_wrap=True))
+
+
+class RedactingConsole(Console):
+    """A console whose plain-string output passes through the redaction function."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(redact(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+class CliConfirmer:
+    """--yes answers for automation; otherwise ask on a terminal, and refuse without one."""
+
+    def __init__(self, yes: bool, err: Console) -> None:
+        self.yes = yes
+        self.err = err
+
+    def confirm(self, question: str, details: list[str]) -> bool:
+        for line in details:
+            self.err.print(f"  - {redact(line)}")
+        if self.yes:
+            return True
+        if not sys.stdin.isatty():
+            raise RefusedError(f"not confirmed: stdin is not a terminal to ask \"{question}\"; "
+                               f"nothing was changed", hint="--yes confirms non-interactively")
+        return bool(typer.confirm(question, default=False, err=True))
+
+
+def state(ctx: typer.Context) -> AppState:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, AppState)
+    return obj

@@ -1,0 +1,190 @@
+"""The embedded default: a local environment whose PostgreSQL the tool runs itself under
+`<state_dir>/cluster`, created on first use. Commands that need it start it for themselves and
+stop it again when they end; `spectral local up` keeps it running."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from spectral.durable import write_atomic
+from spectral.errors import ClusterError
+from spectral.pg.binaries import PgBinaries
+from spectral.pg.cluster import Cluster, free_port
+from spectral.pg.osuser import make_owned_dir
+
+META_VERSION = 1
+
+
+def server_settings(bins: PgBinaries) -> dict[str, str]:
+    """Settings for an environment's own cluster: WAL suitable for base backups and streaming."""
+    conf = {
+        "wal_level": "replica",
+        "max_wal_senders": "10",
+        "max_replication_slots": "10",
+        "shared_buffers": "128MB",
+        "max_wal_size": "2GB",
+        "checkpoint_timeout": "15min",
+        "log_line_prefix": "%m [%p] ",
+        "track_commit_timestamp": "on",
+    }
+    if bins.major >= 17:
+        conf["summarize_wal"] = "on"   # incremental base backups need WAL summaries
+    return conf
+
+
+@dataclass(frozen=True)
+class LocalPaths:
+    state_dir: Path
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.state_dir / "cluster"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.cluster_dir / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.cluster_dir / "run"
+
+    @property
+    def log_file(self) -> Path:
+        return self.cluster_dir / "log" / "postgres.log"
+
+    @property
+    def meta_file(self) -> Path:
+        return self.cluster_dir / "cluster.json"
+
+    @property
+    def password_file(self) -> Path:
+        return self.state_dir / "secrets" / "superuser.password"
+
+
+class LocalEnvironment:
+    def __init__(self, name: str, state_dir: Path, bins: PgBinaries) -> None:
+        self.name = name
+        self.paths = LocalPaths(state_dir)
+        self.bins = bins
+
+    # ---- creation and identity ------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.paths.meta_file.exists()
+
+    def _meta(self) -> dict[str, Any]:
+        try:
+            meta: dict[str, Any] = json.loads(self.paths.meta_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ClusterError(f"{self.paths.meta_file} is unreadable ({exc}); not touching the "
+                               f"cluster in {self.paths.data_dir}") from None
+        return meta
+
+    def create(self) -> Cluster:
+        p = self.paths
+        if (p.data_dir / "PG_VERSION").exists() or p.meta_file.exists():
+            raise ClusterError(f"{p.cluster_dir} already holds a cluster")
+        make_owned_dir(p.state_dir, 0o755)
+        make_owned_dir(p.cluster_dir, 0o755)
+        make_owned_dir(p.password_file.parent, 0o700)
+        p.password_file.write_text(secrets.token_urlsafe(24))
+        p.password_file.chmod(0o600)
+        cluster = Cluster(self.bins, p.data_dir, p.socket_dir, free_port(), p.log_file)
+        cluster.initdb(pwfile=p.password_file, conf=server_settings(self.bins))
+        meta = {"format": META_VERSION, "environment": self.name, "port": cluster.port,
+                "system_identifier": cluster.system_identifier(),
+                "pg_version": self.bins.version, "bin_dir": str(self.bins.bin_dir),
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        write_atomic(p.meta_file, json.dumps(meta, indent=2) + "\n")
+        return cluster
+
+    def cluster(self) -> Cluster:
+        """The environment's cluster, after checking that the data directory is the one this
+        environment created (same system identifier, same major version)."""
+        p = self.paths
+        if not p.meta_file.exists():
+            if (p.data_dir / "PG_VERSION").exists() or (p.data_dir.exists()
+                                                        and any(p.data_dir.iterdir())):
+                raise ClusterError(f"{p.data_dir} holds a data directory spectral did not create "
+                                   f"(no {p.meta_file.name}); not touching it")
+            raise ClusterError(f"the {self.name} environment has no cluster yet",
+                               hint="spectral local up")
+        meta = self._meta()
+        if not (p.data_dir / "PG_VERSION").exists():
+            raise ClusterError(f"{p.data_dir} is missing or empty, but {p.meta_file} says a "
+                               f"cluster was created there")
+        major = (p.data_dir / "PG_VERSION").read_text().strip()
+        if major != str(self.bins.major):
+            raise ClusterError(f"{p.data_dir} was created by PostgreSQL {major}; the configured "
+                               f"binaries are PostgreSQL {self.bins.version}")
+        cluster = Cluster(self.bins, p.data_dir, p.socket_dir, int(meta["port"]), p.log_file)
+        if cluster.system_identifier() != meta.get("system_identifier"):
+            raise ClusterError(f"{p.data_dir} belongs to another cluster (system identifier "
+                               f"differs from {p.meta_file}); not touching it")
+        return cluster
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def up(self) -> tuple[Cluster, bool]:
+        """Create (first use) and start; returns the cluster and whether this call started it."""
+        cluster = self.cluster() if self.exists() else self.create()
+        if cluster.is_running():
+            return cluster, False
+        cluster.start()
+        return cluster, True
+
+    def down(self) -> bool:
+        if not self.exists():
+            return False
+        return self.cluster().stop()
+
+    @contextmanager
+    def session(self) -> Iterator[Cluster]:
+        """The running cluster for one command: started if needed, and then stopped again."""
+        cluster, started = self.up()
+        try:
+            yield cluster
+        finally:
+            if started:
+                cluster.stop()
+
+    def status(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"environment": self.name, "state_dir": str(self.paths.state_dir),
+                                "exists": self.exists(), "running": False}
+        if not self.exists():
+            return info
+        cluster = self.cluster()
+        info.update(data_dir=str(cluster.data_dir), port=cluster.port,
+                    dsn=f"postgresql://{cluster.superuser}@/postgres?host={cluster.socket_dir}"
+                        f"&port={cluster.port}",
+                    pid=cluster.pid(), running=cluster.is_running(), pg_bin_dir=str(
+                        self.bins.bin_dir), server_version=None, size_bytes=None)
+        if info["running"]:
+            with cluster.connect() as conn:
+                row = conn.execute("select current_setting('server_version'), "
+                                   "pg_database_size(current_database())").fetchone()
+                assert row is not None
+                info["server_version"], info["size_bytes"] = row[0], int(row[1])
+                info["size_of"] = "database"
+        else:
+            info["server_version"] = self.bins.version
+            info["size_bytes"] = _dir_size(cluster.data_dir)
+            info["size_of"] = "data directory"
+        return info
+
+
+def _dir_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += (Path(root) / name).stat().st_size
+            except OSError:
+                continue
+    return total

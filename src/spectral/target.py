@@ -1,0 +1,50 @@
+"""Open an environment's database: its own cluster for a managed local environment (started
+for the command if needed), or the configured DSN."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from spectral.config.models import EnvironmentConfig, SpectralConfig
+from spectral.config.secrets import is_secret_ref, resolve_secret
+from spectral.errors import UsageError
+from spectral.localenv import LocalEnvironment
+from spectral.pg.binaries import find_binaries
+from spectral.pg.cluster import Cluster
+from spectral.pg.conn import connect
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    env: EnvironmentConfig
+    conninfo: str
+    cluster: Cluster | None
+
+
+def local_environment(cfg: SpectralConfig, env_name: str | None) -> LocalEnvironment:
+    name, env = cfg.environment(env_name)
+    if not env.managed_cluster:
+        raise UsageError(f"environment {name!r} is not a local environment run by spectral "
+                         f"(provider {env.provider.value}{', with a dsn' if env.dsn else ''})")
+    return LocalEnvironment(name, cfg.state_dir(name), find_binaries(env.pg_bin_dir))
+
+
+def resolve_dsn(cfg: SpectralConfig, env: EnvironmentConfig) -> str:
+    assert env.dsn is not None
+    return resolve_secret(env.dsn, base_dir=cfg.base_dir) if is_secret_ref(env.dsn) else env.dsn
+
+
+@contextmanager
+def open_target(cfg: SpectralConfig, env_name: str | None) -> Iterator[Target]:
+    name, env = cfg.environment(env_name)
+    if env.managed_cluster:
+        with local_environment(cfg, name).session() as cluster:
+            yield Target(name, env, cluster.conninfo(), cluster)
+        return
+    dsn = resolve_dsn(cfg, env)
+    with connect(dsn) as conn:
+        conn.execute("select 1")
+    yield Target(name, env, dsn, None)
