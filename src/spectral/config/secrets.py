@@ -53,4 +53,20 @@ def resolve_secret(ref: str, *, base_dir: Path | None = None) -> str:
     if not value:
         raise ConfigError(f"secret reference {ref} resolved to an empty value")
     register_secret(value)
+    _register_embedded_password(value)
     return value
+
+
+def _register_embedded_password(value: str) -> None:
+    """A DSN secret carries a password inside it: mask that part on its own too."""
+    if "=" not in value and "://" not in value:
+        return
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        password = conninfo_to_dict(value).get("password")
+    except ProgrammingError:
+        return
+    if isinstance(password, str):
+        register_secret(password)

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spectral.config.durations import format_duration, parse_duration
+from spectral.config.load import load_config
+from spectral.config.models import Posture
+from spectral.config.secrets import resolve_secret
+from spectral.config.starter import STARTER
+from spectral.errors import ConfigError
+from spectral.redact import redact
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "spectral.toml"
+    p.write_text(text)
+    return p
+
+
+def test_embedded_default_when_no_file(tmp_path: Path) -> None:
+    cfg = load_config(None, cwd=tmp_path)
+    name, env = cfg.environment(None)
+    assert name == "local" and env.managed_cluster and env.posture is Posture.ALPHA
+    assert cfg.state_dir("local") == (tmp_path / ".spectral" / "local").resolve()
+
+
+def test_spectral_toml_in_working_directory_is_read(tmp_path: Path) -> None:
+    write(tmp_path, '[environments.local]\nprovider = "local"\nposture = "pitr"\n')
+    cfg = load_config(None, cwd=tmp_path)
+    env = cfg.environments["local"]
+    assert env.posture is Posture.PITR
+    assert env.rpo_seconds == 120 and env.rto_seconds == 3600
+
+
+def test_posture_defaults_follow_the_runbook_table(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, 'default_environment = "a"\n'
+                                      '[environments.a]\nprovider="local"\nposture="alpha"\n'
+                                      '[environments.p]\nprovider="local"\nposture="pro"\n'
+                                      '[environments.x]\nprovider="local"\nposture="pro"\n'
+                                      'rpo_target="6h"\n'))
+    assert cfg.environments["a"].rpo_seconds is None          # re-seedable
+    assert cfg.environments["p"].rpo_seconds == 24 * 3600     # daily snapshot
+    assert cfg.environments["x"].rpo_seconds == 6 * 3600
+
+
+def test_starter_file_is_valid(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, STARTER))
+    assert set(cfg.environments) == {"local", "production"}
+    assert cfg.environments["production"].provider.value == "supabase"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('[environments.local]\nprovider = "local"\nposture = "gold"\n',
+     "environments.local.posture: Input should be 'alpha', 'pro' or 'pitr'"),
+    ('[environments.local]\nprovider = "local"\nschemaz = ["core"]\n',
+     "environments.local.schemaz: unknown key"),
+    ('[environments.local]\nposture = "alpha"\n', "environments.local.provider: required key"),
+    ('[environments.local]\nprovider = "local"\nload_bearing_tables = ["users"]\n',
+     "expected schema.table names"),
+    ('[environments.local]\nprovider = "local"\nrpo_target = "soon"\n',
+     "expected a duration"),
+    ('[environments.prod]\nprovider = "supabase"\n', "needs project_ref, access_token, dsn"),
+    ('[environments.local]\nprovider = "local"\ndsn = "postgresql://u:hunter22@db/x"\n',
+     "must be a secret reference"),
+    ('[environments.p]\nprovider = "supabase"\nproject_ref = "x"\ndsn = "env:D"\n'
+     'access_token = "sbp_0123456789abcdef"\n', "never the token itself"),
+    ('default_environment = "nope"\n[environments.local]\nprovider = "local"\n',
+     "default_environment 'nope' is not one of"),
+])
+def test_invalid_file_names_file_key_and_expectation(tmp_path: Path, text: str,
+                                                       expected: str) -> None:
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert str(p) in err.value.message
+    assert expected in err.value.message
+    assert "hunter22" not in err.value.message and "sbp_0123" not in err.value.message
+
+
+def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "x = \n"))
+
+
+def test_unknown_environment(tmp_path: Path) -> None:
+    cfg = load_config(None, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="unknown environment 'prod'.*known: local"):
+        cfg.environment("prod")
+
+
+def test_secret_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPECTRAL_TEST_DSN", "postgresql://app:s3cr3t-value@db/x")
+    assert resolve_secret("env:SPECTRAL_TEST_DSN").endswith("@db/x")
+    # a resolved secret is masked wherever it appears afterwards
+    assert "s3cr3t-value" not in redact("oops: s3cr3t-value leaked")
+    (tmp_path / "tok").write_text("file-secret-123\n")
+    assert resolve_secret("file:tok", base_dir=tmp_path) == "file-secret-123"
+    with pytest.raises(ConfigError, match="SPECTRAL_TEST_UNSET is not set"):
+        resolve_secret("env:SPECTRAL_TEST_UNSET")
+    with pytest.raises(ConfigError, match="cannot read"):
+        resolve_secret("file:/nonexistent/secret")
+    monkeypatch.setenv("PATH", str(tmp_path))   # no `op` on PATH
+    with pytest.raises(ConfigError, match="1Password CLI `op` is not installed"):
+        resolve_secret("op://vault/item/field")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("2m", 120), ("2 min", 120), ("24h", 86400), ("60 minutes", 3600), ("1d", 86400),
+    ("90s", 90), (30, 30)])
+def test_durations(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_format_duration() -> None:
+    assert format_duration(None) == "-"
+    assert format_duration(0.25) == "250 ms"
+    assert format_duration(90) == "90.0 s"
+    assert format_duration(3600) == "60.0 min"
