@@ -2,7 +2,7 @@
 """Set-up and entry point for a fresh machine: needs only Python 3.11+ and the package registries.
 
     python3 dev.py demo   # create .venv, install spectral, run the main job on the embedded default
-    python3 dev.py test   # create .venv, install spectral with its test tools, run lint, types, tests
+    python3 dev.py test   # create .venv with the test tools; run ruff, mypy and the tests
 
 Extra arguments after the verb are passed on (to `spectral demo` or to pytest).
 """
@@ -26,8 +26,8 @@ def _stamp() -> str:
 
 
 def ensure_venv() -> None:
-    """Create .venv and install the project (editable, with dev tools) unless pyproject is unchanged."""
-    if sys.version_info < (3, 11):
+    """Create .venv and install the project (editable, with dev tools) unless unchanged."""
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
         sys.exit(f"spectral needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     stamp_file = VENV / ".spectral-installed"
     if stamp_file.exists() and stamp_file.read_text() == _stamp():
@@ -57,8 +57,8 @@ def main(argv: list[str]) -> int:
         [str(BIN / "python"), "-m", "pytest", *rest],
     ]
     for step in steps:
-        print(f"dev.py: {' '.join(Path(step[0]).name if i == 0 else a for i, a in enumerate(step))}",
-              flush=True)
+        shown = " ".join([Path(step[0]).name, *step[1:]])
+        print(f"dev.py: {shown}", flush=True)
         code = subprocess.run(step, env=env, cwd=ROOT).returncode
         if code != 0:
             return code

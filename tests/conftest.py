@@ -5,6 +5,7 @@ still references the test directory."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from spectral.pg.binaries import PgBinaries, find_binaries
-from spectral.pg.cluster import Cluster, free_port
+from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.osuser import make_owned_dir
 
 SYSTEM_PG15 = Path("/usr/lib/postgresql/15/bin")
@@ -45,10 +46,8 @@ def base_dir() -> Iterator[Path]:
     left = _processes_under(path)
     for line in left:  # stop by pid what a failing test left behind, then fail loudly
         pid = int(line.split(":", 1)[0])
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, 9)
-        except (ProcessLookupError, PermissionError):
-            pass
     shutil.rmtree(path, ignore_errors=True)
     assert not left, f"processes left running by the tests: {left}"
 
@@ -78,7 +77,8 @@ ClusterFactory = Callable[..., Cluster]
 
 def _make_cluster(root: Path, bins: PgBinaries, name: str, started: list[Cluster]) -> Cluster:
     d = make_owned_dir(root / name, 0o755)
-    c = Cluster(bins, d / "data", d / "run", free_port(), d / "log" / "postgres.log")
+    c = Cluster(bins, d / "data", socket_dir_for(d / "run"), free_port(),
+                d / "log" / "postgres.log")
     c.initdb(conf={"wal_level": "replica", "fsync": "off"})
     c.start()
     started.append(c)

@@ -5,8 +5,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import ClusterFactory
 
+from conftest import ClusterFactory
 from spectral.errors import ClusterError
 from spectral.pg.binaries import PgBinaries, parse_version
 from spectral.pg.cluster import Cluster, free_port, initdb_argv, postgres_argv
@@ -48,7 +48,7 @@ def test_cluster_lifecycle_runs_unprivileged(make_cluster: ClusterFactory) -> No
         assert uid != 0, "the server must not run as root"
         assert c.data_dir.stat().st_uid == uid
     assert c.stop() is True
-    assert c.pid() is None and not Path(f"/proc/{pid}/cmdline").exists() or \
+    assert (c.pid() is None and not Path(f"/proc/{pid}/cmdline").exists()) or \
         "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
     assert c.stop() is False   # stopping a stopped cluster is a no-op
 

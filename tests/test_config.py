@@ -88,7 +88,7 @@ def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
 
 def test_unknown_environment(tmp_path: Path) -> None:
     cfg = load_config(None, cwd=tmp_path)
-    with pytest.raises(ConfigError, match="unknown environment 'prod'.*known: local"):
+    with pytest.raises(ConfigError, match=r"unknown environment 'prod'.*known: local"):
         cfg.environment("prod")
 
 

@@ -4,8 +4,8 @@ judged on, and its seed is deterministic and linear in scale."""
 from __future__ import annotations
 
 import pytest
-from conftest import ClusterFactory, table_digests
 
+from conftest import ClusterFactory, table_digests
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
 from spectral.refdb import pools
@@ -121,6 +121,16 @@ def test_seed_chunks_are_deterministic_and_copy_safe() -> None:
         lines = first.splitlines()
         assert len(lines) == n
         assert all(line.count("\t") == len(spec.columns) - 1 for line in lines), spec.table
+
+
+@pytest.mark.parametrize("scale", [150, 1000])
+def test_seed_chunks_at_large_scale(scale: int) -> None:
+    """The last rows of every table at a large scale render (no pool indexing past its end)."""
+    counts = Counts(scale)
+    for spec in TABLES:
+        n = spec.count(counts)
+        lines = spec.chunk(counts, max(1, n - 200), n + 1).splitlines()
+        assert len(lines) == n + 1 - max(1, n - 200)
 
 
 def test_pools_never_need_copy_escaping() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from spectral.durable import write_atomic
 from spectral.errors import ClusterError
 from spectral.pg.binaries import PgBinaries
-from spectral.pg.cluster import Cluster, free_port
+from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.osuser import make_owned_dir
 
 META_VERSION = 1
@@ -54,7 +54,7 @@ class LocalPaths:
 
     @property
     def socket_dir(self) -> Path:
-        return self.cluster_dir / "run"
+        return socket_dir_for(self.cluster_dir / "run")
 
     @property
     def log_file(self) -> Path:
@@ -89,8 +89,11 @@ class LocalEnvironment:
 
     def create(self) -> Cluster:
         p = self.paths
-        if (p.data_dir / "PG_VERSION").exists() or p.meta_file.exists():
-            raise ClusterError(f"{p.cluster_dir} already holds a cluster")
+        if p.meta_file.exists():
+            raise ClusterError(f"{p.cluster_dir} already holds this environment's cluster")
+        if p.data_dir.exists() and any(p.data_dir.iterdir()):
+            raise ClusterError(f"{p.data_dir} holds a data directory spectral did not create "
+                               f"(no {p.meta_file.name}); not touching it")
         make_owned_dir(p.state_dir, 0o755)
         make_owned_dir(p.cluster_dir, 0o755)
         make_owned_dir(p.password_file.parent, 0o700)

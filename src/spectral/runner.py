@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 from spectral.errors import CommandError
 from spectral.redact import redact
@@ -43,11 +44,16 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-def popen_kwargs(run_as: RunAs | None) -> dict[str, object]:
-    """Keyword arguments that make a child run as `run_as` (nothing when None)."""
-    if run_as is None:
-        return {}
-    return {"user": run_as.uid, "group": run_as.gid, "extra_groups": []}
+def spawn(argv: list[str], *, run_as: RunAs | None, stdin: int | IO[Any] | None,
+          stdout: int | IO[Any] | None, stderr: int | IO[Any] | None, env: dict[str, str],
+          cwd: Path | None) -> subprocess.Popen[bytes]:
+    """Start `argv` in its own session (so its whole group can be killed), as `run_as` if given."""
+    # argv is built by pure functions and never goes through a shell
+    return subprocess.Popen(
+        argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=cwd,
+        start_new_session=True,
+        user=run_as.uid if run_as else None, group=run_as.gid if run_as else None,
+        extra_groups=[] if run_as else None)
 
 
 def child_env(env: dict[str, str] | None, run_as: RunAs | None) -> dict[str, str]:
@@ -74,11 +80,9 @@ def run(argv: list[str], *, timeout: float, check: bool = True, env: dict[str, s
         out_f = (stack.enter_context(open(stdout_path, "wb")) if stdout_path
                  else stack.enter_context(tempfile.TemporaryFile()))
         try:
-            proc = subprocess.Popen(  # noqa: S603 - argv is built by pure functions, never a shell
-                argv, stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
-                stdout=out_f, stderr=err_f, env=child_env(env, run_as), cwd=cwd,
-                start_new_session=True, **popen_kwargs(run_as),  # type: ignore[arg-type]
-            )
+            proc = spawn(argv, run_as=run_as,
+                         stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+                         stdout=out_f, stderr=err_f, env=child_env(env, run_as), cwd=cwd)
         except OSError as exc:  # not found, not executable, not reachable by run_as
             raise CommandError(argv, 127, f"cannot execute: {exc.strerror}") from None
         timed_out = False

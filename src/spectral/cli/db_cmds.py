@@ -15,7 +15,7 @@ from spectral.pg.conn import connect
 from spectral.refdb.author import author
 from spectral.refdb.migrate import migrate
 from spectral.refdb.seed import seed
-from spectral.reseed import ReseedResult, ensure_empty_world, reset, reseed
+from spectral.reseed import ReseedResult, ensure_empty_world, reseed, reset
 from spectral.target import open_target
 
 app = typer.Typer(no_args_is_help=True, help="The reference database: migrate, seed, author, "
@@ -82,10 +82,10 @@ def reseed_cmd(ctx: typer.Context, scale: int = SCALE, yes: bool = YES,
     """Re-seed recovery (pre-PITR alpha): reset -> seed -> author. Asks first; refuses when
     the data is not regenerable unless --force."""
     st = state(ctx)
-    with open_target(st.config, st.env) as target:
-        with seed_progress(scale, enabled=not st.json and sys.stderr.isatty()) as progress:
-            result = reseed(target, CliConfirmer(yes, st.err), scale=scale, force=force,
-                            progress=progress)
+    show = not st.json and sys.stderr.isatty()
+    with open_target(st.config, st.env) as target, seed_progress(scale, show) as progress:
+        result = reseed(target, CliConfirmer(yes, st.err), scale=scale, force=force,
+                        progress=progress)
     st.emit(reseed_json(target.name, result), lambda c: print_reseed(c, target.name, result))
 
 

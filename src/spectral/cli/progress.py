@@ -6,10 +6,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, Progress, TaskID, TextColumn,
-                           TimeRemainingColumn, TransferSpeedColumn)
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
-from spectral.refdb.seed import Counts, Progress as SeedProgress, TABLES
+from spectral.refdb.seed import TABLES, Counts
+from spectral.refdb.seed import Progress as SeedProgress
 
 
 @contextmanager

@@ -113,7 +113,8 @@ class EnvironmentConfig(BaseModel):
     @model_validator(mode="after")
     def _provider_fields(self) -> EnvironmentConfig:
         if self.provider is ProviderKind.SUPABASE:
-            missing = [k for k in ("project_ref", "access_token", "dsn") if getattr(self, k) is None]
+            missing = [k for k in ("project_ref", "access_token", "dsn")
+                       if getattr(self, k) is None]
             if missing:
                 raise ValueError(f"a supabase environment needs {', '.join(missing)}")
         return self
@@ -135,8 +136,9 @@ class EnvironmentConfig(BaseModel):
 class SpectralConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    default_environment: str = Field(default="local",
-                                     description="Environment used when --env is not given.")
+    default_environment: str | None = Field(
+        default=None, description="Environment used when --env is not given; default 'local' "
+                                  "when there is one, else the first environment in the file.")
     environments: dict[str, EnvironmentConfig] = Field(
         description="The environments, by name ([environments.<name>]).")
     source: Path | None = Field(default=None, exclude=True,
@@ -146,7 +148,12 @@ class SpectralConfig(BaseModel):
 
     @model_validator(mode="after")
     def _default_exists(self) -> SpectralConfig:
-        if self.default_environment not in self.environments:
+        if not self.environments:
+            raise ValueError("no environments: add an [environments.<name>] table")
+        if self.default_environment is None:
+            first = "local" if "local" in self.environments else next(iter(self.environments))
+            object.__setattr__(self, "default_environment", first)
+        elif self.default_environment not in self.environments:
             raise ValueError(f"default_environment {self.default_environment!r} is not one of "
                              f"the environments ({', '.join(sorted(self.environments))})")
         return self
@@ -154,7 +161,7 @@ class SpectralConfig(BaseModel):
     def environment(self, name: str | None) -> tuple[str, EnvironmentConfig]:
         from spectral.errors import ConfigError
 
-        name = name or self.default_environment
+        name = name or self.default_environment or "local"
         if name not in self.environments:
             where = self.source or "the embedded default configuration"
             raise ConfigError(f"unknown environment {name!r} in {where}; known: "

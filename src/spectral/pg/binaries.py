@@ -103,7 +103,8 @@ def find_binaries(pg_bin_dir: Path | None = None) -> PgBinaries:
     try:
         out = run([str(bin_dir / "postgres"), "--version"], timeout=30).stdout
     except CommandError as exc:
-        raise ConfigError(f"pg_bin_dir {bin_dir}: postgres --version failed: {exc.message}") from None
+        raise ConfigError(f"pg_bin_dir {bin_dir}: postgres --version failed: "
+                          f"{exc.message}") from None
     major, version = parse_version(out)
     if major not in SUPPORTED_MAJORS:
         raise ConfigError(f"pg_bin_dir {bin_dir}: PostgreSQL {version} is not supported "

@@ -4,6 +4,7 @@ then kill by pid), destroy. Works as root by running the server as an unprivileg
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from spectral.errors import ClusterError, ConnectError
 from spectral.pg import conn
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.osuser import check_reachable, give_to_server, make_owned_dir, server_identity
-from spectral.runner import child_env, popen_kwargs, run
+from spectral.runner import child_env, run, spawn
 from spectral.waits import WaitTimeout, wait_until
 
 CONF_NAME = "spectral.conf"
@@ -45,6 +47,18 @@ def postgres_argv(bins: PgBinaries, data_dir: Path, port: int, socket_dir: Path,
     for key, value in (extra or {}).items():
         argv += ["-c", f"{key}={value}"]
     return argv
+
+
+SOCKET_PATH_MAX = 100   # sun_path is 108 bytes; leave room for "/.s.PGSQL.NNNNN"
+
+
+def socket_dir_for(preferred: Path) -> Path:
+    """`preferred` unless the socket path would be too long for a Unix socket (a deep working
+    directory); then a short directory under /tmp derived from it, stable across runs."""
+    if len(str(preferred)) + len("/.s.PGSQL.65535") <= SOCKET_PATH_MAX:
+        return preferred
+    digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:16]
+    return Path("/tmp") / f"spectral-{digest}"
 
 
 def port_in_use(port: int) -> bool:
@@ -150,12 +164,10 @@ class Cluster:
         make_owned_dir(self.log_file.parent, 0o750)
         ident = server_identity()
         with open(self.log_file, "ab") as log:
-            self._proc = subprocess.Popen(  # noqa: S603 - argv from postgres_argv
+            self._proc = spawn(
                 postgres_argv(self.bins, self.data_dir, self.port, self.socket_dir, self.settings),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.data_dir,
-                env=child_env(None, ident), start_new_session=True,
-                **popen_kwargs(ident),  # type: ignore[arg-type]
-            )
+                run_as=ident, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                env=child_env(None, ident), cwd=self.data_dir)
         try:
             wait_until(self._ready, timeout=timeout, interval=0.05,
                        what=f"PostgreSQL in {self.data_dir} accepting connections")
@@ -208,7 +220,7 @@ class Cluster:
                 else:
                     os.kill(pid, sig)
             try:
-                wait_until(lambda p=pid: self._gone(p), timeout=wait, interval=0.02,
+                wait_until(partial(self._gone, pid), timeout=wait, interval=0.02,
                            what="server exit")
                 break
             except WaitTimeout:

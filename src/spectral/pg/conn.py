@@ -37,10 +37,10 @@ def describe(conninfo: str) -> str:
 def with_dbname(conninfo: str, dbname: str) -> str:
     parts = conninfo_to_dict(conninfo)
     parts["dbname"] = dbname
-    return make_conninfo(**parts)
+    return make_conninfo("", **parts)
 
 
 def public_dsn(conninfo: str) -> str:
     """A DSN to show to a person or a program: every password removed."""
     parts = {k: v for k, v in conninfo_to_dict(conninfo).items() if k != "password"}
-    return redact(make_conninfo(**parts))
+    return redact(make_conninfo("", **parts))

@@ -39,7 +39,7 @@ def _create_system_user(name: str) -> None:
     if useradd is None:
         raise ClusterError(f"running as root needs an unprivileged user {name!r} for PostgreSQL, "
                            f"and useradd is not available to create it")
-    subprocess.run(  # noqa: S603 - fixed argv, runs once
+    subprocess.run(
         [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
          "--shell", "/usr/sbin/nologin", name],
         check=True, capture_output=True, timeout=30)

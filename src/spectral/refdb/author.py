@@ -51,8 +51,9 @@ def author(conn: psycopg.Connection[Any], *, rules_per_corpus: int = 400,
     with conn.transaction():
         conn.execute("delete from platform.corpora where owner = 'spectral'")
         for c_id, (slug, title) in enumerate(SPECTRAL_CORPORA, start=1):
-            conn.execute("insert into platform.corpora (id, slug, title, owner, org_id, created_at) "
-                         "overriding system value values (%s, %s, %s, 'spectral', %s, %s)",
+            conn.execute("insert into platform.corpora (id, slug, title, owner, org_id, "
+                         "created_at) overriding system value "
+                         "values (%s, %s, %s, 'spectral', %s, %s)",
                          (c_id, slug, title, org_id, VERSION_FROM))
             base = (c_id - 1) * rules_per_corpus
             rows = []

@@ -53,7 +53,8 @@ def migrate(conn: psycopg.Connection[Any]) -> list[Migration]:
     for m in migrations():
         if m.version in done:
             if done[m.version] != m.sha256:
-                raise CheckFailed(f"migration {m.version}_{m.name} was changed after it was applied")
+                raise CheckFailed(f"migration {m.version}_{m.name} was changed after it was "
+                                  f"applied")
             continue
         with conn.transaction():
             conn.execute(m.sql.encode())

@@ -10,8 +10,8 @@ import contextlib
 import operator
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from itertools import cycle, islice, repeat
@@ -121,8 +121,8 @@ def _auth_users(c: Counts, a: int, b: int) -> str:
 def _orgs(c: Counts, a: int, b: int) -> str:
     t = pools.timestamps(salt="orgs")
     plans = ("free", "team", "enterprise")
-    return "".join(f"{i}\torg-{i:04d}\tOrganisation {i}\t{plans[i % 3]}\t{{}}\t{t[i]}\t{t[i]}\n"
-                   for i in range(a, b))
+    return "".join(f"{i}\torg-{i:04d}\tOrganisation {i}\t{plans[i % 3]}\t{{}}\t"
+                   f"{t[i % len(t)]}\t{t[i % len(t)]}\n" for i in range(a, b))
 
 
 def _core_users(c: Counts, a: int, b: int) -> str:
@@ -147,12 +147,13 @@ def _invites(c: Counts, a: int, b: int) -> str:
     return "".join(
         f"{i}\t{(i - 1) % c.orgs + 1}\tinvitee{i}@example.org\tviewer\t{1000 + 7 * (i - 1)}\t"
         f"{pools.user_uuid((i - 1) % c.users + 1)}\t2027-01-01 00:00:00+00\t"
-        f"{t[i] if i % 3 == 0 else chr(92) + 'N'}\t{t[i]}\n" for i in range(a, b))
+        f"{t[i % len(t)] if i % 3 == 0 else chr(92) + 'N'}\t{t[i % len(t)]}\n"
+        for i in range(a, b))
 
 
 # ---- large tables: iterator pipelines ----------------------------------------------------
 def _audit(c: Counts, a: int, b: int) -> str:
-    actors = tuple(pools.user_uuid(i) for i in range(1, min(c.users, 997) + 1)) + ("\\N",)
+    actors = (*(pools.user_uuid(i) for i in range(1, min(c.users, 997) + 1)), "\\N")
     return _rows(_ids(a, b), _mod(a, c.orgs), _cyc(actors, a), _cyc(pools.audit_frags(), a),
                  _ids(a, b, 1000), _cyc(pools.timestamps(salt="audit"), a))
 
@@ -163,7 +164,7 @@ def _households(c: Counts, a: int, b: int) -> str:
 
 
 def _taxpayers(c: Counts, a: int, b: int) -> str:
-    preparers = tuple(pools.user_uuid(i) for i in range(1, min(c.users, 499) + 1)) + ("\\N",)
+    preparers = (*(pools.user_uuid(i) for i in range(1, min(c.users, 499) + 1)), "\\N")
     return _rows(_ids(a, b), _mod(a, c.households),
                  _cyc(pools.names(), a, 7), _cyc(pools.taxpayer_frags(), a), _cyc(preparers, a),
                  _cyc(pools.timestamps(salt="taxpayers"), a))
@@ -240,6 +241,7 @@ class SeedResult:
     rows: dict[str, int]
     bytes_sent: int
     seconds: float
+    phases: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -351,6 +353,7 @@ def seed(conninfo: str, scale: int, progress: Progress | None = None,
             with lock:
                 progress(table, rows, total, nbytes)
 
+    phases: dict[str, float] = {}
     with connect(conninfo) as conn:
         deferred = _drop_plain_indexes(conn)
     try:
@@ -358,14 +361,38 @@ def seed(conninfo: str, scale: int, progress: Progress | None = None,
             futures = [pool.submit(_worker, conninfo, queue, counts, barrier, failed,
                                    safe_progress) for _ in range(workers)]
             sent = sum(f.result() for f in futures)
+        phases["copy"] = time.monotonic() - started
     finally:
-        with connect(conninfo) as conn:
-            for ddl in deferred:
-                conn.execute(ddl.encode())
+        mark = time.monotonic()
+        _build_indexes(conninfo, deferred, workers)
+        phases["indexes"] = time.monotonic() - mark
+    mark = time.monotonic()
     with connect(conninfo) as conn:
         for table, column in SEQUENCES:
             conn.execute(f"select setval(pg_get_serial_sequence(%s, %s), "
                          f"(select max({column}) from {table}))", (table, column))
         conn.execute("refresh materialized view worlds.yearly_totals")
+    phases["finish"] = time.monotonic() - mark
     rows = {spec.table: spec.count(counts) for spec in TABLES}
-    return SeedResult(scale, rows, sent, time.monotonic() - started)
+    return SeedResult(scale, rows, sent, time.monotonic() - started, phases)
+
+
+def _build_indexes(conninfo: str, ddls: list[str], workers: int) -> None:
+    """Rebuild the deferred indexes, `workers` at a time, each with room to sort in memory."""
+    pending: Queue[str] = Queue()
+    for ddl in ddls:
+        pending.put(ddl)
+
+    def build() -> None:
+        with connect(conninfo) as conn:
+            conn.execute("set maintenance_work_mem = '256MB'")
+            while True:
+                try:
+                    ddl = pending.get_nowait()
+                except Empty:
+                    return
+                conn.execute(ddl.encode())
+
+    with ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(build) for _ in range(workers)]:
+            future.result()

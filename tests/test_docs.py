@@ -1,0 +1,53 @@
+"""Docs that cannot drift: every command has --help text and an entry in the README."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+from typer.main import get_command
+
+from spectral.cli.app import app
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def _commands(group: object, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    out = []
+    for name, cmd in getattr(group, "commands", {}).items():
+        path = (*prefix, name)
+        out.append((path, cmd.help or ""))
+        out += _commands(cmd, path)
+    return out
+
+
+COMMANDS = _commands(get_command(app))
+
+
+def test_there_are_commands() -> None:
+    assert len(COMMANDS) >= 10
+    assert isinstance(app, typer.Typer)
+
+
+def test_every_command_has_help_text() -> None:
+    missing = [" ".join(p) for p, text in COMMANDS if len(text.strip()) < 15]
+    assert not missing, f"commands without --help text: {missing}"
+
+
+def test_every_command_is_in_the_readme() -> None:
+    leaves = [p for p, _ in COMMANDS if not any(q[:len(p)] == p and q != p for q, _ in COMMANDS)]
+    missing = [" ".join(p) for p in leaves
+               if not re.search(r"`spectral " + re.escape(" ".join(p)) + r"\b", README)]
+    assert not missing, f"commands missing from README.md: {missing}"
+
+
+def test_readme_gives_exactly_two_setup_commands() -> None:
+    block = README.split("## Two commands", 1)[1].split("##", 1)[0]
+    commands = re.findall(r"^python3 dev\.py \w+$", block, re.M)
+    assert commands == ["python3 dev.py demo", "python3 dev.py test"]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
+    assert "python3 dev.py test" in ci
