@@ -207,3 +207,33 @@ def test_usage_errors_exit_2(work_dir: Path) -> None:
     assert res.returncode == 2
     res = spectral("no-such-command", cwd=work_dir)
     assert res.returncode == 2
+
+
+def test_interrupted_seed_rolls_back_and_stops_its_cluster(work_dir: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from conftest import SPECTRAL
+
+    assert spectral("db", "migrate", cwd=work_dir).returncode == 0
+    proc = subprocess.Popen([SPECTRAL, "db", "seed", "--scale", "60"], cwd=work_dir,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    no_server_left(work_dir)
+    assert spectral("local", "up", cwd=work_dir).returncode == 0
+    try:
+        dsn = json.loads(spectral("local", "status", "--json", cwd=work_dir).stdout)["dsn"]
+        with connect(dsn) as conn:   # the seed's transactions were rolled back
+            for table in ("worlds.line_items", "worlds.returns", "core.orgs"):
+                assert conn.execute(f"select count(*) from {table}").fetchone() == (0,)
+            # and the indexes dropped for the load were rebuilt
+            assert conn.execute("select to_regclass('worlds.line_items_form_idx')"
+                                ).fetchone() == ("worlds.line_items_form_idx",)
+    finally:
+        spectral("local", "down", cwd=work_dir)
+    no_server_left(work_dir)

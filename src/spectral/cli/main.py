@@ -66,7 +66,9 @@ def run_cli(argv: list[str]) -> int:
     debug = "--debug" in argv
     _setup_logging(debug)
     try:
-        app(args=argv, prog_name="spectral", standalone_mode=False)
+        # Without standalone mode Typer returns an exit code instead of raising Exit, and turns
+        # KeyboardInterrupt into 130 (after the command's own cleanup has run).
+        code = app(args=argv, prog_name="spectral", standalone_mode=False)
     except SpectralError as exc:
         if debug:
             raise
@@ -86,7 +88,9 @@ def run_cli(argv: list[str]) -> int:
             raise
         return _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
                      f"traceback)", ExitCode.COULD_NOT_VERIFY)
-    return ExitCode.OK
+    if code == 130:
+        return _fail("interrupted; everything this command started was stopped", 130)
+    return int(code) if isinstance(code, int) else ExitCode.OK
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import cache
 from itertools import cycle, islice, repeat
@@ -261,13 +261,19 @@ def plan_parts(counts: Counts, workers: int) -> list[Part]:
     return sorted(parts, key=lambda p: p.b - p.a, reverse=True)
 
 
+class SeedInterrupted(Exception):
+    """Another worker failed or the run was interrupted: stop copying and roll back."""
+
+
 def copy_part(conn: psycopg.Connection[Any], part: Part, counts: Counts,
-              progress: Progress | None = None) -> int:
+              progress: Progress | None = None, stop: threading.Event | None = None) -> int:
     sent = 0
     cols = ", ".join(part.spec.columns)
     total = part.spec.count(counts)
     with conn.cursor() as cur, cur.copy(f"COPY {part.spec.table} ({cols}) FROM STDIN") as copy:
         for a in range(part.a, part.b, CHUNK_ROWS):
+            if stop is not None and stop.is_set():
+                raise SeedInterrupted(part.spec.table)
             b = min(a + CHUNK_ROWS, part.b)
             data = part.spec.chunk(counts, a, b).encode()
             copy.write(data)
@@ -290,10 +296,11 @@ def _worker(conninfo: str, queue: Queue[Part], counts: Counts, barrier: threadin
                     part = queue.get_nowait()
                 except Empty:
                     break
-                sent += copy_part(conn, part, counts, progress)
+                sent += copy_part(conn, part, counts, progress, failed)
         except BaseException:
             failed.set()
-            conn.rollback()
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
             with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.abort()
             raise
@@ -360,6 +367,14 @@ def seed(conninfo: str, scale: int, progress: Progress | None = None,
         with ThreadPoolExecutor(workers) as pool:
             futures = [pool.submit(_worker, conninfo, queue, counts, barrier, failed,
                                    safe_progress) for _ in range(workers)]
+            try:
+                wait(futures)
+            except BaseException:   # Ctrl-C or SIGTERM: every worker stops and rolls back
+                failed.set()
+                raise
+            errors = [e for f in futures if (e := f.exception()) is not None]
+            if errors:   # report the cause, not the workers that stopped because of it
+                raise next((e for e in errors if not isinstance(e, SeedInterrupted)), errors[0])
             sent = sum(f.result() for f in futures)
         phases["copy"] = time.monotonic() - started
     finally:
