@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from spectral import __version__
-from spectral.cli import db_cmds, local_cmds
+from spectral.cli import db_cmds, dr_cmds, local_cmds
 from spectral.cli.state import AppState, state
 from spectral.config.starter import STARTER
 from spectral.durable import write_atomic
@@ -20,6 +20,7 @@ app = typer.Typer(
          "3 could not verify.")
 app.add_typer(local_cmds.app, name="local")
 app.add_typer(db_cmds.app, name="db")
+app.add_typer(dr_cmds.app, name="dr")
 
 
 def _version(value: bool) -> None:

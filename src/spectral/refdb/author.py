@@ -13,6 +13,8 @@ from typing import Any
 
 import psycopg
 
+from spectral.errors import UsageError
+
 SPECTRAL_CORPORA = (
     ("federal-core", "Federal individual income tax rules"),
     ("state-ca", "California personal income tax rules"),
@@ -47,6 +49,11 @@ def author(conn: psycopg.Connection[Any], *, rules_per_corpus: int = 400,
            org_id: int = 1) -> AuthorResult:
     """Replace the Spectral-owned corpora (ids 1..) with freshly generated ones, in one
     transaction. Partner-owned corpora are left as they are."""
+    row = conn.execute("select exists (select 1 from core.orgs where id = %s)",
+                       (org_id,)).fetchone()
+    if not row or not row[0]:
+        raise UsageError(f"the authoring harness needs the seeded world (organisation {org_id} "
+                         f"is missing)", hint="spectral db seed first, or spectral db reseed")
     total = 0
     with conn.transaction():
         conn.execute("delete from platform.corpora where owner = 'spectral'")

@@ -1,0 +1,149 @@
+"""`spectral dr ...`: disaster-recovery operations. This part: fingerprints, compare, snapshots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spectral.cli.state import state
+from spectral.errors import ExitCode
+from spectral.target import open_target
+from spectral.verify import snapshots
+from spectral.verify.compare import Comparison, Outcome, compare
+from spectral.verify.fingerprint import Options, save, take
+from spectral.verify.targets import fingerprint_of
+
+app = typer.Typer(no_args_is_help=True, help="Disaster recovery: fingerprints, comparisons and "
+                                             "snapshots of an environment's database.")
+
+SCHEMAS = typer.Option(None, "--schemas", help="Comma-separated schemas (default: the "
+                                                "environment's protected schemas).")
+CONTENT = typer.Option(False, "--content", help="Also checksum every row of every table "
+                                               "(computed inside PostgreSQL).")
+WORKERS = typer.Option(None, "--workers", min=1, help="Parallel sessions (default: cores).")
+
+
+def _split(schemas: str | None) -> list[str] | None:
+    return [s.strip() for s in schemas.split(",") if s.strip()] if schemas else None
+
+
+def _summary(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"taken_at": doc["taken_at"], "source": doc["source"], "content": doc["content"],
+            "schemas": {k: v["checksum"] for k, v in doc["schemas"].items()},
+            "managed": {k: v["checksum"] for k, v in doc["managed"].items()},
+            "tables": doc["tables"]}
+
+
+def _print_fingerprint(c: Console, doc: dict[str, Any], out: Path | None) -> None:
+    src = doc["source"]
+    c.print(f"fingerprint of {src['database']} (PostgreSQL {src['server_version']}) at "
+            f"{doc['taken_at']}, LSN {src['lsn']}" + (f" -> {out}" if out else ""))
+    for name, entry in doc["schemas"].items():
+        shown = "missing" if entry["missing"] else entry["checksum"][:16]
+        c.print(f"  schema {name:<10} {shown}  ({len(entry['objects'])} objects)")
+    table = Table("table", "rows", "content", "last change", "status")
+    for name, t in doc["tables"].items():
+        table.add_row(name, "-" if t["rows"] is None else f"{t['rows']:,}",
+                      t["content"] or "-", t["last_change"] or "-",
+                      t["status"] if t["status"] == "ok" else f"{t['status']}: {t['reason']}")
+    c.print(table)
+
+
+@app.command("fingerprint")
+def fingerprint_cmd(ctx: typer.Context, schemas: str | None = SCHEMAS, content: bool = CONTENT,
+                    out: Path | None = typer.Option(None, "--out", help="Write the full "
+                                                    "fingerprint document to FILE."),
+                    workers: int | None = WORKERS) -> None:
+    """Fingerprint a database: per-schema checksums of every object from the system catalogs,
+    exact row counts, and with --content an order-independent checksum of every table."""
+    st = state(ctx)
+    with open_target(st.config, st.env) as target:
+        names = _split(schemas)
+        doc = take(target.conninfo, Options(tuple(names or target.env.schemas), content=content,
+                                            workers=workers, require_schemas=bool(names)))
+    if out:
+        save(doc, out)
+    st.emit(_summary(doc), lambda c: _print_fingerprint(c, doc, out))
+
+
+def _print_comparison(c: Console, cmp: Comparison, labels: tuple[str, str]) -> None:
+    c.print(f"compare {labels[0]}  ->  {labels[1]}: [bold]{cmp.outcome.value}[/]")
+    for s in cmp.schemas:
+        c.print(f"  schema {s.name}: {s.outcome.value}")
+        for d in s.differences:
+            c.print(f"    - {d}")
+    for s in cmp.drift:
+        if s.outcome is not Outcome.MATCH:
+            tag = "" if cmp.include_managed else " (managed schema: drift, not a failure)"
+            c.print(f"  drift in {s.name}{tag}:")
+            for d in s.differences[:20]:
+                c.print(f"    - {d}")
+    bad = [t for t in cmp.tables if t.outcome is not Outcome.MATCH]
+    c.print(f"  tables: {len(cmp.tables) - len(bad)} of {len(cmp.tables)} match")
+    for t in bad:
+        c.print(f"    - {t.name}: {t.outcome.value}: {t.detail}")
+
+
+EXIT = {Outcome.MATCH: ExitCode.OK, Outcome.MISMATCH: ExitCode.CHECK_FAILED,
+        Outcome.COULD_NOT_VERIFY: ExitCode.COULD_NOT_VERIFY}
+
+
+@app.command("compare")
+def compare_cmd(ctx: typer.Context,
+                a: str = typer.Argument(..., help="Fingerprint file, environment name or DSN."),
+                b: str = typer.Argument(..., help="Fingerprint file, environment name or DSN."),
+                schemas: str | None = SCHEMAS, content: bool = CONTENT,
+                include_managed: bool = typer.Option(False, "--include-managed",
+                                                     help="Fail on drift in managed schemas "
+                                                          "(auth, storage, extensions, ...)."),
+                workers: int | None = WORKERS) -> None:
+    """Compare two databases or fingerprints: schema objects, row counts and (with --content or
+    when both fingerprints carry it) content. Exit 1 on any mismatch, 3 if a table could not be
+    verified."""
+    st = state(ctx)
+    names = _split(schemas)
+    doc_a, label_a = fingerprint_of(st.config, a, schemas=names, content=content, workers=workers)
+    want_content = content or bool(doc_a.get("content"))
+    doc_b, label_b = fingerprint_of(st.config, b, schemas=names or list(doc_a["schemas"]),
+                                    content=want_content, workers=workers)
+    cmp = compare(doc_a, doc_b, include_managed=include_managed)
+    st.emit({"a": label_a, "b": label_b, **cmp.to_json()},
+            lambda c: _print_comparison(c, cmp, (label_a, label_b)))
+    raise typer.Exit(EXIT[cmp.outcome])
+
+
+@app.command("snapshot")
+def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
+                 workers: int | None = WORKERS) -> None:
+    """Fingerprint the environment and keep it in its evidence store with its time and LSN, for
+    drills that restore to that point later."""
+    st = state(ctx)
+    with open_target(st.config, st.env) as target:
+        doc = take(target.conninfo, Options(tuple(target.env.schemas), content=content,
+                                            workers=workers))
+        path = snapshots.store(st.config.state_dir(target.name), doc)
+    st.emit({"environment": target.name, "path": str(path), "taken_at": doc["taken_at"],
+             "lsn": doc["source"]["lsn"]},
+            lambda c: c.print(f"{target.name}: snapshot at {doc['taken_at']} "
+                              f"(LSN {doc['source']['lsn']}) -> {path}"))
+
+
+@app.command("snapshots")
+def snapshots_cmd(ctx: typer.Context) -> None:
+    """List the snapshots in the environment's evidence store."""
+    st = state(ctx)
+    name, _env = st.config.environment(st.env)
+    refs = snapshots.listing(st.config.state_dir(name))
+    data = [{"taken_at": r.taken_at.isoformat(), "lsn": r.lsn, "path": str(r.path)} for r in refs]
+
+    def human(c: Console) -> None:
+        if not refs:
+            c.print(f"{name}: no snapshots yet (spectral dr snapshot)")
+        for r in refs:
+            c.print(f"{r.taken_at.isoformat(timespec='seconds')}  LSN {r.lsn:<14} {r.path.name}")
+
+    st.emit(data, human)

@@ -1,0 +1,244 @@
+"""Compare two fingerprints: per schema match or mismatch with object-level differences in
+words, per table counts and content, managed schemas as drift."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Outcome(StrEnum):
+    MATCH = "match"
+    MISMATCH = "mismatch"
+    COULD_NOT_VERIFY = "could_not_verify"
+
+
+KIND_WORDS = {"r": "table", "p": "partitioned table", "f": "foreign table", "v": "view",
+              "m": "materialized view"}
+SHORT = 60
+# attributes whose values are long text: reported as "changed", not quoted in full
+LONG = {"definition", "body", "using", "with_check", "columns", "acl", "constraints",
+        "attributes", "labels", "settings", "roles", "options", "partition_bound"}
+ATTR_WORDS = {"using": "USING", "with_check": "WITH CHECK", "security_definer": "security definer",
+              "rls_enabled": "row level security", "rls_forced": "forced row level security",
+              "not_null": "not null", "partition_bound": "partition bound",
+              "parents": "partition parent"}
+ENABLED_WORDS = {"O": "enabled", "D": "disabled", "R": "enabled on replica", "A": "always"}
+VOLATILITY = {"i": "immutable", "s": "stable", "v": "volatile"}
+
+
+@dataclass
+class SchemaDiff:
+    name: str
+    outcome: Outcome
+    differences: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TableDiff:
+    name: str
+    outcome: Outcome
+    rows: tuple[int | None, int | None]
+    content: tuple[str | None, str | None]
+    detail: str = ""
+
+
+@dataclass
+class Comparison:
+    schemas: list[SchemaDiff]
+    drift: list[SchemaDiff]
+    tables: list[TableDiff]
+    include_managed: bool = False
+
+    @property
+    def outcome(self) -> Outcome:
+        outcomes = [p.outcome for p in [*self.schemas, *(self.drift if self.include_managed
+                                                          else [])]]
+        outcomes += [t.outcome for t in self.tables]
+        if Outcome.MISMATCH in outcomes:
+            return Outcome.MISMATCH
+        if Outcome.COULD_NOT_VERIFY in outcomes:
+            return Outcome.COULD_NOT_VERIFY
+        return Outcome.MATCH
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome.value,
+            "schemas": [{"schema": s.name, "outcome": s.outcome.value,
+                         "differences": s.differences} for s in self.schemas],
+            "drift": [{"schema": s.name, "outcome": s.outcome.value,
+                       "differences": s.differences} for s in self.drift],
+            "tables": [{"table": t.name, "outcome": t.outcome.value, "rows": list(t.rows),
+                        "content": list(t.content), "detail": t.detail} for t in self.tables],
+        }
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str):
+        text = value if len(value) <= SHORT else value[:SHORT - 3] + "..."
+        return " ".join(text.split())
+    return str(value)
+
+
+def _label(key: str) -> str:
+    """'index worlds.returns_status_idx' -> 'worlds.returns_status_idx (index)'."""
+    kind, _, name = key.partition(" ")
+    return f"{name} ({kind})" if kind not in ("table",) else name
+
+
+def _attr_change(key: str, attr: str, a: Any, b: Any) -> str:
+    kind = key.split(" ", 1)[0]
+    name = _label(key)
+    word = ATTR_WORDS.get(attr, attr)
+    if attr == "enabled" and kind == "trigger":
+        return f"{name}: {ENABLED_WORDS.get(a, a)} -> {ENABLED_WORDS.get(b, b)}"
+    if attr == "volatility":
+        return f"{name}: {VOLATILITY.get(a, a)} -> {VOLATILITY.get(b, b)}"
+    if attr == "acl":
+        lost = sorted(set(a or []) - set(b or []))
+        gained = sorted(set(b or []) - set(a or []))
+        bits = [f"revoked {g}" for g in lost] + [f"granted {g}" for g in gained]
+        return f"{name}: privileges changed ({'; '.join(bits) or 'order'})"
+    if attr == "labels" and isinstance(a, list) and isinstance(b, list):
+        added = [x for x in b if x not in a]
+        removed = [x for x in a if x not in b]
+        if added and not removed:
+            return f"{name}: enum label(s) added {', '.join(map(repr, added))}"
+        if removed and not added:
+            return f"{name}: enum label(s) removed {', '.join(map(repr, removed))}"
+        return f"{name}: enum labels changed"
+    if attr in LONG or (isinstance(a, str) and len(a) > SHORT) or (
+            isinstance(b, str) and len(b) > SHORT):
+        return f"{name}: {word} changed"
+    return f"{name}: {word} {_show(a)} -> {_show(b)}"
+
+
+def _column_changes(table: str, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[str]:
+    out: list[str] = []
+    a_by = {c["name"]: c for c in a}
+    b_by = {c["name"]: c for c in b}
+    dropped = [c for c in a if c["name"] not in b_by]
+    added = [c for c in b if c["name"] not in a_by]
+    renamed: set[str] = set()
+    for old in dropped:   # same position and type on both sides: a rename, not drop + add
+        pos = a.index(old)
+        if pos < len(b) and b[pos] in added and {**b[pos], "name": old["name"]} == old:
+            out.append(f"{table}.{old['name']}: column renamed to {b[pos]['name']!r}")
+            renamed |= {old["name"], b[pos]["name"]}
+    out += [f"{table}.{c['name']}: column dropped" for c in dropped if c["name"] not in renamed]
+    out += [f"{table}.{c['name']}: column added ({c['type']})" for c in added
+            if c["name"] not in renamed]
+    for name in [c["name"] for c in a if c["name"] in b_by]:
+        ca, cb = a_by[name], b_by[name]
+        for attr in sorted(set(ca) | set(cb)):
+            if ca.get(attr) != cb.get(attr) and attr != "name":
+                word = ATTR_WORDS.get(attr, attr)
+                out.append(f"{table}.{name}: {word} {_show(ca.get(attr))} -> "
+                           f"{_show(cb.get(attr))}")
+    common_a = [c["name"] for c in a if c["name"] in b_by]
+    common_b = [c["name"] for c in b if c["name"] in a_by]
+    if common_a != common_b:
+        out.append(f"{table}: columns reordered ({', '.join(common_a)} -> "
+                   f"{', '.join(common_b)})")
+    return out
+
+
+def _object_changes(key: str, a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for attr in sorted(set(a) | set(b)):
+        if a.get(attr) == b.get(attr):
+            continue
+        if attr == "columns" and key.startswith("table "):
+            out += _column_changes(key.split(" ", 1)[1], a.get(attr) or [], b.get(attr) or [])
+        else:
+            out.append(_attr_change(key, attr, a.get(attr), b.get(attr)))
+    return out
+
+
+def _renames(only_a: list[str], only_b: list[str], a: dict[str, Any],
+             b: dict[str, Any]) -> list[tuple[str, str]]:
+    """Objects that differ only in name (a table or index renamed)."""
+    pairs: list[tuple[str, str]] = []
+    for ka in only_a:
+        for kb in only_b:
+            if ka.split(" ")[0] != kb.split(" ")[0] or kb in {p[1] for p in pairs}:
+                continue
+            strip_a = {k: v for k, v in a[ka].items() if k not in ("name", "definition")}
+            strip_b = {k: v for k, v in b[kb].items() if k not in ("name", "definition")}
+            if strip_a == strip_b:
+                pairs.append((ka, kb))
+                break
+    return pairs
+
+
+def diff_schema(name: str, a: dict[str, Any], b: dict[str, Any]) -> SchemaDiff:
+    if a.get("missing") or b.get("missing"):
+        if a.get("missing") and b.get("missing"):
+            return SchemaDiff(name, Outcome.MATCH)
+        side = "second" if b.get("missing") else "first"
+        return SchemaDiff(name, Outcome.MISMATCH, [f"schema {name}: missing in the {side}"])
+    if a["checksum"] == b["checksum"]:
+        return SchemaDiff(name, Outcome.MATCH)
+    oa, ob = a["objects"], b["objects"]
+    only_a = sorted(set(oa) - set(ob))
+    only_b = sorted(set(ob) - set(oa))
+    out: list[str] = []
+    for ka, kb in _renames(only_a, only_b, oa, ob):
+        out.append(f"{_label(ka)}: renamed to {kb.split(' ', 1)[1]}")
+        only_a.remove(ka)
+        only_b.remove(kb)
+    out += [f"{_label(k)}: dropped" for k in only_a]
+    out += [f"{_label(k)}: added" for k in only_b]
+    for key in sorted(set(oa) & set(ob)):
+        if oa[key] != ob[key]:
+            out += _object_changes(key, oa[key], ob[key])
+    return SchemaDiff(name, Outcome.MISMATCH, out or ["checksum differs"])
+
+
+def diff_table(name: str, a: dict[str, Any] | None, b: dict[str, Any] | None,
+               content: bool) -> TableDiff:
+    if a is None or b is None:
+        side = "second" if b is None else "first"
+        return TableDiff(name, Outcome.MISMATCH, (a["rows"] if a else None,
+                                                  b["rows"] if b else None), (None, None),
+                         f"missing in the {side}")
+    rows = (a["rows"], b["rows"])
+    digests = (a.get("content"), b.get("content"))
+    for facts in (a, b):
+        if facts["status"] != "ok":
+            return TableDiff(name, Outcome.COULD_NOT_VERIFY, rows, digests,
+                             facts.get("reason") or "could not be read")
+    if rows[0] != rows[1]:
+        return TableDiff(name, Outcome.MISMATCH, rows, digests,
+                         f"rows {rows[0]:,} -> {rows[1]:,}")
+    if content:
+        if None in digests or a["method"] != b["method"]:
+            return TableDiff(name, Outcome.COULD_NOT_VERIFY, rows, digests,
+                             "content checksum not taken the same way on both sides")
+        if digests[0] != digests[1]:
+            return TableDiff(name, Outcome.MISMATCH, rows, digests,
+                             f"content differs ({rows[0]:,} rows each)")
+    return TableDiff(name, Outcome.MATCH, rows, digests)
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], *, include_managed: bool = False,
+            tables: list[str] | None = None, content: bool | None = None) -> Comparison:
+    """`tables` limits the table checks (a drill's spot-check); content is compared when both
+    fingerprints carry it, unless `content` says otherwise."""
+    schemas = sorted(set(a["schemas"]) | set(b["schemas"]))
+    missing = {"missing": True}
+    sdiffs = [diff_schema(s, a["schemas"].get(s, missing), b["schemas"].get(s, missing))
+              for s in schemas]
+    managed = sorted(set(a.get("managed", {})) | set(b.get("managed", {})))
+    drift = [diff_schema(s, a["managed"].get(s, missing), b["managed"].get(s, missing))
+             for s in managed]
+    use_content = (a.get("content") and b.get("content")) if content is None else content
+    names = tables if tables is not None else sorted(set(a["tables"]) | set(b["tables"]))
+    tdiffs = [diff_table(t, a["tables"].get(t), b["tables"].get(t), bool(use_content))
+              for t in names]
+    return Comparison(sdiffs, drift, tdiffs, include_managed)

@@ -1,0 +1,246 @@
+"""Exact row counts and order-independent content checksums, computed inside PostgreSQL.
+
+All workers import one exported snapshot (as pg_dump -j does), so every table is read as of the
+same instant, and large tables are split into TID ranges so that the workers share them. Rows
+never travel to Python: each range returns a count, a sum of 64-bit row hashes and the newest
+value of the table's last-change column."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from queue import Empty, Queue
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from spectral.pg.conn import connect
+
+CHUNK_BLOCKS = 16384          # 128 MB of heap per range
+LAST_CHANGE_CANDIDATES = ("updated_at", "occurred_at", "uploaded_at", "created_at")
+MASK64 = (1 << 64) - 1
+
+
+class Method(StrEnum):
+    COUNT = "count"                 # exact count only
+    RECORD_HASH = "record-hash"     # sum(hash_record_extended(row, 0))
+    TEXT_HASH = "text-hash"         # sum(hashtextextended(row::text, 0)): types without a hash
+    FLOOR = "floor"                 # reads every column, hashes nothing: the benchmark floor
+
+
+class TableStatus(StrEnum):
+    OK = "ok"
+    COULD_NOT_VERIFY = "could_not_verify"
+
+
+@dataclass
+class TablePlan:
+    schema: str
+    name: str
+    blocks: int
+    method: Method
+    last_change: str | None
+    status: TableStatus = TableStatus.OK
+    reason: str | None = None
+    # columns hashed through their text form because their hash depends on OIDs (enums, reg*):
+    # None means the whole row is hashed as it is
+    text_columns: tuple[str, ...] | None = None
+    columns: tuple[str, ...] = ()
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass
+class TableFacts:
+    rows: int | None = None
+    content: str | None = None
+    method: str = Method.COUNT.value
+    last_change: str | None = None
+    status: TableStatus = TableStatus.OK
+    reason: str | None = None
+    _sum: int = field(default=0, repr=False)
+    _max: Any = field(default=None, repr=False)
+
+
+# Types whose hash is computed from OIDs that a dump and restore renumbers: enum labels are
+# stored and hashed as pg_enum OIDs; reg* and oid values are OIDs. Columns of such types (also
+# through domains, arrays and composites) are hashed through their text form; everything else
+# is hashed as stored, which is faster.
+OID_HASHED = """exists (
+    with recursive base(oid) as (
+        select a.atttypid
+        union all
+        select coalesce(nullif(ty.typbasetype, 0), nullif(ty.typelem, 0))
+        from base b join pg_type ty on ty.oid = b.oid
+        where ty.typtype = 'd' or (ty.typlen = -1 and ty.typelem <> 0))
+    select 1 from base b join pg_type ty on ty.oid = b.oid
+    where ty.typtype in ('e', 'c')
+       or ty.typname in ('oid', 'regclass', 'regtype', 'regproc', 'regprocedure', 'regoper',
+                         'regoperator', 'regconfig', 'regdictionary', 'regnamespace', 'regrole',
+                         'regcollation'))"""
+
+TABLES_SQL = f"""
+select n.nspname, c.relname, (pg_relation_size(c.oid) / current_setting('block_size')::int)::bigint,
+       has_table_privilege(c.oid, 'SELECT'),
+       (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
+        where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as columns,
+       (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
+        where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+          and {OID_HASHED}) as text_columns
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where n.nspname = any(%s) and c.relkind = 'r'
+order by 1, 2
+"""
+
+
+def plan_tables(conn: psycopg.Connection[Any], schemas: list[str], content: bool,
+                last_change: dict[str, str]) -> list[TablePlan]:
+    """Which tables to read, how big they are, and how each can be hashed; run inside the
+    snapshot transaction."""
+    plans = []
+    for schema, name, blocks, readable, columns, text_cols in conn.execute(TABLES_SQL,
+                                                                           (schemas,)):
+        qualified = f"{schema}.{name}"
+        col = last_change.get(qualified) or next(
+            (c for c in LAST_CHANGE_CANDIDATES if c in (columns or [])), None)
+        plan = TablePlan(schema, name, int(blocks), Method.COUNT, col,
+                         text_columns=tuple(text_cols) if text_cols else None,
+                         columns=tuple(columns or ()))
+        if not readable:
+            plan.status = TableStatus.COULD_NOT_VERIFY
+            plan.reason = f"permission denied for table {qualified}"
+        elif content:
+            plan.method = _hash_method(conn, plan)
+        plans.append(plan)
+    return plans
+
+
+def _hash_method(conn: psycopg.Connection[Any], plan: TablePlan) -> Method:
+    """Record hashing needs an extended hash function for every column type; try it on one row."""
+    probe = sql.SQL("select hash_record_extended(t.*, 0) from {}.{} t limit 1").format(
+        sql.Identifier(plan.schema), sql.Identifier(plan.name))
+    try:
+        with conn.transaction():
+            conn.execute(probe)
+        return Method.RECORD_HASH
+    except (psycopg.errors.UndefinedFunction, psycopg.errors.FeatureNotSupported):
+        return Method.TEXT_HASH
+
+
+def range_query(plan: TablePlan, lo: int | None, hi: int | None,
+                method: Method | None = None) -> sql.Composed:
+    """The query for one TID range of a table (pure: unit-tested by comparing text)."""
+    method = method or plan.method
+    table = sql.SQL("{}.{}").format(sql.Identifier(plan.schema), sql.Identifier(plan.name))
+    row: sql.Composable = sql.SQL("t.*")
+    if plan.text_columns:
+        row = sql.SQL("row({})").format(sql.SQL(", ").join(
+            sql.SQL("t.{}::text" if c in plan.text_columns else "t.{}").format(sql.Identifier(c))
+            for c in plan.columns))
+    agg: sql.Composable = {
+        Method.COUNT: sql.SQL("count(*), 0"),
+        Method.RECORD_HASH: sql.SQL("count(*), coalesce(sum(hash_record_extended({}, 0)), 0)"
+                                    ).format(row),
+        Method.TEXT_HASH: sql.SQL("count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)"),
+        Method.FLOOR: sql.SQL("count(*), 0"),
+    }[method]
+    last: sql.Composable = sql.SQL("null")
+    if plan.last_change:
+        last = sql.SQL("max(t.{})").format(sql.Identifier(plan.last_change))
+    conds: list[sql.Composable] = []
+    if method is Method.FLOOR:
+        conds.append(sql.SQL("t is not null"))
+    if lo is not None:
+        conds.append(sql.SQL("t.ctid >= {}::tid").format(sql.Literal(f"({lo},0)")))
+    if hi is not None:
+        conds.append(sql.SQL("t.ctid < {}::tid").format(sql.Literal(f"({hi},0)")))
+    where: sql.Composable = (sql.SQL(" where ") + sql.SQL(" and ").join(conds) if conds
+                             else sql.SQL(""))
+    return sql.SQL("select {}, {} from {} t{}").format(agg, last, table, where)
+
+
+def split(plan: TablePlan, chunk_blocks: int = CHUNK_BLOCKS) -> list[tuple[int | None, int | None]]:
+    """TID ranges covering the whole table; the last one is open-ended, so rows in blocks added
+    after planning (invisible to the snapshot anyway) can never be missed."""
+    if plan.blocks <= chunk_blocks:
+        return [(None, None)]
+    starts = list(range(0, plan.blocks, chunk_blocks))
+    return [(s, s + chunk_blocks if i + 1 < len(starts) else None) for i, s in enumerate(starts)]
+
+
+def _session_settings(conn: psycopg.Connection[Any]) -> None:
+    # text hashing must not depend on the session: fixed time zone, date style, float digits
+    conn.execute("set timezone = 'UTC'")
+    conn.execute("set datestyle = 'ISO, YMD'")
+    conn.execute("set extra_float_digits = 1")
+    conn.execute("set intervalstyle = 'postgres'")
+    conn.execute("set max_parallel_workers_per_gather = 0")   # our workers are the parallelism
+    # Never count through row-level security: with row_security off, a query that policies would
+    # filter fails instead of silently returning fewer rows; the table is then could-not-verify.
+    conn.execute("set row_security = off")
+
+
+def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
+         workers: int | None = None, method: Method | None = None) -> dict[str, TableFacts]:
+    """Read every planned table in `workers` parallel sessions sharing `snapshot`."""
+    facts = {p.qualified: TableFacts(method=(method or p.method).value, status=p.status,
+                                     reason=p.reason) for p in plans}
+    items: Queue[tuple[TablePlan, int | None, int | None]] = Queue()
+    for plan in sorted(plans, key=lambda p: -p.blocks):
+        if plan.status is TableStatus.OK:
+            for lo, hi in split(plan):
+                items.put((plan, lo, hi))
+    n = max(1, min(workers or os.cpu_count() or 2, items.qsize() or 1))
+    results: Queue[tuple[str, int, int, Any, str | None]] = Queue()
+
+    def work() -> None:
+        with connect(conninfo, autocommit=False) as conn:
+            _session_settings(conn)
+            conn.execute("set transaction isolation level repeatable read, read only")
+            if snapshot:
+                conn.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot)))
+            while True:
+                try:
+                    plan, lo, hi = items.get_nowait()
+                except Empty:
+                    break
+                try:
+                    with conn.transaction():
+                        row = conn.execute(range_query(plan, lo, hi, method)).fetchone()
+                    assert row is not None
+                    results.put((plan.qualified, int(row[0]), int(row[1]), row[2], None))
+                except psycopg.Error as exc:
+                    reason = (exc.diag.message_primary or str(exc)).strip()
+                    results.put((plan.qualified, 0, 0, None, reason))
+            conn.rollback()
+
+    with ThreadPoolExecutor(n) as pool:
+        for future in [pool.submit(work) for _ in range(n)]:
+            future.result()
+    while not results.empty():
+        name, count, total, newest, error = results.get()
+        f = facts[name]
+        if error:
+            f.status, f.reason = TableStatus.COULD_NOT_VERIFY, error
+            continue
+        f.rows = (f.rows or 0) + count
+        f._sum += total
+        if newest is not None and (f._max is None or newest > f._max):
+            f._max = newest
+    for plan in plans:
+        f = facts[plan.qualified]
+        if f.status is not TableStatus.OK:
+            f.rows = f.content = None
+            continue
+        if f.rows is None:
+            f.rows = 0
+        if f.method in (Method.RECORD_HASH, Method.TEXT_HASH):
+            f.content = f"{f._sum & MASK64:016x}"
+        f.last_change = f._max.isoformat() if hasattr(f._max, "isoformat") else (
+            None if f._max is None else str(f._max))
+    return facts

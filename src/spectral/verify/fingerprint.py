@@ -1,0 +1,149 @@
+"""The fingerprint document: per-schema checksums over canonical object descriptions, per-table
+exact counts and content checksums, and where and when it was taken. Versioned and sealed with
+a checksum of its own body, so an edited or truncated file is detected on load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from spectral.durable import write_atomic
+from spectral.errors import CouldNotVerify, UsageError
+from spectral.pg.conn import connect
+from spectral.verify import content as content_mod
+from spectral.verify.catalog import describe_schema
+
+FORMAT = "spectral.fingerprint"
+VERSION = 1
+# Schemas the platform (Supabase) manages and changes under you: reported as drift only.
+MANAGED_SCHEMAS = ("auth", "storage", "extensions", "graphql", "graphql_public", "realtime",
+                   "supabase_functions", "supabase_migrations", "vault", "pgsodium", "net",
+                   "cron", "pgbouncer")
+
+
+def canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def schema_entry(objects: dict[str, Any] | None) -> dict[str, Any]:
+    if objects is None:
+        return {"missing": True, "checksum": None, "objects": {}}
+    return {"missing": False, "checksum": sha256(canonical(objects)), "objects": objects}
+
+
+@dataclass(frozen=True)
+class Options:
+    schemas: tuple[str, ...]
+    content: bool = False
+    workers: int | None = None
+    managed: tuple[str, ...] = MANAGED_SCHEMAS
+    last_change: tuple[tuple[str, str], ...] = ()
+    require_schemas: bool = False     # an explicitly named schema that is missing is an error
+
+
+SOURCE_SQL = """
+select current_setting('server_version'), current_setting('server_version_num')::int,
+       case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end,
+       now(), current_database(), pg_export_snapshot()
+"""
+CONTROL_SQL = """
+select (pg_control_system()).system_identifier, (pg_control_checkpoint()).timeline_id
+"""
+
+
+def _control(conn: psycopg.Connection[Any]) -> tuple[str | None, int | None]:
+    """System identifier and timeline need pg_monitor or superuser; without them, unknown."""
+    try:
+        with conn.transaction():
+            row = conn.execute(CONTROL_SQL).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return None, None
+    assert row is not None
+    return str(row[0]), int(row[1])
+
+
+def take(conninfo: str, opts: Options) -> dict[str, Any]:
+    """Fingerprint one database, schema and data read as of one snapshot."""
+    with connect(conninfo, autocommit=False) as conn:
+        conn.execute("set search_path = ''")   # deparsed names come out schema-qualified
+        conn.execute("set transaction isolation level repeatable read, read only")
+        row = conn.execute(SOURCE_SQL).fetchone()
+        assert row is not None
+        version, version_num, lsn, now, database, snapshot = row
+        sysid, timeline = _control(conn)
+        schemas = {s: schema_entry(describe_schema(conn, s)) for s in opts.schemas}
+        missing = [s for s, e in schemas.items() if e["missing"]]
+        if missing and opts.require_schemas:
+            raise UsageError(f"schema {', '.join(missing)} does not exist in database {database}")
+        managed = {s: schema_entry(objs) for s in opts.managed if s not in opts.schemas
+                   and (objs := describe_schema(conn, s)) is not None}
+        plans = content_mod.plan_tables(conn, [s for s in opts.schemas if s not in missing],
+                                        opts.content, dict(opts.last_change))
+        facts = content_mod.scan(conninfo, snapshot, plans, workers=opts.workers)
+        conn.rollback()
+    body = {
+        "format": FORMAT, "version": VERSION,
+        "taken_at": now.astimezone(UTC).isoformat(timespec="milliseconds"),
+        "source": {"server_version": version, "server_version_num": version_num,
+                   "lsn": str(lsn), "database": database, "system_identifier": sysid,
+                   "timeline": timeline},
+        "content": opts.content,
+        "schemas": schemas,
+        "managed": managed,
+        "tables": {name: _facts_json(f) for name, f in sorted(facts.items())},
+    }
+    return seal(body)
+
+
+def _facts_json(f: content_mod.TableFacts) -> dict[str, Any]:
+    return {"rows": f.rows, "content": f.content, "method": f.method,
+            "last_change": f.last_change, "status": f.status.value, "reason": f.reason}
+
+
+def seal(body: dict[str, Any]) -> dict[str, Any]:
+    body = {k: v for k, v in body.items() if k != "seal"}
+    return {**body, "seal": sha256(canonical(body))}
+
+
+def save(doc: dict[str, Any], path: Path) -> None:
+    write_atomic(path, json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a fingerprint file, refusing other formats, other versions and damaged files."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the fingerprint: {exc.strerror}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CouldNotVerify(f"{path}: corrupted fingerprint (not valid JSON: {exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise UsageError(f"{path}: not a spectral fingerprint file")
+    if doc.get("version") != VERSION:
+        raise UsageError(f"{path}: fingerprint format version {doc.get('version')} is not "
+                         f"supported (this spectral reads version {VERSION})")
+    if seal(doc).get("seal") != doc.get("seal"):
+        raise CouldNotVerify(f"{path}: corrupted fingerprint (its seal does not match its "
+                             f"contents: edited or damaged)")
+    return doc
+
+
+def describe_only(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
+    """One schema's entry, for callers that already hold a connection."""
+    conn.execute("set search_path = ''")
+    return schema_entry(describe_schema(conn, schema))
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,106 @@
+"""`spectral dr fingerprint | compare | snapshot | snapshots` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import _processes_under, spectral
+from spectral.pg.cluster import free_port
+from spectral.pg.conn import connect
+
+
+@pytest.fixture(scope="module")
+def seeded(base_dir: Path) -> Iterator[tuple[Path, str]]:
+    """A working directory whose local environment is seeded and running for the module."""
+    work = base_dir / "dr-cli"
+    work.mkdir()
+    work.chmod(0o755)
+    assert spectral("demo", cwd=work).returncode == 0
+    assert spectral("local", "up", cwd=work).returncode == 0
+    dsn = json.loads(spectral("local", "status", "--json", cwd=work).stdout)["dsn"]
+    try:
+        yield work, dsn
+    finally:
+        spectral("local", "down", cwd=work)
+        assert _processes_under(work) == []
+
+
+def test_compare_with_own_fingerprint_exits_0_and_a_change_exits_1(
+        seeded: tuple[Path, str]) -> None:
+    work, dsn = seeded
+    out = work / "fp.json"
+    res = spectral("dr", "fingerprint", "--content", "--out", str(out), cwd=work)
+    assert res.returncode == 0, res.stderr
+    assert "worlds.line_items" in res.stdout
+    res = spectral("dr", "compare", str(out), "local", cwd=work)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with connect(dsn) as conn:
+        conn.execute("alter table worlds.returns alter column status set default 'filed'")
+    try:
+        res = spectral("dr", "compare", str(out), "local", "--json", cwd=work)
+        assert res.returncode == 1
+        doc = json.loads(res.stdout)
+        worlds = next(s for s in doc["schemas"] if s["schema"] == "worlds")
+        assert any("worlds.returns.status: default 'draft'" in d for d in worlds["differences"])
+        res = spectral("dr", "compare", str(out), dsn, cwd=work)   # a DSN works as well
+        assert res.returncode == 1 and "worlds.returns.status" in res.stdout
+    finally:
+        with connect(dsn) as conn:
+            conn.execute("alter table worlds.returns alter column status set default 'draft'")
+
+
+def test_fingerprint_json_carries_counts_and_source(seeded: tuple[Path, str]) -> None:
+    work, _dsn = seeded
+    res = spectral("dr", "fingerprint", "--json", cwd=work)
+    doc = json.loads(res.stdout)
+    assert doc["tables"]["worlds.returns"]["rows"] == 4000
+    assert doc["source"]["server_version"].startswith("18")
+    assert set(doc["schemas"]) == {"core", "worlds", "platform"}
+
+
+def test_snapshots_are_stored_and_listed(seeded: tuple[Path, str]) -> None:
+    work, _dsn = seeded
+    res = spectral("dr", "snapshot", "--json", cwd=work)
+    assert res.returncode == 0, res.stderr
+    path = Path(json.loads(res.stdout)["path"])
+    assert path.exists() and path.parent.name == "snapshots"
+    listed = json.loads(spectral("dr", "snapshots", "--json", cwd=work).stdout)
+    assert str(path) in [s["path"] for s in listed]
+
+
+def test_bad_fingerprint_files(seeded: tuple[Path, str]) -> None:
+    work, _dsn = seeded
+    good = work / "good.json"
+    assert spectral("dr", "fingerprint", "--out", str(good), cwd=work).returncode == 0
+    doc = json.loads(good.read_text())
+    other = work / "v9.json"
+    other.write_text(json.dumps({**doc, "version": 9}))
+    res = spectral("dr", "compare", str(other), str(good), cwd=work)
+    assert res.returncode == 2 and "version 9 is not supported" in res.stderr
+    edited = work / "edited.json"
+    doc["tables"]["worlds.returns"]["rows"] = 1
+    edited.write_text(json.dumps(doc))
+    res = spectral("dr", "compare", str(edited), str(good), cwd=work)
+    assert res.returncode == 3 and "seal does not match" in res.stderr
+    broken = work / "broken.json"
+    broken.write_text(good.read_text()[:100])
+    res = spectral("dr", "compare", str(broken), str(good), cwd=work)
+    assert res.returncode == 3 and "corrupted fingerprint" in res.stderr
+    res = spectral("dr", "compare", str(work / "absent.json"), str(good), cwd=work)
+    assert res.returncode == 2 and "no such fingerprint file" in res.stderr
+    res = spectral("dr", "compare", "nonsense", str(good), cwd=work)
+    assert res.returncode == 2 and "neither a fingerprint file" in res.stderr
+
+
+def test_unreachable_dsn_and_missing_schema(seeded: tuple[Path, str]) -> None:
+    work, _dsn = seeded
+    dsn = f"postgresql://x:pw-should-not-show@127.0.0.1:{free_port()}/db?connect_timeout=2"
+    res = spectral("dr", "compare", dsn, "local", cwd=work)
+    assert res.returncode == 2 and "cannot connect" in res.stderr
+    assert "pw-should-not-show" not in res.stderr + res.stdout
+    res = spectral("dr", "fingerprint", "--schemas", "core,nope", cwd=work)
+    assert res.returncode == 2 and "schema nope does not exist" in res.stderr
