@@ -216,6 +216,8 @@ def test_change_is_detected_in_the_right_schema(vcluster: Cluster, schema: str, 
 def test_fingerprint_is_repeatable_and_self_compare_matches(vcluster: Cluster) -> None:
     dsn = fresh_db(vcluster, "tmpl_data")
     a, b = fp(dsn, content=True), fp(dsn, content=True)
+    # every reference table is hashed column by column (the fast path), none fell back to text
+    assert {t["method"] for t in a["tables"].values()} == {Method.COLUMN_HASH.value}
     assert a["schemas"] == b["schemas"] and a["tables"] == b["tables"]
     assert compare(a, b).outcome is Outcome.MATCH
 
@@ -315,7 +317,7 @@ def test_table_without_primary_key_and_unhashable_types(vcluster: Cluster) -> No
         conn.execute("insert into core.nokey values (point(1, 2), 'a'), (point(1, 2), 'a')")
     doc = fp(dsn, content=True)
     facts = doc["tables"]["core.nokey"]
-    assert facts["rows"] == 2 and facts["method"] == Method.TEXT_HASH.value
+    assert facts["rows"] == 2 and facts["method"] == Method.COLUMN_HASH.value
     assert facts["content"] is not None
     with connect(dsn) as conn:
         conn.execute("update core.nokey set note = 'b' where ctid = (select min(ctid) from "
@@ -368,13 +370,19 @@ def test_managed_schema_drift_is_reported_but_does_not_fail(vcluster: Cluster) -
 
 
 def test_range_queries_and_split_are_pure() -> None:
-    plan = TablePlan("worlds", "line_items", blocks=40000, method=Method.RECORD_HASH,
-                     last_change=None)
+    plan = TablePlan("worlds", "line_items", blocks=40000, method=Method.COLUMN_HASH,
+                     last_change=None, text_columns=("kind",),
+                     column_hashes=(("id", "hashint8extended", "bigint"),
+                                    ("kind", "hashenumextended", "anyenum"),
+                                    ("p", None, None)))
     assert split(plan, 16384) == [(0, 16384), (16384, 32768), (32768, None)]
     small = TablePlan("core", "orgs", blocks=3, method=Method.COUNT, last_change="updated_at")
     assert split(small) == [(None, None)]
     text = range_query(plan, 0, 16384).as_string(None)
-    assert "hash_record_extended(t.*, 0)" in text
+    assert 'coalesce(hashint8extended(t."id"::bigint, 24301)' in text
+    assert 'hashtextextended(t."kind"::text, 24302)' in text      # enum: by its label
+    assert 'hashtextextended(t."p"::text, 24303)' in text         # no hash function: text
+    assert " # " in text
     assert "t.ctid >= '(0,0)'::tid and t.ctid < '(16384,0)'::tid" in text
     assert "max(t.\"updated_at\")" in range_query(small, None, None).as_string(None)
 
@@ -384,3 +392,15 @@ def test_diff_table_words() -> None:
     b = {**a, "rows": 9}
     assert diff_table("t", a, b, True).detail == "rows 10 -> 9"
     assert diff_table("t", a, None, True).detail == "missing in the second"
+
+
+def test_content_detects_values_swapped_between_columns_and_nulls(vcluster: Cluster) -> None:
+    dsn = fresh_db(vcluster, "tmpl_data")
+    before = fp(dsn, content=True)
+    with connect(dsn) as conn:
+        conn.execute("update worlds.line_items set line_no = description, "
+                     "description = line_no where id = 5")
+        conn.execute("update core.domain_invites set accepted_at = null where id = 3")
+    bad = {t.name for t in compare(before, fp(dsn, content=True)).tables
+           if t.outcome is Outcome.MISMATCH}
+    assert bad == {"worlds.line_items", "core.domain_invites"}

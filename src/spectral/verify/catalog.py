@@ -195,25 +195,23 @@ from pg_default_acl d join pg_namespace n on n.oid = d.defaclnamespace where n.n
 """
 
 EXTENSIONS = """
-with objs(classid, objid) as (
-    select 'pg_class'::regclass, c.oid from pg_class c where c.relnamespace = %(s)s::regnamespace
-    union all select 'pg_type'::regclass, t.oid from pg_type t
-        where t.typnamespace = %(s)s::regnamespace
-    union all select 'pg_proc'::regclass, p.oid from pg_proc p
-        where p.pronamespace = %(s)s::regnamespace
-    union all select 'pg_constraint'::regclass, k.oid from pg_constraint k
-        join pg_class c on c.oid = k.conrelid where c.relnamespace = %(s)s::regnamespace
-)
-select distinct x.extname as name, x.extversion as version,
-       pg_namespace.nspname as installed_in
-from objs o
-join pg_depend d on d.classid = o.classid and d.objid = o.objid
+select distinct x.extname as name, x.extversion as version, xn.nspname as installed_in
+from pg_depend d
 join pg_depend m on m.classid = d.refclassid and m.objid = d.refobjid and m.deptype = 'e'
 join pg_extension x on x.oid = m.refobjid
-join pg_namespace on pg_namespace.oid = x.extnamespace
+join pg_namespace xn on xn.oid = x.extnamespace
+where (d.classid = 'pg_class'::regclass
+       and d.objid in (select oid from pg_class where relnamespace = %(s)s::regnamespace))
+   or (d.classid = 'pg_type'::regclass
+       and d.objid in (select oid from pg_type where typnamespace = %(s)s::regnamespace))
+   or (d.classid = 'pg_proc'::regclass
+       and d.objid in (select oid from pg_proc where pronamespace = %(s)s::regnamespace))
+   or (d.classid = 'pg_constraint'::regclass
+       and d.objid in (select k.oid from pg_constraint k join pg_class c on c.oid = k.conrelid
+                       where c.relnamespace = %(s)s::regnamespace))
 union
-select x.extname, x.extversion, %(s)s::text::name from pg_extension x
-where x.extnamespace = %(s)s::regnamespace
+select x.extname, x.extversion, xn.nspname from pg_extension x
+join pg_namespace xn on xn.oid = x.extnamespace where xn.oid = %(s)s::regnamespace
 """
 
 # kind -> (query, key columns): an object's key is "<kind> <schema>.<key parts joined by '.'>"

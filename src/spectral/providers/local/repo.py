@@ -1,0 +1,92 @@
+"""The backup repository of a local environment:
+
+    <state_dir>/backups/
+        catalog.json        every backup: id, kind, parent, LSNs, times, timeline, size, check
+        base/<id>/          pg_basebackup output (plain format) with its backup_manifest
+        wal/                the WAL archive (archive_library = basic_archive)
+        stream/             pg_receivewal's output (the live tail, .partial included)
+        lock                taken by writers of the catalog
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from spectral.durable import write_atomic
+from spectral.errors import CouldNotVerify
+from spectral.providers.base import Backup
+
+CATALOG_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Repository:
+    root: Path
+
+    @property
+    def base(self) -> Path:
+        return self.root / "base"
+
+    @property
+    def archive(self) -> Path:
+        return self.root / "wal"
+
+    @property
+    def stream(self) -> Path:
+        return self.root / "stream"
+
+    @property
+    def catalog_file(self) -> Path:
+        return self.root / "catalog.json"
+
+    def backup_dir(self, backup_id: str) -> Path:
+        return self.base / backup_id
+
+    def read(self) -> list[Backup]:
+        if not self.catalog_file.exists():
+            return []
+        try:
+            doc = json.loads(self.catalog_file.read_text())
+        except ValueError as exc:
+            raise CouldNotVerify(f"{self.catalog_file} is damaged ({exc})") from None
+        if doc.get("version") != CATALOG_VERSION:
+            raise CouldNotVerify(f"{self.catalog_file}: catalog version {doc.get('version')} "
+                                 f"is not supported")
+        return [Backup.from_json(b) for b in doc["backups"]]
+
+    def write(self, backups: list[Backup]) -> None:
+        doc = {"version": CATALOG_VERSION, "backups": [b.to_json() for b in backups]}
+        write_atomic(self.catalog_file, json.dumps(doc, indent=1) + "\n")
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """One writer at a time: backups, expiry and restores that read the catalog."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / "lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def get(self, backup_id: str) -> Backup | None:
+        return next((b for b in self.read() if b.id == backup_id), None)
+
+    def chain(self, backup: Backup) -> list[Backup]:
+        """The full backup and the incrementals leading to `backup`, oldest first."""
+        by_id = {b.id: b for b in self.read()}
+        out = [backup]
+        while out[0].parent is not None:
+            parent = by_id.get(out[0].parent)
+            if parent is None:
+                raise CouldNotVerify(f"backup {backup.id} needs {out[0].parent}, which is not in "
+                                     f"the catalog")
+            out.insert(0, parent)
+        return out

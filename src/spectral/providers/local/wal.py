@@ -1,0 +1,148 @@
+"""WAL arithmetic and the archive: segment names, LSNs, gaps, timelines, and commit records
+read with pg_waldump."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+SEGMENT_RE = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial)?$")
+DEFAULT_SEG_SIZE = 16 * 1024 * 1024
+
+
+def parse_lsn(text: str) -> int:
+    hi, _, lo = text.partition("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def format_lsn(value: int) -> str:
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+def segments_per_id(seg_size: int = DEFAULT_SEG_SIZE) -> int:
+    return 0x100000000 // seg_size
+
+
+def segment_name(timeline: int, segno: int, seg_size: int = DEFAULT_SEG_SIZE) -> str:
+    per = segments_per_id(seg_size)
+    return f"{timeline:08X}{segno // per:08X}{segno % per:08X}"
+
+
+def segment_of(lsn: int, seg_size: int = DEFAULT_SEG_SIZE) -> int:
+    return lsn // seg_size
+
+
+@dataclass(frozen=True, order=True)
+class Segment:
+    timeline: int
+    segno: int
+    partial: bool = False
+
+    @property
+    def name(self) -> str:
+        return segment_name(self.timeline, self.segno)
+
+    def start_lsn(self, seg_size: int = DEFAULT_SEG_SIZE) -> int:
+        return self.segno * seg_size
+
+    def end_lsn(self, seg_size: int = DEFAULT_SEG_SIZE) -> int:
+        return (self.segno + 1) * seg_size
+
+
+def parse_segment(name: str, seg_size: int = DEFAULT_SEG_SIZE) -> Segment | None:
+    m = SEGMENT_RE.match(name)
+    if not m:
+        return None
+    tli, log, seg = (int(g, 16) for g in m.groups()[:3])
+    return Segment(tli, log * segments_per_id(seg_size) + seg, bool(m.group(4)))
+
+
+def list_segments(*dirs: Path) -> list[Segment]:
+    found: set[Segment] = set()
+    for d in dirs:
+        if d.is_dir():
+            for p in d.iterdir():
+                seg = parse_segment(p.name)
+                if seg is not None:
+                    found.add(seg)
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class TimelineSwitch:
+    timeline: int          # the timeline that was left
+    switch_lsn: int        # where the next timeline branched off
+
+
+def read_history(archive: Path, timeline: int) -> list[TimelineSwitch]:
+    """Parse <timeline>.history: the ancestry of a timeline (empty for timeline 1)."""
+    path = archive / f"{timeline:08X}.history"
+    if timeline == 1 or not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            out.append(TimelineSwitch(int(parts[0]), parse_lsn(parts[1])))
+    return out
+
+
+def expected_timeline(lsn: int, timeline: int, history: list[TimelineSwitch]) -> int:
+    """Which timeline holds the WAL at `lsn` when following `timeline`'s ancestry."""
+    for switch in history:
+        if lsn < switch.switch_lsn:
+            return switch.timeline
+    return timeline
+
+
+def first_gap(segments: list[Segment], start: int, timeline: int,
+              history: list[TimelineSwitch]) -> int | None:
+    """The first segment number at or after `start` that the chain of `timeline` needs but the
+    archive lacks; None when the chain is complete up to the newest segment."""
+    have = {(s.timeline, s.segno) for s in segments if not s.partial}
+    have_partial = {(s.timeline, s.segno) for s in segments if s.partial}
+    newest = max((s.segno for s in segments), default=start)
+    segno = start
+    while segno <= newest:
+        tli = expected_timeline(segno * DEFAULT_SEG_SIZE, timeline, history)
+        # a segment where the timeline switched exists on both timelines; either will do
+        if (tli, segno) not in have and (timeline, segno) not in have:
+            if (tli, segno) in have_partial or (timeline, segno) in have_partial:
+                return None if segno == newest else segno
+            return segno
+        segno += 1
+    return None
+
+
+COMMIT_RE = re.compile(
+    r"rmgr: Transaction .*?lsn: (?P<lsn>[0-9A-F]+/[0-9A-F]+).*?desc: (?P<kind>COMMIT|ABORT) "
+    r"(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? ?[A-Z+\-0-9:]*)")
+XID_RE = re.compile(r"tx:\s+(\d+)")
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    lsn: int
+    xid: int
+    time: datetime
+    committed: bool
+
+
+def parse_commit_line(line: str) -> CommitRecord | None:
+    m = COMMIT_RE.search(line)
+    x = XID_RE.search(line)
+    if not m or not x:
+        return None
+    return CommitRecord(parse_lsn(m.group("lsn")), int(x.group(1)), parse_pg_time(m.group("time")),
+                        m.group("kind") == "COMMIT")
+
+
+def parse_pg_time(text: str) -> datetime:
+    """pg_waldump prints commit times like '2026-11-26 21:30:01.123456 UTC'."""
+    text = text.strip()
+    if text.endswith(" UTC"):
+        text = text[:-4] + "+00:00"
+    text = re.sub(r" ([+-]\d\d)$", r"\1:00", text)
+    return datetime.fromisoformat(text.replace(" ", "T", 1))
