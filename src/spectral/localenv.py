@@ -23,8 +23,10 @@ from spectral.pg.osuser import make_owned_dir
 META_VERSION = 1
 
 
-def server_settings(bins: PgBinaries) -> dict[str, str]:
-    """Settings for an environment's own cluster: WAL suitable for base backups and streaming."""
+def server_settings(bins: PgBinaries, archive_dir: Path | None = None) -> dict[str, str]:
+    """Settings for an environment's own cluster: WAL suitable for base backups and streaming,
+    and, when `archive_dir` is given, continuous archiving into it with the basic_archive module
+    (atomic rename and fsync of every segment; an identical segment archived twice is fine)."""
     conf = {
         "wal_level": "replica",
         "max_wal_senders": "10",
@@ -37,6 +39,11 @@ def server_settings(bins: PgBinaries) -> dict[str, str]:
     }
     if bins.major >= 17:
         conf["summarize_wal"] = "on"   # incremental base backups need WAL summaries
+    if archive_dir is not None:
+        conf.update({"archive_mode": "on", "archive_library": "basic_archive",
+                     "basic_archive.archive_directory": str(archive_dir),
+                     # bounds the RPO of archiving alone; `dr wal stream` brings it to ~0
+                     "archive_timeout": "60s"})
     return conf
 
 
@@ -63,6 +70,18 @@ class LocalPaths:
     @property
     def meta_file(self) -> Path:
         return self.cluster_dir / "cluster.json"
+
+    @property
+    def repo_dir(self) -> Path:
+        return self.state_dir / "backups"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.repo_dir / "wal"
+
+    @property
+    def instances_dir(self) -> Path:
+        return self.state_dir / "instances"
 
     @property
     def password_file(self) -> Path:
@@ -100,7 +119,8 @@ class LocalEnvironment:
         p.password_file.write_text(secrets.token_urlsafe(24))
         p.password_file.chmod(0o600)
         cluster = Cluster(self.bins, p.data_dir, p.socket_dir, free_port(), p.log_file)
-        cluster.initdb(pwfile=p.password_file, conf=server_settings(self.bins))
+        self.prepare_repository()
+        cluster.initdb(pwfile=p.password_file, conf=server_settings(self.bins, p.archive_dir))
         meta = {"format": META_VERSION, "environment": self.name, "port": cluster.port,
                 "system_identifier": cluster.system_identifier(),
                 "pg_version": self.bins.version, "bin_dir": str(self.bins.bin_dir),
@@ -134,11 +154,19 @@ class LocalEnvironment:
         return cluster
 
     # ---- lifecycle ------------------------------------------------------------------------
+    def prepare_repository(self) -> None:
+        for d in (self.paths.repo_dir, self.paths.archive_dir, self.paths.repo_dir / "stream"):
+            make_owned_dir(d, 0o750)
+
     def up(self) -> tuple[Cluster, bool]:
-        """Create (first use) and start; returns the cluster and whether this call started it."""
+        """Create (first use) and start; returns the cluster and whether this call started it.
+        Settings are rewritten before every start, so a cluster created by an older version of
+        the tool gains continuous archiving too."""
         cluster = self.cluster() if self.exists() else self.create()
         if cluster.is_running():
             return cluster, False
+        self.prepare_repository()
+        cluster.write_conf(server_settings(self.bins, self.paths.archive_dir))
         cluster.start()
         return cluster, True
 

@@ -17,10 +17,10 @@ class UndoStack:
     """
 
     def __init__(self) -> None:
-        self._actions: list[tuple[str, Callable[[], None]]] = []
+        self._actions: list[tuple[str, Callable[[], object]]] = []
         self.errors: list[str] = []
 
-    def push(self, what: str, action: Callable[[], None]) -> str:
+    def push(self, what: str, action: Callable[[], object]) -> str:
         self._actions.append((what, action))
         return what
 

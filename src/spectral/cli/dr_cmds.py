@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from spectral.cli import backup_cmds
 from spectral.cli.state import state
 from spectral.errors import ExitCode
 from spectral.target import open_target
@@ -17,13 +18,15 @@ from spectral.verify.compare import Comparison, Outcome, compare
 from spectral.verify.fingerprint import Options, save, take
 from spectral.verify.targets import fingerprint_of
 
-app = typer.Typer(no_args_is_help=True, help="Disaster recovery: fingerprints, comparisons and "
-                                             "snapshots of an environment's database.")
+app = typer.Typer(no_args_is_help=True, help="Disaster recovery: backups, point-in-time "
+                                             "restore, fingerprints, comparisons and snapshots.")
 
 SCHEMAS = typer.Option(None, "--schemas", help="Comma-separated schemas (default: the "
                                                 "environment's protected schemas).")
 CONTENT = typer.Option(False, "--content", help="Also checksum every row of every table "
                                                "(computed inside PostgreSQL).")
+backup_cmds.register(app)
+
 WORKERS = typer.Option(None, "--workers", min=1, help="Parallel sessions (default: cores).")
 
 

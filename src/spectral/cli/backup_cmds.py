@@ -1,0 +1,206 @@
+"""`spectral dr backup | backups | restore | instances | teardown | promote` for the local
+provider."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from spectral.cli.state import AppState, state
+from spectral.config.durations import format_duration
+from spectral.errors import UsageError
+from spectral.providers.base import RecoveryTarget, TargetKind
+from spectral.providers.local.provider import LocalProvider
+from spectral.providers.local.provider import Progress as RestoreProgress
+from spectral.target import local_environment
+
+
+def provider(st: AppState) -> LocalProvider:
+    return LocalProvider(local_environment(st.config, st.env))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backup")(backup_cmd)
+    app.command("backups")(backups_cmd)
+    app.command("restore")(restore_cmd)
+    app.command("instances")(instances_cmd)
+    app.command("teardown")(teardown_cmd)
+    app.command("promote")(promote_cmd)
+
+
+INCREMENTAL = typer.Option(False, "--incremental", help="Only what changed since the newest "
+                                                       "backup (PostgreSQL 17+).")
+ALL = typer.Option(False, "--all", help="Every restored instance.")
+
+
+def backup_cmd(ctx: typer.Context, incremental: bool = INCREMENTAL) -> None:
+    """Take a base backup with pg_basebackup into the environment's backup repository, verify
+    it with pg_verifybackup and record it in the catalog."""
+    st = state(ctx)
+    b = provider(st).backup(incremental=incremental)
+    st.emit(b.to_json(), lambda c: c.print(
+        f"backup {b.id} ({b.kind.value}{', on ' + b.parent if b.parent else ''}): "
+        f"{b.size_bytes / 1e6:.1f} MB in {format_duration(b.duration_s)}, LSN {b.start_lsn} -> "
+        f"{b.stop_lsn}, {b.verification.value}"))
+
+
+def backups_cmd(ctx: typer.Context) -> None:
+    """List the backups and the recoverable window (earliest and latest recoverable time and
+    LSN), and name any gap in the WAL archive."""
+    st = state(ctx)
+    p = provider(st)
+    backups = p.backups()
+    window = p.window()
+
+    def human(c: Console) -> None:
+        table = Table("backup", "kind", "parent", "stop LSN", "stopped at", "size", "check")
+        for b in backups:
+            table.add_row(b.id, b.kind.value, b.parent or "-", b.stop_lsn,
+                          b.stop_time.isoformat(timespec="seconds"), f"{b.size_bytes / 1e6:.1f} MB",
+                          b.verification.value)
+        c.print(table if backups else "no backups yet (spectral dr backup)")
+        c.print(f"recoverable window: {window.describe()}")
+        for g in window.gaps:
+            c.print(f"[bold red]gap[/] in the WAL archive after {g.after_segment}: "
+                    f"{g.missing_from} .. {g.missing_to} missing (timeline {g.timeline})")
+
+    st.emit({"backups": [b.to_json() for b in backups], "window": window.to_json()}, human)
+
+
+def _target(latest: bool, time: str | None, xid: str | None, lsn: str | None,
+            name: str | None, exclusive: bool) -> RecoveryTarget:
+    given = [(k, v) for k, v in ((TargetKind.LATEST, latest or None), (TargetKind.TIME, time),
+                                 (TargetKind.XID, xid), (TargetKind.LSN, lsn),
+                                 (TargetKind.NAME, name)) if v]
+    if len(given) != 1:
+        raise UsageError("give exactly one of --latest, --target-time, --target-xid, "
+                         "--target-lsn, --target-name")
+    kind, value = given[0]
+    if exclusive and kind not in (TargetKind.XID, TargetKind.TIME, TargetKind.LSN):
+        raise UsageError("--exclusive goes with --target-xid, --target-time or --target-lsn")
+    return RecoveryTarget(kind, None if kind is TargetKind.LATEST else str(value), exclusive)
+
+
+@contextmanager
+def restore_progress(enabled: bool) -> Iterator[RestoreProgress | None]:
+    if not enabled:
+        yield None
+        return
+    cols = (TextColumn("[bold]{task.description:<8}"), BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"), TimeRemainingColumn())
+    with Progress(*cols, console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def restore_cmd(
+    ctx: typer.Context,
+    latest: bool = typer.Option(False, "--latest", help="Everything the archive holds."),
+    target_time: str | None = typer.Option(None, "--target-time", help="ISO 8601 time."),
+    target_xid: str | None = typer.Option(None, "--target-xid", help="A transaction id."),
+    exclusive: bool = typer.Option(False, "--exclusive", help="Stop just before the target "
+                                                              "instead of just after it."),
+    target_lsn: str | None = typer.Option(None, "--target-lsn", help="A WAL location."),
+    target_name: str | None = typer.Option(None, "--target-name", help="A restore point "
+                                           "(pg_create_restore_point)."),
+    pause: bool = typer.Option(False, "--pause", help="Stop at the target for inspection "
+                                                      "before promotion (spectral dr promote)."),
+    in_place: bool = typer.Option(False, "--in-place", help="Replace the environment's "
+                                  "database (needs --yes; the old data is kept aside)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Confirm an in-place restore."),
+    discard_previous: bool = typer.Option(False, "--discard-previous", help="Delete the data "
+                                          "directories kept aside by in-place restores."),
+    undo: bool = typer.Option(False, "--undo", help="Undo the last in-place restore: put the "
+                                                    "kept-aside data directory back."),
+) -> None:
+    """Restore to a point in time: into a new throwaway instance (default; prints its DSN) or
+    in place. Picks the newest backup before the target, applies incrementals, replays WAL and
+    checks that recovery reached the target."""
+    st = state(ctx)
+    p = provider(st)
+    if discard_previous or undo:
+        result = ({"discarded": p.discard_previous()} if discard_previous
+                  else p.undo_in_place())
+        st.emit(result, lambda c: c.print(str(result)))
+        return
+    target = _target(latest, target_time, target_xid, target_lsn, target_name, exclusive)
+    show = not st.json and sys.stderr.isatty()
+    if in_place:
+        with restore_progress(show) as progress:
+            done = p.restore_in_place(target, confirmed=yes, progress=progress)
+        st.emit(done, lambda c: c.print(
+            f"{done['environment']}: restored in place to {done['target']} from backup "
+            f"{done['backup']}; the previous data is kept at {done['previous']} "
+            f"(spectral dr restore --undo | --discard-previous)"))
+        return
+    with restore_progress(show) as progress:
+        inst = p.restore(target, pause=pause, progress=progress)
+
+    def human(c: Console) -> None:
+        c.print(f"restored {target.describe()} from backup {inst.backup_id} into instance "
+                f"{inst.id} (port {inst.port})")
+        if inst.reached.get("stopped"):
+            c.print(f"recovery stopped {inst.reached['stopped']}")
+        c.print(f"dsn: {inst.dsn}")
+        c.print(f"tear it down with: spectral dr teardown {inst.id}")
+
+    st.emit(inst.to_json(), human)
+
+
+def instances_cmd(ctx: typer.Context) -> None:
+    """List the throwaway instances that restores made and whether they still run."""
+    st = state(ctx)
+    p = provider(st)
+    rows = [{**i.to_json(), "running": p.is_running(i)} for i in p.instances()]
+
+    def human(c: Console) -> None:
+        if not rows:
+            c.print("no restored instances")
+        for r in rows:
+            c.print(f"{r['id']}  {'running' if r['running'] else 'stopped'}  port {r['port']}  "
+                    f"{r['target']}  from {r['backup_id']}")
+
+    st.emit(rows, human)
+
+
+def teardown_cmd(ctx: typer.Context,
+                 instance_id: str | None = typer.Argument(None, help="Instance id."),
+                 all_: bool = ALL) -> None:
+    """Stop a restored instance and delete its files."""
+    st = state(ctx)
+    p = provider(st)
+    if bool(instance_id) == all_:
+        raise UsageError("give an instance id or --all")
+    ids = [i.id for i in p.instances()] + p.orphans() if all_ else [str(instance_id)]
+    gone = [i for i in dict.fromkeys(ids) if p.teardown(i)]
+    if instance_id and not gone:
+        raise UsageError(f"no restored instance {instance_id!r} (spectral dr instances)")
+    st.emit({"removed": gone}, lambda c: c.print(f"removed {len(gone)} instance(s)"
+                                                 + (": " + ", ".join(gone) if gone else "")))
+
+
+def promote_cmd(ctx: typer.Context,
+                instance_id: str = typer.Argument(..., help="A paused instance's id.")) -> None:
+    """Promote an instance restored with --pause once it has been inspected."""
+    st = state(ctx)
+    p = provider(st)
+    inst = next((i for i in p.instances() if i.id == instance_id), None)
+    if inst is None:
+        raise UsageError(f"no restored instance {instance_id!r} (spectral dr instances)")
+    from spectral.pg.conn import connect
+
+    with connect(inst.dsn) as conn:
+        conn.execute("select pg_promote(true, 60)")
+    st.emit({"promoted": instance_id}, lambda c: c.print(f"{instance_id}: promoted"))

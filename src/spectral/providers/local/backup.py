@@ -1,0 +1,111 @@
+"""Base backups with pg_basebackup (full, or incremental on PostgreSQL 17+), each verified with
+pg_verifybackup right after it is taken and recorded in the repository's catalog."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from spectral.errors import CheckFailed, CommandError, UsageError
+from spectral.pg.binaries import PgBinaries
+from spectral.pg.osuser import make_owned_dir, server_identity
+from spectral.providers.base import Backup, BackupKind, Verification
+from spectral.providers.local.repo import Repository
+from spectral.runner import run
+
+
+def basebackup_argv(bins: PgBinaries, conninfo: str, dest: Path, label: str,
+                    incremental_from: Path | None = None) -> list[str]:
+    argv = [bins.path("pg_basebackup"), "-d", conninfo, "-D", str(dest), "-F", "p",
+            "-X", "stream", "-c", "fast", "--manifest-checksums=CRC32C", "-l", label]
+    if incremental_from is not None:
+        argv.append(f"--incremental={incremental_from / 'backup_manifest'}")
+    return argv
+
+
+def verifybackup_argv(bins: PgBinaries, backup_dir: Path) -> list[str]:
+    return [bins.path("pg_verifybackup"), "--quiet", str(backup_dir)]
+
+
+def new_backup_id(kind: BackupKind, now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%dT%H%M%S") + ("F" if kind is BackupKind.FULL else "I")
+
+
+def read_backup_facts(backup_dir: Path) -> tuple[str, str, int, datetime]:
+    """Start LSN, stop LSN and timeline from backup_manifest; start time from backup_label."""
+    manifest = json.loads((backup_dir / "backup_manifest").read_text())
+    ranges = manifest["WAL-Ranges"]
+    start, stop, tli = ranges[0]["Start-LSN"], ranges[-1]["End-LSN"], int(ranges[-1]["Timeline"])
+    label = (backup_dir / "backup_label").read_text()
+    m = re.search(r"START TIME: (\S+ \S+)( \S+)?", label)
+    started = datetime.fromisoformat(m.group(1)).replace(tzinfo=UTC) if m else datetime.now(UTC)
+    return start, stop, tli, started
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def verify(bins: PgBinaries, backup_dir: Path, incremental: bool) -> tuple[Verification, str]:
+    """pg_verifybackup checks every file against the manifest's checksums, and the WAL."""
+    if incremental:
+        # pg_verifybackup cannot check an incremental backup on its own; its files are checked
+        # when the chain is combined at restore time (pg_combinebackup verifies them then).
+        return Verification.NOT_VERIFIED, "incremental: verified when combined at restore"
+    try:
+        run(verifybackup_argv(bins, backup_dir), timeout=3600, run_as=server_identity())
+    except CommandError as exc:
+        return Verification.FAILED, exc.message
+    return Verification.VERIFIED, "pg_verifybackup: every file and the WAL match the manifest"
+
+
+def take_backup(bins: PgBinaries, repo: Repository, conninfo: str, server_version: str, *,
+                incremental: bool = False) -> Backup:
+    """Take, verify and record one base backup. The backup is written under a temporary name
+    and entered in the catalog only when complete: a failure (full disk, lost connection,
+    Ctrl-C) leaves the catalog as it was and removes the partial copy."""
+    kind = BackupKind.INCREMENTAL if incremental else BackupKind.FULL
+    with repo.locked():
+        backups = repo.read()
+        parent = None
+        if incremental:
+            if bins.major < 17:
+                raise UsageError(f"incremental backups need PostgreSQL 17 or newer "
+                                 f"(this is {bins.version})")
+            usable = [b for b in backups if b.verification is not Verification.FAILED]
+            if not usable:
+                raise UsageError("an incremental backup needs an earlier backup to build on",
+                                 hint="take a full backup first: spectral dr backup")
+            parent = usable[-1]
+        backup_id = new_backup_id(kind)
+        make_owned_dir(repo.base, 0o750)
+        final = repo.backup_dir(backup_id)
+        partial = final.with_name(final.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        make_owned_dir(partial, 0o700)
+        started = time.monotonic()
+        try:
+            run(basebackup_argv(bins, conninfo, partial, f"spectral {backup_id}",
+                                repo.backup_dir(parent.id) if parent else None),
+                timeout=24 * 3600, run_as=server_identity())
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        duration = time.monotonic() - started
+        stopped_at = datetime.now(UTC)
+        start_lsn, stop_lsn, tli, started_at = read_backup_facts(partial)
+        verification, detail = verify(bins, partial, incremental)
+        partial.rename(final)
+        backup = Backup(backup_id, kind, parent.id if parent else None, start_lsn, stop_lsn,
+                        started_at, stopped_at, tli, dir_size(final), duration,
+                        server_version, verification, detail)
+        repo.write([*backups, backup])
+    if verification is Verification.FAILED:
+        raise CheckFailed(f"backup {backup_id} failed verification and will never be restored: "
+                          f"{detail}")
+    return backup

@@ -1,0 +1,367 @@
+"""The local provider: everything behind `spectral dr backup | backups | restore | instances |
+teardown` for an environment whose PostgreSQL the tool runs itself."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from spectral.durable import write_atomic
+from spectral.errors import ClusterError, CouldNotVerify, RefusedError
+from spectral.localenv import LocalEnvironment, server_settings
+from spectral.pg.cluster import Cluster, free_port, socket_dir_for
+from spectral.pg.conn import connect
+from spectral.pg.osuser import make_owned_dir, server_identity
+from spectral.providers.base import (
+    Backup,
+    BackupKind,
+    Instance,
+    RecoverableWindow,
+    RecoveryTarget,
+    TargetKind,
+    Verification,
+)
+from spectral.providers.local import backup as backup_mod
+from spectral.providers.local import window as window_mod
+from spectral.providers.local.copy import copy_tree
+from spectral.providers.local.recovery import read_outcome, recovery_failure, recovery_settings
+from spectral.providers.local.repo import Repository
+from spectral.providers.local.targets import RestorePlan, plan
+from spectral.providers.local.wal import parse_lsn
+from spectral.runner import run
+from spectral.undo import UndoStack
+from spectral.waits import WaitTimeout, wait_until
+
+# progress(stage, done, total): stage "copy" counts bytes, "replay" counts WAL bytes
+Progress = Callable[[str, int, int], None]
+RESTORE_TIMEOUT = 24 * 3600.0
+
+
+class LocalProvider:
+    def __init__(self, local: LocalEnvironment) -> None:
+        self.local = local
+        self.bins = local.bins
+        self.repo = Repository(local.paths.repo_dir)
+
+    # ---- backups --------------------------------------------------------------------------
+    def backup(self, *, incremental: bool = False) -> Backup:
+        with self.local.session() as cluster:
+            version = _server_version(cluster)
+            self.local.prepare_repository()
+            return backup_mod.take_backup(self.bins, self.repo, cluster.conninfo(), version,
+                                          incremental=incremental)
+
+    def backups(self) -> list[Backup]:
+        return self.repo.read()
+
+    def window(self) -> RecoverableWindow:
+        return window_mod.compute(self.bins, self.repo)
+
+    def flush_archive(self, timeout: float = 60) -> str | None:
+        """When the environment's server is up, switch to a new WAL segment and wait until the
+        old one is archived, so that every commit so far is in the archive. Returns the segment,
+        or None when the server is down (then the archive is as complete as it gets)."""
+        cluster = self.local.cluster() if self.local.exists() else None
+        if cluster is None or not cluster.is_running():
+            return None
+        with cluster.connect() as conn:
+            row = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()
+        assert row is not None
+        segment = str(row[0])
+        try:
+            wait_until(lambda: (self.repo.archive / segment).exists(), timeout=timeout,
+                       interval=0.1, what=f"archiving of {segment}")
+        except WaitTimeout:
+            raise CouldNotVerify(f"WAL segment {segment} was not archived within {timeout:g}s; "
+                                 f"check archive_command in the server log") from None
+        return segment
+
+    # ---- restore into a new throwaway instance --------------------------------------------
+    def restore(self, target: RecoveryTarget, *, pause: bool = False,
+                progress: Progress | None = None) -> Instance:
+        if target.kind is TargetKind.LATEST:
+            self.flush_archive()
+        window = self.window()
+        restore_plan = plan(self.bins, self.repo, target, window)
+        inst_id = "r" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
+        home = self.local.paths.instances_dir / inst_id
+        with UndoStack() as undo:
+            make_owned_dir(self.local.paths.instances_dir, 0o755)
+            make_owned_dir(home, 0o755)
+            undo.push("instance directory", lambda: shutil.rmtree(home, ignore_errors=True))
+            data = home / "data"
+            self._materialize(restore_plan, data, progress)
+            cluster = Cluster(self.bins, data, socket_dir_for(home / "run"), free_port(),
+                              home / "log" / "postgres.log")
+            conf = {**server_settings(self.bins), **recovery_settings(
+                target, self.repo.archive, self.repo.stream, pause=pause)}
+            self._prepare_recovery(cluster, conf, target)
+            undo.push("instance server", lambda: cluster.stop(timeout=30))
+            inst = Instance(inst_id, cluster.conninfo(), cluster.port, str(data),
+                            restore_plan.chain[-1].id, target.describe(),
+                            datetime.now(UTC).isoformat(timespec="seconds"))
+            self._write_instance(home, inst, "restoring")
+            reached = self._recover(cluster, restore_plan, window, pause, progress)
+            inst.reached = reached
+            self._write_instance(home, inst, "paused" if pause else "ready")
+            undo.release("instance server")
+            undo.release("instance directory")
+        return inst
+
+    def _materialize(self, restore_plan: RestorePlan, data: Path,
+                     progress: Progress | None) -> None:
+        chain = restore_plan.chain
+        full = self.repo.backup_dir(chain[0].id)
+        # a backup can rot after it was taken: check it again, never restore it silently
+        verification, detail = backup_mod.verify(self.bins, full, incremental=False)
+        if verification is Verification.FAILED:
+            raise CouldNotVerify(f"backup {chain[0].id} fails verification and will not be "
+                                 f"restored: {detail}")
+        if len(chain) == 1:
+            total = backup_mod.dir_size(full)
+            done = 0
+
+            def advance(n: int) -> None:
+                nonlocal done
+                done += n
+                if progress:
+                    progress("copy", done, total)
+
+            make_owned_dir(data, 0o700)
+            copy_tree(full, data, progress=advance, skip=("backup_manifest",))
+            return
+        if progress:
+            progress("combine", 0, len(chain))
+        run([self.bins.path("pg_combinebackup"), "-o", str(data),
+             *[str(self.repo.backup_dir(b.id)) for b in chain]],
+            timeout=RESTORE_TIMEOUT, run_as=server_identity())
+        if progress:
+            progress("combine", len(chain), len(chain))
+
+    def _prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
+                          target: RecoveryTarget) -> None:
+        for stale in ("postmaster.pid", "standby.signal", "backup_manifest"):
+            (cluster.data_dir / stale).unlink(missing_ok=True)
+        _drop_auto_settings(cluster.data_dir / "postgresql.auto.conf")
+        cluster.write_conf(conf)
+        signal_file = cluster.data_dir / "recovery.signal"
+        signal_file.touch()
+        if target.kind is TargetKind.LATEST:
+            self._take_stream_tail(cluster.data_dir)
+        make_owned_dir(cluster.data_dir, 0o700)
+        from spectral.pg.osuser import give_to_server
+
+        give_to_server(cluster.data_dir)
+
+    def _take_stream_tail(self, data: Path) -> None:
+        """pg_receivewal's newest .partial segment holds commits not archived yet: recovery
+        reads it from pg_wal (restore_command never asks for a .partial)."""
+        partials = sorted(self.repo.stream.glob("*.partial")) if self.repo.stream.is_dir() else []
+        if partials:
+            newest = partials[-1]
+            shutil.copyfile(newest, data / "pg_wal" / newest.name.removesuffix(".partial"))
+
+    def _recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
+                 pause: bool, progress: Progress | None) -> dict[str, Any]:
+        try:
+            cluster.start(timeout=RESTORE_TIMEOUT)
+        except ClusterError as exc:
+            log = _read(cluster.log_file)
+            reason = recovery_failure(log) or exc.message
+            raise CouldNotVerify(f"recovery failed: {reason}") from None
+        start_lsn = parse_lsn(restore_plan.chain[-1].stop_lsn)
+        goal = restore_plan.target_lsn or parse_lsn(window.latest_lsn or "0/0")
+
+        def done() -> bool:
+            if cluster.pid() is None:
+                raise CouldNotVerify(f"recovery failed: "
+                                     f"{recovery_failure(_read(cluster.log_file)) or 'exited'}")
+            with connect(cluster.conninfo()) as conn:
+                row = conn.execute(
+                    "select pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
+                    "case when pg_is_in_recovery() then pg_get_wal_replay_pause_state() "
+                    "else 'not paused' end").fetchone()
+            assert row is not None
+            in_recovery, replayed, paused = row
+            if progress and replayed:
+                progress("replay", max(0, parse_lsn(replayed) - start_lsn),
+                         max(1, goal - start_lsn))
+            return (paused == "paused") if pause else not in_recovery
+
+        try:
+            wait_until(done, timeout=RESTORE_TIMEOUT, interval=0.2, what="recovery")
+        except WaitTimeout:
+            raise CouldNotVerify("recovery did not finish in time") from None
+        outcome = read_outcome(_read(cluster.log_file))
+        self._check_reached(restore_plan, window, outcome.to_json(), pause)
+        return outcome.to_json()
+
+    @staticmethod
+    def _check_reached(restore_plan: RestorePlan, window: RecoverableWindow,
+                       outcome: dict[str, Any], pause: bool) -> None:
+        """Recovery must have stopped at the target, not at an earlier point."""
+        target = restore_plan.target
+        if target.kind is TargetKind.LATEST:
+            redo = outcome.get("redo_done_lsn")
+            if redo and window.latest_lsn and parse_lsn(redo) < parse_lsn(window.latest_lsn):
+                raise CouldNotVerify(f"recovery ended at {redo}, before the end of the archive "
+                                     f"({window.latest_lsn})")
+            return
+        if not outcome.get("stopped") and not pause:
+            raise CouldNotVerify(f"recovery promoted without reaching {target.describe()}")
+
+    # ---- throwaway instances ----------------------------------------------------------------
+    @staticmethod
+    def _write_instance(home: Path, inst: Instance, state: str) -> None:
+        write_atomic(home / "instance.json", json.dumps({**inst.to_json(), "state": state},
+                                                        indent=1) + "\n")
+
+    def instances(self) -> list[Instance]:
+        out = []
+        root = self.local.paths.instances_dir
+        for meta in sorted(root.glob("*/instance.json")) if root.is_dir() else []:
+            try:
+                d = json.loads(meta.read_text())
+            except ValueError:
+                continue
+            d.pop("state", None)
+            out.append(Instance(**d))
+        return out
+
+    def instance_cluster(self, inst: Instance) -> Cluster:
+        home = Path(inst.data_dir).parent
+        return Cluster(self.bins, Path(inst.data_dir), socket_dir_for(home / "run"), inst.port,
+                       home / "log" / "postgres.log")
+
+    def is_running(self, inst: Instance) -> bool:
+        return self.instance_cluster(inst).is_running()
+
+    def teardown(self, instance_id: str) -> bool:
+        home = self.local.paths.instances_dir / instance_id
+        if not home.is_dir():
+            return False
+        meta = home / "instance.json"
+        if meta.exists():
+            d = json.loads(meta.read_text())
+            d.pop("state", None)
+            self.instance_cluster(Instance(**d)).stop(timeout=30)
+        else:   # an instance killed before it was registered: its data dir only
+            Cluster(self.bins, home / "data", socket_dir_for(home / "run"), 0,
+                    home / "log" / "postgres.log").stop(timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
+        return True
+
+    def orphans(self) -> list[str]:
+        """Instance directories whose server is gone or that never finished restoring."""
+        root = self.local.paths.instances_dir
+        out = []
+        for home in sorted(root.iterdir()) if root.is_dir() else []:
+            meta = home / "instance.json"
+            state = json.loads(meta.read_text()).get("state") if meta.exists() else None
+            running = Cluster(self.bins, home / "data", socket_dir_for(home / "run"), 0,
+                              home / "log" / "postgres.log").is_running()
+            if state in (None, "restoring") or not running:
+                out.append(home.name)
+        return out
+
+    # ---- in place ---------------------------------------------------------------------------
+    def restore_in_place(self, target: RecoveryTarget, *, confirmed: bool,
+                         progress: Progress | None = None) -> dict[str, Any]:
+        """Replace the environment's database with a restore. The current data directory is
+        kept aside (renamed, not deleted) until `discard_previous`, so this can be undone."""
+        if not confirmed:
+            raise RefusedError("an in-place restore replaces the environment's database; it "
+                               "needs --yes", hint="without --in-place a restore goes into a "
+                                                   "new throwaway instance")
+        window = self.window()
+        restore_plan = plan(self.bins, self.repo, target, window)
+        cluster = self.local.cluster()
+        was_running = cluster.stop(timeout=60)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        aside = cluster.data_dir.with_name(f"data.previous-{stamp}")
+        cluster.data_dir.rename(aside)
+        try:
+            self._materialize(restore_plan, cluster.data_dir, progress)
+            conf = {**server_settings(self.bins, self.local.paths.archive_dir),
+                    **recovery_settings(target, self.repo.archive, self.repo.stream, pause=False)}
+            self._prepare_recovery(cluster, conf, target)
+            reached = self._recover(cluster, restore_plan, window, False, progress)
+        except BaseException:
+            cluster.stop(timeout=30)
+            shutil.rmtree(cluster.data_dir, ignore_errors=True)
+            aside.rename(cluster.data_dir)
+            if was_running:
+                cluster.start()
+            raise
+        cluster.write_conf(server_settings(self.bins, self.local.paths.archive_dir))
+        if not was_running:
+            cluster.stop()
+        return {"environment": self.local.name, "target": target.describe(),
+                "backup": restore_plan.chain[-1].id, "previous": str(aside), "reached": reached}
+
+    def previous(self) -> list[Path]:
+        return sorted(self.local.paths.cluster_dir.glob("data.previous-*"))
+
+    def discard_previous(self) -> list[str]:
+        gone = []
+        for path in self.previous():
+            shutil.rmtree(path)
+            gone.append(str(path))
+        return gone
+
+    def undo_in_place(self) -> dict[str, Any]:
+        """Put the newest kept-aside data directory back; the restored one is kept aside in its
+        turn (nothing is deleted)."""
+        kept = self.previous()
+        if not kept:
+            raise RefusedError("there is no kept-aside data directory to go back to")
+        cluster = self.local.cluster()
+        was_running = cluster.stop(timeout=60)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        undone = cluster.data_dir.with_name(f"data.undone-{stamp}")
+        cluster.data_dir.rename(undone)
+        kept[-1].rename(cluster.data_dir)
+        if was_running:
+            cluster.start()
+        return {"environment": self.local.name, "restored": str(kept[-1]),
+                "set_aside": str(undone)}
+
+
+# Settings a source may carry in postgresql.auto.conf that must not follow it into a restore:
+# a synchronous standby that does not exist would make every commit of the restore wait forever.
+NOT_RESTORED = ("synchronous_standby_names", "primary_conninfo", "primary_slot_name")
+
+
+def _drop_auto_settings(path: Path) -> None:
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [ln for ln in lines if ln.split("=", 1)[0].strip() not in NOT_RESTORED]
+    if kept != lines:
+        path.write_text("".join(kept))
+
+
+def _server_version(cluster: Cluster) -> str:
+    with cluster.connect() as conn:
+        row = conn.execute("select current_setting('server_version')").fetchone()
+    return str(row[0]) if row else "?"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def full_or_incremental(backup: Backup) -> str:
+    return "full" if backup.kind is BackupKind.FULL else f"incremental on {backup.parent}"
+
+
+def elapsed_since(started: float) -> float:
+    return time.monotonic() - started

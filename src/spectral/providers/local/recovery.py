@@ -1,0 +1,79 @@
+"""Recovery settings for a restored data directory and reading what recovery actually did.
+
+Settings: https://www.postgresql.org/docs/current/runtime-config-wal.html#RUNTIME-CONFIG-WAL-RECOVERY-TARGET
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from spectral.providers.base import RecoveryTarget, TargetKind
+
+
+def restore_command(archive: Path, stream: Path) -> str:
+    """Fetch a segment from the archive, else from pg_receivewal's directory."""
+    return (f'test -f "{archive}/%f" && cp "{archive}/%f" "%p" || '
+            f'cp "{stream}/%f" "%p"')
+
+
+def recovery_settings(target: RecoveryTarget, archive: Path, stream: Path, *,
+                      pause: bool) -> dict[str, str]:
+    """The postgresql.conf settings of a point-in-time restore (pure; unit-tested)."""
+    conf = {
+        "restore_command": restore_command(archive, stream),
+        "recovery_target_timeline": "latest",
+        "recovery_target_action": "pause" if pause else "promote",
+    }
+    if target.kind is TargetKind.LATEST:
+        conf.pop("recovery_target_action")
+        return conf
+    key = {TargetKind.TIME: "recovery_target_time", TargetKind.XID: "recovery_target_xid",
+           TargetKind.LSN: "recovery_target_lsn", TargetKind.NAME: "recovery_target_name"}
+    assert target.value is not None
+    conf[key[target.kind]] = target.value
+    if target.kind is not TargetKind.NAME:
+        conf["recovery_target_inclusive"] = "off" if target.exclusive else "on"
+    return conf
+
+
+STOP_RE = re.compile(r"recovery stopping (?P<how>before|after) (?P<what>.*)$")
+REDO_DONE_RE = re.compile(r"redo done at (?P<lsn>[0-9A-F]+/[0-9A-F]+)")
+LAST_TX_RE = re.compile(r"last completed transaction was at log time (?P<time>.+)$")
+PAUSED_RE = re.compile(r"recovery has paused")
+
+
+@dataclass(frozen=True)
+class RecoveryOutcome:
+    stopped: str | None          # "before commit of transaction 1234, time ..." etc.
+    redo_done_lsn: str | None
+    last_transaction: str | None
+    paused: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {"stopped": self.stopped, "redo_done_lsn": self.redo_done_lsn,
+                "last_transaction": self.last_transaction, "paused": self.paused}
+
+
+def read_outcome(log_text: str) -> RecoveryOutcome:
+    stopped = redo = last = None
+    paused = False
+    for line in log_text.splitlines():
+        if m := STOP_RE.search(line):
+            stopped = f"{m.group('how')} {m.group('what').strip()}"
+        elif m := REDO_DONE_RE.search(line):
+            redo = m.group("lsn")
+        elif m := LAST_TX_RE.search(line):
+            last = m.group("time").strip()
+        elif PAUSED_RE.search(line):
+            paused = True
+    return RecoveryOutcome(stopped, redo, last, paused)
+
+
+def recovery_failure(log_text: str) -> str | None:
+    """The FATAL line that ended a recovery, if any."""
+    for line in reversed(log_text.splitlines()):
+        if "FATAL" in line or "PANIC" in line:
+            return line.split("FATAL:", 1)[-1].split("PANIC:", 1)[-1].strip()
+    return None
