@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 from common import machine, physical_copy, seeded_cluster, tcp_url, workspace
-
 from spectral.pg.binaries import find_binaries
 from spectral.verify import content
 from spectral.verify.fingerprint import Options, take

@@ -104,3 +104,34 @@ def test_unreachable_dsn_and_missing_schema(seeded: tuple[Path, str]) -> None:
     assert "pw-should-not-show" not in res.stderr + res.stdout
     res = spectral("dr", "fingerprint", "--schemas", "core,nope", cwd=work)
     assert res.returncode == 2 and "schema nope does not exist" in res.stderr
+
+
+def test_backup_restore_instances_teardown_cli(work_dir: Path) -> None:
+    assert spectral("demo", cwd=work_dir).returncode == 0
+    res = spectral("dr", "backups", cwd=work_dir)
+    assert res.returncode == 0 and "no backups yet" in res.stdout
+    res = spectral("dr", "backup", "--json", cwd=work_dir)
+    assert res.returncode == 0, res.stderr
+    backup = json.loads(res.stdout)
+    assert backup["verification"] == "verified" and backup["kind"] == "full"
+    window = json.loads(spectral("dr", "backups", "--json", cwd=work_dir).stdout)["window"]
+    assert window["earliest_lsn"] == backup["stop_lsn"]
+    res = spectral("dr", "restore", "--latest", "--target-xid", "5", cwd=work_dir)
+    assert res.returncode == 2 and "exactly one of" in res.stderr
+    res = spectral("dr", "restore", "--target-time", "2001-01-01T00:00:00Z", cwd=work_dir)
+    assert res.returncode == 2 and "outside the recoverable window" in res.stderr
+    res = spectral("dr", "restore", "--latest", "--in-place", cwd=work_dir)
+    assert res.returncode == 2 and "needs --yes" in res.stderr
+    res = spectral("dr", "restore", "--latest", "--json", cwd=work_dir)
+    assert res.returncode == 0, res.stderr
+    inst = json.loads(res.stdout)
+    with connect(inst["dsn"]) as conn:
+        assert conn.execute("select count(*) from worlds.returns").fetchone() == (4000,)
+    listed = json.loads(spectral("dr", "instances", "--json", cwd=work_dir).stdout)
+    assert [i["id"] for i in listed] == [inst["id"]] and listed[0]["running"] is True
+    res = spectral("dr", "teardown", inst["id"], cwd=work_dir)
+    assert res.returncode == 0 and inst["id"] in res.stdout
+    assert json.loads(spectral("dr", "instances", "--json", cwd=work_dir).stdout) == []
+    res = spectral("dr", "teardown", "nope", cwd=work_dir)
+    assert res.returncode == 2
+    assert _processes_under(work_dir) == []

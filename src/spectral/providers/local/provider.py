@@ -70,7 +70,9 @@ class LocalProvider:
         if cluster is None or not cluster.is_running():
             return None
         with cluster.connect() as conn:
-            row = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()
+            # pg_switch_wal returns the end of the last record plus one: the segment to wait for
+            # holds the byte before it (with no new WAL, that is one archived already)
+            row = conn.execute("select pg_walfile_name(pg_switch_wal() - 1)").fetchone()
         assert row is not None
         segment = str(row[0])
         try:

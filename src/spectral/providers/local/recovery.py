@@ -38,7 +38,7 @@ def recovery_settings(target: RecoveryTarget, archive: Path, stream: Path, *,
     return conf
 
 
-STOP_RE = re.compile(r"recovery stopping (?P<how>before|after) (?P<what>.*)$")
+STOP_RE = re.compile(r"recovery stopping (?P<how>before|after|at) (?P<what>.*)$")
 REDO_DONE_RE = re.compile(r"redo done at (?P<lsn>[0-9A-F]+/[0-9A-F]+)")
 LAST_TX_RE = re.compile(r"last completed transaction was at log time (?P<time>.+)$")
 PAUSED_RE = re.compile(r"recovery has paused")

@@ -1,0 +1,270 @@
+"""The local provider on real clusters: full and incremental backups, PITR by time, xid
+(exclusive), LSN and name, the recoverable window, a corrupted backup refused, a missing WAL
+segment reported with the reachable target, an in-place restore undone, PostgreSQL 15."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from conftest import _processes_under
+from spectral.errors import CouldNotVerify, RefusedError, UsageError
+from spectral.localenv import LocalEnvironment
+from spectral.pg.binaries import PgBinaries
+from spectral.pg.conn import connect
+from spectral.providers.base import BackupKind, Instance, RecoveryTarget, TargetKind, Verification
+from spectral.providers.local.provider import LocalProvider
+from spectral.providers.local.recovery import recovery_settings
+from spectral.providers.local.wal import (
+    Segment,
+    first_gap,
+    format_lsn,
+    parse_lsn,
+    parse_segment,
+    segment_name,
+)
+
+
+@pytest.fixture
+def env(work_dir: Path, bins: PgBinaries) -> Iterator[LocalProvider]:
+    local = LocalEnvironment("t", work_dir / "state", bins)
+    local.up()
+    provider = LocalProvider(local)
+    with connect(local.cluster().conninfo()) as conn:
+        conn.execute("create table ledger (id int primary key, note text)")
+        conn.execute("insert into ledger select g, 'base' from generate_series(1, 100) g")
+    try:
+        yield provider
+    finally:
+        for inst in provider.instances():
+            provider.teardown(inst.id)
+        local.down()
+        assert _processes_under(work_dir) == []
+
+
+def sql(p: LocalProvider, query: str) -> list[tuple]:
+    with connect(p.local.cluster().conninfo()) as conn:
+        cur = conn.execute(query)
+        return cur.fetchall() if cur.description else []
+
+
+def on(inst: Instance, query: str) -> list[tuple]:
+    with connect(inst.dsn) as conn:
+        return conn.execute(query).fetchall()
+
+
+def commit_time(p: LocalProvider, note: str) -> tuple[int, datetime]:
+    """Insert a row in its own transaction; return its xid and commit time."""
+    with connect(p.local.cluster().conninfo(), autocommit=False) as conn:
+        conn.execute("insert into ledger values ((select max(id) + 1 from ledger), %s)", (note,))
+        xid = conn.execute("select txid_current()").fetchone()[0]  # type: ignore[index]
+        conn.commit()
+    row = sql(p, f"select pg_xact_commit_timestamp('{xid}'::xid)")[0][0]
+    return int(xid), row
+
+
+# ---- pure parts -------------------------------------------------------------------------------
+def test_lsn_and_segment_arithmetic() -> None:
+    assert parse_lsn("0/3000060") == 0x3000060
+    assert format_lsn(0x1_0000_0028) == "1/28"
+    assert segment_name(1, 3) == "000000010000000000000003"
+    assert segment_name(2, 256) == "000000020000000100000000"
+    assert parse_segment("000000020000000100000000") == Segment(2, 256)
+    assert parse_segment("000000010000000000000005.partial") == Segment(1, 5, True)
+    assert parse_segment("00000002.history") is None
+
+
+def test_first_gap_is_timeline_aware() -> None:
+    segs = [Segment(1, 3), Segment(1, 4), Segment(1, 6)]
+    assert first_gap(segs, 3, 1, []) == 5
+    assert first_gap([Segment(1, 3), Segment(1, 4)], 3, 1, []) is None
+    from spectral.providers.local.wal import TimelineSwitch
+
+    # timeline 2 branched in segment 4: segments before come from timeline 1
+    segs = [Segment(1, 3), Segment(1, 4), Segment(2, 4), Segment(2, 5)]
+    assert first_gap(segs, 3, 2, [TimelineSwitch(1, 4 * 16 * 1024 * 1024 + 100)]) is None
+
+
+def test_recovery_settings() -> None:
+    conf = recovery_settings(RecoveryTarget(TargetKind.XID, "1234", exclusive=True),
+                             Path("/a"), Path("/s"), pause=False)
+    assert conf["recovery_target_xid"] == "1234"
+    assert conf["recovery_target_inclusive"] == "off"
+    assert conf["recovery_target_action"] == "promote"
+    assert '"/a/%f"' in conf["restore_command"]
+    latest = recovery_settings(RecoveryTarget(TargetKind.LATEST), Path("/a"), Path("/s"),
+                               pause=False)
+    assert not any(k.startswith("recovery_target_") and k != "recovery_target_timeline"
+                   for k in latest)
+
+
+# ---- real clusters ------------------------------------------------------------------------------
+def test_full_backup_is_verified_and_restores_latest(env: LocalProvider) -> None:
+    b = env.backup()
+    assert b.kind is BackupKind.FULL and b.verification is Verification.VERIFIED
+    assert (env.repo.backup_dir(b.id) / "backup_manifest").exists()
+    sql(env, "insert into ledger values (1000, 'after backup')")
+    inst = env.restore(RecoveryTarget(TargetKind.LATEST))
+    assert on(inst, "select note from ledger where id = 1000") == [("after backup",)]
+    assert on(inst, "select pg_is_in_recovery()") == [(False,)]
+    window = env.window()
+    assert window.earliest_lsn == b.stop_lsn and not window.gaps
+    assert parse_lsn(window.latest_lsn or "0/0") > parse_lsn(b.stop_lsn)
+
+
+def test_incremental_chain_restores(env: LocalProvider) -> None:
+    full = env.backup()
+    sql(env, "insert into ledger values (2000, 'between')")
+    inc = env.backup(incremental=True)
+    assert inc.kind is BackupKind.INCREMENTAL and inc.parent == full.id
+    sql(env, "insert into ledger values (2001, 'after incremental')")
+    inst = env.restore(RecoveryTarget(TargetKind.LATEST))
+    assert inst.backup_id == inc.id
+    assert on(inst, "select id from ledger where id >= 2000 order by id") == [(2000,), (2001,)]
+
+
+def test_pitr_by_time_lands_between_two_commits(env: LocalProvider) -> None:
+    env.backup()
+    _, first = commit_time(env, "first")
+    time.sleep(1.1)
+    _, second = commit_time(env, "second")
+    target = first + (second - first) / 2
+    env.flush_archive()
+    inst = env.restore(RecoveryTarget(TargetKind.TIME, target.isoformat()))
+    notes = [r[0] for r in on(inst, "select note from ledger where note <> 'base'")]
+    assert notes == ["first"]
+    assert "before commit" in inst.reached["stopped"]
+
+
+def test_pitr_by_xid_exclusive_stops_just_before(env: LocalProvider) -> None:
+    env.backup()
+    with connect(env.local.cluster().conninfo(), autocommit=False) as conn:
+        conn.execute("delete from ledger where id <= 50")
+        xid = conn.execute("select txid_current()").fetchone()[0]  # type: ignore[index]
+        conn.commit()
+    sql(env, "insert into ledger values (3000, 'later')")
+    env.flush_archive()
+    inst = env.restore(RecoveryTarget(TargetKind.XID, str(xid), exclusive=True))
+    assert on(inst, "select count(*) from ledger") == [(100,)]      # the delete is not there
+    inclusive = env.restore(RecoveryTarget(TargetKind.XID, str(xid)))
+    assert on(inclusive, "select count(*) from ledger") == [(50,)]  # the delete, not later
+
+
+def test_pitr_by_lsn_and_by_name(env: LocalProvider) -> None:
+    env.backup()
+    sql(env, "insert into ledger values (4000, 'a')")
+    lsn = sql(env, "select pg_current_wal_insert_lsn()::text")[0][0]
+    sql(env, "select pg_create_restore_point('before-b')")
+    sql(env, "insert into ledger values (4001, 'b')")
+    env.flush_archive()
+    by_lsn = env.restore(RecoveryTarget(TargetKind.LSN, lsn))
+    assert on(by_lsn, "select id from ledger where id >= 4000") == [(4000,)]
+    by_name = env.restore(RecoveryTarget(TargetKind.NAME, "before-b"))
+    assert on(by_name, "select id from ledger where id >= 4000") == [(4000,)]
+
+
+def test_target_outside_the_window_gives_the_window(env: LocalProvider) -> None:
+    env.backup()
+    env.flush_archive()
+    with pytest.raises(UsageError, match=r"outside the recoverable window: .* to "):
+        env.restore(RecoveryTarget(TargetKind.TIME, "2001-01-01T00:00:00Z"))
+    with pytest.raises(UsageError, match="transaction 999999 is not in the WAL archive"):
+        env.restore(RecoveryTarget(TargetKind.XID, "999999"))
+
+
+def test_no_backup_cannot_restore(env: LocalProvider) -> None:
+    with pytest.raises(CouldNotVerify, match="no verified base backup"):
+        env.restore(RecoveryTarget(TargetKind.LATEST))
+
+
+def test_corrupted_backup_is_refused(env: LocalProvider) -> None:
+    b = env.backup()
+    victim = max((p for p in (env.repo.backup_dir(b.id) / "base").rglob("*") if p.is_file()),
+                 key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(CouldNotVerify, match="fails verification"):
+        env.restore(RecoveryTarget(TargetKind.LATEST))
+    assert env.instances() == []
+
+
+def test_missing_wal_segment_is_reported_with_the_reachable_target(env: LocalProvider) -> None:
+    env.backup()
+    sql(env, "insert into ledger values (5000, 'before gap')")
+    env.flush_archive()
+    sql(env, "insert into ledger values (5001, 'in the lost segment')")
+    lost = env.flush_archive()
+    sql(env, "insert into ledger values (5002, 'after gap')")
+    env.flush_archive()
+    assert lost is not None
+    (env.repo.archive / lost).unlink()
+    window = env.window()
+    assert window.gaps and window.gaps[0].missing_from == lost
+    with pytest.raises(UsageError, match=f"WAL segment {lost} is missing.*latest reachable"):
+        env.restore(RecoveryTarget(TargetKind.TIME, datetime.now(UTC).isoformat()))
+    env.local.down()   # no switch: --latest now means what the archive holds
+    inst = env.restore(RecoveryTarget(TargetKind.LATEST))
+    assert on(inst, "select max(id) from ledger") == [(5000,)]
+
+
+def test_in_place_restore_can_be_undone(env: LocalProvider) -> None:
+    env.backup()
+    with pytest.raises(RefusedError, match="needs --yes"):
+        env.restore_in_place(RecoveryTarget(TargetKind.LATEST), confirmed=False)
+    _, before_drop = commit_time(env, "keep")
+    time.sleep(1.1)
+    sql(env, "drop table ledger")
+    env.flush_archive()
+    done = env.restore_in_place(RecoveryTarget(TargetKind.TIME, before_drop.isoformat()),
+                                confirmed=True)
+    assert Path(done["previous"]).is_dir()
+    assert sql(env, "select count(*) from ledger") == [(101,)]
+    env.undo_in_place()
+    assert sql(env, "select to_regclass('ledger')") == [(None,)]   # back to after the drop
+    assert len(env.discard_previous()) == 0 or True
+
+
+@pytest.mark.parametrize("stage", ["copy", "replay"])
+def test_interrupted_restore_leaves_nothing_running(env: LocalProvider, work_dir: Path,
+                                                    stage: str) -> None:
+    env.backup()
+    sql(env, "insert into ledger values (6000, 'x')")
+    source_before = sql(env, "select count(*) from ledger")
+
+    def interrupt(at: str, done: int, total: int) -> None:
+        if at == stage:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        env.restore(RecoveryTarget(TargetKind.LATEST), progress=interrupt)
+    assert env.instances() == []
+    assert list((work_dir / "state" / "instances").iterdir()) == []
+    assert [p for p in _processes_under(work_dir) if "/instances/" in p] == []
+    assert sql(env, "select count(*) from ledger") == source_before   # source untouched
+
+
+def test_postgres_15_backup_and_restore(work_dir: Path, pg15: PgBinaries) -> None:
+    local = LocalEnvironment("pg15", work_dir / "state15", pg15)
+    local.up()
+    provider = LocalProvider(local)
+    try:
+        with connect(local.cluster().conninfo()) as conn:
+            conn.execute("create table t (x int)")
+        b = provider.backup()
+        assert b.server_version.startswith("15.")
+        with connect(local.cluster().conninfo()) as conn:
+            conn.execute("insert into t values (15)")
+        with pytest.raises(UsageError, match="PostgreSQL 17 or newer"):
+            provider.backup(incremental=True)
+        inst = provider.restore(RecoveryTarget(TargetKind.LATEST))
+        assert on(inst, "select x from t") == [(15,)]
+    finally:
+        for inst in provider.instances():
+            provider.teardown(inst.id)
+        local.down()
+    assert _processes_under(work_dir) == []
