@@ -167,8 +167,17 @@ class LocalEnvironment:
             return cluster, False
         self.prepare_repository()
         cluster.write_conf(server_settings(self.bins, self.paths.archive_dir))
+        self._clear_stale_synchronous_standby(cluster)
         cluster.start()
         return cluster, True
+
+    def _clear_stale_synchronous_standby(self, cluster: Cluster) -> None:
+        """A `dr wal stream --synchronous` that was killed cannot remove its setting; with no
+        supervisor alive, remove it here, or every commit after the start would wait forever."""
+        from spectral.providers.local.stream import clear_synchronous_file, supervisor_alive
+
+        if not supervisor_alive(self.paths.repo_dir / "stream"):
+            clear_synchronous_file(cluster.data_dir)
 
     def down(self) -> bool:
         if not self.exists():

@@ -32,6 +32,8 @@ def register(app: typer.Typer) -> None:
     app.command("instances")(instances_cmd)
     app.command("teardown")(teardown_cmd)
     app.command("promote")(promote_cmd)
+    app.command("expire")(expire_cmd)
+    app.add_typer(wal_app, name="wal")
 
 
 INCREMENTAL = typer.Option(False, "--incremental", help="Only what changed since the newest "
@@ -204,3 +206,90 @@ def promote_cmd(ctx: typer.Context,
     with connect(inst.dsn) as conn:
         conn.execute("select pg_promote(true, 60)")
     st.emit({"promoted": instance_id}, lambda c: c.print(f"{instance_id}: promoted"))
+
+
+wal_app = typer.Typer(no_args_is_help=True, help="Continuous WAL: streaming and the live RPO.")
+
+
+@wal_app.command("stream")
+def wal_stream_cmd(ctx: typer.Context,
+                   synchronous: bool = typer.Option(False, "--synchronous", help="Make the "
+                                                    "stream a synchronous standby: a commit "
+                                                    "returns once its WAL is on disk here "
+                                                    "(RPO 0; commits wait while it is down)."),
+                   seconds: float | None = typer.Option(None, "--seconds", help="Stop after this "
+                                                        "long (default: until Ctrl-C).")) -> None:
+    """Run pg_receivewal with a replication slot into the backup repository, supervised:
+    restarted when it exits, stopped (and the synchronous setting removed) when this ends."""
+    import time as _time
+
+    from spectral.providers.local.stream import supervise
+
+    st = state(ctx)
+    p = provider(st)
+    deadline = None if seconds is None else _time.monotonic() + seconds
+    with p.local.session() as cluster:
+        status = supervise(p.bins, cluster, p.repo.stream, synchronous=synchronous,
+                           report=lambda msg: st.err.print(f"wal stream: {msg}"),
+                           should_stop=lambda: deadline is not None
+                           and _time.monotonic() > deadline)
+    st.emit(status.to_json(), lambda c: c.print(f"wal stream stopped after {status.restarts} "
+                                                f"restart(s)"))
+
+
+@wal_app.command("status")
+def wal_status_cmd(ctx: typer.Context) -> None:
+    """The archive's and the stream's lag in bytes and seconds: the live RPO."""
+    from spectral.providers.local.stream import wal_status
+
+    st = state(ctx)
+    p = provider(st)
+    with p.local.session() as cluster:
+        info = wal_status(cluster)
+
+    def human(c: Console) -> None:
+        a = info["archive"]
+        c.print(f"current LSN {info['current_lsn']}; archived through "
+                f"{a['archived_through_lsn'] or 'nothing yet'} ({a['last_archived_wal'] or '-'}, "
+                f"{a['seconds_since_last_archive'] or '-'} s ago); {a['failed_count']} failures")
+        s = info["stream"]
+        c.print("stream: " + (f"{s['sync_state']}, flushed {s['flush_lsn']}, lag "
+                              f"{s['lag_bytes']} bytes" if s else "not running"))
+        c.print(f"live RPO: {info['rpo_bytes'] if info['rpo_bytes'] is not None else '-'} bytes, "
+                f"{info['rpo_seconds']} s")
+
+    st.emit(info, human)
+
+
+def expire_cmd(ctx: typer.Context,
+               keep: int = typer.Option(..., "--keep", min=1, help="Full backups to keep."),
+               window: float | None = typer.Option(None, "--window", min=0, help="Also keep "
+                                                   "whatever reaches any point in the last "
+                                                   "DAYS days."),
+               dry_run: bool = typer.Option(False, "--dry-run", help="Show what would go."),
+               yes: bool = typer.Option(False, "--yes", "-y", help="Delete without asking.")
+               ) -> None:
+    """Retention: remove backups beyond the newest --keep full backups (and the --window), and
+    the WAL only they needed. Never removes anything a kept backup or the window needs."""
+    from spectral.cli.state import CliConfirmer
+    from spectral.providers.local import expire as ex
+
+    st = state(ctx)
+    p = provider(st)
+    plan = ex.plan_expire(p.backups(), keep, window)
+    plan.wal_remove = ex.wal_to_remove(p.repo, plan.oldest_kept_start_lsn)
+    data = {"keep": plan.keep, "remove": plan.remove, "wal_remove": len(plan.wal_remove),
+            "dry_run": dry_run}
+    if plan.remove or plan.wal_remove:
+        if dry_run:
+            st.emit(data, lambda c: c.print(f"would remove {len(plan.remove)} backup(s) "
+                                            f"{plan.remove} and {len(plan.wal_remove)} WAL "
+                                            f"segment(s); keeping {plan.keep}"))
+            return
+        details = [f"backup {b}" for b in plan.remove] + [f"{len(plan.wal_remove)} WAL segments"]
+        if not CliConfirmer(yes, st.err).confirm("Remove these from the backup repository?",
+                                                 details):
+            raise UsageError("expiry not confirmed; nothing was removed")
+        ex.apply(p.repo, plan)
+    st.emit(data, lambda c: c.print(f"removed {len(plan.remove)} backup(s) and "
+                                    f"{len(plan.wal_remove)} WAL segment(s); kept {plan.keep}"))

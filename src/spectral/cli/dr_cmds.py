@@ -16,7 +16,7 @@ from spectral.target import open_target
 from spectral.verify import snapshots
 from spectral.verify.compare import Comparison, Outcome, compare
 from spectral.verify.fingerprint import Options, save, take
-from spectral.verify.targets import fingerprint_of
+from spectral.verify.targets import fingerprint_pair
 
 app = typer.Typer(no_args_is_help=True, help="Disaster recovery: backups, point-in-time "
                                              "restore, fingerprints, comparisons and snapshots.")
@@ -109,10 +109,8 @@ def compare_cmd(ctx: typer.Context,
     verified."""
     st = state(ctx)
     names = _split(schemas)
-    doc_a, label_a = fingerprint_of(st.config, a, schemas=names, content=content, workers=workers)
-    want_content = content or bool(doc_a.get("content"))
-    doc_b, label_b = fingerprint_of(st.config, b, schemas=names or list(doc_a["schemas"]),
-                                    content=want_content, workers=workers)
+    (doc_a, label_a), (doc_b, label_b) = fingerprint_pair(st.config, a, b, schemas=names,
+                                                          content=content, workers=workers)
     cmp = compare(doc_a, doc_b, include_managed=include_managed)
     st.emit({"a": label_a, "b": label_b, **cmp.to_json()},
             lambda c: _print_comparison(c, cmp, (label_a, label_b)))

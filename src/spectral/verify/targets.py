@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,30 @@ from spectral.errors import UsageError
 from spectral.refdb import REFERENCE_SCHEMAS
 from spectral.target import open_target
 from spectral.verify.fingerprint import Options, load, take
+
+
+def is_file(spec: str) -> bool:
+    return spec.endswith(".json") or Path(spec).exists()
+
+
+def fingerprint_pair(cfg: SpectralConfig, a: str, b: str, *, schemas: list[str] | None,
+                     content: bool, workers: int | None
+                     ) -> tuple[tuple[dict[str, Any], str], tuple[dict[str, Any], str]]:
+    """Both sides of a comparison. Two live databases are read at the same time (their scans
+    overlap their waits); a file on one side decides the schemas and content of the other."""
+    if is_file(a) or is_file(b) or a == b:
+        file_first = is_file(b) and not is_file(a)
+        x, y = (b, a) if file_first else (a, b)
+        fx = fingerprint_of(cfg, x, schemas=schemas, content=content, workers=workers)
+        fy = fingerprint_of(cfg, y, schemas=schemas or list(fx[0]["schemas"]),
+                            content=content or bool(fx[0].get("content")), workers=workers)
+        return (fy, fx) if file_first else (fx, fy)
+    with ThreadPoolExecutor(2) as pool:
+        fa = pool.submit(fingerprint_of, cfg, a, schemas=schemas, content=content,
+                         workers=workers)
+        fb = pool.submit(fingerprint_of, cfg, b, schemas=schemas, content=content,
+                         workers=workers)
+        return fa.result(), fb.result()
 
 
 def looks_like_dsn(text: str) -> bool:

@@ -1,0 +1,70 @@
+"""Retention: remove old backups and WAL, never anything a kept backup or the window needs."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from spectral.providers.base import Backup, BackupKind, Verification
+from spectral.providers.local.repo import Repository
+from spectral.providers.local.wal import list_segments, parse_lsn, segment_of
+
+
+@dataclass
+class ExpirePlan:
+    keep: list[str]
+    remove: list[str]
+    wal_remove: list[str] = field(default_factory=list)
+    oldest_kept_start_lsn: str | None = None
+
+
+def plan_expire(backups: list[Backup], keep: int, window_days: float | None,
+                now: datetime | None = None) -> ExpirePlan:
+    """Keep the `keep` newest full backups and every backup needed to reach any point in the
+    last `window_days`; a kept incremental keeps its whole chain (pure; unit-tested)."""
+    now = now or datetime.now(UTC)
+    usable_full = [b for b in backups if b.kind is BackupKind.FULL
+                   and b.verification is not Verification.FAILED]
+    usable_full.sort(key=lambda b: b.stop_time)
+    kept_full = set(b.id for b in usable_full[-keep:]) if keep > 0 else set()
+    if window_days is not None:
+        horizon = now - timedelta(days=window_days)
+        older = [b for b in usable_full if b.stop_time <= horizon]
+        newer = [b for b in usable_full if b.stop_time > horizon]
+        kept_full |= {b.id for b in newer}
+        if older:   # the newest backup before the horizon is where the window starts
+            kept_full.add(older[-1].id)
+    by_id = {b.id: b for b in backups}
+
+    def root(b: Backup) -> str | None:
+        cur: Backup | None = b
+        while cur is not None and cur.kind is BackupKind.INCREMENTAL:
+            cur = by_id.get(cur.parent or "")
+        return cur.id if cur else None
+
+    keep_ids = {b.id for b in backups if root(b) in kept_full}
+    ordered = sorted(backups, key=lambda b: b.stop_time)
+    oldest = next((b for b in ordered if b.id in keep_ids), None)
+    return ExpirePlan(keep=[b.id for b in ordered if b.id in keep_ids],
+                      remove=[b.id for b in ordered if b.id not in keep_ids],
+                      oldest_kept_start_lsn=oldest.start_lsn if oldest else None)
+
+
+def wal_to_remove(repo: Repository, oldest_start_lsn: str | None) -> list[str]:
+    """Archived segments entirely before the oldest kept backup's start; history files stay."""
+    if oldest_start_lsn is None:
+        return []
+    first_needed = segment_of(parse_lsn(oldest_start_lsn))
+    return [s.name for s in list_segments(repo.archive) if s.segno < first_needed
+            and not s.partial]
+
+
+def apply(repo: Repository, plan: ExpirePlan) -> None:
+    with repo.locked():
+        backups = repo.read()
+        repo.write([b for b in backups if b.id not in plan.remove])   # catalog first
+        for backup_id in plan.remove:
+            shutil.rmtree(repo.backup_dir(backup_id), ignore_errors=True)
+        for name in plan.wal_remove:
+            (repo.archive / name).unlink(missing_ok=True)
