@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from spectral.cli import backup_cmds
+from spectral.cli import backup_cmds, drill_cmds
 from spectral.cli.state import state
 from spectral.errors import ExitCode
 from spectral.target import open_target
@@ -26,6 +26,8 @@ SCHEMAS = typer.Option(None, "--schemas", help="Comma-separated schemas (default
 CONTENT = typer.Option(False, "--content", help="Also checksum every row of every table "
                                                "(computed inside PostgreSQL).")
 backup_cmds.register(app)
+app.add_typer(drill_cmds.drill_app, name="drill")
+app.add_typer(drill_cmds.log_app, name="log")
 
 WORKERS = typer.Option(None, "--workers", min=1, help="Parallel sessions (default: cores).")
 

@@ -1,62 +1,64 @@
-"""Copying a backup into a new data directory: parallel, in-kernel (sendfile/copy_file_range
-through shutil.copyfile), owned by the server user, with progress in bytes."""
+"""Copying a backup into a new data directory. `cp -a` is the floor the RTO is measured
+against, so the copy is `cp -a` (in-kernel copy_file_range; ownership and modes preserved: the
+backup was written by the server user), run in its own process group so an interrupt or
+timeout stops it, with progress measured from the destination's size."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
+import signal
+import subprocess
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from spectral.pg.osuser import server_identity
+from spectral.errors import CommandError
+from spectral.runner import child_env, spawn
 
 Progress = Callable[[int], None]
 
 
-def copy_tree(src: Path, dest: Path, *, progress: Progress | None = None, workers: int = 4,
-              skip: tuple[str, ...] = ()) -> int:
-    """Copy `src` into the empty or new directory `dest`; returns bytes copied."""
-    ident = server_identity()
-    files: list[tuple[Path, Path, int]] = []
-    dest.mkdir(parents=True, exist_ok=True)
-    for root, dirs, names in os.walk(src):
-        rel = Path(root).relative_to(src)
-        for d in dirs:
-            target = dest / rel / d
-            source = Path(root) / d
-            if source.is_symlink():
-                os.symlink(os.readlink(source), target)
-                continue
-            target.mkdir(mode=0o700, exist_ok=True)
-        for name in names:
-            if rel == Path(".") and name in skip:
-                continue
-            source = Path(root) / name
-            if source.is_symlink():
-                os.symlink(os.readlink(source), dest / rel / name)
-                continue
-            files.append((source, dest / rel / name, source.stat().st_size))
-    files.sort(key=lambda f: -f[2])
-
-    def one(item: tuple[Path, Path, int]) -> int:
-        source, target, size = item
-        shutil.copyfile(source, target)
-        os.chmod(target, 0o600)
-        if ident is not None:
-            os.chown(target, ident.uid, ident.gid)
-        if progress:
-            progress(size)
-        return size
-
-    with ThreadPoolExecutor(workers) as pool:
-        total = sum(pool.map(one, files))
-    for root, dirs, _names in os.walk(dest):
-        for d in [*dirs, "."]:
-            path = Path(root) / d
-            if path.is_symlink():
-                continue
-            os.chmod(path, 0o700)
-            if ident is not None:
-                os.chown(path, ident.uid, ident.gid)
+def tree_bytes(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
     return total
+
+
+def copy_argv(src: Path, dest: Path) -> list[str]:
+    return ["cp", "-a", f"{src}/.", str(dest)]
+
+
+def copy_tree(src: Path, dest: Path, *, progress: Progress | None = None,
+              timeout: float = 24 * 3600, interval: float = 0.5) -> None:
+    """Copy the contents of `src` into the existing directory `dest`."""
+    err = dest.parent / f".{dest.name}.cp-errors"
+    with open(err, "wb") as err_f:
+        proc = spawn(copy_argv(src, dest), run_as=None, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=err_f, env=child_env(None, None),
+                     cwd=dest.parent)
+        deadline = time.monotonic() + timeout
+        try:
+            while proc.poll() is None:
+                if time.monotonic() > deadline:
+                    raise CommandError(copy_argv(src, dest), None, "", timed_out=True)
+                if progress:
+                    progress(tree_bytes(dest))
+                try:
+                    proc.wait(timeout=interval)
+                except subprocess.TimeoutExpired:
+                    continue
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            raise
+    text = err.read_text(errors="replace")
+    err.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        raise CommandError(copy_argv(src, dest), proc.returncode, text)
+    if progress:
+        progress(tree_bytes(dest))

@@ -7,6 +7,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,10 @@ class LocalProvider:
         """When the environment's server is up, switch to a new WAL segment and wait until the
         old one is archived, so that every commit so far is in the archive. Returns the segment,
         or None when the server is down (then the archive is as complete as it gets)."""
-        cluster = self.local.cluster() if self.local.exists() else None
+        try:
+            cluster = self.local.cluster() if self.local.exists() else None
+        except ClusterError:      # the source is gone (the disaster being recovered from)
+            return None
         if cluster is None or not cluster.is_running():
             return None
         with cluster.connect() as conn:
@@ -85,11 +89,11 @@ class LocalProvider:
 
     # ---- restore into a new throwaway instance --------------------------------------------
     def restore(self, target: RecoveryTarget, *, pause: bool = False,
-                progress: Progress | None = None) -> Instance:
+                progress: Progress | None = None, backup_id: str | None = None) -> Instance:
         if target.kind is TargetKind.LATEST:
             self.flush_archive()
         window = self.window()
-        restore_plan = plan(self.bins, self.repo, target, window)
+        restore_plan = plan(self.bins, self.repo, target, window, backup_id)
         inst_id = "r" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
         home = self.local.paths.instances_dir / inst_id
         with UndoStack() as undo:
@@ -119,23 +123,25 @@ class LocalProvider:
                      progress: Progress | None) -> None:
         chain = restore_plan.chain
         full = self.repo.backup_dir(chain[0].id)
-        # a backup can rot after it was taken: check it again, never restore it silently
-        verification, detail = backup_mod.verify(self.bins, full, incremental=False)
+        # A backup can rot after it was taken: it is checked again, while it is being copied
+        # (both read the same files, on two cores), and never restored when the check fails.
+        with ThreadPoolExecutor(1) as pool:
+            check = pool.submit(backup_mod.verify, self.bins, full, False)
+            if len(chain) == 1:
+                total = chain[0].size_bytes
+
+                def advance(done: int) -> None:
+                    if progress:
+                        progress("copy", min(done, total), total)
+
+                make_owned_dir(data, 0o700)
+                copy_tree(full, data, progress=advance if progress else None)
+                (data / "backup_manifest").unlink(missing_ok=True)
+            verification, detail = check.result()
         if verification is Verification.FAILED:
             raise CouldNotVerify(f"backup {chain[0].id} fails verification and will not be "
                                  f"restored: {detail}")
         if len(chain) == 1:
-            total = backup_mod.dir_size(full)
-            done = 0
-
-            def advance(n: int) -> None:
-                nonlocal done
-                done += n
-                if progress:
-                    progress("copy", done, total)
-
-            make_owned_dir(data, 0o700)
-            copy_tree(full, data, progress=advance, skip=("backup_manifest",))
             return
         if progress:
             progress("combine", 0, len(chain))
@@ -196,7 +202,7 @@ class LocalProvider:
             return (paused == "paused") if pause else not in_recovery
 
         try:
-            wait_until(done, timeout=RESTORE_TIMEOUT, interval=0.2, what="recovery")
+            wait_until(done, timeout=RESTORE_TIMEOUT, interval=0.05, what="recovery")
         except WaitTimeout:
             raise CouldNotVerify("recovery did not finish in time") from None
         outcome = read_outcome(_read(cluster.log_file))

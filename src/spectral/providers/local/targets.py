@@ -75,8 +75,14 @@ def locate(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
 
 
 def plan(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
-         window: RecoverableWindow) -> RestorePlan:
+         window: RecoverableWindow, backup_id: str | None = None) -> RestorePlan:
+    """The newest backup that precedes the target (or the one named), and the target's LSN."""
     backups = usable_backups(repo)
+    if backup_id is not None:
+        named = [b for b in backups if b.id == backup_id]
+        if not named:
+            known = ", ".join(b.id for b in backups) or "none"
+            raise UsageError(f"backup {backup_id} is not a usable backup (usable: {known})")
     if not backups or window.empty:
         raise CouldNotVerify("there is no verified base backup to restore from",
                              hint="spectral dr backup")
@@ -102,4 +108,10 @@ def plan(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
         if not fitting:
             raise _outside(f"{target.describe()} (LSN {format_lsn(lsn)})", window)
         chosen = fitting[-1]
+    if backup_id is not None:
+        named_backup = named[0]
+        if parse_lsn(named_backup.stop_lsn) > parse_lsn(chosen.stop_lsn):
+            raise UsageError(f"backup {backup_id} ends after {target.describe()}; a restore "
+                             f"cannot stop before its backup's consistency point")
+        chosen = named_backup
     return RestorePlan(target, repo.chain(chosen), lsn)

@@ -1,0 +1,162 @@
+"""`spectral dr drill functional | post-migration`, `spectral dr log [verify]`."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spectral.cli.backup_cmds import restore_progress
+from spectral.cli.state import AppState, state
+from spectral.config.durations import format_duration
+from spectral.drills.functional import DrillRequest, run_drill
+from spectral.drills.result import DrillResult, DrillType
+from spectral.errors import ExitCode, UsageError
+from spectral.ledger import EntryKind, Ledger
+from spectral.target import local_environment
+
+drill_app = typer.Typer(no_args_is_help=True, help="Restore drills that prove a backup restores.")
+log_app = typer.Typer(invoke_without_command=True,
+                      help="The evidence ledger: drills, tabletops, incidents, activations, "
+                           "snapshots.")
+
+BACKUP = typer.Option(None, "--backup", help="Restore from this backup id (default: the newest "
+                                            "backup before the recovery point).")
+TARGET_TIME = typer.Option(None, "--target-time", help="Restore to the snapshot taken at or just "
+                                                      "before this time.")
+CONTENT = typer.Option(False, "--content", help="Also compare every row's content checksum.")
+KEEP = typer.Option(False, "--keep", help="Leave the restored instance up and print its DSN "
+                                         "(for debugging).")
+
+
+def print_drill(c: Console, r: DrillResult) -> None:
+    colour = {"pass": "green", "fail": "red"}.get(r.outcome.value, "yellow")
+    c.print(f"[bold]{r.drill_type.value} drill[/] of {r.environment}: "
+            f"[bold {colour}]{r.outcome.value.upper()}[/]")
+    if r.error:
+        c.print(f"  reason: {r.error}")
+    if r.backup_id:
+        c.print(f"  backup {r.backup_id} restored to {r.recovery_target}")
+    table = Table("check", "outcome", "detail")
+    for check in r.checks:
+        table.add_row(check.name, check.outcome.value, check.detail)
+    if r.checks:
+        c.print(table)
+    for check in r.checks:
+        if check.outcome.value != "pass":
+            for line in check.evidence[:30]:
+                c.print(f"    {check.name}: {line}")
+    if r.rto_seconds is not None:
+        split = ", ".join(f"{k} {format_duration(v)}" for k, v in r.timings.items())
+        c.print(f"  RTO {format_duration(r.rto_seconds)} (target {format_duration(r.rto_target)})"
+                f": {split}")
+    c.print(f"  RPO {format_duration(r.rpo_seconds)} (target "
+            f"{format_duration(r.rpo_target) if r.rpo_target else 're-seedable'})")
+    if r.kept and r.instance:
+        c.print(f"  instance kept: {r.instance['dsn']} (spectral dr teardown {r.instance['id']})")
+
+
+def drill(st: AppState, req: DrillRequest) -> DrillResult:
+    name, env = st.config.environment(st.env)
+    local = local_environment(st.config, name)
+    show = not st.json and sys.stderr.isatty()
+    with restore_progress(show) as progress:
+        return run_drill(name, env, local, req, progress=progress,
+                         report=(lambda m: st.err.print(f"drill: {m}")) if not st.json
+                         else (lambda _m: None))
+
+
+@drill_app.command("functional")
+def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
+                   target_time: str | None = TARGET_TIME, content: bool = CONTENT,
+                   keep: bool = KEEP) -> None:
+    """Restore a backup into a throwaway instance, compare schema fingerprints across the
+    protected schemas and the load-bearing tables' row counts with a snapshot, check the core
+    contract, measure RTO and RPO, tear down, record it. Exit 0 PASS, 1 FAIL, 3 COULD-NOT-VERIFY."""
+    st = state(ctx)
+    result = drill(st, DrillRequest(DrillType.FUNCTIONAL, backup, target_time, content, keep))
+    st.emit(result.to_json(), lambda c: print_drill(c, result))
+    raise typer.Exit(result.outcome.exit_code)
+
+
+@drill_app.command("post-migration")
+def post_migration_cmd(ctx: typer.Context, content: bool = CONTENT, keep: bool = KEEP) -> None:
+    """The same drill after a migration (the runbook's post-migration drill)."""
+    st = state(ctx)
+    result = drill(st, DrillRequest(DrillType.POST_MIGRATION, None, None, content, keep))
+    st.emit(result.to_json(), lambda c: print_drill(c, result))
+    raise typer.Exit(result.outcome.exit_code)
+
+
+def _ledger(st: AppState) -> tuple[str, Ledger]:
+    name, _env = st.config.environment(st.env)
+    return name, Ledger(st.config.state_dir(name) / "evidence")
+
+
+@log_app.callback()
+def log_cmd(ctx: typer.Context,
+            kind: list[str] = typer.Option([], "--kind", help="Only entries of this kind "
+                                           "(drill, tabletop, incident, activation, snapshot)."),
+            since: str | None = typer.Option(None, "--since", help="ISO date or time."),
+            until: str | None = typer.Option(None, "--until", help="ISO date or time."),
+            limit: int = typer.Option(50, "--limit", min=1, help="At most this many.")) -> None:
+    """List ledger entries, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    st = state(ctx)
+    name, ledger = _ledger(st)
+    kinds = set()
+    for k in kind:
+        try:
+            kinds.add(EntryKind(k))
+        except ValueError:
+            raise UsageError(f"--kind {k!r}: expected one of "
+                             f"{', '.join(e.value for e in EntryKind)}") from None
+    lo = _when(since, "--since")
+    hi = _when(until, "--until")
+    entries = [e for e in reversed(ledger.entries()) if (not kinds or e.kind in kinds)
+               and (lo is None or e.at >= lo) and (hi is None or e.at <= hi)][:limit]
+
+    def human(c: Console) -> None:
+        if not entries:
+            c.print(f"{name}: no ledger entries")
+        for e in entries:
+            summary = e.data.get("outcome") or e.data.get("summary") or e.data.get("lsn") or ""
+            c.print(f"#{e.seq:<4} {e.at.isoformat(timespec='seconds')}  {e.kind.value:<10} "
+                    f"{summary}")
+
+    st.emit([e.to_json() for e in entries], human)
+
+
+def _when(text: str | None, flag: str) -> datetime | None:
+    if text is None:
+        return None
+    from spectral.providers.local.targets import parse_time
+
+    try:
+        return parse_time(text)
+    except UsageError:
+        raise UsageError(f"{flag} {text!r}: expected an ISO date or time") from None
+
+
+@log_app.command("verify")
+def log_verify_cmd(ctx: typer.Context) -> None:
+    """Check the ledger's hash chain: any edited, removed or reordered entry is reported; exit 1."""
+    st = state(ctx)
+    name, ledger = _ledger(st)
+    problems = ledger.verify()
+    count = len(ledger.entries()) if not problems else None
+    data = {"environment": name, "ok": not problems,
+            "problems": [{"line": p.line, "problem": p.problem} for p in problems]}
+
+    def human(c: Console) -> None:
+        if not problems:
+            c.print(f"{name}: ledger intact ({count} entries, head {ledger.head_hash()[:16]})")
+        for p in problems:
+            c.print(f"line {p.line}: {p.problem}")
+
+    st.emit(data, human)
+    raise typer.Exit(ExitCode.OK if not problems else ExitCode.CHECK_FAILED)

@@ -1,0 +1,1 @@
+"""Restore drills: prove that a backup restores, measure RTO and RPO, always tear down."""

@@ -1,0 +1,79 @@
+"""What a drill found, as data: outcomes as enums, every check with its evidence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from spectral.errors import ExitCode
+
+
+class DrillOutcome(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    COULD_NOT_VERIFY = "could_not_verify"
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return {DrillOutcome.PASS: ExitCode.OK, DrillOutcome.FAIL: ExitCode.CHECK_FAILED,
+                DrillOutcome.COULD_NOT_VERIFY: ExitCode.COULD_NOT_VERIFY}[self]
+
+
+class DrillType(StrEnum):
+    FUNCTIONAL = "functional"
+    POST_MIGRATION = "post-migration"
+
+
+@dataclass
+class Check:
+    name: str
+    outcome: DrillOutcome
+    detail: str = ""
+    evidence: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "outcome": self.outcome.value, "detail": self.detail,
+                "evidence": self.evidence}
+
+
+@dataclass
+class DrillResult:
+    drill_type: DrillType
+    environment: str
+    started_at: str
+    backup_id: str | None = None
+    recovery_target: str | None = None
+    snapshot_taken_at: str | None = None
+    checks: list[Check] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    rto_seconds: float | None = None
+    rpo_seconds: float | None = None
+    rto_target: float | None = None
+    rpo_target: float | None = None
+    instance: dict[str, Any] | None = None
+    error: str | None = None
+    kept: bool = False
+
+    @property
+    def outcome(self) -> DrillOutcome:
+        if self.error is not None and not self.checks:
+            return DrillOutcome.COULD_NOT_VERIFY
+        outcomes = [c.outcome for c in self.checks]
+        if DrillOutcome.FAIL in outcomes:
+            return DrillOutcome.FAIL
+        if DrillOutcome.COULD_NOT_VERIFY in outcomes or self.error is not None or not outcomes:
+            return DrillOutcome.COULD_NOT_VERIFY
+        return DrillOutcome.PASS
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.drill_type.value, "environment": self.environment,
+                "outcome": self.outcome.value, "started_at": self.started_at,
+                "backup_id": self.backup_id, "recovery_target": self.recovery_target,
+                "snapshot_taken_at": self.snapshot_taken_at,
+                "checks": [c.to_json() for c in self.checks],
+                "timings": {k: round(v, 3) for k, v in self.timings.items()},
+                "rto_seconds": None if self.rto_seconds is None else round(self.rto_seconds, 3),
+                "rpo_seconds": None if self.rpo_seconds is None else round(self.rpo_seconds, 3),
+                "rto_target": self.rto_target, "rpo_target": self.rpo_target,
+                "instance": self.instance, "error": self.error, "kept": self.kept}

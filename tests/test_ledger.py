@@ -1,0 +1,93 @@
+"""The ledger detects any edited, removed or reordered entry, and never holds a secret."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from spectral.ledger import EntryKind, Ledger
+from spectral.redact import register_secret
+
+
+def filled(tmp_path: Path, n: int = 5) -> Ledger:
+    ledger = Ledger(tmp_path / "evidence")
+    for i in range(n):
+        ledger.append(EntryKind.DRILL, "local", {"outcome": "pass", "i": i})
+    return ledger
+
+
+def lines(ledger: Ledger) -> list[str]:
+    return ledger.path.read_text().splitlines()
+
+
+def test_intact_ledger_verifies(tmp_path: Path) -> None:
+    ledger = filled(tmp_path)
+    assert ledger.verify() == []
+    assert [e.seq for e in ledger.entries()] == [1, 2, 3, 4, 5]
+
+
+def test_edited_entry_is_detected(tmp_path: Path) -> None:
+    ledger = filled(tmp_path)
+    text = lines(ledger)
+    d = json.loads(text[2])
+    d["data"]["outcome"] = "fail"
+    text[2] = json.dumps(d, sort_keys=True)
+    ledger.path.write_text("\n".join(text) + "\n")
+    problems = ledger.verify()
+    assert any("entry 3 was edited" in p.problem for p in problems)
+
+
+def test_removed_entry_is_detected(tmp_path: Path) -> None:
+    ledger = filled(tmp_path)
+    text = lines(ledger)
+    del text[1]
+    ledger.path.write_text("\n".join(text) + "\n")
+    assert any("does not follow" in p.problem for p in ledger.verify())
+
+
+def test_reordered_entries_are_detected(tmp_path: Path) -> None:
+    ledger = filled(tmp_path)
+    text = lines(ledger)
+    text[1], text[2] = text[2], text[1]
+    ledger.path.write_text("\n".join(text) + "\n")
+    assert ledger.verify()
+
+
+def test_truncated_tail_is_detected_by_the_head(tmp_path: Path) -> None:
+    ledger = filled(tmp_path)
+    ledger.path.write_text("\n".join(lines(ledger)[:3]) + "\n")
+    assert any("removed from the end" in p.problem for p in ledger.verify())
+
+
+def test_garbage_line_is_detected(tmp_path: Path) -> None:
+    ledger = filled(tmp_path)
+    with open(ledger.path, "a") as f:
+        f.write("not json\n")
+    assert any("not valid JSON" in p.problem for p in ledger.verify())
+
+
+def test_concurrent_writers_do_not_interleave(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "evidence")
+
+    def write(k: int) -> None:
+        for i in range(25):
+            Ledger(tmp_path / "evidence").append(EntryKind.SNAPSHOT, "local", {"w": k, "i": i})
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert ledger.verify() == []
+    assert len(ledger.entries()) == 100
+
+
+def test_no_secret_is_written(tmp_path: Path) -> None:
+    register_secret("ledger-secret-value-1")
+    ledger = Ledger(tmp_path / "evidence")
+    ledger.append(EntryKind.INCIDENT, "local",
+                  {"note": "dsn postgresql://u:pw-in-dsn@h/db and ledger-secret-value-1"})
+    text = ledger.path.read_text()
+    assert "ledger-secret-value-1" not in text and "pw-in-dsn" not in text
+    assert ledger.verify() == []
