@@ -107,15 +107,16 @@ def test_unreachable_dsn_and_missing_schema(seeded: tuple[Path, str]) -> None:
 
 
 def test_backup_restore_instances_teardown_cli(work_dir: Path) -> None:
-    assert spectral("demo", cwd=work_dir).returncode == 0
     res = spectral("dr", "backups", cwd=work_dir)
     assert res.returncode == 0 and "no backups yet" in res.stdout
+    assert spectral("demo", cwd=work_dir).returncode == 0    # seeds, backs up once, drills
     res = spectral("dr", "backup", "--json", cwd=work_dir)
     assert res.returncode == 0, res.stderr
     backup = json.loads(res.stdout)
     assert backup["verification"] == "verified" and backup["kind"] == "full"
-    window = json.loads(spectral("dr", "backups", "--json", cwd=work_dir).stdout)["window"]
-    assert window["earliest_lsn"] == backup["stop_lsn"]
+    listing = json.loads(spectral("dr", "backups", "--json", cwd=work_dir).stdout)
+    assert [b["id"] for b in listing["backups"]][-1] == backup["id"]
+    assert listing["window"]["earliest_lsn"] == listing["backups"][0]["stop_lsn"]
     res = spectral("dr", "restore", "--latest", "--target-xid", "5", cwd=work_dir)
     assert res.returncode == 2 and "exactly one of" in res.stderr
     res = spectral("dr", "restore", "--target-time", "2001-01-01T00:00:00Z", cwd=work_dir)

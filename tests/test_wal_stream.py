@@ -92,8 +92,11 @@ def test_expire_removes_old_backups_and_wal_but_restores_still_work(work_dir: Pa
         for _ in range(3):
             ids.append(json.loads(spectral("dr", "backup", "--json", cwd=work_dir).stdout)["id"])
             time.sleep(1.1)   # backup ids are per second
+        every = [b["id"] for b in json.loads(spectral("dr", "backups", "--json",
+                                                      cwd=work_dir).stdout)["backups"]]
+        assert every[-3:] == ids
         res = spectral("dr", "expire", "--keep", "1", "--dry-run", "--json", cwd=work_dir)
-        assert json.loads(res.stdout)["remove"] == ids[:2]
+        assert json.loads(res.stdout)["remove"] == every[:-1]
         res = spectral("dr", "expire", "--keep", "1", cwd=work_dir)   # no terminal, no --yes
         assert res.returncode == 2
         res = spectral("dr", "expire", "--keep", "1", "--yes", "--json", cwd=work_dir)

@@ -65,8 +65,9 @@ def demo_cmd(
     ctx: typer.Context,
     scale: int = typer.Option(1, "--scale", min=1, help="Seed scale (1 is about 10 MB)."),
 ) -> None:
-    """The main job on the embedded default: bring up the local environment, re-seed it and
-    print a summary. The cluster is stopped again if this command started it."""
+    """The main job on the embedded default: a functional restore drill on a real PostgreSQL,
+    seeding and backing up the local environment first when needed. The cluster is stopped
+    again if this command started it."""
     from spectral.cli.demo import run_demo
 
     run_demo(state(ctx), scale)

@@ -1,59 +1,55 @@
-"""The main job on the embedded default (README's first command)."""
+"""The main job on the embedded default (README's first command): a real functional drill on a
+real PostgreSQL, creating, seeding and backing up the local environment when needed."""
 
 from __future__ import annotations
 
 import sys
-import time
 
-from rich.console import Console
-from rich.table import Table
+import typer
 
+from spectral.cli.backup_cmds import restore_progress
+from spectral.cli.drill_cmds import print_drill
 from spectral.cli.progress import seed_progress
 from spectral.cli.state import AppState
 from spectral.confirm import AssumeYes
+from spectral.drills.functional import DrillRequest, run_drill
 from spectral.pg.conn import connect
+from spectral.providers.local.provider import LocalProvider
 from spectral.reseed import reseed
 from spectral.target import Target, local_environment
 
 
+def _world_is_empty(conninfo: str) -> bool:
+    with connect(conninfo) as conn:
+        row = conn.execute("select to_regclass('core.orgs')").fetchone()
+        if row is None or row[0] is None:
+            return True
+        row = conn.execute("select exists (select 1 from core.orgs)").fetchone()
+    return not (row and row[0])
+
+
 def run_demo(st: AppState, scale: int) -> None:
-    started = time.monotonic()
     local = local_environment(st.config, st.env)
-    err = st.err
-    if not st.json:
-        err.print(f"[bold]{local.name}[/]: bringing up the embedded PostgreSQL "
-                  f"({local.bins.version}) under {local.paths.state_dir}")
     name, env = st.config.environment(local.name)
+    def say(message: str) -> None:
+        if not st.json:
+            st.err.print(f"demo: {message}")
+
+    say(f"environment {name}: embedded PostgreSQL {local.bins.version} under "
+        f"{local.paths.state_dir}")
+    provider = LocalProvider(local)
     with local.session() as cluster:
-        target = Target(name, env, cluster.conninfo(), cluster)
-        # The demo owns the embedded environment: the re-seed is confirmed, but the refusals for
-        # non-regenerable data (partner corpora, tier pro/pitr) still apply.
-        with seed_progress(scale, enabled=not st.json and sys.stderr.isatty()) as progress:
-            result = reseed(target, AssumeYes(), scale=scale, progress=progress)
-        info = local.status()
-        counts = {}
-        with connect(target.conninfo) as conn:
-            for table in env.load_bearing_tables:
-                row = conn.execute(f"select count(*) from {table}").fetchone()
-                counts[table] = int(row[0]) if row else 0
-    data = {"environment": name, "server_version": info["server_version"], "dsn": info["dsn"],
-            "size_bytes": info["size_bytes"], "scale": scale, "load_bearing_rows": counts,
-            "seed_seconds": round(result.seed.seconds, 3),
-            "seconds": round(time.monotonic() - started, 3),
-            "cluster_left_running": local.cluster().is_running()}
-
-    def human(c: Console) -> None:
-        c.print(f"[bold]Spectral DR demo[/] - environment [bold]{name}[/], posture "
-                f"{env.posture.value} (recovery is re-seed)")
-        c.print(f"PostgreSQL {info['server_version']}, {info['size_bytes'] / 1e6:.1f} MB, "
-                f"dsn {info['dsn']}")
-        table = Table("load-bearing table", "rows")
-        for t, n in counts.items():
-            table.add_row(t, f"{n:,}")
-        c.print(table)
-        c.print(f"seed: {result.seed.bytes_sent / 1e6:.1f} MB in {result.seed.seconds:.2f} s; "
-                f"{result.author.rules:,} rules authored; total {data['seconds']:.1f} s")
-        c.print("cluster: " + ("left running (it was already up)"
-                               if data["cluster_left_running"] else "stopped again"))
-
-    st.emit(data, human)
+        if _world_is_empty(cluster.conninfo()):
+            say(f"seeding the reference database (scale {scale})")
+            target = Target(name, env, cluster.conninfo(), cluster)
+            show = not st.json and sys.stderr.isatty()
+            with seed_progress(scale, enabled=show) as seed_bar:
+                reseed(target, AssumeYes(), scale=scale, progress=seed_bar)
+        if not provider.backups():
+            say("taking the first base backup")
+            provider.backup()
+        say("running a functional drill")
+        with restore_progress(not st.json and sys.stderr.isatty()) as progress:
+            result = run_drill(name, env, local, DrillRequest(), report=say, progress=progress)
+    st.emit(result.to_json(), lambda c: print_drill(c, result))
+    raise typer.Exit(result.outcome.exit_code)

@@ -12,6 +12,7 @@ from rich.table import Table
 from spectral.cli import backup_cmds, drill_cmds
 from spectral.cli.state import state
 from spectral.errors import ExitCode
+from spectral.ledger import EntryKind, Ledger
 from spectral.target import open_target
 from spectral.verify import snapshots
 from spectral.verify.compare import Comparison, Outcome, compare
@@ -129,6 +130,10 @@ def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
         doc = take(target.conninfo, Options(tuple(target.env.schemas), content=content,
                                             workers=workers))
         path = snapshots.store(st.config.state_dir(target.name), doc)
+        Ledger(st.config.state_dir(target.name) / "evidence").append(
+            EntryKind.SNAPSHOT, target.name,
+            {"path": str(path), "taken_at": doc["taken_at"], "lsn": doc["source"]["lsn"],
+             "schemas": {k: v["checksum"] for k, v in doc["schemas"].items()}})
     st.emit({"environment": target.name, "path": str(path), "taken_at": doc["taken_at"],
              "lsn": doc["source"]["lsn"]},
             lambda c: c.print(f"{target.name}: snapshot at {doc['taken_at']} "

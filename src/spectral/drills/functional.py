@@ -58,8 +58,13 @@ def run_drill(name: str, env: EnvironmentConfig, local: LocalEnvironment, req: D
             provider.teardown(orphan)
         snapshot = _snapshot_for(provider, local, ledger, name, env, req, report)
         result.snapshot_taken_at = snapshot["taken_at"]
-        target = RecoveryTarget(TargetKind.LSN, snapshot["source"]["lsn"])
-        result.recovery_target = f"LSN {target.value} (snapshot of {snapshot['taken_at']})"
+        if req.target_time is not None:   # restore to that time; compare with the snapshot
+            target = RecoveryTarget(TargetKind.TIME, req.target_time)   # taken at or before it
+            result.recovery_target = f"time {req.target_time} (compared with the snapshot of " \
+                                     f"{snapshot['taken_at']})"
+        else:                             # restore exactly to the fresh snapshot's LSN
+            target = RecoveryTarget(TargetKind.LSN, snapshot["source"]["lsn"])
+            result.recovery_target = f"LSN {target.value} (snapshot of {snapshot['taken_at']})"
         result.timings["provision"] = time.monotonic() - started
         report(f"restoring into a throwaway instance up to {result.recovery_target}")
         mark = time.monotonic()
@@ -69,6 +74,7 @@ def run_drill(name: str, env: EnvironmentConfig, local: LocalEnvironment, req: D
         report("verifying the restore against the snapshot")
         mark = time.monotonic()
         _verify(result, env, inst, snapshot, req.content)
+        _measure_rpo(result, provider, snapshot)
         result.timings["verify"] = time.monotonic() - mark
         result.rto_seconds = time.monotonic() - started
         _objectives(result)
@@ -148,9 +154,22 @@ def _verify(result: DrillResult, env: EnvironmentConfig, inst: Instance,
                                DrillOutcome.PASS if stopped else DrillOutcome.FAIL,
                                f"recovery stopped {stopped}" if stopped else
                                "no recovery stop recorded: it may have ended early"))
-    taken = datetime.fromisoformat(snapshot["taken_at"])
-    if newest and newest[0] is not None:
-        result.rpo_seconds = max(0.0, (taken - newest[0]).total_seconds())
+    del newest
+
+
+def _measure_rpo(result: DrillResult, provider: LocalProvider,
+                 snapshot: dict[str, Any]) -> None:
+    """RPO: the newest commit the source had at the recovery point (recorded in the snapshot)
+    against the newest commit present in the restore (read from the WAL it replayed, up to the
+    target). Zero when the restore holds everything committed before the recovery point."""
+    restored_last = provider.newest_commit_before(snapshot["source"]["lsn"])
+    if restored_last is None:
+        return
+    recorded = snapshot["source"].get("last_commit")
+    # without a recorded commit time (no commit since the server started), the WAL before the
+    # recovery point is the source's history too
+    source_last = datetime.fromisoformat(recorded) if recorded else restored_last
+    result.rpo_seconds = max(0.0, (source_last - restored_last).total_seconds())
 
 
 def _schema_check(cmp: Comparison) -> Check:

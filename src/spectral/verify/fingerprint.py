@@ -62,6 +62,16 @@ select (pg_control_system()).system_identifier, (pg_control_checkpoint()).timeli
 """
 
 
+def _last_commit(conn: psycopg.Connection[Any]) -> str | None:
+    """The newest commit's time, when track_commit_timestamp is on (else unknown)."""
+    try:
+        with conn.transaction():
+            row = conn.execute("select (pg_last_committed_xact()).timestamp").fetchone()
+    except psycopg.Error:
+        return None
+    return row[0].isoformat() if row and row[0] is not None else None
+
+
 def _control(conn: psycopg.Connection[Any]) -> tuple[str | None, int | None]:
     """System identifier and timeline need pg_monitor or superuser; without them, unknown."""
     try:
@@ -82,6 +92,7 @@ def take(conninfo: str, opts: Options) -> dict[str, Any]:
         assert row is not None
         version, version_num, lsn, now, database, snapshot = row
         sysid, timeline = _control(conn)
+        last_commit = _last_commit(conn)
         schemas = {s: schema_entry(describe_schema(conn, s)) for s in opts.schemas}
         missing = [s for s, e in schemas.items() if e["missing"]]
         if missing and opts.require_schemas:
@@ -97,7 +108,7 @@ def take(conninfo: str, opts: Options) -> dict[str, Any]:
         "taken_at": now.astimezone(UTC).isoformat(timespec="milliseconds"),
         "source": {"server_version": version, "server_version_num": version_num,
                    "lsn": str(lsn), "database": database, "system_identifier": sysid,
-                   "timeline": timeline},
+                   "timeline": timeline, "last_commit": last_commit},
         "content": opts.content,
         "schemas": schemas,
         "managed": managed,

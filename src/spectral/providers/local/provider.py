@@ -63,6 +63,22 @@ class LocalProvider:
     def window(self) -> RecoverableWindow:
         return window_mod.compute(self.bins, self.repo)
 
+    def newest_commit_before(self, lsn: str, look_back: int = 16) -> datetime | None:
+        """The time of the newest commit record before `lsn` in the archive."""
+        from spectral.providers.local import walread
+        from spectral.providers.local.wal import segment_of
+
+        view = window_mod.archive_view(self.repo)
+        end = parse_lsn(lsn)
+        last = segment_of(max(end - 1, 0))
+        for seg in sorted((s for s in view.segments if last - look_back <= s.segno <= last),
+                          reverse=True):
+            commits = [c for c in walread.summarize(self.bins, view.where[seg], seg).commits
+                       if c.lsn < end and c.committed]
+            if commits:
+                return commits[-1].time
+        return None
+
     def flush_archive(self, timeout: float = 60) -> str | None:
         """When the environment's server is up, switch to a new WAL segment and wait until the
         old one is archived, so that every commit so far is in the archive. Returns the segment,
@@ -90,9 +106,10 @@ class LocalProvider:
     # ---- restore into a new throwaway instance --------------------------------------------
     def restore(self, target: RecoveryTarget, *, pause: bool = False,
                 progress: Progress | None = None, backup_id: str | None = None) -> Instance:
-        if target.kind is TargetKind.LATEST:
+        if target.kind in (TargetKind.LATEST, TargetKind.TIME):
             self.flush_archive()
         window = self.window()
+        target = _latest_if_after_last_commit(target, window)
         restore_plan = plan(self.bins, self.repo, target, window, backup_id)
         inst_id = "r" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
         home = self.local.paths.instances_dir / inst_id
@@ -352,6 +369,21 @@ def _drop_auto_settings(path: Path) -> None:
     kept = [ln for ln in lines if ln.split("=", 1)[0].strip() not in NOT_RESTORED]
     if kept != lines:
         path.write_text("".join(kept))
+
+
+def _latest_if_after_last_commit(target: RecoveryTarget,
+                                 window: RecoverableWindow) -> RecoveryTarget:
+    """PostgreSQL stops at a time only on seeing a later commit; a time after the archive's last
+    commit (and not in the future) therefore means the end of the archive."""
+    if target.kind is not TargetKind.TIME or window.latest_time is None or window.gaps:
+        return target
+    from spectral.providers.local.targets import parse_time
+
+    assert target.value is not None
+    when = parse_time(target.value)
+    if window.latest_time < when <= datetime.now(UTC):
+        return RecoveryTarget(TargetKind.LATEST)
+    return target
 
 
 def _server_version(cluster: Cluster) -> str:
