@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import SPECTRAL, _processes_under, spectral
 
+from conftest import SPECTRAL, _processes_under, spectral
 from spectral.pg.conn import connect
 from spectral.waits import wait_until
 
