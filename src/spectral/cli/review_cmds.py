@@ -1,0 +1,186 @@
+"""`spectral dr status | cadence | tabletop | runbook render` and `spectral dr drill due`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spectral.cli.state import AppState, state
+from spectral.config.durations import format_duration
+from spectral.drills import status as status_mod
+from spectral.drills import tabletop as tt
+from spectral.durable import write_atomic
+from spectral.errors import ExitCode, UsageError
+from spectral.ledger import Ledger
+from spectral.runbook import render
+from spectral.target import local_environment
+
+runbook_app = typer.Typer(no_args_is_help=True, help="The runbook, generated from the ledger.")
+
+
+def _status(st: AppState) -> dict[str, Any]:
+    name, env = st.config.environment(st.env)
+    return status_mod.collect(name, env, local_environment(st.config, name))
+
+
+def _cadence_table(c: Console, items: list[dict[str, Any]]) -> None:
+    table = Table("type", "cadence", "last done", "next due", "state")
+    for i in items:
+        state_text = i["state"] + (f": {i['detail']}" if i["detail"] else "")
+        table.add_row(i["name"], i["cadence"], (i["last_done"] or "never")[:10],
+                      (i["due"] or "-")[:10], state_text)
+    c.print(table)
+
+
+def status_cmd(ctx: typer.Context,
+               prom_file: Path | None = typer.Option(None, "--prom-file", help="Also write the "
+                                                     "figures in Prometheus text format (for "
+                                                     "node_exporter's textfile collector).")
+               ) -> None:
+    """Tier, targets against measured RPO/RTO, last drill, what is due or overdue, backup
+    freshness, WAL lag. Exit 1 when anything is overdue: run it from cron as a dead-man's
+    switch."""
+    st = state(ctx)
+    info = _status(st)
+    if prom_file is not None:
+        status_mod.write_prometheus(info, prom_file)
+
+    def human(c: Console) -> None:
+        t, m = info["targets"], info["measured"]
+        c.print(f"[bold]{info['environment']}[/]: posture [bold]{info['posture']}[/]")
+        rpo_target = format_duration(t["rpo_seconds"]) if t["rpo_seconds"] else "re-seedable"
+        c.print(f"  RPO target {rpo_target}, last measured {format_duration(m['rpo_seconds'])}")
+        c.print(f"  RTO target {format_duration(t['rto_seconds'])}, last measured "
+                f"{format_duration(m['rto_seconds'])}")
+        last = info["last_drill"]
+        c.print("  last drill: " + (f"{last['at'][:19]} {last['type']} {last['outcome'].upper()}"
+                                    if last else "never"))
+        b = info["backup"]
+        c.print(f"  newest backup: {b['newest'] or 'none'}"
+                + (f", {format_duration(b['age_seconds'])} old" if b["age_seconds"] else "")
+                + f" ({b['state']})")
+        w = info["wal"]
+        c.print("  WAL: " + (f"{w['rpo_bytes']} bytes not yet in the repository"
+                             f"{', streaming' if w['streaming'] else ''}" if w
+                             else "server not running"))
+        c.print(f"  ledger: {info['ledger']['entries']} entries, "
+                f"{'intact' if info['ledger']['intact'] else 'TAMPERED'}")
+        _cadence_table(c, info["cadence"])
+        if info["overdue"]:
+            c.print(f"[bold red]overdue:[/] {', '.join(info['overdue'])}")
+
+    st.emit(info, human)
+    raise typer.Exit(ExitCode.CHECK_FAILED if info["overdue"] else ExitCode.OK)
+
+
+def cadence_cmd(ctx: typer.Context) -> None:
+    """The drill cadence: last done and next due for each type of drill (exit 1 if overdue)."""
+    st = state(ctx)
+    info = _status(st)
+    st.emit(info["cadence"], lambda c: _cadence_table(c, info["cadence"]))
+    overdue = any(i["state"] == "overdue" for i in info["cadence"])
+    raise typer.Exit(ExitCode.CHECK_FAILED if overdue else ExitCode.OK)
+
+
+def due_cmd(ctx: typer.Context) -> None:
+    """Whether a post-migration drill is pending: a migration touched more than one protected
+    schema since the last drill (compared from the schemas' fingerprints). Exit 1 if pending."""
+    st = state(ctx)
+    name, env = st.config.environment(st.env)
+    local = local_environment(st.config, name)
+    with local.session():
+        info = status_mod.collect(name, env, local)
+    item = next(i for i in info["cadence"] if i["name"] == "Post-migration drill")
+    st.emit(item, lambda c: c.print(f"post-migration drill: {item['state']} ({item['detail']})"))
+    raise typer.Exit(ExitCode.CHECK_FAILED if item["state"] == "overdue" else ExitCode.OK)
+
+
+def tabletop_cmd(ctx: typer.Context,
+                 scenario: str | None = typer.Option(None, "--scenario", help="Playbook: "
+                                                     "self-inflicted, regional-outage, "
+                                                     "provider-failure, compromised-credential, "
+                                                     "schema-drop (default: random)."),
+                 answers: Path | None = typer.Option(None, "--answers", help="Run "
+                                                     "non-interactively from this TOML/JSON "
+                                                     "file.")) -> None:
+    """The monthly tabletop review: walk one playbook scenario step by step; record
+    participants, notes, findings and action items in the ledger."""
+    st = state(ctx)
+    name, env = st.config.environment(st.env)
+    ledger = Ledger(st.config.state_dir(name) / "evidence")
+
+    def show(i: int, n: int, text: str, automated: bool) -> None:
+        if not st.json:
+            st.err.print(f"  step {i}/{n}: {text}" + (" (automated)" if automated else ""))
+
+    if answers is not None:
+        session = tt.from_answers(tt.load_answers(answers), env.posture, scenario, show)
+    else:
+        session = _interactive(st, env.posture, scenario, show)
+    entry = tt.record(ledger, name, session)
+    st.emit({"seq": entry.seq, **entry.data}, lambda c: c.print(
+        f"tabletop review of {session.scenario.name} recorded as ledger entry #{entry.seq}: "
+        f"{len(session.findings)} finding(s), {len(session.action_items)} action item(s)"))
+
+
+def _interactive(st: AppState, posture: Any, scenario: str | None,
+                 show: tt.Show) -> tt.Tabletop:
+    if not sys.stdin.isatty():
+        raise UsageError("a tabletop review needs a terminal, or --answers FILE")
+    chosen = tt.choose(scenario)
+    st.err.print(f"[bold]Tabletop review: {chosen.title}[/] (tier {posture.value})")
+    people = [p.strip() for p in typer.prompt("Participants (comma-separated)", err=True)
+              .split(",") if p.strip()]
+    if not people:
+        raise UsageError("a tabletop review needs at least one participant")
+    notes = []
+    steps = chosen.steps(posture)
+    for i, step in enumerate(steps, start=1):
+        show(i, len(steps), step.text, step.automated)
+        notes.append(typer.prompt("    notes", default="", show_default=False, err=True))
+    findings = _lines("Findings (one per line, empty line to finish)")
+    actions = _lines("Action items (one per line, empty line to finish)")
+    return tt.Tabletop(chosen, posture, people, notes, findings, actions)
+
+
+def _lines(question: str) -> list[str]:
+    typer.echo(question, err=True)
+    out: list[str] = []
+    while True:
+        line = typer.prompt("   ", default="", show_default=False, err=True)
+        if not line.strip():
+            return out
+        out.append(line.strip())
+
+
+@runbook_app.command("render")
+def render_cmd(ctx: typer.Context,
+               out: Path | None = typer.Option(None, "--out", help="Write to FILE instead of "
+                                               "standard output.")) -> None:
+    """Write the runbook as Markdown from the configuration and the ledger: posture, targets
+    beside last measured values, activation, playbooks, cadence with last done and next due,
+    the first-partner checklist and the runbook history."""
+    st = state(ctx)
+    name, env = st.config.environment(st.env)
+    local = local_environment(st.config, name)
+    info = status_mod.collect(name, env, local)
+    ledger = Ledger(local.paths.state_dir / "evidence")
+    text = render(name, env, ledger.entries(), info, ledger.head_hash())
+    if out is None:
+        sys.stdout.write(text)
+        return
+    write_atomic(out, text)
+    st.emit({"written": str(out)}, lambda c: c.print(f"wrote {out}"))
+
+
+def register(app: typer.Typer, drill_app: typer.Typer) -> None:
+    app.command("status")(status_cmd)
+    app.command("cadence")(cadence_cmd)
+    app.command("tabletop")(tabletop_cmd)
+    app.add_typer(runbook_app, name="runbook")
+    drill_app.command("due")(due_cmd)

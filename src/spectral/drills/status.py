@@ -1,0 +1,140 @@
+"""`spectral dr status`: the one screen an on-call engineer opens, and the dead-man's switch a
+cron job runs (exit 1 when anything is overdue), with the same figures for Prometheus."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from spectral.config.models import EnvironmentConfig, Posture
+from spectral.drills.cadence import (
+    CadenceItem,
+    ItemState,
+    cadence,
+    changed_since,
+    last_drill_schemas,
+)
+from spectral.durable import write_atomic
+from spectral.ledger import EntryKind, Ledger
+from spectral.localenv import LocalEnvironment
+from spectral.providers.local.provider import LocalProvider
+
+BACKUP_MAX_AGE_S = 26 * 3600     # "managed daily backups", with two hours of slack
+
+
+def _live_schemas(local: LocalEnvironment, env: EnvironmentConfig) -> dict[str, str | None] | None:
+    from spectral.verify.catalog import describe_schema
+    from spectral.verify.fingerprint import schema_entry
+
+    cluster = local.cluster() if local.exists() else None
+    if cluster is None or not cluster.is_running():
+        return None
+    with cluster.connect() as conn:
+        conn.execute("set search_path = ''")
+        return {s: schema_entry(describe_schema(conn, s))["checksum"] for s in env.schemas}
+
+
+def collect(name: str, env: EnvironmentConfig, local: LocalEnvironment,
+            now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    ledger = Ledger(local.paths.state_dir / "evidence")
+    entries = ledger.entries()
+    live = _live_schemas(local, env)
+    changed = None if live is None else changed_since(last_drill_schemas(entries), live)
+    items = cadence(env, entries, now, changed)
+    drills = [e for e in entries if e.kind is EntryKind.DRILL]
+    last = max(drills, key=lambda e: e.seq) if drills else None
+    provider = LocalProvider(local)
+    backups = provider.backups() if local.exists() else []
+    newest = backups[-1] if backups else None
+    backup_age = (now - newest.stop_time).total_seconds() if newest else None
+    backup_required = env.posture is not Posture.ALPHA
+    backup_state = ItemState.NOT_REQUIRED if not backup_required else (
+        ItemState.OVERDUE if backup_age is None or backup_age > BACKUP_MAX_AGE_S else ItemState.OK)
+    wal = _wal(local)
+    problems = [i.name for i in items if i.state is ItemState.OVERDUE]
+    if backup_state is ItemState.OVERDUE:
+        problems.append("Daily backup")
+    ledger_problems = ledger.verify()
+    if ledger_problems:
+        problems.append("Ledger integrity")
+    return {
+        "environment": name, "posture": env.posture.value, "at": now.isoformat(),
+        "targets": {"rpo_seconds": env.rpo_seconds, "rto_seconds": env.rto_seconds},
+        "measured": {"rpo_seconds": last.data.get("rpo_seconds") if last else None,
+                     "rto_seconds": last.data.get("rto_seconds") if last else None},
+        "last_drill": None if last is None else {
+            "at": last.at.isoformat(), "type": last.data.get("type"),
+            "outcome": last.data.get("outcome"), "error": last.data.get("error")},
+        "cadence": [i.to_json() for i in items],
+        "backup": {"newest": newest.id if newest else None, "age_seconds": backup_age,
+                   "state": backup_state.value},
+        "wal": wal,
+        "ledger": {"entries": len(entries), "intact": not ledger_problems,
+                   "head": ledger.head_hash()},
+        "overdue": problems,
+    }
+
+
+def _wal(local: LocalEnvironment) -> dict[str, Any] | None:
+    from spectral.providers.local.stream import wal_status
+
+    cluster = local.cluster() if local.exists() else None
+    if cluster is None or not cluster.is_running():
+        return None
+    info = wal_status(cluster)
+    return {"rpo_bytes": info["rpo_bytes"], "rpo_seconds": info["rpo_seconds"],
+            "streaming": info["stream"] is not None}
+
+
+def prometheus(status: dict[str, Any]) -> str:
+    """The same figures in Prometheus text format, for node_exporter's textfile collector."""
+    env = status["environment"]
+    lines: list[str] = []
+
+    def metric(name: str, help_text: str, value: float | None,
+               labels: dict[str, str] | None = None) -> None:
+        if value is None:
+            return
+        if f"# HELP {name} " not in "\n".join(lines):
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} gauge")
+        labs = {"environment": env, **(labels or {})}
+        text = ",".join(f'{k}="{v}"' for k, v in sorted(labs.items()))
+        lines.append(f"{name}{{{text}}} {value}")
+
+    metric("spectral_dr_rto_target_seconds", "RTO target of the posture tier.",
+           status["targets"]["rto_seconds"])
+    metric("spectral_dr_rpo_target_seconds", "RPO target of the posture tier.",
+           status["targets"]["rpo_seconds"])
+    metric("spectral_dr_rto_seconds", "RTO measured by the last drill.",
+           status["measured"]["rto_seconds"])
+    metric("spectral_dr_rpo_seconds", "RPO measured by the last drill.",
+           status["measured"]["rpo_seconds"])
+    last = status["last_drill"]
+    if last:
+        metric("spectral_dr_last_drill_timestamp_seconds", "When the last drill ran.",
+               datetime.fromisoformat(last["at"]).timestamp())
+        metric("spectral_dr_last_drill_passed", "1 when the last drill passed, else 0.",
+               1.0 if last["outcome"] == "pass" else 0.0)
+    for item in status["cadence"]:
+        metric("spectral_dr_overdue", "1 when a cadence item is overdue.",
+               1.0 if item["state"] == "overdue" else 0.0, {"item": item["name"]})
+    metric("spectral_dr_backup_age_seconds", "Age of the newest base backup.",
+           status["backup"]["age_seconds"])
+    if status["wal"]:
+        metric("spectral_dr_wal_lag_bytes", "Committed WAL not yet in the repository.",
+               status["wal"]["rpo_bytes"])
+    metric("spectral_dr_ledger_intact", "1 when the ledger's hash chain verifies.",
+           1.0 if status["ledger"]["intact"] else 0.0)
+    metric("spectral_dr_ok", "1 when nothing is overdue.", 0.0 if status["overdue"] else 1.0)
+    return "\n".join(lines) + "\n"
+
+
+def write_prometheus(status: dict[str, Any], path: Path) -> None:
+    write_atomic(path, prometheus(status))
+
+
+def describe(item: CadenceItem) -> str:
+    return item.name

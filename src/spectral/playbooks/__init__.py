@@ -1,0 +1,1 @@
+"""The runbook's five restore playbooks: their steps, by posture tier."""
