@@ -41,6 +41,20 @@ def ensure_venv() -> None:
     stamp_file.write_text(_stamp())
 
 
+def ensure_chromium() -> None:
+    """The HTML report is tested in headless Chromium (Debian's package). Install it when we
+    can (root with apt-get); otherwise that one test is skipped and says why."""
+    import shutil
+
+    if shutil.which("chromium") or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    print("dev.py: installing Debian's chromium for the HTML report test", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        subprocess.run(argv, check=False, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=900)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test"}:
         print(__doc__.strip(), file=sys.stderr)
@@ -51,6 +65,7 @@ def main(argv: list[str]) -> int:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     if verb == "demo":
         return subprocess.run([str(BIN / "spectral"), "demo", *rest], env=env, cwd=ROOT).returncode
+    ensure_chromium()
     steps = [
         [str(BIN / "ruff"), "check", "src", "tests", "bench", "dev.py"],
         [str(BIN / "mypy")],

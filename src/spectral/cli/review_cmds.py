@@ -182,5 +182,24 @@ def register(app: typer.Typer, drill_app: typer.Typer) -> None:
     app.command("status")(status_cmd)
     app.command("cadence")(cadence_cmd)
     app.command("tabletop")(tabletop_cmd)
+    app.command("report")(report_cmd)
     app.add_typer(runbook_app, name="runbook")
     drill_app.command("due")(due_cmd)
+
+
+def report_cmd(ctx: typer.Context,
+               html_file: Path = typer.Option(..., "--html", help="Write the report here.")
+               ) -> None:
+    """A self-contained HTML page (viewable offline): drill history, charts of measured RTO and
+    RPO against their targets over time, and the latest drill's checks."""
+    from datetime import UTC, datetime
+
+    from spectral.report import render_html
+
+    st = state(ctx)
+    name, env = st.config.environment(st.env)
+    ledger = Ledger(st.config.state_dir(name) / "evidence")
+    page = render_html(name, env.posture.value, ledger.entries(), env.rto_seconds,
+                       env.rpo_seconds, datetime.now(UTC))
+    write_atomic(html_file, page)
+    st.emit({"written": str(html_file)}, lambda c: c.print(f"wrote {html_file}"))

@@ -1,0 +1,123 @@
+"""`spectral dr report --html FILE`: one self-contained page (no script, no network) with the
+drill history, charts of measured RTO and RPO against their targets over time (inline SVG), and
+the latest drill's checks."""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+from typing import Any
+
+from spectral.config.durations import format_duration
+from spectral.ledger import Entry, EntryKind
+
+RTO_COLOUR = "#1f77b4"
+RPO_COLOUR = "#2ca02c"
+TARGET_COLOUR = "#d62728"
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#222;max-width:70rem}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
+table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;
+text-align:left;vertical-align:top}th{background:#f5f5f5}
+.pass{color:#0a7d2c;font-weight:600}.fail{color:#b00020;font-weight:600}
+.could_not_verify{color:#a15c00;font-weight:600}.charts{display:flex;gap:2rem;flex-wrap:wrap}
+figure{margin:0}figcaption{font-weight:600;margin-bottom:.3rem}
+"""
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def chart(chart_id: str, title: str, points: list[tuple[datetime, float]],
+          target: float | None, colour: str, width: int = 520, height: int = 220) -> str:
+    """A line chart of `points` with the target as a dashed line, as inline SVG."""
+    pad_l, pad_r, pad_t, pad_b = 60, 16, 16, 40
+    values = [v for _, v in points] + ([target] if target is not None else [])
+    top = max(values) * 1.15 if values and max(values) > 0 else 1.0
+    n = len(points)
+
+    def x(i: int) -> float:
+        return pad_l + (width - pad_l - pad_r) * (i / (n - 1) if n > 1 else 0.5)
+
+    def y(v: float) -> float:
+        return height - pad_b - (height - pad_t - pad_b) * (v / top)
+
+    parts = [f'<svg id="{chart_id}" role="img" aria-label="{_e(title)}" width="{width}" '
+             f'height="{height}" viewBox="0 0 {width} {height}" '
+             f'xmlns="http://www.w3.org/2000/svg">',
+             f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>',
+             f'<line x1="{pad_l}" y1="{height - pad_b}" x2="{width - pad_r}" '
+             f'y2="{height - pad_b}" stroke="#999"/>',
+             f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{height - pad_b}" stroke="#999"/>',
+             f'<text x="4" y="{pad_t + 10}" font-size="11">{_e(format_duration(top))}</text>',
+             f'<text x="4" y="{height - pad_b}" font-size="11">0</text>']
+    if target is not None:
+        parts.append(f'<line class="target" x1="{pad_l}" y1="{y(target):.1f}" '
+                     f'x2="{width - pad_r}" y2="{y(target):.1f}" stroke="{TARGET_COLOUR}" '
+                     f'stroke-width="2" stroke-dasharray="6 4"/>')
+        parts.append(f'<text x="{width - pad_r - 120}" y="{y(target) - 4:.1f}" font-size="11" '
+                     f'fill="{TARGET_COLOUR}">target {_e(format_duration(target))}</text>')
+    if points:
+        path = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, (_, v) in enumerate(points))
+        parts.append(f'<polyline class="measured" points="{path}" fill="none" '
+                     f'stroke="{colour}" stroke-width="3"/>')
+        for i, (when, v) in enumerate(points):
+            parts.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="4" fill="{colour}">'
+                         f'<title>{_e(when.date())}: {_e(format_duration(v))}</title></circle>')
+        last_x, last_v = x(n - 1), points[-1][1]
+        parts.append(f'<text class="last-value" x="{max(pad_l, last_x - 60):.1f}" '
+                     f'y="{y(last_v) - 8:.1f}" font-size="12" fill="{colour}">'
+                     f'{_e(format_duration(last_v))}</text>')
+        parts.append(f'<text x="{pad_l}" y="{height - 12}" font-size="11">'
+                     f'{_e(points[0][0].date())}</text>')
+        parts.append(f'<text x="{width - pad_r - 70}" y="{height - 12}" font-size="11">'
+                     f'{_e(points[-1][0].date())}</text>')
+    else:
+        parts.append(f'<text x="{width / 2 - 50}" y="{height / 2}" font-size="13">'
+                     f'no drills yet</text>')
+    parts.append("</svg>")
+    return f"<figure><figcaption>{_e(title)}</figcaption>{''.join(parts)}</figure>"
+
+
+def render_html(name: str, posture: str, entries: list[Entry], rto_target: float | None,
+                rpo_target: float | None, generated: datetime) -> str:
+    drills = sorted((e for e in entries if e.kind is EntryKind.DRILL), key=lambda e: e.seq)
+    rto = [(e.at, float(e.data["rto_seconds"])) for e in drills
+           if e.data.get("rto_seconds") is not None]
+    rpo = [(e.at, float(e.data["rpo_seconds"])) for e in drills
+           if e.data.get("rpo_seconds") is not None]
+    rows = "".join(
+        f"<tr><td>{_e(e.at.strftime('%Y-%m-%d %H:%M'))}</td><td>{_e(e.data.get('type'))}</td>"
+        f"<td class=\"{_e(e.data.get('outcome'))}\">{_e(str(e.data.get('outcome')).upper())}"
+        f"</td><td>{_e(format_duration(e.data.get('rto_seconds')))}</td>"
+        f"<td>{_e(format_duration(e.data.get('rpo_seconds')))}</td>"
+        f"<td>{_e(e.data.get('backup_id') or '-')}</td>"
+        f"<td>{_e(e.data.get('error') or '')}</td></tr>" for e in reversed(drills))
+    latest = drills[-1].data if drills else None
+    checks = "".join(
+        f"<tr><td>{_e(c['name'])}</td><td class=\"{_e(c['outcome'])}\">"
+        f"{_e(c['outcome'].upper())}</td><td>{_e(c['detail'])}</td></tr>"
+        for c in (latest or {}).get("checks", []))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Spectral DR report: {_e(name)}</title><style>{CSS}</style></head>
+<body>
+<h1>Disaster-recovery report: {_e(name)}</h1>
+<p>Posture tier <strong>{_e(posture)}</strong>. {len(drills)} drill(s) in the ledger.
+Generated {_e(generated.isoformat(timespec='seconds'))} by spectral.</p>
+<div class="charts">
+{chart("rto-chart", "RTO per drill against the target", rto, rto_target, RTO_COLOUR)}
+{chart("rpo-chart", "RPO per drill against the target", rpo, rpo_target, RPO_COLOUR)}
+</div>
+<h2>Latest drill</h2>
+{f'<p id="latest-outcome" class="{_e(latest["outcome"])}">{_e(latest["outcome"].upper())}: '
+ f'RTO {_e(format_duration(latest.get("rto_seconds")))}, '
+ f'RPO {_e(format_duration(latest.get("rpo_seconds")))}, backup '
+ f'{_e(latest.get("backup_id") or "-")}</p>' if latest else '<p>No drill yet.</p>'}
+<table id="checks"><tr><th>check</th><th>outcome</th><th>detail</th></tr>{checks}</table>
+<h2>Drill history</h2>
+<table id="history"><tr><th>when</th><th>type</th><th>outcome</th><th>RTO</th><th>RPO</th>
+<th>backup</th><th>reason</th></tr>{rows}</table>
+</body></html>
+"""
