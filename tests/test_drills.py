@@ -127,3 +127,26 @@ def test_tampered_ledger_is_detected(ready: Path) -> None:
     ledger.write_text(text)
     res = spectral("dr", "log", "verify", cwd=ready)
     assert res.returncode == 1 and "was edited" in res.stdout
+
+
+def test_drill_killed_during_verify_is_cleaned_up_by_the_next(ready: Path) -> None:
+    instances = ready / ".spectral" / "local" / "instances"
+
+    def verifying() -> bool:
+        for meta in instances.glob("*/instance.json") if instances.is_dir() else []:
+            try:
+                if json.loads(meta.read_text()).get("state") == "ready":
+                    return True
+            except ValueError:
+                continue
+        return False
+
+    proc = subprocess.Popen([SPECTRAL, "dr", "drill", "functional", "--content"], cwd=ready,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(verifying, timeout=60, interval=0.005, what="the verify phase")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    code, result = drill(ready)
+    assert code == 0, result
+    assert list(instances.iterdir()) == []
+    assert spectral("dr", "log", "verify", cwd=ready).returncode == 0
