@@ -143,10 +143,21 @@ def test_drill_killed_during_verify_is_cleaned_up_by_the_next(ready: Path) -> No
 
     proc = subprocess.Popen([SPECTRAL, "dr", "drill", "functional", "--content"], cwd=ready,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(verifying, timeout=60, interval=0.005, what="the verify phase")
+    wait_until(verifying, timeout=60, interval=0.005, max_interval=0.005,
+               what="the verify phase")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     code, result = drill(ready)
     assert code == 0, result
     assert list(instances.iterdir()) == []
     assert spectral("dr", "log", "verify", cwd=ready).returncode == 0
+
+
+def test_keep_leaves_the_instance_up_and_the_next_drill_leaves_it_alone(ready: Path) -> None:
+    code, result = drill(ready, "--keep")
+    assert code == 0 and result["kept"] is True
+    with connect(result["instance"]["dsn"]) as conn:
+        assert conn.execute("select count(*) from worlds.returns").fetchone() == (4000,)
+    assert drill(ready)[0] == 0
+    listed = json.loads(spectral("dr", "instances", "--json", cwd=ready).stdout)
+    assert [i["id"] for i in listed] == [result["instance"]["id"]] and listed[0]["running"]

@@ -14,8 +14,9 @@ class WaitTimeout(Exception):
 
 
 def wait_until(predicate: Callable[[], T | None], *, timeout: float, interval: float = 0.05,
-               what: str = "condition") -> T:
-    """Call `predicate` until it returns a truthy value or `timeout` seconds pass."""
+               what: str = "condition", max_interval: float = 1.0) -> T:
+    """Call `predicate` until it returns a truthy value or `timeout` seconds pass; the interval
+    grows by half each time up to `max_interval`."""
     deadline = time.monotonic() + timeout
     delay = interval
     while True:
@@ -26,4 +27,4 @@ def wait_until(predicate: Callable[[], T | None], *, timeout: float, interval: f
         if remaining <= 0:
             raise WaitTimeout(f"{what} not reached within {timeout:g}s")
         time.sleep(min(delay, remaining))
-        delay = min(delay * 1.5, 1.0)
+        delay = min(delay * 1.5, max_interval)

@@ -68,7 +68,8 @@ def run_drill(name: str, env: EnvironmentConfig, local: LocalEnvironment, req: D
         result.timings["provision"] = time.monotonic() - started
         report(f"restoring into a throwaway instance up to {result.recovery_target}")
         mark = time.monotonic()
-        inst = provider.restore(target, backup_id=req.backup_id, progress=progress)
+        inst = provider.restore(target, backup_id=req.backup_id, progress=progress,
+                                keep=False)
         result.timings["restore"] = time.monotonic() - mark
         result.backup_id, result.instance = inst.backup_id, inst.to_json()
         report("verifying the restore against the snapshot")
@@ -92,6 +93,7 @@ def _finish(provider: LocalProvider, ledger: Ledger, result: DrillResult, inst: 
             req: DrillRequest, report: Report) -> None:
     if inst is not None:
         if req.keep:
+            provider.keep(inst.id)
             result.kept = True
             report(f"keeping instance {inst.id} (--keep): {inst.dsn}")
         else:

@@ -169,7 +169,7 @@ class Cluster:
                 run_as=ident, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 env=child_env(None, ident), cwd=self.data_dir)
         try:
-            wait_until(self._ready, timeout=timeout, interval=0.05,
+            wait_until(self._ready, timeout=timeout, interval=0.02, max_interval=0.2,
                        what=f"PostgreSQL in {self.data_dir} accepting connections")
         except WaitTimeout:
             self.stop(timeout=10)

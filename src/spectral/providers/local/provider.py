@@ -4,6 +4,7 @@ teardown` for an environment whose PostgreSQL the tool runs itself."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -105,7 +106,10 @@ class LocalProvider:
 
     # ---- restore into a new throwaway instance --------------------------------------------
     def restore(self, target: RecoveryTarget, *, pause: bool = False,
-                progress: Progress | None = None, backup_id: str | None = None) -> Instance:
+                progress: Progress | None = None, backup_id: str | None = None,
+                keep: bool = True) -> Instance:
+        """Restore into a new instance. `keep=False` marks it as owned by this process (a
+        drill): if the process dies, the next run finds it orphaned and removes it."""
         if target.kind in (TargetKind.LATEST, TargetKind.TIME):
             self.flush_archive()
         window = self.window()
@@ -128,10 +132,10 @@ class LocalProvider:
             inst = Instance(inst_id, cluster.conninfo(), cluster.port, str(data),
                             restore_plan.chain[-1].id, target.describe(),
                             datetime.now(UTC).isoformat(timespec="seconds"))
-            self._write_instance(home, inst, "restoring")
+            self._write_instance(home, inst, "restoring", keep)
             reached = self._recover(cluster, restore_plan, window, pause, progress)
             inst.reached = reached
-            self._write_instance(home, inst, "paused" if pause else "ready")
+            self._write_instance(home, inst, "paused" if pause else "ready", keep)
             undo.release("instance server")
             undo.release("instance directory")
         return inst
@@ -219,7 +223,8 @@ class LocalProvider:
             return (paused == "paused") if pause else not in_recovery
 
         try:
-            wait_until(done, timeout=RESTORE_TIMEOUT, interval=0.05, what="recovery")
+            wait_until(done, timeout=RESTORE_TIMEOUT, interval=0.02, max_interval=0.1,
+                       what="recovery")
         except WaitTimeout:
             raise CouldNotVerify("recovery did not finish in time") from None
         outcome = read_outcome(_read(cluster.log_file))
@@ -242,9 +247,16 @@ class LocalProvider:
 
     # ---- throwaway instances ----------------------------------------------------------------
     @staticmethod
-    def _write_instance(home: Path, inst: Instance, state: str) -> None:
-        write_atomic(home / "instance.json", json.dumps({**inst.to_json(), "state": state},
-                                                        indent=1) + "\n")
+    def _write_instance(home: Path, inst: Instance, state: str, keep: bool = True) -> None:
+        meta = {**inst.to_json(), "state": state, "keep": keep, "owner_pid": os.getpid()}
+        write_atomic(home / "instance.json", json.dumps(meta, indent=1) + "\n")
+
+    def keep(self, instance_id: str) -> None:
+        """An instance a drill leaves up on purpose (--keep) is no longer an orphan-to-be."""
+        meta = self.local.paths.instances_dir / instance_id / "instance.json"
+        d = json.loads(meta.read_text())
+        d["keep"] = True
+        write_atomic(meta, json.dumps(d, indent=1) + "\n")
 
     def instances(self) -> list[Instance]:
         out = []
@@ -254,8 +266,7 @@ class LocalProvider:
                 d = json.loads(meta.read_text())
             except ValueError:
                 continue
-            d.pop("state", None)
-            out.append(Instance(**d))
+            out.append(_instance(d))
         return out
 
     def instance_cluster(self, inst: Instance) -> Cluster:
@@ -272,9 +283,7 @@ class LocalProvider:
             return False
         meta = home / "instance.json"
         if meta.exists():
-            d = json.loads(meta.read_text())
-            d.pop("state", None)
-            self.instance_cluster(Instance(**d)).stop(timeout=30)
+            self.instance_cluster(_instance(json.loads(meta.read_text()))).stop(timeout=30)
         else:   # an instance killed before it was registered: its data dir only
             Cluster(self.bins, home / "data", socket_dir_for(home / "run"), 0,
                     home / "log" / "postgres.log").stop(timeout=30)
@@ -287,10 +296,12 @@ class LocalProvider:
         out = []
         for home in sorted(root.iterdir()) if root.is_dir() else []:
             meta = home / "instance.json"
-            state = json.loads(meta.read_text()).get("state") if meta.exists() else None
+            d = json.loads(meta.read_text()) if meta.exists() else {}
             running = Cluster(self.bins, home / "data", socket_dir_for(home / "run"), 0,
                               home / "log" / "postgres.log").is_running()
-            if state in (None, "restoring") or not running:
+            owner_gone = not d.get("keep", True) and not Path(
+                f"/proc/{d.get('owner_pid', 0)}").exists()
+            if d.get("state") in (None, "restoring") or not running or owner_gone:
                 out.append(home.name)
         return out
 
@@ -384,6 +395,11 @@ def _latest_if_after_last_commit(target: RecoveryTarget,
     if window.latest_time < when <= datetime.now(UTC):
         return RecoveryTarget(TargetKind.LATEST)
     return target
+
+
+def _instance(d: dict[str, Any]) -> Instance:
+    fields = set(Instance.__dataclass_fields__)
+    return Instance(**{k: v for k, v in d.items() if k in fields})
 
 
 def _server_version(cluster: Cluster) -> str:
