@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from spectral.cli import rules_cmds
 from spectral.cli.progress import seed_progress
 from spectral.cli.state import CliConfirmer, state
 from spectral.pg.conn import connect
@@ -20,6 +21,8 @@ from spectral.target import open_target
 
 app = typer.Typer(no_args_is_help=True, help="The reference database: migrate, seed, author, "
                                              "reset and re-seed.")
+
+rules_cmds.register(app)
 
 YES = typer.Option(False, "--yes", "-y", help="Confirm destructive actions without asking.")
 FORCE = typer.Option(False, "--force", help="Reset even when the environment holds data that "

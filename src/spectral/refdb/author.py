@@ -87,3 +87,39 @@ def author(conn: psycopg.Connection[Any], *, rules_per_corpus: int = 400,
         conn.execute("select setval(pg_get_serial_sequence('platform.rules', 'id'), "
                      "greatest((select max(id) from platform.rules), 1))")
     return AuthorResult(len(SPECTRAL_CORPORA), total)
+
+
+def partner_corpus(conn: psycopg.Connection[Any], partner: str, *, rules: int = 100,
+                   corpus: str | None = None) -> int:
+    """A partner-owned corpus for demos, tests and benchmarks (real partner corpora arrive by
+    import-rules; they are never generated). Returns the corpus id."""
+    row = conn.execute("select id, org_id from core.partners where slug = %s",
+                       (partner,)).fetchone()
+    if row is None:
+        raise UsageError(f"unknown partner {partner!r}")
+    partner_id, org_id = row
+    slug = corpus or f"{partner}-rules"
+    with conn.transaction():
+        cid_row = conn.execute(
+            "insert into platform.corpora (slug, title, owner, partner_id, org_id, created_at) "
+            "values (%s, %s, 'partner', %s, %s, %s) returning id",
+            (slug, f"{partner} rules", partner_id, org_id, VERSION_FROM)).fetchone()
+        assert cid_row is not None
+        cid = int(cid_row[0])
+        with conn.cursor() as cur, cur.copy(
+                "COPY platform.rules (corpus_id, rule_key, kind, title, body, priority, enabled,"
+                " updated_at) FROM STDIN") as cp:
+            for n in range(1, rules + 1):
+                cp.write_row((cid, f"{slug}.r{n:06d}", KINDS[n % len(KINDS)],
+                              f"{partner} rule {n}", json.dumps(rule_body(slug, n),
+                                                                sort_keys=True),
+                              100 + n % 50, True, VERSION_FROM))
+        conn.execute("insert into platform.rule_versions (rule_id, version, body, valid_during) "
+                     "select id, 1, body, tstzrange(%s, null) from platform.rules "
+                     "where corpus_id = %s", (VERSION_FROM, cid))
+        conn.execute("insert into platform.rule_references select r.id, p.id "
+                     "from platform.rules r join platform.rules p on p.corpus_id = r.corpus_id "
+                     "and p.rule_key = replace(r.rule_key, right(r.rule_key, 6), "
+                     "lpad((right(r.rule_key, 6)::int - 1)::text, 6, '0')) "
+                     "where r.corpus_id = %s and right(r.rule_key, 6)::int %% 10 = 0", (cid,))
+    return cid

@@ -1,0 +1,1 @@
+"""Partner rule corpora: exported to data/rules/<partner>/, regenerable, re-exported on mutation."""
