@@ -10,18 +10,15 @@ render prints the head for that reason."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from spectral.durable import append_durable, write_atomic
+from spectral.durable import append_durable, file_lock, write_atomic
 from spectral.redact import redact_obj
 
 FORMAT_VERSION = 1
@@ -75,16 +72,8 @@ class Ledger:
         self.path = evidence_dir / "ledger.jsonl"
         self.head = evidence_dir / "ledger.head"
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.dir / "ledger.lock", os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.dir / "ledger.lock")
 
     def _last(self) -> tuple[int, str]:
         if not self.path.exists():

@@ -11,14 +11,11 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from spectral.durable import write_atomic
+from spectral.durable import file_lock, write_atomic
 from spectral.errors import CouldNotVerify
 from spectral.providers.base import Backup
 
@@ -64,17 +61,9 @@ class Repository:
         doc = {"version": CATALOG_VERSION, "backups": [b.to_json() for b in backups]}
         write_atomic(self.catalog_file, json.dumps(doc, indent=1) + "\n")
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """One writer at a time: backups, expiry and restores that read the catalog."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / "lock", os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        return file_lock(self.root / "lock")
 
     def get(self, backup_id: str) -> Backup | None:
         return next((b for b in self.read() if b.id == backup_id), None)
