@@ -268,3 +268,37 @@ def test_postgres_15_backup_and_restore(work_dir: Path, pg15: PgBinaries) -> Non
             provider.teardown(inst.id)
         local.down()
     assert _processes_under(work_dir) == []
+
+
+def test_full_disk_fails_cleanly_and_keeps_the_catalog(env: LocalProvider) -> None:
+    """The repository's base/ on a 12 MB file system: the backup fails with the reason, leaves no
+    partial copy and no catalog entry, and the next backup (with room) works."""
+    import subprocess
+
+    from spectral.errors import CommandError
+    from spectral.pg.osuser import server_identity
+
+    first = env.backup()
+    base = env.repo.base
+    ident = server_identity()
+    opts = "size=12m,mode=0750" + (f",uid={ident.uid},gid={ident.gid}" if ident else "")
+    saved = base.with_name("base.saved")
+    base.rename(saved)
+    base.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(base)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        base.rmdir()
+        saved.rename(base)
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
+    try:
+        with pytest.raises(CommandError, match="No space left on device"):
+            env.backup()
+        assert list(base.iterdir()) == []                  # no partial copy left behind
+        assert [b.id for b in env.backups()] == [first.id]  # the catalog as it was
+    finally:
+        subprocess.run(["umount", str(base)], check=True)
+        base.rmdir()
+        saved.rename(base)
+    second = env.backup()
+    assert [b.id for b in env.backups()] == [first.id, second.id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 
 
@@ -61,7 +62,10 @@ class CommandError(SpectralError):
         from spectral.redact import redact
 
         name = argv[0].rsplit("/", 1)[-1] if argv else "?"
-        last = redact(stderr.strip().splitlines()[-1]) if stderr.strip() else ""
+        lines = stderr.strip().splitlines()
+        # the cause, not the clean-up message printed after it
+        causes = [ln for ln in lines if re.search(r"\b(error|FATAL|PANIC)\b", ln)]
+        last = redact((causes or lines)[-1]) if lines else ""
         if timed_out:
             msg = f"{name} timed out and was stopped"
         else:
