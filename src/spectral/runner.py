@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -44,10 +45,22 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
+SETPRIV = shutil.which("setpriv")
+
+
+def die_with_parent(argv: list[str]) -> list[str]:
+    """Make a helper program die when the tool dies, even by SIGKILL (which runs no clean-up):
+    util-linux's setpriv sets the parent-death signal and then runs the program."""
+    return [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else argv
+
+
 def spawn(argv: list[str], *, run_as: RunAs | None, stdin: int | IO[Any] | None,
           stdout: int | IO[Any] | None, stderr: int | IO[Any] | None, env: dict[str, str],
-          cwd: Path | None) -> subprocess.Popen[bytes]:
-    """Start `argv` in its own session (so its whole group can be killed), as `run_as` if given."""
+          cwd: Path | None, bound: bool = False) -> subprocess.Popen[bytes]:
+    """Start `argv` in its own session (so its whole group can be killed), as `run_as` if given.
+    `bound`: the program must not outlive this process (helpers; never a server)."""
+    if bound:
+        argv = die_with_parent(argv)
     # argv is built by pure functions and never goes through a shell
     return subprocess.Popen(
         argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=cwd,
@@ -82,7 +95,8 @@ def run(argv: list[str], *, timeout: float, check: bool = True, env: dict[str, s
         try:
             proc = spawn(argv, run_as=run_as,
                          stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
-                         stdout=out_f, stderr=err_f, env=child_env(env, run_as), cwd=cwd)
+                         stdout=out_f, stderr=err_f, env=child_env(env, run_as), cwd=cwd,
+                         bound=True)
         except OSError as exc:  # not found, not executable, not reachable by run_as
             raise CommandError(argv, 127, f"cannot execute: {exc.strerror}") from None
         timed_out = False

@@ -39,7 +39,7 @@ def copy_tree(src: Path, dest: Path, *, progress: Progress | None = None,
     with open(err, "wb") as err_f:
         proc = spawn(copy_argv(src, dest), run_as=None, stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=err_f, env=child_env(None, None),
-                     cwd=dest.parent)
+                     cwd=dest.parent, bound=True)
         deadline = time.monotonic() + timeout
         try:
             while proc.poll() is None:

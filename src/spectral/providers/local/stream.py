@@ -111,7 +111,7 @@ def supervise(bins: PgBinaries, cluster: Cluster, stream_dir: Path, *, synchrono
                 proc = spawn(receivewal_argv(bins, cluster.conninfo(), stream_dir,
                                              synchronous=synchronous),
                              run_as=ident, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                             env=child_env(None, ident), cwd=stream_dir)
+                             env=child_env(None, ident), cwd=stream_dir, bound=True)
             status.pid = proc.pid
             write_atomic(status_file(stream_dir), json.dumps(status.to_json()) + "\n")
             report(f"pg_receivewal running (pid {proc.pid}"
