@@ -3,6 +3,7 @@ teardown` for an environment whose PostgreSQL the tool runs itself."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -287,6 +288,9 @@ class LocalProvider:
         else:   # an instance killed before it was registered: its data dir only
             Cluster(self.bins, home / "data", socket_dir_for(home / "run"), 0,
                     home / "log" / "postgres.log").stop(timeout=30)
+        # A run killed mid-start can leave a server with no pid file yet, or a helper still
+        # writing: stop, by pid, every process working inside this instance's directory.
+        _stop_processes_in(home)
         shutil.rmtree(home, ignore_errors=True)
         return True
 
@@ -395,6 +399,34 @@ def _latest_if_after_last_commit(target: RecoveryTarget,
     if window.latest_time < when <= datetime.now(UTC):
         return RecoveryTarget(TargetKind.LATEST)
     return target
+
+
+def _stop_processes_in(home: Path) -> None:
+    import signal as _signal
+
+    needle = str(home).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle + b"/" in cmdline or cmdline.split(b"\0").count(needle):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), _signal.SIGKILL)
+    wait_until(lambda: not any(needle in _cmdline(p) for p in Path("/proc").iterdir()
+                               if p.name.isdigit() and int(p.name) != os.getpid()),
+               timeout=10, interval=0.02, max_interval=0.1, what="processes to exit")
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return b""
+        return (proc / "cmdline").read_bytes()
+    except (OSError, IndexError):
+        return b""
 
 
 def _instance(d: dict[str, Any]) -> Instance:
