@@ -20,6 +20,7 @@ from spectral.refdb.seed import seed
 from spectral.rules import hook
 from spectral.rules.export import export
 from spectral.rules.importer import load, read_folder
+from spectral.rules.layout import rule_path
 from spectral.rules.watch import watch
 from spectral.verify.compare import Outcome, compare
 from spectral.verify.fingerprint import Options, take
@@ -93,8 +94,8 @@ def test_unchanged_export_writes_nothing_and_one_change_one_file(
         conn.execute("update platform.rules set priority = 7 "
                      "where rule_key = 'acme-tax-rules.r000005'")
         changed = export(conn, ["acme-tax"], out)[0]
-    assert sorted(changed.written) == ["manifest.json",
-                                       "rules/acme-tax-rules/acme-tax-rules.r000005.json"]
+    assert sorted(changed.written) == sorted(
+        ["manifest.json", rule_path("acme-tax-rules", "acme-tax-rules.r000005")])
 
 
 def test_bad_imports_are_refused(source: tuple[Cluster, str], work_dir: Path) -> None:
@@ -103,7 +104,7 @@ def test_bad_imports_are_refused(source: tuple[Cluster, str], work_dir: Path) ->
     with connect(dsn) as conn:
         export(conn, ["acme-tax"], out)
     folder = out / "acme-tax"
-    victim = folder / "rules" / "acme-tax-rules" / "acme-tax-rules.r000003.json"
+    victim = folder / rule_path("acme-tax-rules", "acme-tax-rules.r000003")
     original = victim.read_bytes()
     victim.write_text(victim.read_text().replace('"priority": 103', '"priority": 999'))
     with pytest.raises(CheckFailed, match=r"r000003\.json: its checksum does not match"):
@@ -123,14 +124,14 @@ def test_bad_imports_are_refused(source: tuple[Cluster, str], work_dir: Path) ->
         (folder / "manifest.json").write_text(json.dumps(m))
 
     doc = json.loads(victim.read_text())
-    rel4 = "rules/acme-tax-rules/acme-tax-rules.r000004.json"
+    rel4 = rule_path("acme-tax-rules", "acme-tax-rules.r000004")
     rewrite(rel4, f'"id": {json.loads((folder / rel4).read_text())["rule"]["id"]}',
             f'"id": {doc["rule"]["id"]}')
     with pytest.raises(CheckFailed, match="duplicate rule id"):
         read_folder(out, "acme-tax")
     with connect(dsn) as conn:
         export(conn, ["acme-tax"], out)   # back to a clean export
-    rel10 = "rules/acme-tax-rules/acme-tax-rules.r000010.json"
+    rel10 = rule_path("acme-tax-rules", "acme-tax-rules.r000010")
     rewrite(rel10, '"rule_key": "acme-tax-rules.r000009"', '"rule_key": "acme-tax-rules.nope"')
     with pytest.raises(CheckFailed, match=r"references acme-tax-rules/acme-tax-rules\.nope"):
         read_folder(out, "acme-tax")

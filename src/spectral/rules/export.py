@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from queue import Queue
 from typing import Any
 
 import psycopg
@@ -104,22 +106,30 @@ def _export_one(conn: psycopg.Connection[Any], head: tuple[Any, ...], out: Path)
     folder = partner_dir(out, slug)
     folder.mkdir(parents=True, exist_ok=True)
     result = PartnerExport(slug, corpora=len(corpora))
-    files: dict[str, bytes] = {"corpora.json": canonical({"partner": slug, "corpora": corpora})}
-    # jsonb_pretty: one key per line, keys in jsonb's own stable order, done by the server
-    for corpus, key, doc in conn.execute(RULES_SQL, (slug,)):
-        files[rule_path(corpus, key)] = (doc + "\n").encode()
-        result.rules += 1
-    for parent in {(folder / rel).parent for rel in files}:
-        parent.mkdir(parents=True, exist_ok=True)
-    result.written = _write_changed(folder, files)
-    rules_dir = folder / "rules"
-    for corpus_dir in (list(os.scandir(rules_dir)) if rules_dir.is_dir() else []):
-        for item in os.scandir(corpus_dir.path):
-            rel = f"rules/{corpus_dir.name}/{item.name}"
-            if rel not in files:
-                os.unlink(item.path)
-                result.removed.append(rel)
-    hashes = {rel: sha(data) for rel, data in sorted(files.items())}
+    present = _existing_rule_files(folder)
+    hashes: dict[str, str] = {}
+    writers = _Writers(folder, present)
+    try:
+        first = canonical({"partner": slug, "corpora": corpora})
+        hashes["corpora.json"] = sha(first)
+        writers.put("corpora.json", first)
+        # jsonb_pretty: one key per line, keys in jsonb's own stable order, done by the server;
+        # rows stream through a server-side cursor while the files are being written
+        with conn.cursor(name="spectral_export_rules") as cur:
+            cur.itersize = 2000
+            cur.execute(RULES_SQL, (slug,))
+            for corpus, key, doc in cur:
+                rel = rule_path(corpus, key)
+                data = (doc + "\n").encode()
+                hashes[rel] = sha(data)
+                writers.put(rel, data)
+                result.rules += 1
+    finally:
+        result.written = writers.close()
+    for rel in sorted(present - set(hashes)):
+        os.unlink(folder / rel)
+        result.removed.append(rel)
+    hashes = dict(sorted(hashes.items()))
     result.corpus_sha256 = sha("".join(f"{h}  {rel}\n" for rel, h in hashes.items()).encode())
     manifest = canonical({"format": FORMAT, "version": VERSION, "partner": slug,
                           "counts": {"corpora": len(corpora), "rules": result.rules},
@@ -135,42 +145,84 @@ def _export_one(conn: psycopg.Connection[Any], head: tuple[Any, ...], out: Path)
     return result
 
 
-def _write_changed(folder: Path, files: dict[str, bytes]) -> list[str]:
-    """Write the files whose content differs. On a 100,000-rule corpus creating the files is
-    most of the time, so this works directory by directory with openat(2) on plain names and
-    only reads files that already exist."""
-    by_dir: dict[str, list[str]] = {}
-    for rel in files:
-        parent, _, name = rel.rpartition("/")
-        by_dir.setdefault(parent, []).append(name)
-    written = []
-    for parent, names in by_dir.items():
-        directory = folder / parent if parent else folder
-        present = {e.name for e in os.scandir(directory)}
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+def _existing_rule_files(folder: Path) -> set[str]:
+    found: set[str] = {"corpora.json"} if (folder / "corpora.json").exists() else set()
+    for root, _dirs, names in os.walk(folder / "rules"):
+        rel_root = Path(root).relative_to(folder).as_posix()
+        found.update(f"{rel_root}/{n}" for n in names if n.endswith(".json"))
+    return found
+
+
+class _Writers:
+    """Two threads writing files, each owning half of the shard directories (no two threads in
+    one directory: its lock would serialise them). Only files whose bytes differ are written;
+    creating files is most of an export's time on these machines."""
+
+    def __init__(self, folder: Path, present: set[str], threads: int = 2) -> None:
+        self.folder = folder
+        self.present = present
+        self.queues: list[Queue[list[tuple[str, bytes]] | None]] = [Queue(64)
+                                                                      for _ in range(threads)]
+        self.batches: list[list[tuple[str, bytes]]] = [[] for _ in range(threads)]
+        self.written: list[list[str]] = [[] for _ in range(threads)]
+        self.made: set[str] = set()
+        self.errors: list[BaseException] = []
+        self.threads = [threading.Thread(target=self._run, args=(k,), daemon=True)
+                        for k in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def put(self, rel: str, data: bytes) -> None:
+        if self.errors:
+            raise self.errors[0]
+        parent = rel.rpartition("/")[0]
+        k = hash(parent) % len(self.queues)
+        self.batches[k].append((rel, data))
+        if len(self.batches[k]) >= 500:
+            self.queues[k].put(self.batches[k])
+            self.batches[k] = []
+
+    def close(self) -> list[str]:
+        for k, q in enumerate(self.queues):
+            if self.batches[k]:
+                q.put(self.batches[k])
+            q.put(None)
+        for t in self.threads:
+            t.join()
+        if self.errors:
+            raise self.errors[0]
+        return sorted(rel for part in self.written for rel in part)
+
+    def _run(self, k: int) -> None:
+        made: set[str] = set()
         try:
-            for name in names:
-                rel = f"{parent}/{name}" if parent else name
-                data = files[rel]
-                if name in present and _same(dfd, name, data):
-                    continue
-                _write(dfd, name, data)
-                written.append(rel)
-        finally:
-            os.close(dfd)
-    return written
+            while (batch := self.queues[k].get()) is not None:
+                for rel, data in batch:
+                    parent = rel.rpartition("/")[0]
+                    if parent and parent not in made:
+                        (self.folder / parent).mkdir(parents=True, exist_ok=True)
+                        made.add(parent)
+                    path = f"{self.folder}/{rel}"
+                    if rel in self.present and _same(path, data):
+                        continue
+                    _write(path, data)
+                    self.written[k].append(rel)
+        except BaseException as exc:   # reported by put/close in the exporting thread
+            self.errors.append(exc)
+            while self.queues[k].get() is not None:
+                pass
 
 
-def _same(dfd: int, name: str, data: bytes) -> bool:
-    fd = os.open(name, os.O_RDONLY, dir_fd=dfd)
+def _same(path: str, data: bytes) -> bool:
+    fd = os.open(path, os.O_RDONLY)
     try:
         return os.read(fd, len(data) + 1) == data
     finally:
         os.close(fd)
 
 
-def _write(dfd: int, name: str, data: bytes) -> None:
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=dfd)
+def _write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)
         while view:

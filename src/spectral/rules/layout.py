@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -30,7 +31,9 @@ def partner_dir(out: Path, slug: str) -> Path:
 
 
 def rule_path(corpus: str, key: str) -> str:
-    """A rule's file, relative to the partner folder (validated names only)."""
+    """A rule's file, relative to the partner folder (validated names only), in one of 16 shard
+    directories chosen from the key: stable names, and no directory of 100,000 files."""
     if not KEY_RE.match(corpus) or not KEY_RE.match(key) or ".." in corpus or ".." in key:
         raise UsageError(f"rule {corpus}/{key} has a name that cannot be a file name")
-    return f"rules/{corpus}/{key}.json"
+    shard = hashlib.sha256(key.encode()).hexdigest()[0]
+    return f"rules/{corpus}/{shard}/{key}.json"
