@@ -147,6 +147,7 @@ def _verify(result: DrillResult, env: EnvironmentConfig, inst: Instance,
         result.checks.append(_table_check("content checksums of every table", full))
     with connect(inst.dsn) as conn:
         intact, evidence = check_core_contract(conn)
+        result.partner_corpora = _restored_partners(conn)
         newest = conn.execute("select (pg_last_committed_xact()).timestamp").fetchone()
     result.checks.append(Check("core contract (worlds and platform fail closed without it)",
                                DrillOutcome.PASS if intact else DrillOutcome.FAIL,
@@ -157,6 +158,17 @@ def _verify(result: DrillResult, env: EnvironmentConfig, inst: Instance,
                                f"recovery stopped {stopped}" if stopped else
                                "no recovery stop recorded: it may have ended early"))
     del newest
+
+
+def _restored_partners(conn: Any) -> list[str]:
+    """Partners whose corpus the restore contains (the first-partner checklist asks for it)."""
+    row = conn.execute("select to_regclass('platform.corpora')").fetchone()
+    if not row or row[0] is None:
+        return []
+    return [r[0] for r in conn.execute(
+        "select distinct p.slug from platform.corpora c join core.partners p "
+        "on p.id = c.partner_id join platform.rules r on r.corpus_id = c.id "
+        "where c.owner = 'partner' order by 1")]
 
 
 def _measure_rpo(result: DrillResult, provider: LocalProvider,

@@ -54,6 +54,7 @@ class DrillResult:
     instance: dict[str, Any] | None = None
     error: str | None = None
     kept: bool = False
+    partner_corpora: list[str] = field(default_factory=list)   # partners whose corpus restored
 
     @property
     def outcome(self) -> DrillOutcome:
@@ -76,4 +77,5 @@ class DrillResult:
                 "rto_seconds": None if self.rto_seconds is None else round(self.rto_seconds, 3),
                 "rpo_seconds": None if self.rpo_seconds is None else round(self.rpo_seconds, 3),
                 "rto_target": self.rto_target, "rpo_target": self.rpo_target,
-                "instance": self.instance, "error": self.error, "kept": self.kept}
+                "instance": self.instance, "error": self.error, "kept": self.kept,
+                "partner_corpora": self.partner_corpora}

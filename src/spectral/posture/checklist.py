@@ -1,0 +1,98 @@
+"""`spectral dr checklist first-partner --partner P`: the runbook's onboarding checklist, each
+item checked against the real thing."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from spectral.config.models import EnvironmentConfig, Posture
+from spectral.errors import SpectralError
+from spectral.ledger import EntryKind, Ledger
+from spectral.localenv import LocalEnvironment
+from spectral.pg.conn import connect
+from spectral.posture.activate import local_pitr_in_place
+from spectral.rules import hook
+from spectral.rules.export import export
+from spectral.rules.importer import load, read_folder
+
+
+@dataclass
+class Item:
+    text: str
+    done: bool
+    evidence: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def pitr_active(env: EnvironmentConfig, local: LocalEnvironment) -> Item:
+    streaming, stream_note, backed_up, backup_note = local_pitr_in_place(local)
+    done = env.posture is Posture.PITR and streaming and backed_up
+    return Item("Supabase Pro + PITR active", done,
+                f"posture {env.posture.value}; {backup_note}; {stream_note}")
+
+
+def export_round_trip(conninfo: str, partner: str) -> Item:
+    """Export to a scratch folder, validate it, and import it inside a transaction that is
+    rolled back: the real schema accepts it, nothing changes."""
+    text = "spectral db export-rules works for the partner corpus (round trip)"
+    try:
+        with tempfile.TemporaryDirectory(prefix="spectral-roundtrip-") as tmp, \
+                connect(conninfo, autocommit=False) as conn:
+            result = export(conn, [partner], Path(tmp))[0]
+            conn.rollback()
+            loaded = read_folder(Path(tmp), partner)
+            with conn.transaction(force_rollback=True):
+                counts = load(conn, loaded, replace=True)
+    except SpectralError as exc:
+        return Item(text, False, exc.message)
+    if result.rules == 0:
+        return Item(text, False, f"{partner} has no partner-owned rules to export yet")
+    return Item(text, True, f"{result.rules} rules exported, validated and imported (rolled "
+                            f"back): {counts['rules']} rules, {counts['references']} references")
+
+
+def readme_and_hook(conninfo: str, out: Path, partner: str) -> list[Item]:
+    readme = out / partner / "README.md"
+    text = readme.read_text() if readme.exists() else ""
+    needs = {"partner": partner in text, "onboarding date": "Onboarding date" in text,
+             "regeneration procedure": "import-rules" in text}
+    missing = [k for k, ok in needs.items() if not ok]
+    items = [Item(f"data/rules/{partner}/ with a README (partner, onboarding date, regeneration "
+                  f"procedure)", readme.exists() and not missing,
+                  f"{readme}: " + ("complete" if readme.exists() and not missing else
+                                   ("missing" if not readme.exists() else
+                                    f"does not name the {', '.join(missing)}")))]
+    with connect(conninfo) as conn:
+        info = hook.status(conn)
+    items.append(Item("a hook re-exports on mutation", info["installed"],
+                      "rules hook installed on every rule table" if info["installed"] else
+                      "spectral db rules-hook install (and run spectral db watch-rules)"))
+    return items
+
+
+def recent_drill(ledger: Ledger, partner: str, now: datetime) -> Item:
+    text = "functional drill within 30 days using their corpus"
+    drills = [e for e in ledger.entries() if e.kind is EntryKind.DRILL
+              and e.data.get("type") == "functional" and e.data.get("outcome") == "pass"
+              and e.at >= now - timedelta(days=30)]
+    with_corpus = [e for e in drills if partner in e.data.get("partner_corpora", [])]
+    if with_corpus:
+        e = with_corpus[-1]
+        return Item(text, True, f"ledger #{e.seq}: PASS on {e.at.date()}, restore contained "
+                                f"{partner}'s corpus")
+    return Item(text, False, "no passing functional drill in the last 30 days whose restore "
+                             f"contained {partner}'s corpus ({len(drills)} without it)")
+
+
+def first_partner(env: EnvironmentConfig, local: LocalEnvironment, conninfo: str,
+                  partner: str, out: Path, now: datetime | None = None) -> list[Item]:
+    now = now or datetime.now(UTC)
+    ledger = Ledger(local.paths.state_dir / "evidence")
+    return [pitr_active(env, local), export_round_trip(conninfo, partner),
+            *readme_and_hook(conninfo, out, partner), recent_drill(ledger, partner, now)]
