@@ -197,3 +197,15 @@ def test_first_partner_checklist(work_dir: Path) -> None:
     finally:
         spectral("local", "down", cwd=work_dir)
     assert _processes_under(work_dir) == []
+
+
+def test_partner_data_query_is_configurable(churn_db: Cluster) -> None:
+    env = EnvironmentConfig.model_validate({
+        "provider": "local", "partner_data_query": "select id from core.t where v > 0"})
+    with churn_db.connect() as conn:
+        found, _days, _must = evaluate(env, conn, [], [], date(2026, 3, 1))
+        assert found[0].state is TriggerState.NOT_FIRED
+        change(churn_db, 1)
+        found, _days, must = evaluate(env, conn, [], [], date(2026, 3, 1))
+    assert found[0].state is TriggerState.FIRED and must
+    assert found[0].evidence[0] == "partner data: 1"

@@ -77,6 +77,9 @@ class EnvironmentConfig(BaseModel):
         default=None, description="Supabase Management API token, as a secret reference.")
     launch_date: date | None = Field(
         default=None, description="Customer launch date: the floor for activating PITR.")
+    partner_data_query: str | None = Field(
+        default=None, description="SQL whose rows are the partner data that fires the 'first "
+                                  "partner data' trigger; default: partner-owned corpora.")
     provision_command: str | None = Field(
         default=None, description="Command run after a failover, e.g. "
                                   "'tools/provision/provision.sh --env production'.")

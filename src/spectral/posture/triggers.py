@@ -46,7 +46,8 @@ def first_partner_data(conn: psycopg.Connection[Any] | None, query: str = PARTNE
         rows = conn.execute(query).fetchall()
     except psycopg.Error as exc:
         return Trigger(name, TriggerState.UNKNOWN, [f"query failed: {exc.diag.message_primary}"])
-    evidence = [f"partner-owned corpus {r[0]} of {r[1]}: {r[2]} rules" for r in rows]
+    evidence = [f"partner-owned corpus {r[0]} of {r[1]}: {r[2]} rules" if len(r) == 3
+                else "partner data: " + ", ".join(str(v) for v in r) for r in rows]
     return Trigger(name, TriggerState.FIRED if rows else TriggerState.NOT_FIRED,
                    evidence or ["no partner-owned corpus in platform.corpora"])
 
@@ -104,7 +105,8 @@ def evaluate(env: EnvironmentConfig, conn: psycopg.Connection[Any] | None,
              ) -> tuple[list[Trigger], list[Day], bool]:
     """The triggers, the daily series, and whether the posture must be raised now."""
     sustained, days = sustained_change(samples)
-    triggers = [first_partner_data(conn), compromised_credential(entries), sustained,
+    query = env.partner_data_query or PARTNER_DATA_SQL
+    triggers = [first_partner_data(conn, query), compromised_credential(entries), sustained,
                 pitr_covered_failure(entries), customer_launch(env, today)]
     must_raise = env.posture is not Posture.PITR and any(
         t.state is TriggerState.FIRED for t in triggers)
