@@ -91,7 +91,7 @@ def test_expire_removes_old_backups_and_wal_but_restores_still_work(work_dir: Pa
         ids = []
         for _ in range(3):
             ids.append(json.loads(spectral("dr", "backup", "--json", cwd=work_dir).stdout)["id"])
-            time.sleep(1.1)   # backup ids are per second
+            time.sleep(0.01)   # backup ids are per millisecond
         every = [b["id"] for b in json.loads(spectral("dr", "backups", "--json",
                                                       cwd=work_dir).stdout)["backups"]]
         assert every[-3:] == ids

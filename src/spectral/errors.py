@@ -63,9 +63,9 @@ class CommandError(SpectralError):
 
         name = argv[0].rsplit("/", 1)[-1] if argv else "?"
         lines = stderr.strip().splitlines()
-        # the cause, not the clean-up message printed after it
+        # the first error is the cause; what follows is its consequences and the clean-up
         causes = [ln for ln in lines if re.search(r"\b(error|FATAL|PANIC)\b", ln)]
-        last = redact((causes or lines)[-1]) if lines else ""
+        last = redact(causes[0] if causes else lines[-1]) if lines else ""
         if timed_out:
             msg = f"{name} timed out and was stopped"
         else:

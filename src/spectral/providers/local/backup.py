@@ -32,8 +32,10 @@ def verifybackup_argv(bins: PgBinaries, backup_dir: Path) -> list[str]:
 
 
 def new_backup_id(kind: BackupKind, now: datetime | None = None) -> str:
+    """Sortable by time, to the millisecond: `20261126T223948123F` (F full, I incremental)."""
     now = now or datetime.now(UTC)
-    return now.strftime("%Y%m%dT%H%M%S") + ("F" if kind is BackupKind.FULL else "I")
+    return (now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}"
+            + ("F" if kind is BackupKind.FULL else "I"))
 
 
 def read_backup_facts(backup_dir: Path) -> tuple[str, str, int, datetime]:
@@ -83,6 +85,10 @@ def take_backup(bins: PgBinaries, repo: Repository, conninfo: str, server_versio
                                  hint="take a full backup first: spectral dr backup")
             parent = usable[-1]
         backup_id = new_backup_id(kind)
+        taken = {b.id for b in backups}
+        while backup_id in taken or repo.backup_dir(backup_id).exists():   # same millisecond
+            time.sleep(0.002)
+            backup_id = new_backup_id(kind)
         make_owned_dir(repo.base, 0o750)
         final = repo.backup_dir(backup_id)
         partial = final.with_name(final.name + ".partial")
