@@ -142,6 +142,63 @@ def register(app: typer.Typer) -> None:
     app.command("activate-pitr")(activate_cmd)
     app.add_typer(checklist_app, name="checklist")
     app.add_typer(incident_app, name="incident")
+    app.command("blast-radius")(blast_radius_cmd)
 
 
 __all__ = ["TriggerState", "register"]
+
+
+def blast_radius_cmd(ctx: typer.Context,
+                     role: str = typer.Option(..., "--role", help="The compromised role."),
+                     start: str | None = typer.Option(None, "--from", help="When the credential "
+                                                      "became live (ISO time)."),
+                     end: str | None = typer.Option(None, "--to", help="When it was rotated "
+                                                    "(ISO time; default now).")) -> None:
+    """For the compromised-credential playbook: everything the role could reach (privileges
+    through every level of membership, SUPERUSER / BYPASSRLS / REPLICATION / CREATEROLE, owned
+    objects, RLS policies that apply to it, default privileges) and, with --from, the
+    transactions committed while it was live (candidates for a PITR target or a salvage)."""
+    from spectral.playbooks.blast import blast_radius
+    from spectral.providers.local.provider import LocalProvider
+    from spectral.providers.local.targets import parse_time
+
+    st = state(ctx)
+    name, env = st.config.environment(st.env)
+    with open_target(st.config, name) as target, connect(target.conninfo) as conn:
+        result = blast_radius(conn, role)
+        if start is not None and env.managed_cluster:
+            provider = LocalProvider(local_environment(st.config, name))
+            provider.flush_archive()
+            result.transactions = provider.commits_between(
+                parse_time(start), parse_time(end) if end else datetime.now(UTC))
+
+    def human(c: Console) -> None:
+        a = result.attributes
+        flags = [k for k in ("superuser", "bypassrls", "replication", "createrole", "createdb",
+                             "login") if a[k]]
+        c.print(f"[bold]{role}[/]: {', '.join(flags) or 'no special attributes'}")
+        for w in result.warnings:
+            c.print(f"  [bold red]![/] {w}")
+        for m in result.memberships:
+            c.print(f"  member of {m['role']} (via {m['via']})")
+        for obj, privs in result.tables.items():
+            c.print(f"  table {obj}: {', '.join(privs)}")
+        for obj, privs in result.sequences.items():
+            c.print(f"  sequence {obj}: {', '.join(privs)}")
+        for o in result.owned:
+            c.print(f"  owns (through {o['owner']}) {o['object']}: every privilege")
+        for p in result.policies:
+            c.print(f"  RLS policy {p['table']}.{p['policy']} applies ({p['command']})")
+        for d in result.default_privileges:
+            c.print(f"  default privilege: {d['privilege']} on future {d['objtype']} in "
+                    f"{d['schema']} (granted by {d['grantor']})")
+        definers = [f["function"] for f in result.functions if f["security_definer"]]
+        c.print(f"  can execute {len(result.functions)} function(s)"
+                + (f"; security definer: {', '.join(definers)}" if definers else ""))
+        if result.transactions:
+            c.print(f"  {len(result.transactions)} transaction(s) in the window:")
+            for t in result.transactions[:50]:
+                c.print(f"    xid {t['xid']} at {t['time']} (LSN {t['lsn']}): "
+                        f"{t['target_just_before']}")
+
+    st.emit(result.to_json(), human)

@@ -81,6 +81,22 @@ class LocalProvider:
                 return commits[-1].time
         return None
 
+    def commits_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Committed and aborted transactions in the archive between two times (reads every
+        archived segment from the oldest backup on: fine for days of WAL, slow for months)."""
+        from spectral.providers.local import walread
+        from spectral.providers.local.wal import format_lsn
+
+        view = window_mod.archive_view(self.repo)
+        out = []
+        for seg in view.segments:
+            for rec in walread.summarize(self.bins, view.where[seg], seg).commits:
+                if start <= rec.time <= end:
+                    out.append({"xid": rec.xid, "time": rec.time.isoformat(),
+                                "lsn": format_lsn(rec.lsn), "committed": rec.committed,
+                                "target_just_before": f"--target-xid {rec.xid} --exclusive"})
+        return out
+
     def flush_archive(self, timeout: float = 60) -> str | None:
         """When the environment's server is up, switch to a new WAL segment and wait until the
         old one is archived, so that every commit so far is in the archive. Returns the segment,
