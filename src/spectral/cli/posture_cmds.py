@@ -143,6 +143,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(checklist_app, name="checklist")
     app.add_typer(incident_app, name="incident")
     app.command("blast-radius")(blast_radius_cmd)
+    app.command("find-damage")(find_damage_cmd)
+    app.command("salvage")(salvage_cmd)
 
 
 __all__ = ["TriggerState", "register"]
@@ -202,3 +204,91 @@ def blast_radius_cmd(ctx: typer.Context,
                         f"{t['target_just_before']}")
 
     st.emit(result.to_json(), human)
+
+
+TABLE_RE = r"^[a-z_][a-z0-9_$]*\.[a-z_][a-z0-9_$]*$"
+
+
+def _table(name: str) -> str:
+    import re
+
+    if not re.match(TABLE_RE, name):
+        raise UsageError(f"--table {name!r}: expected schema.table")
+    return name
+
+
+def find_damage_cmd(ctx: typer.Context,
+                    table: str = typer.Option(..., "--table", help="schema.table"),
+                    since: str | None = typer.Option(None, "--since", help="ISO time."),
+                    op: list[str] = typer.Option([], "--op", help="delete, update or truncate "
+                                                 "(repeatable; default all).")) -> None:
+    """Read the WAL and list the transactions that deleted, updated or truncated the table, each
+    with its commit time, rows touched and the exact target just before it."""
+    from spectral.playbooks.damage import find_damage
+    from spectral.providers.local.provider import LocalProvider
+    from spectral.providers.local.targets import parse_time
+
+    st = state(ctx)
+    bad = [o for o in op if o not in ("delete", "update", "truncate")]
+    if bad:
+        raise UsageError(f"--op {bad[0]!r}: expected delete, update or truncate (a dropped "
+                         f"table is the schema-drop playbook's)")
+    name, _env = st.config.environment(st.env)
+    provider = LocalProvider(local_environment(st.config, name))
+    with provider.local.session() as cluster, connect(cluster.conninfo()) as conn:
+        found = find_damage(provider, conn, _table(table),
+                            parse_time(since) if since else None, set(op) or None)
+
+    def human(c: Console) -> None:
+        if not found:
+            c.print(f"no transaction deleted, updated or truncated {table} in the WAL archive")
+        for d in found:
+            rows = "every row" if d.rows < 0 else f"{d.rows} row(s)"
+            c.print(f"xid {d.xid}: {d.op} of {rows} at {d.commit_time} (commit LSN "
+                    f"{d.commit_lsn}); just before it: {d.target}")
+
+    st.emit([d.to_json() for d in found], human)
+
+
+def salvage_cmd(ctx: typer.Context,
+                table: str = typer.Option(..., "--table", help="schema.table"),
+                before_xid: int = typer.Option(..., "--before-xid", help="The damaging "
+                                               "transaction (spectral dr find-damage)."),
+                revert_updates: bool = typer.Option(False, "--revert-updates", help="Also put "
+                                                    "back the values it overwrote."),
+                dry_run: bool = typer.Option(False, "--dry-run", help="Show the rows, write "
+                                             "nothing."),
+                yes: bool = typer.Option(False, "--yes", "-y", help="Write without asking.")
+                ) -> None:
+    """Re-insert exactly the rows one transaction deleted (and with --revert-updates restore the
+    values it overwrote), leaving every later write as it is (reported as conflicts). Restores a
+    side instance to just before the transaction and always tears it down."""
+    from spectral.cli.state import CliConfirmer
+    from spectral.playbooks.salvage import salvage
+    from spectral.providers.local.provider import LocalProvider
+
+    st = state(ctx)
+    name, _env = st.config.environment(st.env)
+    provider = LocalProvider(local_environment(st.config, name))
+    with provider.local.session() as cluster:
+        plan = salvage(provider, cluster.conninfo(), _table(table), before_xid, dry_run=True,
+                       revert_updates=revert_updates)
+        details = [f"re-insert {len(plan.restored_rows)} row(s) deleted by {before_xid}",
+                   f"revert {len(plan.reverted_rows)} row(s) it updated",
+                   *[f"conflict: {c}" for c in plan.conflicts]]
+        result = plan
+        if not dry_run and (plan.restored_rows or plan.reverted_rows):
+            if not CliConfirmer(yes, st.err).confirm(f"Write these into {table}?", details):
+                raise UsageError("salvage not confirmed; nothing was written")
+            result = salvage(provider, cluster.conninfo(), table, before_xid,
+                             revert_updates=revert_updates)
+    if not dry_run:
+        Ledger(st.config.state_dir(name) / "evidence").append(EntryKind.INCIDENT, name, {
+            "playbook": "self-inflicted", "summary": f"salvaged {len(result.restored_rows)} "
+            f"row(s) of {table} deleted by transaction {before_xid}",
+            **{k: v for k, v in result.to_json().items() if k != "rows"}})   # no row data
+    st.emit(result.to_json(), lambda c: c.print(
+        f"{'would re-insert' if dry_run else 're-inserted'} {len(result.restored_rows)} row(s), "
+        f"{'would revert' if dry_run else 'reverted'} {len(result.reverted_rows)}; "
+        f"{len(result.conflicts)} conflict(s) left as they are"
+        + "".join(f"\n  conflict: {x}" for x in result.conflicts)))

@@ -1,0 +1,181 @@
+"""`spectral dr find-damage`: the transactions that deleted, updated or truncated a table, read
+from the WAL (pg_waldump), each with the exact target just before it.
+
+The table's storage history is followed backwards through rewrites: a TRUNCATE, VACUUM FULL or
+CLUSTER creates a new relfilenode in a transaction whose commit drops the old one; a rewrite that
+writes no rows into the new file is a TRUNCATE (damage), one that does is a VACUUM FULL or
+CLUSTER (not damage, but the history continues through it). Recent WAL is archived first by
+switching the segment when the server is up."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from spectral.errors import UsageError
+from spectral.pg.binaries import PgBinaries
+from spectral.providers.local.provider import LocalProvider
+from spectral.providers.local.wal import Segment, format_lsn, parse_lsn, parse_pg_time
+from spectral.providers.local.window import archive_view
+from spectral.runner import run
+
+HEAP_RE = re.compile(r"rmgr: Heap2?\s.*?tx:\s+(?P<xid>\d+), lsn: (?P<lsn>\S+),.*?desc: "
+                     r"(?P<op>DELETE|UPDATE|HOT_UPDATE|INSERT\+INIT|INSERT|MULTI_INSERT\+INIT|"
+                     r"MULTI_INSERT)(?P<rest>.*)$")
+BLKREF_RE = re.compile(r"blkref #(\d+): rel (\d+/\d+/\d+)(?: fork \w+)? blk (\d+)")
+OFF_RE = re.compile(r"\boff: (\d+)")
+OLD_OFF_RE = re.compile(r"\bold_off: (\d+)")
+CREATE_RE = re.compile(r"rmgr: Storage\s.*?tx:\s+(?P<xid>\d+),.*desc: CREATE (?P<path>\S+)")
+COMMIT_RE = re.compile(r"rmgr: Transaction\s.*?tx:\s+(?P<xid>\d+), lsn: (?P<lsn>\S+),.*?desc: "
+                       r"(?P<kind>COMMIT|ABORT) (?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? "
+                       r"\w+)(?P<rest>.*)$")
+RELS_RE = re.compile(r"rels: ((?:\S+/\d+/\d+\s?)+)")
+
+
+@dataclass
+class Damage:
+    xid: int
+    op: str                     # delete | update | truncate
+    rows: int
+    commit_time: datetime | None = None
+    commit_lsn: str | None = None
+    tuples: list[tuple[int, int]] = field(default_factory=list)   # (block, offset) touched
+
+    @property
+    def target(self) -> str:
+        return f"--target-xid {self.xid} --exclusive"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"xid": self.xid, "op": self.op, "rows": self.rows,
+                "commit_time": self.commit_time.isoformat() if self.commit_time else None,
+                "commit_lsn": self.commit_lsn, "target": self.target}
+
+
+@dataclass
+class _Scan:
+    heap: dict[int, list[tuple[str, str, int, int]]] = field(default_factory=dict)
+    creates: dict[str, int] = field(default_factory=dict)           # path -> xid
+    commits: dict[int, tuple[bool, datetime, int, list[str]]] = field(default_factory=dict)
+    touched: dict[int, set[str]] = field(default_factory=dict)      # xid -> relations written
+
+
+TX_RE = re.compile(r"tx:\s+(\d+),")
+
+
+def _parse(text: str, scan: _Scan) -> None:
+    for line in text.splitlines():
+        tx = TX_RE.search(line)
+        if tx and tx.group(1) != "0":
+            for _n, rel, _blk in BLKREF_RE.findall(line):   # heap rows, full-page images, ...
+                scan.touched.setdefault(int(tx.group(1)), set()).add(rel)
+        if m := HEAP_RE.search(line):
+            refs = BLKREF_RE.findall(line)
+            if not refs:
+                continue
+            op, rest = m.group("op"), m.group("rest")
+            xid = int(m.group("xid"))
+            if op in ("DELETE",):
+                off = OFF_RE.search(rest)
+                scan.heap.setdefault(xid, []).append(("delete", refs[0][1], int(refs[0][2]),
+                                                      int(off.group(1)) if off else 0))
+            elif op in ("UPDATE", "HOT_UPDATE"):
+                off = OLD_OFF_RE.search(rest)
+                ref = refs[1] if len(refs) > 1 else refs[0]   # #1 is the old block when moved
+                scan.heap.setdefault(xid, []).append(("update", ref[1], int(ref[2]),
+                                                      int(off.group(1)) if off else 0))
+            else:
+                scan.heap.setdefault(xid, []).append(("insert", refs[0][1], int(refs[0][2]), 0))
+        elif m := CREATE_RE.search(line):
+            scan.creates[_locator(m.group("path"))] = int(m.group("xid"))
+        elif m := COMMIT_RE.search(line):
+            rels = RELS_RE.search(m.group("rest"))
+            scan.commits[int(m.group("xid"))] = (
+                m.group("kind") == "COMMIT", parse_pg_time(m.group("time")),
+                parse_lsn(m.group("lsn")),
+                [_locator(p) for p in rels.group(1).split()] if rels else [])
+
+
+def _locator(path: str) -> str:
+    """'base/5/17705' -> '1663/5/17705'; 'pg_tblspc/16400/PG_18_x/5/17705' -> '16400/5/17705'."""
+    parts = path.split("/")
+    if parts[0] == "base":
+        return f"1663/{parts[1]}/{parts[2]}"
+    if parts[0] == "global":
+        return f"1664/0/{parts[1]}"
+    return f"{parts[1]}/{parts[-2]}/{parts[-1]}" if len(parts) >= 4 else path
+
+
+def scan_archive(bins: PgBinaries, provider: LocalProvider) -> _Scan:
+    view = archive_view(provider.repo)
+    scan = _Scan()
+    for seg in view.segments:
+        scan_segment(bins, view.where[seg], seg, scan)
+    return scan
+
+
+def scan_segment(bins: PgBinaries, directory: Path, seg: Segment, scan: _Scan) -> None:
+    from spectral.providers.local import walread
+
+    if seg.partial:
+        return   # the stream's tail is in the archive once switched (flush_archive)
+    res = run(walread.waldump_argv(bins, directory, seg.name), timeout=600, check=False,
+              env={"TZ": "UTC", "PGTZ": "UTC"})
+    _parse(res.stdout, scan)
+
+
+def relation(conn: psycopg.Connection[Any], table: str) -> str:
+    row = conn.execute(
+        "select coalesce(nullif(c.reltablespace, 0), 1663), d.oid, pg_relation_filenode(c.oid) "
+        "from pg_class c, pg_database d where c.oid = to_regclass(%s) and c.relkind = 'r' "
+        "and d.datname = current_database()", (table,)).fetchone()
+    if row is None or row[2] is None:
+        raise UsageError(f"table {table} does not exist (a dropped table: restore to before the "
+                         f"DROP with the schema-drop playbook)")
+    return f"{row[0]}/{row[1]}/{row[2]}"
+
+
+def history(scan: _Scan, current: str) -> tuple[set[str], list[Damage]]:
+    """Every relfilenode the table has had, and the TRUNCATEs among the rewrites."""
+    files = {current}
+    truncates = []
+    todo = [current]
+    while todo:
+        node = todo.pop()
+        xid = scan.creates.get(node)
+        if xid is None or xid not in scan.commits or not scan.commits[xid][0]:
+            continue
+        _committed, when, lsn, dropped = scan.commits[xid]
+        wrote = node in scan.touched.get(xid, set())   # a rewrite fills the new file
+        old = [d for d in dropped if d not in files and any(
+            rel == d for records in scan.heap.values() for _op, rel, _b, _o in records)]
+        if not wrote and old:
+            truncates.append(Damage(xid, "truncate", -1, when, format_lsn(lsn)))
+        for d in old:
+            files.add(d)
+            todo.append(d)
+    return files, truncates
+
+
+def find_damage(provider: LocalProvider, conn: psycopg.Connection[Any], table: str,
+                since: datetime | None = None, ops: set[str] | None = None) -> list[Damage]:
+    provider.flush_archive()
+    scan = scan_archive(provider.bins, provider)
+    files, truncates = history(scan, relation(conn, table))
+    found: list[Damage] = []
+    for xid, records in scan.heap.items():
+        mine = [r for r in records if r[1] in files and r[0] in ("delete", "update")]
+        commit = scan.commits.get(xid)
+        if not mine or commit is None or not commit[0]:
+            continue
+        op = "delete" if any(r[0] == "delete" for r in mine) else "update"
+        found.append(Damage(xid, op, len(mine), commit[1], format_lsn(commit[2]),
+                            [(b, o) for _op, _rel, b, o in mine]))
+    found += truncates
+    found = [d for d in found if (since is None or (d.commit_time and d.commit_time >= since))
+             and (ops is None or d.op in ops)]
+    return sorted(found, key=lambda d: parse_lsn(d.commit_lsn or "0/0"))
