@@ -220,8 +220,8 @@ def _table(name: str) -> str:
 def find_damage_cmd(ctx: typer.Context,
                     table: str = typer.Option(..., "--table", help="schema.table"),
                     since: str | None = typer.Option(None, "--since", help="ISO time."),
-                    op: list[str] = typer.Option([], "--op", help="delete, update or truncate "
-                                                 "(repeatable; default all).")) -> None:
+                    op: list[str] = typer.Option([], "--op", help="delete, update, truncate or "
+                                                 "drop (repeatable; default all).")) -> None:
     """Read the WAL and list the transactions that deleted, updated or truncated the table, each
     with its commit time, rows touched and the exact target just before it."""
     from spectral.playbooks.damage import find_damage
@@ -229,10 +229,9 @@ def find_damage_cmd(ctx: typer.Context,
     from spectral.providers.local.targets import parse_time
 
     st = state(ctx)
-    bad = [o for o in op if o not in ("delete", "update", "truncate")]
+    bad = [o for o in op if o not in ("delete", "update", "truncate", "drop")]
     if bad:
-        raise UsageError(f"--op {bad[0]!r}: expected delete, update or truncate (a dropped "
-                         f"table is the schema-drop playbook's)")
+        raise UsageError(f"--op {bad[0]!r}: expected delete, update, truncate or drop")
     name, _env = st.config.environment(st.env)
     provider = LocalProvider(local_environment(st.config, name))
     with provider.local.session() as cluster, connect(cluster.conninfo()) as conn:

@@ -40,7 +40,7 @@ RELS_RE = re.compile(r"rels: ((?:\S+/\d+/\d+\s?)+)")
 @dataclass
 class Damage:
     xid: int
-    op: str                     # delete | update | truncate
+    op: str                     # delete | update | truncate | drop
     rows: int
     commit_time: datetime | None = None
     commit_lsn: str | None = None
@@ -161,11 +161,48 @@ def history(scan: _Scan, current: str) -> tuple[set[str], list[Damage]]:
     return files, truncates
 
 
+def known_locators(state_dir: Path, table: str) -> set[str]:
+    """Every relfilenode the snapshots saw the table at (a dropped table is no longer in the
+    catalog: the snapshots remember where it was)."""
+    from spectral.verify import snapshots
+    from spectral.verify.fingerprint import load
+
+    found = set()
+    for ref in snapshots.listing(state_dir):
+        try:
+            doc = load(ref.path)
+        except Exception:   # a damaged snapshot is no evidence either way
+            continue
+        locator = doc["tables"].get(table, {}).get("locator")
+        if locator:
+            found.add(locator)
+    return found
+
+
+def find_drop(scan: _Scan, locators: set[str]) -> list[Damage]:
+    """Transactions whose commit removed the table's storage without creating new storage for
+    it (a TRUNCATE or rewrite creates some): a DROP, found through the catalog change."""
+    creators = set(scan.creates.values())
+    out = []
+    for xid, (committed, when, lsn, dropped) in scan.commits.items():
+        if committed and locators & set(dropped) and xid not in creators:
+            out.append(Damage(xid, "drop", -1, when, format_lsn(lsn)))
+    return out
+
+
 def find_damage(provider: LocalProvider, conn: psycopg.Connection[Any], table: str,
                 since: datetime | None = None, ops: set[str] | None = None) -> list[Damage]:
     provider.flush_archive()
     scan = scan_archive(provider.bins, provider)
-    files, truncates = history(scan, relation(conn, table))
+    try:
+        current = relation(conn, table)
+    except UsageError:
+        locators = known_locators(provider.local.paths.state_dir, table)
+        if not locators or (ops is not None and "drop" not in ops):
+            raise
+        drops = find_drop(scan, locators)
+        return [d for d in drops if since is None or (d.commit_time and d.commit_time >= since)]
+    files, truncates = history(scan, current)
     found: list[Damage] = []
     for xid, records in scan.heap.items():
         mine = [r for r in records if r[1] in files and r[0] in ("delete", "update")]

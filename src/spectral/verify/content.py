@@ -54,6 +54,7 @@ class TablePlan:
     columns: tuple[str, ...] = ()
     # (column, hash function, argument type) per column for COLUMN_HASH; None function: text
     column_hashes: tuple[tuple[str, str | None, str | None], ...] = ()
+    locator: str | None = None    # tablespace/database/relfilenode: finds a later DROP in WAL
 
     @property
     def qualified(self) -> str:
@@ -68,6 +69,7 @@ class TableFacts:
     last_change: str | None = None
     status: TableStatus = TableStatus.OK
     reason: str | None = None
+    locator: str | None = None
     _sum: int = field(default=0, repr=False)
     _max: Any = field(default=None, repr=False)
 
@@ -96,7 +98,10 @@ select n.nspname, c.relname, (pg_relation_size(c.oid) / current_setting('block_s
         where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as columns,
        (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
         where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-          and {OID_HASHED}) as text_columns
+          and {OID_HASHED}) as text_columns,
+       format('%%s/%%s/%%s', coalesce(nullif(c.reltablespace, 0), 1663),
+              (select oid from pg_database where datname = current_database()),
+              pg_relation_filenode(c.oid)) as locator
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where n.nspname = any(%s) and c.relkind = 'r'
 order by 1, 2
@@ -143,15 +148,15 @@ def plan_tables(conn: psycopg.Connection[Any], schemas: list[str], content: bool
         for schema, name, col, fn, argtype in conn.execute(COLUMN_HASHES_SQL, (schemas,)):
             hashes.setdefault(f"{schema}.{name}", []).append((col, fn, argtype))
     plans = []
-    for schema, name, blocks, readable, columns, text_cols in conn.execute(TABLES_SQL,
-                                                                           (schemas,)):
+    for schema, name, blocks, readable, columns, text_cols, locator in conn.execute(
+            TABLES_SQL, (schemas,)):
         qualified = f"{schema}.{name}"
         col = last_change.get(qualified) or next(
             (c for c in LAST_CHANGE_CANDIDATES if c in (columns or [])), None)
         plan = TablePlan(schema, name, int(blocks), Method.COUNT, col,
                          text_columns=tuple(text_cols) if text_cols else None,
                          columns=tuple(columns or ()),
-                         column_hashes=tuple(hashes.get(qualified, ())))
+                         column_hashes=tuple(hashes.get(qualified, ())), locator=locator)
         if not readable:
             plan.status = TableStatus.COULD_NOT_VERIFY
             plan.reason = f"permission denied for table {qualified}"
@@ -257,7 +262,7 @@ def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
          workers: int | None = None, method: Method | None = None) -> dict[str, TableFacts]:
     """Read every planned table in `workers` parallel sessions sharing `snapshot`."""
     facts = {p.qualified: TableFacts(method=(method or p.method).value, status=p.status,
-                                     reason=p.reason) for p in plans}
+                                     reason=p.reason, locator=p.locator) for p in plans}
     items: Queue[tuple[TablePlan, int | None, int | None]] = Queue()
     for plan in sorted(plans, key=lambda p: -p.blocks):
         if plan.status is TableStatus.OK:

@@ -1,0 +1,87 @@
+"""`spectral dr playbook list | show NAME | run NAME`."""
+
+from __future__ import annotations
+
+import getpass
+
+import typer
+from rich.console import Console
+
+from spectral.cli.state import CliConfirmer, state
+from spectral.config.models import Posture
+from spectral.errors import ExitCode
+from spectral.playbooks.catalog import PLAYBOOKS, playbook
+from spectral.playbooks.runner import Options, Plan, run_playbook
+from spectral.providers.local.provider import LocalProvider
+from spectral.target import local_environment, open_target
+
+app = typer.Typer(no_args_is_help=True, help="The runbook's five restore playbooks.")
+
+
+@app.command("list")
+def list_cmd(ctx: typer.Context) -> None:
+    """The playbooks, with the environment's tier deciding which version applies."""
+    st = state(ctx)
+    _name, env = st.config.environment(st.env)
+    data = [{"name": p.name, "title": p.title, "steps": len(p.steps(env.posture))}
+            for p in PLAYBOOKS]
+    def human(c: Console) -> None:
+        for p in data:
+            c.print(f"{p['name']:<24} {p['title']}")
+
+    st.emit(data, human)
+
+
+@app.command("show")
+def show_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook name.")) -> None:
+    """A playbook's steps for the environment's posture tier."""
+    st = state(ctx)
+    _env_name, env = st.config.environment(st.env)
+    pb = playbook(name)
+    steps = pb.steps(env.posture)
+
+    def human(c: Console) -> None:
+        c.print(f"[bold]{pb.title}[/] at tier {env.posture.value}"
+                + (" (recovery is re-seed)" if env.posture is Posture.ALPHA else ""))
+        for i, s in enumerate(steps, start=1):
+            c.print(f"  {i}. {s.text}" + (" (automated)" if s.automated else " (manual)"))
+
+    st.emit({"name": name, "posture": env.posture.value,
+             "steps": [{"text": s.text, "automated": s.automated} for s in steps]}, human)
+
+
+@app.command("run")
+def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook name."),
+            dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan with the "
+                                         "concrete targets; change nothing."),
+            table: str | None = typer.Option(None, "--table", help="The damaged table."),
+            target_xid: str | None = typer.Option(None, "--target-xid", help="Restore to just "
+                                                  "before this transaction."),
+            target_time: str | None = typer.Option(None, "--target-time", help="Restore to this "
+                                                   "time (compromised credential)."),
+            role: str | None = typer.Option(None, "--role", help="The compromised role."),
+            operator: str | None = typer.Option(None, "--operator", help="Who runs it "
+                                                "(default: the login name)."),
+            yes: bool = typer.Option(False, "--yes", "-y", help="Confirm every step.")) -> None:
+    """Run a playbook: automated steps through the provider, manual steps shown and confirmed;
+    every step's start, end, outcome and operator recorded in one incident entry."""
+    st = state(ctx)
+    playbook(name)
+    env_name, env = st.config.environment(st.env)
+    provider = LocalProvider(local_environment(st.config, env_name))
+    opts = Options(table, target_xid, target_time, role, operator or getpass.getuser())
+    confirmer = CliConfirmer(yes, st.err)
+    with open_target(st.config, env_name) as target:
+        plan = Plan(st.config, env_name, env, provider, target, confirmer, opts)
+        result = run_playbook(plan, name, dry_run=dry_run,
+                              report=lambda m: st.err.print(m) if not st.json else None)
+
+    def human(c: Console) -> None:
+        c.print(f"playbook {name} on {env_name} ({env.posture.value}): {result.outcome}"
+                + (" (dry run: nothing changed)" if dry_run else ""))
+        for s in result.steps:
+            c.print(f"  {s.number}. [{s.outcome}] {s.text}" + (f": {s.detail}" if s.detail
+                                                                 else ""))
+
+    st.emit({**result.to_json(), "reinvite_files": plan.reinvite_files}, human)
+    raise typer.Exit(ExitCode.OK if result.outcome == "done" else ExitCode.CHECK_FAILED)

@@ -1,0 +1,105 @@
+"""Playbooks on real clusters: a DROP of platform.rules found and undone by the schema-drop
+playbook with the core contract verified; the provider-failure re-invite list equals core.users."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from conftest import _processes_under, spectral
+from spectral.pg.conn import connect
+
+PITR = '[environments.local]\nprovider = "local"\nposture = "pitr"\n'
+
+
+def setup(work_dir: Path) -> str:
+    assert spectral("demo", cwd=work_dir).returncode == 0   # seeded, backed up, snapshot taken
+    (work_dir / "spectral.toml").write_text(PITR)
+    assert spectral("local", "up", cwd=work_dir).returncode == 0
+    return str(json.loads(spectral("local", "status", "--json", cwd=work_dir).stdout)["dsn"])
+
+
+def test_schema_drop_found_restored_and_contract_verified(work_dir: Path) -> None:
+    dsn = setup(work_dir)
+    try:
+        res = spectral("dr", "playbook", "show", "schema-drop", cwd=work_dir)
+        assert "PITR to just before the drop" in res.stdout
+        with connect(dsn) as conn:
+            rules = conn.execute("select count(*) from platform.rules").fetchone()
+            conn.execute("drop table platform.rules cascade")
+        res = spectral("dr", "find-damage", "--table", "platform.rules", "--json", cwd=work_dir)
+        assert res.returncode == 0, res.stderr
+        drops = json.loads(res.stdout)
+        assert [d["op"] for d in drops] == ["drop"]
+        plan = spectral("dr", "playbook", "run", "schema-drop", "--table", "platform.rules",
+                        "--dry-run", "--json", cwd=work_dir)
+        assert plan.returncode == 0, plan.stderr
+        assert all(s["outcome"] == "planned" for s in json.loads(plan.stdout)["steps"])
+        with connect(dsn) as conn:                       # the dry run changed nothing
+            assert conn.execute("select to_regclass('platform.rules')").fetchone() == (None,)
+        res = spectral("dr", "playbook", "run", "schema-drop", "--table", "platform.rules",
+                       "--yes", "--operator", "oncall", "--json", cwd=work_dir)
+        assert res.returncode == 0, res.stdout + res.stderr
+        run = json.loads(res.stdout)
+        assert [s["outcome"] for s in run["steps"]] == ["done", "done"]
+        assert "core contract intact" in run["steps"][1]["detail"]
+        with connect(dsn) as conn:
+            assert conn.execute("select count(*) from platform.rules").fetchone() == rules
+        log = json.loads(spectral("dr", "log", "--kind", "incident", "--json",
+                                  cwd=work_dir).stdout)
+        assert log[0]["data"]["playbook"] == "schema-drop"
+        assert log[0]["data"]["operator"] == "oncall"
+    finally:
+        spectral("dr", "teardown", "--all", cwd=work_dir)
+        spectral("local", "down", cwd=work_dir)
+    assert _processes_under(work_dir) == []
+
+
+def test_provider_failure_reinvite_list_equals_core_users(work_dir: Path) -> None:
+    dsn = setup(work_dir)
+    try:
+        with connect(dsn) as conn:
+            users = conn.execute("select org_id, email::text, role::text, display_name "
+                                 "from core.users order by email").fetchall()
+        res = spectral("dr", "playbook", "run", "provider-failure", "--yes", "--json",
+                       cwd=work_dir)
+        assert res.returncode == 0, res.stdout + res.stderr
+        files = json.loads(res.stdout)["reinvite_files"]
+        with open(files[0], newline="") as f:
+            rows = list(csv.reader(f))[1:]
+        assert [(int(r[0]), r[1], r[2], r[3]) for r in rows] == users
+        sql_text = Path(files[1]).read_text()
+        assert sql_text.count("insert into core.domain_invites") == len(users)
+        target = json.loads(spectral("dr", "instances", "--json", cwd=work_dir).stdout)[0]
+        with connect(target["dsn"]) as conn:      # auth.users left behind in the new target
+            assert conn.execute("select count(*) from auth.users").fetchone() == (0,)
+            assert conn.execute("select count(*) from core.users").fetchone() == (0,)
+            assert conn.execute("select count(*) from worlds.returns").fetchone() == (4000,)
+    finally:
+        spectral("dr", "teardown", "--all", cwd=work_dir)
+        spectral("local", "down", cwd=work_dir)
+    assert _processes_under(work_dir) == []
+
+
+def test_self_inflicted_pitr_and_compromised_credential_runs(work_dir: Path) -> None:
+    dsn = setup(work_dir)
+    try:
+        with connect(dsn) as conn:
+            conn.execute("delete from worlds.returns where id <= 25")
+        res = spectral("dr", "playbook", "run", "self-inflicted", "--table", "worlds.returns",
+                       "--yes", "--json", cwd=work_dir)
+        assert res.returncode == 0, res.stdout + res.stderr
+        steps = json.loads(res.stdout)["steps"]
+        assert steps[0]["detail"].startswith("damaging transaction ")
+        with connect(dsn) as conn:
+            assert conn.execute("select count(*) from worlds.returns").fetchone() == (4000,)
+        res = spectral("dr", "playbook", "run", "compromised-credential", "--role", "postgres",
+                       cwd=work_dir)     # manual steps need a terminal or --yes
+        assert res.returncode == 2 and "--yes confirms non-interactively" in res.stderr
+        res = spectral("dr", "playbook", "run", "nope", cwd=work_dir)
+        assert res.returncode == 2
+    finally:
+        spectral("dr", "teardown", "--all", cwd=work_dir)
+        spectral("local", "down", cwd=work_dir)
+    assert _processes_under(work_dir) == []
