@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -56,6 +57,10 @@ def backups_cmd(ctx: typer.Context) -> None:
     """List the backups and the recoverable window (earliest and latest recoverable time and
     LSN), and name any gap in the WAL archive."""
     st = state(ctx)
+    _name, env = st.config.environment(st.env)
+    if env.provider.value == "supabase":
+        _supabase_backups(st, env)
+        return
     p = provider(st)
     backups = p.backups()
     window = p.window()
@@ -73,6 +78,23 @@ def backups_cmd(ctx: typer.Context) -> None:
                     f"{g.missing_from} .. {g.missing_to} missing (timeline {g.timeline})")
 
     st.emit({"backups": [b.to_json() for b in backups], "window": window.to_json()}, human)
+
+
+def _supabase_backups(st: AppState, env: Any) -> None:
+    from spectral.providers.supabase.open import supabase_provider
+
+    sp = supabase_provider(st.config, env)
+    backups, window, flags = sp.backups()
+
+    def human(c: Console) -> None:
+        for b in backups:
+            c.print(f"{b.id}  {b.inserted_at}  {'physical' if b.physical else 'logical'}  "
+                    f"{b.status}")
+        c.print(f"PITR {'enabled' if flags['pitr_enabled'] else 'not enabled'}; recoverable "
+                f"window: {window.describe()}")
+
+    st.emit({"backups": [b.to_json() for b in backups], "window": window.to_json(), **flags},
+            human)
 
 
 def _target(latest: bool, time: str | None, xid: str | None, lsn: str | None,
@@ -131,6 +153,10 @@ def restore_cmd(
     in place. Picks the newest backup before the target, applies incrementals, replays WAL and
     checks that recovery reached the target."""
     st = state(ctx)
+    _name, env = st.config.environment(st.env)
+    if env.provider.value == "supabase":
+        _supabase_restore(st, env, target_time, in_place, yes)
+        return
     p = provider(st)
     if discard_previous or undo:
         result = ({"discarded": p.discard_previous()} if discard_previous
@@ -159,6 +185,23 @@ def restore_cmd(
         c.print(f"tear it down with: spectral dr teardown {inst.id}")
 
     st.emit(inst.to_json(), human)
+
+
+def _supabase_restore(st: AppState, env: Any, target_time: str | None, in_place: bool,
+                      yes: bool) -> None:
+    from spectral.providers.local.targets import parse_time
+    from spectral.providers.supabase.open import supabase_provider
+
+    if not (in_place and target_time):
+        raise UsageError("on Supabase a restore is an in-place PITR: --in-place --target-time T "
+                         "--yes (restoring to a new project has no public endpoint: use the "
+                         "guided drill)")
+    sp = supabase_provider(st.config, env)
+    done = sp.pitr_in_place(parse_time(target_time), confirmed=yes,
+                            report=lambda m: st.err.print(f"restore: {m}") if not st.json
+                            else None)
+    st.emit(done, lambda c: c.print(f"{done['project']}: restored in place to {done['target']} "
+                                    f"in {done['seconds']} s"))
 
 
 def instances_cmd(ctx: typer.Context) -> None:

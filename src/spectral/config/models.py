@@ -75,6 +75,8 @@ class EnvironmentConfig(BaseModel):
     project_ref: str | None = Field(default=None, description="Supabase project ref.")
     access_token: str | None = Field(
         default=None, description="Supabase Management API token, as a secret reference.")
+    api_url: str = Field(default="https://api.supabase.com/v1",
+                         description="Supabase Management API base URL (an emulator in tests).")
     launch_date: date | None = Field(
         default=None, description="Customer launch date: the floor for activating PITR.")
     partner_data_query: str | None = Field(

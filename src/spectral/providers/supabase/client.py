@@ -1,0 +1,89 @@
+"""A well-behaved Management API client: timeouts on every call, 429 and X-RateLimit-* honoured
+with backoff, API errors shown with their message, the token never printed or logged (it is a
+resolved secret: the redaction layer masks it everywhere)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from spectral.errors import CouldNotVerify, SpectralError
+
+DEFAULT_BASE = "https://api.supabase.com/v1"
+
+
+class ApiError(SpectralError):
+    exit_code = CouldNotVerify.exit_code
+
+    def __init__(self, status: int, message: str, path: str) -> None:
+        super().__init__(f"Supabase Management API {status} on {path}: {message}")
+        self.status = status
+        self.api_message = message
+
+
+def retry_delay(response: httpx.Response, attempt: int) -> float:
+    """Seconds to wait after a 429: Retry-After, else X-RateLimit-Reset, else backoff."""
+    for header in ("retry-after", "x-ratelimit-reset"):
+        value = response.headers.get(header)
+        if value:
+            try:
+                seconds = float(value)
+            except ValueError:
+                continue
+            if seconds > 1e9:            # an epoch time, not a delay
+                seconds -= time.time()
+            return max(0.0, min(seconds, 60.0))
+    return min(2.0 ** attempt * 0.5, 30.0)
+
+
+class ManagementClient:
+    def __init__(self, token: str, base_url: str = DEFAULT_BASE, *, timeout: float = 30.0,
+                 max_retries: int = 5) -> None:
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
+                                  headers={"Authorization": f"Bearer {token}",
+                                           "Accept": "application/json"})
+        self.max_retries = max_retries
+        self.retries = 0
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                raise CouldNotVerify(f"Supabase Management API unreachable on {path}: "
+                                     f"{type(exc).__name__}") from None
+            if response.status_code == 429 and attempt < self.max_retries:
+                self.retries += 1
+                time.sleep(retry_delay(response, attempt))
+                continue
+            if response.status_code >= 400:
+                raise ApiError(response.status_code, _message(response), path)
+            return response.json() if response.content else None
+        raise ApiError(429, "rate limited; gave up after retries", path)
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, json: Any = None) -> Any:
+        return self.request("POST", path, json=json)
+
+    def patch(self, path: str, json: Any = None) -> Any:
+        return self.request("PATCH", path, json=json)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("error") or body)[:300]
+    return str(body)[:300]
