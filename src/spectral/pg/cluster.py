@@ -76,12 +76,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _proc_alive(pid: int) -> bool:
+def proc_alive(pid: int) -> bool:
+    """True when the process exists and is not a zombie."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def live_cmdline(pid: int) -> bytes:
+    """A live process's NUL-separated command line; empty when it is gone or a zombie."""
+    if not proc_alive(pid):
+        return b""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 @dataclass
@@ -133,12 +144,7 @@ class Cluster:
             pid = int(first.strip())
         except (OSError, ValueError, IndexError):
             return None
-        if not _proc_alive(pid):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return None
+        cmdline = live_cmdline(pid).split(b"\0")
         return pid if str(self.data_dir).encode() in cmdline else None
 
     def is_running(self) -> bool:
@@ -231,7 +237,7 @@ class Cluster:
     def _gone(self, pid: int) -> bool:
         if self._proc is not None and self._proc.pid == pid:
             return self._proc.poll() is not None
-        return not _proc_alive(pid)
+        return not proc_alive(pid)
 
     def _reap(self) -> None:
         if self._proc is not None:

@@ -420,29 +420,21 @@ def _latest_if_after_last_commit(target: RecoveryTarget,
 def _stop_processes_in(home: Path) -> None:
     import signal as _signal
 
+    from spectral.pg.cluster import live_cmdline
+
     needle = str(home).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle + b"/" in cmdline or cmdline.split(b"\0").count(needle):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(entry.name), _signal.SIGKILL)
-    wait_until(lambda: not any(needle in _cmdline(p) for p in Path("/proc").iterdir()
-                               if p.name.isdigit() and int(p.name) != os.getpid()),
-               timeout=10, interval=0.02, max_interval=0.1, what="processes to exit")
 
+    def inside() -> list[int]:
+        pids = (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+        return [pid for pid in pids if pid != os.getpid()
+                and (needle + b"/" in (cmd := live_cmdline(pid))
+                     or needle in cmd.split(b"\0"))]
 
-def _cmdline(proc: Path) -> bytes:
-    try:
-        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return b""
-        return (proc / "cmdline").read_bytes()
-    except (OSError, IndexError):
-        return b""
+    for pid in inside():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, _signal.SIGKILL)
+    wait_until(lambda: not inside(), timeout=10, interval=0.02, max_interval=0.1,
+               what="processes to exit")
 
 
 def _instance(d: dict[str, Any]) -> Instance:
