@@ -9,7 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from spectral.cli import backup_cmds, drill_cmds, playbook_cmds, posture_cmds, review_cmds
+from spectral.cli import (
+    backup_cmds,
+    drill_cmds,
+    incident_cmds,
+    playbook_cmds,
+    posture_cmds,
+    review_cmds,
+)
 from spectral.cli.state import state
 from spectral.errors import ExitCode
 from spectral.ledger import EntryKind, Ledger
@@ -31,6 +38,7 @@ app.add_typer(drill_cmds.drill_app, name="drill")
 app.add_typer(drill_cmds.log_app, name="log")
 review_cmds.register(app, drill_cmds.drill_app)
 posture_cmds.register(app)
+incident_cmds.register(app)
 app.add_typer(playbook_cmds.app, name="playbook")
 
 WORKERS = typer.Option(None, "--workers", min=1, help="Parallel sessions (default: cores).")
