@@ -1,16 +1,28 @@
 """A small emulator of the Supabase Management API endpoints the provider uses, with their
 documented shapes and errors. Its backups and restores are done by the local provider on a real
-PostgreSQL cluster: a PITR through the Supabase code path really rewinds the data."""
+PostgreSQL cluster: a PITR through the Supabase code path really rewinds the data, and a project
+"restored to a new project" (what the operator clicks) or a branch with data is a real cluster.
+
+Connection strings: Supabase puts the project ref in the host name and the port is the same for
+every project. Here each project gets a socket directory named after its ref
+(`<sockets>/<ref>/.s.PGSQL.<port>`, a link to its cluster's real socket), so a DSN with one ref
+swapped for another reaches the other project, as it does on Supabase."""
 
 from __future__ import annotations
 
+import secrets
+import shutil
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+from psycopg.conninfo import conninfo_to_dict
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -23,9 +35,19 @@ from spectral.providers.local.provider import LocalProvider
 @dataclass
 class Project:
     ref: str
-    provider: LocalProvider
+    provider: LocalProvider | None                   # None for a restored copy or a branch
     pitr_enabled: bool = True
     status: str = "ACTIVE_HEALTHY"
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    organization: str = "emu-org"
+    instance: tuple[LocalProvider, str] | None = None   # (owner, instance id) of a copy
+    branch_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.ref, "ref": self.ref, "name": self.ref, "status": self.status,
+                "region": "local", "organization_id": self.organization,
+                "created_at": self.created_at,
+                "database": {"host": f"db.{self.ref}.supabase.co", "version": "emulated"}}
 
 
 @dataclass
@@ -34,17 +56,85 @@ class Emulator:
     projects: dict[str, Project] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     throttle: int = 0                                 # answer this many requests with 429
+    sockets: Path | None = None                       # <sockets>/<ref>/ per project
+    port: int = 5432                                  # the one port every project answers on
+    plan: str = "pro"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ---- connection strings ---------------------------------------------------------------
+    def expose(self, ref: str, real_dsn: str) -> str:
+        """Link <sockets>/<ref>/.s.PGSQL.<port> to the cluster behind `real_dsn`; return the
+        project's DSN as a client sees it."""
+        assert self.sockets is not None
+        parts = conninfo_to_dict(real_dsn)
+        target = Path(str(parts["host"])) / f".s.PGSQL.{parts['port']}"
+        folder = self.sockets / ref
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f".s.PGSQL.{self.port}").symlink_to(target)
+        return f"host={folder} port={self.port} user={parts['user']} dbname={parts['dbname']}"
+
+    # ---- what the operator does in the dashboard ----------------------------------------
+    def restore_to_new_project(self, source: str, when_unix: int | None, *,
+                               branch_id: str | None = None, background: bool = False) -> str:
+        """Dashboard -> Database -> Backups -> Restore to a new project (a time, or the latest
+        backup when `when_unix` is None); a branch with data when `branch_id` is set. Returns
+        the new project's ref at once; with `background` the copy is made in a thread."""
+        owner = self.projects[source].provider
+        assert owner is not None
+        ref = ("emb" if branch_id else "emr") + secrets.token_hex(4)
+        project = Project(ref, None, pitr_enabled=False, status="COMING_UP",
+                          branch_id=branch_id)
+        with self.lock:
+            self.projects[ref] = project
+        target = (RecoveryTarget(TargetKind.LATEST, "latest") if when_unix is None else
+                  RecoveryTarget(TargetKind.TIME,
+                                 datetime.fromtimestamp(when_unix, UTC).isoformat()))
+
+        def copy() -> None:
+            try:
+                inst = owner.restore(target)
+                project.instance = (owner, inst.id)
+                self.expose(ref, inst.dsn)
+                project.status = "ACTIVE_HEALTHY"
+            except Exception:
+                project.status = "INIT_FAILED"
+
+        if background:
+            threading.Thread(target=copy, daemon=True).start()
+        else:
+            copy()
+        return ref
+
+    def close(self) -> None:
+        """Tear down every copy the emulator made (the test's own clean-up)."""
+        for ref in [r for r, p in self.projects.items() if p.provider is None]:
+            self.remove(ref)
+
+    def remove(self, ref: str) -> None:
+        project = self.projects.pop(ref)
+        if project.instance is not None:
+            owner, inst_id = project.instance
+            owner.teardown(inst_id)
+        if self.sockets is not None:
+            shutil.rmtree(self.sockets / ref, ignore_errors=True)
 
     def app(self) -> Starlette:
         return Starlette(routes=[
+            Route("/v1/projects", self.list_projects, methods=["GET"]),
             Route("/v1/projects/{ref}", self.project, methods=["GET"]),
+            Route("/v1/projects/{ref}", self.delete_project, methods=["DELETE"]),
+            Route("/v1/organizations/{slug}", self.organization, methods=["GET"]),
+            Route("/v1/projects/{ref}/billing/addons", self.addons, methods=["GET"]),
+            Route("/v1/projects/{ref}/billing/addons", self.apply_addon, methods=["PATCH"]),
+            Route("/v1/projects/{ref}/branches", self.create_branch, methods=["POST"]),
+            Route("/v1/branches/{branch_id}", self.delete_branch, methods=["DELETE"]),
             Route("/v1/projects/{ref}/health", self.health, methods=["GET"]),
             Route("/v1/projects/{ref}/database/backups", self.backups, methods=["GET"]),
             Route("/v1/projects/{ref}/database/backups/restore-pitr", self.restore_pitr,
                   methods=["POST"]),
         ], middleware=[])
 
-    def _check(self, request: Request) -> JSONResponse | Project:
+    def _auth(self, request: Request) -> JSONResponse | None:
         self.calls.append((request.method, request.url.path))
         if self.throttle > 0:
             self.throttle -= 1
@@ -53,6 +143,12 @@ class Emulator:
                                          "X-RateLimit-Remaining": "0"})
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return JSONResponse({"message": "Unauthorized"}, status_code=401)
+        return None
+
+    def _check(self, request: Request) -> JSONResponse | Project:
+        refused = self._auth(request)
+        if refused is not None:
+            return refused
         project = self.projects.get(request.path_params["ref"])
         if project is None:
             return JSONResponse({"message": "Project not found"}, status_code=404)
@@ -62,8 +158,85 @@ class Emulator:
         p = self._check(request)
         if isinstance(p, JSONResponse):
             return p
-        return JSONResponse({"id": p.ref, "ref": p.ref, "name": p.ref, "status": p.status,
-                             "region": "local"})
+        return JSONResponse(p.to_json())
+
+    async def list_projects(self, request: Request) -> JSONResponse:
+        refused = self._auth(request)
+        if refused is not None:
+            return refused
+        with self.lock:
+            return JSONResponse([p.to_json() for p in self.projects.values()])
+
+    async def delete_project(self, request: Request) -> JSONResponse:
+        p = self._check(request)
+        if isinstance(p, JSONResponse):
+            return p
+        if p.provider is not None:
+            return JSONResponse({"message": "the emulator keeps its source projects"},
+                                status_code=400)
+        self.remove(p.ref)
+        return JSONResponse({"id": p.ref, "ref": p.ref, "name": p.ref})
+
+    async def organization(self, request: Request) -> JSONResponse:
+        refused = self._auth(request)
+        if refused is not None:
+            return refused
+        slug = request.path_params["slug"]
+        return JSONResponse({"id": slug, "name": slug, "plan": self.plan})
+
+    async def addons(self, request: Request) -> JSONResponse:
+        p = self._check(request)
+        if isinstance(p, JSONResponse):
+            return p
+        selected = [{"type": "pitr", "variant": {"id": "pitr_7", "name": "7 days",
+                                                 "price": {"amount": 100}}}] \
+            if p.pitr_enabled else []
+        return JSONResponse({"selected_addons": selected, "available_addons": [
+            {"type": "pitr", "name": "Point in time recovery",
+             "variants": [{"id": v, "name": v} for v in ("pitr_7", "pitr_14", "pitr_28")]}]})
+
+    async def apply_addon(self, request: Request) -> JSONResponse:
+        p = self._check(request)
+        if isinstance(p, JSONResponse):
+            return p
+        body = await request.json()
+        if body.get("addon_type") != "pitr" or body.get("addon_variant") not in (
+                "pitr_7", "pitr_14", "pitr_28"):
+            return JSONResponse({"message": "unsupported add-on"}, status_code=400)
+        if self.plan == "free":
+            return JSONResponse({"message": "PITR is only available on paid plans."},
+                                status_code=400)
+        p.pitr_enabled = True
+        return JSONResponse({})
+
+    async def create_branch(self, request: Request) -> JSONResponse:
+        p = self._check(request)
+        if isinstance(p, JSONResponse):
+            return p
+        body = await request.json()
+        if not body.get("branch_name"):
+            return JSONResponse({"message": "branch_name is required"}, status_code=400)
+        if not body.get("with_data"):
+            return JSONResponse({"message": "the emulator only makes branches with data"},
+                                status_code=400)
+        branch_id = str(uuid.uuid4())
+        ref = self.restore_to_new_project(p.ref, None, branch_id=branch_id, background=True)
+        return JSONResponse({"id": branch_id, "name": body["branch_name"],
+                             "project_ref": ref, "parent_project_ref": p.ref,
+                             "is_default": False, "persistent": False,
+                             "status": "CREATING_PROJECT",
+                             "created_at": datetime.now(UTC).isoformat()}, status_code=201)
+
+    async def delete_branch(self, request: Request) -> JSONResponse:
+        refused = self._auth(request)
+        if refused is not None:
+            return refused
+        branch_id = request.path_params["branch_id"]
+        found = [r for r, p in self.projects.items() if p.branch_id == branch_id]
+        if not found:
+            return JSONResponse({"message": "Branch not found"}, status_code=404)
+        self.remove(found[0])
+        return JSONResponse({"message": "ok"})
 
     async def health(self, request: Request) -> JSONResponse:
         p = self._check(request)
@@ -76,6 +249,10 @@ class Emulator:
         p = self._check(request)
         if isinstance(p, JSONResponse):
             return p
+        if p.provider is None:   # a restored copy: no backups of its own yet
+            return JSONResponse({"region": "local", "pitr_enabled": False,
+                                 "walg_enabled": True, "backups": [],
+                                 "physical_backup_data": {}})
         p.provider.flush_archive()
         window = p.provider.window()
         body: dict[str, Any] = {
@@ -85,16 +262,17 @@ class Emulator:
                         for i, b in enumerate(p.provider.backups(), start=1)],
             "physical_backup_data": {}}
         if p.pitr_enabled and window.earliest_time and window.latest_time:
+            # the archive was just flushed: everything up to now is recoverable
             body["physical_backup_data"] = {
                 "earliest_physical_backup_date_unix": int(window.earliest_time.timestamp()),
-                "latest_physical_backup_date_unix": int(window.latest_time.timestamp())}
+                "latest_physical_backup_date_unix": int(time.time())}
         return JSONResponse(body)
 
     async def restore_pitr(self, request: Request) -> JSONResponse:
         p = self._check(request)
         if isinstance(p, JSONResponse):
             return p
-        if not p.pitr_enabled:
+        if not p.pitr_enabled or p.provider is None:
             return JSONResponse({"message": "PITR is not enabled for this project."},
                                 status_code=400)
         body = await request.json()

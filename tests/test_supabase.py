@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -10,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _processes_under, spectral
+from conftest import SPECTRAL, _processes_under, spectral
 from spectral.localenv import LocalEnvironment
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.conn import connect
 from spectral.providers.local.provider import LocalProvider
 from spectral.providers.supabase.client import ApiError, ManagementClient
+from spectral.refdb.migrate import migrate
 from supabase_emulator import Emulator, Project, Server
 
 TOKEN = "sbp_emulatortoken0123456789abcdef"
@@ -26,23 +33,27 @@ def project(work_dir: Path, bins: PgBinaries) -> Iterator[tuple[Path, Emulator, 
     local = LocalEnvironment("emu", work_dir / "emu-state", bins)
     local.up()
     provider = LocalProvider(local)
-    dsn = local.cluster().conninfo()
+    sockets = Path(tempfile.mkdtemp(prefix="emu-", dir="/tmp"))   # short socket paths
+    emulator = Emulator(TOKEN, {"emu0": Project("emu0", provider)}, sockets=sockets)
+    dsn = emulator.expose("emu0", local.cluster().conninfo())
     with connect(dsn) as conn:
-        conn.execute("create schema core")
+        migrate(conn)            # the reference schema: the core contract holds
         conn.execute("create table core.notes (id int primary key, note text)")
         conn.execute("insert into core.notes values (1, 'base')")
     provider.backup()
-    emulator = Emulator(TOKEN, {"emu0": Project("emu0", provider)})
-    with Server(emulator) as server:
-        (work_dir / "spectral.toml").write_text(
-            f'[environments.production]\nprovider = "supabase"\nproject_ref = "emu0"\n'
-            f'dsn = "{dsn}"\naccess_token = "env:SUPABASE_TEST_TOKEN"\n'
-            f'api_url = "{server.url}"\nschemas = ["core"]\nload_bearing_tables = '
-            f'["core.notes"]\n')
-        try:
+    try:
+        with Server(emulator) as server:
+            (work_dir / "spectral.toml").write_text(
+                f'# production on Supabase (emulated)\n[environments.production]\n'
+                f'provider = "supabase"\nproject_ref = "emu0"\nposture = "pitr"\n'
+                f'dsn = "{dsn}"\naccess_token = "env:SUPABASE_TEST_TOKEN"\n'
+                f'api_url = "{server.url}"\nschemas = ["core"]\nload_bearing_tables = '
+                f'["core.notes"]\n')
             yield work_dir, emulator, dsn, server
-        finally:
-            local.down()
+    finally:
+        emulator.close()
+        local.down()
+        shutil.rmtree(sockets, ignore_errors=True)
     assert _processes_under(work_dir) == []
 
 
@@ -72,13 +83,19 @@ def test_pitr_in_place_really_rewinds(project: tuple[Path, Emulator, str, Server
     with connect(dsn) as conn:
         conn.execute("insert into core.notes values (3, 'second')")
     code, _out, err = cli(work, "dr", "restore", "--in-place", "--target-time",
+                          target.isoformat(), "--yes")
+    assert code == 2 and "only from a playbook" in err     # never directly
+    code, _out, err = cli(work, "dr", "playbook", "run", "self-inflicted", "--target-time",
                           "2001-01-01T00:00:00Z", "--yes")
-    assert code == 2 and "outside the recoverable window" in err
+    assert code == 1 and "outside the recoverable window" in err
     assert not any(path.endswith("restore-pitr") for _m, path in emu.calls)   # refused first
-    code, out, err = cli(work, "dr", "restore", "--in-place", "--target-time",
+    code, out, err = cli(work, "dr", "playbook", "run", "self-inflicted", "--target-time",
                          target.isoformat(), "--yes", "--json")
-    assert code == 0, err
-    assert json.loads(out)["schemas_match_snapshot"] is True
+    assert code == 0, err + out
+    run = json.loads(out)
+    assert [s["outcome"] for s in run["steps"]] == ["done", "done", "done"]
+    assert "schemas match the snapshot" in run["steps"][1]["detail"]
+    assert "core.notes: 3 -> 2 rows" in run["steps"][1]["detail"]
     with connect(dsn) as conn:
         assert conn.execute("select id from core.notes order by id").fetchall() == [(1,), (2,)]
     evidence = "".join(p.read_text(errors="replace") for p in work.rglob("*")
@@ -90,9 +107,9 @@ def test_pitr_not_enabled_gives_the_api_message(
         project: tuple[Path, Emulator, str, Server]) -> None:
     work, emu, _dsn, _server = project
     emu.projects["emu0"].pitr_enabled = False
-    code, _out, err = cli(work, "dr", "restore", "--in-place", "--target-time",
+    code, _out, err = cli(work, "dr", "playbook", "run", "self-inflicted", "--target-time",
                           datetime.now(UTC).isoformat(), "--yes")
-    assert code == 3 and "PITR is not enabled for this project." in err
+    assert code == 1 and "PITR is not enabled for this project." in err
 
 
 def test_api_message_and_rate_limit(project: tuple[Path, Emulator, str, Server]) -> None:
@@ -109,3 +126,103 @@ def test_api_message_and_rate_limit(project: tuple[Path, Emulator, str, Server])
     with pytest.raises(ApiError) as exc:
         bad.get("/projects/emu0")
     assert exc.value.status == 401 and "sbp_wrong" not in str(exc.value)
+
+
+def _operator(proc: subprocess.Popen[str], emu: Emulator, lines: list[str]) -> None:
+    """Reads the drill's instructions like an operator and clicks what it says."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        lines.append(line)
+        found = re.search(r"\(unix (\d+)\)", line)
+        if found:
+            try:
+                emu.restore_to_new_project("emu0", int(found.group(1)))
+            except Exception as exc:   # shown in the test's failure message
+                lines.append(f"operator: the restore failed: {exc!r}\n")
+
+
+def test_guided_drill_end_to_end(project: tuple[Path, Emulator, str, Server]) -> None:
+    work, emu, dsn, _server = project
+    with connect(dsn) as conn:
+        conn.execute("insert into core.notes select g, 'n' || g from generate_series(2, 50) g")
+    proc = subprocess.Popen([SPECTRAL, "--env", "production", "dr", "drill", "functional",
+                             "--yes", "--wait", "120", "--json"], cwd=work, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL,
+                            env={**os.environ, "SUPABASE_TEST_TOKEN": TOKEN,
+                                 "COLUMNS": "200"})
+    lines: list[str] = []
+    operator = threading.Thread(target=_operator, args=(proc, emu, lines), daemon=True)
+    operator.start()
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    proc.wait(timeout=300)
+    operator.join(timeout=10)
+    err = "".join(lines)
+    assert proc.returncode == 0, err + out
+    assert "Database -> Backups -> Restore to a new project" in err
+    result = json.loads(out)
+    assert result["outcome"] == "pass"
+    restored = result["instance"]["project_ref"]
+    assert restored.startswith("emr") and restored not in emu.projects     # deleted
+    assert ("DELETE", f"/v1/projects/{restored}") in emu.calls
+    assert {c["name"].split(" (")[0]: c["outcome"] for c in result["checks"]}[
+        "row counts of load-bearing tables"] == "pass"
+    assert result["rto_seconds"] > 0 and "teardown" in result["timings"]
+    code, log, _ = cli(work, "dr", "log", "--kind", "drill", "--json")
+    entry = json.loads(log)[0]
+    assert code == 0 and entry["data"]["provider"] == "supabase"
+    assert entry["data"]["instance"]["project_ref"] == restored
+    assert TOKEN not in err + out
+    evidence = "".join(p.read_text(errors="replace") for p in work.rglob("*")
+                       if p.is_file() and p.suffix in (".json", ".jsonl", ".toml", ".log"))
+    assert TOKEN not in evidence
+
+
+def test_guided_drill_with_a_data_branch(project: tuple[Path, Emulator, str, Server]) -> None:
+    work, emu, _dsn, _server = project
+    code, out, err = cli(work, "dr", "drill", "functional", "--branch", "--yes", "--wait", "120",
+                         "--json")
+    assert code == 0, err + out
+    result = json.loads(out)
+    assert "does not exercise the dashboard's restore" in err
+    assert result["outcome"] == "pass" and result["rto_seconds"] is None
+    assert result["instance"]["branch_id"] and not [
+        r for r, p in emu.projects.items() if p.branch_id]                   # branch deleted
+    assert any(m == "DELETE" and path.startswith("/v1/branches/") for m, path in emu.calls)
+
+
+def test_guided_drill_refuses_production_as_the_copy(
+        project: tuple[Path, Emulator, str, Server]) -> None:
+    work, emu, _dsn, _server = project
+    code, _out, err = cli(work, "dr", "drill", "functional", "--restored-ref", "emu0", "--yes")
+    assert code == 2 and "never production" in err
+    assert not any(m == "DELETE" for m, _p in emu.calls)
+
+
+def test_activate_pitr_through_the_api(project: tuple[Path, Emulator, str, Server]) -> None:
+    work, emu, _dsn, _server = project
+    config = work / "spectral.toml"
+    config.write_text(config.read_text().replace('posture = "pitr"', 'posture = "pro"'))
+    emu.projects["emu0"].pitr_enabled = False
+    emu.plan = "free"
+    code, _out, err = cli(work, "dr", "activate-pitr", "--pitr-addon", "pitr_7", "--yes")
+    assert code == 1 and "organization plan free" in err
+    assert not any(m == "PATCH" for m, _p in emu.calls)          # nothing billed on Free
+    emu.plan = "pro"
+    code, _out, err = cli(work, "dr", "activate-pitr")
+    assert code == 1 and "pitr_enabled false" in err
+    code, _out, err = cli(work, "dr", "activate-pitr", "--pitr-addon", "pitr_7")
+    assert code == 2 and "not confirmed" in err                  # no terminal: refused
+    assert not any(m == "PATCH" for m, _p in emu.calls)
+    code, out, err = cli(work, "dr", "activate-pitr", "--pitr-addon", "pitr_7", "--yes",
+                         "--trigger", "first-partner-data", "--json")
+    assert code == 0, err + out
+    steps = json.loads(out)["steps"]
+    assert [s["done"] for s in steps] == [True, True, True, True]
+    assert "add-on pitr_7" in steps[1]["evidence"]
+    assert ("PATCH", "/v1/projects/emu0/billing/addons") in emu.calls
+    text = config.read_text()
+    assert 'posture = "pitr"' in text and text.startswith("# production on Supabase")
+    code, log, _ = cli(work, "dr", "log", "--kind", "activation", "--json")
+    assert code == 0 and "first-partner-data" in json.loads(log)[0]["data"]["trigger"]

@@ -155,7 +155,7 @@ def restore_cmd(
     st = state(ctx)
     _name, env = st.config.environment(st.env)
     if env.provider.value == "supabase":
-        _supabase_restore(st, env, target_time, in_place, yes)
+        _supabase_restore()
         return
     p = provider(st)
     if discard_previous or undo:
@@ -187,21 +187,12 @@ def restore_cmd(
     st.emit(inst.to_json(), human)
 
 
-def _supabase_restore(st: AppState, env: Any, target_time: str | None, in_place: bool,
-                      yes: bool) -> None:
-    from spectral.providers.local.targets import parse_time
-    from spectral.providers.supabase.open import supabase_provider
-
-    if not (in_place and target_time):
-        raise UsageError("on Supabase a restore is an in-place PITR: --in-place --target-time T "
-                         "--yes (restoring to a new project has no public endpoint: use the "
-                         "guided drill)")
-    sp = supabase_provider(st.config, env)
-    done = sp.pitr_in_place(parse_time(target_time), confirmed=yes,
-                            report=lambda m: st.err.print(f"restore: {m}") if not st.json
-                            else None)
-    st.emit(done, lambda c: c.print(f"{done['project']}: restored in place to {done['target']} "
-                                    f"in {done['seconds']} s"))
+def _supabase_restore() -> None:
+    """Supabase has no restore into a new project through the API, and an in-place PITR
+    rewinds production: it runs only inside a playbook, which confirms it and records it."""
+    raise UsageError("on Supabase an in-place PITR runs only from a playbook, with "
+                     "confirmation: spectral dr playbook run self-inflicted --target-time T "
+                     "(restoring to a new project: spectral dr drill functional guides it)")
 
 
 def instances_cmd(ctx: typer.Context) -> None:

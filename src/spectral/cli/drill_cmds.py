@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 
 import typer
@@ -10,8 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from spectral.cli.backup_cmds import restore_progress
-from spectral.cli.state import AppState, state
+from spectral.cli.state import AppState, CliConfirmer, state
 from spectral.config.durations import format_duration
+from spectral.config.models import ProviderKind
 from spectral.drills.functional import DrillRequest, run_drill
 from spectral.drills.result import DrillResult, DrillType
 from spectral.errors import ExitCode, UsageError
@@ -59,8 +61,35 @@ def print_drill(c: Console, r: DrillResult) -> None:
         c.print(f"  instance kept: {r.instance['dsn']} (spectral dr teardown {r.instance['id']})")
 
 
-def drill(st: AppState, req: DrillRequest) -> DrillResult:
+RESTORED_REF = typer.Option(None, "--restored-ref", help="Supabase: the project the operator "
+                            "already restored (default: wait for a new project to appear).")
+RESTORED_DSN = typer.Option(None, "--restored-dsn", help="Supabase: the restored project's "
+                            "connection string or a secret reference (default: the "
+                            "environment's DSN with the project ref swapped).")
+BRANCH = typer.Option(False, "--branch", help="Supabase: verify a branch with data instead of "
+                      "a restore to a new project (automatic; proves less, see the docs).")
+WAIT = typer.Option(7200.0, "--wait", min=1, help="Supabase: seconds to wait for the operator "
+                    "and for the restored project to be healthy.")
+YES = typer.Option(False, "--yes", "-y", help="Supabase: delete the throwaway project without "
+                   "asking.")
+
+
+@dataclass(frozen=True)
+class SupabaseFlags:
+    restored_ref: str | None = None
+    restored_dsn: str | None = None
+    branch: bool = False
+    wait: float = 7200.0
+    yes: bool = False
+
+
+def drill(st: AppState, req: DrillRequest, sb: SupabaseFlags | None = None) -> DrillResult:
     name, env = st.config.environment(st.env)
+    if env.provider is ProviderKind.SUPABASE:
+        return _guided(st, req, sb or SupabaseFlags())
+    if sb is not None and (sb.restored_ref or sb.restored_dsn or sb.branch):
+        raise UsageError("--restored-ref, --restored-dsn and --branch are for Supabase "
+                         "environments")
     local = local_environment(st.config, name)
     show = not st.json and sys.stderr.isatty()
     with restore_progress(show) as progress:
@@ -69,15 +98,49 @@ def drill(st: AppState, req: DrillRequest) -> DrillResult:
                          else (lambda _m: None))
 
 
+def _guided(st: AppState, req: DrillRequest, sb: SupabaseFlags) -> DrillResult:
+    from spectral.config.secrets import is_secret_ref, resolve_secret
+    from spectral.drills.guided import GuidedRequest, run_guided_drill
+    from spectral.providers.local.targets import parse_time
+    from spectral.providers.supabase.open import supabase_provider
+    from spectral.redact import register_secret
+
+    name, env = st.config.environment(st.env)
+    if req.backup_id:
+        raise UsageError("--backup is for local environments; on Supabase the operator picks "
+                         "the backup the tool names")
+    if sb.restored_ref is not None and sb.restored_ref == env.project_ref:
+        raise UsageError(f"--restored-ref {sb.restored_ref} is the environment's own project; a "
+                         f"drill verifies a restored copy, never production")
+    if req.target_time and not sb.restored_ref:
+        raise UsageError("on Supabase, --target-time says when --restored-ref was restored to")
+    dsn = sb.restored_dsn
+    if dsn is not None:
+        dsn = resolve_secret(dsn, base_dir=st.config.base_dir) if is_secret_ref(dsn) else dsn
+        register_secret(dsn)
+    greq = GuidedRequest(sb.restored_ref, dsn,
+                         parse_time(req.target_time) if req.target_time else None, sb.branch,
+                         req.content, sb.wait, req.keep, req.drill_type)
+    sp = supabase_provider(st.config, env)
+    return run_guided_drill(name, env, sp, st.config.state_dir(name), greq,
+                            CliConfirmer(sb.yes, st.err),
+                            report=lambda m: st.err.print(f"drill: {m}"))
+
+
 @drill_app.command("functional")
 def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
                    target_time: str | None = TARGET_TIME, content: bool = CONTENT,
-                   keep: bool = KEEP) -> None:
+                   keep: bool = KEEP, restored_ref: str | None = RESTORED_REF,
+                   restored_dsn: str | None = RESTORED_DSN, branch: bool = BRANCH,
+                   wait: float = WAIT, yes: bool = YES) -> None:
     """Restore a backup into a throwaway instance, compare schema fingerprints across the
     protected schemas and the load-bearing tables' row counts with a snapshot, check the core
-    contract, measure RTO and RPO, tear down, record it. Exit 0 PASS, 1 FAIL, 3 COULD-NOT-VERIFY."""
+    contract, measure RTO and RPO, tear down, record it. Exit 0 PASS, 1 FAIL, 3 COULD-NOT-VERIFY.
+    On Supabase the drill is guided: it says what to click, waits for the restored project,
+    verifies it and deletes it after confirmation."""
     st = state(ctx)
-    result = drill(st, DrillRequest(DrillType.FUNCTIONAL, backup, target_time, content, keep))
+    result = drill(st, DrillRequest(DrillType.FUNCTIONAL, backup, target_time, content, keep),
+                   SupabaseFlags(restored_ref, restored_dsn, branch, wait, yes))
     st.emit(result.to_json(), lambda c: print_drill(c, result))
     raise typer.Exit(result.outcome.exit_code)
 

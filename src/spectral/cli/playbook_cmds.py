@@ -8,11 +8,13 @@ import typer
 from rich.console import Console
 
 from spectral.cli.state import CliConfirmer, state
-from spectral.config.models import Posture
+from spectral.config.models import Posture, ProviderKind
 from spectral.errors import ExitCode
 from spectral.playbooks.catalog import PLAYBOOKS, playbook
 from spectral.playbooks.runner import Options, Plan, run_playbook
 from spectral.providers.local.provider import LocalProvider
+from spectral.providers.supabase.open import supabase_provider
+from spectral.providers.supabase.provider import SupabaseProvider
 from spectral.target import local_environment, open_target
 
 app = typer.Typer(no_args_is_help=True, help="The runbook's five restore playbooks.")
@@ -68,13 +70,17 @@ def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook n
     st = state(ctx)
     playbook(name)
     env_name, env = st.config.environment(st.env)
-    provider = LocalProvider(local_environment(st.config, env_name))
+    report = (lambda m: st.err.print(m)) if not st.json else (lambda _m: None)
+    provider: LocalProvider | SupabaseProvider
+    if env.provider is ProviderKind.SUPABASE:
+        provider = supabase_provider(st.config, env)
+    else:
+        provider = LocalProvider(local_environment(st.config, env_name))
     opts = Options(table, target_xid, target_time, role, operator or getpass.getuser())
     confirmer = CliConfirmer(yes, st.err)
     with open_target(st.config, env_name) as target:
-        plan = Plan(st.config, env_name, env, provider, target, confirmer, opts)
-        result = run_playbook(plan, name, dry_run=dry_run,
-                              report=lambda m: st.err.print(m) if not st.json else None)
+        plan = Plan(st.config, env_name, env, provider, target, confirmer, opts, report)
+        result = run_playbook(plan, name, dry_run=dry_run, report=report)
 
     def human(c: Console) -> None:
         c.print(f"playbook {name} on {env_name} ({env.posture.value}): {result.outcome}"

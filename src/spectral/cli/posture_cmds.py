@@ -8,15 +8,19 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from spectral.cli.state import state
+from spectral.cli.state import CliConfirmer, state
+from spectral.config.models import ProviderKind
 from spectral.errors import ExitCode, UsageError
 from spectral.ledger import EntryKind, Ledger
+from spectral.localenv import LocalEnvironment
 from spectral.pg.conn import connect
 from spectral.playbooks.catalog import playbook
 from spectral.posture import samples as samples_mod
 from spectral.posture.activate import activate
 from spectral.posture.checklist import first_partner
 from spectral.posture.triggers import TriggerState, evaluate
+from spectral.providers.supabase.open import supabase_provider
+from spectral.providers.supabase.provider import SupabaseProvider
 from spectral.rules.layout import check_partner
 from spectral.target import local_environment, open_target
 
@@ -74,14 +78,22 @@ def triggers_cmd(ctx: typer.Context) -> None:
 
 def activate_cmd(ctx: typer.Context,
                  trigger: str = typer.Option("manual", "--trigger", help="Which trigger fired "
-                                             "(recorded in the ledger).")) -> None:
+                                             "(recorded in the ledger)."),
+                 pitr_addon: str | None = typer.Option(None, "--pitr-addon", help="Supabase: "
+                                                       "apply this PITR add-on (pitr_7, pitr_14, "
+                                                       "pitr_28) when PITR is off; billed, so "
+                                                       "it asks first."),
+                 yes: bool = typer.Option(False, "--yes", "-y", help="Confirm the add-on "
+                                          "without asking.")) -> None:
     """The runbook's activation: check backups (1) and PITR (2) are really in place, set the
     tier to pitr in the configuration keeping its comments (3), make a functional drill due
     within 30 days (4); recorded in the ledger."""
     st = state(ctx)
     name, env = st.config.environment(st.env)
     local = local_environment(st.config, name) if env.managed_cluster else None
-    result = activate(st.config, name, local, trigger)
+    result = activate(st.config, name, local, trigger, addon=pitr_addon,
+                      confirmer=CliConfirmer(yes, st.err),
+                      report=lambda m: st.err.print(f"activate: {m}"))
 
     def human(c: Console) -> None:
         for s in result.steps:
@@ -100,9 +112,14 @@ def first_partner_cmd(ctx: typer.Context,
     st = state(ctx)
     check_partner(partner)
     name, env = st.config.environment(st.env)
-    local = local_environment(st.config, name)
+    where: LocalEnvironment | SupabaseProvider
+    if env.provider is ProviderKind.SUPABASE:
+        where = supabase_provider(st.config, env)
+    else:
+        where = local_environment(st.config, name)
     with open_target(st.config, name) as target:
-        items = first_partner(env, local, target.conninfo, partner, out)
+        items = first_partner(env, where, st.config.state_dir(name), target.conninfo, partner,
+                              out)
 
     def human(c: Console) -> None:
         for i in items:

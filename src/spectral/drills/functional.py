@@ -78,7 +78,7 @@ def run_drill(name: str, env: EnvironmentConfig, local: LocalEnvironment, req: D
         _measure_rpo(result, provider, snapshot)
         result.timings["verify"] = time.monotonic() - mark
         result.rto_seconds = time.monotonic() - started
-        _objectives(result)
+        objectives(result)
     except SpectralError as exc:
         result.error = exc.message
     except BaseException as exc:   # Ctrl-C, SIGTERM: still torn down and recorded
@@ -136,31 +136,38 @@ def _snapshot_for(provider: LocalProvider, local: LocalEnvironment, ledger: Ledg
 
 def _verify(result: DrillResult, env: EnvironmentConfig, inst: Instance,
             snapshot: dict[str, Any], content: bool) -> None:
-    restored = take(inst.dsn, Options(tuple(env.schemas), content=content))
-    spot = [t for t in env.load_bearing_tables if t in snapshot["tables"]
-            or t in restored["tables"]]
-    cmp = compare(snapshot, restored, tables=spot, content=False)
-    result.checks.append(_schema_check(cmp))
-    result.checks.append(_table_check("row counts of load-bearing tables", cmp))
-    if content:
-        full = compare(snapshot, restored, content=True)
-        result.checks.append(_table_check("content checksums of every table", full))
-    with connect(inst.dsn) as conn:
-        intact, evidence = check_core_contract(conn)
-        result.partner_corpora = _restored_partners(conn)
-        newest = conn.execute("select (pg_last_committed_xact()).timestamp").fetchone()
-    result.checks.append(Check("core contract (worlds and platform fail closed without it)",
-                               DrillOutcome.PASS if intact else DrillOutcome.FAIL,
-                               "intact" if intact else "broken", evidence))
+    verify_against_snapshot(result, env, inst.dsn, snapshot, content)
     stopped = (inst.reached or {}).get("stopped")
     result.checks.append(Check("recovery reached the target",
                                DrillOutcome.PASS if stopped else DrillOutcome.FAIL,
                                f"recovery stopped {stopped}" if stopped else
                                "no recovery stop recorded: it may have ended early"))
-    del newest
 
 
-def _restored_partners(conn: Any) -> list[str]:
+def verify_against_snapshot(result: DrillResult, env: EnvironmentConfig, dsn: str,
+                            snapshot: dict[str, Any], content: bool) -> dict[str, Any]:
+    """The checks every drill makes of a restore, whoever restored it: schema fingerprints of
+    the protected schemas, load-bearing row counts (every table's content with --content), the
+    core contract, and which partners' corpora the restore holds."""
+    restored = take(dsn, Options(tuple(env.schemas), content=content))
+    spot = [t for t in env.load_bearing_tables if t in snapshot["tables"]
+            or t in restored["tables"]]
+    cmp = compare(snapshot, restored, tables=spot, content=False)
+    result.checks.append(schema_check(cmp))
+    result.checks.append(table_check("row counts of load-bearing tables", cmp))
+    if content:
+        full = compare(snapshot, restored, content=True)
+        result.checks.append(table_check("content checksums of every table", full))
+    with connect(dsn) as conn:
+        intact, evidence = check_core_contract(conn)
+        result.partner_corpora = restored_partners(conn)
+    result.checks.append(Check("core contract (worlds and platform fail closed without it)",
+                               DrillOutcome.PASS if intact else DrillOutcome.FAIL,
+                               "intact" if intact else "broken", evidence))
+    return restored
+
+
+def restored_partners(conn: Any) -> list[str]:
     """Partners whose corpus the restore contains (the first-partner checklist asks for it)."""
     row = conn.execute("select to_regclass('platform.corpora')").fetchone()
     if not row or row[0] is None:
@@ -186,7 +193,7 @@ def _measure_rpo(result: DrillResult, provider: LocalProvider,
     result.rpo_seconds = max(0.0, (source_last - restored_last).total_seconds())
 
 
-def _schema_check(cmp: Comparison) -> Check:
+def schema_check(cmp: Comparison) -> Check:
     bad = [s for s in cmp.schemas if s.outcome is not Outcome.MATCH]
     evidence = [f"{s.name}: {s.outcome.value}" for s in cmp.schemas]
     evidence += [f"{s.name}: {d}" for s in bad for d in s.differences]
@@ -195,7 +202,7 @@ def _schema_check(cmp: Comparison) -> Check:
                  outcome, "match" if not bad else f"{len(bad)} schema(s) differ", evidence)
 
 
-def _table_check(name: str, cmp: Comparison) -> Check:
+def table_check(name: str, cmp: Comparison) -> Check:
     outcomes = [OUTCOME[t.outcome] for t in cmp.tables]
     evidence = [f"{t.name}: {t.rows[1] if t.rows[1] is not None else '-'} rows, "
                 f"{t.outcome.value}{' (' + t.detail + ')' if t.detail else ''}"
@@ -209,7 +216,7 @@ def _table_check(name: str, cmp: Comparison) -> Check:
     return Check(name, outcome, f"{len(cmp.tables)} table(s)", evidence)
 
 
-def _objectives(result: DrillResult) -> None:
+def objectives(result: DrillResult) -> None:
     if result.rto_seconds is not None and result.rto_target is not None:
         ok = result.rto_seconds <= result.rto_target
         result.checks.append(Check("RTO within target", DrillOutcome.PASS if ok else

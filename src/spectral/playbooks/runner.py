@@ -25,6 +25,7 @@ from spectral.pg.conn import connect
 from spectral.playbooks.catalog import playbook
 from spectral.providers.base import RecoveryTarget, TargetKind
 from spectral.providers.local.provider import LocalProvider
+from spectral.providers.supabase.provider import SupabaseProvider
 from spectral.runner import run
 from spectral.target import Target
 
@@ -81,9 +82,13 @@ class Plan:
     """Builds the concrete steps of one playbook for one environment."""
 
     def __init__(self, cfg: SpectralConfig, name: str, env: EnvironmentConfig,
-                 provider: LocalProvider, target: Target, confirmer: Confirmer,
-                 opts: Options) -> None:
-        self.cfg, self.name, self.env, self.provider = cfg, name, env, provider
+                 provider: LocalProvider | SupabaseProvider, target: Target,
+                 confirmer: Confirmer, opts: Options,
+                 report: Callable[[str], None] = lambda _m: None) -> None:
+        self.cfg, self.name, self.env = cfg, name, env
+        self.local = provider if isinstance(provider, LocalProvider) else None
+        self.supabase = provider if isinstance(provider, SupabaseProvider) else None
+        self.report = report
         self.target, self.confirmer, self.opts = target, confirmer, opts
         self._resolved: dict[str, str] = {}
         self.failover_dsn: str | None = None
@@ -98,14 +103,34 @@ class Plan:
         if not self.opts.table:
             raise UsageError("this playbook needs --table (or --target-xid) to find the damage")
         with connect(self.target.conninfo) as conn:
-            found = find_damage(self.provider, conn, self.opts.table, ops=ops)
+            found = find_damage(self._local(), conn, self.opts.table, ops=ops)
         if not found:
             raise CheckFailed(f"no {'/'.join(sorted(ops))} of {self.opts.table} in the WAL "
                               f"archive")
         return str(found[-1].xid)
 
+    def _local(self) -> LocalProvider:
+        if self.local is None:
+            raise UsageError("this step needs the WAL archive and base backups of a local "
+                             "environment; Supabase does not expose them")
+        return self.local
+
     def _restore_in_place(self, target: RecoveryTarget) -> str:
-        done = self.provider.restore_in_place(target, confirmed=True)
+        if self.supabase is not None:
+            if target.kind is not TargetKind.TIME:
+                raise UsageError("Supabase restores to a time: pass --target-time, just before "
+                                 "the damage")
+            from spectral.providers.local.targets import parse_time
+
+            sb = self.supabase.pitr_in_place(parse_time(str(target.value)), confirmed=True,
+                                             report=self.report)
+            matched = "schemas match" if sb["schemas_match_snapshot"] else "SCHEMAS DIFFER"
+            counts = "; ".join(f"{t}: {c['before']} -> {c['after']} rows"
+                               for t, c in sb["tables"].items()
+                               if t in self.env.load_bearing_tables)
+            return (f"project {sb['project']} restored in place to {sb['target']} in "
+                    f"{sb['seconds']} s; {matched} the snapshot taken before; {counts}")
+        done = self._local().restore_in_place(target, confirmed=True)
         return (f"restored in place to {done['target']} from {done['backup']}; previous data "
                 f"kept at {done['previous']}")
 
@@ -130,7 +155,10 @@ class Plan:
         return f"re-seeded: {sum(result.seed.rows.values()):,} rows, {result.author.rules} rules"
 
     def _failover_target(self) -> str:
-        inst = self.provider.restore(RecoveryTarget(TargetKind.LATEST), keep=True)
+        if self.supabase is not None:
+            return ("manual: restore the latest backup into a new project (dashboard -> "
+                    "Database -> Backups -> Restore to a new project) in a healthy region")
+        inst = self._local().restore(RecoveryTarget(TargetKind.LATEST), keep=True)
         self.failover_dsn = inst.dsn
         return f"latest backup restored into a new target: instance {inst.id}, dsn {inst.dsn}"
 
@@ -170,7 +198,7 @@ class Plan:
                                 "from core.users u order by u.email").fetchall()
             conn.execute("delete from auth.users")     # cascades to core.users, as the runbook
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        base = self.provider.local.paths.state_dir / "evidence" / f"reinvites-{stamp}"
+        base = self.cfg.state_dir(self.name) / "evidence" / f"reinvites-{stamp}"
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["org_id", "email", "role", "display_name"])
@@ -193,6 +221,12 @@ class Plan:
         if name == "self-inflicted":
             if alpha:
                 return [(None, "confirm the affected data is regenerable"), reseed, verify]
+            if self.supabase is not None:
+                return [(lambda: f"restoring to {self._time_target().value}: find-damage reads "
+                                 f"the WAL archive, which Supabase does not expose",
+                         f"the damage is before {self.opts.target_time}"),
+                        (lambda: self._restore_in_place(self._time_target()),
+                         f"in-place PITR to {self.opts.target_time}"), verify]
             return [(lambda: f"damaging transaction {self._xid('damage')}",
                      f"find-damage on {self.opts.table}"),
                     (lambda: self._restore_in_place(RecoveryTarget(
@@ -201,8 +235,7 @@ class Plan:
         if name == "schema-drop":
             if alpha:
                 return [reseed, verify]
-            return [(lambda: self._restore_in_place(RecoveryTarget(
-                        TargetKind.XID, self._xid("drop"), exclusive=True)),
+            return [(lambda: self._restore_in_place(self._before_drop()),
                      f"in-place restore to just before the DROP of {self.opts.table}"),
                     (self._verify_contract, "core contract (fails loudly when broken)")]
         if name == "compromised-credential":
@@ -235,10 +268,15 @@ class Plan:
             self._resolved[what] = self._damage_xid(ops)
         return self._resolved[what]
 
+    def _before_drop(self) -> RecoveryTarget:
+        if self.supabase is not None:
+            return self._time_target()
+        return RecoveryTarget(TargetKind.XID, self._xid("drop"), exclusive=True)
+
     def _time_target(self) -> RecoveryTarget:
         if not self.opts.target_time:
-            raise UsageError("the compromised-credential playbook needs --target-time: just "
-                             "before the suspected compromise")
+            raise UsageError("this playbook needs --target-time: just before the damage or "
+                             "the suspected compromise")
         return RecoveryTarget(TargetKind.TIME, self.opts.target_time)
 
     def _blast(self) -> str:
@@ -288,7 +326,7 @@ def run_playbook(plan: Plan, name: str, *, dry_run: bool,
         if result.outcome in ("failed", "stopped"):
             break
     if not dry_run:
-        Ledger(plan.provider.local.paths.state_dir / "evidence").append(
+        Ledger(plan.cfg.state_dir(plan.name) / "evidence").append(
             EntryKind.INCIDENT, plan.name, result.to_json())
     return result
 

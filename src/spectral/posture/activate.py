@@ -4,6 +4,7 @@ functional drill due within 30 days. The activation is a ledger entry."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,14 @@ from typing import Any
 import tomlkit
 
 from spectral.config.models import ProviderKind, SpectralConfig
+from spectral.confirm import AssumeNo, Confirmer
 from spectral.durable import write_atomic
-from spectral.errors import CheckFailed, ConfigError, CouldNotVerify
+from spectral.errors import CheckFailed, ConfigError, RefusedError, UsageError
 from spectral.ledger import EntryKind, Ledger
 from spectral.localenv import LocalEnvironment
 from spectral.providers.base import Verification
 from spectral.providers.local.provider import LocalProvider
+from spectral.providers.supabase.provider import SupabaseProvider
 
 
 @dataclass
@@ -68,23 +71,59 @@ def set_posture(path: Path, env_name: str, posture: str) -> None:
     write_atomic(path, tomlkit.dumps(doc))
 
 
+PAID_PLANS = ("pro", "team", "enterprise")
+
+
+def supabase_pitr_in_place(sp: SupabaseProvider, addon: str | None, confirmer: Confirmer,
+                           report: Callable[[str], None]) -> list[ActivationStep]:
+    """Steps 1 and 2 through the Management API: the organisation's plan, then `pitr_enabled`;
+    with `addon`, the PITR add-on is applied first (it is billed: only after confirmation)."""
+    plan = sp.plan()
+    on_pro = plan in PAID_PLANS
+    steps = [ActivationStep(1, "Supabase project on Pro", on_pro,
+                            f"organization plan {plan}" + ("" if on_pro else
+                            ": upgrade it in the dashboard (Organization -> Billing)"))]
+    _b, _w, flags = sp.backups()
+    if not flags["pitr_enabled"] and addon is not None and on_pro:
+        if not confirmer.confirm(f"Enable the {addon} PITR add-on on project {sp.ref}?",
+                                 [f"PATCH billing/addons {{addon_type: pitr, addon_variant: "
+                                  f"{addon}}}: the add-on is billed"]):
+            raise RefusedError(f"the {addon} add-on was not confirmed; nothing was changed")
+        sp.apply_pitr_addon(addon, confirmed=True)
+        report(f"applied the {addon} add-on; reading the project's backups again")
+        _b, _w, flags = sp.backups()
+    variant = sp.pitr_addon()
+    enabled = bool(flags["pitr_enabled"])
+    steps.append(ActivationStep(2, "PITR enabled", enabled,
+                                f"pitr_enabled {str(enabled).lower()}, add-on {variant or 'none'}"
+                                + ("" if enabled else " (--pitr-addon pitr_7|pitr_14|pitr_28 "
+                                   "applies it)")))
+    return steps
+
+
 def activate(cfg: SpectralConfig, env_name: str, local: LocalEnvironment | None,
-             trigger: str) -> Activation:
+             trigger: str, *, addon: str | None = None, confirmer: Confirmer = AssumeNo(),
+             report: Callable[[str], None] = lambda _m: None) -> Activation:
     name, env = cfg.environment(env_name)
-    if env.provider is ProviderKind.SUPABASE:
-        raise CouldNotVerify("checking Pro and PITR through the Supabase Management API needs "
-                             "the Supabase provider, which is not built yet (issue 9)")
     if cfg.source is None:
         raise ConfigError("there is no configuration file to record the new tier in",
                           hint="spectral init writes one")
-    assert local is not None
     result = Activation(name)
-    streaming, stream_note, backed_up, backup_note = local_pitr_in_place(local)
-    result.steps.append(ActivationStep(1, "daily base backups in place (the local Pro)",
-                                       backed_up, backup_note))
-    result.steps.append(ActivationStep(2, "PITR enabled: continuous WAL streaming", streaming,
-                                       stream_note))
-    if not (backed_up and streaming):
+    if env.provider is ProviderKind.SUPABASE:
+        from spectral.providers.supabase.open import supabase_provider
+
+        result.steps += supabase_pitr_in_place(supabase_provider(cfg, env), addon, confirmer,
+                                               report)
+    else:
+        if addon is not None:
+            raise UsageError("--pitr-addon is for Supabase environments")
+        assert local is not None
+        streaming, stream_note, backed_up, backup_note = local_pitr_in_place(local)
+        result.steps.append(ActivationStep(1, "daily base backups in place (the local Pro)",
+                                           backed_up, backup_note))
+        result.steps.append(ActivationStep(2, "PITR enabled: continuous WAL streaming",
+                                           streaming, stream_note))
+    if not all(s.done for s in result.steps):
         missing = [s.text for s in result.steps if not s.done]
         raise CheckFailed(f"not activating {name}: {'; '.join(missing)} not in place "
                           f"({'; '.join(s.evidence for s in result.steps if not s.done)})")

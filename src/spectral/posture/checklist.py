@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from spectral.config.models import EnvironmentConfig, Posture
+from spectral.confirm import AssumeNo
 from spectral.errors import SpectralError
 from spectral.ledger import EntryKind, Ledger
 from spectral.localenv import LocalEnvironment
 from spectral.pg.conn import connect
-from spectral.posture.activate import local_pitr_in_place
+from spectral.posture.activate import local_pitr_in_place, supabase_pitr_in_place
+from spectral.providers.supabase.provider import SupabaseProvider
 from spectral.rules import hook
 from spectral.rules.export import export
 from spectral.rules.importer import load, read_folder
@@ -30,8 +32,13 @@ class Item:
         return dict(self.__dict__)
 
 
-def pitr_active(env: EnvironmentConfig, local: LocalEnvironment) -> Item:
-    streaming, stream_note, backed_up, backup_note = local_pitr_in_place(local)
+def pitr_active(env: EnvironmentConfig, where: LocalEnvironment | SupabaseProvider) -> Item:
+    if isinstance(where, SupabaseProvider):
+        steps = supabase_pitr_in_place(where, None, AssumeNo(), lambda _m: None)
+        done = env.posture is Posture.PITR and all(s.done for s in steps)
+        return Item("Supabase Pro + PITR active", done, f"posture {env.posture.value}; "
+                    + "; ".join(s.evidence for s in steps))
+    streaming, stream_note, backed_up, backup_note = local_pitr_in_place(where)
     done = env.posture is Posture.PITR and streaming and backed_up
     return Item("Supabase Pro + PITR active", done,
                 f"posture {env.posture.value}; {backup_note}; {stream_note}")
@@ -90,9 +97,10 @@ def recent_drill(ledger: Ledger, partner: str, now: datetime) -> Item:
                              f"contained {partner}'s corpus ({len(drills)} without it)")
 
 
-def first_partner(env: EnvironmentConfig, local: LocalEnvironment, conninfo: str,
-                  partner: str, out: Path, now: datetime | None = None) -> list[Item]:
+def first_partner(env: EnvironmentConfig, where: LocalEnvironment | SupabaseProvider,
+                  state_dir: Path, conninfo: str, partner: str, out: Path,
+                  now: datetime | None = None) -> list[Item]:
     now = now or datetime.now(UTC)
-    ledger = Ledger(local.paths.state_dir / "evidence")
-    return [pitr_active(env, local), export_round_trip(conninfo, partner),
+    ledger = Ledger(state_dir / "evidence")
+    return [pitr_active(env, where), export_round_trip(conninfo, partner),
             *readme_and_hook(conninfo, out, partner), recent_drill(ledger, partner, now)]
