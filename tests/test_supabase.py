@@ -226,3 +226,22 @@ def test_activate_pitr_through_the_api(project: tuple[Path, Emulator, str, Serve
     assert 'posture = "pitr"' in text and text.startswith("# production on Supabase")
     code, log, _ = cli(work, "dr", "log", "--kind", "activation", "--json")
     assert code == 0 and "first-partner-data" in json.loads(log)[0]["data"]["trigger"]
+
+
+def test_client_keeps_to_the_request_budget(project: tuple[Path, Emulator, str, Server]) -> None:
+    _work, emu, _dsn, server = project
+    now = [1000.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    client = ManagementClient(TOKEN, server.url, limit=3, window=10.0, clock=lambda: now[0],
+                              sleep=sleep)
+    for _ in range(7):
+        client.get("/projects/emu0")
+        now[0] += 0.5
+    # 3 requests per 10 s: the 4th and the 7th wait for the oldest to leave the window
+    assert slept == [8.5, 8.5] and client.waited == 17.0
+    assert len([c for c in emu.calls if c == ("GET", "/v1/projects/emu0")]) == 7

@@ -1,10 +1,13 @@
-"""A well-behaved Management API client: timeouts on every call, 429 and X-RateLimit-* honoured
-with backoff, API errors shown with their message, the token never printed or logged (it is a
-resolved secret: the redaction layer masks it everywhere)."""
+"""A well-behaved Management API client: at most 120 requests per minute (the API's limit per
+scope) counted on our side, 429 and X-RateLimit-* honoured with backoff, timeouts on every call,
+API errors shown with their message, the token never printed or logged (it is a resolved
+secret: the redaction layer masks it everywhere)."""
 
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,6 +15,8 @@ import httpx
 from spectral.errors import CouldNotVerify, SpectralError
 
 DEFAULT_BASE = "https://api.supabase.com/v1"
+RATE_LIMIT = 120          # requests
+RATE_WINDOW = 60.0        # per this many seconds
 
 
 class ApiError(SpectralError):
@@ -40,18 +45,43 @@ def retry_delay(response: httpx.Response, attempt: int) -> float:
 
 class ManagementClient:
     def __init__(self, token: str, base_url: str = DEFAULT_BASE, *, timeout: float = 30.0,
-                 max_retries: int = 5) -> None:
+                 max_retries: int = 5, limit: int = RATE_LIMIT, window: float = RATE_WINDOW,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
                                   headers={"Authorization": f"Bearer {token}",
                                            "Accept": "application/json"})
         self.max_retries = max_retries
         self.retries = 0
+        self.limit, self.window = limit, window
+        self._clock, self._sleep = clock, sleep
+        self._sent: deque[float] = deque()
+        self._not_before = 0.0       # set when the server says the budget is spent
+        self.waited = 0.0            # seconds spent waiting for the budget (shown by tests)
+
+    def _pace(self) -> None:
+        """Wait until one more request stays within `limit` per `window`."""
+        now = self._clock()
+        while self._sent and now - self._sent[0] >= self.window:
+            self._sent.popleft()
+        delay = max(self._not_before - now, 0.0)
+        if len(self._sent) >= self.limit:
+            delay = max(delay, self._sent[0] + self.window - now)
+        if delay > 0:
+            self.waited += delay
+            self._sleep(delay)
+        self._sent.append(self._clock())
+
+    def _note_budget(self, response: httpx.Response) -> None:
+        if response.headers.get("x-ratelimit-remaining") == "0":
+            self._not_before = self._clock() + retry_delay(response, 0)
 
     def close(self) -> None:
         self._http.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         for attempt in range(self.max_retries + 1):
+            self._pace()
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.HTTPError as exc:
@@ -59,8 +89,9 @@ class ManagementClient:
                                      f"{type(exc).__name__}") from None
             if response.status_code == 429 and attempt < self.max_retries:
                 self.retries += 1
-                time.sleep(retry_delay(response, attempt))
+                self._sleep(retry_delay(response, attempt))
                 continue
+            self._note_budget(response)
             if response.status_code >= 400:
                 raise ApiError(response.status_code, _message(response), path)
             return response.json() if response.content else None
