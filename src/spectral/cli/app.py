@@ -9,8 +9,6 @@ import typer
 from spectral import __version__
 from spectral.cli import db_cmds, dr_cmds, local_cmds
 from spectral.cli.state import AppState, state
-from spectral.config.starter import STARTER
-from spectral.durable import write_atomic
 from spectral.errors import RefusedError
 
 app = typer.Typer(
@@ -52,6 +50,9 @@ def init_cmd(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented starter configuration (a local and a Supabase environment)."""
+    from spectral.config.starter import STARTER
+    from spectral.durable import write_atomic
+
     st = state(ctx)
     if path.exists() and not force:
         raise RefusedError(f"{path} already exists; not overwriting it", hint="--force overwrites")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -16,13 +16,17 @@ from rich.table import Table
 from spectral.cli.state import AppState, state
 from spectral.config.durations import format_duration
 from spectral.errors import UsageError
-from spectral.providers.base import RecoveryTarget, TargetKind
-from spectral.providers.local.provider import LocalProvider
-from spectral.providers.local.provider import Progress as RestoreProgress
-from spectral.target import local_environment
+
+if TYPE_CHECKING:
+    from spectral.providers.base import RecoveryTarget
+    from spectral.providers.local.provider import LocalProvider
+    from spectral.providers.local.provider import Progress as RestoreProgress
 
 
 def provider(st: AppState) -> LocalProvider:
+    from spectral.providers.local.provider import LocalProvider
+    from spectral.target import local_environment
+
     return LocalProvider(local_environment(st.config, st.env))
 
 
@@ -99,6 +103,8 @@ def _supabase_backups(st: AppState, env: Any) -> None:
 
 def _target(latest: bool, time: str | None, xid: str | None, lsn: str | None,
             name: str | None, exclusive: bool) -> RecoveryTarget:
+    from spectral.providers.base import RecoveryTarget, TargetKind
+
     given = [(k, v) for k, v in ((TargetKind.LATEST, latest or None), (TargetKind.TIME, time),
                                  (TargetKind.XID, xid), (TargetKind.LSN, lsn),
                                  (TargetKind.NAME, name)) if v]

@@ -4,20 +4,16 @@ re-seed recovery path."""
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from spectral.cli import rules_cmds
-from spectral.cli.progress import seed_progress
 from spectral.cli.state import CliConfirmer, state
-from spectral.pg.conn import connect
-from spectral.refdb.author import author
-from spectral.refdb.migrate import migrate
-from spectral.refdb.seed import seed
-from spectral.reseed import ReseedResult, ensure_empty_world, reseed, reset
-from spectral.target import open_target
+
+if TYPE_CHECKING:
+    from spectral.reseed import ReseedResult
 
 app = typer.Typer(no_args_is_help=True, help="The reference database: migrate, seed, author, "
                                              "reset and re-seed.")
@@ -33,6 +29,10 @@ SCALE = typer.Option(1, "--scale", min=1, help="Seed scale: 1 is about 10 MB, li
 @app.command("migrate")
 def migrate_cmd(ctx: typer.Context) -> None:
     """Apply pending migrations of the reference database."""
+    from spectral.pg.conn import connect
+    from spectral.refdb.migrate import migrate
+    from spectral.target import open_target
+
     st = state(ctx)
     with open_target(st.config, st.env) as target, connect(target.conninfo) as conn:
         ran = migrate(conn)
@@ -45,6 +45,12 @@ def migrate_cmd(ctx: typer.Context) -> None:
 @app.command("seed")
 def seed_cmd(ctx: typer.Context, scale: int = SCALE) -> None:
     """Generate the tax-prep world deterministically into an empty database (COPY)."""
+    from spectral.cli.progress import seed_progress
+    from spectral.pg.conn import connect
+    from spectral.refdb.seed import seed
+    from spectral.reseed import ensure_empty_world
+    from spectral.target import open_target
+
     st = state(ctx)
     with open_target(st.config, st.env) as target:
         with connect(target.conninfo) as conn:
@@ -62,6 +68,10 @@ def seed_cmd(ctx: typer.Context, scale: int = SCALE) -> None:
 def author_cmd(ctx: typer.Context,
                rules: int = typer.Option(400, "--rules", min=1, help="Rules per corpus.")) -> None:
     """Regenerate the Spectral-owned rule corpora (partner corpora are never touched)."""
+    from spectral.pg.conn import connect
+    from spectral.refdb.author import author
+    from spectral.target import open_target
+
     st = state(ctx)
     with open_target(st.config, st.env) as target, connect(target.conninfo) as conn:
         result = author(conn, rules_per_corpus=rules)
@@ -72,6 +82,9 @@ def author_cmd(ctx: typer.Context,
 @app.command("reset")
 def reset_cmd(ctx: typer.Context, yes: bool = YES, force: bool = FORCE) -> None:
     """Drop and recreate the protected schemas from the migrations (asks first)."""
+    from spectral.reseed import reset
+    from spectral.target import open_target
+
     st = state(ctx)
     with open_target(st.config, st.env) as target:
         plan = reset(target, CliConfirmer(yes, st.err), force=force)
@@ -84,6 +97,10 @@ def reseed_cmd(ctx: typer.Context, scale: int = SCALE, yes: bool = YES,
                force: bool = FORCE) -> None:
     """Re-seed recovery (pre-PITR alpha): reset -> seed -> author. Asks first; refuses when
     the data is not regenerable unless --force."""
+    from spectral.cli.progress import seed_progress
+    from spectral.reseed import reseed
+    from spectral.target import open_target
+
     st = state(ctx)
     show = not st.json and sys.stderr.isatty()
     with open_target(st.config, st.env) as target, seed_progress(scale, show) as progress:

@@ -19,12 +19,7 @@ from spectral.cli import (
 )
 from spectral.cli.state import state
 from spectral.errors import ExitCode
-from spectral.ledger import EntryKind, Ledger
-from spectral.target import open_target
-from spectral.verify import snapshots
 from spectral.verify.compare import Comparison, Outcome, compare
-from spectral.verify.fingerprint import Options, save, take
-from spectral.verify.targets import fingerprint_pair
 
 app = typer.Typer(no_args_is_help=True, help="Disaster recovery: backups, point-in-time "
                                              "restore, fingerprints, comparisons and snapshots.")
@@ -77,6 +72,9 @@ def fingerprint_cmd(ctx: typer.Context, schemas: str | None = SCHEMAS, content: 
                     workers: int | None = WORKERS) -> None:
     """Fingerprint a database: per-schema checksums of every object from the system catalogs,
     exact row counts, and with --content an order-independent checksum of every table."""
+    from spectral.target import open_target
+    from spectral.verify.fingerprint import Options, save, take
+
     st = state(ctx)
     with open_target(st.config, st.env) as target:
         names = _split(schemas)
@@ -121,6 +119,8 @@ def compare_cmd(ctx: typer.Context,
     """Compare two databases or fingerprints: schema objects, row counts and (with --content or
     when both fingerprints carry it) content. Exit 1 on any mismatch, 3 if a table could not be
     verified."""
+    from spectral.verify.targets import fingerprint_pair
+
     st = state(ctx)
     names = _split(schemas)
     (doc_a, label_a), (doc_b, label_b) = fingerprint_pair(st.config, a, b, schemas=names,
@@ -136,6 +136,11 @@ def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
                  workers: int | None = WORKERS) -> None:
     """Fingerprint the environment and keep it in its evidence store with its time and LSN, for
     drills that restore to that point later."""
+    from spectral.ledger import EntryKind, Ledger
+    from spectral.target import open_target
+    from spectral.verify import snapshots
+    from spectral.verify.fingerprint import Options, take
+
     st = state(ctx)
     with open_target(st.config, st.env) as target:
         doc = take(target.conninfo, Options(tuple(target.env.schemas), content=content,
@@ -154,6 +159,8 @@ def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
 @app.command("snapshots")
 def snapshots_cmd(ctx: typer.Context) -> None:
     """List the snapshots in the environment's evidence store."""
+    from spectral.verify import snapshots
+
     st = state(ctx)
     name, _env = st.config.environment(st.env)
     refs = snapshots.listing(st.config.state_dir(name))

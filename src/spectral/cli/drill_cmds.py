@@ -5,20 +5,21 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from spectral.cli.backup_cmds import restore_progress
 from spectral.cli.state import AppState, CliConfirmer, state
 from spectral.config.durations import format_duration
 from spectral.config.models import ProviderKind
-from spectral.drills.functional import DrillRequest, run_drill
-from spectral.drills.result import DrillResult, DrillType
 from spectral.errors import ExitCode, UsageError
-from spectral.ledger import EntryKind, Ledger
-from spectral.target import local_environment
+
+if TYPE_CHECKING:
+    from spectral.drills.functional import DrillRequest
+    from spectral.drills.result import DrillResult
+    from spectral.ledger import Ledger
 
 drill_app = typer.Typer(no_args_is_help=True, help="Restore drills that prove a backup restores.")
 log_app = typer.Typer(invoke_without_command=True,
@@ -84,6 +85,10 @@ class SupabaseFlags:
 
 
 def drill(st: AppState, req: DrillRequest, sb: SupabaseFlags | None = None) -> DrillResult:
+    from spectral.cli.backup_cmds import restore_progress
+    from spectral.drills.functional import run_drill
+    from spectral.target import local_environment
+
     name, env = st.config.environment(st.env)
     if env.provider is ProviderKind.SUPABASE:
         return _guided(st, req, sb or SupabaseFlags())
@@ -138,6 +143,9 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
     contract, measure RTO and RPO, tear down, record it. Exit 0 PASS, 1 FAIL, 3 COULD-NOT-VERIFY.
     On Supabase the drill is guided: it says what to click, waits for the restored project,
     verifies it and deletes it after confirmation."""
+    from spectral.drills.functional import DrillRequest
+    from spectral.drills.result import DrillType
+
     st = state(ctx)
     result = drill(st, DrillRequest(DrillType.FUNCTIONAL, backup, target_time, content, keep),
                    SupabaseFlags(restored_ref, restored_dsn, branch, wait, yes))
@@ -148,6 +156,9 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
 @drill_app.command("post-migration")
 def post_migration_cmd(ctx: typer.Context, content: bool = CONTENT, keep: bool = KEEP) -> None:
     """The same drill after a migration (the runbook's post-migration drill)."""
+    from spectral.drills.functional import DrillRequest
+    from spectral.drills.result import DrillType
+
     st = state(ctx)
     result = drill(st, DrillRequest(DrillType.POST_MIGRATION, None, None, content, keep))
     st.emit(result.to_json(), lambda c: print_drill(c, result))
@@ -155,6 +166,8 @@ def post_migration_cmd(ctx: typer.Context, content: bool = CONTENT, keep: bool =
 
 
 def _ledger(st: AppState) -> tuple[str, Ledger]:
+    from spectral.ledger import Ledger
+
     name, _env = st.config.environment(st.env)
     return name, Ledger(st.config.state_dir(name) / "evidence")
 
@@ -167,6 +180,8 @@ def log_cmd(ctx: typer.Context,
             until: str | None = typer.Option(None, "--until", help="ISO date or time."),
             limit: int = typer.Option(50, "--limit", min=1, help="At most this many.")) -> None:
     """List ledger entries, newest first."""
+    from spectral.ledger import EntryKind
+
     if ctx.invoked_subcommand is not None:
         return
     st = state(ctx)

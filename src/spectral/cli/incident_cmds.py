@@ -9,9 +9,6 @@ from rich.console import Console
 
 from spectral.cli.state import state
 from spectral.errors import UsageError
-from spectral.ledger import EntryKind, Ledger
-from spectral.pg.conn import connect
-from spectral.target import local_environment, open_target
 
 
 def blast_radius_cmd(ctx: typer.Context,
@@ -24,9 +21,11 @@ def blast_radius_cmd(ctx: typer.Context,
     through every level of membership, SUPERUSER / BYPASSRLS / REPLICATION / CREATEROLE, owned
     objects, RLS policies that apply to it, default privileges) and, with --from, the
     transactions committed while it was live (candidates for a PITR target or a salvage)."""
+    from spectral.pg.conn import connect
     from spectral.playbooks.blast import blast_radius
     from spectral.providers.local.provider import LocalProvider
     from spectral.providers.local.targets import parse_time
+    from spectral.target import local_environment, open_target
 
     st = state(ctx)
     name, env = st.config.environment(st.env)
@@ -88,9 +87,11 @@ def find_damage_cmd(ctx: typer.Context,
                                                  "drop (repeatable; default all).")) -> None:
     """Read the WAL and list the transactions that deleted, updated or truncated the table, each
     with its commit time, rows touched and the exact target just before it."""
+    from spectral.pg.conn import connect
     from spectral.playbooks.damage import find_damage
     from spectral.providers.local.provider import LocalProvider
     from spectral.providers.local.targets import parse_time
+    from spectral.target import local_environment
 
     st = state(ctx)
     bad = [o for o in op if o not in ("delete", "update", "truncate", "drop")]
@@ -127,8 +128,10 @@ def salvage_cmd(ctx: typer.Context,
     values it overwrote), leaving every later write as it is (reported as conflicts). Restores a
     side instance to just before the transaction and always tears it down."""
     from spectral.cli.state import CliConfirmer
+    from spectral.ledger import EntryKind, Ledger
     from spectral.playbooks.salvage import salvage
     from spectral.providers.local.provider import LocalProvider
+    from spectral.target import local_environment
 
     st = state(ctx)
     name, _env = st.config.environment(st.env)

@@ -8,7 +8,6 @@ import typer
 from rich.console import Console
 
 from spectral.cli.state import state
-from spectral.target import local_environment
 
 app = typer.Typer(no_args_is_help=True, help="Manage the local environment's own PostgreSQL.")
 
@@ -16,6 +15,8 @@ app = typer.Typer(no_args_is_help=True, help="Manage the local environment's own
 @app.command("up")
 def up_cmd(ctx: typer.Context) -> None:
     """Create the local cluster on first use and start it; it keeps running until `down`."""
+    from spectral.target import local_environment
+
     st = state(ctx)
     local = local_environment(st.config, st.env)
     created = not local.exists()
@@ -35,6 +36,8 @@ def up_cmd(ctx: typer.Context) -> None:
 @app.command("down")
 def down_cmd(ctx: typer.Context) -> None:
     """Stop the local cluster (fast shutdown, then immediate). Its data is kept."""
+    from spectral.target import local_environment
+
     st = state(ctx)
     local = local_environment(st.config, st.env)
     stopped = local.down()
@@ -45,6 +48,8 @@ def down_cmd(ctx: typer.Context) -> None:
 @app.command("status")
 def status_cmd(ctx: typer.Context) -> None:
     """Show whether the local cluster exists and runs, its dsn, server version and size."""
+    from spectral.target import local_environment
+
     st = state(ctx)
     info = local_environment(st.config, st.env).status()
 
@@ -65,6 +70,8 @@ def status_cmd(ctx: typer.Context) -> None:
                                        "ignore_unknown_options": True})
 def psql_cmd(ctx: typer.Context) -> None:
     """Open psql on the local database (extra arguments go to psql, e.g. -- -c 'select 1')."""
+    from spectral.target import local_environment
+
     st = state(ctx)
     local = local_environment(st.config, st.env)
     with local.session() as cluster:

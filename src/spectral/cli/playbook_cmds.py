@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -10,12 +11,10 @@ from rich.console import Console
 from spectral.cli.state import CliConfirmer, state
 from spectral.config.models import Posture, ProviderKind
 from spectral.errors import ExitCode
-from spectral.playbooks.catalog import PLAYBOOKS, playbook
-from spectral.playbooks.runner import Options, Plan, run_playbook
-from spectral.providers.local.provider import LocalProvider
-from spectral.providers.supabase.open import supabase_provider
-from spectral.providers.supabase.provider import SupabaseProvider
-from spectral.target import local_environment, open_target
+
+if TYPE_CHECKING:
+    from spectral.providers.local.provider import LocalProvider
+    from spectral.providers.supabase.provider import SupabaseProvider
 
 app = typer.Typer(no_args_is_help=True, help="The runbook's five restore playbooks.")
 
@@ -23,6 +22,8 @@ app = typer.Typer(no_args_is_help=True, help="The runbook's five restore playboo
 @app.command("list")
 def list_cmd(ctx: typer.Context) -> None:
     """The playbooks, with the environment's tier deciding which version applies."""
+    from spectral.playbooks.catalog import PLAYBOOKS
+
     st = state(ctx)
     _name, env = st.config.environment(st.env)
     data = [{"name": p.name, "title": p.title, "steps": len(p.steps(env.posture))}
@@ -37,6 +38,8 @@ def list_cmd(ctx: typer.Context) -> None:
 @app.command("show")
 def show_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook name.")) -> None:
     """A playbook's steps for the environment's posture tier."""
+    from spectral.playbooks.catalog import playbook
+
     st = state(ctx)
     _env_name, env = st.config.environment(st.env)
     pb = playbook(name)
@@ -67,6 +70,12 @@ def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook n
             yes: bool = typer.Option(False, "--yes", "-y", help="Confirm every step.")) -> None:
     """Run a playbook: automated steps through the provider, manual steps shown and confirmed;
     every step's start, end, outcome and operator recorded in one incident entry."""
+    from spectral.playbooks.catalog import playbook
+    from spectral.playbooks.runner import Options, Plan, run_playbook
+    from spectral.providers.local.provider import LocalProvider
+    from spectral.providers.supabase.open import supabase_provider
+    from spectral.target import local_environment, open_target
+
     st = state(ctx)
     playbook(name)
     env_name, env = st.config.environment(st.env)

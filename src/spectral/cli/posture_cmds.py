@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,18 +12,10 @@ from rich.console import Console
 from spectral.cli.state import CliConfirmer, state
 from spectral.config.models import ProviderKind
 from spectral.errors import ExitCode, UsageError
-from spectral.ledger import EntryKind, Ledger
-from spectral.localenv import LocalEnvironment
-from spectral.pg.conn import connect
-from spectral.playbooks.catalog import playbook
-from spectral.posture import samples as samples_mod
-from spectral.posture.activate import activate
-from spectral.posture.checklist import first_partner
-from spectral.posture.triggers import TriggerState, evaluate
-from spectral.providers.supabase.open import supabase_provider
-from spectral.providers.supabase.provider import SupabaseProvider
-from spectral.rules.layout import check_partner
-from spectral.target import local_environment, open_target
+
+if TYPE_CHECKING:
+    from spectral.localenv import LocalEnvironment
+    from spectral.providers.supabase.provider import SupabaseProvider
 
 checklist_app = typer.Typer(no_args_is_help=True, help="The runbook's checklists.")
 incident_app = typer.Typer(no_args_is_help=True, help="Incidents in the ledger.")
@@ -31,6 +24,10 @@ incident_app = typer.Typer(no_args_is_help=True, help="Incidents in the ledger."
 def sample_cmd(ctx: typer.Context) -> None:
     """Record the environment's change counters (per-table inserts, updates, deletes, live rows,
     database size, WAL bytes) in the evidence store. Meant to run daily from cron."""
+    from spectral.pg.conn import connect
+    from spectral.posture import samples as samples_mod
+    from spectral.target import open_target
+
     st = state(ctx)
     name, env = st.config.environment(st.env)
     with open_target(st.config, name) as target, connect(target.conninfo) as conn:
@@ -44,6 +41,12 @@ def sample_cmd(ctx: typer.Context) -> None:
 def triggers_cmd(ctx: typer.Context) -> None:
     """Evaluate ADR-040 D5's activation triggers with their evidence. Exit 1 when any has fired
     and the tier is below pitr."""
+    from spectral.ledger import Ledger
+    from spectral.pg.conn import connect
+    from spectral.posture import samples as samples_mod
+    from spectral.posture.triggers import evaluate
+    from spectral.target import open_target
+
     st = state(ctx)
     name, env = st.config.environment(st.env)
     entries = Ledger(st.config.state_dir(name) / "evidence").entries()
@@ -88,6 +91,9 @@ def activate_cmd(ctx: typer.Context,
     """The runbook's activation: check backups (1) and PITR (2) are really in place, set the
     tier to pitr in the configuration keeping its comments (3), make a functional drill due
     within 30 days (4); recorded in the ledger."""
+    from spectral.posture.activate import activate
+    from spectral.target import local_environment
+
     st = state(ctx)
     name, env = st.config.environment(st.env)
     local = local_environment(st.config, name) if env.managed_cluster else None
@@ -109,6 +115,11 @@ def first_partner_cmd(ctx: typer.Context,
                       out: Path = typer.Option(Path("data/rules"), "--out",
                                                help="Where the corpora are exported.")) -> None:
     """The first-partner onboarding DR checklist, each item checked. Exit 1 while any is open."""
+    from spectral.posture.checklist import first_partner
+    from spectral.providers.supabase.open import supabase_provider
+    from spectral.rules.layout import check_partner
+    from spectral.target import local_environment, open_target
+
     st = state(ctx)
     check_partner(partner)
     name, env = st.config.environment(st.env)
@@ -141,6 +152,9 @@ def incident_record_cmd(ctx: typer.Context,
                         ) -> None:
     """Record an incident (or near-miss) in the ledger: the runbook history and the activation
     triggers read it."""
+    from spectral.ledger import EntryKind, Ledger
+    from spectral.playbooks.catalog import playbook
+
     st = state(ctx)
     playbook(playbook_name)
     if not summary.strip():
@@ -161,4 +175,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(incident_app, name="incident")
 
 
-__all__ = ["TriggerState", "register"]
+__all__ = ["register"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -12,18 +12,18 @@ from rich.table import Table
 
 from spectral.cli.state import AppState, state
 from spectral.config.durations import format_duration
-from spectral.drills import status as status_mod
-from spectral.drills import tabletop as tt
-from spectral.durable import write_atomic
 from spectral.errors import ExitCode, UsageError
-from spectral.ledger import Ledger
-from spectral.runbook import render
-from spectral.target import local_environment
+
+if TYPE_CHECKING:
+    from spectral.drills import tabletop as tt
 
 runbook_app = typer.Typer(no_args_is_help=True, help="The runbook, generated from the ledger.")
 
 
 def _status(st: AppState) -> dict[str, Any]:
+    from spectral.drills import status as status_mod
+    from spectral.target import local_environment
+
     name, env = st.config.environment(st.env)
     return status_mod.collect(name, env, local_environment(st.config, name))
 
@@ -45,6 +45,8 @@ def status_cmd(ctx: typer.Context,
     """Tier, targets against measured RPO/RTO, last drill, what is due or overdue, backup
     freshness, WAL lag. Exit 1 when anything is overdue: run it from cron as a dead-man's
     switch."""
+    from spectral.drills import status as status_mod
+
     st = state(ctx)
     info = _status(st)
     if prom_file is not None:
@@ -90,6 +92,9 @@ def cadence_cmd(ctx: typer.Context) -> None:
 def due_cmd(ctx: typer.Context) -> None:
     """Whether a post-migration drill is pending: a migration touched more than one protected
     schema since the last drill (compared from the schemas' fingerprints). Exit 1 if pending."""
+    from spectral.drills import status as status_mod
+    from spectral.target import local_environment
+
     st = state(ctx)
     name, env = st.config.environment(st.env)
     local = local_environment(st.config, name)
@@ -110,6 +115,9 @@ def tabletop_cmd(ctx: typer.Context,
                                                      "file.")) -> None:
     """The monthly tabletop review: walk one playbook scenario step by step; record
     participants, notes, findings and action items in the ledger."""
+    from spectral.drills import tabletop as tt
+    from spectral.ledger import Ledger
+
     st = state(ctx)
     name, env = st.config.environment(st.env)
     ledger = Ledger(st.config.state_dir(name) / "evidence")
@@ -130,6 +138,8 @@ def tabletop_cmd(ctx: typer.Context,
 
 def _interactive(st: AppState, posture: Any, scenario: str | None,
                  show: tt.Show) -> tt.Tabletop:
+    from spectral.drills import tabletop as tt
+
     if not sys.stdin.isatty():
         raise UsageError("a tabletop review needs a terminal, or --answers FILE")
     chosen = tt.choose(scenario)
@@ -165,6 +175,12 @@ def render_cmd(ctx: typer.Context,
     """Write the runbook as Markdown from the configuration and the ledger: posture, targets
     beside last measured values, activation, playbooks, cadence with last done and next due,
     the first-partner checklist and the runbook history."""
+    from spectral.drills import status as status_mod
+    from spectral.durable import write_atomic
+    from spectral.ledger import Ledger
+    from spectral.runbook import render
+    from spectral.target import local_environment
+
     st = state(ctx)
     name, env = st.config.environment(st.env)
     local = local_environment(st.config, name)
@@ -194,6 +210,8 @@ def report_cmd(ctx: typer.Context,
     RPO against their targets over time, and the latest drill's checks."""
     from datetime import UTC, datetime
 
+    from spectral.durable import write_atomic
+    from spectral.ledger import Ledger
     from spectral.report import render_html
 
     st = state(ctx)

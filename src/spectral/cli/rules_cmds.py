@@ -10,12 +10,6 @@ from rich.console import Console
 
 from spectral.cli.state import state
 from spectral.errors import UsageError
-from spectral.pg.conn import connect
-from spectral.rules import hook as hook_mod
-from spectral.rules.export import export
-from spectral.rules.importer import load, read_folder
-from spectral.rules.layout import check_partner
-from spectral.target import open_target
 
 DEFAULT_OUT = Path("data/rules")
 PARTNER = typer.Option(None, "--partner", help="Partner slug (core.partners.slug).")
@@ -26,6 +20,8 @@ hook_app = typer.Typer(no_args_is_help=True, help="Triggers that announce every 
 
 
 def _which(partner: str | None, all_: bool) -> list[str] | None:
+    from spectral.rules.layout import check_partner
+
     if bool(partner) == all_:
         raise UsageError("give exactly one of --partner P or --all")
     return None if all_ else [check_partner(str(partner))]
@@ -35,6 +31,10 @@ def export_cmd(ctx: typer.Context, partner: str | None = PARTNER, all_: bool = A
                out: Path = typer.Option(DEFAULT_OUT, "--out", help="Output folder.")) -> None:
     """Export a partner's rule corpus to OUT/<partner>/: one canonical JSON file per rule and a
     manifest with counts and SHA-256s; README.md created once. Unchanged rules change no file."""
+    from spectral.pg.conn import connect
+    from spectral.rules.export import export
+    from spectral.target import open_target
+
     st = state(ctx)
     names = _which(partner, all_)
     with open_target(st.config, st.env) as target, connect(target.conninfo,
@@ -60,6 +60,10 @@ def import_cmd(ctx: typer.Context, partner: str | None = PARTNER, all_: bool = A
                                             "is already in the database.")) -> None:
     """Regenerate partner corpora from their exported files: validated first (checksums,
     references, duplicates), then loaded in one transaction, all or nothing."""
+    from spectral.pg.conn import connect
+    from spectral.rules.importer import load, read_folder
+    from spectral.target import open_target
+
     st = state(ctx)
     names = _which(partner, all_)
     if names is None:
@@ -81,6 +85,10 @@ def import_cmd(ctx: typer.Context, partner: str | None = PARTNER, all_: bool = A
 @hook_app.command("install")
 def hook_install_cmd(ctx: typer.Context) -> None:
     """Install the triggers (schema spectral_hooks, triggers on the platform rule tables)."""
+    from spectral.pg.conn import connect
+    from spectral.rules import hook as hook_mod
+    from spectral.target import open_target
+
     st = state(ctx)
     with open_target(st.config, st.env) as target, connect(target.conninfo) as conn:
         hook_mod.install(conn)
@@ -92,6 +100,10 @@ def hook_install_cmd(ctx: typer.Context) -> None:
 @hook_app.command("uninstall")
 def hook_uninstall_cmd(ctx: typer.Context) -> None:
     """Remove the triggers and the spectral_hooks schema."""
+    from spectral.pg.conn import connect
+    from spectral.rules import hook as hook_mod
+    from spectral.target import open_target
+
     st = state(ctx)
     with open_target(st.config, st.env) as target, connect(target.conninfo) as conn:
         hook_mod.uninstall(conn)
@@ -101,6 +113,10 @@ def hook_uninstall_cmd(ctx: typer.Context) -> None:
 @hook_app.command("status")
 def hook_status_cmd(ctx: typer.Context) -> None:
     """Whether the hook is installed on every rule table (exit 1 if not)."""
+    from spectral.pg.conn import connect
+    from spectral.rules import hook as hook_mod
+    from spectral.target import open_target
+
     st = state(ctx)
     with open_target(st.config, st.env) as target, connect(target.conninfo) as conn:
         info = hook_mod.status(conn)
@@ -120,7 +136,11 @@ def watch_cmd(ctx: typer.Context, partner: str | None = PARTNER,
                                                    "long (default: until Ctrl-C).")) -> None:
     """Listen for the hook's notifications and re-export the partners that changed, coalescing
     bursts; after a lost connection, reconnect and re-export everything."""
+    from spectral.pg.conn import connect
+    from spectral.rules import hook as hook_mod
+    from spectral.rules.layout import check_partner
     from spectral.rules.watch import git_available, watch
+    from spectral.target import open_target
 
     st = state(ctx)
     if partner:

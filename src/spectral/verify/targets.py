@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,13 @@ def fingerprint_pair(cfg: SpectralConfig, a: str, b: str, *, schemas: list[str] 
         fy = fingerprint_of(cfg, y, schemas=schemas or list(fx[0]["schemas"]),
                             content=content or bool(fx[0].get("content")), workers=workers)
         return (fy, fx) if file_first else (fx, fy)
+    # the two sides share the cores: each gets half unless told otherwise
+    share = workers or max(1, (len(os.sched_getaffinity(0)) or 2) // 2)
     with ThreadPoolExecutor(2) as pool:
         fa = pool.submit(fingerprint_of, cfg, a, schemas=schemas, content=content,
-                         workers=workers)
+                         workers=share)
         fb = pool.submit(fingerprint_of, cfg, b, schemas=schemas, content=content,
-                         workers=workers)
+                         workers=share)
         return fa.result(), fb.result()
 
 
