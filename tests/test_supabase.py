@@ -245,3 +245,43 @@ def test_client_keeps_to_the_request_budget(project: tuple[Path, Emulator, str, 
     # 3 requests per 10 s: the 4th and the 7th wait for the oldest to leave the window
     assert slept == [8.5, 8.5] and client.waited == 17.0
     assert len([c for c in emu.calls if c == ("GET", "/v1/projects/emu0")]) == 7
+
+
+def _operator_picks_backup(proc: subprocess.Popen[str], emu: Emulator, lines: list[str]) -> None:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        lines.append(line)
+        found = re.search(r"the backup of (\S+)", line)
+        if found:
+            when = datetime.fromisoformat(found.group(1))
+            emu.restore_to_new_project("emu0", int(when.timestamp()) + 1)
+
+
+def test_guided_drill_on_pro_daily_backups(project: tuple[Path, Emulator, str, Server]) -> None:
+    """Without PITR the operator restores the daily backup, which is compared with the snapshot
+    taken at or before it; with no such snapshot the drill says how to get one."""
+    work, emu, _dsn, _server = project
+    emu.projects["emu0"].pitr_enabled = False
+    code, out, err = cli(work, "dr", "drill", "functional", "--yes", "--wait", "30")
+    assert code == 3 and "to compare the daily backup" in out + err
+    code, _out, err = cli(work, "dr", "snapshot")
+    assert code == 0, err
+    emu.projects["emu0"].provider.backup()                     # tonight's backup, after it
+    proc = subprocess.Popen([SPECTRAL, "--env", "production", "dr", "drill", "functional",
+                             "--yes", "--wait", "120", "--json"], cwd=work, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL,
+                            env={**os.environ, "SUPABASE_TEST_TOKEN": TOKEN,
+                                 "COLUMNS": "200"})
+    lines: list[str] = []
+    operator = threading.Thread(target=_operator_picks_backup, args=(proc, emu, lines),
+                                daemon=True)
+    operator.start()
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    proc.wait(timeout=300)
+    operator.join(timeout=10)
+    assert proc.returncode == 0, "".join(lines) + out
+    result = json.loads(out)
+    assert result["outcome"] == "pass" and "daily backup" in result["recovery_target"]
+    assert result["instance"]["project_ref"] not in emu.projects

@@ -72,26 +72,25 @@ def run_guided_drill(name: str, env: EnvironmentConfig, sp: SupabaseProvider, st
             raise UsageError(f"--restored-ref {sp.ref} is the environment's own project; a "
                              f"drill verifies a restored copy, never production")
         _backups, _window, flags = sp.backups()
-        if req.restored_ref and req.target_time:   # restored earlier: compare with that time
-            found = snapshots.at_or_before(state_dir, req.target_time)
-            if found is None:
-                raise CouldNotVerify(f"no snapshot at or before {req.target_time.isoformat()} "
-                                     f"to compare project {req.restored_ref} with")
-            snapshot = found
-        else:
-            snapshot = _fresh_snapshot(sp, state_dir, ledger, name, env, req.content, report)
-        result.snapshot_taken_at = snapshot["taken_at"]
+
+        def fresh() -> dict[str, Any]:
+            return _fresh_snapshot(sp, state_dir, ledger, name, env, req.content, report)
+
         if req.branch:
             report(f"note: {BRANCH_NOTE}")
+            snapshot = fresh()
             throwaway = _branch(sp, result, report)
         elif req.restored_ref:
+            snapshot = (_stored_snapshot(state_dir, req.target_time, f"project "
+                                         f"{req.restored_ref}") if req.target_time else fresh())
             throwaway = _Throwaway(req.restored_ref)
             result.recovery_target = (f"project {req.restored_ref} restored by the operator"
                                       + (f" to {req.target_time.isoformat()}"
                                          if req.target_time else " (compared with now)"))
         else:
-            snapshot, throwaway = _guided_restore(sp, state_dir, snapshot, flags, result, req,
+            snapshot, throwaway = _guided_restore(sp, state_dir, fresh, flags, result, req,
                                                   report)
+        result.snapshot_taken_at = snapshot["taken_at"]
         result.instance = {"project_ref": throwaway.ref, "branch_id": throwaway.branch_id}
         result.timings["provision"] = time.monotonic() - started
         mark = time.monotonic()
@@ -132,11 +131,21 @@ def _fresh_snapshot(sp: SupabaseProvider, state_dir: Path, ledger: Ledger, name:
     return doc
 
 
-def _guided_restore(sp: SupabaseProvider, state_dir: Path, snapshot: dict[str, Any],
+def _stored_snapshot(state_dir: Path, when: datetime, what: str) -> dict[str, Any]:
+    found = snapshots.at_or_before(state_dir, when)
+    if found is None:
+        raise CouldNotVerify(f"no snapshot at or before {when.isoformat()} to compare {what} "
+                             f"with", hint="run spectral dr snapshot right after the daily "
+                                           "backup (cron), so every backup has one")
+    return found
+
+
+def _guided_restore(sp: SupabaseProvider, state_dir: Path, fresh: Callable[[], dict[str, Any]],
                     flags: dict[str, Any], result: DrillResult, req: GuidedRequest,
                     report: Report) -> tuple[dict[str, Any], _Throwaway]:
     """Tell the operator what to click, then wait for the project that click creates."""
     if flags.get("pitr_enabled"):
+        snapshot = fresh()
         # the first whole second after the snapshot: the restore holds what the snapshot saw
         when = datetime.fromtimestamp(
             math.ceil(datetime.fromisoformat(snapshot["taken_at"]).timestamp()), UTC)
@@ -151,13 +160,11 @@ def _guided_restore(sp: SupabaseProvider, state_dir: Path, snapshot: dict[str, A
             raise CouldNotVerify(f"project {sp.ref} has no completed backup to drill")
         newest = max(done, key=lambda b: b.inserted_at)
         when = datetime.fromisoformat(newest.inserted_at.replace("Z", "+00:00"))
-        older = snapshots.at_or_before(state_dir, when)
-        if older is None:
-            raise CouldNotVerify(f"no snapshot at or before the daily backup of "
-                                 f"{when.isoformat()} to compare its restore with",
-                                 hint="run spectral dr snapshot right after the daily backup")
-        snapshot = older
-        result.snapshot_taken_at = snapshot["taken_at"]
+        try:
+            snapshot = _stored_snapshot(state_dir, when, f"the daily backup {newest.id}")
+        except CouldNotVerify as exc:
+            raise CouldNotVerify(f"{exc.message}; or drill a branch with data now (--branch)",
+                                 hint=exc.hint) from None
         choice = f"the Scheduled backups tab, the backup of {when.isoformat()}"
         result.recovery_target = f"daily backup {newest.id} of {when.isoformat()}"
     result.backup_id = result.recovery_target
@@ -168,6 +175,8 @@ def _guided_restore(sp: SupabaseProvider, state_dir: Path, snapshot: dict[str, A
     report("  3. keep the same region and confirm: Supabase creates a new project")
     report("waiting for the new project to appear (Ctrl-C to stop; a later run can take "
            "--restored-ref REF)")
+    report("nobody to click (a scheduled run)? --branch verifies a branch with data instead, "
+           "unattended; it proves less: no restore path, no point in time")
 
     def new_project() -> str | None:
         fresh = sorted(sp.project_refs() - known)
