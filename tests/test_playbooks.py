@@ -39,6 +39,11 @@ def test_schema_drop_found_restored_and_contract_verified(work_dir: Path) -> Non
         with connect(dsn) as conn:                       # the dry run changed nothing
             assert conn.execute("select to_regclass('platform.rules')").fetchone() == (None,)
         res = spectral("dr", "playbook", "run", "schema-drop", "--table", "platform.rules",
+                       cwd=work_dir)                     # no terminal, no --yes: refused
+        assert res.returncode == 2 and "nothing was changed" in res.stderr
+        with connect(dsn) as conn:
+            assert conn.execute("select to_regclass('platform.rules')").fetchone() == (None,)
+        res = spectral("dr", "playbook", "run", "schema-drop", "--table", "platform.rules",
                        "--yes", "--operator", "oncall", "--json", cwd=work_dir)
         assert res.returncode == 0, res.stdout + res.stderr
         run = json.loads(res.stdout)

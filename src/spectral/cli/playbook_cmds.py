@@ -71,7 +71,7 @@ def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook n
     """Run a playbook: automated steps through the provider, manual steps shown and confirmed;
     every step's start, end, outcome and operator recorded in one incident entry."""
     from spectral.playbooks.catalog import playbook
-    from spectral.playbooks.runner import Options, Plan, run_playbook
+    from spectral.playbooks.runner import Options, Plan, require_yes, run_playbook
     from spectral.providers.local.provider import LocalProvider
     from spectral.providers.supabase.open import supabase_provider
     from spectral.target import local_environment, open_target
@@ -87,6 +87,8 @@ def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook n
         provider = LocalProvider(local_environment(st.config, env_name))
     opts = Options(table, target_xid, target_time, role, operator or getpass.getuser())
     confirmer = CliConfirmer(yes, st.err)
+    if not dry_run:
+        require_yes(confirmer, name)
     with open_target(st.config, env_name) as target:
         plan = Plan(st.config, env_name, env, provider, target, confirmer, opts, report)
         result = run_playbook(plan, name, dry_run=dry_run, report=report)

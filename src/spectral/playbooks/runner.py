@@ -116,6 +116,15 @@ class Plan:
         return self.local
 
     def _restore_in_place(self, target: RecoveryTarget) -> str:
+        where = (f"Supabase project {self.supabase.ref}" if self.supabase is not None
+                 else f"environment {self.name}")
+        if not self.confirmer.confirm(
+                f"Rewind {where} in place to {target.describe()}?",
+                [f"{where} goes back to {target.describe()}; later writes leave the live "
+                 f"database" + (" (the previous data directory is kept for --undo)"
+                                if self.supabase is None else "")]):
+            raise RefusedError(f"the in-place restore of {where} was not confirmed; nothing "
+                               f"was changed")
         if self.supabase is not None:
             if target.kind is not TargetKind.TIME:
                 raise UsageError("Supabase restores to a time: pass --target-time, just before "
@@ -316,6 +325,9 @@ def run_playbook(plan: Plan, name: str, *, dry_run: bool,
             assert step.action is not None
             try:
                 outcome, detail = "done", step.action()
+            except RefusedError as exc:
+                outcome, detail = "not confirmed", exc.message
+                result.outcome = "stopped"
             except SpectralError as exc:
                 outcome, detail = "failed", exc.message
                 result.outcome = "failed"
