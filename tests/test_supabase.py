@@ -285,3 +285,25 @@ def test_guided_drill_on_pro_daily_backups(project: tuple[Path, Emulator, str, S
     result = json.loads(out)
     assert result["outcome"] == "pass" and "daily backup" in result["recovery_target"]
     assert result["instance"]["project_ref"] not in emu.projects
+
+
+def test_status_and_runbook_of_a_supabase_environment(
+        project: tuple[Path, Emulator, str, Server]) -> None:
+    """After activation the drill is due within 30 days; status and the runbook read the
+    Management API and the ledger, not a local cluster."""
+    work, _emu, _dsn, _server = project
+    config = work / "spectral.toml"
+    config.write_text(config.read_text().replace('posture = "pitr"', 'posture = "pro"'))
+    code, _out, err = cli(work, "dr", "activate-pitr", "--yes")
+    assert code == 0, err
+    code, out, err = cli(work, "dr", "status", "--json")
+    assert code in (0, 1), err
+    info = json.loads(out)
+    assert info["posture"] == "pitr" and info["backup"]["state"] == "ok"
+    assert info["wal"]["pitr_enabled"] is True
+    functional = next(i for i in info["cadence"] if i["name"].startswith("Functional"))
+    assert functional["due"] and "within 30 days of the activation" in functional["detail"]
+    code, out, err = cli(work, "dr", "status")
+    assert "PITR: enabled" in out
+    code, text, err = cli(work, "dr", "runbook", "render")
+    assert code == 0 and "Post-PITR" in text, err

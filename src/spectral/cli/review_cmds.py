@@ -16,16 +16,34 @@ from spectral.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from spectral.drills import tabletop as tt
+    from spectral.drills.status import Facts
 
 runbook_app = typer.Typer(no_args_is_help=True, help="The runbook, generated from the ledger.")
 
 
-def _status(st: AppState) -> dict[str, Any]:
+def _facts(st: AppState) -> tuple[str, Any, Facts]:
+    """The status facts of the environment, wherever it lives."""
+    from spectral.config.models import ProviderKind
     from spectral.drills import status as status_mod
     from spectral.target import local_environment
 
     name, env = st.config.environment(st.env)
-    return status_mod.collect(name, env, local_environment(st.config, name))
+    if env.provider is ProviderKind.SUPABASE:
+        from spectral.providers.supabase.open import supabase_provider
+
+        return name, env, status_mod.supabase_facts(supabase_provider(st.config, env), env,
+                                                    st.config.state_dir(name))
+    if not env.managed_cluster:
+        raise UsageError(f"environment {name!r} is neither run by spectral nor on Supabase: "
+                         f"its backups cannot be read")
+    return name, env, status_mod.local_facts(local_environment(st.config, name), env)
+
+
+def _status(st: AppState) -> dict[str, Any]:
+    from spectral.drills import status as status_mod
+
+    name, env, facts = _facts(st)
+    return status_mod.collect(name, env, facts)
 
 
 def _cadence_table(c: Console, items: list[dict[str, Any]]) -> None:
@@ -67,9 +85,13 @@ def status_cmd(ctx: typer.Context,
                 + (f", {format_duration(b['age_seconds'])} old" if b["age_seconds"] else "")
                 + f" ({b['state']})")
         w = info["wal"]
-        c.print("  WAL: " + (f"{w['rpo_bytes']} bytes not yet in the repository"
-                             f"{', streaming' if w['streaming'] else ''}" if w
-                             else "server not running"))
+        if w and "pitr_enabled" in w:
+            c.print(f"  PITR: {'enabled' if w['pitr_enabled'] else 'not enabled'}"
+                    + (f", recoverable up to {w['window_end'][:19]}" if w["window_end"] else ""))
+        else:
+            c.print("  WAL: " + (f"{w['rpo_bytes']} bytes not yet in the repository"
+                                 f"{', streaming' if w['streaming'] else ''}" if w
+                                 else "server not running"))
         c.print(f"  ledger: {info['ledger']['entries']} entries, "
                 f"{'intact' if info['ledger']['intact'] else 'TAMPERED'}")
         _cadence_table(c, info["cadence"])
@@ -97,9 +119,11 @@ def due_cmd(ctx: typer.Context) -> None:
 
     st = state(ctx)
     name, env = st.config.environment(st.env)
-    local = local_environment(st.config, name)
-    with local.session():
-        info = status_mod.collect(name, env, local)
+    if env.managed_cluster:
+        with local_environment(st.config, name).session():   # the schemas need the server
+            info = status_mod.collect(name, env, _facts(st)[2])
+    else:
+        info = status_mod.collect(name, env, _facts(st)[2])
     item = next(i for i in info["cadence"] if i["name"] == "Post-migration drill")
     st.emit(item, lambda c: c.print(f"post-migration drill: {item['state']} ({item['detail']})"))
     raise typer.Exit(ExitCode.CHECK_FAILED if item["state"] == "overdue" else ExitCode.OK)
@@ -179,13 +203,11 @@ def render_cmd(ctx: typer.Context,
     from spectral.durable import write_atomic
     from spectral.ledger import Ledger
     from spectral.runbook import render
-    from spectral.target import local_environment
 
     st = state(ctx)
-    name, env = st.config.environment(st.env)
-    local = local_environment(st.config, name)
-    info = status_mod.collect(name, env, local)
-    ledger = Ledger(local.paths.state_dir / "evidence")
+    name, env, facts = _facts(st)
+    info = status_mod.collect(name, env, facts)
+    ledger = Ledger(facts.state_dir / "evidence")
     text = render(name, env, ledger.entries(), info, ledger.head_hash())
     if out is None:
         sys.stdout.write(text)

@@ -3,6 +3,7 @@ cron job runs (exit 1 when anything is overdue), with the same figures for Prome
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,41 +19,78 @@ from spectral.drills.cadence import (
 from spectral.durable import write_atomic
 from spectral.ledger import EntryKind, Ledger
 from spectral.localenv import LocalEnvironment
-from spectral.providers.local.provider import LocalProvider
+from spectral.providers.supabase.provider import SupabaseProvider
 
 BACKUP_MAX_AGE_S = 26 * 3600     # "managed daily backups", with two hours of slack
 
 
-def _live_schemas(local: LocalEnvironment, env: EnvironmentConfig) -> dict[str, str | None] | None:
+@dataclass
+class Facts:
+    """What the status needs from wherever the environment lives."""
+
+    state_dir: Path
+    live: dict[str, str | None] | None         # schema checksums now (None: not reachable)
+    newest_backup: tuple[str, datetime] | None
+    wal: dict[str, Any] | None
+
+
+def _schemas_of(conninfo: str, env: EnvironmentConfig) -> dict[str, str | None]:
+    from spectral.pg.conn import connect
     from spectral.verify.catalog import describe_schema
     from spectral.verify.fingerprint import schema_entry
 
-    cluster = local.cluster() if local.exists() else None
-    if cluster is None or not cluster.is_running():
-        return None
-    with cluster.connect() as conn:
+    with connect(conninfo) as conn:
         conn.execute("set search_path = ''")
         return {s: schema_entry(describe_schema(conn, s))["checksum"] for s in env.schemas}
 
 
-def collect(name: str, env: EnvironmentConfig, local: LocalEnvironment,
+def local_facts(local: LocalEnvironment, env: EnvironmentConfig) -> Facts:
+    from spectral.providers.local.provider import LocalProvider
+
+    cluster = local.cluster() if local.exists() else None
+    running = cluster is not None and cluster.is_running()
+    backups = LocalProvider(local).backups() if local.exists() else []
+    return Facts(local.paths.state_dir,
+                 _schemas_of(cluster.conninfo(), env) if cluster is not None and running
+                 else None,
+                 (backups[-1].id, backups[-1].stop_time) if backups else None,
+                 _wal(local) if running else None)
+
+
+def supabase_facts(sp: SupabaseProvider, env: EnvironmentConfig, state_dir: Path) -> Facts:
+    """Backups and PITR from the Management API; the schemas from the project's database."""
+    from spectral.errors import SpectralError
+
+    backups, window, flags = sp.backups()
+    done = [b for b in backups if b.status == "COMPLETED"]
+    newest = max(done, key=lambda b: b.inserted_at) if done else None
+    try:
+        live: dict[str, str | None] | None = _schemas_of(sp.dsn, env)
+    except SpectralError:
+        live = None
+    return Facts(state_dir, live,
+                 None if newest is None else (str(newest.id), datetime.fromisoformat(
+                     newest.inserted_at.replace("Z", "+00:00"))),
+                 {"pitr_enabled": flags["pitr_enabled"],
+                  "window_end": window.latest_time.isoformat() if window.latest_time else None})
+
+
+def collect(name: str, env: EnvironmentConfig, facts: Facts,
             now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
-    ledger = Ledger(local.paths.state_dir / "evidence")
+    ledger = Ledger(facts.state_dir / "evidence")
     entries = ledger.entries()
-    live = _live_schemas(local, env)
+    live = facts.live
     changed = None if live is None else changed_since(last_drill_schemas(entries), live)
     items = cadence(env, entries, now, changed)
     drills = [e for e in entries if e.kind is EntryKind.DRILL]
     last = max(drills, key=lambda e: e.seq) if drills else None
-    provider = LocalProvider(local)
-    backups = provider.backups() if local.exists() else []
-    newest = backups[-1] if backups else None
-    backup_age = (now - newest.stop_time).total_seconds() if newest else None
+    newest = facts.newest_backup
+    backup_age = (now - newest[1]).total_seconds() if newest else None
     backup_required = env.posture is not Posture.ALPHA
     backup_state = ItemState.NOT_REQUIRED if not backup_required else (
         ItemState.OVERDUE if backup_age is None or backup_age > BACKUP_MAX_AGE_S else ItemState.OK)
-    wal = _wal(local)
+    wal = facts.wal
     problems = [i.name for i in items if i.state is ItemState.OVERDUE]
     if backup_state is ItemState.OVERDUE:
         problems.append("Daily backup")
@@ -68,7 +106,7 @@ def collect(name: str, env: EnvironmentConfig, local: LocalEnvironment,
             "at": last.at.isoformat(), "type": last.data.get("type"),
             "outcome": last.data.get("outcome"), "error": last.data.get("error")},
         "cadence": [i.to_json() for i in items],
-        "backup": {"newest": newest.id if newest else None, "age_seconds": backup_age,
+        "backup": {"newest": newest[0] if newest else None, "age_seconds": backup_age,
                    "state": backup_state.value},
         "wal": wal,
         "ledger": {"entries": len(entries), "intact": not ledger_problems,
@@ -80,9 +118,7 @@ def collect(name: str, env: EnvironmentConfig, local: LocalEnvironment,
 def _wal(local: LocalEnvironment) -> dict[str, Any] | None:
     from spectral.providers.local.stream import wal_status
 
-    cluster = local.cluster() if local.exists() else None
-    if cluster is None or not cluster.is_running():
-        return None
+    cluster = local.cluster()
     info = wal_status(cluster)
     return {"rpo_bytes": info["rpo_bytes"], "rpo_seconds": info["rpo_seconds"],
             "streaming": info["stream"] is not None}
@@ -123,7 +159,7 @@ def prometheus(status: dict[str, Any]) -> str:
                1.0 if item["state"] == "overdue" else 0.0, {"item": item["name"]})
     metric("spectral_dr_backup_age_seconds", "Age of the newest base backup.",
            status["backup"]["age_seconds"])
-    if status["wal"]:
+    if status["wal"] and "rpo_bytes" in status["wal"]:
         metric("spectral_dr_wal_lag_bytes", "Committed WAL not yet in the repository.",
                status["wal"]["rpo_bytes"])
     metric("spectral_dr_ledger_intact", "1 when the ledger's hash chain verifies.",
