@@ -60,6 +60,7 @@ class Emulator:
     port: int = 5432                                  # the one port every project answers on
     plan: str = "pro"
     lock: threading.Lock = field(default_factory=threading.Lock)
+    errors: list[str] = field(default_factory=list)   # what failed inside the emulator
 
     # ---- connection strings ---------------------------------------------------------------
     def expose(self, ref: str, real_dsn: str) -> str:
@@ -74,8 +75,20 @@ class Emulator:
         return f"host={folder} port={self.port} user={parts['user']} dbname={parts['dbname']}"
 
     # ---- what the operator does in the dashboard ----------------------------------------
+    def restore_backup_to_new_project(self, source: str, inserted_at: str) -> str:
+        """Dashboard -> Database -> Backups -> Scheduled backups -> the backup of
+        `inserted_at` -> Restore to a new project: the backup alone, no WAL after it."""
+        owner = self.projects[source].provider
+        assert owner is not None
+        backup = next(b for b in owner.backups() if b.stop_time.isoformat() == inserted_at)
+        return self.restore_to_new_project(
+            source, None, target=RecoveryTarget(TargetKind.LSN, backup.stop_lsn),
+            backup_id=backup.id)
+
     def restore_to_new_project(self, source: str, when_unix: int | None, *,
-                               branch_id: str | None = None, background: bool = False) -> str:
+                               branch_id: str | None = None, background: bool = False,
+                               target: RecoveryTarget | None = None,
+                               backup_id: str | None = None) -> str:
         """Dashboard -> Database -> Backups -> Restore to a new project (a time, or the latest
         backup when `when_unix` is None); a branch with data when `branch_id` is set. Returns
         the new project's ref at once; with `background` the copy is made in a thread."""
@@ -86,18 +99,21 @@ class Emulator:
                           branch_id=branch_id)
         with self.lock:
             self.projects[ref] = project
-        target = (RecoveryTarget(TargetKind.LATEST, "latest") if when_unix is None else
-                  RecoveryTarget(TargetKind.TIME,
-                                 datetime.fromtimestamp(when_unix, UTC).isoformat()))
+        if target is None:
+            target = (RecoveryTarget(TargetKind.LATEST, "latest") if when_unix is None else
+                      RecoveryTarget(TargetKind.TIME,
+                                     datetime.fromtimestamp(when_unix, UTC).isoformat()))
 
         def copy() -> None:
+            assert target is not None
             try:
-                inst = owner.restore(target)
+                inst = owner.restore(target, backup_id=backup_id)
                 project.instance = (owner, inst.id)
                 self.expose(ref, inst.dsn)
                 project.status = "ACTIVE_HEALTHY"
-            except Exception:
+            except Exception as exc:
                 project.status = "INIT_FAILED"
+                self.errors.append(f"restore of {ref} failed: {exc!r}")
 
         if background:
             threading.Thread(target=copy, daemon=True).start()

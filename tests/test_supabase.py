@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -128,23 +128,21 @@ def test_api_message_and_rate_limit(project: tuple[Path, Emulator, str, Server])
     assert exc.value.status == 401 and "sbp_wrong" not in str(exc.value)
 
 
-def _operator(proc: subprocess.Popen[str], emu: Emulator, lines: list[str]) -> None:
-    """Reads the drill's instructions like an operator and clicks what it says."""
+def _operator(proc: subprocess.Popen[str], emu: Emulator, lines: list[str],
+              click: Callable[[str, Emulator], None]) -> None:
+    """Reads the drill's instructions like an operator and does what they say (`click`)."""
     assert proc.stderr is not None
     for line in proc.stderr:
         lines.append(line)
-        found = re.search(r"\(unix (\d+)\)", line)
-        if found:
-            try:
-                emu.restore_to_new_project("emu0", int(found.group(1)))
-            except Exception as exc:   # shown in the test's failure message
-                lines.append(f"operator: the restore failed: {exc!r}\n")
+        try:
+            click(line, emu)
+        except Exception as exc:   # shown in the test's failure message
+            lines.append(f"operator: the restore failed: {exc!r}\n")
 
 
-def test_guided_drill_end_to_end(project: tuple[Path, Emulator, str, Server]) -> None:
-    work, emu, dsn, _server = project
-    with connect(dsn) as conn:
-        conn.execute("insert into core.notes select g, 'n' || g from generate_series(2, 50) g")
+def _guided_drill(work: Path, emu: Emulator,
+                  click: Callable[[str, Emulator], None]) -> tuple[int, str, str]:
+    """`spectral dr drill functional` with an operator at the dashboard."""
     proc = subprocess.Popen([SPECTRAL, "--env", "production", "dr", "drill", "functional",
                              "--yes", "--wait", "120", "--json"], cwd=work, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -152,14 +150,33 @@ def test_guided_drill_end_to_end(project: tuple[Path, Emulator, str, Server]) ->
                             env={**os.environ, "SUPABASE_TEST_TOKEN": TOKEN,
                                  "COLUMNS": "200"})
     lines: list[str] = []
-    operator = threading.Thread(target=_operator, args=(proc, emu, lines), daemon=True)
+    operator = threading.Thread(target=_operator, args=(proc, emu, lines, click), daemon=True)
     operator.start()
     assert proc.stdout is not None
     out = proc.stdout.read()
     proc.wait(timeout=300)
     operator.join(timeout=10)
-    err = "".join(lines)
-    assert proc.returncode == 0, err + out
+    return proc.returncode, out, "".join(lines + emu.errors)
+
+
+def _pick_time(line: str, emu: Emulator) -> None:
+    found = re.search(r"\(unix (\d+)\)", line)
+    if found:
+        emu.restore_to_new_project("emu0", int(found.group(1)))
+
+
+def _pick_backup(line: str, emu: Emulator) -> None:
+    found = re.search(r"the backup of (\S+)", line)
+    if found:
+        emu.restore_backup_to_new_project("emu0", found.group(1))
+
+
+def test_guided_drill_end_to_end(project: tuple[Path, Emulator, str, Server]) -> None:
+    work, emu, dsn, _server = project
+    with connect(dsn) as conn:
+        conn.execute("insert into core.notes select g, 'n' || g from generate_series(2, 50) g")
+    code, out, err = _guided_drill(work, emu, _pick_time)
+    assert code == 0, err + out
     assert "Database -> Backups -> Restore to a new project" in err
     result = json.loads(out)
     assert result["outcome"] == "pass"
@@ -247,16 +264,6 @@ def test_client_keeps_to_the_request_budget(project: tuple[Path, Emulator, str, 
     assert len([c for c in emu.calls if c == ("GET", "/v1/projects/emu0")]) == 7
 
 
-def _operator_picks_backup(proc: subprocess.Popen[str], emu: Emulator, lines: list[str]) -> None:
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        lines.append(line)
-        found = re.search(r"the backup of (\S+)", line)
-        if found:
-            when = datetime.fromisoformat(found.group(1))
-            emu.restore_to_new_project("emu0", int(when.timestamp()) + 1)
-
-
 def test_guided_drill_on_pro_daily_backups(project: tuple[Path, Emulator, str, Server]) -> None:
     """Without PITR the operator restores the daily backup, which is compared with the snapshot
     taken at or before it; with no such snapshot the drill says how to get one."""
@@ -267,21 +274,8 @@ def test_guided_drill_on_pro_daily_backups(project: tuple[Path, Emulator, str, S
     code, _out, err = cli(work, "dr", "snapshot")
     assert code == 0, err
     emu.projects["emu0"].provider.backup()                     # tonight's backup, after it
-    proc = subprocess.Popen([SPECTRAL, "--env", "production", "dr", "drill", "functional",
-                             "--yes", "--wait", "120", "--json"], cwd=work, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL,
-                            env={**os.environ, "SUPABASE_TEST_TOKEN": TOKEN,
-                                 "COLUMNS": "200"})
-    lines: list[str] = []
-    operator = threading.Thread(target=_operator_picks_backup, args=(proc, emu, lines),
-                                daemon=True)
-    operator.start()
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    proc.wait(timeout=300)
-    operator.join(timeout=10)
-    assert proc.returncode == 0, "".join(lines) + out
+    code, out, err = _guided_drill(work, emu, _pick_backup)
+    assert code == 0, err + out
     result = json.loads(out)
     assert result["outcome"] == "pass" and "daily backup" in result["recovery_target"]
     assert result["instance"]["project_ref"] not in emu.projects
