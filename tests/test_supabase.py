@@ -301,3 +301,17 @@ def test_status_and_runbook_of_a_supabase_environment(
     assert "PITR: enabled" in out
     code, text, err = cli(work, "dr", "runbook", "render")
     assert code == 0 and "Post-PITR" in text, err
+
+
+def test_first_partner_checklist_reads_pitr_from_the_api(
+        project: tuple[Path, Emulator, str, Server]) -> None:
+    work, emu, _dsn, _server = project
+    code, out, err = cli(work, "dr", "checklist", "first-partner", "--partner", "acme", "--json")
+    assert code == 1, err                     # the partner's corpus and drill are still open
+    items = {i["text"]: i for i in json.loads(out)}
+    pitr = items["Supabase Pro + PITR active"]
+    assert pitr["done"] and "organization plan pro" in pitr["evidence"]
+    emu.projects["emu0"].pitr_enabled = False
+    code, out, err = cli(work, "dr", "checklist", "first-partner", "--partner", "acme", "--json")
+    pitr = {i["text"]: i for i in json.loads(out)}["Supabase Pro + PITR active"]
+    assert code == 1 and not pitr["done"] and "pitr_enabled false" in pitr["evidence"]
