@@ -47,13 +47,14 @@ def cli_rss(argv: list[str], env: dict[str, str]) -> tuple[float, int, int]:
     return time.monotonic() - started, os.waitstatus_to_exitcode(status), usage.ru_maxrss // 1024
 
 
-def scan_with(conninfo: str, method: content.Method, workers: int) -> float:
+def scan_with(conninfo: str, method: content.Method, workers: int,
+              schemas: tuple[str, ...] = PROTECTED) -> float:
     from spectral.pg.conn import connect
 
     with connect(conninfo, autocommit=False) as conn:
         conn.execute("set transaction isolation level repeatable read, read only")
         snap = conn.execute("select pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
-        plans = content.plan_tables(conn, list(PROTECTED), False, {})
+        plans = content.plan_tables(conn, list(schemas), False, {})
         for p in plans:
             p.last_change = None
         seconds, _ = timed(lambda: content.scan(conninfo, snap, plans, workers=workers,

@@ -372,14 +372,14 @@ def test_managed_schema_drift_is_reported_but_does_not_fail(vcluster: Cluster) -
 def test_range_queries_and_split_are_pure() -> None:
     plan = TablePlan("worlds", "line_items", blocks=40000, method=Method.COLUMN_HASH,
                      last_change=None, text_columns=("kind",),
-                     column_hashes=(("id", "hashint8extended", "bigint"),
-                                    ("kind", "hashenumextended", "anyenum"),
+                     column_hashes=(("id", "hashint8extended", "pg_catalog.int8"),
+                                    ("kind", "hashenumextended", "pg_catalog.anyenum"),
                                     ("p", None, None)))
     assert split(plan, 16384) == [(0, 16384), (16384, 32768), (32768, None)]
     small = TablePlan("core", "orgs", blocks=3, method=Method.COUNT, last_change="updated_at")
     assert split(small) == [(None, None)]
     text = range_query(plan, 0, 16384).as_string(None)
-    assert 'coalesce(hashint8extended(t."id"::bigint, 24301)' in text
+    assert 'coalesce(hashint8extended(t."id"::pg_catalog.int8, 24301)' in text
     assert 'hashtextextended(t."kind"::text, 24302)' in text      # enum: by its label
     assert 'hashtextextended(t."p"::text, 24303)' in text         # no hash function: text
     assert " # " in text
@@ -404,3 +404,30 @@ def test_content_detects_values_swapped_between_columns_and_nulls(vcluster: Clus
     bad = {t.name for t in compare(before, fp(dsn, content=True)).tables
            if t.outcome is Outcome.MISMATCH}
     assert bad == {"worlds.line_items", "core.domain_invites"}
+
+
+def test_content_sees_every_character_of_char_and_bit_columns(vcluster: Cluster) -> None:
+    """char(n) and bit(n) are hashed whole: a cast to "character" or "bit" would mean char(1)
+    and bit(1) and hash only the first character (a bug of the first column-hash)."""
+    dsn = fresh_db(vcluster, "tmpl_data")
+    with connect(dsn) as conn:
+        conn.execute("create table core.codes (id int primary key, code char(6), flags bit(8))")
+        conn.execute("insert into core.codes values (1, 'AB1234', B'10000000')")
+    before = fp(dsn, content=True)
+    with connect(dsn) as conn:
+        conn.execute("update core.codes set code = 'AB9999' where id = 1")
+    after = fp(dsn, content=True)
+    with connect(dsn) as conn:
+        conn.execute("update core.codes set code = 'AB1234', flags = B'10000001' where id = 1")
+    flags = fp(dsn, content=True)
+    with connect(dsn) as conn:                       # worlds.taxpayers.ssn_last4 is char(4)
+        conn.execute("update worlds.taxpayers set ssn_last4 = overlay(ssn_last4 placing "
+                     "(case when right(ssn_last4, 1) = '0' then '1' else '0' end) from 4) "
+                     "where id = (select min(id) from worlds.taxpayers)")
+    taxpayer = fp(dsn, content=True)
+    assert {t.name for t in compare(before, after).tables
+            if t.outcome is Outcome.MISMATCH} == {"core.codes"}
+    assert {t.name for t in compare(before, flags).tables
+            if t.outcome is Outcome.MISMATCH} == {"core.codes"}
+    assert {t.name for t in compare(flags, taxpayer).tables
+            if t.outcome is Outcome.MISMATCH} == {"worlds.taxpayers"}
