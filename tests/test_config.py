@@ -120,3 +120,18 @@ def test_format_duration() -> None:
     assert format_duration(0.25) == "250 ms"
     assert format_duration(90) == "90.0 s"
     assert format_duration(3600) == "60.0 min"
+
+
+def test_which_compare_targets_share_this_machine(tmp_path: Path) -> None:
+    """Two servers here share the cores (each side of a live compare gets half); a remote one
+    or a DSN behind a secret reference does not."""
+    from spectral.verify.targets import _on_this_machine
+
+    cfg = load_config(write(tmp_path, '[environments.local]\nprovider = "local"\n'
+                                      '[environments.prod]\nprovider = "local"\n'
+                                      'dsn = "env:PROD_DSN"\n'))
+    assert _on_this_machine(cfg, "local")
+    assert not _on_this_machine(cfg, "prod")
+    assert _on_this_machine(cfg, "host=/tmp/sock port=5432 dbname=postgres")
+    assert _on_this_machine(cfg, "postgresql://postgres@127.0.0.1:5432/postgres")
+    assert not _on_this_machine(cfg, "postgresql://postgres@db.abcdefgh.supabase.co/postgres")

@@ -7,7 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from spectral.config.models import SpectralConfig
+from spectral.config.secrets import is_secret_ref
 from spectral.errors import UsageError
 from spectral.refdb import REFERENCE_SCHEMAS
 from spectral.target import open_target
@@ -30,14 +34,32 @@ def fingerprint_pair(cfg: SpectralConfig, a: str, b: str, *, schemas: list[str] 
         fy = fingerprint_of(cfg, y, schemas=schemas or list(fx[0]["schemas"]),
                             content=content or bool(fx[0].get("content")), workers=workers)
         return (fy, fx) if file_first else (fx, fy)
-    # the two sides share the cores: each gets half unless told otherwise
-    share = workers or max(1, (len(os.sched_getaffinity(0)) or 2) // 2)
+    # two servers on this machine share its cores: each side gets half unless told otherwise
+    share = workers or (max(1, len(os.sched_getaffinity(0)) // 2)
+                        if _on_this_machine(cfg, a) and _on_this_machine(cfg, b) else None)
     with ThreadPoolExecutor(2) as pool:
         fa = pool.submit(fingerprint_of, cfg, a, schemas=schemas, content=content,
                          workers=share)
         fb = pool.submit(fingerprint_of, cfg, b, schemas=schemas, content=content,
                          workers=share)
         return fa.result(), fb.result()
+
+
+def _on_this_machine(cfg: SpectralConfig, spec: str) -> bool:
+    """Whether the server behind `spec` runs here (a Unix socket or a loopback address); a DSN
+    behind a secret reference is not resolved just to find out (assumed remote)."""
+    if spec in cfg.environments:
+        env = cfg.environments[spec]
+        if env.managed_cluster:
+            return True
+        if env.dsn is None or is_secret_ref(env.dsn):
+            return False
+        spec = env.dsn
+    try:
+        host = str(conninfo_to_dict(spec).get("host") or "")
+    except psycopg.Error:
+        return False
+    return host == "" or host.startswith("/") or host in ("localhost", "127.0.0.1", "::1")
 
 
 def looks_like_dsn(text: str) -> bool:
