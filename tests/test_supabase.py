@@ -140,11 +140,11 @@ def _operator(proc: subprocess.Popen[str], emu: Emulator, lines: list[str],
             lines.append(f"operator: the restore failed: {exc!r}\n")
 
 
-def _guided_drill(work: Path, emu: Emulator,
-                  click: Callable[[str, Emulator], None]) -> tuple[int, str, str]:
+def _guided_drill(work: Path, emu: Emulator, click: Callable[[str, Emulator], None],
+                  *extra: str) -> tuple[int, str, str]:
     """`spectral dr drill functional` with an operator at the dashboard."""
     proc = subprocess.Popen([SPECTRAL, "--env", "production", "dr", "drill", "functional",
-                             "--yes", "--wait", "120", "--json"], cwd=work, text=True,
+                             "--yes", "--wait", "120", "--json", *extra], cwd=work, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL,
                             env={**os.environ, "SUPABASE_TEST_TOKEN": TOKEN,
@@ -315,3 +315,23 @@ def test_first_partner_checklist_reads_pitr_from_the_api(
     code, out, err = cli(work, "dr", "checklist", "first-partner", "--partner", "acme", "--json")
     pitr = {i["text"]: i for i in json.loads(out)}["Supabase Pro + PITR active"]
     assert code == 1 and not pitr["done"] and "pitr_enabled false" in pitr["evidence"]
+
+
+def test_guided_drill_keeps_a_copy_it_cannot_reach(
+        project: tuple[Path, Emulator, str, Server]) -> None:
+    """A wrong connection string must not cost the restore: the copy is kept and the message
+    says how to verify it; the rerun with --restored-ref verifies it and deletes it."""
+    work, emu, _dsn, _server = project
+    code, out, err = _guided_drill(work, emu, _pick_time, "--restored-dsn",
+                                   "host=/nonexistent port=5432 user=postgres dbname=postgres")
+    assert code == 3, err + out
+    result = json.loads(out)
+    kept = result["instance"]["project_ref"]
+    assert result["kept"] and kept in emu.projects
+    assert not any(m == "DELETE" for m, _p in emu.calls)
+    rerun = re.search(r"--restored-ref (\S+) --target-time (\S+)", result["error"])
+    assert rerun and rerun.group(1) == kept
+    code, out, err = cli(work, "dr", "drill", "functional", "--restored-ref", kept,
+                         "--target-time", rerun.group(2), "--yes", "--json")
+    assert code == 0, err + out
+    assert json.loads(out)["outcome"] == "pass" and kept not in emu.projects

@@ -22,7 +22,13 @@ from spectral.config.models import EnvironmentConfig
 from spectral.confirm import Confirmer
 from spectral.drills.functional import objectives, verify_against_snapshot
 from spectral.drills.result import DrillResult, DrillType
-from spectral.errors import CouldNotVerify, RefusedError, SpectralError, UsageError
+from spectral.errors import (
+    ConnectError,
+    CouldNotVerify,
+    RefusedError,
+    SpectralError,
+    UsageError,
+)
 from spectral.ledger import EntryKind, Ledger
 from spectral.providers.supabase.provider import SupabaseProvider
 from spectral.verify import snapshots
@@ -55,6 +61,7 @@ class _Throwaway:
     ref: str
     branch_id: str | None = None
     created_at: datetime | None = None
+    keep: bool = False                   # left up on purpose (it could not be verified yet)
 
 
 def run_guided_drill(name: str, env: EnvironmentConfig, sp: SupabaseProvider, state_dir: Path,
@@ -101,7 +108,16 @@ def run_guided_drill(name: str, env: EnvironmentConfig, sp: SupabaseProvider, st
                f"{snapshot['taken_at']}")
         mark = time.monotonic()
         dsn = req.restored_dsn or sp.dsn_for(throwaway.ref)
-        restored = verify_against_snapshot(result, env, dsn, snapshot, req.content)
+        try:
+            restored = verify_against_snapshot(result, env, dsn, snapshot, req.content)
+        except ConnectError as exc:
+            # the copy is fine, the way in is not: keep it, so a rerun can verify it
+            throwaway.keep = True
+            when = (f" --target-time {snapshot['taken_at']}" if not req.branch else "")
+            raise CouldNotVerify(
+                f"cannot connect to project {throwaway.ref}: {exc.message}; it is kept: "
+                f"spectral dr drill functional --restored-ref {throwaway.ref}{when} "
+                f"--restored-dsn <its connection string or a secret reference>") from None
         _rpo(result, snapshot, restored)
         result.timings["verify"] = time.monotonic() - mark
         result.rto_seconds = time.monotonic() - started
@@ -248,9 +264,10 @@ def _finish(sp: SupabaseProvider, ledger: Ledger, result: DrillResult,
     if throwaway is None and result.error:
         report("if a project was already created for this drill, delete it in the dashboard "
                "or verify it with --restored-ref REF")
-    if throwaway is not None and keep:
+    if throwaway is not None and (keep or throwaway.keep):
         result.kept = True
-        report(f"keeping project {throwaway.ref} (--keep): delete it within the billing hour")
+        report(f"keeping project {throwaway.ref}" + (" (--keep)" if keep else "")
+               + ": delete it within the billing hour")
     elif throwaway is not None:
         mark = time.monotonic()
         try:
