@@ -135,4 +135,15 @@ def test_backup_restore_instances_teardown_cli(work_dir: Path) -> None:
     assert json.loads(spectral("dr", "instances", "--json", cwd=work_dir).stdout) == []
     res = spectral("dr", "teardown", "nope", cwd=work_dir)
     assert res.returncode == 2
+    res = spectral("dr", "restore", "--latest", "--in-place", "--yes", cwd=work_dir)
+    assert res.returncode == 0, res.stderr
+    res = spectral("dr", "restore", "--undo", cwd=work_dir)
+    assert res.returncode == 2 and "nothing was changed" in res.stderr     # asks first
+    res = spectral("dr", "restore", "--undo", "--yes", cwd=work_dir)
+    assert res.returncode == 0, res.stderr
+    assert "put back" in res.stdout and "which later restores follow" in res.stdout
+    res = spectral("dr", "restore", "--discard-previous", cwd=work_dir)
+    assert res.returncode == 2 and "nothing was changed" in res.stderr
+    res = spectral("dr", "restore", "--discard-previous", "--yes", cwd=work_dir)
+    assert res.returncode == 0 and "discarded 1 kept-aside" in res.stdout, res.stderr
     assert _processes_under(work_dir) == []

@@ -149,7 +149,8 @@ def restore_cmd(
                                                       "before promotion (spectral dr promote)."),
     in_place: bool = typer.Option(False, "--in-place", help="Replace the environment's "
                                   "database (needs --yes; the old data is kept aside)."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Confirm an in-place restore."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Confirm an in-place restore, an undo "
+                                                        "or a discard."),
     discard_previous: bool = typer.Option(False, "--discard-previous", help="Delete the data "
                                           "directories kept aside by in-place restores."),
     undo: bool = typer.Option(False, "--undo", help="Undo the last in-place restore: put the "
@@ -165,9 +166,34 @@ def restore_cmd(
         return
     p = provider(st)
     if discard_previous or undo:
+        from spectral.cli.state import CliConfirmer
+        from spectral.errors import RefusedError
+
+        previous = [str(d) for d in p.previous()]
+        if discard_previous:
+            question = "Delete these kept-aside data directories for good?"
+            details = previous + [str(d) for d in
+                                  sorted(p.local.paths.cluster_dir.glob("data.undone-*"))]
+        else:
+            question = "Put the kept-aside data directory back in place of the live one?"
+            details = [f"the live database becomes {previous[-1]}; the current one is kept "
+                       f"aside in its turn"] if previous else []
+        if details and not CliConfirmer(yes, st.err).confirm(question, details):
+            raise RefusedError("not confirmed; nothing was changed")
         result = ({"discarded": p.discard_previous()} if discard_previous
                   else p.undo_in_place())
-        st.emit(result, lambda c: c.print(str(result)))
+
+        def said(c: Console) -> None:
+            if discard_previous:
+                c.print(f"discarded {len(result['discarded'])} kept-aside data "
+                        f"director{'y' if len(result['discarded']) == 1 else 'ies'}"
+                        + "".join(f"\n  {d}" for d in result["discarded"]))
+            else:
+                c.print(f"{result['environment']}: put back {result['restored']}; the restore "
+                        f"is kept aside at {result['set_aside']}. The database is now on "
+                        f"timeline {result['timeline']}, which later restores follow.")
+
+        st.emit(result, said)
         return
     target = _target(latest, target_time, target_xid, target_lsn, target_name, exclusive)
     show = not st.json and sys.stderr.isatty()

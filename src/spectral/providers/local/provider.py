@@ -17,6 +17,7 @@ from typing import Any
 from spectral.durable import write_atomic
 from spectral.errors import ClusterError, CouldNotVerify, RefusedError
 from spectral.localenv import LocalEnvironment, server_settings
+from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.conn import connect
 from spectral.pg.osuser import make_owned_dir, server_identity
@@ -32,7 +33,12 @@ from spectral.providers.base import (
 from spectral.providers.local import backup as backup_mod
 from spectral.providers.local import window as window_mod
 from spectral.providers.local.copy import copy_tree
-from spectral.providers.local.recovery import read_outcome, recovery_failure, recovery_settings
+from spectral.providers.local.recovery import (
+    read_outcome,
+    recovery_failure,
+    recovery_settings,
+    restore_command,
+)
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.targets import RestorePlan, plan
 from spectral.providers.local.wal import parse_lsn
@@ -142,8 +148,9 @@ class LocalProvider:
             self._materialize(restore_plan, data, progress)
             cluster = Cluster(self.bins, data, socket_dir_for(home / "run"), free_port(),
                               home / "log" / "postgres.log")
-            conf = {**server_settings(self.bins), **recovery_settings(
-                target, self.repo.archive, self.repo.stream, pause=pause)}
+            conf = {**server_settings(self.bins), **throwaway_settings(self.bins),
+                    **recovery_settings(target, self.repo.archive, self.repo.stream,
+                                        pause=pause)}
             self._prepare_recovery(cluster, conf, target)
             undo.push("instance server", lambda: cluster.stop(timeout=30))
             inst = Instance(inst_id, cluster.conninfo(), cluster.port, str(data),
@@ -364,8 +371,11 @@ class LocalProvider:
         return sorted(self.local.paths.cluster_dir.glob("data.previous-*"))
 
     def discard_previous(self) -> list[str]:
+        """Delete the data directories kept aside: those an in-place restore replaced and
+        those an undo took out."""
         gone = []
-        for path in self.previous():
+        undone = sorted(self.local.paths.cluster_dir.glob("data.undone-*"))
+        for path in self.previous() + undone:
             shutil.rmtree(path)
             gone.append(str(path))
         return gone
@@ -382,11 +392,49 @@ class LocalProvider:
         undone = cluster.data_dir.with_name(f"data.undone-{stamp}")
         cluster.data_dir.rename(undone)
         kept[-1].rename(cluster.data_dir)
-        if was_running:
-            cluster.start()
+        timeline = self._branch_new_timeline(cluster)
+        if not was_running:
+            cluster.stop(timeout=60)
         return {"environment": self.local.name, "restored": str(kept[-1]),
-                "set_aside": str(undone)}
+                "set_aside": str(undone), "timeline": timeline}
 
+    def _branch_new_timeline(self, cluster: Cluster) -> int:
+        """The put-back directory is on the timeline the restore branched from, while the
+        archive already holds the restore's newer timeline: left so, a later restore to the
+        latest point would follow the abandoned restore and miss every write made after the
+        undo. An archive recovery with no target ends at once and promotes, which moves the
+        database to a new timeline (PostgreSQL picks one above every timeline in the archive);
+        later restores follow it."""
+        conf = {**server_settings(self.bins, self.local.paths.archive_dir),
+                "restore_command": restore_command(self.repo.archive, self.repo.stream),
+                "recovery_target_timeline": "current"}
+        self._prepare_recovery(cluster, conf, RecoveryTarget(TargetKind.NAME, "end"))
+        try:
+            cluster.start(timeout=RESTORE_TIMEOUT)
+
+            def promoted() -> bool:
+                with connect(cluster.conninfo()) as conn:
+                    row = conn.execute("select pg_is_in_recovery()").fetchone()
+                return row is not None and not row[0]
+
+            wait_until(promoted, timeout=RESTORE_TIMEOUT, interval=0.05, max_interval=0.5,
+                       what="the put-back database to leave recovery")
+        except (ClusterError, WaitTimeout):
+            raise CouldNotVerify(f"the put-back database did not come up on a new timeline: "
+                                 f"{recovery_failure(_read(cluster.log_file)) or 'see the log'}"
+                                 ) from None
+        cluster.write_conf(server_settings(self.bins, self.local.paths.archive_dir))
+        with connect(cluster.conninfo()) as conn:
+            conn.execute("checkpoint")   # the new timeline's first checkpoint: its id on record
+            row = conn.execute("select timeline_id from pg_control_checkpoint()").fetchone()
+        return int(row[0]) if row else 0
+
+
+def throwaway_settings(bins: PgBinaries) -> dict[str, str]:
+    """A throwaway instance takes no incremental backups: no WAL summarizer (PostgreSQL 17+),
+    which would chase the source's old timelines and hold up the instance's shutdown by ten
+    seconds."""
+    return {"summarize_wal": "off"} if bins.major >= 17 else {}
 
 # Settings a source may carry in postgresql.auto.conf that must not follow it into a restore:
 # a synchronous standby that does not exist would make every commit of the restore wait forever.
