@@ -224,12 +224,15 @@ def test_in_place_restore_can_be_undone(env: LocalProvider) -> None:
                                 confirmed=True)
     assert Path(done["previous"]).is_dir()
     assert sql(env, "select count(*) from ledger") == [(101,)]
+    assert env.backup(incremental=True).parent is not None   # on the restored timeline
     env.undo_in_place()
     assert sql(env, "select to_regclass('ledger')") == [(None,)]   # back to after the drop
-    # the archive holds the undone restore's timeline too; a later restore to the latest point
-    # must follow the live database, not that abandoned timeline
+    # the archive holds the undone restore's timeline (and a backup of it); later backups and
+    # restores to the latest point must follow the live database, not that abandoned timeline
     sql(env, "create table after_undo (id int)")
     sql(env, "insert into after_undo values (1)")
+    on_live = env.backup(incremental=True)
+    assert on_live.parent == env.backups()[0].id          # not the undone timeline's backup
     env.flush_archive()
     inst = env.restore(RecoveryTarget(TargetKind.LATEST))
     assert on(inst, "select to_regclass('ledger')::text, to_regclass('after_undo')::text") \

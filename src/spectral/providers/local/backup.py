@@ -66,6 +66,15 @@ def verify(bins: PgBinaries, backup_dir: Path, incremental: bool) -> tuple[Verif
     return Verification.VERIFIED, "pg_verifybackup: every file and the WAL match the manifest"
 
 
+def server_timeline(conninfo: str) -> int:
+    """The timeline the server writes on now."""
+    from spectral.pg.conn import connect
+
+    with connect(conninfo) as conn:
+        row = conn.execute("select timeline_id from pg_control_checkpoint()").fetchone()
+    return int(row[0]) if row else 1
+
+
 def take_backup(bins: PgBinaries, repo: Repository, conninfo: str, server_version: str, *,
                 incremental: bool = False) -> Backup:
     """Take, verify and record one base backup. The backup is written under a temporary name
@@ -79,9 +88,12 @@ def take_backup(bins: PgBinaries, repo: Repository, conninfo: str, server_versio
             if bins.major < 17:
                 raise UsageError(f"incremental backups need PostgreSQL 17 or newer "
                                  f"(this is {bins.version})")
-            usable = [b for b in backups if b.verification is not Verification.FAILED]
+            from spectral.providers.local.window import usable_backups
+
+            usable = usable_backups(repo, server_timeline(conninfo))
             if not usable:
-                raise UsageError("an incremental backup needs an earlier backup to build on",
+                raise UsageError("an incremental backup needs an earlier backup on this "
+                                 "server's timeline history to build on",
                                  hint="take a full backup first: spectral dr backup")
             parent = usable[-1]
         backup_id = new_backup_id(kind)

@@ -97,6 +97,14 @@ def expected_timeline(lsn: int, timeline: int, history: list[TimelineSwitch]) ->
     return timeline
 
 
+def descends(backup_timeline: int, stop_lsn: int, timeline: int,
+             history: list[TimelineSwitch]) -> bool:
+    """Whether a backup taken on `backup_timeline`, consistent at `stop_lsn`, lies on the
+    ancestry of `timeline`: a backup of a timeline that an undone restore abandoned does not,
+    and recovering from it towards `timeline` fails or follows the wrong history."""
+    return expected_timeline(max(stop_lsn - 1, 0), timeline, history) == backup_timeline
+
+
 def first_gap(segments: list[Segment], start: int, timeline: int,
               history: list[TimelineSwitch]) -> int | None:
     """The first segment number at or after `start` that the chain of `timeline` needs but the

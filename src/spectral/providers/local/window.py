@@ -14,6 +14,7 @@ from spectral.providers.local import walread
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import (
     Segment,
+    descends,
     first_gap,
     format_lsn,
     list_segments,
@@ -43,9 +44,13 @@ def archive_view(repo: Repository) -> ArchiveView:
     return ArchiveView(segments, where, timeline)
 
 
-def usable_backups(repo: Repository) -> list[Backup]:
+def usable_backups(repo: Repository, timeline: int | None = None) -> list[Backup]:
     """Backups a restore may start from: a verified full backup, or an incremental whose chain
-    starts at one."""
+    starts at one; on the ancestry of `timeline` (default: the newest timeline in the archive,
+    the one a restore follows)."""
+    view_timeline = archive_view(repo).timeline if timeline is None else timeline
+    history = read_history(repo.archive, view_timeline)
+    known = view_timeline == 1 or bool(history)   # without the history file, cannot tell
     out = []
     by_id = {b.id: b for b in repo.read()}
     for b in by_id.values():
@@ -61,7 +66,8 @@ def usable_backups(repo: Repository) -> list[Backup]:
             cur = by_id.get(cur.parent or "")
             if cur is None:
                 chain_ok = False
-        if chain_ok:
+        if chain_ok and (not known or descends(b.timeline, parse_lsn(b.stop_lsn),
+                                               view_timeline, history)):
             out.append(b)
     return sorted(out, key=lambda b: parse_lsn(b.stop_lsn))
 
