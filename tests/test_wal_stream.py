@@ -33,6 +33,10 @@ def test_expire_plan_keeps_chains_and_window() -> None:
     plan = plan_expire(backups, keep=1, window_days=2.5, now=now)   # horizon: Jan 3, 12:00
     assert plan.keep == ["b2", "b3", "b4", "b5"] and plan.remove == ["b1"]
     assert plan.oldest_kept_start_lsn == "0/2000000"
+    # b4 and b5 belong to a timeline an undone restore abandoned: --keep 1 keeps b2 (and its
+    # incremental), from which the live timeline can be restored, not b4
+    plan = plan_expire(backups, keep=1, window_days=None, lineage={"b1", "b2", "b3"})
+    assert plan.keep == ["b2", "b3"] and plan.remove == ["b1", "b4", "b5"]
 
 
 def test_synchronous_stream_loses_nothing_through_kill_9(work_dir: Path) -> None:

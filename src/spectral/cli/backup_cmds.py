@@ -342,7 +342,9 @@ def expire_cmd(ctx: typer.Context,
 
     st = state(ctx)
     p = provider(st)
-    plan = ex.plan_expire(p.backups(), keep, window)
+    from spectral.providers.local.window import lineage
+
+    plan = ex.plan_expire(p.backups(), keep, window, lineage=lineage(p.repo))
     plan.wal_remove = ex.wal_to_remove(p.repo, plan.oldest_kept_start_lsn)
     data = {"keep": plan.keep, "remove": plan.remove, "wal_remove": len(plan.wal_remove),
             "dry_run": dry_run}

@@ -20,12 +20,16 @@ class ExpirePlan:
 
 
 def plan_expire(backups: list[Backup], keep: int, window_days: float | None,
-                now: datetime | None = None) -> ExpirePlan:
+                now: datetime | None = None, lineage: set[str] | None = None) -> ExpirePlan:
     """Keep the `keep` newest full backups and every backup needed to reach any point in the
-    last `window_days`; a kept incremental keeps its whole chain (pure; unit-tested)."""
+    last `window_days`; a kept incremental keeps its whole chain (pure; unit-tested).
+    `lineage`: the backups on the ancestry of the timeline restores follow; the others (a
+    timeline an undone restore abandoned) never count as kept, or `--keep 1` could keep only
+    a backup that nothing can be restored from."""
     now = now or datetime.now(UTC)
     usable_full = [b for b in backups if b.kind is BackupKind.FULL
-                   and b.verification is not Verification.FAILED]
+                   and b.verification is not Verification.FAILED
+                   and (lineage is None or b.id in lineage)]
     usable_full.sort(key=lambda b: b.stop_time)
     kept_full = set(b.id for b in usable_full[-keep:]) if keep > 0 else set()
     if window_days is not None:

@@ -44,6 +44,16 @@ def archive_view(repo: Repository) -> ArchiveView:
     return ArchiveView(segments, where, timeline)
 
 
+def lineage(repo: Repository) -> set[str]:
+    """Ids of the backups on the ancestry of the newest timeline in the archive."""
+    view_timeline = archive_view(repo).timeline
+    history = read_history(repo.archive, view_timeline)
+    if view_timeline != 1 and not history:
+        return {b.id for b in repo.read()}
+    return {b.id for b in repo.read()
+            if descends(b.timeline, parse_lsn(b.stop_lsn), view_timeline, history)}
+
+
 def usable_backups(repo: Repository, timeline: int | None = None) -> list[Backup]:
     """Backups a restore may start from: a verified full backup, or an incremental whose chain
     starts at one; on the ancestry of `timeline` (default: the newest timeline in the archive,
