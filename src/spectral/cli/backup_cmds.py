@@ -65,23 +65,28 @@ def backups_cmd(ctx: typer.Context) -> None:
     if env.provider.value == "supabase":
         _supabase_backups(st, env)
         return
+    from spectral.providers.local.window import lineage
+
     p = provider(st)
     backups = p.backups()
     window = p.window()
+    live = lineage(p.repo)
 
     def human(c: Console) -> None:
         table = Table("backup", "kind", "parent", "stop LSN", "stopped at", "size", "check")
         for b in backups:
             table.add_row(b.id, b.kind.value, b.parent or "-", b.stop_lsn,
                           b.stop_time.isoformat(timespec="seconds"), f"{b.size_bytes / 1e6:.1f} MB",
-                          b.verification.value)
+                          b.verification.value + ("" if b.id in live else
+                                                  f"; timeline {b.timeline} abandoned"))
         c.print(table if backups else "no backups yet (spectral dr backup)")
         c.print(f"recoverable window: {window.describe()}")
         for g in window.gaps:
             c.print(f"[bold red]gap[/] in the WAL archive after {g.after_segment}: "
                     f"{g.missing_from} .. {g.missing_to} missing (timeline {g.timeline})")
 
-    st.emit({"backups": [b.to_json() for b in backups], "window": window.to_json()}, human)
+    st.emit({"backups": [{**b.to_json(), "on_live_timeline": b.id in live} for b in backups],
+             "window": window.to_json()}, human)
 
 
 def _supabase_backups(st: AppState, env: Any) -> None:
