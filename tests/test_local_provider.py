@@ -312,3 +312,31 @@ def test_full_disk_fails_cleanly_and_keeps_the_catalog(env: LocalProvider) -> No
         saved.rename(base)
     second = env.backup()
     assert [b.id for b in env.backups()] == [first.id, second.id]
+
+
+def test_after_an_in_place_restore_the_rewound_history_is_not_read(env: LocalProvider) -> None:
+    """After rewinding to just before a DELETE, the archive still holds the old timeline with
+    that DELETE, and the live timeline reuses its transaction ids: find-damage must report only
+    what happened on the live timeline, and --target-xid must mean the live transaction."""
+    from spectral.playbooks.damage import find_damage
+
+    env.backup()
+    with connect(env.local.cluster().conninfo(), autocommit=False) as conn:
+        conn.execute("delete from ledger where id <= 10")
+        bad = conn.execute("select txid_current()").fetchone()[0]  # type: ignore[index]
+        conn.commit()
+    for i in range(1, 6):                    # later transactions on the timeline to be rewound
+        sql(env, f"insert into ledger values ({1000 + i}, 'rewound')")
+    env.restore_in_place(RecoveryTarget(TargetKind.XID, str(bad), exclusive=True),
+                         confirmed=True)
+    assert sql(env, "select count(*) from ledger") == [(100,)]
+    with connect(env.local.cluster().conninfo(), autocommit=False) as conn:
+        conn.execute("delete from ledger where id = 50")
+        again = conn.execute("select txid_current()").fetchone()[0]  # type: ignore[index]
+        conn.commit()
+    assert bad <= again <= bad + 5           # an xid the rewound timeline used too
+    with connect(env.local.cluster().conninfo()) as conn:
+        found = find_damage(env, conn, "public.ledger", ops={"delete"})
+    assert [(d.xid, d.rows) for d in found] == [(again, 1)]
+    inst = env.restore(RecoveryTarget(TargetKind.XID, str(again), exclusive=True))
+    assert on(inst, "select count(*) from ledger") == [(100,)]

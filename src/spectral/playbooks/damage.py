@@ -21,7 +21,7 @@ from spectral.errors import UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.providers.local.provider import LocalProvider
 from spectral.providers.local.wal import Segment, format_lsn, parse_lsn, parse_pg_time
-from spectral.providers.local.window import archive_view
+from spectral.providers.local.window import lineage_segments
 from spectral.runner import run
 
 HEAP_RE = re.compile(r"rmgr: Heap2?\s.*?tx:\s+(?P<xid>\d+), lsn: (?P<lsn>\S+),.*?desc: "
@@ -111,9 +111,9 @@ def _locator(path: str) -> str:
 
 
 def scan_archive(bins: PgBinaries, provider: LocalProvider) -> _Scan:
-    view = archive_view(provider.repo)
+    view, segments = lineage_segments(provider.repo)
     scan = _Scan()
-    for seg in view.segments:
+    for seg in segments:
         scan_segment(bins, view.where[seg], seg, scan)
     return scan
 

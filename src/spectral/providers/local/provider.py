@@ -76,10 +76,10 @@ class LocalProvider:
         from spectral.providers.local import walread
         from spectral.providers.local.wal import segment_of
 
-        view = window_mod.archive_view(self.repo)
+        view, segments = window_mod.lineage_segments(self.repo)
         end = parse_lsn(lsn)
         last = segment_of(max(end - 1, 0))
-        for seg in sorted((s for s in view.segments if last - look_back <= s.segno <= last),
+        for seg in sorted((s for s in segments if last - look_back <= s.segno <= last),
                           reverse=True):
             commits = [c for c in walread.summarize(self.bins, view.where[seg], seg).commits
                        if c.lsn < end and c.committed]
@@ -93,9 +93,9 @@ class LocalProvider:
         from spectral.providers.local import walread
         from spectral.providers.local.wal import format_lsn
 
-        view = window_mod.archive_view(self.repo)
+        view, segments = window_mod.lineage_segments(self.repo)
         out = []
-        for seg in view.segments:
+        for seg in segments:
             for rec in walread.summarize(self.bins, view.where[seg], seg).commits:
                 if start <= rec.time <= end:
                     out.append({"xid": rec.xid, "time": rec.time.isoformat(),
@@ -133,8 +133,7 @@ class LocalProvider:
                 keep: bool = True) -> Instance:
         """Restore into a new instance. `keep=False` marks it as owned by this process (a
         drill): if the process dies, the next run finds it orphaned and removes it."""
-        if target.kind in (TargetKind.LATEST, TargetKind.TIME):
-            self.flush_archive()
+        self.flush_archive()   # the target may be in the segment being written
         window = self.window()
         target = _latest_if_after_last_commit(target, window)
         restore_plan = plan(self.bins, self.repo, target, window, backup_id)
@@ -341,6 +340,7 @@ class LocalProvider:
             raise RefusedError("an in-place restore replaces the environment's database; it "
                                "needs --yes", hint="without --in-place a restore goes into a "
                                                    "new throwaway instance")
+        self.flush_archive()   # the target may be in the segment being written
         window = self.window()
         restore_plan = plan(self.bins, self.repo, target, window)
         cluster = self.local.cluster()

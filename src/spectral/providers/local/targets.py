@@ -12,7 +12,7 @@ from spectral.providers.base import Backup, RecoverableWindow, RecoveryTarget, T
 from spectral.providers.local import walread
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import format_lsn, parse_lsn
-from spectral.providers.local.window import archive_view, usable_backups
+from spectral.providers.local.window import lineage_segments, usable_backups
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,10 @@ def locate(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
                              f"0/3000060") from None
     if target.kind not in (TargetKind.XID, TargetKind.NAME):
         return None
-    view = archive_view(repo)
+    view, segments = lineage_segments(repo)   # xids repeat on an abandoned timeline
     assert window.earliest_lsn is not None
     first = parse_lsn(window.earliest_lsn) // (16 * 1024 * 1024)
-    for seg in [s for s in view.segments if s.segno >= first - 1]:
+    for seg in [s for s in segments if s.segno >= first - 1]:
         summary = walread.summarize(bins, view.where[seg], seg)
         if target.kind is TargetKind.XID:
             for rec in summary.commits:

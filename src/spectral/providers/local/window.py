@@ -15,6 +15,7 @@ from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import (
     Segment,
     descends,
+    expected_timeline,
     first_gap,
     format_lsn,
     list_segments,
@@ -42,6 +43,27 @@ def archive_view(repo: Repository) -> ArchiveView:
         repo.archive.is_dir() else []
     timeline = max([s.timeline for s in segments] + histories + [1])
     return ArchiveView(segments, where, timeline)
+
+
+def lineage_segments(repo: Repository) -> tuple[ArchiveView, list[Segment]]:
+    """One segment per segment number, from the timeline on which the newest timeline's
+    ancestry holds it: the WAL a restore to the latest point replays. Segments of abandoned
+    timelines (the history an in-place restore rewound, an undone restore's) are left out, so
+    their transactions are not reported as if they had happened."""
+    view = archive_view(repo)
+    history = read_history(repo.archive, view.timeline)
+    if view.timeline != 1 and not history:      # cannot tell: everything, as before
+        return view, view.segments
+    by_no: dict[int, list[Segment]] = {}
+    for seg in view.segments:
+        by_no.setdefault(seg.segno, []).append(seg)
+    out = []
+    for segs in (by_no[n] for n in sorted(by_no)):
+        want = expected_timeline(segs[0].end_lsn() - 1, view.timeline, history)
+        pick = sorted((x for x in segs if x.timeline == want), key=lambda x: x.partial)
+        if pick:
+            out.append(pick[0])
+    return view, out
 
 
 def lineage(repo: Repository) -> set[str]:
