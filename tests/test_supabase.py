@@ -335,3 +335,12 @@ def test_guided_drill_keeps_a_copy_it_cannot_reach(
                          "--target-time", rerun.group(2), "--yes", "--json")
     assert code == 0, err + out
     assert json.loads(out)["outcome"] == "pass" and kept not in emu.projects
+
+
+def test_local_only_commands_name_the_supabase_way(
+        project: tuple[Path, Emulator, str, Server]) -> None:
+    work, _emu, _dsn, _server = project
+    for args in (("dr", "backup"), ("dr", "wal", "status"), ("dr", "find-damage", "--table",
+                                                               "core.notes")):
+        code, _out, err = cli(work, *args)
+        assert code == 2 and "is on Supabase" in err and "dr drill functional" in err, err

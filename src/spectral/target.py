@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from spectral.config.models import EnvironmentConfig, SpectralConfig
+from spectral.config.models import EnvironmentConfig, ProviderKind, SpectralConfig
 from spectral.config.secrets import is_secret_ref, resolve_secret
 from spectral.errors import UsageError
 from spectral.localenv import LocalEnvironment
@@ -26,6 +26,11 @@ class Target:
 
 def local_environment(cfg: SpectralConfig, env_name: str | None) -> LocalEnvironment:
     name, env = cfg.environment(env_name)
+    if env.provider is ProviderKind.SUPABASE:
+        raise UsageError(f"environment {name!r} is on Supabase, which keeps its own backups "
+                         f"and WAL: this command is for environments spectral runs",
+                         hint="on Supabase: spectral dr backups, dr drill functional (guided), "
+                              "dr playbook run, dr activate-pitr")
     if not env.managed_cluster:
         raise UsageError(f"environment {name!r} is not a local environment run by spectral "
                          f"(provider {env.provider.value}{', with a dsn' if env.dsn else ''})")
