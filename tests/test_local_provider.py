@@ -273,6 +273,13 @@ def test_postgres_15_backup_and_restore(work_dir: Path, pg15: PgBinaries) -> Non
             provider.backup(incremental=True)
         inst = provider.restore(RecoveryTarget(TargetKind.LATEST))
         assert on(inst, "select x from t") == [(15,)]
+        # the undo lifecycle on 15 too: rewind, undo, write, and --latest follows the live one
+        provider.restore_in_place(RecoveryTarget(TargetKind.LSN, b.stop_lsn), confirmed=True)
+        assert provider.undo_in_place()["timeline"] == 3
+        with connect(local.cluster().conninfo()) as conn:
+            conn.execute("insert into t values (16)")
+        inst = provider.restore(RecoveryTarget(TargetKind.LATEST))
+        assert on(inst, "select x from t order by x") == [(15,), (16,)]
     finally:
         for inst in provider.instances():
             provider.teardown(inst.id)
