@@ -166,6 +166,11 @@ def main() -> None:
             if copy is not None:
                 copy.stop()
             src.stop()
+    report(out, password)
+
+
+def report(out: dict, password: str) -> None:
+    """Add the same-run ratios and print the run, the password masked."""
     out["ratio_fingerprint_vs_floor"] = round(out["fingerprint_content_s"] / out["floor_s"], 2)
     if "reladiff" in out:
         out["ratio_reladiff_vs_spectral_compare_live"] = round(

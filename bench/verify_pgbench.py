@@ -11,7 +11,6 @@ after `-i` and has none).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import sys
@@ -22,7 +21,7 @@ from spectral.pg.binaries import find_binaries
 from spectral.runner import run
 from spectral.verify import content
 from spectral.verify.fingerprint import Options, save, take
-from verify import cli_rss, run_reladiff, scan_with, timed
+from verify import cli_rss, report, run_reladiff, scan_with, timed
 
 TABLES = [("public.pgbench_accounts", ["aid"]), ("public.pgbench_branches", ["bid"]),
           ("public.pgbench_tellers", ["tid"])]
@@ -75,12 +74,7 @@ def main() -> None:
             if copy is not None:
                 copy.stop()
             src.stop()
-    out["ratio_fingerprint_vs_floor"] = round(out["fingerprint_content_s"] / out["floor_s"], 2)
-    out["ratio_reladiff_vs_spectral_compare_live"] = round(
-        out["reladiff"]["seconds"] / out["spectral_compare_copy"]["seconds"], 1)
-    out["ratio_reladiff_vs_spectral_compare_snapshot"] = round(
-        out["reladiff"]["seconds"] / out["spectral_compare_snapshot_vs_copy"]["seconds"], 1)
-    print(json.dumps(out, indent=2).replace(password, "********"))
+    report(out, password)
 
 
 if __name__ == "__main__":
