@@ -114,3 +114,31 @@ def test_expire_removes_old_backups_and_wal_but_restores_still_work(work_dir: Pa
         spectral("dr", "teardown", "--all", cwd=work_dir)
         spectral("local", "down", cwd=work_dir)
     assert _processes_under(work_dir) == []
+
+
+def test_stream_resumes_after_an_in_place_restore(work_dir: Path) -> None:
+    """An in-place restore replaces the data directory and the stream's replication slot with
+    it: the supervisor creates the slot again and streams from the restored database."""
+    assert spectral("demo", cwd=work_dir).returncode == 0
+    assert spectral("local", "up", cwd=work_dir).returncode == 0
+    info = json.loads(spectral("local", "status", "--json", cwd=work_dir).stdout)
+    stream = subprocess.Popen([SPECTRAL, "dr", "wal", "stream", "--seconds", "90"],
+                              cwd=work_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+
+    def streaming() -> bool:
+        with connect(info["dsn"]) as conn:
+            return conn.execute("select 1 from pg_stat_replication where application_name "
+                                "= 'spectral_stream'").fetchone() is not None
+
+    try:
+        wait_until(streaming, timeout=30, what="the stream")
+        res = spectral("dr", "restore", "--latest", "--in-place", "--yes", cwd=work_dir)
+        assert res.returncode == 0, res.stderr
+        wait_until(streaming, timeout=60, max_interval=1.0, what="the stream to resume")
+    finally:
+        stream.send_signal(signal.SIGINT)
+        stream.communicate(timeout=60)
+        spectral("dr", "restore", "--discard-previous", "--yes", cwd=work_dir)
+        spectral("local", "down", cwd=work_dir)
+    assert _processes_under(work_dir) == []

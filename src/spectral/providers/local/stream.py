@@ -107,6 +107,10 @@ def supervise(bins: PgBinaries, cluster: Cluster, stream_dir: Path, *, synchrono
         if synchronous:
             set_synchronous(cluster, True)
         while not should_stop():
+            if status.restarts:
+                # an in-place restore replaced the data directory, and its slot with it
+                run(create_slot_argv(bins, cluster.conninfo()), timeout=60, run_as=ident,
+                    check=False)
             with open(log_path, "ab") as log:
                 proc = spawn(receivewal_argv(bins, cluster.conninfo(), stream_dir,
                                              synchronous=synchronous),
