@@ -66,23 +66,21 @@ def lineage_segments(repo: Repository) -> tuple[ArchiveView, list[Segment]]:
     return view, out
 
 
-def lineage(repo: Repository) -> set[str]:
-    """Ids of the backups on the ancestry of the newest timeline in the archive."""
-    view_timeline = archive_view(repo).timeline
-    history = read_history(repo.archive, view_timeline)
-    if view_timeline != 1 and not history:
+def lineage(repo: Repository, timeline: int | None = None) -> set[str]:
+    """Ids of the backups on the ancestry of `timeline` (default: the newest timeline in the
+    archive, the one a restore follows); all of them when its history file is missing."""
+    timeline = archive_view(repo).timeline if timeline is None else timeline
+    history = read_history(repo.archive, timeline)
+    if timeline != 1 and not history:            # cannot tell
         return {b.id for b in repo.read()}
     return {b.id for b in repo.read()
-            if descends(b.timeline, parse_lsn(b.stop_lsn), view_timeline, history)}
+            if descends(b.timeline, parse_lsn(b.stop_lsn), timeline, history)}
 
 
 def usable_backups(repo: Repository, timeline: int | None = None) -> list[Backup]:
     """Backups a restore may start from: a verified full backup, or an incremental whose chain
-    starts at one; on the ancestry of `timeline` (default: the newest timeline in the archive,
-    the one a restore follows)."""
-    view_timeline = archive_view(repo).timeline if timeline is None else timeline
-    history = read_history(repo.archive, view_timeline)
-    known = view_timeline == 1 or bool(history)   # without the history file, cannot tell
+    starts at one; on the lineage of `timeline` (see `lineage`)."""
+    on_lineage = lineage(repo, timeline)
     out = []
     by_id = {b.id: b for b in repo.read()}
     for b in by_id.values():
@@ -98,8 +96,7 @@ def usable_backups(repo: Repository, timeline: int | None = None) -> list[Backup
             cur = by_id.get(cur.parent or "")
             if cur is None:
                 chain_ok = False
-        if chain_ok and (not known or descends(b.timeline, parse_lsn(b.stop_lsn),
-                                               view_timeline, history)):
+        if chain_ok and b.id in on_lineage:
             out.append(b)
     return sorted(out, key=lambda b: parse_lsn(b.stop_lsn))
 
