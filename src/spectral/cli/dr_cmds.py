@@ -136,7 +136,6 @@ def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
                  workers: int | None = WORKERS) -> None:
     """Fingerprint the environment and keep it in its evidence store with its time and LSN, for
     drills that restore to that point later."""
-    from spectral.ledger import EntryKind, Ledger
     from spectral.target import open_target
     from spectral.verify import snapshots
     from spectral.verify.fingerprint import Options, take
@@ -145,11 +144,7 @@ def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
     with open_target(st.config, st.env) as target:
         doc = take(target.conninfo, Options(tuple(target.env.schemas), content=content,
                                             workers=workers))
-        path = snapshots.store(st.config.state_dir(target.name), doc)
-        Ledger(st.config.state_dir(target.name) / "evidence").append(
-            EntryKind.SNAPSHOT, target.name,
-            {"path": str(path), "taken_at": doc["taken_at"], "lsn": doc["source"]["lsn"],
-             "schemas": {k: v["checksum"] for k, v in doc["schemas"].items()}})
+        path = snapshots.record(st.config.state_dir(target.name), target.name, doc)
     st.emit({"environment": target.name, "path": str(path), "taken_at": doc["taken_at"],
              "lsn": doc["source"]["lsn"]},
             lambda c: c.print(f"{target.name}: snapshot at {doc['taken_at']} "

@@ -56,7 +56,7 @@ def run_drill(name: str, env: EnvironmentConfig, local: LocalEnvironment, req: D
         for orphan in provider.orphans():   # left by a drill that was killed
             report(f"removing orphaned instance {orphan} left by an earlier run")
             provider.teardown(orphan)
-        snapshot = _snapshot_for(provider, local, ledger, name, env, req, report)
+        snapshot = _snapshot_for(provider, local, name, env, req, report)
         result.snapshot_taken_at = snapshot["taken_at"]
         if req.target_time is not None:   # restore to that time; compare with the snapshot
             target = RecoveryTarget(TargetKind.TIME, req.target_time)   # taken at or before it
@@ -103,7 +103,7 @@ def _finish(provider: LocalProvider, ledger: Ledger, result: DrillResult, inst: 
     ledger.append(EntryKind.DRILL, result.environment, result.to_json())
 
 
-def _snapshot_for(provider: LocalProvider, local: LocalEnvironment, ledger: Ledger, name: str,
+def _snapshot_for(provider: LocalProvider, local: LocalEnvironment, name: str,
                   env: EnvironmentConfig, req: DrillRequest, report: Report) -> dict[str, Any]:
     state_dir = local.paths.state_dir
     if req.target_time is not None:
@@ -125,12 +125,8 @@ def _snapshot_for(provider: LocalProvider, local: LocalEnvironment, ledger: Ledg
     report("taking a snapshot of the source to compare the restore with")
     with local.session() as cluster:
         doc = take(cluster.conninfo(), Options(tuple(env.schemas), content=req.content))
-        path = snapshots.store(state_dir, doc)
         provider.flush_archive()
-    ledger.append(EntryKind.SNAPSHOT, name, {"path": str(path), "taken_at": doc["taken_at"],
-                                             "lsn": doc["source"]["lsn"],
-                                             "schemas": {k: v["checksum"] for k, v in
-                                                         doc["schemas"].items()}})
+    snapshots.record(state_dir, name, doc)
     return doc
 
 

@@ -81,7 +81,7 @@ def run_guided_drill(name: str, env: EnvironmentConfig, sp: SupabaseProvider, st
         _backups, _window, flags = sp.backups()
 
         def fresh() -> dict[str, Any]:
-            return _fresh_snapshot(sp, state_dir, ledger, name, env, req.content, report)
+            return _fresh_snapshot(sp, state_dir, name, env, req.content, report)
 
         if req.branch:
             report(f"note: {BRANCH_NOTE}")
@@ -135,15 +135,11 @@ def run_guided_drill(name: str, env: EnvironmentConfig, sp: SupabaseProvider, st
     return result
 
 
-def _fresh_snapshot(sp: SupabaseProvider, state_dir: Path, ledger: Ledger, name: str,
-                    env: EnvironmentConfig, content: bool, report: Report) -> dict[str, Any]:
+def _fresh_snapshot(sp: SupabaseProvider, state_dir: Path, name: str, env: EnvironmentConfig,
+                    content: bool, report: Report) -> dict[str, Any]:
     report(f"taking a snapshot of project {sp.ref} to compare the restore with")
     doc = take(sp.dsn, Options(tuple(env.schemas), content=content))
-    path = snapshots.store(state_dir, doc)
-    ledger.append(EntryKind.SNAPSHOT, name, {"path": str(path), "taken_at": doc["taken_at"],
-                                             "lsn": doc["source"]["lsn"],
-                                             "schemas": {k: v["checksum"] for k, v in
-                                                         doc["schemas"].items()}})
+    snapshots.record(state_dir, name, doc)
     return doc
 
 

@@ -30,6 +30,18 @@ def store(state_dir: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
+def record(state_dir: Path, environment: str, doc: dict[str, Any]) -> Path:
+    """Store a snapshot and enter it in the environment's ledger (time, LSN, schema checksums),
+    so drills, cadence and the runbook can find it."""
+    from spectral.ledger import EntryKind, Ledger
+
+    path = store(state_dir, doc)
+    Ledger(state_dir / "evidence").append(EntryKind.SNAPSHOT, environment, {
+        "path": str(path), "taken_at": doc["taken_at"], "lsn": doc["source"]["lsn"],
+        "schemas": {k: v["checksum"] for k, v in doc["schemas"].items()}})
+    return path
+
+
 def listing(state_dir: Path) -> list[SnapshotRef]:
     refs = []
     for path in sorted(folder(state_dir).glob("*.json")):
