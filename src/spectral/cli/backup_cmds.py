@@ -108,18 +108,9 @@ def _supabase_backups(st: AppState, env: Any) -> None:
 
 def _target(latest: bool, time: str | None, xid: str | None, lsn: str | None,
             name: str | None, exclusive: bool) -> RecoveryTarget:
-    from spectral.providers.base import RecoveryTarget, TargetKind
+    from spectral.recovery_target import from_flags
 
-    given = [(k, v) for k, v in ((TargetKind.LATEST, latest or None), (TargetKind.TIME, time),
-                                 (TargetKind.XID, xid), (TargetKind.LSN, lsn),
-                                 (TargetKind.NAME, name)) if v]
-    if len(given) != 1:
-        raise UsageError("give exactly one of --latest, --target-time, --target-xid, "
-                         "--target-lsn, --target-name")
-    kind, value = given[0]
-    if exclusive and kind not in (TargetKind.XID, TargetKind.TIME, TargetKind.LSN):
-        raise UsageError("--exclusive goes with --target-xid, --target-time or --target-lsn")
-    return RecoveryTarget(kind, None if kind is TargetKind.LATEST else str(value), exclusive)
+    return from_flags(latest, time, xid, lsn, name, exclusive)
 
 
 @contextmanager

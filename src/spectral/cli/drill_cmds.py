@@ -106,8 +106,8 @@ def drill(st: AppState, req: DrillRequest, sb: SupabaseFlags | None = None) -> D
 def _guided(st: AppState, req: DrillRequest, sb: SupabaseFlags) -> DrillResult:
     from spectral.config.secrets import is_secret_ref, resolve_secret
     from spectral.drills.guided import GuidedRequest, run_guided_drill
-    from spectral.providers.local.targets import parse_time
     from spectral.providers.supabase.open import supabase_provider
+    from spectral.recovery_target import parse_time
     from spectral.redact import register_secret
 
     name, env = st.config.environment(st.env)
@@ -212,12 +212,25 @@ def log_cmd(ctx: typer.Context,
 def _when(text: str | None, flag: str) -> datetime | None:
     if text is None:
         return None
-    from spectral.providers.local.targets import parse_time
+    from spectral.recovery_target import parse_time
 
     try:
         return parse_time(text)
     except UsageError:
         raise UsageError(f"{flag} {text!r}: expected an ISO date or time") from None
+
+
+@log_app.command("repair")
+def log_repair_cmd(ctx: typer.Context,
+                   yes: bool = typer.Option(False, "--yes", "-y", help="Remove without asking.")
+                   ) -> None:
+    """Remove a torn last line of the ledger (a write cut short), after confirmation, and record
+    the repair as an entry. An edited, removed or reordered entry is never repaired."""
+    st = state(ctx)
+    name, ledger = _ledger(st)
+    entry = ledger.repair(CliConfirmer(yes, st.err), name)
+    st.emit(entry.to_json(), lambda c: c.print(f"{name}: {entry.data['summary']}; recorded as "
+                                               f"entry {entry.seq}"))
 
 
 @log_app.command("verify")

@@ -24,7 +24,7 @@ def blast_radius_cmd(ctx: typer.Context,
     from spectral.pg.conn import connect
     from spectral.playbooks.blast import blast_radius
     from spectral.providers.local.provider import LocalProvider
-    from spectral.providers.local.targets import parse_time
+    from spectral.recovery_target import parse_time
     from spectral.target import local_environment, open_target
 
     st = state(ctx)
@@ -90,7 +90,7 @@ def find_damage_cmd(ctx: typer.Context,
     from spectral.pg.conn import connect
     from spectral.playbooks.damage import find_damage
     from spectral.providers.local.provider import LocalProvider
-    from spectral.providers.local.targets import parse_time
+    from spectral.recovery_target import parse_time
     from spectral.target import local_environment
 
     st = state(ctx)

@@ -59,6 +59,12 @@ def _fail(message: str, code: int, hint: str | None = None) -> int:
     return code
 
 
+def _traceback() -> None:
+    import traceback
+
+    sys.stderr.write(redact(traceback.format_exc()))
+
+
 def run_cli(argv: list[str]) -> int:
     from spectral.cli.app import app
 
@@ -70,8 +76,8 @@ def run_cli(argv: list[str]) -> int:
         # KeyboardInterrupt into 130 (after the command's own cleanup has run).
         code = app(args=argv, prog_name="spectral", standalone_mode=False)
     except SpectralError as exc:
-        if debug:
-            raise
+        if debug:   # the traceback, and still the documented exit code
+            _traceback()
         return _fail(exc.message, int(exc.exit_code), exc.hint)
     except KeyboardInterrupt:
         return _fail("interrupted; everything this command started was stopped", 130)
@@ -85,7 +91,7 @@ def run_cli(argv: list[str]) -> int:
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             return _fail(exc.format_message(), ExitCode.USAGE)
         if debug:
-            raise
+            _traceback()
         return _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
                      f"traceback)", ExitCode.COULD_NOT_VERIFY)
     if code == 130:

@@ -17,7 +17,7 @@ from typing import Any
 from spectral.config.models import EnvironmentConfig
 from spectral.drills.contract import check_core_contract
 from spectral.drills.result import Check, DrillOutcome, DrillResult, DrillType
-from spectral.errors import SpectralError
+from spectral.errors import SpectralError, UsageError
 from spectral.ledger import EntryKind, Ledger
 from spectral.localenv import LocalEnvironment
 from spectral.pg.conn import connect
@@ -47,7 +47,9 @@ def run_drill(name: str, env: EnvironmentConfig, local: LocalEnvironment, req: D
               progress: RestoreProgress | None = None) -> DrillResult:
     """Run one drill end to end and record it in the ledger, whatever happens."""
     provider = LocalProvider(local)
+    validate_request(provider, req)   # a usage error is not a drill: nothing runs or is recorded
     ledger = Ledger(local.paths.state_dir / "evidence")
+    ledger.check_appendable()          # a drill that could not be recorded is not run
     result = DrillResult(req.drill_type, name, datetime.now(UTC).isoformat(timespec="seconds"),
                          rto_target=env.rto_seconds, rpo_target=env.rpo_seconds)
     started = time.monotonic()
@@ -89,6 +91,18 @@ def run_drill(name: str, env: EnvironmentConfig, local: LocalEnvironment, req: D
     return result
 
 
+def validate_request(provider: LocalProvider, req: DrillRequest) -> None:
+    from spectral.recovery_target import parse_time
+
+    if req.target_time is not None:
+        parse_time(req.target_time)
+    if req.backup_id is not None:
+        known = [b.id for b in provider.backups()]
+        if req.backup_id not in known:
+            raise UsageError(f"--backup {req.backup_id!r}: no such backup (known: "
+                             f"{', '.join(known) or 'none'}; spectral dr backups)")
+
+
 def _finish(provider: LocalProvider, ledger: Ledger, result: DrillResult, inst: Instance | None,
             req: DrillRequest, report: Report) -> None:
     if inst is not None:
@@ -107,7 +121,7 @@ def _snapshot_for(provider: LocalProvider, local: LocalEnvironment, name: str,
                   env: EnvironmentConfig, req: DrillRequest, report: Report) -> dict[str, Any]:
     state_dir = local.paths.state_dir
     if req.target_time is not None:
-        from spectral.providers.local.targets import parse_time
+        from spectral.recovery_target import parse_time
 
         when = parse_time(req.target_time)
         found = snapshots.at_or_before(state_dir, when)

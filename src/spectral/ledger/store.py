@@ -12,13 +12,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from spectral.confirm import Confirmer
 from spectral.durable import append_durable, file_lock, write_atomic
+from spectral.errors import CouldNotVerify, RefusedError
 from spectral.redact import redact_obj
 
 FORMAT_VERSION = 1
@@ -33,6 +36,7 @@ class EntryKind(StrEnum):
     SNAPSHOT = "snapshot"
     BACKUP = "backup"
     RESTORE = "restore"
+    REPAIR = "repair"
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,37 @@ def _body(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k != "hash"}
 
 
+def _parse_entry(line: str) -> dict[str, Any] | str:
+    """One ledger line as a dict with the fields every entry has, or what is wrong with it."""
+    try:
+        d = json.loads(line)
+    except ValueError:
+        return "not valid JSON (a torn write, or edited)"
+    if not isinstance(d, dict):
+        return f"not a ledger entry (a JSON {type(d).__name__})"
+    missing = [k for k in ("seq", "at", "kind", "environment", "data", "prev", "hash")
+               if k not in d]
+    if missing:
+        return f"not a ledger entry (no {', '.join(missing)})"
+    if not isinstance(d["seq"], int) or isinstance(d["seq"], bool):
+        return f"its seq {d['seq']!r} is not a whole number"
+    try:
+        datetime.fromisoformat(str(d["at"]))
+        EntryKind(d["kind"])
+    except ValueError:
+        return "its time or kind is not valid"
+    return d
+
+
+def _entry(d: dict[str, Any]) -> Entry:
+    return Entry(int(d["seq"]), datetime.fromisoformat(d["at"]), EntryKind(d["kind"]),
+                 str(d["environment"]), d["data"], str(d["prev"]), str(d["hash"]))
+
+
+class LedgerDamaged(CouldNotVerify):
+    """The ledger cannot take an entry until a person looks at it."""
+
+
 class Ledger:
     def __init__(self, evidence_dir: Path) -> None:
         self.dir = evidence_dir
@@ -75,18 +110,29 @@ class Ledger:
     def _lock(self) -> contextlib.AbstractContextManager[None]:
         return file_lock(self.dir / "ledger.lock")
 
-    def _last(self) -> tuple[int, str]:
+    def _lines(self) -> list[str]:
         if not self.path.exists():
+            return []
+        return self.path.read_bytes().decode("utf-8", errors="replace").split("\n")
+
+    def _last(self) -> tuple[int, str]:
+        """The newest entry's sequence number and hash; refuses a damaged last line (an append
+        after it would chain onto nothing)."""
+        lines = self._lines()
+        numbered = [(n, ln) for n, ln in enumerate(lines, start=1) if ln.strip()]
+        if not numbered:
             return 0, GENESIS
-        last = None
-        with open(self.path, "rb") as f:
-            for line in f:
-                if line.strip():
-                    last = line
-        if last is None:
-            return 0, GENESIS
-        d = json.loads(last)
+        number, last = numbered[-1]
+        d = _parse_entry(last)
+        if isinstance(d, str):
+            raise LedgerDamaged(
+                f"ledger {self.path} line {number} is {d}; no entry is added after it",
+                hint="spectral dr log repair removes a torn last line (it asks first)")
         return int(d["seq"]), str(d["hash"])
+
+    def check_appendable(self) -> None:
+        """Raise before work starts whose result could not be recorded."""
+        self._last()
 
     def append(self, kind: EntryKind, environment: str, data: dict[str, Any],
                at: datetime | None = None) -> Entry:
@@ -105,54 +151,111 @@ class Ledger:
                      body["data"], prev, digest)
 
     def entries(self) -> list[Entry]:
+        """Every readable entry, in order. A damaged line is left out here and reported by
+        `verify` (readers such as `dr log` and `dr status` keep working)."""
         out: list[Entry] = []
-        if not self.path.exists():
-            return out
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            d = json.loads(line)
-            out.append(Entry(int(d["seq"]), datetime.fromisoformat(d["at"]),
-                             EntryKind(d["kind"]), d["environment"], d["data"], d["prev"],
-                             d["hash"]))
+        for line in self._lines():
+            if line.strip() and not isinstance(d := _parse_entry(line), str):
+                out.append(_entry(d))
         return out
 
     def verify(self) -> list[LedgerProblem]:
         """Every way the file can differ from what was appended: an edited entry (its hash),
         a removed or reordered one (the chain and the sequence), removed newest entries (the
-        head), a line that is not JSON."""
+        head), a line that is not an entry."""
         problems: list[LedgerProblem] = []
         prev, seq = GENESIS, 0
-        lines = self.path.read_text(encoding="utf-8").splitlines() if self.path.exists() else []
+        lines = self._lines()
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            try:
-                d = json.loads(line)
-            except ValueError:
-                problems.append(LedgerProblem(number, "not valid JSON (damaged or edited)"))
+            d = _parse_entry(line)
+            if isinstance(d, str):
+                last = not any(rest.strip() for rest in lines[number:])
+                problems.append(LedgerProblem(number, d + ("; it is the last line (a write cut "
+                                                           "short?): spectral dr log repair"
+                                                           if last else "")))
                 continue
             if _digest(_body(d)) != d.get("hash"):
-                problems.append(LedgerProblem(number, f"entry {d.get('seq')} was edited: its "
+                problems.append(LedgerProblem(number, f"entry {d['seq']} was edited: its "
                                                       f"content does not match its hash"))
             if d.get("prev") != prev:
-                problems.append(LedgerProblem(number, f"entry {d.get('seq')} does not follow the "
+                problems.append(LedgerProblem(number, f"entry {d['seq']} does not follow the "
                                                       f"entry before it (one was removed, "
                                                       f"inserted or reordered)"))
-            if d.get("seq") != seq + 1:
+            if d["seq"] != seq + 1:
                 problems.append(LedgerProblem(number, f"sequence jumps from {seq} to "
-                                                      f"{d.get('seq')}"))
-            prev, seq = str(d.get("hash")), int(d.get("seq", seq + 1))
-        if self.head.exists():
-            head = json.loads(self.head.read_text())
-            if head.get("seq") != seq or head.get("hash") != prev:
-                problems.append(LedgerProblem(len(lines), f"the ledger ends at entry {seq}, but "
-                                                          f"its head records entry "
-                                                          f"{head.get('seq')}: entries were "
-                                                          f"removed from the end"))
-        elif seq:
-            problems.append(LedgerProblem(0, "the head file is missing"))
+                                                      f"{d['seq']}"))
+            prev, seq = str(d["hash"]), int(d["seq"])
+        problems += self._check_head(seq, prev, len(lines))
         return problems
 
+    def _check_head(self, seq: int, prev: str, nlines: int) -> list[LedgerProblem]:
+        if not self.head.exists():
+            return [LedgerProblem(0, "the head file is missing")] if seq else []
+        try:
+            head = json.loads(self.head.read_text())
+            head_seq, head_hash = head["seq"], head["hash"]
+        except (OSError, ValueError, TypeError, KeyError):
+            return [LedgerProblem(0, f"the head file {self.head} is damaged")]
+        if head_seq != seq or head_hash != prev:
+            return [LedgerProblem(nlines, f"the ledger ends at entry {seq}, but its head "
+                                          f"records entry {head_seq}: entries were removed "
+                                          f"from the end")]
+        return []
+
+    def torn_tail(self) -> tuple[int, int] | None:
+        """The last line when it is not an entry (a write cut short): (line number, byte offset
+        where it starts). None when the last line is a whole entry."""
+        whole = self.path.read_bytes() if self.path.exists() else b""
+        body = whole.rstrip(b"\n")
+        if not body:
+            return None
+        start = body.rfind(b"\n") + 1
+        if not isinstance(_parse_entry(body[start:].decode("utf-8", errors="replace")), str):
+            return None
+        return body[:start].count(b"\n") + 1, start
+
+    def repair(self, confirmer: Confirmer, environment: str) -> Entry:
+        """Remove a torn last line, and only that: everything before it must verify. The removal
+        is itself recorded (line number, length and SHA-256 of what was removed)."""
+        with self._lock():
+            torn = self.torn_tail()
+            if torn is None:
+                raise RefusedError("the ledger has no torn last line to remove; an edited, "
+                                   "removed or reordered entry is never repaired",
+                                   hint="spectral dr log verify")
+            number, start = torn
+            whole = self.path.read_bytes()
+            raw, keep = whole[start:], whole[:start]
+            before = self._problems_of(keep)
+            if before:
+                raise RefusedError(f"the ledger has other problems ({before[0]}); only a torn "
+                                   f"last line is repaired", hint="spectral dr log verify")
+            if not confirmer.confirm("Remove the torn last line of the ledger?",
+                                     [f"{self.path} line {number}: {len(raw)} bytes, "
+                                      f"not an entry: {raw[:60]!r}"]):
+                raise RefusedError("not confirmed; the ledger was not changed")
+            with open(self.path, "r+b") as f:
+                f.truncate(len(keep))
+                f.flush()
+                os.fsync(f.fileno())
+        return self.append(EntryKind.REPAIR, environment,
+                           {"summary": f"removed torn line {number} ({len(raw)} bytes)",
+                            "line": number, "bytes": len(raw),
+                            "sha256": hashlib.sha256(raw).hexdigest()})
+
+    def _problems_of(self, data: bytes) -> list[str]:
+        probe = Ledger(self.dir)
+        probe.path = self.dir / ".ledger.repair-check"
+        try:
+            probe.path.write_bytes(data)
+            return [f"line {p.line}: {p.problem}" for p in probe.verify()]
+        finally:
+            probe.path.unlink(missing_ok=True)
+
     def head_hash(self) -> str:
-        return self._last()[1]
+        try:
+            return self._last()[1]
+        except LedgerDamaged:
+            return "damaged"

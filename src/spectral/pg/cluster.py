@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from spectral.durable import write_atomic
 from spectral.errors import ClusterError, ConnectError
 from spectral.pg import conn
 from spectral.pg.binaries import PgBinaries
@@ -137,15 +138,29 @@ class Cluster:
             main.write_text(text.rstrip("\n") + f"\n\n{include}\n")
 
     # ---- state ----------------------------------------------------------------------------
+    @property
+    def spawned_file(self) -> Path:
+        """The pid of the last server process this tool started for the data directory."""
+        return self.data_dir.parent / f".{self.data_dir.name}.spawned-pid"
+
     def pid(self) -> int | None:
-        """The postmaster's pid, only if that process is alive and serves this data directory."""
-        try:
-            first = (self.data_dir / "postmaster.pid").read_text().splitlines()[0]
-            pid = int(first.strip())
-        except (OSError, ValueError, IndexError):
-            return None
+        """The postmaster's pid, only if that process is alive and serves this data directory:
+        from postmaster.pid, else from the pid recorded when the tool spawned it (a server
+        killed mid-start has not written postmaster.pid yet)."""
+        for record in (self.data_dir / "postmaster.pid", self.spawned_file):
+            try:
+                pid = int(record.read_text().splitlines()[0].strip())
+            except (OSError, ValueError, IndexError):
+                continue
+            if pid > 0 and self._serves(pid):
+                return pid
+        return None
+
+    def _serves(self, pid: int) -> bool:
+        """Checked in /proc before any signal: the pid is a postgres serving this data dir."""
         cmdline = live_cmdline(pid).split(b"\0")
-        return pid if str(self.data_dir).encode() in cmdline else None
+        return bool(cmdline) and cmdline[0].endswith(b"postgres") and \
+            str(self.data_dir).encode() in cmdline
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -174,6 +189,9 @@ class Cluster:
                 postgres_argv(self.bins, self.data_dir, self.port, self.socket_dir, self.settings),
                 run_as=ident, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 env=child_env(None, ident), cwd=self.data_dir)
+        # recorded before the server writes postmaster.pid, so a run killed mid-start leaves
+        # a pid that the next stop can check and signal (never a search by command line)
+        write_atomic(self.spawned_file, f"{self._proc.pid}\n")
         try:
             wait_until(self._ready, timeout=timeout, interval=0.02, max_interval=0.2,
                        what=f"PostgreSQL in {self.data_dir} accepting connections")

@@ -20,9 +20,8 @@ import psycopg
 from spectral.errors import UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.providers.local.provider import LocalProvider
-from spectral.providers.local.wal import Segment, format_lsn, parse_lsn, parse_pg_time
-from spectral.providers.local.window import lineage_segments
-from spectral.runner import run
+from spectral.providers.local.wal import format_lsn, parse_lsn, parse_pg_time
+from spectral.providers.local.window import lineage_of
 
 HEAP_RE = re.compile(r"rmgr: Heap2?\s.*?tx:\s+(?P<xid>\d+), lsn: (?P<lsn>\S+),.*?desc: "
                      r"(?P<op>DELETE|UPDATE|HOT_UPDATE|INSERT\+INIT|INSERT|MULTI_INSERT\+INIT|"
@@ -65,6 +64,7 @@ class _Scan:
 
 
 TX_RE = re.compile(r"tx:\s+(\d+),")
+LSN_RE = re.compile(r"lsn: ([0-9A-F]+/[0-9A-F]+)")
 
 
 def _parse(text: str, scan: _Scan) -> None:
@@ -111,21 +111,21 @@ def _locator(path: str) -> str:
 
 
 def scan_archive(bins: PgBinaries, provider: LocalProvider) -> _Scan:
-    view, segments = lineage_segments(provider.repo)
+    """The whole live lineage read as one stream: a record that crosses a segment boundary (a
+    large DELETE's) is read whole, never lost between two segments."""
+    from spectral.providers.local import walread
+
+    lin = lineage_of(provider.repo)
     scan = _Scan()
-    for seg in segments:
-        scan_segment(bins, view.where[seg], seg, scan)
+    lines = [ln for ln in walread.dump(bins, lin.view.where, lin.segments)
+             if lin.end_cap is None or _before(ln, lin.end_cap)]
+    _parse("\n".join(lines), scan)
     return scan
 
 
-def scan_segment(bins: PgBinaries, directory: Path, seg: Segment, scan: _Scan) -> None:
-    from spectral.providers.local import walread
-
-    if seg.partial:
-        return   # the stream's tail is in the archive once switched (flush_archive)
-    res = run(walread.waldump_argv(bins, directory, seg.name), timeout=600, check=False,
-              env={"TZ": "UTC", "PGTZ": "UTC"})
-    _parse(res.stdout, scan)
+def _before(line: str, cap: int) -> bool:
+    m = LSN_RE.search(line)
+    return m is None or parse_lsn(m.group(1)) < cap
 
 
 def relation(conn: psycopg.Connection[Any], table: str) -> str:

@@ -129,7 +129,7 @@ class Plan:
             if target.kind is not TargetKind.TIME:
                 raise UsageError("Supabase restores to a time: pass --target-time, just before "
                                  "the damage")
-            from spectral.providers.local.targets import parse_time
+            from spectral.recovery_target import parse_time
 
             sb = self.supabase.pitr_in_place(parse_time(str(target.value)), confirmed=True,
                                              report=self.report)

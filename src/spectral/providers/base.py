@@ -84,6 +84,29 @@ class WalGap:
 
 
 @dataclass(frozen=True)
+class WindowInterval:
+    """One stretch of the recoverable window: from a backup's consistency point to the last
+    record (`end_lsn`; `wal_end` is where the WAL ends after it) and the last commit
+    (`end_time`) before a hole in the WAL or the end of the archive."""
+
+    start_time: datetime
+    start_lsn: str
+    end_time: datetime
+    end_lsn: str
+    wal_end: str
+    backups: list[str]
+
+    def describe(self) -> str:
+        return (f"{_t(self.start_time)} (LSN {self.start_lsn}) to {_t(self.end_time)} "
+                f"(LSN {self.end_lsn})")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start_time": _t(self.start_time), "start_lsn": self.start_lsn,
+                "end_time": _t(self.end_time), "end_lsn": self.end_lsn,
+                "wal_end": self.wal_end, "backups": self.backups}
+
+
+@dataclass(frozen=True)
 class RecoverableWindow:
     earliest_time: datetime | None
     earliest_lsn: str | None
@@ -91,6 +114,8 @@ class RecoverableWindow:
     latest_lsn: str | None
     timeline: int | None
     gaps: list[WalGap] = field(default_factory=list)
+    intervals: list[WindowInterval] = field(default_factory=list)
+    wal_end: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -99,13 +124,16 @@ class RecoverableWindow:
     def describe(self) -> str:
         if self.empty:
             return "no recoverable window (no verified base backup)"
+        if len(self.intervals) > 1:
+            return " and ".join(i.describe() for i in self.intervals)
         return (f"{_t(self.earliest_time)} (LSN {self.earliest_lsn}) to {_t(self.latest_time)} "
                 f"(LSN {self.latest_lsn})")
 
     def to_json(self) -> dict[str, Any]:
         return {"earliest_time": _t(self.earliest_time), "earliest_lsn": self.earliest_lsn,
                 "latest_time": _t(self.latest_time), "latest_lsn": self.latest_lsn,
-                "timeline": self.timeline,
+                "timeline": self.timeline, "wal_end": self.wal_end,
+                "intervals": [i.to_json() for i in self.intervals],
                 "gaps": [g.__dict__ for g in self.gaps]}
 
 

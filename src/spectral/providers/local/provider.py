@@ -3,9 +3,9 @@ teardown` for an environment whose PostgreSQL the tool runs itself."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from spectral.durable import write_atomic
-from spectral.errors import ClusterError, CouldNotVerify, RefusedError
+from spectral.errors import ClusterError, CouldNotVerify, RefusedError, UsageError
 from spectral.localenv import LocalEnvironment, server_settings
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
@@ -31,6 +31,7 @@ from spectral.providers.base import (
     Verification,
 )
 from spectral.providers.local import backup as backup_mod
+from spectral.providers.local import walread
 from spectral.providers.local import window as window_mod
 from spectral.providers.local.copy import copy_tree
 from spectral.providers.local.recovery import (
@@ -49,6 +50,7 @@ from spectral.waits import WaitTimeout, wait_until
 # progress(stage, done, total): stage "copy" counts bytes, "replay" counts WAL bytes
 Progress = Callable[[str, int, int], None]
 RESTORE_TIMEOUT = 24 * 3600.0
+INSTANCE_ID_RE = re.compile(r"r\d{8}T\d{9}")
 
 
 class LocalProvider:
@@ -71,37 +73,32 @@ class LocalProvider:
     def window(self) -> RecoverableWindow:
         return window_mod.compute(self.bins, self.repo)
 
-    def newest_commit_before(self, lsn: str, look_back: int = 16) -> datetime | None:
-        """The time of the newest commit record before `lsn` in the archive."""
-        from spectral.providers.local import walread
-        from spectral.providers.local.wal import segment_of
-
-        view, segments = window_mod.lineage_segments(self.repo)
+    def newest_commit_before(self, lsn: str) -> datetime | None:
+        """The time of the newest commit record before `lsn` on the live lineage."""
+        lin = window_mod.lineage_of(self.repo)
         end = parse_lsn(lsn)
-        last = segment_of(max(end - 1, 0))
-        for seg in sorted((s for s in segments if last - look_back <= s.segno <= last),
-                          reverse=True):
-            commits = [c for c in walread.summarize(self.bins, view.where[seg], seg).commits
-                       if c.lsn < end and c.committed]
+        segs = [s for s in lin.segments if s.start_lsn() < end]
+        chunk = 4
+        while segs:
+            part, segs = segs[-chunk:], segs[:-chunk]
+            summary = walread.summarize(self.bins, lin.view.where, part, limit=lin.end_cap)
+            commits = [c for c in summary.commits if c.lsn < end and c.committed]
             if commits:
                 return commits[-1].time
+            chunk *= 4
         return None
 
     def commits_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """Committed and aborted transactions in the archive between two times (reads every
+        """Committed and aborted transactions on the live lineage between two times (reads every
         archived segment from the oldest backup on: fine for days of WAL, slow for months)."""
-        from spectral.providers.local import walread
         from spectral.providers.local.wal import format_lsn
 
-        view, segments = window_mod.lineage_segments(self.repo)
-        out = []
-        for seg in segments:
-            for rec in walread.summarize(self.bins, view.where[seg], seg).commits:
-                if start <= rec.time <= end:
-                    out.append({"xid": rec.xid, "time": rec.time.isoformat(),
-                                "lsn": format_lsn(rec.lsn), "committed": rec.committed,
-                                "target_just_before": f"--target-xid {rec.xid} --exclusive"})
-        return out
+        lin = window_mod.lineage_of(self.repo)
+        summary = walread.summarize(self.bins, lin.view.where, lin.segments, limit=lin.end_cap)
+        return [{"xid": rec.xid, "time": rec.time.isoformat(), "lsn": format_lsn(rec.lsn),
+                 "committed": rec.committed,
+                 "target_just_before": f"--target-xid {rec.xid} --exclusive"}
+                for rec in summary.commits if start <= rec.time <= end]
 
     def flush_archive(self, timeout: float = 60) -> str | None:
         """When the environment's server is up, switch to a new WAL segment and wait until the
@@ -135,14 +132,17 @@ class LocalProvider:
         drill): if the process dies, the next run finds it orphaned and removes it."""
         self.flush_archive()   # the target may be in the segment being written
         window = self.window()
-        target = _latest_if_after_last_commit(target, window)
         restore_plan = plan(self.bins, self.repo, target, window, backup_id)
+        target = restore_plan.target
         inst_id = "r" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
         home = self.local.paths.instances_dir / inst_id
         with UndoStack() as undo:
             make_owned_dir(self.local.paths.instances_dir, 0o755)
             make_owned_dir(home, 0o755)
             undo.push("instance directory", lambda: shutil.rmtree(home, ignore_errors=True))
+            write_atomic(home / "instance.json", json.dumps(
+                {"id": inst_id, "state": "restoring", "owner_pid": os.getpid(),
+                 "owner_start": process_start(os.getpid())}) + "\n")
             data = home / "data"
             self._materialize(restore_plan, data, progress)
             cluster = Cluster(self.bins, data, socket_dir_for(home / "run"), free_port(),
@@ -153,11 +153,11 @@ class LocalProvider:
             self._prepare_recovery(cluster, conf, target)
             undo.push("instance server", lambda: cluster.stop(timeout=30))
             inst = Instance(inst_id, cluster.conninfo(), cluster.port, str(data),
-                            restore_plan.chain[-1].id, target.describe(),
+                            restore_plan.chain[-1].id, _described(restore_plan),
                             datetime.now(UTC).isoformat(timespec="seconds"))
             self._write_instance(home, inst, "restoring", keep)
             reached = self._recover(cluster, restore_plan, window, pause, progress)
-            inst.reached = reached
+            inst.reached = {**reached, "resolved": restore_plan.why or None}
             self._write_instance(home, inst, "paused" if pause else "ready", keep)
             undo.release("instance server")
             undo.release("instance directory")
@@ -271,14 +271,17 @@ class LocalProvider:
     # ---- throwaway instances ----------------------------------------------------------------
     @staticmethod
     def _write_instance(home: Path, inst: Instance, state: str, keep: bool = True) -> None:
-        meta = {**inst.to_json(), "state": state, "keep": keep, "owner_pid": os.getpid()}
+        meta = {**inst.to_json(), "state": state, "keep": keep, "owner_pid": os.getpid(),
+                "owner_start": process_start(os.getpid())}
+        if keep and state != "restoring":   # outlives its process on purpose (dr restore)
+            meta.update(owner_pid=None, owner_start=None)
         write_atomic(home / "instance.json", json.dumps(meta, indent=1) + "\n")
 
     def keep(self, instance_id: str) -> None:
         """An instance a drill leaves up on purpose (--keep) is no longer an orphan-to-be."""
-        meta = self.local.paths.instances_dir / instance_id / "instance.json"
+        meta = self.instance_home(instance_id) / "instance.json"
         d = json.loads(meta.read_text())
-        d["keep"] = True
+        d.update(keep=True, owner_pid=None, owner_start=None)
         write_atomic(meta, json.dumps(d, indent=1) + "\n")
 
     def instances(self) -> list[Instance]:
@@ -289,7 +292,8 @@ class LocalProvider:
                 d = json.loads(meta.read_text())
             except ValueError:
                 continue
-            out.append(_instance(d))
+            if isinstance(d, dict) and "dsn" in d:   # not yet registered: still restoring
+                out.append(_instance(d))
         return out
 
     def instance_cluster(self, inst: Instance) -> Cluster:
@@ -300,34 +304,55 @@ class LocalProvider:
     def is_running(self, inst: Instance) -> bool:
         return self.instance_cluster(inst).is_running()
 
+    def instance_home(self, instance_id: str) -> Path:
+        """The folder of a restored instance. The id must have the registry's own format and the
+        resolved path must lie inside the instances folder: a user-given id never reaches
+        anything else (`..`, `/tmp/x`, a symlink out)."""
+        root = self.local.paths.instances_dir
+        if not INSTANCE_ID_RE.fullmatch(instance_id):
+            raise UsageError(f"{instance_id!r} is not an instance id (ids look like "
+                             f"r20261126T213000123; see spectral dr instances)")
+        home = root / instance_id
+        if home.is_symlink() or not home.resolve().is_relative_to(root.resolve()):
+            raise UsageError(f"instance {instance_id} does not resolve inside {root}; "
+                             f"not touching it")
+        return home
+
     def teardown(self, instance_id: str) -> bool:
-        home = self.local.paths.instances_dir / instance_id
+        home = self.instance_home(instance_id)
         if not home.is_dir():
             return False
-        meta = home / "instance.json"
-        if meta.exists():
-            self.instance_cluster(_instance(json.loads(meta.read_text()))).stop(timeout=30)
-        else:   # an instance killed before it was registered: its data dir only
-            Cluster(self.bins, home / "data", socket_dir_for(home / "run"), 0,
-                    home / "log" / "postgres.log").stop(timeout=30)
-        # A run killed mid-start can leave a server with no pid file yet, or a helper still
-        # writing: stop, by pid, every process working inside this instance's directory.
-        _stop_processes_in(home)
+        # The server is stopped by its own pid (postmaster.pid, or the pid recorded when it was
+        # spawned, each checked in /proc); helpers that were copying or combining die with the
+        # process that ran them (parent-death signal), so nothing else is signalled.
+        Cluster(self.bins, home / "data", socket_dir_for(home / "run"), 0,
+                home / "log" / "postgres.log").stop(timeout=30)
         shutil.rmtree(home, ignore_errors=True)
         return True
 
     def orphans(self) -> list[str]:
-        """Instance directories whose server is gone or that never finished restoring."""
+        """Instances left by a run that died: owned by a process (a drill, a salvage) that is
+        gone, or never finished restoring while no process owns them any more. An instance
+        whose owning process is alive is never an orphan, whatever its state."""
         root = self.local.paths.instances_dir
         out = []
         for home in sorted(root.iterdir()) if root.is_dir() else []:
+            if not INSTANCE_ID_RE.fullmatch(home.name) or home.is_symlink():
+                continue
             meta = home / "instance.json"
-            d = json.loads(meta.read_text()) if meta.exists() else {}
+            try:
+                d = json.loads(meta.read_text()) if meta.exists() else {}
+            except ValueError:
+                d = {}
+            if owner_alive(d.get("owner_pid"), d.get("owner_start")):
+                continue
+            if not d:   # killed before it was registered: its creator is gone or it is new
+                if _age(home) > 60:
+                    out.append(home.name)
+                continue
             running = Cluster(self.bins, home / "data", socket_dir_for(home / "run"), 0,
                               home / "log" / "postgres.log").is_running()
-            owner_gone = not d.get("keep", True) and not Path(
-                f"/proc/{d.get('owner_pid', 0)}").exists()
-            if d.get("state") in (None, "restoring") or not running or owner_gone:
+            if d.get("state") == "restoring" or not running or not d.get("keep", True):
                 out.append(home.name)
         return out
 
@@ -343,6 +368,7 @@ class LocalProvider:
         self.flush_archive()   # the target may be in the segment being written
         window = self.window()
         restore_plan = plan(self.bins, self.repo, target, window)
+        target = restore_plan.target
         cluster = self.local.cluster()
         was_running = cluster.stop(timeout=60)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -364,8 +390,9 @@ class LocalProvider:
         cluster.write_conf(server_settings(self.bins, self.local.paths.archive_dir))
         if not was_running:
             cluster.stop()
-        return {"environment": self.local.name, "target": target.describe(),
-                "backup": restore_plan.chain[-1].id, "previous": str(aside), "reached": reached}
+        return {"environment": self.local.name, "target": _described(restore_plan),
+                "backup": restore_plan.chain[-1].id, "previous": str(aside),
+                "reached": {**reached, "resolved": restore_plan.why or None}}
 
     def previous(self) -> list[Path]:
         return sorted(self.local.paths.cluster_dir.glob("data.previous-*"))
@@ -450,39 +477,36 @@ def _drop_auto_settings(path: Path) -> None:
         path.write_text("".join(kept))
 
 
-def _latest_if_after_last_commit(target: RecoveryTarget,
-                                 window: RecoverableWindow) -> RecoveryTarget:
-    """PostgreSQL stops at a time only on seeing a later commit; a time after the archive's last
-    commit (and not in the future) therefore means the end of the archive."""
-    if target.kind is not TargetKind.TIME or window.latest_time is None or window.gaps:
-        return target
-    from spectral.providers.local.targets import parse_time
-
-    assert target.value is not None
-    when = parse_time(target.value)
-    if window.latest_time < when <= datetime.now(UTC):
-        return RecoveryTarget(TargetKind.LATEST)
-    return target
+def _described(restore_plan: RestorePlan) -> str:
+    requested = restore_plan.requested or restore_plan.target
+    if restore_plan.resolved:
+        return f"{requested.describe()} = {restore_plan.target.describe()}"
+    return requested.describe()
 
 
-def _stop_processes_in(home: Path) -> None:
-    import signal as _signal
+def owner_alive(pid: object, start: object) -> bool:
+    """Whether the process that owns an instance still runs: its pid exists, and its start
+    time (from /proc, recorded with the pid) is the same, so a reused pid does not count."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    now = process_start(pid)
+    return now is not None and (start is None or now == start)
 
-    from spectral.pg.cluster import live_cmdline
 
-    needle = str(home).encode()
+def process_start(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[19]) if len(fields) > 19 and fields[0] != "Z" else None
 
-    def inside() -> list[int]:
-        pids = (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
-        return [pid for pid in pids if pid != os.getpid()
-                and (needle + b"/" in (cmd := live_cmdline(pid))
-                     or needle in cmd.split(b"\0"))]
 
-    for pid in inside():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, _signal.SIGKILL)
-    wait_until(lambda: not inside(), timeout=10, interval=0.02, max_interval=0.1,
-               what="processes to exit")
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _instance(d: dict[str, Any]) -> Instance:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from spectral.providers.base import RecoveryTarget, TargetKind
@@ -33,6 +34,10 @@ def recovery_settings(target: RecoveryTarget, archive: Path, stream: Path, *,
            TargetKind.LSN: "recovery_target_lsn", TargetKind.NAME: "recovery_target_name"}
     assert target.value is not None
     conf[key[target.kind]] = target.value
+    if target.kind is TargetKind.TIME:   # normalised: PostgreSQL rejects ISO 8601's "T...Z"
+        from spectral.recovery_target import parse_time
+
+        conf[key[target.kind]] = pg_time(parse_time(target.value))
     if target.kind is not TargetKind.NAME:
         conf["recovery_target_inclusive"] = "off" if target.exclusive else "on"
     return conf
@@ -72,8 +77,22 @@ def read_outcome(log_text: str) -> RecoveryOutcome:
 
 
 def recovery_failure(log_text: str) -> str | None:
-    """The FATAL line that ended a recovery, if any."""
-    for line in reversed(log_text.splitlines()):
+    """PostgreSQL's own words for why a recovery ended: the FATAL (or PANIC) line, preceded by
+    the line that names the bad setting when the FATAL only says the configuration has errors."""
+    lines = log_text.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i]
         if "FATAL" in line or "PANIC" in line:
-            return line.split("FATAL:", 1)[-1].split("PANIC:", 1)[-1].strip()
+            fatal = line.split("FATAL:", 1)[-1].split("PANIC:", 1)[-1].strip()
+            if "contains errors" in fatal:
+                causes = [c.split(":  ", 1)[-1].strip() for c in lines[max(0, i - 20):i]
+                          if "invalid value for parameter" in c or "syntax error" in c]
+                if causes:
+                    return f"{causes[-1]} ({fatal})"
+            return fatal
     return None
+
+
+def pg_time(value: datetime) -> str:
+    """A time in the one form every PostgreSQL release accepts for recovery_target_time."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")

@@ -1,5 +1,8 @@
-"""Resolving a recovery target against the repository: which backup chain to start from, and
-whether the target is inside the recoverable window at all."""
+"""Resolving a recovery target against the repository: which backup chain to start from, which
+interval of the recoverable window holds the target, and the exact point recovery must stop
+at. A target is restored as it is, resolved to the same state by another name (a time after
+the last commit: the end of that stretch of WAL), or refused with the reason; it is never
+silently replaced by a different state."""
 
 from __future__ import annotations
 
@@ -8,37 +11,47 @@ from datetime import UTC, datetime
 
 from spectral.errors import CouldNotVerify, UsageError
 from spectral.pg.binaries import PgBinaries
-from spectral.providers.base import Backup, RecoverableWindow, RecoveryTarget, TargetKind
+from spectral.providers.base import (
+    Backup,
+    RecoverableWindow,
+    RecoveryTarget,
+    TargetKind,
+    WindowInterval,
+)
 from spectral.providers.local import walread
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import format_lsn, parse_lsn
-from spectral.providers.local.window import lineage_segments, usable_backups
+from spectral.providers.local.window import lineage_of, usable_backups
+from spectral.recovery_target import parse_time
+
+SEG = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class RestorePlan:
-    target: RecoveryTarget
+    target: RecoveryTarget         # what recovery is told: the request, or the same state
     chain: list[Backup]            # the full backup and incrementals, oldest first
     target_lsn: int | None         # where the target is in the WAL, when known
+    requested: RecoveryTarget | None = None
+    why: str = ""                  # why the target was resolved to another name
 
-
-def parse_time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"--target-time {text!r}: expected an ISO 8601 time such as "
-                         f"2026-11-26T21:30:00Z") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    @property
+    def resolved(self) -> bool:
+        return self.requested is not None and self.requested != self.target
 
 
 def _outside(what: str, window: RecoverableWindow) -> UsageError:
-    msg = f"{what} is outside the recoverable window: {window.describe()}"
-    if window.gaps:
-        gap = window.gaps[0]
-        latest = window.latest_time.isoformat(timespec="seconds") if window.latest_time else "?"
-        msg += (f"; WAL segment {gap.missing_from} is missing from the archive, so the latest "
-                f"reachable target is {latest} (LSN {window.latest_lsn})")
-    return UsageError(msg)
+    return UsageError(f"{what} is outside the recoverable window: {window.describe()}")
+
+
+def _in_hole(what: str, window: RecoverableWindow, iv: WindowInterval) -> CouldNotVerify:
+    gap = _hole_after(window, iv)
+    missing = f"WAL segment {gap} is missing from the archive" if gap else \
+        "WAL is missing from the archive"
+    return CouldNotVerify(f"{what} cannot be restored exactly: {missing}, so what happened "
+                          f"after {iv.end_time.isoformat(timespec='seconds')} (LSN "
+                          f"{iv.end_lsn}) is unknown", hint=f"the last reachable point before "
+                          f"the hole: --target-lsn {iv.end_lsn}")
 
 
 def locate(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
@@ -53,65 +66,127 @@ def locate(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
                              f"0/3000060") from None
     if target.kind not in (TargetKind.XID, TargetKind.NAME):
         return None
-    view, segments = lineage_segments(repo)   # xids repeat on an abandoned timeline
+    lin = lineage_of(repo)   # xids repeat on an abandoned timeline
     assert window.earliest_lsn is not None
     first = parse_lsn(window.earliest_lsn) // (16 * 1024 * 1024)
-    for seg in [s for s in segments if s.segno >= first - 1]:
-        summary = walread.summarize(bins, view.where[seg], seg)
-        if target.kind is TargetKind.XID:
-            for rec in summary.commits:
-                if str(rec.xid) == target.value:
-                    if not rec.committed:
-                        raise UsageError(f"transaction {target.value} aborted; there is "
-                                         f"nothing to recover to before it")
-                    return rec.lsn
-        else:
-            for lsn, name in summary.restore_points:
-                if name == target.value:
-                    return lsn
+    summary = walread.summarize(bins, lin.view.where,
+                                [s for s in lin.segments if s.segno >= first - 1],
+                                limit=lin.end_cap)
+    if target.kind is TargetKind.XID:
+        for rec in summary.commits:
+            if str(rec.xid) == target.value:
+                if not rec.committed:
+                    raise UsageError(f"transaction {target.value} aborted; there is nothing "
+                                     f"to recover to before it")
+                return rec.lsn
+    else:
+        for lsn, name in summary.restore_points:
+            if name == target.value:
+                return lsn
     what = "transaction" if target.kind is TargetKind.XID else "restore point"
     raise UsageError(f"{what} {target.value} is not in the WAL archive's recoverable window "
                      f"({window.describe()})")
 
 
+def _hole_after(window: RecoverableWindow, iv: WindowInterval) -> str | None:
+    """The first missing segment after the interval's end, if the archive has a hole there."""
+    end_seg = parse_lsn(iv.end_lsn) // SEG
+    return next((g.missing_from for g in window.gaps if _segno(g.missing_from) > end_seg), None)
+
+
+def _final(window: RecoverableWindow, iv: WindowInterval) -> bool:
+    """Whether the interval runs to the end of the archive (no hole after it)."""
+    return _hole_after(window, iv) is None
+
+
+def _segno(name: str) -> int:
+    return int(name[8:16], 16) * 256 + int(name[16:], 16)
+
+
+def _newest(backups: list[Backup], ids: list[str], fits: object) -> Backup | None:
+    pool = [b for b in backups if b.id in ids and fits(b)]   # type: ignore[operator]
+    return pool[-1] if pool else None
+
+
 def plan(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
          window: RecoverableWindow, backup_id: str | None = None) -> RestorePlan:
-    """The newest backup that precedes the target (or the one named), and the target's LSN."""
+    """The newest backup that precedes the target in the same interval (or the one named), and
+    the exact stop point."""
     backups = usable_backups(repo)
-    if backup_id is not None:
-        named = [b for b in backups if b.id == backup_id]
-        if not named:
-            known = ", ".join(b.id for b in backups) or "none"
-            raise UsageError(f"backup {backup_id} is not a usable backup (usable: {known})")
-    if not backups or window.empty:
+    if backup_id is not None and backup_id not in {b.id for b in backups}:
+        known = ", ".join(b.id for b in backups) or "none"
+        raise UsageError(f"backup {backup_id} is not a usable backup (usable: {known})")
+    if not backups or window.empty or not window.intervals:
         raise CouldNotVerify("there is no verified base backup to restore from",
                              hint="spectral dr backup")
-    assert window.latest_lsn is not None and window.earliest_lsn is not None
-    lsn = locate(bins, repo, target, window)
-    if target.kind is TargetKind.LATEST:
-        chosen = backups[-1]
-    elif target.kind is TargetKind.TIME:
-        assert target.value is not None
-        when = parse_time(target.value)
-        assert window.earliest_time is not None and window.latest_time is not None
-        if not window.earliest_time <= when <= window.latest_time:
-            raise _outside(f"--target-time {when.isoformat()}", window)
-        fitting = [b for b in backups if b.stop_time <= when]
-        if not fitting:
-            raise _outside(f"--target-time {when.isoformat()}", window)
-        chosen = fitting[-1]
-    else:
-        assert lsn is not None
-        if not parse_lsn(window.earliest_lsn) <= lsn <= parse_lsn(window.latest_lsn):
-            raise _outside(f"{target.describe()} (LSN {format_lsn(lsn)})", window)
-        fitting = [b for b in backups if parse_lsn(b.stop_lsn) <= lsn]
-        if not fitting:
-            raise _outside(f"{target.describe()} (LSN {format_lsn(lsn)})", window)
-        chosen = fitting[-1]
+    resolved = _resolve(bins, repo, target, window, backups)
+    chosen, stop_target, lsn, why = resolved
     if backup_id is not None:
-        named_backup = named[0]
-        if parse_lsn(named_backup.stop_lsn) > parse_lsn(chosen.stop_lsn):
-            raise UsageError(f"backup {backup_id} ends after {target.describe()}; a restore "
-                             f"cannot stop before its backup's consistency point")
-        chosen = named_backup
-    return RestorePlan(target, repo.chain(chosen), lsn)
+        named = next(b for b in backups if b.id == backup_id)
+        iv = next(i for i in window.intervals if chosen.id in i.backups)
+        if named.id not in iv.backups or parse_lsn(named.stop_lsn) > parse_lsn(chosen.stop_lsn):
+            raise UsageError(f"backup {backup_id} cannot reach {target.describe()}: it ends after "
+                             f"the target or lies across a hole in the WAL from it")
+        chosen = named
+    return RestorePlan(stop_target, repo.chain(chosen), lsn, target, why)
+
+
+def _resolve(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
+             window: RecoverableWindow,
+             backups: list[Backup]) -> tuple[Backup, RecoveryTarget, int | None, str]:
+    last = window.intervals[-1]
+    if target.kind is TargetKind.LATEST:
+        if not _final(window, last):
+            raise _in_hole("the latest point", window, last)
+        return backups[-1], target, None, ""
+    if target.kind is TargetKind.TIME:
+        assert target.value is not None
+        return _resolve_time(parse_time(target.value), target, window, backups)
+    lsn = locate(bins, repo, target, window)
+    assert lsn is not None
+    what = f"{target.describe()} (LSN {format_lsn(lsn)})"
+    for iv in window.intervals:
+        start, end, wal_end = (parse_lsn(iv.start_lsn), parse_lsn(iv.end_lsn),
+                               parse_lsn(iv.wal_end))
+        if not start <= lsn <= wal_end:
+            continue
+        chosen = _newest(backups, iv.backups, lambda b: parse_lsn(b.stop_lsn) <= lsn)
+        if chosen is None:
+            raise _outside(what, window)
+        if lsn <= end:
+            return chosen, target, lsn, ""
+        # after the last record: the state there is the state after that record
+        return chosen, RecoveryTarget(TargetKind.LSN, iv.end_lsn), end, (
+            f"{what} lies after the last WAL record of the archive ({iv.end_lsn}); the state "
+            f"there is the state after that record")
+    if lsn > parse_lsn(last.wal_end):
+        raise CouldNotVerify(f"{what} is past the end of the WAL archive ({last.wal_end}): the "
+                             f"WAL up to it was not archived", hint="with the environment's "
+                             "server up, the archive is flushed first")
+    raise _outside(what, window)
+
+
+def _resolve_time(when: datetime, target: RecoveryTarget, window: RecoverableWindow,
+                  backups: list[Backup]) -> tuple[Backup, RecoveryTarget, int | None, str]:
+    what = f"--target-time {when.isoformat()}"
+    if when > datetime.now(UTC):
+        raise UsageError(f"{what} is in the future")
+    for iv in window.intervals:
+        if when < iv.start_time:
+            break
+        chosen = _newest(backups, iv.backups, lambda b: b.stop_time <= when)
+        if chosen is None:
+            continue
+        if when < iv.end_time:
+            return chosen, target, None, ""
+        if not _final(window, iv):
+            nxt = window.intervals.index(iv) + 1
+            if nxt < len(window.intervals) and when >= window.intervals[nxt].start_time:
+                continue
+            raise _in_hole(what, window, iv)
+        # no commit after the target in the archive: the state at that time is the state
+        # after the archive's last record (PostgreSQL would wait for a later commit forever)
+        return chosen, RecoveryTarget(TargetKind.LSN, iv.end_lsn), parse_lsn(iv.end_lsn), (
+            f"no transaction committed after {when.isoformat(timespec='seconds')} in the "
+            f"archive; restored to its last record ({iv.end_lsn})")
+    raise _outside(what, window)

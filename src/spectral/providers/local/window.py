@@ -9,14 +9,20 @@ from datetime import datetime
 from pathlib import Path
 
 from spectral.pg.binaries import PgBinaries
-from spectral.providers.base import Backup, BackupKind, RecoverableWindow, Verification, WalGap
+from spectral.providers.base import (
+    Backup,
+    BackupKind,
+    RecoverableWindow,
+    Verification,
+    WalGap,
+    WindowInterval,
+)
 from spectral.providers.local import walread
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import (
+    DEFAULT_SEG_SIZE,
     Segment,
     descends,
-    expected_timeline,
-    first_gap,
     format_lsn,
     list_segments,
     parse_lsn,
@@ -45,25 +51,85 @@ def archive_view(repo: Repository) -> ArchiveView:
     return ArchiveView(segments, where, timeline)
 
 
-def lineage_segments(repo: Repository) -> tuple[ArchiveView, list[Segment]]:
-    """One segment per segment number, from the timeline on which the newest timeline's
-    ancestry holds it: the WAL a restore to the latest point replays. Segments of abandoned
-    timelines (the history an in-place restore rewound, an undone restore's) are left out, so
-    their transactions are not reported as if they had happened."""
+@dataclass(frozen=True)
+class Lineage:
+    """The WAL a restore following the newest timeline replays, one file per segment number:
+    `segments` ascending, `missing` the numbers between them that no usable file covers, and
+    `end_cap` the LSN past which the newest file is not on the lineage (it belongs to a timeline
+    the lineage left inside that segment), or None."""
+
+    view: ArchiveView
+    segments: list[Segment]
+    missing: list[int]
+    end_cap: int | None
+
+
+def ancestry(repo: Repository, timeline: int) -> list[tuple[int, int, int | None]]:
+    """(timeline, begin LSN, end LSN or None for the open one) along `timeline`'s history."""
+    out: list[tuple[int, int, int | None]] = []
+    begin = 0
+    for switch in read_history(repo.archive, timeline):
+        out.append((switch.timeline, begin, switch.switch_lsn))
+        begin = switch.switch_lsn
+    out.append((timeline, begin, None))
+    return out
+
+
+def lineage_of(repo: Repository) -> Lineage:
+    """For each segment number, the file of the last timeline of the lineage active in it (it
+    holds the whole segment's lineage WAL: a new timeline's first segment starts as a copy of
+    its parent's); failing that, for the newest segment only, an earlier timeline's file, read
+    up to where the lineage left it. Segments of abandoned timelines (an undone restore's, the
+    history an in-place restore rewound) are never used, so their transactions are never
+    reported as if they had happened."""
     view = archive_view(repo)
-    history = read_history(repo.archive, view.timeline)
-    if view.timeline != 1 and not history:      # cannot tell: everything, as before
-        return view, view.segments
-    by_no: dict[int, list[Segment]] = {}
-    for seg in view.segments:
-        by_no.setdefault(seg.segno, []).append(seg)
-    out = []
-    for segs in (by_no[n] for n in sorted(by_no)):
-        want = expected_timeline(segs[0].end_lsn() - 1, view.timeline, history)
-        pick = sorted((x for x in segs if x.timeline == want), key=lambda x: x.partial)
-        if pick:
-            out.append(pick[0])
-    return view, out
+    if view.timeline != 1 and not read_history(repo.archive, view.timeline):
+        # cannot tell the ancestry: every segment, as PostgreSQL would find them
+        return Lineage(view, _one_per_number(view.segments), [], None)
+    spans = ancestry(repo, view.timeline)
+    files: dict[tuple[int, int], Segment] = {}
+    for seg in view.segments:   # a complete file wins over a .partial of the same segment
+        key = (seg.timeline, seg.segno)
+        if key not in files or files[key].partial:
+            files[key] = seg
+    chosen: list[Segment] = []
+    caps: dict[int, int] = {}
+    for segno in sorted({seg.segno for seg in view.segments}):
+        lo, hi = segno * DEFAULT_SEG_SIZE, (segno + 1) * DEFAULT_SEG_SIZE
+        active = [(t, e) for t, b, e in spans if b < hi and (e is None or e > lo)]
+        if not active:
+            continue
+        last_t = active[-1][0]
+        if (last_t, segno) in files:
+            chosen.append(files[(last_t, segno)])
+            continue
+        earlier = [(t, e) for t, e in active[:-1] if (t, segno) in files]
+        if earlier:
+            t, e = earlier[-1]
+            chosen.append(files[(t, segno)])
+            assert e is not None
+            caps[segno] = e
+    # a capped file is whole only as the newest one; before that it is a hole in the lineage
+    while chosen and any(c.segno in caps for c in chosen[:-1]):
+        chosen = [c for c in chosen[:-1] if c.segno not in caps] + chosen[-1:]
+    numbers = {c.segno for c in chosen}
+    missing = [n for n in range(min(numbers), max(numbers))
+               if n not in numbers] if numbers else []
+    return Lineage(view, chosen, missing, caps.get(chosen[-1].segno) if chosen else None)
+
+
+def _one_per_number(segments: list[Segment]) -> list[Segment]:
+    best: dict[int, Segment] = {}
+    for seg in segments:
+        cur = best.get(seg.segno)
+        if cur is None or (cur.partial, -cur.timeline) > (seg.partial, -seg.timeline):
+            best[seg.segno] = seg
+    return [best[n] for n in sorted(best)]
+
+
+def lineage_segments(repo: Repository) -> tuple[ArchiveView, list[Segment]]:
+    lin = lineage_of(repo)
+    return lin.view, lin.segments
 
 
 def lineage(repo: Repository, timeline: int | None = None) -> set[str]:
@@ -102,42 +168,87 @@ def usable_backups(repo: Repository, timeline: int | None = None) -> list[Backup
 
 
 def compute(bins: PgBinaries, repo: Repository) -> RecoverableWindow:
+    """The recoverable window as a set of intervals, one per stretch of WAL without a hole: each
+    starts at the consistency point of the oldest usable backup whose WAL it reaches, and ends
+    at the last record before the next hole (or the end of the archive). A target inside any
+    interval is reachable; the holes are named."""
     backups = usable_backups(repo)
     if not backups:
         return RecoverableWindow(None, None, None, None, None)
-    first = backups[0]
-    view = archive_view(repo)
-    history = read_history(repo.archive, view.timeline)
-    start = segment_of(parse_lsn(first.start_lsn))
-    gaps: list[WalGap] = []
-    end_segno = None
-    gap = first_gap(view.segments, start, view.timeline, history)
-    if gap is not None:
-        end_segno = gap - 1
-        later = [s.segno for s in view.segments if s.segno > gap]
-        gaps.append(WalGap(segment_name(view.timeline, gap - 1), segment_name(view.timeline, gap),
-                           segment_name(view.timeline, (min(later) - 1) if later else gap),
-                           view.timeline))
-    latest_lsn, latest_time = _tail(bins, view, end_segno)
+    lin = lineage_of(repo)
+    by_end: dict[int, list[Backup]] = {}
+    newest = lin.segments[-1].segno if lin.segments else None
+    for b in backups:
+        first = segment_of(parse_lsn(b.stop_lsn))
+        holes = [n for n in lin.missing if n >= first]
+        if newest is not None and first <= newest:
+            holes.append(newest + 1)
+        end = min(holes, default=first) - 1   # first - 1: nothing archived after it yet
+        by_end.setdefault(end, []).append(b)
+    intervals = [_interval(bins, lin, end, group) for end, group in sorted(by_end.items())]
+    gaps = _gaps(lin, backups)
+    first_iv, last_iv = intervals[0], intervals[-1]
+    return RecoverableWindow(first_iv.start_time, first_iv.start_lsn, last_iv.end_time,
+                             last_iv.end_lsn, lin.view.timeline, gaps, intervals,
+                             last_iv.wal_end)
+
+
+def _interval(bins: PgBinaries, lin: Lineage, end_segno: int,
+              group: list[Backup]) -> WindowInterval:
+    """From the group's oldest backup to the last record and last commit at or before the end
+    of segment `end_segno` (reading back until a commit is found)."""
+    first = min(group, key=lambda b: parse_lsn(b.stop_lsn))
     stop = parse_lsn(first.stop_lsn)
-    if latest_lsn is None or latest_lsn < stop:
-        latest_lsn, latest_time = stop, first.stop_time
-    latest = max(latest_time or first.stop_time, first.stop_time)
-    return RecoverableWindow(first.stop_time, first.stop_lsn, latest, format_lsn(latest_lsn),
-                             view.timeline, gaps)
+    cap = lin.end_cap if lin.segments and lin.segments[-1].segno == end_segno else None
+    readable = [s for s in lin.segments if segment_of(stop) <= s.segno <= end_segno]
+    last, commit = _tail(bins, lin, readable, stop, cap)
+    end_lsn = last.lsn if last else stop
+    wal_end = last.end if last else stop
+    end_time = max(commit or first.stop_time, first.stop_time)
+    return WindowInterval(first.stop_time, first.stop_lsn, end_time, format_lsn(end_lsn),
+                          format_lsn(wal_end), [b.id for b in group])
 
 
-def _tail(bins: PgBinaries, view: ArchiveView,
-          end_segno: int | None) -> tuple[int | None, datetime | None]:
-    """The last record's LSN and the last commit's time, reading back from the newest segment
-    until a commit is found (at most a few segments)."""
-    candidates = [s for s in view.segments if end_segno is None or s.segno <= end_segno]
-    candidates.sort(key=lambda s: (s.segno, s.timeline, not s.partial))
-    last_lsn = None
-    for seg in reversed(candidates[-8:]):
-        summary = walread.summarize(bins, view.where[seg], seg)
-        if last_lsn is None and summary.last_lsn is not None:
-            last_lsn = summary.last_lsn
-        if summary.commits:
-            return last_lsn, summary.commits[-1].time
-    return last_lsn, None
+def _tail(bins: PgBinaries, lin: Lineage, readable: list[Segment], stop: int,
+          cap: int | None) -> tuple[walread.LastRecord | None, datetime | None]:
+    """The last record, and the time of the last commit after `stop` (the backup's
+    consistency point), reading back from the newest segment in growing chunks until a commit
+    is found: an idle stretch (backups, segment switches) can be long."""
+    last: walread.LastRecord | None = None
+    chunk, hi = 4, len(readable)
+    while hi > 0:
+        lo = max(0, hi - chunk)
+        # one segment more at the end, so a record crossing into it is read whole
+        part = readable[lo:min(hi + 1, len(readable))]
+        summary = walread.summarize(bins, lin.view.where, part, limit=cap)
+        bound = readable[hi - 1].end_lsn() if hi < len(readable) else None
+        records = [c for c in summary.commits if c.committed and c.lsn >= stop
+                   and (bound is None or c.lsn < bound)]
+        if last is None:
+            last = summary.last
+        if records:
+            return last, records[-1].time
+        hi, chunk = lo, chunk * 4
+    return last, None
+
+
+def _gaps(lin: Lineage, backups: list[Backup]) -> list[WalGap]:
+    """Holes in the lineage's WAL after the oldest usable backup, each as one run."""
+    start = segment_of(parse_lsn(backups[0].stop_lsn))
+    holes = [n for n in lin.missing if n >= start]
+    out: list[WalGap] = []
+    tli = lin.view.timeline
+    for part in _number_runs(holes):
+        out.append(WalGap(segment_name(tli, part[0] - 1), segment_name(tli, part[0]),
+                          segment_name(tli, part[-1]), tli))
+    return out
+
+
+def _number_runs(numbers: list[int]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for n in numbers:
+        if out and out[-1][-1] + 1 == n:
+            out[-1].append(n)
+        else:
+            out.append([n])
+    return out
