@@ -184,15 +184,34 @@ class LocalEnvironment:
             return False
         return self.cluster().stop()
 
+    @property
+    def _started_marker(self) -> Path:
+        return self.paths.cluster_dir / ".started-for-a-command"
+
     @contextmanager
     def session(self) -> Iterator[Cluster]:
-        """The running cluster for one command: started if needed, and then stopped again."""
-        cluster, started = self.up()
+        """The running cluster for one command: started if needed, and stopped again by the
+        last command using it (a server that `spectral local up` started keeps running).
+        Starting and stopping are serialised across processes."""
+        from spectral.envlock import Users, exclusive
+
+        users = Users(self.paths.state_dir / "cluster-users.lock")
+        with exclusive(self.paths.state_dir / "cluster-start.lock"):
+            cluster, started = self.up()
+            if started:
+                write_atomic(self._started_marker, f"{os.getpid()}\n")
+            users.enter()
         try:
             yield cluster
         finally:
-            if started:
-                cluster.stop()
+            with exclusive(self.paths.state_dir / "cluster-start.lock"):
+                if users.leave_last() and self._started_marker.exists():
+                    self._started_marker.unlink(missing_ok=True)
+                    self.cluster().stop()
+
+    def keep_running(self) -> None:
+        """`spectral local up`: the server stays up after the command that started it."""
+        self._started_marker.unlink(missing_ok=True)
 
     def status(self) -> dict[str, Any]:
         info: dict[str, Any] = {"environment": self.name, "state_dir": str(self.paths.state_dir),

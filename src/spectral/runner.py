@@ -69,6 +69,43 @@ def spawn(argv: list[str], *, run_as: RunAs | None, stdin: int | IO[Any] | None,
         extra_groups=[] if run_as else None)
 
 
+# A watchdog for programs that fork helpers of their own (pg_basebackup's WAL streamer): the
+# parent-death signal reaches only the program itself, so this process, which gets SIGTERM when
+# the tool dies (by any signal, SIGKILL included), kills the program's whole process group.
+WATCHDOG = """
+import os, signal, sys
+group, owner = int(sys.argv[1]), int(sys.argv[2])
+def fire(*_):
+    try:
+        os.killpg(group, signal.SIGKILL)
+    finally:
+        os._exit(0)
+signal.signal(signal.SIGTERM, fire)
+if os.getppid() != owner:
+    fire()
+signal.pause()
+"""
+
+
+def start_watchdog(group: int) -> subprocess.Popen[bytes] | None:
+    if SETPRIV is None:
+        return None
+    import sys
+
+    return subprocess.Popen([SETPRIV, "--pdeathsig", "TERM", "--", sys.executable, "-c",
+                             WATCHDOG, str(group), str(os.getpid())],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_watchdog(dog: subprocess.Popen[bytes] | None) -> None:
+    if dog is not None:
+        with contextlib.suppress(ProcessLookupError):
+            dog.kill()
+        with contextlib.suppress(Exception):
+            dog.wait(timeout=5)
+
+
 def child_env(env: dict[str, str] | None, run_as: RunAs | None) -> dict[str, str]:
     base = dict(os.environ)
     if env:
@@ -82,11 +119,12 @@ def child_env(env: dict[str, str] | None, run_as: RunAs | None) -> dict[str, str
 
 def run(argv: list[str], *, timeout: float, check: bool = True, env: dict[str, str] | None = None,
         run_as: RunAs | None = None, cwd: Path | None = None, input_text: str | None = None,
-        stdout_path: Path | None = None) -> Completed:
+        stdout_path: Path | None = None, forks: bool = False) -> Completed:
     """Run `argv` to completion within `timeout` seconds.
 
     Output goes to temporary files, not pipes, so a chatty program can never dead-lock us.
-    On timeout or KeyboardInterrupt the program's whole process group is killed.
+    On timeout or KeyboardInterrupt the program's whole process group is killed; with
+    `forks`, also when this process dies without clean-up (see WATCHDOG).
     """
     log.debug("run: %s", redact(" ".join(argv)))
     with tempfile.TemporaryFile() as err_f, contextlib.ExitStack() as stack:
@@ -99,6 +137,8 @@ def run(argv: list[str], *, timeout: float, check: bool = True, env: dict[str, s
                          bound=True)
         except OSError as exc:  # not found, not executable, not reachable by run_as
             raise CommandError(argv, 127, f"cannot execute: {exc.strerror}") from None
+        dog = start_watchdog(proc.pid) if forks else None
+        stack.callback(stop_watchdog, dog)
         timed_out = False
         try:
             if input_text is not None:

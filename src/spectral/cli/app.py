@@ -37,10 +37,17 @@ def _globals(
                                                        "configuration's default_environment)."),
     json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Refuse at once, instead of waiting, "
+                                 "when another spectral process is restoring, backing up or "
+                                 "drilling the same environment."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
     ctx.obj = AppState(config_path=config, env=env, json=json_out, debug=debug)
+    if no_wait:
+        from spectral import envlock
+
+        envlock.WAIT_DEFAULT = False
 
 
 @app.command("init")

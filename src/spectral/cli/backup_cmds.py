@@ -354,6 +354,7 @@ def expire_cmd(ctx: typer.Context,
         if not CliConfirmer(yes, st.err).confirm("Remove these from the backup repository?",
                                                  details):
             raise UsageError("expiry not confirmed; nothing was removed")
-        ex.apply(p.repo, plan)
+        with p.busy("expire"):
+            ex.apply(p.repo, plan)
     st.emit(data, lambda c: c.print(f"removed {len(plan.remove)} backup(s) and "
                                     f"{len(plan.wal_remove)} WAL segment(s); kept {plan.keep}"))

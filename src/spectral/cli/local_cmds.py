@@ -21,6 +21,7 @@ def up_cmd(ctx: typer.Context) -> None:
     local = local_environment(st.config, st.env)
     created = not local.exists()
     _cluster, started = local.up()
+    local.keep_running()
     info = local.status()
     info["created"], info["started"] = created, started
 

@@ -8,7 +8,7 @@ import sys
 from spectral.errors import ExitCode, SpectralError
 from spectral.redact import redact
 
-FLAGS = {"--json", "--debug"}
+FLAGS = {"--json", "--debug", "--no-wait"}
 VALUED = {"--config", "--env"}
 
 

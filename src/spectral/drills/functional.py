@@ -46,8 +46,15 @@ def run_drill(name: str, env: EnvironmentConfig, local: LocalEnvironment, req: D
               *, report: Report = lambda _m: None,
               progress: RestoreProgress | None = None) -> DrillResult:
     """Run one drill end to end and record it in the ledger, whatever happens."""
-    provider = LocalProvider(local)
+    provider = LocalProvider(local, report)
     validate_request(provider, req)   # a usage error is not a drill: nothing runs or is recorded
+    with provider.busy(f"{req.drill_type.value} drill"):
+        return _run_drill(provider, name, env, local, req, report, progress)
+
+
+def _run_drill(provider: LocalProvider, name: str, env: EnvironmentConfig,
+               local: LocalEnvironment, req: DrillRequest, report: Report,
+               progress: RestoreProgress | None) -> DrillResult:
     ledger = Ledger(local.paths.state_dir / "evidence")
     ledger.check_appendable()          # a drill that could not be recorded is not run
     result = DrillResult(req.drill_type, name, datetime.now(UTC).isoformat(timespec="seconds"),

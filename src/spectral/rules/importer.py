@@ -25,33 +25,69 @@ class Loaded:
 
 
 def read_folder(root: Path, partner: str) -> Loaded:
+    """Read and check an export: every file against the manifest, the manifest's own corpus
+    checksum, the counts, the shapes. Any malformed input is one line naming the file."""
     folder = partner_dir(root, partner)
     mpath = folder / "manifest.json"
-    if not mpath.exists():
+    if not mpath.is_file():
         raise UsageError(f"{mpath}: no manifest; is this an export of {partner}?")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except ValueError as exc:
-        raise CheckFailed(f"{mpath}: not valid JSON ({exc})") from None
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+    manifest = _json(mpath)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
+            or manifest.get("version") != VERSION:
         raise UsageError(f"{mpath}: not a spectral rules export of format version {VERSION}")
-    for rel, expected in manifest["files"].items():
-        path = folder / rel
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in files.items()):
+        raise CheckFailed(f"{mpath}: its file list is malformed")
+    listed = dict(sorted(files.items()))
+    corpus = hashlib.sha256("".join(f"{h}  {rel}\n" for rel, h in listed.items())
+                            .encode()).hexdigest()
+    if manifest.get("corpus_sha256") != corpus:
+        raise CheckFailed(f"{mpath}: corpus_sha256 does not match the files it lists (the "
+                          f"manifest was edited or damaged)")
+    for rel, expected in listed.items():
+        path = _inside(folder, rel, mpath)
         if not path.exists():
             raise CheckFailed(f"{path}: listed in the manifest but missing")
+        if not path.is_file():
+            raise CheckFailed(f"{path}: listed in the manifest but not a file")
         if hashlib.sha256(path.read_bytes()).hexdigest() != expected:
             raise CheckFailed(f"{path}: its checksum does not match the manifest (edited by "
                               f"hand or damaged)")
-    extra = [p for p in (folder / "rules").rglob("*.json")
-             if p.relative_to(folder).as_posix() not in manifest["files"]] \
+    extra = [p for p in (folder / "rules").rglob("*")
+             if p.relative_to(folder).as_posix() not in listed and not p.is_dir()] \
         if (folder / "rules").is_dir() else []
     if extra:
         raise CheckFailed(f"{extra[0]}: not in the manifest")
-    corpora = json.loads((folder / "corpora.json").read_text())["corpora"]
-    rules = [json.loads((folder / rel).read_text()) for rel in sorted(manifest["files"])
-             if rel.startswith("rules/")]
-    _validate(folder, corpora, rules)
+    try:
+        corpora = _json(folder / "corpora.json")["corpora"]
+        rules = [_json(folder / rel) for rel in listed if rel.startswith("rules/")]
+        counts = manifest.get("counts") or {}
+        if counts.get("rules", len(rules)) != len(rules) or \
+                counts.get("corpora", len(corpora)) != len(corpora):
+            raise CheckFailed(f"{mpath}: its counts do not match the files")
+        _validate(folder, corpora, rules)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise CheckFailed(f"{folder}: a file does not have the export's shape "
+                          f"(missing or wrong {exc})") from None
     return Loaded(partner, corpora, rules)
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckFailed(f"{path}: missing") from None
+    except (IsADirectoryError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckFailed(f"{path}: not a JSON file ({type(exc).__name__})") from None
+
+
+def _inside(folder: Path, rel: str, mpath: Path) -> Path:
+    path = (folder / rel)
+    if rel.startswith("/") or ".." in Path(rel).parts or \
+            not path.resolve().is_relative_to(folder.resolve()):
+        raise CheckFailed(f"{mpath}: lists {rel!r}, which is outside the export folder")
+    return path
 
 
 def _validate(folder: Path, corpora: list[dict[str, Any]], rules: list[dict[str, Any]]) -> None:

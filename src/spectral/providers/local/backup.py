@@ -75,6 +75,17 @@ def server_timeline(conninfo: str) -> int:
     return int(row[0]) if row else 1
 
 
+def remove_stale_partials(repo: Repository) -> list[str]:
+    """Copies left by a backup that was killed. Called with the repository lock held, which
+    every backup holds for its whole run: any partial copy seen then has no living owner."""
+    gone = []
+    for partial in sorted(repo.base.glob("*.partial")) if repo.base.is_dir() else []:
+        if partial.is_dir() and not partial.is_symlink():
+            shutil.rmtree(partial, ignore_errors=True)
+            gone.append(partial.name)
+    return gone
+
+
 def take_backup(bins: PgBinaries, repo: Repository, conninfo: str, server_version: str, *,
                 incremental: bool = False) -> Backup:
     """Take, verify and record one base backup. The backup is written under a temporary name
@@ -102,6 +113,7 @@ def take_backup(bins: PgBinaries, repo: Repository, conninfo: str, server_versio
             time.sleep(0.002)
             backup_id = new_backup_id(kind)
         make_owned_dir(repo.base, 0o750)
+        remove_stale_partials(repo)
         final = repo.backup_dir(backup_id)
         partial = final.with_name(final.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
@@ -110,7 +122,7 @@ def take_backup(bins: PgBinaries, repo: Repository, conninfo: str, server_versio
         try:
             run(basebackup_argv(bins, conninfo, partial, f"spectral {backup_id}",
                                 repo.backup_dir(parent.id) if parent else None),
-                timeout=24 * 3600, run_as=server_identity())
+                timeout=24 * 3600, run_as=server_identity(), forks=True)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise

@@ -65,7 +65,10 @@ def wal_to_remove(repo: Repository, oldest_start_lsn: str | None) -> list[str]:
 
 
 def apply(repo: Repository, plan: ExpirePlan) -> None:
+    from spectral.providers.local.backup import remove_stale_partials
+
     with repo.locked():
+        remove_stale_partials(repo)
         backups = repo.read()
         repo.write([b for b in backups if b.id not in plan.remove])   # catalog first
         for backup_id in plan.remove:

@@ -3,6 +3,7 @@ teardown` for an environment whose PostgreSQL the tool runs itself."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -54,14 +55,22 @@ INSTANCE_ID_RE = re.compile(r"r\d{8}T\d{9}")
 
 
 class LocalProvider:
-    def __init__(self, local: LocalEnvironment) -> None:
+    def __init__(self, local: LocalEnvironment,
+                 report: Callable[[str], None] | None = None) -> None:
         self.local = local
+        self.report = report
         self.bins = local.bins
         self.repo = Repository(local.paths.repo_dir)
 
     # ---- backups --------------------------------------------------------------------------
+    def busy(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """The environment's operation lock (one restore, backup or drill at a time)."""
+        from spectral.envlock import operation_lock
+
+        return operation_lock(self.local.paths.state_dir, what, report=self.report)
+
     def backup(self, *, incremental: bool = False) -> Backup:
-        with self.local.session() as cluster:
+        with self.busy("backup"), self.local.session() as cluster:
             version = _server_version(cluster)
             self.local.prepare_repository()
             return backup_mod.take_backup(self.bins, self.repo, cluster.conninfo(), version,
@@ -130,6 +139,12 @@ class LocalProvider:
                 keep: bool = True) -> Instance:
         """Restore into a new instance. `keep=False` marks it as owned by this process (a
         drill): if the process dies, the next run finds it orphaned and removes it."""
+        with self.busy("restore"):
+            return self._restore(target, pause=pause, progress=progress, backup_id=backup_id,
+                                 keep=keep)
+
+    def _restore(self, target: RecoveryTarget, *, pause: bool, progress: Progress | None,
+                 backup_id: str | None, keep: bool) -> Instance:
         self.flush_archive()   # the target may be in the segment being written
         window = self.window()
         restore_plan = plan(self.bins, self.repo, target, window, backup_id)
@@ -365,6 +380,11 @@ class LocalProvider:
             raise RefusedError("an in-place restore replaces the environment's database; it "
                                "needs --yes", hint="without --in-place a restore goes into a "
                                                    "new throwaway instance")
+        with self.busy("in-place restore"):
+            return self._restore_in_place(target, progress)
+
+    def _restore_in_place(self, target: RecoveryTarget,
+                          progress: Progress | None) -> dict[str, Any]:
         self.flush_archive()   # the target may be in the segment being written
         window = self.window()
         restore_plan = plan(self.bins, self.repo, target, window)
@@ -400,6 +420,10 @@ class LocalProvider:
     def discard_previous(self) -> list[str]:
         """Delete the data directories kept aside: those an in-place restore replaced and
         those an undo took out."""
+        with self.busy("discard"):
+            return self._discard_previous()
+
+    def _discard_previous(self) -> list[str]:
         gone = []
         undone = sorted(self.local.paths.cluster_dir.glob("data.undone-*"))
         for path in self.previous() + undone:
@@ -410,6 +434,10 @@ class LocalProvider:
     def undo_in_place(self) -> dict[str, Any]:
         """Put the newest kept-aside data directory back; the restored one is kept aside in its
         turn (nothing is deleted)."""
+        with self.busy("undo"):
+            return self._undo_in_place()
+
+    def _undo_in_place(self) -> dict[str, Any]:
         kept = self.previous()
         if not kept:
             raise RefusedError("there is no kept-aside data directory to go back to")
