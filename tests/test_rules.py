@@ -121,6 +121,8 @@ def test_bad_imports_are_refused(source: tuple[Cluster, str], work_dir: Path) ->
         path.write_text(path.read_text().replace(edit, to))
         m = json.loads((folder / "manifest.json").read_text())
         m["files"][rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+        m["corpus_sha256"] = hashlib.sha256("".join(      # a wholly consistent manifest
+            f"{h}  {r}\n" for r, h in sorted(m["files"].items())).encode()).hexdigest()
         (folder / "manifest.json").write_text(json.dumps(m))
 
     doc = json.loads(victim.read_text())

@@ -164,16 +164,18 @@ def restore_cmd(
     if discard_previous or undo:
         from spectral.cli.state import CliConfirmer
         from spectral.errors import RefusedError
+        from spectral.providers.local.inplace import InPlace
 
-        previous = [str(d) for d in p.previous()]
+        inplace = InPlace(p)
         if discard_previous:
             question = "Delete these kept-aside data directories for good?"
-            details = previous + [str(d) for d in
-                                  sorted(p.local.paths.cluster_dir.glob("data.undone-*"))]
+            details = [str(d) for d in inplace.kept_aside() + inplace.undone()]
         else:
-            question = "Put the kept-aside data directory back in place of the live one?"
-            details = [f"the live database becomes {previous[-1]}; the current one is kept "
-                       f"aside in its turn"] if previous else []
+            question = "Undo the last in-place restore?"
+            details = inplace.undo_preview()
+            if not details:
+                raise RefusedError("there is no in-place restore to undo (only the newest one "
+                                   "can be undone, once)")
         if details and not CliConfirmer(yes, st.err).confirm(question, details):
             raise RefusedError("not confirmed; nothing was changed")
         result = ({"discarded": p.discard_previous()} if discard_previous
@@ -199,7 +201,8 @@ def restore_cmd(
         st.emit(done, lambda c: c.print(
             f"{done['environment']}: restored in place to {done['target']} from backup "
             f"{done['backup']}; the previous data is kept at {done['previous']} "
-            f"(spectral dr restore --undo | --discard-previous)"))
+            f"(spectral dr restore --undo | --discard-previous)"
+            + "".join(f"\n  discarded the older kept-aside {d}" for d in done["discarded"])))
         return
     with restore_progress(show) as progress:
         inst = p.restore(target, pause=pause, progress=progress)
@@ -307,7 +310,7 @@ def wal_status_cmd(ctx: typer.Context) -> None:
     st = state(ctx)
     p = provider(st)
     with p.local.session() as cluster:
-        info = wal_status(cluster)
+        info = wal_status(cluster, p.repo.stream)
 
     def human(c: Console) -> None:
         a = info["archive"]
@@ -316,7 +319,13 @@ def wal_status_cmd(ctx: typer.Context) -> None:
                 f"{a['seconds_since_last_archive'] or '-'} s ago); {a['failed_count']} failures")
         s = info["stream"]
         c.print("stream: " + (f"{s['sync_state']}, flushed {s['flush_lsn']}, lag "
-                              f"{s['lag_bytes']} bytes" if s else "not running"))
+                              f"{s['lag_bytes']} bytes" if s else "not connected"))
+        sup = info.get("supervisor")
+        if sup and sup.get("alive") and sup.get("failing"):
+            c.print(f"[bold red]stream failing[/]: pg_receivewal restarted {sup['restarts']} "
+                    f"time(s); last: {sup['last_exit']}")
+        elif not s:
+            c.print("  no `spectral dr wal stream` is running; the RPO is archive_timeout")
         c.print(f"live RPO: {info['rpo_bytes'] if info['rpo_bytes'] is not None else '-'} bytes, "
                 f"{info['rpo_seconds']} s")
 

@@ -48,6 +48,8 @@ def blast_radius_cmd(ctx: typer.Context,
             c.print(f"  member of {m['role']} (via {m['via']})")
         for obj, privs in result.tables.items():
             c.print(f"  table {obj}: {', '.join(privs)}")
+        for obj, privs in result.columns.items():
+            c.print(f"  columns of {obj}: {'; '.join(privs)}")
         for obj, privs in result.sequences.items():
             c.print(f"  sequence {obj}: {', '.join(privs)}")
         for o in result.owned:

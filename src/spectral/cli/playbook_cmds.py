@@ -101,4 +101,5 @@ def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook n
                                                                  else ""))
 
     st.emit({**result.to_json(), "reinvite_files": plan.reinvite_files}, human)
-    raise typer.Exit(ExitCode.OK if result.outcome == "done" else ExitCode.CHECK_FAILED)
+    raise typer.Exit(ExitCode.OK if result.outcome in ("done", "planned")
+                     else ExitCode.CHECK_FAILED)

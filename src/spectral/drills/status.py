@@ -119,7 +119,7 @@ def _wal(local: LocalEnvironment) -> dict[str, Any] | None:
     from spectral.providers.local.stream import wal_status
 
     cluster = local.cluster()
-    info = wal_status(cluster)
+    info = wal_status(cluster, local.paths.repo_dir / "stream")
     return {"rpo_bytes": info["rpo_bytes"], "rpo_seconds": info["rpo_seconds"],
             "streaming": info["stream"] is not None}
 

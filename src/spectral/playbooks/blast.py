@@ -41,6 +41,21 @@ where c.relkind in ('r', 'p', 'v', 'm', 'f') and n.nspname not in {SYSTEM}
 order by 1, 3
 """
 
+# Column grants (GRANT UPDATE (col) ON t): privileges on some columns where the role lacks the
+# same privilege on the whole table, so they are not already listed under the table.
+COLUMNS_SQL = f"""
+select format('%%I.%%I', n.nspname, c.relname), p.priv,
+       string_agg(quote_ident(a.attname), ', ' order by a.attnum)
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+cross join unnest(array['SELECT', 'INSERT', 'UPDATE', 'REFERENCES']) p(priv)
+where c.relkind in ('r', 'p', 'v', 'm', 'f') and n.nspname not in {SYSTEM}
+  and n.nspname not like 'pg_temp%%'
+  and not has_table_privilege(%(r)s, c.oid, p.priv)
+  and has_column_privilege(%(r)s, c.oid, a.attnum, p.priv)
+group by 1, 2 order by 1, 2
+"""
+
 SEQUENCES_SQL = f"""
 select format('%%I.%%I', n.nspname, c.relname), p.priv
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -101,6 +116,7 @@ class BlastRadius:
     attributes: dict[str, Any]
     memberships: list[dict[str, Any]]
     tables: dict[str, list[str]]
+    columns: dict[str, list[str]]
     sequences: dict[str, list[str]]
     schemas: dict[str, list[str]]
     functions: list[dict[str, Any]]
@@ -134,6 +150,8 @@ def blast_radius(conn: psycopg.Connection[Any], role: str) -> BlastRadius:
         role, attributes,
         [{"role": r[0], "depth": r[1], "via": r[2]} for r in conn.execute(MEMBERSHIP_SQL, params)],
         _grouped(conn.execute(TABLES_SQL, params).fetchall()),
+        _grouped([(t, f"{priv} ({cols})") for t, priv, cols in
+                  conn.execute(COLUMNS_SQL, params).fetchall()]),
         _grouped(conn.execute(SEQUENCES_SQL, params).fetchall()),
         _grouped(conn.execute(SCHEMAS_SQL, params).fetchall()),
         [{"function": r[0], "security_definer": r[1]} for r in conn.execute(FUNCTIONS_SQL,

@@ -19,6 +19,7 @@ import psycopg
 
 from spectral.errors import UsageError
 from spectral.pg.binaries import PgBinaries
+from spectral.providers.base import RecoveryTarget, TargetKind
 from spectral.providers.local.provider import LocalProvider
 from spectral.providers.local.wal import format_lsn, parse_lsn, parse_pg_time
 from spectral.providers.local.window import lineage_of
@@ -128,6 +129,23 @@ def _before(line: str, cap: int) -> bool:
     return m is None or parse_lsn(m.group(1)) < cap
 
 
+def _unknown_drop(scan: _Scan, table: str, since: datetime | None) -> UsageError:
+    """A dropped table no snapshot remembers: its storage is gone, so the WAL cannot say which
+    DROP was its own; name every transaction that removed storage without creating any."""
+    everything = {rel for _c, _w, _l, dropped in scan.commits.values() for rel in dropped}
+    drops = [d for d in find_drop(scan, everything)
+             if since is None or (d.commit_time and d.commit_time >= since)]
+    if not drops:
+        return UsageError(f"table {table} does not exist, and no transaction in the WAL "
+                          f"archive dropped a table")
+    named = "; ".join(f"xid {d.xid} at {d.commit_time:%Y-%m-%dT%H:%M:%S}" if d.commit_time
+                      else f"xid {d.xid}" for d in drops[-5:])
+    return UsageError(f"table {table} does not exist and no snapshot remembers its storage, so "
+                      f"its DROP cannot be told apart; transactions that dropped tables: "
+                      f"{named}", hint=f"pass the right one: --target-xid {drops[-1].xid} "
+                      f"(restored --exclusive, just before it)")
+
+
 def relation(conn: psycopg.Connection[Any], table: str) -> str:
     row = conn.execute(
         "select coalesce(nullif(c.reltablespace, 0), 1663), d.oid, pg_relation_filenode(c.oid) "
@@ -198,8 +216,10 @@ def find_damage(provider: LocalProvider, conn: psycopg.Connection[Any], table: s
         current = relation(conn, table)
     except UsageError:
         locators = known_locators(provider.local.paths.state_dir, table)
-        if not locators or (ops is not None and "drop" not in ops):
+        if ops is not None and "drop" not in ops:
             raise
+        if not locators:
+            raise _unknown_drop(scan, table, since) from None
         drops = find_drop(scan, locators)
         return [d for d in drops if since is None or (d.commit_time and d.commit_time >= since)]
     files, truncates = history(scan, current)
@@ -216,3 +236,61 @@ def find_damage(provider: LocalProvider, conn: psycopg.Connection[Any], table: s
     found = [d for d in found if (since is None or (d.commit_time and d.commit_time >= since))
              and (ops is None or d.op in ops)]
     return sorted(found, key=lambda d: parse_lsn(d.commit_lsn or "0/0"))
+
+
+NAMES_SQL = """
+select coalesce(nullif(c.reltablespace, 0), 1663) || '/' || d.oid || '/'
+       || pg_relation_filenode(c.oid), format('%I.%I', n.nspname, c.relname)
+from pg_class c join pg_namespace n on n.oid = c.relnamespace, pg_database d
+where d.datname = current_database() and c.relkind in ('r', 'm', 't')
+  and pg_relation_filenode(c.oid) is not null
+"""
+
+
+def writes_after(provider: LocalProvider, conn: psycopg.Connection[Any],
+                 target: RecoveryTarget) -> list[dict[str, Any]]:
+    """The committed transactions an in-place restore to `target` takes out of the live
+    database, each with the rows it wrote per table (from the WAL), oldest first."""
+    from collections import Counter
+
+    from spectral.providers.local.targets import locate
+    from spectral.recovery_target import parse_time
+
+    provider.flush_archive()
+    scan = scan_archive(provider.bins, provider)
+    names = {str(k): str(v) for k, v in conn.execute(NAMES_SQL).fetchall()}
+    after_lsn: int | None = None
+    after_time = None
+    if target.kind is TargetKind.TIME:
+        after_time = parse_time(str(target.value))
+    elif target.kind in (TargetKind.XID, TargetKind.LSN, TargetKind.NAME):
+        after_lsn = locate(provider.bins, provider.repo, target, provider.window())
+    out = []
+    for xid, (committed, when, lsn, dropped) in sorted(scan.commits.items(),
+                                                       key=lambda kv: kv[1][2]):
+        if not committed or (after_lsn is None and after_time is None):
+            continue
+        if after_lsn is not None and (lsn < after_lsn or (lsn == after_lsn and not
+                                                          target.exclusive)):
+            continue
+        if after_time is not None and when <= after_time:
+            continue
+        rows = Counter(names.get(rel, f"relation {rel}") for _op, rel, _b, _o in
+                       scan.heap.get(xid, []))
+        if rows or dropped or scan.touched.get(xid):
+            out.append({"xid": xid, "time": when.isoformat(timespec="seconds"),
+                        "rows": dict(rows), "dropped_files": len(dropped)})
+    return out
+
+
+def describe_losses(lost: list[dict[str, Any]], limit: int = 12) -> list[str]:
+    """Lines for a confirmation: what leaves the live database, per transaction and table."""
+    if not lost:
+        return ["no committed transaction after the target is in the WAL: nothing else is lost"]
+    lines = [f"{len(lost)} committed transaction(s) after the target leave the live database:"]
+    for t in lost[:limit]:
+        rows = ", ".join(f"{table} {n} row(s)" for table, n in sorted(t["rows"].items()))
+        lines.append(f"  xid {t['xid']} at {t['time']}: {rows or 'no row changes (DDL)'}")
+    if len(lost) > limit:
+        lines.append(f"  ... and {len(lost) - limit} more")
+    return lines

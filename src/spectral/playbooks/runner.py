@@ -9,7 +9,7 @@ import csv
 import getpass
 import io
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +44,16 @@ class Step:
     text: str
     automated: bool
     action: Callable[[], str] | None = None      # runs the step, returns what it did
-    plan: str = ""                               # what it will do, with concrete targets
+    plan: str | Callable[[], str] = ""           # what it will do, with concrete targets
+
+    def planned(self) -> str:
+        """The plan with its targets resolved (read-only: find-damage, the WAL)."""
+        if not callable(self.plan):
+            return self.plan
+        try:
+            return self.plan()
+        except SpectralError as exc:
+            return f"could not be resolved yet: {exc.message}"
 
 
 @dataclass
@@ -115,14 +124,31 @@ class Plan:
                              "environment; Supabase does not expose them")
         return self.local
 
+    def _losses(self, target: RecoveryTarget) -> list[str]:
+        """What a rewind to `target` takes out of the live database, and the alternative."""
+        if self.local is None:
+            return ["every write after the target leaves the live database (Supabase does not "
+                    "expose its WAL, so they cannot be listed)"]
+        from spectral.playbooks.damage import describe_losses, writes_after
+
+        with connect(self.target.conninfo) as conn:
+            lost = writes_after(self.local, conn, target)
+        lines = describe_losses(lost)
+        later = [t for t in lost if target.kind is not TargetKind.XID
+                 or str(t["xid"]) != target.value]
+        if later and target.kind is TargetKind.XID and self.opts.table:
+            lines.append(f"to keep them, repair only the damage instead: spectral dr salvage "
+                         f"--table {self.opts.table} --before-xid {target.value}")
+        return lines
+
     def _restore_in_place(self, target: RecoveryTarget) -> str:
         where = (f"Supabase project {self.supabase.ref}" if self.supabase is not None
                  else f"environment {self.name}")
         if not self.confirmer.confirm(
                 f"Rewind {where} in place to {target.describe()}?",
-                [f"{where} goes back to {target.describe()}; later writes leave the live "
-                 f"database" + (" (the previous data directory is kept for --undo)"
-                                if self.supabase is None else "")]):
+                [f"{where} goes back to {target.describe()}"
+                 + (" (the previous data directory is kept for --undo)"
+                    if self.supabase is None else ""), *self._losses(target)]):
             raise RefusedError(f"the in-place restore of {where} was not confirmed; nothing "
                                f"was changed")
         if self.supabase is not None:
@@ -222,7 +248,15 @@ class Plan:
                 f"{base.with_suffix('.sql')} (domain_invites rows); auth.users left behind")
 
     # -- the playbooks ------------------------------------------------------------------------
-    def _actions(self, name: str, alpha: bool) -> list[tuple[Callable[[], str] | None, str]]:
+    def _xid_plan(self, what: str, label: str) -> Callable[[], str]:
+        def text() -> str:
+            target = RecoveryTarget(TargetKind.XID, self._xid(what), exclusive=True)
+            return (f"in-place restore to just before {label}: --target-xid {target.value} "
+                    f"--exclusive; " + " ".join(self._losses(target)))
+        return text
+
+    def _actions(self, name: str, alpha: bool
+                 ) -> Sequence[tuple[Callable[[], str] | None, str | Callable[[], str]]]:
         """One (action, plan) per runbook step of the tier; None is a manual step."""
         verify = (self._verify_contract, "core contract and load-bearing counts")
         reseed = (self._reseed, "reset, seed, author")
@@ -240,11 +274,13 @@ class Plan:
                      f"find-damage on {self.opts.table}"),
                     (lambda: self._restore_in_place(RecoveryTarget(
                         TargetKind.XID, self._xid("damage"), exclusive=True)),
-                     "in-place restore to just before that transaction"), verify]
+                     self._xid_plan("damage", "the damaging transaction")), verify]
         if name == "schema-drop":
             if alpha:
                 return [reseed, verify]
             return [(lambda: self._restore_in_place(self._before_drop()),
+                     self._xid_plan("drop", f"the DROP of {self.opts.table}")
+                     if self.supabase is None else
                      f"in-place restore to just before the DROP of {self.opts.table}"),
                     (self._verify_contract, "core contract (fails loudly when broken)")]
         if name == "compromised-credential":
@@ -311,10 +347,11 @@ def run_playbook(plan: Plan, name: str, *, dry_run: bool,
     for number, step in enumerate(steps, start=1):
         started = datetime.now(UTC).isoformat(timespec="seconds")
         kind = "automated" if step.automated else "manual"
+        planned = step.planned() if dry_run or not callable(step.plan) else ""
         report(f"step {number}/{len(steps)} ({kind}): {step.text}"
-               + (f" -> {step.plan}" if step.plan else ""))
+               + (f" -> {planned}" if planned else ""))
         if dry_run:
-            outcome, detail = "planned", step.plan
+            outcome, detail = "planned", planned
         elif not step.automated:
             if not plan.confirmer.confirm(f"Step {number} done: {step.text}?", []):
                 outcome, detail = "not confirmed", "stopped here"
@@ -337,7 +374,9 @@ def run_playbook(plan: Plan, name: str, *, dry_run: bool,
             report(f"    {outcome}: {detail}")
         if result.outcome in ("failed", "stopped"):
             break
-    if not dry_run:
+    if dry_run:
+        result.outcome = "planned"   # a dry run changes nothing
+    else:
         Ledger(plan.cfg.state_dir(plan.name) / "evidence").append(
             EntryKind.INCIDENT, plan.name, result.to_json())
     return result

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from spectral.durable import write_atomic
-from spectral.errors import ClusterError, CouldNotVerify, RefusedError, UsageError
+from spectral.errors import ClusterError, CouldNotVerify, UsageError
 from spectral.localenv import LocalEnvironment, server_settings
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
@@ -39,7 +39,6 @@ from spectral.providers.local.recovery import (
     read_outcome,
     recovery_failure,
     recovery_settings,
-    restore_command,
 )
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.targets import RestorePlan, plan
@@ -371,118 +370,27 @@ class LocalProvider:
                 out.append(home.name)
         return out
 
-    # ---- in place ---------------------------------------------------------------------------
+    # ---- in place (providers/local/inplace.py) --------------------------------------------
     def restore_in_place(self, target: RecoveryTarget, *, confirmed: bool,
                          progress: Progress | None = None) -> dict[str, Any]:
-        """Replace the environment's database with a restore. The current data directory is
-        kept aside (renamed, not deleted) until `discard_previous`, so this can be undone."""
-        if not confirmed:
-            raise RefusedError("an in-place restore replaces the environment's database; it "
-                               "needs --yes", hint="without --in-place a restore goes into a "
-                                                   "new throwaway instance")
-        with self.busy("in-place restore"):
-            return self._restore_in_place(target, progress)
+        from spectral.providers.local.inplace import InPlace
 
-    def _restore_in_place(self, target: RecoveryTarget,
-                          progress: Progress | None) -> dict[str, Any]:
-        self.flush_archive()   # the target may be in the segment being written
-        window = self.window()
-        restore_plan = plan(self.bins, self.repo, target, window)
-        target = restore_plan.target
-        cluster = self.local.cluster()
-        was_running = cluster.stop(timeout=60)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        aside = cluster.data_dir.with_name(f"data.previous-{stamp}")
-        cluster.data_dir.rename(aside)
-        try:
-            self._materialize(restore_plan, cluster.data_dir, progress)
-            conf = {**server_settings(self.bins, self.local.paths.archive_dir),
-                    **recovery_settings(target, self.repo.archive, self.repo.stream, pause=False)}
-            self._prepare_recovery(cluster, conf, target)
-            reached = self._recover(cluster, restore_plan, window, False, progress)
-        except BaseException:
-            cluster.stop(timeout=30)
-            shutil.rmtree(cluster.data_dir, ignore_errors=True)
-            aside.rename(cluster.data_dir)
-            if was_running:
-                cluster.start()
-            raise
-        cluster.write_conf(server_settings(self.bins, self.local.paths.archive_dir))
-        if not was_running:
-            cluster.stop()
-        return {"environment": self.local.name, "target": _described(restore_plan),
-                "backup": restore_plan.chain[-1].id, "previous": str(aside),
-                "reached": {**reached, "resolved": restore_plan.why or None}}
+        return InPlace(self).restore(target, confirmed=confirmed, progress=progress)
 
     def previous(self) -> list[Path]:
-        return sorted(self.local.paths.cluster_dir.glob("data.previous-*"))
+        from spectral.providers.local.inplace import InPlace
+
+        return InPlace(self).kept_aside()
 
     def discard_previous(self) -> list[str]:
-        """Delete the data directories kept aside: those an in-place restore replaced and
-        those an undo took out."""
-        with self.busy("discard"):
-            return self._discard_previous()
+        from spectral.providers.local.inplace import InPlace
 
-    def _discard_previous(self) -> list[str]:
-        gone = []
-        undone = sorted(self.local.paths.cluster_dir.glob("data.undone-*"))
-        for path in self.previous() + undone:
-            shutil.rmtree(path)
-            gone.append(str(path))
-        return gone
+        return InPlace(self).discard()
 
     def undo_in_place(self) -> dict[str, Any]:
-        """Put the newest kept-aside data directory back; the restored one is kept aside in its
-        turn (nothing is deleted)."""
-        with self.busy("undo"):
-            return self._undo_in_place()
+        from spectral.providers.local.inplace import InPlace
 
-    def _undo_in_place(self) -> dict[str, Any]:
-        kept = self.previous()
-        if not kept:
-            raise RefusedError("there is no kept-aside data directory to go back to")
-        cluster = self.local.cluster()
-        was_running = cluster.stop(timeout=60)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        undone = cluster.data_dir.with_name(f"data.undone-{stamp}")
-        cluster.data_dir.rename(undone)
-        kept[-1].rename(cluster.data_dir)
-        timeline = self._branch_new_timeline(cluster)
-        if not was_running:
-            cluster.stop(timeout=60)
-        return {"environment": self.local.name, "restored": str(kept[-1]),
-                "set_aside": str(undone), "timeline": timeline}
-
-    def _branch_new_timeline(self, cluster: Cluster) -> int:
-        """The put-back directory is on the timeline the restore branched from, while the
-        archive already holds the restore's newer timeline: left so, a later restore to the
-        latest point would follow the abandoned restore and miss every write made after the
-        undo. An archive recovery with no target ends at once and promotes, which moves the
-        database to a new timeline (PostgreSQL picks one above every timeline in the archive);
-        later restores follow it."""
-        conf = {**server_settings(self.bins, self.local.paths.archive_dir),
-                "restore_command": restore_command(self.repo.archive, self.repo.stream),
-                "recovery_target_timeline": "current"}
-        self._prepare_recovery(cluster, conf, RecoveryTarget(TargetKind.NAME, "end"))
-        try:
-            cluster.start(timeout=RESTORE_TIMEOUT)
-
-            def promoted() -> bool:
-                with connect(cluster.conninfo()) as conn:
-                    row = conn.execute("select pg_is_in_recovery()").fetchone()
-                return row is not None and not row[0]
-
-            wait_until(promoted, timeout=RESTORE_TIMEOUT, interval=0.05, max_interval=0.5,
-                       what="the put-back database to leave recovery")
-        except (ClusterError, WaitTimeout):
-            raise CouldNotVerify(f"the put-back database did not come up on a new timeline: "
-                                 f"{recovery_failure(_read(cluster.log_file)) or 'see the log'}"
-                                 ) from None
-        cluster.write_conf(server_settings(self.bins, self.local.paths.archive_dir))
-        with connect(cluster.conninfo()) as conn:
-            conn.execute("checkpoint")   # the new timeline's first checkpoint: its id on record
-            row = conn.execute("select timeline_id from pg_control_checkpoint()").fetchone()
-        return int(row[0]) if row else 0
+        return InPlace(self).undo()
 
 
 def throwaway_settings(bins: PgBinaries) -> dict[str, str]:

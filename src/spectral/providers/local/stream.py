@@ -51,6 +51,7 @@ class StreamStatus:
     started_at: str
     restarts: int
     last_exit: str | None = None
+    failing: bool = False           # the last run ended within seconds of its start
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -82,6 +83,17 @@ def supervisor_alive(stream_dir: Path) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
+def supervisor_state(stream_dir: Path) -> dict[str, Any] | None:
+    """What the supervisor last recorded (is it alive, restarts, why pg_receivewal last
+    exited), so `dr wal status` can say the stream is failing and why."""
+    try:
+        d: dict[str, Any] = json.loads(status_file(stream_dir).read_text())
+    except (OSError, ValueError):
+        return None
+    d["alive"] = supervisor_alive(stream_dir)
+    return d
+
+
 def set_synchronous(cluster: Cluster, on: bool) -> None:
     with cluster.connect() as conn:
         if on:
@@ -89,6 +101,44 @@ def set_synchronous(cluster: Cluster, on: bool) -> None:
         else:
             conn.execute("alter system reset synchronous_standby_names")
         conn.execute("select pg_reload_conf()")
+
+
+def server_lineage(cluster: Cluster) -> tuple[int, list[tuple[int, int | None]]]:
+    """The server's current timeline and, for each timeline of its ancestry, where it ended
+    (None for the current one), from the history file in its own pg_wal."""
+    from spectral.providers.local.wal import read_history
+
+    with cluster.connect() as conn:
+        row = conn.execute("select pg_walfile_name(pg_current_wal_lsn())").fetchone()
+    assert row is not None
+    tli = int(str(row[0])[:8], 16)
+    spans: list[tuple[int, int | None]] = [(h.timeline, h.switch_lsn) for h in
+                                           read_history(cluster.data_dir / "pg_wal", tli)]
+    return tli, [*spans, (tli, None)]
+
+
+def align_stream_dir(cluster: Cluster, stream_dir: Path) -> list[str]:
+    """pg_receivewal resumes from the newest segment in its folder, on that segment's timeline.
+    After an in-place restore or an undo the server is on a new timeline and that segment may
+    belong to the history it abandoned ("requested starting point ... is not in this server's
+    history"): such segments are moved into `abandoned/` (not deleted), so the stream resumes
+    on the server's own lineage."""
+    from spectral.providers.local.wal import parse_segment
+
+    _tli, spans = server_lineage(cluster)
+    ends = dict(spans)
+    moved = []
+    for path in sorted(stream_dir.iterdir()):
+        seg = parse_segment(path.name)
+        if seg is None:
+            continue
+        end = ends.get(seg.timeline, -1)
+        on_lineage = seg.timeline in ends and (end is None or seg.start_lsn() < end)
+        if not on_lineage:
+            aside = make_owned_dir(stream_dir / "abandoned", 0o750)
+            path.rename(aside / path.name)
+            moved.append(path.name)
+    return moved
 
 
 def supervise(bins: PgBinaries, cluster: Cluster, stream_dir: Path, *, synchronous: bool,
@@ -111,6 +161,10 @@ def supervise(bins: PgBinaries, cluster: Cluster, stream_dir: Path, *, synchrono
                 # an in-place restore replaced the data directory, and its slot with it
                 run(create_slot_argv(bins, cluster.conninfo()), timeout=60, run_as=ident,
                     check=False)
+            moved = align_stream_dir(cluster, stream_dir)
+            if moved:
+                report(f"moved {len(moved)} segment(s) of an abandoned timeline out of the "
+                       f"stream's way ({stream_dir / 'abandoned'})")
             with open(log_path, "ab") as log:
                 proc = spawn(receivewal_argv(bins, cluster.conninfo(), stream_dir,
                                              synchronous=synchronous),
@@ -127,6 +181,8 @@ def supervise(bins: PgBinaries, cluster: Cluster, stream_dir: Path, *, synchrono
                 break
             status.restarts += 1
             status.last_exit = f"exit code {proc.returncode}: {_last_line(log_path)}"
+            status.failing = time.monotonic() - started < 10
+            write_atomic(status_file(stream_dir), json.dumps(status.to_json()) + "\n")
             report(f"pg_receivewal exited ({status.last_exit}); restarting in {backoff:.0f}s")
             backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, max_backoff)
             deadline = time.monotonic() + backoff
@@ -170,7 +226,8 @@ from pg_stat_archiver a
 """
 
 
-def wal_status(cluster: Cluster, seg_size: int = 16 * 1024 * 1024) -> dict[str, Any]:
+def wal_status(cluster: Cluster, stream_dir: Path,
+               seg_size: int = 16 * 1024 * 1024) -> dict[str, Any]:
     """The live RPO: how much committed WAL is not yet in the repository."""
     from spectral.providers.local.wal import format_lsn, parse_lsn, parse_segment
 
@@ -197,6 +254,7 @@ def wal_status(cluster: Cluster, seg_size: int = 16 * 1024 * 1024) -> dict[str, 
         flush, lag_s, sync_state, lag_bytes = stream_row.strip("()").split(",")
         out["stream"] = {"flush_lsn": flush, "lag_seconds": float(lag_s) if lag_s else 0.0,
                          "sync_state": sync_state, "lag_bytes": int(float(lag_bytes))}
+    out["supervisor"] = supervisor_state(stream_dir)
     commit_time = last_commit[0] if last_commit else None
     # the live RPO: committed work not yet safe in the repository
     if out["stream"]:

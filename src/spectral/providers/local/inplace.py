@@ -1,0 +1,206 @@
+"""In-place restore of an environment's own database, and its undo.
+
+The replaced data directory is kept aside (renamed, never deleted by the restore itself), and a
+record says which restore it belongs to. The rule, documented in the README:
+
+- only the newest in-place restore can be undone, once: `--undo` puts back the directory that
+  restore replaced, never an older one, and says what it discards (the transactions since);
+- the directories kept aside by earlier restores, and those an undo took out, are deleted when
+  the next in-place restore succeeds (that restore is confirmed with --yes), or by
+  `--discard-previous` (asked first)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spectral.durable import write_atomic
+from spectral.errors import ClusterError, CouldNotVerify, RefusedError
+from spectral.localenv import server_settings
+from spectral.pg.cluster import Cluster
+from spectral.pg.conn import connect
+from spectral.providers.base import RecoveryTarget, TargetKind
+from spectral.providers.local.recovery import recovery_failure, recovery_settings, restore_command
+from spectral.providers.local.targets import plan
+from spectral.waits import WaitTimeout, wait_until
+
+if TYPE_CHECKING:
+    from spectral.providers.local.provider import LocalProvider, Progress
+
+RECORD_VERSION = 1
+
+
+class InPlace:
+    def __init__(self, provider: LocalProvider) -> None:
+        self.p = provider
+        self.dir = provider.local.paths.cluster_dir
+        self.record_file = self.dir / "in-place-restore.json"
+
+    # ---- what is kept aside ---------------------------------------------------------------
+    def kept_aside(self) -> list[Path]:
+        return sorted(self.dir.glob("data.previous-*"))
+
+    def undone(self) -> list[Path]:
+        return sorted(self.dir.glob("data.undone-*"))
+
+    def record(self) -> dict[str, Any] | None:
+        """The newest in-place restore that can still be undone."""
+        try:
+            d: dict[str, Any] = json.loads(self.record_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return d if Path(d.get("aside", "")).is_dir() else None
+
+    # ---- restore ---------------------------------------------------------------------------
+    def restore(self, target: RecoveryTarget, *, confirmed: bool,
+                progress: Progress | None = None) -> dict[str, Any]:
+        """Replace the environment's database with a restore; the current data directory is
+        kept aside so this one restore can be undone."""
+        if not confirmed:
+            raise RefusedError("an in-place restore replaces the environment's database; it "
+                               "needs --yes", hint="without --in-place a restore goes into a "
+                                                   "new throwaway instance")
+        with self.p.busy("in-place restore"):
+            return self._restore(target, progress)
+
+    def _restore(self, target: RecoveryTarget, progress: Progress | None) -> dict[str, Any]:
+        p = self.p
+        p.flush_archive()   # the target may be in the segment being written
+        window = p.window()
+        restore_plan = plan(p.bins, p.repo, target, window)
+        older = self.kept_aside() + self.undone()
+        cluster = p.local.cluster()
+        was_running = cluster.stop(timeout=60)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        aside = cluster.data_dir.with_name(f"data.previous-{stamp}")
+        cluster.data_dir.rename(aside)
+        try:
+            p._materialize(restore_plan, cluster.data_dir, progress)
+            conf = {**server_settings(p.bins, p.local.paths.archive_dir),
+                    **recovery_settings(restore_plan.target, p.repo.archive, p.repo.stream,
+                                        pause=False)}
+            p._prepare_recovery(cluster, conf, restore_plan.target)
+            reached = p._recover(cluster, restore_plan, window, False, progress)
+        except BaseException:
+            cluster.stop(timeout=30)
+            shutil.rmtree(cluster.data_dir, ignore_errors=True)
+            aside.rename(cluster.data_dir)
+            if was_running:
+                cluster.start()
+            raise
+        cluster.write_conf(server_settings(p.bins, p.local.paths.archive_dir))
+        with connect(cluster.conninfo()) as conn:
+            row = conn.execute("select txid_snapshot_xmax(txid_current_snapshot())::text, "
+                               "pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        from spectral.providers.local.provider import _described
+
+        described = _described(restore_plan)
+        write_atomic(self.record_file, json.dumps({
+            "version": RECORD_VERSION, "aside": str(aside), "target": described,
+            "restored_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "next_xid": int(row[0]), "lsn": row[1]}) + "\n")
+        discarded = []
+        for old in older:   # earlier restores can no longer be undone: their copies go
+            shutil.rmtree(old, ignore_errors=True)
+            discarded.append(str(old))
+        if not was_running:
+            cluster.stop()
+        return {"environment": p.local.name, "target": described,
+                "backup": restore_plan.chain[-1].id, "previous": str(aside),
+                "discarded": discarded,
+                "reached": {**reached, "resolved": restore_plan.why or None}}
+
+    # ---- undo -------------------------------------------------------------------------------
+    def undo_preview(self) -> list[str]:
+        """What an undo will do and what it discards, for the confirmation."""
+        rec = self.record()
+        if rec is None:
+            return []
+        since = self._transactions_since(rec)
+        return [f"puts back the database as it was before the in-place restore to "
+                f"{rec['target']} at {rec['restored_at']} ({rec['aside']})",
+                f"discards what the live database holds since that restore: "
+                f"{since if since is not None else 'an unknown number of'} transaction(s) "
+                f"(kept aside as data.undone-*, not deleted)"]
+
+    def _transactions_since(self, rec: dict[str, Any]) -> int | None:
+        try:
+            with self.p.local.session() as cluster, connect(cluster.conninfo()) as conn:
+                row = conn.execute("select txid_snapshot_xmax(txid_current_snapshot())"
+                                   "::text").fetchone()
+        except (ClusterError, CouldNotVerify):
+            return None
+        return max(0, int(row[0]) - int(rec["next_xid"])) if row else None
+
+    def undo(self) -> dict[str, Any]:
+        """Undo the newest in-place restore, once; the restored database is kept aside in its
+        turn (nothing is deleted)."""
+        with self.p.busy("undo"):
+            rec = self.record()
+            if rec is None:
+                raise RefusedError("there is no in-place restore to undo (only the newest one "
+                                   "can be undone, once)", hint="spectral dr restore --in-place "
+                                   "--target-... restores to an earlier point instead")
+            return self._undo(rec)
+
+    def _undo(self, rec: dict[str, Any]) -> dict[str, Any]:
+        p = self.p
+        cluster = p.local.cluster()
+        was_running = cluster.stop(timeout=60)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        undone = cluster.data_dir.with_name(f"data.undone-{stamp}")
+        cluster.data_dir.rename(undone)
+        Path(rec["aside"]).rename(cluster.data_dir)
+        self.record_file.unlink(missing_ok=True)
+        timeline = self._branch_new_timeline(cluster)
+        if not was_running:
+            cluster.stop(timeout=60)
+        return {"environment": p.local.name, "restored": rec["aside"],
+                "set_aside": str(undone), "timeline": timeline}
+
+    def discard(self) -> list[str]:
+        """Delete every kept-aside data directory (after which nothing can be undone)."""
+        with self.p.busy("discard"):
+            gone = []
+            for path in self.kept_aside() + self.undone():
+                shutil.rmtree(path)
+                gone.append(str(path))
+            self.record_file.unlink(missing_ok=True)
+            return gone
+
+    def _branch_new_timeline(self, cluster: Cluster) -> int:
+        """The put-back directory is on the timeline the restore branched from, while the
+        archive already holds the restore's newer timeline: left so, a later restore to the
+        latest point would follow the abandoned restore and miss every write made after the
+        undo. An archive recovery with no target ends at once and promotes, which moves the
+        database to a new timeline (PostgreSQL picks one above every timeline in the archive);
+        later restores follow it."""
+        p = self.p
+        conf = {**server_settings(p.bins, p.local.paths.archive_dir),
+                "restore_command": restore_command(p.repo.archive, p.repo.stream),
+                "recovery_target_timeline": "current"}
+        p._prepare_recovery(cluster, conf, RecoveryTarget(TargetKind.NAME, "end"))
+        try:
+            cluster.start(timeout=24 * 3600)
+
+            def promoted() -> bool:
+                with connect(cluster.conninfo()) as conn:
+                    row = conn.execute("select pg_is_in_recovery()").fetchone()
+                return row is not None and not row[0]
+
+            wait_until(promoted, timeout=24 * 3600, interval=0.05, max_interval=0.5,
+                       what="the put-back database to leave recovery")
+        except (ClusterError, WaitTimeout):
+            log = cluster.log_file.read_text(errors="replace") if cluster.log_file.exists() \
+                else ""
+            raise CouldNotVerify(f"the put-back database did not come up on a new timeline: "
+                                 f"{recovery_failure(log) or 'see the log'}") from None
+        cluster.write_conf(server_settings(p.bins, p.local.paths.archive_dir))
+        with connect(cluster.conninfo()) as conn:
+            conn.execute("checkpoint")   # the new timeline's first checkpoint: its id on record
+            row = conn.execute("select timeline_id from pg_control_checkpoint()").fetchone()
+        return int(row[0]) if row else 0
