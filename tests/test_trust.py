@@ -259,10 +259,14 @@ def test_time_target_after_restore_and_undo_follows_the_live_timeline(env: Local
     _, t_keep = commit(env, "insert into items values (1100, 'keep')")
     time.sleep(1.1)
     commit(env, "insert into items values (1101, 'rewound')")
+    idle_segments(env, 4)      # the history the restore abandons holds the newest segments
+    commit(env, "insert into items values (1105, 'rewound too')")   # and the newest commit
+    env.flush_archive()
     env.restore_in_place(RecoveryTarget(TargetKind.TIME, t_keep.isoformat()), confirmed=True)
-    commit(env, "insert into items values (1102, 'on the restore, undone')")
+    commit(env, "insert into items values (1102, 'on the restore')")
     env.undo_in_place()
-    commit(env, "insert into items values (1103, 'after the undo')")
+    env.restore_in_place(RecoveryTarget(TargetKind.TIME, t_keep.isoformat()), confirmed=True)
+    commit(env, "insert into items values (1103, 'live, before the target')")
     time.sleep(1.1)
     target = datetime.now(UTC)
     time.sleep(1.1)
@@ -270,7 +274,7 @@ def test_time_target_after_restore_and_undo_follows_the_live_timeline(env: Local
     env.flush_archive()
     inst = env.restore(RecoveryTarget(TargetKind.TIME, target.isoformat()))
     got = [r[0] for r in on(inst.dsn, "select id from items where id >= 1100 order by 1")]
-    assert got == [1100, 1101, 1103]
+    assert got == [1100, 1103]
 
 
 def test_restores_after_two_in_place_restores_and_undos(env: LocalProvider) -> None:
@@ -314,6 +318,7 @@ def test_find_damage_counts_a_delete_whose_records_cross_a_segment(env: LocalPro
 
     sql(env, "create table big (id int primary key, pad text)")
     sql(env, "insert into big select g, repeat('p', 200) from generate_series(1, 4800) g")
+    sql(env, "vacuum big")                 # hint bits set now, not by the DELETE's own scan
     env.backup()
     sql(env, "checkpoint")                 # the DELETE's first touch of each page logs it whole
     lsn = int(sql(env, "select pg_current_wal_insert_lsn() - '0/0'::pg_lsn")[0][0])
@@ -412,14 +417,22 @@ def test_operation_lock_waits_or_refuses(env: LocalProvider) -> None:
 
 
 def test_orphan_clean_up_spares_an_instance_whose_owner_lives(env: LocalProvider) -> None:
-    env.backup()
-    inst = env.restore(RecoveryTarget(TargetKind.LATEST), keep=False)   # owned by this process
-    assert inst.id not in env.orphans()
-    meta = env.local.paths.instances_dir / inst.id / "instance.json"
-    d = json.loads(meta.read_text())
-    d["owner_pid"] = 2**22 + 7                         # an owner that is gone
-    meta.write_text(json.dumps(d))
-    assert inst.id in env.orphans()
+    from spectral.providers.local.provider import process_start
+
+    owner = subprocess.Popen(["sleep", "60"])         # another drill, still restoring
+    try:
+        home = env.local.paths.instances_dir / "r20260101T000000001"
+        home.mkdir(parents=True)
+        (home / "instance.json").write_text(json.dumps(
+            {"id": home.name, "state": "restoring", "owner_pid": owner.pid,
+             "owner_start": process_start(owner.pid)}))
+        young = env.local.paths.instances_dir / "r20260101T000000002"
+        young.mkdir()                                   # not even registered yet
+        assert env.orphans() == []
+    finally:
+        owner.kill()
+        owner.wait()
+    assert env.orphans() == [home.name]                # its owner is gone now
 
 
 def test_sigkill_during_backup_leaves_no_helper_and_no_partial(work_dir: Path) -> None:
