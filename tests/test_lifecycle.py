@@ -197,6 +197,21 @@ class Lifecycle(RuleBasedStateMachine):
         assert left == [], left
         count("kill -9 during backup")
 
+    @rule(delay=st.floats(0.2, 2.0))
+    @precondition(lambda self: self.model.first_reachable is not None)
+    def kill_during_restore(self, delay: float) -> None:
+        """kill -9 of `spectral dr restore` at any moment: what it left is found (an orphan
+        whose owner is gone, or a finished instance) and removed by pid, and nothing of it
+        keeps running."""
+        proc = subprocess.Popen([SPECTRAL, "dr", "restore", "--latest"], cwd=self.root,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for inst_id in {i.id for i in self.p.instances()} | set(self.p.orphans()):
+            self.p.teardown(inst_id)
+        count("kill -9 during restore")
+
     # ---- restores ---------------------------------------------------------------------------
     def reachable(self) -> list[int]:
         """Indexes of commits a restore must reach (after the first backup on this lineage)."""
@@ -369,6 +384,7 @@ def _minutes() -> float:
 
 
 def _run(bins: PgBinaries) -> None:
+    TALLY.clear()
     machine = type(f"Lifecycle{bins.major}", (Lifecycle,), {"bins": bins})
     base = settings(deadline=None, print_blob=True, suppress_health_check=list(HealthCheck))
     if PROFILE == "ci":   # a few fixed sequences, the same every run

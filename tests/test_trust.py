@@ -468,3 +468,35 @@ def test_sigkill_during_backup_leaves_no_helper_and_no_partial(work_dir: Path) -
     finally:
         spectral("local", "down", cwd=work_dir)
     assert _processes_under(work_dir) == []
+
+
+def test_two_drills_at_once_both_pass(work_dir: Path) -> None:
+    from conftest import SPECTRAL
+
+    assert spectral("demo", cwd=work_dir).returncode == 0     # seeded, backed up, stopped
+    env = {**os.environ, "COLUMNS": "200"}
+    runs = [subprocess.Popen([SPECTRAL, "dr", "drill", "functional"], cwd=work_dir, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outs = [r.communicate(timeout=600) for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], outs
+    assert any("waiting for pid" in err for _out, err in outs)
+    blocker = subprocess.Popen([SPECTRAL, "dr", "drill", "functional"], cwd=work_dir, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        holder = work_dir / ".spectral" / "local" / "operation.holder"
+        deadline = time.monotonic() + 60
+        while not holder.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        res = spectral("--no-wait", "dr", "backup", cwd=work_dir)
+        assert res.returncode == 2 and "not waiting" in res.stderr
+    finally:
+        assert blocker.wait(timeout=600) == 0
+    # 11: a drill to "now" follows the same rule as dr restore (no commit after it: the state
+    # after the archive's last record), and passes
+    assert spectral("dr", "snapshot", cwd=work_dir).returncode == 0
+    time.sleep(1.1)
+    now = datetime.now(UTC).isoformat()
+    res = spectral("dr", "drill", "functional", "--target-time", now, "--json", cwd=work_dir)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _processes_under(work_dir) == []

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from spectral.errors import UsageError
+from spectral.errors import CheckFailed, CouldNotVerify, UsageError
 from spectral.pg.conn import connect
 from spectral.playbooks.damage import Damage, find_damage
 from spectral.providers.base import RecoveryTarget, TargetKind
@@ -102,6 +102,11 @@ def salvage(provider: LocalProvider, live_dsn: str, table: str, xid: int, *,
     after = None
     try:
         victims = _rows_at(before.dsn, table, damage.tuples)
+        touched = len(set(damage.tuples))
+        if len(victims) != touched:
+            raise CouldNotVerify(f"the WAL says transaction {xid} touched {touched} row(s) of "
+                                 f"{table}, but {len(victims)} were found at those positions "
+                                 f"just before it; nothing was changed")
         if revert_updates:
             after = provider.restore(RecoveryTarget(TargetKind.XID, str(xid)), keep=False)
         _apply(live_dsn, table, keys, cols, victims, damage, after.dsn if after else None,
@@ -110,7 +115,20 @@ def salvage(provider: LocalProvider, live_dsn: str, table: str, xid: int, *,
         provider.teardown(before.id)
         if after is not None:
             provider.teardown(after.id)
+    if not dry_run:
+        _check_back(live_dsn, table, keys, result)
     return result
+
+
+def _check_back(live_dsn: str, table: str, keys: list[str], result: SalvageResult) -> None:
+    """Every row the salvage put back is in the live table now (the rest were reported as
+    conflicts): a salvage never reports success with a deleted row still missing."""
+    values = [[r[k] for k in keys] for r in result.restored_rows]
+    present = _by_key(live_dsn, table, keys, values)
+    missing = [v for v in values if tuple(v) not in present]
+    if missing:
+        raise CheckFailed(f"{len(missing)} row(s) that transaction {result.xid} deleted are "
+                          f"still missing from {table} after the salvage (first: {missing[0]})")
 
 
 def _apply(live_dsn: str, table: str, keys: list[str], cols: list[str],
