@@ -310,6 +310,11 @@ def test_undo_applies_only_to_the_newest_restore_once(env: LocalProvider) -> Non
         env.undo_in_place()                            # never reaches further back
     assert [r[0] for r in sql(env, "select id from items where id >= 1300 order by 1")] \
         == [1301, 1302]
+    from spectral.ledger import EntryKind, Ledger
+
+    recorded = [e.data["summary"] for e in Ledger(env.local.paths.state_dir / "evidence")
+                .entries() if e.kind is EntryKind.RESTORE]
+    assert len(recorded) == 3 and recorded[-1].startswith("undo of the in-place restore")
 
 
 # ---- 17: a record crossing a segment boundary ----------------------------------------------

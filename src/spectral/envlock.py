@@ -75,18 +75,6 @@ def operation_lock(state_dir: Path, what: str, *, wait: bool | None = None,
         os.close(fd)
 
 
-@contextlib.contextmanager
-def exclusive(path: Path) -> Iterator[None]:
-    """A short exclusive lock (starting or stopping the server)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 class Users:
     """A shared lock held by each command using the server; `last_out` tells the one leaving
     whether nobody else holds it."""

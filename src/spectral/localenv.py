@@ -193,7 +193,8 @@ class LocalEnvironment:
         """The running cluster for one command: started if needed, and stopped again by the
         last command using it (a server that `spectral local up` started keeps running).
         Starting and stopping are serialised across processes."""
-        from spectral.envlock import Users, exclusive
+        from spectral.durable import file_lock as exclusive
+        from spectral.envlock import Users
 
         users = Users(self.paths.state_dir / "cluster-users.lock")
         with exclusive(self.paths.state_dir / "cluster-start.lock"):

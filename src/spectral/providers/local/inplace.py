@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from spectral.durable import write_atomic
 from spectral.errors import ClusterError, CouldNotVerify, RefusedError
+from spectral.ledger import EntryKind, Ledger
 from spectral.localenv import server_settings
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
@@ -38,6 +39,7 @@ class InPlace:
         self.p = provider
         self.dir = provider.local.paths.cluster_dir
         self.record_file = self.dir / "in-place-restore.json"
+        self.ledger = Ledger(provider.local.paths.state_dir / "evidence")
 
     # ---- what is kept aside ---------------------------------------------------------------
     def kept_aside(self) -> list[Path]:
@@ -64,7 +66,12 @@ class InPlace:
                                "needs --yes", hint="without --in-place a restore goes into a "
                                                    "new throwaway instance")
         with self.p.busy("in-place restore"):
-            return self._restore(target, progress)
+            self.ledger.check_appendable()   # a rewind of the database is always recorded
+            done = self._restore(target, progress)
+            self.ledger.append(EntryKind.RESTORE, self.p.local.name, {
+                "summary": f"in-place restore to {done['target']}", "in_place": True,
+                **{k: done[k] for k in ("target", "backup", "previous", "discarded")}})
+            return done
 
     def _restore(self, target: RecoveryTarget, progress: Progress | None) -> dict[str, Any]:
         p = self.p
@@ -145,7 +152,12 @@ class InPlace:
                 raise RefusedError("there is no in-place restore to undo (only the newest one "
                                    "can be undone, once)", hint="spectral dr restore --in-place "
                                    "--target-... restores to an earlier point instead")
-            return self._undo(rec)
+            self.ledger.check_appendable()
+            done = self._undo(rec)
+            self.ledger.append(EntryKind.RESTORE, self.p.local.name, {
+                "summary": f"undo of the in-place restore to {rec['target']}", "undo": True,
+                **done})
+            return done
 
     def _undo(self, rec: dict[str, Any]) -> dict[str, Any]:
         p = self.p
