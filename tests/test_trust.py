@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -74,7 +75,8 @@ def test_teardown_refuses_ids_that_are_not_instance_ids(env: LocalProvider,
     victim.mkdir()
     (victim / "precious").write_text("x")
     env.local.paths.instances_dir.mkdir(parents=True, exist_ok=True)
-    bystander = subprocess.Popen(["sleep", "30", str(victim)])
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
+                                  str(victim)])   # the path on its command line
     try:
         for bad in (str(victim), f"../../{victim.name}", "..", "../backups", "r1/../..", ""):
             with pytest.raises(UsageError, match="not an instance id"):
@@ -405,7 +407,7 @@ def test_operation_lock_waits_or_refuses(env: LocalProvider) -> None:
     code = ("import sys, time; from pathlib import Path; from spectral.envlock import "
             "operation_lock\nwith operation_lock(Path(sys.argv[1]), 'drill'):\n"
             "    print('held', flush=True); time.sleep(3)")
-    holder = subprocess.Popen([os.sys.executable, "-c", code, str(state)],  # type: ignore[attr-defined]
+    holder = subprocess.Popen([sys.executable, "-c", code, str(state)],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
@@ -422,7 +424,7 @@ def test_operation_lock_waits_or_refuses(env: LocalProvider) -> None:
 
 
 def test_orphan_clean_up_spares_an_instance_whose_owner_lives(env: LocalProvider) -> None:
-    from spectral.providers.local.provider import process_start
+    from spectral.providers.local.instances import process_start
 
     owner = subprocess.Popen(["sleep", "60"])         # another drill, still restoring
     try:

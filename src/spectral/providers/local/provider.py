@@ -4,9 +4,6 @@ teardown` for an environment whose PostgreSQL the tool runs itself."""
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -15,8 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spectral.durable import write_atomic
-from spectral.errors import ClusterError, CouldNotVerify, UsageError
+from spectral.errors import ClusterError, CouldNotVerify
 from spectral.localenv import LocalEnvironment, server_settings
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
@@ -35,6 +31,7 @@ from spectral.providers.local import backup as backup_mod
 from spectral.providers.local import walread
 from spectral.providers.local import window as window_mod
 from spectral.providers.local.copy import copy_tree
+from spectral.providers.local.instances import Registry
 from spectral.providers.local.recovery import (
     read_outcome,
     recovery_failure,
@@ -50,7 +47,6 @@ from spectral.waits import WaitTimeout, wait_until
 # progress(stage, done, total): stage "copy" counts bytes, "replay" counts WAL bytes
 Progress = Callable[[str, int, int], None]
 RESTORE_TIMEOUT = 24 * 3600.0
-INSTANCE_ID_RE = re.compile(r"r\d{8}T\d{9}")
 
 
 class LocalProvider:
@@ -154,9 +150,7 @@ class LocalProvider:
             make_owned_dir(self.local.paths.instances_dir, 0o755)
             make_owned_dir(home, 0o755)
             undo.push("instance directory", lambda: shutil.rmtree(home, ignore_errors=True))
-            write_atomic(home / "instance.json", json.dumps(
-                {"id": inst_id, "state": "restoring", "owner_pid": os.getpid(),
-                 "owner_start": process_start(os.getpid())}) + "\n")
+            self.registry.register_start(home)
             data = home / "data"
             self._materialize(restore_plan, data, progress)
             cluster = Cluster(self.bins, data, socket_dir_for(home / "run"), free_port(),
@@ -169,10 +163,10 @@ class LocalProvider:
             inst = Instance(inst_id, cluster.conninfo(), cluster.port, str(data),
                             restore_plan.chain[-1].id, _described(restore_plan),
                             datetime.now(UTC).isoformat(timespec="seconds"))
-            self._write_instance(home, inst, "restoring", keep)
+            self.registry.write(home, inst, "restoring", keep)
             reached = self._recover(cluster, restore_plan, window, pause, progress)
             inst.reached = {**reached, "resolved": restore_plan.why or None}
-            self._write_instance(home, inst, "paused" if pause else "ready", keep)
+            self.registry.write(home, inst, "paused" if pause else "ready", keep)
             undo.release("instance server")
             undo.release("instance directory")
         return inst
@@ -282,93 +276,25 @@ class LocalProvider:
         if not outcome.get("stopped") and not pause:
             raise CouldNotVerify(f"recovery promoted without reaching {target.describe()}")
 
-    # ---- throwaway instances ----------------------------------------------------------------
-    @staticmethod
-    def _write_instance(home: Path, inst: Instance, state: str, keep: bool = True) -> None:
-        meta = {**inst.to_json(), "state": state, "keep": keep, "owner_pid": os.getpid(),
-                "owner_start": process_start(os.getpid())}
-        if keep and state != "restoring":   # outlives its process on purpose (dr restore)
-            meta.update(owner_pid=None, owner_start=None)
-        write_atomic(home / "instance.json", json.dumps(meta, indent=1) + "\n")
+    # ---- throwaway instances (providers/local/instances.py) ---------------------------------
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.bins, self.local.paths.instances_dir)
 
     def keep(self, instance_id: str) -> None:
-        """An instance a drill leaves up on purpose (--keep) is no longer an orphan-to-be."""
-        meta = self.instance_home(instance_id) / "instance.json"
-        d = json.loads(meta.read_text())
-        d.update(keep=True, owner_pid=None, owner_start=None)
-        write_atomic(meta, json.dumps(d, indent=1) + "\n")
+        self.registry.keep(instance_id)
 
     def instances(self) -> list[Instance]:
-        out = []
-        root = self.local.paths.instances_dir
-        for meta in sorted(root.glob("*/instance.json")) if root.is_dir() else []:
-            try:
-                d = json.loads(meta.read_text())
-            except ValueError:
-                continue
-            if isinstance(d, dict) and "dsn" in d:   # not yet registered: still restoring
-                out.append(_instance(d))
-        return out
-
-    def instance_cluster(self, inst: Instance) -> Cluster:
-        home = Path(inst.data_dir).parent
-        return Cluster(self.bins, Path(inst.data_dir), socket_dir_for(home / "run"), inst.port,
-                       home / "log" / "postgres.log")
+        return self.registry.instances()
 
     def is_running(self, inst: Instance) -> bool:
-        return self.instance_cluster(inst).is_running()
-
-    def instance_home(self, instance_id: str) -> Path:
-        """The folder of a restored instance. The id must have the registry's own format and the
-        resolved path must lie inside the instances folder: a user-given id never reaches
-        anything else (`..`, `/tmp/x`, a symlink out)."""
-        root = self.local.paths.instances_dir
-        if not INSTANCE_ID_RE.fullmatch(instance_id):
-            raise UsageError(f"{instance_id!r} is not an instance id (ids look like "
-                             f"r20261126T213000123; see spectral dr instances)")
-        home = root / instance_id
-        if home.is_symlink() or not home.resolve().is_relative_to(root.resolve()):
-            raise UsageError(f"instance {instance_id} does not resolve inside {root}; "
-                             f"not touching it")
-        return home
+        return self.registry.cluster_of(inst).is_running()
 
     def teardown(self, instance_id: str) -> bool:
-        home = self.instance_home(instance_id)
-        if not home.is_dir():
-            return False
-        # The server is stopped by its own pid (postmaster.pid, or the pid recorded when it was
-        # spawned, each checked in /proc); helpers that were copying or combining die with the
-        # process that ran them (parent-death signal), so nothing else is signalled.
-        Cluster(self.bins, home / "data", socket_dir_for(home / "run"), 0,
-                home / "log" / "postgres.log").stop(timeout=30)
-        shutil.rmtree(home, ignore_errors=True)
-        return True
+        return self.registry.teardown(instance_id)
 
     def orphans(self) -> list[str]:
-        """Instances left by a run that died: owned by a process (a drill, a salvage) that is
-        gone, or never finished restoring while no process owns them any more. An instance
-        whose owning process is alive is never an orphan, whatever its state."""
-        root = self.local.paths.instances_dir
-        out = []
-        for home in sorted(root.iterdir()) if root.is_dir() else []:
-            if not INSTANCE_ID_RE.fullmatch(home.name) or home.is_symlink():
-                continue
-            meta = home / "instance.json"
-            try:
-                d = json.loads(meta.read_text()) if meta.exists() else {}
-            except ValueError:
-                d = {}
-            if owner_alive(d.get("owner_pid"), d.get("owner_start")):
-                continue
-            if not d:   # killed before it was registered: its creator is gone or it is new
-                if _age(home) > 60:
-                    out.append(home.name)
-                continue
-            running = Cluster(self.bins, home / "data", socket_dir_for(home / "run"), 0,
-                              home / "log" / "postgres.log").is_running()
-            if d.get("state") == "restoring" or not running or not d.get("keep", True):
-                out.append(home.name)
-        return out
+        return self.registry.orphans()
 
     # ---- in place (providers/local/inplace.py) --------------------------------------------
     def restore_in_place(self, target: RecoveryTarget, *, confirmed: bool,
@@ -418,36 +344,6 @@ def _described(restore_plan: RestorePlan) -> str:
     if restore_plan.resolved:
         return f"{requested.describe()} = {restore_plan.target.describe()}"
     return requested.describe()
-
-
-def owner_alive(pid: object, start: object) -> bool:
-    """Whether the process that owns an instance still runs: its pid exists, and its start
-    time (from /proc, recorded with the pid) is the same, so a reused pid does not count."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    now = process_start(pid)
-    return now is not None and (start is None or now == start)
-
-
-def process_start(pid: int) -> int | None:
-    """A process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return int(fields[19]) if len(fields) > 19 and fields[0] != "Z" else None
-
-
-def _age(path: Path) -> float:
-    try:
-        return time.time() - path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _instance(d: dict[str, Any]) -> Instance:
-    fields = set(Instance.__dataclass_fields__)
-    return Instance(**{k: v for k, v in d.items() if k in fields})
 
 
 def _server_version(cluster: Cluster) -> str:
