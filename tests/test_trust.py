@@ -507,3 +507,43 @@ def test_two_drills_at_once_both_pass(work_dir: Path) -> None:
     res = spectral("dr", "drill", "functional", "--target-time", now, "--json", cwd=work_dir)
     assert res.returncode == 0, res.stdout + res.stderr
     assert _processes_under(work_dir) == []
+
+
+def test_history_with_a_switch_before_its_parents_branch_point() -> None:
+    """Found by the lifecycle test: an in-place restore to a commit older than the last undo's
+    branch point writes a history whose last switch is lower than an earlier one; PostgreSQL
+    reads everything from that point on the newest timeline, and so must the window and the
+    choice of backup (a backup after that point on timeline 1 is not on the lineage)."""
+    from spectral.providers.local.wal import TimelineSwitch, descends, effective
+
+    history = effective([TimelineSwitch(1, 0x9000000), TimelineSwitch(3, 0x5000000)])
+    assert history == [TimelineSwitch(1, 0x5000000), TimelineSwitch(3, 0x5000000)]
+    assert descends(1, 0x4000000, 4, history)
+    assert not descends(1, 0x6000080, 4, history)
+
+
+def test_heap_offsets_are_read_in_both_pg_waldump_formats() -> None:
+    """Found by the lifecycle test on PostgreSQL 15: its pg_waldump prints "off 7" where 16+
+    print "off: 7"; the offsets read as 0, and salvage put back nothing while saying 0
+    conflicts and exiting 0."""
+    from spectral.playbooks.damage import _parse, _Scan
+
+    rel = "blkref #0: rel 1663/5/16384 blk 2"
+    lines = [
+        f"rmgr: Heap        len (rec/tot):     54/    54, tx:        729, lsn: 0/01763AC8, "
+        f"prev 0/01763AA0, desc: DELETE off 7 flags 0x00 KEYS_UPDATED , {rel}",
+        f"rmgr: Heap        len (rec/tot):     72/    72, tx:        728, lsn: 0/01763A58, "
+        f"prev 0/01763A10, desc: HOT_UPDATE off 5 xmax 728 flags 0x60 ; new off 13 xmax 0, {rel}",
+        f"rmgr: Heap        len (rec/tot):     54/    54, tx:        730, lsn: 0/01763B00, "
+        f"prev 0/01763AC8, desc: DELETE xmax: 730, off: 9, infobits: [KEYS_UPDATED], "
+        f"flags: 0x00, {rel}",
+        f"rmgr: Heap        len (rec/tot):     72/    72, tx:        731, lsn: 0/01763B40, "
+        f"prev 0/01763B00, desc: HOT_UPDATE old_xmax: 731, old_off: 4, old_infobits: [], "
+        f"flags: 0x10, new_xmax: 0, new_off: 14, {rel}",
+    ]
+    scan = _Scan()
+    _parse("\n".join(lines), scan)
+    assert scan.heap[729] == [("delete", "1663/5/16384", 2, 7)]
+    assert scan.heap[728] == [("update", "1663/5/16384", 2, 5)]
+    assert scan.heap[730] == [("delete", "1663/5/16384", 2, 9)]
+    assert scan.heap[731] == [("update", "1663/5/16384", 2, 4)]

@@ -28,7 +28,9 @@ HEAP_RE = re.compile(r"rmgr: Heap2?\s.*?tx:\s+(?P<xid>\d+), lsn: (?P<lsn>\S+),.*
                      r"(?P<op>DELETE|UPDATE|HOT_UPDATE|INSERT\+INIT|INSERT|MULTI_INSERT\+INIT|"
                      r"MULTI_INSERT)(?P<rest>.*)$")
 BLKREF_RE = re.compile(r"blkref #(\d+): rel (\d+/\d+/\d+)(?: fork \w+)? blk (\d+)")
-OFF_RE = re.compile(r"\boff: (\d+)")
+# PostgreSQL 16+ prints "off: 7" and "old_off: 3"; 15 prints "off 7" and, for an update,
+# "off 3 xmax ... ; new off 11" (the first is the old tuple's)
+OFF_RE = re.compile(r"\boff:? (\d+)")
 OLD_OFF_RE = re.compile(r"\bold_off: (\d+)")
 CREATE_RE = re.compile(r"rmgr: Storage\s.*?tx:\s+(?P<xid>\d+),.*desc: CREATE (?P<path>\S+)")
 COMMIT_RE = re.compile(r"rmgr: Transaction\s.*?tx:\s+(?P<xid>\d+), lsn: (?P<lsn>\S+),.*?desc: "
@@ -85,7 +87,7 @@ def _parse(text: str, scan: _Scan) -> None:
                 scan.heap.setdefault(xid, []).append(("delete", refs[0][1], int(refs[0][2]),
                                                       int(off.group(1)) if off else 0))
             elif op in ("UPDATE", "HOT_UPDATE"):
-                off = OLD_OFF_RE.search(rest)
+                off = OLD_OFF_RE.search(rest) or OFF_RE.search(rest)
                 ref = refs[1] if len(refs) > 1 else refs[0]   # #1 is the old block when moved
                 scan.heap.setdefault(xid, []).append(("update", ref[1], int(ref[2]),
                                                       int(off.group(1)) if off else 0))

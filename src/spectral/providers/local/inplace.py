@@ -24,12 +24,18 @@ from spectral.localenv import server_settings
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
 from spectral.providers.base import RecoveryTarget, TargetKind
-from spectral.providers.local.recovery import recovery_failure, recovery_settings, restore_command
+from spectral.providers.local.recovery import (
+    recovery_failure,
+    recovery_settings,
+    restore_command,
+    throwaway_settings,
+)
 from spectral.providers.local.targets import plan
 from spectral.waits import WaitTimeout, wait_until
 
 if TYPE_CHECKING:
     from spectral.providers.local.provider import LocalProvider, Progress
+
 
 RECORD_VERSION = 1
 
@@ -87,6 +93,7 @@ class InPlace:
         try:
             p._materialize(restore_plan, cluster.data_dir, progress)
             conf = {**server_settings(p.bins, p.local.paths.archive_dir),
+                    **throwaway_settings(p.bins),   # no WAL summarizer during recovery
                     **recovery_settings(restore_plan.target, p.repo.archive, p.repo.stream,
                                         pause=False)}
             p._prepare_recovery(cluster, conf, restore_plan.target)
@@ -98,7 +105,7 @@ class InPlace:
             if was_running:
                 cluster.start()
             raise
-        cluster.write_conf(server_settings(p.bins, p.local.paths.archive_dir))
+        _settle(cluster, p)
         with connect(cluster.conninfo()) as conn:
             row = conn.execute("select txid_snapshot_xmax(txid_current_snapshot())::text, "
                                "pg_current_wal_lsn()::text").fetchone()
@@ -193,6 +200,7 @@ class InPlace:
         later restores follow it."""
         p = self.p
         conf = {**server_settings(p.bins, p.local.paths.archive_dir),
+                **throwaway_settings(p.bins),
                 "restore_command": restore_command(p.repo.archive, p.repo.stream),
                 "recovery_target_timeline": "current"}
         p._prepare_recovery(cluster, conf, RecoveryTarget(TargetKind.NAME, "end"))
@@ -211,8 +219,20 @@ class InPlace:
                 else ""
             raise CouldNotVerify(f"the put-back database did not come up on a new timeline: "
                                  f"{recovery_failure(log) or 'see the log'}") from None
-        cluster.write_conf(server_settings(p.bins, p.local.paths.archive_dir))
+        _settle(cluster, p)
         with connect(cluster.conninfo()) as conn:
             conn.execute("checkpoint")   # the new timeline's first checkpoint: its id on record
             row = conn.execute("select timeline_id from pg_control_checkpoint()").fetchone()
         return int(row[0]) if row else 0
+
+
+def _settle(cluster: Cluster, p: LocalProvider) -> None:
+    """After promotion: the environment's own settings again, the WAL summarizer included.
+    It is off during the recovery itself: on PostgreSQL 17+ the end-of-recovery checkpoint
+    waits for it, and across the timelines an in-place restore or an undo leaves in pg_wal it
+    can stop on a segment of another history ("incorrect prev-link") and take the server down
+    ("WAL summarization is not progressing"). Turned on after promotion, it summarizes the new
+    timeline from there; an incremental backup that would need the gap takes a full one."""
+    cluster.write_conf(server_settings(p.bins, p.local.paths.archive_dir))
+    with connect(cluster.conninfo()) as conn:
+        conn.execute("select pg_reload_conf()")

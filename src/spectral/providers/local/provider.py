@@ -14,7 +14,6 @@ from typing import Any
 
 from spectral.errors import ClusterError, CouldNotVerify
 from spectral.localenv import LocalEnvironment, server_settings
-from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.conn import connect
 from spectral.pg.osuser import make_owned_dir, server_identity
@@ -36,6 +35,7 @@ from spectral.providers.local.recovery import (
     read_outcome,
     recovery_failure,
     recovery_settings,
+    throwaway_settings,
 )
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.targets import RestorePlan, plan
@@ -318,12 +318,6 @@ class LocalProvider:
 
         return InPlace(self).undo()
 
-
-def throwaway_settings(bins: PgBinaries) -> dict[str, str]:
-    """A throwaway instance takes no incremental backups: no WAL summarizer (PostgreSQL 17+),
-    which would chase the source's old timelines and hold up the instance's shutdown by ten
-    seconds."""
-    return {"summarize_wal": "off"} if bins.major >= 17 else {}
 
 # Settings a source may carry in postgresql.auto.conf that must not follow it into a restore:
 # a synchronous standby that does not exist would make every commit of the restore wait forever.

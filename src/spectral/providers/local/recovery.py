@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from spectral.pg.binaries import PgBinaries
 from spectral.providers.base import RecoveryTarget, TargetKind
 
 
@@ -96,3 +97,10 @@ def recovery_failure(log_text: str) -> str | None:
 def pg_time(value: datetime) -> str:
     """A time in the one form every PostgreSQL release accepts for recovery_target_time."""
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+
+
+def throwaway_settings(bins: PgBinaries) -> dict[str, str]:
+    """A throwaway instance takes no incremental backups: no WAL summarizer (PostgreSQL 17+),
+    which would chase the source's old timelines and hold up the instance's shutdown by ten
+    seconds."""
+    return {"summarize_wal": "off"} if bins.major >= 17 else {}

@@ -86,7 +86,22 @@ def read_history(archive: Path, timeline: int) -> list[TimelineSwitch]:
         parts = line.split()
         if len(parts) >= 2 and parts[0].isdigit():
             out.append(TimelineSwitch(int(parts[0]), parse_lsn(parts[1])))
-    return out
+    return effective(out)
+
+
+def effective(history: list[TimelineSwitch]) -> list[TimelineSwitch]:
+    """Where each timeline of the ancestry really ends. A restore to a point before its
+    parent's own branch point (an in-place restore to a commit older than the last undo)
+    writes a history whose later switch point is lower than an earlier one; PostgreSQL then
+    reads every LSN at or after that point from the newer timeline (tliOfPointInHistory). So a
+    timeline ends at the lowest switch point from its own on; one that ends where its
+    predecessor ended holds nothing of the lineage."""
+    out: list[TimelineSwitch] = []
+    lowest: int | None = None
+    for switch in reversed(history):
+        lowest = switch.switch_lsn if lowest is None else min(lowest, switch.switch_lsn)
+        out.append(TimelineSwitch(switch.timeline, lowest))
+    return list(reversed(out))
 
 
 def expected_timeline(lsn: int, timeline: int, history: list[TimelineSwitch]) -> int:

@@ -69,7 +69,8 @@ def ancestry(repo: Repository, timeline: int) -> list[tuple[int, int, int | None
     out: list[tuple[int, int, int | None]] = []
     begin = 0
     for switch in read_history(repo.archive, timeline):
-        out.append((switch.timeline, begin, switch.switch_lsn))
+        if switch.switch_lsn > begin:      # a timeline the lineage left at once holds nothing
+            out.append((switch.timeline, begin, switch.switch_lsn))
         begin = switch.switch_lsn
     out.append((timeline, begin, None))
     return out
