@@ -90,8 +90,22 @@ def test_provider_failure_reinvite_list_equals_core_users(work_dir: Path) -> Non
 def test_self_inflicted_pitr_and_compromised_credential_runs(work_dir: Path) -> None:
     dsn = setup(work_dir)
     try:
-        with connect(dsn) as conn:
+        with connect(dsn, autocommit=False) as conn:
             conn.execute("delete from worlds.returns where id <= 25")
+            xid = conn.execute("select txid_current()").fetchone()[0]  # type: ignore[index]
+            conn.commit()
+        with connect(dsn) as conn:                       # a later write to another table
+            conn.execute("insert into core.audit_events (action, entity, entity_id) "
+                         "values ('later', 'test', '1')")
+        plan = spectral("dr", "playbook", "run", "self-inflicted", "--table", "worlds.returns",
+                        "--dry-run", "--json", cwd=work_dir)
+        assert plan.returncode == 0, plan.stderr
+        run = json.loads(plan.stdout)
+        assert run["outcome"] == "planned"
+        rewind = run["steps"][1]["detail"]               # the resolved target and the losses
+        assert f"--target-xid {xid} --exclusive" in rewind
+        assert "worlds.returns 25 row(s)" in rewind and "core.audit_events 1 row(s)" in rewind
+        assert f"spectral dr salvage --table worlds.returns --before-xid {xid}" in rewind
         res = spectral("dr", "playbook", "run", "self-inflicted", "--table", "worlds.returns",
                        "--yes", "--json", cwd=work_dir)
         assert res.returncode == 0, res.stdout + res.stderr
