@@ -88,6 +88,14 @@ def _pick(items: list[Any], pick: int) -> Any:
     return items[pick % len(items)]
 
 
+def _settle(probe: Any, seconds: float = 20.0) -> Any:
+    """Poll `probe` until it returns something empty or time is up; its last answer."""
+    deadline = time.monotonic() + seconds
+    while (found := probe()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
 def count(name: str) -> None:
     TALLY[name] = TALLY.get(name, 0) + 1
 
@@ -212,8 +220,8 @@ class Lifecycle(RuleBasedStateMachine):
         time.sleep(0.4)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        time.sleep(0.3)
-        left = [p for p in _processes_under(self.root) if "pg_basebackup" in p]
+        # its helpers die with it (a process in an fsync takes the signal when the call ends)
+        left = _settle(lambda: [p for p in _processes_under(self.root) if "pg_basebackup" in p])
         assert left == [], left
         count("kill -9 during backup")
 
@@ -359,7 +367,8 @@ class Lifecycle(RuleBasedStateMachine):
         self.stream.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         self.stream.wait(timeout=60)
         self.stream = None
-        time.sleep(0.5)   # its pg_receivewal dies with it (parent-death signal)
+        left = _settle(lambda: [p for p in _processes_under(self.root) if "pg_receivewal" in p])
+        assert left == [], left   # its pg_receivewal dies with it (parent-death signal)
         count("stream killed" if kill else "stream stopped")
 
     # ---- salvage and a playbook -------------------------------------------------------------

@@ -71,31 +71,53 @@ def spawn(argv: list[str], *, run_as: RunAs | None, stdin: int | IO[Any] | None,
 
 # A watchdog for programs that fork helpers of their own (pg_basebackup's WAL streamer): the
 # parent-death signal reaches only the program itself, so this process, which gets SIGTERM when
-# the tool dies (by any signal, SIGKILL included), kills the program's whole process group.
+# the tool dies (by any signal, SIGKILL included), kills the program's whole process group. It
+# is started, and ready, before the program, so there is no moment in which the program runs
+# unguarded; it learns the group from its standard input.
 WATCHDOG = """
 import os, signal, sys
-group, owner = int(sys.argv[1]), int(sys.argv[2])
+group = None
 def fire(*_):
-    try:
-        os.killpg(group, signal.SIGKILL)
-    finally:
-        os._exit(0)
+    if group:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(0)
 signal.signal(signal.SIGTERM, fire)
-if os.getppid() != owner:
+if os.getppid() != int(sys.argv[1]):
+    fire()
+print("ready", flush=True)
+line = sys.stdin.readline()
+if not line.strip():
+    fire()
+group = int(line)
+if os.getppid() != int(sys.argv[1]):
     fire()
 signal.pause()
 """
 
 
-def start_watchdog(group: int) -> subprocess.Popen[bytes] | None:
+def start_watchdog() -> subprocess.Popen[bytes] | None:
+    """Start the watchdog and wait until it guards (its SIGTERM handler is in place)."""
     if SETPRIV is None:
         return None
     import sys
 
-    return subprocess.Popen([SETPRIV, "--pdeathsig", "TERM", "--", sys.executable, "-c",
-                             WATCHDOG, str(group), str(os.getpid())],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    dog = subprocess.Popen([SETPRIV, "--pdeathsig", "TERM", "--", sys.executable, "-c",
+                            WATCHDOG, str(os.getpid())], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    assert dog.stdout is not None
+    dog.stdout.readline()
+    return dog
+
+
+def guard(dog: subprocess.Popen[bytes] | None, group: int) -> None:
+    if dog is not None and dog.stdin is not None:
+        with contextlib.suppress(OSError):
+            dog.stdin.write(f"{group}\n".encode())
+            dog.stdin.flush()
 
 
 def stop_watchdog(dog: subprocess.Popen[bytes] | None) -> None:
@@ -104,6 +126,9 @@ def stop_watchdog(dog: subprocess.Popen[bytes] | None) -> None:
             dog.kill()
         with contextlib.suppress(Exception):
             dog.wait(timeout=5)
+        for stream in (dog.stdin, dog.stdout):
+            if stream is not None:
+                stream.close()
 
 
 def child_env(env: dict[str, str] | None, run_as: RunAs | None) -> dict[str, str]:
@@ -130,6 +155,8 @@ def run(argv: list[str], *, timeout: float, check: bool = True, env: dict[str, s
     with tempfile.TemporaryFile() as err_f, contextlib.ExitStack() as stack:
         out_f = (stack.enter_context(open(stdout_path, "wb")) if stdout_path
                  else stack.enter_context(tempfile.TemporaryFile()))
+        dog = start_watchdog() if forks else None
+        stack.callback(stop_watchdog, dog)
         try:
             proc = spawn(argv, run_as=run_as,
                          stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
@@ -137,8 +164,7 @@ def run(argv: list[str], *, timeout: float, check: bool = True, env: dict[str, s
                          bound=True)
         except OSError as exc:  # not found, not executable, not reachable by run_as
             raise CommandError(argv, 127, f"cannot execute: {exc.strerror}") from None
-        dog = start_watchdog(proc.pid) if forks else None
-        stack.callback(stop_watchdog, dog)
+        guard(dog, proc.pid)
         timed_out = False
         try:
             if input_text is not None:

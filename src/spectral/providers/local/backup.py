@@ -123,6 +123,15 @@ def take_backup(bins: PgBinaries, repo: Repository, conninfo: str, server_versio
             run(basebackup_argv(bins, conninfo, partial, f"spectral {backup_id}",
                                 repo.backup_dir(parent.id) if parent else None),
                 timeout=24 * 3600, run_as=server_identity(), forks=True)
+        except CommandError as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            if parent is not None and "WAL summaries are required" in exc.message:
+                # the server began a new history (an in-place restore or an undo recovers with
+                # the summarizer off) and has no summaries since the parent's start
+                raise UsageError(f"an incremental backup on {parent.id} needs WAL summaries "
+                                 f"the server does not have (its history was rewound since)",
+                                 hint="take a full backup first: spectral dr backup") from None
+            raise
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise

@@ -6,6 +6,7 @@ silently replaced by a different state."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,11 +21,11 @@ from spectral.providers.base import (
 )
 from spectral.providers.local import walread
 from spectral.providers.local.repo import Repository
-from spectral.providers.local.wal import format_lsn, parse_lsn
+from spectral.providers.local.wal import DEFAULT_SEG_SIZE, format_lsn, parse_lsn, parse_segment
 from spectral.providers.local.window import lineage_of, usable_backups
 from spectral.recovery_target import parse_time
 
-SEG = 16 * 1024 * 1024
+SEG = DEFAULT_SEG_SIZE
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def locate(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
         return None
     lin = lineage_of(repo)   # xids repeat on an abandoned timeline
     assert window.earliest_lsn is not None
-    first = parse_lsn(window.earliest_lsn) // (16 * 1024 * 1024)
+    first = parse_lsn(window.earliest_lsn) // SEG
     summary = walread.summarize(bins, lin.view.where,
                                 [s for s in lin.segments if s.segno >= first - 1],
                                 limit=lin.end_cap)
@@ -100,11 +101,14 @@ def _final(window: RecoverableWindow, iv: WindowInterval) -> bool:
 
 
 def _segno(name: str) -> int:
-    return int(name[8:16], 16) * 256 + int(name[16:], 16)
+    seg = parse_segment(name)
+    assert seg is not None
+    return seg.segno
 
 
-def _newest(backups: list[Backup], ids: list[str], fits: object) -> Backup | None:
-    pool = [b for b in backups if b.id in ids and fits(b)]   # type: ignore[operator]
+def _newest(backups: list[Backup], ids: list[str],
+            fits: Callable[[Backup], bool]) -> Backup | None:
+    pool = [b for b in backups if b.id in ids and fits(b)]
     return pool[-1] if pool else None
 
 
