@@ -237,8 +237,12 @@ def test_in_place_restore_can_be_undone(env: LocalProvider) -> None:
     # restores to the latest point must follow the live database, not that abandoned timeline
     sql(env, "create table after_undo (id int)")
     sql(env, "insert into after_undo values (1)")
-    on_live = env.backup(incremental=True)
-    assert on_live.parent == env.backups()[0].id          # not the undone timeline's backup
+    # the undo's recovery ran without the WAL summarizer (see inplace._settle): an incremental
+    # is refused with the way out, never built on the undone timeline's backup
+    with pytest.raises(UsageError, match="needs WAL summaries") as exc:
+        env.backup(incremental=True)
+    assert "full backup first" in (exc.value.hint or "")
+    assert env.backup().timeline > 2                      # a full one, on the live timeline
     env.flush_archive()
     inst = env.restore(RecoveryTarget(TargetKind.LATEST))
     assert on(inst, "select to_regclass('ledger')::text, to_regclass('after_undo')::text") \

@@ -92,8 +92,9 @@ class InPlace:
         cluster.data_dir.rename(aside)
         try:
             p._materialize(restore_plan, cluster.data_dir, progress)
+            # the WAL summarizer stays on: a freshly copied backup's pg_wal holds only its own
+            # WAL, and the summaries it writes let incremental backups continue afterwards
             conf = {**server_settings(p.bins, p.local.paths.archive_dir),
-                    **throwaway_settings(p.bins),   # no WAL summarizer during recovery
                     **recovery_settings(restore_plan.target, p.repo.archive, p.repo.stream,
                                         pause=False)}
             p._prepare_recovery(cluster, conf, restore_plan.target)
@@ -228,11 +229,11 @@ class InPlace:
 
 def _settle(cluster: Cluster, p: LocalProvider) -> None:
     """After promotion: the environment's own settings again, the WAL summarizer included.
-    It is off during the recovery itself: on PostgreSQL 17+ the end-of-recovery checkpoint
-    waits for it, and across the timelines an in-place restore or an undo leaves in pg_wal it
-    can stop on a segment of another history ("incorrect prev-link") and take the server down
-    ("WAL summarization is not progressing"). Turned on after promotion, it summarizes the new
-    timeline from there; an incremental backup that would need the gap takes a full one."""
+    An undo's recovery runs without it: on PostgreSQL 17+ the end-of-recovery checkpoint waits
+    for it, and in the put-back directory's pg_wal (recycled segments of other histories) it
+    can stop on a segment that is not its timeline's ("incorrect prev-link") and take the
+    server down ("WAL summarization is not progressing"). After an undo an incremental backup
+    therefore needs a full backup first (the tool says so)."""
     cluster.write_conf(server_settings(p.bins, p.local.paths.archive_dir))
     with connect(cluster.conninfo()) as conn:
         conn.execute("select pg_reload_conf()")
