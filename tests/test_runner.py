@@ -65,3 +65,24 @@ def test_undo_continues_after_a_failing_action() -> None:
     undo.unwind()
     assert done == ["a"] and "bad" in undo.errors[0]
     assert os.getpid() > 0
+
+
+def test_a_helper_whose_parent_is_already_gone_never_starts(tmp_path: Path) -> None:
+    """Found by the lifecycle test: when the tool died between forking a helper and the
+    helper's setpriv setting the parent-death signal, the signal never came and the helper
+    (a whole pg_basebackup) ran on unguarded. The wrapped program starts only while its parent
+    is still the process that spawned it."""
+    import subprocess
+
+    from spectral.runner import SETPRIV, die_with_parent
+
+    if SETPRIV is None:
+        pytest.skip("no setpriv")
+    marker = tmp_path / "ran"
+    argv = die_with_parent(["sh", "-c", f"touch {marker}"])
+    ours = subprocess.run(argv, check=False)
+    assert ours.returncode == 0 and marker.exists()
+    marker.unlink()
+    orphaned = [str(os.getpid() + 100000) if a == str(os.getpid()) else a for a in argv]
+    res = subprocess.run(orphaned, check=False)   # as if the parent were someone else now
+    assert res.returncode == 125 and not marker.exists()

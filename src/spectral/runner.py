@@ -48,10 +48,21 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 SETPRIV = shutil.which("setpriv")
 
 
+# Run by /bin/sh between setpriv and the program: if the tool died before setpriv set the
+# parent-death signal, the signal will never come (the parent is already someone else), so
+# the program must not start at all. Found by the lifecycle test: a kill -9 in that instant
+# left a whole pg_basebackup running unguarded.
+STILL_OURS = '[ "$PPID" = "$0" ] || exit 125; exec "$@"'
+
+
 def die_with_parent(argv: list[str]) -> list[str]:
     """Make a helper program die when the tool dies, even by SIGKILL (which runs no clean-up):
-    util-linux's setpriv sets the parent-death signal and then runs the program."""
-    return [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else argv
+    util-linux's setpriv sets the parent-death signal, a shell checks that the parent is still
+    this process, and then the program runs."""
+    if not SETPRIV:
+        return argv
+    return [SETPRIV, "--pdeathsig", "KILL", "--", "/bin/sh", "-c", STILL_OURS,
+            str(os.getpid()), *argv]
 
 
 def spawn(argv: list[str], *, run_as: RunAs | None, stdin: int | IO[Any] | None,
@@ -155,6 +166,8 @@ def run(argv: list[str], *, timeout: float, check: bool = True, env: dict[str, s
     with tempfile.TemporaryFile() as err_f, contextlib.ExitStack() as stack:
         out_f = (stack.enter_context(open(stdout_path, "wb")) if stdout_path
                  else stack.enter_context(tempfile.TemporaryFile()))
+        if shutil.which(argv[0]) is None:   # said plainly, before any wrapper would say it
+            raise CommandError(argv, 127, "cannot execute: not found or not executable")
         dog = start_watchdog() if forks else None
         stack.callback(stop_watchdog, dog)
         try:
