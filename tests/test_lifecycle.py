@@ -459,7 +459,7 @@ class Lifecycle(RuleBasedStateMachine):
                 f.seek(8192 * 3 + 100)
                 f.write(os.urandom(64))
         self.model.faults += 1
-        count(f"archive segment {how}d")
+        count(f"archive segment {how}d".replace("corruptd", "corrupted"))
 
     @rule(pick=PICK)
     def corrupt_backup(self, pick: int) -> None:
