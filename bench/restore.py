@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 
 from common import machine, workspace
-from spectral.localenv import LocalEnvironment
 from spectral.pg.binaries import PgBinaries, find_binaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.conn import connect
 from spectral.pg.osuser import give_to_server, make_owned_dir, server_identity
-from spectral.providers.base import RecoveryTarget, TargetKind
+from spectral.providers.local.environment import LocalEnvironment
 from spectral.providers.local.provider import LocalProvider
+from spectral.recovery_target import LatestTarget
 from spectral.refdb.author import author
 from spectral.refdb.migrate import migrate
 from spectral.refdb.seed import seed
@@ -68,7 +68,7 @@ def prepare(p: LocalProvider) -> None:
 def spectral_rto(p: LocalProvider) -> dict:
     cold()
     started = time.monotonic()
-    inst = p.restore(RecoveryTarget(TargetKind.LATEST))
+    inst = p.restore(LatestTarget())
     seconds = time.monotonic() - started
     with connect(inst.dsn) as conn:
         rows = conn.execute("select count(*) from worlds.line_items").fetchone()[0]  # type: ignore[index]

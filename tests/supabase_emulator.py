@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from spectral.providers.base import RecoveryTarget, TargetKind
 from spectral.providers.local.provider import LocalProvider
+from spectral.recovery_target import LatestTarget, RecoveryTarget, TargetKind, target_of
 
 
 @dataclass
@@ -82,7 +82,7 @@ class Emulator:
         assert owner is not None
         backup = next(b for b in owner.backups() if b.stop_time.isoformat() == inserted_at)
         return self.restore_to_new_project(
-            source, None, target=RecoveryTarget(TargetKind.LSN, backup.stop_lsn),
+            source, None, target=target_of(TargetKind.LSN, backup.stop_lsn),
             backup_id=backup.id)
 
     def restore_to_new_project(self, source: str, when_unix: int | None, *,
@@ -100,8 +100,8 @@ class Emulator:
         with self.lock:
             self.projects[ref] = project
         if target is None:
-            target = (RecoveryTarget(TargetKind.LATEST, "latest") if when_unix is None else
-                      RecoveryTarget(TargetKind.TIME,
+            target = (LatestTarget() if when_unix is None else
+                      target_of(TargetKind.TIME,
                                      datetime.fromtimestamp(when_unix, UTC).isoformat()))
 
         def copy() -> None:
@@ -303,7 +303,7 @@ class Emulator:
 
             try:
                 when = datetime.fromtimestamp(target, UTC).isoformat()
-                p.provider.restore_in_place(RecoveryTarget(TargetKind.TIME, when),
+                p.provider.restore_in_place(target_of(TargetKind.TIME, when),
                                             confirmed=True)
                 p.status = "ACTIVE_HEALTHY"
             except Exception:

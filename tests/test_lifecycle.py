@@ -43,12 +43,12 @@ from hypothesis.stateful import (
 
 from conftest import SPECTRAL, SYSTEM_PG15, _processes_under
 from spectral.errors import SpectralError
-from spectral.localenv import LocalEnvironment
 from spectral.pg.binaries import PgBinaries, find_binaries
 from spectral.pg.conn import connect
 from spectral.pg.osuser import make_owned_dir
-from spectral.providers.base import RecoveryTarget, TargetKind
+from spectral.providers.local.environment import LocalEnvironment
 from spectral.providers.local.provider import LocalProvider
+from spectral.recovery_target import LatestTarget, TargetKind, target_of
 
 Rows = dict[int, int]
 T = "platform.m"
@@ -267,17 +267,17 @@ class Lifecycle(RuleBasedStateMachine):
         c = self.model.history[i] if self.model.history else None
         exclusive = exclusive and kind is TargetKind.XID and i > (self.model.first_reachable or 0)
         if kind is TargetKind.LATEST or c is None:
-            target, want = RecoveryTarget(TargetKind.LATEST), self.model.rows
+            target, want = LatestTarget(), self.model.rows
         elif kind is TargetKind.TIME:
-            target = RecoveryTarget(kind, c.time.isoformat())
+            target = target_of(kind, c.time.isoformat())
             want = self.expected(kind, i, False)
         elif kind is TargetKind.XID:
-            target = RecoveryTarget(kind, str(c.xid), exclusive)
+            target = target_of(kind, str(c.xid), exclusive)
             want = self.expected(kind, i, exclusive)
         elif kind is TargetKind.LSN:
-            target, want = RecoveryTarget(kind, c.lsn), c.rows
+            target, want = target_of(kind, c.lsn), c.rows
         else:
-            target, want = RecoveryTarget(kind, c.point), c.rows
+            target, want = target_of(kind, c.point), c.rows
         try:
             inst = self.p.restore(target, keep=False)
         except SpectralError as exc:
@@ -299,7 +299,7 @@ class Lifecycle(RuleBasedStateMachine):
         i = _pick(self.reachable()[1:], pick)
         c = self.model.history[i]
         try:
-            self.p.restore_in_place(RecoveryTarget(TargetKind.XID, str(c.xid), exclusive=True),
+            self.p.restore_in_place(target_of(TargetKind.XID, str(c.xid), exclusive=True),
                                     confirmed=True)
         except SpectralError as exc:
             assert self.model.faults, f"in-place restore refused without a fault: {exc.message}"
@@ -417,7 +417,8 @@ class Lifecycle(RuleBasedStateMachine):
         if not deletes:
             return
         with connect(self.local.cluster().conninfo()) as conn:
-            found = {d.xid: d.rows for d in find_damage(self.p, conn, T, ops={"delete"})}
+            found = {d.xid: d.rows
+                     for d in find_damage(self.p.wal_archive(), conn, T, ops={"delete"})}
         if not self.model.faults:
             assert {x: found.get(x) for x in deletes} == deletes
         assert set(found) <= {c.xid for c in self.model.history}   # nothing rewound

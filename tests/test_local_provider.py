@@ -13,10 +13,10 @@ import pytest
 
 from conftest import _processes_under
 from spectral.errors import CouldNotVerify, RefusedError, UsageError
-from spectral.localenv import LocalEnvironment
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.conn import connect
-from spectral.providers.base import BackupKind, Instance, RecoveryTarget, TargetKind, Verification
+from spectral.providers.base import BackupKind, Instance, Verification
+from spectral.providers.local.environment import LocalEnvironment
 from spectral.providers.local.provider import LocalProvider
 from spectral.providers.local.recovery import recovery_settings
 from spectral.providers.local.wal import (
@@ -27,6 +27,7 @@ from spectral.providers.local.wal import (
     parse_segment,
     segment_name,
 )
+from spectral.recovery_target import LatestTarget, TargetKind, target_of
 
 
 @pytest.fixture
@@ -90,13 +91,13 @@ def test_first_gap_is_timeline_aware() -> None:
 
 
 def test_recovery_settings() -> None:
-    conf = recovery_settings(RecoveryTarget(TargetKind.XID, "1234", exclusive=True),
+    conf = recovery_settings(target_of(TargetKind.XID, "1234", exclusive=True),
                              Path("/a"), Path("/s"), pause=False)
     assert conf["recovery_target_xid"] == "1234"
     assert conf["recovery_target_inclusive"] == "off"
     assert conf["recovery_target_action"] == "promote"
     assert '"/a/%f"' in conf["restore_command"]
-    latest = recovery_settings(RecoveryTarget(TargetKind.LATEST), Path("/a"), Path("/s"),
+    latest = recovery_settings(LatestTarget(), Path("/a"), Path("/s"),
                                pause=False)
     assert not any(k.startswith("recovery_target_") and k != "recovery_target_timeline"
                    for k in latest)
@@ -108,7 +109,7 @@ def test_full_backup_is_verified_and_restores_latest(env: LocalProvider) -> None
     assert b.kind is BackupKind.FULL and b.verification is Verification.VERIFIED
     assert (env.repo.backup_dir(b.id) / "backup_manifest").exists()
     sql(env, "insert into ledger values (1000, 'after backup')")
-    inst = env.restore(RecoveryTarget(TargetKind.LATEST))
+    inst = env.restore(LatestTarget())
     assert on(inst, "select note from ledger where id = 1000") == [("after backup",)]
     assert on(inst, "select pg_is_in_recovery()") == [(False,)]
     window = env.window()
@@ -122,7 +123,7 @@ def test_incremental_chain_restores(env: LocalProvider) -> None:
     inc = env.backup(incremental=True)
     assert inc.kind is BackupKind.INCREMENTAL and inc.parent == full.id
     sql(env, "insert into ledger values (2001, 'after incremental')")
-    inst = env.restore(RecoveryTarget(TargetKind.LATEST))
+    inst = env.restore(LatestTarget())
     assert inst.backup_id == inc.id
     assert on(inst, "select id from ledger where id >= 2000 order by id") == [(2000,), (2001,)]
 
@@ -134,7 +135,7 @@ def test_pitr_by_time_lands_between_two_commits(env: LocalProvider) -> None:
     _, second = commit_time(env, "second")
     target = first + (second - first) / 2
     env.flush_archive()
-    inst = env.restore(RecoveryTarget(TargetKind.TIME, target.isoformat()))
+    inst = env.restore(target_of(TargetKind.TIME, target.isoformat()))
     notes = [r[0] for r in on(inst, "select note from ledger where note <> 'base'")]
     assert notes == ["first"]
     assert "before commit" in inst.reached["stopped"]
@@ -148,9 +149,9 @@ def test_pitr_by_xid_exclusive_stops_just_before(env: LocalProvider) -> None:
         conn.commit()
     sql(env, "insert into ledger values (3000, 'later')")
     env.flush_archive()
-    inst = env.restore(RecoveryTarget(TargetKind.XID, str(xid), exclusive=True))
+    inst = env.restore(target_of(TargetKind.XID, str(xid), exclusive=True))
     assert on(inst, "select count(*) from ledger") == [(100,)]      # the delete is not there
-    inclusive = env.restore(RecoveryTarget(TargetKind.XID, str(xid)))
+    inclusive = env.restore(target_of(TargetKind.XID, str(xid)))
     assert on(inclusive, "select count(*) from ledger") == [(50,)]  # the delete, not later
 
 
@@ -161,9 +162,9 @@ def test_pitr_by_lsn_and_by_name(env: LocalProvider) -> None:
     sql(env, "select pg_create_restore_point('before-b')")
     sql(env, "insert into ledger values (4001, 'b')")
     env.flush_archive()
-    by_lsn = env.restore(RecoveryTarget(TargetKind.LSN, lsn))
+    by_lsn = env.restore(target_of(TargetKind.LSN, lsn))
     assert on(by_lsn, "select id from ledger where id >= 4000") == [(4000,)]
-    by_name = env.restore(RecoveryTarget(TargetKind.NAME, "before-b"))
+    by_name = env.restore(target_of(TargetKind.NAME, "before-b"))
     assert on(by_name, "select id from ledger where id >= 4000") == [(4000,)]
 
 
@@ -171,14 +172,14 @@ def test_target_outside_the_window_gives_the_window(env: LocalProvider) -> None:
     env.backup()
     env.flush_archive()
     with pytest.raises(UsageError, match=r"outside the recoverable window: .* to "):
-        env.restore(RecoveryTarget(TargetKind.TIME, "2001-01-01T00:00:00Z"))
+        env.restore(target_of(TargetKind.TIME, "2001-01-01T00:00:00Z"))
     with pytest.raises(UsageError, match="transaction 999999 is not in the WAL archive"):
-        env.restore(RecoveryTarget(TargetKind.XID, "999999"))
+        env.restore(target_of(TargetKind.XID, "999999"))
 
 
 def test_no_backup_cannot_restore(env: LocalProvider) -> None:
     with pytest.raises(CouldNotVerify, match="no verified base backup"):
-        env.restore(RecoveryTarget(TargetKind.LATEST))
+        env.restore(LatestTarget())
 
 
 def test_corrupted_backup_is_refused(env: LocalProvider) -> None:
@@ -189,7 +190,7 @@ def test_corrupted_backup_is_refused(env: LocalProvider) -> None:
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
     with pytest.raises(CouldNotVerify, match="fails verification"):
-        env.restore(RecoveryTarget(TargetKind.LATEST))
+        env.restore(LatestTarget())
     assert env.instances() == []
 
 
@@ -206,29 +207,29 @@ def test_missing_wal_segment_is_reported_with_the_reachable_target(env: LocalPro
     window = env.window()
     assert window.gaps and window.gaps[0].missing_from == lost
     with pytest.raises(CouldNotVerify, match=f"WAL segment {lost} is missing") as exc:
-        env.restore(RecoveryTarget(TargetKind.TIME, datetime.now(UTC).isoformat()))
+        env.restore(target_of(TargetKind.TIME, datetime.now(UTC).isoformat()))
     reachable = (exc.value.hint or "").split("--target-lsn ")[-1]
     # defect 2: --latest replayed up to the hole, promoted and lost 5002 with exit 0
     with pytest.raises(CouldNotVerify, match=f"WAL segment {lost} is missing"):
-        env.restore(RecoveryTarget(TargetKind.LATEST))
+        env.restore(LatestTarget())
     env.local.down()
     with pytest.raises(CouldNotVerify, match=f"WAL segment {lost} is missing"):
-        env.restore(RecoveryTarget(TargetKind.LATEST))
-    inst = env.restore(RecoveryTarget(TargetKind.LSN, reachable))   # the point it names
+        env.restore(LatestTarget())
+    inst = env.restore(target_of(TargetKind.LSN, reachable))   # the point it names
     assert on(inst, "select max(id) from ledger") == [(5000,)]
 
 
 def test_in_place_restore_can_be_undone(env: LocalProvider) -> None:
     env.backup()
     with pytest.raises(RefusedError, match="needs --yes"):
-        env.restore_in_place(RecoveryTarget(TargetKind.LATEST), confirmed=False)
+        env.restore_in_place(LatestTarget(), confirmed=False)
     _, before_drop = commit_time(env, "keep")
     time.sleep(1.1)
     sql(env, "drop table ledger")
     env.flush_archive()
-    done = env.restore_in_place(RecoveryTarget(TargetKind.TIME, before_drop.isoformat()),
+    done = env.restore_in_place(target_of(TargetKind.TIME, before_drop.isoformat()),
                                 confirmed=True)
-    assert Path(done["previous"]).is_dir()
+    assert done.previous is not None and Path(done.previous).is_dir()
     assert sql(env, "select count(*) from ledger") == [(101,)]
     assert env.backup(incremental=True).parent is not None   # on the restored timeline
     env.undo_in_place()
@@ -244,7 +245,7 @@ def test_in_place_restore_can_be_undone(env: LocalProvider) -> None:
     assert "full backup first" in (exc.value.hint or "")
     assert env.backup().timeline > 2                      # a full one, on the live timeline
     env.flush_archive()
-    inst = env.restore(RecoveryTarget(TargetKind.LATEST))
+    inst = env.restore(LatestTarget())
     assert on(inst, "select to_regclass('ledger')::text, to_regclass('after_undo')::text") \
         == [(None, "after_undo")]
 
@@ -261,7 +262,7 @@ def test_interrupted_restore_leaves_nothing_running(env: LocalProvider, work_dir
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        env.restore(RecoveryTarget(TargetKind.LATEST), progress=interrupt)
+        env.restore(LatestTarget(), progress=interrupt)
     assert env.instances() == []
     assert list((work_dir / "state" / "instances").iterdir()) == []
     assert [p for p in _processes_under(work_dir) if "/instances/" in p] == []
@@ -281,14 +282,14 @@ def test_postgres_15_backup_and_restore(work_dir: Path, pg15: PgBinaries) -> Non
             conn.execute("insert into t values (15)")
         with pytest.raises(UsageError, match="PostgreSQL 17 or newer"):
             provider.backup(incremental=True)
-        inst = provider.restore(RecoveryTarget(TargetKind.LATEST))
+        inst = provider.restore(LatestTarget())
         assert on(inst, "select x from t") == [(15,)]
         # the undo lifecycle on 15 too: rewind, undo, write, and --latest follows the live one
-        provider.restore_in_place(RecoveryTarget(TargetKind.LSN, b.stop_lsn), confirmed=True)
+        provider.restore_in_place(target_of(TargetKind.LSN, b.stop_lsn), confirmed=True)
         assert provider.undo_in_place()["timeline"] == 3
         with connect(local.cluster().conninfo()) as conn:
             conn.execute("insert into t values (16)")
-        inst = provider.restore(RecoveryTarget(TargetKind.LATEST))
+        inst = provider.restore(LatestTarget())
         assert on(inst, "select x from t order by x") == [(15,), (16,)]
     finally:
         for inst in provider.instances():
@@ -344,7 +345,7 @@ def test_after_an_in_place_restore_the_rewound_history_is_not_read(env: LocalPro
         conn.commit()
     for i in range(1, 6):                    # later transactions on the timeline to be rewound
         sql(env, f"insert into ledger values ({1000 + i}, 'rewound')")
-    env.restore_in_place(RecoveryTarget(TargetKind.XID, str(bad), exclusive=True),
+    env.restore_in_place(target_of(TargetKind.XID, str(bad), exclusive=True),
                          confirmed=True)
     assert sql(env, "select count(*) from ledger") == [(100,)]
     with connect(env.local.cluster().conninfo(), autocommit=False) as conn:
@@ -353,7 +354,7 @@ def test_after_an_in_place_restore_the_rewound_history_is_not_read(env: LocalPro
         conn.commit()
     assert bad <= again <= bad + 5           # an xid the rewound timeline used too
     with connect(env.local.cluster().conninfo()) as conn:
-        found = find_damage(env, conn, "public.ledger", ops={"delete"})
+        found = find_damage(env.wal_archive(), conn, "public.ledger", ops={"delete"})
     assert [(d.xid, d.rows) for d in found] == [(again, 1)]
-    inst = env.restore(RecoveryTarget(TargetKind.XID, str(again), exclusive=True))
+    inst = env.restore(target_of(TargetKind.XID, str(again), exclusive=True))
     assert on(inst, "select count(*) from ledger") == [(100,)]

@@ -17,11 +17,11 @@ import pytest
 
 from conftest import _processes_under, spectral
 from spectral.errors import RefusedError, UsageError
-from spectral.localenv import LocalEnvironment
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.conn import connect
-from spectral.providers.base import RecoveryTarget, TargetKind
+from spectral.providers.local.environment import LocalEnvironment
 from spectral.providers.local.provider import LocalProvider
+from spectral.recovery_target import LatestTarget, TargetKind, target_of
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_time_target_before_a_reseed_and_idle_segments(env: LocalProvider) -> No
     idle_segments(env, 10)        # more segments without a commit than the old look-back of 8
     window = env.window()
     assert window.latest_time is not None and window.latest_time > target
-    inst = env.restore(RecoveryTarget(TargetKind.TIME, target.isoformat()))
+    inst = env.restore(target_of(TargetKind.TIME, target.isoformat()))
     assert on(inst.dsn, "select count(*), max(id) from items") == [(101, 1000)]
     assert inst.backup_id == env.backups()[0].id          # never a backup taken after T
 
@@ -136,11 +136,11 @@ def test_targets_after_a_later_backup_are_reachable_across_a_hole(env: LocalProv
     window = env.window()
     assert len(window.intervals) == 2 and window.gaps[0].missing_from == lost
     assert window.intervals[1].backups == [second.id]
-    inst = env.restore(RecoveryTarget(TargetKind.TIME, after.isoformat()))
+    inst = env.restore(target_of(TargetKind.TIME, after.isoformat()))
     assert on(inst.dsn, "select max(id) from items where id > 1000") == [(1003,)]
-    inst = env.restore(RecoveryTarget(TargetKind.XID, str(xid), exclusive=True))
+    inst = env.restore(target_of(TargetKind.XID, str(xid), exclusive=True))
     assert on(inst.dsn, "select max(id) from items where id > 1000") == [(1003,)]
-    inst = env.restore(RecoveryTarget(TargetKind.LATEST))   # the hole is before the newest
+    inst = env.restore(LatestTarget())   # the hole is before the newest
     assert on(inst.dsn, "select max(id) from items where id > 1000") == [(1004,)]
 
 
@@ -151,7 +151,7 @@ def test_lsn_target_on_an_idle_segment_boundary_is_the_end_of_the_wal(env: Local
     env.flush_archive()
     idle = sql(env, "select pg_current_wal_lsn()::text")[0][0]   # a segment boundary now
     assert idle.endswith("000000")
-    inst = env.restore(RecoveryTarget(TargetKind.LSN, idle))
+    inst = env.restore(target_of(TargetKind.LSN, idle))
     assert on(inst.dsn, "select max(id) from items") == [(1005,)]
     assert inst.reached.get("resolved")
 
@@ -240,7 +240,7 @@ def test_target_arguments_in_the_users_terms() -> None:
 def test_iso_z_time_reaches_postgresql_in_its_own_format(tmp_path: Path) -> None:
     from spectral.providers.local.recovery import recovery_failure, recovery_settings
 
-    conf = recovery_settings(RecoveryTarget(TargetKind.TIME, "2026-11-26T21:30:00Z"),
+    conf = recovery_settings(target_of(TargetKind.TIME, "2026-11-26T21:30:00Z"),
                              tmp_path, tmp_path, pause=False)
     assert conf["recovery_target_time"] == "2026-11-26 21:30:00.000000+00"
     log = ('2026-11-26 LOG:  invalid value for parameter "recovery_target_time": "x"\n'
@@ -264,17 +264,17 @@ def test_time_target_after_restore_and_undo_follows_the_live_timeline(env: Local
     idle_segments(env, 4)      # the history the restore abandons holds the newest segments
     commit(env, "insert into items values (1105, 'rewound too')")   # and the newest commit
     env.flush_archive()
-    env.restore_in_place(RecoveryTarget(TargetKind.TIME, t_keep.isoformat()), confirmed=True)
+    env.restore_in_place(target_of(TargetKind.TIME, t_keep.isoformat()), confirmed=True)
     commit(env, "insert into items values (1102, 'on the restore')")
     env.undo_in_place()
-    env.restore_in_place(RecoveryTarget(TargetKind.TIME, t_keep.isoformat()), confirmed=True)
+    env.restore_in_place(target_of(TargetKind.TIME, t_keep.isoformat()), confirmed=True)
     commit(env, "insert into items values (1103, 'live, before the target')")
     time.sleep(1.1)
     target = datetime.now(UTC)
     time.sleep(1.1)
     commit(env, "insert into items values (1104, 'after the target')")
     env.flush_archive()
-    inst = env.restore(RecoveryTarget(TargetKind.TIME, target.isoformat()))
+    inst = env.restore(target_of(TargetKind.TIME, target.isoformat()))
     got = [r[0] for r in on(inst.dsn, "select id from items where id >= 1100 order by 1")]
     assert got == [1100, 1103]
 
@@ -283,14 +283,14 @@ def test_restores_after_two_in_place_restores_and_undos(env: LocalProvider) -> N
     env.backup()
     for n in range(2):
         xid, _ = commit(env, f"insert into items values ({1200 + n}, 'x')")
-        env.restore_in_place(RecoveryTarget(TargetKind.XID, str(xid), exclusive=True),
+        env.restore_in_place(target_of(TargetKind.XID, str(xid), exclusive=True),
                              confirmed=True)
         env.undo_in_place()
     xid, _ = commit(env, "insert into items values (1210, 'live')")
     commit(env, "insert into items values (1211, 'after')")
     env.flush_archive()
     assert env.window().gaps == []
-    inst = env.restore(RecoveryTarget(TargetKind.XID, str(xid)))
+    inst = env.restore(target_of(TargetKind.XID, str(xid)))
     got = [r[0] for r in on(inst.dsn, "select id from items where id >= 1200 order by 1")]
     assert got == [1200, 1201, 1210]
 
@@ -299,12 +299,12 @@ def test_restores_after_two_in_place_restores_and_undos(env: LocalProvider) -> N
 def test_undo_applies_only_to_the_newest_restore_once(env: LocalProvider) -> None:
     env.backup()
     x1, _ = commit(env, "insert into items values (1300, 'one')")
-    env.restore_in_place(RecoveryTarget(TargetKind.XID, str(x1), exclusive=True), confirmed=True)
+    env.restore_in_place(target_of(TargetKind.XID, str(x1), exclusive=True), confirmed=True)
     commit(env, "insert into items values (1301, 'written after the first restore')")
     x2, _ = commit(env, "insert into items values (1302, 'two')")
-    done = env.restore_in_place(RecoveryTarget(TargetKind.XID, str(x2), exclusive=True),
+    done = env.restore_in_place(target_of(TargetKind.XID, str(x2), exclusive=True),
                                 confirmed=True)
-    assert len(done["discarded"]) == 1                 # the first restore's copy expired
+    assert len(done.discarded) == 1                 # the first restore's copy expired
     env.undo_in_place()
     assert [r[0] for r in sql(env, "select id from items where id >= 1300 order by 1")] \
         == [1301, 1302]
@@ -334,7 +334,7 @@ def test_find_damage_counts_a_delete_whose_records_cross_a_segment(env: LocalPro
         sql(env, f"select pg_logical_emit_message(false, 'pad', repeat('x', {room - 150_000}))")
     xid, _ = commit(env, "delete from big")
     with connect(env.local.cluster().conninfo()) as conn:
-        found = [d for d in find_damage(env, conn, "public.big") if d.xid == xid]
+        found = [d for d in find_damage(env.wal_archive(), conn, "public.big") if d.xid == xid]
     assert found and found[0].rows == 4800
 
 

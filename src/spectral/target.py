@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from spectral.config.models import EnvironmentConfig, ProviderKind, SpectralConfig
 from spectral.config.secrets import is_secret_ref, resolve_secret
 from spectral.errors import UsageError
-from spectral.localenv import LocalEnvironment
 from spectral.pg.binaries import find_binaries
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
+from spectral.providers.local.environment import LocalEnvironment
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -16,18 +16,25 @@ from rich.table import Table
 from spectral.cli.state import AppState, state
 from spectral.config.durations import format_duration
 from spectral.errors import UsageError
+from spectral.providers.base import Capability
 
 if TYPE_CHECKING:
-    from spectral.providers.base import RecoveryTarget
+    from spectral.providers.base import Progress as RestoreProgress
     from spectral.providers.local.provider import LocalProvider
-    from spectral.providers.local.provider import Progress as RestoreProgress
+    from spectral.recovery_target import RecoveryTarget
 
 
 def provider(st: AppState) -> LocalProvider:
-    from spectral.providers.local.provider import LocalProvider
+    """The environment's provider, for the commands only a local environment has (throwaway
+    instances, in-place undo, WAL streaming, retention)."""
     from spectral.target import local_environment
 
-    return LocalProvider(local_environment(st.config, st.env))
+    local_environment(st.config, st.env)   # says why not, in the environment's terms
+    p = st.environment().provider
+    from spectral.providers.local.provider import LocalProvider
+
+    assert isinstance(p, LocalProvider)
+    return p
 
 
 def register(app: typer.Typer) -> None:
@@ -50,7 +57,7 @@ def backup_cmd(ctx: typer.Context, incremental: bool = INCREMENTAL) -> None:
     """Take a base backup with pg_basebackup into the environment's backup repository, verify
     it with pg_verifybackup and record it in the catalog."""
     st = state(ctx)
-    b = provider(st).backup(incremental=incremental)
+    b = st.environment().provider.backup(incremental=incremental)
     st.emit(b.to_json(), lambda c: c.print(
         f"backup {b.id} ({b.kind.value}{', on ' + b.parent if b.parent else ''}): "
         f"{b.size_bytes / 1e6:.1f} MB in {format_duration(b.duration_s)}, LSN {b.start_lsn} -> "
@@ -61,48 +68,28 @@ def backups_cmd(ctx: typer.Context) -> None:
     """List the backups and the recoverable window (earliest and latest recoverable time and
     LSN), and name any gap in the WAL archive."""
     st = state(ctx)
-    _name, env = st.config.environment(st.env)
-    if env.provider.value == "supabase":
-        _supabase_backups(st, env)
-        return
-    from spectral.providers.local.window import lineage
-
-    p = provider(st)
-    backups = p.backups()
-    window = p.window()
-    live = lineage(p.repo)
+    p = st.environment().provider
+    backups, window, pitr = p.backups(), p.window(), p.pitr_enabled()
+    live = p.live_lineage()
 
     def human(c: Console) -> None:
         table = Table("backup", "kind", "parent", "stop LSN", "stopped at", "size", "check")
         for b in backups:
             table.add_row(b.id, b.kind.value, b.parent or "-", b.stop_lsn,
                           b.stop_time.isoformat(timespec="seconds"), f"{b.size_bytes / 1e6:.1f} MB",
-                          b.verification.value + ("" if b.id in live else
-                                                  f"; timeline {b.timeline} abandoned"))
+                          b.verification.value + ("" if b.status == "completed" else
+                                                  f", {b.status}") + (
+                              "" if live is None or b.id in live else
+                              f"; timeline {b.timeline} abandoned"))
         c.print(table if backups else "no backups yet (spectral dr backup)")
-        c.print(f"recoverable window: {window.describe()}")
+        c.print(f"PITR {'enabled' if pitr else 'not enabled'}; recoverable window: "
+                f"{window.describe()}")
         for g in window.gaps:
             c.print(f"[bold red]gap[/] in the WAL archive after {g.after_segment}: "
                     f"{g.missing_from} .. {g.missing_to} missing (timeline {g.timeline})")
 
-    st.emit({"backups": [{**b.to_json(), "on_live_timeline": b.id in live} for b in backups],
-             "window": window.to_json()}, human)
-
-
-def _supabase_backups(st: AppState, env: Any) -> None:
-    from spectral.providers.supabase.open import supabase_provider
-
-    sp = supabase_provider(st.config, env)
-    backups, window, flags = sp.backups()
-
-    def human(c: Console) -> None:
-        for b in backups:
-            c.print(f"{b.id}  {b.inserted_at}  {'physical' if b.physical else 'logical'}  "
-                    f"{b.status}")
-        c.print(f"PITR {'enabled' if flags['pitr_enabled'] else 'not enabled'}; recoverable "
-                f"window: {window.describe()}")
-
-    st.emit({"backups": [b.to_json() for b in backups], "window": window.to_json(), **flags},
+    st.emit({"backups": [{**b.to_json(), "on_live_timeline": live is None or b.id in live}
+                         for b in backups], "window": window.to_json(), "pitr_enabled": pitr},
             human)
 
 
@@ -156,53 +143,26 @@ def restore_cmd(
     in place. Picks the newest backup before the target, applies incrementals, replays WAL and
     checks that recovery reached the target."""
     st = state(ctx)
-    _name, env = st.config.environment(st.env)
-    if env.provider.value == "supabase":
-        _supabase_restore()
-        return
-    p = provider(st)
     if discard_previous or undo:
-        from spectral.cli.state import CliConfirmer
-        from spectral.errors import RefusedError
-        from spectral.providers.local.inplace import InPlace
-
-        inplace = InPlace(p)
-        if discard_previous:
-            question = "Delete these kept-aside data directories for good?"
-            details = [str(d) for d in inplace.kept_aside() + inplace.undone()]
-        else:
-            question = "Undo the last in-place restore?"
-            details = inplace.undo_preview()
-            if not details:
-                raise RefusedError("there is no in-place restore to undo (only the newest one "
-                                   "can be undone, once)")
-        if details and not CliConfirmer(yes, st.err).confirm(question, details):
-            raise RefusedError("not confirmed; nothing was changed")
-        result = ({"discarded": p.discard_previous()} if discard_previous
-                  else p.undo_in_place())
-
-        def said(c: Console) -> None:
-            if discard_previous:
-                c.print(f"discarded {len(result['discarded'])} kept-aside data "
-                        f"director{'y' if len(result['discarded']) == 1 else 'ies'}"
-                        + "".join(f"\n  {d}" for d in result["discarded"]))
-            else:
-                c.print(f"{result['environment']}: put back {result['restored']}; the restore "
-                        f"is kept aside at {result['set_aside']}. The database is now on "
-                        f"timeline {result['timeline']}, which later restores follow.")
-
-        st.emit(result, said)
+        _undo_or_discard(st, undo, yes)
         return
     target = _target(latest, target_time, target_xid, target_lsn, target_name, exclusive)
+    generic = st.environment().provider
+    if Capability.IN_PLACE_UNDO not in generic.capabilities:
+        raise UsageError(f"{generic.describe()} cannot undo an in-place restore, so one runs only "
+                         f"from a playbook, with confirmation: spectral dr playbook run "
+                         f"self-inflicted --target-time T (a restored copy: spectral dr drill "
+                         f"functional guides it)")
+    p = provider(st)
     show = not st.json and sys.stderr.isatty()
     if in_place:
         with restore_progress(show) as progress:
             done = p.restore_in_place(target, confirmed=yes, progress=progress)
-        st.emit(done, lambda c: c.print(
-            f"{done['environment']}: restored in place to {done['target']} from backup "
-            f"{done['backup']}; the previous data is kept at {done['previous']} "
+        st.emit(done.to_json(), lambda c: c.print(
+            f"{done.environment}: restored in place to {done.target} from backup "
+            f"{done.backup}; the previous data is kept at {done.previous} "
             f"(spectral dr restore --undo | --discard-previous)"
-            + "".join(f"\n  discarded the older kept-aside {d}" for d in done["discarded"])))
+            + "".join(f"\n  discarded the older kept-aside {d}" for d in done.discarded)))
         return
     with restore_progress(show) as progress:
         inst = p.restore(target, pause=pause, progress=progress)
@@ -218,12 +178,21 @@ def restore_cmd(
     st.emit(inst.to_json(), human)
 
 
-def _supabase_restore() -> None:
-    """Supabase has no restore into a new project through the API, and an in-place PITR
-    rewinds production: it runs only inside a playbook, which confirms it and records it."""
-    raise UsageError("on Supabase an in-place PITR runs only from a playbook, with "
-                     "confirmation: spectral dr playbook run self-inflicted --target-time T "
-                     "(restoring to a new project: spectral dr drill functional guides it)")
+def _undo_or_discard(st: AppState, undo: bool, yes: bool) -> None:
+    from spectral.cli.state import CliConfirmer
+
+    p, confirmer = provider(st), CliConfirmer(yes, st.err)
+    if not undo:
+        gone = p.discard_previous(confirmer)
+        st.emit({"discarded": gone}, lambda c: c.print(
+            f"discarded {len(gone)} kept-aside data director{'y' if len(gone) == 1 else 'ies'}"
+            + "".join(f"\n  {d}" for d in gone)))
+        return
+    result = p.undo_in_place(confirmer)
+    st.emit(result, lambda c: c.print(
+        f"{result['environment']}: put back {result['restored']}; the restore is kept aside at "
+        f"{result['set_aside']}. The database is now on timeline {result['timeline']}, which "
+        f"later restores follow."))
 
 
 def instances_cmd(ctx: typer.Context) -> None:
@@ -262,14 +231,7 @@ def promote_cmd(ctx: typer.Context,
                 instance_id: str = typer.Argument(..., help="A paused instance's id.")) -> None:
     """Promote an instance restored with --pause once it has been inspected."""
     st = state(ctx)
-    p = provider(st)
-    inst = next((i for i in p.instances() if i.id == instance_id), None)
-    if inst is None:
-        raise UsageError(f"no restored instance {instance_id!r} (spectral dr instances)")
-    from spectral.pg.conn import connect
-
-    with connect(inst.dsn) as conn:
-        conn.execute("select pg_promote(true, 60)")
+    provider(st).promote(instance_id)
     st.emit({"promoted": instance_id}, lambda c: c.print(f"{instance_id}: promoted"))
 
 
@@ -343,27 +305,12 @@ def expire_cmd(ctx: typer.Context,
     """Retention: remove backups beyond the newest --keep full backups (and the --window), and
     the WAL only they needed. Never removes anything a kept backup or the window needs."""
     from spectral.cli.state import CliConfirmer
-    from spectral.providers.local import expire as ex
+    from spectral.providers.local.expire import expire
 
     st = state(ctx)
-    p = provider(st)
-    from spectral.providers.local.window import lineage
-
-    plan = ex.plan_expire(p.backups(), keep, window, lineage=lineage(p.repo))
-    plan.wal_remove = ex.wal_to_remove(p.repo, plan.oldest_kept_start_lsn)
+    plan = expire(provider(st), keep, window, CliConfirmer(yes, st.err), dry_run=dry_run)
     data = {"keep": plan.keep, "remove": plan.remove, "wal_remove": len(plan.wal_remove),
             "dry_run": dry_run}
-    if plan.remove or plan.wal_remove:
-        if dry_run:
-            st.emit(data, lambda c: c.print(f"would remove {len(plan.remove)} backup(s) "
-                                            f"{plan.remove} and {len(plan.wal_remove)} WAL "
-                                            f"segment(s); keeping {plan.keep}"))
-            return
-        details = [f"backup {b}" for b in plan.remove] + [f"{len(plan.wal_remove)} WAL segments"]
-        if not CliConfirmer(yes, st.err).confirm("Remove these from the backup repository?",
-                                                 details):
-            raise UsageError("expiry not confirmed; nothing was removed")
-        with p.busy("expire"):
-            ex.apply(p.repo, plan)
-    st.emit(data, lambda c: c.print(f"removed {len(plan.remove)} backup(s) and "
+    verb = "would remove" if dry_run else "removed"
+    st.emit(data, lambda c: c.print(f"{verb} {len(plan.remove)} backup(s) {plan.remove} and "
                                     f"{len(plan.wal_remove)} WAL segment(s); kept {plan.keep}"))

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -13,13 +12,13 @@ from rich.table import Table
 
 from spectral.cli.state import AppState, CliConfirmer, state
 from spectral.config.durations import format_duration
-from spectral.config.models import ProviderKind
 from spectral.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from spectral.drills.functional import DrillRequest
     from spectral.drills.result import DrillResult
     from spectral.ledger import Ledger
+    from spectral.providers.base import CopyRequest
 
 drill_app = typer.Typer(no_args_is_help=True, help="Restore drills that prove a backup restores.")
 log_app = typer.Typer(invoke_without_command=True,
@@ -58,8 +57,11 @@ def print_drill(c: Console, r: DrillResult) -> None:
                 f": {split}")
     c.print(f"  RPO {format_duration(r.rpo_seconds)} (target "
             f"{format_duration(r.rpo_target) if r.rpo_target else 're-seedable'})")
-    if r.kept and r.instance:
+    if r.kept and r.instance and r.instance.get("dsn"):
         c.print(f"  instance kept: {r.instance['dsn']} (spectral dr teardown {r.instance['id']})")
+    elif r.kept and r.instance:
+        c.print(f"  kept: project {r.instance.get('project_ref')}; delete it within the billing "
+                f"hour")
 
 
 RESTORED_REF = typer.Option(None, "--restored-ref", help="Supabase: the project the operator "
@@ -75,61 +77,30 @@ YES = typer.Option(False, "--yes", "-y", help="Supabase: delete the throwaway pr
                    "asking.")
 
 
-@dataclass(frozen=True)
-class SupabaseFlags:
-    restored_ref: str | None = None
-    restored_dsn: str | None = None
-    branch: bool = False
-    wait: float = 7200.0
-    yes: bool = False
-
-
-def drill(st: AppState, req: DrillRequest, sb: SupabaseFlags | None = None) -> DrillResult:
+def drill(st: AppState, req: DrillRequest, yes: bool = False) -> DrillResult:
     from spectral.cli.backup_cmds import restore_progress
-    from spectral.drills.functional import run_drill
-    from spectral.target import local_environment
+    from spectral.drills.functional import run_functional
 
-    name, env = st.config.environment(st.env)
-    if env.provider is ProviderKind.SUPABASE:
-        return _guided(st, req, sb or SupabaseFlags())
-    if sb is not None and (sb.restored_ref or sb.restored_dsn or sb.branch):
-        raise UsageError("--restored-ref, --restored-dsn and --branch are for Supabase "
-                         "environments")
-    local = local_environment(st.config, name)
+    environment = st.environment()
     show = not st.json and sys.stderr.isatty()
     with restore_progress(show) as progress:
-        return run_drill(name, env, local, req, progress=progress,
-                         report=(lambda m: st.err.print(f"drill: {m}")) if not st.json
-                         else (lambda _m: None))
+        return run_functional(environment, req, operator=CliConfirmer(yes, st.err),
+                              progress=progress,
+                              report=lambda m: st.err.print(f"drill: {m}"))
 
 
-def _guided(st: AppState, req: DrillRequest, sb: SupabaseFlags) -> DrillResult:
+def _copy_request(backup: str | None, restored_ref: str | None, restored_dsn: str | None,
+                  branch: bool, wait: float, cfg: Any) -> CopyRequest:
     from spectral.config.secrets import is_secret_ref, resolve_secret
-    from spectral.drills.guided import GuidedRequest, run_guided_drill
-    from spectral.providers.supabase.open import supabase_provider
-    from spectral.recovery_target import parse_time
+    from spectral.providers.base import CopyMethod, CopyRequest
     from spectral.redact import register_secret
 
-    name, env = st.config.environment(st.env)
-    if req.backup_id:
-        raise UsageError("--backup is for local environments; on Supabase the operator picks "
-                         "the backup the tool names")
-    if sb.restored_ref is not None and sb.restored_ref == env.project_ref:
-        raise UsageError(f"--restored-ref {sb.restored_ref} is the environment's own project; a "
-                         f"drill verifies a restored copy, never production")
-    if req.target_time and not sb.restored_ref:
-        raise UsageError("on Supabase, --target-time says when --restored-ref was restored to")
-    dsn = sb.restored_dsn
+    dsn = restored_dsn
     if dsn is not None:
-        dsn = resolve_secret(dsn, base_dir=st.config.base_dir) if is_secret_ref(dsn) else dsn
+        dsn = resolve_secret(dsn, base_dir=cfg.base_dir) if is_secret_ref(dsn) else dsn
         register_secret(dsn)
-    greq = GuidedRequest(sb.restored_ref, dsn,
-                         parse_time(req.target_time) if req.target_time else None, sb.branch,
-                         req.content, sb.wait, req.keep, req.drill_type)
-    sp = supabase_provider(st.config, env)
-    return run_guided_drill(name, env, sp, st.config.state_dir(name), greq,
-                            CliConfirmer(sb.yes, st.err),
-                            report=lambda m: st.err.print(f"drill: {m}"))
+    return CopyRequest(CopyMethod.BRANCH if branch else CopyMethod.RESTORE, backup,
+                       restored_ref, dsn, wait)
 
 
 @drill_app.command("functional")
@@ -145,10 +116,13 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
     verifies it and deletes it after confirmation."""
     from spectral.drills.functional import DrillRequest
     from spectral.drills.result import DrillType
+    from spectral.recovery_target import parse_time
 
     st = state(ctx)
-    result = drill(st, DrillRequest(DrillType.FUNCTIONAL, backup, target_time, content, keep),
-                   SupabaseFlags(restored_ref, restored_dsn, branch, wait, yes))
+    copy = _copy_request(backup, restored_ref, restored_dsn, branch, wait, st.config)
+    result = drill(st, DrillRequest(DrillType.FUNCTIONAL,
+                                    parse_time(target_time) if target_time else None, content,
+                                    keep, copy), yes)
     st.emit(result.to_json(), lambda c: print_drill(c, result))
     raise typer.Exit(result.outcome.exit_code)
 
@@ -160,16 +134,14 @@ def post_migration_cmd(ctx: typer.Context, content: bool = CONTENT, keep: bool =
     from spectral.drills.result import DrillType
 
     st = state(ctx)
-    result = drill(st, DrillRequest(DrillType.POST_MIGRATION, None, None, content, keep))
+    result = drill(st, DrillRequest(DrillType.POST_MIGRATION, None, content, keep))
     st.emit(result.to_json(), lambda c: print_drill(c, result))
     raise typer.Exit(result.outcome.exit_code)
 
 
 def _ledger(st: AppState) -> tuple[str, Ledger]:
-    from spectral.ledger import Ledger
-
-    name, _env = st.config.environment(st.env)
-    return name, Ledger(st.config.state_dir(name) / "evidence")
+    environment = st.environment()
+    return environment.name, environment.ledger
 
 
 @log_app.callback()

@@ -23,19 +23,22 @@ def blast_radius_cmd(ctx: typer.Context,
     transactions committed while it was live (candidates for a PITR target or a salvage)."""
     from spectral.pg.conn import connect
     from spectral.playbooks.blast import blast_radius
-    from spectral.providers.local.provider import LocalProvider
+    from spectral.providers.base import Capability
     from spectral.recovery_target import parse_time
-    from spectral.target import local_environment, open_target
+    from spectral.target import open_target
 
     st = state(ctx)
-    name, env = st.config.environment(st.env)
-    with open_target(st.config, name) as target, connect(target.conninfo) as conn:
+    environment = st.environment()
+    lo = parse_time(start, "--from") if start else None
+    hi = parse_time(end, "--to") if end else datetime.now(UTC)
+    with open_target(st.config, environment.name) as target, \
+            connect(target.conninfo) as conn:
         result = blast_radius(conn, role)
-        if start is not None and env.managed_cluster:
-            provider = LocalProvider(local_environment(st.config, name))
-            provider.flush_archive()
-            result.transactions = provider.commits_between(
-                parse_time(start), parse_time(end) if end else datetime.now(UTC))
+        if lo is not None and environment.has_provider and \
+                Capability.WAL_ARCHIVE in environment.provider.capabilities:
+            archive = environment.provider.wal_archive()
+            archive.flush()
+            result.transactions = archive.commits_between(lo, hi)
 
     def human(c: Console) -> None:
         a = result.attributes
@@ -91,19 +94,16 @@ def find_damage_cmd(ctx: typer.Context,
     with its commit time, rows touched and the exact target just before it."""
     from spectral.pg.conn import connect
     from spectral.playbooks.damage import find_damage
-    from spectral.providers.local.provider import LocalProvider
     from spectral.recovery_target import parse_time
-    from spectral.target import local_environment
 
     st = state(ctx)
     bad = [o for o in op if o not in ("delete", "update", "truncate", "drop")]
     if bad:
         raise UsageError(f"--op {bad[0]!r}: expected delete, update, truncate or drop")
-    name, _env = st.config.environment(st.env)
-    provider = LocalProvider(local_environment(st.config, name))
-    with provider.local.session() as cluster, connect(cluster.conninfo()) as conn:
-        found = find_damage(provider, conn, _table(table),
-                            parse_time(since) if since else None, set(op) or None)
+    when = parse_time(since, "--since") if since else None
+    provider = st.environment().provider
+    with provider.source() as dsn, connect(dsn) as conn:
+        found = find_damage(provider.wal_archive(), conn, _table(table), when, set(op) or None)
 
     def human(c: Console) -> None:
         if not found:
@@ -130,31 +130,12 @@ def salvage_cmd(ctx: typer.Context,
     values it overwrote), leaving every later write as it is (reported as conflicts). Restores a
     side instance to just before the transaction and always tears it down."""
     from spectral.cli.state import CliConfirmer
-    from spectral.ledger import EntryKind, Ledger
-    from spectral.playbooks.salvage import salvage
-    from spectral.providers.local.provider import LocalProvider
-    from spectral.target import local_environment
+    from spectral.playbooks.salvage import salvage_and_record
 
     st = state(ctx)
-    name, _env = st.config.environment(st.env)
-    provider = LocalProvider(local_environment(st.config, name))
-    with provider.local.session() as cluster:
-        plan = salvage(provider, cluster.conninfo(), _table(table), before_xid, dry_run=True,
-                       revert_updates=revert_updates)
-        details = [f"re-insert {len(plan.restored_rows)} row(s) deleted by {before_xid}",
-                   f"revert {len(plan.reverted_rows)} row(s) it updated",
-                   *[f"conflict: {c}" for c in plan.conflicts]]
-        result = plan
-        if not dry_run and (plan.restored_rows or plan.reverted_rows):
-            if not CliConfirmer(yes, st.err).confirm(f"Write these into {table}?", details):
-                raise UsageError("salvage not confirmed; nothing was written")
-            result = salvage(provider, cluster.conninfo(), table, before_xid,
-                             revert_updates=revert_updates)
-    if not dry_run:
-        Ledger(st.config.state_dir(name) / "evidence").append(EntryKind.INCIDENT, name, {
-            "playbook": "self-inflicted", "summary": f"salvaged {len(result.restored_rows)} "
-            f"row(s) of {table} deleted by transaction {before_xid}",
-            **{k: v for k, v in result.to_json().items() if k != "rows"}})   # no row data
+    result = salvage_and_record(st.environment(), _table(table), before_xid,
+                                CliConfirmer(yes, st.err), dry_run=dry_run,
+                                revert_updates=revert_updates)
     st.emit(result.to_json(), lambda c: c.print(
         f"{'would re-insert' if dry_run else 're-inserted'} {len(result.restored_rows)} row(s), "
         f"{'would revert' if dry_run else 'reverted'} {len(result.reverted_rows)}; "

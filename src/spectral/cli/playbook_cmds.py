@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import getpass
-from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from spectral.cli.state import CliConfirmer, state
-from spectral.config.models import Posture, ProviderKind
+from spectral.config.models import Posture
 from spectral.errors import ExitCode
-
-if TYPE_CHECKING:
-    from spectral.providers.local.provider import LocalProvider
-    from spectral.providers.supabase.provider import SupabaseProvider
 
 app = typer.Typer(no_args_is_help=True, help="The runbook's five restore playbooks.")
 
@@ -71,26 +66,24 @@ def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook n
     """Run a playbook: automated steps through the provider, manual steps shown and confirmed;
     every step's start, end, outcome and operator recorded in one incident entry."""
     from spectral.playbooks.catalog import playbook
-    from spectral.playbooks.runner import Options, Plan, require_yes, run_playbook
-    from spectral.providers.local.provider import LocalProvider
-    from spectral.providers.supabase.open import supabase_provider
-    from spectral.target import local_environment, open_target
+    from spectral.playbooks.plan import Options, Plan
+    from spectral.playbooks.runner import RunOutcome, require_yes, run_playbook
+    from spectral.recovery_target import check_xid, parse_time
+    from spectral.target import open_target
 
     st = state(ctx)
     playbook(name)
-    env_name, env = st.config.environment(st.env)
     report = (lambda m: st.err.print(m)) if not st.json else (lambda _m: None)
-    provider: LocalProvider | SupabaseProvider
-    if env.provider is ProviderKind.SUPABASE:
-        provider = supabase_provider(st.config, env)
-    else:
-        provider = LocalProvider(local_environment(st.config, env_name))
-    opts = Options(table, target_xid, target_time, role, operator or getpass.getuser())
+    environment = st.environment()
+    env_name, env = environment.name, environment.config
+    opts = Options(table, int(check_xid(target_xid)) if target_xid is not None else None,
+                   parse_time(target_time) if target_time is not None else None, role,
+                   operator or getpass.getuser())
     confirmer = CliConfirmer(yes, st.err)
     if not dry_run:
         require_yes(confirmer, name)
     with open_target(st.config, env_name) as target:
-        plan = Plan(st.config, env_name, env, provider, target, confirmer, opts, report)
+        plan = Plan(environment, target, confirmer, opts, report)
         result = run_playbook(plan, name, dry_run=dry_run, report=report)
 
     def human(c: Console) -> None:
@@ -101,5 +94,5 @@ def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook n
                                                                  else ""))
 
     st.emit({**result.to_json(), "reinvite_files": plan.reinvite_files}, human)
-    raise typer.Exit(ExitCode.OK if result.outcome in ("done", "planned")
+    raise typer.Exit(ExitCode.OK if result.outcome in (RunOutcome.DONE, RunOutcome.PLANNED)
                      else ExitCode.CHECK_FAILED)

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from spectral.cli.state import CliConfirmer, state
-from spectral.config.models import ProviderKind
 from spectral.errors import ExitCode, UsageError
-
-if TYPE_CHECKING:
-    from spectral.localenv import LocalEnvironment
-    from spectral.providers.supabase.provider import SupabaseProvider
 
 checklist_app = typer.Typer(no_args_is_help=True, help="The runbook's checklists.")
 incident_app = typer.Typer(no_args_is_help=True, help="Incidents in the ledger.")
@@ -92,13 +86,12 @@ def activate_cmd(ctx: typer.Context,
     tier to pitr in the configuration keeping its comments (3), make a functional drill due
     within 30 days (4); recorded in the ledger."""
     from spectral.posture.activate import activate
-    from spectral.target import local_environment
 
     st = state(ctx)
-    name, env = st.config.environment(st.env)
-    local = local_environment(st.config, name) if env.managed_cluster else None
-    result = activate(st.config, name, local, trigger, addon=pitr_addon,
-                      confirmer=CliConfirmer(yes, st.err),
+    environment = st.environment()
+    name = environment.name
+    result = activate(environment, trigger, addon=pitr_addon,
+                      operator=CliConfirmer(yes, st.err),
                       report=lambda m: st.err.print(f"activate: {m}"))
 
     def human(c: Console) -> None:
@@ -116,21 +109,14 @@ def first_partner_cmd(ctx: typer.Context,
                                                help="Where the corpora are exported.")) -> None:
     """The first-partner onboarding DR checklist, each item checked. Exit 1 while any is open."""
     from spectral.posture.checklist import first_partner
-    from spectral.providers.supabase.open import supabase_provider
     from spectral.rules.layout import check_partner
-    from spectral.target import local_environment, open_target
+    from spectral.target import open_target
 
     st = state(ctx)
     check_partner(partner)
-    name, env = st.config.environment(st.env)
-    where: LocalEnvironment | SupabaseProvider
-    if env.provider is ProviderKind.SUPABASE:
-        where = supabase_provider(st.config, env)
-    else:
-        where = local_environment(st.config, name)
-    with open_target(st.config, name) as target:
-        items = first_partner(env, where, st.config.state_dir(name), target.conninfo, partner,
-                              out)
+    environment = st.environment()
+    with open_target(st.config, environment.name) as target:
+        items = first_partner(environment, target.conninfo, partner, out)
 
     def human(c: Console) -> None:
         for i in items:

@@ -16,34 +16,16 @@ from spectral.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from spectral.drills import tabletop as tt
-    from spectral.drills.status import Facts
 
 runbook_app = typer.Typer(no_args_is_help=True, help="The runbook, generated from the ledger.")
-
-
-def _facts(st: AppState) -> tuple[str, Any, Facts]:
-    """The status facts of the environment, wherever it lives."""
-    from spectral.config.models import ProviderKind
-    from spectral.drills import status as status_mod
-    from spectral.target import local_environment
-
-    name, env = st.config.environment(st.env)
-    if env.provider is ProviderKind.SUPABASE:
-        from spectral.providers.supabase.open import supabase_provider
-
-        return name, env, status_mod.supabase_facts(supabase_provider(st.config, env), env,
-                                                    st.config.state_dir(name))
-    if not env.managed_cluster:
-        raise UsageError(f"environment {name!r} is neither run by spectral nor on Supabase: "
-                         f"its backups cannot be read")
-    return name, env, status_mod.local_facts(local_environment(st.config, name), env)
 
 
 def _status(st: AppState) -> dict[str, Any]:
     from spectral.drills import status as status_mod
 
-    name, env, facts = _facts(st)
-    return status_mod.collect(name, env, facts)
+    environment = st.environment()
+    return status_mod.collect(environment.name, environment.config,
+                              status_mod.facts(environment))
 
 
 def _cadence_table(c: Console, items: list[dict[str, Any]]) -> None:
@@ -115,15 +97,12 @@ def due_cmd(ctx: typer.Context) -> None:
     """Whether a post-migration drill is pending: a migration touched more than one protected
     schema since the last drill (compared from the schemas' fingerprints). Exit 1 if pending."""
     from spectral.drills import status as status_mod
-    from spectral.target import local_environment
 
     st = state(ctx)
-    name, env = st.config.environment(st.env)
-    if env.managed_cluster:
-        with local_environment(st.config, name).session():   # the schemas need the server
-            info = status_mod.collect(name, env, _facts(st)[2])
-    else:
-        info = status_mod.collect(name, env, _facts(st)[2])
+    environment = st.environment()
+    with environment.provider.source():   # the schemas need the server
+        info = status_mod.collect(environment.name, environment.config,
+                                  status_mod.facts(environment))
     item = next(i for i in info["cadence"] if i["name"] == "Post-migration drill")
     st.emit(item, lambda c: c.print(f"post-migration drill: {item['state']} ({item['detail']})"))
     raise typer.Exit(ExitCode.CHECK_FAILED if item["state"] == "overdue" else ExitCode.OK)
@@ -201,13 +180,12 @@ def render_cmd(ctx: typer.Context,
     the first-partner checklist and the runbook history."""
     from spectral.drills import status as status_mod
     from spectral.durable import write_atomic
-    from spectral.ledger import Ledger
     from spectral.runbook import render
 
     st = state(ctx)
-    name, env, facts = _facts(st)
-    info = status_mod.collect(name, env, facts)
-    ledger = Ledger(facts.state_dir / "evidence")
+    environment = st.environment()
+    name, env, ledger = environment.name, environment.config, environment.ledger
+    info = status_mod.collect(name, env, status_mod.facts(environment))
     text = render(name, env, ledger.entries(), info, ledger.head_hash())
     if out is None:
         sys.stdout.write(text)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from spectral.config.load import load_config
 from spectral.config.models import SpectralConfig
 from spectral.errors import RefusedError
 from spectral.redact import redact, redact_obj
+
+if TYPE_CHECKING:
+    from spectral.environment import Environment
 
 
 @dataclass
@@ -31,6 +34,14 @@ class AppState:
         if self._config is None:
             self._config = load_config(self.config_path)
         return self._config
+
+    def environment(self, report: Callable[[str], None] | None = None) -> Environment:
+        """The selected environment (--env, else the configuration's default). What its
+        provider reports (waiting for another command's lock) goes to stderr."""
+        from spectral.environment import open_environment
+
+        return open_environment(self.config, self.env,
+                                report=report or (lambda m: self.err.print(m)))
 
     @property
     def out(self) -> Console:
@@ -71,6 +82,12 @@ class CliConfirmer:
             raise RefusedError(f"not confirmed: stdin is not a terminal to ask \"{question}\"; "
                                f"nothing was changed", hint="--yes confirms non-interactively")
         return bool(typer.confirm(question, default=False, err=True))
+
+    def perform(self, summary: str, steps: list[str]) -> None:
+        """Hand a person the steps only they can do (a dashboard click)."""
+        self.err.print(f"now, {summary}:")
+        for number, step in enumerate(steps, start=1):
+            self.err.print(f"  {number}. {redact(step)}")
 
 
 def state(ctx: typer.Context) -> AppState:

@@ -17,9 +17,8 @@ from spectral.drills.cadence import (
     last_drill_schemas,
 )
 from spectral.durable import write_atomic
+from spectral.environment import Environment
 from spectral.ledger import EntryKind, Ledger
-from spectral.localenv import LocalEnvironment
-from spectral.providers.supabase.provider import SupabaseProvider
 
 BACKUP_MAX_AGE_S = 26 * 3600     # "managed daily backups", with two hours of slack
 
@@ -44,35 +43,21 @@ def _schemas_of(conninfo: str, env: EnvironmentConfig) -> dict[str, str | None]:
         return {s: schema_entry(describe_schema(conn, s))["checksum"] for s in env.schemas}
 
 
-def local_facts(local: LocalEnvironment, env: EnvironmentConfig) -> Facts:
-    from spectral.providers.local.provider import LocalProvider
-
-    cluster = local.cluster() if local.exists() else None
-    running = cluster is not None and cluster.is_running()
-    backups = LocalProvider(local).backups() if local.exists() else []
-    return Facts(local.paths.state_dir,
-                 _schemas_of(cluster.conninfo(), env) if cluster is not None and running
-                 else None,
-                 (backups[-1].id, backups[-1].stop_time) if backups else None,
-                 _wal(local) if running else None)
-
-
-def supabase_facts(sp: SupabaseProvider, env: EnvironmentConfig, state_dir: Path) -> Facts:
-    """Backups and PITR from the Management API; the schemas from the project's database."""
+def facts(environment: Environment) -> Facts:
+    """What the provider says about backups and WAL shipping, and the live schemas when the
+    database is reachable without starting anything."""
     from spectral.errors import SpectralError
 
-    backups, window, flags = sp.backups()
-    done = [b for b in backups if b.status == "COMPLETED"]
-    newest = max(done, key=lambda b: b.inserted_at) if done else None
+    provider, env = environment.provider, environment.config
+    dsn = provider.running_source()
     try:
-        live: dict[str, str | None] | None = _schemas_of(sp.dsn, env)
+        live = _schemas_of(dsn, env) if dsn else None
     except SpectralError:
         live = None
-    return Facts(state_dir, live,
-                 None if newest is None else (str(newest.id), datetime.fromisoformat(
-                     newest.inserted_at.replace("Z", "+00:00"))),
-                 {"pitr_enabled": flags["pitr_enabled"],
-                  "window_end": window.latest_time.isoformat() if window.latest_time else None})
+    usable = [b for b in provider.backups() if b.usable]
+    newest = max(usable, key=lambda b: b.stop_time) if usable else None
+    return Facts(environment.state_dir, live,
+                 (newest.id, newest.stop_time) if newest else None, provider.archive_status())
 
 
 def collect(name: str, env: EnvironmentConfig, facts: Facts,
@@ -113,15 +98,6 @@ def collect(name: str, env: EnvironmentConfig, facts: Facts,
                    "head": ledger.head_hash()},
         "overdue": problems,
     }
-
-
-def _wal(local: LocalEnvironment) -> dict[str, Any] | None:
-    from spectral.providers.local.stream import wal_status
-
-    cluster = local.cluster()
-    info = wal_status(cluster, local.paths.repo_dir / "stream")
-    return {"rpo_bytes": info["rpo_bytes"], "rpo_seconds": info["rpo_seconds"],
-            "streaming": info["stream"] is not None}
 
 
 def prometheus(status: dict[str, Any]) -> str:

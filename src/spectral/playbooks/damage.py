@@ -18,11 +18,9 @@ from typing import Any
 import psycopg
 
 from spectral.errors import UsageError
-from spectral.pg.binaries import PgBinaries
-from spectral.providers.base import RecoveryTarget, TargetKind
-from spectral.providers.local.provider import LocalProvider
+from spectral.providers.base import WalArchive
 from spectral.providers.local.wal import format_lsn, parse_lsn, parse_pg_time
-from spectral.providers.local.window import lineage_of
+from spectral.recovery_target import RecoveryTarget, TargetKind, TimeTarget
 
 HEAP_RE = re.compile(r"rmgr: Heap2?\s.*?tx:\s+(?P<xid>\d+), lsn: (?P<lsn>\S+),.*?desc: "
                      r"(?P<op>DELETE|UPDATE|HOT_UPDATE|INSERT\+INIT|INSERT|MULTI_INSERT\+INIT|"
@@ -113,22 +111,12 @@ def _locator(path: str) -> str:
     return f"{parts[1]}/{parts[-2]}/{parts[-1]}" if len(parts) >= 4 else path
 
 
-def scan_archive(bins: PgBinaries, provider: LocalProvider) -> _Scan:
+def scan_archive(archive: WalArchive) -> _Scan:
     """The whole live lineage read as one stream: a record that crosses a segment boundary (a
     large DELETE's) is read whole, never lost between two segments."""
-    from spectral.providers.local import walread
-
-    lin = lineage_of(provider.repo)
     scan = _Scan()
-    lines = [ln for ln in walread.dump(bins, lin.view.where, lin.segments)
-             if lin.end_cap is None or _before(ln, lin.end_cap)]
-    _parse("\n".join(lines), scan)
+    _parse("\n".join(archive.waldump()), scan)
     return scan
-
-
-def _before(line: str, cap: int) -> bool:
-    m = LSN_RE.search(line)
-    return m is None or parse_lsn(m.group(1)) < cap
 
 
 def _unknown_drop(scan: _Scan, table: str, since: datetime | None) -> UsageError:
@@ -210,14 +198,14 @@ def find_drop(scan: _Scan, locators: set[str]) -> list[Damage]:
     return out
 
 
-def find_damage(provider: LocalProvider, conn: psycopg.Connection[Any], table: str,
+def find_damage(archive: WalArchive, conn: psycopg.Connection[Any], table: str,
                 since: datetime | None = None, ops: set[str] | None = None) -> list[Damage]:
-    provider.flush_archive()
-    scan = scan_archive(provider.bins, provider)
+    archive.flush()
+    scan = scan_archive(archive)
     try:
         current = relation(conn, table)
     except UsageError:
-        locators = known_locators(provider.local.paths.state_dir, table)
+        locators = known_locators(archive.state_dir, table)
         if ops is not None and "drop" not in ops:
             raise
         if not locators:
@@ -249,24 +237,21 @@ where d.datname = current_database() and c.relkind in ('r', 'm', 't')
 """
 
 
-def writes_after(provider: LocalProvider, conn: psycopg.Connection[Any],
+def writes_after(archive: WalArchive, conn: psycopg.Connection[Any],
                  target: RecoveryTarget) -> list[dict[str, Any]]:
     """The committed transactions an in-place restore to `target` takes out of the live
     database, each with the rows it wrote per table (from the WAL), oldest first."""
     from collections import Counter
 
-    from spectral.providers.local.targets import locate
-    from spectral.recovery_target import parse_time
-
-    provider.flush_archive()
-    scan = scan_archive(provider.bins, provider)
+    archive.flush()
+    scan = scan_archive(archive)
     names = {str(k): str(v) for k, v in conn.execute(NAMES_SQL).fetchall()}
     after_lsn: int | None = None
     after_time = None
-    if target.kind is TargetKind.TIME:
-        after_time = parse_time(str(target.value))
-    elif target.kind in (TargetKind.XID, TargetKind.LSN, TargetKind.NAME):
-        after_lsn = locate(provider.bins, provider.repo, target, provider.window())
+    if isinstance(target, TimeTarget):
+        after_time = target.at
+    elif target.kind is not TargetKind.LATEST:
+        after_lsn = archive.locate(target)
     out = []
     for xid, (committed, when, lsn, dropped) in sorted(scan.commits.items(),
                                                        key=lambda kv: kv[1][2]):

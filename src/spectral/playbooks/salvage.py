@@ -16,11 +16,14 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from spectral.errors import CheckFailed, CouldNotVerify, UsageError
+from spectral.confirm import AssumeYes, Operator
+from spectral.environment import Environment
+from spectral.errors import CheckFailed, CouldNotVerify, RefusedError, UsageError
+from spectral.ledger import EntryKind
 from spectral.pg.conn import connect
 from spectral.playbooks.damage import Damage, find_damage
-from spectral.providers.base import RecoveryTarget, TargetKind
-from spectral.providers.local.provider import LocalProvider
+from spectral.providers.base import Capability, Copy, CopyRequest, Provider, require
+from spectral.recovery_target import XidTarget
 
 
 @dataclass
@@ -85,10 +88,14 @@ def _key_types(conn: psycopg.Connection[Any], table: str, keys: list[str]
     return [(k, types[k]) for k in keys]
 
 
-def salvage(provider: LocalProvider, live_dsn: str, table: str, xid: int, *,
+def salvage(provider: Provider, live_dsn: str, table: str, xid: int, *,
             dry_run: bool = False, revert_updates: bool = False) -> SalvageResult:
+    require(provider, Capability.WAL_ARCHIVE, "salvage", "restore in place to just before the "
+            "transaction instead (the self-inflicted playbook)")
+    require(provider, Capability.UNATTENDED_COPY, "salvage")
     with connect(live_dsn) as conn:
-        damage = next((d for d in find_damage(provider, conn, table) if d.xid == xid), None)
+        damage = next((d for d in find_damage(provider.wal_archive(), conn, table)
+                       if d.xid == xid), None)
         if damage is None:
             raise UsageError(f"transaction {xid} did not delete or update {table} "
                              f"(spectral dr find-damage --table {table})")
@@ -97,9 +104,8 @@ def salvage(provider: LocalProvider, live_dsn: str, table: str, xid: int, *,
                              f"point-in-time restore instead (it touched every row)")
         keys, cols = _key_columns(conn, table), _columns(conn, table)
     result = SalvageResult(table, xid, dry_run=dry_run)
-    before = provider.restore(RecoveryTarget(TargetKind.XID, str(xid), exclusive=True),
-                              keep=False)
-    after = None
+    before = _side_copy(provider, XidTarget(xid, exclusive=True))
+    after: Copy | None = None
     try:
         victims = _rows_at(before.dsn, table, damage.tuples)
         touched = len(set(damage.tuples))
@@ -108,16 +114,21 @@ def salvage(provider: LocalProvider, live_dsn: str, table: str, xid: int, *,
                                  f"{table}, but {len(victims)} were found at those positions "
                                  f"just before it; nothing was changed")
         if revert_updates:
-            after = provider.restore(RecoveryTarget(TargetKind.XID, str(xid)), keep=False)
+            after = _side_copy(provider, XidTarget(xid))
         _apply(live_dsn, table, keys, cols, victims, damage, after.dsn if after else None,
                result)
     finally:
-        provider.teardown(before.id)
-        if after is not None:
-            provider.teardown(after.id)
+        for copy in (before, after):
+            if copy is not None:
+                provider.remove_copy(copy, AssumeYes(), lambda _m: None)
     if not dry_run:
         _check_back(live_dsn, table, keys, result)
     return result
+
+
+def _side_copy(provider: Provider, target: XidTarget) -> Copy:
+    """A side instance this run owns (removed as an orphan if the run dies)."""
+    return provider.provision_copy(target, CopyRequest(), AssumeYes(), lambda _m: None)
 
 
 def _check_back(live_dsn: str, table: str, keys: list[str], result: SalvageResult) -> None:
@@ -174,3 +185,27 @@ def _apply(live_dsn: str, table: str, keys: list[str], cols: list[str],
             conn.execute(sql.SQL("update {} t set {} from jsonb_populate_record(null::{}, %s) r "
                                  "where {}").format(sql.SQL(table), sets, sql.SQL(table), match),
                          (Jsonb(row),))
+
+
+def salvage_and_record(environment: Environment, table: str, xid: int, operator: Operator, *,
+                       dry_run: bool = False, revert_updates: bool = False) -> SalvageResult:
+    """Plan the salvage, show it and ask, write it, and record it as an incident entry (counts
+    and conflicts; no row data goes into the ledger)."""
+    provider = environment.provider
+    with provider.source() as live:
+        plan = salvage(provider, live, table, xid, dry_run=True, revert_updates=revert_updates)
+        if dry_run or not (plan.restored_rows or plan.reverted_rows):
+            result = plan
+        else:
+            details = [f"re-insert {len(plan.restored_rows)} row(s) deleted by {xid}",
+                       f"revert {len(plan.reverted_rows)} row(s) it updated",
+                       *[f"conflict: {c}" for c in plan.conflicts]]
+            if not operator.confirm(f"Write these into {table}?", details):
+                raise RefusedError("salvage not confirmed; nothing was written")
+            result = salvage(provider, live, table, xid, revert_updates=revert_updates)
+    if not dry_run:
+        environment.ledger.append(EntryKind.INCIDENT, environment.name, {
+            "playbook": "self-inflicted", "summary": f"salvaged {len(result.restored_rows)} "
+            f"row(s) of {table} deleted by transaction {xid}",
+            **{k: v for k, v in result.to_json().items() if k != "rows"}})
+    return result

@@ -9,14 +9,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from spectral.config.models import EnvironmentConfig, Posture
+from spectral.config.models import Posture
 from spectral.confirm import AssumeNo
+from spectral.environment import Environment
 from spectral.errors import SpectralError
 from spectral.ledger import EntryKind, Ledger
-from spectral.localenv import LocalEnvironment
 from spectral.pg.conn import connect
-from spectral.posture.activate import local_pitr_in_place, supabase_pitr_in_place
-from spectral.providers.supabase.provider import SupabaseProvider
 from spectral.rules import hook
 from spectral.rules.export import export
 from spectral.rules.importer import load, read_folder
@@ -32,16 +30,12 @@ class Item:
         return dict(self.__dict__)
 
 
-def pitr_active(env: EnvironmentConfig, where: LocalEnvironment | SupabaseProvider) -> Item:
-    if isinstance(where, SupabaseProvider):
-        steps = supabase_pitr_in_place(where, None, AssumeNo(), lambda _m: None)
-        done = env.posture is Posture.PITR and all(s.done for s in steps)
-        return Item("Supabase Pro + PITR active", done, f"posture {env.posture.value}; "
-                    + "; ".join(s.evidence for s in steps))
-    streaming, stream_note, backed_up, backup_note = local_pitr_in_place(where)
-    done = env.posture is Posture.PITR and streaming and backed_up
-    return Item("Supabase Pro + PITR active", done,
-                f"posture {env.posture.value}; {backup_note}; {stream_note}")
+def pitr_active(environment: Environment) -> Item:
+    env = environment.config
+    items = environment.provider.pitr_readiness(None, AssumeNo(), lambda _m: None)
+    done = env.posture is Posture.PITR and all(i.done for i in items)
+    return Item("Supabase Pro + PITR active", done, f"posture {env.posture.value}; "
+                + "; ".join(i.evidence for i in items))
 
 
 def export_round_trip(conninfo: str, partner: str) -> Item:
@@ -97,10 +91,9 @@ def recent_drill(ledger: Ledger, partner: str, now: datetime) -> Item:
                              f"contained {partner}'s corpus ({len(drills)} without it)")
 
 
-def first_partner(env: EnvironmentConfig, where: LocalEnvironment | SupabaseProvider,
-                  state_dir: Path, conninfo: str, partner: str, out: Path,
+def first_partner(environment: Environment, conninfo: str, partner: str, out: Path,
                   now: datetime | None = None) -> list[Item]:
     now = now or datetime.now(UTC)
-    ledger = Ledger(state_dir / "evidence")
-    return [pitr_active(env, where), export_round_trip(conninfo, partner),
-            *readme_and_hook(conninfo, out, partner), recent_drill(ledger, partner, now)]
+    return [pitr_active(environment), export_round_trip(conninfo, partner),
+            *readme_and_hook(conninfo, out, partner),
+            recent_drill(environment.ledger, partner, now)]

@@ -1,11 +1,21 @@
-"""The provider interface and the records it deals in."""
+"""The provider interface and the records it deals in.
+
+Drills, playbooks and posture see a provider only through `Provider`: what it can do is in its
+`capabilities`, never in its class. A provider that lacks a capability refuses the operation
+that needs it with a UsageError naming what to do instead."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
+
+from spectral.confirm import Operator
+from spectral.recovery_target import RecoveryTarget
 
 
 class BackupKind(StrEnum):
@@ -17,28 +27,6 @@ class Verification(StrEnum):
     VERIFIED = "verified"
     FAILED = "failed"
     NOT_VERIFIED = "not_verified"
-
-
-class TargetKind(StrEnum):
-    LATEST = "latest"
-    TIME = "time"
-    XID = "xid"
-    LSN = "lsn"
-    NAME = "name"
-
-
-@dataclass(frozen=True)
-class RecoveryTarget:
-    """Where a restore stops. `exclusive` stops just before the target (xid, time, LSN)."""
-
-    kind: TargetKind
-    value: str | None = None
-    exclusive: bool = False
-
-    def describe(self) -> str:
-        if self.kind is TargetKind.LATEST:
-            return "latest"
-        return f"{self.kind.value} {self.value}" + (" (exclusive)" if self.exclusive else "")
 
 
 @dataclass(frozen=True)
@@ -56,6 +44,13 @@ class Backup:
     server_version: str
     verification: Verification
     verification_detail: str = ""
+    status: str = "completed"      # the provider's word for it (Supabase: COMPLETED, ...)
+    physical: bool = True
+
+    @property
+    def usable(self) -> bool:
+        return self.verification is not Verification.FAILED and \
+            self.status.lower() == "completed"
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind.value, "parent": self.parent,
@@ -64,7 +59,8 @@ class Backup:
                 "timeline": self.timeline, "size_bytes": self.size_bytes,
                 "duration_s": round(self.duration_s, 3), "server_version": self.server_version,
                 "verification": self.verification.value,
-                "verification_detail": self.verification_detail}
+                "verification_detail": self.verification_detail, "status": self.status,
+                "physical": self.physical}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Backup:
@@ -72,7 +68,8 @@ class Backup:
                    datetime.fromisoformat(d["start_time"]), datetime.fromisoformat(d["stop_time"]),
                    int(d["timeline"]), int(d["size_bytes"]), float(d["duration_s"]),
                    d["server_version"], Verification(d["verification"]),
-                   d.get("verification_detail", ""))
+                   d.get("verification_detail", ""), d.get("status", "completed"),
+                   bool(d.get("physical", True)))
 
 
 @dataclass(frozen=True)
@@ -158,15 +155,194 @@ class Instance:
         return dict(self.__dict__)
 
 
+class Capability(StrEnum):
+    """What not every provider can do."""
+
+    WAL_ARCHIVE = "wal_archive"            # the WAL itself: find-damage, salvage, exact losses
+    IN_PLACE_UNDO = "in_place_undo"        # an in-place restore keeps the data it replaced
+    UNATTENDED_COPY = "unattended_copy"    # a restored copy without anybody's action
+    ON_DEMAND_BACKUP = "on_demand_backup"  # `dr backup` takes one now
+    RECOVERY_OBSERVED = "recovery_observed"   # where recovery stopped is read, not assumed
+    ANY_TARGET = "any_target"              # xid, LSN and restore-point targets, not only time
+
+
+# progress(stage, done, total): stage "copy" counts bytes, "replay" counts WAL bytes
+Progress = Callable[[str, int, int], None]
+Report = Callable[[str], None]
+
+
+class CopyMethod(StrEnum):
+    RESTORE = "restore"      # a point-in-time restore of a backup
+    BRANCH = "branch"        # a branch with data (proves less: no restore path, no time)
+
+
+@dataclass(frozen=True)
+class CopyRequest:
+    """How the drill wants its throwaway copy made."""
+
+    method: CopyMethod = CopyMethod.RESTORE
+    backup_id: str | None = None           # restore from this backup
+    existing: str | None = None            # a copy already made (by an operator): verify it
+    existing_dsn: str | None = None        # its connection string (resolved secret)
+    wait: float = 7200.0                   # how long to wait for an operator and the copy
+
+
+@dataclass(frozen=True)
+class DrillPoint:
+    """The point a drill restores to and the snapshot it is compared with: `compare_at` None
+    means a fresh snapshot, and `target` None means the point that snapshot was taken at
+    (`Provider.target_after`)."""
+
+    target: RecoveryTarget | None = None
+    compare_at: datetime | None = None
+    label: str = ""                        # what the point is, for the result
+    instead: str = ""                      # what else to do when no snapshot is stored for it
+
+
+@dataclass
+class Copy:
+    """A restored copy a drill verifies and then removes."""
+
+    id: str
+    dsn: str
+    what: str                              # "instance r…", "project abc", "branch x (project y)"
+    backup_id: str | None
+    target: str                            # what it was restored to
+    record: dict[str, Any]                 # what the ledger keeps of it (no secrets)
+    reached: str | None = None             # where recovery stopped, when observed
+    counts_as_rto: bool = True             # a branch's time is shown, not held to the RTO
+    rerun: str | None = None               # how to verify it later, if it has to be kept
+    kept_note: str = ""                    # what to do with it when kept
+
+
+@dataclass(frozen=True)
+class InPlaceResult:
+    """An in-place restore: the live database now holds the data at `target`."""
+
+    environment: str
+    where: str                             # "environment x", "Supabase project abc"
+    target: str
+    seconds: float
+    detail: str                            # what was checked, what was kept
+    backup: str | None = None
+    previous: str | None = None            # where the replaced data is kept (undo)
+    discarded: list[str] = field(default_factory=list)   # older kept-aside copies removed
+    tables: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
+    reached: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"environment": self.environment, "where": self.where, "target": self.target,
+                "seconds": round(self.seconds, 1), "detail": self.detail,
+                "backup": self.backup, "previous": self.previous, "discarded": self.discarded,
+                "tables": {t: list(v) for t, v in self.tables.items()}, "reached": self.reached}
+
+
+@dataclass(frozen=True)
+class ReadinessItem:
+    """One of the runbook's PITR activation preconditions, checked against the real thing."""
+
+    text: str
+    done: bool
+    evidence: str
+
+
+class WalArchive(Protocol):
+    """Read access to a provider's WAL archive (Capability.WAL_ARCHIVE)."""
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the environment keeps its snapshots (a dropped table's storage is found
+        through them)."""
+
+    def flush(self) -> str | None:
+        """Make every commit so far part of the archive (switch and wait), if the source is up;
+        the segment that was flushed, or None."""
+
+    def waldump(self) -> Iterator[str]:
+        """The live lineage's records, as pg_waldump prints them, oldest first."""
+
+    def locate(self, target: RecoveryTarget) -> int | None:
+        """The LSN of an xid's commit, a restore point or an LSN target; None for times."""
+
+    def newest_commit_before(self, lsn: str) -> datetime | None: ...
+
+    def commits_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]: ...
+
+
 class Provider(Protocol):
-    """What the drills and playbooks need from wherever backups live."""
+    """What drills, playbooks and posture need from wherever the backups live."""
+
+    kind: str
+    capabilities: frozenset[Capability]
+
+    def describe(self) -> str:
+        """The production database this provider protects, for confirmations and reports."""
+
+    def busy(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the environment's operation lock (one restore, backup or drill at a time)."""
+
+    def source(self) -> contextlib.AbstractContextManager[str]:
+        """The production database's connection string for the block (started if needed)."""
+
+    def running_source(self) -> str | None:
+        """Its connection string if it is reachable now, without starting anything."""
+
+    # backups and the recoverable window
+    def backup(self, *, incremental: bool = False) -> Backup: ...
 
     def backups(self) -> list[Backup]: ...
 
     def window(self) -> RecoverableWindow: ...
 
-    def restore(self, target: RecoveryTarget, *, pause: bool = False) -> Instance: ...
+    def pitr_enabled(self) -> bool: ...
 
-    def teardown(self, instance_id: str) -> bool: ...
+    def live_lineage(self) -> set[str] | None:
+        """The backups on the timeline restores follow (None: the provider has one line)."""
 
-    def instances(self) -> list[Instance]: ...
+    def archive_status(self) -> dict[str, Any] | None:
+        """WAL shipping figures for `dr status` (None when they cannot be read now)."""
+
+    def pitr_readiness(self, addon: str | None, operator: Operator,
+                       report: Report) -> list[ReadinessItem]:
+        """The runbook's activation steps 1 and 2 for this provider, checked."""
+
+    # copies for drills
+    def tidy(self, report: Report) -> None:
+        """Remove copies an interrupted run left behind."""
+
+    def drill_point(self, request: CopyRequest, at: datetime | None) -> DrillPoint: ...
+
+    def target_after(self, snapshot: dict[str, Any], request: CopyRequest) -> RecoveryTarget:
+        """The target that restores exactly the state a fresh snapshot saw."""
+
+    def provision_copy(self, target: RecoveryTarget, request: CopyRequest, operator: Operator,
+                       report: Report, progress: Progress | None = None) -> Copy: ...
+
+    def keep_copy(self, copy: Copy) -> None: ...
+
+    def remove_copy(self, copy: Copy, operator: Operator, report: Report) -> None: ...
+
+    def restored_through(self, copy: Copy, snapshot: dict[str, Any],
+                         restored: dict[str, Any]) -> datetime | None:
+        """The newest commit the copy holds (for the RPO), when the provider can tell."""
+
+    # restores for incidents
+    def restore_new(self, target: RecoveryTarget, operator: Operator,
+                    report: Report) -> Copy:
+        """Restore into a new database that stays up (failover)."""
+
+    def restore_in_place(self, target: RecoveryTarget, *, confirmed: bool,
+                         report: Report, progress: Progress | None = None) -> InPlaceResult: ...
+
+    def wal_archive(self) -> WalArchive:
+        """The WAL archive (Capability.WAL_ARCHIVE); refuses without it."""
+
+
+def require(provider: Provider, capability: Capability, what: str, instead: str = "") -> None:
+    """Refuse `what` on a provider without `capability`, saying what to do instead."""
+    if capability not in provider.capabilities:
+        from spectral.errors import UsageError
+
+        raise UsageError(f"{what} needs {capability.value.replace('_', ' ')}, which "
+                         f"{provider.describe()} ({provider.kind}) does not offer"
+                         + (f"; {instead}" if instead else ""))

@@ -5,10 +5,16 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
+from spectral.confirm import Confirmer
+from spectral.errors import RefusedError
 from spectral.providers.base import Backup, BackupKind, Verification
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import list_segments, parse_lsn, segment_of
+
+if TYPE_CHECKING:
+    from spectral.providers.local.provider import LocalProvider
 
 
 @dataclass
@@ -75,3 +81,21 @@ def apply(repo: Repository, plan: ExpirePlan) -> None:
             shutil.rmtree(repo.backup_dir(backup_id), ignore_errors=True)
         for name in plan.wal_remove:
             (repo.archive / name).unlink(missing_ok=True)
+
+
+def expire(provider: LocalProvider, keep: int, window_days: float | None, operator: Confirmer,
+           *, dry_run: bool = False) -> ExpirePlan:
+    """Plan retention against the live lineage, show it and ask, then remove (under the
+    environment's operation lock). `dry_run` only plans."""
+    from spectral.providers.local.window import lineage
+
+    plan = plan_expire(provider.backups(), keep, window_days, lineage=lineage(provider.repo))
+    plan.wal_remove = wal_to_remove(provider.repo, plan.oldest_kept_start_lsn)
+    if dry_run or not (plan.remove or plan.wal_remove):
+        return plan
+    details = [f"backup {b}" for b in plan.remove] + [f"{len(plan.wal_remove)} WAL segments"]
+    if not operator.confirm("Remove these from the backup repository?", details):
+        raise RefusedError("expiry not confirmed; nothing was removed")
+    with provider.busy("expire"):
+        apply(provider.repo, plan)
+    return plan

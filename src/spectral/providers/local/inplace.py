@@ -20,21 +20,23 @@ from typing import TYPE_CHECKING, Any
 from spectral.durable import write_atomic
 from spectral.errors import ClusterError, CouldNotVerify, RefusedError
 from spectral.ledger import EntryKind, Ledger
-from spectral.localenv import server_settings
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
-from spectral.providers.base import RecoveryTarget, TargetKind
+from spectral.providers.base import Progress
+from spectral.providers.local.environment import server_settings
 from spectral.providers.local.recovery import (
     recovery_failure,
     recovery_settings,
     restore_command,
     throwaway_settings,
 )
+from spectral.providers.local.restore import described
 from spectral.providers.local.targets import plan
+from spectral.recovery_target import NameTarget, RecoveryTarget
 from spectral.waits import WaitTimeout, wait_until
 
 if TYPE_CHECKING:
-    from spectral.providers.local.provider import LocalProvider, Progress
+    from spectral.providers.local.provider import LocalProvider
 
 
 RECORD_VERSION = 1
@@ -91,14 +93,14 @@ class InPlace:
         aside = cluster.data_dir.with_name(f"data.previous-{stamp}")
         cluster.data_dir.rename(aside)
         try:
-            p._materialize(restore_plan, cluster.data_dir, progress)
+            p.restorer.materialize(restore_plan, cluster.data_dir, progress)
             # the WAL summarizer stays on: a freshly copied backup's pg_wal holds only its own
             # WAL, and the summaries it writes let incremental backups continue afterwards
             conf = {**server_settings(p.bins, p.local.paths.archive_dir),
                     **recovery_settings(restore_plan.target, p.repo.archive, p.repo.stream,
                                         pause=False)}
-            p._prepare_recovery(cluster, conf, restore_plan.target)
-            reached = p._recover(cluster, restore_plan, window, False, progress)
+            p.restorer.prepare_recovery(cluster, conf, restore_plan.target)
+            reached = p.restorer.recover(cluster, restore_plan, window, False, progress)
         except BaseException:
             cluster.stop(timeout=30)
             shutil.rmtree(cluster.data_dir, ignore_errors=True)
@@ -111,11 +113,9 @@ class InPlace:
             row = conn.execute("select txid_snapshot_xmax(txid_current_snapshot())::text, "
                                "pg_current_wal_lsn()::text").fetchone()
         assert row is not None
-        from spectral.providers.local.provider import _described
-
-        described = _described(restore_plan)
+        what = described(restore_plan)
         write_atomic(self.record_file, json.dumps({
-            "version": RECORD_VERSION, "aside": str(aside), "target": described,
+            "version": RECORD_VERSION, "aside": str(aside), "target": what,
             "restored_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "next_xid": int(row[0]), "lsn": row[1]}) + "\n")
         discarded = []
@@ -124,7 +124,7 @@ class InPlace:
             discarded.append(str(old))
         if not was_running:
             cluster.stop()
-        return {"environment": p.local.name, "target": described,
+        return {"environment": p.local.name, "target": what,
                 "backup": restore_plan.chain[-1].id, "previous": str(aside),
                 "discarded": discarded,
                 "reached": {**reached, "resolved": restore_plan.why or None}}
@@ -204,7 +204,7 @@ class InPlace:
                 **throwaway_settings(p.bins),
                 "restore_command": restore_command(p.repo.archive, p.repo.stream),
                 "recovery_target_timeline": "current"}
-        p._prepare_recovery(cluster, conf, RecoveryTarget(TargetKind.NAME, "end"))
+        p.restorer.prepare_recovery(cluster, conf, NameTarget("end"))
         try:
             cluster.start(timeout=24 * 3600)
 

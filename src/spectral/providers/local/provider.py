@@ -1,75 +1,87 @@
-"""The local provider: everything behind `spectral dr backup | backups | restore | instances |
-teardown` for an environment whose PostgreSQL the tool runs itself."""
+"""The local provider: an environment whose PostgreSQL the tool runs itself, with its own
+repository of base backups and archived WAL. Everything the `Provider` protocol offers, and the
+local-only operations behind `dr restore`, `dr instances`, `dr teardown`."""
 
 from __future__ import annotations
 
 import contextlib
 import shutil
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from spectral.errors import ClusterError, CouldNotVerify
-from spectral.localenv import LocalEnvironment, server_settings
+from spectral.confirm import Confirmer, Operator
+from spectral.errors import RefusedError, UsageError
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
-from spectral.pg.conn import connect
-from spectral.pg.osuser import make_owned_dir, server_identity
+from spectral.pg.osuser import make_owned_dir
 from spectral.providers.base import (
     Backup,
-    BackupKind,
+    Capability,
+    Copy,
+    CopyMethod,
+    CopyRequest,
+    DrillPoint,
+    InPlaceResult,
     Instance,
+    Progress,
+    ReadinessItem,
     RecoverableWindow,
-    RecoveryTarget,
-    TargetKind,
-    Verification,
+    Report,
 )
 from spectral.providers.local import backup as backup_mod
-from spectral.providers.local import walread
 from spectral.providers.local import window as window_mod
-from spectral.providers.local.copy import copy_tree
+from spectral.providers.local.archive import LocalWalArchive
+from spectral.providers.local.environment import LocalEnvironment, server_settings
 from spectral.providers.local.instances import Registry
-from spectral.providers.local.recovery import (
-    read_outcome,
-    recovery_failure,
-    recovery_settings,
-    throwaway_settings,
-)
+from spectral.providers.local.recovery import recovery_settings, throwaway_settings
 from spectral.providers.local.repo import Repository
-from spectral.providers.local.targets import RestorePlan, plan
+from spectral.providers.local.restore import Restorer, described
+from spectral.providers.local.targets import plan
 from spectral.providers.local.wal import parse_lsn
-from spectral.runner import run
+from spectral.recovery_target import LsnTarget, RecoveryTarget, TimeTarget
 from spectral.undo import UndoStack
-from spectral.waits import WaitTimeout, wait_until
 
-# progress(stage, done, total): stage "copy" counts bytes, "replay" counts WAL bytes
-Progress = Callable[[str, int, int], None]
-RESTORE_TIMEOUT = 24 * 3600.0
+if TYPE_CHECKING:
+    from spectral.providers.local.inplace import InPlace
 
 
 class LocalProvider:
-    def __init__(self, local: LocalEnvironment,
-                 report: Callable[[str], None] | None = None) -> None:
+    kind = "local"
+    capabilities = frozenset(Capability)
+
+    def __init__(self, local: LocalEnvironment, report: Report | None = None) -> None:
         self.local = local
         self.report = report
         self.bins = local.bins
         self.repo = Repository(local.paths.repo_dir)
+        self.restorer = Restorer(self.bins, self.repo)
 
-    # ---- backups --------------------------------------------------------------------------
+    def describe(self) -> str:
+        return f"environment {self.local.name}"
+
     def busy(self, what: str) -> contextlib.AbstractContextManager[None]:
-        """The environment's operation lock (one restore, backup or drill at a time)."""
         from spectral.envlock import operation_lock
 
         return operation_lock(self.local.paths.state_dir, what, report=self.report)
 
+    @contextlib.contextmanager
+    def source(self) -> Iterator[str]:
+        with self.local.session() as cluster:
+            yield cluster.conninfo()
+
+    def running_source(self) -> str | None:
+        cluster = self.local.cluster() if self.local.exists() else None
+        return cluster.conninfo() if cluster is not None and cluster.is_running() else None
+
+    # ---- backups, the window, the archive ---------------------------------------------------
     def backup(self, *, incremental: bool = False) -> Backup:
         with self.busy("backup"), self.local.session() as cluster:
-            version = _server_version(cluster)
+            with cluster.connect() as conn:
+                row = conn.execute("select current_setting('server_version')").fetchone()
             self.local.prepare_repository()
-            return backup_mod.take_backup(self.bins, self.repo, cluster.conninfo(), version,
-                                          incremental=incremental)
+            return backup_mod.take_backup(self.bins, self.repo, cluster.conninfo(),
+                                          str(row[0]) if row else "?", incremental=incremental)
 
     def backups(self) -> list[Backup]:
         return self.repo.read()
@@ -77,58 +89,82 @@ class LocalProvider:
     def window(self) -> RecoverableWindow:
         return window_mod.compute(self.bins, self.repo)
 
-    def newest_commit_before(self, lsn: str) -> datetime | None:
-        """The time of the newest commit record before `lsn` on the live lineage."""
-        lin = window_mod.lineage_of(self.repo)
-        end = parse_lsn(lsn)
-        segs = [s for s in lin.segments if s.start_lsn() < end]
-        chunk = 4
-        while segs:
-            part, segs = segs[-chunk:], segs[:-chunk]
-            summary = walread.summarize(self.bins, lin.view.where, part, limit=lin.end_cap)
-            commits = [c for c in summary.commits if c.lsn < end and c.committed]
-            if commits:
-                return commits[-1].time
-            chunk *= 4
-        return None
+    def pitr_enabled(self) -> bool:
+        return True    # every segment is archived; `dr wal stream` narrows the RPO further
 
-    def commits_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """Committed and aborted transactions on the live lineage between two times (reads every
-        archived segment from the oldest backup on: fine for days of WAL, slow for months)."""
-        from spectral.providers.local.wal import format_lsn
+    def live_lineage(self) -> set[str] | None:
+        return window_mod.lineage(self.repo)
 
-        lin = window_mod.lineage_of(self.repo)
-        summary = walread.summarize(self.bins, lin.view.where, lin.segments, limit=lin.end_cap)
-        return [{"xid": rec.xid, "time": rec.time.isoformat(), "lsn": format_lsn(rec.lsn),
-                 "committed": rec.committed,
-                 "target_just_before": f"--target-xid {rec.xid} --exclusive"}
-                for rec in summary.commits if start <= rec.time <= end]
+    def wal_archive(self) -> LocalWalArchive:
+        return LocalWalArchive(self.local, self.bins, self.repo)
 
-    def flush_archive(self, timeout: float = 60) -> str | None:
-        """When the environment's server is up, switch to a new WAL segment and wait until the
-        old one is archived, so that every commit so far is in the archive. Returns the segment,
-        or None when the server is down (then the archive is as complete as it gets)."""
-        try:
-            cluster = self.local.cluster() if self.local.exists() else None
-        except ClusterError:      # the source is gone (the disaster being recovered from)
+    def flush_archive(self) -> str | None:
+        return self.wal_archive().flush()
+
+    def archive_status(self) -> dict[str, Any] | None:
+        from spectral.providers.local.stream import wal_status
+
+        if self.running_source() is None:
             return None
-        if cluster is None or not cluster.is_running():
-            return None
-        with cluster.connect() as conn:
-            # pg_switch_wal returns the end of the last record plus one: the segment to wait for
-            # holds the byte before it (with no new WAL, that is one archived already)
-            row = conn.execute("select pg_walfile_name(pg_switch_wal() - 1)").fetchone()
-        assert row is not None
-        segment = str(row[0])
-        try:
-            wait_until(lambda: (self.repo.archive / segment).exists(), timeout=timeout,
-                       interval=0.1, what=f"archiving of {segment}")
-        except WaitTimeout:
-            raise CouldNotVerify(f"WAL segment {segment} was not archived within {timeout:g}s; "
-                                 f"check archive_command in the server log") from None
-        return segment
+        info = wal_status(self.local.cluster(), self.local.paths.repo_dir / "stream")
+        return {"rpo_bytes": info["rpo_bytes"], "rpo_seconds": info["rpo_seconds"],
+                "streaming": info["stream"] is not None}
 
-    # ---- restore into a new throwaway instance --------------------------------------------
+    def pitr_readiness(self, addon: str | None, operator: Operator,
+                       report: Report) -> list[ReadinessItem]:
+        from spectral.providers.local.readiness import readiness
+
+        if addon is not None:
+            raise UsageError("--pitr-addon is for Supabase environments")
+        return readiness(self)
+
+    # ---- copies for drills ------------------------------------------------------------------
+    def tidy(self, report: Report) -> None:
+        for orphan in self.registry.orphans():   # left by a run that was killed
+            report(f"removing orphaned instance {orphan} left by an earlier run")
+            self.registry.teardown(orphan)
+
+    def drill_point(self, request: CopyRequest, at: datetime | None) -> DrillPoint:
+        if request.method is not CopyMethod.RESTORE or request.existing or request.existing_dsn:
+            raise UsageError(f"{self.describe()} restores its own copies: --restored-ref, "
+                             f"--restored-dsn and --branch are for Supabase environments")
+        if request.backup_id is not None:
+            known = [b.id for b in self.backups()]
+            if request.backup_id not in known:
+                raise UsageError(f"--backup {request.backup_id!r}: no such backup (known: "
+                                 f"{', '.join(known) or 'none'}; spectral dr backups)")
+        if at is None:
+            return DrillPoint()
+        return DrillPoint(TimeTarget(at), at, f"time {at.isoformat()}")
+
+    def target_after(self, snapshot: dict[str, Any], request: CopyRequest) -> RecoveryTarget:
+        return LsnTarget(parse_lsn(snapshot["source"]["lsn"]))
+
+    def provision_copy(self, target: RecoveryTarget, request: CopyRequest, operator: Operator,
+                       report: Report, progress: Progress | None = None) -> Copy:
+        inst = self.restore(target, backup_id=request.backup_id, progress=progress, keep=False)
+        return self._copy(inst)
+
+    def _copy(self, inst: Instance) -> Copy:
+        stopped = inst.reached.get("stopped")
+        return Copy(inst.id, inst.dsn, f"instance {inst.id}", inst.backup_id, inst.target,
+                    inst.to_json(), reached=str(stopped) if stopped else None,
+                    kept_note=f"{inst.dsn} (spectral dr teardown {inst.id})")
+
+    def keep_copy(self, copy: Copy) -> None:
+        self.registry.keep(copy.id)
+
+    def remove_copy(self, copy: Copy, operator: Operator, report: Report) -> None:
+        self.registry.teardown(copy.id)
+
+    def restored_through(self, copy: Copy, snapshot: dict[str, Any],
+                         restored: dict[str, Any]) -> datetime | None:
+        return self.wal_archive().newest_commit_before(snapshot["source"]["lsn"])
+
+    # ---- restores ---------------------------------------------------------------------------
+    def restore_new(self, target: RecoveryTarget, operator: Operator, report: Report) -> Copy:
+        return self._copy(self.restore(target, keep=True))
+
     def restore(self, target: RecoveryTarget, *, pause: bool = False,
                 progress: Progress | None = None, backup_id: str | None = None,
                 keep: bool = True) -> Instance:
@@ -143,7 +179,6 @@ class LocalProvider:
         self.flush_archive()   # the target may be in the segment being written
         window = self.window()
         restore_plan = plan(self.bins, self.repo, target, window, backup_id)
-        target = restore_plan.target
         inst_id = "r" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
         home = self.local.paths.instances_dir / inst_id
         with UndoStack() as undo:
@@ -152,134 +187,46 @@ class LocalProvider:
             undo.push("instance directory", lambda: shutil.rmtree(home, ignore_errors=True))
             self.registry.register_start(home)
             data = home / "data"
-            self._materialize(restore_plan, data, progress)
+            self.restorer.materialize(restore_plan, data, progress)
             cluster = Cluster(self.bins, data, socket_dir_for(home / "run"), free_port(),
                               home / "log" / "postgres.log")
             conf = {**server_settings(self.bins), **throwaway_settings(self.bins),
-                    **recovery_settings(target, self.repo.archive, self.repo.stream,
-                                        pause=pause)}
-            self._prepare_recovery(cluster, conf, target)
+                    **recovery_settings(restore_plan.target, self.repo.archive,
+                                        self.repo.stream, pause=pause)}
+            self.restorer.prepare_recovery(cluster, conf, restore_plan.target)
             undo.push("instance server", lambda: cluster.stop(timeout=30))
             inst = Instance(inst_id, cluster.conninfo(), cluster.port, str(data),
-                            restore_plan.chain[-1].id, _described(restore_plan),
+                            restore_plan.chain[-1].id, described(restore_plan),
                             datetime.now(UTC).isoformat(timespec="seconds"))
             self.registry.write(home, inst, "restoring", keep)
-            reached = self._recover(cluster, restore_plan, window, pause, progress)
+            reached = self.restorer.recover(cluster, restore_plan, window, pause, progress)
             inst.reached = {**reached, "resolved": restore_plan.why or None}
             self.registry.write(home, inst, "paused" if pause else "ready", keep)
             undo.release("instance server")
             undo.release("instance directory")
         return inst
 
-    def _materialize(self, restore_plan: RestorePlan, data: Path,
-                     progress: Progress | None) -> None:
-        chain = restore_plan.chain
-        full = self.repo.backup_dir(chain[0].id)
-        # A backup can rot after it was taken: it is checked again, while it is being copied
-        # (both read the same files, on two cores), and never restored when the check fails.
-        with ThreadPoolExecutor(1) as pool:
-            check = pool.submit(backup_mod.verify, self.bins, full, False)
-            if len(chain) == 1:
-                total = chain[0].size_bytes
+    def restore_in_place(self, target: RecoveryTarget, *, confirmed: bool,
+                         report: Report | None = None,
+                         progress: Progress | None = None) -> InPlaceResult:
+        started = time.monotonic()
+        done = self.in_place.restore(target, confirmed=confirmed, progress=progress)
+        return InPlaceResult(self.local.name, self.describe(), done["target"],
+                             time.monotonic() - started,
+                             f"the previous data directory is kept at {done['previous']} "
+                             f"(spectral dr restore --undo)", done["backup"], done["previous"],
+                             done["discarded"], reached=done["reached"])
 
-                def advance(done: int) -> None:
-                    if progress:
-                        progress("copy", min(done, total), total)
-
-                make_owned_dir(data, 0o700)
-                copy_tree(full, data, progress=advance if progress else None)
-                (data / "backup_manifest").unlink(missing_ok=True)
-            verification, detail = check.result()
-        if verification is Verification.FAILED:
-            raise CouldNotVerify(f"backup {chain[0].id} fails verification and will not be "
-                                 f"restored: {detail}")
-        if len(chain) == 1:
-            return
-        if progress:
-            progress("combine", 0, len(chain))
-        run([self.bins.path("pg_combinebackup"), "-o", str(data),
-             *[str(self.repo.backup_dir(b.id)) for b in chain]],
-            timeout=RESTORE_TIMEOUT, run_as=server_identity())
-        if progress:
-            progress("combine", len(chain), len(chain))
-
-    def _prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
-                          target: RecoveryTarget) -> None:
-        for stale in ("postmaster.pid", "standby.signal", "backup_manifest"):
-            (cluster.data_dir / stale).unlink(missing_ok=True)
-        _drop_auto_settings(cluster.data_dir / "postgresql.auto.conf")
-        cluster.write_conf(conf)
-        signal_file = cluster.data_dir / "recovery.signal"
-        signal_file.touch()
-        if target.kind is TargetKind.LATEST:
-            self._take_stream_tail(cluster.data_dir)
-        make_owned_dir(cluster.data_dir, 0o700)
-        from spectral.pg.osuser import give_to_server
-
-        give_to_server(cluster.data_dir)
-
-    def _take_stream_tail(self, data: Path) -> None:
-        """pg_receivewal's newest .partial segment holds commits not archived yet: recovery
-        reads it from pg_wal (restore_command never asks for a .partial)."""
-        partials = sorted(self.repo.stream.glob("*.partial")) if self.repo.stream.is_dir() else []
-        if partials:
-            newest = partials[-1]
-            shutil.copyfile(newest, data / "pg_wal" / newest.name.removesuffix(".partial"))
-
-    def _recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
-                 pause: bool, progress: Progress | None) -> dict[str, Any]:
-        try:
-            cluster.start(timeout=RESTORE_TIMEOUT)
-        except ClusterError as exc:
-            log = _read(cluster.log_file)
-            reason = recovery_failure(log) or exc.message
-            raise CouldNotVerify(f"recovery failed: {reason}") from None
-        start_lsn = parse_lsn(restore_plan.chain[-1].stop_lsn)
-        goal = restore_plan.target_lsn or parse_lsn(window.latest_lsn or "0/0")
-
-        def done() -> bool:
-            if cluster.pid() is None:
-                raise CouldNotVerify(f"recovery failed: "
-                                     f"{recovery_failure(_read(cluster.log_file)) or 'exited'}")
-            with connect(cluster.conninfo()) as conn:
-                row = conn.execute(
-                    "select pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
-                    "case when pg_is_in_recovery() then pg_get_wal_replay_pause_state() "
-                    "else 'not paused' end").fetchone()
-            assert row is not None
-            in_recovery, replayed, paused = row
-            if progress and replayed:
-                progress("replay", max(0, parse_lsn(replayed) - start_lsn),
-                         max(1, goal - start_lsn))
-            return (paused == "paused") if pause else not in_recovery
-
-        try:
-            wait_until(done, timeout=RESTORE_TIMEOUT, interval=0.02, max_interval=0.1,
-                       what="recovery")
-        except WaitTimeout:
-            raise CouldNotVerify("recovery did not finish in time") from None
-        outcome = read_outcome(_read(cluster.log_file))
-        self._check_reached(restore_plan, window, outcome.to_json(), pause)
-        return outcome.to_json()
-
-    @staticmethod
-    def _check_reached(restore_plan: RestorePlan, window: RecoverableWindow,
-                       outcome: dict[str, Any], pause: bool) -> None:
-        """Recovery must have stopped at the target, not at an earlier point."""
-        target = restore_plan.target
-        if target.kind is TargetKind.LATEST:
-            redo = outcome.get("redo_done_lsn")
-            if redo and window.latest_lsn and parse_lsn(redo) < parse_lsn(window.latest_lsn):
-                raise CouldNotVerify(f"recovery ended at {redo}, before the end of the archive "
-                                     f"({window.latest_lsn})")
-            return
-        if not outcome.get("stopped") and not pause:
-            raise CouldNotVerify(f"recovery promoted without reaching {target.describe()}")
-
-    # ---- throwaway instances (providers/local/instances.py) ---------------------------------
+    # ---- local only: throwaway instances and in-place undo --------------------------------
     @property
     def registry(self) -> Registry:
         return Registry(self.bins, self.local.paths.instances_dir)
+
+    @property
+    def in_place(self) -> InPlace:
+        from spectral.providers.local.inplace import InPlace
+
+        return InPlace(self)
 
     def keep(self, instance_id: str) -> None:
         self.registry.keep(instance_id)
@@ -296,66 +243,35 @@ class LocalProvider:
     def orphans(self) -> list[str]:
         return self.registry.orphans()
 
-    # ---- in place (providers/local/inplace.py) --------------------------------------------
-    def restore_in_place(self, target: RecoveryTarget, *, confirmed: bool,
-                         progress: Progress | None = None) -> dict[str, Any]:
-        from spectral.providers.local.inplace import InPlace
+    def promote(self, instance_id: str) -> Instance:
+        """Promote an instance restored with `pause` once it has been inspected."""
+        from spectral.pg.conn import connect
 
-        return InPlace(self).restore(target, confirmed=confirmed, progress=progress)
+        inst = next((i for i in self.instances() if i.id == instance_id), None)
+        if inst is None:
+            raise UsageError(f"no restored instance {instance_id!r} (spectral dr instances)")
+        with connect(inst.dsn) as conn:
+            conn.execute("select pg_promote(true, 60)")
+        return inst
 
-    def previous(self) -> list[Path]:
-        from spectral.providers.local.inplace import InPlace
+    def undo_in_place(self, operator: Confirmer | None = None) -> dict[str, Any]:
+        """Undo the newest in-place restore; with `operator`, after showing what it discards
+        and asking (None: the caller has confirmed)."""
+        if operator is not None:
+            details = self.in_place.undo_preview()
+            if not details:
+                raise RefusedError("there is no in-place restore to undo (only the newest one "
+                                   "can be undone, once)")
+            if not operator.confirm("Undo the last in-place restore?", details):
+                raise RefusedError("not confirmed; nothing was changed")
+        return self.in_place.undo()
 
-        return InPlace(self).kept_aside()
+    def discard_previous(self, operator: Confirmer | None = None) -> list[str]:
+        """Delete the data directories in-place restores kept aside (asked first with
+        `operator`)."""
+        details = [str(d) for d in self.in_place.kept_aside() + self.in_place.undone()]
+        if operator is not None and details and not operator.confirm(
+                "Delete these kept-aside data directories for good?", details):
+            raise RefusedError("not confirmed; nothing was changed")
+        return self.in_place.discard()
 
-    def discard_previous(self) -> list[str]:
-        from spectral.providers.local.inplace import InPlace
-
-        return InPlace(self).discard()
-
-    def undo_in_place(self) -> dict[str, Any]:
-        from spectral.providers.local.inplace import InPlace
-
-        return InPlace(self).undo()
-
-
-# Settings a source may carry in postgresql.auto.conf that must not follow it into a restore:
-# a synchronous standby that does not exist would make every commit of the restore wait forever.
-NOT_RESTORED = ("synchronous_standby_names", "primary_conninfo", "primary_slot_name")
-
-
-def _drop_auto_settings(path: Path) -> None:
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [ln for ln in lines if ln.split("=", 1)[0].strip() not in NOT_RESTORED]
-    if kept != lines:
-        path.write_text("".join(kept))
-
-
-def _described(restore_plan: RestorePlan) -> str:
-    requested = restore_plan.requested or restore_plan.target
-    if restore_plan.resolved:
-        return f"{requested.describe()} = {restore_plan.target.describe()}"
-    return requested.describe()
-
-
-def _server_version(cluster: Cluster) -> str:
-    with cluster.connect() as conn:
-        row = conn.execute("select current_setting('server_version')").fetchone()
-    return str(row[0]) if row else "?"
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
-
-
-def full_or_incremental(backup: Backup) -> str:
-    return "full" if backup.kind is BackupKind.FULL else f"incremental on {backup.parent}"
-
-
-def elapsed_since(started: float) -> float:
-    return time.monotonic() - started

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spectral.pg.binaries import PgBinaries
-from spectral.providers.base import RecoveryTarget, TargetKind
+from spectral.recovery_target import RecoveryTarget, TargetKind, TimeTarget
 
 
 def restore_command(archive: Path, stream: Path) -> str:
@@ -35,10 +35,8 @@ def recovery_settings(target: RecoveryTarget, archive: Path, stream: Path, *,
            TargetKind.LSN: "recovery_target_lsn", TargetKind.NAME: "recovery_target_name"}
     assert target.value is not None
     conf[key[target.kind]] = target.value
-    if target.kind is TargetKind.TIME:   # normalised: PostgreSQL rejects ISO 8601's "T...Z"
-        from spectral.recovery_target import parse_time
-
-        conf[key[target.kind]] = pg_time(parse_time(target.value))
+    if isinstance(target, TimeTarget):   # normalised: PostgreSQL rejects ISO 8601's "T...Z"
+        conf[key[target.kind]] = pg_time(target.at)
     if target.kind is not TargetKind.NAME:
         conf["recovery_target_inclusive"] = "off" if target.exclusive else "on"
     return conf

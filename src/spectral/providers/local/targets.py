@@ -12,18 +12,18 @@ from datetime import UTC, datetime
 
 from spectral.errors import CouldNotVerify, UsageError
 from spectral.pg.binaries import PgBinaries
-from spectral.providers.base import (
-    Backup,
-    RecoverableWindow,
-    RecoveryTarget,
-    TargetKind,
-    WindowInterval,
-)
+from spectral.providers.base import Backup, RecoverableWindow, WindowInterval
 from spectral.providers.local import walread
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import DEFAULT_SEG_SIZE, format_lsn, parse_lsn, parse_segment
 from spectral.providers.local.window import lineage_of, usable_backups
-from spectral.recovery_target import parse_time
+from spectral.recovery_target import (
+    LsnTarget,
+    RecoveryTarget,
+    TargetKind,
+    TimeTarget,
+    XidTarget,
+)
 
 SEG = DEFAULT_SEG_SIZE
 
@@ -58,13 +58,8 @@ def _in_hole(what: str, window: RecoverableWindow, iv: WindowInterval) -> CouldN
 def locate(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
            window: RecoverableWindow) -> int | None:
     """The LSN of an xid's commit or of a named restore point; None for time, latest."""
-    if target.kind is TargetKind.LSN:
-        assert target.value is not None
-        try:
-            return parse_lsn(target.value)
-        except ValueError:
-            raise UsageError(f"--target-lsn {target.value!r}: expected an LSN such as "
-                             f"0/3000060") from None
+    if isinstance(target, LsnTarget):
+        return target.lsn
     if target.kind not in (TargetKind.XID, TargetKind.NAME):
         return None
     lin = lineage_of(repo)   # xids repeat on an abandoned timeline
@@ -75,7 +70,7 @@ def locate(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
                                 limit=lin.end_cap)
     if target.kind is TargetKind.XID:
         for rec in summary.commits:
-            if str(rec.xid) == target.value:
+            if isinstance(target, XidTarget) and rec.xid == target.xid:
                 if not rec.committed:
                     raise UsageError(f"transaction {target.value} aborted; there is nothing "
                                      f"to recover to before it")
@@ -143,9 +138,8 @@ def _resolve(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
         if not _final(window, last):
             raise _in_hole("the latest point", window, last)
         return backups[-1], target, None, ""
-    if target.kind is TargetKind.TIME:
-        assert target.value is not None
-        return _resolve_time(parse_time(target.value), target, window, backups)
+    if isinstance(target, TimeTarget):
+        return _resolve_time(target.at, target, window, backups)
     lsn = locate(bins, repo, target, window)
     assert lsn is not None
     what = f"{target.describe()} (LSN {format_lsn(lsn)})"
@@ -160,7 +154,7 @@ def _resolve(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
         if lsn <= end:
             return chosen, target, lsn, ""
         # after the last record: the state there is the state after that record
-        return chosen, RecoveryTarget(TargetKind.LSN, iv.end_lsn), end, (
+        return chosen, LsnTarget(end), end, (
             f"{what} lies after the last WAL record of the archive ({iv.end_lsn}); the state "
             f"there is the state after that record")
     if lsn > parse_lsn(last.wal_end):
@@ -190,7 +184,7 @@ def _resolve_time(when: datetime, target: RecoveryTarget, window: RecoverableWin
             raise _in_hole(what, window, iv)
         # no commit after the target in the archive: the state at that time is the state
         # after the archive's last record (PostgreSQL would wait for a later commit forever)
-        return chosen, RecoveryTarget(TargetKind.LSN, iv.end_lsn), parse_lsn(iv.end_lsn), (
+        return chosen, LsnTarget(parse_lsn(iv.end_lsn)), parse_lsn(iv.end_lsn), (
             f"no transaction committed after {when.isoformat(timespec='seconds')} in the "
             f"archive; restored to its last record ({iv.end_lsn})")
     raise _outside(what, window)

@@ -1,162 +1,190 @@
-"""Backups, the recoverable window and in-place PITR of a Supabase project."""
+"""The Supabase provider: backups, the recoverable window and in-place PITR of a project through
+the Management API, and drill copies made the way Supabase allows (providers/supabase/copies.py):
+a restore to a new project that an operator clicks, or a branch with data."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from spectral.errors import CouldNotVerify, RefusedError, UsageError
-from spectral.providers.base import RecoverableWindow
-from spectral.providers.supabase.client import ManagementClient
-from spectral.redact import register_secret
+from spectral.confirm import Operator
+from spectral.errors import RefusedError, UsageError
+from spectral.providers.base import (
+    Backup,
+    BackupKind,
+    Capability,
+    Copy,
+    CopyMethod,
+    CopyRequest,
+    DrillPoint,
+    InPlaceResult,
+    Progress,
+    ReadinessItem,
+    RecoverableWindow,
+    Report,
+    Verification,
+    WalArchive,
+    require,
+)
+from spectral.providers.supabase.api import SupabaseApi
+from spectral.recovery_target import LatestTarget, RecoveryTarget, TimeTarget
 from spectral.verify.compare import Outcome, compare
 from spectral.verify.fingerprint import Options, take
 from spectral.waits import WaitTimeout, wait_until
 
-Report = Callable[[str], None]
-FAILED_STATUSES = {"RESTORE_FAILED", "INIT_FAILED", "REMOVED", "GOING_DOWN"}
-PITR_VARIANTS = ("pitr_7", "pitr_14", "pitr_28")
 
+class SupabaseProvider(SupabaseApi):
+    kind = "supabase"
+    # no WAL, no undo of an in-place PITR, copies need an operator (or prove less: a branch),
+    # no backups on demand, recovery not observable, targets are times
+    capabilities: frozenset[Capability] = frozenset()
 
-@dataclass(frozen=True)
-class SupabaseBackup:
-    id: Any
-    physical: bool
-    status: str
-    inserted_at: str
+    def __init__(self, client: Any, project_ref: str, dsn: str, schemas: tuple[str, ...],
+                 state_dir: Path | None = None, report: Report | None = None) -> None:
+        super().__init__(client, project_ref, dsn)
+        self.schemas, self.state_dir, self.report = schemas, state_dir, report
 
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+    def describe(self) -> str:
+        return f"Supabase project {self.ref}"
 
+    def busy(self, what: str) -> contextlib.AbstractContextManager[None]:
+        if self.state_dir is None:
+            return contextlib.nullcontext()
+        from spectral.envlock import operation_lock
 
-class SupabaseProvider:
-    def __init__(self, client: ManagementClient, project_ref: str, dsn: str,
-                 schemas: tuple[str, ...]) -> None:
-        self.client, self.ref, self.dsn, self.schemas = client, project_ref, dsn, schemas
+        return operation_lock(self.state_dir, what, report=self.report)
 
-    def _backups_doc(self) -> dict[str, Any]:
-        doc = self.client.get(f"/projects/{self.ref}/database/backups")
-        assert isinstance(doc, dict)
-        return doc
+    @contextlib.contextmanager
+    def source(self) -> Iterator[str]:
+        yield self.dsn
 
-    def backups(self) -> tuple[list[SupabaseBackup], RecoverableWindow, dict[str, Any]]:
-        doc = self._backups_doc()
-        backups = [SupabaseBackup(b.get("id"), bool(b.get("is_physical_backup")),
-                                  str(b.get("status")), str(b.get("inserted_at")))
-                   for b in doc.get("backups", [])]
-        return backups, self._window(doc), {"pitr_enabled": bool(doc.get("pitr_enabled")),
-                                            "walg_enabled": bool(doc.get("walg_enabled"))}
+    def running_source(self) -> str | None:
+        return self.dsn
 
-    @staticmethod
-    def _window(doc: dict[str, Any]) -> RecoverableWindow:
-        data = doc.get("physical_backup_data") or {}
-        lo, hi = data.get("earliest_physical_backup_date_unix"), \
-            data.get("latest_physical_backup_date_unix")
-        if lo is None or hi is None:
-            return RecoverableWindow(None, None, None, None, None)
-        return RecoverableWindow(datetime.fromtimestamp(lo, UTC), "-",
-                                 datetime.fromtimestamp(hi, UTC), "-", None)
+    # ---- backups and the window ---------------------------------------------------------
+    def backup(self, *, incremental: bool = False) -> Backup:
+        raise UsageError("Supabase takes the project's backups itself (daily, and continuous "
+                         "WAL with the PITR add-on); spectral cannot take one on demand",
+                         hint="spectral dr backups lists them")
 
-    # ---- projects ---------------------------------------------------------------------------
-    def project(self, ref: str) -> dict[str, Any]:
-        doc = self.client.get(f"/projects/{ref}")
-        assert isinstance(doc, dict)
-        return doc
+    def backups(self) -> list[Backup]:
+        return [_backup(b) for b in self.backups_doc().get("backups", [])]
 
-    def project_refs(self) -> set[str]:
-        return {str(p.get("ref") or p.get("id")) for p in self.client.get("/projects") or []}
+    def window(self) -> RecoverableWindow:
+        return _window(self.backups_doc())
 
-    def wait_healthy(self, ref: str, *, timeout: float, report: Report,
-                     what: str = "project") -> None:
-        """Poll the project's status until ACTIVE_HEALTHY and its database reports healthy."""
-        started = time.monotonic()
-        last: list[str] = [""]
+    def pitr_enabled(self) -> bool:
+        return bool(self.backups_doc().get("pitr_enabled"))
 
-        def healthy() -> bool:
-            status = str(self.project(ref).get("status"))
-            if status != last[0]:
-                report(f"{what} {ref}: {status} ({time.monotonic() - started:.0f} s)")
-                last[0] = status
-            if status in FAILED_STATUSES:
-                raise CouldNotVerify(f"Supabase reports {status} for {what} {ref}")
-            if status != "ACTIVE_HEALTHY":
-                return False
-            health = self.client.get(f"/projects/{ref}/health", params={"services": "db"})
-            return all(h.get("healthy") for h in health if h.get("name") == "db")
-
-        try:
-            wait_until(healthy, timeout=timeout, interval=1.0, max_interval=10.0,
-                       what=f"{what} {ref} to be healthy")
-        except WaitTimeout:
-            raise CouldNotVerify(f"{what} {ref} was not healthy after {timeout:.0f} s") from None
-
-    def dsn_for(self, ref: str) -> str:
-        """The connection string of another project of the same organisation: Supabase puts the
-        ref in the host (db.<ref>.supabase.co) and in pooler user names (postgres.<ref>)."""
-        if self.ref not in self.dsn:
-            raise UsageError(f"cannot derive the connection string of project {ref}: the "
-                             f"environment's DSN does not contain its project ref",
-                             hint="pass --restored-dsn (a DSN or a secret reference)")
-        dsn = self.dsn.replace(self.ref, ref)
-        register_secret(dsn)
-        return dsn
-
-    def delete_project(self, ref: str) -> None:
-        if ref == self.ref:
-            raise RefusedError(f"refusing to delete {ref}: it is the environment's own project")
-        self.client.delete(f"/projects/{ref}")
-
-    # ---- branches with data -----------------------------------------------------------------
-    def create_data_branch(self, name: str) -> dict[str, Any]:
-        doc = self.client.post(f"/projects/{self.ref}/branches",
-                               {"branch_name": name, "with_data": True})
-        assert isinstance(doc, dict)
-        return doc
-
-    def delete_branch(self, branch_id: str) -> None:
-        self.client.delete(f"/branches/{branch_id}")
-
-    # ---- plan and the PITR add-on -------------------------------------------------------------
-    def plan(self) -> str:
-        """The organisation's plan (free, pro, team, enterprise)."""
-        org = self.project(self.ref).get("organization_id")
-        if not org:
-            raise CouldNotVerify(f"project {self.ref} names no organization")
-        return str(self.client.get(f"/organizations/{org}").get("plan") or "unknown")
-
-    def pitr_addon(self) -> str | None:
-        """The selected PITR add-on variant (pitr_7, pitr_14, pitr_28), if any."""
-        doc = self.client.get(f"/projects/{self.ref}/billing/addons") or {}
-        for addon in doc.get("selected_addons", []):
-            if addon.get("type") == "pitr":
-                return str((addon.get("variant") or {}).get("id"))
+    def live_lineage(self) -> set[str] | None:
         return None
 
-    def apply_pitr_addon(self, variant: str, *, confirmed: bool) -> None:
-        if variant not in PITR_VARIANTS:
-            raise UsageError(f"PITR add-on {variant!r}: expected one of "
-                             f"{', '.join(PITR_VARIANTS)}")
-        if not confirmed:
-            raise RefusedError(f"enabling the {variant} add-on changes the bill; not confirmed")
-        self.client.patch(f"/projects/{self.ref}/billing/addons",
-                          {"addon_type": "pitr", "addon_variant": variant})
+    def archive_status(self) -> dict[str, Any] | None:
+        doc = self.backups_doc()
+        window = _window(doc)
+        return {"pitr_enabled": bool(doc.get("pitr_enabled")),
+                "window_end": window.latest_time.isoformat() if window.latest_time else None}
+
+    def pitr_readiness(self, addon: str | None, operator: Operator,
+                       report: Report) -> list[ReadinessItem]:
+        from spectral.providers.supabase.addon import readiness
+
+        return readiness(self, addon, operator, report)
+
+    def wal_archive(self) -> WalArchive:
+        require(self, Capability.WAL_ARCHIVE, "reading the WAL",
+                "Supabase keeps its WAL to itself: restore to just before the damage by time "
+                "instead (spectral dr playbook run self-inflicted --target-time T)")
+        raise AssertionError("unreachable")
+
+    # ---- drill copies (providers/supabase/copies.py) --------------------------------------
+    def tidy(self, report: Report) -> None:
+        """Copies are projects the operator sees in the dashboard; nothing is removed unasked."""
+
+    def drill_point(self, request: CopyRequest, at: datetime | None) -> DrillPoint:
+        if request.backup_id:
+            raise UsageError("--backup is for local environments; on Supabase the operator picks "
+                             "the backup the tool names")
+        if request.existing is not None and request.existing == self.ref:
+            raise UsageError(f"--restored-ref {self.ref} is the environment's own project; a "
+                             f"drill verifies a restored copy, never production")
+        if at is not None and not request.existing:
+            raise UsageError("on Supabase, --target-time says when --restored-ref was restored to")
+        if request.existing:
+            label = (f"project {request.existing} restored by the operator"
+                     + (f" to {at.isoformat()}" if at else " (compared with now)"))
+            return DrillPoint(TimeTarget(at) if at else None, at, label)
+        if request.method is CopyMethod.BRANCH or self.pitr_enabled():
+            return DrillPoint()
+        from spectral.providers.supabase.copies import newest_daily_backup
+
+        newest = newest_daily_backup(self)
+        return DrillPoint(TimeTarget(newest.stop_time), newest.stop_time,
+                          f"the daily backup {newest.id} of {newest.stop_time.isoformat()}",
+                          instead="or drill a branch with data now (--branch)")
+
+    def target_after(self, snapshot: dict[str, Any], request: CopyRequest) -> RecoveryTarget:
+        if request.method is CopyMethod.BRANCH or request.existing:
+            return LatestTarget()
+        # the first whole second after the snapshot: the restore holds what the snapshot saw
+        taken = datetime.fromisoformat(snapshot["taken_at"]).timestamp()
+        return TimeTarget(datetime.fromtimestamp(math.ceil(taken), UTC))
+
+    def provision_copy(self, target: RecoveryTarget, request: CopyRequest, operator: Operator,
+                       report: Report, progress: Progress | None = None) -> Copy:
+        from spectral.providers.supabase.copies import provision
+
+        return provision(self, target, request, operator, report)
+
+    def keep_copy(self, copy: Copy) -> None:
+        """A kept project stays in the dashboard; the drill says to delete it within the hour."""
+
+    def remove_copy(self, copy: Copy, operator: Operator, report: Report) -> None:
+        from spectral.providers.supabase.copies import remove
+
+        remove(self, copy, operator, report)
+
+    def restored_through(self, copy: Copy, snapshot: dict[str, Any],
+                         restored: dict[str, Any]) -> datetime | None:
+        """The newest commit timestamp in the copy: known only with track_commit_timestamp
+        (off on Supabase by default)."""
+        last = restored["source"].get("last_commit")
+        return datetime.fromisoformat(last) if last and snapshot["source"].get("last_commit") \
+            else None
+
+    # ---- restores for incidents ---------------------------------------------------------
+    def restore_new(self, target: RecoveryTarget, operator: Operator, report: Report) -> Copy:
+        from spectral.providers.supabase.copies import provision
+
+        return provision(self, target, CopyRequest(), operator, report, keep=True)
+
+    def restore_in_place(self, target: RecoveryTarget, *, confirmed: bool,
+                         report: Report | None = None,
+                         progress: Progress | None = None) -> InPlaceResult:
+        if not isinstance(target, TimeTarget):
+            raise UsageError("Supabase restores to a time: pass --target-time, just before the "
+                             "damage")
+        return self.pitr_in_place(target.at, confirmed=confirmed,
+                                  report=report or (lambda _m: None))
 
     def pitr_in_place(self, when: datetime, *, confirmed: bool, report: Report,
-                      timeout: float = 3600) -> dict[str, Any]:
+                      timeout: float = 3600) -> InPlaceResult:
         """Check the target is in the window, snapshot first, restore, wait for health, verify."""
         if not confirmed:
             raise RefusedError("an in-place PITR rewinds the production database; it needs "
                                "--yes (and belongs in a playbook run)")
-        doc = self._backups_doc()
+        doc = self.backups_doc()
         path = f"/projects/{self.ref}/database/backups/restore-pitr"
         body = {"recovery_time_target_unix": int(when.timestamp())}
         if not doc.get("pitr_enabled"):
             # there is no window to check: the API refuses, and its message is the clearest
             self.client.post(path, body)
-        window = self._window(doc)
+        window = _window(doc)
         if window.empty or not (window.earliest_time and window.latest_time
                                 and window.earliest_time <= when <= window.latest_time):
             raise UsageError(f"{when.isoformat()} is outside the recoverable window: "
@@ -172,10 +200,30 @@ class SupabaseProvider:
         except WaitTimeout:
             report("the project never left ACTIVE_HEALTHY; verifying what it holds now")
         self.wait_healthy(self.ref, timeout=timeout, report=report)
-        after = take(self.dsn, Options(self.schemas))
-        cmp = compare(before, after)
-        return {"project": self.ref, "target": when.isoformat(),
-                "seconds": round(time.monotonic() - started, 1),
-                "schemas_match_snapshot": all(s.outcome is Outcome.MATCH for s in cmp.schemas),
-                "tables": {t.name: {"before": t.rows[0], "after": t.rows[1]}
-                           for t in cmp.tables}}
+        cmp = compare(before, take(self.dsn, Options(self.schemas)))
+        same = all(s.outcome is Outcome.MATCH for s in cmp.schemas)
+        return InPlaceResult(self.ref, self.describe(), when.isoformat(),
+                             time.monotonic() - started,
+                             ("schemas match" if same else "SCHEMAS DIFFER")
+                             + " the snapshot taken before",
+                             tables={t.name: (t.rows[0], t.rows[1]) for t in cmp.tables})
+
+
+def _backup(b: dict[str, Any]) -> Backup:
+    at = datetime.fromisoformat(str(b.get("inserted_at")).replace("Z", "+00:00"))
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    status = str(b.get("status"))
+    return Backup(str(b.get("id")), BackupKind.FULL, None, "-", "-", at, at, 0, 0, 0.0, "",
+                  Verification.NOT_VERIFIED, "taken and kept by Supabase", status,
+                  bool(b.get("is_physical_backup")))
+
+
+def _window(doc: dict[str, Any]) -> RecoverableWindow:
+    data = doc.get("physical_backup_data") or {}
+    lo, hi = data.get("earliest_physical_backup_date_unix"), \
+        data.get("latest_physical_backup_date_unix")
+    if lo is None or hi is None:
+        return RecoverableWindow(None, None, None, None, None)
+    return RecoverableWindow(datetime.fromtimestamp(lo, UTC), "-",
+                             datetime.fromtimestamp(hi, UTC), "-", None)
+

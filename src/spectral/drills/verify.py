@@ -1,0 +1,87 @@
+"""The checks every drill makes of a restored copy, whoever made it: schema fingerprints of the
+protected schemas, load-bearing row counts (every table's content with --content), the core
+contract, which partners' corpora the copy holds, and the RTO and RPO objectives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spectral.config.models import EnvironmentConfig
+from spectral.drills.contract import check_core_contract
+from spectral.drills.result import Check, DrillOutcome, DrillResult
+from spectral.pg.conn import connect
+from spectral.verify.compare import Comparison, Outcome, compare
+from spectral.verify.fingerprint import Options, take
+
+OUTCOME = {Outcome.MATCH: DrillOutcome.PASS, Outcome.MISMATCH: DrillOutcome.FAIL,
+           Outcome.COULD_NOT_VERIFY: DrillOutcome.COULD_NOT_VERIFY}
+
+
+def verify_against_snapshot(result: DrillResult, env: EnvironmentConfig, dsn: str,
+                            snapshot: dict[str, Any], content: bool) -> dict[str, Any]:
+    """The checks every drill makes of a restore, whoever restored it: schema fingerprints of
+    the protected schemas, load-bearing row counts (every table's content with --content), the
+    core contract, and which partners' corpora the restore holds."""
+    restored = take(dsn, Options(tuple(env.schemas), content=content))
+    spot = [t for t in env.load_bearing_tables if t in snapshot["tables"]
+            or t in restored["tables"]]
+    cmp = compare(snapshot, restored, tables=spot, content=False)
+    result.checks.append(schema_check(cmp))
+    result.checks.append(table_check("row counts of load-bearing tables", cmp))
+    if content:
+        full = compare(snapshot, restored, content=True)
+        result.checks.append(table_check("content checksums of every table", full))
+    with connect(dsn) as conn:
+        intact, evidence = check_core_contract(conn)
+        result.partner_corpora = restored_partners(conn)
+    result.checks.append(Check("core contract (worlds and platform fail closed without it)",
+                               DrillOutcome.PASS if intact else DrillOutcome.FAIL,
+                               "intact" if intact else "broken", evidence))
+    return restored
+
+
+def restored_partners(conn: Any) -> list[str]:
+    """Partners whose corpus the restore contains (the first-partner checklist asks for it)."""
+    row = conn.execute("select to_regclass('platform.corpora')").fetchone()
+    if not row or row[0] is None:
+        return []
+    return [r[0] for r in conn.execute(
+        "select distinct p.slug from platform.corpora c join core.partners p "
+        "on p.id = c.partner_id join platform.rules r on r.corpus_id = c.id "
+        "where c.owner = 'partner' order by 1")]
+
+
+def schema_check(cmp: Comparison) -> Check:
+    bad = [s for s in cmp.schemas if s.outcome is not Outcome.MATCH]
+    evidence = [f"{s.name}: {s.outcome.value}" for s in cmp.schemas]
+    evidence += [f"{s.name}: {d}" for s in bad for d in s.differences]
+    outcome = DrillOutcome.FAIL if bad else DrillOutcome.PASS
+    return Check("schema fingerprints (" + ", ".join(s.name for s in cmp.schemas) + ")",
+                 outcome, "match" if not bad else f"{len(bad)} schema(s) differ", evidence)
+
+
+def table_check(name: str, cmp: Comparison) -> Check:
+    outcomes = [OUTCOME[t.outcome] for t in cmp.tables]
+    evidence = [f"{t.name}: {t.rows[1] if t.rows[1] is not None else '-'} rows, "
+                f"{t.outcome.value}{' (' + t.detail + ')' if t.detail else ''}"
+                for t in cmp.tables]
+    if DrillOutcome.FAIL in outcomes:
+        outcome = DrillOutcome.FAIL
+    elif DrillOutcome.COULD_NOT_VERIFY in outcomes or not outcomes:
+        outcome = DrillOutcome.COULD_NOT_VERIFY
+    else:
+        outcome = DrillOutcome.PASS
+    return Check(name, outcome, f"{len(cmp.tables)} table(s)", evidence)
+
+
+def objectives(result: DrillResult) -> None:
+    if result.rto_seconds is not None and result.rto_target is not None:
+        ok = result.rto_seconds <= result.rto_target
+        result.checks.append(Check("RTO within target", DrillOutcome.PASS if ok else
+                                   DrillOutcome.FAIL, f"{result.rto_seconds:.1f} s measured, "
+                                   f"target {result.rto_target:.0f} s"))
+    if result.rpo_target is not None and result.rpo_seconds is not None:
+        ok = result.rpo_seconds <= result.rpo_target
+        result.checks.append(Check("RPO within target", DrillOutcome.PASS if ok else
+                                   DrillOutcome.FAIL, f"{result.rpo_seconds:.1f} s measured, "
+                                   f"target {result.rpo_target:.0f} s"))

@@ -1,0 +1,91 @@
+"""The local repository's WAL archive as drills and playbooks read it (Capability.WAL_ARCHIVE):
+flushed on demand, read as one pg_waldump stream per run of the live lineage's segments."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from spectral.errors import ClusterError, CouldNotVerify
+from spectral.pg.binaries import PgBinaries
+from spectral.providers.local import walread
+from spectral.providers.local import window as window_mod
+from spectral.providers.local.environment import LocalEnvironment
+from spectral.providers.local.repo import Repository
+from spectral.providers.local.wal import format_lsn, parse_lsn
+from spectral.recovery_target import RecoveryTarget
+from spectral.waits import WaitTimeout, wait_until
+
+LSN_RE = re.compile(r"lsn: ([0-9A-F]+/[0-9A-F]+)")
+
+
+class LocalWalArchive:
+    def __init__(self, local: LocalEnvironment, bins: PgBinaries, repo: Repository) -> None:
+        self.local, self.bins, self.repo = local, bins, repo
+        self.state_dir: Path = local.paths.state_dir
+
+    def flush(self, timeout: float = 60) -> str | None:
+        """When the environment's server is up, switch to a new WAL segment and wait until the
+        old one is archived, so that every commit so far is in the archive. Returns the segment,
+        or None when the server is down (then the archive is as complete as it gets)."""
+        try:
+            cluster = self.local.cluster() if self.local.exists() else None
+        except ClusterError:      # the source is gone (the disaster being recovered from)
+            return None
+        if cluster is None or not cluster.is_running():
+            return None
+        with cluster.connect() as conn:
+            # pg_switch_wal returns the end of the last record plus one: the segment to wait for
+            # holds the byte before it (with no new WAL, that is one archived already)
+            row = conn.execute("select pg_walfile_name(pg_switch_wal() - 1)").fetchone()
+        assert row is not None
+        segment = str(row[0])
+        try:
+            wait_until(lambda: (self.repo.archive / segment).exists(), timeout=timeout,
+                       interval=0.1, what=f"archiving of {segment}")
+        except WaitTimeout:
+            raise CouldNotVerify(f"WAL segment {segment} was not archived within {timeout:g}s; "
+                                 f"check archive_command in the server log") from None
+        return segment
+
+    def waldump(self) -> Iterator[str]:
+        lin = window_mod.lineage_of(self.repo)
+        lines = walread.dump(self.bins, lin.view.where, lin.segments)
+        if lin.end_cap is None:
+            return lines
+        cap = lin.end_cap   # records past the lineage's end belong to an abandoned timeline
+        return (ln for ln in lines if (m := LSN_RE.search(ln)) is None
+                or parse_lsn(m.group(1)) < cap)
+
+    def locate(self, target: RecoveryTarget) -> int | None:
+        from spectral.providers.local.targets import locate
+
+        return locate(self.bins, self.repo, target, window_mod.compute(self.bins, self.repo))
+
+    def newest_commit_before(self, lsn: str) -> datetime | None:
+        """The time of the newest commit record before `lsn` on the live lineage."""
+        lin = window_mod.lineage_of(self.repo)
+        end = parse_lsn(lsn)
+        segs = [s for s in lin.segments if s.start_lsn() < end]
+        chunk = 4
+        while segs:
+            part, segs = segs[-chunk:], segs[:-chunk]
+            summary = walread.summarize(self.bins, lin.view.where, part, limit=lin.end_cap)
+            commits = [c for c in summary.commits if c.lsn < end and c.committed]
+            if commits:
+                return commits[-1].time
+            chunk *= 4
+        return None
+
+    def commits_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Committed and aborted transactions on the live lineage between two times (reads every
+        archived segment from the oldest backup on: fine for days of WAL, slow for months)."""
+        lin = window_mod.lineage_of(self.repo)
+        summary = walread.summarize(self.bins, lin.view.where, lin.segments, limit=lin.end_cap)
+        return [{"xid": rec.xid, "time": rec.time.isoformat(), "lsn": format_lsn(rec.lsn),
+                 "committed": rec.committed,
+                 "target_just_before": f"--target-xid {rec.xid} --exclusive"}
+                for rec in summary.commits if start <= rec.time <= end]

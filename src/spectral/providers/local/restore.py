@@ -1,0 +1,166 @@
+"""The steps of a local restore, shared by a restore into a new instance and an in-place
+restore: materialise the backup chain (checked again while it is copied), write the recovery
+settings, run recovery and check it stopped where it was told to."""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from spectral.errors import ClusterError, CouldNotVerify
+from spectral.pg.binaries import PgBinaries
+from spectral.pg.cluster import Cluster
+from spectral.pg.conn import connect
+from spectral.pg.osuser import give_to_server, make_owned_dir, server_identity
+from spectral.providers.base import Progress, RecoverableWindow, Verification
+from spectral.providers.local import backup as backup_mod
+from spectral.providers.local.copy import copy_tree
+from spectral.providers.local.recovery import read_outcome, recovery_failure
+from spectral.providers.local.repo import Repository
+from spectral.providers.local.targets import RestorePlan
+from spectral.providers.local.wal import parse_lsn
+from spectral.recovery_target import RecoveryTarget, TargetKind
+from spectral.runner import run
+from spectral.waits import WaitTimeout, wait_until
+
+RESTORE_TIMEOUT = 24 * 3600.0
+# Settings a source may carry in postgresql.auto.conf that must not follow it into a restore:
+# a synchronous standby that does not exist would make every commit of the restore wait forever.
+NOT_RESTORED = ("synchronous_standby_names", "primary_conninfo", "primary_slot_name")
+
+
+class Restorer:
+    def __init__(self, bins: PgBinaries, repo: Repository) -> None:
+        self.bins, self.repo = bins, repo
+
+    def materialize(self, restore_plan: RestorePlan, data: Path,
+                    progress: Progress | None) -> None:
+        """Copy the full backup into `data` (combined with its incrementals)."""
+        chain = restore_plan.chain
+        full = self.repo.backup_dir(chain[0].id)
+        # A backup can rot after it was taken: it is checked again, while it is being copied
+        # (both read the same files, on two cores), and never restored when the check fails.
+        with ThreadPoolExecutor(1) as pool:
+            check = pool.submit(backup_mod.verify, self.bins, full, False)
+            if len(chain) == 1:
+                self._copy(full, data, chain[0].size_bytes, progress)
+            verification, detail = check.result()
+        if verification is Verification.FAILED:
+            raise CouldNotVerify(f"backup {chain[0].id} fails verification and will not be "
+                                 f"restored: {detail}")
+        if len(chain) == 1:
+            return
+        if progress:
+            progress("combine", 0, len(chain))
+        run([self.bins.path("pg_combinebackup"), "-o", str(data),
+             *[str(self.repo.backup_dir(b.id)) for b in chain]],
+            timeout=RESTORE_TIMEOUT, run_as=server_identity())
+        if progress:
+            progress("combine", len(chain), len(chain))
+
+    @staticmethod
+    def _copy(full: Path, data: Path, total: int, progress: Progress | None) -> None:
+        def advance(done: int) -> None:
+            if progress:
+                progress("copy", min(done, total), total)
+
+        make_owned_dir(data, 0o700)
+        copy_tree(full, data, progress=advance if progress else None)
+        (data / "backup_manifest").unlink(missing_ok=True)
+
+    def prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
+                         target: RecoveryTarget) -> None:
+        for stale in ("postmaster.pid", "standby.signal", "backup_manifest"):
+            (cluster.data_dir / stale).unlink(missing_ok=True)
+        _drop_auto_settings(cluster.data_dir / "postgresql.auto.conf")
+        cluster.write_conf(conf)
+        (cluster.data_dir / "recovery.signal").touch()
+        if target.kind is TargetKind.LATEST:
+            self._take_stream_tail(cluster.data_dir)
+        make_owned_dir(cluster.data_dir, 0o700)
+        give_to_server(cluster.data_dir)
+
+    def _take_stream_tail(self, data: Path) -> None:
+        """pg_receivewal's newest .partial segment holds commits not archived yet: recovery
+        reads it from pg_wal (restore_command never asks for a .partial)."""
+        stream = self.repo.stream
+        partials = sorted(stream.glob("*.partial")) if stream.is_dir() else []
+        if partials:
+            newest = partials[-1]
+            shutil.copyfile(newest, data / "pg_wal" / newest.name.removesuffix(".partial"))
+
+    def recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
+                pause: bool, progress: Progress | None) -> dict[str, Any]:
+        """Start the server on the prepared directory and wait until recovery has finished (or
+        paused), checking it stopped at the target."""
+        try:
+            cluster.start(timeout=RESTORE_TIMEOUT)
+        except ClusterError as exc:
+            reason = recovery_failure(read_text(cluster.log_file)) or exc.message
+            raise CouldNotVerify(f"recovery failed: {reason}") from None
+        start_lsn = parse_lsn(restore_plan.chain[-1].stop_lsn)
+        goal = restore_plan.target_lsn or parse_lsn(window.latest_lsn or "0/0")
+
+        def done() -> bool:
+            if cluster.pid() is None:
+                raise CouldNotVerify(f"recovery failed: "
+                                     f"{recovery_failure(read_text(cluster.log_file)) or 'exited'}")
+            with connect(cluster.conninfo()) as conn:
+                row = conn.execute(
+                    "select pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
+                    "case when pg_is_in_recovery() then pg_get_wal_replay_pause_state() "
+                    "else 'not paused' end").fetchone()
+            assert row is not None
+            in_recovery, replayed, paused = row
+            if progress and replayed:
+                progress("replay", max(0, parse_lsn(replayed) - start_lsn),
+                         max(1, goal - start_lsn))
+            return (paused == "paused") if pause else not in_recovery
+
+        try:
+            wait_until(done, timeout=RESTORE_TIMEOUT, interval=0.02, max_interval=0.1,
+                       what="recovery")
+        except WaitTimeout:
+            raise CouldNotVerify("recovery did not finish in time") from None
+        outcome = read_outcome(read_text(cluster.log_file)).to_json()
+        check_reached(restore_plan, window, outcome, pause)
+        return outcome
+
+
+def check_reached(restore_plan: RestorePlan, window: RecoverableWindow,
+                  outcome: dict[str, Any], pause: bool) -> None:
+    """Recovery must have stopped at the target, not at an earlier point."""
+    target = restore_plan.target
+    if target.kind is TargetKind.LATEST:
+        redo = outcome.get("redo_done_lsn")
+        if redo and window.latest_lsn and parse_lsn(redo) < parse_lsn(window.latest_lsn):
+            raise CouldNotVerify(f"recovery ended at {redo}, before the end of the archive "
+                                 f"({window.latest_lsn})")
+        return
+    if not outcome.get("stopped") and not pause:
+        raise CouldNotVerify(f"recovery promoted without reaching {target.describe()}")
+
+
+def _drop_auto_settings(path: Path) -> None:
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [ln for ln in lines if ln.split("=", 1)[0].strip() not in NOT_RESTORED]
+    if kept != lines:
+        path.write_text("".join(kept))
+
+
+def described(restore_plan: RestorePlan) -> str:
+    requested = restore_plan.requested or restore_plan.target
+    if restore_plan.resolved:
+        return f"{requested.describe()} = {restore_plan.target.describe()}"
+    return requested.describe()
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""

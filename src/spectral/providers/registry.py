@@ -1,0 +1,27 @@
+"""The one place that maps a configured provider name to its class."""
+
+from __future__ import annotations
+
+from spectral.config.models import EnvironmentConfig, ProviderKind, SpectralConfig
+from spectral.providers.base import Provider, Report
+
+
+def open_provider(cfg: SpectralConfig, name: str, env: EnvironmentConfig,
+                  report: Report | None = None) -> Provider | None:
+    """The environment's provider; None for an environment that only names a database."""
+    if env.provider is ProviderKind.SUPABASE:
+        from spectral.providers.supabase.open import supabase_provider
+
+        return supabase_provider(cfg, name, env, report)
+    if env.managed_cluster:
+        from spectral.pg.binaries import find_binaries
+        from spectral.providers.local.environment import LocalEnvironment
+        from spectral.providers.local.provider import LocalProvider
+
+        local = LocalEnvironment(name, cfg.state_dir(name), find_binaries(env.pg_bin_dir))
+        return LocalProvider(local, report)
+    return None
+
+
+def has_provider(env: EnvironmentConfig) -> bool:
+    return env.provider is ProviderKind.SUPABASE or env.managed_cluster

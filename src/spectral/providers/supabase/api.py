@@ -1,0 +1,110 @@
+"""The Management API calls the Supabase provider makes, each in Supabase's own terms:
+https://api.supabase.com/api/v1 (see tests/supabase-api/ for the recorded answers)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from spectral.errors import CouldNotVerify, RefusedError, UsageError
+from spectral.providers.base import Report
+from spectral.providers.supabase.client import ManagementClient
+from spectral.redact import register_secret
+from spectral.waits import WaitTimeout, wait_until
+
+FAILED_STATUSES = {"RESTORE_FAILED", "INIT_FAILED", "REMOVED", "GOING_DOWN"}
+PITR_VARIANTS = ("pitr_7", "pitr_14", "pitr_28")
+
+
+class SupabaseApi:
+    def __init__(self, client: ManagementClient, project_ref: str, dsn: str) -> None:
+        self.client, self.ref, self.dsn = client, project_ref, dsn
+
+    def backups_doc(self) -> dict[str, Any]:
+        doc = self.client.get(f"/projects/{self.ref}/database/backups")
+        assert isinstance(doc, dict)
+        return doc
+
+    # ---- projects -----------------------------------------------------------------------
+    def project(self, ref: str) -> dict[str, Any]:
+        doc = self.client.get(f"/projects/{ref}")
+        assert isinstance(doc, dict)
+        return doc
+
+    def project_refs(self) -> set[str]:
+        return {str(p.get("ref") or p.get("id")) for p in self.client.get("/projects") or []}
+
+    def wait_healthy(self, ref: str, *, timeout: float, report: Report,
+                     what: str = "project") -> None:
+        """Poll the project's status until ACTIVE_HEALTHY and its database reports healthy."""
+        started = time.monotonic()
+        last: list[str] = [""]
+
+        def healthy() -> bool:
+            status = str(self.project(ref).get("status"))
+            if status != last[0]:
+                report(f"{what} {ref}: {status} ({time.monotonic() - started:.0f} s)")
+                last[0] = status
+            if status in FAILED_STATUSES:
+                raise CouldNotVerify(f"Supabase reports {status} for {what} {ref}")
+            if status != "ACTIVE_HEALTHY":
+                return False
+            health = self.client.get(f"/projects/{ref}/health", params={"services": "db"})
+            return all(h.get("healthy") for h in health if h.get("name") == "db")
+
+        try:
+            wait_until(healthy, timeout=timeout, interval=1.0, max_interval=10.0,
+                       what=f"{what} {ref} to be healthy")
+        except WaitTimeout:
+            raise CouldNotVerify(f"{what} {ref} was not healthy after {timeout:.0f} s") from None
+
+    def dsn_for(self, ref: str) -> str:
+        """The connection string of another project of the same organisation: Supabase puts the
+        ref in the host (db.<ref>.supabase.co) and in pooler user names (postgres.<ref>)."""
+        if self.ref not in self.dsn:
+            raise UsageError(f"cannot derive the connection string of project {ref}: the "
+                             f"environment's DSN does not contain its project ref",
+                             hint="pass --restored-dsn (a DSN or a secret reference)")
+        dsn = self.dsn.replace(self.ref, ref)
+        register_secret(dsn)
+        return dsn
+
+    def delete_project(self, ref: str) -> None:
+        if ref == self.ref:
+            raise RefusedError(f"refusing to delete {ref}: it is the environment's own project")
+        self.client.delete(f"/projects/{ref}")
+
+    # ---- branches with data -------------------------------------------------------------
+    def create_data_branch(self, name: str) -> dict[str, Any]:
+        doc = self.client.post(f"/projects/{self.ref}/branches",
+                               {"branch_name": name, "with_data": True})
+        assert isinstance(doc, dict)
+        return doc
+
+    def delete_branch(self, branch_id: str) -> None:
+        self.client.delete(f"/branches/{branch_id}")
+
+    # ---- plan and the PITR add-on -------------------------------------------------------
+    def plan(self) -> str:
+        """The organisation's plan (free, pro, team, enterprise)."""
+        org = self.project(self.ref).get("organization_id")
+        if not org:
+            raise CouldNotVerify(f"project {self.ref} names no organization")
+        return str(self.client.get(f"/organizations/{org}").get("plan") or "unknown")
+
+    def pitr_addon(self) -> str | None:
+        """The selected PITR add-on variant (pitr_7, pitr_14, pitr_28), if any."""
+        doc = self.client.get(f"/projects/{self.ref}/billing/addons") or {}
+        for addon in doc.get("selected_addons", []):
+            if addon.get("type") == "pitr":
+                return str((addon.get("variant") or {}).get("id"))
+        return None
+
+    def apply_pitr_addon(self, variant: str, *, confirmed: bool) -> None:
+        if variant not in PITR_VARIANTS:
+            raise UsageError(f"PITR add-on {variant!r}: expected one of "
+                             f"{', '.join(PITR_VARIANTS)}")
+        if not confirmed:
+            raise RefusedError(f"enabling the {variant} add-on changes the bill; not confirmed")
+        self.client.patch(f"/projects/{self.ref}/billing/addons",
+                          {"addon_type": "pitr", "addon_variant": variant})
