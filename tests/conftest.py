@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -20,8 +21,14 @@ from spectral.pg.binaries import PgBinaries, find_binaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.osuser import make_owned_dir
 
+if TYPE_CHECKING:
+    from spectral.environment import Environment
+    from spectral.providers.local.provider import LocalProvider
+    from supabase_emulator import Emulator, Server
+
 SYSTEM_PG15 = Path("/usr/lib/postgresql/15/bin")
 SPECTRAL = str(Path(sys.executable).parent / "spectral")
+README_PATH = Path(__file__).parent.parent / "README.md"
 
 
 def _processes_under(path: Path) -> list[str]:
@@ -146,3 +153,103 @@ def table_digests(conninfo: str, schemas: tuple[str, ...] = ("auth", "core", "wo
             assert row is not None
             out[t] = f"{row[0]}:{row[1]}"
     return out
+
+
+# ---- providers: a local environment, and a Supabase project on the emulator ----------------
+@contextlib.contextmanager
+def local_provider(work_dir: Path, bins: PgBinaries, table: str) -> Iterator[LocalProvider]:
+    """A running local environment with `table` (id int primary key, note text) holding 100
+    rows; its instances torn down and its server stopped afterwards."""
+    from spectral.providers.local.environment import LocalEnvironment
+    from spectral.providers.local.provider import LocalProvider
+
+    local = LocalEnvironment("t", work_dir / "state", bins)
+    local.up()
+    provider = LocalProvider(local)
+    sql(provider, f"create table {table} (id int primary key, note text)")
+    sql(provider, f"insert into {table} select g, 'base' from generate_series(1, 100) g")
+    try:
+        yield provider
+    finally:
+        for inst in provider.instances():
+            provider.teardown(inst.id)
+        local.down()
+        assert _processes_under(work_dir) == []
+
+
+def sql(p: LocalProvider, query: str) -> list[tuple[Any, ...]]:
+    from spectral.pg.conn import connect
+
+    with connect(p.local.cluster().conninfo()) as conn:
+        cur = conn.execute(query)
+        return cur.fetchall() if cur.description else []
+
+
+SUPABASE_TOKEN = "sbp_emulatortoken0123456789abcdef"
+
+
+@pytest.fixture
+def project(work_dir: Path, bins: PgBinaries) -> Iterator[tuple[Path, Emulator, str, Server]]:
+    """Production on Supabase (the emulator, backed by a real cluster) with the reference schema
+    and core.notes, one backup, and a spectral.toml naming it as environment "production"."""
+    from spectral.pg.conn import connect
+    from spectral.providers.local.environment import LocalEnvironment
+    from spectral.providers.local.provider import LocalProvider
+    from spectral.refdb.migrate import migrate
+    from supabase_emulator import Emulator, Project, Server
+
+    local = LocalEnvironment("emu", work_dir / "emu-state", bins)
+    local.up()
+    provider = LocalProvider(local)
+    sockets = Path(tempfile.mkdtemp(prefix="emu-", dir="/tmp"))   # short socket paths
+    emulator = Emulator(SUPABASE_TOKEN, {"emu0": Project("emu0", provider)}, sockets=sockets)
+    dsn = emulator.expose("emu0", local.cluster().conninfo())
+    with connect(dsn) as conn:
+        migrate(conn)            # the reference schema: the core contract holds
+        conn.execute("create table core.notes (id int primary key, note text)")
+        conn.execute("insert into core.notes values (1, 'base')")
+    provider.backup()
+    try:
+        with Server(emulator) as server:
+            (work_dir / "spectral.toml").write_text(
+                f'# production on Supabase (emulated)\n[environments.production]\n'
+                f'provider = "supabase"\nproject_ref = "emu0"\nposture = "pitr"\n'
+                f'dsn = "{dsn}"\naccess_token = "env:SUPABASE_TEST_TOKEN"\n'
+                f'api_url = "{server.url}"\nschemas = ["core"]\nload_bearing_tables = '
+                f'["core.notes"]\n')
+            yield work_dir, emulator, dsn, server
+    finally:
+        emulator.close()
+        local.down()
+        shutil.rmtree(sockets, ignore_errors=True)
+    assert _processes_under(work_dir) == []
+
+
+@contextlib.contextmanager
+def notes_environment(work_dir: Path, posture: str = "pitr") -> Iterator[Environment]:
+    """A local environment "staging" from a spectral.toml: the reference schema (the core
+    contract holds) plus core.notes with one row, running, with one backup; stopped after."""
+    from spectral.config.load import load_config
+    from spectral.environment import open_environment
+    from spectral.pg.conn import connect
+    from spectral.providers.local.provider import LocalProvider
+    from spectral.refdb.migrate import migrate
+
+    (work_dir / "spectral.toml").write_text(
+        f'[environments.staging]\nprovider = "local"\nposture = "{posture}"\n'
+        f'schemas = ["core"]\nload_bearing_tables = ["core.notes"]\n')
+    environment = open_environment(load_config(None, cwd=work_dir), "staging")
+    provider = environment.provider
+    assert isinstance(provider, LocalProvider)
+    provider.local.up()
+    try:
+        with connect(provider.local.cluster().conninfo()) as conn:
+            migrate(conn)
+            conn.execute("create table core.notes (id int primary key, note text)")
+            conn.execute("insert into core.notes values (1, 'base')")
+        provider.backup()
+        yield environment
+    finally:
+        for inst in provider.instances():
+            provider.teardown(inst.id)
+        provider.local.down()

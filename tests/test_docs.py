@@ -51,3 +51,19 @@ def test_readme_gives_exactly_two_setup_commands() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
     assert "python3 dev.py test" in ci
+
+
+def test_the_readme_layout_names_every_module() -> None:
+    """The layout section cannot drift: each package and top-level module of src/spectral,
+    and each module under providers/, is named there, and nothing it names is missing."""
+    layout = README.split("## Layout", 1)[1].split("```", 2)[1]
+    src = Path(__file__).parent.parent / "src" / "spectral"
+    expected = {p.name + ("/" if p.is_dir() else "") for p in src.iterdir()
+                if not p.name.startswith("__") and (p.is_dir() or p.suffix == ".py")}
+    expected |= {p.name for p in (src / "providers").rglob("*.py")
+                 if not p.name.startswith("__")}
+    named = set(re.findall(r"^\s+([\w.]+/?)\s", layout, re.M))
+    assert expected <= named, f"missing from the README layout: {sorted(expected - named)}"
+    ghosts = {n for n in named if n.endswith((".py", "/")) and n not in expected
+              and n not in ("local/", "supabase/", "providers/")}
+    assert not ghosts, f"named in the README layout but not in the tree: {sorted(ghosts)}"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _processes_under
+from conftest import _processes_under, local_provider, sql
 from spectral.errors import CouldNotVerify, RefusedError, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.conn import connect
@@ -32,25 +32,8 @@ from spectral.recovery_target import LatestTarget, TargetKind, target_of
 
 @pytest.fixture
 def env(work_dir: Path, bins: PgBinaries) -> Iterator[LocalProvider]:
-    local = LocalEnvironment("t", work_dir / "state", bins)
-    local.up()
-    provider = LocalProvider(local)
-    with connect(local.cluster().conninfo()) as conn:
-        conn.execute("create table ledger (id int primary key, note text)")
-        conn.execute("insert into ledger select g, 'base' from generate_series(1, 100) g")
-    try:
+    with local_provider(work_dir, bins, "ledger") as provider:
         yield provider
-    finally:
-        for inst in provider.instances():
-            provider.teardown(inst.id)
-        local.down()
-        assert _processes_under(work_dir) == []
-
-
-def sql(p: LocalProvider, query: str) -> list[tuple]:
-    with connect(p.local.cluster().conninfo()) as conn:
-        cur = conn.execute(query)
-        return cur.fetchall() if cur.description else []
 
 
 def on(inst: Instance, query: str) -> list[tuple]:

@@ -5,56 +5,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from conftest import SPECTRAL, _processes_under, spectral
-from spectral.pg.binaries import PgBinaries
+from conftest import SPECTRAL, SUPABASE_TOKEN, spectral
 from spectral.pg.conn import connect
-from spectral.providers.local.environment import LocalEnvironment
-from spectral.providers.local.provider import LocalProvider
 from spectral.providers.supabase.client import ApiError, ManagementClient
-from spectral.refdb.migrate import migrate
-from supabase_emulator import Emulator, Project, Server
+from supabase_emulator import Emulator, Server
 
-TOKEN = "sbp_emulatortoken0123456789abcdef"
-
-
-@pytest.fixture
-def project(work_dir: Path, bins: PgBinaries) -> Iterator[tuple[Path, Emulator, str, Server]]:
-    local = LocalEnvironment("emu", work_dir / "emu-state", bins)
-    local.up()
-    provider = LocalProvider(local)
-    sockets = Path(tempfile.mkdtemp(prefix="emu-", dir="/tmp"))   # short socket paths
-    emulator = Emulator(TOKEN, {"emu0": Project("emu0", provider)}, sockets=sockets)
-    dsn = emulator.expose("emu0", local.cluster().conninfo())
-    with connect(dsn) as conn:
-        migrate(conn)            # the reference schema: the core contract holds
-        conn.execute("create table core.notes (id int primary key, note text)")
-        conn.execute("insert into core.notes values (1, 'base')")
-    provider.backup()
-    try:
-        with Server(emulator) as server:
-            (work_dir / "spectral.toml").write_text(
-                f'# production on Supabase (emulated)\n[environments.production]\n'
-                f'provider = "supabase"\nproject_ref = "emu0"\nposture = "pitr"\n'
-                f'dsn = "{dsn}"\naccess_token = "env:SUPABASE_TEST_TOKEN"\n'
-                f'api_url = "{server.url}"\nschemas = ["core"]\nload_bearing_tables = '
-                f'["core.notes"]\n')
-            yield work_dir, emulator, dsn, server
-    finally:
-        emulator.close()
-        local.down()
-        shutil.rmtree(sockets, ignore_errors=True)
-    assert _processes_under(work_dir) == []
+TOKEN = SUPABASE_TOKEN
 
 
 def cli(work: Path, *args: str) -> tuple[int, str, str]:

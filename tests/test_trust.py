@@ -15,35 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _processes_under, spectral
+from conftest import _processes_under, local_provider, spectral, sql
 from spectral.errors import RefusedError, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.conn import connect
-from spectral.providers.local.environment import LocalEnvironment
 from spectral.providers.local.provider import LocalProvider
 from spectral.recovery_target import LatestTarget, TargetKind, target_of
 
 
 @pytest.fixture
 def env(work_dir: Path, bins: PgBinaries) -> Iterator[LocalProvider]:
-    local = LocalEnvironment("t", work_dir / "state", bins)
-    local.up()
-    provider = LocalProvider(local)
-    sql(provider, "create table items (id int primary key, note text)")
-    sql(provider, "insert into items select g, 'base' from generate_series(1, 100) g")
-    try:
+    with local_provider(work_dir, bins, "items") as provider:
         yield provider
-    finally:
-        for inst in provider.instances():
-            provider.teardown(inst.id)
-        local.down()
-        assert _processes_under(work_dir) == []
-
-
-def sql(p: LocalProvider, query: str) -> list[tuple]:
-    with connect(p.local.cluster().conninfo()) as conn:
-        cur = conn.execute(query)
-        return cur.fetchall() if cur.description else []
 
 
 def on(dsn: str, query: str) -> list[tuple]:

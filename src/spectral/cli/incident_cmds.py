@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from spectral.cli.state import state
 from spectral.errors import UsageError
+
+if TYPE_CHECKING:
+    from spectral.playbooks.blast import BlastRadius
 
 
 def blast_radius_cmd(ctx: typer.Context,
@@ -40,38 +44,39 @@ def blast_radius_cmd(ctx: typer.Context,
             archive.flush()
             result.transactions = archive.commits_between(lo, hi)
 
-    def human(c: Console) -> None:
-        a = result.attributes
-        flags = [k for k in ("superuser", "bypassrls", "replication", "createrole", "createdb",
-                             "login") if a[k]]
-        c.print(f"[bold]{role}[/]: {', '.join(flags) or 'no special attributes'}")
-        for w in result.warnings:
-            c.print(f"  [bold red]![/] {w}")
-        for m in result.memberships:
-            c.print(f"  member of {m['role']} (via {m['via']})")
-        for obj, privs in result.tables.items():
-            c.print(f"  table {obj}: {', '.join(privs)}")
-        for obj, privs in result.columns.items():
-            c.print(f"  columns of {obj}: {'; '.join(privs)}")
-        for obj, privs in result.sequences.items():
-            c.print(f"  sequence {obj}: {', '.join(privs)}")
-        for o in result.owned:
-            c.print(f"  owns (through {o['owner']}) {o['object']}: every privilege")
-        for p in result.policies:
-            c.print(f"  RLS policy {p['table']}.{p['policy']} applies ({p['command']})")
-        for d in result.default_privileges:
-            c.print(f"  default privilege: {d['privilege']} on future {d['objtype']} in "
-                    f"{d['schema']} (granted by {d['grantor']})")
-        definers = [f["function"] for f in result.functions if f["security_definer"]]
-        c.print(f"  can execute {len(result.functions)} function(s)"
-                + (f"; security definer: {', '.join(definers)}" if definers else ""))
-        if result.transactions:
-            c.print(f"  {len(result.transactions)} transaction(s) in the window:")
-            for t in result.transactions[:50]:
-                c.print(f"    xid {t['xid']} at {t['time']} (LSN {t['lsn']}): "
-                        f"{t['target_just_before']}")
+    st.emit(result.to_json(), lambda c: _print_blast(c, role, result))
 
-    st.emit(result.to_json(), human)
+
+def _print_blast(c: Console, role: str, result: BlastRadius) -> None:
+    a = result.attributes
+    flags = [k for k in ("superuser", "bypassrls", "replication", "createrole", "createdb",
+                         "login") if a[k]]
+    c.print(f"[bold]{role}[/]: {', '.join(flags) or 'no special attributes'}")
+    for w in result.warnings:
+        c.print(f"  [bold red]![/] {w}")
+    for m in result.memberships:
+        c.print(f"  member of {m['role']} (via {m['via']})")
+    for obj, privs in result.tables.items():
+        c.print(f"  table {obj}: {', '.join(privs)}")
+    for obj, privs in result.columns.items():
+        c.print(f"  columns of {obj}: {'; '.join(privs)}")
+    for obj, privs in result.sequences.items():
+        c.print(f"  sequence {obj}: {', '.join(privs)}")
+    for o in result.owned:
+        c.print(f"  owns (through {o['owner']}) {o['object']}: every privilege")
+    for p in result.policies:
+        c.print(f"  RLS policy {p['table']}.{p['policy']} applies ({p['command']})")
+    for d in result.default_privileges:
+        c.print(f"  default privilege: {d['privilege']} on future {d['objtype']} in "
+                f"{d['schema']} (granted by {d['grantor']})")
+    definers = [f["function"] for f in result.functions if f["security_definer"]]
+    c.print(f"  can execute {len(result.functions)} function(s)"
+            + (f"; security definer: {', '.join(definers)}" if definers else ""))
+    if result.transactions:
+        c.print(f"  {len(result.transactions)} transaction(s) in the window:")
+        for t in result.transactions[:50]:
+            c.print(f"    xid {t['xid']} at {t['time']} (LSN {t['lsn']}): "
+                    f"{t['target_just_before']}")
 
 
 TABLE_RE = r"^[a-z_][a-z0-9_$]*\.[a-z_][a-z0-9_$]*$"

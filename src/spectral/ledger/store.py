@@ -34,7 +34,6 @@ class EntryKind(StrEnum):
     INCIDENT = "incident"
     ACTIVATION = "activation"
     SNAPSHOT = "snapshot"
-    BACKUP = "backup"
     RESTORE = "restore"
     REPAIR = "repair"
 

@@ -18,8 +18,8 @@ from typing import Any
 import psycopg
 
 from spectral.errors import UsageError
+from spectral.pg.waldump import format_lsn, parse_commit_line, parse_lsn
 from spectral.providers.base import WalArchive
-from spectral.providers.local.wal import format_lsn, parse_lsn, parse_pg_time
 from spectral.recovery_target import RecoveryTarget, TargetKind, TimeTarget
 
 HEAP_RE = re.compile(r"rmgr: Heap2?\s.*?tx:\s+(?P<xid>\d+), lsn: (?P<lsn>\S+),.*?desc: "
@@ -31,9 +31,6 @@ BLKREF_RE = re.compile(r"blkref #(\d+): rel (\d+/\d+/\d+)(?: fork \w+)? blk (\d+
 OFF_RE = re.compile(r"\boff:? (\d+)")
 OLD_OFF_RE = re.compile(r"\bold_off: (\d+)")
 CREATE_RE = re.compile(r"rmgr: Storage\s.*?tx:\s+(?P<xid>\d+),.*desc: CREATE (?P<path>\S+)")
-COMMIT_RE = re.compile(r"rmgr: Transaction\s.*?tx:\s+(?P<xid>\d+), lsn: (?P<lsn>\S+),.*?desc: "
-                       r"(?P<kind>COMMIT|ABORT) (?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? "
-                       r"\w+)(?P<rest>.*)$")
 RELS_RE = re.compile(r"rels: ((?:\S+/\d+/\d+\s?)+)")
 
 
@@ -93,12 +90,10 @@ def _parse(text: str, scan: _Scan) -> None:
                 scan.heap.setdefault(xid, []).append(("insert", refs[0][1], int(refs[0][2]), 0))
         elif m := CREATE_RE.search(line):
             scan.creates[_locator(m.group("path"))] = int(m.group("xid"))
-        elif m := COMMIT_RE.search(line):
-            rels = RELS_RE.search(m.group("rest"))
-            scan.commits[int(m.group("xid"))] = (
-                m.group("kind") == "COMMIT", parse_pg_time(m.group("time")),
-                parse_lsn(m.group("lsn")),
-                [_locator(p) for p in rels.group(1).split()] if rels else [])
+        elif (rec := parse_commit_line(line)) is not None:
+            rels = RELS_RE.search(line)
+            scan.commits[rec.xid] = (rec.committed, rec.time, rec.lsn,
+                                     [_locator(p) for p in rels.group(1).split()] if rels else [])
 
 
 def _locator(path: str) -> str:

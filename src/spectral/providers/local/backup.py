@@ -86,6 +86,21 @@ def remove_stale_partials(repo: Repository) -> list[str]:
     return gone
 
 
+def _parent(bins: PgBinaries, repo: Repository, conninfo: str) -> Backup:
+    """The backup an incremental one builds on: the newest on the server's history."""
+    if bins.major < 17:
+        raise UsageError(f"incremental backups need PostgreSQL 17 or newer "
+                         f"(this is {bins.version})")
+    from spectral.providers.local.window import usable_backups
+
+    usable = usable_backups(repo, server_timeline(conninfo))
+    if not usable:
+        raise UsageError("an incremental backup needs an earlier backup on this "
+                         "server's timeline history to build on",
+                         hint="take a full backup first: spectral dr backup")
+    return usable[-1]
+
+
 def take_backup(bins: PgBinaries, repo: Repository, conninfo: str, server_version: str, *,
                 incremental: bool = False) -> Backup:
     """Take, verify and record one base backup. The backup is written under a temporary name
@@ -94,19 +109,7 @@ def take_backup(bins: PgBinaries, repo: Repository, conninfo: str, server_versio
     kind = BackupKind.INCREMENTAL if incremental else BackupKind.FULL
     with repo.locked():
         backups = repo.read()
-        parent = None
-        if incremental:
-            if bins.major < 17:
-                raise UsageError(f"incremental backups need PostgreSQL 17 or newer "
-                                 f"(this is {bins.version})")
-            from spectral.providers.local.window import usable_backups
-
-            usable = usable_backups(repo, server_timeline(conninfo))
-            if not usable:
-                raise UsageError("an incremental backup needs an earlier backup on this "
-                                 "server's timeline history to build on",
-                                 hint="take a full backup first: spectral dr backup")
-            parent = usable[-1]
+        parent = _parent(bins, repo, conninfo) if incremental else None
         backup_id = new_backup_id(kind)
         taken = {b.id for b in backups}
         while backup_id in taken or repo.backup_dir(backup_id).exists():   # same millisecond

@@ -189,22 +189,28 @@ def supervise(bins: PgBinaries, cluster: Cluster, stream_dir: Path, *, synchrono
             while time.monotonic() < deadline and not should_stop():
                 time.sleep(0.2)
     finally:
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        if synchronous:
-            if cluster.is_running():
-                set_synchronous(cluster, False)
-            else:   # the source died: make sure it does not come back waiting for us
-                clear_synchronous_file(cluster.data_dir)
+        _stop(proc, cluster, synchronous)
         status.pid = None
         status_file(stream_dir).unlink(missing_ok=True)
     return status
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, cluster: Cluster, synchronous: bool) -> None:
+    """Stop the pg_receivewal this supervisor started (by its pid), and take the synchronous
+    setting away again."""
+    if proc is not None and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    if synchronous:
+        if cluster.is_running():
+            set_synchronous(cluster, False)
+        else:   # the source died: make sure it does not come back waiting for us
+            clear_synchronous_file(cluster.data_dir)
 
 
 def _last_line(path: Path) -> str:

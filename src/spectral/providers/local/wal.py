@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
+
+from spectral.pg.waldump import CommitRecord as CommitRecord
+from spectral.pg.waldump import format_lsn as format_lsn
+from spectral.pg.waldump import parse_commit_line as parse_commit_line
+from spectral.pg.waldump import parse_lsn as parse_lsn
+from spectral.pg.waldump import parse_pg_time as parse_pg_time
 
 SEGMENT_RE = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial)?$")
 DEFAULT_SEG_SIZE = 16 * 1024 * 1024
-
-
-def parse_lsn(text: str) -> int:
-    hi, _, lo = text.partition("/")
-    return (int(hi, 16) << 32) | int(lo, 16)
-
-
-def format_lsn(value: int) -> str:
-    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
 
 
 def segments_per_id(seg_size: int = DEFAULT_SEG_SIZE) -> int:
@@ -137,35 +133,3 @@ def first_gap(segments: list[Segment], start: int, timeline: int,
             return segno
         segno += 1
     return None
-
-
-COMMIT_RE = re.compile(
-    r"rmgr: Transaction .*?lsn: (?P<lsn>[0-9A-F]+/[0-9A-F]+).*?desc: (?P<kind>COMMIT|ABORT) "
-    r"(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? ?[A-Z+\-0-9:]*)")
-XID_RE = re.compile(r"tx:\s+(\d+)")
-
-
-@dataclass(frozen=True)
-class CommitRecord:
-    lsn: int
-    xid: int
-    time: datetime
-    committed: bool
-
-
-def parse_commit_line(line: str) -> CommitRecord | None:
-    m = COMMIT_RE.search(line)
-    x = XID_RE.search(line)
-    if not m or not x:
-        return None
-    return CommitRecord(parse_lsn(m.group("lsn")), int(x.group(1)), parse_pg_time(m.group("time")),
-                        m.group("kind") == "COMMIT")
-
-
-def parse_pg_time(text: str) -> datetime:
-    """pg_waldump prints commit times like '2026-11-26 21:30:01.123456 UTC'."""
-    text = text.strip()
-    if text.endswith(" UTC"):
-        text = text[:-4] + "+00:00"
-    text = re.sub(r" ([+-]\d\d)$", r"\1:00", text)
-    return datetime.fromisoformat(text.replace(" ", "T", 1))
