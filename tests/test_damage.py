@@ -11,6 +11,31 @@ from conftest import _processes_under, spectral
 from spectral.pg.conn import connect
 
 
+def _workload(dsn: str, stop: threading.Event) -> None:
+    with connect(dsn) as conn:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            conn.execute("insert into core.audit_events (action, entity, entity_id) "
+                         "values ('load', 'test', %s)", (str(n),))
+            conn.execute("update worlds.returns set withheld = withheld + 1 "
+                         "where id = %s", (2000 + n % 100,))
+
+
+def _check_salvaged_and_later_writes_kept(dsn: str) -> None:
+    with connect(dsn) as conn:
+        assert conn.execute("select count(*) from worlds.returns where id between 101 "
+                            "and 140").fetchone() == (40,)
+        assert conn.execute("select count(*) from worlds.returns where id = 500"
+                            ).fetchone() == (0,)
+        assert conn.execute("select status from worlds.returns where id = 700"
+                            ).fetchone() == ("filed",)
+        assert conn.execute("select count(*) from worlds.returns where tax_year = 2025 "
+                            "and taxpayer_id = 1").fetchone() == (1,)
+        assert conn.execute("select count(*) from core.audit_events where action = 'load'"
+                            ).fetchone()[0] > 0  # type: ignore[index]
+
+
 def test_find_and_salvage_a_delete_under_load(work_dir: Path) -> None:
     assert spectral("demo", cwd=work_dir).returncode == 0
     assert spectral("local", "up", cwd=work_dir).returncode == 0
@@ -18,17 +43,7 @@ def test_find_and_salvage_a_delete_under_load(work_dir: Path) -> None:
     try:
         dsn = json.loads(spectral("local", "status", "--json", cwd=work_dir).stdout)["dsn"]
 
-        def workload() -> None:
-            with connect(dsn) as conn:
-                n = 0
-                while not stop.is_set():
-                    n += 1
-                    conn.execute("insert into core.audit_events (action, entity, entity_id) "
-                                 "values ('load', 'test', %s)", (str(n),))
-                    conn.execute("update worlds.returns set withheld = withheld + 1 "
-                                 "where id = %s", (2000 + n % 100,))
-
-        worker = threading.Thread(target=workload)
+        worker = threading.Thread(target=_workload, args=(dsn, stop))
         worker.start()
         with connect(dsn, autocommit=False) as conn:
             conn.execute("delete from worlds.returns where id between 101 and 140")
@@ -57,17 +72,7 @@ def test_find_and_salvage_a_delete_under_load(work_dir: Path) -> None:
         assert res.returncode == 0, res.stderr
         stop.set()
         worker.join(timeout=30)
-        with connect(dsn) as conn:
-            assert conn.execute("select count(*) from worlds.returns where id between 101 "
-                                "and 140").fetchone() == (40,)
-            assert conn.execute("select count(*) from worlds.returns where id = 500"
-                                ).fetchone() == (0,)
-            assert conn.execute("select status from worlds.returns where id = 700"
-                                ).fetchone() == ("filed",)
-            assert conn.execute("select count(*) from worlds.returns where tax_year = 2025 "
-                                "and taxpayer_id = 1").fetchone() == (1,)
-            assert conn.execute("select count(*) from core.audit_events where action = 'load'"
-                                ).fetchone()[0] > 0  # type: ignore[index]
+        _check_salvaged_and_later_writes_kept(dsn)
         assert json.loads(spectral("dr", "instances", "--json", cwd=work_dir).stdout) == []
         log = json.loads(spectral("dr", "log", "--kind", "incident", "--json",
                                   cwd=work_dir).stdout)

@@ -18,16 +18,11 @@ tally goes to docs/reliability.md."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -41,7 +36,23 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from conftest import SPECTRAL, SYSTEM_PG15, _processes_under
+from conftest import SYSTEM_PG15, _processes_under
+from lifecycle_model import (
+    INVARIANTS,
+    PICK,
+    PROFILE,
+    SCRIPT,
+    TALLY,
+    Commit,
+    Model,
+    Rows,
+    T,
+    _minutes,
+    _pick,
+    _summary,
+    count,
+)
+from lifecycle_rules import Processes
 from spectral.errors import SpectralError
 from spectral.pg.binaries import PgBinaries, find_binaries
 from spectral.pg.conn import connect
@@ -50,57 +61,8 @@ from spectral.providers.local.environment import LocalEnvironment
 from spectral.providers.local.provider import LocalProvider
 from spectral.recovery_target import LatestTarget, TargetKind, target_of
 
-Rows = dict[int, int]
-T = "platform.m"
-PROFILE = os.environ.get("SPECTRAL_LIFECYCLE", "ci")
-TALLY: dict[str, int] = {}
 
-
-@dataclass(frozen=True)
-class Commit:
-    xid: int
-    lsn: str                   # the WAL position right after the commit
-    time: datetime
-    rows: Rows                 # the table after this commit
-    deleted: int = 0           # rows this transaction deleted
-    point: str | None = None   # a restore point created right after it
-    kind: str = "insert"       # insert | update | delete | salvage
-
-
-@dataclass
-class Model:
-    history: list[Commit] = field(default_factory=list)    # the live lineage, oldest first
-    before_restore: list[Commit] | None = None              # what an undo puts back
-    faults: int = 0
-    first_reachable: int | None = None    # index of the first commit after a usable backup
-    wal_from: int = 0                     # index of the first commit whose WAL is archived
-    next_id: int = 1
-
-    @property
-    def rows(self) -> Rows:
-        return dict(self.history[-1].rows) if self.history else {}
-
-
-PICK = st.integers(0, 10_000)   # which of the candidates a rule takes (modulo their number)
-
-
-def _pick(items: list[Any], pick: int) -> Any:
-    return items[pick % len(items)]
-
-
-def _settle(probe: Any, seconds: float = 20.0) -> Any:
-    """Poll `probe` until it returns something empty or time is up; its last answer."""
-    deadline = time.monotonic() + seconds
-    while (found := probe()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return found
-
-
-def count(name: str) -> None:
-    TALLY[name] = TALLY.get(name, 0) + 1
-
-
-class Lifecycle(RuleBasedStateMachine):
+class Lifecycle(Processes, RuleBasedStateMachine):
     bins: PgBinaries
 
     def __init__(self) -> None:
@@ -212,34 +174,6 @@ class Lifecycle(RuleBasedStateMachine):
             self.model.first_reachable = len(self.model.history)
         count("backup incremental" if incremental else "backup full")
 
-    @rule()
-    @precondition(lambda self: self.model.first_reachable is not None)
-    def kill_during_backup(self) -> None:
-        proc = subprocess.Popen([SPECTRAL, "dr", "backup"], cwd=self.root,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.4)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        # its helpers die with it (a process in an fsync takes the signal when the call ends)
-        left = _settle(lambda: [p for p in _processes_under(self.root) if "pg_basebackup" in p])
-        assert left == [], left
-        count("kill -9 during backup")
-
-    @rule(delay=st.floats(0.2, 2.0))
-    @precondition(lambda self: self.model.first_reachable is not None)
-    def kill_during_restore(self, delay: float) -> None:
-        """kill -9 of `spectral dr restore` at any moment: what it left is found (an orphan
-        whose owner is gone, or a finished instance) and removed by pid, and nothing of it
-        keeps running."""
-        proc = subprocess.Popen([SPECTRAL, "dr", "restore", "--latest"], cwd=self.root,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        for inst_id in {i.id for i in self.p.instances()} | set(self.p.orphans()):
-            self.p.teardown(inst_id)
-        count("kill -9 during restore")
-
     # ---- restores ---------------------------------------------------------------------------
     def reachable(self) -> list[int]:
         """Indexes of commits a restore must reach (after the first backup on this lineage)."""
@@ -321,57 +255,7 @@ class Lifecycle(RuleBasedStateMachine):
         self.model.before_restore = None
         count("undo")
 
-    # ---- drills -----------------------------------------------------------------------------
-    def cli(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([SPECTRAL, *args], cwd=self.root, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-
-    def drill_codes(self) -> set[int]:
-        return {0, 3} if self.model.faults else {0}
-
-    @rule(together=st.integers(1, 2))
-    @precondition(lambda self: self.model.first_reachable is not None)
-    def drill(self, together: int) -> None:
-        """One drill, or two at once (the second waits for the first)."""
-        runs = [self.cli("dr", "drill", "functional") for _ in range(together)]
-        outs = [r.communicate(timeout=900) for r in runs]
-        codes = [r.returncode for r in runs]
-        assert set(codes) <= self.drill_codes(), (codes, [err[-400:] for _o, err in outs])
-        count("two drills at once" if together == 2 else "drill")
-
-    @rule(delay=st.floats(0.2, 3.0))
-    @precondition(lambda self: self.model.first_reachable is not None)
-    def kill_during_drill(self, delay: float) -> None:
-        proc = self.cli("dr", "drill", "functional")
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate()
-        for inst_id in self.p.orphans():   # what the next drill removes first
-            self.p.teardown(inst_id)
-        count("kill -9 during drill")
-
-    # ---- the WAL stream ---------------------------------------------------------------------
-    @rule()
-    def stream_start(self) -> None:
-        if self.stream is not None and self.stream.poll() is None:
-            return
-        self.stream = subprocess.Popen([SPECTRAL, "dr", "wal", "stream", "--seconds", "900"],
-                                       cwd=self.root, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
-        count("stream started")
-
-    @rule(kill=st.booleans())
-    def stream_stop(self, kill: bool) -> None:
-        if self.stream is None or self.stream.poll() is not None:
-            return
-        self.stream.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        self.stream.wait(timeout=60)
-        self.stream = None
-        left = _settle(lambda: [p for p in _processes_under(self.root) if "pg_receivewal" in p])
-        assert left == [], left   # its pg_receivewal dies with it (parent-death signal)
-        count("stream killed" if kill else "stream stopped")
-
-    # ---- salvage and a playbook -------------------------------------------------------------
+    # ---- salvage ------------------------------------------------------------------------------
     @rule(pick=PICK)
     @precondition(lambda self: not self.model.faults and any(
         self.model.history[i].deleted for i in self.reachable()[1:]))
@@ -390,22 +274,6 @@ class Lifecycle(RuleBasedStateMachine):
             lsn = self.sql("select pg_current_wal_lsn()::text")[0][0]
             self.model.history.append(Commit(int(xid), lsn, when, rows, kind="salvage"))
         count("salvage")
-
-    @rule()
-    @precondition(lambda self: any(self.model.history[i].kind in ("update", "delete")
-                                   for i in self.reachable()[1:]))
-    def playbook_self_inflicted(self) -> None:
-        """The self-inflicted playbook rewinds to just before the newest DELETE or UPDATE."""
-        res = self.cli("dr", "playbook", "run", "self-inflicted", "--table", T, "--yes")
-        out, err = res.communicate(timeout=900)
-        if res.returncode != 0:
-            assert self.model.faults, (res.returncode, out[-400:], err[-400:])
-            count("playbook refused (after a fault)")
-            return
-        i = max(j for j, c in enumerate(self.model.history) if c.kind in ("update", "delete"))
-        self.model.before_restore = list(self.model.history)
-        self.model.history = self.model.history[:i]
-        count("playbook self-inflicted")
 
     # ---- reading the WAL --------------------------------------------------------------------
     @rule()
@@ -447,37 +315,6 @@ class Lifecycle(RuleBasedStateMachine):
             self.model.wal_from = archived[0] if archived else len(self.model.history)
         count("expire --keep 1")
 
-    @rule(pick=PICK, how=st.sampled_from(["delete", "corrupt"]))
-    def damage_archive(self, pick: int, how: str) -> None:
-        segs = sorted(p for p in self.p.repo.archive.glob("0*") if len(p.name) == 24)
-        if len(segs) < 3:
-            return
-        victim = _pick(segs[1:-1], pick)
-        if how == "delete":
-            victim.unlink()
-        else:
-            with open(victim, "r+b") as f:
-                f.seek(8192 * 3 + 100)
-                f.write(os.urandom(64))
-        self.model.faults += 1
-        count(f"archive segment {how}d".replace("corruptd", "corrupted"))
-
-    @rule(pick=PICK)
-    def corrupt_backup(self, pick: int) -> None:
-        fulls = [b for b in self.p.backups() if b.kind.value == "full"]
-        if not fulls:
-            return
-        b = _pick(fulls, pick)
-        files = sorted((self.p.repo.backup_dir(b.id) / "base").rglob("*"))
-        files = [f for f in files if f.is_file() and f.stat().st_size > 8192]
-        if not files:
-            return
-        with open(files[0], "r+b") as f:
-            f.seek(4096)
-            f.write(os.urandom(32))
-        self.model.faults += 1
-        count("backup file corrupted")
-
     # ---- invariants -------------------------------------------------------------------------
     @invariant()
     def live_database_matches_the_model(self) -> None:
@@ -505,10 +342,6 @@ class Lifecycle(RuleBasedStateMachine):
         assert ledger.verify() == []
 
 
-def _minutes() -> float:
-    return float(PROFILE) if PROFILE.replace(".", "", 1).isdigit() else 30.0
-
-
 def _run(bins: PgBinaries) -> None:
     TALLY.clear()
     machine = type(f"Lifecycle{bins.major}", (Lifecycle,), {"bins": bins})
@@ -523,54 +356,6 @@ def _run(bins: PgBinaries) -> None:
         run_state_machine_as_test(machine, settings=settings(
             base, max_examples=3, stateful_step_count=40, derandomize=False), _min_steps=20)
     print(f"\nlifecycle tally (PostgreSQL {bins.major}): {_summary()}")
-
-
-def _summary() -> str:
-    return ", ".join(f"{k}: {v}" for k, v in sorted(TALLY.items()))
-
-
-# A fixed sequence through every operation, in CI beside the random ones (Hypothesis's swarm
-# testing enables a random subset of rules per sequence: a few sequences alone may miss some).
-SCRIPT: list[tuple[str, dict[str, Any]]] = [
-    ("write", {"kind": "insert", "n": 30, "large": False}),
-    ("backup", {"incremental": False}),
-    ("write", {"kind": "update", "n": 20, "large": True}),      # crosses WAL segments
-    ("restore_point", {}),
-    ("write", {"kind": "delete", "n": 5, "large": False}),
-    ("idle", {"segments": 2}),
-    ("restore", {"pick": 0, "kind": TargetKind.TIME, "exclusive": False}),
-    ("restore", {"pick": 1, "kind": TargetKind.XID, "exclusive": True}),
-    ("restore", {"pick": 2, "kind": TargetKind.LSN, "exclusive": False}),
-    ("restore", {"pick": 0, "kind": TargetKind.NAME, "exclusive": False}),
-    ("restore", {"pick": 0, "kind": TargetKind.LATEST, "exclusive": False}),
-    ("find_damage", {}),
-    ("stream_start", {}),
-    ("write", {"kind": "insert", "n": 10, "large": False}),
-    ("backup", {"incremental": True}),
-    ("restore_in_place", {"pick": 1}),
-    ("write", {"kind": "insert", "n": 3, "large": False}),
-    ("undo", {}),
-    ("undo", {}),
-    ("restore_in_place", {"pick": 2}),
-    ("write", {"kind": "delete", "n": 2, "large": False}),
-    ("salvage", {"pick": 0}),
-    ("drill", {"together": 2}),
-    ("playbook_self_inflicted", {}),
-    ("undo", {}),
-    ("restore", {"pick": 4, "kind": TargetKind.TIME, "exclusive": False}),
-    ("stream_stop", {"kill": True}),
-    ("kill_during_backup", {}),
-    ("kill_during_restore", {"delay": 0.8}),
-    ("kill_during_drill", {"delay": 1.5}),
-    ("backup", {"incremental": False}),
-    ("expire", {}),
-    ("restore", {"pick": 0, "kind": TargetKind.XID, "exclusive": False}),
-    ("damage_archive", {"pick": 0, "how": "delete"}),
-    ("corrupt_backup", {"pick": 0}),
-    ("restore", {"pick": 3, "kind": TargetKind.TIME, "exclusive": False}),
-    ("drill", {"together": 1}),
-]
-INVARIANTS = ("live_database_matches_the_model", "nothing_else_running", "ledger_verifies")
 
 
 def _script(bins: PgBinaries) -> None:
