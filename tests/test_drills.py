@@ -37,7 +37,8 @@ def test_clean_drill_passes_and_is_in_the_ledger(ready: Path) -> None:
     code, result = drill(ready, "--content")
     assert code == 0, result
     names = {c["name"]: c["outcome"] for c in result["checks"]}
-    assert names["core contract (worlds and platform fail closed without it)"] == "pass"
+    assert names["contract (core.orgs, core.users, core.partners; referenced by worlds, "
+                 "platform)"] == "pass"
     assert names["content checksums of every table"] == "pass"
     assert result["rto_seconds"] > 0 and result["rpo_seconds"] == 0
     assert set(result["timings"]) >= {"provision", "restore", "verify", "teardown"}

@@ -48,7 +48,7 @@ def test_schema_drop_found_restored_and_contract_verified(work_dir: Path) -> Non
         assert res.returncode == 0, res.stdout + res.stderr
         run = json.loads(res.stdout)
         assert [s["outcome"] for s in run["steps"]] == ["done", "done"]
-        assert "core contract intact" in run["steps"][1]["detail"]
+        assert "contract intact" in run["steps"][1]["detail"]
         with connect(dsn) as conn:
             assert conn.execute("select count(*) from platform.rules").fetchone() == rules
         log = json.loads(spectral("dr", "log", "--kind", "incident", "--json",

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from spectral.config.contract import REFERENCE_CONTRACT
 from spectral.config.models import SpectralConfig
 from spectral.errors import ConfigError
 
@@ -17,7 +18,8 @@ DEFAULT_FILE = "spectral.toml"
 def embedded_default(base_dir: Path) -> SpectralConfig:
     """The configuration used when there is no file: one local environment, `local`."""
     return SpectralConfig.model_validate(
-        {"default_environment": "local", "environments": {"local": {"provider": "local"}},
+        {"default_environment": "local",
+         "environments": {"local": {"provider": "local", "contract": REFERENCE_CONTRACT}},
          "base_dir": base_dir})
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from spectral.config.contract import Contract
 from spectral.config.durations import parse_duration
 from spectral.config.secrets import is_secret_ref
 
@@ -82,6 +83,10 @@ class EnvironmentConfig(BaseModel):
     partner_data_query: str | None = Field(
         default=None, description="SQL whose rows are the partner data that fires the 'first "
                                   "partner data' trigger; default: partner-owned corpora.")
+    contract: Contract | None = Field(
+        default=None, description="What the database must keep after a restore "
+                                  "([environments.<name>.contract]); without one the drill "
+                                  "reports the contract check as not configured.")
     provision_command: str | None = Field(
         default=None, description="Command run after a failover, e.g. "
                                   "'tools/provision/provision.sh --env production'.")

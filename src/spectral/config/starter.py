@@ -18,6 +18,13 @@ load_bearing_tables = ["core.users", "core.partners", "worlds.returns", "platfor
 # state_dir = ".spectral/local"
 # pg_bin_dir = "/usr/lib/postgresql/15/bin"   # a system PostgreSQL 15-18 instead of the wheel
 
+[environments.local.contract]
+# What must survive a restore; every drill checks it (without this table: "not configured").
+# Tables: "schema.table", or { name = "schema.table", columns = ["id", ...], rls = true }.
+tables = ["core.orgs", "core.users", "core.partners"]
+# Schemas (or schema.tables) whose foreign keys into those tables must exist, validated.
+referenced_by = ["worlds", "platform"]
+
 [environments.production]
 provider = "supabase"
 posture = "alpha"                # raise to "pro", then "pitr", when an activation trigger fires
@@ -28,4 +35,8 @@ access_token = "env:SUPABASE_ACCESS_TOKEN"
 # rto_target = "60m"
 # launch_date = 2027-03-01       # customer launch: the floor for activating PITR
 # provision_command = "tools/provision/provision.sh --env production"
+
+[environments.production.contract]
+tables = ["core.orgs", "core.users", "core.partners"]
+referenced_by = ["worlds", "platform"]
 '''

@@ -13,11 +13,13 @@ class DrillOutcome(StrEnum):
     PASS = "pass"
     FAIL = "fail"
     COULD_NOT_VERIFY = "could_not_verify"
+    NOT_CONFIGURED = "not_configured"   # a check nothing was configured for: never a pass
 
     @property
     def exit_code(self) -> ExitCode:
         return {DrillOutcome.PASS: ExitCode.OK, DrillOutcome.FAIL: ExitCode.CHECK_FAILED,
-                DrillOutcome.COULD_NOT_VERIFY: ExitCode.COULD_NOT_VERIFY}[self]
+                DrillOutcome.COULD_NOT_VERIFY: ExitCode.COULD_NOT_VERIFY,
+                DrillOutcome.NOT_CONFIGURED: ExitCode.OK}[self]
 
 
 class DrillType(StrEnum):
@@ -60,7 +62,7 @@ class DrillResult:
     def outcome(self) -> DrillOutcome:
         if self.error is not None and not self.checks:
             return DrillOutcome.COULD_NOT_VERIFY
-        outcomes = [c.outcome for c in self.checks]
+        outcomes = [c.outcome for c in self.checks if c.outcome is not DrillOutcome.NOT_CONFIGURED]
         if DrillOutcome.FAIL in outcomes:
             return DrillOutcome.FAIL
         if DrillOutcome.COULD_NOT_VERIFY in outcomes or self.error is not None or not outcomes:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from spectral.config.models import EnvironmentConfig
-from spectral.drills.contract import check_core_contract
+from spectral.drills.contract import check_contract
 from spectral.drills.result import Check, DrillOutcome, DrillResult
 from spectral.pg.conn import connect
 from spectral.verify.compare import Comparison, Outcome, compare
@@ -32,11 +32,8 @@ def verify_against_snapshot(result: DrillResult, env: EnvironmentConfig, dsn: st
         full = compare(snapshot, restored, content=True)
         result.checks.append(table_check("content checksums of every table", full))
     with connect(dsn) as conn:
-        intact, evidence = check_core_contract(conn)
+        result.checks.append(check_contract(conn, env.contract))
         result.partner_corpora = restored_partners(conn)
-    result.checks.append(Check("core contract (worlds and platform fail closed without it)",
-                               DrillOutcome.PASS if intact else DrillOutcome.FAIL,
-                               "intact" if intact else "broken", evidence))
     return restored
 
 

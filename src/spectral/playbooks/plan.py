@@ -11,7 +11,8 @@ from datetime import datetime
 
 from spectral.config.models import Posture
 from spectral.confirm import Operator
-from spectral.drills.contract import check_core_contract
+from spectral.drills.contract import check_contract
+from spectral.drills.result import DrillOutcome
 from spectral.environment import Environment
 from spectral.errors import CheckFailed, RefusedError, SpectralError, UsageError
 from spectral.pg.conn import connect
@@ -119,16 +120,18 @@ class Plan:
     def _verify_contract(self) -> str:
         counts = []
         with connect(self.target.conninfo) as conn:
-            intact, evidence = check_core_contract(conn)
+            check = check_contract(conn, self.environment.config.contract)
             for t in self.environment.config.load_bearing_tables:
                 exists = conn.execute("select to_regclass(%s) is not null", (t,)).fetchone()
                 if exists and exists[0]:
                     n = conn.execute(f"select count(*) from {t}").fetchone()
                     counts.append(f"{t}: {n[0] if n else 0:,} rows")
-        if not intact:
-            raise CheckFailed("the core contract is broken after the restore: "
-                              + "; ".join(e for e in evidence if "MISSING" in e or "NOT" in e))
-        return "core contract intact; " + "; ".join(counts)
+        if check.outcome is DrillOutcome.FAIL:
+            raise CheckFailed("the contract is broken after the restore: " + "; ".join(
+                e for e in check.evidence if "MISSING" in e or "NOT" in e or "gone" in e))
+        said = ("contract intact" if check.outcome is DrillOutcome.PASS
+                else "contract not configured")
+        return f"{said}; " + "; ".join(counts)
 
     def _reseed(self) -> str:
         from spectral.reseed import reseed
@@ -179,7 +182,7 @@ class Plan:
     def _actions(self, name: str, alpha: bool
                  ) -> Sequence[tuple[Action | None, str | Callable[[], str]]]:
         """One (action, plan) per runbook step of the tier; None is a manual step."""
-        verify = (self._verify_contract, "core contract and load-bearing counts")
+        verify = (self._verify_contract, "the contract and load-bearing counts")
         reseed = (self._reseed, "reset, seed, author")
         if name == "self-inflicted":
             if alpha:
@@ -192,7 +195,7 @@ class Plan:
                 return [reseed, verify]
             return [(lambda: self._restore_in_place(self._before("drop")),
                      self._before_plan("drop", f"the DROP of {self.opts.table}")),
-                    (self._verify_contract, "core contract (fails loudly when broken)")]
+                    (self._verify_contract, "the contract (fails loudly when broken)")]
         if name == "compromised-credential":
             undo = reseed if alpha else (lambda: self._restore_in_place(self._time_target()),
                                          f"in-place restore to {self.opts.target_time}")

@@ -1,0 +1,61 @@
+"""The configured contract on a real database: a contract that holds passes; a missing table,
+column, RLS or foreign key fails by name; no contract is "not configured", never a pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from spectral.config.contract import Contract
+from spectral.config.load import parse_config
+from spectral.drills.contract import check_contract
+from spectral.drills.result import DrillOutcome, DrillResult, DrillType
+from spectral.errors import ConfigError
+
+SCHEMA = """
+create schema app;
+create table app.accounts (id int primary key, email text);
+create table app.audit (id int primary key, account_id int references app.accounts);
+create schema billing;
+create table billing.invoices (id int primary key, account_id int references app.accounts);
+"""
+
+
+def _contract(**extra: object) -> Contract:
+    return Contract.model_validate({"tables": ["app.accounts"], "referenced_by": ["billing"],
+                                    **extra})
+
+
+def test_a_contract_that_holds_passes_and_breaks_by_name(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    c = make_cluster()
+    with c.connect() as conn:
+        conn.execute(SCHEMA)
+        assert check_contract(conn, _contract()).outcome is DrillOutcome.PASS
+        strict = Contract.model_validate({"tables": [
+            {"name": "app.accounts", "columns": ["id", "email", "tier"], "rls": True}]})
+        check = check_contract(conn, strict)
+        assert check.outcome is DrillOutcome.FAIL
+        assert any("tier MISSING" in e and "row-level security NOT enabled" in e
+                   for e in check.evidence)
+        conn.execute("alter table billing.invoices drop constraint invoices_account_id_fkey")
+        check = check_contract(conn, _contract())
+        assert check.outcome is DrillOutcome.FAIL
+        assert any("no foreign key from billing" in e for e in check.evidence)
+        conn.execute("drop table app.accounts cascade")
+        check = check_contract(conn, _contract(referenced_by=[]))
+        assert check.outcome is DrillOutcome.FAIL and "app.accounts: MISSING" in check.evidence
+
+
+def test_no_contract_is_not_configured_and_never_a_pass(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    c = make_cluster()
+    with c.connect() as conn:
+        check = check_contract(conn, None)
+    assert check.outcome is DrillOutcome.NOT_CONFIGURED
+    result = DrillResult(DrillType.FUNCTIONAL, "x", "now", checks=[check])
+    assert result.outcome is DrillOutcome.COULD_NOT_VERIFY        # nothing else was checked
+
+
+def test_contract_configuration_errors_name_the_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=r"contract\.tables\.0\.name"):
+        parse_config({"environments": {"x": {"provider": "local",
+                                             "contract": {"tables": ["accounts"]}}}},
+                     tmp_path / "spectral.toml")
