@@ -103,7 +103,7 @@ def test_unreachable_dsn_and_missing_schema(seeded: tuple[Path, str]) -> None:
     assert res.returncode == 2 and "cannot connect" in res.stderr
     assert "pw-should-not-show" not in res.stderr + res.stdout
     res = spectral("dr", "fingerprint", "--schemas", "core,nope", cwd=work)
-    assert res.returncode == 2 and "schema nope does not exist" in res.stderr
+    assert res.returncode == 3 and "schema nope does not exist" in res.stderr
 
 
 def test_backup_restore_instances_teardown_cli(work_dir: Path) -> None:

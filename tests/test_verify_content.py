@@ -191,3 +191,48 @@ def test_content_changes_for_a_late_change_in_every_type(vcluster: Cluster) -> N
     missed = [typ for i, (typ, _a, _b) in enumerate(TYPE_VALUES) if f"core.t{i}" not in changed]
     assert missed == []
     assert all(after["tables"][f"core.t{i}"]["status"] == "ok" for i in range(len(TYPE_VALUES)))
+
+
+def test_a_schema_or_table_on_neither_side_is_could_not_verify(vcluster: Cluster) -> None:
+    dsn = fresh_db(vcluster)
+    doc = fp(dsn, schemas=("core", "nosuch"))
+    cmp = compare(doc, fp(dsn, schemas=("core", "nosuch")))
+    assert cmp.outcome is Outcome.COULD_NOT_VERIFY
+    nosuch = next(s for s in cmp.schemas if s.name == "nosuch")
+    assert nosuch.outcome is Outcome.COULD_NOT_VERIFY and "neither side" in nosuch.differences[0]
+    spot = compare(doc, doc, tables=["core.users", "core.no_such_table"])
+    assert [(t.name, t.outcome) for t in spot.tables] == [
+        ("core.users", Outcome.MATCH), ("core.no_such_table", Outcome.COULD_NOT_VERIFY)]
+
+
+def test_a_partitioned_parent_is_counted_over_its_partitions(vcluster: Cluster) -> None:
+    dsn = fresh_db(vcluster)
+    with connect(dsn) as conn:
+        conn.execute("create table core.events (id int, at date) partition by range (at)")
+        conn.execute("create table core.events_1 partition of core.events "
+                     "for values from ('2026-01-01') to ('2026-07-01')")
+        conn.execute("create table core.events_2 partition of core.events "
+                     "for values from ('2026-07-01') to ('2027-01-01')")
+        conn.execute("insert into core.events select g, date '2026-01-01' + g "
+                     "from generate_series(0, 299) g")
+    before = fp(dsn, schemas=("core",))
+    with connect(dsn) as conn:
+        conn.execute("delete from core.events where id = 250")     # in the second partition
+    after = fp(dsn, schemas=("core",))
+    same = compare(before, before, tables=["core.events"])
+    assert same.tables[0].outcome is Outcome.MATCH and same.tables[0].rows == (300, 300)
+    differ = compare(before, after, tables=["core.events"])
+    assert differ.tables[0].outcome is Outcome.MISMATCH and differ.tables[0].rows == (300, 299)
+
+
+def test_two_live_sides_are_read_with_one_schema_list(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from spectral.config.load import embedded_default
+    from spectral.errors import UsageError
+    from spectral.verify.targets import _one_schema_list
+
+    cfg = embedded_default(tmp_path)
+    assert _one_schema_list(cfg, "host=/x dbname=a", "local") == ["core", "worlds", "platform"]
+    with pytest.raises(UsageError, match="--schemas"):
+        _one_schema_list(cfg, "host=/x dbname=a", "host=/y dbname=b")

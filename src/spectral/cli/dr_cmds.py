@@ -79,7 +79,7 @@ def fingerprint_cmd(ctx: typer.Context, schemas: str | None = SCHEMAS, content: 
     with open_target(st.config, st.env) as target:
         names = _split(schemas)
         doc = take(target.conninfo, Options(tuple(names or target.env.schemas), content=content,
-                                            workers=workers, require_schemas=bool(names)))
+                                            workers=workers, require_schemas=True))
     if out:
         save(doc, out)
     st.emit(_summary(doc), lambda c: _print_fingerprint(c, doc, out))

@@ -23,9 +23,7 @@ def verify_against_snapshot(result: DrillResult, env: EnvironmentConfig, dsn: st
     the protected schemas, load-bearing row counts (every table's content with --content), the
     core contract, and which partners' corpora the restore holds."""
     restored = take(dsn, Options(tuple(env.schemas), content=content))
-    spot = [t for t in env.load_bearing_tables if t in snapshot["tables"]
-            or t in restored["tables"]]
-    cmp = compare(snapshot, restored, tables=spot, content=False)
+    cmp = compare(snapshot, restored, tables=list(env.load_bearing_tables), content=False)
     result.checks.append(schema_check(cmp))
     result.checks.append(table_check("row counts of load-bearing tables", cmp))
     if content:
@@ -52,9 +50,13 @@ def schema_check(cmp: Comparison) -> Check:
     bad = [s for s in cmp.schemas if s.outcome is not Outcome.MATCH]
     evidence = [f"{s.name}: {s.outcome.value}" for s in cmp.schemas]
     evidence += [f"{s.name}: {d}" for s in bad for d in s.differences]
-    outcome = DrillOutcome.FAIL if bad else DrillOutcome.PASS
+    differ = [s for s in bad if s.outcome is Outcome.MISMATCH]
+    outcome = DrillOutcome.FAIL if differ else (
+        DrillOutcome.COULD_NOT_VERIFY if bad else DrillOutcome.PASS)
+    detail = ("match" if not bad else f"{len(differ)} schema(s) differ" if differ else
+              f"{', '.join(s.name for s in bad)}: exists on neither side")
     return Check("schema fingerprints (" + ", ".join(s.name for s in cmp.schemas) + ")",
-                 outcome, "match" if not bad else f"{len(bad)} schema(s) differ", evidence)
+                 outcome, detail, evidence)
 
 
 def table_check(name: str, cmp: Comparison) -> Check:

@@ -178,8 +178,9 @@ def _renames(only_a: list[str], only_b: list[str], a: dict[str, Any],
 
 def diff_schema(name: str, a: dict[str, Any], b: dict[str, Any]) -> SchemaDiff:
     if a.get("missing") or b.get("missing"):
-        if a.get("missing") and b.get("missing"):
-            return SchemaDiff(name, Outcome.MATCH)
+        if a.get("missing") and b.get("missing"):   # misspelt, or the wrong database
+            return SchemaDiff(name, Outcome.COULD_NOT_VERIFY,
+                              [f"schema {name}: exists on neither side, nothing to compare"])
         side = "second" if b.get("missing") else "first"
         return SchemaDiff(name, Outcome.MISMATCH, [f"schema {name}: missing in the {side}"])
     if a["checksum"] == b["checksum"]:
@@ -202,6 +203,9 @@ def diff_schema(name: str, a: dict[str, Any], b: dict[str, Any]) -> SchemaDiff:
 
 def diff_table(name: str, a: dict[str, Any] | None, b: dict[str, Any] | None,
                content: bool) -> TableDiff:
+    if a is None and b is None:
+        return TableDiff(name, Outcome.COULD_NOT_VERIFY, (None, None), (None, None),
+                         "exists on neither side (misspelt?)")
     if a is None or b is None:
         side = "second" if b is None else "first"
         return TableDiff(name, Outcome.MISMATCH, (a["rows"] if a else None,
@@ -239,6 +243,23 @@ def compare(a: dict[str, Any], b: dict[str, Any], *, include_managed: bool = Fal
              for s in managed]
     use_content = (a.get("content") and b.get("content")) if content is None else content
     names = tables if tables is not None else sorted(set(a["tables"]) | set(b["tables"]))
-    tdiffs = [diff_table(t, a["tables"].get(t), b["tables"].get(t), bool(use_content))
+    tdiffs = [diff_table(t, _facts(a, t), _facts(b, t),
+                         bool(use_content) and t in a["tables"] and t in b["tables"])
               for t in names]
     return Comparison(sdiffs, drift, tdiffs, include_managed)
+
+
+def _facts(doc: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A table's facts; for a partitioned parent, its leaf partitions' rows added up."""
+    if name in doc["tables"]:
+        facts: dict[str, Any] = doc["tables"][name]
+        return facts
+    leaves = doc.get("partitions", {}).get(name)
+    if leaves is None:
+        return None
+    parts = [doc["tables"].get(leaf) for leaf in leaves]
+    bad = [f for f in parts if f is None or f["status"] != "ok"]
+    return {"rows": None if bad else sum(f["rows"] for f in parts if f is not None),
+            "content": None, "method": "partitions",
+            "status": "ok" if not bad else "could_not_verify",
+            "reason": None if not bad else "a partition could not be read"}

@@ -49,7 +49,7 @@ class Options:
     workers: int | None = None
     managed: tuple[str, ...] = MANAGED_SCHEMAS
     last_change: tuple[tuple[str, str], ...] = ()
-    require_schemas: bool = False     # an explicitly named schema that is missing is an error
+    require_schemas: bool = False     # a named schema that is missing: could not verify
 
 
 SOURCE_SQL = """
@@ -96,12 +96,14 @@ def take(conninfo: str, opts: Options) -> dict[str, Any]:
         schemas = {s: schema_entry(describe_schema(conn, s)) for s in opts.schemas}
         missing = [s for s, e in schemas.items() if e["missing"]]
         if missing and opts.require_schemas:
-            raise UsageError(f"schema {', '.join(missing)} does not exist in database {database}")
+            raise CouldNotVerify(f"schema {', '.join(missing)} does not exist in database "
+                                 f"{database}: nothing to fingerprint (misspelt?)")
         managed = {s: schema_entry(objs) for s in opts.managed if s not in opts.schemas
                    and (objs := describe_schema(conn, s)) is not None}
         plans = content_mod.plan_tables(conn, [s for s in opts.schemas if s not in missing],
                                         opts.content, dict(opts.last_change))
         facts = content_mod.scan(conninfo, snapshot, plans, workers=opts.workers)
+        partitions = _partitions(conn, [s for s in opts.schemas if s not in missing])
         conn.rollback()
     body = {
         "format": FORMAT, "version": VERSION,
@@ -113,8 +115,25 @@ def take(conninfo: str, opts: Options) -> dict[str, Any]:
         "schemas": schemas,
         "managed": managed,
         "tables": {name: _facts_json(f) for name, f in sorted(facts.items())},
+        "partitions": partitions,
     }
     return seal(body)
+
+
+PARTITIONS_SQL = """
+select format('%%I.%%I', n.nspname, c.relname),
+       array(select format('%%I.%%I', ln.nspname, l.relname)
+             from pg_partition_tree(c.oid) t join pg_class l on l.oid = t.relid
+             join pg_namespace ln on ln.oid = l.relnamespace
+             where t.isleaf order by 1)
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relkind = 'p' and n.nspname = any(%s) order by 1
+"""
+
+
+def _partitions(conn: psycopg.Connection[Any], schemas: list[str]) -> dict[str, list[str]]:
+    """Each partitioned table's leaf partitions (a load-bearing parent is counted over them)."""
+    return {str(r[0]): list(r[1]) for r in conn.execute(PARTITIONS_SQL, (schemas,))}
 
 
 def _facts_json(f: content_mod.TableFacts) -> dict[str, Any]:

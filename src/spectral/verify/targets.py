@@ -34,6 +34,7 @@ def fingerprint_pair(cfg: SpectralConfig, a: str, b: str, *, schemas: list[str] 
         fy = fingerprint_of(cfg, y, schemas=schemas or list(fx[0]["schemas"]),
                             content=content or bool(fx[0].get("content")), workers=workers)
         return (fy, fx) if file_first else (fx, fy)
+    schemas = schemas or _one_schema_list(cfg, a, b)   # never a default for one side only
     # two servers on this machine share its cores: each side gets half unless told otherwise
     share = workers or (max(1, len(os.sched_getaffinity(0)) // 2)
                         if _on_this_machine(cfg, a) and _on_this_machine(cfg, b) else None)
@@ -43,6 +44,15 @@ def fingerprint_pair(cfg: SpectralConfig, a: str, b: str, *, schemas: list[str] 
         fb = pool.submit(fingerprint_of, cfg, b, schemas=schemas, content=content,
                          workers=share)
         return fa.result(), fb.result()
+
+
+def _one_schema_list(cfg: SpectralConfig, a: str, b: str) -> list[str]:
+    """The schemas both live sides are read with: the first environment's."""
+    for spec in (a, b):
+        if spec in cfg.environments:
+            return list(cfg.environments[spec].schemas)
+    raise UsageError("comparing two DSNs: say which schemas with --schemas (neither side is "
+                     "a configured environment whose schemas could be used)")
 
 
 def _on_this_machine(cfg: SpectralConfig, spec: str) -> bool:
