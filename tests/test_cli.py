@@ -42,6 +42,11 @@ def test_local_lifecycle_and_status_json(work_dir: Path) -> None:
             assert conn.execute("select 1").fetchone() == (1,)
         res = spectral("local", "psql", "--", "-tAc", "select 40 + 2", cwd=work_dir)
         assert res.returncode == 0 and res.stdout.strip() == "42"
+        with connect(info["dsn"]) as conn:
+            conn.execute("create database other")
+        res = spectral("local", "psql", "--", "-d", "other", "-tAc", "select current_database()",
+                       cwd=work_dir)                 # the user's -d is theirs, host stays ours
+        assert res.returncode == 0 and res.stdout.strip() == "other", res.stderr
     finally:
         assert spectral("local", "down", cwd=work_dir).returncode == 0
     no_server_left(work_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import typer
@@ -76,7 +77,20 @@ def psql_cmd(ctx: typer.Context) -> None:
     st = state(ctx)
     local = local_environment(st.config, st.env)
     with local.session() as cluster:
-        # interactive: no timeout, the person at the terminal decides when it ends
-        code = subprocess.run([local.bins.path("psql"), cluster.conninfo(), *ctx.args],
-                              check=False).returncode
+        # the connection goes in PG* variables, so every psql argument stays the user's own
+        # (-d other, -U someone, -c ...); interactive: no timeout, the person decides
+        code = subprocess.run([local.bins.path("psql"), *ctx.args], check=False,
+                              env={**os.environ, **libpq_env(cluster.conninfo())}).returncode
     raise typer.Exit(code)
+
+
+LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE",
+             "password": "PGPASSWORD", "sslmode": "PGSSLMODE"}
+
+
+def libpq_env(conninfo: str) -> dict[str, str]:
+    """The connection string as libpq's environment variables (the child's only)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    return {LIBPQ_ENV[k]: str(v) for k, v in conninfo_to_dict(conninfo).items()
+            if k in LIBPQ_ENV and v is not None}
