@@ -59,3 +59,39 @@ def test_contract_configuration_errors_name_the_key(tmp_path) -> None:  # type: 
         parse_config({"environments": {"x": {"provider": "local",
                                              "contract": {"tables": ["accounts"]}}}},
                      tmp_path / "spectral.toml")
+
+
+def test_a_local_environment_protects_the_database_it_names(work_dir) -> None:  # type: ignore[no-untyped-def]
+    """`database = "shop"`: created on first use; drills, snapshots and psql reach it."""
+    import json
+
+    from conftest import spectral
+
+    (work_dir / "spectral.toml").write_text(
+        '[environments.shop]\nprovider = "local"\ndatabase = "shop"\nschemas = ["public"]\n'
+        'load_bearing_tables = ["public.orders"]\n\n[environments.shop.contract]\n'
+        'tables = ["public.customers"]\nreferenced_by = ["public.orders"]\n')
+    try:
+        res = spectral("local", "psql", "--", "-c",
+                       "create table customers (id int primary key); create table orders "
+                       "(id int primary key, customer int references customers); insert into "
+                       "customers values (1); insert into orders values (1, 1)", cwd=work_dir)
+        assert res.returncode == 0, res.stderr
+        assert spectral("dr", "backup", cwd=work_dir).returncode == 0
+        res = spectral("dr", "drill", "functional", "--json", cwd=work_dir)
+        result = json.loads(res.stdout)
+        assert res.returncode == 0, result
+        checks = {c["name"]: c["outcome"] for c in result["checks"]}
+        assert checks["contract (public.customers; referenced by public.orders)"] == "pass"
+        assert checks["row counts of load-bearing tables"] == "pass"
+        status = json.loads(spectral("local", "status", "--json", cwd=work_dir).stdout)
+        assert status["dsn"].startswith("postgresql://postgres@/shop?")
+        assert spectral("local", "psql", "--", "-c", "drop table customers cascade",
+                        cwd=work_dir).returncode == 0
+        res = spectral("dr", "drill", "functional", "--json", cwd=work_dir)
+        broken = next(c for c in json.loads(res.stdout)["checks"]
+                      if c["name"].startswith("contract"))
+        assert res.returncode == 1 and broken["outcome"] == "fail"
+        assert "public.customers: MISSING" in broken["evidence"]
+    finally:
+        spectral("local", "down", cwd=work_dir)

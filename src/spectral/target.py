@@ -34,7 +34,8 @@ def local_environment(cfg: SpectralConfig, env_name: str | None) -> LocalEnviron
     if not env.managed_cluster:
         raise UsageError(f"environment {name!r} is not a local environment run by spectral "
                          f"(provider {env.provider.value}{', with a dsn' if env.dsn else ''})")
-    return LocalEnvironment(name, cfg.state_dir(name), find_binaries(env.pg_bin_dir))
+    return LocalEnvironment(name, cfg.state_dir(name), find_binaries(env.pg_bin_dir),
+                            env.database)
 
 
 def resolve_dsn(cfg: SpectralConfig, env: EnvironmentConfig) -> str:

@@ -83,6 +83,9 @@ class EnvironmentConfig(BaseModel):
     partner_data_query: str | None = Field(
         default=None, description="SQL whose rows are the partner data that fires the 'first "
                                   "partner data' trigger; default: partner-owned corpora.")
+    database: str = Field(
+        default="postgres", description="The database spectral protects in a cluster it runs "
+                                        "itself (created on first use); a DSN names its own.")
     contract: Contract | None = Field(
         default=None, description="What the database must keep after a restore "
                                   "([environments.<name>.contract]); without one the drill "
@@ -102,6 +105,13 @@ class EnvironmentConfig(BaseModel):
         if value is not None and not is_secret_ref(value):
             raise ValueError("must be a secret reference (env:NAME, file:PATH or "
                              "op://vault/item/field), never the token itself")
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if not _IDENT.match(value):
+            raise ValueError(f"expected a lower-case database name, got {value!r}")
         return value
 
     @field_validator("schemas")

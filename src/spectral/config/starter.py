@@ -15,6 +15,7 @@ provider = "local"
 posture = "alpha"                # alpha (re-seed) | pro (daily backups) | pitr (point in time)
 schemas = ["core", "worlds", "platform"]
 load_bearing_tables = ["core.users", "core.partners", "worlds.returns", "platform.rules"]
+# database = "postgres"          # the database to protect (created on first use)
 # state_dir = ".spectral/local"
 # pg_bin_dir = "/usr/lib/postgresql/15/bin"   # a system PostgreSQL 15-18 instead of the wheel
 

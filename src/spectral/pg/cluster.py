@@ -105,6 +105,7 @@ class Cluster:
     log_file: Path
     superuser: str = "postgres"
     settings: dict[str, str] = field(default_factory=dict)
+    database: str = "postgres"          # what conninfo() and connect() reach by default
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     # ---- creation -------------------------------------------------------------------------
@@ -165,11 +166,11 @@ class Cluster:
     def is_running(self) -> bool:
         return self.pid() is not None
 
-    def conninfo(self, dbname: str = "postgres") -> str:
+    def conninfo(self, dbname: str | None = None) -> str:
         return (f"host={self.socket_dir} port={self.port} user={self.superuser} "
-                f"dbname={dbname}")
+                f"dbname={dbname or self.database}")
 
-    def connect(self, dbname: str = "postgres", **kwargs: Any) -> psycopg.Connection[Any]:
+    def connect(self, dbname: str | None = None, **kwargs: Any) -> psycopg.Connection[Any]:
         return conn.connect(self.conninfo(dbname), **kwargs)
 
     # ---- start / stop ---------------------------------------------------------------------
@@ -209,7 +210,7 @@ class Cluster:
         if not (self.socket_dir / f".s.PGSQL.{self.port}").exists():
             return False
         try:
-            with conn.connect(self.conninfo(), timeout=2) as c:
+            with conn.connect(self.conninfo("postgres"), timeout=2) as c:
                 c.execute("select 1")
             return True
         except ConnectError as exc:

@@ -18,7 +18,8 @@ def open_provider(cfg: SpectralConfig, name: str, env: EnvironmentConfig,
         from spectral.providers.local.environment import LocalEnvironment
         from spectral.providers.local.provider import LocalProvider
 
-        local = LocalEnvironment(name, cfg.state_dir(name), find_binaries(env.pg_bin_dir))
+        local = LocalEnvironment(name, cfg.state_dir(name), find_binaries(env.pg_bin_dir),
+                                 env.database)
         return LocalProvider(local, report)
     return None
 

@@ -89,8 +89,10 @@ class LocalPaths:
 
 
 class LocalEnvironment:
-    def __init__(self, name: str, state_dir: Path, bins: PgBinaries) -> None:
+    def __init__(self, name: str, state_dir: Path, bins: PgBinaries,
+                 database: str = "postgres") -> None:
         self.name = name
+        self.database = database
         self.paths = LocalPaths(state_dir)
         self.bins = bins
 
@@ -118,7 +120,8 @@ class LocalEnvironment:
         make_owned_dir(p.password_file.parent, 0o700)
         p.password_file.write_text(secrets.token_urlsafe(24))
         p.password_file.chmod(0o600)
-        cluster = Cluster(self.bins, p.data_dir, p.socket_dir, free_port(), p.log_file)
+        cluster = Cluster(self.bins, p.data_dir, p.socket_dir, free_port(), p.log_file,
+                          database=self.database)
         self.prepare_repository()
         cluster.initdb(pwfile=p.password_file, conf=server_settings(self.bins, p.archive_dir))
         meta = {"format": META_VERSION, "environment": self.name, "port": cluster.port,
@@ -147,7 +150,8 @@ class LocalEnvironment:
         if major != str(self.bins.major):
             raise ClusterError(f"{p.data_dir} was created by PostgreSQL {major}; the configured "
                                f"binaries are PostgreSQL {self.bins.version}")
-        cluster = Cluster(self.bins, p.data_dir, p.socket_dir, int(meta["port"]), p.log_file)
+        cluster = Cluster(self.bins, p.data_dir, p.socket_dir, int(meta["port"]), p.log_file,
+                          database=self.database)
         if cluster.system_identifier() != meta.get("system_identifier"):
             raise ClusterError(f"{p.data_dir} belongs to another cluster (system identifier "
                                f"differs from {p.meta_file}); not touching it")
@@ -164,12 +168,24 @@ class LocalEnvironment:
         the tool gains continuous archiving too."""
         cluster = self.cluster() if self.exists() else self.create()
         if cluster.is_running():
+            self._ensure_database(cluster)
             return cluster, False
         self.prepare_repository()
         cluster.write_conf(server_settings(self.bins, self.paths.archive_dir))
         self._clear_stale_synchronous_standby(cluster)
         cluster.start()
+        self._ensure_database(cluster)
         return cluster, True
+
+    def _ensure_database(self, cluster: Cluster) -> None:
+        """The configured database, created on first use (it is the tool's own cluster)."""
+        if self.database == "postgres":
+            return
+        with cluster.connect("postgres") as conn:
+            found = conn.execute("select 1 from pg_database where datname = %s",
+                                 (self.database,)).fetchone()
+            if found is None:
+                conn.execute(f'create database "{self.database}"')
 
     def _clear_stale_synchronous_standby(self, cluster: Cluster) -> None:
         """A `dr wal stream --synchronous` that was killed cannot remove its setting; with no
@@ -221,7 +237,7 @@ class LocalEnvironment:
             return info
         cluster = self.cluster()
         info.update(data_dir=str(cluster.data_dir), port=cluster.port,
-                    dsn=f"postgresql://{cluster.superuser}@/postgres?host={cluster.socket_dir}"
+                    dsn=f"postgresql://{cluster.superuser}@/{cluster.database}?host={cluster.socket_dir}"
                         f"&port={cluster.port}",
                     pid=cluster.pid(), running=cluster.is_running(), pg_bin_dir=str(
                         self.bins.bin_dir), server_version=None, size_bytes=None)

@@ -189,7 +189,7 @@ class LocalProvider:
             data = home / "data"
             self.restorer.materialize(restore_plan, data, progress)
             cluster = Cluster(self.bins, data, socket_dir_for(home / "run"), free_port(),
-                              home / "log" / "postgres.log")
+                              home / "log" / "postgres.log", database=self.local.database)
             conf = {**server_settings(self.bins), **throwaway_settings(self.bins),
                     **recovery_settings(restore_plan.target, self.repo.archive,
                                         self.repo.stream, pause=pause)}
