@@ -146,6 +146,27 @@ CHANGES = [
      "btree_gist (extension): dropped"),
     ("unlogged table", "core", "alter table core.audit_events set unlogged",
      "core.audit_events: persistence 'p' -> 'u'".replace("'", "")),
+    ("replica identity full", "worlds", "alter table worlds.forms replica identity full",
+     "worlds.forms: replica_identity"),
+    ("replica identity index", "core", "alter table core.orgs replica identity using index "
+     "orgs_slug_key", "core.orgs: replica_index"),
+    ("table access method", "core", "create access method heap2 type table handler "
+     "heap_tableam_handler; alter table core.audit_events set access method heap2",
+     "core.audit_events: access_method"),
+    ("table added to a publication", "platform", "create publication pub_rules for table "
+     "platform.rules", "platform.rules: publications"),
+    ("schema published", "worlds", "create publication pub_worlds for tables in schema worlds",
+     "worlds.returns: publications"),
+    ("storage parameter", "worlds", "alter table worlds.returns set (fillfactor = 70)",
+     "worlds.returns: options"),
+    ("column storage", "worlds", "alter table worlds.forms alter column fields set storage "
+     "external", "worlds.forms.fields"),
+    ("column compression", "core", "alter table core.audit_events alter column detail set "
+     "compression pglz", "core.audit_events.detail"),
+    ("column statistics target", "platform", "alter table platform.corpora alter column slug "
+     "set statistics 500", "platform.corpora.slug"),
+    ("clustered on an index", "core", "cluster core.orgs using orgs_slug_key",
+     "orgs_slug_key (index): clustered"),
 ]
 
 
@@ -186,6 +207,7 @@ def test_stable_under_statistics_physical_order_and_rewrites(vcluster: Cluster) 
     with connect(dsn) as conn:
         conn.execute("analyze")
         conn.execute("cluster worlds.returns using returns_updated_idx")   # new physical order
+        conn.execute("alter table worlds.returns set without cluster")     # (the mark is schema)
         conn.execute("vacuum full worlds.line_items")                       # new relfilenode
         conn.execute("reindex table worlds.forms")
         conn.execute("update worlds.taxpayers set full_name = full_name")   # new tuple versions

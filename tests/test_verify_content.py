@@ -236,3 +236,57 @@ def test_two_live_sides_are_read_with_one_schema_list(tmp_path) -> None:  # type
     assert _one_schema_list(cfg, "host=/x dbname=a", "local") == ["core", "worlds", "platform"]
     with pytest.raises(UsageError, match="--schemas"):
         _one_schema_list(cfg, "host=/x dbname=a", "host=/y dbname=b")
+
+
+def test_a_materialized_views_populated_state_is_part_of_the_fingerprint(
+        vcluster: Cluster) -> None:
+    dsn = fresh_db(vcluster)
+    with connect(dsn) as conn:
+        conn.execute("create materialized view core.org_count as select count(*) from core.orgs "
+                     "with no data")
+    before = fp(dsn)
+    with connect(dsn) as conn:
+        conn.execute("refresh materialized view core.org_count")
+    cmp = compare(before, fp(dsn))
+    core = next(s for s in cmp.schemas if s.name == "core")
+    assert core.outcome is Outcome.MISMATCH
+    assert any("core.org_count" in d and "populated" in d for d in core.differences)
+
+
+def test_an_older_snapshot_compares_on_what_both_catalog_versions_saw(
+        vcluster: Cluster) -> None:
+    """A snapshot taken before the catalog described replica identity (version 1) still
+    matches the same database fingerprinted now."""
+    from spectral.verify.catalog import ADDED_IN
+    from spectral.verify.fingerprint import schema_entry, seal
+
+    dsn = fresh_db(vcluster)
+    now = fp(dsn)
+    new = {k for kinds in ADDED_IN.values() for keys in kinds.values() for k in keys}
+
+    def v1(obj: dict) -> dict:  # type: ignore[type-arg]
+        out = {a: v for a, v in obj.items() if a not in new}
+        if isinstance(out.get("columns"), list) and out["columns"] and \
+                isinstance(out["columns"][0], dict):
+            out["columns"] = [{a: v for a, v in c.items() if a not in new}
+                              for c in out["columns"]]
+        return out
+
+    old = {**now, "schemas": {n: schema_entry({k: v1(o) for k, o in e["objects"].items()})
+                              for n, e in now["schemas"].items()}}
+    old.pop("catalog_version")
+    assert compare(seal(old), now).outcome is Outcome.MATCH
+    with connect(dsn) as conn:
+        conn.execute("alter table core.orgs add column note text")
+    assert compare(seal(old), fp(dsn)).outcome is Outcome.MISMATCH
+
+
+def test_a_sequence_behind_its_source_fails_a_content_compare(vcluster: Cluster) -> None:
+    dsn = fresh_db(vcluster, "tmpl_data")
+    ahead = fp(dsn, content=True)
+    with connect(dsn) as conn:
+        conn.execute("select setval('core.orgs_id_seq', 1)")
+    cmp = compare(ahead, fp(dsn, content=True))
+    bad = [t for t in cmp.tables if t.outcome is Outcome.MISMATCH]
+    assert [t.name for t in bad] == ["sequence core.orgs_id_seq"] and "behind" in bad[0].detail
+    assert compare(fp(dsn, content=True), ahead).outcome is Outcome.MATCH   # ahead is fine

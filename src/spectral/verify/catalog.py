@@ -44,10 +44,32 @@ COLUMN = """json_build_object(
         (select format('%%I.%%I', cn.nspname, co.collname) from pg_collation co
          join pg_namespace cn on cn.oid = co.collnamespace where co.oid = a.attcollation) end,
     'comment', col_description(a.attrelid, a.attnum),
+    'storage', case when a.attstorage <> ty.typstorage then a.attstorage end,
+    'compression', nullif(a.attcompression, ''),
+    'statistics', nullif(a.attstattarget::int, -1),
     'acl', (select coalesce(array_agg(e.item order by e.item), '{}') from (
              select format('%%s:%%s', coalesce(gr.rolname, 'PUBLIC'), x.privilege_type) as item
              from (select (aclexplode(a.attacl)).*) x
              left join pg_roles gr on gr.oid = x.grantee) e))"""
+
+# The publications a table is in (by name, FOR ALL TABLES or FOR TABLES IN SCHEMA), with what
+# they publish: operations, via-root, a row filter and a column list.
+PUBLICATIONS = """(select array_agg(concat_ws(' ', p.pubname,
+        '(' || concat_ws(',', case when p.pubinsert then 'insert' end,
+          case when p.pubupdate then 'update' end, case when p.pubdelete then 'delete' end,
+          case when p.pubtruncate then 'truncate' end) || ')',
+        case when p.pubviaroot then 'via root' end,
+        'where ' || pg_get_expr(pr.prqual, pr.prrelid),
+        'columns ' || (select string_agg(a.attname, ',' order by a.attnum) from pg_attribute a
+                       where a.attrelid = c.oid and a.attnum = any(pr.prattrs)),
+        case when p.puballtables then 'all tables' end,
+        case when pns.pnpubid is not null then 'tables in schema' end)
+        order by p.pubname)
+        from pg_publication p
+        left join pg_publication_rel pr on pr.prpubid = p.oid and pr.prrelid = c.oid
+        left join pg_publication_namespace pns on pns.pnpubid = p.oid
+             and pns.pnnspid = c.relnamespace
+        where p.puballtables or pr.prrelid is not null or pns.pnpubid is not null)"""
 
 TABLES = f"""
 select c.relname as name, c.relkind as kind, pg_get_userbyid(c.relowner) as owner,
@@ -55,6 +77,11 @@ select c.relname as name, c.relkind as kind, pg_get_userbyid(c.relowner) as owne
        c.relpersistence as persistence, c.relrowsecurity as rls_enabled,
        c.relforcerowsecurity as rls_forced, c.reloptions as options,
        case when c.relkind = 'p' then pg_get_partkeydef(c.oid) end as partition_key,
+       c.relreplident as replica_identity,
+       (select i.relname from pg_index x join pg_class i on i.oid = x.indexrelid
+        where x.indrelid = c.oid and x.indisreplident) as replica_index,
+       (select am.amname from pg_am am where am.oid = c.relam) as access_method,
+       {PUBLICATIONS} as publications,
        case when c.relispartition then pg_get_expr(c.relpartbound, c.oid) end as partition_bound,
        (select array_agg(e.parent order by e.parent) from (select format('%%I.%%I',
         pn.nspname, p.relname) as parent from pg_inherits i join pg_class p on p.oid =
@@ -82,6 +109,7 @@ where n.nspname = %(s)s and k.contype <> 'n'
 INDEXES = """
 select t.relname as "table", i.relname as name, pg_get_indexdef(x.indexrelid) as definition,
        x.indisunique as is_unique, x.indisprimary as is_primary,
+       x.indisclustered as clustered,
        pg_get_expr(x.indpred, x.indrelid) as predicate,
        obj_description(i.oid, 'pg_class') as comment
 from pg_index x join pg_class i on i.oid = x.indexrelid join pg_class t on t.oid = x.indrelid
@@ -93,6 +121,7 @@ VIEWS = f"""
 select c.relname as name, c.relkind as kind, pg_get_viewdef(c.oid) as definition,
        pg_get_userbyid(c.relowner) as owner, {acl('c.relacl', 'r', 'c.relowner')} as acl,
        obj_description(c.oid, 'pg_class') as comment, c.reloptions as options,
+       case when c.relkind = 'm' then c.relispopulated end as populated,
        (select array_agg(format('%%s %%s', a.attname, format_type(a.atttypid, a.atttypmod))
                          order by a.attnum) from pg_attribute a
         where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as columns
@@ -213,6 +242,15 @@ union
 select x.extname, x.extversion, xn.nspname from pg_extension x
 join pg_namespace xn on xn.oid = x.extnamespace where xn.oid = %(s)s::regnamespace
 """
+
+# What the descriptions hold, by version: a fingerprint taken before a version added a property
+# is compared without it (compare.py), so older snapshots stay comparable.
+CATALOG_VERSION = 2
+ADDED_IN: dict[int, dict[str, tuple[str, ...]]] = {
+    2: {"table": ("replica_identity", "replica_index", "access_method", "publications"),
+        "view": ("populated",), "index": ("clustered",),
+        "column": ("storage", "compression", "statistics")},
+}
 
 # kind -> (query, key columns): an object's key is "<kind> <schema>.<key parts joined by '.'>"
 KINDS: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from spectral.verify.catalog import ADDED_IN
+from spectral.verify.fingerprint import schema_entry
+
 
 class Outcome(StrEnum):
     MATCH = "match"
@@ -234,6 +237,8 @@ def compare(a: dict[str, Any], b: dict[str, Any], *, include_managed: bool = Fal
             tables: list[str] | None = None, content: bool | None = None) -> Comparison:
     """`tables` limits the table checks (a drill's spot-check); content is compared when both
     fingerprints carry it, unless `content` says otherwise."""
+    seen = min(a.get("catalog_version", 1), b.get("catalog_version", 1))
+    a, b = _common_catalog(a, seen), _common_catalog(b, seen)
     schemas = sorted(set(a["schemas"]) | set(b["schemas"]))
     missing = {"missing": True}
     sdiffs = [diff_schema(s, a["schemas"].get(s, missing), b["schemas"].get(s, missing))
@@ -246,6 +251,8 @@ def compare(a: dict[str, Any], b: dict[str, Any], *, include_managed: bool = Fal
     tdiffs = [diff_table(t, _facts(a, t), _facts(b, t),
                          bool(use_content) and t in a["tables"] and t in b["tables"])
               for t in names]
+    if use_content and tables is None and "sequences" in a and "sequences" in b:
+        tdiffs += _sequence_diffs(a["sequences"], b["sequences"])
     return Comparison(sdiffs, drift, tdiffs, include_managed)
 
 
@@ -263,3 +270,49 @@ def _facts(doc: dict[str, Any], name: str) -> dict[str, Any] | None:
             "content": None, "method": "partitions",
             "status": "ok" if not bad else "could_not_verify",
             "reason": None if not bad else "a partition could not be read"}
+
+
+def _common_catalog(doc: dict[str, Any], version: int) -> dict[str, Any]:
+    """`doc` described as catalog `version` describes: the properties a later version added
+    are taken out, so an older snapshot compares with a newer fingerprint on what both saw."""
+    if version >= doc.get("catalog_version", 1):
+        return doc
+    drop: dict[str, set[str]] = {}
+    for added, kinds in ADDED_IN.items():
+        if added > version:
+            for kind, keys in kinds.items():
+                drop.setdefault(kind, set()).update(keys)
+
+    def strip_object(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        out = {a: v for a, v in obj.items() if a not in drop.get(kind, ())}
+        if kind == "table" and isinstance(out.get("columns"), list):
+            out["columns"] = [{a: v for a, v in c.items() if a not in drop.get("column", ())}
+                              for c in out["columns"]]
+        return out
+
+    def strip(entry: dict[str, Any]) -> dict[str, Any]:
+        if entry.get("missing"):
+            return entry
+        return schema_entry({k: strip_object(k.split(" ")[0], o)
+                             for k, o in entry["objects"].items()})
+
+    return {**doc, "catalog_version": version,
+            "schemas": {n: strip(e) for n, e in doc["schemas"].items()},
+            "managed": {n: strip(e) for n, e in doc.get("managed", {}).items()}}
+
+
+def _sequence_diffs(a: dict[str, Any], b: dict[str, Any]) -> list[TableDiff]:
+    """A copy's sequence may be ahead of its source (PostgreSQL logs sequences ahead of use),
+    never behind: behind, the next insert collides with a restored key."""
+    out = []
+    for name in sorted(set(a) & set(b)):
+        was, now = a[name], b[name]
+        if "unreadable" in (was, now):
+            out.append(TableDiff(f"sequence {name}", Outcome.COULD_NOT_VERIFY, (None, None),
+                                 (None, None), "no privilege to read its value"))
+            continue
+        behind = was is not None and (now is None or now < was)
+        out.append(TableDiff(f"sequence {name}", Outcome.MISMATCH if behind else Outcome.MATCH,
+                             (was, now), (None, None),
+                             f"last value {was} -> {now}: behind" if behind else ""))
+    return out

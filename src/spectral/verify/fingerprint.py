@@ -17,7 +17,7 @@ from spectral.durable import write_atomic
 from spectral.errors import CouldNotVerify, UsageError
 from spectral.pg.conn import connect
 from spectral.verify import content as content_mod
-from spectral.verify.catalog import describe_schema
+from spectral.verify.catalog import CATALOG_VERSION, describe_schema
 
 FORMAT = "spectral.fingerprint"
 VERSION = 1
@@ -104,6 +104,7 @@ def take(conninfo: str, opts: Options) -> dict[str, Any]:
                                         opts.content, dict(opts.last_change))
         facts = content_mod.scan(conninfo, snapshot, plans, workers=opts.workers)
         partitions = _partitions(conn, [s for s in opts.schemas if s not in missing])
+        sequences = _sequences(conn, list(opts.schemas)) if opts.content else None
         conn.rollback()
     body = {
         "format": FORMAT, "version": VERSION,
@@ -112,10 +113,12 @@ def take(conninfo: str, opts: Options) -> dict[str, Any]:
                    "lsn": str(lsn), "database": database, "system_identifier": sysid,
                    "timeline": timeline, "last_commit": last_commit},
         "content": opts.content,
+        "catalog_version": CATALOG_VERSION,
         "schemas": schemas,
         "managed": managed,
         "tables": {name: _facts_json(f) for name, f in sorted(facts.items())},
         "partitions": partitions,
+        **({"sequences": sequences} if sequences is not None else {}),
     }
     return seal(body)
 
@@ -134,6 +137,18 @@ where c.relkind = 'p' and n.nspname = any(%s) order by 1
 def _partitions(conn: psycopg.Connection[Any], schemas: list[str]) -> dict[str, list[str]]:
     """Each partitioned table's leaf partitions (a load-bearing parent is counted over them)."""
     return {str(r[0]): list(r[1]) for r in conn.execute(PARTITIONS_SQL, (schemas,))}
+
+
+def _sequences(conn: psycopg.Connection[Any], schemas: list[str]
+               ) -> dict[str, int | str | None]:
+    """Each sequence's last value (None before its first nextval, "unreadable" without the
+    privilege): a restore whose sequence is behind its table's keys breaks the next insert."""
+    rows = conn.execute(
+        "select format('%%I.%%I', schemaname, sequencename), last_value, "
+        "has_sequence_privilege(format('%%I.%%I', schemaname, sequencename), 'select') "
+        "from pg_sequences where schemaname = any(%s) order by 1", (schemas,)).fetchall()
+    return {str(name): (int(last) if last is not None else None) if readable else "unreadable"
+            for name, last, readable in rows}
 
 
 def _facts_json(f: content_mod.TableFacts) -> dict[str, Any]:
