@@ -95,3 +95,20 @@ def test_a_local_environment_protects_the_database_it_names(work_dir) -> None:  
         assert "public.customers: MISSING" in broken["evidence"]
     finally:
         spectral("local", "down", cwd=work_dir)
+
+
+def test_the_newest_change_is_found_from_defaults_not_names(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """A table whose change column is called last_update (default now()) is seen; a timestamp
+    column without such a default is not a change column; configured columns win."""
+    from spectral.verify.fingerprint import Options, take
+
+    c = make_cluster()
+    with c.connect() as conn:
+        conn.execute("create table film (id int primary key, released timestamptz, "
+                     "last_update timestamptz not null default now())")
+        conn.execute("insert into film values (1, '2001-01-01', '2026-05-01')")
+    doc = take(c.conninfo(), Options(("public",)))
+    assert doc["tables"]["public.film"]["last_change"].startswith("2026-05-01")
+    chosen = take(c.conninfo(), Options(("public",),
+                                        last_change=(("public.film", "released"),)))
+    assert chosen["tables"]["public.film"]["last_change"].startswith("2001-01-01")

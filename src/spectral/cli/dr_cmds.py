@@ -73,13 +73,14 @@ def fingerprint_cmd(ctx: typer.Context, schemas: str | None = SCHEMAS, content: 
     """Fingerprint a database: per-schema checksums of every object from the system catalogs,
     exact row counts, and with --content an order-independent checksum of every table."""
     from spectral.target import open_target
-    from spectral.verify.fingerprint import Options, save, take
+    from spectral.verify.fingerprint import options_for, save, take
 
     st = state(ctx)
     with open_target(st.config, st.env) as target:
         names = _split(schemas)
-        doc = take(target.conninfo, Options(tuple(names or target.env.schemas), content=content,
-                                            workers=workers, require_schemas=True))
+        doc = take(target.conninfo, options_for(target.env, content=content, workers=workers,
+                                                schemas=tuple(names) if names else None,
+                                                require=True))
     if out:
         save(doc, out)
     st.emit(_summary(doc), lambda c: _print_fingerprint(c, doc, out))
@@ -138,12 +139,11 @@ def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
     drills that restore to that point later."""
     from spectral.target import open_target
     from spectral.verify import snapshots
-    from spectral.verify.fingerprint import Options, take
+    from spectral.verify.fingerprint import options_for, take
 
     st = state(ctx)
     with open_target(st.config, st.env) as target:
-        doc = take(target.conninfo, Options(tuple(target.env.schemas), content=content,
-                                            workers=workers))
+        doc = take(target.conninfo, options_for(target.env, content=content, workers=workers))
         path = snapshots.record(st.config.state_dir(target.name), target.name, doc)
     st.emit({"environment": target.name, "path": str(path), "taken_at": doc["taken_at"],
              "lsn": doc["source"]["lsn"]},

@@ -56,7 +56,8 @@ def print_drill(c: Console, r: DrillResult) -> None:
         c.print(f"  RTO {format_duration(r.rto_seconds)} (target {format_duration(r.rto_target)})"
                 f": {split}")
     c.print(f"  RPO {format_duration(r.rpo_seconds)} (target "
-            f"{format_duration(r.rpo_target) if r.rpo_target else 're-seedable'})")
+            f"{format_duration(r.rpo_target) if r.rpo_target else 're-seedable'}; measured from "
+            f"{r.rpo_method or 'nothing: no commit times and no change columns'})")
     if r.kept and r.instance and r.instance.get("dsn"):
         c.print(f"  instance kept: {r.instance['dsn']} (spectral dr teardown {r.instance['id']})")
     elif r.kept and r.instance:

@@ -86,6 +86,10 @@ class EnvironmentConfig(BaseModel):
     database: str = Field(
         default="postgres", description="The database spectral protects in a cluster it runs "
                                         "itself (created on first use); a DSN names its own.")
+    change_columns: dict[str, str] = Field(
+        default={}, description="schema.table -> the column whose newest value is the table's "
+                                "newest change (default: a timestamp column whose default is "
+                                "the time of the write, found from the catalog).")
     contract: Contract | None = Field(
         default=None, description="What the database must keep after a restore "
                                   "([environments.<name>.contract]); without one the drill "

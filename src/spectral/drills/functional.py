@@ -32,7 +32,7 @@ from spectral.providers.base import (
 )
 from spectral.recovery_target import RecoveryTarget
 from spectral.verify import snapshots
-from spectral.verify.fingerprint import Options, take
+from spectral.verify.fingerprint import options_for, take
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,10 @@ class _Drill:
         mark = time.monotonic()
         restored = self._verify(snapshot)
         last = provider.restored_through(self.copy, snapshot, restored)
-        _rpo(result, snapshot, last)
+        method = ("WAL commit records before the recovery point"
+                  if Capability.WAL_ARCHIVE in provider.capabilities
+                  else "commit timestamps (track_commit_timestamp)")
+        _rpo(result, snapshot, restored, last, method)
         result.timings["verify"] = time.monotonic() - mark
         result.rto_seconds = time.monotonic() - started
         if not self.copy.counts_as_rto:   # not an incident restore: shown, not held to target
@@ -126,8 +129,7 @@ class _Drill:
                                  hint="spectral dr backup")
         self.report(f"taking a snapshot of {self.provider.describe()} to compare the copy with")
         with self.provider.source() as dsn:
-            doc = take(dsn, Options(tuple(self.environment.config.schemas),
-                                    content=self.request.content))
+            doc = take(dsn, options_for(self.environment.config, content=self.request.content))
             if Capability.WAL_ARCHIVE in self.provider.capabilities:
                 self.provider.wal_archive().flush()
         snapshots.record(state_dir, self.environment.name, doc)
@@ -187,14 +189,33 @@ def _described_as(text: str, snapshot: dict[str, Any]) -> str:
     return f"{text} (snapshot of {snapshot['taken_at']})"
 
 
-def _rpo(result: DrillResult, snapshot: dict[str, Any], restored_last: datetime | None) -> None:
+def _rpo(result: DrillResult, snapshot: dict[str, Any], restored: dict[str, Any],
+         restored_last: datetime | None, method: str) -> None:
     """RPO: the newest commit the source had at the recovery point (recorded in the snapshot)
-    against the newest commit the copy holds. Zero when the copy holds everything committed
-    before the recovery point."""
+    against the newest commit the copy holds; zero when the copy holds everything committed
+    before the recovery point. Without commit times (track_commit_timestamp off, as on
+    Supabase), the newest change in the tables' change columns on both sides."""
     if restored_last is None:
+        _rpo_by_change_columns(result, snapshot, restored)
         return
+    result.rpo_method = method
     recorded = snapshot["source"].get("last_commit")
     # without a recorded commit time (no commit since the server started), the WAL before the
     # recovery point is the source's history too
     source_last = datetime.fromisoformat(recorded) if recorded else restored_last
     result.rpo_seconds = max(0.0, (source_last - restored_last).total_seconds())
+
+
+def _rpo_by_change_columns(result: DrillResult, snapshot: dict[str, Any],
+                           restored: dict[str, Any]) -> None:
+    def newest(doc: dict[str, Any]) -> datetime | None:
+        stamps = [datetime.fromisoformat(t["last_change"]) for t in doc["tables"].values()
+                  if t.get("last_change") and "T" in str(t["last_change"])]
+        stamps = [s if s.tzinfo else s.replace(tzinfo=UTC) for s in stamps]
+        return max(stamps) if stamps else None
+
+    source, copy = newest(snapshot), newest(restored)
+    if source is None or copy is None:
+        return
+    result.rpo_seconds = max(0.0, (source - copy).total_seconds())
+    result.rpo_method = "the newest value of each table's change column"

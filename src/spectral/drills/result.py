@@ -57,6 +57,7 @@ class DrillResult:
     error: str | None = None
     kept: bool = False
     partner_corpora: list[str] = field(default_factory=list)   # partners whose corpus restored
+    rpo_method: str | None = None     # how the RPO was measured (None: it could not be)
 
     @property
     def outcome(self) -> DrillOutcome:
@@ -78,6 +79,7 @@ class DrillResult:
                 "timings": {k: round(v, 3) for k, v in self.timings.items()},
                 "rto_seconds": None if self.rto_seconds is None else round(self.rto_seconds, 3),
                 "rpo_seconds": None if self.rpo_seconds is None else round(self.rpo_seconds, 3),
+                "rpo_method": self.rpo_method,
                 "rto_target": self.rto_target, "rpo_target": self.rpo_target,
                 "instance": self.instance, "error": self.error, "kept": self.kept,
                 "partner_corpora": self.partner_corpora}

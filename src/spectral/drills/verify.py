@@ -11,7 +11,7 @@ from spectral.drills.contract import check_contract
 from spectral.drills.result import Check, DrillOutcome, DrillResult
 from spectral.pg.conn import connect
 from spectral.verify.compare import Comparison, Outcome, compare
-from spectral.verify.fingerprint import Options, take
+from spectral.verify.fingerprint import options_for, take
 
 OUTCOME = {Outcome.MATCH: DrillOutcome.PASS, Outcome.MISMATCH: DrillOutcome.FAIL,
            Outcome.COULD_NOT_VERIFY: DrillOutcome.COULD_NOT_VERIFY}
@@ -22,7 +22,7 @@ def verify_against_snapshot(result: DrillResult, env: EnvironmentConfig, dsn: st
     """The checks every drill makes of a restore, whoever restored it: schema fingerprints of
     the protected schemas, load-bearing row counts (every table's content with --content), the
     core contract, and which partners' corpora the restore holds."""
-    restored = take(dsn, Options(tuple(env.schemas), content=content))
+    restored = take(dsn, options_for(env, content=content))
     cmp = compare(snapshot, restored, tables=list(env.load_bearing_tables), content=False)
     result.checks.append(schema_check(cmp))
     result.checks.append(table_check("row counts of load-bearing tables", cmp))

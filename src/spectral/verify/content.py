@@ -20,7 +20,6 @@ from psycopg import sql
 from spectral.pg.conn import connect
 
 CHUNK_BLOCKS = 4096           # 32 MB of heap per range: small enough to balance the workers
-LAST_CHANGE_CANDIDATES = ("updated_at", "occurred_at", "uploaded_at", "created_at")
 MASK64 = (1 << 64) - 1
 
 
@@ -94,6 +93,11 @@ OID_HASHED = """exists (
                          'regoperator', 'regconfig', 'regdictionary', 'regnamespace', 'regrole',
                          'regcollation'))"""
 
+# A column whose default is the time of the write (now(), CURRENT_TIMESTAMP, clock_timestamp(),
+# ... possibly inside timezone()): its newest value is the table's newest change.
+NOW_LIKE = ("'\\m(now|current_timestamp|localtimestamp|clock_timestamp|statement_timestamp|"
+            "transaction_timestamp)\\M'")
+
 TABLES_SQL = f"""
 select n.nspname, c.relname, (pg_relation_size(c.oid) / current_setting('block_size')::int)::bigint,
        has_table_privilege(c.oid, 'SELECT'),
@@ -104,7 +108,12 @@ select n.nspname, c.relname, (pg_relation_size(c.oid) / current_setting('block_s
           and {OID_HASHED}) as text_columns,
        format('%%s/%%s/%%s', coalesce(nullif(c.reltablespace, 0), 1663),
               (select oid from pg_database where datname = current_database()),
-              pg_relation_filenode(c.oid)) as locator
+              pg_relation_filenode(c.oid)) as locator,
+       (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
+        join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+        where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+          and a.atttypid in ('timestamptz'::regtype, 'timestamp'::regtype)
+          and pg_get_expr(d.adbin, d.adrelid) ~* {NOW_LIKE}) as stamped
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where n.nspname = any(%s) and c.relkind = 'r'
 order by 1, 2
@@ -147,6 +156,16 @@ order by 1, 2, a.attnum
 """
 
 
+def _change_column(stamped: list[str]) -> str | None:
+    """Of the columns stamped with the time of the write, the one that moves on updates too
+    (by its name: updated_at, modified, ...), else the first."""
+    for hint in ("updat", "modif", "chang", "occur", "upload"):
+        for col in stamped:
+            if hint in col:
+                return col
+    return stamped[0] if stamped else None
+
+
 def plan_tables(conn: psycopg.Connection[Any], schemas: list[str], content: bool,
                 last_change: dict[str, str]) -> list[TablePlan]:
     """Which tables to read, how big they are, and how each can be hashed; run inside the
@@ -156,11 +175,10 @@ def plan_tables(conn: psycopg.Connection[Any], schemas: list[str], content: bool
         for schema, name, col, fn, argtype in conn.execute(COLUMN_HASHES_SQL, (schemas,)):
             hashes.setdefault(f"{schema}.{name}", []).append((col, fn, argtype))
     plans = []
-    for schema, name, blocks, readable, columns, text_cols, locator in conn.execute(
+    for schema, name, blocks, readable, columns, text_cols, locator, stamped in conn.execute(
             TABLES_SQL, (schemas,)):
         qualified = f"{schema}.{name}"
-        col = last_change.get(qualified) or next(
-            (c for c in LAST_CHANGE_CANDIDATES if c in (columns or [])), None)
+        col = last_change.get(qualified) or _change_column(stamped or [])
         plan = TablePlan(schema, name, int(blocks), Method.COUNT, col,
                          text_columns=tuple(text_cols) if text_cols else None,
                          columns=tuple(columns or ()),

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from spectral.config.models import EnvironmentConfig
 from spectral.durable import write_atomic
 from spectral.errors import CouldNotVerify, UsageError
 from spectral.pg.conn import connect
@@ -50,6 +51,14 @@ class Options:
     managed: tuple[str, ...] = MANAGED_SCHEMAS
     last_change: tuple[tuple[str, str], ...] = ()
     require_schemas: bool = False     # a named schema that is missing: could not verify
+
+
+def options_for(env: EnvironmentConfig, *, content: bool = False, workers: int | None = None,
+                schemas: tuple[str, ...] | None = None, require: bool = False) -> Options:
+    """The fingerprint options an environment's configuration asks for."""
+    return Options(schemas or tuple(env.schemas), content=content, workers=workers,
+                   last_change=tuple(sorted(env.change_columns.items())),
+                   require_schemas=require)
 
 
 SOURCE_SQL = """

@@ -15,7 +15,7 @@ from spectral.config.secrets import is_secret_ref
 from spectral.errors import UsageError
 from spectral.refdb import REFERENCE_SCHEMAS
 from spectral.target import open_target
-from spectral.verify.fingerprint import Options, load, take
+from spectral.verify.fingerprint import Options, load, options_for, take
 
 
 def is_file(spec: str) -> bool:
@@ -86,8 +86,8 @@ def fingerprint_of(cfg: SpectralConfig, spec: str, *, schemas: list[str] | None,
         return load(path), str(path)
     if spec in cfg.environments:
         with open_target(cfg, spec) as target:
-            opts = Options(tuple(schemas or target.env.schemas), content=content,
-                           workers=workers)
+            opts = options_for(target.env, content=content, workers=workers,
+                               schemas=tuple(schemas) if schemas else None)
             return take(target.conninfo, opts), f"environment {spec}"
     if looks_like_dsn(spec):
         opts = Options(tuple(schemas or REFERENCE_SCHEMAS), content=content, workers=workers)
