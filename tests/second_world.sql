@@ -1,6 +1,7 @@
 -- A second world for the tests, unlike the reference schemas: a shop in `public`, with
 -- partitions, a populated and an unpopulated materialized view, domains, an enum, arrays,
 -- tsvector, row-level security, a publication, a trigger and a plpgsql function.
+create extension citext schema public;
 create domain email as text check (value ~ '^[^@]+@[^@]+$');
 create domain positive_cents as bigint check (value > 0);
 create type order_status as enum ('new', 'paid', 'shipped', 'cancelled');
@@ -9,6 +10,7 @@ create table customers (
     id bigint generated always as identity primary key,
     email email not null unique,
     tags text[] not null default '{}',
+    nickname citext,
     created_at timestamptz not null default now()
 );
 alter table customers enable row level security;

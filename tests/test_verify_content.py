@@ -290,3 +290,19 @@ def test_a_sequence_behind_its_source_fails_a_content_compare(vcluster: Cluster)
     bad = [t for t in cmp.tables if t.outcome is Outcome.MISMATCH]
     assert [t.name for t in bad] == ["sequence core.orgs_id_seq"] and "behind" in bad[0].detail
     assert compare(fp(dsn, content=True), ahead).outcome is Outcome.MATCH   # ahead is fine
+
+
+def test_an_extension_version_is_part_of_the_schemas_fingerprint(vcluster: Cluster) -> None:
+    """A physical restore keeps an extension's version (pg_dump does not: it restores the
+    default version), and a copy on another version is not the same database."""
+    dsn = fresh_db(vcluster)
+    with connect(dsn) as conn:
+        conn.execute("create extension citext version '1.4' schema core")
+    before = fp(dsn)
+    with connect(dsn) as conn:
+        conn.execute("alter extension citext update to '1.5'")
+    cmp = compare(before, fp(dsn))
+    core = next(s for s in cmp.schemas if s.name == "core")
+    assert core.outcome is Outcome.MISMATCH
+    assert any("citext (extension): version" in d for d in core.differences), core.differences
+    assert [s.name for s in cmp.schemas if s.outcome is Outcome.MISMATCH] == ["core"]
