@@ -82,7 +82,9 @@ class Lifecycle(Processes, RuleBasedStateMachine):
         make_owned_dir(self.root, 0o755)
         (self.root / "spectral.toml").write_text(   # the command line sees this environment
             f'[environments.local]\nprovider = "local"\nposture = "pitr"\n'
-            f'pg_bin_dir = "{self.bins.bin_dir}"\n')
+            f'pg_bin_dir = "{self.bins.bin_dir}"\n\n[environments.local.contract]\n'
+            f'tables = ["core.orgs", "core.users", "core.partners"]\n'
+            f'referenced_by = ["worlds", "platform"]\n')
         self.local.up()
         with connect(self.local.cluster().conninfo()) as conn:
             migrate(conn)                   # the reference schemas: drills check their contract

@@ -10,7 +10,9 @@ from pathlib import Path
 from conftest import _processes_under, spectral
 from spectral.pg.conn import connect
 
-PITR = '[environments.local]\nprovider = "local"\nposture = "pitr"\n'
+PITR = ('[environments.local]\nprovider = "local"\nposture = "pitr"\n\n'
+        '[environments.local.contract]\ntables = ["core.orgs", "core.users", "core.partners"]\n'
+        'referenced_by = ["worlds", "platform"]\n')
 
 
 def setup(work_dir: Path) -> str:
