@@ -156,7 +156,8 @@ def main() -> None:
                                                         "exit": code, "peak_rss_mb": rss}
             secs, code, rss = cli_rss([spectral, "--json", "dr", "compare", dsn,
                                        copy.conninfo(), "--content", "--workers",
-                                       str(args.workers)], env)
+                                       str(args.workers), "--schemas", ",".join(PROTECTED)],
+                                      env)   # two DSNs: one schema list, said explicitly
             out["spectral_compare_copy"] = {"seconds": round(secs, 2), "exit": code,
                                             "peak_rss_mb": rss}
             if not args.skip_reladiff:
