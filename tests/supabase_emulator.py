@@ -247,8 +247,8 @@ class Emulator:
         refused = self._auth(request)
         if refused is not None:
             return refused
-        branch_id = request.path_params["branch_id"]
-        found = [r for r, p in self.projects.items() if p.branch_id == branch_id]
+        branch = request.path_params["branch_id"]   # the branch's project ref, as Supabase's
+        found = [r for r, p in self.projects.items() if p.branch_id and r == branch]
         if not found:
             return JSONResponse({"message": "Branch not found"}, status_code=404)
         self.remove(found[0])
@@ -258,8 +258,8 @@ class Emulator:
         p = self._check(request)
         if isinstance(p, JSONResponse):
             return p
-        return JSONResponse([{"name": "db", "healthy": p.status == "ACTIVE_HEALTHY",
-                              "status": p.status}])
+        return JSONResponse([{"name": "db", "status": "ACTIVE_HEALTHY"
+                              if p.status == "ACTIVE_HEALTHY" else "COMING_UP"}])
 
     async def backups(self, request: Request) -> JSONResponse:
         p = self._check(request)

@@ -19,6 +19,7 @@ from spectral.drills.cadence import (
 from spectral.durable import write_atomic
 from spectral.environment import Environment
 from spectral.ledger import EntryKind, Ledger
+from spectral.providers.base import Capability
 
 BACKUP_MAX_AGE_S = 26 * 3600     # "managed daily backups", with two hours of slack
 
@@ -55,9 +56,15 @@ def facts(environment: Environment) -> Facts:
     except SpectralError:
         live = None
     usable = [b for b in provider.backups() if b.usable]
-    newest = max(usable, key=lambda b: b.stop_time) if usable else None
-    return Facts(environment.state_dir, live,
-                 (newest.id, newest.stop_time) if newest else None, provider.archive_status())
+    newest = (newest_b.id, newest_b.stop_time) if (
+        newest_b := max(usable, key=lambda b: b.stop_time) if usable else None) else None
+    if Capability.ON_DEMAND_BACKUP not in provider.capabilities and provider.pitr_enabled():
+        # a provider that takes its own backups may stop taking daily ones once PITR is on
+        # (Supabase does): then the window's end says how fresh the restorable point is
+        end = provider.window().latest_time
+        if end is not None and (newest is None or end > newest[1]):
+            newest = ("the PITR window's end", end)
+    return Facts(environment.state_dir, live, newest, provider.archive_status())
 
 
 def collect(name: str, env: EnvironmentConfig, facts: Facts,

@@ -13,7 +13,7 @@ from spectral.providers.base import ReadinessItem, Report
 if TYPE_CHECKING:
     from spectral.providers.supabase.provider import SupabaseProvider
 
-PAID_PLANS = ("pro", "team", "enterprise")
+PAID_PLANS = ("pro", "team", "enterprise", "platform")   # the spec's enum, less "free"
 
 
 def readiness(sp: SupabaseProvider, addon: str | None, operator: Operator,

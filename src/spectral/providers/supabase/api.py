@@ -12,7 +12,11 @@ from spectral.providers.supabase.client import ManagementClient
 from spectral.redact import register_secret
 from spectral.waits import WaitTimeout, wait_until
 
-FAILED_STATUSES = {"RESTORE_FAILED", "INIT_FAILED", "REMOVED", "GOING_DOWN"}
+# Project statuses (the spec's enum) a restore or a new project does not come back from by
+# itself; ACTIVE_HEALTHY is the one good end, and COMING_UP, RESTORING, UPGRADING, RESTARTING,
+# RESIZING and UNKNOWN are on the way to it
+FAILED_STATUSES = {"RESTORE_FAILED", "INIT_FAILED", "REMOVED", "GOING_DOWN", "INACTIVE",
+                   "PAUSE_FAILED", "PAUSING", "ACTIVE_UNHEALTHY"}
 PITR_VARIANTS = ("pitr_7", "pitr_14", "pitr_28")
 
 
@@ -36,9 +40,10 @@ class SupabaseApi:
 
     def wait_healthy(self, ref: str, *, timeout: float, report: Report,
                      what: str = "project") -> None:
-        """Poll the project's status until ACTIVE_HEALTHY and its database reports healthy."""
+        """Poll the project's status until ACTIVE_HEALTHY and its database service's status is
+        ACTIVE_HEALTHY too (`healthy` is deprecated in the spec; no db entry is not healthy)."""
         started = time.monotonic()
-        last: list[str] = [""]
+        last: list[str] = ["no answer yet"]
 
         def healthy() -> bool:
             status = str(self.project(ref).get("status"))
@@ -50,13 +55,16 @@ class SupabaseApi:
             if status != "ACTIVE_HEALTHY":
                 return False
             health = self.client.get(f"/projects/{ref}/health", params={"services": "db"})
-            return all(h.get("healthy") for h in health if h.get("name") == "db")
+            db = [h for h in health or [] if h.get("name") == "db"]
+            last[0] = f"ACTIVE_HEALTHY, database {db[0].get('status') if db else 'not reported'}"
+            return bool(db) and all(h.get("status") == "ACTIVE_HEALTHY" for h in db)
 
         try:
             wait_until(healthy, timeout=timeout, interval=1.0, max_interval=10.0,
                        what=f"{what} {ref} to be healthy")
         except WaitTimeout:
-            raise CouldNotVerify(f"{what} {ref} was not healthy after {timeout:.0f} s") from None
+            raise CouldNotVerify(f"{what} {ref} was not healthy after {timeout:.0f} s (last "
+                                 f"status: {last[0]})") from None
 
     def dsn_for(self, ref: str) -> str:
         """The connection string of another project of the same organisation: Supabase puts the
@@ -81,13 +89,19 @@ class SupabaseApi:
         assert isinstance(doc, dict)
         return doc
 
-    def delete_branch(self, branch_id: str) -> None:
-        self.client.delete(f"/branches/{branch_id}")
+    def delete_branch(self, branch_ref: str) -> None:
+        """By the branch's project ref (the id form is deprecated)."""
+        if branch_ref == self.ref:
+            raise RefusedError(f"refusing to delete {branch_ref}: it is the environment's own "
+                               f"project")
+        self.client.delete(f"/branches/{branch_ref}")
 
     # ---- plan and the PITR add-on -------------------------------------------------------
     def plan(self) -> str:
-        """The organisation's plan (free, pro, team, enterprise)."""
-        org = self.project(self.ref).get("organization_id")
+        """The organisation's plan (free, pro, team, enterprise, platform; optional in the
+        answer: "unknown" then)."""
+        project = self.project(self.ref)
+        org = project.get("organization_slug") or project.get("organization_id")
         if not org:
             raise CouldNotVerify(f"project {self.ref} names no organization")
         return str(self.client.get(f"/organizations/{org}").get("plan") or "unknown")

@@ -47,10 +47,11 @@ class ManagementClient:
     def __init__(self, token: str, base_url: str = DEFAULT_BASE, *, timeout: float = 30.0,
                  max_retries: int = 5, limit: int = RATE_LIMIT, window: float = RATE_WINDOW,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
                                   headers={"Authorization": f"Bearer {token}",
-                                           "Accept": "application/json"})
+                                           "Accept": "application/json"}, transport=transport)
         self.max_retries = max_retries
         self.retries = 0
         self.limit, self.window = limit, window
@@ -73,6 +74,11 @@ class ManagementClient:
         self._sent.append(self._clock())
 
     def _note_budget(self, response: httpx.Response) -> None:
+        """The server's word on the budget: its limit replaces ours, and a spent budget waits
+        for its reset."""
+        limit = response.headers.get("x-ratelimit-limit")
+        if limit and limit.isdigit() and int(limit) > 0:
+            self.limit = int(limit)
         if response.headers.get("x-ratelimit-remaining") == "0":
             self._not_before = self._clock() + retry_delay(response, 0)
 

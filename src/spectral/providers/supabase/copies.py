@@ -165,7 +165,7 @@ def remove(sp: SupabaseProvider, copy: Copy, operator: Operator, report: Report)
     if not operator.confirm(f"Delete the throwaway project {copy.id}?", details):
         raise RefusedError("deletion not confirmed")
     if branch_id:
-        sp.delete_branch(str(branch_id))
+        sp.delete_branch(copy.id)      # the branch's project ref
     else:
         sp.delete_project(copy.id)
     report(f"deleted {'branch ' + str(branch_id) if branch_id else 'project ' + copy.id}")

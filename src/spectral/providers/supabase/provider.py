@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from spectral.confirm import Operator
-from spectral.errors import RefusedError, UsageError
+from spectral.errors import CheckFailed, RefusedError, UsageError
 from spectral.providers.base import (
     Backup,
     BackupKind,
@@ -181,9 +181,9 @@ class SupabaseProvider(SupabaseApi):
         doc = self.backups_doc()
         path = f"/projects/{self.ref}/database/backups/restore-pitr"
         body = {"recovery_time_target_unix": int(when.timestamp())}
-        if not doc.get("pitr_enabled"):
-            # there is no window to check: the API refuses, and its message is the clearest
-            self.client.post(path, body)
+        if not doc.get("pitr_enabled"):   # checked here: a request is never sent to find out
+            raise CheckFailed(f"PITR is not enabled for this project. (project {self.ref}: "
+                              f"spectral dr activate-pitr --pitr-addon pitr_7 enables it)")
         window = _window(doc)
         if window.empty or not (window.earliest_time and window.latest_time
                                 and window.earliest_time <= when <= window.latest_time):
