@@ -61,6 +61,8 @@ class Emulator:
     plan: str = "pro"
     lock: threading.Lock = field(default_factory=threading.Lock)
     errors: list[str] = field(default_factory=list)   # what failed inside the emulator
+    window_lag: float = 0.0       # seconds the PITR window trails now (WAL ships every ~2 min)
+    restore_delay: float = 0.0    # seconds a project still reads ACTIVE_HEALTHY after a request
 
     # ---- connection strings ---------------------------------------------------------------
     def expose(self, ref: str, real_dsn: str) -> str:
@@ -281,7 +283,7 @@ class Emulator:
             # the archive was just flushed: everything up to now is recoverable
             body["physical_backup_data"] = {
                 "earliest_physical_backup_date_unix": int(window.earliest_time.timestamp()),
-                "latest_physical_backup_date_unix": int(time.time())}
+                "latest_physical_backup_date_unix": int(time.time() - self.window_lag)}
         return JSONResponse(body)
 
     async def restore_pitr(self, request: Request) -> JSONResponse:
@@ -296,11 +298,14 @@ class Emulator:
         if not isinstance(target, int):
             return JSONResponse({"message": "recovery_time_target_unix must be an integer"},
                                 status_code=400)
-        p.status = "RESTORING"
+        if not self.restore_delay:
+            p.status = "RESTORING"
 
         def work() -> None:
             from datetime import UTC, datetime
 
+            time.sleep(self.restore_delay)     # Supabase may not show RESTORING at once
+            p.status = "RESTORING"
             try:
                 when = datetime.fromtimestamp(target, UTC).isoformat()
                 p.provider.restore_in_place(target_of(TargetKind.TIME, when),

@@ -40,6 +40,7 @@ def test_backups_and_window(project: tuple[Path, Emulator, str, Server]) -> None
 
 def test_pitr_in_place_really_rewinds(project: tuple[Path, Emulator, str, Server]) -> None:
     work, emu, dsn, _server = project
+    emu.restore_delay = 1.5   # the project reads ACTIVE_HEALTHY for a moment after the request
     with connect(dsn) as conn:
         conn.execute("insert into core.notes values (2, 'first')")
     time.sleep(1.5)
@@ -159,6 +160,18 @@ def test_guided_drill_end_to_end(project: tuple[Path, Emulator, str, Server]) ->
     evidence = "".join(p.read_text(errors="replace") for p in work.rglob("*")
                        if p.is_file() and p.suffix in (".json", ".jsonl", ".toml", ".log"))
     assert TOKEN not in evidence
+
+
+def test_guided_drill_waits_for_a_lagging_window(
+        project: tuple[Path, Emulator, str, Server]) -> None:
+    """The PITR window trails now (WAL ships every ~2 minutes): the drill waits until the
+    point it asks the operator to restore is inside it."""
+    work, emu, _dsn, _server = project
+    emu.window_lag = 6
+    code, out, err = _guided_drill(work, emu, _pick_time)
+    assert code == 0, err + out
+    assert "waiting for the recoverable window to reach" in err
+    assert json.loads(out)["outcome"] == "pass"
 
 
 def test_guided_drill_with_a_data_branch(project: tuple[Path, Emulator, str, Server]) -> None:
