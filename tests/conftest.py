@@ -196,14 +196,15 @@ def project(work_dir: Path, bins: PgBinaries) -> Iterator[tuple[Path, Emulator, 
     from spectral.providers.local.environment import LocalEnvironment
     from spectral.providers.local.provider import LocalProvider
     from spectral.refdb.migrate import migrate
-    from supabase_emulator import Emulator, Project, Server
+    from supabase_emulator import EMU_REF, Emulator, Project, Server
 
     local = LocalEnvironment("emu", work_dir / "emu-state", bins)
     local.up()
     provider = LocalProvider(local)
     sockets = Path(tempfile.mkdtemp(prefix="emu-", dir="/tmp"))   # short socket paths
-    emulator = Emulator(SUPABASE_TOKEN, {"emu0": Project("emu0", provider)}, sockets=sockets)
-    dsn = emulator.expose("emu0", local.cluster().conninfo())
+    emulator = Emulator(SUPABASE_TOKEN, {EMU_REF: Project(EMU_REF, provider)},
+                        sockets=sockets)
+    dsn = emulator.expose(EMU_REF, local.cluster().conninfo())
     with connect(dsn) as conn:
         migrate(conn)            # the reference schema: the core contract holds
         conn.execute("create table core.notes (id int primary key, note text)")
@@ -213,7 +214,7 @@ def project(work_dir: Path, bins: PgBinaries) -> Iterator[tuple[Path, Emulator, 
         with Server(emulator) as server:
             (work_dir / "spectral.toml").write_text(
                 f'# production on Supabase (emulated)\n[environments.production]\n'
-                f'provider = "supabase"\nproject_ref = "emu0"\nposture = "pitr"\n'
+                f'provider = "supabase"\nproject_ref = "{EMU_REF}"\nposture = "pitr"\n'
                 f'dsn = "{dsn}"\naccess_token = "env:SUPABASE_TEST_TOKEN"\n'
                 f'api_url = "{server.url}"\nschemas = ["core"]\nload_bearing_tables = '
                 f'["core.notes"]\n')
@@ -223,6 +224,7 @@ def project(work_dir: Path, bins: PgBinaries) -> Iterator[tuple[Path, Emulator, 
         local.down()
         shutil.rmtree(sockets, ignore_errors=True)
     assert _processes_under(work_dir) == []
+    assert emulator.spec_errors == [], "\n".join(dict.fromkeys(emulator.spec_errors))
 
 
 @contextlib.contextmanager

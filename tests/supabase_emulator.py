@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import socket
+import string
 import threading
 import time
 import uuid
@@ -30,6 +31,9 @@ from starlette.routing import Route
 
 from spectral.providers.local.provider import LocalProvider
 from spectral.recovery_target import LatestTarget, RecoveryTarget, TargetKind, target_of
+from supabase_replay import spec_problems
+
+EMU_REF = "emulatedproductionaa"   # the spec's pattern: 20 lower-case letters
 
 
 @dataclass
@@ -39,15 +43,17 @@ class Project:
     pitr_enabled: bool = True
     status: str = "ACTIVE_HEALTHY"
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
-    organization: str = "emu-org"
+    organization: str = "emulatedorganization"
+    number: int = field(default_factory=lambda: secrets.randbelow(10**6))   # the integer id
     instance: tuple[LocalProvider, str] | None = None   # (owner, instance id) of a copy
     branch_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.ref, "ref": self.ref, "name": self.ref, "status": self.status,
-                "region": "local", "organization_id": self.organization,
-                "created_at": self.created_at,
-                "database": {"host": f"db.{self.ref}.supabase.co", "version": "emulated"}}
+                "region": "us-east-1", "organization_id": self.organization,
+                "organization_slug": self.organization, "created_at": self.created_at,
+                "database": {"host": f"db.{self.ref}.supabase.co", "version": "17.6.1.111",
+                             "postgres_engine": "17", "release_channel": "ga"}}
 
 
 @dataclass
@@ -61,6 +67,7 @@ class Emulator:
     plan: str = "pro"
     lock: threading.Lock = field(default_factory=threading.Lock)
     errors: list[str] = field(default_factory=list)   # what failed inside the emulator
+    spec_errors: list[str] = field(default_factory=list)   # what the OpenAPI document rejects
     window_lag: float = 0.0       # seconds the PITR window trails now (WAL ships every ~2 min)
     restore_delay: float = 0.0    # seconds a project still reads ACTIVE_HEALTHY after a request
 
@@ -96,7 +103,8 @@ class Emulator:
         the new project's ref at once; with `background` the copy is made in a thread."""
         owner = self.projects[source].provider
         assert owner is not None
-        ref = ("emb" if branch_id else "emr") + secrets.token_hex(4)
+        ref = ("emb" if branch_id else "emr") + "".join(
+            secrets.choice(string.ascii_lowercase) for _ in range(17))   # the spec's pattern
         project = Project(ref, None, pitr_enabled=False, status="COMING_UP",
                           branch_id=branch_id)
         with self.lock:
@@ -137,20 +145,34 @@ class Emulator:
             shutil.rmtree(self.sockets / ref, ignore_errors=True)
 
     def app(self) -> Starlette:
+        v = self._validated
         return Starlette(routes=[
-            Route("/v1/projects", self.list_projects, methods=["GET"]),
-            Route("/v1/projects/{ref}", self.project, methods=["GET"]),
-            Route("/v1/projects/{ref}", self.delete_project, methods=["DELETE"]),
-            Route("/v1/organizations/{slug}", self.organization, methods=["GET"]),
-            Route("/v1/projects/{ref}/billing/addons", self.addons, methods=["GET"]),
-            Route("/v1/projects/{ref}/billing/addons", self.apply_addon, methods=["PATCH"]),
-            Route("/v1/projects/{ref}/branches", self.create_branch, methods=["POST"]),
-            Route("/v1/branches/{branch_id}", self.delete_branch, methods=["DELETE"]),
-            Route("/v1/projects/{ref}/health", self.health, methods=["GET"]),
-            Route("/v1/projects/{ref}/database/backups", self.backups, methods=["GET"]),
-            Route("/v1/projects/{ref}/database/backups/restore-pitr", self.restore_pitr,
+            Route("/v1/projects", v(self.list_projects), methods=["GET"]),
+            Route("/v1/projects/{ref}", v(self.project), methods=["GET"]),
+            Route("/v1/projects/{ref}", v(self.delete_project), methods=["DELETE"]),
+            Route("/v1/organizations/{slug}", v(self.organization), methods=["GET"]),
+            Route("/v1/projects/{ref}/billing/addons", v(self.addons), methods=["GET"]),
+            Route("/v1/projects/{ref}/billing/addons", v(self.apply_addon), methods=["PATCH"]),
+            Route("/v1/projects/{ref}/branches", v(self.create_branch), methods=["POST"]),
+            Route("/v1/branches/{branch_id}", v(self.delete_branch), methods=["DELETE"]),
+            Route("/v1/projects/{ref}/health", v(self.health), methods=["GET"]),
+            Route("/v1/projects/{ref}/database/backups", v(self.backups), methods=["GET"]),
+            Route("/v1/projects/{ref}/database/backups/restore-pitr", v(self.restore_pitr),
                   methods=["POST"]),
         ], middleware=[])
+
+    def _validated(self, handler: Any) -> Any:
+        """Every request the client sends, and every successful answer served, is checked
+        against the OpenAPI document; what it rejects is kept in `spec_errors`."""
+        async def run(request: Request) -> JSONResponse:
+            body = await request.body()
+            response: JSONResponse = await handler(request)
+            self.spec_errors += spec_problems(request.method, request.url.path,
+                                              dict(request.query_params), body,
+                                              dict(request.headers), response.status_code,
+                                              bytes(response.body))
+            return response
+        return run
 
     def _auth(self, request: Request) -> JSONResponse | None:
         self.calls.append((request.method, request.url.path))
@@ -193,25 +215,28 @@ class Emulator:
             return JSONResponse({"message": "the emulator keeps its source projects"},
                                 status_code=400)
         self.remove(p.ref)
-        return JSONResponse({"id": p.ref, "ref": p.ref, "name": p.ref})
+        return JSONResponse({"id": p.number, "ref": p.ref, "name": p.ref})
 
     async def organization(self, request: Request) -> JSONResponse:
         refused = self._auth(request)
         if refused is not None:
             return refused
         slug = request.path_params["slug"]
-        return JSONResponse({"id": slug, "name": slug, "plan": self.plan})
+        return JSONResponse({"id": slug, "name": slug, "plan": self.plan, "opt_in_tags": [],
+                             "allowed_release_channels": ["ga"]})
 
     async def addons(self, request: Request) -> JSONResponse:
         p = self._check(request)
         if isinstance(p, JSONResponse):
             return p
-        selected = [{"type": "pitr", "variant": {"id": "pitr_7", "name": "7 days",
-                                                 "price": {"amount": 100}}}] \
-            if p.pitr_enabled else []
+        def variant(v: str) -> dict[str, Any]:
+            return {"id": v, "name": v, "price": {"description": "$100/month", "type": "fixed",
+                                                 "interval": "monthly", "amount": 100}}
+
+        selected = [{"type": "pitr", "variant": variant("pitr_7")}] if p.pitr_enabled else []
         return JSONResponse({"selected_addons": selected, "available_addons": [
             {"type": "pitr", "name": "Point in time recovery",
-             "variants": [{"id": v, "name": v} for v in ("pitr_7", "pitr_14", "pitr_28")]}]})
+             "variants": [variant(v) for v in ("pitr_7", "pitr_14", "pitr_28")]}]})
 
     async def apply_addon(self, request: Request) -> JSONResponse:
         p = self._check(request)
@@ -242,8 +267,9 @@ class Emulator:
         return JSONResponse({"id": branch_id, "name": body["branch_name"],
                              "project_ref": ref, "parent_project_ref": p.ref,
                              "is_default": False, "persistent": False,
-                             "status": "CREATING_PROJECT",
-                             "created_at": datetime.now(UTC).isoformat()}, status_code=201)
+                             "status": "CREATING_PROJECT", "with_data": True,
+                             "created_at": datetime.now(UTC).isoformat(),
+                             "updated_at": datetime.now(UTC).isoformat()}, status_code=201)
 
     async def delete_branch(self, request: Request) -> JSONResponse:
         refused = self._auth(request)
@@ -260,8 +286,9 @@ class Emulator:
         p = self._check(request)
         if isinstance(p, JSONResponse):
             return p
-        return JSONResponse([{"name": "db", "status": "ACTIVE_HEALTHY"
-                              if p.status == "ACTIVE_HEALTHY" else "COMING_UP"}])
+        up = p.status == "ACTIVE_HEALTHY"
+        return JSONResponse([{"name": "db", "healthy": up,      # deprecated, still required
+                              "status": "ACTIVE_HEALTHY" if up else "COMING_UP"}])
 
     async def backups(self, request: Request) -> JSONResponse:
         p = self._check(request)
@@ -315,7 +342,7 @@ class Emulator:
                 p.status = "RESTORE_FAILED"
 
         threading.Thread(target=work, daemon=True).start()
-        return JSONResponse({}, status_code=201)
+        return JSONResponse(None, status_code=201)
 
 
 class Server:

@@ -17,7 +17,7 @@ import pytest
 from conftest import SPECTRAL, SUPABASE_TOKEN, spectral
 from spectral.pg.conn import connect
 from spectral.providers.supabase.client import ApiError, ManagementClient
-from supabase_emulator import Emulator, Server
+from supabase_emulator import EMU_REF, Emulator, Server
 
 TOKEN = SUPABASE_TOKEN
 
@@ -72,7 +72,7 @@ def test_pitr_in_place_really_rewinds(project: tuple[Path, Emulator, str, Server
 def test_pitr_not_enabled_gives_the_api_message(
         project: tuple[Path, Emulator, str, Server]) -> None:
     work, emu, _dsn, _server = project
-    emu.projects["emu0"].pitr_enabled = False
+    emu.projects[EMU_REF].pitr_enabled = False
     code, _out, err = cli(work, "dr", "playbook", "run", "self-inflicted", "--target-time",
                           datetime.now(UTC).isoformat(), "--yes")
     assert code == 1 and "PITR is not enabled for this project." in err
@@ -81,16 +81,16 @@ def test_pitr_not_enabled_gives_the_api_message(
 def test_api_message_and_rate_limit(project: tuple[Path, Emulator, str, Server]) -> None:
     _work, emu, _dsn, server = project
     client = ManagementClient(TOKEN, server.url)
-    emu.projects["emu0"].pitr_enabled = False
+    emu.projects[EMU_REF].pitr_enabled = False
     with pytest.raises(ApiError, match=r"PITR is not enabled for this project\."):
-        client.post("/projects/emu0/database/backups/restore-pitr",
+        client.post(f"/projects/{EMU_REF}/database/backups/restore-pitr",
                     {"recovery_time_target_unix": 1})
     emu.throttle = 2
-    assert client.get("/projects/emu0")["status"] == "ACTIVE_HEALTHY"
+    assert client.get(f"/projects/{EMU_REF}")["status"] == "ACTIVE_HEALTHY"
     assert client.retries == 2
     bad = ManagementClient("sbp_wrongtoken00000000", server.url)
     with pytest.raises(ApiError) as exc:
-        bad.get("/projects/emu0")
+        bad.get(f"/projects/{EMU_REF}")
     assert exc.value.status == 401 and "sbp_wrong" not in str(exc.value)
 
 
@@ -128,13 +128,13 @@ def _guided_drill(work: Path, emu: Emulator, click: Callable[[str, Emulator], No
 def _pick_time(line: str, emu: Emulator) -> None:
     found = re.search(r"\(unix (\d+)\)", line)
     if found:
-        emu.restore_to_new_project("emu0", int(found.group(1)))
+        emu.restore_to_new_project(EMU_REF, int(found.group(1)))
 
 
 def _pick_backup(line: str, emu: Emulator) -> None:
     found = re.search(r"the backup of (\S+)", line)
     if found:
-        emu.restore_backup_to_new_project("emu0", found.group(1))
+        emu.restore_backup_to_new_project(EMU_REF, found.group(1))
 
 
 def test_guided_drill_end_to_end(project: tuple[Path, Emulator, str, Server]) -> None:
@@ -190,7 +190,8 @@ def test_guided_drill_with_a_data_branch(project: tuple[Path, Emulator, str, Ser
 def test_guided_drill_refuses_production_as_the_copy(
         project: tuple[Path, Emulator, str, Server]) -> None:
     work, emu, _dsn, _server = project
-    code, _out, err = cli(work, "dr", "drill", "functional", "--restored-ref", "emu0", "--yes")
+    code, _out, err = cli(work, "dr", "drill", "functional", "--restored-ref", EMU_REF,
+                          "--yes")
     assert code == 2 and "never production" in err
     assert not any(m == "DELETE" for m, _p in emu.calls)
 
@@ -199,7 +200,7 @@ def test_activate_pitr_through_the_api(project: tuple[Path, Emulator, str, Serve
     work, emu, _dsn, _server = project
     config = work / "spectral.toml"
     config.write_text(config.read_text().replace('posture = "pitr"', 'posture = "pro"'))
-    emu.projects["emu0"].pitr_enabled = False
+    emu.projects[EMU_REF].pitr_enabled = False
     emu.plan = "free"
     code, _out, err = cli(work, "dr", "activate-pitr", "--pitr-addon", "pitr_7", "--yes")
     assert code == 1 and "organization plan free" in err
@@ -216,7 +217,7 @@ def test_activate_pitr_through_the_api(project: tuple[Path, Emulator, str, Serve
     steps = json.loads(out)["steps"]
     assert [s["done"] for s in steps] == [True, True, True, True]
     assert "add-on pitr_7" in steps[1]["evidence"]
-    assert ("PATCH", "/v1/projects/emu0/billing/addons") in emu.calls
+    assert ("PATCH", f"/v1/projects/{EMU_REF}/billing/addons") in emu.calls
     text = config.read_text()
     assert 'posture = "pitr"' in text and text.startswith("# production on Supabase")
     code, log, _ = cli(work, "dr", "log", "--kind", "activation", "--json")
@@ -235,23 +236,23 @@ def test_client_keeps_to_the_request_budget(project: tuple[Path, Emulator, str, 
     client = ManagementClient(TOKEN, server.url, limit=3, window=10.0, clock=lambda: now[0],
                               sleep=sleep)
     for _ in range(7):
-        client.get("/projects/emu0")
+        client.get(f"/projects/{EMU_REF}")
         now[0] += 0.5
     # 3 requests per 10 s: the 4th and the 7th wait for the oldest to leave the window
     assert slept == [8.5, 8.5] and client.waited == 17.0
-    assert len([c for c in emu.calls if c == ("GET", "/v1/projects/emu0")]) == 7
+    assert len([c for c in emu.calls if c == ("GET", f"/v1/projects/{EMU_REF}")]) == 7
 
 
 def test_guided_drill_on_pro_daily_backups(project: tuple[Path, Emulator, str, Server]) -> None:
     """Without PITR the operator restores the daily backup, which is compared with the snapshot
     taken at or before it; with no such snapshot the drill says how to get one."""
     work, emu, _dsn, _server = project
-    emu.projects["emu0"].pitr_enabled = False
+    emu.projects[EMU_REF].pitr_enabled = False
     code, out, err = cli(work, "dr", "drill", "functional", "--yes", "--wait", "30")
     assert code == 3 and "to compare the daily backup" in out + err
     code, _out, err = cli(work, "dr", "snapshot")
     assert code == 0, err
-    emu.projects["emu0"].provider.backup()                     # tonight's backup, after it
+    emu.projects[EMU_REF].provider.backup()       # tonight's backup, after it
     code, out, err = _guided_drill(work, emu, _pick_backup)
     assert code == 0, err + out
     result = json.loads(out)
@@ -289,7 +290,7 @@ def test_first_partner_checklist_reads_pitr_from_the_api(
     items = {i["text"]: i for i in json.loads(out)}
     pitr = items["Supabase Pro + PITR active"]
     assert pitr["done"] and "organization plan pro" in pitr["evidence"]
-    emu.projects["emu0"].pitr_enabled = False
+    emu.projects[EMU_REF].pitr_enabled = False
     code, out, err = cli(work, "dr", "checklist", "first-partner", "--partner", "acme", "--json")
     pitr = {i["text"]: i for i in json.loads(out)}["Supabase Pro + PITR active"]
     assert code == 1 and not pitr["done"] and "pitr_enabled false" in pitr["evidence"]
