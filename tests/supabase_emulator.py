@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from spectral.providers.local.provider import LocalProvider
 from spectral.recovery_target import LatestTarget, RecoveryTarget, TargetKind, target_of
-from supabase_replay import spec_problems
+from supabase_replay import recorded, spec_problems
 
 EMU_REF = "emulatedproductionaa"   # the spec's pattern: 20 lower-case letters
 
@@ -68,6 +68,7 @@ class Emulator:
     lock: threading.Lock = field(default_factory=threading.Lock)
     errors: list[str] = field(default_factory=list)   # what failed inside the emulator
     spec_errors: list[str] = field(default_factory=list)   # what the OpenAPI document rejects
+    denied: set[str] = field(default_factory=set)    # entitlement keys the plan lacks
     window_lag: float = 0.0       # seconds the PITR window trails now (WAL ships every ~2 min)
     restore_delay: float = 0.0    # seconds a project still reads ACTIVE_HEALTHY after a request
 
@@ -151,6 +152,8 @@ class Emulator:
             Route("/v1/projects/{ref}", v(self.project), methods=["GET"]),
             Route("/v1/projects/{ref}", v(self.delete_project), methods=["DELETE"]),
             Route("/v1/organizations/{slug}", v(self.organization), methods=["GET"]),
+            Route("/v1/organizations/{slug}/entitlements", v(self.entitlements),
+                  methods=["GET"]),
             Route("/v1/projects/{ref}/billing/addons", v(self.addons), methods=["GET"]),
             Route("/v1/projects/{ref}/billing/addons", v(self.apply_addon), methods=["PATCH"]),
             Route("/v1/projects/{ref}/branches", v(self.create_branch), methods=["POST"]),
@@ -224,6 +227,23 @@ class Emulator:
         slug = request.path_params["slug"]
         return JSONResponse({"id": slug, "name": slug, "plan": self.plan, "opt_in_tags": [],
                              "allowed_release_channels": ["ga"]})
+
+    async def entitlements(self, request: Request) -> JSONResponse:
+        """The two boolean entitlements the drills read, from Supabase's recorded answer for a
+        paid organisation; on the free plan (or with `denied`) not entitled. (The recorded
+        `pitr.available_variants` entry is left out: its `config` matches two branches of the
+        document's `oneOf`, so a real answer fails the published schema; the add-on check is
+        tested on the recording itself, tests/test_supabase_recorded.py.)"""
+        refused = self._auth(request)
+        if refused is not None:
+            return refused
+        body = recorded("GET", "/v1/organizations/__PROJECT_REF__/entitlements")["body"]
+        kept = [e for e in body["entitlements"]
+                if e["feature"]["key"] in ("backup.restore_to_new_project", "project_cloning")]
+        for e in kept:
+            if e["feature"]["key"] in self.denied or self.plan == "free":
+                e["hasAccess"] = False
+        return JSONResponse({"entitlements": kept})
 
     async def addons(self, request: Request) -> JSONResponse:
         p = self._check(request)

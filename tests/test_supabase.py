@@ -323,3 +323,18 @@ def test_local_only_commands_name_the_supabase_way(
                                                                "core.notes")):
         code, _out, err = cli(work, *args)
         assert code == 2 and "Supabase" in err and "spectral dr " in err, err
+
+
+def test_entitlements_decide_before_anything_is_requested(
+        project: tuple[Path, Emulator, str, Server]) -> None:
+    work, emu, _dsn, _server = project
+    emu.denied = {"backup.restore_to_new_project"}
+    code, _out, err = cli(work, "dr", "drill", "functional", "--yes", "--wait", "30")
+    assert code == 2 and "entitlement backup.restore_to_new_project" in err
+    assert "--branch" in err                              # what to do instead, in the hint
+    emu.denied = {"project_cloning"}
+    code, _out, err = cli(work, "dr", "drill", "functional", "--branch", "--yes")
+    assert code == 2 and "entitlement project_cloning" in err
+    assert not any(m == "POST" for m, _p in emu.calls)   # nothing was requested
+    code, log, _ = cli(work, "dr", "log", "--kind", "drill", "--json")
+    assert json.loads(log) == []                          # and nothing recorded

@@ -165,3 +165,23 @@ def test_a_data_branch_request_is_valid() -> None:
     replay = Replay().serve("POST", f"/v1/projects/{REF}/branches", answer)
     doc = provider(replay).create_data_branch("spectral-drill-20261130")
     assert doc["project_ref"] and replay.invalid == []
+
+
+def test_the_pitr_add_on_must_be_among_the_entitled_variants() -> None:
+    """Recorded entitlements list pitr_7, pitr_14 and pitr_28; a variant the plan does not
+    offer is refused before the add-on is requested."""
+    from spectral.errors import UsageError
+
+    entitlements = recorded("GET", f"/v1/organizations/{REF}/entitlements")
+    for e in entitlements["body"]["entitlements"]:
+        if e["feature"]["key"] == "pitr.available_variants":
+            e["config"]["set"] = ["pitr_7"]
+    replay = Replay().serve_recorded("GET", PROJECT).serve(
+        "GET", f"/v1/organizations/{REF}", ok({"id": "x", "name": "Org", "plan": "pro",
+                                               "opt_in_tags": [],
+                                               "allowed_release_channels": ["ga"]})).serve(
+        "GET", f"/v1/organizations/{REF}/entitlements", entitlements).serve_recorded(
+        "GET", BACKUPS)
+    with pytest.raises(UsageError, match="does not offer the pitr_28 PITR add-on"):
+        provider(replay).pitr_readiness("pitr_28", AssumeYes(), lambda _m: None)
+    assert ("PATCH", f"/v1/projects/{REF}/billing/addons") not in replay.requests

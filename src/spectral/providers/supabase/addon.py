@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from spectral.confirm import Operator
-from spectral.errors import RefusedError
+from spectral.errors import RefusedError, UsageError
 from spectral.providers.base import ReadinessItem, Report
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ def readiness(sp: SupabaseProvider, addon: str | None, operator: Operator,
                            ": upgrade it in the dashboard (Organization -> Billing)"))]
     enabled = sp.pitr_enabled()
     if not enabled and addon is not None and on_pro:
+        _variant_entitled(sp, addon)
         if not operator.confirm(f"Enable the {addon} PITR add-on on project {sp.ref}?",
                                 [f"PATCH billing/addons {{addon_type: pitr, addon_variant: "
                                  f"{addon}}}: the add-on is billed"]):
@@ -38,3 +39,14 @@ def readiness(sp: SupabaseProvider, addon: str | None, operator: Operator,
                                + ("" if enabled else " (--pitr-addon pitr_7|pitr_14|pitr_28 "
                                   "applies it)")))
     return items
+
+
+def _variant_entitled(sp: SupabaseProvider, addon: str) -> None:
+    """The plan's `pitr.available_variants` decide before the add-on is requested."""
+    found = (sp.entitlements() or {}).get("pitr.available_variants")
+    if found is None:
+        return
+    variants = found["config"].get("set") or []
+    if not found["has_access"] or addon not in variants:
+        raise UsageError(f"the organisation's plan does not offer the {addon} PITR add-on "
+                         f"(entitlement pitr.available_variants: {', '.join(variants) or 'none'})")

@@ -8,7 +8,7 @@ from typing import Any
 
 from spectral.errors import CouldNotVerify, RefusedError, UsageError
 from spectral.providers.base import Report
-from spectral.providers.supabase.client import ManagementClient
+from spectral.providers.supabase.client import ApiError, ManagementClient
 from spectral.redact import register_secret
 from spectral.waits import WaitTimeout, wait_until
 
@@ -96,14 +96,39 @@ class SupabaseApi:
                                f"project")
         self.client.delete(f"/branches/{branch_ref}")
 
-    # ---- plan and the PITR add-on -------------------------------------------------------
-    def plan(self) -> str:
-        """The organisation's plan (free, pro, team, enterprise, platform; optional in the
-        answer: "unknown" then)."""
+    # ---- plan, entitlements and the PITR add-on -----------------------------------------
+    def organization(self) -> str:
         project = self.project(self.ref)
         org = project.get("organization_slug") or project.get("organization_id")
         if not org:
             raise CouldNotVerify(f"project {self.ref} names no organization")
+        return str(org)
+
+    def entitlements(self) -> dict[str, dict[str, Any]] | None:
+        """The organisation's entitlements by feature key ({"has_access", "config"}); None
+        when they cannot be read (an older token or API): callers then go ahead and let the
+        API say no."""
+        try:
+            doc = self.client.get(f"/organizations/{self.organization()}/entitlements")
+        except ApiError:
+            return None
+        return {str(e.get("feature", {}).get("key")): {"has_access": bool(e.get("hasAccess")),
+                                                        "config": e.get("config") or {}}
+                for e in (doc or {}).get("entitlements", [])}
+
+    def entitled(self, key: str, what: str, instead: str) -> None:
+        """Refuse, in one line and before any request, what the plan does not allow."""
+        found = self.entitlements()
+        if found is None or key not in found:
+            return
+        if not found[key]["has_access"]:
+            raise UsageError(f"the organisation's plan does not allow {what} (entitlement "
+                             f"{key})", hint=instead)
+
+    def plan(self) -> str:
+        """The organisation's plan (free, pro, team, enterprise, platform; optional in the
+        answer: "unknown" then)."""
+        org = self.organization()
         return str(self.client.get(f"/organizations/{org}").get("plan") or "unknown")
 
     def pitr_addon(self) -> str | None:

@@ -119,7 +119,13 @@ class SupabaseProvider(SupabaseApi):
             label = (f"project {request.existing} restored by the operator"
                      + (f" to {at.isoformat()}" if at else " (compared with now)"))
             return DrillPoint(TimeTarget(at) if at else None, at, label)
-        if request.method is CopyMethod.BRANCH or self.pitr_enabled():
+        if request.method is CopyMethod.BRANCH:
+            self.entitled("project_cloning", "a branch with data",
+                          "drill a restore to a new project (without --branch)")
+            return DrillPoint()
+        self.entitled("backup.restore_to_new_project", "restoring a backup to a new project",
+                      "--branch verifies a branch with data instead (it proves less)")
+        if self.pitr_enabled():
             return DrillPoint()
         from spectral.providers.supabase.copies import newest_daily_backup
 
