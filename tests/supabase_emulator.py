@@ -69,6 +69,7 @@ class Emulator:
     errors: list[str] = field(default_factory=list)   # what failed inside the emulator
     spec_errors: list[str] = field(default_factory=list)   # what the OpenAPI document rejects
     denied: set[str] = field(default_factory=set)    # entitlement keys the plan lacks
+    retry_after: bool = True      # a 429 carries Retry-After (else only X-RateLimit-Reset)
     window_lag: float = 0.0       # seconds the PITR window trails now (WAL ships every ~2 min)
     restore_delay: float = 0.0    # seconds a project still reads ACTIVE_HEALTHY after a request
 
@@ -181,9 +182,12 @@ class Emulator:
         self.calls.append((request.method, request.url.path))
         if self.throttle > 0:
             self.throttle -= 1
+            headers = {"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "0",
+                       "X-RateLimit-Reset": "1"}
+            if self.retry_after:                       # Supabase sends it only sometimes
+                headers["Retry-After"] = "0"
             return JSONResponse({"message": "Too Many Requests"}, status_code=429,
-                                headers={"Retry-After": "0", "X-RateLimit-Limit": "120",
-                                         "X-RateLimit-Remaining": "0"})
+                                headers=headers)
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return JSONResponse({"message": "Unauthorized"}, status_code=401)
         return None

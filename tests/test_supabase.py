@@ -88,6 +88,10 @@ def test_api_message_and_rate_limit(project: tuple[Path, Emulator, str, Server])
     emu.throttle = 2
     assert client.get(f"/projects/{EMU_REF}")["status"] == "ACTIVE_HEALTHY"
     assert client.retries == 2
+    emu.throttle, emu.retry_after = 1, False    # a 429 with only X-RateLimit-Reset
+    started = time.monotonic()
+    assert client.get(f"/projects/{EMU_REF}")["status"] == "ACTIVE_HEALTHY"
+    assert client.retries == 3 and time.monotonic() - started >= 0.9   # waited for the reset
     bad = ManagementClient("sbp_wrongtoken00000000", server.url)
     with pytest.raises(ApiError) as exc:
         bad.get(f"/projects/{EMU_REF}")
