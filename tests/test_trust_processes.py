@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _processes_under, local_provider, spectral, sql
+from conftest import _processes_under, local_provider, spectral
 from spectral.errors import RefusedError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.conn import connect
@@ -26,28 +26,6 @@ from spectral.providers.local.provider import LocalProvider
 def env(work_dir: Path, bins: PgBinaries) -> Iterator[LocalProvider]:
     with local_provider(work_dir, bins, "items") as provider:
         yield provider
-
-
-def on(dsn: str, query: str) -> list[tuple]:
-    with connect(dsn) as conn:
-        return conn.execute(query).fetchall()
-
-
-def commit(p: LocalProvider, query: str) -> tuple[int, datetime]:
-    """Run `query` in its own transaction; its xid and commit time."""
-    with connect(p.local.cluster().conninfo(), autocommit=False) as conn:
-        conn.execute(query)
-        xid = int(conn.execute("select txid_current()").fetchone()[0])  # type: ignore[index]
-        conn.commit()
-    when = sql(p, f"select pg_xact_commit_timestamp('{xid}'::xid)")[0][0]
-    return xid, when
-
-
-def idle_segments(p: LocalProvider, n: int) -> None:
-    """Segments that hold no commit: a checkpoint record, then a switch, archived."""
-    for _ in range(n):
-        sql(p, "checkpoint")
-        p.flush_archive()
 
 
 # ---- 20: column grants --------------------------------------------------------------------
