@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_QUALIFIED = re.compile(r"^[a-z_][a-z0-9_$]*\.[a-z_][a-z0-9_$]*$")
+QUALIFIED = re.compile(r"^[a-z_][a-z0-9_$]*\.[a-z_][a-z0-9_$]*$")
 _NAME = re.compile(r"^[a-z_][a-z0-9_$]*(\.[a-z_][a-z0-9_$]*)?$")
 
 
@@ -29,7 +29,7 @@ class ContractTable(BaseModel):
     @field_validator("name")
     @classmethod
     def _qualified(cls, value: str) -> str:
-        if not _QUALIFIED.match(value):
+        if not QUALIFIED.match(value):
             raise ValueError(f"expected schema.table, got {value!r}")
         return value
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from spectral.config.contract import Contract
+from spectral.config.contract import QUALIFIED, Contract
 from spectral.config.durations import parse_duration
 from spectral.config.secrets import is_secret_ref
 
@@ -37,7 +37,6 @@ DEFAULT_RTO_SECONDS: dict[Posture, float] = {
 }
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
-_QUALIFIED = re.compile(r"^[a-z_][a-z0-9_$]*\.[a-z_][a-z0-9_$]*$")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
 
 
@@ -129,7 +128,7 @@ class EnvironmentConfig(BaseModel):
     @field_validator("load_bearing_tables")
     @classmethod
     def _tables(cls, value: list[str]) -> list[str]:
-        bad = [t for t in value if not _QUALIFIED.match(t)]
+        bad = [t for t in value if not QUALIFIED.match(t)]
         if bad:
             raise ValueError(f"expected schema.table names, got {bad}")
         return value

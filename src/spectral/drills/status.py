@@ -55,9 +55,8 @@ def facts(environment: Environment) -> Facts:
         live = _schemas_of(dsn, env) if dsn else None
     except SpectralError:
         live = None
-    usable = [b for b in provider.backups() if b.usable]
-    newest = (newest_b.id, newest_b.stop_time) if (
-        newest_b := max(usable, key=lambda b: b.stop_time) if usable else None) else None
+    usable = sorted((b for b in provider.backups() if b.usable), key=lambda b: b.stop_time)
+    newest = (usable[-1].id, usable[-1].stop_time) if usable else None
     if Capability.ON_DEMAND_BACKUP not in provider.capabilities and provider.pitr_enabled():
         # a provider that takes its own backups may stop taking daily ones once PITR is on
         # (Supabase does): then the window's end says how fresh the restorable point is
