@@ -10,6 +10,7 @@ swapped for another reaches the other project, as it does on Supabase."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import shutil
 import socket
@@ -29,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from read_only_endpoint import StatementError, ensure_role, run_read_only
 from spectral.providers.local.provider import LocalProvider
 from spectral.recovery_target import LatestTarget, RecoveryTarget, TargetKind, target_of
 from supabase_replay import recorded, spec_problems
@@ -47,6 +49,7 @@ class Project:
     number: int = field(default_factory=lambda: secrets.randbelow(10**6))   # the integer id
     instance: tuple[LocalProvider, str] | None = None   # (owner, instance id) of a copy
     branch_id: str | None = None
+    real_dsn: str | None = None                      # its cluster, for the query endpoint
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.ref, "ref": self.ref, "name": self.ref, "status": self.status,
@@ -72,6 +75,8 @@ class Emulator:
     retry_after: bool = True      # a 429 carries Retry-After (else only X-RateLimit-Reset)
     window_lag: float = 0.0       # seconds the PITR window trails now (WAL ships every ~2 min)
     restore_delay: float = 0.0    # seconds a project still reads ACTIVE_HEALTHY after a request
+    read_only_bypass_rls: bool = True   # supabase_read_only_user has BYPASSRLS on Supabase
+    queries: int = 0              # statements run through the read-only query endpoint
 
     # ---- connection strings ---------------------------------------------------------------
     def expose(self, ref: str, real_dsn: str) -> str:
@@ -83,6 +88,8 @@ class Emulator:
         folder = self.sockets / ref
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f".s.PGSQL.{self.port}").symlink_to(target)
+        if ref in self.projects:
+            self.projects[ref].real_dsn = real_dsn
         return f"host={folder} port={self.port} user={parts['user']} dbname={parts['dbname']}"
 
     # ---- what the operator does in the dashboard ----------------------------------------
@@ -162,6 +169,8 @@ class Emulator:
             Route("/v1/projects/{ref}/health", v(self.health), methods=["GET"]),
             Route("/v1/projects/{ref}/database/backups", v(self.backups), methods=["GET"]),
             Route("/v1/projects/{ref}/database/backups/restore-pitr", v(self.restore_pitr),
+                  methods=["POST"]),
+            Route("/v1/projects/{ref}/database/query/read-only", v(self.read_only_query),
                   methods=["POST"]),
         ], middleware=[])
 
@@ -367,6 +376,26 @@ class Emulator:
 
         threading.Thread(target=work, daemon=True).start()
         return JSONResponse(None, status_code=201)
+
+
+    async def read_only_query(self, request: Request) -> JSONResponse:
+        p = self._check(request)
+        if isinstance(p, JSONResponse):
+            return p
+        if p.status != "ACTIVE_HEALTHY" or p.real_dsn is None:
+            return JSONResponse({"message": f"project is {p.status}"}, status_code=400)
+        body = await request.json()
+        dsn = p.real_dsn
+        self.queries += 1
+
+        def work() -> list[dict[str, Any]]:
+            ensure_role(dsn, self.read_only_bypass_rls)
+            return run_read_only(dsn, str(body.get("query")))
+        try:
+            rows = await asyncio.to_thread(work)
+        except StatementError as exc:    # the spec's one documented failure of this path
+            return JSONResponse({"message": str(exc)}, status_code=500)
+        return JSONResponse(rows, status_code=201)
 
 
 class Server:

@@ -156,6 +156,9 @@ def test_guided_drill_end_to_end(project: tuple[Path, Emulator, str, Server]) ->
     assert {c["name"].split(" (")[0]: c["outcome"] for c in result["checks"]}[
         "row counts of load-bearing tables"] == "pass"
     assert result["rto_seconds"] > 0 and "teardown" in result["timings"]
+    # no DSN for the copy was given: it was read through the read-only query endpoint, in a
+    # handful of statements (plan, catalogs, probes, content, contract and partners)
+    assert 0 < emu.queries <= 12, emu.queries
     code, log, _ = cli(work, "dr", "log", "--kind", "drill", "--json")
     entry = json.loads(log)[0]
     assert code == 0 and entry["data"]["provider"] == "supabase"
@@ -189,6 +192,24 @@ def test_guided_drill_with_a_data_branch(project: tuple[Path, Emulator, str, Ser
     assert result["instance"]["branch_id"] and not [
         r for r, p in emu.projects.items() if p.branch_id]                   # branch deleted
     assert any(m == "DELETE" and path.startswith("/v1/branches/") for m, path in emu.calls)
+
+
+def test_row_security_on_the_reading_role_is_could_not_verify(
+        project: tuple[Path, Emulator, str, Server]) -> None:
+    """Were supabase_read_only_user subject to a table's policies, its count would be short:
+    the drill says it could not verify that table, naming the role, instead of failing it or
+    passing it."""
+    work, emu, dsn, _server = project
+    with connect(dsn) as conn:
+        conn.execute("alter table core.notes enable row level security")
+    emu.read_only_bypass_rls = False
+    code, out, err = cli(work, "dr", "drill", "functional", "--branch", "--yes", "--wait", "120",
+                         "--json")
+    assert code == 3, err + out
+    counts = {c["name"].split(" (")[0]: c for c in json.loads(out)["checks"]}[
+        "row counts of load-bearing tables"]
+    assert counts["outcome"] == "could_not_verify"
+    assert any("supabase_read_only_user" in e for e in counts["evidence"]), counts
 
 
 def test_guided_drill_refuses_production_as_the_copy(

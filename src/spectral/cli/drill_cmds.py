@@ -68,8 +68,8 @@ def print_drill(c: Console, r: DrillResult) -> None:
 RESTORED_REF = typer.Option(None, "--restored-ref", help="Supabase: the project the operator "
                             "already restored (default: wait for a new project to appear).")
 RESTORED_DSN = typer.Option(None, "--restored-dsn", help="Supabase: the restored project's "
-                            "connection string or a secret reference (default: the "
-                            "environment's DSN with the project ref swapped).")
+                            "connection string or a secret reference (default: read it through "
+                            "the Management API's read-only query endpoint).")
 BRANCH = typer.Option(False, "--branch", help="Supabase: verify a branch with data instead of "
                       "a restore to a new project (automatic; proves less, see the docs).")
 WAIT = typer.Option(7200.0, "--wait", min=1, help="Supabase: seconds to wait for the operator "

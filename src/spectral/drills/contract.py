@@ -12,6 +12,7 @@ import psycopg
 
 from spectral.config.contract import Contract
 from spectral.drills.result import Check, DrillOutcome
+from spectral.verify.reader import Rows, as_rows
 
 REFS_SQL = """
 select cn.nspname, c.relname, k.conname, format('%%I.%%I', rn.nspname, r.relname),
@@ -30,7 +31,9 @@ from pg_class c where c.oid = to_regclass(%s)
 """
 
 
-def check_contract(conn: psycopg.Connection[Any], contract: Contract | None) -> Check:
+def check_contract(db: Rows | psycopg.Connection[Any], contract: Contract | None) -> Check:
+    """The contract on `db` (a connection, or a reader of a copy without one)."""
+    conn = as_rows(db)
     if contract is None:
         return Check("contract", DrillOutcome.NOT_CONFIGURED,
                      "no contract configured ([environments.<name>.contract]): nothing says "
@@ -39,7 +42,7 @@ def check_contract(conn: psycopg.Connection[Any], contract: Contract | None) -> 
     for table in contract.tables:
         good, line = _table(conn, table.name, table.columns, table.rls)
         ok, evidence = ok and good, [*evidence, line]
-    refs = conn.execute(REFS_SQL, ([t.name for t in contract.tables],)).fetchall()
+    refs = conn.rows(REFS_SQL, ([t.name for t in contract.tables],))
     for source in contract.referenced_by:
         mine = [r for r in refs if source in (r[0], f"{r[0]}.{r[1]}")]
         if not mine:
@@ -55,9 +58,9 @@ def check_contract(conn: psycopg.Connection[Any], contract: Contract | None) -> 
                  "intact" if ok else "broken", evidence)
 
 
-def _table(conn: psycopg.Connection[Any], name: str, columns: list[str],
-           rls: bool) -> tuple[bool, str]:
-    row = conn.execute(TABLE_SQL, (name,)).fetchone()
+def _table(conn: Rows, name: str, columns: list[str], rls: bool) -> tuple[bool, str]:
+    found = conn.rows(TABLE_SQL, (name,))
+    row = found[0] if found else None
     if row is None:
         return False, f"{name}: MISSING"
     secured, present = bool(row[0]), set(row[1])

@@ -139,7 +139,7 @@ class _Drill:
         copy, result = self.copy, self.result
         assert copy is not None
         try:
-            restored = verify_against_snapshot(result, self.environment.config, copy.dsn,
+            restored = verify_against_snapshot(result, self.environment.config, copy.read(),
                                                snapshot, self.request.content)
         except ConnectError as exc:
             if copy.rerun is None:

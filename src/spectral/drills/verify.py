@@ -9,38 +9,37 @@ from typing import Any
 from spectral.config.models import EnvironmentConfig
 from spectral.drills.contract import check_contract
 from spectral.drills.result import Check, DrillOutcome, DrillResult
-from spectral.pg.conn import connect
 from spectral.verify.compare import Comparison, Outcome, compare
-from spectral.verify.fingerprint import options_for, take
+from spectral.verify.fingerprint import options_for
+from spectral.verify.reader import Reader, Rows
 
 OUTCOME = {Outcome.MATCH: DrillOutcome.PASS, Outcome.MISMATCH: DrillOutcome.FAIL,
            Outcome.COULD_NOT_VERIFY: DrillOutcome.COULD_NOT_VERIFY}
 
 
-def verify_against_snapshot(result: DrillResult, env: EnvironmentConfig, dsn: str,
+def verify_against_snapshot(result: DrillResult, env: EnvironmentConfig, db: Reader,
                             snapshot: dict[str, Any], content: bool) -> dict[str, Any]:
     """The checks every drill makes of a restore, whoever restored it: schema fingerprints of
     the protected schemas, load-bearing row counts (every table's content with --content), the
     core contract, and which partners' corpora the restore holds."""
-    restored = take(dsn, options_for(env, content=content))
+    restored = db.fingerprint(options_for(env, content=content))
     cmp = compare(snapshot, restored, tables=list(env.load_bearing_tables), content=False)
     result.checks.append(schema_check(cmp))
     result.checks.append(table_check("row counts of load-bearing tables", cmp))
     if content:
         full = compare(snapshot, restored, content=True)
         result.checks.append(table_check("content checksums of every table", full))
-    with connect(dsn) as conn:
-        result.checks.append(check_contract(conn, env.contract))
-        result.partner_corpora = restored_partners(conn)
+    result.checks.append(check_contract(db, env.contract))
+    result.partner_corpora = restored_partners(db)
     return restored
 
 
-def restored_partners(conn: Any) -> list[str]:
+def restored_partners(db: Rows) -> list[str]:
     """Partners whose corpus the restore contains (the first-partner checklist asks for it)."""
-    row = conn.execute("select to_regclass('platform.corpora')").fetchone()
-    if not row or row[0] is None:
+    row = db.rows("select to_regclass('platform.corpora')::text")
+    if not row or row[0][0] is None:
         return []
-    return [r[0] for r in conn.execute(
+    return [r[0] for r in db.rows(
         "select distinct p.slug from platform.corpora c join core.partners p "
         "on p.id = c.partner_id join platform.rules r on r.corpus_id = c.id "
         "where c.owner = 'partner' order by 1")]

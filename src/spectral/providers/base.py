@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from spectral.confirm import Operator
+from spectral.errors import CouldNotVerify
 from spectral.recovery_target import RecoveryTarget
+from spectral.verify.reader import DsnReader, Reader
 
 
 class BackupKind(StrEnum):
@@ -213,6 +215,16 @@ class Copy:
     counts_as_rto: bool = True             # a branch's time is shown, not held to the RTO
     rerun: str | None = None               # how to verify it later, if it has to be kept
     kept_note: str = ""                    # what to do with it when kept
+    reader: Reader | None = None           # how to read it without a DSN (a provider's API)
+
+    def read(self) -> Reader:
+        """How the drill's checks read the copy: its DSN, else the provider's reader."""
+        if self.dsn:
+            return DsnReader(self.dsn, self.what)
+        if self.reader is None:
+            raise CouldNotVerify(f"{self.what}: no connection string and no other way to "
+                                 f"read it")
+        return self.reader
 
 
 @dataclass(frozen=True)

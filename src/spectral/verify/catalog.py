@@ -285,11 +285,22 @@ def describe_schema(conn: psycopg.Connection[Any], schema: str) -> Objects | Non
         head = cur.fetchone()
         if head is None:
             return None
-        objects: Objects = {f"schema {schema}": _clean(head)}
-        for kind, (sql, parts) in KINDS.items():
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for kind, (sql, _parts) in KINDS.items():
             cur.execute(sql, {"s": schema})
-            for row in cur.fetchall():
-                objects[object_key(kind, schema, row, parts)] = _clean(row)
+            rows[kind] = cur.fetchall()
+    return objects_from(schema, head, rows)
+
+
+def objects_from(schema: str, head: dict[str, Any] | None,
+                 rows: dict[str, list[dict[str, Any]]]) -> Objects | None:
+    """A schema's description from the rows of SCHEMA and of each of KINDS' queries."""
+    if head is None:
+        return None
+    objects: Objects = {f"schema {schema}": _clean(head)}
+    for kind, (_sql, parts) in KINDS.items():
+        for row in rows.get(kind, []):
+            objects[object_key(kind, schema, row, parts)] = _clean(row)
     return dict(sorted(objects.items()))
 
 

@@ -76,6 +76,9 @@ class TableFacts:
     _max: Any = field(default=None, repr=False)
 
 
+Range = tuple[str, int, int, Any, str | None]   # table, rows, hash sum, newest change, error
+
+
 # Types whose hash is computed from OIDs that a dump and restore renumbers: enum labels are
 # stored and hashed as pg_enum OIDs; reg* and oid values are OIDs. Columns of such types (also
 # through domains, arrays and composites) are hashed through their text form; everything else
@@ -170,24 +173,32 @@ def plan_tables(conn: psycopg.Connection[Any], schemas: list[str], content: bool
                 last_change: dict[str, str]) -> list[TablePlan]:
     """Which tables to read, how big they are, and how each can be hashed; run inside the
     snapshot transaction."""
-    hashes: dict[str, list[tuple[str, str | None, str | None]]] = {}
-    if content:
-        for schema, name, col, fn, argtype in conn.execute(COLUMN_HASHES_SQL, (schemas,)):
-            hashes.setdefault(f"{schema}.{name}", []).append((col, fn, argtype))
+    hashes = list(conn.execute(COLUMN_HASHES_SQL, (schemas,))) if content else []
+    plans = plans_from_rows(list(conn.execute(TABLES_SQL, (schemas,))), hashes, last_change)
+    for plan in plans:
+        if content and plan.status is TableStatus.OK:
+            plan.method = _hash_method(conn, plan)
+    return plans
+
+
+def plans_from_rows(tables: list[Any], hashes: list[Any],
+                    last_change: dict[str, str]) -> list[TablePlan]:
+    """Plans from the rows of TABLES_SQL and COLUMN_HASHES_SQL (counting only; the caller
+    chooses each readable table's hash method when content is asked for)."""
+    by_table: dict[str, list[tuple[str, str | None, str | None]]] = {}
+    for schema, name, col, fn, argtype in hashes:
+        by_table.setdefault(f"{schema}.{name}", []).append((col, fn, argtype))
     plans = []
-    for schema, name, blocks, readable, columns, text_cols, locator, stamped in conn.execute(
-            TABLES_SQL, (schemas,)):
+    for schema, name, blocks, readable, columns, text_cols, locator, stamped in tables:
         qualified = f"{schema}.{name}"
         col = last_change.get(qualified) or _change_column(stamped or [])
         plan = TablePlan(schema, name, int(blocks), Method.COUNT, col,
                          text_columns=tuple(text_cols) if text_cols else None,
                          columns=tuple(columns or ()),
-                         column_hashes=tuple(hashes.get(qualified, ())), locator=locator)
+                         column_hashes=tuple(by_table.get(qualified, ())), locator=locator)
         if not readable:
             plan.status = TableStatus.COULD_NOT_VERIFY
             plan.reason = f"permission denied for table {qualified}"
-        elif content:
-            plan.method = _hash_method(conn, plan)
         plans.append(plan)
     return plans
 
@@ -287,15 +298,13 @@ def _session_settings(conn: psycopg.Connection[Any]) -> None:
 def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
          workers: int | None = None, method: Method | None = None) -> dict[str, TableFacts]:
     """Read every planned table in `workers` parallel sessions sharing `snapshot`."""
-    facts = {p.qualified: TableFacts(method=(method or p.method).value, status=p.status,
-                                     reason=p.reason, locator=p.locator) for p in plans}
     items: Queue[tuple[TablePlan, int | None, int | None]] = Queue()
     for plan in sorted(plans, key=lambda p: -p.blocks):
         if plan.status is TableStatus.OK:
             for lo, hi in split(plan):
                 items.put((plan, lo, hi))
     n = max(1, min(workers or os.cpu_count() or 2, items.qsize() or 1))
-    results: Queue[tuple[str, int, int, Any, str | None]] = Queue()
+    results: Queue[Range] = Queue()
 
     def work() -> None:
         with connect(conninfo, autocommit=False) as conn:
@@ -321,8 +330,15 @@ def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
     with ThreadPoolExecutor(n) as pool:
         for future in [pool.submit(work) for _ in range(n)]:
             future.result()
-    while not results.empty():
-        name, count, total, newest, error = results.get()
+    return fold(plans, [results.get() for _ in range(results.qsize())], method)
+
+
+def fold(plans: list[TablePlan], ranges: list[Range],
+         method: Method | None = None) -> dict[str, TableFacts]:
+    """Each table's facts from the results of its TID ranges."""
+    facts = {p.qualified: TableFacts(method=(method or p.method).value, status=p.status,
+                                     reason=p.reason, locator=p.locator) for p in plans}
+    for name, count, total, newest, error in ranges:
         f = facts[name]
         if error:
             f.status, f.reason = TableStatus.COULD_NOT_VERIFY, error

@@ -115,12 +115,21 @@ def take(conninfo: str, opts: Options) -> dict[str, Any]:
         partitions = _partitions(conn, [s for s in opts.schemas if s not in missing])
         sequences = _sequences(conn, list(opts.schemas)) if opts.content else None
         conn.rollback()
+    source = {"server_version": version, "server_version_num": version_num,
+              "lsn": str(lsn), "database": database, "system_identifier": sysid,
+              "timeline": timeline, "last_commit": last_commit}
+    return document(now, source, opts, schemas, managed, facts, partitions, sequences)
+
+
+def document(now: datetime, source: dict[str, Any], opts: Options,
+             schemas: dict[str, Any], managed: dict[str, Any],
+             facts: dict[str, content_mod.TableFacts], partitions: dict[str, list[str]],
+             sequences: dict[str, int | str | None] | None) -> dict[str, Any]:
+    """The sealed fingerprint document, however its parts were read."""
     body = {
         "format": FORMAT, "version": VERSION,
         "taken_at": now.astimezone(UTC).isoformat(timespec="milliseconds"),
-        "source": {"server_version": version, "server_version_num": version_num,
-                   "lsn": str(lsn), "database": database, "system_identifier": sysid,
-                   "timeline": timeline, "last_commit": last_commit},
+        "source": source,
         "content": opts.content,
         "catalog_version": CATALOG_VERSION,
         "schemas": schemas,
@@ -152,10 +161,17 @@ def _sequences(conn: psycopg.Connection[Any], schemas: list[str]
                ) -> dict[str, int | str | None]:
     """Each sequence's last value (None before its first nextval, "unreadable" without the
     privilege): a restore whose sequence is behind its table's keys breaks the next insert."""
-    rows = conn.execute(
-        "select format('%%I.%%I', schemaname, sequencename), last_value, "
-        "has_sequence_privilege(format('%%I.%%I', schemaname, sequencename), 'select') "
-        "from pg_sequences where schemaname = any(%s) order by 1", (schemas,)).fetchall()
+    return sequences_from_rows(conn.execute(SEQUENCES_SQL, (schemas,)).fetchall())
+
+
+SEQUENCES_SQL = """
+select format('%%I.%%I', schemaname, sequencename), last_value,
+       has_sequence_privilege(format('%%I.%%I', schemaname, sequencename), 'select')
+from pg_sequences where schemaname = any(%s) order by 1
+"""
+
+
+def sequences_from_rows(rows: list[Any]) -> dict[str, int | str | None]:
     return {str(name): (int(last) if last is not None else None) if readable else "unreadable"
             for name, last, readable in rows}
 

@@ -9,7 +9,7 @@ from typing import Any
 from spectral.errors import CouldNotVerify, RefusedError, UsageError
 from spectral.providers.base import Report
 from spectral.providers.supabase.client import ApiError, ManagementClient
-from spectral.redact import register_secret
+from spectral.verify.by_query import StatementFailed
 from spectral.waits import WaitTimeout, wait_until
 
 # Project statuses (the spec's enum) a restore or a new project does not come back from by
@@ -66,16 +66,21 @@ class SupabaseApi:
             raise CouldNotVerify(f"{what} {ref} was not healthy after {timeout:.0f} s (last "
                                  f"status: {last[0]})") from None
 
-    def dsn_for(self, ref: str) -> str:
-        """The connection string of another project of the same organisation: Supabase puts the
-        ref in the host (db.<ref>.supabase.co) and in pooler user names (postgres.<ref>)."""
-        if self.ref not in self.dsn:
-            raise UsageError(f"cannot derive the connection string of project {ref}: the "
-                             f"environment's DSN does not contain its project ref",
-                             hint="pass --restored-dsn (a DSN or a secret reference)")
-        dsn = self.dsn.replace(self.ref, ref)
-        register_secret(dsn)
-        return dsn
+    def read_only_query(self, ref: str, query: str) -> list[dict[str, Any]]:
+        """One statement through POST /v1/projects/{ref}/database/query/read-only (run as
+        supabase_read_only_user); PostgreSQL's refusal of it is StatementFailed."""
+        try:
+            rows = self.client.post(f"/projects/{ref}/database/query/read-only",
+                                    {"query": query})
+        except ApiError as exc:
+            if exc.status in (400, 422, 500):
+                raise StatementFailed(f"project {ref}: the read-only query failed: "
+                                      f"{exc.api_message}") from None
+            raise
+        if not isinstance(rows, list):
+            raise CouldNotVerify(f"project {ref}: the read-only query answered "
+                                 f"{type(rows).__name__}, not rows")
+        return rows
 
     def delete_project(self, ref: str) -> None:
         if ref == self.ref:

@@ -13,6 +13,7 @@ from spectral.confirm import Operator
 from spectral.errors import CouldNotVerify, RefusedError, UsageError
 from spectral.providers.base import Backup, Copy, CopyMethod, CopyRequest, Report
 from spectral.recovery_target import LatestTarget, RecoveryTarget, TimeTarget
+from spectral.verify.by_query import QueryReader
 from spectral.waits import WaitTimeout, wait_until
 
 if TYPE_CHECKING:
@@ -37,7 +38,11 @@ def provision(sp: SupabaseProvider, target: RecoveryTarget, request: CopyRequest
         copy = _guided(sp, target, request, operator, report)
     sp.wait_healthy(copy.id, timeout=request.wait, report=report,
                     what="restored project" if not keep else "new project")
-    copy.dsn = request.existing_dsn or sp.dsn_for(copy.id)
+    copy.dsn = request.existing_dsn or ""
+    if not copy.dsn:     # its password is not ours to guess: read it through the API
+        ref = copy.id
+        copy.reader = QueryReader(lambda query: sp.read_only_query(ref, query),
+                                  f"{copy.what} (through the read-only query endpoint)")
     return copy
 
 
@@ -47,8 +52,7 @@ def _copy(sp: SupabaseProvider, ref: str, branch_id: str | None, target_text: st
     when = f" --target-time {target.value}" if isinstance(target, TimeTarget) else ""
     return Copy(ref, "", what, None, target_text, {"project_ref": ref, "branch_id": branch_id},
                 counts_as_rto=branch_id is None,
-                rerun=(f"spectral dr drill functional --restored-ref {ref}{when} --restored-dsn "
-                       f"<its connection string or a secret reference>"),
+                rerun=f"spectral dr drill functional --restored-ref {ref}{when}",
                 kept_note=f"project {ref}: delete it within the billing hour")
 
 
