@@ -103,3 +103,29 @@ def test_a_missing_schema_is_could_not_verify_when_required(reference_cluster: C
     with pytest.raises(CouldNotVerify, match="does not exist"):
         reader(reference_cluster.conninfo()).fingerprint(
             Options(("core", "nosuch"), require_schemas=True))
+
+
+def test_a_statement_the_endpoint_refuses_costs_only_its_table(
+        make_cluster: ClusterFactory) -> None:
+    """A batch that fails is retried one table at a time: the table whose statement fails is
+    could-not-verify (its hash probe falls back to text first), the others are read."""
+    c = make_cluster()
+    with c.connect() as conn:
+        conn.execute("create database shop")
+    dsn = with_dbname(c.conninfo(), "shop")
+    with connect(dsn) as conn:
+        conn.execute(WORLD.encode())
+    ensure_role(dsn)
+    direct = take(dsn, Options(("public",), content=True))
+    inner = reader(dsn)
+
+    def run(query: str) -> list[dict[str, Any]]:
+        if '"public"."payments"' in query:
+            raise StatementFailed("permission denied for table payments")
+        return inner.run(query)
+    doc = QueryReader(run, "a flaky endpoint").fingerprint(Options(("public",), content=True))
+    payments = doc["tables"].pop("public.payments")
+    assert payments["status"] == "could_not_verify" and payments["rows"] is None
+    assert "could not read public.payments" in payments["reason"]
+    direct["tables"].pop("public.payments")
+    assert doc["tables"] == direct["tables"]

@@ -180,17 +180,14 @@ class QueryReader:
         try:
             answers = self.doc("select json_build_array(" +
                                ", ".join(_range(*item) for item in batch) + ")")
-        except StatementFailed:
+        except StatementFailed as exc:
             if len(batch) == 1:
                 plan = batch[0][0]
-                return [(plan.qualified, 0, 0, None, _reason(batch))]
+                return [(plan.qualified, 0, 0, None,
+                         f"the query endpoint could not read {plan.qualified}: {exc.message}")]
             return [r for item in batch for r in self._ranges([item])]
         return [(p.qualified, int(a[0]), int(a[1]), _newest(a[2]), None)
                 for (p, _lo, _hi), a in zip(batch, answers, strict=True)]
-
-
-def _reason(batch: list[tuple[TablePlan, int | None, int | None]]) -> str:
-    return f"the query endpoint could not read {batch[0][0].qualified}"
 
 
 def _blocks(item: tuple[TablePlan, int | None, int | None]) -> int:
