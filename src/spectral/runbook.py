@@ -53,6 +53,8 @@ def _history_line(e: Entry) -> str | None:
         return f"- {day} — incident: {d.get('summary') or d.get('playbook', '')}"
     if e.kind is EntryKind.ACTIVATION:
         return f"- {day} — activation: {d.get('summary') or d.get('trigger', '')}"
+    if e.kind is EntryKind.EXIT:
+        return f"- {day} — {d.get('summary', 'provider exit')}"
     if e.kind in (EntryKind.RESTORE, EntryKind.REPAIR):
         return f"- {day} — {e.kind.value}: {d.get('summary', '')}"
     return None

@@ -10,6 +10,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -203,3 +206,63 @@ def run(argv: list[str], *, timeout: float, check: bool = True, env: dict[str, s
     if check and proc.returncode != 0:
         raise CommandError(argv, proc.returncode, stderr or stdout)
     return Completed(argv, proc.returncode, stdout, stderr)
+
+
+def pipe(producer: list[str], consumer: list[str], *, timeout: float,
+         edit: Callable[[IO[bytes], IO[bytes]], None], env: dict[str, str] | None = None,
+         cwd: Path | None = None) -> None:
+    """`producer | edit | consumer`, both programs bound to this process and killed together on
+    timeout, interrupt or failure of either; the first failure is raised with its stderr (the
+    consumer's first: a refused statement says more than the broken pipe it causes)."""
+    log.debug("pipe: %s | %s", redact(" ".join(producer)), redact(" ".join(consumer)))
+    for argv in (producer, consumer):
+        if shutil.which(argv[0]) is None:
+            raise CommandError(argv, 127, "cannot execute: not found or not executable")
+    with tempfile.TemporaryFile() as perr, tempfile.TemporaryFile() as cerr, \
+            tempfile.TemporaryFile() as cout:
+        environ = child_env(env, None)
+        prod = spawn(producer, run_as=None, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                     stderr=perr, env=environ, cwd=cwd, bound=True)
+        try:
+            cons = spawn(consumer, run_as=None, stdin=subprocess.PIPE, stdout=cout,
+                         stderr=cerr, env=environ, cwd=cwd, bound=True)
+        except BaseException:
+            _kill_group(prod)
+            raise
+        failure: list[BaseException] = []
+
+        def pump() -> None:
+            assert prod.stdout is not None and cons.stdin is not None
+            try:
+                edit(prod.stdout, cons.stdin)
+            except (BrokenPipeError, OSError):
+                pass
+            except BaseException as exc:
+                failure.append(exc)
+            finally:
+                with contextlib.suppress(OSError):
+                    cons.stdin.close()
+                with contextlib.suppress(OSError):
+                    prod.stdout.close()
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + timeout
+        try:
+            for proc in (cons, prod):
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _kill_group(cons)
+            _kill_group(prod)
+            raise CommandError(consumer, None, "timed out", timed_out=True) from None
+        except BaseException:
+            _kill_group(cons)
+            _kill_group(prod)
+            raise
+        if failure:
+            raise failure[0]
+        for argv, proc, err in ((consumer, cons, cerr), (producer, prod, perr)):
+            if proc.returncode != 0:
+                err.seek(0)
+                raise CommandError(argv, proc.returncode, err.read().decode(errors="replace"))

@@ -27,6 +27,10 @@ class UndoStack:
     def release(self, what: str) -> None:
         self._actions = [(w, a) for (w, a) in self._actions if w != what]
 
+    def release_all(self) -> None:
+        """Everything made is meant to stay (the run succeeded)."""
+        self._actions = []
+
     def unwind(self) -> None:
         while self._actions:
             what, action = self._actions.pop()

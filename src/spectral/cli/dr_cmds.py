@@ -12,6 +12,7 @@ from rich.table import Table
 from spectral.cli import (
     backup_cmds,
     drill_cmds,
+    exit_cmds,
     incident_cmds,
     playbook_cmds,
     posture_cmds,
@@ -34,6 +35,7 @@ app.add_typer(drill_cmds.log_app, name="log")
 review_cmds.register(app, drill_cmds.drill_app)
 posture_cmds.register(app)
 incident_cmds.register(app)
+exit_cmds.register(app)
 app.add_typer(playbook_cmds.app, name="playbook")
 
 WORKERS = typer.Option(None, "--workers", min=1, help="Parallel sessions (default: cores).")

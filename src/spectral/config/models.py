@@ -96,8 +96,13 @@ class EnvironmentConfig(BaseModel):
     provision_command: str | None = Field(
         default=None, description="Command run after a failover, e.g. "
                                   "'tools/provision/provision.sh --env production'.")
+    exit_target: str | None = Field(
+        default=None, description="Where the provider-failure playbook moves the protected "
+                                  "schemas: another environment's name, or a DSN (a secret "
+                                  "reference when it holds a password) of a PostgreSQL "
+                                  "elsewhere, connecting as the role that will own them.")
 
-    @field_validator("dsn")
+    @field_validator("dsn", "exit_target")
     @classmethod
     def _dsn(cls, value: str | None) -> str | None:
         return _check_dsn(value)

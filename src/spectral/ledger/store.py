@@ -36,6 +36,7 @@ class EntryKind(StrEnum):
     SNAPSHOT = "snapshot"
     RESTORE = "restore"
     REPAIR = "repair"
+    EXIT = "exit"               # a provider exit: the schemas moved elsewhere, and its proof
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,10 @@ left join lateral (
         select ty.typbasetype, b.depth + 1 from base b join pg_type ty on ty.oid = b.oid
         where ty.typtype = 'd')
     -- the argument type by its qualified name: format_type() says "character" or "bit",
-    -- which as a cast means char(1) or bit(1) and would truncate the value before hashing
+    -- which as a cast means char(1) or bit(1) and would truncate the value before hashing.
+    -- It is the function's declared argument, which may differ from the opclass's type when
+    -- the two are binary-equal: before PostgreSQL 17, timestamptz is hashed by
+    -- timestamp_hash_extended(timestamp), and the cast is exact in the scan's UTC session
     select p.amproc::regproc::text as fn,
            quote_ident(an.nspname) || '.' || quote_ident(at.typname) as argtype
     from (select oid from base order by depth desc limit 1) bt
@@ -144,7 +147,8 @@ left join lateral (
         and oc.opcmethod = (select oid from pg_am where amname = 'hash')
     join pg_amproc p on p.amprocfamily = oc.opcfamily and p.amprocnum = 2
         and p.amproclefttype = oc.opcintype and p.amprocrighttype = oc.opcintype
-    join pg_type at on at.oid = oc.opcintype
+    join pg_proc fp on fp.oid = p.amproc
+    join pg_type at on at.oid = fp.proargtypes[0]
     join pg_namespace an on an.oid = at.typnamespace
     where oc.opcintype = ty.oid
        or exists (select 1 from pg_cast k where k.castsource = ty.oid

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.sql
 
 from spectral.config.models import EnvironmentConfig
 from spectral.durable import write_atomic
@@ -92,11 +93,15 @@ def _control(conn: psycopg.Connection[Any]) -> tuple[str | None, int | None]:
     return str(row[0]), int(row[1])
 
 
-def take(conninfo: str, opts: Options) -> dict[str, Any]:
-    """Fingerprint one database, schema and data read as of one snapshot."""
+def take(conninfo: str, opts: Options, snapshot: str | None = None) -> dict[str, Any]:
+    """Fingerprint one database, schema and data read as of one snapshot (the one exported as
+    `snapshot` by another session, when given: a pg_dump of the same instant, say)."""
     with connect(conninfo, autocommit=False) as conn:
         conn.execute("set search_path = ''")   # deparsed names come out schema-qualified
         conn.execute("set transaction isolation level repeatable read, read only")
+        if snapshot is not None:
+            conn.execute(psycopg.sql.SQL("set transaction snapshot {}").format(
+                psycopg.sql.Literal(snapshot)))
         row = conn.execute(SOURCE_SQL).fetchone()
         assert row is not None
         version, version_num, lsn, now, database, snapshot = row
@@ -139,6 +144,25 @@ def document(now: datetime, source: dict[str, Any], opts: Options,
         **({"sequences": sequences} if sequences is not None else {}),
     }
     return seal(body)
+
+
+def retake(conninfo: str, schemas: tuple[str, ...], tables: set[str],
+           method: content_mod.Method, snapshot: str | None = None) -> dict[str, Any]:
+    """Some tables' facts again, all hashed by `method` (as of `snapshot` when given): two
+    servers whose hash functions differ (another major version) compare on common ground."""
+    with connect(conninfo, autocommit=False) as conn:
+        conn.execute("set search_path = ''")
+        conn.execute("set transaction isolation level repeatable read, read only")
+        if snapshot is not None:
+            conn.execute(psycopg.sql.SQL("set transaction snapshot {}").format(
+                psycopg.sql.Literal(snapshot)))
+        row = conn.execute("select pg_export_snapshot()").fetchone()
+        assert row is not None
+        plans = [p for p in content_mod.plan_tables(conn, list(schemas), False, {})
+                 if p.qualified in tables]
+        facts = content_mod.scan(conninfo, str(row[0]), plans, method=method)
+        conn.rollback()
+    return {name: _facts_json(f) for name, f in facts.items()}
 
 
 PARTITIONS_SQL = """

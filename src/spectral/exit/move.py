@@ -1,0 +1,414 @@
+"""The exit: the protected schemas moved, logically, into a PostgreSQL elsewhere, and proven.
+
+1. The source: the live database when it answers, else a restored copy (or the one given).
+2. The portability report against the target; any refusal stops here, before anything is
+   written. The target's protected schemas must be empty.
+3. One snapshot of the source, exported and held: pg_dump and the source's fingerprint both
+   read it, so the proof compares the same instant even on a live source.
+4. Shims, roles and extensions created on the target, then pre-data, data (in parallel),
+   the ids the protected tables refer to into identity shims, post-data, FORCE RLS last.
+   Every step registers its undo: a failure leaves the target as it was.
+5. Proof: the source's fingerprint, with the planned differences applied, against the
+   target's (catalog and content); the re-invite list; one ledger entry with the report, the
+   planned differences, the comparison and the time of dump, restore and verify."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from spectral.config.models import SpectralConfig
+from spectral.config.secrets import is_secret_ref, resolve_secret
+from spectral.confirm import Operator
+from spectral.environment import Environment
+from spectral.errors import CheckFailed, ConnectError, RefusedError, SpectralError, UsageError
+from spectral.exit import portability
+from spectral.exit.portability import Item, Plan, Report
+from spectral.exit.proof import prove
+from spectral.exit.reinvite import write_reinvites
+from spectral.exit.shims import SHIMS
+from spectral.exit.transfer import Connection, Restore, dump
+from spectral.ledger import EntryKind
+from spectral.pg.binaries import PgBinaries, find_binaries
+from spectral.pg.conn import connect
+from spectral.providers.base import Copy, CopyRequest
+from spectral.providers.base import Report as Say
+from spectral.recovery_target import LatestTarget, RecoveryTarget
+from spectral.redact import register_secret
+from spectral.target import open_target
+from spectral.undo import UndoStack
+from spectral.verify.compare import Outcome
+from spectral.verify.content import Method
+from spectral.verify.fingerprint import Options, retake, seal, take
+
+
+class ExitOutcome(StrEnum):
+    PROVEN = "proven"            # moved, and the proof found nothing unplanned
+    DIFFERS = "differs"          # moved, but the proof found differences: kept, named
+    REFUSED = "refused"          # nothing written
+    FAILED = "failed"            # undone
+
+
+@dataclass(frozen=True)
+class ExitRequest:
+    target_dsn: str
+    source_dsn: str | None = None            # a copy already restored (or any source)
+    from_copy: RecoveryTarget | None = None  # restore a copy to this point first
+    copy: CopyRequest = field(default_factory=CopyRequest)
+    jobs: int = 2
+
+
+@dataclass
+class ExitResult:
+    environment: str
+    outcome: ExitOutcome
+    source: str
+    target: str
+    report: dict[str, Any] | None = None
+    planned: list[str] = field(default_factory=list)
+    comparison: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    reinvites: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "outcome": self.outcome.value}
+
+    @property
+    def summary(self) -> str:
+        moved = f"{self.source} -> {self.target}"
+        if self.outcome is ExitOutcome.PROVEN:
+            return (f"provider exit {moved}: proven (dump {self.timings.get('dump', 0):.1f} s, "
+                    f"restore {self.timings.get('restore', 0):.1f} s, verify "
+                    f"{self.timings.get('verify', 0):.1f} s)")
+        return f"provider exit {moved}: {self.outcome.value}" + (
+            f": {self.error}" if self.error else "")
+
+
+def resolve_exit_target(cfg: SpectralConfig, value: str) -> str:
+    """Another environment's DSN, a secret reference's value, or the DSN itself; a secret
+    from now on either way (it may hold a password)."""
+    if value in cfg.environments:
+        env = cfg.environments[value]
+        if env.dsn is None:
+            raise UsageError(f"environment {value!r} has no dsn to exit into")
+        value = env.dsn
+    dsn = resolve_secret(value, base_dir=cfg.base_dir) if is_secret_ref(value) else value
+    register_secret(dsn)
+    return dsn
+
+
+def describe_dsn(dsn: str) -> str:
+    """user@host:port/db, never a password."""
+    parts = conninfo_to_dict(dsn)
+    return (f"{parts.get('user', '?')}@{parts.get('host', 'localhost')}:"
+            f"{parts.get('port', 5432)}/{parts.get('dbname', '?')}")
+
+
+def client_binaries(environment: Environment, *majors: int) -> PgBinaries:
+    """Client programs of the newest major among the source's, the target's and ours."""
+    found: list[PgBinaries] = []
+    for where in (environment.config.pg_bin_dir, None):
+        with contextlib.suppress(SpectralError):
+            found.append(find_binaries(where))
+    if not found:
+        raise UsageError("no PostgreSQL client programs found (pg_dump, pg_restore, psql)")
+    best = max(found, key=lambda b: b.major)
+    if best.major < max(majors):
+        raise RefusedError(f"the newest client programs here are PostgreSQL {best.major}; the "
+                           f"exit needs {max(majors)} or newer (pg_bin_dir)")
+    return best
+
+
+class Exit:
+    def __init__(self, environment: Environment, request: ExitRequest, operator: Operator,
+                 report: Say) -> None:
+        self.environment, self.request = environment, request
+        self.operator, self.say = operator, report
+        self.schemas = tuple(environment.config.schemas)
+        self.target = Connection(request.target_dsn)
+        self.result = ExitResult(environment.name, ExitOutcome.FAILED, "?",
+                                 describe_dsn(request.target_dsn))
+        self.copy: Copy | None = None
+
+    # ---- the whole run ------------------------------------------------------------------
+    def run(self) -> ExitResult:
+        started = time.monotonic()
+        try:
+            with self._source() as source_dsn:
+                self.result.source = (describe_dsn(source_dsn) if self.copy is None
+                                      else f"{self.copy.what} ({describe_dsn(source_dsn)})")
+                self._run(source_dsn)
+        except RefusedError as exc:
+            self.result.outcome, self.result.error = ExitOutcome.REFUSED, exc.message
+            raise
+        except SpectralError as exc:
+            self.result.error = exc.message
+            raise
+        finally:
+            self.result.timings["total"] = time.monotonic() - started
+            self._record()
+        return self.result
+
+    def _run(self, source_dsn: str) -> None:
+        with connect(source_dsn) as src, connect(self.request.target_dsn) as tgt:
+            src.autocommit = tgt.autocommit = True
+            assessed = portability.assess(src, self.schemas, tgt)
+            self.result.report = assessed.to_json()
+            self._refuse_unplanned(assessed)
+            self._refuse_non_empty(tgt)
+            settings = {r[0] for r in tgt.execute("select name from pg_settings")}
+        assert assessed.target is not None
+        bins = client_binaries(self.environment, assessed.source_version_num // 10000,
+                               assessed.target.major)
+        shims = [i for i in assessed.items if i.plan is Plan.SHIM]
+        if not self.operator.confirm(
+                f"Move schemas {', '.join(self.schemas)} into {self.result.target}?",
+                [f"from {self.result.source}", *[f"first: {i.action}" for i in shims],
+                 *[f"left out: {i.kind} {i.name} ({i.consequence})" for i in assessed.items
+                   if i.plan is Plan.LEAVE_OUT]]):
+            raise RefusedError("the exit was not confirmed; nothing was written")
+        work = self.environment.state_dir / "exit" / datetime.now(UTC).strftime(
+            "%Y%m%dT%H%M%S")
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            self._move(source_dsn, assessed, bins, settings, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _move(self, source_dsn: str, assessed: Report, bins: PgBinaries, settings: set[str],
+              work: Any) -> None:
+        opts = Options(self.schemas, content=True)
+        source = Connection(source_dsn)
+        with UndoStack() as undo, connect(source_dsn, autocommit=False) as holder:
+            holder.execute("set transaction isolation level repeatable read, read only")
+            row = holder.execute("select pg_export_snapshot()").fetchone()
+            assert row is not None
+            snapshot = str(row[0])
+            self.say(f"taking the source's fingerprint (snapshot {snapshot})")
+            mark = time.monotonic()
+            source_doc = take(source_dsn, opts, snapshot=snapshot)
+            self.result.timings["fingerprint_source"] = time.monotonic() - mark
+            self.say(f"dumping {', '.join(self.schemas)} with pg_dump {bins.version} "
+                     f"({self.request.jobs} jobs)")
+            mark = time.monotonic()
+            dump(bins, source, self.schemas, work / "dump", self.request.jobs,
+                 snapshot=snapshot)
+            self.result.timings["dump"] = time.monotonic() - mark
+            mark = time.monotonic()
+            self._create_shims(assessed, undo)
+            restore = self._restore(bins, work / "dump", settings, source_dsn, undo)
+            self.result.timings["restore"] = time.monotonic() - mark
+            self.say("proving the copy: the target's fingerprint against the source's")
+            mark = time.monotonic()
+            # read before FORCE ROW LEVEL SECURITY is set again: the target's owner has no
+            # BYPASSRLS, and a forced table would be unreadable to it
+            read = take(self.request.target_dsn, opts)
+            restore.finish()
+            catalog = take(self.request.target_dsn, Options(self.schemas))
+            target_doc = seal({**catalog, "content": True, "tables": read["tables"],
+                               "sequences": read.get("sequences")})
+            source_doc, target_doc = self._common_hashes(source_dsn, snapshot, source_doc,
+                                                         target_doc)
+            holder.rollback()
+            comparison, planned = prove(assessed, source_doc, target_doc)
+            self.result.timings["verify"] = time.monotonic() - mark
+            self.result.planned, self.result.comparison = planned, comparison.to_json()
+            undo.release_all()
+        self.result.reinvites = write_reinvites(self.request.target_dsn,
+                                                self.environment.ledger.dir)
+        if comparison.outcome is Outcome.MATCH:
+            self.result.outcome = ExitOutcome.PROVEN
+        else:
+            self.result.outcome = ExitOutcome.DIFFERS
+            raise CheckFailed(f"the copy in {self.result.target} differs from the source in "
+                              f"ways the exit did not plan: " + "; ".join(
+                                  d for s in comparison.schemas for d in s.differences[:5]) +
+                              "; ".join(f"{t.name}: {t.outcome.value}" for t in
+                                        comparison.tables if t.outcome is not Outcome.MATCH))
+
+    def _common_hashes(self, source_dsn: str, snapshot: str, source_doc: dict[str, Any],
+                       target_doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Tables the two servers could not hash the same way (before PostgreSQL 17, date,
+        boolean and bytea have no hash function of their own) are hashed again on both sides
+        through their text form; the source still as of the dump's snapshot."""
+        differ = {name for name, t in source_doc["tables"].items()
+                  if (o := target_doc["tables"].get(name)) is not None and
+                  t["status"] == o["status"] == "ok" and t["method"] != o["method"]}
+        if not differ:
+            return source_doc, target_doc
+        self.say(f"hashing {len(differ)} table(s) through their text form on both sides "
+                 f"(the servers' hash functions differ)")
+        text = Method.TEXT_HASH
+        redo_source = retake(source_dsn, self.schemas, differ, text, snapshot=snapshot)
+        redo_target = retake(self.request.target_dsn, self.schemas, differ, text)
+        return (seal({**source_doc, "tables": {**source_doc["tables"], **redo_source}}),
+                seal({**target_doc, "tables": {**target_doc["tables"], **redo_target}}))
+
+    # ---- the source ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _source(self) -> Iterator[str]:
+        if self.request.source_dsn:
+            yield self.request.source_dsn
+            return
+        if self.request.from_copy is None:
+            try:
+                with open_target(self.environment.spectral, self.environment.name) as live:
+                    yield live.conninfo
+                    return
+            except ConnectError as exc:
+                self.say(f"the live database does not answer ({exc.message}): exiting from "
+                         f"a restored copy of the latest backup")
+        provider = self.environment.provider
+        target = self.request.from_copy or LatestTarget()
+        self.copy = provider.restore_new(target, self.operator, self.say)
+        try:
+            if not self.copy.dsn:
+                raise UsageError(f"{self.copy.what} has no connection string for pg_dump",
+                                 hint="pass --source-dsn (its DSN or a secret reference)")
+            yield self.copy.dsn
+        finally:
+            with contextlib.suppress(SpectralError):
+                provider.remove_copy(self.copy, self.operator, self.say)
+
+    # ---- refusals before anything is written -------------------------------------------
+    def _refuse_unplanned(self, assessed: Report) -> None:
+        if assessed.refusals:
+            raise RefusedError(
+                f"{len(assessed.refusals)} dependenc{'y' if len(assessed.refusals) == 1 else 'ies'}"
+                f" without a plan; nothing was written: " + "; ".join(
+                    f"{i.kind} {i.name} ({i.action}; used by {', '.join(i.used_by[:2])})"
+                    for i in assessed.refusals),
+                hint="spectral dr portability --target ... lists every item")
+
+    def _refuse_non_empty(self, tgt: psycopg.Connection[Any]) -> None:
+        rows = tgt.execute(
+            "select n.nspname, count(c.oid) + (select count(*) from pg_proc p "
+            "where p.pronamespace = n.oid) + (select count(*) from pg_type t "
+            "where t.typnamespace = n.oid and t.typrelid = 0 and t.typelem = 0) "
+            "from pg_namespace n left join pg_class c on c.relnamespace = n.oid "
+            "where n.nspname = any(%s) group by n.oid, n.nspname", (list(self.schemas),)
+        ).fetchall()
+        busy = [f"{name} ({n} objects)" for name, n in rows if n]
+        if busy:
+            raise RefusedError(f"the target's schemas are not empty: {', '.join(busy)}; the "
+                               f"exit writes only into empty or absent schemas, nothing was "
+                               f"written")
+
+    # ---- writing ------------------------------------------------------------------------
+    def _create_shims(self, assessed: Report, undo: UndoStack) -> None:
+        with connect(self.request.target_dsn) as tgt:
+            tgt.autocommit = True
+            for item in assessed.items:
+                if item.plan is not Plan.SHIM:
+                    continue
+                self.say(f"shim: {item.action}")
+                for statement, revert in _shim_statements(tgt, item):
+                    tgt.execute(statement.encode())
+                    if revert:
+                        undo.push(revert, _undo(self.request.target_dsn, revert))
+
+    def _restore(self, bins: PgBinaries, archive: Any, settings: set[str], source_dsn: str,
+                 undo: UndoStack) -> Restore:
+        restore = Restore(bins, archive, self.target, settings, self.request.jobs)
+        created = [s for s in self.schemas if not _schema_exists(self.request.target_dsn, s)]
+        undo.push("the moved schemas", lambda: _execute(
+            self.request.target_dsn, "; ".join(
+                f"drop schema if exists {sql.Identifier(s).as_string(None)} cascade"
+                for s in created) or "select 1"))
+        self.say("restoring pre-data (types, tables, functions) as "
+                 f"{conninfo_to_dict(self.request.target_dsn).get('user', '?')}")
+        restore.section("pre-data")
+        self.say(f"restoring data in {self.request.jobs} sessions")
+        restore.data()
+        self._fill_identity_shims(source_dsn)
+        self.say("restoring post-data (indexes, constraints, policies, triggers)")
+        restore.section("post-data")
+        return restore
+
+    def _fill_identity_shims(self, source_dsn: str) -> None:
+        """Identity shims (auth.users) get exactly the ids the moved tables refer to."""
+        with connect(source_dsn) as src:
+            fks = src.execute(
+                "select conrelid::regclass::text, confrelid::regclass::text, "
+                "array(select attname::text from unnest(conkey) k join pg_attribute a on "
+                "a.attrelid = conrelid and a.attnum = k), "
+                "array(select attname::text from unnest(confkey) k join pg_attribute a on "
+                "a.attrelid = confrelid and a.attnum = k) "
+                "from pg_constraint where contype = 'f' "
+                "and connamespace::regnamespace::text = any(%s)",
+                (list(self.schemas),)).fetchall()
+        with connect(self.request.target_dsn) as tgt:
+            for table, referenced, cols, refcols in fks:
+                if referenced not in SHIMS:
+                    continue
+                tgt.execute(sql.SQL(
+                    "insert into {} ({}) select distinct {} from {} where {} "
+                    "on conflict do nothing").format(
+                        sql.SQL(referenced), sql.SQL(", ").join(map(sql.Identifier, refcols)),
+                        sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(table),
+                        sql.SQL(" and ").join(sql.SQL("{} is not null").format(
+                            sql.Identifier(c)) for c in cols)))
+
+    # ---- after --------------------------------------------------------------------------
+    def _record(self) -> None:
+        data = self.result.to_json()
+        data["summary"] = self.result.summary
+        with contextlib.suppress(SpectralError):
+            self.environment.ledger.append(EntryKind.EXIT, self.environment.name, data)
+
+
+def _schema_exists(dsn: str, schema: str) -> bool:
+    with connect(dsn) as conn:
+        return conn.execute("select 1 from pg_namespace where nspname = %s",
+                            (schema,)).fetchone() is not None
+
+
+def _undo(dsn: str, statement: str) -> Callable[[], None]:
+    return lambda: _execute(dsn, statement)
+
+
+def _execute(dsn: str, statement: str) -> None:
+    with connect(dsn) as conn:
+        conn.autocommit = True
+        conn.execute(statement.encode())
+
+
+def _shim_statements(tgt: psycopg.Connection[Any], item: Item) -> list[tuple[str, str | None]]:
+    """The statements that create one shim, each with its undo (None: nothing to undo)."""
+    if item.kind == "role":
+        return [(f"create role {ident(item.name)} nologin", f"drop role {ident(item.name)}")]
+    if item.kind == "extension":
+        schema = item.action.split(" in schema ", 1)[1].split(" ", 1)[0]
+        out: list[tuple[str, str | None]] = []
+        if not _has_schema(tgt, schema):
+            out.append((f"create schema {ident(schema)}", f"drop schema {ident(schema)} cascade"))
+        out.append((f"create extension if not exists {ident(item.name)} with schema "
+                    f"{ident(schema)}", f"drop extension if exists {ident(item.name)}"))
+        return out
+    assert item.shim is not None
+    out = []
+    if not _has_schema(tgt, item.shim.schema):
+        out.append((f"create schema {ident(item.shim.schema)}",
+                    f"drop schema {ident(item.shim.schema)} cascade"))
+    out += [(s, None) for s in item.shim.create]
+    return out
+
+
+def ident(name: str) -> str:
+    return sql.Identifier(name).as_string(None)
+
+
+def _has_schema(tgt: psycopg.Connection[Any], schema: str) -> bool:
+    return tgt.execute("select 1 from pg_namespace where nspname = %s",
+                       (schema,)).fetchone() is not None

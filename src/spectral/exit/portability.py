@@ -1,0 +1,442 @@
+"""The portability report: what the protected schemas depend on that a PostgreSQL elsewhere will
+not have, where each is used, and what the exit does about it.
+
+Read from the catalogs, not from a list of known names: every dependency (pg_depend) of an
+object in a protected schema on an object outside them and outside pg_catalog; every role
+named in their privileges and policies; the extensions they use; publications and event
+triggers; function bodies that name a managed schema (PostgreSQL does not track those); and,
+when a target is given, what its major version lacks (functions, privileges, column and
+constraint kinds). Each item gets a plan: available on the target, a documented shim, left
+out with a named consequence, or refused. One refusal stops the exit before anything is
+written."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+
+from spectral.exit.shims import SHIMS, Shim
+from spectral.verify.fingerprint import MANAGED_SCHEMAS
+
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+
+
+class Plan(StrEnum):
+    AVAILABLE = "available"    # the target has it (or it moves with the schemas)
+    SHIM = "shim"              # created on the target first, documented in docs/provider-exit.md
+    MAP = "map"                # replaced by its counterpart on the target (owners)
+    LEAVE_OUT = "leave out"    # not moved; the consequence is named
+    REFUSE = "refuse"          # no plan: the exit does not start
+
+
+@dataclass
+class Item:
+    kind: str                  # managed object, role, extension, publication, feature, ...
+    name: str
+    plan: Plan
+    action: str                # what the exit does
+    used_by: list[str] = field(default_factory=list)
+    consequence: str | None = None
+    shim: Shim | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "plan": self.plan.value,
+                "action": self.action, "used_by": self.used_by,
+                "consequence": self.consequence}
+
+
+@dataclass
+class TargetFacts:
+    """What the exit needs to know of the target (read with the target's own connection)."""
+
+    server_version_num: int
+    user: str
+    can_create_roles: bool
+    roles: set[str]
+    extensions: dict[str, tuple[str | None, str | None, bool]]   # name: installed, default, trusted
+    privileges: set[str]                                          # on tables, for its major
+    functions: set[str]                                           # regprocedure texts it has
+
+    @property
+    def major(self) -> int:
+        return self.server_version_num // 10000
+
+
+@dataclass
+class Report:
+    schemas: tuple[str, ...]
+    source_version_num: int
+    source_owner: str
+    target: TargetFacts | None
+    items: list[Item]
+
+    @property
+    def refusals(self) -> list[Item]:
+        return [i for i in self.items if i.plan is Plan.REFUSE]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schemas": list(self.schemas), "source_major": self.source_version_num // 10000,
+                "target_major": self.target.major if self.target else None,
+                "target_user": self.target.user if self.target else None,
+                "refusals": len(self.refusals), "items": [i.to_json() for i in self.items]}
+
+
+# ---- what the source depends on ---------------------------------------------------------
+DEPENDENCIES_SQL = """
+with deps as (
+  select d.classid, d.objid, d.refclassid, d.refobjid, d.refobjsubid,
+         case d.classid
+           when 'pg_class'::regclass then d.objid
+           when 'pg_attrdef'::regclass then (select adrelid from pg_attrdef where oid = d.objid)
+           when 'pg_policy'::regclass then (select polrelid from pg_policy where oid = d.objid)
+           when 'pg_trigger'::regclass then (select tgrelid from pg_trigger where oid = d.objid)
+           when 'pg_rewrite'::regclass then (select ev_class from pg_rewrite where oid = d.objid)
+           when 'pg_constraint'::regclass then
+             (select nullif(conrelid, 0) from pg_constraint where oid = d.objid)
+         end as owning_rel,
+         case d.refclassid when 'pg_class'::regclass then
+           coalesce((select indrelid from pg_index where indexrelid = d.refobjid), d.refobjid)
+         end as ref_rel
+  from pg_depend d
+  where d.deptype in ('n', 'a') and d.refclassid <> 'pg_namespace'::regclass
+)
+select distinct
+       coalesce((select relnamespace::regnamespace::text from pg_class
+                 where oid = deps.owning_rel), dep.schema) as dep_schema,
+       dep.type as dep_type, dep.identity as dep_identity,
+       coalesce((select relnamespace::regnamespace::text from pg_class
+                 where oid = deps.ref_rel), ref.schema) as ref_schema,
+       case when deps.ref_rel is not null then
+         (select case relkind when 'r' then 'table' when 'v' then 'view'
+                 when 'm' then 'materialized view' when 'p' then 'table' else 'relation' end
+          from pg_class where oid = deps.ref_rel) else ref.type end as ref_type,
+       case when deps.ref_rel is not null then deps.ref_rel::regclass::text
+            when deps.refclassid = 'pg_proc'::regclass then deps.refobjid::regprocedure::text
+            else ref.identity end as ref_identity,
+       (select x.extname from pg_depend e join pg_extension x on x.oid = e.refobjid
+        where e.classid = deps.refclassid and e.objid = deps.refobjid and e.deptype = 'e'
+        limit 1) as extension,
+       (select a.attname::text from pg_attribute a where deps.refclassid = 'pg_class'::regclass
+        and deps.refobjsubid > 0 and a.attrelid = deps.refobjid
+        and a.attnum = deps.refobjsubid) as ref_column
+from deps
+cross join lateral pg_identify_object(deps.classid, deps.objid, 0) dep
+cross join lateral pg_identify_object(deps.refclassid, deps.refobjid, 0) ref
+order by 1, 2, 3, 4, 5, 6, 7, 8
+"""
+
+ROLES_SQL = """
+with acls as (
+  select c.relnamespace as ns, format('%%s %%s', case c.relkind when 'S' then 'sequence'
+         when 'v' then 'view' when 'm' then 'materialized view' else 'table' end,
+         c.oid::regclass) as obj, c.relacl as acl from pg_class c
+  union all select p.pronamespace, 'function ' || p.oid::regprocedure, p.proacl from pg_proc p
+  union all select t.typnamespace, 'type ' || t.oid::regtype, t.typacl from pg_type t
+  union all select n.oid, 'schema ' || quote_ident(n.nspname), n.nspacl from pg_namespace n
+  union all select c.relnamespace, format('column %%s.%%I', c.oid::regclass, a.attname),
+                   a.attacl from pg_attribute a join pg_class c on c.oid = a.attrelid
+            where a.attacl is not null
+)
+select r.rolname, 'privileges on ' || acls.obj, x.privilege_type
+from acls cross join lateral aclexplode(acls.acl) x
+join pg_roles r on r.oid = x.grantee
+where acls.ns::regnamespace::text = any(%(s)s) and acls.acl is not null
+union all
+select r.rolname, format('policy %%I on %%s', p.polname, p.polrelid::regclass), null
+from pg_policy p join pg_class c on c.oid = p.polrelid
+cross join lateral unnest(p.polroles) pr(oid) join pg_roles r on r.oid = pr.oid
+where c.relnamespace::regnamespace::text = any(%(s)s)
+order by 1, 2, 3
+"""
+
+OWNERS_SQL = """
+select distinct pg_get_userbyid(o.owner) from (
+  select relowner as owner, relnamespace as ns from pg_class
+  union all select proowner, pronamespace from pg_proc
+  union all select typowner, typnamespace from pg_type
+  union all select nspowner, oid from pg_namespace) o
+where o.ns::regnamespace::text = any(%(s)s) order by 1
+"""
+
+ROLE_ATTRS_SQL = """
+select rolname, rolsuper, rolbypassrls, rolcanlogin from pg_roles where rolname = any(%(r)s)
+"""
+
+PUBLICATIONS_SQL = """
+select p.pubname, coalesce(string_agg(distinct t.schemaname || '.' || t.tablename, ', '), '')
+from pg_publication p
+left join pg_publication_tables t on t.pubname = p.pubname and t.schemaname = any(%(s)s)
+group by p.pubname, p.puballtables
+having p.puballtables or count(t.tablename) > 0 order by 1
+"""
+
+EVENT_TRIGGERS_SQL = """
+select e.evtname, e.evtevent, e.evtfoid::regprocedure::text from pg_event_trigger e order by 1
+"""
+
+BODIES_SQL = """
+select p.oid::regprocedure::text, p.prosrc from pg_proc p
+where p.pronamespace::regnamespace::text = any(%(s)s)
+  and p.prolang <> (select oid from pg_language where lanname = 'c')
+"""
+
+EXTENSIONS_SQL = """
+select x.extname, x.extversion, x.extnamespace::regnamespace::text from pg_extension x
+"""
+
+CATALOG_FUNCTIONS_SQL = """
+select distinct d.refobjid::regprocedure::text
+from pg_depend d join pg_proc p on p.oid = d.refobjid
+where d.refclassid = 'pg_proc'::regclass and p.pronamespace = 'pg_catalog'::regnamespace
+  and d.classid in ('pg_class'::regclass, 'pg_attrdef'::regclass, 'pg_policy'::regclass,
+                    'pg_rewrite'::regclass, 'pg_constraint'::regclass, 'pg_trigger'::regclass,
+                    'pg_proc'::regclass)
+  and coalesce(
+        (select relnamespace from pg_class where oid = d.objid
+         and d.classid = 'pg_class'::regclass),
+        (select c.relnamespace from pg_attrdef a join pg_class c on c.oid = a.adrelid
+         where a.oid = d.objid and d.classid = 'pg_attrdef'::regclass),
+        (select c.relnamespace from pg_policy a join pg_class c on c.oid = a.polrelid
+         where a.oid = d.objid and d.classid = 'pg_policy'::regclass),
+        (select c.relnamespace from pg_rewrite a join pg_class c on c.oid = a.ev_class
+         where a.oid = d.objid and d.classid = 'pg_rewrite'::regclass),
+        (select connamespace from pg_constraint where oid = d.objid
+         and d.classid = 'pg_constraint'::regclass),
+        (select c.relnamespace from pg_trigger a join pg_class c on c.oid = a.tgrelid
+         where a.oid = d.objid and d.classid = 'pg_trigger'::regclass),
+        (select pronamespace from pg_proc where oid = d.objid and d.classid = 'pg_proc'::regclass)
+      )::regnamespace::text = any(%(s)s)
+order by 1
+"""
+
+# Catalog features a major version introduced: (since, what, detecting query on the source).
+FEATURES: tuple[tuple[int, str, str], ...] = (
+    (18, "virtual generated column (PostgreSQL 18)",
+     "select format('%%s.%%I', a.attrelid::regclass, a.attname) from pg_attribute a "
+     "join pg_class c on c.oid = a.attrelid where a.attgenerated = 'v' "
+     "and c.relnamespace::regnamespace::text = any(%(s)s)"),
+    (18, "temporal key WITHOUT OVERLAPS (PostgreSQL 18)",
+     "select format('%%I on %%s', conname, conrelid::regclass) from pg_constraint "
+     "where conperiod and connamespace::regnamespace::text = any(%(s)s)"),
+    (18, "NOT NULL constraint NOT VALID (PostgreSQL 18)",
+     "select format('%%I on %%s', conname, conrelid::regclass) from pg_constraint "
+     "where contype = 'n' and not convalidated "
+     "and connamespace::regnamespace::text = any(%(s)s)"),
+    (15, "unique constraint NULLS NOT DISTINCT (PostgreSQL 15)",
+     "select i.indexrelid::regclass::text from pg_index i join pg_class c on c.oid = i.indrelid "
+     "where i.indnullsnotdistinct and c.relnamespace::regnamespace::text = any(%(s)s)"),
+)
+
+
+def target_facts(conn: psycopg.Connection[Any], functions: list[str]) -> TargetFacts:
+    """What the target has: its version, user, roles, extensions, privileges, functions."""
+    version, user, createrole = conn.execute(
+        "select current_setting('server_version_num')::int, current_user, "
+        "(select rolcreaterole or rolsuper from pg_roles where rolname = current_user)"
+    ).fetchone() or (0, "", False)
+    roles = {r[0] for r in conn.execute("select rolname from pg_roles")}
+    extensions = {r[0]: (r[1], r[2], bool(r[3])) for r in conn.execute(
+        "select a.name, a.installed_version, a.default_version, "
+        "coalesce((select bool_or(v.trusted) from pg_available_extension_versions v "
+        "where v.name = a.name), false) from pg_available_extensions a")}
+    privileges = {r[0] for r in conn.execute(
+        "select distinct x.privilege_type from unnest(array['r', 's', 'f', 'n', 'T', 'l']) k "
+        "cross join lateral aclexplode(acldefault(k::\"char\", "
+        "(select oid from pg_roles where rolname = current_user))) x")}
+    have = {f for f in functions if conn.execute(
+        "select to_regprocedure(%s) is not null", (f,)).fetchone() == (True,)}
+    return TargetFacts(int(version), str(user), bool(createrole), roles, extensions,
+                       privileges, have)
+
+
+def assess(source: psycopg.Connection[Any], schemas: tuple[str, ...],
+           target: psycopg.Connection[Any] | None = None) -> Report:
+    """The portability report of `schemas` in `source`, against `target` when given."""
+    s = {"s": list(schemas)}
+    source.execute("select set_config('search_path', '', false)")   # names come qualified
+    version = int((source.execute("select current_setting('server_version_num')::int")
+                   .fetchone() or (0,))[0])
+    functions = [r[0] for r in source.execute(CATALOG_FUNCTIONS_SQL, s)]
+    facts = target_facts(target, functions) if target is not None else None
+    items: list[Item] = []
+    items += _dependencies(source, schemas, s, facts)
+    items += _roles(source, s, facts)
+    owners = [r[0] for r in source.execute(OWNERS_SQL, s)]
+    if owners:
+        to = facts.user if facts else "the target's connecting role"
+        items.append(Item("owner", ", ".join(owners), Plan.MAP,
+                          f"objects are created by, and owned by, {to}",
+                          used_by=[f"owner of the objects in {', '.join(schemas)}"]))
+    items += _publications_and_event_triggers(source, s)
+    items += _bodies(source, schemas, s)
+    if facts is not None:
+        items += _features(source, s, version, facts, functions)
+    owner = owners[0] if owners else ""
+    return Report(schemas, version, owner, facts, _merge(items))
+
+
+def _merge(items: list[Item]) -> list[Item]:
+    """One item per (kind, name), its uses together."""
+    out: dict[tuple[str, str], Item] = {}
+    for item in items:
+        key = (item.kind, item.name)
+        if key in out:
+            out[key].used_by = sorted(set(out[key].used_by) | set(item.used_by))
+        else:
+            out[key] = item
+    order = {Plan.REFUSE: 0, Plan.SHIM: 1, Plan.LEAVE_OUT: 2, Plan.MAP: 3, Plan.AVAILABLE: 4}
+    return sorted(out.values(), key=lambda i: (order[i.plan], i.kind, i.name))
+
+
+def _dependencies(source: psycopg.Connection[Any], schemas: tuple[str, ...],
+                  s: dict[str, Any], facts: TargetFacts | None) -> list[Item]:
+    items = []
+    ext_versions = {r[0]: (r[1], r[2]) for r in source.execute(EXTENSIONS_SQL)}
+    for dep_schema, dep_type, dep_identity, ref_schema, ref_type, ref_identity, extension, \
+            column in source.execute(DEPENDENCIES_SQL):
+        if dep_schema not in schemas or ref_schema in schemas or ref_schema in SYSTEM_SCHEMAS:
+            continue
+        if extension is None and ref_schema is None:
+            continue                      # roles, databases, the schemas themselves
+        use = f"{dep_type} {dep_identity}"
+        if extension is not None:
+            items.append(_extension(extension, ext_versions.get(extension), facts, use))
+            continue
+        shim = SHIMS.get(ref_identity)
+        if shim is not None and shim.columns and column and column not in shim.columns:
+            items.append(Item(f"column in {ref_schema}", f"{ref_identity}.{column}",
+                              Plan.REFUSE, f"no plan: the {ref_identity} shim carries only "
+                              f"{', '.join(shim.columns)}", [use]))
+        elif shim is not None:
+            items.append(Item(f"{ref_type} in {ref_schema}", ref_identity, Plan.SHIM,
+                              shim.action, [use], shim.consequence, shim))
+        elif ref_schema in MANAGED_SCHEMAS:
+            items.append(Item(f"{ref_type} in {ref_schema}", ref_identity, Plan.REFUSE,
+                              f"no plan: {ref_schema} is managed by the provider and spectral "
+                              f"has no shim for {ref_identity}", [use]))
+        else:
+            items.append(Item(f"{ref_type} in {ref_schema}", ref_identity, Plan.REFUSE,
+                              f"no plan: {ref_schema} is not a protected schema; add it to "
+                              f"the environment's schemas to move it too", [use]))
+    return items
+
+
+def _extension(name: str, source: tuple[str, str] | None, facts: TargetFacts | None,
+               use: str) -> Item:
+    version, where = source or (None, None)
+    label = f"{name} {version or ''}".strip()
+    if facts is None:
+        return Item("extension", name, Plan.SHIM,
+                    f"create extension {name} in schema {where} on the target (source has "
+                    f"{label})", [use])
+    installed, default, trusted = facts.extensions.get(name, (None, None, False))
+    if installed:
+        return Item("extension", name, Plan.AVAILABLE,
+                    f"already installed on the target at {installed} (source {label})", [use])
+    if default is None:
+        return Item("extension", name, Plan.REFUSE,
+                    f"no plan: {name} is not available on the target's server", [use])
+    if not trusted and not facts.can_create_roles:
+        return Item("extension", name, Plan.REFUSE,
+                    f"no plan: {name} is not a trusted extension and {facts.user} cannot "
+                    f"create it; have the provider install it first", [use])
+    return Item("extension", name, Plan.SHIM,
+                f"create extension {name} in schema {where} on the target at {default} "
+                f"(source {label})", [use],
+                None if default == version else f"version {default} instead of {version}")
+
+
+def _roles(source: psycopg.Connection[Any], s: dict[str, Any],
+           facts: TargetFacts | None) -> list[Item]:
+    uses: dict[str, list[str]] = {}
+    owners = {r[0] for r in source.execute(OWNERS_SQL, s)}
+    for role, where, privilege in source.execute(ROLES_SQL, s):
+        if role in owners:
+            continue                      # the owner is mapped, not created
+        uses.setdefault(role, []).append(f"{where}" + (f" ({privilege})" if privilege else ""))
+    attrs = {r[0]: r[1:] for r in source.execute(ROLE_ATTRS_SQL, {"r": list(uses)})}
+    items = []
+    for role, used in sorted(uses.items()):
+        superuser, bypassrls, _login = attrs.get(role, (False, False, False))
+        lost = [a for a, on in (("SUPERUSER", superuser), ("BYPASSRLS", bypassrls)) if on]
+        consequence = (f"created without {' and '.join(lost)} (the target's user cannot "
+                       f"grant it): connections as {role} see only what policies allow"
+                       if lost else None)
+        if facts is not None and role in facts.roles:
+            items.append(Item("role", role, Plan.AVAILABLE, "exists on the target", used))
+        elif facts is None or facts.can_create_roles:
+            items.append(Item("role", role, Plan.SHIM, f"create role {role} NOLOGIN on the "
+                              f"target (the application's login roles are granted it there)",
+                              used, consequence))
+        else:
+            items.append(Item("role", role, Plan.REFUSE, f"no plan: {role} does not exist on "
+                              f"the target and {facts.user} cannot create roles; create it "
+                              f"there first", used))
+    return items
+
+
+def _publications_and_event_triggers(source: psycopg.Connection[Any],
+                                     s: dict[str, Any]) -> list[Item]:
+    items = [Item("publication", name, Plan.LEAVE_OUT, "not created on the target",
+                  [f"publishes {tables or 'all tables'}"],
+                  "logical replication from it does not follow the exit: recreate it on the "
+                  "new host if a subscriber needs it")
+             for name, tables in source.execute(PUBLICATIONS_SQL, s)]
+    items += [Item("event trigger", name, Plan.LEAVE_OUT, "not created on the target "
+                   "(event triggers need a superuser)", [f"on {event}, runs {fn}"],
+                   f"{fn} no longer runs on {event}")
+              for name, event, fn in source.execute(EVENT_TRIGGERS_SQL)]
+    return items
+
+
+_MANAGED_NAME = re.compile(r"\b(" + "|".join(MANAGED_SCHEMAS) + r")\.([a-z_][a-z0-9_]*)\b",
+                           re.IGNORECASE)
+
+
+def _bodies(source: psycopg.Connection[Any], schemas: tuple[str, ...],
+            s: dict[str, Any]) -> list[Item]:
+    """Function bodies naming a managed schema's object: PostgreSQL does not record those
+    dependencies, so they are found by name."""
+    items = []
+    for function, body in source.execute(BODIES_SQL, s):
+        for schema, name in set(_MANAGED_NAME.findall(body or "")):
+            if schema in schemas:
+                continue
+            found = next((k for k in SHIMS if k.split("(")[0] == f"{schema}.{name}"), None)
+            use = f"body of function {function}"
+            if found is not None:
+                shim = SHIMS[found]
+                items.append(Item(shim.kind, found, Plan.SHIM, shim.action, [use],
+                                  shim.consequence, shim))
+            else:
+                items.append(Item(f"name in {schema}", f"{schema}.{name}", Plan.REFUSE,
+                                  f"no plan: a function body uses {schema}.{name}, which the "
+                                  f"provider manages and spectral has no shim for", [use]))
+    return items
+
+
+def _features(source: psycopg.Connection[Any], s: dict[str, Any], version: int,
+              facts: TargetFacts, functions: list[str]) -> list[Item]:
+    items = []
+    for since, what, query in FEATURES:
+        if facts.major < since <= version // 10000:
+            for (name,) in source.execute(query, s):
+                items.append(Item("feature", f"{what}: {name}", Plan.REFUSE,
+                                  f"no plan: PostgreSQL {facts.major} does not have it",
+                                  [str(name)]))
+    for fn in functions:
+        if fn not in facts.functions:
+            items.append(Item("feature", f"function {fn}", Plan.REFUSE,
+                              f"no plan: PostgreSQL {facts.major} has no {fn}", [fn]))
+    used = {str(r[2]) for r in source.execute(ROLES_SQL, s) if r[2]}
+    for privilege in sorted(used - facts.privileges):
+        items.append(Item("privilege", privilege, Plan.LEAVE_OUT,
+                          f"grants of {privilege} are dropped",
+                          [f"PostgreSQL {facts.major} has no {privilege} privilege"],
+                          f"{privilege} (PostgreSQL {version // 10000}) must be granted again "
+                          f"after an upgrade of the new host"))
+    return items

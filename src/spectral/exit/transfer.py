@@ -1,0 +1,144 @@
+"""The logical copy: pg_dump's directory format in parallel, restored by pg_restore's scripts
+into psql as the target's (non-superuser) role.
+
+Restoring into an older major version is not something pg_restore promises, and two things break
+on the way, found on the reference database (PostgreSQL 18 into 15, as a role without
+BYPASSRLS):
+- the script starts with `SET` lines for settings the older server does not have
+  (`transaction_timeout`, PostgreSQL 17): such lines of the preamble are dropped, by asking the
+  target which settings it has, never by a list of names;
+- a table with FORCE ROW LEVEL SECURITY is made forced in pre-data, so refreshing a
+  materialized view over it at the end of post-data fails for its owner ("query would be
+  affected by row-level security policy"): FORCE is applied last, after everything else.
+The data section runs as several psql sessions at once (the tables split by the size of their
+dump files), the schema sections each in one transaction."""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from spectral.durable import write_atomic
+from spectral.pg.binaries import PgBinaries
+from spectral.runner import pipe, run
+
+TIMEOUT = 6 * 3600.0
+_SET = re.compile(rb"^SET ([a-z_]+) = .*;\s*$")
+_FORCE = re.compile(rb"^ALTER TABLE (ONLY )?.* FORCE ROW LEVEL SECURITY;\s*$")
+
+
+@dataclass
+class Connection:
+    """A DSN split for the client programs: the password goes in the environment, never on a
+    command line (where `ps` shows it)."""
+
+    dsn: str
+    conninfo: str = field(init=False)
+    env: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        parts = {k: str(v) for k, v in conninfo_to_dict(self.dsn).items()}
+        password = parts.pop("password", None)
+        self.conninfo = make_conninfo(**parts)
+        self.env = {"PGPASSWORD": password} if password else {}
+
+
+def dump(bins: PgBinaries, source: Connection, schemas: tuple[str, ...], out: Path,
+         jobs: int, *, snapshot: str | None = None) -> None:
+    argv = [bins.path("pg_dump"), "--format=directory", f"--jobs={jobs}", "--file", str(out),
+            *([f"--snapshot={snapshot}"] if snapshot else []),
+            "--no-publications", "--no-subscriptions", "--no-security-labels",
+            "--no-tablespaces", *[f"--schema={s}" for s in schemas], "--dbname",
+            source.conninfo]
+    run(argv, timeout=TIMEOUT, env=source.env)
+
+
+@dataclass
+class Restore:
+    bins: PgBinaries
+    archive: Path
+    target: Connection
+    settings: set[str]                 # the target server's setting names
+    jobs: int
+    deferred: list[bytes] = field(default_factory=list)
+
+    def psql(self) -> list[str]:
+        return [self.bins.path("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                "--single-transaction", "-o", os.devnull, "-d", self.target.conninfo]
+
+    def restore_argv(self, *extra: str) -> list[str]:
+        return [self.bins.path("pg_restore"), "--no-owner", "--file", "-", *extra,
+                str(self.archive)]
+
+    def section(self, name: str) -> None:
+        pipe(self.restore_argv(f"--section={name}"), self.psql(), timeout=TIMEOUT,
+             edit=self._edit_schema, env=self.target.env)
+
+    def data(self) -> None:
+        """The data section in `jobs` psql sessions, the tables spread by dump file size."""
+        listing = run([self.bins.path("pg_restore"), "--list", "--section=data",
+                       str(self.archive)], timeout=600).stdout.splitlines()
+        entries = [line for line in listing if line and not line.startswith(";")]
+        lists: list[list[str]] = [[] for _ in range(max(1, self.jobs))]
+        sizes = [0] * len(lists)
+        for line in sorted(entries, key=lambda e: -self._size(e)):
+            i = sizes.index(min(sizes))
+            lists[i].append(line)
+            sizes[i] += self._size(line)
+        files = []
+        for i, chosen in enumerate(lists):
+            if chosen:
+                path = self.archive.parent / f"{self.archive.name}.data{i}.list"
+                write_atomic(path, "\n".join(chosen) + "\n")
+                files.append(path)
+        with ThreadPoolExecutor(len(files) or 1) as pool:
+            for future in [pool.submit(self._data_list, f) for f in files]:
+                future.result()
+
+    def _data_list(self, listing: Path) -> None:
+        pipe(self.restore_argv("--use-list", str(listing)), self.psql(), timeout=TIMEOUT,
+             edit=self._edit_data, env=self.target.env)
+
+    def _size(self, entry: str) -> int:
+        dump_id = entry.split(";", 1)[0].strip()
+        for suffix in (".dat.gz", ".dat", ".dat.lz4", ".dat.zst"):
+            path = self.archive / f"{dump_id}{suffix}"
+            if path.exists():
+                return path.stat().st_size
+        return 0
+
+    def finish(self) -> None:
+        """What had to wait for everything else: FORCE ROW LEVEL SECURITY."""
+        if self.deferred:
+            script = b"".join(self.deferred).decode()
+            run(self.psql(), timeout=600, env=self.target.env, input_text=script)
+
+    # ---- the edits ------------------------------------------------------------------------
+    def _keep(self, line: bytes) -> bool:
+        found = _SET.match(line)
+        return found is None or found.group(1).decode() in self.settings
+
+    def _edit_schema(self, src: IO[bytes], dst: IO[bytes]) -> None:
+        for line in src:
+            if _FORCE.match(line):
+                self.deferred.append(line)
+            elif self._keep(line):
+                dst.write(line)
+
+    def _edit_data(self, src: IO[bytes], dst: IO[bytes]) -> None:
+        """Only the preamble is read line by line; from the first COPY on, bytes pass as
+        they are."""
+        for line in src:
+            if not self._keep(line):
+                continue
+            dst.write(line)
+            if line.startswith(b"COPY "):
+                break
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
