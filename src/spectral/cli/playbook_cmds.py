@@ -62,6 +62,9 @@ def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook n
             role: str | None = typer.Option(None, "--role", help="The compromised role."),
             operator: str | None = typer.Option(None, "--operator", help="Who runs it "
                                                 "(default: the login name)."),
+            to: str | None = typer.Option(None, "--to", help="provider-failure: the PostgreSQL "
+                                          "elsewhere (an environment, a DSN or a secret "
+                                          "reference; default: exit_target)."),
             yes: bool = typer.Option(False, "--yes", "-y", help="Confirm every step.")) -> None:
     """Run a playbook: automated steps through the provider, manual steps shown and confirmed;
     every step's start, end, outcome and operator recorded in one incident entry."""
@@ -78,7 +81,7 @@ def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook n
     env_name, env = environment.name, environment.config
     opts = Options(table, int(check_xid(target_xid)) if target_xid is not None else None,
                    parse_time(target_time) if target_time is not None else None, role,
-                   operator or getpass.getuser())
+                   operator or getpass.getuser(), to)
     confirmer = CliConfirmer(yes, st.err)
     if not dry_run:
         require_yes(confirmer, name)

@@ -1,21 +1,20 @@
-"""The regional-outage and provider-failure playbooks: restore the latest backup into a new
-target, point the environment at it, run the provision command, and (on Pro and later) prepare
-the re-invites, since auth.users does not transfer."""
+"""The regional-outage and provider-failure playbooks. A regional outage restores the latest
+backup into a new target of the same provider, points the environment at it and runs the
+provision command. A provider failure moves the protected schemas into a PostgreSQL elsewhere
+(spectral dr exit: report, shims, logical copy, proof) and prepares the re-invites, since the
+identities in auth.users do not transfer."""
 
 from __future__ import annotations
 
-import csv
-import io
 import shlex
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from spectral.confirm import Operator
 from spectral.durable import write_atomic
 from spectral.environment import Environment
 from spectral.errors import CheckFailed, UsageError
-from spectral.pg.conn import connect
+from spectral.exit.reinvite import write_reinvites
 from spectral.providers.base import Report
 from spectral.recovery_target import LatestTarget
 from spectral.runner import run
@@ -31,6 +30,7 @@ class Failover:
                                                                      operator, report)
         self.failover_dsn: str | None = None
         self.reinvite_files: list[str] = []
+        self.exit_to: str | None = None
 
     def actions(self, name: str, alpha: bool
                 ) -> Sequence[tuple[Action | None, str | Callable[[], str]]]:
@@ -41,12 +41,39 @@ class Failover:
             return [(None, "wait it out?"), failover, update] + ([] if alpha else [
                 (None, "communicate the cutover; re-issue invites")])
         if name == "provider-failure":
+            exit_step = (self._exit, self._exit_plan)
             if alpha:
-                return [failover, (None, "users re-authenticate"), (None, "point FastAPI")]
-            return [failover, (None, "users re-authenticate"),
-                    (self._reinvite, "re-invite list from core.users; auth.users left behind"),
+                return [exit_step, (None, "users re-authenticate"), (None, "point FastAPI")]
+            return [exit_step, (None, "users re-authenticate"),
+                    (self._reinvite, "re-invite list from the moved tables; identities stay "
+                                     "behind"),
                     (None, "point FastAPI at the new host")]
         raise UsageError(f"unknown playbook {name!r}")
+
+    def _exit_to(self) -> str:
+        to = self.exit_to or self.environment.config.exit_target
+        if not to:
+            raise UsageError("where is the PostgreSQL elsewhere? set exit_target for the "
+                             "environment or pass --to (an environment, a DSN or a secret "
+                             "reference)")
+        return to
+
+    def _exit_plan(self) -> str:
+        from spectral.exit.move import describe_dsn, resolve_exit_target
+
+        dsn = resolve_exit_target(self.environment.spectral, self._exit_to())
+        return (f"move {', '.join(self.environment.config.schemas)} into {describe_dsn(dsn)} "
+                f"(portability report, shims, pg_dump/pg_restore, proof; spectral dr exit)")
+
+    def _exit(self) -> str:
+        from spectral.exit.move import Exit, ExitRequest, resolve_exit_target
+
+        dsn = resolve_exit_target(self.environment.spectral, self._exit_to())
+        result = Exit(self.environment, ExitRequest(dsn, source_dsn=self.target.conninfo),
+                      self.operator, self.report).run()
+        self.failover_dsn = dsn
+        self.reinvite_files = result.reinvites
+        return result.summary
 
     def _failover_target(self) -> str:
         copy = self.environment.provider.restore_new(LatestTarget(), self.operator, self.report)
@@ -82,30 +109,12 @@ class Failover:
         return "provision command succeeded: " + " | ".join(tail)
 
     def _reinvite(self) -> str:
-        """auth.users does not transfer: re-invite every core.users row, then leave auth behind
-        in the new target (core.users repopulates from re-invite acceptance)."""
-        dsn = self.failover_dsn
-        if dsn is None:
-            raise CheckFailed("no failover target to prepare")
-        with connect(dsn) as conn:
-            rows = conn.execute("select u.org_id, u.email::text, u.role::text, u.display_name "
-                                "from core.users u order by u.email").fetchall()
-            conn.execute("delete from auth.users")     # cascades to core.users, as the runbook
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        base = self.environment.ledger.dir / f"reinvites-{stamp}"
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["org_id", "email", "role", "display_name"])
-        writer.writerows(rows)
-        write_atomic(base.with_suffix(".csv"), out.getvalue())
-        inserts = "".join(
-            "insert into core.domain_invites (org_id, email, role, expires_at) values "
-            f"({r[0]}, {_lit(r[1])}, {_lit(r[2])}, now() + interval '14 days');\n" for r in rows)
-        write_atomic(base.with_suffix(".sql"), inserts)
-        self.reinvite_files = [str(base.with_suffix(".csv")), str(base.with_suffix(".sql"))]
-        return (f"{len(rows)} re-invites: {base.with_suffix('.csv')} and "
-                f"{base.with_suffix('.sql')} (domain_invites rows); auth.users left behind")
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+        """Identities do not transfer: every user of the moved tables is invited again (the
+        exit wrote the list; rows stay, re-linked on acceptance, so nothing is lost)."""
+        if self.failover_dsn is None:
+            raise CheckFailed("no exit target to prepare the re-invites from")
+        if not self.reinvite_files:
+            self.reinvite_files = write_reinvites(self.failover_dsn,
+                                                  self.environment.ledger.dir)
+        return (f"re-invites: {', '.join(self.reinvite_files)}; identities stayed with the "
+                f"old provider, users sign in again")

@@ -32,6 +32,7 @@ class Options:
     target_time: datetime | None = None
     role: str | None = None
     operator: str = field(default_factory=getpass.getuser)
+    exit_to: str | None = None          # provider-failure: where the schemas go
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Plan:
         self.target, self.confirmer, self.opts, self.report = target, confirmer, opts, report
         self._resolved: dict[str, int] = {}
         self.failover = failover.Failover(environment, target, confirmer, report)
+        self.failover.exit_to = opts.exit_to
 
     @property
     def reinvite_files(self) -> list[str]:
