@@ -133,10 +133,28 @@ def tabletop_cmd(ctx: typer.Context,
         session = tt.from_answers(tt.load_answers(answers), env.posture, scenario, show)
     else:
         session = _interactive(st, env.posture, scenario, show)
-    entry = tt.record(ledger, name, session)
+    briefing = _exit_briefing(st) if session.scenario.name == "provider-failure" else None
+    if briefing is not None and not st.json:
+        st.err.print(f"  portability: {briefing['summary']}")
+    entry = tt.record(ledger, name, session, briefing)
     st.emit({"seq": entry.seq, **entry.data}, lambda c: c.print(
         f"tabletop review of {session.scenario.name} recorded as ledger entry #{entry.seq}: "
         f"{len(session.findings)} finding(s), {len(session.action_items)} action item(s)"))
+
+
+def _exit_briefing(st: AppState) -> dict[str, Any]:
+    """The portability report, run now: what the provider-failure exit would meet today."""
+    from spectral.errors import SpectralError
+    from spectral.posture.checklist import exit_planned
+    from spectral.target import open_target
+
+    try:
+        environment = st.environment()
+        with open_target(st.config, st.env) as target:
+            item = exit_planned(environment, target.conninfo)
+    except SpectralError as exc:
+        return {"summary": f"not run: {exc.message}", "done": False}
+    return {"summary": item.evidence, "done": item.done}
 
 
 def _interactive(st: AppState, posture: Any, scenario: str | None,

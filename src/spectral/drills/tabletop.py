@@ -96,5 +96,9 @@ def from_answers(answers: Answers, posture: Posture, scenario: str | None,
                     [a.note for a in answers.steps], answers.findings, answers.action_items)
 
 
-def record(ledger: Ledger, environment: str, tabletop: Tabletop) -> Entry:
-    return ledger.append(EntryKind.TABLETOP, environment, tabletop.to_json())
+def record(ledger: Ledger, environment: str, tabletop: Tabletop,
+           briefing: dict[str, Any] | None = None) -> Entry:
+    """The review in the ledger, with the facts it was briefed with (the portability report
+    for provider-failure)."""
+    return ledger.append(EntryKind.TABLETOP, environment,
+                         {**tabletop.to_json(), **({"briefing": briefing} if briefing else {})})

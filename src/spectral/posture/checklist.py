@@ -96,4 +96,33 @@ def first_partner(environment: Environment, conninfo: str, partner: str, out: Pa
     now = now or datetime.now(UTC)
     return [pitr_active(environment), export_round_trip(conninfo, partner),
             *readme_and_hook(conninfo, out, partner),
-            recent_drill(environment.ledger, partner, now)]
+            recent_drill(environment.ledger, partner, now), exit_planned(environment, conninfo)]
+
+
+def exit_planned(environment: Environment, conninfo: str) -> Item:
+    """The provider-failure path is ready: every dependency of the protected schemas on what a
+    PostgreSQL elsewhere lacks has a plan (against exit_target when it is configured)."""
+    from spectral.exit.move import resolve_exit_target
+    from spectral.exit.portability import Plan, assess
+
+    text = "provider exit planned: every dependency has a plan (spectral dr portability)"
+    target = environment.config.exit_target
+    try:
+        with connect(conninfo) as src:
+            src.autocommit = True
+            if target:
+                with connect(resolve_exit_target(environment.spectral, target)) as tgt:
+                    tgt.autocommit = True
+                    report = assess(src, tuple(environment.config.schemas), tgt)
+            else:
+                report = assess(src, tuple(environment.config.schemas))
+    except SpectralError as exc:
+        return Item(text, False, exc.message)
+    shims = [i.name for i in report.items if i.plan is Plan.SHIM]
+    where = (f"against PostgreSQL {report.target.major}" if report.target
+             else "without a target (set exit_target to check availability)")
+    if report.refusals:
+        return Item(text, False, f"{where}: no plan for " + ", ".join(
+            f"{i.kind} {i.name}" for i in report.refusals))
+    return Item(text, True, f"{where}: {len(report.items)} item(s), shims: "
+                            f"{', '.join(shims) or 'none'}")
