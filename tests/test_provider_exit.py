@@ -63,6 +63,8 @@ def test_provider_failure_moves_into_pg15_and_proves_it(work_dir: Path,
             users = conn.execute("select id::text, email::text from core.users "
                                  "order by 1").fetchall()
             returns = conn.execute("select count(*) from worlds.returns").fetchone()
+        # spectral's own rules hook (triggers on platform tables): moved along with them
+        assert spectral("db", "rules-hook", "install", cwd=work_dir).returncode == 0
         report = spectral("dr", "portability", "--json", cwd=work_dir, env=env)
         assert report.returncode == 0, report.stdout + report.stderr
         items = {(i["kind"], i["name"]): i for i in json.loads(report.stdout)["items"]}
@@ -76,6 +78,7 @@ def test_provider_failure_moves_into_pg15_and_proves_it(work_dir: Path,
         assert items[("extension", "btree_gist")]["plan"] in ("shim", "available")
         assert items[("privilege", "MAINTAIN")]["plan"] == "leave out"   # 18 -> 15
         assert items[("owner", "postgres")]["plan"] == "map"
+        assert items[("schema spectral_hooks", "spectral_hooks")]["plan"] == "available"
 
         res = spectral("dr", "playbook", "run", "provider-failure", "--yes", "--json",
                        cwd=work_dir, env=env, timeout=900)
@@ -101,6 +104,8 @@ def test_provider_failure_moves_into_pg15_and_proves_it(work_dir: Path,
             moved = conn.execute("select id::text, email::text from core.users "
                                  "order by 1").fetchall()
             assert moved == users                       # nothing that points at them is lost
+            assert conn.execute("select count(*) from pg_trigger where tgname like "
+                                "'spectral%'").fetchone() != (0,)     # the hook came along
             cols = conn.execute("select array_agg(attname::text) from pg_attribute where "
                                 "attrelid = 'auth.users'::regclass and attnum > 0").fetchone()
             assert cols == (["id"],)                    # ids only: identities stayed behind
@@ -207,3 +212,44 @@ def test_a_supabase_environment_exits_from_a_restored_project(
     steps = json.loads(run.stdout)["steps"]
     assert steps[0]["outcome"] == "done" and "proven" in steps[0]["detail"]
     no_secret_anywhere(work, res.stdout, res.stderr, run.stdout, run.stderr)
+
+
+def test_a_failure_after_writing_undoes_what_the_exit_wrote(
+        local_reference: tuple[Path, str], make_cluster: ClusterFactory,
+        pg15: PgBinaries) -> None:
+    """A target whose auth.users has no key the foreign key can use: the report cannot see it,
+    post-data fails, and everything the exit made is dropped again (the target's own auth
+    schema stays)."""
+    work, _source = local_reference
+    _target, target_dsn = target_cluster(make_cluster, pg15)
+    with connect(target_dsn) as conn:
+        conn.execute("create schema auth")
+        conn.execute("create table auth.users (id uuid)")
+    before = schemas_on(target_dsn)
+    res = spectral("dr", "exit", "--to", target_dsn, "--yes", cwd=work)
+    assert res.returncode != 0 and "auth.users" in res.stderr, res.stderr
+    assert schemas_on(target_dsn) == before
+    log = json.loads(spectral("dr", "log", "--kind", "exit", "--json", cwd=work).stdout)
+    assert log[0]["data"]["outcome"] == "failed"
+    no_secret_anywhere(work, res.stdout, res.stderr)
+
+
+def test_exit_from_a_copy_of_the_latest_backup(work_dir: Path, make_cluster: ClusterFactory,
+                                               pg15: PgBinaries) -> None:
+    """--from-backup: the source is a copy restored now (the live database is not read), and
+    the copy is removed afterwards."""
+    from conftest import notes_environment
+
+    _target, target_dsn = target_cluster(make_cluster, pg15)
+    with notes_environment(work_dir) as environment:
+        from spectral.pg.conn import connect as pg
+
+        with pg(environment.provider.running_source() or "") as conn:
+            conn.execute("insert into core.notes values (2, 'after the backup')")
+        res = spectral("--env", "staging", "dr", "exit", "--to", target_dsn, "--from-backup",
+                       "--yes", "--json", cwd=work_dir)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert json.loads(res.stdout)["source"].startswith("instance ")
+        with connect(target_dsn) as conn:          # the latest point: both rows, from the WAL
+            assert conn.execute("select count(*) from core.notes").fetchone() == (2,)
+        assert environment.provider.instances() == []            # the copy is gone

@@ -140,6 +140,7 @@ class Exit:
         self.result = ExitResult(environment.name, ExitOutcome.FAILED, "?",
                                  describe_dsn(request.target_dsn))
         self.copy: Copy | None = None
+        self._carried: tuple[str, ...] = ()
 
     # ---- the whole run ------------------------------------------------------------------
     def run(self) -> ExitResult:
@@ -166,6 +167,7 @@ class Exit:
             assessed = portability.assess(src, self.schemas, tgt)
             self.result.report = assessed.to_json()
             self._refuse_unplanned(assessed)
+            self._carried = assessed.carried
             self._refuse_non_empty(tgt)
             settings = {r[0] for r in tgt.execute("select name from pg_settings")}
         assert assessed.target is not None
@@ -202,8 +204,8 @@ class Exit:
             self.say(f"dumping {', '.join(self.schemas)} with pg_dump {bins.version} "
                      f"({self.request.jobs} jobs)")
             mark = time.monotonic()
-            dump(bins, source, self.schemas, work / "dump", self.request.jobs,
-                 snapshot=snapshot)
+            dump(bins, source, self.schemas + assessed.carried, work / "dump",
+                 self.request.jobs, snapshot=snapshot)
             self.result.timings["dump"] = time.monotonic() - mark
             mark = time.monotonic()
             self._create_shims(assessed, undo)
@@ -297,7 +299,8 @@ class Exit:
             "where p.pronamespace = n.oid) + (select count(*) from pg_type t "
             "where t.typnamespace = n.oid and t.typrelid = 0 and t.typelem = 0) "
             "from pg_namespace n left join pg_class c on c.relnamespace = n.oid "
-            "where n.nspname = any(%s) group by n.oid, n.nspname", (list(self.schemas),)
+            "where n.nspname = any(%s) group by n.oid, n.nspname",
+            (list(self.schemas + self._carried),)
         ).fetchall()
         busy = [f"{name} ({n} objects)" for name, n in rows if n]
         if busy:
@@ -321,7 +324,8 @@ class Exit:
     def _restore(self, bins: PgBinaries, archive: Any, settings: set[str], source_dsn: str,
                  undo: UndoStack) -> Restore:
         restore = Restore(bins, archive, self.target, settings, self.request.jobs)
-        created = [s for s in self.schemas if not _schema_exists(self.request.target_dsn, s)]
+        moved = self.schemas + self._carried
+        created = [s for s in moved if not _schema_exists(self.request.target_dsn, s)]
         undo.push("the moved schemas", lambda: _execute(
             self.request.target_dsn, "; ".join(
                 f"drop schema if exists {sql.Identifier(s).as_string(None)} cascade"

@@ -23,6 +23,8 @@ from spectral.exit.shims import SHIMS, Shim
 from spectral.verify.fingerprint import MANAGED_SCHEMAS
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+# Schemas spectral itself installs next to the protected ones (the rules hook): moved with them.
+CARRIED_SCHEMAS = ("spectral_hooks",)
 
 
 class Plan(StrEnum):
@@ -73,6 +75,12 @@ class Report:
     source_owner: str
     target: TargetFacts | None
     items: list[Item]
+
+    @property
+    def carried(self) -> tuple[str, ...]:
+        """Schemas moved along with the protected ones because they use them."""
+        return tuple(i.name for i in self.items if i.kind.startswith("schema ")
+                     and i.plan is Plan.AVAILABLE)
 
     @property
     def refusals(self) -> list[Item]:
@@ -305,6 +313,10 @@ def _dependencies(source: psycopg.Connection[Any], schemas: tuple[str, ...],
         use = f"{dep_type} {dep_identity}"
         if extension is not None:
             items.append(_extension(extension, ext_versions.get(extension), facts, use))
+            continue
+        if ref_schema in CARRIED_SCHEMAS:
+            items.append(Item(f"schema {ref_schema}", ref_schema, Plan.AVAILABLE,
+                              "moved with the protected schemas (spectral's own)", [use]))
             continue
         shim = SHIMS.get(ref_identity)
         if shim is not None and shim.columns and column and column not in shim.columns:
