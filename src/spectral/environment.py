@@ -15,6 +15,7 @@ from pathlib import Path
 from spectral.config.models import EnvironmentConfig, SpectralConfig
 from spectral.errors import UsageError
 from spectral.ledger import Ledger
+from spectral.ledger.open import open_ledger
 from spectral.providers.base import Provider, Report
 
 
@@ -57,4 +58,4 @@ def open_environment(cfg: SpectralConfig, name: str | None = None, *,
     """The named environment (default: the configuration's default) with its provider."""
     env_name, env = cfg.environment(name)
     state_dir = cfg.state_dir(env_name)
-    return Environment(env_name, env, cfg, state_dir, Ledger(state_dir / "evidence"), report)
+    return Environment(env_name, env, cfg, state_dir, open_ledger(cfg, env_name), report)

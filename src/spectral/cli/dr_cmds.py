@@ -12,6 +12,7 @@ from rich.table import Table
 from spectral.cli import (
     backup_cmds,
     drill_cmds,
+    evidence_cmds,
     exit_cmds,
     incident_cmds,
     playbook_cmds,
@@ -36,6 +37,7 @@ review_cmds.register(app, drill_cmds.drill_app)
 posture_cmds.register(app)
 incident_cmds.register(app)
 exit_cmds.register(app)
+evidence_cmds.register(app, drill_cmds.log_app)
 app.add_typer(playbook_cmds.app, name="playbook")
 
 WORKERS = typer.Option(None, "--workers", min=1, help="Parallel sessions (default: cores).")
@@ -139,6 +141,7 @@ def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
                  workers: int | None = WORKERS) -> None:
     """Fingerprint the environment and keep it in its evidence store with its time and LSN, for
     drills that restore to that point later."""
+    from spectral.ledger.open import open_ledger
     from spectral.target import open_target
     from spectral.verify import snapshots
     from spectral.verify.fingerprint import options_for, take
@@ -146,7 +149,7 @@ def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
     st = state(ctx)
     with open_target(st.config, st.env) as target:
         doc = take(target.conninfo, options_for(target.env, content=content, workers=workers))
-        path = snapshots.record(st.config.state_dir(target.name), target.name, doc)
+        path = snapshots.record(open_ledger(st.config, target.name), target.name, doc)
     st.emit({"environment": target.name, "path": str(path), "taken_at": doc["taken_at"],
              "lsn": doc["source"]["lsn"]},
             lambda c: c.print(f"{target.name}: snapshot at {doc['taken_at']} "
@@ -156,11 +159,14 @@ def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
 @app.command("snapshots")
 def snapshots_cmd(ctx: typer.Context) -> None:
     """List the snapshots in the environment's evidence store."""
+    from spectral.ledger.open import open_ledger
     from spectral.verify import snapshots
 
     st = state(ctx)
     name, _env = st.config.environment(st.env)
-    refs = snapshots.listing(st.config.state_dir(name))
+    ledger = open_ledger(st.config, name)
+    ledger.sync()
+    refs = snapshots.listing(ledger.dir)
     data = [{"taken_at": r.taken_at.isoformat(), "lsn": r.lsn, "path": str(r.path)} for r in refs]
 
     def human(c: Console) -> None:

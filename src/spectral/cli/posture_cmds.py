@@ -35,7 +35,7 @@ def sample_cmd(ctx: typer.Context) -> None:
 def triggers_cmd(ctx: typer.Context) -> None:
     """Evaluate ADR-040 D5's activation triggers with their evidence. Exit 1 when any has fired
     and the tier is below pitr."""
-    from spectral.ledger import Ledger
+    from spectral.ledger.open import open_ledger
     from spectral.pg.conn import connect
     from spectral.posture import samples as samples_mod
     from spectral.posture.triggers import evaluate
@@ -43,7 +43,7 @@ def triggers_cmd(ctx: typer.Context) -> None:
 
     st = state(ctx)
     name, env = st.config.environment(st.env)
-    entries = Ledger(st.config.state_dir(name) / "evidence").entries()
+    entries = open_ledger(st.config, name).entries()
     samples = samples_mod.read(st.config.state_dir(name))
     with open_target(st.config, name) as target, connect(target.conninfo) as conn:
         found, days, raise_now = evaluate(env, conn, entries, samples, datetime.now(UTC).date())
@@ -138,7 +138,8 @@ def incident_record_cmd(ctx: typer.Context,
                         ) -> None:
     """Record an incident (or near-miss) in the ledger: the runbook history and the activation
     triggers read it."""
-    from spectral.ledger import EntryKind, Ledger
+    from spectral.ledger import EntryKind
+    from spectral.ledger.open import open_ledger
     from spectral.playbooks.catalog import playbook
 
     st = state(ctx)
@@ -146,7 +147,7 @@ def incident_record_cmd(ctx: typer.Context,
     if not summary.strip():
         raise UsageError("--summary must say what happened")
     name, _env = st.config.environment(st.env)
-    entry = Ledger(st.config.state_dir(name) / "evidence").append(
+    entry = open_ledger(st.config, name).append(
         EntryKind.INCIDENT, name, {"playbook": playbook_name, "summary": summary,
                                    "near_miss": near_miss, "pitr_covered": pitr_covered})
     st.emit({"seq": entry.seq, **entry.data},

@@ -20,12 +20,14 @@ if TYPE_CHECKING:
 runbook_app = typer.Typer(no_args_is_help=True, help="The runbook, generated from the ledger.")
 
 
-def _status(st: AppState) -> dict[str, Any]:
+def _status(st: AppState, as_of: str | None = None) -> dict[str, Any]:
     from spectral.drills import status as status_mod
+    from spectral.recovery_target import parse_time
 
     environment = st.environment()
     return status_mod.collect(environment.name, environment.config,
-                              status_mod.facts(environment))
+                              status_mod.facts(environment),
+                              parse_time(as_of) if as_of else None)
 
 
 def _cadence_table(c: Console, items: list[dict[str, Any]]) -> None:
@@ -40,7 +42,10 @@ def _cadence_table(c: Console, items: list[dict[str, Any]]) -> None:
 def status_cmd(ctx: typer.Context,
                prom_file: Path | None = typer.Option(None, "--prom-file", help="Also write the "
                                                      "figures in Prometheus text format (for "
-                                                     "node_exporter's textfile collector).")
+                                                     "node_exporter's textfile collector)."),
+               as_of: str | None = typer.Option(None, "--as-of", help="Judge what is due or "
+                                                "overdue as of this time (ISO 8601), e.g. to "
+                                                "see what lapses before a holiday.")
                ) -> None:
     """Tier, targets against measured RPO/RTO, last drill, what is due or overdue, backup
     freshness, WAL lag. Exit 1 when anything is overdue: run it from cron as a dead-man's
@@ -48,7 +53,7 @@ def status_cmd(ctx: typer.Context,
     from spectral.drills import status as status_mod
 
     st = state(ctx)
-    info = _status(st)
+    info = _status(st, as_of)
     if prom_file is not None:
         status_mod.write_prometheus(info, prom_file)
 
@@ -119,11 +124,11 @@ def tabletop_cmd(ctx: typer.Context,
     """The monthly tabletop review: walk one playbook scenario step by step; record
     participants, notes, findings and action items in the ledger."""
     from spectral.drills import tabletop as tt
-    from spectral.ledger import Ledger
+    from spectral.ledger.open import open_ledger
 
     st = state(ctx)
     name, env = st.config.environment(st.env)
-    ledger = Ledger(st.config.state_dir(name) / "evidence")
+    ledger = open_ledger(st.config, name)
 
     def show(i: int, n: int, text: str, automated: bool) -> None:
         if not st.json:
@@ -229,12 +234,12 @@ def report_cmd(ctx: typer.Context,
     from datetime import UTC, datetime
 
     from spectral.durable import write_atomic
-    from spectral.ledger import Ledger
+    from spectral.ledger.open import open_ledger
     from spectral.report import render_html
 
     st = state(ctx)
     name, env = st.config.environment(st.env)
-    ledger = Ledger(st.config.state_dir(name) / "evidence")
+    ledger = open_ledger(st.config, name)
     page = render_html(name, env.posture.value, ledger.entries(), env.rto_seconds,
                        env.rpo_seconds, datetime.now(UTC))
     write_atomic(html_file, page)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from spectral.config.contract import QUALIFIED, Contract
 from spectral.config.durations import parse_duration
+from spectral.config.evidence import EvidenceConfig
 from spectral.config.secrets import is_secret_ref
 
 
@@ -89,6 +90,9 @@ class EnvironmentConfig(BaseModel):
         default={}, description="schema.table -> the column whose newest value is the table's "
                                 "newest change (default: a timestamp column whose default is "
                                 "the time of the write, found from the catalog).")
+    evidence: EvidenceConfig = Field(
+        default_factory=EvidenceConfig, description="Where the ledger and snapshots live "
+        "([environments.<name>.evidence]): file (default), git or s3; signing keys.")
     contract: Contract | None = Field(
         default=None, description="What the database must keep after a restore "
                                   "([environments.<name>.contract]); without one the drill "

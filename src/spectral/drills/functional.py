@@ -113,9 +113,8 @@ class _Drill:
         objectives(result)
 
     def _snapshot(self, point: DrillPoint) -> dict[str, Any]:
-        state_dir = self.environment.state_dir
         if point.compare_at is not None:
-            found = snapshots.at_or_before(state_dir, point.compare_at)
+            found = snapshots.at_or_before(self.environment.ledger, point.compare_at)
             if found is None:
                 what = point.label or f"a restore to {point.compare_at.isoformat()}"
                 raise CouldNotVerify(
@@ -132,7 +131,7 @@ class _Drill:
             doc = take(dsn, options_for(self.environment.config, content=self.request.content))
             if Capability.WAL_ARCHIVE in self.provider.capabilities:
                 self.provider.wal_archive().flush()
-        snapshots.record(state_dir, self.environment.name, doc)
+        snapshots.record(self.environment.ledger, self.environment.name, doc)
         return doc
 
     def _verify(self, snapshot: dict[str, Any]) -> dict[str, Any]:

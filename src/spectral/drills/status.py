@@ -28,7 +28,7 @@ BACKUP_MAX_AGE_S = 26 * 3600     # "managed daily backups", with two hours of sl
 class Facts:
     """What the status needs from wherever the environment lives."""
 
-    state_dir: Path
+    ledger: Ledger
     live: dict[str, str | None] | None         # schema checksums now (None: not reachable)
     newest_backup: tuple[str, datetime] | None
     wal: dict[str, Any] | None
@@ -63,13 +63,13 @@ def facts(environment: Environment) -> Facts:
         end = provider.window().latest_time
         if end is not None and (newest is None or end > newest[1]):
             newest = ("the PITR window's end", end)
-    return Facts(environment.state_dir, live, newest, provider.archive_status())
+    return Facts(environment.ledger, live, newest, provider.archive_status())
 
 
 def collect(name: str, env: EnvironmentConfig, facts: Facts,
             now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
-    ledger = Ledger(facts.state_dir / "evidence")
+    ledger = facts.ledger
     entries = ledger.entries()
     live = facts.live
     changed = None if live is None else changed_since(last_drill_schemas(entries), live)

@@ -13,6 +13,8 @@ import contextlib
 import hashlib
 import json
 import os
+import random
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,10 +24,13 @@ from typing import Any
 from spectral.confirm import Confirmer
 from spectral.durable import append_durable, file_lock, write_atomic
 from spectral.errors import CouldNotVerify, RefusedError
+from spectral.ledger.remote import Remote
+from spectral.ledger.signing import Signer, check_signatures
 from spectral.redact import redact_obj
 
 FORMAT_VERSION = 1
 GENESIS = "0" * 64
+APPEND_ATTEMPTS = 60
 
 
 class EntryKind(StrEnum):
@@ -37,6 +42,7 @@ class EntryKind(StrEnum):
     RESTORE = "restore"
     REPAIR = "repair"
     EXIT = "exit"               # a provider exit: the schemas moved elsewhere, and its proof
+    KEY = "key"                 # a signing key introduced, added or revoked (signed itself)
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,8 @@ def _digest(body: dict[str, Any]) -> str:
 
 
 def _body(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if k != "hash"}
+    """What the hash covers: everything but the hash and the signature (which signs it)."""
+    return {k: v for k, v in d.items() if k not in ("hash", "sig")}
 
 
 def _parse_entry(line: str) -> dict[str, Any] | str:
@@ -102,10 +109,22 @@ class LedgerDamaged(CouldNotVerify):
 
 
 class Ledger:
-    def __init__(self, evidence_dir: Path) -> None:
+    def __init__(self, evidence_dir: Path, remote: Remote | None = None,
+                 signer: Signer | None = None, trusted: tuple[str, ...] = ()) -> None:
         self.dir = evidence_dir
         self.path = evidence_dir / "ledger.jsonl"
         self.head = evidence_dir / "ledger.head"
+        self.remote, self.signer, self.trusted = remote, signer, trusted
+
+    def describe(self) -> str:
+        return self.remote.describe() if self.remote else f"file {self.path}"
+
+    def sync(self) -> None:
+        """Bring the working copy up to date with the shared store (no-op for a file)."""
+        if self.remote is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with self._lock():
+                self.remote.pull(self.dir)
 
     def _lock(self) -> contextlib.AbstractContextManager[None]:
         return file_lock(self.dir / "ledger.lock")
@@ -136,23 +155,48 @@ class Ledger:
 
     def append(self, kind: EntryKind, environment: str, data: dict[str, Any],
                at: datetime | None = None) -> Entry:
-        """Add one entry: locked, chained to the last one, fsynced, redacted."""
-        with self._lock():
-            seq, prev = self._last()
-            body = {"version": FORMAT_VERSION, "seq": seq + 1,
-                    "at": (at or datetime.now(UTC)).isoformat(timespec="milliseconds"),
-                    "kind": kind.value, "environment": environment,
-                    "data": redact_obj(data), "prev": prev}
-            digest = _digest(body)
-            line = json.dumps({**body, "hash": digest}, sort_keys=True, ensure_ascii=False)
-            append_durable(self.path, line + "\n")
-            write_atomic(self.head, json.dumps({"seq": seq + 1, "hash": digest}) + "\n")
-        return Entry(seq + 1, datetime.fromisoformat(body["at"]), kind, environment,
-                     body["data"], prev, digest)
+        """Add one entry: locked, chained to the last one, signed when a key is configured,
+        fsynced, redacted; with a shared store, published, and appended again on the new head
+        when another writer published first. The first signed append introduces its key."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.signer is not None and kind is not EntryKind.KEY and not self._introduced():
+            self._append(EntryKind.KEY, environment,
+                         {"add": self.signer.public, "summary": "signing key introduced"}, at)
+        return self._append(kind, environment, data, at)
+
+    def _introduced(self) -> bool:
+        self.sync()
+        return any(isinstance(d := _parse_entry(line), dict) and d.get("kind") == "key"
+                   for line in self._lines() if line.strip())
+
+    def _append(self, kind: EntryKind, environment: str, data: dict[str, Any],
+                at: datetime | None) -> Entry:
+        for attempt in range(APPEND_ATTEMPTS):
+            with self._lock():
+                if self.remote is not None:
+                    self.remote.pull(self.dir)
+                seq, prev = self._last()
+                body = {"version": FORMAT_VERSION, "seq": seq + 1,
+                        "at": (at or datetime.now(UTC)).isoformat(timespec="milliseconds"),
+                        "kind": kind.value, "environment": environment,
+                        "data": redact_obj(data), "prev": prev}
+                digest = _digest(body)
+                signed = {"sig": self.signer.sign(digest)} if self.signer else {}
+                line = json.dumps({**body, "hash": digest, **signed}, sort_keys=True,
+                                  ensure_ascii=False)
+                append_durable(self.path, line + "\n")
+                write_atomic(self.head, json.dumps({"seq": seq + 1, "hash": digest}) + "\n")
+                if self.remote is None or self.remote.publish(self.dir, seq + 1, line):
+                    return Entry(seq + 1, datetime.fromisoformat(body["at"]), kind,
+                                 environment, body["data"], prev, digest)
+            time.sleep(random.uniform(0.05, 0.2) * min(attempt + 1, 5))   # lost the race
+        raise CouldNotVerify(f"could not append to {self.describe()}: other writers won "
+                             f"{APPEND_ATTEMPTS} times in a row")
 
     def entries(self) -> list[Entry]:
         """Every readable entry, in order. A damaged line is left out here and reported by
         `verify` (readers such as `dr log` and `dr status` keep working)."""
+        self.sync()
         out: list[Entry] = []
         for line in self._lines():
             if line.strip() and not isinstance(d := _parse_entry(line), str):
@@ -163,9 +207,13 @@ class Ledger:
         """Every way the file can differ from what was appended: an edited entry (its hash),
         a removed or reordered one (the chain and the sequence), removed newest entries (the
         head), a line that is not an entry."""
+        self.sync()
         problems: list[LedgerProblem] = []
         prev, seq = GENESIS, 0
         lines = self._lines()
+        parsed = [d for line in lines if line.strip()
+                  and not isinstance(d := _parse_entry(line), str)]
+        problems += [LedgerProblem(0, p) for p in check_signatures(parsed, self.trusted)]
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -219,6 +267,9 @@ class Ledger:
     def repair(self, confirmer: Confirmer, environment: str) -> Entry:
         """Remove a torn last line, and only that: everything before it must verify. The removal
         is itself recorded (line number, length and SHA-256 of what was removed)."""
+        if self.remote is not None:
+            raise RefusedError("a shared evidence store is never repaired in place; its "
+                               "working copy is refreshed from the store on every read")
         with self._lock():
             torn = self.torn_tail()
             if torn is None:

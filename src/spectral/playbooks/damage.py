@@ -171,7 +171,7 @@ def known_locators(state_dir: Path, table: str) -> set[str]:
     from spectral.verify.fingerprint import load
 
     found = set()
-    for ref in snapshots.listing(state_dir):
+    for ref in snapshots.listing(state_dir / "evidence"):
         try:
             doc = load(ref.path)
         except Exception:   # a damaged snapshot is no evidence either way

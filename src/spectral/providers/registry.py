@@ -20,7 +20,9 @@ def open_provider(cfg: SpectralConfig, name: str, env: EnvironmentConfig,
 
         local = LocalEnvironment(name, cfg.state_dir(name), find_binaries(env.pg_bin_dir),
                                  env.database)
-        return LocalProvider(local, report)
+        from spectral.ledger.open import open_ledger
+
+        return LocalProvider(local, report, open_ledger(cfg, name))
     return None
 
 

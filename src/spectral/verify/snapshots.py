@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spectral.verify.fingerprint import load, save
+
+if TYPE_CHECKING:
+    from spectral.ledger import Ledger
 
 
 @dataclass(frozen=True)
@@ -18,33 +21,36 @@ class SnapshotRef:
     lsn: str
 
 
-def folder(state_dir: Path) -> Path:
-    return state_dir / "evidence" / "snapshots"
+def folder(evidence_dir: Path) -> Path:
+    return evidence_dir / "snapshots"
 
 
-def store(state_dir: Path, doc: dict[str, Any]) -> Path:
+def store(evidence_dir: Path, doc: dict[str, Any]) -> Path:
     taken = datetime.fromisoformat(doc["taken_at"])
     lsn = doc["source"]["lsn"].replace("/", "-")
-    path = folder(state_dir) / f"{taken.strftime('%Y%m%dT%H%M%S.%fZ')}_{lsn}.json"
+    path = folder(evidence_dir) / f"{taken.strftime('%Y%m%dT%H%M%S.%fZ')}_{lsn}.json"
     save(doc, path)
     return path
 
 
-def record(state_dir: Path, environment: str, doc: dict[str, Any]) -> Path:
-    """Store a snapshot and enter it in the environment's ledger (time, LSN, schema checksums),
-    so drills, cadence and the runbook can find it."""
-    from spectral.ledger import EntryKind, Ledger
+def record(ledger: Ledger, environment: str, doc: dict[str, Any]) -> Path:
+    """Store a snapshot next to the environment's ledger (in the same store: published with
+    the entry that names it) and enter it there (time, LSN, schema checksums), so drills,
+    cadence and the runbook can find it."""
+    from spectral.ledger import EntryKind
 
-    path = store(state_dir, doc)
-    Ledger(state_dir / "evidence").append(EntryKind.SNAPSHOT, environment, {
-        "path": str(path), "taken_at": doc["taken_at"], "lsn": doc["source"]["lsn"],
+    ledger.sync()
+    path = store(ledger.dir, doc)
+    ledger.append(EntryKind.SNAPSHOT, environment, {
+        "path": f"snapshots/{path.name}", "taken_at": doc["taken_at"],
+        "lsn": doc["source"]["lsn"],
         "schemas": {k: v["checksum"] for k, v in doc["schemas"].items()}})
     return path
 
 
-def listing(state_dir: Path) -> list[SnapshotRef]:
+def listing(evidence_dir: Path) -> list[SnapshotRef]:
     refs = []
-    for path in sorted(folder(state_dir).glob("*.json")):
+    for path in sorted(folder(evidence_dir).glob("*.json")):
         stamp, _, lsn = path.stem.partition("_")
         try:
             taken = datetime.strptime(stamp, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
@@ -54,10 +60,11 @@ def listing(state_dir: Path) -> list[SnapshotRef]:
     return refs
 
 
-def at_or_before(state_dir: Path, when: datetime) -> dict[str, Any] | None:
+def at_or_before(ledger: Ledger, when: datetime) -> dict[str, Any] | None:
     """The newest snapshot taken at or before `when` (loaded and checked), or None."""
+    ledger.sync()
     best = None
-    for ref in listing(state_dir):
+    for ref in listing(ledger.dir):
         doc = load(ref.path)
         if datetime.fromisoformat(doc["taken_at"]) <= when:
             best = doc

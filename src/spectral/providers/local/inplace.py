@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from spectral.durable import write_atomic
 from spectral.errors import ClusterError, CouldNotVerify, RefusedError
-from spectral.ledger import EntryKind, Ledger
+from spectral.ledger import EntryKind
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
 from spectral.providers.base import Progress
@@ -47,7 +47,7 @@ class InPlace:
         self.p = provider
         self.dir = provider.local.paths.cluster_dir
         self.record_file = self.dir / "in-place-restore.json"
-        self.ledger = Ledger(provider.local.paths.state_dir / "evidence")
+        self.ledger = provider.ledger
 
     # ---- what is kept aside ---------------------------------------------------------------
     def kept_aside(self) -> list[Path]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from spectral.confirm import Confirmer, Operator
 from spectral.errors import RefusedError, UsageError
+from spectral.ledger import Ledger
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.osuser import make_owned_dir
 from spectral.providers.base import (
@@ -50,8 +51,10 @@ class LocalProvider:
     kind = "local"
     capabilities = frozenset(Capability)
 
-    def __init__(self, local: LocalEnvironment, report: Report | None = None) -> None:
+    def __init__(self, local: LocalEnvironment, report: Report | None = None,
+                 ledger: Ledger | None = None) -> None:
         self.local = local
+        self.ledger = ledger or Ledger(local.paths.state_dir / "evidence")
         self.report = report
         self.bins = local.bins
         self.repo = Repository(local.paths.repo_dir)
