@@ -53,6 +53,10 @@ def _s3_client(cfg: SpectralConfig, evidence: EvidenceConfig) -> Any:
     from botocore.config import Config
 
     assert evidence.access_key_id and evidence.secret_access_key
+    if not evidence.verify_tls:      # asked for in the configuration: no warning per request
+        import urllib3
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     return boto3.client(
         "s3", endpoint_url=evidence.endpoint, region_name=evidence.region,
         aws_access_key_id=_secret(cfg, evidence.access_key_id),
