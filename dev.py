@@ -25,20 +25,23 @@ def _stamp() -> str:
     return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
 
 
-def ensure_venv() -> None:
-    """Create .venv and install the project (editable, with dev tools) unless unchanged."""
+def ensure_venv(dev: bool) -> None:
+    """Create .venv and install the project (editable): the demo needs only the package and its
+    runtime dependencies; the tests add the test tools. Skipped when nothing changed."""
     if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
         sys.exit(f"spectral needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     stamp_file = VENV / ".spectral-installed"
-    if stamp_file.exists() and stamp_file.read_text() == _stamp():
+    have = stamp_file.read_text() if stamp_file.exists() else ""
+    if have in (_stamp() + ":dev", _stamp() + ("" if not dev else ":dev")):
         return
     if not (BIN / "python").exists():
         print("dev.py: creating .venv", flush=True)
         venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
-    print("dev.py: installing spectral and its test tools into .venv", flush=True)
+    what = "spectral and its test tools" if dev else "spectral"
+    print(f"dev.py: installing {what} into .venv", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "install", "-e", f"{ROOT}[dev]"], check=True)
-    stamp_file.write_text(_stamp())
+    subprocess.run([*pip, "install", "-e", f"{ROOT}[dev]" if dev else str(ROOT)], check=True)
+    stamp_file.write_text(_stamp() + (":dev" if dev else ""))
 
 
 def ensure_chromium() -> None:
@@ -59,8 +62,8 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test"}:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    ensure_venv()
     verb, rest = argv[0], argv[1:]
+    ensure_venv(dev=verb == "test")
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     if verb == "demo":

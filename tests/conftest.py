@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 SYSTEM_PG15 = Path("/usr/lib/postgresql/15/bin")
 SPECTRAL = str(Path(sys.executable).parent / "spectral")
-README_PATH = Path(__file__).parent.parent / "README.md"
+README_PATH = Path(__file__).parent.parent / "docs" / "design.md"   # the Python example
 
 
 def _processes_under(path: Path) -> list[str]:

@@ -45,6 +45,17 @@ def test_html_report_renders_in_headless_chromium(work_dir: Path) -> None:
     assert 'class="measured"' in dom and 'class="target"' in dom
     assert f"RTO {latest_rto}" in dom and "PASS" in dom
     assert dom.count("<tr>") >= 3
+    # the measured points are drawn apart from the axis (a log scale: seconds against an hour;
+    # exactly 0, nothing lost, on its own lane)
+    import re
+
+    for chart_id in ("rto-chart", "rpo-chart"):
+        svg = dom.split(f'<svg id="{chart_id}"', 1)[1].split("</svg>", 1)[0]
+        axis = float(re.search(r'data-axis-y="([\d.]+)"', svg).group(1))  # type: ignore[union-attr]
+        points = [float(v) for v in re.findall(r'class="point" cx="[\d.]+" cy="([\d.]+)"', svg)]
+        assert points and all(axis - cy >= 10 for cy in points), (chart_id, axis, points)
+    assert 'id="rto-split"' in dom and "restore" in dom.split('id="rto-split"', 1)[1]
+    assert 'id="cadence"' in dom and "Tabletop review" in dom and "Recoverable window" in dom
     shot = work_dir / "report.png"
     chromium(f"--screenshot={shot}", "--window-size=1280,900", page.as_uri())
     assert shot.exists()

@@ -5,6 +5,7 @@ the latest drill's checks."""
 from __future__ import annotations
 
 import html
+import math
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;
 text-align:left;vertical-align:top}th{background:#f5f5f5}
 .pass{color:#0a7d2c;font-weight:600}.fail{color:#b00020;font-weight:600}
-.could_not_verify{color:#a15c00;font-weight:600}.charts{display:flex;gap:2rem;flex-wrap:wrap}
+.could_not_verify{color:#a15c00;font-weight:600}.overdue{color:#b00020;font-weight:600}.charts{display:flex;gap:2rem;flex-wrap:wrap}
 figure{margin:0}figcaption{font-weight:600;margin-bottom:.3rem}
 """
 
@@ -29,29 +30,46 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _stamp(when: datetime, same_day: bool) -> str:
+    return when.strftime("%Y-%m-%d %H:%M" if same_day else "%Y-%m-%d")
+
+
 def chart(chart_id: str, title: str, points: list[tuple[datetime, float]],
-          target: float | None, colour: str, width: int = 520, height: int = 220) -> str:
-    """A line chart of `points` with the target as a dashed line, as inline SVG."""
-    pad_l, pad_r, pad_t, pad_b = 60, 16, 16, 40
-    values = [v for _, v in points] + ([target] if target is not None else [])
-    top = max(values) * 1.15 if values and max(values) > 0 else 1.0
+          target: float | None, colour: str, width: int = 560, height: int = 240) -> str:
+    """A line chart of `points` with the target as a dashed line, as inline SVG. The value axis
+    is logarithmic: a 2-second restore and a 60-minute target are both readable on one chart
+    (on a linear axis the measured points lie flat on the axis)."""
+    pad_l, pad_r, pad_t, pad_b = 64, 16, 16, 44
+    values = [v for _, v in points if v > 0] + ([target] if target else [])
+    lo = min(values) / 10 if values else 0.1
+    hi = max(values) * 3 if values else 10.0
+    lo, hi = max(lo, 0.001), max(hi, lo * 10)
     n = len(points)
 
     def x(i: int) -> float:
         return pad_l + (width - pad_l - pad_r) * (i / (n - 1) if n > 1 else 0.5)
 
+    zero_lane = height - pad_b - 12          # exactly 0 (nothing lost) has its own lane
+    floor = height - pad_b - 26              # where the log scale starts
+
     def y(v: float) -> float:
-        return height - pad_b - (height - pad_t - pad_b) * (v / top)
+        if v <= 0:
+            return zero_lane
+        v = min(max(v, lo), hi)
+        share = (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+        return floor - (floor - pad_t) * share
 
     parts = [f'<svg id="{chart_id}" role="img" aria-label="{_e(title)}" width="{width}" '
-             f'height="{height}" viewBox="0 0 {width} {height}" '
+             f'height="{height}" viewBox="0 0 {width} {height}" data-axis-y="{height - pad_b}" '
              f'xmlns="http://www.w3.org/2000/svg">',
              f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>',
              f'<line x1="{pad_l}" y1="{height - pad_b}" x2="{width - pad_r}" '
              f'y2="{height - pad_b}" stroke="#999"/>',
              f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{height - pad_b}" stroke="#999"/>',
-             f'<text x="4" y="{pad_t + 10}" font-size="11">{_e(format_duration(top))}</text>',
-             f'<text x="4" y="{height - pad_b}" font-size="11">0</text>']
+             f'<text x="4" y="{pad_t + 10}" font-size="11">{_e(format_duration(hi))}</text>',
+             f'<text x="4" y="{floor + 4}" font-size="11">{_e(format_duration(lo))}</text>',
+             f'<text x="4" y="{zero_lane + 4}" font-size="11">0</text>',
+             f'<text x="4" y="{height - pad_b + 16}" font-size="10" fill="#666">log scale</text>']
     if target is not None:
         parts.append(f'<line class="target" x1="{pad_l}" y1="{y(target):.1f}" '
                      f'x2="{width - pad_r}" y2="{y(target):.1f}" stroke="{TARGET_COLOUR}" '
@@ -59,20 +77,23 @@ def chart(chart_id: str, title: str, points: list[tuple[datetime, float]],
         parts.append(f'<text x="{width - pad_r - 120}" y="{y(target) - 4:.1f}" font-size="11" '
                      f'fill="{TARGET_COLOUR}">target {_e(format_duration(target))}</text>')
     if points:
+        same_day = n > 1 and len({w.date() for w, _ in points}) < n
         path = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, (_, v) in enumerate(points))
         parts.append(f'<polyline class="measured" points="{path}" fill="none" '
                      f'stroke="{colour}" stroke-width="3"/>')
         for i, (when, v) in enumerate(points):
-            parts.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="4" fill="{colour}">'
-                         f'<title>{_e(when.date())}: {_e(format_duration(v))}</title></circle>')
+            parts.append(f'<circle class="point" cx="{x(i):.1f}" cy="{y(v):.1f}" r="5" '
+                         f'fill="{colour}"><title>{_e(_stamp(when, True))}: '
+                         f'{_e(format_duration(v))}</title></circle>')
         last_x, last_v = x(n - 1), points[-1][1]
         parts.append(f'<text class="last-value" x="{max(pad_l, last_x - 60):.1f}" '
                      f'y="{y(last_v) - 8:.1f}" font-size="12" fill="{colour}">'
                      f'{_e(format_duration(last_v))}</text>')
         parts.append(f'<text x="{pad_l}" y="{height - 12}" font-size="11">'
-                     f'{_e(points[0][0].date())}</text>')
-        parts.append(f'<text x="{width - pad_r - 70}" y="{height - 12}" font-size="11">'
-                     f'{_e(points[-1][0].date())}</text>')
+                     f'{_e(_stamp(points[0][0], same_day))}</text>')
+        if n > 1:
+            parts.append(f'<text x="{width - pad_r - 100}" y="{height - 12}" font-size="11">'
+                         f'{_e(_stamp(points[-1][0], same_day))}</text>')
     else:
         parts.append(f'<text x="{width / 2 - 50}" y="{height / 2}" font-size="13">'
                      f'no drills yet</text>')
@@ -80,8 +101,53 @@ def chart(chart_id: str, title: str, points: list[tuple[datetime, float]],
     return f"<figure><figcaption>{_e(title)}</figcaption>{''.join(parts)}</figure>"
 
 
+SPLIT = (("provision", "provision (restore to a new project, or the copy)"),
+         ("restore", "restore"), ("verify", "verify"), ("teardown", "teardown"))
+
+
+def rto_split(latest: dict[str, Any] | None) -> str:
+    """Where the latest drill's time went."""
+    timings = (latest or {}).get("timings") or {}
+    rows = [(label, timings[key]) for key, label in SPLIT if timings.get(key) is not None]
+    rows += [(k, v) for k, v in sorted(timings.items()) if k not in dict(SPLIT)
+             and isinstance(v, int | float)]
+    if not rows:
+        return "<p>No timings recorded.</p>"
+    return ('<table id="rto-split"><tr><th>step</th><th>time</th></tr>' + "".join(
+        f"<tr><td>{_e(k)}</td><td>{_e(format_duration(float(v)))}</td></tr>" for k, v in rows)
+        + "</table>")
+
+
+def status_section(status: dict[str, Any] | None, window: dict[str, Any] | None) -> str:
+    """What `dr status` knows: what is due or overdue, backup freshness, the recoverable
+    window, the ledger's integrity."""
+    if status is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(i['name'])}</td><td>{_e((i['last_done'] or 'never')[:16])}</td>"
+        f"<td>{_e((i['due'] or '-')[:16])}</td><td class=\"{_e(i['state'].replace(' ', '_'))}\">"
+        f"{_e(i['state'])}{': ' + _e(i['detail']) if i['detail'] else ''}</td></tr>"
+        for i in status.get("cadence", []))
+    backup = status.get("backup", {})
+    ledger = status.get("ledger", {})
+    overdue = status.get("overdue", [])
+    win = ("not known" if not window else
+           f"{_e(window.get('earliest') or '-')} to {_e(window.get('latest') or '-')}")
+    return f"""<h2>Status</h2>
+<p id="status-line" class="{'fail' if overdue else 'pass'}">{'Overdue: ' + _e(', '.join(overdue))
+ if overdue else 'Nothing overdue.'}</p>
+<table id="cadence"><tr><th>item</th><th>last done</th><th>next due</th><th>state</th></tr>{rows}
+</table>
+<p>Newest backup: {_e(backup.get('newest') or 'none')} (age {_e(format_duration(
+    backup.get('age_seconds')))}, {_e(backup.get('state'))}). Recoverable window: {win}.
+Ledger: {_e(ledger.get('entries'))} entries, {'intact' if ledger.get('intact') else 'DAMAGED'}
+(head {_e(str(ledger.get('head', ''))[:16])}).</p>"""
+
+
 def render_html(name: str, posture: str, entries: list[Entry], rto_target: float | None,
-                rpo_target: float | None, generated: datetime) -> str:
+                rpo_target: float | None, generated: datetime,
+                status: dict[str, Any] | None = None,
+                window: dict[str, Any] | None = None) -> str:
     drills = sorted((e for e in entries if e.kind is EntryKind.DRILL), key=lambda e: e.seq)
     rto = [(e.at, float(e.data["rto_seconds"])) for e in drills
            if e.data.get("rto_seconds") is not None]
@@ -110,12 +176,15 @@ Generated {_e(generated.isoformat(timespec='seconds'))} by spectral.</p>
 {chart("rto-chart", "RTO per drill against the target", rto, rto_target, RTO_COLOUR)}
 {chart("rpo-chart", "RPO per drill against the target", rpo, rpo_target, RPO_COLOUR)}
 </div>
+{status_section(status, window)}
 <h2>Latest drill</h2>
 {f'<p id="latest-outcome" class="{_e(latest["outcome"])}">{_e(latest["outcome"].upper())}: '
  f'RTO {_e(format_duration(latest.get("rto_seconds")))}, '
  f'RPO {_e(format_duration(latest.get("rpo_seconds")))}, backup '
  f'{_e(latest.get("backup_id") or "-")}</p>' if latest else '<p>No drill yet.</p>'}
 <table id="checks"><tr><th>check</th><th>outcome</th><th>detail</th></tr>{checks}</table>
+<h2>Where the latest drill's time went</h2>
+{rto_split(latest)}
 <h2>Drill history</h2>
 <table id="history"><tr><th>when</th><th>type</th><th>outcome</th><th>RTO</th><th>RPO</th>
 <th>backup</th><th>reason</th></tr>{rows}</table>

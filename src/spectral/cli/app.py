@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
+import typer.core
 
 from spectral import __version__
 from spectral.cli import db_cmds, dr_cmds, local_cmds
 from spectral.cli.state import AppState, state
 from spectral.errors import RefusedError
 
+
+def _metavar(self: typer.core._TyperParameter, ctx: Any) -> str:
+    """Help shows what a value is (TARGET-TIME, JOBS), not its Python type (<str>, <int range>);
+    a choice still lists its choices."""
+    if self.type_descriptor.is_choice:
+        return _TYPE_METAVAR(self, ctx)
+    return str(self.metavar or (self.name or "value").upper().replace("_", "-"))
+
+
+_TYPE_METAVAR = typer.core._TyperParameter.display_type
+typer.core._TyperParameter.display_type = _metavar  # type: ignore[method-assign]
+
 app = typer.Typer(
     name="spectral", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     help="Spectral DR: the disaster-recovery runbook for PostgreSQL, executable, measured and "
          "logged. Exit codes: 0 ok, 1 a check or drill failed, 2 usage or configuration error, "
          "3 could not verify.")
@@ -71,7 +86,8 @@ def init_cmd(
 @app.command("demo")
 def demo_cmd(
     ctx: typer.Context,
-    scale: int = typer.Option(1, "--scale", min=1, help="Seed scale (1 is about 10 MB)."),
+    scale: int = typer.Option(1, "--scale", min=1, help="Seed scale (1 is about 14 MB of "
+                                                         "tables and their indexes)."),
 ) -> None:
     """The main job on the embedded default: a functional restore drill on a real PostgreSQL,
     seeding and backing up the local environment first when needed. The cluster is stopped

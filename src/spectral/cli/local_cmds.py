@@ -61,7 +61,7 @@ def status_cmd(ctx: typer.Context) -> None:
             return
         state_word = "running" if info["running"] else "stopped"
         c.print(f"{info['environment']}: {state_word}, PostgreSQL {info['server_version']}, "
-                f"{info['size_bytes'] / 1e6:.1f} MB")
+                f"{info.get('size_of', 'size')} {info['size_bytes'] / 1e6:.1f} MB")
         c.print(f"dsn:      {info['dsn']}")
         c.print(f"data dir: {info['data_dir']}")
 

@@ -52,7 +52,16 @@ def _setup_logging(debug: bool) -> None:
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
+JSON_ERRORS = False     # --json: an error is one JSON object on stderr
+
+
 def _fail(message: str, code: int, hint: str | None = None) -> int:
+    if JSON_ERRORS:
+        import json
+
+        sys.stderr.write(json.dumps({"error": redact(message), "hint": redact(hint)
+                                     if hint else None, "exit_code": int(code)}) + "\n")
+        return code
     sys.stderr.write(f"spectral: error: {redact(message)}\n")
     if hint:
         sys.stderr.write(f"  hint: {redact(hint)}\n")
@@ -68,8 +77,14 @@ def _traceback() -> None:
 def run_cli(argv: list[str]) -> int:
     from spectral.cli.app import app
 
+    global JSON_ERRORS
     argv = hoist_globals(argv)
     debug = "--debug" in argv
+    JSON_ERRORS = "--json" in argv
+    if not debug:           # third-party warnings are not the user's business; --debug shows them
+        import warnings
+
+        warnings.simplefilter("ignore")
     _setup_logging(debug)
     try:
         # Without standalone mode Typer returns an exit code instead of raising Exit, and turns

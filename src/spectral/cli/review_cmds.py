@@ -84,6 +84,11 @@ def status_cmd(ctx: typer.Context,
         _cadence_table(c, info["cadence"])
         if info["overdue"]:
             c.print(f"[bold red]overdue:[/] {', '.join(info['overdue'])}")
+            for step in info["next_steps"]:
+                c.print(f"  to start: {step}")
+            if not info["last_drill"] and not info["ledger"]["entries"]:
+                c.print("  (a new environment: status exits 1 until these have been done once; "
+                        "it is a dead-man's switch that starts armed)")
 
     st.emit(info, human)
     raise typer.Exit(ExitCode.CHECK_FAILED if info["overdue"] else ExitCode.OK)
@@ -145,6 +150,29 @@ def tabletop_cmd(ctx: typer.Context,
     st.emit({"seq": entry.seq, **entry.data}, lambda c: c.print(
         f"tabletop review of {session.scenario.name} recorded as ledger entry #{entry.seq}: "
         f"{len(session.findings)} finding(s), {len(session.action_items)} action item(s)"))
+
+
+def _report_facts(st: AppState) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """What `dr status` knows, and the recoverable window, for the report (None when the
+    environment cannot say: a DSN-only environment, an unreachable API)."""
+    from spectral.drills import status as status_mod
+    from spectral.errors import SpectralError
+
+    try:
+        environment = st.environment()
+        info = status_mod.collect(environment.name, environment.config,
+                                  status_mod.facts(environment))
+    except SpectralError:
+        return None, None
+    try:
+        w = environment.provider.window()
+        window = {"earliest": w.earliest_time.isoformat(timespec="seconds")
+                  if w.earliest_time else None,
+                  "latest": w.latest_time.isoformat(timespec="seconds")
+                  if w.latest_time else None}
+    except SpectralError:
+        window = None
+    return info, window
 
 
 def _exit_briefing(st: AppState) -> dict[str, Any]:
@@ -240,7 +268,8 @@ def report_cmd(ctx: typer.Context,
     st = state(ctx)
     name, env = st.config.environment(st.env)
     ledger = open_ledger(st.config, name)
+    status, window = _report_facts(st)
     page = render_html(name, env.posture.value, ledger.entries(), env.rto_seconds,
-                       env.rpo_seconds, datetime.now(UTC))
+                       env.rpo_seconds, datetime.now(UTC), status, window)
     write_atomic(html_file, page)
     st.emit({"written": str(html_file)}, lambda c: c.print(f"wrote {html_file}"))

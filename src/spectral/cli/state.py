@@ -45,18 +45,27 @@ class AppState:
 
     @property
     def out(self) -> Console:
-        return Console(highlight=False, soft_wrap=True)
+        return Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
 
     @property
     def err(self) -> Console:
-        return Console(stderr=True, highlight=False)
+        return Console(stderr=True, highlight=False, width=_width(sys.stderr))
 
     def emit(self, data: Any, human: Callable[[Console], None]) -> None:
         """Print `data` as JSON with --json, else call `human`. Both paths are redacted."""
         if self.json:
             sys.stdout.write(json.dumps(redact_obj(data), indent=2, default=str) + "\n")
         else:
-            human(RedactingConsole(highlight=False, soft_wrap=True))
+            human(RedactingConsole(highlight=False, soft_wrap=True, width=_width(sys.stdout)))
+
+
+def _width(stream: Any) -> int | None:
+    """A terminal's own width; anything else (a log, a pipe, CI) gets whole lines: ids, paths
+    and times are what people grep, so nothing is wrapped or cut with an ellipsis."""
+    try:
+        return None if stream.isatty() else 100_000
+    except (AttributeError, ValueError):
+        return 100_000
 
 
 class RedactingConsole(Console):

@@ -23,8 +23,7 @@ def embedded_default(base_dir: Path) -> SpectralConfig:
          "base_dir": base_dir})
 
 
-def _explain(exc: ValidationError, source: Path) -> ConfigError:
-    err = exc.errors()[0]
+def _problem(err: Any) -> str:
     key = ".".join(str(p) for p in err["loc"]) or "(top level)"
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
@@ -33,8 +32,17 @@ def _explain(exc: ValidationError, source: Path) -> ConfigError:
         msg = "required key is missing"
     elif "input" in err and err["type"] not in ("value_error",):
         msg = f"{msg} (got {err['input']!r})"
-    more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
-    return ConfigError(f"{source}: {key}: {msg}{more}")
+    return f"{key}: {msg}"
+
+
+def _explain(exc: ValidationError, source: Path) -> ConfigError:
+    """Every problem at once, each with its key and what is expected: the first on the error
+    line, all of them (the first again) in the hint, one per line."""
+    problems = [_problem(e) for e in exc.errors()]
+    if len(problems) == 1:
+        return ConfigError(f"{source}: {problems[0]}")
+    return ConfigError(f"{source}: {len(problems)} problems: {problems[0]}; ...",
+                       hint="\n    ".join(["every problem:", *problems]))
 
 
 def parse_config(data: dict[str, Any], source: Path) -> SpectralConfig:

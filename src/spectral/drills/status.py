@@ -103,7 +103,20 @@ def collect(name: str, env: EnvironmentConfig, facts: Facts,
         "ledger": {"entries": len(entries), "intact": not ledger_problems,
                    "head": ledger.head_hash()},
         "overdue": problems,
+        "next_steps": [f"{p}: {START[p]}" for p in problems if p in START],
     }
+
+
+# The one command that starts (or repairs) each overdue item. A new environment starts with the
+# tabletop review (and, above alpha, a drill and a backup) overdue: the dead-man's switch is armed
+# from the first day, so `dr status` exits 1 until they have been done once.
+START = {
+    "Functional restore drill": "spectral dr drill functional",
+    "Tabletop review": "spectral dr tabletop",
+    "Post-migration drill": "spectral dr drill post-migration",
+    "Daily backup": "spectral dr backup (on Supabase: the project's own daily backups or PITR)",
+    "Ledger integrity": "spectral dr log verify (it names the damage)",
+}
 
 
 def prometheus(status: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from spectral.config.durations import format_duration
 from spectral.config.models import EnvironmentConfig
 from spectral.drills.contract import check_contract
 from spectral.drills.result import Check, DrillOutcome, DrillResult
@@ -75,11 +76,13 @@ def table_check(name: str, cmp: Comparison) -> Check:
 def objectives(result: DrillResult) -> None:
     if result.rto_seconds is not None and result.rto_target is not None:
         ok = result.rto_seconds <= result.rto_target
+        said = (f"{format_duration(result.rto_seconds)} measured, "
+                f"target {format_duration(result.rto_target)}")
         result.checks.append(Check("RTO within target", DrillOutcome.PASS if ok else
-                                   DrillOutcome.FAIL, f"{result.rto_seconds:.1f} s measured, "
-                                   f"target {result.rto_target:.0f} s"))
+                                   DrillOutcome.FAIL, said))
     if result.rpo_target is not None and result.rpo_seconds is not None:
         ok = result.rpo_seconds <= result.rpo_target
+        said = (f"{format_duration(result.rpo_seconds)} measured, "
+                f"target {format_duration(result.rpo_target)}")
         result.checks.append(Check("RPO within target", DrillOutcome.PASS if ok else
-                                   DrillOutcome.FAIL, f"{result.rpo_seconds:.1f} s measured, "
-                                   f"target {result.rpo_target:.0f} s"))
+                                   DrillOutcome.FAIL, said))

@@ -8,6 +8,7 @@ from typing import Any
 from spectral.config.evidence import EvidenceConfig, StoreKind
 from spectral.config.models import SpectralConfig
 from spectral.config.secrets import is_secret_ref, resolve_secret
+from spectral.errors import ConfigError
 from spectral.ledger.remote import GitRemote, Remote, S3Remote
 from spectral.ledger.signing import Signer, load_private
 from spectral.ledger.store import Ledger
@@ -49,8 +50,12 @@ def _remote(cfg: SpectralConfig, evidence: EvidenceConfig) -> Remote | None:
 
 
 def _s3_client(cfg: SpectralConfig, evidence: EvidenceConfig) -> Any:
-    import boto3
-    from botocore.config import Config
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise ConfigError("the s3 evidence store needs boto3, which is not installed",
+                          hint="pip install 'spectral-dr[s3]' (or boto3)") from None
 
     assert evidence.access_key_id and evidence.secret_access_key
     if not evidence.verify_tls:      # asked for in the configuration: no warning per request

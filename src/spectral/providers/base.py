@@ -96,7 +96,7 @@ class WindowInterval:
     backups: list[str]
 
     def describe(self) -> str:
-        return (f"{_t(self.start_time)} (LSN {self.start_lsn}) to {_t(self.end_time)} "
+        return (f"{_ms(self.start_time)} (LSN {self.start_lsn}) to {_ms(self.end_time)} "
                 f"(LSN {self.end_lsn})")
 
     def to_json(self) -> dict[str, Any]:
@@ -125,8 +125,8 @@ class RecoverableWindow:
             return "no recoverable window (no verified base backup)"
         if len(self.intervals) > 1:
             return " and ".join(i.describe() for i in self.intervals)
-        return (f"{_t(self.earliest_time)} (LSN {self.earliest_lsn}) to {_t(self.latest_time)} "
-                f"(LSN {self.latest_lsn})")
+        return (f"{_ms(self.earliest_time)} (LSN {self.earliest_lsn}) to "
+                f"{_ms(self.latest_time)} (LSN {self.latest_lsn})")
 
     def to_json(self) -> dict[str, Any]:
         return {"earliest_time": _t(self.earliest_time), "earliest_lsn": self.earliest_lsn,
@@ -138,6 +138,11 @@ class RecoverableWindow:
 
 def _t(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value else None
+
+
+def _ms(value: datetime | None) -> str | None:
+    """For messages: a window that begins 0.5 s into the second a target names is shown so."""
+    return value.isoformat(timespec="milliseconds") if value else None
 
 
 @dataclass
