@@ -46,6 +46,9 @@ def export_cmd(ctx: typer.Context, partner: str | None = PARTNER, all_: bool = A
              "folder": str(out / r.partner)} for r in results]
 
     def human(c: Console) -> None:
+        if not results:
+            c.print("no partner-owned corpus in the database: nothing to export (a partner's "
+                    "corpus is platform.corpora with owner = 'partner')")
         for r in results:
             c.print(f"{r.partner}: {r.rules:,} rules in {r.corpora} corpora -> {out / r.partner}"
                     f" ({len(r.written)} file(s) written, {len(r.removed)} removed; corpus "
