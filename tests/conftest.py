@@ -227,6 +227,20 @@ def project(work_dir: Path, bins: PgBinaries) -> Iterator[tuple[Path, Emulator, 
     assert emulator.spec_errors == [], "\n".join(dict.fromkeys(emulator.spec_errors))
 
 
+@pytest.fixture
+def world(make_cluster: ClusterFactory) -> tuple[Cluster, str]:
+    """A database no one here wrote the tool for (tests/second_world.sql), in its own cluster."""
+    from spectral.pg.conn import connect, with_dbname
+
+    c = make_cluster()
+    with c.connect() as conn:
+        conn.execute("create database shop")
+    dsn = with_dbname(c.conninfo(), "shop")
+    with connect(dsn) as conn:
+        conn.execute((Path(__file__).parent / "second_world.sql").read_text().encode())
+    return c, dsn
+
+
 @contextlib.contextmanager
 def notes_environment(work_dir: Path, posture: str = "pitr") -> Iterator[Environment]:
     """A local environment "staging" from a spectral.toml: the reference schema (the core

@@ -17,7 +17,6 @@ from spectral.pg.conn import connect, with_dbname
 from spectral.verify.by_query import QueryReader, StatementFailed, inline
 from spectral.verify.compare import Outcome, compare
 from spectral.verify.fingerprint import Options, take
-from test_second_world import WORLD
 from test_type_matrix import MATRIX, SETUP
 
 PARTS = ("schemas", "managed", "tables", "partitions", "sequences", "content",
@@ -58,13 +57,8 @@ def test_reference_database_with_content(reference_cluster: Cluster) -> None:
     assert r.requests <= 6, r.requests
 
 
-def test_second_world_and_row_security(make_cluster: ClusterFactory) -> None:
-    c = make_cluster()
-    with c.connect() as conn:
-        conn.execute("create database shop")
-    dsn = with_dbname(c.conninfo(), "shop")
-    with connect(dsn) as conn:
-        conn.execute(WORLD.encode())
+def test_second_world_and_row_security(world: tuple[Cluster, str]) -> None:
+    _cluster, dsn = world
     opts = Options(("public",), content=True)
     before = take(dsn, opts)
     same(dsn, opts)
@@ -106,15 +100,10 @@ def test_a_missing_schema_is_could_not_verify_when_required(reference_cluster: C
 
 
 def test_a_statement_the_endpoint_refuses_costs_only_its_table(
-        make_cluster: ClusterFactory) -> None:
+        world: tuple[Cluster, str]) -> None:
     """A batch that fails is retried one table at a time: the table whose statement fails is
     could-not-verify (its hash probe falls back to text first), the others are read."""
-    c = make_cluster()
-    with c.connect() as conn:
-        conn.execute("create database shop")
-    dsn = with_dbname(c.conninfo(), "shop")
-    with connect(dsn) as conn:
-        conn.execute(WORLD.encode())
+    _cluster, dsn = world
     ensure_role(dsn)
     direct = take(dsn, Options(("public",), content=True))
     inner = reader(dsn)
