@@ -208,17 +208,22 @@ def log_repair_cmd(ctx: typer.Context,
 
 @log_app.command("verify")
 def log_verify_cmd(ctx: typer.Context) -> None:
-    """Check the ledger's hash chain: any edited, removed or reordered entry is reported; exit 1."""
+    """Check the ledger's hash chain and, with public_keys configured, its signatures: any
+    edited, removed, reordered or unsigned entry is reported; exit 1."""
     st = state(ctx)
     name, ledger = _ledger(st)
     problems = ledger.verify()
     count = len(ledger.entries()) if not problems else None
-    data = {"environment": name, "ok": not problems,
+    signed = (f"signatures checked against {len(ledger.trusted)} trusted key(s)"
+              if ledger.trusted else "signatures not checked (no public_keys configured)")
+    data = {"environment": name, "ok": not problems, "store": ledger.describe(),
+            "signatures_checked": bool(ledger.trusted),
             "problems": [{"line": p.line, "problem": p.problem} for p in problems]}
 
     def human(c: Console) -> None:
         if not problems:
-            c.print(f"{name}: ledger intact ({count} entries, head {ledger.head_hash()[:16]})")
+            c.print(f"{name}: ledger intact ({count} entries, head {ledger.head_hash()[:16]}; "
+                    f"{ledger.describe()}; {signed})")
         for p in problems:
             c.print(f"line {p.line}: {p.problem}")
 
