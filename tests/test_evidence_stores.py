@@ -263,3 +263,18 @@ def test_bundle_cli_needs_nothing_but_the_file(tmp_path: Path) -> None:
     for path in work.rglob("*"):
         if path.is_file():
             assert private.split("\n")[1].encode() not in path.read_bytes()
+
+
+def test_an_object_name_that_is_not_a_plain_file_is_refused(tmp_path: Path, s3: S3Server) -> None:
+    from spectral.errors import CouldNotVerify
+
+    store, server = store_kinds(tmp_path, s3, "s3")
+    os.environ.update({k: v for k, v in env_for(server).items() if k.startswith("S3_")})
+    writer = open_ledger(load_config(None, cwd=clone(tmp_path, "w", store)), "prod")
+    writer.append(EntryKind.DRILL, "prod", {"i": 0})
+    bucket = load_config(None, cwd=tmp_path / "w").environments["prod"].evidence.bucket
+    s3.client().put_object(Bucket=bucket, Key="spectral/prod/snapshots/..", Body=b"{}")
+    reader = open_ledger(load_config(None, cwd=clone(tmp_path, "r", store)), "prod")
+    with pytest.raises(CouldNotVerify, match="not one spectral writes"):
+        reader.sync()
+    assert not (tmp_path / "r" / ".spectral").joinpath("..").is_file()

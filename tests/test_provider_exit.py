@@ -253,3 +253,20 @@ def test_exit_from_a_copy_of_the_latest_backup(work_dir: Path, make_cluster: Clu
         with connect(target_dsn) as conn:          # the latest point: both rows, from the WAL
             assert conn.execute("select count(*) from core.notes").fetchone() == (2,)
         assert environment.provider.instances() == []            # the copy is gone
+
+
+def test_reinvite_files_stay_in_the_evidence_folder(make_cluster: ClusterFactory,
+                                                    tmp_path: Path) -> None:
+    """A table name is the user's: a quoted identifier with `/` and `..` in it must not take
+    the re-invite file out of the evidence folder."""
+    from spectral.exit.reinvite import write_reinvites
+
+    c = make_cluster()
+    with c.connect() as conn:
+        conn.execute("create schema auth; create table auth.users (id uuid primary key)")
+        conn.execute('create table public."../../escape" (id uuid references auth.users)')
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    written = write_reinvites(c.conninfo(), folder)
+    assert written and all(Path(p).parent == folder for p in written), written
+    assert list(tmp_path.iterdir()) == [folder]

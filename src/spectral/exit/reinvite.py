@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def write_reinvites(dsn: str, folder: Path) -> list[str]:
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow(header)
             writer.writerows(cur.fetchall())
-            path = folder / f"reinvites-{stamp}-{table}.csv"
+            path = folder / f"reinvites-{stamp}-{_file_part(table)}.csv"
             write_atomic(path, out.getvalue())
             written.append(str(path))
         have = {r[0] for r in conn.execute(
@@ -54,6 +55,12 @@ def write_reinvites(dsn: str, folder: Path) -> list[str]:
             write_atomic(path, inserts)
             written.append(str(path))
     return written
+
+
+def _file_part(name: str) -> str:
+    """A table's name as part of a file name in the evidence folder: a quoted identifier may
+    hold `/` or `..`, which must never leave the folder."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".") or "table"
 
 
 def _lit(text: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -184,7 +185,7 @@ class S3Remote:
         cache.mkdir(exist_ok=True)
         lines = []
         for key in sorted(entries):
-            local = cache / key.rsplit("/", 1)[-1]
+            local = cache / _object_name(key)
             if not local.exists() or seen.get(key) != entries[key]:
                 local.write_bytes(self._get(key))
             lines.append(local.read_text().strip())
@@ -198,7 +199,7 @@ class S3Remote:
             (folder / "ledger.head").unlink(missing_ok=True)
         snapshots = folder / "snapshots"
         for key in self._list("snapshots"):
-            local = snapshots / key.rsplit("/", 1)[-1]
+            local = snapshots / _object_name(key)
             if not local.exists():
                 snapshots.mkdir(exist_ok=True)
                 local.write_bytes(self._get(key))
@@ -233,10 +234,21 @@ class S3Remote:
         return True
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.json")
+
+
+def _object_name(key: str) -> str:
+    """The file an object becomes in the evidence folder: its last key component, and only a
+    plain file name (a key ending in `..` or `.hidden` is refused, never followed)."""
+    name = key.rsplit("/", 1)[-1]
+    if not _NAME.fullmatch(name):
+        raise CouldNotVerify(f"the evidence store holds an object named {name!r}, which is not "
+                             f"one spectral writes; refusing to read it")
+    return name
+
+
 def _safe(text: str | None) -> str:
     """A URL or message without credentials (user:password@ or a token in it)."""
-    import re
-
     return re.sub(r"//[^/@\s]+@", "//***@", text or "")
 
 
