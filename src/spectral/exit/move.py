@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -189,7 +190,7 @@ class Exit:
             shutil.rmtree(work, ignore_errors=True)
 
     def _move(self, source_dsn: str, assessed: Report, bins: PgBinaries, settings: set[str],
-              work: Any) -> None:
+              work: Path) -> None:
         opts = Options(self.schemas, content=True)
         source = Connection(source_dsn)
         with UndoStack() as undo, connect(source_dsn, autocommit=False) as holder:
@@ -215,14 +216,14 @@ class Exit:
             mark = time.monotonic()
             # read before FORCE ROW LEVEL SECURITY is set again: the target's owner has no
             # BYPASSRLS, and a forced table would be unreadable to it
+            # (and tables hashed again through their text form, too)
             read = take(self.request.target_dsn, opts)
+            source_doc, read = self._common_hashes(source_dsn, snapshot, source_doc, read)
+            holder.rollback()
             restore.finish()
             catalog = take(self.request.target_dsn, Options(self.schemas))
             target_doc = seal({**catalog, "content": True, "tables": read["tables"],
                                "sequences": read.get("sequences")})
-            source_doc, target_doc = self._common_hashes(source_dsn, snapshot, source_doc,
-                                                         target_doc)
-            holder.rollback()
             comparison, planned = prove(assessed, source_doc, target_doc)
             self.result.timings["verify"] = time.monotonic() - mark
             self.result.planned, self.result.comparison = planned, comparison.to_json()
@@ -233,11 +234,11 @@ class Exit:
             self.result.outcome = ExitOutcome.PROVEN
         else:
             self.result.outcome = ExitOutcome.DIFFERS
+            found = [d for s in comparison.schemas for d in s.differences[:5]]
+            found += [f"{t.name}: {t.outcome.value}" for t in comparison.tables
+                      if t.outcome is not Outcome.MATCH]
             raise CheckFailed(f"the copy in {self.result.target} differs from the source in "
-                              f"ways the exit did not plan: " + "; ".join(
-                                  d for s in comparison.schemas for d in s.differences[:5]) +
-                              "; ".join(f"{t.name}: {t.outcome.value}" for t in
-                                        comparison.tables if t.outcome is not Outcome.MATCH))
+                              f"ways the exit did not plan: " + "; ".join(found))
 
     def _common_hashes(self, source_dsn: str, snapshot: str, source_doc: dict[str, Any],
                        target_doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -321,7 +322,7 @@ class Exit:
                     if revert:
                         undo.push(revert, _undo(self.request.target_dsn, revert))
 
-    def _restore(self, bins: PgBinaries, archive: Any, settings: set[str], source_dsn: str,
+    def _restore(self, bins: PgBinaries, archive: Path, settings: set[str], source_dsn: str,
                  undo: UndoStack) -> Restore:
         restore = Restore(bins, archive, self.target, settings, self.request.jobs)
         moved = self.schemas + self._carried
@@ -343,6 +344,7 @@ class Exit:
     def _fill_identity_shims(self, source_dsn: str) -> None:
         """Identity shims (auth.users) get exactly the ids the moved tables refer to."""
         with connect(source_dsn) as src:
+            src.execute("set search_path = ''")      # names come out schema-qualified
             fks = src.execute(
                 "select conrelid::regclass::text, confrelid::regclass::text, "
                 "array(select attname::text from unnest(conkey) k join pg_attribute a on "
