@@ -18,7 +18,7 @@ from spectral.pg.conn import connect
 from spectral.providers.base import BackupKind, Instance, Verification
 from spectral.providers.local.environment import LocalEnvironment
 from spectral.providers.local.provider import LocalProvider
-from spectral.providers.local.recovery import recovery_settings
+from spectral.providers.local.recovery import recovery_settings, restore_command
 from spectral.providers.local.wal import (
     Segment,
     first_gap,
@@ -75,13 +75,12 @@ def test_first_gap_is_timeline_aware() -> None:
 
 def test_recovery_settings() -> None:
     conf = recovery_settings(target_of(TargetKind.XID, "1234", exclusive=True),
-                             Path("/a"), Path("/s"), pause=False)
+                             restore_command(Path("/a"), Path("/s")), pause=False)
     assert conf["recovery_target_xid"] == "1234"
     assert conf["recovery_target_inclusive"] == "off"
     assert conf["recovery_target_action"] == "promote"
     assert '"/a/%f"' in conf["restore_command"]
-    latest = recovery_settings(LatestTarget(), Path("/a"), Path("/s"),
-                               pause=False)
+    latest = recovery_settings(LatestTarget(), "cp /a/%f %p", pause=False)
     assert not any(k.startswith("recovery_target_") and k != "recovery_target_timeline"
                    for k in latest)
 

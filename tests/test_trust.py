@@ -223,7 +223,7 @@ def test_iso_z_time_reaches_postgresql_in_its_own_format(tmp_path: Path) -> None
     from spectral.providers.local.recovery import recovery_failure, recovery_settings
 
     conf = recovery_settings(target_of(TargetKind.TIME, "2026-11-26T21:30:00Z"),
-                             tmp_path, tmp_path, pause=False)
+                             f"cp {tmp_path}/%f %p", pause=False)
     assert conf["recovery_target_time"] == "2026-11-26 21:30:00.000000+00"
     log = ('2026-11-26 LOG:  invalid value for parameter "recovery_target_time": "x"\n'
            '2026-11-26 FATAL:  configuration file "/d/spectral.conf" contains errors\n')

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from spectral.config.models import EnvironmentConfig, ProviderKind, SpectralConfig
 from spectral.config.secrets import is_secret_ref, resolve_secret
 from spectral.errors import UsageError
-from spectral.pg.binaries import find_binaries
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
 from spectral.providers.local.environment import LocalEnvironment
@@ -34,8 +33,9 @@ def local_environment(cfg: SpectralConfig, env_name: str | None) -> LocalEnviron
     if not env.managed_cluster:
         raise UsageError(f"environment {name!r} is not a local environment run by spectral "
                          f"(provider {env.provider.value}{', with a dsn' if env.dsn else ''})")
-    return LocalEnvironment(name, cfg.state_dir(name), find_binaries(env.pg_bin_dir),
-                            env.database)
+    from spectral.providers.managed import managed_environment
+
+    return managed_environment(cfg, name, env)
 
 
 def resolve_dsn(cfg: SpectralConfig, env: EnvironmentConfig) -> str:

@@ -49,15 +49,32 @@ def register(app: typer.Typer) -> None:
 
 
 INCREMENTAL = typer.Option(False, "--incremental", help="Only what changed since the newest "
-                                                       "backup (PostgreSQL 17+).")
+                                                       "backup (the same as --type incr).")
 ALL = typer.Option(False, "--all", help="Every restored instance.")
 
 
-def backup_cmd(ctx: typer.Context, incremental: bool = INCREMENTAL) -> None:
-    """Take a base backup with pg_basebackup into the environment's backup repository, verify
-    it with pg_verifybackup and record it in the catalog."""
+def backup_cmd(ctx: typer.Context, incremental: bool = INCREMENTAL,
+               backup_type: str = typer.Option("full", "--type", help="full, diff or incr "
+                                               "(local: full or incr, PostgreSQL 17+; "
+                                               "pgbackrest: all three)."),
+               repo: int | None = typer.Option(None, "--repo", min=1, help="pgbackrest: the "
+                                               "repository to back up into (default 1)."),
+               process_max: int | None = typer.Option(None, "--process-max", min=1, max=64,
+                                                      help="pgbackrest: processes for this "
+                                                           "backup.")) -> None:
+    """Take a base backup (local: pg_basebackup into the environment's repository, verified
+    with pg_verifybackup; pgbackrest: pgbackrest backup, then pgbackrest verify) and record
+    it."""
     st = state(ctx)
-    b = st.environment().provider.backup(incremental=incremental)
+    if backup_type not in ("full", "diff", "incr"):
+        raise UsageError(f"--type {backup_type!r}: expected full, diff or incr")
+    p = st.environment().provider
+    if process_max is not None:
+        if not hasattr(p, "process_max"):
+            raise UsageError("--process-max is for pgbackrest environments")
+        p.process_max = process_max
+    b = p.backup(incremental=incremental or backup_type == "incr",
+                 differential=backup_type == "diff", repo=repo)
     st.emit(b.to_json(), lambda c: c.print(
         f"backup {b.id} ({b.kind.value}{', on ' + b.parent if b.parent else ''}): "
         f"{b.size_bytes / 1e6:.1f} MB in {format_duration(b.duration_s)}, LSN {b.start_lsn} -> "
@@ -255,8 +272,9 @@ def wal_stream_cmd(ctx: typer.Context,
     st = state(ctx)
     p = provider(st)
     deadline = None if seconds is None else _time.monotonic() + seconds
+    stream_dir = p.stream_dir()
     with p.local.session() as cluster:
-        status = supervise(p.bins, cluster, p.repo.stream, synchronous=synchronous,
+        status = supervise(p.bins, cluster, stream_dir, synchronous=synchronous,
                            report=lambda msg: st.err.print(f"wal stream: {msg}"),
                            should_stop=lambda: deadline is not None
                            and _time.monotonic() > deadline)

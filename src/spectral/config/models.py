@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from spectral.config.contract import QUALIFIED, Contract
 from spectral.config.durations import parse_duration
 from spectral.config.evidence import EvidenceConfig
+from spectral.config.pgbackrest import PgBackRestConfig
 from spectral.config.secrets import is_secret_ref
 
 
@@ -27,6 +28,7 @@ class Posture(StrEnum):
 class ProviderKind(StrEnum):
     LOCAL = "local"
     SUPABASE = "supabase"
+    PGBACKREST = "pgbackrest"
 
 
 # Runbook table "Target | Pre-PITR | Post-PITR": None means "re-seedable" (no restore RPO).
@@ -53,7 +55,10 @@ def _check_dsn(value: str | None) -> str | None:
 class EnvironmentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    provider: ProviderKind = Field(description="Where the database runs: 'local' or 'supabase'.")
+    provider: ProviderKind = Field(description="Where the database runs and who keeps its backups: "
+                                    "'local' (spectral's own repository), 'pgbackrest' (a "
+                                    "cluster spectral runs, backed up by pgBackRest) or "
+                                    "'supabase'.")
     dsn: str | None = Field(
         default=None,
         description="Connection string, as a secret reference (env:, file:, op://) when it holds "
@@ -90,6 +95,9 @@ class EnvironmentConfig(BaseModel):
         default={}, description="schema.table -> the column whose newest value is the table's "
                                 "newest change (default: a timestamp column whose default is "
                                 "the time of the write, found from the catalog).")
+    pgbackrest: PgBackRestConfig | None = Field(
+        default=None, description="A pgbackrest environment's stanza and repositories "
+                                  "([environments.<name>.pgbackrest]).")
     evidence: EvidenceConfig = Field(
         default_factory=EvidenceConfig, description="Where the ledger and snapshots live "
         "([environments.<name>.evidence]): file (default), git or s3; signing keys.")
@@ -149,6 +157,14 @@ class EnvironmentConfig(BaseModel):
                        if getattr(self, k) is None]
             if missing:
                 raise ValueError(f"a supabase environment needs {', '.join(missing)}")
+        if self.provider is ProviderKind.PGBACKREST:
+            if self.dsn is not None:
+                raise ValueError("a pgbackrest environment is a cluster spectral runs; it "
+                                 "takes no dsn")
+            if self.pgbackrest is None:
+                object.__setattr__(self, "pgbackrest", PgBackRestConfig())
+        elif self.pgbackrest is not None:
+            raise ValueError("[pgbackrest] settings are for provider = 'pgbackrest'")
         return self
 
     @property
@@ -161,8 +177,9 @@ class EnvironmentConfig(BaseModel):
 
     @property
     def managed_cluster(self) -> bool:
-        """True when the tool runs this environment's PostgreSQL itself (local, no DSN)."""
-        return self.provider is ProviderKind.LOCAL and self.dsn is None
+        """True when the tool runs this environment's PostgreSQL itself (local or pgbackrest,
+        no DSN)."""
+        return self.provider in (ProviderKind.LOCAL, ProviderKind.PGBACKREST) and self.dsn is None
 
 
 class SpectralConfig(BaseModel):

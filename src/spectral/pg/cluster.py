@@ -106,6 +106,7 @@ class Cluster:
     superuser: str = "postgres"
     settings: dict[str, str] = field(default_factory=dict)
     database: str = "postgres"          # what conninfo() and connect() reach by default
+    env: dict[str, str] = field(default_factory=dict, repr=False)   # the server's (secrets)
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     # ---- creation -------------------------------------------------------------------------
@@ -189,7 +190,7 @@ class Cluster:
             self._proc = spawn(
                 postgres_argv(self.bins, self.data_dir, self.port, self.socket_dir, self.settings),
                 run_as=ident, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                env=child_env(None, ident), cwd=self.data_dir)
+                env=child_env(self.env, ident), cwd=self.data_dir)
         # recorded before the server writes postmaster.pid, so a run killed mid-start leaves
         # a pid that the next stop can check and signal (never a search by command line)
         write_atomic(self.spawned_file, f"{self._proc.pid}\n")

@@ -305,7 +305,8 @@ class Provider(Protocol):
         """Its connection string if it is reachable now, without starting anything."""
 
     # backups and the recoverable window
-    def backup(self, *, incremental: bool = False) -> Backup: ...
+    def backup(self, *, incremental: bool = False, differential: bool = False,
+               repo: int | None = None) -> Backup: ...
 
     def backups(self) -> list[Backup]: ...
 

@@ -14,13 +14,17 @@ def open_provider(cfg: SpectralConfig, name: str, env: EnvironmentConfig,
 
         return supabase_provider(cfg, name, env, report)
     if env.managed_cluster:
-        from spectral.pg.binaries import find_binaries
-        from spectral.providers.local.environment import LocalEnvironment
-        from spectral.providers.local.provider import LocalProvider
-
-        local = LocalEnvironment(name, cfg.state_dir(name), find_binaries(env.pg_bin_dir),
-                                 env.database)
         from spectral.ledger.open import open_ledger
+        from spectral.providers.managed import managed_environment
+
+        local = managed_environment(cfg, name, env)
+        if env.provider is ProviderKind.PGBACKREST:
+            from spectral.providers.pgbackrest.environment import PgBackRestEnvironment
+            from spectral.providers.pgbackrest.provider import PgBackRestProvider
+
+            assert isinstance(local, PgBackRestEnvironment)
+            return PgBackRestProvider(local, report, open_ledger(cfg, name))
+        from spectral.providers.local.provider import LocalProvider
 
         return LocalProvider(local, report, open_ledger(cfg, name))
     return None

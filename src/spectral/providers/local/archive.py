@@ -44,7 +44,7 @@ class LocalWalArchive:
         assert row is not None
         segment = str(row[0])
         try:
-            wait_until(lambda: (self.repo.archive / segment).exists(), timeout=timeout,
+            wait_until(lambda: self.repo.archived(segment), timeout=timeout,
                        interval=0.1, what=f"archiving of {segment}")
         except WaitTimeout:
             raise CouldNotVerify(f"WAL segment {segment} was not archived within {timeout:g}s; "

@@ -19,6 +19,7 @@ from spectral.errors import ClusterError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.osuser import make_owned_dir
+from spectral.providers.local.repo import Repository
 
 META_VERSION = 1
 
@@ -96,6 +97,29 @@ class LocalEnvironment:
         self.paths = LocalPaths(state_dir)
         self.bins = bins
 
+    # ---- what another backup engine changes (the pgBackRest environment) -------------------
+    def own_settings(self) -> dict[str, str]:
+        """The environment's server settings, continuous archiving included."""
+        return server_settings(self.bins, self.paths.archive_dir)
+
+    def server_env(self) -> dict[str, str]:
+        """Environment variables the server needs (its archive command's secrets)."""
+        return {}
+
+    def repository(self) -> Repository:
+        return Repository(self.paths.repo_dir)
+
+    def before_start(self, cluster: Cluster) -> None:
+        """Called before the environment's server starts."""
+
+    def after_start(self, cluster: Cluster) -> None:
+        """Called once the environment's server accepts connections."""
+
+    def _cluster(self, port: int) -> Cluster:
+        p = self.paths
+        return Cluster(self.bins, p.data_dir, p.socket_dir, port, p.log_file,
+                       database=self.database, env=self.server_env())
+
     # ---- creation and identity ------------------------------------------------------------
     def exists(self) -> bool:
         return self.paths.meta_file.exists()
@@ -120,10 +144,9 @@ class LocalEnvironment:
         make_owned_dir(p.password_file.parent, 0o700)
         p.password_file.write_text(secrets.token_urlsafe(24))
         p.password_file.chmod(0o600)
-        cluster = Cluster(self.bins, p.data_dir, p.socket_dir, free_port(), p.log_file,
-                          database=self.database)
+        cluster = self._cluster(free_port())
         self.prepare_repository()
-        cluster.initdb(pwfile=p.password_file, conf=server_settings(self.bins, p.archive_dir))
+        cluster.initdb(pwfile=p.password_file, conf=self.own_settings())
         meta = {"format": META_VERSION, "environment": self.name, "port": cluster.port,
                 "system_identifier": cluster.system_identifier(),
                 "pg_version": self.bins.version, "bin_dir": str(self.bins.bin_dir),
@@ -150,8 +173,7 @@ class LocalEnvironment:
         if major != str(self.bins.major):
             raise ClusterError(f"{p.data_dir} was created by PostgreSQL {major}; the configured "
                                f"binaries are PostgreSQL {self.bins.version}")
-        cluster = Cluster(self.bins, p.data_dir, p.socket_dir, int(meta["port"]), p.log_file,
-                          database=self.database)
+        cluster = self._cluster(int(meta["port"]))
         if cluster.system_identifier() != meta.get("system_identifier"):
             raise ClusterError(f"{p.data_dir} belongs to another cluster (system identifier "
                                f"differs from {p.meta_file}); not touching it")
@@ -171,10 +193,16 @@ class LocalEnvironment:
             self._ensure_database(cluster)
             return cluster, False
         self.prepare_repository()
-        cluster.write_conf(server_settings(self.bins, self.paths.archive_dir))
+        self.before_start(cluster)
+        cluster.write_conf(self.own_settings())
         self._clear_stale_synchronous_standby(cluster)
         cluster.start()
-        self._ensure_database(cluster)
+        try:
+            self._ensure_database(cluster)
+            self.after_start(cluster)
+        except BaseException:
+            cluster.stop(timeout=30)   # started here, so stopped here when it cannot be used
+            raise
         return cluster, True
 
     def _ensure_database(self, cluster: Cluster) -> None:

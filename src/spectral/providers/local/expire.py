@@ -90,12 +90,12 @@ def expire(provider: LocalProvider, keep: int, window_days: float | None, operat
     from spectral.providers.local.window import lineage
 
     plan = plan_expire(provider.backups(), keep, window_days, lineage=lineage(provider.repo))
-    plan.wal_remove = wal_to_remove(provider.repo, plan.oldest_kept_start_lsn)
+    plan.wal_remove = provider.wal_to_remove(plan)
     if dry_run or not (plan.remove or plan.wal_remove):
         return plan
     details = [f"backup {b}" for b in plan.remove] + [f"{len(plan.wal_remove)} WAL segments"]
     if not operator.confirm("Remove these from the backup repository?", details):
         raise RefusedError("expiry not confirmed; nothing was removed")
     with provider.busy("expire"):
-        apply(provider.repo, plan)
+        provider.apply_expire(plan)
     return plan

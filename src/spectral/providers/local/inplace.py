@@ -23,11 +23,9 @@ from spectral.ledger import EntryKind
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
 from spectral.providers.base import Progress
-from spectral.providers.local.environment import server_settings
 from spectral.providers.local.recovery import (
     recovery_failure,
     recovery_settings,
-    restore_command,
     throwaway_settings,
 )
 from spectral.providers.local.restore import described
@@ -93,12 +91,12 @@ class InPlace:
         aside = cluster.data_dir.with_name(f"data.previous-{stamp}")
         cluster.data_dir.rename(aside)
         try:
-            p.restorer.materialize(restore_plan, cluster.data_dir, progress)
+            written = p.restorer.materialize(restore_plan, cluster.data_dir, progress)
             # the WAL summarizer stays on: a freshly copied backup's pg_wal holds only its own
             # WAL, and the summaries it writes let incremental backups continue afterwards
-            conf = {**server_settings(p.bins, p.local.paths.archive_dir),
-                    **recovery_settings(restore_plan.target, p.repo.archive, p.repo.stream,
-                                        pause=False)}
+            conf = {**p.local.own_settings(),
+                    **recovery_settings(restore_plan.target, p.restorer.restore_command(),
+                                        pause=False), **written}
             p.restorer.prepare_recovery(cluster, conf, restore_plan.target)
             reached = p.restorer.recover(cluster, restore_plan, window, False, progress)
         except BaseException:
@@ -200,9 +198,9 @@ class InPlace:
         database to a new timeline (PostgreSQL picks one above every timeline in the archive);
         later restores follow it."""
         p = self.p
-        conf = {**server_settings(p.bins, p.local.paths.archive_dir),
+        conf = {**p.local.own_settings(),
                 **throwaway_settings(p.bins),
-                "restore_command": restore_command(p.repo.archive, p.repo.stream),
+                "restore_command": p.restorer.restore_command(),
                 "recovery_target_timeline": "current"}
         p.restorer.prepare_recovery(cluster, conf, NameTarget("end"))
         try:
@@ -234,6 +232,6 @@ def _settle(cluster: Cluster, p: LocalProvider) -> None:
     can stop on a segment that is not its timeline's ("incorrect prev-link") and take the
     server down ("WAL summarization is not progressing"). After an undo an incremental backup
     therefore needs a full backup first (the tool says so)."""
-    cluster.write_conf(server_settings(p.bins, p.local.paths.archive_dir))
+    cluster.write_conf(p.local.own_settings())
     with connect(cluster.conninfo()) as conn:
         conn.execute("select pg_reload_conf()")

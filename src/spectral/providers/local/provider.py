@@ -36,7 +36,6 @@ from spectral.providers.local.archive import LocalWalArchive
 from spectral.providers.local.environment import LocalEnvironment, server_settings
 from spectral.providers.local.instances import Registry
 from spectral.providers.local.recovery import recovery_settings, throwaway_settings
-from spectral.providers.local.repo import Repository
 from spectral.providers.local.restore import Restorer, described
 from spectral.providers.local.targets import plan
 from spectral.providers.local.wal import parse_lsn
@@ -44,6 +43,9 @@ from spectral.recovery_target import LsnTarget, RecoveryTarget, TimeTarget
 from spectral.undo import UndoStack
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from spectral.providers.local.expire import ExpirePlan
     from spectral.providers.local.inplace import InPlace
 
 
@@ -57,8 +59,11 @@ class LocalProvider:
         self.ledger = ledger or Ledger(local.paths.state_dir / "evidence")
         self.report = report
         self.bins = local.bins
-        self.repo = Repository(local.paths.repo_dir)
-        self.restorer = Restorer(self.bins, self.repo)
+        self.repo = local.repository()
+        self.restorer = self.make_restorer()
+
+    def make_restorer(self) -> Restorer:
+        return Restorer(self.bins, self.repo)
 
     def describe(self) -> str:
         return f"environment {self.local.name}"
@@ -78,7 +83,12 @@ class LocalProvider:
         return cluster.conninfo() if cluster is not None and cluster.is_running() else None
 
     # ---- backups, the window, the archive ---------------------------------------------------
-    def backup(self, *, incremental: bool = False) -> Backup:
+    def backup(self, *, incremental: bool = False, differential: bool = False,
+               repo: int | None = None) -> Backup:
+        if differential or repo is not None:
+            raise UsageError(f"{self.describe()} takes full and incremental (--type incr, "
+                             f"PostgreSQL 17+) backups into its one repository; differential "
+                             f"backups and --repo are for pgbackrest environments")
         with self.busy("backup"), self.local.session() as cluster:
             with cluster.connect() as conn:
                 row = conn.execute("select current_setting('server_version')").fetchone()
@@ -190,12 +200,13 @@ class LocalProvider:
             undo.push("instance directory", lambda: shutil.rmtree(home, ignore_errors=True))
             self.registry.register_start(home)
             data = home / "data"
-            self.restorer.materialize(restore_plan, data, progress)
+            written = self.restorer.materialize(restore_plan, data, progress, pause=pause)
             cluster = Cluster(self.bins, data, socket_dir_for(home / "run"), free_port(),
-                              home / "log" / "postgres.log", database=self.local.database)
+                              home / "log" / "postgres.log", database=self.local.database,
+                              env=self.local.server_env())   # its restore_command's secrets
             conf = {**server_settings(self.bins), **throwaway_settings(self.bins),
-                    **recovery_settings(restore_plan.target, self.repo.archive,
-                                        self.repo.stream, pause=pause)}
+                    **recovery_settings(restore_plan.target, self.restorer.restore_command(),
+                                        pause=pause), **written}
             self.restorer.prepare_recovery(cluster, conf, restore_plan.target)
             undo.push("instance server", lambda: cluster.stop(timeout=30))
             inst = Instance(inst_id, cluster.conninfo(), cluster.port, str(data),
@@ -219,6 +230,21 @@ class LocalProvider:
                              f"the previous data directory is kept at {done['previous']} "
                              f"(spectral dr restore --undo)", done["backup"], done["previous"],
                              done["discarded"], reached=done["reached"])
+
+    # ---- retention and streaming ------------------------------------------------------------
+    def apply_expire(self, plan: ExpirePlan) -> None:
+        from spectral.providers.local.expire import apply
+
+        apply(self.repo, plan)
+
+    def wal_to_remove(self, plan: ExpirePlan) -> list[str]:
+        from spectral.providers.local.expire import wal_to_remove
+
+        return wal_to_remove(self.repo, plan.oldest_kept_start_lsn)
+
+    def stream_dir(self) -> Path:
+        """Where `dr wal stream` writes (pg_receivewal's live tail that restores read)."""
+        return self.repo.stream
 
     # ---- local only: throwaway instances and in-place undo --------------------------------
     @property

@@ -20,11 +20,12 @@ def restore_command(archive: Path, stream: Path) -> str:
             f'cp "{stream}/%f" "%p"')
 
 
-def recovery_settings(target: RecoveryTarget, archive: Path, stream: Path, *,
+def recovery_settings(target: RecoveryTarget, command: str, *,
                       pause: bool) -> dict[str, str]:
-    """The postgresql.conf settings of a point-in-time restore (pure; unit-tested)."""
+    """The postgresql.conf settings of a point-in-time restore (pure; unit-tested):
+    `command` is the restore_command."""
     conf = {
-        "restore_command": restore_command(archive, stream),
+        "restore_command": command,
         "recovery_target_timeline": "latest",
         "recovery_target_action": "pause" if pause else "promote",
     }

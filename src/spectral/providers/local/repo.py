@@ -18,6 +18,7 @@ from pathlib import Path
 from spectral.durable import file_lock, write_atomic
 from spectral.errors import CouldNotVerify
 from spectral.providers.base import Backup
+from spectral.providers.local.wal import Segment, parse_segment
 
 CATALOG_VERSION = 1
 
@@ -25,6 +26,9 @@ CATALOG_VERSION = 1
 @dataclass(frozen=True)
 class Repository:
     root: Path
+    # True when every restore checks its backup again before it is used (pgBackRest's verify):
+    # then a backup not checked yet may be chosen, and is refused at restore if it fails
+    checked_before_restore = False
 
     @property
     def base(self) -> Path:
@@ -60,6 +64,26 @@ class Repository:
     def write(self, backups: list[Backup]) -> None:
         doc = {"version": CATALOG_VERSION, "backups": [b.to_json() for b in backups]}
         write_atomic(self.catalog_file, json.dumps(doc, indent=1) + "\n")
+
+    def wal_files(self) -> dict[Segment, Path]:
+        """Every WAL file of the archive (and pg_receivewal's tail) -> the folder it is in; the
+        archive wins when both have a segment."""
+        where: dict[Segment, Path] = {}
+        for d in (self.stream, self.archive):
+            if d.is_dir():
+                for p in d.iterdir():
+                    seg = parse_segment(p.name)
+                    if seg is not None:
+                        where[seg] = d
+        return where
+
+    def history_timelines(self) -> list[int]:
+        """Timelines with a history file in the archive (read_history reads them there)."""
+        return [int(p.name[:8], 16) for p in self.archive.glob("*.history")] if \
+            self.archive.is_dir() else []
+
+    def archived(self, segment: str) -> bool:
+        return (self.archive / segment).exists()
 
     def locked(self) -> contextlib.AbstractContextManager[None]:
         """One writer at a time: backups, expiry and restores that read the catalog."""

@@ -17,7 +17,7 @@ from spectral.pg.osuser import give_to_server, make_owned_dir, server_identity
 from spectral.providers.base import Progress, RecoverableWindow, Verification
 from spectral.providers.local import backup as backup_mod
 from spectral.providers.local.copy import copy_tree
-from spectral.providers.local.recovery import read_outcome, recovery_failure
+from spectral.providers.local.recovery import read_outcome, recovery_failure, restore_command
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.targets import RestorePlan
 from spectral.providers.local.wal import parse_lsn
@@ -27,17 +27,28 @@ from spectral.waits import WaitTimeout, wait_until
 
 RESTORE_TIMEOUT = 24 * 3600.0
 # Settings a source may carry in postgresql.auto.conf that must not follow it into a restore:
-# a synchronous standby that does not exist would make every commit of the restore wait forever.
-NOT_RESTORED = ("synchronous_standby_names", "primary_conninfo", "primary_slot_name")
+# a synchronous standby that does not exist would make every commit of the restore wait forever;
+# the source's archiving would push a restored copy's WAL into the source's archive; and
+# recovery settings (from a restore tool, or an earlier in-place restore) would override the
+# ones this restore writes. Recovery settings a restore tool wrote are read before this.
+NOT_RESTORED = ("synchronous_standby_names", "primary_conninfo", "primary_slot_name",
+                "archive_mode", "archive_command", "archive_library", "restore_command",
+                "recovery_target", "recovery_target_time", "recovery_target_xid",
+                "recovery_target_lsn", "recovery_target_name", "recovery_target_inclusive",
+                "recovery_target_action", "recovery_target_timeline")
 
 
 class Restorer:
     def __init__(self, bins: PgBinaries, repo: Repository) -> None:
         self.bins, self.repo = bins, repo
 
-    def materialize(self, restore_plan: RestorePlan, data: Path,
-                    progress: Progress | None) -> None:
-        """Copy the full backup into `data` (combined with its incrementals)."""
+    def restore_command(self) -> str:
+        return restore_command(self.repo.archive, self.repo.stream)
+
+    def materialize(self, restore_plan: RestorePlan, data: Path, progress: Progress | None,
+                    *, pause: bool = False) -> dict[str, str]:
+        """Copy the full backup into `data` (combined with its incrementals). Returns recovery
+        settings the copy needs beyond the plan's (none here)."""
         chain = restore_plan.chain
         full = self.repo.backup_dir(chain[0].id)
         # A backup can rot after it was taken: it is checked again, while it is being copied
@@ -51,7 +62,7 @@ class Restorer:
             raise CouldNotVerify(f"backup {chain[0].id} fails verification and will not be "
                                  f"restored: {detail}")
         if len(chain) == 1:
-            return
+            return {}
         if progress:
             progress("combine", 0, len(chain))
         run([self.bins.path("pg_combinebackup"), "-o", str(data),
@@ -59,6 +70,7 @@ class Restorer:
             timeout=RESTORE_TIMEOUT, run_as=server_identity())
         if progress:
             progress("combine", len(chain), len(chain))
+        return {}
 
     @staticmethod
     def _copy(full: Path, data: Path, total: int, progress: Progress | None) -> None:

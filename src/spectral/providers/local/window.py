@@ -24,7 +24,6 @@ from spectral.providers.local.wal import (
     Segment,
     descends,
     format_lsn,
-    list_segments,
     parse_lsn,
     read_history,
     segment_name,
@@ -40,14 +39,9 @@ class ArchiveView:
 
 
 def archive_view(repo: Repository) -> ArchiveView:
-    where: dict[Segment, Path] = {}
-    for d in (repo.stream, repo.archive):          # the archive wins when both have a segment
-        for seg in list_segments(d):
-            where[seg] = d
+    where = repo.wal_files()
     segments = sorted(where)
-    histories = [int(p.name[:8], 16) for p in repo.archive.glob("*.history")] if \
-        repo.archive.is_dir() else []
-    timeline = max([s.timeline for s in segments] + histories + [1])
+    timeline = max([s.timeline for s in segments] + repo.history_timelines() + [1])
     return ArchiveView(segments, where, timeline)
 
 
@@ -158,7 +152,8 @@ def usable_backups(repo: Repository, timeline: int | None = None) -> list[Backup
                 chain_ok = False
                 break
             if cur.kind is BackupKind.FULL:
-                chain_ok = chain_ok and cur.verification is Verification.VERIFIED
+                chain_ok = chain_ok and (cur.verification is Verification.VERIFIED
+                                         or repo.checked_before_restore)
                 break
             cur = by_id.get(cur.parent or "")
             if cur is None:

@@ -67,7 +67,8 @@ class SupabaseProvider(SupabaseApi):
         return self.dsn
 
     # ---- backups and the window ---------------------------------------------------------
-    def backup(self, *, incremental: bool = False) -> Backup:
+    def backup(self, *, incremental: bool = False, differential: bool = False,
+               repo: int | None = None) -> Backup:
         raise UsageError("Supabase takes the project's backups itself (daily, and continuous "
                          "WAL with the PITR add-on); spectral cannot take one on demand",
                          hint="spectral dr backups lists them")

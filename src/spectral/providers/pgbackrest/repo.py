@@ -1,0 +1,221 @@
+"""pgBackRest's repository seen as spectral's: the backups from `pgbackrest info`, the WAL
+archive from `pgbackrest repo-ls`, each WAL file fetched with `archive-get` into a local mirror
+only when something reads it (the window's tail, find-damage, an xid's commit). The window,
+target resolution and WAL reading are then the local provider's, unchanged."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from spectral.durable import write_atomic
+from spectral.errors import CouldNotVerify
+from spectral.pg.osuser import make_owned_dir
+from spectral.providers.base import Backup, BackupKind, Verification
+from spectral.providers.local.repo import Repository
+from spectral.providers.local.wal import Segment, parse_segment
+from spectral.providers.pgbackrest.command import PgBackRest
+
+# archive/<stanza>/<archive id>/<timeline+log>/<segment>[.partial]-<sha1>[.ext]
+WAL_FILE_RE = re.compile(r"^(?P<name>[0-9A-F]{24}(?:\.partial)?)-[0-9a-f]{40}(?:\.\w+)?$")
+HISTORY_RE = re.compile(r"^(?P<name>[0-9A-F]{8}\.history)$")
+CHECKS_VERSION = 1
+
+
+class FetchOnRead(dict[Segment, Path]):
+    """Segment -> mirror folder; reading an entry fetches the file into the mirror first."""
+
+    def __init__(self, items: Iterable[tuple[Segment, Path]],
+                 fetch: Callable[[Segment], None]) -> None:
+        super().__init__(items)
+        self._fetch = fetch
+
+    def __getitem__(self, seg: Segment) -> Path:
+        folder = super().__getitem__(seg)
+        self._fetch(seg)
+        return folder
+
+
+@dataclass(frozen=True)
+class PgBackRestRepository(Repository):
+    tool: PgBackRest = field(default_factory=lambda: PgBackRest(Path("/dev/null"), "main"),
+                             compare=False)
+    repos: int = 1
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    checked_before_restore = True
+
+    @property
+    def archive(self) -> Path:
+        return self.root / "wal"
+
+    @property
+    def stream(self) -> Path:
+        return self.root / "stream"     # never written: pgBackRest archives with archive-push
+
+    @property
+    def checks_file(self) -> Path:
+        return self.root / "checks.json"
+
+    def forget(self) -> None:
+        """After a backup or expiry: read pgBackRest's info and listing again."""
+        self._cache.clear()
+
+    # ---- backups ---------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        if "info" not in self._cache:
+            self._cache["info"] = self.tool.info()
+        info: dict[str, Any] = self._cache["info"]
+        return info
+
+    def read(self) -> list[Backup]:
+        info = self.info()
+        versions = {d.get("id"): str(d.get("version", "?")) for d in info.get("db", [])}
+        checks = self.checks()
+        out = []
+        for b in info.get("backup", []):
+            out.append(backup_from_info(b, versions, checks.get(b["label"])))
+        return sorted(out, key=lambda b: b.stop_time)
+
+    def repo_of(self, label: str) -> int:
+        for b in self.info().get("backup", []):
+            if b.get("label") == label:
+                return int(b.get("database", {}).get("repo-key", 1))
+        return 1
+
+    def write(self, backups: list[Backup]) -> None:
+        raise CouldNotVerify("pgBackRest's repository is written by pgBackRest only")
+
+    def chain(self, backup: Backup) -> list[Backup]:
+        by_id = {b.id: b for b in self.read()}
+        out = [backup]
+        while out[0].parent is not None:
+            parent = by_id.get(out[0].parent)
+            if parent is None:
+                raise CouldNotVerify(f"backup {backup.id} needs {out[0].parent}, which "
+                                     f"pgbackrest info does not list")
+            out.insert(0, parent)
+        return out
+
+    # ---- what `pgbackrest verify` found ----------------------------------------------------
+    def checks(self) -> dict[str, dict[str, str]]:
+        try:
+            doc = json.loads(self.checks_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        if doc.get("version") != CHECKS_VERSION:
+            return {}
+        checks: dict[str, dict[str, str]] = doc.get("backups", {})
+        return checks
+
+    def record_checks(self, results: dict[str, tuple[Verification, str]]) -> None:
+        make_owned_dir(self.root, 0o750)
+        doc = {"version": CHECKS_VERSION, "backups": {
+            **self.checks(), **{label: {"verification": v.value, "detail": d,
+                                        "at": datetime.now(UTC).isoformat(timespec="seconds")}
+                                for label, (v, d) in results.items()}}}
+        write_atomic(self.checks_file, json.dumps(doc, indent=1) + "\n")
+
+    # ---- the WAL archive -------------------------------------------------------------------
+    def listing(self) -> dict[str, str]:
+        """WAL and history file names in the current archive of every repository -> the name
+        pgBackRest stores it under."""
+        if "listing" in self._cache:
+            found: dict[str, str] = self._cache["listing"]
+            return found
+        found = {}
+        archive_ids = [a["id"] for a in self.info().get("archive", [])]
+        if archive_ids:
+            current = archive_ids[-1]
+            for repo in range(1, self.repos + 1):
+                listed = self.tool.repo_ls(f"archive/{self.tool.stanza}/{current}", repo)
+                for key, entry in listed.items():
+                    if entry.get("type") != "file":
+                        continue
+                    base = key.rsplit("/", 1)[-1]
+                    m = WAL_FILE_RE.match(base) or HISTORY_RE.match(base)
+                    if m:
+                        found.setdefault(m.group("name"), key)
+        self._cache["listing"] = found
+        return found
+
+    def wal_files(self) -> dict[Segment, Path]:
+        listed = self.listing()
+        self._fetch_histories(listed)
+        items = [(seg, self.archive) for name in listed
+                 if (seg := parse_segment(name)) is not None]
+        return FetchOnRead(items, self._fetch)
+
+    def history_timelines(self) -> list[int]:
+        return [int(n[:8], 16) for n in self.listing() if n.endswith(".history")]
+
+    def archived(self, segment: str) -> bool:
+        self._cache.pop("listing", None)
+        self._cache.pop("info", None)
+        return segment in self.listing()
+
+    def _fetch_histories(self, listed: dict[str, str]) -> None:
+        for name in listed:
+            if name.endswith(".history") and not (self.archive / name).exists():
+                self._get(name)
+
+    def _fetch(self, seg: Segment) -> None:
+        name = seg.name + (".partial" if seg.partial else "")
+        if not (self.archive / name).exists():
+            self._get(name)
+
+    def _get(self, name: str) -> None:
+        make_owned_dir(self.root, 0o750)
+        make_owned_dir(self.archive, 0o750)
+        part = self.archive / f".{name}.{time.monotonic_ns()}.part"
+        try:
+            if not self.tool.archive_get(name, part):
+                raise CouldNotVerify(f"WAL file {name} is listed in the pgBackRest archive but "
+                                     f"archive-get cannot fetch it")
+            part.rename(self.archive / name)
+        finally:
+            part.unlink(missing_ok=True)
+
+    def prune_mirror(self, keep: set[str]) -> None:
+        """Drop fetched segments that are no longer in the archive (after expiry)."""
+        if not self.archive.is_dir():
+            return
+        for p in self.archive.iterdir():
+            if parse_segment(p.name) is not None and p.name not in keep:
+                p.unlink(missing_ok=True)
+
+
+def backup_from_info(b: dict[str, Any], versions: dict[Any, str],
+                     check: dict[str, str] | None) -> Backup:
+    """One entry of `pgbackrest info --output=json`'s backup list (pure; unit-tested)."""
+    start = datetime.fromtimestamp(int(b["timestamp"]["start"]), UTC)
+    # whole seconds, rounded down: the backup is consistent somewhere in the second after, so
+    # the window starts at the next whole second (a target inside that second is refused,
+    # never restored to a later state than asked)
+    stop = datetime.fromtimestamp(int(b["timestamp"]["stop"]) + 1, UTC)
+    archive_start = (b.get("archive") or {}).get("start") or "00000001"
+    info = b.get("info") or {}
+    if b.get("error"):
+        verification, detail = Verification.FAILED, "pgBackRest found page checksum errors " \
+            "while taking it"
+    elif check is not None:
+        verification, detail = Verification(check["verification"]), check.get("detail", "")
+    else:
+        verification, detail = Verification.NOT_VERIFIED, "not checked yet: pgbackrest verify " \
+            "runs before it is restored"
+    kind = BackupKind.FULL if b.get("type") == "full" else BackupKind.INCREMENTAL
+    return Backup(
+        id=b["label"], kind=kind, parent=b.get("prior"),
+        start_lsn=b["lsn"]["start"], stop_lsn=b["lsn"]["stop"], start_time=start,
+        stop_time=stop, timeline=int(archive_start[:8], 16),
+        size_bytes=int((info.get("repository") or {}).get("delta") or info.get("size") or 0),
+        duration_s=float((stop - start).total_seconds()),
+        server_version=versions.get((b.get("database") or {}).get("id"), "?"),
+        verification=verification, verification_detail=detail,
+        status="completed", physical=True)

@@ -1,0 +1,115 @@
+"""A restore through pgBackRest: `pgbackrest restore --set --type --target --target-action`
+into the instance's data directory while `pgbackrest verify` checks the repository on another
+core; a backup or WAL file that fails the check stops the restore, naming the file.
+
+Recovery itself is PostgreSQL's, fetching WAL with `pgbackrest archive-get`; spectral starts
+it, watches it and checks where it stopped, as for the local provider."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from spectral.errors import CouldNotVerify
+from spectral.pg.binaries import PgBinaries
+from spectral.pg.osuser import make_owned_dir
+from spectral.providers.base import Progress, Verification
+from spectral.providers.local.recovery import pg_time
+from spectral.providers.local.restore import RESTORE_TIMEOUT, Restorer
+from spectral.providers.local.targets import RestorePlan
+from spectral.providers.local.wal import parse_lsn, segment_name, segment_of
+from spectral.providers.pgbackrest import verify as verify_mod
+from spectral.providers.pgbackrest.command import BINARY, PgBackRest
+from spectral.providers.pgbackrest.repo import PgBackRestRepository
+from spectral.recovery_target import RecoveryTarget, TargetKind, TimeTarget
+
+AUTO_LINE_RE = re.compile(r"^\s*(?P<key>[a-z_]+)\s*=\s*'(?P<value>(?:[^']|'')*)'\s*$")
+RECOVERY_KEYS = ("restore_command", "recovery_target", "recovery_target_time",
+                 "recovery_target_xid", "recovery_target_lsn", "recovery_target_name",
+                 "recovery_target_inclusive", "recovery_target_action",
+                 "recovery_target_timeline")
+
+
+def target_args(target: RecoveryTarget, pause: bool) -> list[str]:
+    """pgBackRest's restore options for a target (pure; unit-tested)."""
+    if target.kind is TargetKind.LATEST:
+        return ["--type=default"]
+    value = pg_time(target.at) if isinstance(target, TimeTarget) else str(target.value)
+    args = [f"--type={target.kind.value}", f"--target={value}",
+            f"--target-action={'pause' if pause else 'promote'}", "--target-timeline=latest"]
+    if target.exclusive and target.kind is not TargetKind.NAME:
+        args.append("--target-exclusive")
+    return args
+
+
+def recovery_lines(auto_conf: Path) -> dict[str, str]:
+    """The recovery settings pgBackRest wrote into postgresql.auto.conf (pure parsing)."""
+    out: dict[str, str] = {}
+    if not auto_conf.exists():
+        return out
+    for line in auto_conf.read_text().splitlines():
+        m = AUTO_LINE_RE.match(line)
+        if m and m.group("key") in RECOVERY_KEYS:
+            out[m.group("key")] = m.group("value").replace("''", "'")
+    return out
+
+
+class PgBackRestRestorer(Restorer):
+    def __init__(self, bins: PgBinaries, repo: PgBackRestRepository, tool: PgBackRest,
+                 process_max: int) -> None:
+        super().__init__(bins, repo)
+        self.pgb_repo, self.tool, self.process_max = repo, tool, process_max
+        self.delta = False
+
+    def restore_command(self) -> str:
+        return (f"{BINARY} --config={self.tool.conf_file} --stanza={self.tool.stanza} "
+                f'archive-get %f "%p"')
+
+    def check_repository(self) -> verify_mod.VerifyReport:
+        res = self.tool.run("verify", "--output=text", "--verbose", "--log-level-console=info",
+                            timeout=RESTORE_TIMEOUT)
+        report = verify_mod.parse(res.stdout)
+        self.pgb_repo.record_checks({
+            label: (Verification.FAILED, "; ".join(report.backup_problems(label)))
+            if report.backup_problems(label) else
+            (Verification.VERIFIED, "pgbackrest verify: every file's checksum matches")
+            for label in report.status})
+        return report
+
+    def materialize(self, restore_plan: RestorePlan, data: Path, progress: Progress | None,
+                    *, pause: bool = False) -> dict[str, str]:
+        chain = restore_plan.chain
+        label = chain[-1].id
+        total = max(1, chain[-1].size_bytes)
+        if progress:
+            progress("copy", 0, total)
+        make_owned_dir(data.parent, 0o755)
+        args = [f"--pg1-path={data}", f"--set={label}",
+                f"--repo={self.pgb_repo.repo_of(label)}", f"--process-max={self.process_max}",
+                *target_args(restore_plan.target, pause)]
+        if self.delta:
+            args.append("--delta")
+        failed: CouldNotVerify | None = None
+        with ThreadPoolExecutor(1) as pool:
+            check = pool.submit(self.check_repository)
+            try:
+                self.tool.run("restore", *args, timeout=RESTORE_TIMEOUT)
+            except CouldNotVerify as exc:   # the check says which file, when it is damage
+                failed = exc
+            report = check.result()
+        first = segment_name(chain[0].timeline, segment_of(parse_lsn(chain[0].start_lsn)))
+        refusal = report.refusal(chain, first)
+        if refusal or failed:
+            shutil.rmtree(data, ignore_errors=True)
+        if refusal:
+            raise CouldNotVerify(f"pgbackrest verify found damage in what this restore needs, "
+                                 f"so it is refused: {refusal}",
+                                 hint="restore from another backup (--backup) or take a new "
+                                      "one (spectral dr backup)")
+        if failed:
+            raise failed
+        if progress:
+            progress("copy", total, total)
+        return recovery_lines(data / "postgresql.auto.conf")
