@@ -44,16 +44,28 @@ def ensure_venv(dev: bool) -> None:
     stamp_file.write_text(_stamp() + (":dev" if dev else ""))
 
 
-def ensure_chromium() -> None:
-    """The HTML report is tested in headless Chromium (Debian's package). Install it when we
-    can (root with apt-get); otherwise that one test is skipped and says why."""
+# Debian packages the tests use: Chromium (the HTML report, headless), pgBackRest (2.45 in
+# Debian 12) and the PostgreSQL 15 it supports. Installed when we can (root with apt-get);
+# otherwise the tests that need them are skipped and say why.
+SYSTEM_PACKAGES = {"chromium": "/usr/bin/chromium", "pgbackrest": "/usr/bin/pgbackrest",
+                   "postgresql-15": "/usr/lib/postgresql/15/bin/postgres"}
+# postgresql-common would create and start a "main" cluster when postgresql-15 is installed;
+# the tests start their own clusters and nothing else may be left running
+NO_MAIN_CLUSTER = Path("/etc/postgresql-common/createcluster.conf")
+
+
+def ensure_system_packages() -> None:
     import shutil
 
-    if shutil.which("chromium") or os.geteuid() != 0 or not shutil.which("apt-get"):
+    missing = [p for p, path in SYSTEM_PACKAGES.items() if not Path(path).exists()]
+    if not missing or os.geteuid() != 0 or not shutil.which("apt-get"):
         return
-    print("dev.py: installing Debian's chromium for the HTML report test", flush=True)
+    print(f"dev.py: installing Debian's {', '.join(missing)} for the tests", flush=True)
+    if "postgresql-15" in missing and not NO_MAIN_CLUSTER.exists():
+        NO_MAIN_CLUSTER.parent.mkdir(parents=True, exist_ok=True)
+        NO_MAIN_CLUSTER.write_text("create_main_cluster = false\n")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *missing]):
         subprocess.run(argv, check=False, env=env, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=900)
 
@@ -68,7 +80,7 @@ def main(argv: list[str]) -> int:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     if verb == "demo":
         return subprocess.run([str(BIN / "spectral"), "demo", *rest], env=env, cwd=ROOT).returncode
-    ensure_chromium()
+    ensure_system_packages()
     steps = [
         [str(BIN / "ruff"), "check", "src", "tests", "bench", "dev.py"],
         [str(BIN / "mypy")],

@@ -347,3 +347,31 @@ def test_backups_window_pitr_drill_and_a_damaged_repository(pgb: Env) -> None:
             if path.is_file() and not path.is_symlink():
                 data = path.read_bytes()
                 assert not any(s.encode() in data for s in pgb.secrets), path
+
+
+@needs_pgbackrest
+@pytest.mark.parametrize("pgb", ["posix"], indirect=True)
+def test_find_damage_in_place_restore_undo_and_expire(pgb: Env) -> None:
+    """The accident found in WAL fetched with archive-get, undone in place to the transaction
+    just before it, the in-place restore undone in its turn; expiry through pgbackrest expire."""
+    first = pgb.run("dr", "backup", "--json")
+    second = pgb.run("dr", "backup", "--json")
+    commit(pgb, 101, "kept")
+    pgb.sql("delete from app.ledger where id <= 50")      # the accident
+    found = pgb.run("--json", "dr", "find-damage", "--table", "app.ledger", "--op", "delete")
+    assert len(found) == 1 and found[0]["rows"] == 50, found
+    target = found[0]["target"].split()
+    done = pgb.run("dr", "restore", "--in-place", "--yes", *target, "--json")
+    assert done["backup"] == second["id"]
+    assert [r[0] for r in pgb.sql("select count(*) from app.ledger")] == [101]
+    pgb.run("dr", "restore", "--undo", "--yes")
+    assert [r[0] for r in pgb.sql("select count(*) from app.ledger")] == [51]
+    commit(pgb, 102, "after the undo")
+    inst = pgb.run("dr", "restore", "--latest", "--json")      # follows the undo's timeline
+    assert ids_in(pgb, inst) == list(range(51, 103))
+    pgb.run("dr", "teardown", inst["id"])
+
+    plan = pgb.run("dr", "expire", "--keep", "1", "--dry-run", "--json")
+    assert plan["remove"] == [first["id"]]
+    pgb.run("dr", "expire", "--keep", "1", "--yes")
+    assert [b["id"] for b in pgb.run("dr", "backups", "--json")["backups"]] == [second["id"]]

@@ -70,15 +70,20 @@ def backup_cmd(ctx: typer.Context, incremental: bool = INCREMENTAL,
         raise UsageError(f"--type {backup_type!r}: expected full, diff or incr")
     p = st.environment().provider
     if process_max is not None:
-        if not hasattr(p, "process_max"):
-            raise UsageError("--process-max is for pgbackrest environments")
-        p.process_max = process_max
+        _set_process_max(p, process_max)
     b = p.backup(incremental=incremental or backup_type == "incr",
                  differential=backup_type == "diff", repo=repo)
     st.emit(b.to_json(), lambda c: c.print(
         f"backup {b.id} ({b.kind.value}{', on ' + b.parent if b.parent else ''}): "
         f"{b.size_bytes / 1e6:.1f} MB in {format_duration(b.duration_s)}, LSN {b.start_lsn} -> "
         f"{b.stop_lsn}, {b.verification.value}"))
+
+
+def _set_process_max(p: object, n: int) -> None:
+    if not hasattr(p, "process_max"):
+        raise UsageError("--process-max is for pgbackrest environments (pgBackRest's "
+                         "process-max)")
+    p.process_max = n
 
 
 def backups_cmd(ctx: typer.Context) -> None:
@@ -155,6 +160,8 @@ def restore_cmd(
                                           "directories kept aside by in-place restores."),
     undo: bool = typer.Option(False, "--undo", help="Undo the last in-place restore: put the "
                                                     "kept-aside data directory back."),
+    process_max: int | None = typer.Option(None, "--process-max", min=1, max=64,
+                                           help="pgbackrest: processes for this restore."),
 ) -> None:
     """Restore to a point in time: into a new throwaway instance (default; prints its DSN) or
     in place. Picks the newest backup before the target, applies incrementals, replays WAL and
@@ -171,6 +178,8 @@ def restore_cmd(
                          f"self-inflicted --target-time T (a restored copy: spectral dr drill "
                          f"functional guides it)")
     p = provider(st)
+    if process_max is not None:
+        _set_process_max(p, process_max)
     show = not st.json and sys.stderr.isatty()
     if in_place:
         with restore_progress(show) as progress:

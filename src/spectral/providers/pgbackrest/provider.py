@@ -36,7 +36,19 @@ class PgBackRestProvider(LocalProvider):
                  ledger: Ledger | None = None) -> None:
         self.pgb_env = local
         super().__init__(local, report, ledger)
-        self.process_max: int | None = None
+        self._process_max: int | None = None
+
+    @property
+    def process_max(self) -> int | None:
+        """Processes for backups and restores (None: the environment's process_max)."""
+        return self._process_max
+
+    @process_max.setter
+    def process_max(self, value: int | None) -> None:
+        self._process_max = value
+        restorer = self.restorer
+        assert isinstance(restorer, PgBackRestRestorer)
+        restorer.process_max = value or self.pgb_env.cfg.process_max
 
     @property
     def pgb_repo(self) -> PgBackRestRepository:
