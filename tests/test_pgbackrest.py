@@ -375,3 +375,25 @@ def test_find_damage_in_place_restore_undo_and_expire(pgb: Env) -> None:
     assert plan["remove"] == [first["id"]]
     pgb.run("dr", "expire", "--keep", "1", "--yes")
     assert [b["id"] for b in pgb.run("dr", "backups", "--json")["backups"]] == [second["id"]]
+
+
+@needs_pgbackrest
+def test_refusals_before_anything_runs(work_dir: Path) -> None:
+    """PostgreSQL 18 with pgBackRest 2.45, streaming and local-only options: one line, exit 2,
+    nothing created."""
+    (work_dir / "spectral.toml").write_text(
+        '[environments.new]\nprovider = "pgbackrest"\n'        # the embedded PostgreSQL 18
+        '[environments.old]\nprovider = "pgbackrest"\n'
+        f'pg_bin_dir = "{SYSTEM_PG15}"\n'
+        '[environments.plain]\nprovider = "local"\n')
+    res = spectral("local", "up", "--env", "new", cwd=work_dir)
+    assert res.returncode == 2 and "supports PostgreSQL up to 15" in res.stderr, res.stderr
+    assert not (work_dir / ".spectral" / "new" / "cluster").exists()
+    res = spectral("dr", "wal", "stream", "--env", "old", "--seconds", "1", cwd=work_dir)
+    assert res.returncode == 2 and "archive-push" in res.stderr, res.stderr
+    res = spectral("dr", "backup", "--env", "plain", "--type", "diff", cwd=work_dir)
+    assert res.returncode == 2 and "differential" in res.stderr, res.stderr
+    res = spectral("dr", "restore", "--env", "plain", "--latest", "--process-max", "2",
+                   cwd=work_dir)
+    assert res.returncode == 2 and "pgbackrest environments" in res.stderr, res.stderr
+    assert _processes_under(work_dir) == []

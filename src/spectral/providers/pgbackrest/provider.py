@@ -81,7 +81,7 @@ class PgBackRestProvider(LocalProvider):
             self.pgb_env.tool.run("backup", *args, timeout=24 * 3600)
             took = time.monotonic() - started
             self.pgb_repo.forget()
-            self.restorer_checks()
+            self.restorer_checks(repo or 1)
             new = [b for b in self.backups() if b.id not in before]
         if not new:
             raise UsageError("pgbackrest backup finished but pgbackrest info lists no new "
@@ -91,11 +91,11 @@ class PgBackRestProvider(LocalProvider):
                       b.stop_time, b.timeline, b.size_bytes, took, b.server_version,
                       b.verification, b.verification_detail, b.status, b.physical)
 
-    def restorer_checks(self) -> None:
-        """`pgbackrest verify` over the repository, its findings kept per backup."""
+    def restorer_checks(self, repo: int = 1) -> None:
+        """`pgbackrest verify` over a repository, its findings kept per backup."""
         restorer = self.restorer
         assert isinstance(restorer, PgBackRestRestorer)
-        restorer.check_repository()
+        restorer.check_repository(repo)
 
     def backups(self) -> list[Backup]:
         self.pgb_repo.forget()

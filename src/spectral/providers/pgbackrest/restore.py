@@ -67,9 +67,10 @@ class PgBackRestRestorer(Restorer):
         return (f"{BINARY} --config={self.tool.conf_file} --stanza={self.tool.stanza} "
                 f'archive-get %f "%p"')
 
-    def check_repository(self) -> verify_mod.VerifyReport:
-        res = self.tool.run("verify", "--output=text", "--verbose", "--log-level-console=info",
-                            timeout=RESTORE_TIMEOUT)
+    def check_repository(self, repo: int = 1) -> verify_mod.VerifyReport:
+        """`pgbackrest verify` of one repository (pgBackRest verifies one at a time)."""
+        res = self.tool.run("verify", f"--repo={repo}", "--output=text", "--verbose",
+                            "--log-level-console=info", timeout=RESTORE_TIMEOUT)
         report = verify_mod.parse(res.stdout)
         self.pgb_repo.record_checks({
             label: (Verification.FAILED, "; ".join(report.backup_problems(label)))
@@ -86,14 +87,15 @@ class PgBackRestRestorer(Restorer):
         if progress:
             progress("copy", 0, total)
         make_owned_dir(data.parent, 0o755)
-        args = [f"--pg1-path={data}", f"--set={label}",
-                f"--repo={self.pgb_repo.repo_of(label)}", f"--process-max={self.process_max}",
+        repo = self.pgb_repo.repo_of(label)
+        args = [f"--pg1-path={data}", f"--set={label}", f"--repo={repo}",
+                f"--process-max={self.process_max}",
                 *target_args(restore_plan.target, pause)]
         if self.delta:
             args.append("--delta")
         failed: CouldNotVerify | None = None
         with ThreadPoolExecutor(1) as pool:
-            check = pool.submit(self.check_repository)
+            check = pool.submit(self.check_repository, repo)
             try:
                 self.tool.run("restore", *args, timeout=RESTORE_TIMEOUT)
             except CouldNotVerify as exc:   # the check says which file, when it is damage
