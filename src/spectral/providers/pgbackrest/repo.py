@@ -92,17 +92,6 @@ class PgBackRestRepository(Repository):
     def write(self, backups: list[Backup]) -> None:
         raise CouldNotVerify("pgBackRest's repository is written by pgBackRest only")
 
-    def chain(self, backup: Backup) -> list[Backup]:
-        by_id = {b.id: b for b in self.read()}
-        out = [backup]
-        while out[0].parent is not None:
-            parent = by_id.get(out[0].parent)
-            if parent is None:
-                raise CouldNotVerify(f"backup {backup.id} needs {out[0].parent}, which "
-                                     f"pgbackrest info does not list")
-            out.insert(0, parent)
-        return out
-
     # ---- what `pgbackrest verify` found ----------------------------------------------------
     def checks(self) -> dict[str, dict[str, str]]:
         try:

@@ -1,6 +1,10 @@
 """A restore through pgBackRest: `pgbackrest restore --set --type --target --target-action`
-into the instance's data directory while `pgbackrest verify` checks the repository on another
-core; a backup or WAL file that fails the check stops the restore, naming the file.
+into the instance's data directory. pgBackRest checks every file it restores against the
+SHA-1 it recorded when it took the backup (src/command/restore/file.c, "actual checksum ...
+does not match expected checksum"), so a restore that succeeds read only undamaged files of its
+backup chain, and the chain is then marked verified. When a restore fails, `pgbackrest verify`
+of that repository names every damaged file, the restore is refused with them, and the
+backups they belong to are marked failed.
 
 Recovery itself is PostgreSQL's, fetching WAL with `pgbackrest archive-get`; spectral starts
 it, watches it and checks where it stopped, as for the local provider."""
@@ -9,7 +13,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from spectral.errors import CouldNotVerify
@@ -26,6 +29,7 @@ from spectral.providers.pgbackrest.repo import PgBackRestRepository
 from spectral.recovery_target import RecoveryTarget, TargetKind, TimeTarget
 
 AUTO_LINE_RE = re.compile(r"^\s*(?P<key>[a-z_]+)\s*=\s*'(?P<value>(?:[^']|'')*)'\s*$")
+RESTORED = "restored by pgbackrest restore, every file matching its recorded checksum"
 RECOVERY_KEYS = ("restore_command", "recovery_target", "recovery_target_time",
                  "recovery_target_xid", "recovery_target_lsn", "recovery_target_name",
                  "recovery_target_inclusive", "recovery_target_action",
@@ -93,25 +97,19 @@ class PgBackRestRestorer(Restorer):
                 *target_args(restore_plan.target, pause)]
         if self.delta:
             args.append("--delta")
-        failed: CouldNotVerify | None = None
-        with ThreadPoolExecutor(1) as pool:
-            check = pool.submit(self.check_repository, repo)
-            try:
-                self.tool.run("restore", *args, timeout=RESTORE_TIMEOUT)
-            except CouldNotVerify as exc:   # the check says which file, when it is damage
-                failed = exc
-            report = check.result()
-        first = segment_name(chain[0].timeline, segment_of(parse_lsn(chain[0].start_lsn)))
-        refusal = report.refusal(chain, first)
-        if refusal or failed:
+        try:
+            self.tool.run("restore", *args, timeout=RESTORE_TIMEOUT)
+        except CouldNotVerify as failed:
             shutil.rmtree(data, ignore_errors=True)
-        if refusal:
-            raise CouldNotVerify(f"pgbackrest verify found damage in what this restore needs, "
-                                 f"so it is refused: {refusal}",
-                                 hint="restore from another backup (--backup) or take a new "
-                                      "one (spectral dr backup)")
-        if failed:
-            raise failed
+            first = segment_name(chain[0].timeline, segment_of(parse_lsn(chain[0].start_lsn)))
+            refusal = self.check_repository(repo).refusal(chain, first)
+            if refusal:
+                raise CouldNotVerify(f"pgbackrest verify found damage in what this restore "
+                                     f"needs, so it is refused: {refusal}",
+                                     hint="restore from another backup (--backup) or take a "
+                                          "new one (spectral dr backup)") from None
+            raise failed from None
+        self.pgb_repo.record_checks({b.id: (Verification.VERIFIED, RESTORED) for b in chain})
         if progress:
             progress("copy", total, total)
         return recovery_lines(data / "postgresql.auto.conf")
