@@ -74,6 +74,9 @@ def runs(segments: list[Segment]) -> list[list[Segment]]:
 
 def dump(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segment]) -> Iterator[str]:
     """pg_waldump's lines for the segments, each contiguous run read as one stream."""
+    prefetch = getattr(where, "prefetch", None)   # a repository that fetches WAL on read
+    if prefetch is not None:
+        prefetch(segments)
     for part in runs(segments):
         tli = part[-1].timeline
         with tempfile.TemporaryDirectory(prefix="spectral-wal-") as tmp:

@@ -9,6 +9,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from spectral.providers.pgbackrest.command import PgBackRest
 WAL_FILE_RE = re.compile(r"^(?P<name>[0-9A-F]{24}(?:\.partial)?)-[0-9a-f]{40}(?:\.\w+)?$")
 HISTORY_RE = re.compile(r"^(?P<name>[0-9A-F]{8}\.history)$")
 CHECKS_VERSION = 1
+PREFETCH = 4
 
 
 class FetchOnRead(dict[Segment, Path]):
@@ -35,6 +37,14 @@ class FetchOnRead(dict[Segment, Path]):
                  fetch: Callable[[Segment], None]) -> None:
         super().__init__(items)
         self._fetch = fetch
+
+    def prefetch(self, segments: list[Segment]) -> None:
+        """Fetch what a read is about to need, several archive-get at a time (each is a
+        process that mostly waits on the repository or decompresses)."""
+        wanted = [s for s in segments if s in self]
+        if len(wanted) > 1:
+            with ThreadPoolExecutor(PREFETCH) as pool:
+                list(pool.map(self._fetch, wanted))
 
     def __getitem__(self, seg: Segment) -> Path:
         folder = super().__getitem__(seg)
