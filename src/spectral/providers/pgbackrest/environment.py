@@ -4,6 +4,7 @@ before every start and the stanza created on the first."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from spectral.config.pgbackrest import PgBackRestConfig, RepoType
@@ -83,7 +84,9 @@ class PgBackRestEnvironment(LocalEnvironment):
     def after_start(self, cluster: Cluster) -> None:
         """The first start creates the stanza in every repository and checks that archiving
         reaches them (`pgbackrest check` waits for a pushed segment)."""
-        ident = str(cluster.system_identifier())
+        # again whenever the stanza or the repositories change (a repository added later)
+        ident = hashlib.sha256(f"{cluster.system_identifier()}\n{self.pgb.conf_file.read_text()}"
+                               .encode()).hexdigest()
         marker = self._stanza_marker
         if marker.exists() and marker.read_text().strip() == ident:
             return

@@ -65,7 +65,6 @@ class PgBackRestRestorer(Restorer):
                  process_max: int) -> None:
         super().__init__(bins, repo)
         self.pgb_repo, self.tool, self.process_max = repo, tool, process_max
-        self.delta = False
 
     def restore_command(self) -> str:
         return (f"{BINARY} --config={self.tool.conf_file} --stanza={self.tool.stanza} "
@@ -95,8 +94,6 @@ class PgBackRestRestorer(Restorer):
         args = [f"--pg1-path={data}", f"--set={label}", f"--repo={repo}",
                 f"--process-max={self.process_max}",
                 *target_args(restore_plan.target, pause)]
-        if self.delta:
-            args.append("--delta")
         try:
             self.tool.run("restore", *args, timeout=RESTORE_TIMEOUT)
         except CouldNotVerify as failed:
