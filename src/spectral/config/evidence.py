@@ -9,20 +9,13 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from spectral.config.secrets import is_secret_ref
+from spectral.config.secrets import reference_only
 
 
 class StoreKind(StrEnum):
     FILE = "file"
     GIT = "git"
     S3 = "s3"
-
-
-def _secret(value: str | None) -> str | None:
-    if value is not None and not is_secret_ref(value):
-        raise ValueError("must be a secret reference (env:NAME, file:PATH or "
-                         "op://vault/item/field), never the secret itself")
-    return value
 
 
 class EvidenceConfig(BaseModel):
@@ -58,7 +51,7 @@ class EvidenceConfig(BaseModel):
     @field_validator("access_key_id", "secret_access_key", "signing_key")
     @classmethod
     def _secrets(cls, value: str | None) -> str | None:
-        return _secret(value)
+        return reference_only(value)
 
     @field_validator("public_keys")
     @classmethod

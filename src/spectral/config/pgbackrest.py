@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from spectral.config.secrets import is_secret_ref
+from spectral.config.secrets import reference_only
 
 _STANZA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -53,10 +53,7 @@ class PgBackRestRepo(BaseModel):
     @field_validator("s3_key", "s3_key_secret")
     @classmethod
     def _secret(cls, value: str | None) -> str | None:
-        if value is not None and not is_secret_ref(value):
-            raise ValueError("must be a secret reference (env:NAME, file:PATH or "
-                             "op://vault/item/field), never the key itself")
-        return value
+        return reference_only(value)
 
     @field_validator("s3_endpoint")
     @classmethod

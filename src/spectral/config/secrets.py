@@ -22,6 +22,14 @@ def is_secret_ref(text: str) -> bool:
     return bool(SECRET_REF_RE.match(text))
 
 
+def reference_only(value: str | None) -> str | None:
+    """A configuration field that holds a secret: a reference, or nothing."""
+    if value is not None and not is_secret_ref(value):
+        raise ValueError("must be a secret reference (env:NAME, file:PATH or "
+                         "op://vault/item/field), never the secret itself")
+    return value
+
+
 def resolve_secret(ref: str, *, base_dir: Path | None = None) -> str:
     """Resolve a secret reference to its value, or raise ConfigError naming the reference."""
     if ref.startswith("env:"):
