@@ -41,7 +41,9 @@ def test_clean_drill_passes_and_is_in_the_ledger(ready: Path) -> None:
                  "platform)"] == "pass"
     assert names["content checksums of every table"] == "pass"
     assert result["rto_seconds"] > 0 and result["rpo_seconds"] == 0
-    assert set(result["timings"]) >= {"provision", "restore", "verify", "teardown"}
+    assert set(result["timings"]) >= {"provision", "restore", "verify", "teardown",
+                                      "snapshot_scan", "verify_scan"}
+    assert result["timings"]["verify_scan"] <= result["timings"]["verify"]
     log = json.loads(spectral("dr", "log", "--kind", "drill", "--json", cwd=ready).stdout)
     assert log[0]["data"]["outcome"] == "pass" and log[0]["data"]["rto_seconds"] > 0
     assert spectral("dr", "log", "verify", cwd=ready).returncode == 0

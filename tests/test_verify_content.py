@@ -306,3 +306,38 @@ def test_an_extension_version_is_part_of_the_schemas_fingerprint(vcluster: Clust
     assert core.outcome is Outcome.MISMATCH
     assert any("citext (extension): version" in d for d in core.differences), core.differences
     assert [s.name for s in cmp.schemas if s.outcome is Outcome.MISMATCH] == ["core"]
+
+
+def test_one_large_table_is_hashed_by_tid_ranges_in_parallel_with_its_progress(
+        vcluster: Cluster, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A table split into many TID ranges gives the same counts and checksum whether one
+    session reads it whole or several share its ranges, and its progress reaches every block."""
+    from spectral.verify import content
+    from spectral.verify.fingerprint import Options, take
+
+    dsn = fresh_db(vcluster)
+    with connect(dsn) as conn:
+        conn.execute("create table core.big (id bigint primary key, note text, at timestamptz)")
+        conn.execute("insert into core.big select g, repeat(md5(g::text), 3), "
+                     "'2026-01-01'::timestamptz + g * interval '1 minute' "
+                     "from generate_series(1, 20000) g")
+        conn.execute("delete from core.big where id % 7 = 0")   # holes in some blocks
+        conn.execute("vacuum analyze core.big")
+        blocks = conn.execute("select relpages from pg_class "
+                              "where oid = 'core.big'::regclass").fetchone()[0]  # type: ignore[index]
+    whole = take(dsn, Options(("core",), content=True, workers=1))["tables"]["core.big"]
+    monkeypatch.setattr(content, "CHUNK_BLOCKS", 8)
+    events: list[tuple[str, int, int]] = []
+    doc = take(dsn, Options(("core",), content=True, workers=3,
+                            progress=lambda s, d, t: events.append((s, d, t))))
+    ranged = doc["tables"]["core.big"]
+    assert blocks > 8 * 10
+    assert ranged == whole and ranged["rows"] == 20000 - 20000 // 7
+    mine = [e for e in events if e[0] == "scan core.big"]
+    assert mine[0] == ("scan core.big", 0, blocks) and mine[-1] == ("scan core.big", blocks,
+                                                                     blocks)
+    assert [d for _, d, _ in mine] == sorted(d for _, d, _ in mine)   # never goes back
+    overall = [e for e in events if e[0] == "scan"]
+    assert overall[0][1] == 0 and overall[-1][1] == overall[-1][2]
+    # small tables advance only the overall bar
+    assert {e[0] for e in events} == {"scan", "scan core.big"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from spectral.cli import (
     posture_cmds,
     review_cmds,
 )
-from spectral.cli.state import state
+from spectral.cli.state import AppState, state
 from spectral.errors import ExitCode
 from spectral.verify.compare import Comparison, Outcome, compare
 
@@ -69,6 +70,11 @@ def _print_fingerprint(c: Console, doc: dict[str, Any], out: Path | None) -> Non
     c.print(table)
 
 
+def _show(st: AppState) -> bool:
+    """Progress bars only for a person watching a terminal (never with --json)."""
+    return not st.json and sys.stderr.isatty()
+
+
 @app.command("fingerprint")
 def fingerprint_cmd(ctx: typer.Context, schemas: str | None = SCHEMAS, content: bool = CONTENT,
                     out: Path | None = typer.Option(None, "--out", help="Write the full "
@@ -76,15 +82,16 @@ def fingerprint_cmd(ctx: typer.Context, schemas: str | None = SCHEMAS, content: 
                     workers: int | None = WORKERS) -> None:
     """Fingerprint a database: per-schema checksums of every object from the system catalogs,
     exact row counts, and with --content an order-independent checksum of every table."""
+    from spectral.cli.backup_cmds import restore_progress
     from spectral.target import open_target
     from spectral.verify.fingerprint import options_for, save, take
 
     st = state(ctx)
-    with open_target(st.config, st.env) as target:
+    with open_target(st.config, st.env) as target, restore_progress(_show(st)) as progress:
         names = _split(schemas)
         doc = take(target.conninfo, options_for(target.env, content=content, workers=workers,
                                                 schemas=tuple(names) if names else None,
-                                                require=True))
+                                                require=True, progress=progress))
     if out:
         save(doc, out)
     st.emit(_summary(doc), lambda c: _print_fingerprint(c, doc, out))
@@ -124,12 +131,14 @@ def compare_cmd(ctx: typer.Context,
     """Compare two databases or fingerprints: schema objects, row counts and (with --content or
     when both fingerprints carry it) content. Exit 1 on any mismatch, 3 if a table could not be
     verified."""
+    from spectral.cli.backup_cmds import restore_progress
     from spectral.verify.targets import fingerprint_pair
 
     st = state(ctx)
     names = _split(schemas)
-    (doc_a, label_a), (doc_b, label_b) = fingerprint_pair(st.config, a, b, schemas=names,
-                                                          content=content, workers=workers)
+    with restore_progress(_show(st)) as progress:
+        (doc_a, label_a), (doc_b, label_b) = fingerprint_pair(
+            st.config, a, b, schemas=names, content=content, workers=workers, progress=progress)
     cmp = compare(doc_a, doc_b, include_managed=include_managed)
     st.emit({"a": label_a, "b": label_b, **cmp.to_json()},
             lambda c: _print_comparison(c, cmp, (label_a, label_b)))
@@ -141,14 +150,16 @@ def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
                  workers: int | None = WORKERS) -> None:
     """Fingerprint the environment and keep it in its evidence store with its time and LSN, for
     drills that restore to that point later."""
+    from spectral.cli.backup_cmds import restore_progress
     from spectral.ledger.open import open_ledger
     from spectral.target import open_target
     from spectral.verify import snapshots
     from spectral.verify.fingerprint import options_for, take
 
     st = state(ctx)
-    with open_target(st.config, st.env) as target:
-        doc = take(target.conninfo, options_for(target.env, content=content, workers=workers))
+    with open_target(st.config, st.env) as target, restore_progress(_show(st)) as progress:
+        doc = take(target.conninfo, options_for(target.env, content=content, workers=workers,
+                                                progress=progress))
         path = snapshots.record(open_ledger(st.config, target.name), target.name, doc)
     st.emit({"environment": target.name, "path": str(path), "taken_at": doc["taken_at"],
              "lsn": doc["source"]["lsn"]},

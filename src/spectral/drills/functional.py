@@ -32,6 +32,7 @@ from spectral.providers.base import (
 )
 from spectral.recovery_target import RecoveryTarget
 from spectral.verify import snapshots
+from spectral.verify.content import ScanProgress
 from spectral.verify.fingerprint import options_for, take
 
 
@@ -128,7 +129,8 @@ class _Drill:
                                  hint="spectral dr backup")
         self.report(f"taking a snapshot of {self.provider.describe()} to compare the copy with")
         with self.provider.source() as dsn:
-            doc = take(dsn, options_for(self.environment.config, content=self.request.content))
+            doc = take(dsn, options_for(self.environment.config, content=self.request.content,
+                                        progress=self._scan_clock("snapshot_scan")))
             if Capability.WAL_ARCHIVE in self.provider.capabilities:
                 self.provider.wal_archive().flush()
         snapshots.record(self.environment.ledger, self.environment.name, doc)
@@ -139,7 +141,8 @@ class _Drill:
         assert copy is not None
         try:
             restored = verify_against_snapshot(result, self.environment.config, copy.read(),
-                                               snapshot, self.request.content)
+                                               snapshot, self.request.content,
+                                               self._scan_clock("verify_scan"))
         except ConnectError as exc:
             if copy.rerun is None:
                 raise
@@ -154,6 +157,23 @@ class _Drill:
                                        f"recovery stopped {stopped}" if stopped else
                                        "no recovery stop recorded: it may have ended early"))
         return restored
+
+    def _scan_clock(self, timing: str) -> ScanProgress:
+        """Passes a content scan's progress on to the terminal and records how long the scan
+        took as `timing` (so a drill's own overhead is its wall time less restore and scans)."""
+        started: float | None = None
+
+        def update(stage: str, done: int, total: int) -> None:
+            nonlocal started
+            if stage == "scan":
+                now = time.monotonic()
+                started = now if started is None else started
+                if done >= total:
+                    self.result.timings[timing] = now - started
+            if self.progress is not None:
+                self.progress(stage, done, total)
+
+        return update
 
     def _finish(self) -> None:
         copy, result = self.copy, self.result

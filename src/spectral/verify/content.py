@@ -8,6 +8,8 @@ value of the table's last-change column."""
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,6 +22,9 @@ from psycopg import sql
 from spectral.pg.conn import connect
 
 CHUNK_BLOCKS = 4096           # 32 MB of heap per range: small enough to balance the workers
+# progress(stage, done, total) in heap blocks: stage "scan" for the whole scan, "scan <table>"
+# for each table split into ranges (the ones a terminal is watched for)
+ScanProgress = Callable[[str, int, int], None]
 MASK64 = (1 << 64) - 1
 
 
@@ -278,9 +283,11 @@ def range_query(plan: TablePlan, lo: int | None, hi: int | None,
     return sql.SQL("select {}, {} from {} t{}").format(agg, last, table, where)
 
 
-def split(plan: TablePlan, chunk_blocks: int = CHUNK_BLOCKS) -> list[tuple[int | None, int | None]]:
+def split(plan: TablePlan, chunk_blocks: int | None = None
+          ) -> list[tuple[int | None, int | None]]:
     """TID ranges covering the whole table; the last one is open-ended, so rows in blocks added
     after planning (invisible to the snapshot anyway) can never be missed."""
+    chunk_blocks = chunk_blocks or CHUNK_BLOCKS
     if plan.blocks <= chunk_blocks:
         return [(None, None)]
     starts = list(range(0, plan.blocks, chunk_blocks))
@@ -300,8 +307,10 @@ def _session_settings(conn: psycopg.Connection[Any]) -> None:
 
 
 def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
-         workers: int | None = None, method: Method | None = None) -> dict[str, TableFacts]:
-    """Read every planned table in `workers` parallel sessions sharing `snapshot`."""
+         workers: int | None = None, method: Method | None = None,
+         progress: ScanProgress | None = None) -> dict[str, TableFacts]:
+    """Read every planned table in `workers` parallel sessions sharing `snapshot`. A large
+    table's TID ranges are spread over all the sessions, so one table alone uses every core."""
     items: Queue[tuple[TablePlan, int | None, int | None]] = Queue()
     for plan in sorted(plans, key=lambda p: -p.blocks):
         if plan.status is TableStatus.OK:
@@ -309,6 +318,7 @@ def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
                 items.put((plan, lo, hi))
     n = max(1, min(workers or os.cpu_count() or 2, items.qsize() or 1))
     results: Queue[Range] = Queue()
+    tally = _Tally(plans, progress)
 
     def work() -> None:
         with connect(conninfo, autocommit=False) as conn:
@@ -329,12 +339,47 @@ def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
                 except psycopg.Error as exc:
                     reason = (exc.diag.message_primary or str(exc)).strip()
                     results.put((plan.qualified, 0, 0, None, reason))
+                tally.done(plan, lo, hi)
             conn.rollback()
 
     with ThreadPoolExecutor(n) as pool:
         for future in [pool.submit(work) for _ in range(n)]:
             future.result()
+    tally.finish()
     return fold(plans, [results.get() for _ in range(results.qsize())], method)
+
+
+class _Tally:
+    """Blocks read so far, per table split into ranges and in all, told to `progress` from the
+    workers' threads one at a time."""
+
+    def __init__(self, plans: list[TablePlan], progress: ScanProgress | None) -> None:
+        self.progress, self.lock = progress, threading.Lock()
+        ok = [p for p in plans if p.status is TableStatus.OK]
+        self.total = sum(max(p.blocks, 1) for p in ok)
+        self.read = 0
+        self.per_table = {p.qualified: 0 for p in ok if len(split(p)) > 1}
+        if progress:
+            progress("scan", 0, self.total)
+            for p in ok:
+                if p.qualified in self.per_table:
+                    progress(f"scan {p.qualified}", 0, p.blocks)
+
+    def done(self, plan: TablePlan, lo: int | None, hi: int | None) -> None:
+        if self.progress is None:
+            return
+        blocks = max((hi if hi is not None else max(plan.blocks, 1)) - (lo or 0), 0)
+        with self.lock:
+            self.read = min(self.read + blocks, self.total)
+            if plan.qualified in self.per_table:
+                self.per_table[plan.qualified] += blocks
+                self.progress(f"scan {plan.qualified}",
+                              min(self.per_table[plan.qualified], plan.blocks), plan.blocks)
+            self.progress("scan", self.read, self.total)
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress("scan", self.total, self.total)
 
 
 def fold(plans: list[TablePlan], ranges: list[Range],

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,14 +52,18 @@ class Options:
     managed: tuple[str, ...] = MANAGED_SCHEMAS
     last_change: tuple[tuple[str, str], ...] = ()
     require_schemas: bool = False     # a named schema that is missing: could not verify
+    # told how the content scan advances (a terminal's bars, a drill's clock); not an option of
+    # what is read, so two Options that differ only in it are equal
+    progress: content_mod.ScanProgress | None = field(default=None, compare=False, repr=False)
 
 
 def options_for(env: EnvironmentConfig, *, content: bool = False, workers: int | None = None,
-                schemas: tuple[str, ...] | None = None, require: bool = False) -> Options:
+                schemas: tuple[str, ...] | None = None, require: bool = False,
+                progress: content_mod.ScanProgress | None = None) -> Options:
     """The fingerprint options an environment's configuration asks for."""
     return Options(schemas or tuple(env.schemas), content=content, workers=workers,
                    last_change=tuple(sorted(env.change_columns.items())),
-                   require_schemas=require)
+                   require_schemas=require, progress=progress)
 
 
 SOURCE_SQL = """
@@ -116,7 +120,8 @@ def take(conninfo: str, opts: Options, snapshot: str | None = None) -> dict[str,
                    and (objs := describe_schema(conn, s)) is not None}
         plans = content_mod.plan_tables(conn, [s for s in opts.schemas if s not in missing],
                                         opts.content, dict(opts.last_change))
-        facts = content_mod.scan(conninfo, snapshot, plans, workers=opts.workers)
+        facts = content_mod.scan(conninfo, snapshot, plans, workers=opts.workers,
+                                 progress=opts.progress)
         partitions = _partitions(conn, [s for s in opts.schemas if s not in missing])
         sequences = _sequences(conn, list(opts.schemas)) if opts.content else None
         conn.rollback()

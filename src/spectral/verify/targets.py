@@ -15,6 +15,7 @@ from spectral.config.secrets import is_secret_ref
 from spectral.errors import UsageError
 from spectral.refdb import REFERENCE_SCHEMAS
 from spectral.target import open_target
+from spectral.verify.content import ScanProgress
 from spectral.verify.fingerprint import Options, load, options_for, take
 
 
@@ -23,16 +24,18 @@ def is_file(spec: str) -> bool:
 
 
 def fingerprint_pair(cfg: SpectralConfig, a: str, b: str, *, schemas: list[str] | None,
-                     content: bool, workers: int | None
+                     content: bool, workers: int | None, progress: ScanProgress | None = None
                      ) -> tuple[tuple[dict[str, Any], str], tuple[dict[str, Any], str]]:
     """Both sides of a comparison. Two live databases are read at the same time (their scans
     overlap their waits); a file on one side decides the schemas and content of the other."""
     if is_file(a) or is_file(b) or a == b:
         file_first = is_file(b) and not is_file(a)
         x, y = (b, a) if file_first else (a, b)
-        fx = fingerprint_of(cfg, x, schemas=schemas, content=content, workers=workers)
+        fx = fingerprint_of(cfg, x, schemas=schemas, content=content, workers=workers,
+                            progress=progress)
         fy = fingerprint_of(cfg, y, schemas=schemas or list(fx[0]["schemas"]),
-                            content=content or bool(fx[0].get("content")), workers=workers)
+                            content=content or bool(fx[0].get("content")), workers=workers,
+                            progress=progress)
         return (fy, fx) if file_first else (fx, fy)
     schemas = schemas or _one_schema_list(cfg, a, b)   # never a default for one side only
     # two servers on this machine share its cores: each side gets half unless told otherwise
@@ -40,10 +43,17 @@ def fingerprint_pair(cfg: SpectralConfig, a: str, b: str, *, schemas: list[str] 
                         if _on_this_machine(cfg, a) and _on_this_machine(cfg, b) else None)
     with ThreadPoolExecutor(2) as pool:
         fa = pool.submit(fingerprint_of, cfg, a, schemas=schemas, content=content,
-                         workers=share)
+                         workers=share, progress=_side("A", progress))
         fb = pool.submit(fingerprint_of, cfg, b, schemas=schemas, content=content,
-                         workers=share)
+                         workers=share, progress=_side("B", progress))
         return fa.result(), fb.result()
+
+
+def _side(label: str, progress: ScanProgress | None) -> ScanProgress | None:
+    """Two scans at once: each side's stages named after it, so their bars stay apart."""
+    if progress is None:
+        return None
+    return lambda stage, done, total: progress(f"{label}: {stage}", done, total)
 
 
 def _one_schema_list(cfg: SpectralConfig, a: str, b: str) -> list[str]:
@@ -77,7 +87,8 @@ def looks_like_dsn(text: str) -> bool:
 
 
 def fingerprint_of(cfg: SpectralConfig, spec: str, *, schemas: list[str] | None,
-                   content: bool, workers: int | None) -> tuple[dict[str, Any], str]:
+                   content: bool, workers: int | None, progress: ScanProgress | None = None
+                   ) -> tuple[dict[str, Any], str]:
     """Load or take the fingerprint that `spec` names; returns it and a label for output."""
     path = Path(spec)
     if path.suffix == ".json" or path.exists():
@@ -87,10 +98,11 @@ def fingerprint_of(cfg: SpectralConfig, spec: str, *, schemas: list[str] | None,
     if spec in cfg.environments:
         with open_target(cfg, spec) as target:
             opts = options_for(target.env, content=content, workers=workers,
-                               schemas=tuple(schemas) if schemas else None)
+                               schemas=tuple(schemas) if schemas else None, progress=progress)
             return take(target.conninfo, opts), f"environment {spec}"
     if looks_like_dsn(spec):
-        opts = Options(tuple(schemas or REFERENCE_SCHEMAS), content=content, workers=workers)
+        opts = Options(tuple(schemas or REFERENCE_SCHEMAS), content=content, workers=workers,
+                       progress=progress)
         return take(spec, opts), "the given DSN"
     raise UsageError(f"{spec!r} is neither a fingerprint file, an environment "
                      f"({', '.join(sorted(cfg.environments))}) nor a DSN")
