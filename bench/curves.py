@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""Cost curves: every operation of a nightly drill at three sizes of the reference database,
+each against its floor measured in the same run, and the peak RSS of every spectral process.
+
+    .venv/bin/python bench/curves.py [--sizes 0.1,1,10] [--out bench/out/curves-1.json]
+    .venv/bin/python bench/curves.py --report bench/out/curves-1.json bench/out/curves-2.json
+
+For each size, in a fresh folder with the embedded default environment (`spectral local up`,
+PostgreSQL 18, WAL archived), through the real command line as a user runs it:
+
+- seed: `spectral db seed --scale N`; floor: the same rows generated beforehand into files and
+  loaded by server-side `COPY FROM` in as many sessions, with the same deferred index builds;
+- full backup: `spectral dr backup`; floor: `pg_basebackup -Fp -X fetch -c fast` alone;
+- restore of latest: `spectral dr restore --latest`; floor: `cp -a` of the backup + server start;
+  both cold, best of 2 rounds;
+- fingerprint: `dr fingerprint --content` (library call and process); floor: a scan reading every
+  column of every row, same sessions and TID ranges;
+- compare: `dr compare SNAPSHOT COPY --content` (the drill's way); baseline: reladiff 0.6.0 on the
+  same two databases (not run at 10 GB: extrapolated from its rate at 1 GB);
+- drill: `dr drill functional --content`; its overhead is its wall time less its restore and its
+  two scans.
+
+Plus one large table hashed by TID ranges with one session and with every core. The report
+mode prints the tables for bench/RESULTS.md and writes bench/curves.svg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from queue import Empty, Queue
+from typing import Any
+
+from psycopg.conninfo import make_conninfo
+
+from common import machine
+from restore import cold
+from spectral.config.load import load_config
+from spectral.environment import open_environment
+from spectral.pg.conn import connect
+from spectral.pg.osuser import give_to_server, make_owned_dir, server_identity
+from spectral.refdb.migrate import migrate
+from spectral.refdb.seed import Counts, _build_indexes, _drop_plain_indexes, plan_parts
+from spectral.runner import run
+from spectral.verify import content
+from spectral.verify.fingerprint import Options, take
+from verify import ensure_reladiff, reladiff_tables, run_reladiff, scan_with
+
+SCALES = {"0.1": 8, "1": 80, "10": 800}       # scale 8 is 106 MB on disk, linear in the scale
+SCHEMAS = ("auth", "core", "worlds", "platform")
+SPECTRAL = str(Path(sys.executable).parent / "spectral")
+WORKERS = len(os.sched_getaffinity(0))
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    """One size: a folder holding a spectral environment, and the commands run in it."""
+
+    def __init__(self, scale: int) -> None:
+        self.scale = scale
+        self.root = Path(tempfile.mkdtemp(prefix=f"spectral-curves-{scale}-", dir="/tmp"))
+        self.root.chmod(0o755)
+        self.env = {**os.environ, "COLUMNS": "200"}
+
+    def cli(self, *args: str) -> dict[str, Any]:
+        """Run `spectral ARGS` in the folder: seconds, exit code, peak RSS (MB), stdout."""
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            started = time.monotonic()
+            proc = subprocess.Popen([SPECTRAL, *args], cwd=self.root, env=self.env, stdout=out,
+                                    stderr=err, stdin=subprocess.DEVNULL)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = code = os.waitstatus_to_exitcode(status)
+            seconds = time.monotonic() - started
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(), err.read()
+        global _peak_seen
+        rss = usage.ru_maxrss // 1024
+        _peak_seen = max(_peak_seen, rss)
+        if code != 0:
+            log(f"spectral {' '.join(args)}: exit {code}: {stderr.strip()[-300:]}")
+        return {"seconds": round(seconds, 2), "exit": code, "peak_rss_mb": rss,
+                "stdout": stdout}
+
+    def provider(self) -> Any:
+        here = os.getcwd()
+        os.chdir(self.root)
+        try:
+            return open_environment(load_config(None)).provider
+        finally:
+            os.chdir(here)
+
+    def close(self) -> None:
+        self.cli("dr", "teardown", "--all")
+        self.cli("local", "down")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+_peak_seen = 0   # MB, the largest peak RSS of any spectral process of the run
+
+
+def measure(scale: int, reladiff: bool) -> dict[str, Any]:
+    b = Bench(scale)
+    out: dict[str, Any] = {"scale": scale}
+    try:
+        up = b.cli("local", "up")
+        assert up["exit"] == 0, up
+        p = b.provider()
+        dsn = p.local.cluster().conninfo()
+        log(f"scale {scale}: seed")
+        out["seed"] = strip(b.cli("db", "seed", "--scale", str(scale)))
+        with connect(dsn) as conn:
+            conn.execute("vacuum analyze")
+            conn.execute("checkpoint")
+            out["database_mb"] = round(conn.execute(
+                "select pg_database_size(current_database())").fetchone()[0] / 1e6)  # type: ignore[index]
+            out["heap_mb"] = round(int(conn.execute(
+                "select sum(pg_relation_size(c.oid)) from pg_class c join pg_namespace n on "
+                "n.oid = c.relnamespace where c.relkind = 'r' and n.nspname = any(%s)",
+                (list(SCHEMAS),)).fetchone()[0]) / 1e6)  # type: ignore[index]
+        log(f"scale {scale}: {out['database_mb']} MB; seed floor")
+        out["seed_floor"] = seed_floor(b, dsn, scale)
+        log(f"scale {scale}: backups")
+        out["backup_floor"] = basebackup_floor(b, dsn)
+        out["backup"] = strip(b.cli("dr", "backup"))
+        with connect(dsn) as conn:   # some WAL for the restore to replay
+            conn.execute("update worlds.returns set status = status where id % 100 = 0")
+        log(f"scale {scale}: fingerprint")
+        scan_with(dsn, content.Method.FLOOR, WORKERS, SCHEMAS)   # warm the cache alike
+        out["fingerprint_floor_s"] = round(scan_with(dsn, content.Method.FLOOR, WORKERS,
+                                                     SCHEMAS), 2)
+        started = time.monotonic()
+        take(dsn, Options(SCHEMAS, content=True, workers=WORKERS))
+        out["fingerprint_library_s"] = round(time.monotonic() - started, 2)
+        snap = b.root / "snapshot.json"
+        out["fingerprint"] = strip(b.cli("dr", "fingerprint", "--content", "--out", str(snap)))
+        out["large_table"] = large_table(dsn)
+        log(f"scale {scale}: restores (cold)")
+        rounds = []
+        instance = None
+        for i in range(2):
+            floor = restore_floor(b, p)
+            cold()
+            r = b.cli("--json", "dr", "restore", "--latest")
+            instance = json.loads(r["stdout"]) if r["exit"] == 0 else None
+            if i == 0 and instance:
+                b.cli("dr", "teardown", instance["id"])
+            rounds.append({"floor": floor, "spectral": strip(r)})
+        out["restore_rounds"] = rounds
+        assert instance is not None, "the restore failed"
+        log(f"scale {scale}: compare snapshot vs restored copy")
+        out["compare"] = strip(b.cli("--json", "dr", "compare", str(snap), instance["dsn"],
+                                     "--content"))
+        if reladiff:
+            log(f"scale {scale}: reladiff")
+            password = p.local.paths.password_file.read_text().strip()
+            src = f"postgresql://postgres:{password}@127.0.0.1:{p.local.cluster().port}/postgres"
+            copy = f"postgresql://postgres:{password}@127.0.0.1:{instance['port']}/postgres"
+            rd = run_reladiff(src, copy, reladiff_tables(dsn))
+            out["reladiff"] = {"seconds": rd["seconds"], "failed": rd["failed"]}
+        b.cli("dr", "teardown", "--all")
+        log(f"scale {scale}: drill")
+        d = b.cli("--json", "dr", "drill", "functional", "--content")
+        drill = json.loads(d["stdout"]) if d["stdout"].strip() else {}
+        t = drill.get("timings", {})
+        scans = t.get("snapshot_scan", 0) + t.get("verify_scan", 0)
+        out["drill"] = {**strip(d), "outcome": drill.get("outcome"), "timings": t,
+                        "overhead_s": round(d["seconds"] - t.get("restore", 0) - scans, 2)}
+    finally:
+        b.close()
+    return out
+
+
+def strip(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in r.items() if k != "stdout"}
+
+
+def seed_floor(b: Bench, dsn: str, scale: int) -> dict[str, Any]:
+    """The seed's own parts written to files first (not timed), then loaded into a fresh
+    database the seed's way (session_replication_role = replica, plain indexes dropped and
+    rebuilt by the same code), but by the server reading the files: no generation, no
+    transfer. What is left is PostgreSQL's COPY and index builds."""
+    files = make_owned_dir(b.root / "copy-files", 0o755)
+    counts = Counts(scale)
+    parts = []
+    for i, part in enumerate(plan_parts(counts, 2)):
+        f = files / f"part{i}.copy"
+        with f.open("w") as fh:
+            for a in range(part.a, part.b, 20_000):
+                fh.write(part.spec.chunk(counts, a, min(a + 20_000, part.b)))
+        parts.append((part, f))
+    give_to_server(files)
+    with connect(dsn) as conn:
+        conn.execute("create database copy_floor")
+    floor_dsn = make_conninfo(dsn, dbname="copy_floor")
+    try:
+        with connect(floor_dsn) as conn:
+            migrate(conn)
+            deferred = _drop_plain_indexes(conn)
+        os.sync()
+        queue: Queue[tuple[Any, Path]] = Queue()
+        for item in parts:
+            queue.put(item)
+        started = time.monotonic()
+
+        def load() -> None:
+            with connect(floor_dsn, autocommit=False) as conn:
+                conn.execute("set session_replication_role = replica")
+                conn.execute("set synchronous_commit = off")
+                while True:
+                    try:
+                        part, f = queue.get_nowait()
+                    except Empty:
+                        break
+                    cols = ", ".join(part.spec.columns)
+                    conn.execute(f"copy {part.spec.table} ({cols}) from '{f}'")
+                conn.commit()
+
+        threads = [threading.Thread(target=load) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        copied = time.monotonic() - started
+        _build_indexes(floor_dsn, deferred, 2)
+        seconds = time.monotonic() - started
+        with connect(floor_dsn) as conn:
+            loaded = conn.execute("select count(*) from worlds.returns").fetchone()[0]  # type: ignore[index]
+        with connect(dsn) as conn:
+            expected = conn.execute("select count(*) from worlds.returns").fetchone()[0]  # type: ignore[index]
+        assert loaded == expected, (loaded, expected)
+    finally:
+        with connect(dsn) as conn:
+            conn.execute("drop database if exists copy_floor")
+        shutil.rmtree(files, ignore_errors=True)
+    return {"seconds": round(seconds, 2), "copy_seconds": round(copied, 2)}
+
+
+def basebackup_floor(b: Bench, dsn: str) -> dict[str, Any]:
+    p = b.provider()
+    dest = make_owned_dir(b.root / "basebackup", 0o700)
+    started = time.monotonic()
+    run([str(p.bins.path("pg_basebackup")), "-D", str(dest), "-Fp", "-X", "fetch", "-c", "fast",
+         "-d", dsn], timeout=7200, run_as=server_identity())
+    seconds = time.monotonic() - started
+    shutil.rmtree(dest, ignore_errors=True)
+    return {"seconds": round(seconds, 2)}
+
+
+def restore_floor(b: Bench, p: Any) -> dict[str, Any]:
+    from restore import floor_rto
+
+    return floor_rto(p, b.root)
+
+
+def large_table(dsn: str) -> dict[str, Any]:
+    """The largest table alone, content-hashed by TID ranges: one session, then every core."""
+    with connect(dsn, autocommit=False) as conn:
+        conn.execute("set transaction isolation level repeatable read, read only")
+        plans = content.plan_tables(conn, list(SCHEMAS), True, {})
+        big = max(plans, key=lambda p: p.blocks)
+        big.last_change = None
+        conn.rollback()
+    times = {}
+    content.scan(dsn, None, [big], workers=WORKERS)   # warm
+    for n in (1, WORKERS):
+        started = time.monotonic()
+        facts = content.scan(dsn, None, [big], workers=n)
+        times[n] = time.monotonic() - started
+    return {"table": big.qualified, "mb": round(big.blocks * 8192 / 1e6),
+            "ranges": len(content.split(big)), "rows": facts[big.qualified].rows,
+            "one_session_s": round(times[1], 2), f"{WORKERS}_sessions_s": round(times[WORKERS], 2),
+            "speed_up": round(times[1] / times[WORKERS], 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="0.1,1,10", help="GB, of 0.1, 1, 10")
+    ap.add_argument("--out", type=Path, help="write the run as JSON here too")
+    ap.add_argument("--report", nargs="+", type=Path, help="runs to tabulate and chart")
+    args = ap.parse_args()
+    if args.report:
+        from curves_report import report
+
+        report(args.report)
+        return
+    ensure_reladiff()
+    started = time.monotonic()
+    result: dict[str, Any] = {"machine": machine(), "workers": WORKERS,
+                              "command": " ".join(sys.argv), "sizes": {}}
+    for size in args.sizes.split(","):
+        result["sizes"][size] = measure(SCALES[size], reladiff=size != "10")
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2))
+    result["wall_s"] = round(time.monotonic() - started)
+    result["peak_rss_any_spectral_mb"] = _peak_seen
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
