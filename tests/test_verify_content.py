@@ -341,3 +341,35 @@ def test_one_large_table_is_hashed_by_tid_ranges_in_parallel_with_its_progress(
     assert overall[0][1] == 0 and overall[-1][1] == overall[-1][2]
     # small tables advance only the overall bar
     assert {e[0] for e in events} == {"scan", "scan core.big"}
+
+
+def test_a_scan_that_fails_midway_stops_its_workers_and_reports_nothing(
+        vcluster: Cluster, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An error (or Ctrl-C) while a large table is read stops every worker after its range:
+    the scan does not read on for minutes, and no partial facts come out of it."""
+    import pytest
+
+    from spectral.verify import content
+    from spectral.verify.fingerprint import Options, take
+
+    dsn = fresh_db(vcluster)
+    with connect(dsn) as conn:
+        conn.execute("create table core.big (id bigint primary key, note text)")
+        conn.execute("insert into core.big select g, repeat(md5(g::text), 3) "
+                     "from generate_series(1, 20000) g")
+        conn.execute("vacuum analyze core.big")
+    monkeypatch.setattr(content, "CHUNK_BLOCKS", 2)
+    read: list[int] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "scan core.big" and done:
+            read.append(done)
+            if len(read) == 3:
+                raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        take(dsn, Options(("core",), content=True, workers=2, progress=progress))
+    with connect(dsn) as conn:
+        blocks = conn.execute("select relpages from pg_class "
+                              "where oid = 'core.big'::regclass").fetchone()[0]  # type: ignore[index]
+    assert blocks // 2 > 50 and len(read) <= 4   # the other worker stopped after its range

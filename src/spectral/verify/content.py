@@ -41,6 +41,10 @@ class Method(StrEnum):
     FLOOR = "floor"                 # reads every column, hashes nothing: the benchmark floor
 
 
+class ScanStopped(Exception):
+    """The scan was told to stop: its facts would be partial, so there are none."""
+
+
 class TableStatus(StrEnum):
     OK = "ok"
     COULD_NOT_VERIFY = "could_not_verify"
@@ -308,9 +312,11 @@ def _session_settings(conn: psycopg.Connection[Any]) -> None:
 
 def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
          workers: int | None = None, method: Method | None = None,
-         progress: ScanProgress | None = None) -> dict[str, TableFacts]:
+         progress: ScanProgress | None = None,
+         stop: threading.Event | None = None) -> dict[str, TableFacts]:
     """Read every planned table in `workers` parallel sessions sharing `snapshot`. A large
-    table's TID ranges are spread over all the sessions, so one table alone uses every core."""
+    table's TID ranges are spread over all the sessions, so one table alone uses every core.
+    When `stop` is set (or this thread is interrupted) the workers stop after their range."""
     items: Queue[tuple[TablePlan, int | None, int | None]] = Queue()
     for plan in sorted(plans, key=lambda p: -p.blocks):
         if plan.status is TableStatus.OK:
@@ -319,14 +325,22 @@ def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
     n = max(1, min(workers or os.cpu_count() or 2, items.qsize() or 1))
     results: Queue[Range] = Queue()
     tally = _Tally(plans, progress)
+    stop = stop or threading.Event()
 
     def work() -> None:
+        try:
+            read_ranges()
+        except BaseException:
+            stop.set()   # one worker failing stops the others after their range
+            raise
+
+    def read_ranges() -> None:
         with connect(conninfo, autocommit=False) as conn:
             _session_settings(conn)
             conn.execute("set transaction isolation level repeatable read, read only")
             if snapshot:
                 conn.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot)))
-            while True:
+            while not stop.is_set():
                 try:
                     plan, lo, hi = items.get_nowait()
                 except Empty:
@@ -343,8 +357,15 @@ def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
             conn.rollback()
 
     with ThreadPoolExecutor(n) as pool:
-        for future in [pool.submit(work) for _ in range(n)]:
-            future.result()
+        futures = [pool.submit(work) for _ in range(n)]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            stop.set()
+            raise
+    if stop.is_set():
+        raise ScanStopped("the content scan was stopped before every table was read")
     tally.finish()
     return fold(plans, [results.get() for _ in range(results.qsize())], method)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,19 +113,30 @@ def take(conninfo: str, opts: Options, snapshot: str | None = None) -> dict[str,
         version, version_num, lsn, now, database, snapshot = row
         sysid, timeline = _control(conn)
         last_commit = _last_commit(conn)
-        schemas = {s: schema_entry(describe_schema(conn, s)) for s in opts.schemas}
-        missing = [s for s, e in schemas.items() if e["missing"]]
+        present = _existing(conn, list(opts.schemas) + list(opts.managed))
+        missing = [s for s in opts.schemas if s not in present]
         if missing and opts.require_schemas:
             raise CouldNotVerify(f"schema {', '.join(missing)} does not exist in database "
                                  f"{database}: nothing to fingerprint (misspelt?)")
-        managed = {s: schema_entry(objs) for s in opts.managed if s not in opts.schemas
-                   and (objs := describe_schema(conn, s)) is not None}
-        plans = content_mod.plan_tables(conn, [s for s in opts.schemas if s not in missing],
-                                        opts.content, dict(opts.last_change))
-        facts = content_mod.scan(conninfo, snapshot, plans, workers=opts.workers,
-                                 progress=opts.progress)
-        partitions = _partitions(conn, [s for s in opts.schemas if s not in missing])
-        sequences = _sequences(conn, list(opts.schemas)) if opts.content else None
+        readable = [s for s in opts.schemas if s in present]
+        plans = content_mod.plan_tables(conn, readable, opts.content, dict(opts.last_change))
+        # The tables are read by the workers while this session describes the catalogs: the
+        # catalog queries wait on round trips more than on the cores the scan keeps busy.
+        stop = threading.Event()
+        with ThreadPoolExecutor(1) as pool:
+            scanning = pool.submit(content_mod.scan, conninfo, snapshot, plans,
+                                   workers=opts.workers, progress=opts.progress, stop=stop)
+            try:
+                schemas = {s: schema_entry(describe_schema(conn, s) if s in present else None)
+                           for s in opts.schemas}
+                managed = {s: schema_entry(objs) for s in opts.managed if s not in opts.schemas
+                           and s in present and (objs := describe_schema(conn, s)) is not None}
+                partitions = _partitions(conn, readable)
+                sequences = _sequences(conn, list(opts.schemas)) if opts.content else None
+                facts = scanning.result()
+            except BaseException:
+                stop.set()   # an error or Ctrl-C here: the workers stop after their range
+                raise
         conn.rollback()
     source = {"server_version": version, "server_version_num": version_num,
               "lsn": str(lsn), "database": database, "system_identifier": sysid,
@@ -179,6 +192,12 @@ select format('%%I.%%I', n.nspname, c.relname),
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where c.relkind = 'p' and n.nspname = any(%s) order by 1
 """
+
+
+def _existing(conn: psycopg.Connection[Any], schemas: list[str]) -> set[str]:
+    """Which of `schemas` exist (one query, instead of one failed description each)."""
+    return {str(r[0]) for r in conn.execute(
+        "select nspname::text from pg_namespace where nspname = any(%s)", (schemas,))}
 
 
 def _partitions(conn: psycopg.Connection[Any], schemas: list[str]) -> dict[str, list[str]]:

@@ -1,0 +1,199 @@
+"""Tables (Markdown, for bench/RESULTS.md) and a chart (bench/curves.svg) from the JSON runs
+of bench/curves.py. Every ratio compares figures of the same run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+CHART = Path(__file__).parent / "curves.svg"
+TARGETS = {"fingerprint": 1.5, "restore": 1.2, "compare_x": 10.0, "rss_mb": 200,
+           "drill_overhead_s": 2.0}
+
+
+def best(rounds: list[dict[str, Any]], side: str) -> float:
+    return float(min(r[side]["seconds"] for r in rounds))
+
+
+def rows(size: dict[str, Any], one_gb: dict[str, Any] | None) -> dict[str, tuple[Any, ...]]:
+    """operation -> (spectral s, floor s, floor name, peak RSS MB) of one size of one run."""
+    restore = best(size["restore_rounds"], "spectral"), best(size["restore_rounds"], "floor")
+    reladiff = size.get("reladiff", {}).get("seconds")
+    estimated = False
+    if reladiff is None and one_gb and one_gb.get("reladiff"):
+        reladiff = one_gb["reladiff"]["seconds"] * size["database_mb"] / one_gb["database_mb"]
+        estimated = True
+    drill_floor = restore[1] + 2 * size["fingerprint_floor_s"]
+    rss = max(r["spectral"]["peak_rss_mb"] for r in size["restore_rounds"])
+    return {
+        "seed": (size["seed"]["seconds"], size["seed_floor"]["seconds"],
+                 "COPY of pre-generated rows + same index builds", size["seed"]["peak_rss_mb"]),
+        "full backup": (size["backup"]["seconds"], size["backup_floor"]["seconds"],
+                        "pg_basebackup alone", size["backup"]["peak_rss_mb"]),
+        "restore of latest (cold, best of 2)": (restore[0], restore[1], "cp -a + start", rss),
+        "fingerprint --content (library)": (size["fingerprint_library_s"],
+                                            size["fingerprint_floor_s"],
+                                            "scan reading every column", None),
+        "fingerprint --content (process)": (size["fingerprint"]["seconds"],
+                                            size["fingerprint_floor_s"],
+                                            "scan reading every column",
+                                            size["fingerprint"]["peak_rss_mb"]),
+        "compare snapshot vs restored copy (in the drill's process)": (
+            size["compare_library_s"], reladiff,
+            "reladiff" + (" (extrapolated from 1 GB)" if estimated else ""), None),
+        "compare snapshot vs restored copy (`dr compare` process)": (
+            size["compare"]["seconds"], reladiff,
+            "reladiff" + (" (extrapolated from 1 GB)" if estimated else ""),
+            size["compare"]["peak_rss_mb"]),
+        "drill functional --content": (size["drill"]["seconds"], drill_floor,
+                                       "restore floor + 2 floor scans",
+                                       size["drill"]["peak_rss_mb"]),
+    }
+
+
+def fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+def table(label: str, runs: list[dict[str, Any]]) -> str:
+    sizes = [r["sizes"][label] for r in runs]
+    ones = [r["sizes"].get("1") for r in runs]
+    out = [f"### {label} GB (database {', '.join(str(s['database_mb']) for s in sizes)} MB; "
+           f"heap {', '.join(str(s['heap_mb']) for s in sizes)} MB)", "",
+           "| operation | " + " | ".join(f"run {i + 1}: spectral / floor = ratio"
+                                         for i in range(len(runs)))
+           + " | floor | peak RSS (MB) |",
+           "|---|" + "---|" * len(runs) + "---|---|"]
+    per_run = [rows(s, o) for s, o in zip(sizes, ones, strict=True)]
+    for op in per_run[0]:
+        cells = []
+        for r in per_run:
+            ours, floor, _, _ = r[op]
+            if floor is None:
+                cells.append(f"{fmt(ours)} s / –")
+            elif op.startswith("compare"):
+                cells.append(f"{fmt(ours)} / {fmt(floor)} s: **{floor / ours:.1f}x faster**")
+            else:
+                cells.append(f"{fmt(ours)} / {fmt(floor)} s = **{ours / floor:.2f}x**")
+        rss = ", ".join("–" if r[op][3] is None else str(r[op][3]) for r in per_run)
+        out.append(f"| {op} | " + " | ".join(cells) + f" | {per_run[0][op][2]} | {rss} |")
+    over = ", ".join(f"{s['drill']['overhead_s']:.2f} s" for s in sizes)
+    big = [s["large_table"] for s in sizes]
+    n = next(k for k in big[0] if k.endswith("_sessions_s"))
+    speed = "; ".join(f"{b['one_session_s']:.2f} s -> {b[n]:.2f} s = {b['speed_up']:.2f}x"
+                      for b in big)
+    out += ["", f"Drill overhead (wall time less restore and its two scans): {over}. "
+                f"Largest table `{big[0]['table']}` ({big[0]['mb']} MB, {big[0]['ranges']} TID "
+                f"ranges) content-hashed with one session, then {n.split('_')[0]}: {speed}.", ""]
+    return "\n".join(out)
+
+
+def verdicts(runs: list[dict[str, Any]]) -> str:
+    out = ["| target | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " | holds |",
+           "|---|" + "---|" * len(runs) + "---|"]
+
+    def line(name: str, values: list[float], ok: bool, unit: str = "x") -> None:
+        cells = " | ".join(f"{v:.2f}{unit}" for v in values)
+        out.append(f"| {name} | {cells} | {'yes' if ok else '**no**'} |")
+
+    ten = [r["sizes"]["10"] for r in runs if "10" in r["sizes"]]
+    ones = [r["sizes"]["1"] for r in runs if "1" in r["sizes"]]
+    if ten:
+        fp = [s["fingerprint_library_s"] / s["fingerprint_floor_s"] for s in ten]
+        line("fingerprint --content within 1.5x of the floor at 10 GB", fp,
+             max(fp) <= TARGETS["fingerprint"])
+        rs = [best(s["restore_rounds"], "spectral") / best(s["restore_rounds"], "floor")
+              for s in ten]
+        line("restore within 1.2x of cp -a + start at 10 GB", rs, max(rs) <= TARGETS["restore"])
+    if ones:
+        cx = [s["reladiff"]["seconds"] / s["compare_library_s"] for s in ones]
+        line("the drill's compare of snapshot vs copy at least 10x faster than reladiff "
+             "at 1 GB", cx, min(cx) >= TARGETS["compare_x"])
+        cx = [s["reladiff"]["seconds"] / s["compare"]["seconds"] for s in ones]
+        line("the same as a `dr compare` process (start-up included)", cx,
+             min(cx) >= TARGETS["compare_x"])
+    rss = [float(r["peak_rss_any_spectral_mb"]) for r in runs if "peak_rss_any_spectral_mb" in r]
+    if rss:
+        line("peak RSS of any spectral process, every size, under 200 MB", rss,
+             max(rss) < TARGETS["rss_mb"], " MB")
+    over = [max(s["drill"]["overhead_s"] for s in r["sizes"].values()) for r in runs]
+    line("drill overhead under 2 s at every size (largest)", over,
+         max(over) < TARGETS["drill_overhead_s"], " s")
+    return "\n".join(out)
+
+
+def chart(runs: list[dict[str, Any]], path: Path) -> None:
+    """Small multiples, log-log: time against database size, spectral (solid) and its floor
+    (dashed), the best of the runs at each size."""
+    labels = [k for k in ("0.1", "1", "10") if all(k in r["sizes"] for r in runs)]
+    series: dict[str, list[tuple[float, float, float | None]]] = {}
+    for k in labels:
+        per_run = [rows(r["sizes"][k], r["sizes"].get("1")) for r in runs]
+        mb = runs[0]["sizes"][k]["database_mb"]
+        for op in per_run[0]:
+            if op.endswith("process)"):
+                continue
+            ours = min(r[op][0] for r in per_run)
+            floors = [r[op][1] for r in per_run if r[op][1] is not None]
+            series.setdefault(op, []).append((mb, ours, min(floors) if floors else None))
+    w, h, cols = 330, 250, 3
+    nrows = math.ceil(len(series) / cols)
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w * cols}" height="{h * nrows + 30}"'
+           ' font-family="sans-serif" font-size="11">',
+           f'<rect width="{w * cols}" height="{h * nrows + 30}" fill="white"/>',
+           '<text x="10" y="18" font-size="13">Time against database size (log-log): spectral '
+           '(solid) and its floor (dashed), best of the runs</text>']
+    for i, (op, pts) in enumerate(series.items()):
+        ox, oy = (i % cols) * w + 50, (i // cols) * h + 50
+        pw, ph = w - 70, h - 80
+        xs = [math.log10(p[0]) for p in pts]
+        ys = [math.log10(v) for p in pts for v in (p[1], p[2]) if v]
+        x0, x1 = min(xs) - 0.1, max(xs) + 0.1
+        y0, y1 = math.floor(min(ys)), math.ceil(max(ys))
+        y1 = y1 if y1 > y0 else y0 + 1
+
+        def px(mb: float, x0: float = x0, x1: float = x1, ox: int = ox, pw: int = pw) -> float:
+            return ox + (math.log10(mb) - x0) / (x1 - x0) * pw
+
+        def py(s: float, y0: int = y0, y1: int = y1, oy: int = oy, ph: int = ph) -> float:
+            return oy + ph - (math.log10(s) - y0) / (y1 - y0) * ph
+
+        svg.append(f'<text x="{ox}" y="{oy - 8}" font-weight="bold">{op}</text>')
+        svg.append(f'<rect x="{ox}" y="{oy}" width="{pw}" height="{ph}" fill="none" '
+                   'stroke="#999"/>')
+        for e in range(y0, y1 + 1):
+            y = oy + ph - (e - y0) / (y1 - y0) * ph
+            svg.append(f'<line x1="{ox}" x2="{ox + pw}" y1="{y:.1f}" y2="{y:.1f}" '
+                       'stroke="#eee"/>')
+            svg.append(f'<text x="{ox - 5}" y="{y + 4:.1f}" text-anchor="end">{10 ** e:g} s'
+                       '</text>')
+        for mb, _, _ in pts:
+            svg.append(f'<text x="{px(mb):.1f}" y="{oy + ph + 14}" text-anchor="middle">'
+                       f'{mb / 1000:g} GB</text>')
+        for idx, style in ((1, 'stroke="#1f5fbf" stroke-width="2"'),
+                           (2, 'stroke="#888" stroke-width="1.5" stroke-dasharray="5,4"')):
+            line = [(px(p[0]), py(p[idx])) for p in pts if p[idx]]
+            pts_s = " ".join(f"{x:.1f},{y:.1f}" for x, y in line)
+            svg.append(f'<polyline points="{pts_s}" fill="none" {style}/>')
+            for x, y in line:
+                svg.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" '
+                           f'fill="{"#1f5fbf" if idx == 1 else "#888"}"/>')
+        floor_name = rows(runs[0]["sizes"][labels[-1]], runs[0]["sizes"].get("1"))[op][2]
+        svg.append(f'<text x="{ox}" y="{oy + ph + 28}" fill="#666">floor: {floor_name}</text>')
+    svg.append("</svg>")
+    path.write_text("\n".join(svg) + "\n")
+
+
+def report(paths: list[Path]) -> None:
+    runs = [json.loads(p.read_text()) for p in paths]
+    for label in ("0.1", "1", "10"):
+        if all(label in r["sizes"] for r in runs):
+            print(table(label, runs))
+    print(verdicts(runs))
+    print()
+    print("Wall time of each run: " + ", ".join(f"{r.get('wall_s', 0) / 60:.0f} min"
+                                                 for r in runs))
+    chart(runs, CHART)
+    print(f"\nchart: {CHART.name}")
