@@ -54,6 +54,7 @@ from spectral.runner import run
 from spectral.verify import content
 from spectral.verify.compare import Outcome, compare
 from spectral.verify.fingerprint import Options, load, take
+from spectral.waits import wait_until
 from verify import ensure_reladiff, reladiff_tables, run_reladiff, scan_with
 
 SCALES = {"0.1": 8, "1": 80, "10": 800}       # scale 8 is 106 MB on disk, linear in the scale
@@ -76,19 +77,24 @@ class Bench:
         self.env = {**os.environ, "COLUMNS": "200"}
 
     def cli(self, *args: str) -> dict[str, Any]:
-        """Run `spectral ARGS` in the folder: seconds, exit code, peak RSS (MB), stdout."""
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        """Run `spectral ARGS` in the folder: seconds, exit code, peak RSS (MB), stdout.
+
+        The RSS is GNU time's (`%M`): wait4() of a child of this process would also count
+        this process's own memory at the fork (Linux keeps the high-water mark across exec),
+        so the spectral process is started from `time`, a small process, instead."""
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+                tempfile.NamedTemporaryFile("r") as rss_file:
             started = time.monotonic()
-            proc = subprocess.Popen([SPECTRAL, *args], cwd=self.root, env=self.env, stdout=out,
-                                    stderr=err, stdin=subprocess.DEVNULL)
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = code = os.waitstatus_to_exitcode(status)
+            proc = subprocess.run(["/usr/bin/time", "-q", "-f", "%M", "-o", rss_file.name,
+                                   SPECTRAL, *args], cwd=self.root, env=self.env, stdout=out,
+                                  stderr=err, stdin=subprocess.DEVNULL, check=False)
             seconds = time.monotonic() - started
+            code = proc.returncode
             out.seek(0)
             err.seek(0)
             stdout, stderr = out.read(), err.read()
+            rss = int(rss_file.read().split()[-1]) // 1024
         global _peak_seen
-        rss = usage.ru_maxrss // 1024
         _peak_seen = max(_peak_seen, rss)
         if code != 0:
             log(f"spectral {' '.join(args)}: exit {code}: {stderr.strip()[-300:]}")
@@ -288,9 +294,38 @@ def basebackup_floor(b: Bench, dsn: str) -> dict[str, Any]:
 
 
 def restore_floor(b: Bench, p: Any) -> dict[str, Any]:
-    from restore import floor_rto
+    """The physical floor of a restore of the latest point: `cp -a` of the newest backup, then
+    PostgreSQL's own recovery of the same archived WAL (restore_command = cp) up to its end and
+    promotion. Without the replay the floor would leave out work any restore to the latest
+    point must do (at 10 GB, replaying the update made after the backup reads cold pages)."""
+    p.flush_archive()   # the WAL both restores replay is in the archive before either starts
+    backup = p.backups()[-1]
+    src = p.repo.backup_dir(backup.id)
+    dest = make_owned_dir(b.root / "floor", 0o755)
+    data = dest / "data"
+    cold()
+    started = time.monotonic()
+    subprocess.run(["cp", "-a", str(src), str(data)], check=True)
+    copied = time.monotonic() - started
+    # spectral.conf (included by postgresql.conf) replaces the source's: no archiving into
+    # the source's archive, recovery from it instead
+    (data / "spectral.conf").write_text(
+        f"restore_command = 'cp \"{p.repo.archive}/%f\" \"%p\"'\n"
+        "recovery_target_action = 'promote'\n")
+    (data / "recovery.signal").touch()
+    give_to_server(data)
+    c = Cluster(p.bins, data, socket_dir_for(dest / "run"), free_port(), dest / "pg.log")
+    c.start(timeout=3600)
+    wait_until(lambda: not _in_recovery(c), timeout=3600, interval=0.02, what="promotion")
+    seconds = time.monotonic() - started
+    c.stop()
+    shutil.rmtree(dest, ignore_errors=True)
+    return {"seconds": round(seconds, 2), "cp_a_seconds": round(copied, 2)}
 
-    return floor_rto(p, b.root)
+
+def _in_recovery(c: Cluster) -> bool:
+    with c.connect() as conn:
+        return bool(conn.execute("select pg_is_in_recovery()").fetchone()[0])  # type: ignore[index]
 
 
 def drills_compare(snap: Path, dsn: str) -> float:

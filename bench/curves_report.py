@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 CHART = Path(__file__).parent / "curves.svg"
+PROCESS_ROWS = ("fingerprint --content (process)",
+                "compare snapshot vs restored copy (`dr compare` process)")
 TARGETS = {"fingerprint": 1.5, "restore": 1.2, "compare_x": 10.0, "rss_mb": 200,
            "drill_overhead_s": 2.0}
 
@@ -79,7 +81,8 @@ def table(label: str, runs: list[dict[str, Any]]) -> str:
                 cells.append(f"{fmt(ours)} / {fmt(floor)} s = **{ours / floor:.2f}x**")
         rss = ", ".join("–" if r[op][3] is None else str(r[op][3]) for r in per_run)
         out.append(f"| {op} | " + " | ".join(cells) + f" | {per_run[0][op][2]} | {rss} |")
-    over = ", ".join(f"{s['drill']['overhead_s']:.2f} s" for s in sizes)
+    over = ", ".join(f"{s['drill']['overhead_s']:.2f} s (deleting the copy "
+                     f"{s['drill']['timings'].get('teardown', 0):.2f} s)" for s in sizes)
     big = [s["large_table"] for s in sizes]
     n = next(k for k in big[0] if k.endswith("_sessions_s"))
     speed = "; ".join(f"{b['one_session_s']:.2f} s -> {b[n]:.2f} s = {b['speed_up']:.2f}x"
@@ -121,6 +124,10 @@ def verdicts(runs: list[dict[str, Any]]) -> str:
     over = [max(s["drill"]["overhead_s"] for s in r["sizes"].values()) for r in runs]
     line("drill overhead under 2 s at every size (largest)", over,
          max(over) < TARGETS["drill_overhead_s"], " s")
+    rest = [max(s["drill"]["overhead_s"] - s["drill"]["timings"].get("teardown", 0)
+                for s in r["sizes"].values()) for r in runs]
+    line("the same, less deleting the restored copy (largest)", rest,
+         max(rest) < TARGETS["drill_overhead_s"], " s")
     return "\n".join(out)
 
 
@@ -133,7 +140,7 @@ def chart(runs: list[dict[str, Any]], path: Path) -> None:
         per_run = [rows(r["sizes"][k], r["sizes"].get("1")) for r in runs]
         mb = runs[0]["sizes"][k]["database_mb"]
         for op in per_run[0]:
-            if op.endswith("process)"):
+            if op in PROCESS_ROWS:   # the chart shows the library figure of these two
                 continue
             ours = min(r[op][0] for r in per_run)
             floors = [r[op][1] for r in per_run if r[op][1] is not None]
