@@ -157,6 +157,14 @@ def measure(scale: int, reladiff: bool) -> dict[str, Any]:
         out["fingerprint_library_s"] = round(time.monotonic() - started, 2)
         snap = b.root / "snapshot.json"
         out["fingerprint"] = strip(b.cli("dr", "fingerprint", "--content", "--out", str(snap)))
+        # cold: what a scan costs when the database is larger than memory (the disk's rate)
+        cold()
+        out["fingerprint_floor_cold_s"] = round(scan_with(dsn, content.Method.FLOOR, WORKERS,
+                                                          SCHEMAS), 2)
+        cold()
+        started = time.monotonic()
+        take(dsn, Options(SCHEMAS, content=True, workers=WORKERS))
+        out["fingerprint_cold_s"] = round(time.monotonic() - started, 2)
         out["large_table"] = large_table(dsn)
         log(f"scale {scale}: restores (cold)")
         rounds = []
