@@ -215,5 +215,55 @@ def report(paths: list[Path]) -> None:
     print()
     print("Wall time of each run: " + ", ".join(f"{r.get('wall_s', 0) / 60:.0f} min"
                                                  for r in runs))
+    print()
+    print(model(runs))
     chart(runs, CHART)
     print(f"\nchart: {CHART.name}")
+
+
+def model(runs: list[dict[str, Any]]) -> str:
+    """A nightly `dr drill functional --content` at 10 GB, 100 GB and 1 TB, from the rates
+    measured at the largest size (best of the runs): snapshot scan of the source, restore,
+    scan of the copy, deleting the copy, and the fixed rest. A scan is at the warm rate when
+    the database fits in half the machine's memory, else at the cold rate. More cores speed
+    up the warm (CPU-bound) scans in proportion, keeping the per-core efficiency measured on
+    the large table (an upper bound); the copy and cold reads go at the storage's rate, as
+    here or the stated multiple; deleting the copy and the fixed part do not change."""
+    big = [r["sizes"]["10"] for r in runs if "10" in r["sizes"]]
+    if not big:
+        return ""
+    mb = min(s["database_mb"] for s in big)
+    warm = mb / min(s["fingerprint_library_s"] for s in big)
+    cold_runs = [s for s in big if "fingerprint_cold_s" in s]
+    cold = mb / min(s["fingerprint_cold_s"] for s in cold_runs) if cold_runs else warm
+    restore = mb / min(best(s["restore_rounds"], "spectral") for s in big)
+    delete = mb / min(s["drill"]["timings"].get("teardown", 1e-9) for s in big)
+    fixed = min(s["drill"]["overhead_s"] - s["drill"]["timings"].get("teardown", 0) for s in big)
+    eff = min(s["large_table"]["speed_up"] for s in big) / runs[0]["workers"]
+    out = [f"Rates at {mb / 1000:.1f} GB (MB of database per second): scan warm {warm:.0f}, "
+           f"scan cold {cold:.0f}, restore of latest cold {restore:.0f}, deleting the copy "
+           f"{delete:.0f}; fixed part {fixed:.1f} s; parallel efficiency per core {eff:.2f}.",
+           "", "| database | machine | snapshot scan | restore | scan of the copy | delete + "
+           "fixed | nightly drill |", "|---|---|---|---|---|---|---|"]
+    machines = (("2 cores, 24 GiB (this one)", runs[0]["workers"], 24, 1.0),
+                ("16 cores, 128 GiB, same storage", 16, 128, 1.0),
+                ("16 cores, 128 GiB, storage 4x faster", 16, 128, 4.0))
+    for gb in (10, 100, 1000):
+        for name, cores, ram_gb, disk in machines:
+            size = gb * 1000
+            fits = gb <= ram_gb / 2
+            scan = size / (warm * cores / runs[0]["workers"]) if fits else size / (cold * disk)
+            r = size / (restore * disk)
+            rest = fixed + size / delete
+            total = 2 * scan + r + rest
+            out.append(f"| {gb:g} GB | {name} | {_dur(scan)}{'' if fits else ' (cold)'} | "
+                       f"{_dur(r)} | {_dur(scan)} | {_dur(rest)} | **{_dur(total)}** |")
+    return "\n".join(out)
+
+
+def _dur(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
