@@ -8,7 +8,7 @@ import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
-from itertools import cycle, islice, repeat
+from itertools import chain, cycle, islice, repeat
 
 from spectral.refdb import pools
 
@@ -31,9 +31,17 @@ def _numbers(m: int) -> tuple[str, ...]:
     return tuple(str(x) for x in range(1, m + 1))
 
 
+SMALL_POOL = 1 << 16   # a cycle over at most this many pre-rendered numbers (under 5 MB)
+
+
 def _mod(a: int, m: int, off: int = 0) -> Iterator[str]:
-    """((i - 1 + off) % m) + 1 for i from a on."""
-    return _cyc(_numbers(m), a - 1 + off)
+    """((i - 1 + off) % m) + 1 for i from a on. A modulus that grows with the scale (the
+    returns' count, 3.2 million at scale 800) is counted lazily, never held in memory: the
+    seed's memory stays flat at every size."""
+    if m <= SMALL_POOL:
+        return _cyc(_numbers(m), a - 1 + off)
+    first = (a - 1 + off) % m + 1
+    return map(str, chain(range(first, m + 1), chain.from_iterable(repeat(range(1, m + 1)))))
 
 
 def _rows(*cols: Iterable[str]) -> str:

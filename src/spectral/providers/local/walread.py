@@ -84,11 +84,16 @@ def dump(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segment]) 
                 name = seg.name + (".partial" if seg.partial else "")
                 (Path(tmp) / segment_name(tli, seg.segno)).symlink_to(where[seg] / name)
             # pg_waldump exits non-zero at the end of valid WAL (a partial tail, or a segment
-            # still being filled): the normal end; everything printed before it is valid
-            res = run([bins.path("pg_waldump"), "--path", tmp, segment_name(tli, part[0].segno),
-                       segment_name(tli, part[-1].segno)], timeout=3600, check=False,
-                      env={"TZ": "UTC", "PGTZ": "UTC"})
-        yield from res.stdout.splitlines()
+            # still being filled): the normal end; everything printed before it is valid.
+            # Its output (a line per record: hundreds of MB for a bulk load) goes to a file
+            # that is read line by line, so memory stays flat whatever the WAL holds.
+            out = Path(tmp) / "records.txt"
+            run([bins.path("pg_waldump"), "--path", tmp, segment_name(tli, part[0].segno),
+                 segment_name(tli, part[-1].segno)], timeout=3600, check=False,
+                env={"TZ": "UTC", "PGTZ": "UTC"}, stdout_path=out)
+            with out.open(encoding="utf-8", errors="replace") as lines:
+                for line in lines:
+                    yield line.rstrip("\n")
 
 
 def summarize(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segment], *,
