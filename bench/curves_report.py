@@ -71,8 +71,8 @@ def table(label: str, runs: list[dict[str, Any]]) -> str:
     ones = [r["sizes"].get("1") for r in runs]
     out = [f"### {label} GB (database {', '.join(str(s['database_mb']) for s in sizes)} MB; "
            f"heap {', '.join(str(s['heap_mb']) for s in sizes)} MB)", "",
-           "| operation | " + " | ".join(f"run {i + 1}: spectral / floor = ratio"
-                                         for i in range(len(runs)))
+           "| operation | " + " | ".join(f"{r['label']}: spectral / floor = ratio"
+                                         for r in runs)
            + " | floor | peak RSS (MB) |",
            "|---|" + "---|" * len(runs) + "---|---|"]
     per_run = [rows(s, o) for s, o in zip(sizes, ones, strict=True)]
@@ -106,7 +106,7 @@ def table(label: str, runs: list[dict[str, Any]]) -> str:
 
 
 def verdicts(runs: list[dict[str, Any]]) -> str:
-    out = ["| target | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " | holds |",
+    out = ["| target | " + " | ".join(r["label"] for r in runs) + " | holds |",
            "|---|" + "---|" * len(runs) + "---|"]
 
     def line(name: str, values: list[float], ok: bool, unit: str = "x") -> None:
@@ -207,7 +207,8 @@ def chart(runs: list[dict[str, Any]], path: Path) -> None:
 
 
 def report(paths: list[Path]) -> None:
-    runs = [json.loads(p.read_text()) for p in paths]
+    runs = [{**json.loads(p.read_text()), "label": "run " + p.stem.rsplit("-", 1)[-1]}
+            for p in paths]
     for label in ("0.1", "1", "10"):
         if all(label in r["sizes"] for r in runs):
             print(table(label, runs))
