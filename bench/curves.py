@@ -42,7 +42,7 @@ from typing import Any
 from psycopg.conninfo import make_conninfo
 
 from common import machine
-from restore import cold
+from restore import _promoted, cold
 from spectral.config.load import load_config
 from spectral.environment import open_environment
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
@@ -324,16 +324,11 @@ def restore_floor(b: Bench, p: Any) -> dict[str, Any]:
     give_to_server(data)
     c = Cluster(p.bins, data, socket_dir_for(dest / "run"), free_port(), dest / "pg.log")
     c.start(timeout=3600)
-    wait_until(lambda: not _in_recovery(c), timeout=3600, interval=0.02, what="promotion")
+    wait_until(lambda: _promoted(c), timeout=3600, interval=0.02, what="promotion")
     seconds = time.monotonic() - started
     c.stop()
     shutil.rmtree(dest, ignore_errors=True)
     return {"seconds": round(seconds, 2), "cp_a_seconds": round(copied, 2)}
-
-
-def _in_recovery(c: Cluster) -> bool:
-    with c.connect() as conn:
-        return bool(conn.execute("select pg_is_in_recovery()").fetchone()[0])  # type: ignore[index]
 
 
 def drills_compare(snap: Path, dsn: str) -> float:
