@@ -24,6 +24,7 @@ from spectral.recovery_target import (
     TimeTarget,
     XidTarget,
 )
+from spectral.timefmt import exact
 
 SEG = DEFAULT_SEG_SIZE
 
@@ -50,7 +51,7 @@ def _in_hole(what: str, window: RecoverableWindow, iv: WindowInterval) -> CouldN
     missing = f"WAL segment {gap} is missing from the archive" if gap else \
         "WAL is missing from the archive"
     return CouldNotVerify(f"{what} cannot be restored exactly: {missing}, so what happened "
-                          f"after {iv.end_time.isoformat(timespec='seconds')} (LSN "
+                          f"after {exact(iv.end_time)} (LSN "
                           f"{iv.end_lsn}) is unknown", hint=f"the last reachable point before "
                           f"the hole: --target-lsn {iv.end_lsn}")
 
