@@ -86,6 +86,7 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     ("restore", {"pick": 2, "kind": TargetKind.LSN, "exclusive": False}),
     ("restore", {"pick": 0, "kind": TargetKind.NAME, "exclusive": False}),
     ("restore", {"pick": 0, "kind": TargetKind.LATEST, "exclusive": False}),
+    ("restore", {"pick": -1, "kind": TargetKind.TIME, "exclusive": True}),   # the last commit
     ("find_damage", {}),
     ("stream_start", {}),
     ("write", {"kind": "insert", "n": 10, "large": False}),

@@ -36,7 +36,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from conftest import SYSTEM_PG15, _processes_under
+import oracle
+from conftest import SYSTEM_PG15, _processes_under, table_digests
 from lifecycle_model import (
     INVARIANTS,
     PICK,
@@ -59,7 +60,13 @@ from spectral.pg.conn import connect
 from spectral.pg.osuser import make_owned_dir
 from spectral.providers.local.environment import LocalEnvironment
 from spectral.providers.local.provider import LocalProvider
-from spectral.recovery_target import LatestTarget, TargetKind, target_of
+from spectral.recovery_target import (
+    LatestTarget,
+    RecoveryTarget,
+    TargetKind,
+    TimeTarget,
+    target_of,
+)
 
 
 class Lifecycle(Processes, RuleBasedStateMachine):
@@ -184,9 +191,10 @@ class Lifecycle(Processes, RuleBasedStateMachine):
 
     def expected(self, kind: TargetKind, i: int, exclusive: bool) -> Rows:
         h = self.model.history
-        if kind is TargetKind.TIME:
-            last = max(j for j in range(len(h)) if h[j].time <= h[i].time)
-            return h[last].rows
+        if kind is TargetKind.TIME:   # exclusive: before the first commit at or after T
+            before = [j for j in range(len(h)) if h[j].time < h[i].time or
+                      (not exclusive and h[j].time == h[i].time)]
+            return h[max(before)].rows if before else {}
         if exclusive:
             return h[i - 1].rows if i > 0 else {}
         return h[i].rows
@@ -201,12 +209,13 @@ class Lifecycle(Processes, RuleBasedStateMachine):
             return
         i = candidates[pick % len(candidates)] if candidates else len(self.model.history) - 1
         c = self.model.history[i] if self.model.history else None
-        exclusive = exclusive and kind is TargetKind.XID and i > (self.model.first_reachable or 0)
+        exclusive = exclusive and kind in (TargetKind.XID, TargetKind.TIME) and \
+            i > (self.model.first_reachable or 0)
         if kind is TargetKind.LATEST or c is None:
             target, want = LatestTarget(), self.model.rows
         elif kind is TargetKind.TIME:
-            target = target_of(kind, c.time.isoformat())
-            want = self.expected(kind, i, False)
+            target = target_of(kind, c.time.isoformat(), exclusive)
+            want = self.expected(kind, i, exclusive)
         elif kind is TargetKind.XID:
             target = target_of(kind, str(c.xid), exclusive)
             want = self.expected(kind, i, exclusive)
@@ -224,23 +233,46 @@ class Lifecycle(Processes, RuleBasedStateMachine):
         try:
             with connect(inst.dsn) as conn:
                 got = dict(conn.execute(f"select id, v from {T}").fetchall())
+            content = table_digests(inst.dsn)
         finally:
             self.p.teardown(inst.id)
         assert got == want, f"{target.describe()}: restore differs from the model"
+        self.agrees_with_postgresql(inst.backup_id, _oracle_target(target), content, None,
+                                    target.describe())
         count(f"restore {kind.value}{' exclusive' if exclusive else ''}")
+
+    def agrees_with_postgresql(self, backup_id: str, target: oracle.Target,
+                               content: dict[str, str], timeline: int | None, what: str) -> None:
+        """The oracle: PostgreSQL's own recovery of the same target from the same backup and
+        the complete WAL must reach it and hold the same rows in every table."""
+        source = oracle.Source(self.p.repo.root, self.local.paths.data_dir,
+                               self.local.cluster().conninfo(), self.local.database)
+        out = oracle.restore(self.bins.bin_dir, source, backup_id, target, timeline,
+                             table_digests)
+        assert out.reached, f"{what}: spectral restored it, PostgreSQL could not: {out.how}"
+        diff = {t for t in set(content) | set(out.digests or {})
+                if content.get(t) != (out.digests or {}).get(t)}
+        assert not diff, f"{what}: spectral's restore differs from PostgreSQL's in {diff}"
+        count("oracle agreed")
 
     @rule(pick=PICK)
     @precondition(lambda self: len(self.reachable()) > 1)
     def restore_in_place(self, pick: int) -> None:
         i = _pick(self.reachable()[1:], pick)
         c = self.model.history[i]
+        _, timeline = oracle.live_position(oracle.Source(
+            self.p.repo.root, None, self.local.cluster().conninfo(), self.local.database))
         try:
-            self.p.restore_in_place(target_of(TargetKind.XID, str(c.xid), exclusive=True),
-                                    confirmed=True)
+            done = self.p.restore_in_place(target_of(TargetKind.XID, str(c.xid), exclusive=True),
+                                           confirmed=True)
         except SpectralError as exc:
             assert self.model.faults, f"in-place restore refused without a fault: {exc.message}"
             count("in-place restore refused (after a fault)")
             return
+        backup = done["backup"] if isinstance(done, dict) else done.backup
+        self.agrees_with_postgresql(backup, oracle.Target("xid", str(c.xid), inclusive=False),
+                                    table_digests(self.local.cluster().conninfo()), timeline,
+                                    f"in-place restore to before xid {c.xid}")
         self.model.before_restore = list(self.model.history)
         self.model.history = self.model.history[:i]
         count("in-place restore")
@@ -342,6 +374,16 @@ class Lifecycle(Processes, RuleBasedStateMachine):
             ledger.repair(AssumeYes(), "local")
             count("torn ledger line repaired")
         assert ledger.verify() == []
+
+
+def _oracle_target(target: RecoveryTarget) -> oracle.Target:
+    """The same target in PostgreSQL's own settings, written by the test, not by spectral."""
+    if isinstance(target, TimeTarget):
+        return oracle.time_target(target.at, not target.exclusive)
+    if target.kind is TargetKind.LATEST:
+        return oracle.Target("latest")
+    assert target.value is not None
+    return oracle.Target(target.kind.value, target.value, not target.exclusive)
 
 
 def _run(bins: PgBinaries) -> None:
