@@ -215,18 +215,18 @@ def test_bundle_verifies_offline_and_fails_on_any_changed_byte(tmp_path: Path) -
     ledger.append(EntryKind.DRILL, "prod", {"outcome": "pass", "i": 1, "note": "é ✓"})
     out = tmp_path / "bundle.json"
     assert bundle.export(ledger, "prod", out) == 4           # key, drill, snapshot, drill
-    found = bundle.verify(out)
+    found = bundle.verify(out, (public,))     # against the key the auditor was given
     assert found.entries == 4 and found.signed and found.snapshots == 1
     raw = out.read_bytes()
     for i in range(len(raw)):                                # every byte, changed
         out.write_bytes(raw[:i] + bytes([raw[i] ^ 0x01]) + raw[i + 1:])
         with pytest.raises(CouldNotVerify):
-            bundle.verify(out)
+            bundle.verify(out, (public,))
     out.write_bytes(raw)
     # a slice: since the snapshot, chained from the entry before it
     since = tmp_path / "since.json"
     assert bundle.export(ledger, "prod", since, since=ledger.entries()[2].at) == 2
-    assert bundle.verify(since).first == 3
+    assert bundle.verify(since, (public,)).first == 3
 
 
 def test_bundle_cli_needs_nothing_but_the_file(tmp_path: Path) -> None:
@@ -252,10 +252,10 @@ def test_bundle_cli_needs_nothing_but_the_file(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     elsewhere = tmp_path / "auditor"
     elsewhere.mkdir()
-    ok = spectral("dr", "evidence", "verify", str(out), cwd=elsewhere)
+    ok = spectral("dr", "evidence", "verify", str(out), "--key", public, cwd=elsewhere)
     assert ok.returncode == 0 and "intact" in ok.stdout, ok.stderr
     out.write_bytes(out.read_bytes().replace(b"rehearsal", b"rehearsaL"))
-    bad = spectral("dr", "evidence", "verify", str(out), cwd=elsewhere)
+    bad = spectral("dr", "evidence", "verify", str(out), "--key", public, cwd=elsewhere)
     assert bad.returncode == 3 and "altered" in bad.stderr
     private = key.read_text()
     for text in (made.stdout, made.stderr, rec.stdout, res.stdout, ok.stdout):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -209,23 +209,30 @@ def log_repair_cmd(ctx: typer.Context,
 @log_app.command("verify")
 def log_verify_cmd(ctx: typer.Context) -> None:
     """Check the ledger's hash chain and, with public_keys configured, its signatures: any
-    edited, removed, reordered or unsigned entry is reported; exit 1."""
+    edited, removed, reordered or unsigned entry is reported (exit 1). A ledger whose newest
+    entry is older than the cadence allows looks cut short (exit 3)."""
+    from spectral.drills.cadence import looks_cut_short
+
     st = state(ctx)
     name, ledger = _ledger(st)
     problems = ledger.verify()
-    count = len(ledger.entries()) if not problems else None
+    entries = ledger.entries()
+    cut = looks_cut_short(entries, datetime.now(UTC))
     signed = (f"signatures checked against {len(ledger.trusted)} trusted key(s)"
               if ledger.trusted else "signatures not checked (no public_keys configured)")
-    data = {"environment": name, "ok": not problems, "store": ledger.describe(),
-            "signatures_checked": bool(ledger.trusted),
+    data = {"environment": name, "ok": not problems and cut is None, "store": ledger.describe(),
+            "signatures_checked": bool(ledger.trusted), "cut_short": cut,
             "problems": [{"line": p.line, "problem": p.problem} for p in problems]}
 
     def human(c: Console) -> None:
-        if not problems:
-            c.print(f"{name}: ledger intact ({count} entries, head {ledger.head_hash()[:16]}; "
-                    f"{ledger.describe()}; {signed})")
+        if not problems and cut is None:
+            c.print(f"{name}: ledger intact ({len(entries)} entries, head "
+                    f"{ledger.head_hash()[:16]}; {ledger.describe()}; {signed})")
         for p in problems:
-            c.print(f"line {p.line}: {p.problem}")
+            c.print(f"line {p.line}: {p.problem}" if p.line else p.problem)
 
     st.emit(data, human)
-    raise typer.Exit(ExitCode.OK if not problems else ExitCode.CHECK_FAILED)
+    if cut is not None:
+        st.err.print(f"{name}: {cut}")
+    raise typer.Exit(ExitCode.CHECK_FAILED if problems else
+                     ExitCode.COULD_NOT_VERIFY if cut is not None else ExitCode.OK)

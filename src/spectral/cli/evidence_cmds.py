@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from spectral.cli.state import state
+from spectral.cli.state import AppState, state
 
 evidence_app = typer.Typer(no_args_is_help=True, help="Evidence an auditor can take away: "
                                                        "export a bundle, verify one offline.")
@@ -44,19 +44,44 @@ def export_cmd(ctx: typer.Context,
 
 @evidence_app.command("verify")
 def verify_cmd(ctx: typer.Context,
-               bundle: Path = typer.Argument(..., help="The bundle file.")) -> None:
+               bundle: Path = typer.Argument(..., help="The bundle file."),
+               key: list[str] = typer.Option([], "--key", help="A public key (base64) you "
+                                             "trust, as you were given it; repeat for more. "
+                                             "Default: the environment's public_keys.")) -> None:
     """Check a bundle with no access to the database or the store: every entry's hash, the
-    chain, the signatures against the bundle's keys, the snapshots' seals. Exit 3 when any
-    byte was changed."""
+    chain, the snapshots' seals, and who wrote it: the signatures against keys you trust
+    (--key, or the environment's public_keys), never against keys the bundle brings. Exit 3
+    when any byte was changed or the authorship cannot be verified."""
     from spectral.ledger.bundle import verify
 
     st = state(ctx)
-    found = verify(bundle)
+    found = verify(bundle, _trusted_keys(st, bundle, key))
     st.emit(found.__dict__, lambda c: c.print(
         f"{bundle}: intact: {found.entries} entries of {found.environment}"
         + (f" ({found.first}..{found.last})" if found.entries else "")
-        + (f", signed by keys {', '.join(found.keys)}" if found.signed else ", unsigned")
+        + f", signed by trusted keys {', '.join(found.keys)}"
         + f", {found.snapshots} snapshot(s)"))
+
+
+def _trusted_keys(st: AppState, bundle: Path, given: list[str]) -> tuple[str, ...]:
+    """--key, else the public_keys of the environment (--env, else the bundle's own
+    environment's name when the configuration has it); none when there is no configuration."""
+    from spectral.errors import SpectralError
+    from spectral.ledger.bundle import environment_of
+    from spectral.ledger.signing import load_public
+
+    for text in given:
+        load_public(text)                   # not a key: a usage error, exit 2
+    if given:
+        return tuple(given)
+    try:
+        environments = st.config.environments
+    except SpectralError:
+        return ()
+    name = st.env or environment_of(bundle)
+    if name not in environments:
+        return ()
+    return tuple(environments[name].evidence.public_keys)
 
 
 def keygen_cmd(ctx: typer.Context,

@@ -116,3 +116,25 @@ def cadence(env: EnvironmentConfig, entries: list[Entry], now: datetime,
             changed_schemas: list[str] | None) -> list[CadenceItem]:
     return [functional_item(env, entries, now), tabletop_item(entries, now),
             post_migration_item(entries, now, changed_schemas)]
+
+
+# The most frequent entry the runbook asks for: the monthly tabletop review (every posture tier).
+# A ledger whose newest entry is older than that either was cut short (a force-pushed branch,
+# deleted entry objects: a fresh checkout cannot tell otherwise) or the cadence was not kept.
+QUIET_AT_MOST = MONTH
+
+
+def looks_cut_short(entries: list[Entry], now: datetime) -> str | None:
+    """Why the ledger looks cut short, or None: its newest entry is older than the cadence
+    allows. An empty ledger is a new one (nothing to compare)."""
+    if not entries:
+        return None
+    newest = max(entries, key=lambda e: e.seq)
+    age = now - newest.at
+    if age <= QUIET_AT_MOST:
+        return None
+    return (f"the ledger looks cut short: its newest entry, entry {newest.seq} of "
+            f"{newest.at.isoformat(timespec='seconds')}, is {age.days} days old, but the "
+            f"cadence (a tabletop review every {QUIET_AT_MOST.days} days) writes one at least "
+            f"that often: newer entries were removed (a force-push, deleted objects), or the "
+            f"cadence was not kept")

@@ -6,9 +6,11 @@ Format: line 1 is the body, canonical JSON (sorted keys, no spaces, UTF-8); line
 The body holds the ledger slice (every entry as written, hash and signature included), the hash
 the slice chains from, the public keys the ledger trusts, and the snapshots (fingerprints) the
 slice's drills compared with; the drills' results are in their entries. Verifying recomputes
-every entry's hash and the chain, checks the signatures against the bundle's keys (printed, so
-they can be compared with the ones the auditor was given), and checks that both lines are
-exactly the canonical form: one changed byte anywhere fails."""
+every entry's hash and the chain, checks that both lines are exactly the canonical form (one
+changed byte anywhere fails), and checks the signatures against keys the verifier trusts from
+outside the bundle (`--key`, or the environment's `public_keys`): the keys written inside it
+are whatever its author chose, so a bundle that is unsigned, or signed only by keys it brings
+itself, is "authorship cannot be verified", never intact."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import Any
 
 from spectral.durable import write_atomic
 from spectral.errors import CouldNotVerify, UsageError
-from spectral.ledger.signing import check_signatures, key_id, valid
+from spectral.ledger.signing import key_id, signature_problems, trusted_at_end, valid
 from spectral.ledger.store import GENESIS, Ledger, _body, _digest, _parse_entry
 
 FORMAT = "spectral.evidence-bundle"
@@ -77,8 +79,39 @@ def export(ledger: Ledger, environment: str, out: Path, since: datetime | None =
     return len(keep)
 
 
-def verify(path: Path) -> Verified:
-    """Check a bundle offline; raises CouldNotVerify naming the first problem."""
+def environment_of(path: Path) -> str | None:
+    """The environment a bundle says it is of (to find the keys to check it against); None
+    when the file is not readable as a bundle (verify then says what is wrong)."""
+    try:
+        body = json.loads(path.read_bytes().split(b"\n", 1)[0])
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return str(body.get("environment")) if isinstance(body, dict) else None
+
+
+def verify(path: Path, trusted: tuple[str, ...]) -> Verified:
+    """Check a bundle offline against the public keys the verifier trusts (`--key`, or the
+    environment's `public_keys`); never against the keys written inside it, which whoever
+    wrote the file chose. Raises CouldNotVerify naming the first problem."""
+    body, digest, signature = _read(path)
+    entries: list[dict[str, Any]] = body.get("entries") or []
+    before: list[dict[str, Any]] = body.get("key_entries_before") or []
+    seq = _check_chain(path, str(body.get("chained_from")), entries, before)
+    keys = _check_authorship(path, (body.get("signer"), signature), digest,
+                             [*before, *entries], trusted)
+    for name, doc in (body.get("snapshots") or {}).items():
+        from spectral.verify.fingerprint import seal
+
+        if not isinstance(doc, dict) or seal(doc).get("seal") != doc.get("seal"):
+            raise CouldNotVerify(f"{path}: snapshot {name} was altered")
+    return Verified(str(body.get("environment")), len(entries),
+                    entries[0]["seq"] if entries else None, seq, keys,
+                    len(body.get("snapshots") or {}), True)
+
+
+def _read(path: Path) -> tuple[dict[str, Any], str, Any]:
+    """The body, after checking the file is exactly a bundle as written, its SHA-256 and the
+    trailer's signature of it."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -100,8 +133,20 @@ def verify(path: Path) -> Verified:
     digest = hashlib.sha256(lines[0]).hexdigest()
     if trailer.get("sha256") != digest:
         raise CouldNotVerify(f"{path}: altered (its checksum does not match)")
-    entries: list[dict[str, Any]] = body.get("entries") or []
-    prev, seq = str(body.get("chained_from")), None
+    return body, digest, trailer.get("signature")
+
+
+def _check_chain(path: Path, prev: str, entries: list[dict[str, Any]],
+                 before: list[dict[str, Any]]) -> int | None:
+    """Every entry's hash, and the slice's chain; the key entries before the slice are not
+    chained to it, but each must still match its own hash (its signature covers only that)."""
+    for d in before:
+        if not isinstance(d, dict) or d.get("kind") != "key":
+            raise CouldNotVerify(f"{path}: altered (a key entry before the slice is not one)")
+        if _digest(_body(d)) != d.get("hash"):
+            raise CouldNotVerify(f"{path}: key entry {d.get('seq')} before the slice was "
+                                 f"altered")
+    seq = None
     for d in entries:
         if _digest(_body(d)) != d.get("hash"):
             raise CouldNotVerify(f"{path}: entry {d.get('seq')} was altered")
@@ -109,30 +154,31 @@ def verify(path: Path) -> Verified:
             raise CouldNotVerify(f"{path}: entry {d.get('seq')} does not follow the one "
                                  f"before it")
         prev, seq = str(d["hash"]), int(d["seq"])
-    keys = tuple(body.get("public_keys") or ())
-    if keys:
-        problems = check_signatures([*body.get("key_entries_before", []), *entries], keys)
-        if problems:
-            raise CouldNotVerify(f"{path}: {problems[0]}")
-    sig, signer = trailer.get("signature"), body.get("signer")
-    if (sig is None) != (signer is None) or (signer is not None and not valid(
-            str(signer), digest, sig)):
+    return seq
+
+
+def _check_authorship(path: Path, signed: tuple[Any, Any], digest: str,
+                      chain: list[dict[str, Any]], trusted: tuple[str, ...]) -> list[str]:
+    """Who wrote it: every entry from the first key introduction on, and the bundle itself,
+    signed by keys that chain back to one the verifier trusts. The key ids that did."""
+    cannot = f"{path}: authorship cannot be verified"
+    if not trusted:
+        raise CouldNotVerify(f"{cannot}: no trusted public key to check it against (the keys "
+                             f"written in a bundle are its author's claim, not evidence)",
+                             hint="spectral dr evidence verify FILE --key <public key you "
+                                  "were given> (or public_keys in the environment)")
+    problems = signature_problems(chain, trusted)
+    if problems:
+        raise CouldNotVerify(f"{cannot}: {problems[0][1]}")
+    signer, sig = signed
+    if signer is None or sig is None:
+        raise CouldNotVerify(f"{cannot}: the bundle is not signed")
+    if not valid(str(signer), digest, sig):
         raise CouldNotVerify(f"{path}: the bundle's own signature does not match")
-    if signer is not None and keys and str(signer) not in _trusted(body, keys):
-        raise CouldNotVerify(f"{path}: signed by a key the ledger does not trust")
-    for name, doc in (body.get("snapshots") or {}).items():
-        from spectral.verify.fingerprint import seal
-
-        if not isinstance(doc, dict) or seal(doc).get("seal") != doc.get("seal"):
-            raise CouldNotVerify(f"{path}: snapshot {name} was altered")
-    return Verified(str(body.get("environment")), len(entries),
-                    entries[0]["seq"] if entries else None, seq,
-                    [key_id(k) for k in keys], len(body.get("snapshots") or {}), bool(keys))
-
-
-def _trusted(body: dict[str, Any], roots: tuple[str, ...]) -> list[str]:
-    """Every key the ledger trusted at some point (roots and keys added by key entries)."""
-    added = [str(d.get("data", {}).get("add")) for d in
-             [*body.get("key_entries_before", []), *body.get("entries", [])]
-             if d.get("kind") == "key" and d.get("data", {}).get("add")]
-    return [*roots, *added]
+    at_end = trusted_at_end(chain, trusted) if chain else {key_id(k): k for k in trusted}
+    if key_id(str(signer)) not in at_end:
+        raise CouldNotVerify(f"{cannot}: signed by key {key_id(str(signer))}, which is not "
+                             f"one you trust (trusted: "
+                             f"{', '.join(key_id(k) for k in trusted)})")
+    return sorted({str(d["sig"]["key"]) for d in chain if isinstance(d.get("sig"), dict)}
+                  | {key_id(str(signer))})

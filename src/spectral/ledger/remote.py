@@ -10,7 +10,10 @@ brings it up to date before every read and append, and publishes every append.
   and appends after it. Snapshots are objects next to them.
 
 Both remember what they last saw (in the evidence folder, untracked) and refuse to go on when the
-store went backwards: a force-pushed branch, an entry object removed or overwritten."""
+store went backwards: a force-pushed branch, an entry object removed or overwritten. A fresh
+reader has seen nothing: a bucket with versioning shows it every entry object deleted or written
+twice; for a git store only the server can refuse a force-push (docs/scheduling.md), and `dr log
+verify` says when the newest entry is older than the cadence allows."""
 
 from __future__ import annotations
 
@@ -130,6 +133,7 @@ class S3Remote:
     def __init__(self, client: Any, bucket: str, prefix: str, endpoint: str) -> None:
         self.s3, self.bucket, self.prefix, self.endpoint = client, bucket, prefix.strip("/"), \
             endpoint
+        self._versioning: bool | None = None
 
     def describe(self) -> str:
         return f"s3 (bucket {self.bucket}, prefix {self.prefix or '/'} at {self.endpoint})"
@@ -171,8 +175,54 @@ class S3Remote:
         data: bytes = body.read()
         return data
 
+    def _versioned(self) -> bool:
+        """Whether the bucket keeps object versions (then a fresh reader can see history)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if self._versioning is None:
+            try:
+                answer = self.s3.get_bucket_versioning(Bucket=self.bucket)
+                self._versioning = answer.get("Status") in ("Enabled", "Suspended")
+            except (ClientError, BotoCoreError):     # not allowed to ask: no history to read
+                self._versioning = False
+        return self._versioning
+
+    def _rewritten(self) -> list[str]:
+        """With versioning: every entry object deleted or written more than once. An entry
+        is created once (If-None-Match), so either is someone rewriting the ledger."""
+        kinds: dict[str, list[str]] = {}       # key -> "version" | "deleted", newest first
+        marker: dict[str, Any] = {}
+        while True:
+            page = self._call(functools.partial(
+                self.s3.list_object_versions, Bucket=self.bucket,
+                Prefix=self._key("entries") + "/", **marker))
+            for kind, items in (("version", page.get("Versions", [])),
+                                ("deleted", page.get("DeleteMarkers", []))):
+                for item in items:
+                    found = kinds.setdefault(item["Key"], [])
+                    found.insert(0 if item.get("IsLatest") else len(found), kind)
+            if not page.get("IsTruncated"):
+                break
+            marker = {"KeyMarker": page.get("NextKeyMarker"),
+                      "VersionIdMarker": page.get("NextVersionIdMarker")}
+        out = []
+        for key in sorted(kinds):
+            name = _object_name(key).split(".", 1)[0]
+            entry = f"entry {int(name)}" if name.isdigit() else f"object {name}"
+            if kinds[key][0] == "deleted":
+                out.append(f"{entry} was deleted")
+            elif len(kinds[key]) > 1:
+                out.append(f"{entry} was overwritten ({kinds[key].count('version')} versions)")
+        return out
+
     def pull(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        rewritten = self._rewritten() if self._versioned() else []
+        if rewritten:
+            raise StoreWentBack(f"the evidence bucket keeps object versions, and they show "
+                                f"the ledger rewritten: {', '.join(rewritten[:10])}"
+                                + (f" and {len(rewritten) - 10} more" if len(rewritten) > 10
+                                   else ""))
         entries = self._list("entries")
         seen: dict[str, str] = _read_seen(folder).get("etags", {})
         gone = [k for k in seen if k not in entries]

@@ -87,23 +87,41 @@ def valid(public: str, entry_hash: str, sig: Any) -> bool:
 def check_signatures(entries: list[dict[str, Any]], roots: tuple[str, ...]) -> list[str]:
     """What is wrong with the signatures of a chain (its entries as parsed), trusting `roots`:
     the first problem of each entry, in order."""
-    if not roots:
-        return []
+    return [problem for _, problem in signature_problems(entries, roots)]
+
+
+def signature_problems(entries: list[dict[str, Any]],
+                       roots: tuple[str, ...]) -> list[tuple[int, str]]:
+    """The same, each with the index of the entry it is about (so a reader can name its line)."""
+    return _walk(entries, roots)[0]
+
+
+def trusted_at_end(entries: list[dict[str, Any]], roots: tuple[str, ...]) -> dict[str, str]:
+    """The keys (key id -> public key) a chain trusts after its last entry: introduced,
+    added and not revoked. Only meaningful when `signature_problems` found nothing."""
+    return _walk(entries, roots)[1]
+
+
+def _walk(entries: list[dict[str, Any]], roots: tuple[str, ...]
+          ) -> tuple[list[tuple[int, str]], dict[str, str]]:
     trusted: dict[str, str] = {}          # key id -> public key, once introduced
+    if not roots:
+        return [], trusted
     root_ids = {key_id(r): r for r in roots}
-    problems: list[str] = []
+    problems: list[tuple[int, str]] = []
     started = False
-    for d in entries:
+    for i, d in enumerate(entries):
         seq, digest, sig = d.get("seq"), str(d.get("hash")), d.get("sig")
         raw = d.get("data")
         data: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if d.get("kind") == "key" and not started:
             public = str(data.get("add", ""))
             if not public or key_id(public) not in root_ids:
-                problems.append(f"entry {seq}: introduces a key that is not configured")
+                problems.append((i, f"entry {seq}: introduces a key that is not configured"))
                 continue
             if not valid(public, digest, sig):
-                problems.append(f"entry {seq}: the key introduction is not signed by its key")
+                problems.append((i, f"entry {seq}: the key introduction is not signed by "
+                                    f"its key"))
                 continue
             trusted[key_id(public)] = public
             started = True
@@ -112,17 +130,18 @@ def check_signatures(entries: list[dict[str, Any]], roots: tuple[str, ...]) -> l
             continue
         signer = trusted.get(str(sig.get("key"))) if isinstance(sig, dict) else None
         if sig is None:
-            problems.append(f"entry {seq}: not signed")
+            problems.append((i, f"entry {seq}: not signed"))
         elif signer is None:
-            problems.append(f"entry {seq}: signed by a key that is not trusted here")
+            problems.append((i, f"entry {seq}: signed by a key that is not trusted here"))
         elif not valid(signer, digest, sig):
-            problems.append(f"entry {seq}: its signature does not match (altered or forged)")
+            problems.append((i, f"entry {seq}: its signature does not match (altered or "
+                                f"forged)"))
         elif d.get("kind") == "key":
             if data.get("add"):
                 trusted[key_id(str(data["add"]))] = str(data["add"])
             if data.get("revoke"):
                 trusted.pop(key_id(str(data["revoke"])), None)
     if not started and entries:
-        problems.append(f"entry {entries[0].get('seq')}: not signed (signing keys are "
-                        f"configured, but no signed key introduction is in the ledger)")
-    return problems
+        problems.append((0, f"entry {entries[0].get('seq')}: not signed (signing keys are "
+                            f"configured, but no signed key introduction is in the ledger)"))
+    return problems, trusted

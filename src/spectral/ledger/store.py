@@ -25,7 +25,7 @@ from spectral.confirm import Confirmer
 from spectral.durable import append_durable, file_lock, write_atomic
 from spectral.errors import CouldNotVerify, RefusedError
 from spectral.ledger.remote import Remote
-from spectral.ledger.signing import Signer, check_signatures
+from spectral.ledger.signing import Signer, signature_problems
 from spectral.redact import redact_obj
 
 FORMAT_VERSION = 1
@@ -211,9 +211,11 @@ class Ledger:
         problems: list[LedgerProblem] = []
         prev, seq = GENESIS, 0
         lines = self._lines()
-        parsed = [d for line in lines if line.strip()
-                  and not isinstance(d := _parse_entry(line), str)]
-        problems += [LedgerProblem(0, p) for p in check_signatures(parsed, self.trusted)]
+        numbered = [(n, d) for n, line in enumerate(lines, start=1) if line.strip()
+                    and not isinstance(d := _parse_entry(line), str)]
+        # each signature problem names its entry and the line it is on
+        problems += [LedgerProblem(numbered[i][0], p) for i, p in
+                     signature_problems([d for _, d in numbered], self.trusted)]
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
