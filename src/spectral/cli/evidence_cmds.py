@@ -38,8 +38,12 @@ def export_cmd(ctx: typer.Context,
     environment = st.environment()
     when = parse_time(since) if since else None
     count = export(environment.ledger, environment.name, out, when)
-    st.emit({"bundle": str(out), "entries": count},
+    signed = environment.ledger.signer is not None
+    st.emit({"bundle": str(out), "entries": count, "signed": signed},
             lambda c: c.print(f"{environment.name}: {count} entries -> {out}"))
+    if not signed:
+        st.err.print("note: no signing_key is configured, so the bundle is unsigned and "
+                     "`dr evidence verify` will answer 'authorship cannot be verified'")
 
 
 @evidence_app.command("verify")
