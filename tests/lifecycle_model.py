@@ -87,8 +87,16 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     ("restore", {"pick": 0, "kind": TargetKind.NAME, "exclusive": False}),
     ("restore", {"pick": 0, "kind": TargetKind.LATEST, "exclusive": False}),
     ("restore", {"pick": -1, "kind": TargetKind.TIME, "exclusive": True}),   # the last commit
+    ("two_phase", {"commit": True, "delete": True}),
+    ("two_phase", {"commit": False, "delete": False}),
+    ("two_phase", {"commit": True, "delete": False}),
+    # prepared before T, committed after it; then the prepared transaction itself
+    ("restore", {"pick": -2, "kind": TargetKind.TIME, "exclusive": False}),
+    ("restore", {"pick": -1, "kind": TargetKind.XID, "exclusive": False}),
     ("find_damage", {}),
+    ("crash_source", {}),
     ("stream_start", {}),
+    ("restart_under_stream", {}),
     ("write", {"kind": "insert", "n": 10, "large": False}),
     ("backup", {"incremental": True}),
     ("restore_in_place", {"pick": 1}),
@@ -109,9 +117,15 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     ("backup", {"incremental": False}),
     ("expire", {}),
     ("restore", {"pick": 0, "kind": TargetKind.XID, "exclusive": False}),
+    ("ddl_during_drill", {"delay": 0.5}),
     ("damage_archive", {"pick": 0, "how": "delete"}),
     ("corrupt_backup", {"pick": 0}),
     ("restore", {"pick": 3, "kind": TargetKind.TIME, "exclusive": False}),
     ("drill", {"together": 1}),
+    ("write", {"kind": "insert", "n": 5, "large": True}),
+    ("damage_wal_record", {"pick": -1, "offset": 8192 * 2 + 300, "how": "bytes"}),
+    ("restore", {"pick": -1, "kind": TargetKind.LATEST, "exclusive": False}),
+    ("lose_history_file", {}),
+    ("restore", {"pick": -2, "kind": TargetKind.XID, "exclusive": False}),
 ]
 INVARIANTS = ("live_database_matches_the_model", "nothing_else_running", "ledger_verifies")

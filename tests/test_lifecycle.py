@@ -38,6 +38,7 @@ from hypothesis.stateful import (
 
 import oracle
 from conftest import SYSTEM_PG15, _processes_under, table_digests
+from lifecycle_faults import PREPARED, Faults
 from lifecycle_model import (
     INVARIANTS,
     PICK,
@@ -69,7 +70,7 @@ from spectral.recovery_target import (
 )
 
 
-class Lifecycle(Processes, RuleBasedStateMachine):
+class Lifecycle(Processes, Faults, RuleBasedStateMachine):
     bins: PgBinaries
 
     def __init__(self) -> None:
@@ -95,6 +96,9 @@ class Lifecycle(Processes, RuleBasedStateMachine):
         self.local.up()
         with connect(self.local.cluster().conninfo()) as conn:
             migrate(conn)                   # the reference schemas: drills check their contract
+            conn.execute(f"alter system set max_prepared_transactions = {PREPARED}")
+        self.local.down()                   # two-phase commits need a restart
+        self.local.up()
         self.sql(f"create table {T} (id int primary key, v int not null, pad text)")
         count("sequences")
 
@@ -115,6 +119,25 @@ class Lifecycle(Processes, RuleBasedStateMachine):
         with connect(self.local.cluster().conninfo()) as conn:
             cur = conn.execute(query)
             return cur.fetchall() if cur.description else []
+
+    def restore_after_crash(self) -> None:
+        """The latest point of a crashed source: its last commit, or a refusal."""
+        try:
+            inst = self.p.restore(LatestTarget(), keep=False)
+        except SpectralError as exc:
+            assert exc.message
+            count("restore after a crash refused")
+            return
+        try:
+            with connect(inst.dsn) as conn:
+                got = dict(conn.execute(f"select id, v from {T}").fetchall())
+            content = table_digests(inst.dsn)
+        finally:
+            self.p.teardown(inst.id)
+        assert got == self.model.rows, "the latest point of a crashed source lost commits"
+        self.agrees_with_postgresql(inst.backup_id, oracle.Target("latest"), content, None,
+                                    "the latest point of a crashed source")
+        count("restore after a crash")
 
     # ---- writes -----------------------------------------------------------------------------
     @rule(kind=st.sampled_from(["insert", "update", "delete"]), n=st.integers(1, 40),
@@ -246,7 +269,8 @@ class Lifecycle(Processes, RuleBasedStateMachine):
         """The oracle: PostgreSQL's own recovery of the same target from the same backup and
         the complete WAL must reach it and hold the same rows in every table."""
         source = oracle.Source(self.p.repo.root, self.local.paths.data_dir,
-                               self.local.cluster().conninfo(), self.local.database)
+                               self.local.cluster().conninfo(), self.local.database,
+                               flushed=self.crashed_at)
         out = oracle.restore(self.bins.bin_dir, source, backup_id, target, timeline,
                              table_digests)
         assert out.reached, f"{what}: spectral restored it, PostgreSQL could not: {out.how}"
