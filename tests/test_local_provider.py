@@ -79,7 +79,7 @@ def test_recovery_settings() -> None:
     assert conf["recovery_target_xid"] == "1234"
     assert conf["recovery_target_inclusive"] == "off"
     assert conf["recovery_target_action"] == "promote"
-    assert '"/a/%f"' in conf["restore_command"]
+    assert "/a/%f" in conf["restore_command"]
     latest = recovery_settings(LatestTarget(), "cp /a/%f %p", pause=False)
     assert not any(k.startswith("recovery_target_") and k != "recovery_target_timeline"
                    for k in latest)

@@ -151,7 +151,8 @@ def restore_cmd(
     target_name: str | None = typer.Option(None, "--target-name", help="A restore point "
                                            "(pg_create_restore_point)."),
     pause: bool = typer.Option(False, "--pause", help="Stop at the target for inspection "
-                                                      "before promotion (spectral dr promote)."),
+                               "before promotion (spectral dr promote); needs a target, not "
+                               "--latest, and a new instance."),
     in_place: bool = typer.Option(False, "--in-place", help="Replace the environment's "
                                   "database (needs --yes; the old data is kept aside)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Confirm an in-place restore, an undo "
@@ -171,6 +172,8 @@ def restore_cmd(
         _undo_or_discard(st, undo, yes)
         return
     target = _target(latest, target_time, target_xid, target_lsn, target_name, exclusive)
+    if pause:
+        check_pause(target, in_place)
     generic = st.environment().provider
     if Capability.IN_PLACE_UNDO not in generic.capabilities:
         raise UsageError(f"{generic.describe()} cannot undo an in-place restore, so one runs only "
@@ -202,6 +205,19 @@ def restore_cmd(
         c.print(f"tear it down with: spectral dr teardown {inst.id}")
 
     st.emit(inst.to_json(), human)
+
+
+def check_pause(target: RecoveryTarget, in_place: bool) -> None:
+    """--pause holds recovery at its target for inspection: with no target PostgreSQL replays
+    everything and promotes, so there is nothing to pause at; an in-place restore promotes."""
+    from spectral.recovery_target import TargetKind
+
+    if in_place:
+        raise UsageError("--pause goes with a restore into a new instance, not --in-place")
+    if target.kind is TargetKind.LATEST:
+        raise UsageError("--pause needs a recovery target to stop at (--target-time, "
+                         "--target-xid, --target-lsn or --target-name); --latest promotes at "
+                         "the end of the WAL")
 
 
 def _undo_or_discard(st: AppState, undo: bool, yes: bool) -> None:

@@ -11,12 +11,14 @@ import shutil
 import signal
 import socket
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from spectral.durable import write_atomic
 from spectral.errors import ClusterError, ConnectError
@@ -27,6 +29,32 @@ from spectral.runner import child_env, run, spawn
 from spectral.waits import WaitTimeout, wait_until
 
 CONF_NAME = "spectral.conf"
+START_ATTEMPTS = 5   # a chosen port taken before the server bound it: this many ports tried
+# PostgreSQL's words when it cannot listen on its port (postmaster.c, pqcomm.c)
+PORT_TAKEN_RE = re.compile(r"could not bind .*Address already in use|"
+                           r"could not create any TCP/IP sockets")
+
+
+def conf_quote(value: str) -> str:
+    """`value` as a quoted string for postgresql.conf or postgresql.auto.conf. PostgreSQL's
+    configuration lexer (src/backend/utils/misc/guc-file.l, GUC_scanstr) reads backslash
+    escapes inside quotes and ends a string at a newline, so backslashes are escaped, single
+    quotes doubled, and line breaks written as \\n and \\r; anything else is taken as is.
+    https://www.postgresql.org/docs/current/config-setting.html#CONFIG-SETTING-CONFIGURATION-FILE
+    """
+    escaped = (value.replace("\\", "\\\\").replace("'", "''")
+               .replace("\n", "\\n").replace("\r", "\\r"))
+    return f"'{escaped}'"
+
+
+def directory_list_item(path: Path) -> str:
+    """One directory of a list setting (unix_socket_directories), double-quoted unless plain so
+    a comma, a space or a quote in the path stays part of it (SplitDirectoriesString: "" is a
+    literal quote)."""
+    text = str(path)
+    if re.fullmatch(r"[\w./-]+", text, flags=re.ASCII):
+        return text
+    return '"' + text.replace('"', '""') + '"'
 
 
 def initdb_argv(bins: PgBinaries, data_dir: Path, superuser: str, pwfile: Path | None) -> list[str]:
@@ -44,7 +72,8 @@ def postgres_argv(bins: PgBinaries, data_dir: Path, port: int, socket_dir: Path,
     """Port and socket on the command line so a copied data directory never collides with its
     source's settings."""
     argv = [bins.path("postgres"), "-D", str(data_dir), "-p", str(port),
-            "-c", f"unix_socket_directories={socket_dir}", "-c", "listen_addresses=127.0.0.1"]
+            "-c", f"unix_socket_directories={directory_list_item(socket_dir)}",
+            "-c", "listen_addresses=127.0.0.1"]
     for key, value in (extra or {}).items():
         argv += ["-c", f"{key}={value}"]
     return argv
@@ -107,7 +136,12 @@ class Cluster:
     settings: dict[str, str] = field(default_factory=dict)
     database: str = "postgres"          # what conninfo() and connect() reach by default
     env: dict[str, str] = field(default_factory=dict, repr=False)   # the server's (secrets)
+    # True when spectral picked the port (free_port): if another process takes it before the
+    # server binds it, start() picks another. A port someone chose is never changed.
+    port_chosen: bool = False
+    on_new_port: Callable[[Cluster], None] | None = field(default=None, repr=False)
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _log_start: int = field(default=0, repr=False)
 
     # ---- creation -------------------------------------------------------------------------
     def initdb(self, *, pwfile: Path | None = None, conf: dict[str, str] | None = None) -> None:
@@ -168,8 +202,9 @@ class Cluster:
         return self.pid() is not None
 
     def conninfo(self, dbname: str | None = None) -> str:
-        return (f"host={self.socket_dir} port={self.port} user={self.superuser} "
-                f"dbname={dbname or self.database}")
+        # quoted by libpq's rules: a space or a quote in the socket's path stays in it
+        return make_conninfo(host=str(self.socket_dir), port=str(self.port),
+                             user=self.superuser, dbname=dbname or self.database)
 
     def connect(self, dbname: str | None = None, **kwargs: Any) -> psycopg.Connection[Any]:
         return conn.connect(self.conninfo(dbname), **kwargs)
@@ -180,13 +215,30 @@ class Cluster:
             return
         if not (self.data_dir / "PG_VERSION").exists():
             raise ClusterError(f"{self.data_dir} holds no PostgreSQL cluster")
-        if port_in_use(self.port):
-            raise ClusterError(f"port {self.port} is in use by another process; "
-                               f"cannot start the cluster in {self.data_dir}")
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                if port_in_use(self.port):
+                    raise PortTaken(self.port)
+                self._start_once(timeout)
+                return
+            except PortTaken:
+                # the port was free when it was chosen; another process bound it since
+                if not self.port_chosen or attempt == START_ATTEMPTS:
+                    raise ClusterError(
+                        f"port {self.port} is in use by another process; cannot start the "
+                        f"cluster in {self.data_dir}",
+                        hint=None if self.port_chosen else "stop what listens on it or "
+                        "configure another port") from None
+                self.port = free_port()
+                if self.on_new_port is not None:
+                    self.on_new_port(self)
+
+    def _start_once(self, timeout: float) -> None:
         make_owned_dir(self.socket_dir)
         make_owned_dir(self.log_file.parent, 0o750)
         ident = server_identity()
         with open(self.log_file, "ab") as log:
+            self._log_start = log.tell()
             self._proc = spawn(
                 postgres_argv(self.bins, self.data_dir, self.port, self.socket_dir, self.settings),
                 run_as=ident, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -207,6 +259,8 @@ class Cluster:
 
     def _ready(self) -> bool:
         if self._proc is not None and self._proc.poll() is not None:
+            if PORT_TAKEN_RE.search(self._log_since_start()):
+                raise PortTaken(self.port)
             raise ClusterError(f"PostgreSQL exited during start-up: {self._log_reason()}")
         if not (self.socket_dir / f".s.PGSQL.{self.port}").exists():
             return False
@@ -218,6 +272,15 @@ class Cluster:
             if "starting up" in exc.message or "recovery" in exc.message:
                 return False
             return False
+
+    def _log_since_start(self) -> str:
+        """What the server logged since this start (the log is appended to across starts)."""
+        try:
+            with open(self.log_file, "rb") as log:
+                log.seek(self._log_start)
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def _log_reason(self) -> str:
         try:
@@ -279,7 +342,14 @@ class Cluster:
         return m.group(1)
 
 
+class PortTaken(ClusterError):
+    """The server could not listen on its port: another process holds it."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(f"port {port} is in use by another process")
+
+
 def _conf_value(value: str) -> str:
     if re.fullmatch(r"-?\d+(\.\d+)?|on|off|true|false", value):
         return value
-    return "'" + value.replace("'", "''") + "'"
+    return conf_quote(value)

@@ -27,8 +27,27 @@ def basebackup_argv(bins: PgBinaries, conninfo: str, dest: Path, label: str,
     return argv
 
 
+# pg_verifybackup runs pg_waldump through the shell with the WAL directory in double quotes,
+# unescaped: a path with one of these breaks that command line
+SHELL_UNSAFE_RE = re.compile(r'["\\$`]')
+
+
 def verifybackup_argv(bins: PgBinaries, backup_dir: Path) -> list[str]:
-    return [bins.path("pg_verifybackup"), "--quiet", str(backup_dir)]
+    argv = [bins.path("pg_verifybackup"), "--quiet"]
+    if SHELL_UNSAFE_RE.search(str(backup_dir)):
+        argv.append("--no-parse-wal")   # checked by waldump_argvs instead, without a shell
+    return [*argv, str(backup_dir)]
+
+
+def waldump_argvs(bins: PgBinaries, backup_dir: Path) -> list[list[str]]:
+    """pg_verifybackup's own WAL check (every WAL range of the manifest read by pg_waldump), as
+    argument lists: for a backup whose path the shell would misread."""
+    if not SHELL_UNSAFE_RE.search(str(backup_dir)):
+        return []
+    manifest = json.loads((backup_dir / "backup_manifest").read_text())
+    return [[bins.path("pg_waldump"), "--quiet", f"--path={backup_dir / 'pg_wal'}",
+             f"--timeline={r['Timeline']}", f"--start={r['Start-LSN']}", f"--end={r['End-LSN']}"]
+            for r in manifest["WAL-Ranges"]]
 
 
 def new_backup_id(kind: BackupKind, now: datetime | None = None) -> str:
@@ -61,6 +80,8 @@ def verify(bins: PgBinaries, backup_dir: Path, incremental: bool) -> tuple[Verif
         return Verification.NOT_VERIFIED, "incremental: verified when combined at restore"
     try:
         run(verifybackup_argv(bins, backup_dir), timeout=3600, run_as=server_identity())
+        for argv in waldump_argvs(bins, backup_dir):
+            run(argv, timeout=3600, run_as=server_identity())
     except CommandError as exc:
         return Verification.FAILED, exc.message
     return Verification.VERIFIED, "pg_verifybackup: every file and the WAL match the manifest"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from spectral.durable import write_atomic
 from spectral.errors import ClusterError
@@ -118,7 +119,15 @@ class LocalEnvironment:
     def _cluster(self, port: int) -> Cluster:
         p = self.paths
         return Cluster(self.bins, p.data_dir, p.socket_dir, port, p.log_file,
-                       database=self.database, env=self.server_env())
+                       database=self.database, env=self.server_env(),
+                       port_chosen=True, on_new_port=self._port_moved)
+
+    def _port_moved(self, cluster: Cluster) -> None:
+        """The port spectral chose was taken by another process: the cluster starts on another
+        one, recorded before the start so every later command reaches it."""
+        meta = {**self._meta(), "port": cluster.port}
+        write_atomic(self.paths.meta_file, json.dumps(meta, indent=2) + "\n")
+        self.before_start(cluster)
 
     # ---- creation and identity ------------------------------------------------------------
     def exists(self) -> bool:
@@ -265,8 +274,8 @@ class LocalEnvironment:
             return info
         cluster = self.cluster()
         info.update(data_dir=str(cluster.data_dir), port=cluster.port,
-                    dsn=f"postgresql://{cluster.superuser}@/{cluster.database}?host={cluster.socket_dir}"
-                        f"&port={cluster.port}",
+                    dsn=f"postgresql://{cluster.superuser}@/{cluster.database}?host="
+                        f"{quote(str(cluster.socket_dir), safe='/')}&port={cluster.port}",
                     pid=cluster.pid(), running=cluster.is_running(), pg_bin_dir=str(
                         self.bins.bin_dir), server_version=None, size_bytes=None)
         if info["running"]:

@@ -203,7 +203,8 @@ class LocalProvider:
             written = self.restorer.materialize(restore_plan, data, progress, pause=pause)
             cluster = Cluster(self.bins, data, socket_dir_for(home / "run"), free_port(),
                               home / "log" / "postgres.log", database=self.local.database,
-                              env=self.local.server_env())   # its restore_command's secrets
+                              env=self.local.server_env(),   # its restore_command's secrets
+                              port_chosen=True)
             conf = {**server_settings(self.bins), **throwaway_settings(self.bins),
                     **recovery_settings(restore_plan.target, self.restorer.restore_command(),
                                         pause=pause), **written}
@@ -214,6 +215,8 @@ class LocalProvider:
                             datetime.now(UTC).isoformat(timespec="seconds"))
             self.registry.write(home, inst, "restoring", keep)
             reached = self.restorer.recover(cluster, restore_plan, window, pause, progress)
+            # the start may have moved to another port (the chosen one was taken meanwhile)
+            inst.port, inst.dsn = cluster.port, cluster.conninfo()
             inst.reached = {**reached, "resolved": restore_plan.why or None}
             self.registry.write(home, inst, "paused" if pause else "ready", keep)
             undo.release("instance server")

@@ -6,18 +6,28 @@ Settings: https://www.postgresql.org/docs/current/runtime-config-wal.html#RUNTIM
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from spectral.errors import UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.recovery_target import RecoveryTarget, TargetKind, TimeTarget
 
 
+def command_word(text: str | Path) -> str:
+    """One word of an archive_command or restore_command: quoted for the shell (a space or a
+    quote in a path stays in it) and with `%` doubled, because PostgreSQL replaces %f, %p and
+    %% in the command before the shell sees it."""
+    return shlex.quote(str(text)).replace("%", "%%")
+
+
 def restore_command(archive: Path, stream: Path) -> str:
-    """Fetch a segment from the archive, else from pg_receivewal's directory."""
-    return (f'test -f "{archive}/%f" && cp "{archive}/%f" "%p" || '
-            f'cp "{stream}/%f" "%p"')
+    """Fetch a segment from the archive, else from pg_receivewal's directory (what PostgreSQL
+    puts for %f and %p is a WAL file name and pg_wal/..., neither needing quotes)."""
+    a, s = command_word(f"{archive}/"), command_word(f"{stream}/")
+    return f'test -f {a}%f && cp {a}%f "%p" || cp {s}%f "%p"'
 
 
 def recovery_settings(target: RecoveryTarget, command: str, *,
@@ -30,6 +40,9 @@ def recovery_settings(target: RecoveryTarget, command: str, *,
         "recovery_target_action": "pause" if pause else "promote",
     }
     if target.kind is TargetKind.LATEST:
+        if pause:   # no target to pause at: recovery would promote and the wait never end
+            raise UsageError("--pause needs a recovery target to stop at; --latest promotes "
+                             "at the end of the WAL")
         conf.pop("recovery_target_action")
         return conf
     key = {TargetKind.TIME: "recovery_target_time", TargetKind.XID: "recovery_target_xid",

@@ -13,6 +13,7 @@ from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
 from spectral.pg.osuser import give_to_server, make_owned_dir
 from spectral.providers.local.environment import LocalEnvironment, server_settings
+from spectral.providers.local.recovery import command_word
 from spectral.providers.pgbackrest import command
 from spectral.providers.pgbackrest.command import PgBackRest
 from spectral.providers.pgbackrest.conf import ClusterAddress, PgBackRestPaths, render, repo_path
@@ -28,8 +29,8 @@ class PgBackRestEnvironment(LocalEnvironment):
         self.tool = PgBackRest(self.pgb.conf_file, cfg.stanza, dict(secrets))
 
     def archive_command(self) -> str:
-        return (f"{command.BINARY} --config={self.pgb.conf_file} --stanza={self.cfg.stanza} "
-                f"archive-push %p")
+        return (f"{command.BINARY} {command_word(f'--config={self.pgb.conf_file}')} "
+                f"{command_word(f'--stanza={self.cfg.stanza}')} archive-push %p")
 
     def own_settings(self) -> dict[str, str]:
         return {**server_settings(self.bins), "archive_mode": "on",

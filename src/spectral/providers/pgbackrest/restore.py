@@ -19,7 +19,7 @@ from spectral.errors import CouldNotVerify
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.osuser import make_owned_dir
 from spectral.providers.base import Progress, Verification
-from spectral.providers.local.recovery import pg_time
+from spectral.providers.local.recovery import command_word, pg_time
 from spectral.providers.local.restore import RESTORE_TIMEOUT, Restorer
 from spectral.providers.local.targets import RestorePlan
 from spectral.providers.local.wal import parse_lsn, segment_name, segment_of
@@ -67,8 +67,8 @@ class PgBackRestRestorer(Restorer):
         self.pgb_repo, self.tool, self.process_max = repo, tool, process_max
 
     def restore_command(self) -> str:
-        return (f"{BINARY} --config={self.tool.conf_file} --stanza={self.tool.stanza} "
-                f'archive-get %f "%p"')
+        return (f"{BINARY} {command_word(f'--config={self.tool.conf_file}')} "
+                f"{command_word(f'--stanza={self.tool.stanza}')} archive-get %f \"%p\"")
 
     def check_repository(self, repo: int = 1) -> verify_mod.VerifyReport:
         """`pgbackrest verify` of one repository (pgBackRest verifies one at a time)."""
