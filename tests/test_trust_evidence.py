@@ -15,19 +15,24 @@ import base64
 import hashlib
 import json
 import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from conftest import spectral
+from conftest import SPECTRAL, ClusterFactory, spectral
 from s3_server import S3Server, s3_server
 from spectral.config.load import load_config
 from spectral.ledger import EntryKind
 from spectral.ledger.open import open_ledger
 from spectral.ledger.signing import Signer
+from spectral.pg.cluster import Cluster
+from spectral.pg.conn import connect, with_dbname
 from spectral.runner import Completed, run
+from spectral.waits import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -321,3 +326,103 @@ def test_a_hole_message_shows_the_boundary_exactly() -> None:
                                        "000000010000000000000004", 1)], [iv], "0/5000000")
     message = _in_hole("--target-time 2026-12-01 10:30", window, iv).message
     assert "10:00:00.930412" in message, message
+
+
+# ---- 14: a killed `dr exit` is undone by the next run ---------------------------------------
+def exit_target(make_cluster: ClusterFactory) -> tuple[Cluster, str]:
+    """A database owned by `app`: LOGIN CREATEROLE, not a superuser (as in the exit's tests)."""
+    c = make_cluster()
+    with c.connect() as conn:
+        conn.execute("create role app login createrole nosuperuser nobypassrls")
+        conn.execute("create database app owner app")
+    return c, c.conninfo().replace("user=postgres", "user=app").replace("dbname=postgres",
+                                                                        "dbname=app")
+
+
+def target_state(c: Cluster) -> tuple[set[str], set[str]]:
+    """The target's schemas and roles (what an exit writes and its undo must take back)."""
+    with connect(with_dbname(c.conninfo(), "app")) as conn:
+        schemas = {r[0] for r in conn.execute(
+            "select nspname from pg_namespace where nspname not like 'pg\\_%' "
+            "and nspname <> 'information_schema'")}
+        roles = {r[0] for r in conn.execute("select rolname from pg_roles "
+                                            "where rolname not like 'pg\\_%'")}
+    return schemas, roles
+
+
+def kill_exit_while_it_writes(work: Path, target: Cluster, target_dsn: str) -> None:
+    """Start `dr exit`; once its pre-data is in (core.bulk exists), take a lock on that table
+    so the exit waits on it mid-restore (its data or post-data), then kill -9 its whole
+    process group (the pg_restore and psql it runs too)."""
+    import psycopg
+
+    proc = subprocess.Popen([SPECTRAL, "dr", "exit", "--to", target_dsn, "--yes"], cwd=work,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    app = with_dbname(target.conninfo(), "app")
+    try:
+        with connect(app) as watch, connect(app) as holder:
+            watch.autocommit, holder.autocommit = True, False
+            wait_until(lambda: watch.execute("select to_regclass('core.bulk')").fetchone()
+                       != (None,), timeout=120, interval=0.005, max_interval=0.005,
+                       what="the exit's pre-data")
+
+            def locked() -> bool:
+                try:
+                    holder.execute("lock table core.bulk in access exclusive mode nowait")
+                    return True
+                except psycopg.errors.LockNotAvailable:
+                    holder.rollback()
+                    return False
+
+            wait_until(locked, timeout=120, interval=0.005, max_interval=0.005,
+                       what="the lock on core.bulk")
+            wait_until(lambda: watch.execute(
+                "select 1 from pg_stat_activity where usename = 'app' and "
+                "wait_event_type = 'Lock'").fetchone(), timeout=120, what="the exit to wait")
+            assert proc.poll() is None, "the exit finished before it could be killed"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            holder.rollback()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+def test_a_killed_exit_is_undone_by_the_next_run(work_dir: Path,
+                                                 make_cluster: ClusterFactory) -> None:
+    from spectral.refdb.migrate import migrate
+
+    source = make_cluster()
+    with source.connect() as conn:
+        migrate(conn)
+        conn.execute("insert into core.orgs (slug, name) values ('acme', 'Acme')")
+        conn.execute("create table core.bulk (id bigint primary key, pad text not null)")
+        conn.execute("insert into core.bulk select i, md5(i::text) from "
+                     "generate_series(1, 200000) i")
+    (work_dir / "spectral.toml").write_text(
+        f'[environments.app]\nprovider = "local"\ndsn = "{source.conninfo()}"\n'
+        f'schemas = ["core", "worlds", "platform"]\n')
+    target, target_dsn = exit_target(make_cluster)
+    before = target_state(target)
+    kill_exit_while_it_writes(work_dir, target, target_dsn)
+    half = target_state(target)
+    assert "core" in half[0] and half != before             # it had written, half-way
+    # another target: the half-written one cannot be reached, so say exactly how to undo it
+    other, other_dsn = exit_target(make_cluster)
+    untouched = target_state(other)
+    res = spectral("dr", "exit", "--to", other_dsn, "--yes", cwd=work_dir)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "interrupted" in res.stderr and 'drop schema if exists "core" cascade' in \
+        res.stderr and "psql" in res.stderr, res.stderr
+    assert target_state(other) == untouched
+    assert target_state(target) == half
+    # the same target: the next run undoes what the killed one wrote, then moves and proves
+    res = spectral("dr", "exit", "--to", target_dsn, "--yes", cwd=work_dir)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "proven" in res.stdout and "interrupted" in res.stderr, res.stdout + res.stderr
+    assert target_state(target) == half                      # moved again, nothing extra
+    assert not list((work_dir / ".spectral").glob("*/exit/*/dump")), "the dump was left"
+    log = json.loads(spectral("dr", "log", "--kind", "exit", "--json", cwd=work_dir).stdout)
+    assert log[0]["data"]["outcome"] == "proven"

@@ -15,9 +15,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -34,11 +35,20 @@ from spectral.confirm import Operator
 from spectral.environment import Environment
 from spectral.errors import CheckFailed, ConnectError, RefusedError, SpectralError, UsageError
 from spectral.exit import portability
-from spectral.exit.portability import Item, Plan, Report
+from spectral.exit.portability import Plan, Report
 from spectral.exit.proof import prove
 from spectral.exit.reinvite import write_reinvites
 from spectral.exit.shims import SHIMS
 from spectral.exit.transfer import Connection, Restore, dump
+from spectral.exit.writes import (
+    Journal,
+    execute,
+    ident,
+    recover,
+    schema_exists,
+    shim_statements,
+    target_parts,
+)
 from spectral.ledger import EntryKind
 from spectral.pg.binaries import PgBinaries, find_binaries
 from spectral.pg.conn import connect
@@ -163,6 +173,8 @@ class Exit:
         return self.result
 
     def _run(self, source_dsn: str) -> None:
+        # what a killed exit wrote into this target is taken back before it is looked at
+        recover(self._folder(), self.request.target_dsn, self.say)
         with connect(source_dsn) as src, connect(self.request.target_dsn) as tgt:
             src.autocommit = tgt.autocommit = True
             assessed = portability.assess(src, self.schemas, tgt)
@@ -181,19 +193,25 @@ class Exit:
                  *[f"left out: {i.kind} {i.name} ({i.consequence})" for i in assessed.items
                    if i.plan is Plan.LEAVE_OUT]]):
             raise RefusedError("the exit was not confirmed; nothing was written")
-        work = self.environment.state_dir / "exit" / datetime.now(UTC).strftime(
-            "%Y%m%dT%H%M%S")
+        work = self._folder() / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         work.mkdir(parents=True, exist_ok=True)
+        journal = Journal.begin(self._folder(), target_parts(self.request.target_dsn), work)
+        undo = UndoStack()
         try:
-            self._move(source_dsn, assessed, bins, settings, work)
+            self._move(source_dsn, assessed, bins, settings, work, undo, journal)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+            if not undo.errors:         # done, or undone: nothing left to take back
+                journal.finish()
+
+    def _folder(self) -> Path:
+        return self.environment.state_dir / "exit"
 
     def _move(self, source_dsn: str, assessed: Report, bins: PgBinaries, settings: set[str],
-              work: Path) -> None:
+              work: Path, undo: UndoStack, journal: Journal) -> None:
         opts = Options(self.schemas, content=True)
         source = Connection(source_dsn)
-        with UndoStack() as undo, connect(source_dsn, autocommit=False) as holder:
+        with undo, connect(source_dsn, autocommit=False) as holder:
             holder.execute("set transaction isolation level repeatable read, read only")
             row = holder.execute("select pg_export_snapshot()").fetchone()
             assert row is not None
@@ -209,8 +227,8 @@ class Exit:
                  self.request.jobs, snapshot=snapshot)
             self.result.timings["dump"] = time.monotonic() - mark
             mark = time.monotonic()
-            self._create_shims(assessed, undo)
-            restore = self._restore(bins, work / "dump", settings, source_dsn, undo)
+            self._create_shims(assessed, undo, journal)
+            restore = self._restore(bins, work / "dump", settings, source_dsn, undo, journal)
             self.result.timings["restore"] = time.monotonic() - mark
             self.say("proving the copy: the target's fingerprint against the source's")
             mark = time.monotonic()
@@ -310,27 +328,31 @@ class Exit:
                                f"written")
 
     # ---- writing ------------------------------------------------------------------------
-    def _create_shims(self, assessed: Report, undo: UndoStack) -> None:
-        with connect(self.request.target_dsn) as tgt:
+    def _create_shims(self, assessed: Report, undo: UndoStack, journal: Journal) -> None:
+        dsn = self.request.target_dsn
+        with connect(dsn) as tgt:
             tgt.autocommit = True
             for item in assessed.items:
                 if item.plan is not Plan.SHIM:
                     continue
                 self.say(f"shim: {item.action}")
-                for statement, revert in _shim_statements(tgt, item):
+                for statement, revert in shim_statements(tgt, item):
+                    if revert:
+                        journal.will(revert)            # recorded before it is written
                     tgt.execute(statement.encode())
                     if revert:
-                        undo.push(revert, _undo(self.request.target_dsn, revert))
+                        undo.push(revert, functools.partial(execute, dsn, revert))
 
     def _restore(self, bins: PgBinaries, archive: Path, settings: set[str], source_dsn: str,
-                 undo: UndoStack) -> Restore:
+                 undo: UndoStack, journal: Journal) -> Restore:
         restore = Restore(bins, archive, self.target, settings, self.request.jobs)
         moved = self.schemas + self._carried
-        created = [s for s in moved if not _schema_exists(self.request.target_dsn, s)]
-        undo.push("the moved schemas", lambda: _execute(
-            self.request.target_dsn, "; ".join(
-                f"drop schema if exists {sql.Identifier(s).as_string(None)} cascade"
-                for s in created) or "select 1"))
+        created = [s for s in moved if not schema_exists(self.request.target_dsn, s)]
+        drop = "; ".join(f"drop schema if exists {ident(s)} cascade" for s in created)
+        if drop:
+            journal.will(drop)
+            undo.push("the moved schemas", functools.partial(
+                execute, self.request.target_dsn, drop))
         self.say("restoring pre-data (types, tables, functions) as "
                  f"{conninfo_to_dict(self.request.target_dsn).get('user', '?')}")
         restore.section("pre-data")
@@ -372,49 +394,3 @@ class Exit:
         data["summary"] = self.result.summary
         with contextlib.suppress(SpectralError):
             self.environment.ledger.append(EntryKind.EXIT, self.environment.name, data)
-
-
-def _schema_exists(dsn: str, schema: str) -> bool:
-    with connect(dsn) as conn:
-        return conn.execute("select 1 from pg_namespace where nspname = %s",
-                            (schema,)).fetchone() is not None
-
-
-def _undo(dsn: str, statement: str) -> Callable[[], None]:
-    return lambda: _execute(dsn, statement)
-
-
-def _execute(dsn: str, statement: str) -> None:
-    with connect(dsn) as conn:
-        conn.autocommit = True
-        conn.execute(statement.encode())
-
-
-def _shim_statements(tgt: psycopg.Connection[Any], item: Item) -> list[tuple[str, str | None]]:
-    """The statements that create one shim, each with its undo (None: nothing to undo)."""
-    if item.kind == "role":
-        return [(f"create role {ident(item.name)} nologin", f"drop role {ident(item.name)}")]
-    if item.kind == "extension":
-        schema = item.action.split(" in schema ", 1)[1].split(" ", 1)[0]
-        out: list[tuple[str, str | None]] = []
-        if not _has_schema(tgt, schema):
-            out.append((f"create schema {ident(schema)}", f"drop schema {ident(schema)} cascade"))
-        out.append((f"create extension if not exists {ident(item.name)} with schema "
-                    f"{ident(schema)}", f"drop extension if exists {ident(item.name)}"))
-        return out
-    assert item.shim is not None
-    out = []
-    if not _has_schema(tgt, item.shim.schema):
-        out.append((f"create schema {ident(item.shim.schema)}",
-                    f"drop schema {ident(item.shim.schema)} cascade"))
-    out += [(s, None) for s in item.shim.create]
-    return out
-
-
-def ident(name: str) -> str:
-    return sql.Identifier(name).as_string(None)
-
-
-def _has_schema(tgt: psycopg.Connection[Any], schema: str) -> bool:
-    return tgt.execute("select 1 from pg_namespace where nspname = %s",
-                       (schema,)).fetchone() is not None
