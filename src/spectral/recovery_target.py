@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import ClassVar
 
 from spectral.errors import UsageError
 
 LSN_RE = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
+FRACTION_RE = re.compile(r"(?<=\d\d:\d\d:\d\d)\.(\d+)")
 NAME_MAX = 63   # a restore point's name is at most MAXFNAMELEN - 1 bytes
 XID_MIN, XID_LIMIT = 3, 2**32
 
@@ -72,6 +73,14 @@ class TimeTarget(RecoveryTarget):
     def value(self) -> str:
         return self.at.isoformat()
 
+    def stops_before(self, end_time: datetime) -> bool:
+        """Whether PostgreSQL's recovery stops before a record that ends a transaction (a
+        commit or an abort, two-phase ones included) at `end_time`: inclusive before one later
+        than the target, exclusive before one at or after it, whichever comes first in the WAL
+        (recoveryStopsBefore in xlogrecovery.c). Several commits can share a time: inclusive
+        keeps them all, exclusive none."""
+        return end_time >= self.at if self.exclusive else end_time > self.at
+
 
 @dataclass(frozen=True)
 class XidTarget(RecoveryTarget):
@@ -118,12 +127,22 @@ class NameTarget(RecoveryTarget):
 
 
 def parse_time(text: str, flag: str = "--target-time") -> datetime:
-    """ISO 8601 with or without an offset (`Z` included); no offset means UTC."""
+    """ISO 8601 with or without an offset (`Z` included); no offset means UTC. A fraction
+    finer than microseconds is rounded as PostgreSQL rounds it (the fraction read as a double,
+    then rint: ParseFractionalSecond in datetime.c), not truncated, so the target is the
+    microsecond PostgreSQL's own recovery_target_time would compare commits with."""
+    clean = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    micros = None
+    if (m := FRACTION_RE.search(clean)) and len(m.group(1)) > 6:
+        micros = round(float("0." + m.group(1)) * 1_000_000)
+        clean = clean[:m.start()] + clean[m.end():]
     try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        value = datetime.fromisoformat(clean)
     except ValueError:
         raise UsageError(f"{flag} {text!r}: expected an ISO 8601 time such as "
                          f"2026-11-26T21:30:00Z") from None
+    if micros is not None:
+        value = value.replace(microsecond=0) + timedelta(microseconds=micros)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

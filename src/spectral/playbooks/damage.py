@@ -10,6 +10,7 @@ switching the segment when the server is up."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import psycopg
 
 from spectral.errors import UsageError
-from spectral.pg.waldump import format_lsn, parse_commit_line, parse_lsn
+from spectral.pg.waldump import CommitRecord, format_lsn, parse_commit_line, parse_lsn
 from spectral.providers.base import WalArchive
 from spectral.recovery_target import RecoveryTarget, TargetKind, TimeTarget
 
@@ -59,14 +60,15 @@ class _Scan:
     creates: dict[str, int] = field(default_factory=dict)           # path -> xid
     commits: dict[int, tuple[bool, datetime, int, list[str]]] = field(default_factory=dict)
     touched: dict[int, set[str]] = field(default_factory=dict)      # xid -> relations written
+    ends: list[CommitRecord] = field(default_factory=list)           # in WAL order
 
 
 TX_RE = re.compile(r"tx:\s+(\d+),")
 LSN_RE = re.compile(r"lsn: ([0-9A-F]+/[0-9A-F]+)")
 
 
-def _parse(text: str, scan: _Scan) -> None:
-    for line in text.splitlines():
+def _parse(lines: Iterable[str], scan: _Scan) -> None:
+    for line in lines:
         tx = TX_RE.search(line)
         if tx and tx.group(1) != "0":
             for _n, rel, _blk in BLKREF_RE.findall(line):   # heap rows, full-page images, ...
@@ -94,6 +96,25 @@ def _parse(text: str, scan: _Scan) -> None:
             rels = RELS_RE.search(line)
             scan.commits[rec.xid] = (rec.committed, rec.time, rec.lsn,
                                      [_locator(p) for p in rels.group(1).split()] if rels else [])
+            scan.ends.append(rec)
+            if rec.committed:
+                _fold_subxacts(scan, rec)
+
+
+def _fold_subxacts(scan: _Scan, rec: CommitRecord) -> None:
+    """A subtransaction's changes (a savepoint's) are written under its own xid and committed
+    by the top-level transaction's commit record, which names it: they are that transaction's
+    (recovery targets, too, name only the top-level xid). Its records all precede the commit."""
+    for sub in rec.subxacts:
+        if sub in scan.heap:
+            scan.heap.setdefault(rec.xid, []).extend(scan.heap.pop(sub))
+        if sub in scan.touched:
+            scan.touched.setdefault(rec.xid, set()).update(scan.touched.pop(sub))
+    subs = set(rec.subxacts)
+    if subs:
+        for path, xid in scan.creates.items():
+            if xid in subs:
+                scan.creates[path] = rec.xid
 
 
 def _locator(path: str) -> str:
@@ -110,7 +131,7 @@ def scan_archive(archive: WalArchive) -> _Scan:
     """The whole live lineage read as one stream: a record that crosses a segment boundary (a
     large DELETE's) is read whole, never lost between two segments."""
     scan = _Scan()
-    _parse("\n".join(archive.waldump()), scan)
+    _parse(archive.waldump(), scan)
     return scan
 
 
@@ -241,21 +262,11 @@ def writes_after(archive: WalArchive, conn: psycopg.Connection[Any],
     archive.flush()
     scan = scan_archive(archive)
     names = {str(k): str(v) for k, v in conn.execute(NAMES_SQL).fetchall()}
-    after_lsn: int | None = None
-    after_time = None
-    if isinstance(target, TimeTarget):
-        after_time = target.at
-    elif target.kind is not TargetKind.LATEST:
-        after_lsn = archive.locate(target)
+    stop = _stop_lsn(archive, scan, target)
     out = []
     for xid, (committed, when, lsn, dropped) in sorted(scan.commits.items(),
                                                        key=lambda kv: kv[1][2]):
-        if not committed or (after_lsn is None and after_time is None):
-            continue
-        if after_lsn is not None and (lsn < after_lsn or (lsn == after_lsn and not
-                                                          target.exclusive)):
-            continue
-        if after_time is not None and when <= after_time:
+        if not committed or stop is None or lsn < stop:
             continue
         rows = Counter(names.get(rel, f"relation {rel}") for _op, rel, _b, _o in
                        scan.heap.get(xid, []))
@@ -263,6 +274,21 @@ def writes_after(archive: WalArchive, conn: psycopg.Connection[Any],
             out.append({"xid": xid, "time": when.isoformat(timespec="seconds"),
                         "rows": dict(rows), "dropped_files": len(dropped)})
     return out
+
+
+def _stop_lsn(archive: WalArchive, scan: _Scan, target: RecoveryTarget) -> int | None:
+    """Where recovery to `target` stops: commits at or after it leave the live database (None:
+    nothing does). A time target stops before the first transaction end, in WAL order, that it
+    stops before (PostgreSQL's recoveryStopsBefore): a later commit whose clock ran behind
+    goes too."""
+    if isinstance(target, TimeTarget):
+        return next((rec.lsn for rec in scan.ends if target.stops_before(rec.time)), None)
+    if target.kind is TargetKind.LATEST:
+        return None
+    lsn = archive.locate(target)
+    if lsn is None:
+        return None
+    return lsn if target.exclusive else lsn + 1
 
 
 def describe_losses(lost: list[dict[str, Any]], limit: int = 12) -> list[str]:

@@ -2,11 +2,16 @@
 interval of the recoverable window holds the target, and the exact point recovery must stop
 at. A target is restored as it is, resolved to the same state by another name (a time after
 the last commit: the end of that stretch of WAL), or refused with the reason; it is never
-silently replaced by a different state."""
+silently replaced by a different state.
+
+"The same state" is what PostgreSQL's own recovery with the same recovery_target_* settings
+would hold (recoveryStopsBefore/After in xlogrecovery.c): a time target stops before the first
+record, in WAL order, that ends a transaction later than the target (at or later, exclusive);
+only when the WAL holds no such record is the time resolved to the end of the WAL."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,7 +20,14 @@ from spectral.pg.binaries import PgBinaries
 from spectral.providers.base import Backup, RecoverableWindow, WindowInterval
 from spectral.providers.local import walread
 from spectral.providers.local.repo import Repository
-from spectral.providers.local.wal import DEFAULT_SEG_SIZE, format_lsn, parse_lsn, parse_segment
+from spectral.providers.local.wal import (
+    DEFAULT_SEG_SIZE,
+    CommitRecord,
+    format_lsn,
+    parse_commit_line,
+    parse_lsn,
+    parse_segment,
+)
 from spectral.providers.local.window import lineage_of, usable_backups
 from spectral.recovery_target import (
     LsnTarget,
@@ -69,20 +81,31 @@ def locate(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
     summary = walread.summarize(bins, lin.view.where,
                                 [s for s in lin.segments if s.segno >= first - 1],
                                 limit=lin.end_cap)
-    if target.kind is TargetKind.XID:
-        for rec in summary.commits:
-            if isinstance(target, XidTarget) and rec.xid == target.xid:
-                if not rec.committed:
-                    raise UsageError(f"transaction {target.value} aborted; there is nothing "
-                                     f"to recover to before it")
-                return rec.lsn
-    else:
-        for lsn, name in summary.restore_points:
-            if name == target.value:
-                return lsn
-    what = "transaction" if target.kind is TargetKind.XID else "restore point"
-    raise UsageError(f"{what} {target.value} is not in the WAL archive's recoverable window "
-                     f"({window.describe()})")
+    if isinstance(target, XidTarget):
+        return _xid_end(summary.commits, target, window)
+    for lsn, name in summary.restore_points:
+        if name == target.value:
+            return lsn
+    raise UsageError(f"restore point {target.value} is not in the WAL archive's recoverable "
+                     f"window ({window.describe()})")
+
+
+def _xid_end(ends: list[CommitRecord], target: XidTarget, window: RecoverableWindow) -> int:
+    """The commit record of the transaction, as recovery_target_xid finds it: a COMMIT, or the
+    COMMIT_PREPARED of a two-phase transaction (which names the prepared xid)."""
+    for rec in ends:
+        if rec.xid == target.xid:
+            if not rec.committed:
+                raise UsageError(f"transaction {target.value} aborted; there is nothing "
+                                 f"to recover to before it")
+            return rec.lsn
+        if target.xid in rec.subxacts:
+            # recovery compares the top-level xid only: a subtransaction's would never be met
+            raise UsageError(f"transaction {target.value} is a subtransaction of transaction "
+                             f"{rec.xid}; recovery targets name the top-level transaction",
+                             hint=f"--target-xid {rec.xid}")
+    raise UsageError(f"transaction {target.value} is not in the WAL archive's recoverable "
+                     f"window ({window.describe()})")
 
 
 def _hole_after(window: RecoverableWindow, iv: WindowInterval) -> str | None:
@@ -140,7 +163,7 @@ def _resolve(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
             raise _in_hole("the latest point", window, last)
         return backups[-1], target, None, ""
     if isinstance(target, TimeTarget):
-        return _resolve_time(target.at, target, window, backups)
+        return _resolve_time(bins, repo, target, window, backups)
     lsn = locate(bins, repo, target, window)
     assert lsn is not None
     what = f"{target.describe()} (LSN {format_lsn(lsn)})"
@@ -165,9 +188,36 @@ def _resolve(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
     raise _outside(what, window)
 
 
-def _resolve_time(when: datetime, target: RecoveryTarget, window: RecoverableWindow,
+def time_stop(ends: Iterable[CommitRecord], target: TimeTarget) -> CommitRecord | None:
+    """The record before which PostgreSQL's recovery stops for a time target: the first, in
+    WAL order, that ends a transaction at a time the target stops before; None when recovery
+    would replay all of `ends` without stopping."""
+    return next((rec for rec in ends if target.stops_before(rec.time)), None)
+
+
+def _transaction_ends(bins: PgBinaries, repo: Repository, start: int,
+                      iv: WindowInterval) -> Iterator[CommitRecord]:
+    """The records that end a transaction (commits and aborts, two-phase ones included) that
+    recovery from `start` replays in the interval, in WAL order. Only transaction records are
+    parsed: the rest of pg_waldump's output is skipped by a substring test."""
+    lin = lineage_of(repo)
+    end = parse_lsn(iv.end_lsn)
+    last_seg = (max(parse_lsn(iv.wal_end), end + 1) - 1) // SEG   # a record crossing into it
+    segments = [s for s in lin.segments if start // SEG <= s.segno <= last_seg]
+    for line in walread.dump(bins, lin.view.where, segments):
+        if "rmgr: Transaction" not in line or (rec := parse_commit_line(line)) is None:
+            continue
+        if rec.lsn > end:
+            return
+        if rec.lsn >= start:
+            yield rec
+
+
+def _resolve_time(bins: PgBinaries, repo: Repository, target: TimeTarget,
+                  window: RecoverableWindow,
                   backups: list[Backup]) -> tuple[Backup, RecoveryTarget, int | None, str]:
-    what = f"--target-time {when.isoformat()}"
+    when = target.at
+    what = f"--target-time {when.isoformat()}" + (" --exclusive" if target.exclusive else "")
     if when > datetime.now(UTC):
         raise UsageError(f"{what} is in the future")
     for iv in window.intervals:
@@ -176,16 +226,23 @@ def _resolve_time(when: datetime, target: RecoveryTarget, window: RecoverableWin
         chosen = _newest(backups, iv.backups, lambda b: b.stop_time <= when)
         if chosen is None:
             continue
-        if when < iv.end_time:
-            return chosen, target, None, ""
+        if when < iv.end_time or (target.exclusive and when == iv.end_time > chosen.stop_time):
+            return chosen, target, None, ""     # the last commit stops recovery, or one before
+        # the last commit is at or before the target: whether recovery stops in this WAL
+        # depends on every transaction's end (an abort, a clock that ran behind, a commit at
+        # exactly an exclusive target), so it is read, not guessed from the last commit
+        ends = _transaction_ends(bins, repo, parse_lsn(chosen.start_lsn), iv)
+        if (stop := time_stop(ends, target)) is not None:
+            return chosen, target, stop.lsn, ""
         if not _final(window, iv):
             nxt = window.intervals.index(iv) + 1
             if nxt < len(window.intervals) and when >= window.intervals[nxt].start_time:
                 continue
             raise _in_hole(what, window, iv)
-        # no commit after the target in the archive: the state at that time is the state
-        # after the archive's last record (PostgreSQL would wait for a later commit forever)
+        # nothing in the archive ends a transaction after the target: the state at that time
+        # is the state after the archive's last record (PostgreSQL would wait for more WAL)
+        after = "at or after" if target.exclusive else "after"
         return chosen, LsnTarget(parse_lsn(iv.end_lsn)), parse_lsn(iv.end_lsn), (
-            f"no transaction committed after {when.isoformat(timespec='seconds')} in the "
-            f"archive; restored to its last record ({iv.end_lsn})")
+            f"no transaction ended {after} {exact(when)} in the archive; restored to its last "
+            f"record ({iv.end_lsn})")
     raise _outside(what, window)
