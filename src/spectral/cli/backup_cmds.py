@@ -108,7 +108,9 @@ def backups_cmd(ctx: typer.Context) -> None:
                 f"{window.describe()}")
         for g in window.gaps:
             c.print(f"[bold red]gap[/] in the WAL archive after {g.after_segment}: "
-                    f"{g.missing_from} .. {g.missing_to} missing (timeline {g.timeline})")
+                    f"{g.missing_from} .. {g.missing_to} missing (timeline {g.timeline})"
+                    if g.from_lsn is None else f"[bold red]gap[/] in the WAL archive: "
+                    f"segment {g.missing_from} {g.problem}")
 
     st.emit({"backups": [{**b.to_json(), "on_live_timeline": live is None or b.id in live}
                          for b in backups], "window": window.to_json(), "pitr_enabled": pitr},

@@ -80,6 +80,8 @@ class WalGap:
     missing_from: str
     missing_to: str
     timeline: int
+    problem: str = "is missing from the archive"   # or why the segment cannot be read
+    from_lsn: str | None = None   # where the WAL that cannot be read begins (None: the segment)
 
 
 @dataclass(frozen=True)

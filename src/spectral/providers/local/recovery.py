@@ -15,6 +15,8 @@ from spectral.errors import UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.recovery_target import RecoveryTarget, TargetKind, TimeTarget
 
+WAL_SEGMENT_SIZE = 16 * 1024 * 1024
+
 
 def command_word(text: str | Path) -> str:
     """One word of an archive_command or restore_command: quoted for the shell (a space or a
@@ -27,7 +29,11 @@ def restore_command(archive: Path, stream: Path) -> str:
     """Fetch a segment from the archive, else from pg_receivewal's directory (what PostgreSQL
     puts for %f and %p is a WAL file name and pg_wal/..., neither needing quotes)."""
     a, s = command_word(f"{archive}/"), command_word(f"{stream}/")
-    return f'test -f {a}%f && cp {a}%f "%p" || cp {s}%f "%p"'
+    # A segment of the wrong size (truncated) is not handed over: PostgreSQL stops with FATAL
+    # on one ("archive file ... has wrong size") even for a target before it, as it reads WAL
+    # ahead; not handing it over ends the WAL there, which the window names as a gap.
+    whole = f'case %f in *.history) ;; *) test "$(stat -c %%s {a}%f)" = {WAL_SEGMENT_SIZE} ;; esac'
+    return f'test -f {a}%f && {{ {whole}; }} && cp {a}%f "%p" || cp {s}%f "%p"'
 
 
 def recovery_settings(target: RecoveryTarget, command: str, *,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from spectral.errors import CouldNotVerify, UsageError
 from spectral.pg.binaries import PgBinaries
-from spectral.providers.base import Backup, RecoverableWindow, WindowInterval
+from spectral.providers.base import Backup, RecoverableWindow, WalGap, WindowInterval
 from spectral.providers.local import walread
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import (
@@ -60,7 +60,7 @@ def _outside(what: str, window: RecoverableWindow) -> UsageError:
 
 def _in_hole(what: str, window: RecoverableWindow, iv: WindowInterval) -> CouldNotVerify:
     gap = _hole_after(window, iv)
-    missing = f"WAL segment {gap} is missing from the archive" if gap else \
+    missing = f"WAL segment {gap.missing_from} {gap.problem}" if gap else \
         "WAL is missing from the archive"
     return CouldNotVerify(f"{what} cannot be restored exactly: {missing}, so what happened "
                           f"after {exact(iv.end_time)} (LSN "
@@ -108,10 +108,11 @@ def _xid_end(ends: list[CommitRecord], target: XidTarget, window: RecoverableWin
                      f"window ({window.describe()})")
 
 
-def _hole_after(window: RecoverableWindow, iv: WindowInterval) -> str | None:
-    """The first missing segment after the interval's end, if the archive has a hole there."""
-    end_seg = parse_lsn(iv.end_lsn) // SEG
-    return next((g.missing_from for g in window.gaps if _segno(g.missing_from) > end_seg), None)
+def _hole_after(window: RecoverableWindow, iv: WindowInterval) -> WalGap | None:
+    """The first gap (missing or unreadable WAL) after the interval's end, if there is one."""
+    end = parse_lsn(iv.end_lsn)
+    return next((g for g in window.gaps if (parse_lsn(g.from_lsn) if g.from_lsn else
+                                            _segno(g.missing_from) * SEG) > end), None)
 
 
 def _final(window: RecoverableWindow, iv: WindowInterval) -> bool:
@@ -182,6 +183,8 @@ def _resolve(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
             f"{what} lies after the last WAL record of the archive ({iv.end_lsn}); the state "
             f"there is the state after that record")
     if lsn > parse_lsn(last.wal_end):
+        if not _final(window, last):     # the WAL up to it is in the archive but unreadable
+            raise _in_hole(what, window, last)
         raise CouldNotVerify(f"{what} is past the end of the WAL archive ({last.wal_end}): the "
                              f"WAL up to it was not archived", hint="with the environment's "
                              "server up, the archive is flushed first")
@@ -228,16 +231,17 @@ def _resolve_time(bins: PgBinaries, repo: Repository, target: TimeTarget,
             continue
         if when < iv.end_time or (target.exclusive and when == iv.end_time > chosen.stop_time):
             return chosen, target, None, ""     # the last commit stops recovery, or one before
+        final, nxt = _final(window, iv), window.intervals.index(iv) + 1
+        if not final and nxt < len(window.intervals) and \
+                when >= window.intervals[nxt].start_time:
+            continue                            # a later backup, past the hole, reaches it
         # the last commit is at or before the target: whether recovery stops in this WAL
         # depends on every transaction's end (an abort, a clock that ran behind, a commit at
         # exactly an exclusive target), so it is read, not guessed from the last commit
         ends = _transaction_ends(bins, repo, parse_lsn(chosen.start_lsn), iv)
         if (stop := time_stop(ends, target)) is not None:
             return chosen, target, stop.lsn, ""
-        if not _final(window, iv):
-            nxt = window.intervals.index(iv) + 1
-            if nxt < len(window.intervals) and when >= window.intervals[nxt].start_time:
-                continue
+        if not final:
             raise _in_hole(what, window, iv)
         # nothing in the archive ends a transaction after the target: the state at that time
         # is the state after the archive's last record (PostgreSQL would wait for more WAL)

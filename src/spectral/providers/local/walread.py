@@ -4,30 +4,46 @@ Records cross segment boundaries (a large DELETE's record, a commit record), so 
 never read one segment at a time: a contiguous run of segments along the live timeline's
 lineage is read by one pg_waldump call. The run's segments may come from several timelines and
 two folders (archive, stream); they are linked into a temporary folder under one timeline's
-names, which pg_waldump accepts because page timelines only ever increase along a lineage."""
+names, which pg_waldump accepts because page timelines only ever increase along a lineage.
+
+Where pg_waldump stops before the end of the WAL it was given, the WAL from there to the end
+of that segment cannot be read: damage (a changed byte anywhere in a record, a bad page
+header), a truncated file, a file the repository cannot hand over. That is a gap, named by its
+segment, exactly like a missing segment, and reading goes on with the next segment. The one
+normal early end is the tail of a segment still being written (a `.partial` file: the stream's
+or a stopped server's current segment), where nothing valid follows the last record."""
 
 from __future__ import annotations
 
 import re
+import struct
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spectral.errors import CouldNotVerify
 from spectral.pg.binaries import PgBinaries
 from spectral.providers.local.wal import (
     DEFAULT_SEG_SIZE,
     CommitRecord,
     Segment,
+    format_lsn,
     parse_commit_line,
     parse_lsn,
+    parse_segment,
     segment_name,
+    segment_of,
 )
-from spectral.runner import run
+from spectral.runner import Completed, run
 
 RECORD_RE = re.compile(r"len \(rec/tot\):\s*\d+/\s*(?P<tot>\d+), tx:\s*(?P<xid>\d+), "
                        r"lsn: (?P<lsn>[0-9A-F]+/[0-9A-F]+)")
 RESTORE_POINT_RE = re.compile(r"lsn: ([0-9A-F]+/[0-9A-F]+).*desc: RESTORE_POINT (.+)$")
+ERROR_AT_RE = re.compile(r"error in WAL record at [0-9A-F]+/[0-9A-F]+: ")
+READ_FAIL_RE = re.compile(r'could not read from (?:file|WAL segment) "?(?P<name>[0-9A-F]{24})"?'
+                          r", offset (?P<offset>\d+)")
+LSN_IN_TEXT_RE = re.compile(r"\b([0-9A-F]{1,8}/[0-9A-F]{1,8})\b")
 PAGE = 8192
 SHORT_HEADER, LONG_HEADER = 24, 40
 
@@ -39,11 +55,26 @@ class LastRecord:
     switch: bool
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """WAL that cannot be read: every record before `lsn` is readable, nothing from there to
+    the end of `segment` is."""
+
+    segment: Segment
+    lsn: int
+    reason: str
+
+    def describe(self) -> str:
+        return (f"WAL segment {self.segment.name} is damaged: it cannot be read from LSN "
+                f"{format_lsn(self.lsn)} on ({self.reason})")
+
+
 @dataclass
 class WalSummary:
     commits: list[CommitRecord] = field(default_factory=list)        # in WAL order
     restore_points: list[tuple[int, str]] = field(default_factory=list)
     last: LastRecord | None = None
+    unreadable: list[Unreadable] = field(default_factory=list)
 
 
 def record_end(lsn: int, total: int, seg_size: int = DEFAULT_SEG_SIZE) -> int:
@@ -72,48 +103,184 @@ def runs(segments: list[Segment]) -> list[list[Segment]]:
     return out
 
 
-def dump(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segment]) -> Iterator[str]:
-    """pg_waldump's lines for the segments, each contiguous run read as one stream."""
+def dump(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segment], *,
+         cap: int | None = None, unreadable: list[Unreadable] | None = None) -> Iterator[str]:
+    """pg_waldump's lines for the segments, each contiguous run read as one stream. WAL that
+    cannot be read is added to `unreadable` and reading goes on after it; without that list
+    it is an error (CouldNotVerify naming the segment). Past `cap` the WAL is not on the
+    lineage, so a stop there is no damage."""
+    found: list[Unreadable] = [] if unreadable is None else unreadable
+    for part in runs(_readable_files(where, segments, found)):
+        for line in _read_run(bins, where, part, cap, found, quiet=False):
+            if unreadable is None and found:
+                break
+            yield line
+        if unreadable is None and found:
+            raise CouldNotVerify(found[0].describe(), hint="spectral dr backups names every "
+                                 "gap in the WAL archive")
+
+
+def check(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segment], *,
+          cap: int | None = None) -> list[Unreadable]:
+    """Every stretch of the segments' WAL that cannot be read (pg_waldump --quiet: it decodes
+    and checks every record, printing nothing)."""
+    found: list[Unreadable] = []
+    for part in runs(_readable_files(where, segments, found)):
+        for _ in _read_run(bins, where, part, cap, found, quiet=True):
+            pass
+    return sorted(found, key=lambda u: u.lsn)
+
+
+def _file(where: dict[Segment, Path], seg: Segment) -> Path:
+    return where[seg] / (seg.name + (".partial" if seg.partial else ""))
+
+
+def _readable_files(where: dict[Segment, Path], segments: list[Segment],
+                    found: list[Unreadable]) -> list[Segment]:
+    """The segments whose file can be had and has a segment's size; the others are added to
+    `found` (PostgreSQL refuses a restored file of the wrong size outright)."""
     prefetch = getattr(where, "prefetch", None)   # a repository that fetches WAL on read
     if prefetch is not None:
         prefetch(segments)
-    for part in runs(segments):
-        tli = part[-1].timeline
-        with tempfile.TemporaryDirectory(prefix="spectral-wal-") as tmp:
-            for seg in part:
-                name = seg.name + (".partial" if seg.partial else "")
-                (Path(tmp) / segment_name(tli, seg.segno)).symlink_to(where[seg] / name)
-            # pg_waldump exits non-zero at the end of valid WAL (a partial tail, or a segment
-            # still being filled): the normal end; everything printed before it is valid.
+    out = []
+    for seg in segments:
+        try:
+            size = _file(where, seg).stat().st_size
+        except CouldNotVerify as exc:
+            found.append(Unreadable(seg, seg.start_lsn(), exc.message))
+            continue
+        except OSError as exc:
+            found.append(Unreadable(seg, seg.start_lsn(), f"cannot be read: {exc.strerror}"))
+            continue
+        if size != DEFAULT_SEG_SIZE:
+            found.append(Unreadable(seg, seg.start_lsn(), f"the file holds {size} bytes, not "
+                                    f"{DEFAULT_SEG_SIZE}: truncated"))
+            continue
+        out.append(seg)
+    return out
+
+
+def _read_run(bins: PgBinaries, where: dict[Segment, Path], part: list[Segment],
+              cap: int | None, found: list[Unreadable], *, quiet: bool) -> Iterator[str]:
+    """One contiguous run: pg_waldump from its first segment to its last; where it stops
+    early on damage, the damaged segment is added to `found` and reading starts again with
+    the segment after it."""
+    tli = part[-1].timeline
+    with tempfile.TemporaryDirectory(prefix="spectral-wal-") as tmp:
+        for seg in part:
+            (Path(tmp) / segment_name(tli, seg.segno)).symlink_to(_file(where, seg))
+        first = 0
+        while first < len(part):
+            sub = part[first:]
             # Its output (a line per record: hundreds of MB for a bulk load) goes to a file
             # that is read line by line, so memory stays flat whatever the WAL holds.
             out = Path(tmp) / "records.txt"
-            run([bins.path("pg_waldump"), "--path", tmp, segment_name(tli, part[0].segno),
-                 segment_name(tli, part[-1].segno)], timeout=3600, check=False,
-                env={"TZ": "UTC", "PGTZ": "UTC"}, stdout_path=out)
-            with out.open(encoding="utf-8", errors="replace") as lines:
-                for line in lines:
-                    yield line.rstrip("\n")
+            res = _waldump(bins, tmp, tli, sub, out, quiet=quiet)
+            if not quiet:
+                with out.open(encoding="utf-8", errors="replace") as lines:
+                    for line in lines:
+                        yield line.rstrip("\n")
+            if res.returncode == 0:
+                return
+            reason, stop = _stop(res.stderr)
+            if stop is None:       # a message without a position: where its records end
+                if quiet:
+                    _waldump(bins, tmp, tli, sub, out, quiet=False)
+                stop = _last_end(out, sub[0].start_lsn())
+            stop = max(stop, sub[0].start_lsn())
+            if _normal_end(where, sub, stop, cap):
+                return
+            bad = next(s for s in sub if s.segno == segment_of(stop))
+            found.append(Unreadable(bad, stop, reason))
+            first = part.index(bad) + 1
+
+
+def _waldump(bins: PgBinaries, tmp: str, tli: int, sub: list[Segment], out: Path, *,
+             quiet: bool) -> Completed:
+    return run([bins.path("pg_waldump"), *(["--quiet"] if quiet else []), "--path", tmp,
+                segment_name(tli, sub[0].segno), segment_name(tli, sub[-1].segno)],
+               timeout=3600, check=False, env={"TZ": "UTC", "PGTZ": "UTC"}, stdout_path=out)
+
+
+def _stop(stderr: str) -> tuple[str, int | None]:
+    """pg_waldump's reason for stopping, and where: the last position its message names
+    ("invalid record length at 0/70000D0", "... in WAL segment X, LSN 0/4000000, offset 0",
+    "could not read from file X, offset 100"), None when it names none."""
+    line = next((ln for ln in stderr.splitlines() if "error:" in ln), stderr.strip())
+    reason = line.split("error:", 1)[-1].strip()
+    m = ERROR_AT_RE.match(reason)
+    inner = reason[m.end():] if m else reason
+    if (f := READ_FAIL_RE.search(inner)) and (seg := parse_segment(f.group("name"))):
+        return inner, seg.start_lsn() + int(f.group("offset"))
+    positions = LSN_IN_TEXT_RE.findall(inner)
+    return inner, parse_lsn(positions[-1]) if positions else None
+
+
+def _last_end(out: Path, default: int) -> int:
+    """Where the next record would start after the last record in pg_waldump's output."""
+    with out.open("rb") as f:
+        f.seek(max(0, out.stat().st_size - 65536))
+        tail = f.read().decode(errors="replace").splitlines()
+    for line in reversed(tail):
+        if (rec := _record(line)) is not None:
+            return rec.end
+    return default
+
+
+def _normal_end(where: dict[Segment, Path], sub: list[Segment], stop: int,
+                cap: int | None) -> bool:
+    """Whether a stop at `stop` is the end of the WAL written, not damage: past the data given
+    or past the lineage's end, or inside the last segment when it is one still being written
+    (a `.partial` file) and no page after the stop holds WAL (zeros, or a recycled file's old
+    pages, follow the last record). A complete segment ends in a SWITCH record or is full."""
+    last = sub[-1]
+    if stop >= last.end_lsn() or (cap is not None and stop >= cap):
+        return True
+    if segment_of(stop) < last.segno or not last.partial:
+        return False
+    return not written_after(_file(where, last), stop)
+
+
+def written_after(path: Path, lsn: int) -> bool:
+    """Whether a page after the one holding `lsn` has a valid header for its place in the
+    segment: WAL was written there, so an unreadable record before it is damage."""
+    data = path.read_bytes()
+    if len(data) < PAGE:
+        return False
+    magic = struct.unpack_from("<H", data, 0)[0]
+    base = lsn - lsn % DEFAULT_SEG_SIZE
+    for page in range((lsn % DEFAULT_SEG_SIZE) // PAGE + 1, len(data) // PAGE):
+        got, _info, _tli, addr = struct.unpack_from("<HHIQ", data, page * PAGE)
+        if got == magic and addr == base + page * PAGE:
+            return True
+    return False
+
+
+def _record(line: str) -> LastRecord | None:
+    m = RECORD_RE.search(line)
+    if m is None:
+        return None
+    lsn = parse_lsn(m.group("lsn"))
+    switch = "rmgr: XLOG" in line and "desc: SWITCH" in line
+    end = ((lsn // DEFAULT_SEG_SIZE) + 1) * DEFAULT_SEG_SIZE if switch else \
+        record_end(lsn, int(m.group("tot")))
+    return LastRecord(lsn, end, switch)
 
 
 def summarize(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segment], *,
               limit: int | None = None) -> WalSummary:
     """Commits, aborts, restore points and the last record of the segments (records at or
-    after `limit` are not on the lineage and are left out)."""
+    after `limit` are not on the lineage and are left out), and the WAL that cannot be read."""
     out = WalSummary()
-    for line in dump(bins, where, segments):
-        m = RECORD_RE.search(line)
-        if m is None:
+    for line in dump(bins, where, segments, cap=limit, unreadable=out.unreadable):
+        rec = _record(line)
+        if rec is None:
             continue
-        lsn = parse_lsn(m.group("lsn"))
-        if limit is not None and lsn >= limit:
+        if limit is not None and rec.lsn >= limit:
             break
-        switch = "rmgr: XLOG" in line and "desc: SWITCH" in line
-        end = ((lsn // DEFAULT_SEG_SIZE) + 1) * DEFAULT_SEG_SIZE if switch else \
-            record_end(lsn, int(m.group("tot")))
-        out.last = LastRecord(lsn, end, switch)
-        if "rmgr: Transaction" in line and (rec := parse_commit_line(line)) is not None:
-            out.commits.append(rec)
+        out.last = rec
+        if "rmgr: Transaction" in line and (commit := parse_commit_line(line)) is not None:
+            out.commits.append(commit)
         elif "RESTORE_POINT" in line and (p := RESTORE_POINT_RE.search(line)):
-            out.restore_points.append((lsn, p.group(2).strip()))
+            out.restore_points.append((rec.lsn, p.group(2).strip()))
     return out

@@ -163,43 +163,80 @@ def usable_backups(repo: Repository, timeline: int | None = None) -> list[Backup
     return sorted(out, key=lambda b: parse_lsn(b.stop_lsn))
 
 
+@dataclass(frozen=True)
+class Break:
+    """Where the lineage's WAL stops being readable: a missing segment (from its start) or
+    WAL that cannot be read (from `lsn` to the end of its segment)."""
+
+    lsn: int
+    segno: int
+    missing: bool
+    problem: str = "is missing from the archive"
+    name: str = ""          # the file that cannot be read
+
+    def ends(self, backup: Backup) -> bool:
+        """Whether recovery from `backup` runs into this break (a missing segment at or after
+        the backup's own, unreadable WAL after its consistency point)."""
+        stop = parse_lsn(backup.stop_lsn)
+        return self.segno >= segment_of(stop) if self.missing else self.lsn >= stop
+
+
+def breaks(bins: PgBinaries, lin: Lineage, first: int) -> list[Break]:
+    """Every break in the lineage from segment `first` on: the missing segments, and the
+    segments pg_waldump cannot read to their end (damage anywhere in a record, a truncated
+    file, a file the repository cannot hand over)."""
+    out = [Break(n * DEFAULT_SEG_SIZE, n, True) for n in lin.missing if n >= first]
+    checked = [s for s in lin.segments if s.segno >= first]
+    for bad in walread.check(bins, lin.view.where, checked, cap=lin.end_cap):
+        out.append(Break(bad.lsn, bad.segment.segno, False,
+                         f"is damaged: it cannot be read from LSN {format_lsn(bad.lsn)} on "
+                         f"({bad.reason})", bad.segment.name))
+    return sorted(out, key=lambda b: b.lsn)
+
+
 def compute(bins: PgBinaries, repo: Repository) -> RecoverableWindow:
-    """The recoverable window as a set of intervals, one per stretch of WAL without a hole: each
+    """The recoverable window as a set of intervals, one per stretch of readable WAL: each
     starts at the consistency point of the oldest usable backup whose WAL it reaches, and ends
-    at the last record before the next hole (or the end of the archive). A target inside any
-    interval is reachable; the holes are named."""
+    at the last record before the next break (a missing segment, WAL that cannot be read) or
+    the end of the archive. A target inside any interval is reachable; the breaks are named."""
     backups = usable_backups(repo)
     if not backups:
         return RecoverableWindow(None, None, None, None, None)
     lin = lineage_of(repo)
-    by_end: dict[int, list[Backup]] = {}
-    newest = lin.segments[-1].segno if lin.segments else None
+    found = breaks(bins, lin, segment_of(parse_lsn(backups[0].stop_lsn)))
+    by_end: dict[int, tuple[Break | None, list[Backup]]] = {}
     for b in backups:
-        first = segment_of(parse_lsn(b.stop_lsn))
-        holes = [n for n in lin.missing if n >= first]
-        if newest is not None and first <= newest:
-            holes.append(newest + 1)
-        end = min(holes, default=first) - 1   # first - 1: nothing archived after it yet
-        by_end.setdefault(end, []).append(b)
-    intervals = [_interval(bins, lin, end, group) for end, group in sorted(by_end.items())]
-    gaps = _gaps(lin, backups)
+        brk = next((x for x in found if x.ends(b)), None)
+        key = brk.lsn if brk is not None else 1 << 64
+        by_end.setdefault(key, (brk, []))[1].append(b)
+    intervals = [_interval(bins, lin, brk, group) for _, (brk, group) in sorted(by_end.items())]
     first_iv, last_iv = intervals[0], intervals[-1]
     return RecoverableWindow(first_iv.start_time, first_iv.start_lsn, last_iv.end_time,
-                             last_iv.end_lsn, lin.view.timeline, gaps, intervals,
+                             last_iv.end_lsn, lin.view.timeline, _gaps(lin, found), intervals,
                              last_iv.wal_end)
 
 
-def _interval(bins: PgBinaries, lin: Lineage, end_segno: int,
+def _interval(bins: PgBinaries, lin: Lineage, brk: Break | None,
               group: list[Backup]) -> WindowInterval:
-    """From the group's oldest backup to the last record and last commit at or before the end
-    of segment `end_segno` (reading back until a commit is found)."""
+    """From the group's oldest backup to the last record and last commit before the break
+    (or the end of the archive), reading back until a commit is found."""
     first = min(group, key=lambda b: parse_lsn(b.stop_lsn))
     stop = parse_lsn(first.stop_lsn)
-    cap = lin.end_cap if lin.segments and lin.segments[-1].segno == end_segno else None
+    newest = lin.segments[-1].segno if lin.segments else -1
+    if brk is None:
+        end_segno, cap = newest, lin.end_cap
+    elif brk.missing:
+        end_segno, cap = brk.segno - 1, None
+    else:
+        end_segno = brk.segno
+        cap = brk.lsn if lin.end_cap is None or brk.segno != newest else \
+            min(brk.lsn, lin.end_cap)
     readable = [s for s in lin.segments if segment_of(stop) <= s.segno <= end_segno]
     last, commit = _tail(bins, lin, readable, stop, cap)
     end_lsn = last.lsn if last else stop
     wal_end = last.end if last else stop
+    if cap is not None:
+        wal_end = min(wal_end, cap)
     end_time = max(commit or first.stop_time, first.stop_time)
     return WindowInterval(first.stop_time, first.stop_lsn, end_time, format_lsn(end_lsn),
                           format_lsn(wal_end), [b.id for b in group])
@@ -228,16 +265,19 @@ def _tail(bins: PgBinaries, lin: Lineage, readable: list[Segment], stop: int,
     return last, None
 
 
-def _gaps(lin: Lineage, backups: list[Backup]) -> list[WalGap]:
-    """Holes in the lineage's WAL after the oldest usable backup, each as one run."""
-    start = segment_of(parse_lsn(backups[0].stop_lsn))
-    holes = [n for n in lin.missing if n >= start]
-    out: list[WalGap] = []
+def _gaps(lin: Lineage, found: list[Break]) -> list[WalGap]:
+    """The breaks after the oldest usable backup: each run of missing segments as one gap,
+    each segment that cannot be read as one, in WAL order."""
     tli = lin.view.timeline
-    for part in _number_runs(holes):
-        out.append(WalGap(segment_name(tli, part[0] - 1), segment_name(tli, part[0]),
-                          segment_name(tli, part[-1]), tli))
-    return out
+    out: list[tuple[int, WalGap]] = []
+    for part in _number_runs([b.segno for b in found if b.missing]):
+        out.append((part[0], WalGap(segment_name(tli, part[0] - 1), segment_name(tli, part[0]),
+                                    segment_name(tli, part[-1]), tli)))
+    for b in found:
+        if not b.missing:
+            out.append((b.segno, WalGap(segment_name(tli, b.segno - 1), b.name, b.name, tli,
+                                        b.problem, format_lsn(b.lsn))))
+    return [g for _, g in sorted(out, key=lambda x: x[0])]
 
 
 def _number_runs(numbers: list[int]) -> list[list[int]]:

@@ -5,6 +5,7 @@ target resolution and WAL reading are then the local provider's, unchanged."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -44,7 +45,13 @@ class FetchOnRead(dict[Segment, Path]):
         wanted = [s for s in segments if s in self]
         if len(wanted) > 1:
             with ThreadPoolExecutor(PREFETCH) as pool:
-                list(pool.map(self._fetch, wanted))
+                list(pool.map(self._try_fetch, wanted))
+
+    def _try_fetch(self, seg: Segment) -> None:
+        """A file that cannot be fetched is not an error here: reading it (`[seg]`) raises
+        again, naming it, and a reader that can skip it (the window) does."""
+        with contextlib.suppress(CouldNotVerify):
+            self._fetch(seg)
 
     def __getitem__(self, seg: Segment) -> Path:
         folder = super().__getitem__(seg)

@@ -1,0 +1,215 @@
+"""Regression tests for issue 27's defects 2 and 4: WAL that cannot be read (a damaged or
+truncated archived segment) is a gap named by segment, never a silently shorter restore; and a
+crashed source's unarchived tail is either used or named, never lost with exit 0."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from conftest import SYSTEM_PG15, _processes_under, local_provider, notes_environment, spectral, sql
+from spectral.errors import CouldNotVerify
+from spectral.pg.binaries import PgBinaries
+from spectral.pg.conn import connect
+from spectral.providers.local.provider import LocalProvider
+from spectral.providers.local.wal import parse_lsn
+from spectral.recovery_target import LatestTarget, TargetKind, target_of
+from spectral.runner import run
+from test_pgbackrest import Env, _toml, ids_in, repo_files, segments_after
+from test_pgbackrest import commit as pgb_commit
+
+SEG = 16 * 1024 * 1024
+
+
+@pytest.fixture
+def env(work_dir: Path, bins: PgBinaries) -> Iterator[LocalProvider]:
+    with local_provider(work_dir, bins, "items") as provider:
+        yield provider
+
+
+def on(dsn: str, query: str) -> list[tuple]:
+    with connect(dsn) as conn:
+        return conn.execute(query).fetchall()
+
+
+def commit(p: LocalProvider, row: int) -> tuple[int, datetime]:
+    """One row in its own transaction: its xid and commit time."""
+    with connect(p.local.cluster().conninfo(), autocommit=False) as conn:
+        conn.execute("insert into items values (%s, 'x')", (row,))
+        xid = int(conn.execute("select txid_current()").fetchone()[0])  # type: ignore[index]
+        conn.commit()
+    return xid, sql(p, f"select pg_xact_commit_timestamp('{xid}'::xid)")[0][0]
+
+
+def segment_with(p: LocalProvider, row: int) -> tuple[str, datetime]:
+    """A segment holding one commit (the row), switched and archived: its name, commit time."""
+    _, at = commit(p, row)
+    name = p.flush_archive()
+    assert name is not None
+    return name, at
+
+
+def records(bins: PgBinaries, path: Path) -> list[tuple[int, str]]:
+    """(offset in the segment, pg_waldump's line) of every record of one archived segment."""
+    out = run([bins.path("pg_waldump"), str(path)], timeout=60, check=False).stdout
+    base = None
+    found = []
+    for line in out.splitlines():
+        if "lsn: " not in line:
+            continue
+        lsn = parse_lsn(line.split("lsn: ", 1)[1].split(",", 1)[0])
+        base = base if base is not None else lsn - lsn % SEG
+        found.append((lsn - base, line))
+    return found
+
+
+def overwrite(path: Path, offset: int, data: bytes) -> None:
+    with path.open("r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def ids(dsn: str) -> list[int]:
+    return [r[0] for r in on(dsn, "select id from items where id > 1000 order by id")]
+
+
+# ---- 2: a damaged archived segment is a gap ---------------------------------------------------
+def _damage_offsets(bins: PgBinaries, path: Path) -> dict[str, int]:
+    """Offsets inside records of the segment: its first record (offset 80, the issue's), the
+    middle of the commit record, and inside its last record (the SWITCH)."""
+    recs = records(bins, path)
+    commit_at = next(off for off, line in recs if "desc: COMMIT" in line)
+    return {"first-record": 80, "commit": commit_at + 30, "switch": recs[-1][0] + 10}
+
+
+@pytest.mark.parametrize("where", ["first-record", "commit", "switch", "truncated"])
+def test_a_damaged_segment_is_a_gap_and_targets_before_it_restore_exactly(
+        env: LocalProvider, bins: PgBinaries, where: str) -> None:
+    env.backup()
+    xid, _ = commit(env, 1001)
+    time.sleep(0.3)
+    between = datetime.now(UTC)
+    time.sleep(0.3)
+    readable, _ = segment_with(env, 1002)
+    time.sleep(0.3)
+    in_readable = datetime.now(UTC)
+    time.sleep(0.3)
+    xid_in_damaged, _ = commit(env, 1003)
+    damaged = env.flush_archive()
+    assert damaged is not None
+    _, after = segment_with(env, 1004)
+    segment_with(env, 1005)
+    path = env.repo.archive / damaged
+    if where == "truncated":
+        with path.open("r+b") as f:
+            f.truncate(SEG // 2)
+    else:
+        overwrite(path, _damage_offsets(bins, path)[where], b"\xa5" * 16)
+
+    window = env.window()
+    assert [g.missing_from for g in window.gaps] == [damaged], window.to_json()
+    assert "damaged" in window.gaps[0].problem
+    for target in (LatestTarget(), target_of(TargetKind.TIME, after.isoformat())):
+        with pytest.raises(CouldNotVerify, match=f"WAL segment {damaged} is damaged"):
+            env.restore(target)
+    inst = env.restore(target_of(TargetKind.TIME, between.isoformat()))
+    assert ids(inst.dsn) == [1001]
+    inst = env.restore(target_of(TargetKind.XID, str(xid)))
+    assert ids(inst.dsn) == [1001]
+    if where == "switch":    # the damaged segment's own commit is before the damage
+        inst = env.restore(target_of(TargetKind.TIME, in_readable.isoformat()))
+        assert ids(inst.dsn) == [1001, 1002]
+        inst = env.restore(target_of(TargetKind.XID, str(xid_in_damaged)))
+        assert ids(inst.dsn) == [1001, 1002, 1003]
+    else:    # what committed after 1002 and before the target is unknown: refused
+        with pytest.raises(CouldNotVerify, match=f"WAL segment {damaged} is damaged"):
+            env.restore(target_of(TargetKind.TIME, in_readable.isoformat()))
+    assert readable != damaged
+
+
+def test_cli_names_the_damaged_segment_and_never_rewinds_the_live_database(
+        work_dir: Path, bins: PgBinaries) -> None:
+    """Damage in the middle of a record (not at a segment's start): `dr backups` names it, a
+    restore to the latest point and an in-place one are refused (exit 3) with the last reachable
+    point, and the live database keeps every row."""
+    with notes_environment(work_dir) as environment:
+        p = environment.provider
+        assert isinstance(p, LocalProvider)
+        dsn = p.local.cluster().conninfo()
+        for row in range(2, 6):
+            with connect(dsn) as conn:
+                conn.execute("insert into core.notes values (%s, 'later')", (row,))
+            p.flush_archive()
+        segs = sorted(s for s in p.repo.wal_files() if not s.partial)
+        damaged = segs[-3].name
+        recs = records(bins, p.repo.archive / damaged)
+        heap = next(off for off, line in recs if "rmgr: Heap" in line and "INSERT" in line)
+        overwrite(p.repo.archive / damaged, heap + 26, b"\x00\x01\x02\x03")
+
+        res = spectral("--json", "dr", "backups", cwd=work_dir)
+        assert res.returncode == 0, res.stderr
+        gaps = json.loads(res.stdout)["window"]["gaps"]
+        assert [g["missing_from"] for g in gaps] == [damaged], gaps
+        res = spectral("dr", "backups", cwd=work_dir)
+        assert f"segment {damaged} is damaged" in res.stdout, res.stdout
+        res = spectral("dr", "restore", "--latest", cwd=work_dir)
+        assert res.returncode == 3 and damaged in res.stderr, res.stderr
+        assert "--target-lsn" in res.stderr, res.stderr
+        res = spectral("dr", "restore", "--in-place", "--latest", "--yes", cwd=work_dir)
+        assert res.returncode == 3 and damaged in res.stderr, res.stderr
+        with connect(p.local.cluster().conninfo()) as conn:
+            rows = conn.execute("select count(*) from core.notes").fetchone()
+        assert rows == (5,)
+        res = spectral("dr", "drill", "functional", cwd=work_dir)
+        assert res.returncode == 3 and damaged in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+# ---- 2, pgBackRest: a damaged segment, compressed or not ---------------------------------------
+@pytest.fixture(params=["none", "lz4"])
+def pgb_plain(request: pytest.FixtureRequest, work_dir: Path) -> Iterator[tuple[Env, str]]:
+    """A pgBackRest environment on a POSIX repository with the given compress_type."""
+    if shutil.which("pgbackrest") is None or not (SYSTEM_PG15 / "postgres").exists():
+        pytest.skip("needs pgbackrest and Debian's PostgreSQL 15")
+    text = _toml(work_dir / "repo", None).replace(
+        'stanza = "spectral-test"\n', f'stanza = "spectral-test"\ncompress_type = '
+        f'"{request.param}"\n')
+    (work_dir / "spectral.toml").write_text(text)
+    e = Env(work_dir, {}, [], None, [])
+    try:
+        e.run("local", "up")
+        e.sql("create schema app; create table app.ledger (id int primary key, note text); "
+              "insert into app.ledger select g, 'base' from generate_series(1, 100) g")
+        yield e, request.param
+    finally:
+        spectral("dr", "teardown", "--all", cwd=work_dir)
+        spectral("local", "down", cwd=work_dir)
+    assert _processes_under(work_dir) == []
+
+
+def test_pgbackrest_damaged_segment_is_a_gap_and_what_is_before_it_restores(
+        pgb_plain: tuple[Env, str]) -> None:
+    pgb, compress = pgb_plain
+    pgb.run("dr", "backup", "--json")
+    xid, _ = pgb_commit(pgb, 101, "before")
+    names = segments_after(pgb, 4)          # rows 200..203, one segment each
+    damaged = names[1]
+    key = next(k for k, _ in repo_files(pgb, "archive/spectral-test")
+               if k.rsplit("/", 1)[-1].startswith(damaged + "-"))
+    path = pgb.dir / "repo" / key
+    overwrite(path, 80 if compress == "lz4" else 0x60, b"\xa5" * 16)
+
+    window = pgb.run("dr", "backups", "--json")["window"]
+    assert [g["missing_from"] for g in window["gaps"]] == [damaged], window
+    err = pgb.run("dr", "restore", "--latest", expect=3)
+    assert f"WAL segment {damaged} is damaged" in err, err
+    inst = pgb.run("dr", "restore", "--target-xid", str(xid), "--json")
+    assert ids_in(pgb, inst) == list(range(1, 102))
+    pgb.run("dr", "teardown", inst["id"])
+    inst = pgb.run("dr", "restore", "--target-lsn", window["intervals"][0]["end_lsn"], "--json")
+    assert ids_in(pgb, inst) == [*range(1, 102), 200]
