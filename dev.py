@@ -46,9 +46,13 @@ def ensure_venv(dev: bool) -> None:
 
 # Debian packages the tests use: Chromium (the HTML report, headless), pgBackRest (2.45 in
 # Debian 12) and the PostgreSQL 15 it supports. Installed when we can (root with apt-get);
-# otherwise the tests that need them are skipped and say why.
+# otherwise the tests that need them are skipped and say why. eatmydata makes fsync a no-op for
+# the test run (and the servers and tools it starts): a test's clusters are thrown away, and a
+# kill -9 (which the tests do) leaves the page cache intact, so only a power loss could tell the
+# difference; without it every initdb, checkpoint and backup waits for the disk.
 SYSTEM_PACKAGES = {"chromium": "/usr/bin/chromium", "pgbackrest": "/usr/bin/pgbackrest",
-                   "postgresql-15": "/usr/lib/postgresql/15/bin/postgres"}
+                   "postgresql-15": "/usr/lib/postgresql/15/bin/postgres",
+                   "eatmydata": "/usr/bin/eatmydata"}
 # postgresql-common would create and start a "main" cluster when postgresql-15 is installed;
 # the tests start their own clusters and nothing else may be left running
 NO_MAIN_CLUSTER = Path("/etc/postgresql-common/createcluster.conf")
@@ -70,6 +74,11 @@ def ensure_system_packages() -> None:
                        stderr=subprocess.DEVNULL, timeout=900)
 
 
+def _no_fsync() -> list[str]:
+    path = Path(SYSTEM_PACKAGES["eatmydata"])
+    return [str(path)] if path.exists() and not os.environ.get("SPECTRAL_TEST_FSYNC") else []
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test"}:
         print(__doc__.strip(), file=sys.stderr)
@@ -84,7 +93,7 @@ def main(argv: list[str]) -> int:
     steps = [
         [str(BIN / "ruff"), "check", "src", "tests", "bench", "dev.py"],
         [str(BIN / "mypy")],
-        [str(BIN / "python"), "-m", "pytest", *rest],
+        [*_no_fsync(), str(BIN / "python"), "-m", "pytest", *rest],
     ]
     for step in steps:
         shown = " ".join([Path(step[0]).name, *step[1:]])
