@@ -55,3 +55,11 @@ def append_durable(path: Path, line: str) -> None:
         f.write(line)
         f.flush()
         os.fsync(f.fileno())
+
+
+def rename_durable(src: Path, dst: Path) -> None:
+    """A rename that is on disk when this returns: the folder (both folders) fsynced."""
+    src.rename(dst)
+    fsync_dir(dst.parent)
+    if src.parent != dst.parent:
+        fsync_dir(src.parent)

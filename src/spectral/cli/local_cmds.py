@@ -21,6 +21,10 @@ def up_cmd(ctx: typer.Context) -> None:
     st = state(ctx)
     local = local_environment(st.config, st.env)
     created = not local.exists()
+    if not created:   # what a killed in-place restore or undo left is put right first
+        from spectral.cli.backup_cmds import provider
+
+        provider(st).recover_if_idle()
     _cluster, started = local.up()
     local.keep_running()
     info = local.status()

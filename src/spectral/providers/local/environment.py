@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,6 +98,13 @@ class LocalEnvironment:
         self.database = database
         self.paths = LocalPaths(state_dir)
         self.bins = bins
+        self.report: Callable[[str], None] | None = None   # one-line notices (the CLI's stderr)
+
+    def tell(self, message: str) -> None:
+        if self.report is not None:
+            self.report(message)
+        else:
+            print(message, file=sys.stderr)
 
     # ---- what another backup engine changes (the pgBackRest environment) -------------------
     def own_settings(self) -> dict[str, str]:
@@ -196,7 +204,9 @@ class LocalEnvironment:
     def up(self) -> tuple[Cluster, bool]:
         """Create (first use) and start; returns the cluster and whether this call started it.
         Settings are rewritten before every start, so a cluster created by an older version of
-        the tool gains continuous archiving too."""
+        the tool gains continuous archiving too. An in-place restore or undo a killed run left
+        is rolled back first (intent.py)."""
+        self._recover_interrupted()
         cluster = self.cluster() if self.exists() else self.create()
         if cluster.is_running():
             self._ensure_database(cluster)
@@ -213,6 +223,19 @@ class LocalEnvironment:
             cluster.stop(timeout=30)   # started here, so stopped here when it cannot be used
             raise
         return cluster, True
+
+    def _recover_interrupted(self) -> None:
+        from spectral.providers.local.intent import Journal, recover_in_place
+
+        journal = Journal(self.paths.cluster_dir)
+        owner = journal.running_owner()
+        if owner is not None:
+            raise ClusterError(f"pid {owner} is replacing this environment's data directory "
+                               f"(an in-place restore or its undo); not starting the server "
+                               f"under it", hint="wait until it has finished")
+        done = recover_in_place(self, None)
+        if done is not None:
+            self.tell(done.message)
 
     def _ensure_database(self, cluster: Cluster) -> None:
         """The configured database, created on first use (it is the tool's own cluster)."""

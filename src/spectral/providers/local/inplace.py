@@ -7,7 +7,11 @@ record says which restore it belongs to. The rule, documented in the README:
   restore replaced, never an older one, and says what it discards (the transactions since);
 - the directories kept aside by earlier restores, and those an undo took out, are deleted when
   the next in-place restore succeeds (that restore is confirmed with --yes), or by
-  `--discard-previous` (asked first)."""
+  `--discard-previous` (asked first).
+
+Both run under an intent journal (intent.py): what will be renamed where is on disk before the
+first rename, and a command that finds the journal of a killed run rolls back to the intact
+live data (or finishes, once the restore's record was written or the undo removed it)."""
 
 from __future__ import annotations
 
@@ -17,12 +21,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spectral.durable import write_atomic
+from spectral.durable import fsync_dir, rename_durable, write_atomic
 from spectral.errors import ClusterError, CouldNotVerify, RefusedError
 from spectral.ledger import EntryKind
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
 from spectral.providers.base import Progress
+from spectral.providers.local.intent import (
+    RECORD_NAME,
+    RESTORE,
+    UNDO,
+    Journal,
+    crash_point,
+    roll_back_undo,
+)
 from spectral.providers.local.recovery import (
     recovery_failure,
     recovery_settings,
@@ -44,8 +56,9 @@ class InPlace:
     def __init__(self, provider: LocalProvider) -> None:
         self.p = provider
         self.dir = provider.local.paths.cluster_dir
-        self.record_file = self.dir / "in-place-restore.json"
+        self.record_file = self.dir / RECORD_NAME
         self.ledger = provider.ledger
+        self.journal = Journal(self.dir)
 
     # ---- what is kept aside ---------------------------------------------------------------
     def kept_aside(self) -> list[Path]:
@@ -73,13 +86,17 @@ class InPlace:
                                                    "new throwaway instance")
         with self.p.busy("in-place restore"):
             self.ledger.check_appendable()   # a rewind of the database is always recorded
-            done = self._restore(target, progress)
+            done, intent = self._restore(target, progress)
             self.ledger.append(EntryKind.RESTORE, self.p.local.name, {
                 "summary": f"in-place restore to {done['target']}", "in_place": True,
                 **{k: done[k] for k in ("target", "backup", "previous", "discarded")}})
+            self.journal.phase(intent, "recorded")
+            crash_point("restore:recorded")
+            self.journal.end()
             return done
 
-    def _restore(self, target: RecoveryTarget, progress: Progress | None) -> dict[str, Any]:
+    def _restore(self, target: RecoveryTarget, progress: Progress | None
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
         p = self.p
         p.flush_archive()   # the target may be in the segment being written
         window = p.window()
@@ -89,7 +106,13 @@ class InPlace:
         was_running = cluster.stop(timeout=60)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         aside = cluster.data_dir.with_name(f"data.previous-{stamp}")
-        cluster.data_dir.rename(aside)
+        intent = self.journal.begin(RESTORE, data=str(cluster.data_dir), aside=str(aside),
+                                    older=[str(o) for o in older], was_running=was_running,
+                                    port=cluster.port, target=target.describe())
+        crash_point("restore:begun")
+        rename_durable(cluster.data_dir, aside)
+        self.journal.phase(intent, "moved-aside")
+        crash_point("restore:moved-aside")
         try:
             written = p.restorer.materialize(restore_plan, cluster.data_dir, progress)
             # the WAL summarizer stays on: a freshly copied backup's pg_wal holds only its own
@@ -98,14 +121,18 @@ class InPlace:
                     **recovery_settings(restore_plan.target, p.restorer.restore_command(),
                                         pause=False), **written}
             p.restorer.prepare_recovery(cluster, conf, restore_plan.target)
+            crash_point("restore:materialized")
+            self.journal.phase(intent, "recovering")   # from here a server runs on it
             reached = p.restorer.recover(cluster, restore_plan, window, False, progress)
         except BaseException:
             cluster.stop(timeout=30)
             shutil.rmtree(cluster.data_dir, ignore_errors=True)
-            aside.rename(cluster.data_dir)
+            rename_durable(aside, cluster.data_dir)
+            self.journal.end()
             if was_running:
                 cluster.start()
             raise
+        crash_point("restore:recovered")
         _settle(cluster, p)
         with connect(cluster.conninfo()) as conn:
             row = conn.execute("select txid_snapshot_xmax(txid_current_snapshot())::text, "
@@ -115,17 +142,20 @@ class InPlace:
         write_atomic(self.record_file, json.dumps({
             "version": RECORD_VERSION, "aside": str(aside), "target": what,
             "restored_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "next_xid": int(row[0]), "lsn": row[1]}) + "\n")
+            "next_xid": int(row[0]), "lsn": row[1]}) + "\n")   # the commit point
+        self.journal.phase(intent, "committed")
+        crash_point("restore:committed")
         discarded = []
         for old in older:   # earlier restores can no longer be undone: their copies go
             shutil.rmtree(old, ignore_errors=True)
             discarded.append(str(old))
+        crash_point("restore:discarded")
         if not was_running:
             cluster.stop()
         return {"environment": p.local.name, "target": what,
                 "backup": restore_plan.chain[-1].id, "previous": str(aside),
                 "discarded": discarded,
-                "reached": {**reached, "resolved": restore_plan.why or None}}
+                "reached": {**reached, "resolved": restore_plan.why or None}}, intent
 
     # ---- undo -------------------------------------------------------------------------------
     def undo_preview(self) -> list[str]:
@@ -159,26 +189,46 @@ class InPlace:
                                    "can be undone, once)", hint="spectral dr restore --in-place "
                                    "--target-... restores to an earlier point instead")
             self.ledger.check_appendable()
-            done = self._undo(rec)
+            done, intent = self._undo(rec)
             self.ledger.append(EntryKind.RESTORE, self.p.local.name, {
                 "summary": f"undo of the in-place restore to {rec['target']}", "undo": True,
                 **done})
+            self.journal.phase(intent, "recorded")
+            crash_point("undo:recorded")
+            self.journal.end()
             return done
 
-    def _undo(self, rec: dict[str, Any]) -> dict[str, Any]:
+    def _undo(self, rec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         p = self.p
         cluster = p.local.cluster()
         was_running = cluster.stop(timeout=60)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         undone = cluster.data_dir.with_name(f"data.undone-{stamp}")
-        cluster.data_dir.rename(undone)
-        Path(rec["aside"]).rename(cluster.data_dir)
-        self.record_file.unlink(missing_ok=True)
-        timeline = self._branch_new_timeline(cluster)
+        intent = self.journal.begin(UNDO, data=str(cluster.data_dir), aside=rec["aside"],
+                                    undone=str(undone), record=rec, was_running=was_running,
+                                    port=cluster.port, target=rec["target"])
+        crash_point("undo:begun")
+        rename_durable(cluster.data_dir, undone)
+        self.journal.phase(intent, "set-aside")
+        crash_point("undo:set-aside")
+        rename_durable(Path(rec["aside"]), cluster.data_dir)
+        self.journal.phase(intent, "put-back")
+        crash_point("undo:put-back")
+        try:
+            timeline = self.branch_new_timeline(cluster, intent)
+        except BaseException:   # the restored database goes back; the undo can be run again
+            roll_back_undo(p.local, intent)
+            self.journal.end()
+            raise
+        crash_point("undo:recovered")
+        self.record_file.unlink(missing_ok=True)   # the commit point
+        fsync_dir(self.dir)
+        self.journal.phase(intent, "committed")
+        crash_point("undo:committed")
         if not was_running:
             cluster.stop(timeout=60)
         return {"environment": p.local.name, "restored": rec["aside"],
-                "set_aside": str(undone), "timeline": timeline}
+                "set_aside": str(undone), "timeline": timeline}, intent
 
     def discard(self) -> list[str]:
         """Delete every kept-aside data directory (after which nothing can be undone)."""
@@ -190,7 +240,8 @@ class InPlace:
             self.record_file.unlink(missing_ok=True)
             return gone
 
-    def _branch_new_timeline(self, cluster: Cluster) -> int:
+    def branch_new_timeline(self, cluster: Cluster, intent: dict[str, Any] | None = None
+                            ) -> int:
         """The put-back directory is on the timeline the restore branched from, while the
         archive already holds the restore's newer timeline: left so, a later restore to the
         latest point would follow the abandoned restore and miss every write made after the
@@ -203,6 +254,9 @@ class InPlace:
                 "restore_command": p.restorer.restore_command(),
                 "recovery_target_timeline": "current"}
         p.restorer.prepare_recovery(cluster, conf, NameTarget("end"))
+        if intent is not None:
+            self.journal.phase(intent, "recovering")
+            crash_point("undo:recovering")
         try:
             cluster.start(timeout=24 * 3600)
 

@@ -56,6 +56,8 @@ class LocalProvider:
     def __init__(self, local: LocalEnvironment, report: Report | None = None,
                  ledger: Ledger | None = None) -> None:
         self.local = local
+        if report is not None:
+            local.report = report
         self.ledger = ledger or Ledger(local.paths.state_dir / "evidence")
         self.report = report
         self.bins = local.bins
@@ -68,10 +70,39 @@ class LocalProvider:
     def describe(self) -> str:
         return f"environment {self.local.name}"
 
-    def busy(self, what: str) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def busy(self, what: str) -> Iterator[None]:
+        """The operation lock, and then the recovery of an operation a killed run left."""
         from spectral.envlock import operation_lock
 
-        return operation_lock(self.local.paths.state_dir, what, report=self.report)
+        with operation_lock(self.local.paths.state_dir, what, report=self.report):
+            self.recover_interrupted()
+            yield
+
+    def recover_if_idle(self) -> None:
+        """`local up`: put right what a killed run left, unless another command holds the
+        operation lock (then its owner lives, and nothing was left by it)."""
+        from spectral.envlock import operation_lock
+
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(operation_lock(self.local.paths.state_dir, "local up",
+                                                   wait=False))
+            except RefusedError:
+                return
+            self.recover_interrupted()
+
+    def recover_interrupted(self) -> None:
+        """An in-place restore or undo whose process was killed is rolled back (or finished,
+        once committed), saying so in one line. Runs under the operation lock."""
+        from spectral.providers.local.intent import recover_in_place
+
+        done = recover_in_place(self.local, self.in_place)
+        if done is None:
+            return
+        self.local.tell(done.message)
+        if done.restart:   # the server ran before the interrupted operation
+            self.local.up()
 
     @contextlib.contextmanager
     def source(self) -> Iterator[str]:
@@ -289,6 +320,8 @@ class LocalProvider:
     def undo_in_place(self, operator: Confirmer | None = None) -> dict[str, Any]:
         """Undo the newest in-place restore; with `operator`, after showing what it discards
         and asking (None: the caller has confirmed)."""
+        with self.busy("undo"):   # a killed restore or undo is put right first
+            pass
         if operator is not None:
             details = self.in_place.undo_preview()
             if not details:

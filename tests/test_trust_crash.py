@@ -1,0 +1,195 @@
+"""Issue 27, defects 5, 11 and 12: kill -9 of the real `spectral` process in the middle of an
+in-place restore, its undo, an expiry and a salvage. The next command finds what the killed one
+left and puts it right: the live database holds exactly the rows it held before (or the restored
+ones, when the restore had committed), `local up` works, `--undo` works when one is due, and
+nothing is left that no command lists.
+
+Kills at every step boundary use the test-only hook SPECTRAL_TEST_CRASH_AT=<step> (the process
+sends itself SIGKILL there); the others kill by pid at a moment seen from outside."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import SPECTRAL, _processes_under, spectral
+from spectral.pg.conn import connect
+
+RESTORE_STEPS = ["restore:begun", "restore:moved-aside", "restore:materialized",
+                 "restore:recovered", "restore:committed", "restore:discarded",
+                 "restore:recorded"]
+RESTORE_COMMITTED = {"restore:committed", "restore:discarded", "restore:recorded"}
+UNDO_STEPS = ["undo:begun", "undo:set-aside", "undo:put-back", "undo:recovering",
+              "undo:recovered", "undo:committed", "undo:recorded"]
+# once a server ran on the put-back data (it may have begun a timeline) the undo is finished
+UNDO_FINISHED = {"undo:recovering", "undo:recovered", "undo:committed", "undo:recorded"}
+
+
+class Env:
+    """A local environment "staging" driven through the real command line."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.dir = work_dir
+        self.cluster_dir = work_dir / ".spectral" / "staging" / "cluster"
+        self.instances_dir = work_dir / ".spectral" / "staging" / "instances"
+        self.base_dir = work_dir / ".spectral" / "staging" / "backups" / "base"
+
+    def run(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
+        return spectral(*args, cwd=self.dir,
+                        env={"SPECTRAL_TEST_CRASH_AT": crash_at} if crash_at else None)
+
+    def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
+        res = self.run(*args)
+        assert res.returncode == 0, (args, res.stdout, res.stderr)
+        return res
+
+    def killed(self, *args: str, step: str) -> None:
+        res = self.run(*args, crash_at=step)
+        assert res.returncode == -signal.SIGKILL, (step, res.returncode, res.stdout, res.stderr)
+
+    @property
+    def dsn(self) -> str:
+        return str(json.loads(self.ok("local", "status", "--json").stdout)["dsn"])
+
+    def sql(self, query: str) -> list[tuple[object, ...]]:
+        with connect(self.dsn) as conn:
+            cur = conn.execute(query)
+            return cur.fetchall() if cur.description else []
+
+    def rows(self) -> list[int]:
+        return [int(r[0]) for r in self.sql("select id from t order by id")]  # type: ignore[call-overload]
+
+    def commit(self, query: str) -> int:
+        with connect(self.dsn, autocommit=False) as conn:
+            conn.execute(query)
+            row = conn.execute("select txid_current()").fetchone()
+            conn.commit()
+        assert row is not None
+        return int(row[0])
+
+
+@pytest.fixture
+def env(work_dir: Path) -> Iterator[Env]:
+    (work_dir / "spectral.toml").write_text(
+        '[environments.staging]\nprovider = "local"\nposture = "pitr"\n'
+        'schemas = ["public"]\nload_bearing_tables = ["public.t"]\n')
+    e = Env(work_dir)
+    e.ok("local", "up")
+    try:
+        e.sql("create table t (id int primary key, note text)")
+        e.sql("insert into t select g, 'base' from generate_series(1, 10) g")
+        e.ok("dr", "backup")
+        yield e
+    finally:
+        spectral("dr", "teardown", "--all", cwd=work_dir)
+        spectral("local", "down", cwd=work_dir)
+    assert _processes_under(work_dir) == []
+
+
+def _restore(e: Env, xid: int, step: str | None = None) -> None:
+    args = _restore_args(xid)
+    if step is None:
+        e.ok(*args)
+    else:
+        e.killed(*args, step=step)
+
+
+# ---- 5: in-place restore and undo, killed at every step ------------------------------------
+def test_in_place_restore_killed_at_every_step(env: Env) -> None:
+    """Before its record is written the restore is rolled back (the rows of before); after, it
+    is finished (the restored rows) and its undo is due. The next command alternates: a bare
+    `local up`, or the natural next step (another in-place restore; `--undo` once committed)."""
+    target_xid = env.commit("insert into t values (11, 'target')")
+    target = env.rows()
+    for n, step in enumerate(RESTORE_STEPS):
+        env.commit(f"insert into t values ({100 + n}, 'after')")
+        before = env.rows()
+        _restore(env, target_xid, step)
+        committed = step in RESTORE_COMMITTED
+        if n % 2 == 0:
+            res = env.ok("local", "up")
+            assert committed or "rolled back" in res.stderr, (step, res.stderr)
+            assert env.rows() == (target if committed else before), step
+            undo = env.run("dr", "restore", "--undo", "--yes")
+            if committed:
+                assert undo.returncode == 0, (step, undo.stderr)
+            else:
+                assert undo.returncode == 2 and "no in-place restore" in undo.stderr, step
+        elif committed:
+            res = env.ok("dr", "restore", "--undo", "--yes")
+            assert "finished" in res.stderr, (step, res.stderr)
+        else:
+            res = env.ok(*_restore_args(target_xid))
+            assert "rolled back" in res.stderr, (step, res.stderr)
+            assert env.rows() == target, step
+            env.ok("dr", "restore", "--undo", "--yes")
+        assert env.rows() == before, step
+        assert not (env.cluster_dir / "intent.json").exists(), step
+    entries = [json.loads(line) for line in
+               (env.dir / ".spectral" / "staging" / "evidence" / "ledger.jsonl")
+               .read_text().splitlines()]
+    finished = [e for e in entries if "finished after its process was killed" in
+                str(e.get("data", {}).get("summary"))]
+    assert len(finished) == 2, finished   # committed, discarded (recorded had its entry)
+
+
+def _restore_args(xid: int) -> tuple[str, ...]:
+    return ("dr", "restore", "--in-place", "--yes", "--target-xid", str(xid))
+
+
+def test_undo_killed_at_every_step(env: Env) -> None:
+    target_xid = env.commit("insert into t values (11, 'target')")
+    target = env.rows()
+    for n, step in enumerate(UNDO_STEPS):
+        env.commit(f"insert into t values ({100 + n}, 'after')")
+        before = env.rows()
+        _restore(env, target_xid)
+        assert env.rows() == target
+        env.killed("dr", "restore", "--undo", "--yes", step=step)
+        nxt = ("local", "up") if n % 2 == 0 else ("dr", "backup")
+        res = env.ok(*nxt)
+        if step in UNDO_FINISHED:
+            assert "finished" in res.stderr, (step, res.stderr)
+            assert env.rows() == before, step
+            refused = env.run("dr", "restore", "--undo", "--yes")
+            assert refused.returncode == 2 and "no in-place restore to undo" in refused.stderr
+        else:
+            assert "rolled back" in res.stderr, (step, res.stderr)
+            assert env.rows() == target, step
+            env.ok("dr", "restore", "--undo", "--yes")   # the undo is still due, and works
+            assert env.rows() == before, step
+        assert not (env.cluster_dir / "intent.json").exists(), step
+    assert env.ok("local", "up").returncode == 0
+
+
+def test_in_place_restore_killed_by_pid_after_the_data_moved_aside(env: Env) -> None:
+    """Seen from outside: the data directory has moved aside; kill -9 by pid. The next
+    `local up` works and holds the rows of before; another in-place restore and its undo
+    then behave (the intact copy is never deleted as an "older kept-aside copy")."""
+    target_xid = env.commit("insert into t values (11, 'target')")
+    target = env.rows()
+    env.commit("insert into t select g, 'after' from generate_series(100, 150) g")
+    before = env.rows()
+    proc = subprocess.Popen([SPECTRAL, "dr", "restore", "--in-place", "--yes", "--target-xid",
+                             str(target_xid)], cwd=env.dir, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                            env={k: v for k, v in os.environ.items()
+                                 if not k.startswith("SPECTRAL_TEST")})
+    deadline = time.monotonic() + 60
+    while not list(env.cluster_dir.glob("data.previous-*")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    env.ok("local", "up")
+    assert env.rows() == before
+    _restore(env, target_xid)
+    assert env.rows() == target
+    env.ok("dr", "restore", "--undo", "--yes")
+    assert env.rows() == before
