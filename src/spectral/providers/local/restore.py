@@ -30,7 +30,7 @@ RESTORE_TIMEOUT = 24 * 3600.0
 # a synchronous standby that does not exist would make every commit of the restore wait forever;
 # the source's archiving would push a restored copy's WAL into the source's archive; and
 # recovery settings (from a restore tool, or an earlier in-place restore) would override the
-# ones this restore writes. Recovery settings a restore tool wrote are read before this.
+# ones this restore writes (a restore tool's are replaced by spectral's own, quoted).
 NOT_RESTORED = ("synchronous_standby_names", "primary_conninfo", "primary_slot_name",
                 "archive_mode", "archive_command", "archive_library", "restore_command",
                 "recovery_target", "recovery_target_time", "recovery_target_xid",

@@ -66,9 +66,13 @@ class PgBackRestRestorer(Restorer):
         super().__init__(bins, repo)
         self.pgb_repo, self.tool, self.process_max = repo, tool, process_max
 
-    def restore_command(self) -> str:
-        return (f"{BINARY} {command_word(f'--config={self.tool.conf_file}')} "
-                f"{command_word(f'--stanza={self.tool.stanza}')} archive-get %f \"%p\"")
+    def restore_command(self, data: Path | None = None) -> str:
+        """`pgbackrest archive-get`; with `data`, for a server on that restored directory
+        (archive-get checks that the server's working directory is its pg1-path)."""
+        words = [f"--config={self.tool.conf_file}", f"--stanza={self.tool.stanza}"]
+        if data is not None:
+            words.insert(1, f"--pg1-path={data}")
+        return f"{BINARY} {' '.join(map(command_word, words))} archive-get %f \"%p\""
 
     def check_repository(self, repo: int = 1) -> verify_mod.VerifyReport:
         """`pgbackrest verify` of one repository (pgBackRest verifies one at a time)."""
@@ -109,4 +113,6 @@ class PgBackRestRestorer(Restorer):
         self.pgb_repo.record_checks({b.id: (Verification.VERIFIED, RESTORED) for b in chain})
         if progress:
             progress("copy", total, total)
-        return recovery_lines(data / "postgresql.auto.conf")
+        # pgBackRest writes its recovery settings unquoted (a quote or a backslash in a target
+        # name or a path breaks them); spectral writes its own, the same ones, quoted
+        return {"restore_command": self.restore_command(data)}
