@@ -426,3 +426,4 @@ def test_a_killed_exit_is_undone_by_the_next_run(work_dir: Path,
     assert not list((work_dir / ".spectral").glob("*/exit/*/dump")), "the dump was left"
     log = json.loads(spectral("dr", "log", "--kind", "exit", "--json", cwd=work_dir).stdout)
     assert log[0]["data"]["outcome"] == "proven"
+    assert any('drop schema if exists "core" cascade' in u for u in log[0]["data"]["undone"])

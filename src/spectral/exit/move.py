@@ -90,6 +90,7 @@ class ExitResult:
     comparison: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     reinvites: list[str] = field(default_factory=list)
+    undone: list[str] = field(default_factory=list)    # what a killed exit had written
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -174,7 +175,7 @@ class Exit:
 
     def _run(self, source_dsn: str) -> None:
         # what a killed exit wrote into this target is taken back before it is looked at
-        recover(self._folder(), self.request.target_dsn, self.say)
+        self.result.undone = recover(self._folder(), self.request.target_dsn, self.say)
         with connect(source_dsn) as src, connect(self.request.target_dsn) as tgt:
             src.autocommit = tgt.autocommit = True
             assessed = portability.assess(src, self.schemas, tgt)
@@ -194,8 +195,8 @@ class Exit:
                    if i.plan is Plan.LEAVE_OUT]]):
             raise RefusedError("the exit was not confirmed; nothing was written")
         work = self._folder() / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        work.mkdir(parents=True, exist_ok=True)
         journal = Journal.begin(self._folder(), target_parts(self.request.target_dsn), work)
+        work.mkdir(parents=True, exist_ok=True)        # recorded first: never an orphan
         undo = UndoStack()
         try:
             self._move(source_dsn, assessed, bins, settings, work, undo, journal)
