@@ -91,6 +91,11 @@ class EnvironmentConfig(BaseModel):
     database: str = Field(
         default="postgres", description="The database spectral protects in a cluster it runs "
                                         "itself (created on first use); a DSN names its own.")
+    lock_timeout: Seconds = Field(
+        default=2, gt=0, description="Longest a snapshot or fingerprint of this database waits "
+                                     "for a table's lock, and lets a statement of production "
+                                     "(a migration's ALTER TABLE) wait behind its own, before it "
+                                     "starts again (three attempts, then could-not-verify).")
     change_columns: dict[str, str] = Field(
         default={}, description="schema.table -> the column whose newest value is the table's "
                                 "newest change (default: a timestamp column whose default is "

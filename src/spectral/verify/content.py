@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from enum import StrEnum
 from queue import Empty, Queue
@@ -19,7 +21,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from spectral.pg.conn import connect
+from spectral.pg.conn import Sessions
+from spectral.verify import locks
+from spectral.verify.content_sql import COLUMN_HASHES_SQL as COLUMN_HASHES_SQL  # by_query.py
+from spectral.verify.content_sql import TABLES_SQL as TABLES_SQL  # sends them too
 
 CHUNK_BLOCKS = 4096           # 32 MB of heap per range: small enough to balance the workers
 # progress(stage, done, total) in heap blocks: stage "scan" for the whole scan, "scan <table>"
@@ -86,90 +91,6 @@ class TableFacts:
 
 
 Range = tuple[str, int, int, Any, str | None]   # table, rows, hash sum, newest change, error
-
-
-# Types whose hash is computed from OIDs that a dump and restore renumbers: enum labels are
-# stored and hashed as pg_enum OIDs; reg* and oid values are OIDs. Columns of such types (also
-# through domains, arrays and composites) are hashed through their text form; everything else
-# is hashed as stored, which is faster.
-OID_HASHED = """exists (
-    with recursive base(oid) as (
-        select a.atttypid
-        union all
-        select coalesce(nullif(ty.typbasetype, 0), nullif(ty.typelem, 0))
-        from base b join pg_type ty on ty.oid = b.oid
-        where ty.typtype = 'd' or (ty.typlen = -1 and ty.typelem <> 0))
-    select 1 from base b join pg_type ty on ty.oid = b.oid
-    where ty.typtype in ('e', 'c')
-       or ty.typname in ('oid', 'regclass', 'regtype', 'regproc', 'regprocedure', 'regoper',
-                         'regoperator', 'regconfig', 'regdictionary', 'regnamespace', 'regrole',
-                         'regcollation'))"""
-
-# A column whose default is the time of the write (now(), CURRENT_TIMESTAMP, clock_timestamp(),
-# ... possibly inside timezone()): its newest value is the table's newest change.
-NOW_LIKE = ("'\\m(now|current_timestamp|localtimestamp|clock_timestamp|statement_timestamp|"
-            "transaction_timestamp)\\M'")
-
-TABLES_SQL = f"""
-select n.nspname, c.relname, (pg_relation_size(c.oid) / current_setting('block_size')::int)::bigint,
-       has_table_privilege(c.oid, 'SELECT'),
-       (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
-        where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as columns,
-       (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
-        where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-          and {OID_HASHED}) as text_columns,
-       format('%%s/%%s/%%s', coalesce(nullif(c.reltablespace, 0), 1663),
-              (select oid from pg_database where datname = current_database()),
-              pg_relation_filenode(c.oid)) as locator,
-       (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
-        join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
-        where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-          and a.atttypid in ('timestamptz'::regtype, 'timestamp'::regtype)
-          and pg_get_expr(d.adbin, d.adrelid) ~* {NOW_LIKE}) as stamped
-from pg_class c join pg_namespace n on n.oid = c.relnamespace
-where n.nspname = any(%s) and c.relkind = 'r'
-order by 1, 2
-"""
-
-
-COLUMN_HASHES_SQL = """
-select n.nspname, c.relname, a.attname::text, h.fn, h.argtype
-from pg_attribute a
-join pg_class c on c.oid = a.attrelid
-join pg_namespace n on n.oid = c.relnamespace
-left join lateral (
-    with recursive base(oid, depth) as (
-        select a.atttypid, 0
-        union all
-        select ty.typbasetype, b.depth + 1 from base b join pg_type ty on ty.oid = b.oid
-        where ty.typtype = 'd')
-    -- the argument type by its qualified name: format_type() says "character" or "bit",
-    -- which as a cast means char(1) or bit(1) and would truncate the value before hashing.
-    -- It is the function's declared argument, which may differ from the opclass's type when
-    -- the two are binary-equal: before PostgreSQL 17, timestamptz is hashed by
-    -- timestamp_hash_extended(timestamp), and the cast is exact in the scan's UTC session
-    select p.amproc::regproc::text as fn,
-           quote_ident(an.nspname) || '.' || quote_ident(at.typname) as argtype
-    from (select oid from base order by depth desc limit 1) bt
-    join pg_type ty on ty.oid = bt.oid
-    join pg_opclass oc on oc.opcdefault
-        and oc.opcmethod = (select oid from pg_am where amname = 'hash')
-    join pg_amproc p on p.amprocfamily = oc.opcfamily and p.amprocnum = 2
-        and p.amproclefttype = oc.opcintype and p.amprocrighttype = oc.opcintype
-    join pg_proc fp on fp.oid = p.amproc
-    join pg_type at on at.oid = fp.proargtypes[0]
-    join pg_namespace an on an.oid = at.typnamespace
-    where oc.opcintype = ty.oid
-       or exists (select 1 from pg_cast k where k.castsource = ty.oid
-                  and k.casttarget = oc.opcintype and k.castmethod = 'b')
-       or (oc.opcintype = 'anyarray'::regtype and ty.typcategory = 'A')
-       or (oc.opcintype = 'anyrange'::regtype and ty.typtype = 'r')
-    order by (oc.opcintype = ty.oid) desc, (oc.opcintype = 'text'::regtype) desc,
-             oc.opcname
-    limit 1) h on true
-where n.nspname = any(%s) and c.relkind = 'r' and a.attnum > 0 and not a.attisdropped
-order by 1, 2, a.attnum
-"""
 
 
 def _change_column(stamped: list[str]) -> str | None:
@@ -313,10 +234,14 @@ def _session_settings(conn: psycopg.Connection[Any]) -> None:
 def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
          workers: int | None = None, method: Method | None = None,
          progress: ScanProgress | None = None,
-         stop: threading.Event | None = None) -> dict[str, TableFacts]:
+         stop: threading.Event | None = None, sessions: Sessions | None = None,
+         lock_timeout: float = locks.LOCK_TIMEOUT,
+         ready: threading.Event | None = None) -> dict[str, TableFacts]:
     """Read every planned table in `workers` parallel sessions sharing `snapshot`. A large
     table's TID ranges are spread over all the sessions, so one table alone uses every core.
-    When `stop` is set (or this thread is interrupted) the workers stop after their range."""
+    Each session locks every table before it reads any (verify/locks.py), then needs no other
+    lock; `ready` is set once they all hold the snapshot and the locks. When `stop` is set (or
+    this thread is interrupted) the sessions' queries are cancelled and nothing is returned."""
     items: Queue[tuple[TablePlan, int | None, int | None]] = Queue()
     for plan in sorted(plans, key=lambda p: -p.blocks):
         if plan.status is TableStatus.OK:
@@ -326,33 +251,34 @@ def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
     results: Queue[Range] = Queue()
     tally = _Tally(plans, progress)
     stop = stop or threading.Event()
+    sessions = sessions or Sessions()
+    ready = ready or threading.Event()
+    tables = [(p.schema, p.name) for p in plans if p.status is TableStatus.OK]
+    arrived = _Countdown(n, ready)
 
     def work() -> None:
         try:
             read_ranges()
         except BaseException:
-            stop.set()   # one worker failing stops the others after their range
+            stop.set()   # one worker failing stops the others, at once
+            sessions.cancel()
             raise
 
     def read_ranges() -> None:
-        with connect(conninfo, autocommit=False) as conn:
+        with sessions.open(conninfo, autocommit=False) as conn:
             _session_settings(conn)
+            locks.set_timeout(conn, lock_timeout)
             conn.execute("set transaction isolation level repeatable read, read only")
             if snapshot:
                 conn.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot)))
+            locks.lock_all(conn, tables, lock_timeout)
+            arrived.one()
             while not stop.is_set():
                 try:
                     plan, lo, hi = items.get_nowait()
                 except Empty:
                     break
-                try:
-                    with conn.transaction():
-                        row = conn.execute(range_query(plan, lo, hi, method)).fetchone()
-                    assert row is not None
-                    results.put((plan.qualified, int(row[0]), int(row[1]), row[2], None))
-                except psycopg.Error as exc:
-                    reason = (exc.diag.message_primary or str(exc)).strip()
-                    results.put((plan.qualified, 0, 0, None, reason))
+                results.put(_read_range(conn, plan, lo, hi, method, lock_timeout))
                 tally.done(plan, lo, hi)
             conn.rollback()
 
@@ -363,11 +289,54 @@ def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
                 future.result()
         except BaseException:
             stop.set()
+            sessions.cancel()
+            _drain(futures, sessions)
             raise
+        finally:
+            ready.set()
     if stop.is_set():
         raise ScanStopped("the content scan was stopped before every table was read")
     tally.finish()
     return fold(plans, [results.get() for _ in range(results.qsize())], method)
+
+
+def _read_range(conn: psycopg.Connection[Any], plan: TablePlan, lo: int | None,
+                hi: int | None, method: Method | None, lock_timeout: float) -> Range:
+    """One range's count, hash sum and newest change, or the reason it could not be read. A
+    lock wait (an index a DDL wants) is a conflict for the whole scan, not this table's fact."""
+    try:
+        with conn.transaction():
+            row = conn.execute(range_query(plan, lo, hi, method)).fetchone()
+        assert row is not None
+        return plan.qualified, int(row[0]), int(row[1]), row[2], None
+    except psycopg.errors.LockNotAvailable:
+        raise locks.blocker(conn, [plan.qualified], lock_timeout) from None
+    except psycopg.Error as exc:
+        reason = (exc.diag.message_primary or str(exc)).strip()
+        return plan.qualified, 0, 0, None, reason
+
+
+class _Countdown:
+    """Sets `event` when `count` workers have arrived."""
+
+    def __init__(self, count: int, event: threading.Event) -> None:
+        self.count, self.event, self.lock = count, event, threading.Lock()
+
+    def one(self) -> None:
+        with self.lock:
+            self.count -= 1
+            if self.count <= 0:
+                self.event.set()
+
+
+def _drain(futures: list[Future[None]], sessions: Sessions, within: float = 15) -> None:
+    """Wait for stopped workers, cancelling again what any of them started meanwhile (a cancel
+    reaches only the statement running when it arrives)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not wait_futures(futures, timeout=0.25).not_done:
+            return
+        sessions.cancel()
 
 
 class _Tally:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg.sql
@@ -19,10 +20,13 @@ import psycopg.sql
 from spectral.config.models import EnvironmentConfig
 from spectral.durable import write_atomic
 from spectral.errors import CouldNotVerify, UsageError
-from spectral.pg.conn import connect
+from spectral.pg.conn import Sessions, describe
 from spectral.verify import content as content_mod
+from spectral.verify import locks
 from spectral.verify.catalog import CATALOG_VERSION, describe_schema
 
+T = TypeVar("T")
+READY_WAIT = 30   # seconds the coordinator keeps its snapshot open for workers still starting
 FORMAT = "spectral.fingerprint"
 VERSION = 1
 # Schemas the platform (Supabase) manages and changes under you: reported as drift only.
@@ -54,6 +58,7 @@ class Options:
     managed: tuple[str, ...] = MANAGED_SCHEMAS
     last_change: tuple[tuple[str, str], ...] = ()
     require_schemas: bool = False     # a named schema that is missing: could not verify
+    lock_timeout: float = locks.LOCK_TIMEOUT   # longest wait for a lock, ours or production's
     # told how the content scan advances (a terminal's bars, a drill's clock); not an option of
     # what is read, so two Options that differ only in it are equal
     progress: content_mod.ScanProgress | None = field(default=None, compare=False, repr=False)
@@ -65,7 +70,7 @@ def options_for(env: EnvironmentConfig, *, content: bool = False, workers: int |
     """The fingerprint options an environment's configuration asks for."""
     return Options(schemas or tuple(env.schemas), content=content, workers=workers,
                    last_change=tuple(sorted(env.change_columns.items())),
-                   require_schemas=require, progress=progress)
+                   require_schemas=require, progress=progress, lock_timeout=env.lock_timeout)
 
 
 SOURCE_SQL = """
@@ -101,43 +106,116 @@ def _control(conn: psycopg.Connection[Any]) -> tuple[str | None, int | None]:
 
 def take(conninfo: str, opts: Options, snapshot: str | None = None) -> dict[str, Any]:
     """Fingerprint one database, schema and data read as of one snapshot (the one exported as
-    `snapshot` by another session, when given: a pg_dump of the same instant, say)."""
-    with connect(conninfo, autocommit=False) as conn:
-        conn.execute("set search_path = ''")   # deparsed names come out schema-qualified
-        conn.execute("set transaction isolation level repeatable read, read only")
-        if snapshot is not None:
-            conn.execute(psycopg.sql.SQL("set transaction snapshot {}").format(
-                psycopg.sql.Literal(snapshot)))
-        row = conn.execute(SOURCE_SQL).fetchone()
-        assert row is not None
-        version, version_num, lsn, now, database, snapshot = row
-        sysid, timeline = _control(conn)
-        last_commit = _last_commit(conn)
-        present = _existing(conn, list(opts.schemas) + list(opts.managed))
-        missing = [s for s in opts.schemas if s not in present]
-        if missing and opts.require_schemas:
-            raise CouldNotVerify(f"schema {', '.join(missing)} does not exist in database "
-                                 f"{database}: nothing to fingerprint (misspelt?)")
-        readable = [s for s in opts.schemas if s in present]
-        plans = content_mod.plan_tables(conn, readable, opts.content, dict(opts.last_change))
-        # The tables are read by the workers while this session describes the catalogs: the
-        # catalog queries wait on round trips more than on the cores the scan keeps busy.
-        stop = threading.Event()
-        with ThreadPoolExecutor(1) as pool:
-            scanning = pool.submit(content_mod.scan, conninfo, snapshot, plans,
-                                   workers=opts.workers, progress=opts.progress, stop=stop)
-            try:
-                schemas = {s: schema_entry(describe_schema(conn, s) if s in present else None)
-                           for s in opts.schemas}
-                managed = {s: schema_entry(objs) for s in opts.managed if s not in opts.schemas
-                           and s in present and (objs := describe_schema(conn, s)) is not None}
-                partitions = _partitions(conn, readable)
-                sequences = _sequences(conn, list(opts.schemas)) if opts.content else None
-                facts = scanning.result()
-            except BaseException:
-                stop.set()   # an error or Ctrl-C here: the workers stop after their range
-                raise
-        conn.rollback()
+    `snapshot` by another session, when given: a pg_dump of the same instant, say). A lock
+    conflict with production starts it again (verify/locks.py), a few times at most."""
+    return locks.retrying(lambda: _guarded(conninfo, opts.lock_timeout,
+                                           lambda g: _take_once(g, opts, snapshot)),
+                          f"could not fingerprint {describe(conninfo)}")
+
+
+@dataclass
+class _Guard:
+    """One attempt's sessions: the coordinator's connection, the scan's sessions, and the flag
+    that stops the scan."""
+    conninfo: str
+    conn: psycopg.Connection[Any]
+    workers: Sessions
+    stop: threading.Event
+    lock_timeout: float
+
+
+def _guarded(conninfo: str, lock_timeout: float, body: Callable[[_Guard], T]) -> T:
+    """Run `body` with a coordinator connection whose every lock wait is short, and a watcher
+    that cancels the coordinator's and the scan's queries when production has waited behind
+    them for `lock_timeout` (the attempt then ends as that LockConflict)."""
+    coordinator, workers, stop = Sessions(), Sessions(), threading.Event()
+
+    def give_way() -> None:
+        stop.set()
+        workers.cancel()
+        coordinator.cancel()
+
+    with coordinator.open(conninfo, autocommit=False) as conn, \
+            locks.GiveWay(conninfo, (coordinator, workers), lock_timeout, give_way) as watch:
+        try:
+            conn.execute("set search_path = ''")   # deparsed names come out schema-qualified
+            locks.set_timeout(conn, lock_timeout)
+            return body(_Guard(conninfo, conn, workers, stop, lock_timeout))
+        except psycopg.errors.LockNotAvailable:
+            if watch.conflict is not None:
+                raise watch.conflict from None
+            conn.rollback()
+            raise locks.blocker(conn, None, lock_timeout) from None
+        except Exception:
+            if watch.conflict is not None:   # cancelled to give way: that is the reason
+                raise watch.conflict from None
+            raise
+        except BaseException:   # Ctrl-C, SIGTERM: the scan's sessions stop too, at once
+            stop.set()
+            workers.cancel()
+            raise
+
+
+def _begin(g: _Guard, schemas: list[str], snapshot: str | None) -> set[str]:
+    """Open the snapshot's transaction with every table of `schemas` locked before the
+    snapshot is taken (a TRUNCATE or a rewrite committed between the two would read as an
+    empty table). The tables are listed in a transaction of their own: LOCK takes no snapshot,
+    a query does."""
+    tables = locks.lockable(g.conn, schemas)
+    g.conn.commit()
+    g.conn.execute("set transaction isolation level repeatable read, read only")
+    if snapshot is not None:
+        g.conn.execute(psycopg.sql.SQL("set transaction snapshot {}").format(
+            psycopg.sql.Literal(snapshot)))
+    locks.lock_all(g.conn, tables, g.lock_timeout)
+    return {f"{s}.{n}" for s, n in tables}
+
+
+def _all_locked(plans: list[content_mod.TablePlan], locked: set[str]) -> None:
+    for plan in plans:
+        if plan.status is content_mod.TableStatus.OK and plan.qualified not in locked:
+            raise locks.LockConflict(plan.qualified, None, None,
+                                     why="was created while spectral locked the tables")
+
+
+def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> dict[str, Any]:
+    conn = g.conn
+    locked = _begin(g, list(opts.schemas) + list(opts.managed), snapshot)
+    row = conn.execute(SOURCE_SQL).fetchone()
+    assert row is not None
+    version, version_num, lsn, now, database, snapshot = row
+    sysid, timeline = _control(conn)
+    last_commit = _last_commit(conn)
+    present = _existing(conn, list(opts.schemas) + list(opts.managed))
+    missing = [s for s in opts.schemas if s not in present]
+    if missing and opts.require_schemas:
+        raise CouldNotVerify(f"schema {', '.join(missing)} does not exist in database "
+                             f"{database}: nothing to fingerprint (misspelt?)")
+    readable = [s for s in opts.schemas if s in present]
+    plans = content_mod.plan_tables(conn, readable, opts.content, dict(opts.last_change))
+    _all_locked(plans, locked)
+    # The tables are read by the workers while this session describes the catalogs: the
+    # catalog queries wait on round trips more than on the cores the scan keeps busy.
+    ready = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        scanning = pool.submit(content_mod.scan, g.conninfo, snapshot, plans,
+                               workers=opts.workers, progress=opts.progress, stop=g.stop,
+                               sessions=g.workers, lock_timeout=g.lock_timeout, ready=ready)
+        try:
+            schemas = {s: schema_entry(describe_schema(conn, s) if s in present else None)
+                       for s in opts.schemas}
+            managed = {s: schema_entry(objs) for s in opts.managed if s not in opts.schemas
+                       and s in present and (objs := describe_schema(conn, s)) is not None}
+            partitions = _partitions(conn, readable)
+            sequences = _sequences(conn, list(opts.schemas)) if opts.content else None
+            if ready.wait(READY_WAIT):
+                conn.rollback()   # every worker holds the snapshot and its locks: let go
+            facts = scanning.result()
+        except BaseException:
+            g.stop.set()   # an error or Ctrl-C here: the workers' queries are cancelled
+            g.workers.cancel()
+            raise
+    conn.rollback()
     source = {"server_version": version, "server_version_num": version_num,
               "lsn": str(lsn), "database": database, "system_identifier": sysid,
               "timeline": timeline, "last_commit": last_commit}
@@ -168,19 +246,20 @@ def retake(conninfo: str, schemas: tuple[str, ...], tables: set[str],
            method: content_mod.Method, snapshot: str | None = None) -> dict[str, Any]:
     """Some tables' facts again, all hashed by `method` (as of `snapshot` when given): two
     servers whose hash functions differ (another major version) compare on common ground."""
-    with connect(conninfo, autocommit=False) as conn:
-        conn.execute("set search_path = ''")
-        conn.execute("set transaction isolation level repeatable read, read only")
-        if snapshot is not None:
-            conn.execute(psycopg.sql.SQL("set transaction snapshot {}").format(
-                psycopg.sql.Literal(snapshot)))
-        row = conn.execute("select pg_export_snapshot()").fetchone()
+    def once(g: _Guard) -> dict[str, Any]:
+        locked = _begin(g, list(schemas), snapshot)
+        row = g.conn.execute("select pg_export_snapshot()").fetchone()
         assert row is not None
-        plans = [p for p in content_mod.plan_tables(conn, list(schemas), False, {})
+        plans = [p for p in content_mod.plan_tables(g.conn, list(schemas), False, {})
                  if p.qualified in tables]
-        facts = content_mod.scan(conninfo, str(row[0]), plans, method=method)
-        conn.rollback()
-    return {name: _facts_json(f) for name, f in facts.items()}
+        _all_locked(plans, locked)
+        facts = content_mod.scan(conninfo, str(row[0]), plans, method=method, stop=g.stop,
+                                 sessions=g.workers, lock_timeout=g.lock_timeout)
+        g.conn.rollback()
+        return {name: _facts_json(f) for name, f in facts.items()}
+
+    return locks.retrying(lambda: _guarded(conninfo, locks.LOCK_TIMEOUT, once),
+                          f"could not read {describe(conninfo)} again")
 
 
 PARTITIONS_SQL = """
