@@ -193,3 +193,77 @@ def test_in_place_restore_killed_by_pid_after_the_data_moved_aside(env: Env) -> 
     assert env.rows() == target
     env.ok("dr", "restore", "--undo", "--yes")
     assert env.rows() == before
+
+
+# ---- 11: expire killed after it rewrote the catalog ----------------------------------------
+def _listed(env: Env) -> set[str]:
+    catalog = json.loads((env.base_dir.parent / "catalog.json").read_text())
+    return {b["id"] for b in catalog["backups"]}
+
+
+def _dirs(env: Env) -> set[str]:
+    return {p.name for p in env.base_dir.iterdir()}
+
+
+def test_expire_killed_after_the_catalog_is_finished_by_the_next_expire_or_backup(
+        env: Env) -> None:
+    for _ in range(2):
+        env.ok("dr", "backup")
+    env.killed("dr", "expire", "--keep", "1", "--yes", step="expire:catalog-written")
+    assert len(_listed(env)) == 1 and len(_dirs(env)) == 3     # two left unlisted
+    res = env.ok("dr", "expire", "--keep", "1", "--yes")
+    assert "removed 2 backup director(ies) the catalog no longer listed" in res.stdout, res.stdout
+    assert _dirs(env) == _listed(env)
+    # the same state, left by hand as a kill leaves it, is swept by the next backup
+    env.ok("dr", "backup")
+    catalog_file = env.base_dir.parent / "catalog.json"
+    doc = json.loads(catalog_file.read_text())
+    dropped = doc["backups"].pop(0)["id"]
+    catalog_file.write_text(json.dumps(doc))
+    res = env.ok("dr", "backup")
+    assert dropped in res.stderr and dropped not in _dirs(env), res.stderr
+    assert _dirs(env) == _listed(env)
+    assert env.rows() == list(range(1, 11))
+
+
+def test_expire_removes_directories_a_killed_expiry_left(env: Env) -> None:
+    """The state a kill -9 after the catalog rewrite leaves (built by hand): the next expire
+    removes the unlisted directory, even when it has nothing else to remove."""
+    env.ok("dr", "backup")
+    catalog_file = env.base_dir.parent / "catalog.json"
+    doc = json.loads(catalog_file.read_text())
+    dropped = doc["backups"].pop(0)["id"]
+    catalog_file.write_text(json.dumps(doc))
+    res = env.ok("dr", "expire", "--keep", "1", "--yes")
+    assert dropped in res.stdout, res.stdout
+    assert _dirs(env) == _listed(env)
+
+
+# ---- 12: side instances of a killed salvage ------------------------------------------------
+def test_instances_lists_what_a_killed_salvage_left(env: Env) -> None:
+    env.sql("insert into t select g, 'more' from generate_series(12, 5000) g")
+    env.ok("dr", "backup")
+    xid = env.commit("delete from t where id between 20 and 60")
+    proc = subprocess.Popen([SPECTRAL, "dr", "salvage", "--table", "public.t", "--before-xid",
+                             str(xid), "--yes"], cwd=env.dir, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                            env={k: v for k, v in os.environ.items()
+                                 if not k.startswith("SPECTRAL_TEST")})
+    deadline = time.monotonic() + 120
+    while not (env.instances_dir.is_dir() and list(env.instances_dir.glob("r*/data"))) \
+            and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    left = sorted(p.name for p in env.instances_dir.iterdir())
+    assert left, "the salvage was killed before it made its side instance"
+    res = env.ok("dr", "instances")
+    assert "no restored instances" not in res.stdout
+    for inst in left:
+        assert inst in res.stdout, res.stdout
+    listed = json.loads(env.ok("--json", "dr", "instances").stdout)
+    assert {r["id"] for r in listed} == set(left)
+    assert all(r["state"] == "orphaned" for r in listed), listed
+    env.ok("dr", "teardown", "--all")
+    assert list(env.instances_dir.iterdir()) == []
+    assert _processes_under(env.instances_dir) == []

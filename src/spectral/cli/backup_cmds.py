@@ -249,8 +249,10 @@ def instances_cmd(ctx: typer.Context) -> None:
         if not rows:
             c.print("no restored instances")
         for r in rows:
-            c.print(f"{r['id']}  {'running' if r['running'] else 'stopped'}  port {r['port']}  "
-                    f"{r['target']}  from {r['backup_id']}")
+            c.print(f"{r['id']}  {'running' if r['running'] else 'stopped'}  {r['state']}  "
+                    f"port {r['port'] or '-'}  {r['target']}  from {r['backup_id']}"
+                    + (f"  (left by a run that was killed: spectral dr teardown {r['id']})"
+                       if r["state"] == "orphaned" else ""))
 
     st.emit(rows, human)
 
@@ -355,7 +357,10 @@ def expire_cmd(ctx: typer.Context,
     st = state(ctx)
     plan = expire(provider(st), keep, window, CliConfirmer(yes, st.err), dry_run=dry_run)
     data = {"keep": plan.keep, "remove": plan.remove, "wal_remove": len(plan.wal_remove),
-            "dry_run": dry_run}
+            "dry_run": dry_run, "unlisted_removed": plan.swept}
     verb = "would remove" if dry_run else "removed"
+    swept = (f"; removed {len(plan.swept)} backup director(ies) the catalog no longer listed "
+             f"(left by a run that was killed): {', '.join(plan.swept)}" if plan.swept else "")
     st.emit(data, lambda c: c.print(f"{verb} {len(plan.remove)} backup(s) {plan.remove} and "
-                                    f"{len(plan.wal_remove)} WAL segment(s); kept {plan.keep}"))
+                                    f"{len(plan.wal_remove)} WAL segment(s); kept {plan.keep}"
+                                    + swept))

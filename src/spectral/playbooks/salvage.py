@@ -192,6 +192,8 @@ def salvage_and_record(environment: Environment, table: str, xid: int, operator:
     """Plan the salvage, show it and ask, write it, and record it as an incident entry (counts
     and conflicts; no row data goes into the ledger)."""
     provider = environment.provider
+    # side instances a killed salvage left (listed by `dr instances` as orphaned) go first
+    provider.tidy(environment.report or (lambda _m: None))
     with provider.source() as live:
         plan = salvage(provider, live, table, xid, dry_run=True, revert_updates=revert_updates)
         if dry_run or not (plan.restored_rows or plan.reverted_rows):

@@ -159,6 +159,7 @@ class Instance:
     target: str
     created_at: str
     reached: dict[str, Any] = field(default_factory=dict)
+    state: str = "ready"   # restoring, ready, paused; orphaned: the run that owned it was killed
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

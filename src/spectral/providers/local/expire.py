@@ -1,7 +1,13 @@
-"""Retention: remove old backups and WAL, never anything a kept backup or the window needs."""
+"""Retention: remove old backups and WAL, never anything a kept backup or the window needs.
+
+The catalog is rewritten first, then the removed backups' directories go: a run killed in
+between leaves directories the catalog no longer lists. Every writer of the repository's
+`base/` holds its lock, so a directory seen unlisted under that lock has no living owner; the
+next expiry or backup removes it (`sweep_unlisted`)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -10,6 +16,7 @@ from typing import TYPE_CHECKING
 from spectral.confirm import Confirmer
 from spectral.errors import RefusedError
 from spectral.providers.base import Backup, BackupKind, Verification
+from spectral.providers.local.intent import crash_point
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import list_segments, parse_lsn, segment_of
 
@@ -23,6 +30,10 @@ class ExpirePlan:
     remove: list[str]
     wal_remove: list[str] = field(default_factory=list)
     oldest_kept_start_lsn: str | None = None
+    swept: list[str] = field(default_factory=list)   # left unlisted by a run that was killed
+
+
+BACKUP_DIR_RE = re.compile(r"\d{8}T\d{9}[FI]")   # the names backup.new_backup_id gives
 
 
 def plan_expire(backups: list[Backup], keep: int, window_days: float | None,
@@ -77,10 +88,29 @@ def apply(repo: Repository, plan: ExpirePlan) -> None:
         remove_stale_partials(repo)
         backups = repo.read()
         repo.write([b for b in backups if b.id not in plan.remove])   # catalog first
+        crash_point("expire:catalog-written")
         for backup_id in plan.remove:
             shutil.rmtree(repo.backup_dir(backup_id), ignore_errors=True)
         for name in plan.wal_remove:
             (repo.archive / name).unlink(missing_ok=True)
+        plan.swept = sweep_unlisted(repo)
+
+
+def sweep_unlisted(repo: Repository) -> list[str]:
+    """Remove the backup directories the catalog does not list (call under `repo.locked()`):
+    left by an expiry killed after it rewrote the catalog, or a backup killed between its
+    rename and its catalog entry. Nothing is removed without a readable catalog."""
+    if not repo.catalog_file.is_file() or not repo.base.is_dir():
+        return []
+    listed = {b.id for b in repo.read()}
+    gone = []
+    for path in sorted(repo.base.iterdir()):
+        if path.name in listed or path.is_symlink() or not path.is_dir() \
+                or not BACKUP_DIR_RE.fullmatch(path.name):
+            continue
+        shutil.rmtree(path)
+        gone.append(path.name)
+    return gone
 
 
 def expire(provider: LocalProvider, keep: int, window_days: float | None, operator: Confirmer,
@@ -91,7 +121,11 @@ def expire(provider: LocalProvider, keep: int, window_days: float | None, operat
 
     plan = plan_expire(provider.backups(), keep, window_days, lineage=lineage(provider.repo))
     plan.wal_remove = provider.wal_to_remove(plan)
-    if dry_run or not (plan.remove or plan.wal_remove):
+    if dry_run:
+        return plan
+    if not (plan.remove or plan.wal_remove):
+        with provider.busy("expire"):
+            plan.swept = provider.sweep_unlisted(report=False)
         return plan
     details = [f"backup {b}" for b in plan.remove] + [f"{len(plan.wal_remove)} WAL segments"]
     if not operator.confirm("Remove these from the backup repository?", details):

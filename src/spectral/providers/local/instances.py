@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,13 @@ class Registry:
         self.bins = bins
         self.root = root
 
-    def register_start(self, home: Path) -> None:
-        """Claim a new instance folder for this process before anything is copied into it."""
+    def register_start(self, home: Path, target: str = "?") -> None:
+        """Claim a new instance folder for this process before anything is copied into it:
+        from here on `instances()` lists it, and `teardown` removes it."""
         write_atomic(home / "instance.json", json.dumps(
             {"id": home.name, "state": "restoring", "owner_pid": os.getpid(),
-             "owner_start": process_start(os.getpid())}) + "\n")
+             "owner_start": process_start(os.getpid()), "target": target,
+             "created_at": datetime.now(UTC).isoformat(timespec="seconds")}) + "\n")
 
     @staticmethod
     def write(home: Path, inst: Instance, state: str, keep: bool = True) -> None:
@@ -49,15 +52,22 @@ class Registry:
         write_atomic(meta, json.dumps(d, indent=1) + "\n")
 
     def instances(self) -> list[Instance]:
-        out = []
+        """Every instance folder, those still restoring and those a killed run left included
+        (state `orphaned`): whatever takes disk space here is listed."""
         root = self.root
-        for meta in sorted(root.glob("*/instance.json")) if root.is_dir() else []:
-            try:
-                d = json.loads(meta.read_text())
-            except ValueError:
+        orphaned = set(self.orphans(min_age=0))
+        out = []
+        for home in sorted(root.iterdir()) if root.is_dir() else []:
+            if not INSTANCE_ID_RE.fullmatch(home.name) or home.is_symlink() or not home.is_dir():
                 continue
-            if isinstance(d, dict) and "dsn" in d:   # not yet registered: still restoring
-                out.append(_instance(d))
+            d = _meta(home)
+            inst = _instance(d) if "dsn" in d else Instance(
+                home.name, "", 0, str(home / "data"), str(d.get("backup_id", "?")),
+                str(d.get("target", "?")), str(d.get("created_at", "?")),
+                state=str(d.get("state", "restoring")))
+            if home.name in orphaned:
+                inst.state = "orphaned"
+            out.append(inst)
         return out
 
     def cluster_of(self, inst: Instance) -> Cluster:
@@ -94,7 +104,7 @@ class Registry:
         shutil.rmtree(home, ignore_errors=True)
         return True
 
-    def orphans(self) -> list[str]:
+    def orphans(self, min_age: float = 60) -> list[str]:
         """Instances left by a run that died: owned by a process (a drill, a salvage) that is
         gone, or never finished restoring while no process owns them any more. An instance
         whose owning process is alive is never an orphan, whatever its state."""
@@ -103,15 +113,11 @@ class Registry:
         for home in sorted(root.iterdir()) if root.is_dir() else []:
             if not INSTANCE_ID_RE.fullmatch(home.name) or home.is_symlink():
                 continue
-            meta = home / "instance.json"
-            try:
-                d = json.loads(meta.read_text()) if meta.exists() else {}
-            except ValueError:
-                d = {}
+            d = _meta(home)
             if owner_alive(d.get("owner_pid"), d.get("owner_start")):
                 continue
             if not d:   # killed before it was registered: its creator is gone or it is new
-                if _age(home) > 60:
+                if _age(home) > min_age:
                     out.append(home.name)
                 continue
             running = Cluster(self.bins, home / "data", socket_dir_for(home / "run"), 0,
@@ -137,6 +143,14 @@ def process_start(pid: int) -> int | None:
     except (OSError, IndexError):
         return None
     return int(fields[19]) if len(fields) > 19 and fields[0] != "Z" else None
+
+
+def _meta(home: Path) -> dict[str, Any]:
+    try:
+        d = json.loads((home / "instance.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
 
 
 def _age(path: Path) -> float:

@@ -121,6 +121,7 @@ class LocalProvider:
                              f"PostgreSQL 17+) backups into its one repository; differential "
                              f"backups and --repo are for pgbackrest environments")
         with self.busy("backup"), self.local.session() as cluster:
+            self.sweep_unlisted()
             with cluster.connect() as conn:
                 row = conn.execute("select current_setting('server_version')").fetchone()
             self.local.prepare_repository()
@@ -229,7 +230,7 @@ class LocalProvider:
             make_owned_dir(self.local.paths.instances_dir, 0o755)
             make_owned_dir(home, 0o755)
             undo.push("instance directory", lambda: shutil.rmtree(home, ignore_errors=True))
-            self.registry.register_start(home)
+            self.registry.register_start(home, described(restore_plan))
             data = home / "data"
             written = self.restorer.materialize(restore_plan, data, progress, pause=pause)
             cluster = Cluster(self.bins, data, socket_dir_for(home / "run"), free_port(),
@@ -270,6 +271,20 @@ class LocalProvider:
         from spectral.providers.local.expire import apply
 
         apply(self.repo, plan)
+
+    def sweep_unlisted(self, *, report: bool = True) -> list[str]:
+        """Backup directories the catalog does not list, left by a killed expiry or backup,
+        removed (their owner is gone: every writer holds the repository lock); said in one
+        line."""
+        from spectral.providers.local.expire import sweep_unlisted
+
+        with self.repo.locked():
+            gone = sweep_unlisted(self.repo)
+        if gone and report:
+            self.local.tell(f"removed {len(gone)} backup director{'y' if len(gone) == 1 else 'ies'}"
+                            f" the catalog does not list (left by a run that was killed): "
+                            f"{', '.join(gone)}")
+        return gone
 
     def wal_to_remove(self, plan: ExpirePlan) -> list[str]:
         from spectral.providers.local.expire import wal_to_remove
