@@ -164,14 +164,16 @@ class Cluster:
         to postgresql.conf survive and ours stay in one place."""
         lines = ["# Written by spectral. Changes here are overwritten.\n"]
         lines += [f"{k} = {_conf_value(v)}\n" for k, v in sorted(conf.items())]
+        # whole or not at all: a half-written file would keep the server from starting
         target = self.data_dir / CONF_NAME
-        target.write_text("".join(lines))
+        write_atomic(target, "".join(lines), mode=0o600)
         give_to_server(target)
         main = self.data_dir / "postgresql.conf"
         text = main.read_text()
-        include = f"include_if_exists = '{CONF_NAME}'"
+        include = f"include_if_exists = {conf_quote(CONF_NAME)}"
         if include not in text:
-            main.write_text(text.rstrip("\n") + f"\n\n{include}\n")
+            write_atomic(main, text.rstrip("\n") + f"\n\n{include}\n", mode=0o600)
+            give_to_server(main)
 
     # ---- state ----------------------------------------------------------------------------
     @property

@@ -4,11 +4,13 @@ settings, run recovery and check it stopped where it was told to."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from spectral.durable import write_atomic
 from spectral.errors import ClusterError, CouldNotVerify
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
@@ -36,6 +38,9 @@ NOT_RESTORED = ("synchronous_standby_names", "primary_conninfo", "primary_slot_n
                 "recovery_target", "recovery_target_time", "recovery_target_xid",
                 "recovery_target_lsn", "recovery_target_name", "recovery_target_inclusive",
                 "recovery_target_action", "recovery_target_timeline")
+
+AUTO_SETTING_RE = re.compile(r"\s*[A-Za-z_][\w.]*\s*=")
+AUTO_OTHER_RE = re.compile(r"\s*(#.*)?$")
 
 
 class Restorer:
@@ -156,12 +161,17 @@ def check_reached(restore_plan: RestorePlan, window: RecoverableWindow,
 
 
 def _drop_auto_settings(path: Path) -> None:
+    """Remove the settings that must not follow a restore, and any line that is not a setting
+    or a comment: the rest of a value a restore tool wrote unquoted across two lines (pgBackRest
+    writes a restore point's name as it is, a line break included)."""
     if not path.exists():
         return
     lines = path.read_text().splitlines(keepends=True)
-    kept = [ln for ln in lines if ln.split("=", 1)[0].strip() not in NOT_RESTORED]
+    kept = [ln for ln in lines if (AUTO_SETTING_RE.match(ln) and ln.split("=", 1)[0].strip()
+                                   not in NOT_RESTORED) or AUTO_OTHER_RE.match(ln)]
     if kept != lines:
-        path.write_text("".join(kept))
+        write_atomic(path, "".join(kept), mode=0o600)
+        give_to_server(path)
 
 
 def described(restore_plan: RestorePlan) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from spectral.config.pgbackrest import PgBackRestConfig, RepoType
 from spectral.config.secrets import resolve_secret
+from spectral.errors import ConfigError
 from spectral.redact import register_secret
 
 
@@ -90,6 +91,12 @@ def render(cfg: PgBackRestConfig, paths: PgBackRestPaths, cluster: ClusterAddres
                 lines.append(f"{key}-storage-ca-file={repo.s3_ca_file}")
     lines += ["", f"[{cfg.stanza}]", f"pg1-path={cluster.data_dir}", f"pg1-port={cluster.port}",
               f"pg1-socket-path={cluster.socket_dir}", "pg1-user=postgres", ""]
+    # pgBackRest's ini has no quoting: a value runs to the end of its line, so spaces and
+    # quotes in a path are kept as they are, and only a line break cannot be written
+    broken = next((ln for ln in lines if "\n" in ln or "\r" in ln), None)
+    if broken is not None:
+        raise ConfigError(f"a pgBackRest setting would hold a line break: "
+                          f"{broken.split('=', 1)[0]} ({broken!r})")
     return "\n".join(lines)
 
 
