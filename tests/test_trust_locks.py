@@ -272,3 +272,65 @@ def test_a_new_access_share_lock_waits_behind_a_queued_ddl(make_cluster: Cluster
     assert caught.value.table == "public.t"
     assert "alter table t add column c int" in caught.value.statement
     assert alter.error is None
+
+
+def test_a_ddl_queued_before_a_worker_locks_delays_production_briefly(
+        make_cluster: ClusterFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window between the coordinator's locks and a worker's: a DDL queued there makes the
+    worker's lock wait behind it, the worker gives up after lock_timeout, every session lets go,
+    the DDL runs, and the fingerprint starts again and reads the table as the DDL left it."""
+    from spectral.verify import locks
+    from spectral.verify.fingerprint import Options, take
+
+    dsn = make_cluster().conninfo()
+    with connect(dsn) as conn:
+        conn.execute("create table target (id int primary key, note text)")
+        conn.execute("insert into target select g, 'x' from generate_series(1, 1000) g")
+    real = locks.lock_all
+    alters: list[Timed] = []
+
+    def lock_all(conn: psycopg.Connection[Any], tables: Any, timeout: float) -> None:
+        if threading.current_thread() is not threading.main_thread() and not alters:
+            alters.append(Timed(dsn, "alter table target add column extra text"))
+            _queued(dsn, "alter")
+        real(conn, tables, timeout)
+
+    monkeypatch.setattr(locks, "lock_all", lock_all)
+    start = time.monotonic()
+    doc = take(dsn, Options(("public",), content=True, workers=2, lock_timeout=1))
+    took = time.monotonic() - start
+    alters[0].wait()
+    assert alters[0].error is None and alters[0].seconds is not None, alters[0].error
+    assert alters[0].seconds < 5, alters[0].seconds
+    assert doc["tables"]["public.target"]["rows"] == 1000
+    columns = doc["schemas"]["public"]["objects"]["table public.target"]["columns"]
+    assert [c["name"] for c in columns] == ["id", "note", "extra"]
+    assert took < 20
+
+
+def test_only_the_workers_hold_the_snapshot_while_they_read(source: tuple[Path, str]) -> None:
+    """The coordinator lets go of its snapshot once every worker imported it (an open snapshot
+    holds back vacuum on the whole cluster)."""
+    work, dsn = source
+    proc = _fingerprint(work)
+    holding: list[int] = []
+    try:
+        _scan_running(dsn)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with _test_session(dsn) as conn:
+                row = conn.execute(
+                    "select count(*) filter (where backend_xmin is not null), "
+                    "count(*) filter (where state = 'active' and query like '%\"slow%') "
+                    "from pg_stat_activity where application_name = 'spectral'").fetchone()
+            assert row is not None
+            if row[1] == 2:          # both workers are reading
+                holding.append(int(row[0]))
+                if row[0] <= 2:
+                    break
+            time.sleep(0.1)
+        proc.communicate(timeout=90)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0
+    assert holding and holding[-1] == 2, holding

@@ -57,7 +57,7 @@ class Sessions:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open: list[psycopg.Connection[Any]] = []
+        self._open: dict[psycopg.Connection[Any], int] = {}   # connection -> backend pid
         self.cancelled = False
 
     @contextmanager
@@ -68,16 +68,16 @@ class Sessions:
             with self._lock:
                 if self.cancelled:
                     raise psycopg.errors.QueryCanceled("cancelled before it started")
-                self._open.append(conn)
+                self._open[conn] = conn.info.backend_pid
             try:
                 yield conn
             finally:
                 with self._lock:
-                    self._open.remove(conn)
+                    del self._open[conn]
 
     def pids(self) -> list[int]:
         with self._lock:
-            return [c.info.backend_pid for c in self._open if not c.closed]
+            return list(self._open.values())
 
     def cancel(self) -> None:
         """Cancel the statement each session is running (a session between statements is not

@@ -32,7 +32,7 @@ from spectral.redact import redact
 
 LOCK_TIMEOUT = 2.0        # seconds; the environment's lock_timeout when configured
 ATTEMPTS = 3
-POLL = 0.25               # how often the watcher looks for sessions waiting behind ours
+POLL = 0.5                # how often the watcher looks for sessions waiting behind ours
 T = TypeVar("T")
 
 
@@ -75,12 +75,13 @@ def set_timeout(conn: psycopg.Connection[Any], seconds: float) -> None:
         sql.Literal(f"{max(1, int(seconds * 1000))}ms")))
 
 
-# Relations whose lock a fingerprint takes up front: tables, partitioned tables and views
-# (LOCK TABLE refuses materialized views; foreign tables are not read).
+# Relations whose lock a fingerprint takes up front: the tables it reads, and partitioned
+# tables. Views are described, not read (their description locks what it needs, within
+# lock_timeout); LOCK TABLE refuses materialized views. ACCESS SHARE needs SELECT.
 LOCKABLE_SQL = """
 select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
-where n.nspname = any(%s) and c.relkind in ('r', 'p', 'v')
-  and has_table_privilege(c.oid, 'SELECT')
+where n.nspname = any(%s) and c.relkind in ('r', 'p')
+  and has_schema_privilege(n.oid, 'USAGE') and has_table_privilege(c.oid, 'SELECT')
 order by 1, 2
 """
 
@@ -145,15 +146,16 @@ def blocker(conn: psycopg.Connection[Any], tables: list[str] | None,
     return LockConflict(str(row[0]), int(row[1]), row[2], waited=waited)
 
 
+# Sessions waiting for a lock that one of ours holds. From pg_locks, which every role may read
+# (pg_stat_activity hides other roles' wait events), then pg_blocking_pids for those few only.
 WAITERS_SQL = """
-select a.pid, a.query,
+select w.pid, a.query,
        (select format('%%s.%%s', n.nspname, c.relname) from pg_locks l
         join pg_class c on c.oid = l.relation join pg_namespace n on n.oid = c.relnamespace
-        where l.pid = a.pid and not l.granted and l.locktype = 'relation' limit 1)
-from pg_stat_activity a
-where a.pid <> all(%(ours)s)
-  and case when a.wait_event_type = 'Lock'
-      then pg_blocking_pids(a.pid) && %(ours)s::int[] else false end
+        where l.pid = w.pid and not l.granted and l.locktype = 'relation' limit 1)
+from (select distinct pid from pg_locks where not granted and pid <> all(%(ours)s)) w
+left join pg_stat_activity a on a.pid = w.pid
+where pg_blocking_pids(w.pid) && %(ours)s::int[]
 """
 
 
