@@ -85,7 +85,7 @@ ClusterFactory = Callable[..., Cluster]
 def _make_cluster(root: Path, bins: PgBinaries, name: str, started: list[Cluster]) -> Cluster:
     d = make_owned_dir(root / name, 0o755)
     c = Cluster(bins, d / "data", socket_dir_for(d / "run"), free_port(),
-                d / "log" / "postgres.log")
+                d / "log" / "postgres.log", port_chosen=True)   # taken meanwhile: another
     c.initdb(conf={"wal_level": "replica", "fsync": "off"})
     c.start()
     started.append(c)
