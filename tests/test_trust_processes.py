@@ -82,11 +82,12 @@ def test_stream_segments_of_an_abandoned_timeline_move_aside(env: LocalProvider)
     stream = env.repo.stream
     stream.mkdir(parents=True, exist_ok=True)
     (stream / "00000006000000000000000F.partial").write_bytes(b"")
-    (stream / "000000010000000000000001").write_bytes(b"")
+    # a .partial: pg_receivewal resumes at its start, which this small server has flushed
+    (stream / "000000010000000000000001.partial").write_bytes(b"")
     moved = align_stream_dir(env.local.cluster(), stream)
     assert moved == ["00000006000000000000000F.partial"]
     assert (stream / "abandoned" / "00000006000000000000000F.partial").exists()
-    assert (stream / "000000010000000000000001").exists()
+    assert (stream / "000000010000000000000001.partial").exists()
 
 
 # ---- 6, 8: two drills at once; SIGKILL during a backup --------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -291,9 +291,14 @@ def wal_stream_cmd(ctx: typer.Context,
                                                     "returns once its WAL is on disk here "
                                                     "(RPO 0; commits wait while it is down)."),
                    seconds: float | None = typer.Option(None, "--seconds", help="Stop after this "
-                                                        "long (default: until Ctrl-C).")) -> None:
+                                                        "long (default: until Ctrl-C)."),
+                   reconnect_for: float = typer.Option(3600.0, "--reconnect-for", min=0,
+                                                       help="How long to wait out a server "
+                                                       "that is down or restarting before the "
+                                                       "stream stops (seconds).")) -> None:
     """Run pg_receivewal with a replication slot into the backup repository, supervised:
-    restarted when it exits, stopped (and the synchronous setting removed) when this ends."""
+    restarted when it exits, through restarts of the server and onto the new timeline of an
+    in-place restore; stopped (and the synchronous setting removed) when this ends."""
     import time as _time
 
     from spectral.providers.local.stream import supervise
@@ -303,42 +308,59 @@ def wal_stream_cmd(ctx: typer.Context,
     deadline = None if seconds is None else _time.monotonic() + seconds
     stream_dir = p.stream_dir()
     with p.local.session() as cluster:
+        if p.local.stream_release:
+            st.err.print(f"wal stream: {p.local.stream_release}")
         status = supervise(p.bins, cluster, stream_dir, synchronous=synchronous,
                            report=lambda msg: st.err.print(f"wal stream: {msg}"),
                            should_stop=lambda: deadline is not None
-                           and _time.monotonic() > deadline)
+                           and _time.monotonic() > deadline, outage_limit=reconnect_for)
     st.emit(status.to_json(), lambda c: c.print(f"wal stream stopped after {status.restarts} "
                                                 f"restart(s)"))
 
 
 @wal_app.command("status")
 def wal_status_cmd(ctx: typer.Context) -> None:
-    """The archive's and the stream's lag in bytes and seconds: the live RPO."""
+    """The archive's and the stream's lag in bytes and seconds (the live RPO), the stream's
+    state, and whether commits are blocked by a synchronous stream that is not there."""
     from spectral.providers.local.stream import wal_status
 
     st = state(ctx)
     p = provider(st)
     with p.local.session() as cluster:
-        info = wal_status(cluster, p.repo.stream)
+        info = wal_status(cluster, p.repo.stream, released=p.local.stream_release)
 
     def human(c: Console) -> None:
         a = info["archive"]
         c.print(f"current LSN {info['current_lsn']}; archived through "
                 f"{a['archived_through_lsn'] or 'nothing yet'} ({a['last_archived_wal'] or '-'}, "
                 f"{a['seconds_since_last_archive'] or '-'} s ago); {a['failed_count']} failures")
-        s = info["stream"]
-        c.print("stream: " + (f"{s['sync_state']}, flushed {s['flush_lsn']}, lag "
-                              f"{s['lag_bytes']} bytes" if s else "not connected"))
-        sup = info.get("supervisor")
-        if sup and sup.get("alive") and sup.get("failing"):
-            c.print(f"[bold red]stream failing[/]: pg_receivewal restarted {sup['restarts']} "
-                    f"time(s); last: {sup['last_exit']}")
-        elif not s:
-            c.print("  no `spectral dr wal stream` is running; the RPO is archive_timeout")
+        if info["released"]:
+            c.print(f"[bold red]{info['released']}[/]")
+        if info["commits_blocked"]:
+            c.print(f"[bold red]{info['commits_blocked']}[/]")
+        _print_stream(c, info)
         c.print(f"live RPO: {info['rpo_bytes'] if info['rpo_bytes'] is not None else '-'} bytes, "
                 f"{info['rpo_seconds']} s")
 
     st.emit(info, human)
+
+
+def _print_stream(c: Console, info: dict[str, Any]) -> None:
+    s, sup, state_ = info["stream"], info.get("supervisor"), info["stream_state"]
+    if s:
+        c.print(f"stream: {s['sync_state']}, flushed {s['flush_lsn']}, lag {s['lag_bytes']} "
+                f"bytes, {s['lag_seconds']} s")
+    elif state_ == "dead" and sup:
+        c.print(f"stream: not connected; its supervisor (pid {sup['supervisor_pid']}) is gone "
+                f"since {sup.get('updated_at', '?')}")
+    elif sup and sup.get("alive"):
+        failing = "[bold red]stream failing[/]: " if sup.get("failing") else ""
+        c.print(f"stream: not connected ({state_} since {sup.get('state_since', '?')}); "
+                f"{failing}pg_receivewal restarted {sup['restarts']} time(s); last: "
+                f"{sup.get('last_exit') or '-'}")
+    else:
+        c.print("stream: not connected; no `spectral dr wal stream` is running; the RPO is "
+                "archive_timeout")
 
 
 def expire_cmd(ctx: typer.Context,

@@ -27,6 +27,8 @@ def up_cmd(ctx: typer.Context) -> None:
         provider(st).recover_if_idle()
     _cluster, started = local.up()
     local.keep_running()
+    if local.stream_release:   # a killed synchronous `dr wal stream` had blocked commits
+        st.err.print(f"spectral: {local.stream_release}")
     info = local.status()
     info["created"], info["started"] = created, started
 

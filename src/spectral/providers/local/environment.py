@@ -92,6 +92,8 @@ class LocalPaths:
 
 
 class LocalEnvironment:
+    stream_release: str | None = None   # what opening the server did about a dead stream
+
     def __init__(self, name: str, state_dir: Path, bins: PgBinaries,
                  database: str = "postgres") -> None:
         self.name = name
@@ -209,12 +211,13 @@ class LocalEnvironment:
         self._recover_interrupted()
         cluster = self.cluster() if self.exists() else self.create()
         if cluster.is_running():
+            self._release_dead_stream(cluster)
             self._ensure_database(cluster)
             return cluster, False
         self.prepare_repository()
         self.before_start(cluster)
         cluster.write_conf(self.own_settings())
-        self._clear_stale_synchronous_standby(cluster)
+        self._release_dead_stream(cluster)
         cluster.start()
         try:
             self._ensure_database(cluster)
@@ -247,13 +250,13 @@ class LocalEnvironment:
             if found is None:
                 conn.execute(f'create database "{self.database}"')
 
-    def _clear_stale_synchronous_standby(self, cluster: Cluster) -> None:
-        """A `dr wal stream --synchronous` that was killed cannot remove its setting; with no
-        supervisor alive, remove it here, or every commit after the start would wait forever."""
-        from spectral.providers.local.stream import clear_synchronous_file, supervisor_alive
+    def _release_dead_stream(self, cluster: Cluster) -> None:
+        """A `dr wal stream --synchronous` that was killed cannot remove its setting: with its
+        supervisor dead, every commit would wait for ever. Removed here, before anything this
+        command commits; what was done is kept for `dr wal status` and `local up` to say."""
+        from spectral.providers.local.streamstate import release_dead_synchronous
 
-        if not supervisor_alive(self.paths.repo_dir / "stream"):
-            clear_synchronous_file(cluster.data_dir)
+        self.stream_release = release_dead_synchronous(cluster, self.paths.repo_dir / "stream")
 
     def down(self) -> bool:
         if not self.exists():

@@ -2,31 +2,52 @@
 with backoff when it exits, and, with `synchronous`, registered as the synchronous standby so a
 commit returns only once its WAL is on the repository's disk (RPO = 0).
 
+A restart of the server (or an in-place restore, which stops it and starts it on a new
+timeline) is an outage the supervisor waits out, up to a deadline. Before each start of
+pg_receivewal the stream folder is aligned with the server's history: segments of a history the
+server abandoned, and the segment in which it forked away from an older timeline, are set aside
+in `abandoned/` (never deleted), so pg_receivewal resumes at a point the server can serve.
+
 The synchronous setting is removed again when the supervisor stops: a synchronous standby that is
-gone would make every commit on the source wait."""
+gone would make every commit on the source wait. One killed with SIGKILL cannot; see
+streamstate.py for how the next command removes it."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spectral.durable import write_atomic
+import psycopg
+
+from spectral.errors import ClusterError, ConnectError, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
 from spectral.pg.osuser import make_owned_dir, server_identity
+from spectral.providers.local.streamstate import (
+    APPLICATION,
+    StreamState,
+    StreamStatus,
+    clear_synchronous_file,
+    record,
+    set_synchronous,
+    status_file,
+    supervisor_alive,
+    supervisor_state,
+)
+from spectral.providers.local.wal import Segment, parse_segment
 from spectral.runner import child_env, run, spawn
 
 SLOT = "spectral_stream"
-APPLICATION = "spectral_stream"
+SETTLED = 5.0          # seconds pg_receivewal must run before it counts as streaming
+OUTAGE_BACKOFF = 5.0   # the longest pause between two attempts to reach a server that is down
+
 
 
 def receivewal_argv(bins: PgBinaries, conninfo: str, dest: Path, *,
@@ -43,233 +64,331 @@ def create_slot_argv(bins: PgBinaries, conninfo: str) -> list[str]:
             "--if-not-exists", "--no-password"]
 
 
-@dataclass
-class StreamStatus:
-    pid: int | None
-    supervisor_pid: int
-    synchronous: bool
-    started_at: str
-    restarts: int
-    last_exit: str | None = None
-    failing: bool = False           # the last run ended within seconds of its start
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+# ---- the stream folder against the server's history ---------------------------------------
+Lineage = list[tuple[int, int | None]]   # (timeline, where the server's history left it)
 
 
-def status_file(stream_dir: Path) -> Path:
-    return stream_dir / "supervisor.json"
+def server_lineage(cluster: Cluster, conn: psycopg.Connection[Any]) -> tuple[int, Lineage]:
+    """The server's flush LSN and, for each timeline of its ancestry, where it ended (None for
+    the current one), from the history file in its own pg_wal."""
+    from spectral.providers.local.wal import parse_lsn, read_history
 
-
-def clear_synchronous_file(data_dir: Path) -> bool:
-    """Remove our synchronous standby from postgresql.auto.conf of a stopped server."""
-    path = data_dir / "postgresql.auto.conf"
-    if not path.exists():
-        return False
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [ln for ln in lines if not (ln.split("=", 1)[0].strip() == "synchronous_standby_names"
-                                       and APPLICATION in ln)]
-    if kept == lines:
-        return False
-    path.write_text("".join(kept))
-    return True
-
-
-def supervisor_alive(stream_dir: Path) -> bool:
-    try:
-        pid = int(json.loads(status_file(stream_dir).read_text())["supervisor_pid"])
-    except (OSError, ValueError, KeyError):
-        return False
-    return Path(f"/proc/{pid}").exists()
-
-
-def supervisor_state(stream_dir: Path) -> dict[str, Any] | None:
-    """What the supervisor last recorded (is it alive, restarts, why pg_receivewal last
-    exited), so `dr wal status` can say the stream is failing and why."""
-    try:
-        d: dict[str, Any] = json.loads(status_file(stream_dir).read_text())
-    except (OSError, ValueError):
-        return None
-    d["alive"] = supervisor_alive(stream_dir)
-    return d
-
-
-def set_synchronous(cluster: Cluster, on: bool) -> None:
-    with cluster.connect() as conn:
-        if on:
-            conn.execute(f"alter system set synchronous_standby_names = '{APPLICATION}'")
-        else:
-            conn.execute("alter system reset synchronous_standby_names")
-        conn.execute("select pg_reload_conf()")
-
-
-def server_lineage(cluster: Cluster) -> tuple[int, list[tuple[int, int | None]]]:
-    """The server's current timeline and, for each timeline of its ancestry, where it ended
-    (None for the current one), from the history file in its own pg_wal."""
-    from spectral.providers.local.wal import read_history
-
-    with cluster.connect() as conn:
-        row = conn.execute("select pg_walfile_name(pg_current_wal_lsn())").fetchone()
+    row = conn.execute("select pg_current_wal_flush_lsn()::text, "
+                       "pg_walfile_name(pg_current_wal_flush_lsn())").fetchone()
     assert row is not None
-    tli = int(str(row[0])[:8], 16)
-    spans: list[tuple[int, int | None]] = [(h.timeline, h.switch_lsn) for h in
-                                           read_history(cluster.data_dir / "pg_wal", tli)]
-    return tli, [*spans, (tli, None)]
+    tli = int(str(row[1])[:8], 16)
+    spans: Lineage = [(h.timeline, h.switch_lsn) for h in
+                      read_history(cluster.data_dir / "pg_wal", tli)]
+    return parse_lsn(str(row[0])), [*spans, (tli, None)]
+
+
+def resume_order(seg: Segment) -> tuple[int, int, bool]:
+    """pg_receivewal resumes after the highest segment number, the highest timeline among
+    equals, a complete file before a .partial one (FindStreamingStart)."""
+    return seg.segno, seg.timeline, not seg.partial
+
+
+def segments_to_set_aside(names: list[str], lineage: Lineage, flush_lsn: int) -> list[str]:
+    """The stream's files that keep pg_receivewal from resuming on the server's history:
+    those of a timeline the server's history does not hold (or past where it left that
+    timeline), and then, newest first, each file pg_receivewal would resume from while that
+    point is not in the server's history or the file is the one in which an older timeline
+    forked off (its bytes past the fork belong to the abandoned history)."""
+    ends = dict(lineage)
+    segs = [s for s in (parse_segment(n) for n in names) if s is not None]
+
+    def on_lineage(seg: Segment) -> bool:
+        end = ends.get(seg.timeline, -1)
+        return seg.timeline in ends and (end is None or seg.start_lsn() < end)
+
+    aside = [s for s in segs if not on_lineage(s)]
+    rest = sorted((s for s in segs if on_lineage(s)), key=resume_order)
+    while rest:
+        top = rest[-1]
+        start = top.start_lsn() if top.partial else top.end_lsn()
+        end = ends[top.timeline]
+        if end is None and start <= flush_lsn:
+            break
+        if end is not None and start <= end and not top.start_lsn() < end < top.end_lsn():
+            break
+        aside.append(rest.pop())
+    return sorted(s.name + (".partial" if s.partial else "") for s in aside)
 
 
 def align_stream_dir(cluster: Cluster, stream_dir: Path) -> list[str]:
-    """pg_receivewal resumes from the newest segment in its folder, on that segment's timeline.
-    After an in-place restore or an undo the server is on a new timeline and that segment may
-    belong to the history it abandoned ("requested starting point ... is not in this server's
-    history"): such segments are moved into `abandoned/` (not deleted), so the stream resumes
-    on the server's own lineage."""
-    from spectral.providers.local.wal import parse_segment
+    """The stream folder aligned with the running server's history (set_aside_blocking)."""
+    with cluster.connect() as conn:
+        flush_lsn, lineage = server_lineage(cluster, conn)
+    return set_aside_blocking(stream_dir, lineage, flush_lsn)
 
-    _tli, spans = server_lineage(cluster)
-    ends = dict(spans)
-    moved = []
-    for path in sorted(stream_dir.iterdir()):
-        seg = parse_segment(path.name)
-        if seg is None:
-            continue
-        end = ends.get(seg.timeline, -1)
-        on_lineage = seg.timeline in ends and (end is None or seg.start_lsn() < end)
-        if not on_lineage:
-            aside = make_owned_dir(stream_dir / "abandoned", 0o750)
-            path.rename(aside / path.name)
-            moved.append(path.name)
+
+def set_aside_blocking(stream_dir: Path, lineage: Lineage, flush_lsn: int) -> list[str]:
+    """Set aside (into `abandoned/`, never over an earlier file there) what keeps the stream
+    from resuming on the server's history; the window's readers never look in `abandoned/`."""
+    names = [p.name for p in stream_dir.iterdir() if p.is_file()]
+    moved = segments_to_set_aside(names, lineage, flush_lsn)
+    if moved:
+        folder = make_owned_dir(stream_dir / "abandoned", 0o750)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        for name in moved:
+            dest = folder / name
+            if dest.exists():
+                dest = folder / f"{name}.{stamp}"
+            (stream_dir / name).rename(dest)
     return moved
+
+
+# ---- the supervisor -------------------------------------------------------------------------
+class Supervisor:
+    """pg_receivewal, restarted when it exits, through server outages up to `outage_limit`
+    seconds; the state it records is what `dr wal status` reads."""
+
+    def __init__(self, bins: PgBinaries, cluster: Cluster, stream_dir: Path, *,
+                 synchronous: bool, report: Callable[[str], None],
+                 should_stop: Callable[[], bool], max_backoff: float,
+                 outage_limit: float) -> None:
+        self.bins, self.cluster, self.dir = bins, cluster, stream_dir
+        self.synchronous, self.report, self.should_stop = synchronous, report, should_stop
+        self.max_backoff, self.outage_limit = max_backoff, outage_limit
+        self.status = StreamStatus.new(synchronous)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.down_since: float | None = None
+        self.log_path = stream_dir / "pg_receivewal.log"
+
+    def run(self) -> StreamStatus:
+        if supervisor_alive(self.dir):
+            raise UsageError(f"a `dr wal stream` is already running ({status_file(self.dir)})")
+        record(self.dir, self.status)   # before the synchronous setting: it names its owner
+        backoff = 1.0
+        try:
+            while not self.should_stop():
+                if not self._ready():
+                    self._pause(min(OUTAGE_BACKOFF, 1.0 + (time.monotonic()
+                                                           - (self.down_since or 0)) / 4))
+                    continue
+                ran = self._receive()
+                if ran is None:
+                    break
+                backoff = 1.0 if ran > 60 else min(backoff * 2, self.max_backoff)
+                self.report(f"pg_receivewal exited ({self.status.last_exit}); restarting in "
+                            f"{backoff:.0f}s")
+                self._pause(backoff)
+        finally:
+            self._stop()
+            self.status.pid = None
+            status_file(self.dir).unlink(missing_ok=True)
+        return self.status
+
+    def _pause(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.should_stop():
+            time.sleep(0.2)
+
+    def _ready(self) -> bool:
+        """Reach the server, out of recovery, with our slot, our synchronous setting and a
+        stream folder aligned with its history; False (and the outage noted) when it cannot."""
+        try:
+            with self.cluster.connect(timeout=5) as conn:
+                if conn.execute("select pg_is_in_recovery()").fetchone() == (True,):
+                    return self._outage("the server is in recovery")
+                flush_lsn, lineage = server_lineage(self.cluster, conn)
+            if self.synchronous:
+                set_synchronous(self.cluster, True)   # a restored data directory lacks it
+        except (ConnectError, psycopg.Error) as exc:
+            return self._outage(" ".join(str(exc).split()))
+        # an in-place restore replaced the data directory, and its slot with it
+        run(create_slot_argv(self.bins, self.cluster.conninfo()), timeout=60,
+            run_as=server_identity(), check=False)
+        moved = set_aside_blocking(self.dir, lineage, flush_lsn)
+        if moved:
+            self.report(f"set aside {len(moved)} segment(s) not on the server's history "
+                        f"({', '.join(moved)}) in {self.dir / 'abandoned'}")
+        if self.down_since is not None:
+            self.report("the server is reachable again")
+        self.down_since = None
+        return True
+
+    def _outage(self, reason: str) -> bool:
+        now = time.monotonic()
+        if self.down_since is None:
+            self.down_since = now
+            self.report(f"waiting for the server ({reason})")
+            record(self.dir, self.status, StreamState.WAITING_FOR_SERVER)
+        elif now - self.down_since > self.outage_limit:
+            raise ClusterError(f"the server has not been reachable for "
+                               f"{self.outage_limit:g}s ({reason}); the WAL stream stopped")
+        return False
+
+    def _receive(self) -> float | None:
+        """One run of pg_receivewal: how long it ran, or None when the supervisor stops."""
+        ident = server_identity()
+        with open(self.log_path, "ab") as log:
+            offset = log.tell()
+            self.proc = spawn(receivewal_argv(self.bins, self.cluster.conninfo(), self.dir,
+                                              synchronous=self.synchronous),
+                              run_as=ident, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                              env=child_env(None, ident), cwd=self.dir, bound=True)
+        self.status.pid = self.proc.pid
+        record(self.dir, self.status, StreamState.STARTING)
+        self.report(f"pg_receivewal running (pid {self.proc.pid}"
+                    f"{', synchronous' if self.synchronous else ''})")
+        started = time.monotonic()
+        while self.proc.poll() is None and not self.should_stop():
+            if self.status.state is not StreamState.STREAMING and \
+                    time.monotonic() - started > SETTLED:
+                self.status.failing = False
+                record(self.dir, self.status, StreamState.STREAMING)
+            time.sleep(0.2)
+        if self.proc.poll() is None:
+            return None
+        ran = time.monotonic() - started
+        self.status.restarts += 1
+        self.status.last_exit = f"exit code {self.proc.returncode}: " \
+            f"{_exit_reason(self.log_path, offset)}"
+        self.status.failing = ran < 10
+        self.status.pid = None
+        record(self.dir, self.status, StreamState.RESTARTING)
+        return ran
+
+    def _stop(self) -> None:
+        """Stop the pg_receivewal this supervisor started (by its pid), and take the
+        synchronous setting away again."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        if not self.synchronous:
+            return
+        try:
+            set_synchronous(self.cluster, False)
+        except (ConnectError, psycopg.Error):
+            # the source is down: make sure it does not come back waiting for us
+            clear_synchronous_file(self.cluster.data_dir)
 
 
 def supervise(bins: PgBinaries, cluster: Cluster, stream_dir: Path, *, synchronous: bool,
               report: Callable[[str], None], should_stop: Callable[[], bool],
-              max_backoff: float = 30.0) -> StreamStatus:
-    """Run pg_receivewal until `should_stop()` or an interrupt; restart it when it exits."""
+              max_backoff: float = 30.0, outage_limit: float = 3600.0) -> StreamStatus:
+    """Run pg_receivewal until `should_stop()` or an interrupt; restart it when it exits, and
+    wait out a server that is down or restarting for up to `outage_limit` seconds."""
     make_owned_dir(stream_dir, 0o750)
-    ident = server_identity()
-    run(create_slot_argv(bins, cluster.conninfo()), timeout=60, run_as=ident)
-    status = StreamStatus(None, os.getpid(), synchronous,
-                          datetime.now(UTC).isoformat(timespec="seconds"), 0)
-    backoff = 1.0
-    proc: subprocess.Popen[bytes] | None = None
-    log_path = stream_dir / "pg_receivewal.log"
+    return Supervisor(bins, cluster, stream_dir, synchronous=synchronous, report=report,
+                      should_stop=should_stop, max_backoff=max_backoff,
+                      outage_limit=outage_limit).run()
+
+
+def _exit_reason(path: Path, offset: int) -> str:
+    """What pg_receivewal logged since `offset`: its first error (the cause; "disconnected"
+    often follows it), else its last line."""
     try:
-        if synchronous:
-            set_synchronous(cluster, True)
-        while not should_stop():
-            if status.restarts:
-                # an in-place restore replaced the data directory, and its slot with it
-                run(create_slot_argv(bins, cluster.conninfo()), timeout=60, run_as=ident,
-                    check=False)
-            moved = align_stream_dir(cluster, stream_dir)
-            if moved:
-                report(f"moved {len(moved)} segment(s) of an abandoned timeline out of the "
-                       f"stream's way ({stream_dir / 'abandoned'})")
-            with open(log_path, "ab") as log:
-                proc = spawn(receivewal_argv(bins, cluster.conninfo(), stream_dir,
-                                             synchronous=synchronous),
-                             run_as=ident, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                             env=child_env(None, ident), cwd=stream_dir, bound=True)
-            status.pid = proc.pid
-            write_atomic(status_file(stream_dir), json.dumps(status.to_json()) + "\n")
-            report(f"pg_receivewal running (pid {proc.pid}"
-                   f"{', synchronous' if synchronous else ''})")
-            started = time.monotonic()
-            while proc.poll() is None and not should_stop():
-                time.sleep(0.2)
-            if proc.poll() is None:
-                break
-            status.restarts += 1
-            status.last_exit = f"exit code {proc.returncode}: {_last_line(log_path)}"
-            status.failing = time.monotonic() - started < 10
-            write_atomic(status_file(stream_dir), json.dumps(status.to_json()) + "\n")
-            report(f"pg_receivewal exited ({status.last_exit}); restarting in {backoff:.0f}s")
-            backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, max_backoff)
-            deadline = time.monotonic() + backoff
-            while time.monotonic() < deadline and not should_stop():
-                time.sleep(0.2)
-    finally:
-        _stop(proc, cluster, synchronous)
-        status.pid = None
-        status_file(stream_dir).unlink(missing_ok=True)
-    return status
-
-
-def _stop(proc: subprocess.Popen[bytes] | None, cluster: Cluster, synchronous: bool) -> None:
-    """Stop the pg_receivewal this supervisor started (by its pid), and take the synchronous
-    setting away again."""
-    if proc is not None and proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    if synchronous:
-        if cluster.is_running():
-            set_synchronous(cluster, False)
-        else:   # the source died: make sure it does not come back waiting for us
-            clear_synchronous_file(cluster.data_dir)
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = path.read_text(errors="replace").strip().splitlines()
+        with open(path, "rb") as log:
+            log.seek(offset)
+            lines = log.read().decode(errors="replace").strip().splitlines()
     except OSError:
         return ""
-    return lines[-1] if lines else ""
+    errors = [ln for ln in lines if "error:" in ln]
+    return errors[0] if errors else (lines[-1] if lines else "")
 
 
 LAG_SQL = """
 select pg_current_wal_lsn()::text,
        a.last_archived_wal, a.last_archived_time, a.failed_count, a.last_failed_wal,
        extract(epoch from now() - a.last_archived_time),
-       (select row(r.flush_lsn::text, extract(epoch from r.flush_lag), r.sync_state,
-                   pg_wal_lsn_diff(pg_current_wal_lsn(), r.flush_lsn))::text
-        from pg_stat_replication r where r.application_name = %s limit 1)
+       current_setting('synchronous_standby_names'),
+       (select count(*) from pg_stat_activity where wait_event = 'SyncRep')
 from pg_stat_archiver a
 """
 
+# pg_receivewal reports no replay position, so the walsender never sees it caught up and keeps
+# its last measured flush_lag for ever: the lag in seconds is 0 once everything is flushed
+STREAM_SQL = """
+select r.pid, r.flush_lsn::text, r.write_lsn::text, r.sync_state,
+       greatest(pg_wal_lsn_diff(pg_current_wal_lsn(), r.flush_lsn), 0),
+       case when r.flush_lsn >= pg_current_wal_lsn() then 0
+            else extract(epoch from coalesce(r.flush_lag, now() - r.reply_time)) end,
+       extract(epoch from now() - r.reply_time)
+from pg_stat_replication r where r.application_name = %s
+order by r.backend_start desc limit 1
+"""
 
-def wal_status(cluster: Cluster, stream_dir: Path,
-               seg_size: int = 16 * 1024 * 1024) -> dict[str, Any]:
-    """The live RPO: how much committed WAL is not yet in the repository."""
-    from spectral.providers.local.wal import format_lsn, parse_lsn, parse_segment
 
+def wal_status(cluster: Cluster, stream_dir: Path, seg_size: int = 16 * 1024 * 1024, *,
+               released: str | None = None) -> dict[str, Any]:
+    """The live RPO: how much committed WAL is not yet in the repository, from the server's
+    own views (pg_stat_archiver, pg_stat_replication) and the supervisor's state file, read
+    with whether that supervisor is alive. `released`: what this command did about a dead
+    synchronous stream before (streamstate.release_dead_synchronous)."""
     with cluster.connect() as conn:
-        row = conn.execute(LAG_SQL, (APPLICATION,)).fetchone()
+        row = conn.execute(LAG_SQL).fetchone()
+        stream_row = conn.execute(STREAM_SQL, (APPLICATION,)).fetchone()
         last_commit = conn.execute("select (pg_last_committed_xact()).timestamp").fetchone()
     assert row is not None
-    current, last_wal, last_time, failed, last_failed, since, stream_row = row
-    current_lsn = parse_lsn(current)
+    out = _archive_status(row, seg_size)
+    out["stream"] = None if stream_row is None else {
+        "pid": stream_row[0], "flush_lsn": stream_row[1], "write_lsn": stream_row[2],
+        "sync_state": stream_row[3], "lag_bytes": int(stream_row[4] or 0),
+        "lag_seconds": round(float(stream_row[5] or 0), 3),
+        "seconds_since_reply": None if stream_row[6] is None else round(float(stream_row[6]), 1)}
+    out.update(_stream_state(stream_dir, out["stream"], synchronous_names=row[6],
+                             waiting=int(row[7]), released=released))
+    _rpo(out, last_commit[0] if last_commit else None, row[2])
+    return out
+
+
+def _archive_status(row: tuple[Any, ...], seg_size: int) -> dict[str, Any]:
+    from spectral.providers.local.wal import format_lsn, parse_lsn
+
+    current, last_wal, last_time, failed, last_failed, since = row[:6]
     archived_to = None
     if last_wal and (seg := parse_segment(last_wal)) is not None:
         archived_to = seg.end_lsn(seg_size)
-    out: dict[str, Any] = {
-        "current_lsn": current,
-        "archive": {"archived_through_lsn": format_lsn(archived_to) if archived_to else None,
-                    "lag_bytes": max(0, current_lsn - archived_to) if archived_to else None,
-                    "last_archived_wal": last_wal,
-                    "last_archived_at": last_time.isoformat() if last_time else None,
-                    "seconds_since_last_archive": round(float(since), 1) if since else None,
-                    "failed_count": failed, "last_failed_wal": last_failed},
-        "stream": None,
-    }
-    if stream_row:
-        flush, lag_s, sync_state, lag_bytes = stream_row.strip("()").split(",")
-        out["stream"] = {"flush_lsn": flush, "lag_seconds": float(lag_s) if lag_s else 0.0,
-                         "sync_state": sync_state, "lag_bytes": int(float(lag_bytes))}
-    out["supervisor"] = supervisor_state(stream_dir)
-    commit_time = last_commit[0] if last_commit else None
-    # the live RPO: committed work not yet safe in the repository
+    return {"current_lsn": current, "archive": {
+        "archived_through_lsn": format_lsn(archived_to) if archived_to else None,
+        "lag_bytes": max(0, parse_lsn(current) - archived_to) if archived_to else None,
+        "last_archived_wal": last_wal,
+        "last_archived_at": last_time.isoformat() if last_time else None,
+        "seconds_since_last_archive": round(float(since), 1) if since else None,
+        "failed_count": failed, "last_failed_wal": last_failed}}
+
+
+def _stream_state(stream_dir: Path, stream: dict[str, Any] | None, *, synchronous_names: str,
+                  waiting: int, released: str | None) -> dict[str, Any]:
+    """The stream's state from live facts: connected (pg_stat_replication) wins over what the
+    supervisor last recorded; its record counts only while that supervisor is alive."""
+    sup = supervisor_state(stream_dir)
+    if stream is not None:
+        state = "streaming"
+        if sup is not None:
+            sup["failing"] = False     # whatever the last run did, this one is connected
+    elif sup is not None and sup["alive"]:
+        state = str(sup.get("state") or "starting")
+    elif sup is not None:
+        state = "dead"
+    else:
+        state = "not running"
+    blocked = None
+    ours = synchronous_names == APPLICATION
+    if ours and (stream is None or stream["sync_state"] != "sync"):
+        why = "is dead" if state in ("dead", "not running") else f"is not connected ({state})"
+        blocked = f"commits are blocked: synchronous stream {why}; {waiting} commit(s) waiting"
+    return {"supervisor": sup, "stream_state": state, "synchronous": ours,
+            "commits_blocked": blocked, "waiting_commits": waiting, "released": released}
+
+
+def _rpo(out: dict[str, Any], commit_time: datetime | None,
+         last_time: datetime | None) -> None:
+    """The live RPO: committed work not yet safe in the repository."""
     if out["stream"]:
         out["rpo_bytes"] = out["stream"]["lag_bytes"]
         out["rpo_seconds"] = out["stream"]["lag_seconds"]
-    else:
-        out["rpo_bytes"] = out["archive"]["lag_bytes"]
-        pending = out["archive"]["lag_bytes"] and commit_time and last_time and \
-            commit_time > last_time
-        out["rpo_seconds"] = (round((datetime.now(UTC) - last_time).total_seconds(), 1)
-                              if pending else 0.0)
-    return out
+        return
+    out["rpo_bytes"] = out["archive"]["lag_bytes"]
+    pending = out["archive"]["lag_bytes"] and commit_time and last_time and \
+        commit_time > last_time
+    out["rpo_seconds"] = (round((datetime.now(UTC) - last_time).total_seconds(), 1)
+                          if pending and last_time else 0.0)
