@@ -31,6 +31,26 @@ SPECTRAL = str(Path(sys.executable).parent / "spectral")
 README_PATH = Path(__file__).parent.parent / "docs" / "design.md"   # the Python example
 
 
+_TEMPLATES: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """initdb once per set of options for the whole run (workers inherit the folder): every
+    cluster a test or the tool creates is a copy (spectral/pg/template.py)."""
+    from spectral.pg import template
+
+    if template.folder() is None:
+        path = Path(tempfile.mkdtemp(prefix="spectral-initdb-", dir="/tmp"))
+        path.chmod(0o755)
+        os.environ[template.ENV] = str(path)
+        _TEMPLATES.append(path)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for path in _TEMPLATES:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _processes_under(path: Path) -> list[str]:
     found = []
     for pid in os.listdir("/proc"):

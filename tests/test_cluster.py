@@ -56,6 +56,7 @@ def test_cluster_lifecycle_runs_unprivileged(make_cluster: ClusterFactory) -> No
 def test_port_in_use_is_a_clear_error(make_cluster: ClusterFactory) -> None:
     c = make_cluster()
     c.stop()
+    c.port_chosen = False    # a port someone gave: never changed behind their back
     with socket.socket() as s:
         s.bind(("127.0.0.1", c.port))
         s.listen()
@@ -92,3 +93,38 @@ def test_system_postgres_15(make_cluster: ClusterFactory, pg15: PgBinaries) -> N
     with c.connect() as conn:
         row = conn.execute("select current_setting('server_version_num')::int").fetchone()
         assert row is not None and 150000 <= row[0] < 160000
+
+
+def test_clusters_copied_from_one_template_keep_their_own_passwords(
+        work_dir: Path, bins: PgBinaries) -> None:
+    """The initdb template (SPECTRAL_INITDB_TEMPLATES, set for the whole test run) never
+    carries a password from one cluster to the next."""
+    import psycopg
+
+    from spectral.pg import template
+    from spectral.pg.osuser import make_owned_dir
+
+    assert template.folder() is not None
+    clusters = []
+    try:
+        for name, password in (("a", "first-secret"), ("b", "second'secret")):
+            home = make_owned_dir(work_dir / name, 0o755)
+            pw = home / "pw"
+            pw.write_text(password)
+            c = Cluster(bins, home / "data", home / "run", free_port(), home / "pg.log",
+                        port_chosen=True)
+            c.initdb(pwfile=pw)
+            c.start()
+            clusters.append((c, password))
+        for c, password in clusters:
+            with psycopg.connect(host="127.0.0.1", port=c.port, user="postgres",
+                                 password=password, dbname="postgres") as conn:
+                assert conn.execute("select 1").fetchone() == (1,)
+        other = clusters[0][0]
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(host="127.0.0.1", port=other.port, user="postgres",
+                            password=clusters[1][1], dbname="postgres")
+        assert len(list(template.folder().iterdir())) >= 1   # type: ignore[union-attr]
+    finally:
+        for c, _ in clusters:
+            c.stop()

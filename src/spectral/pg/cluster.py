@@ -22,7 +22,7 @@ from psycopg.conninfo import make_conninfo
 
 from spectral.durable import write_atomic
 from spectral.errors import ClusterError, ConnectError
-from spectral.pg import conn
+from spectral.pg import conn, template
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.osuser import check_reachable, give_to_server, make_owned_dir, server_identity
 from spectral.runner import child_env, run, spawn
@@ -155,8 +155,9 @@ class Cluster:
         make_owned_dir(self.log_file.parent, 0o750)
         if pwfile is not None:
             give_to_server(pwfile)
-        run(initdb_argv(self.bins, self.data_dir, self.superuser, pwfile), timeout=300,
-            run_as=server_identity(), cwd=self.data_dir)
+        argv = initdb_argv(self.bins, self.data_dir, self.superuser, pwfile)
+        if not template.initialise(self.bins, argv, self.data_dir, self.superuser, pwfile):
+            run(argv, timeout=300, run_as=server_identity(), cwd=self.data_dir)
         self.write_conf(conf or {})
 
     def write_conf(self, conf: dict[str, str]) -> None:
