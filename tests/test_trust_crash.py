@@ -267,3 +267,34 @@ def test_instances_lists_what_a_killed_salvage_left(env: Env) -> None:
     env.ok("dr", "teardown", "--all")
     assert list(env.instances_dir.iterdir()) == []
     assert _processes_under(env.instances_dir) == []
+
+
+def test_killed_while_the_server_was_stopped(env: Env) -> None:
+    """The same with the environment's server down before the restore or undo: after the
+    next command the database is as before (or the undo is finished), and the server is
+    stopped again where the command did not need it."""
+    target_xid = env.commit("insert into t values (11, 'target')")
+    target = env.rows()
+    env.commit("insert into t values (100, 'after')")
+    before = env.rows()
+    for step in ("restore:moved-aside", "restore:recovered"):
+        env.ok("local", "down")
+        _restore(env, target_xid, step)
+        res = env.ok("dr", "backup")
+        assert "rolled back" in res.stderr, (step, res.stderr)
+        assert not _running(env), step
+        env.ok("local", "up")
+        assert env.rows() == before, step
+    _restore(env, target_xid)
+    assert env.rows() == target
+    env.ok("local", "down")
+    env.killed("dr", "restore", "--undo", "--yes", step="undo:recovering")
+    res = env.ok("dr", "backup")
+    assert "finished" in res.stderr, res.stderr
+    assert not _running(env)
+    env.ok("local", "up")
+    assert env.rows() == before
+
+
+def _running(env: Env) -> bool:
+    return bool(json.loads(env.ok("local", "status", "--json").stdout)["running"])
