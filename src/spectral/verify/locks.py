@@ -219,7 +219,6 @@ def retrying(attempt: Callable[[], T], what: str, *, attempts: int = ATTEMPTS,
             conflict = exc
     assert conflict is not None
     raise CouldNotVerify(
-        f"{what}: {conflict.describe()} ({attempts} attempts); nothing was read as of a "
-        f"partial snapshot",
+        f"{what}: {conflict.describe()} (tried {attempts} times)",
         hint="run it again once that statement is done; the environment's lock_timeout "
              "sets how long spectral waits for a lock and lets production wait for it")
