@@ -334,3 +334,24 @@ def test_only_the_workers_hold_the_snapshot_while_they_read(source: tuple[Path, 
         _stop(proc)
     assert proc.returncode == 0
     assert holding and holding[-1] == 2, holding
+
+
+def test_a_full_lock_table_is_could_not_verify_with_the_setting_to_raise(
+        make_cluster: ClusterFactory) -> None:
+    """Each session locks every table it may read: where the server's lock table cannot hold
+    that, the fingerprint says so and which setting to raise, instead of failing tables."""
+    from spectral.errors import CouldNotVerify
+    from spectral.verify.fingerprint import Options, take
+
+    cluster = make_cluster()
+    with connect(cluster.conninfo()) as conn:
+        conn.execute("alter system set max_locks_per_transaction = 10")
+        conn.execute("alter system set max_connections = 20")
+        conn.execute("do $$ begin for i in 1..1500 loop "
+                     "execute format('create table t%s (id int)', i); end loop; end $$")
+    cluster.stop()
+    cluster.start()
+    with pytest.raises(CouldNotVerify) as caught:
+        take(cluster.conninfo(), Options(("public",), content=True, workers=2))
+    assert "max_locks_per_transaction" in str(caught.value.hint), caught.value
+    assert _no_backends_left(cluster.conninfo()) == []

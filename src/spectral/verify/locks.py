@@ -107,6 +107,12 @@ def lock_all(conn: psycopg.Connection[Any], tables: Iterable[tuple[str, str] | s
             conn.execute(stmt)
     except psycopg.errors.LockNotAvailable:
         raise blocker(conn, [f"{s}.{n}" for s, n in names], timeout) from None
+    except psycopg.errors.OutOfMemory as exc:   # the shared lock table is full
+        raise CouldNotVerify(
+            f"could not lock the {len(names)} tables to read in each of the scan's sessions: "
+            f"{(exc.diag.message_primary or '').strip()}",
+            hint="fewer sessions (--workers), or raise the server's "
+                 "max_locks_per_transaction") from None
     except psycopg.errors.UndefinedTable as exc:
         raise LockConflict(None, None, None, why=f"was dropped while spectral locked the "
                            f"tables ({(exc.diag.message_primary or '').strip()})") from None
