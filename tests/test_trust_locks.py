@@ -355,3 +355,14 @@ def test_a_full_lock_table_is_could_not_verify_with_the_setting_to_raise(
         take(cluster.conninfo(), Options(("public",), content=True, workers=2))
     assert "max_locks_per_transaction" in str(caught.value.hint), caught.value
     assert _no_backends_left(cluster.conninfo()) == []
+
+
+def test_statements_in_messages_hide_literals_and_stay_one_short_line() -> None:
+    from spectral.verify.locks import LockConflict, clean_statement
+
+    assert clean_statement("alter role app\n  password 'hunter2'") == "alter role app password '…'"
+    assert clean_statement("select 'it''s'") == "select '…'"
+    assert len(clean_statement("select " + "x, " * 500)) == 200
+    assert clean_statement("<insufficient privilege>") == "a statement this role may not see"
+    gave = LockConflict("public.t", 7, "truncate t", gave_way=True, waited=2.1)
+    assert str(gave) == "gave way to pid 7 (truncate t), which waited 2.1s for table public.t"
