@@ -305,6 +305,11 @@ def test_commit_prepared_after_the_target_time_is_not_restored(work_dir: Path,
         between = datetime.now(UTC)
         time.sleep(0.3)
         finish(dsn, "commit", "p1")
+        env.flush_archive()
+        window = env.window()                      # its commit is the window's end
+        assert window.latest_time is not None and window.latest_time > between
+        end = sql(env, "select pg_current_wal_lsn()::text")[0][0]
+        assert env.wal_archive().newest_commit_before(end) == window.latest_time
         inst = env.restore(TimeTarget(between))
         assert count(inst.dsn) == 100              # prepared, not committed, at T
         with connect(inst.dsn) as conn:            # as PostgreSQL's recovery leaves it
