@@ -23,8 +23,8 @@ from conftest import SPECTRAL, _processes_under, spectral
 from spectral.pg.conn import connect
 
 RESTORE_STEPS = ["restore:begun", "restore:moved-aside", "restore:materialized",
-                 "restore:recovered", "restore:committed", "restore:discarded",
-                 "restore:recorded"]
+                 "restore:recovering", "restore:recovered", "restore:committed",
+                 "restore:discarded", "restore:recorded"]
 RESTORE_COMMITTED = {"restore:committed", "restore:discarded", "restore:recorded"}
 UNDO_STEPS = ["undo:begun", "undo:set-aside", "undo:put-back", "undo:recovering",
               "undo:recovered", "undo:committed", "undo:recorded"]

@@ -123,6 +123,7 @@ class InPlace:
             p.restorer.prepare_recovery(cluster, conf, restore_plan.target)
             crash_point("restore:materialized")
             self.journal.phase(intent, "recovering")   # from here a server runs on it
+            crash_point("restore:recovering")
             reached = p.restorer.recover(cluster, restore_plan, window, False, progress)
         except BaseException:
             cluster.stop(timeout=30)
