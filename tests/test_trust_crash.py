@@ -298,3 +298,18 @@ def test_killed_while_the_server_was_stopped(env: Env) -> None:
 
 def _running(env: Env) -> bool:
     return bool(json.loads(env.ok("local", "status", "--json").stdout)["running"])
+
+
+def test_discard_killed_midway_leaves_no_undo_of_a_half_deleted_directory(env: Env) -> None:
+    target_xid = env.commit("insert into t values (11, 'target')")
+    target = env.rows()
+    env.commit("insert into t values (100, 'after')")
+    _restore(env, target_xid)
+    for step in ("discard:record-removed", "discard:one-removed"):
+        env.killed("dr", "restore", "--discard-previous", "--yes", step=step)
+        refused = env.run("dr", "restore", "--undo", "--yes")
+        assert refused.returncode == 2 and "no in-place restore to undo" in refused.stderr
+        assert env.rows() == target
+    env.ok("dr", "restore", "--discard-previous", "--yes")
+    assert not list(env.cluster_dir.glob("data.*"))
+    assert env.rows() == target

@@ -234,11 +234,16 @@ class InPlace:
     def discard(self) -> list[str]:
         """Delete every kept-aside data directory (after which nothing can be undone)."""
         with self.p.busy("discard"):
+            # the record goes first: a discard killed midway never leaves an undo that would
+            # put back a half-deleted directory
+            self.record_file.unlink(missing_ok=True)
+            fsync_dir(self.dir)
+            crash_point("discard:record-removed")
             gone = []
             for path in self.kept_aside() + self.undone():
                 shutil.rmtree(path)
                 gone.append(str(path))
-            self.record_file.unlink(missing_ok=True)
+                crash_point("discard:one-removed")
             return gone
 
     def branch_new_timeline(self, cluster: Cluster, intent: dict[str, Any] | None = None
