@@ -135,16 +135,8 @@ class InPlace:
             raise
         crash_point("restore:recovered")
         _settle(cluster, p)
-        with connect(cluster.conninfo()) as conn:
-            row = conn.execute("select txid_snapshot_xmax(txid_current_snapshot())::text, "
-                               "pg_current_wal_lsn()::text").fetchone()
-        assert row is not None
         what = described(restore_plan)
-        write_atomic(self.record_file, json.dumps({
-            "version": RECORD_VERSION, "aside": str(aside), "target": what,
-            "restored_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "next_xid": int(row[0]), "lsn": row[1]}) + "\n")   # the commit point
-        self.journal.phase(intent, "committed")
+        self._commit(cluster, what, aside, intent)
         crash_point("restore:committed")
         discarded = []
         for old in older:   # earlier restores can no longer be undone: their copies go
@@ -157,6 +149,19 @@ class InPlace:
                 "backup": restore_plan.chain[-1].id, "previous": str(aside),
                 "discarded": discarded,
                 "reached": {**reached, "resolved": restore_plan.why or None}}, intent
+
+    def _commit(self, cluster: Cluster, what: str, aside: Path, intent: dict[str, Any]
+                ) -> None:
+        """The record of the restore (what an undo puts back) is its commit point."""
+        with connect(cluster.conninfo()) as conn:
+            row = conn.execute("select txid_snapshot_xmax(txid_current_snapshot())::text, "
+                               "pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        write_atomic(self.record_file, json.dumps({
+            "version": RECORD_VERSION, "aside": str(aside), "target": what,
+            "restored_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "next_xid": int(row[0]), "lsn": row[1]}) + "\n")
+        self.journal.phase(intent, "committed")
 
     # ---- undo -------------------------------------------------------------------------------
     def undo_preview(self) -> list[str]:

@@ -273,17 +273,14 @@ class LocalProvider:
         apply(self.repo, plan)
 
     def sweep_unlisted(self, *, report: bool = True) -> list[str]:
-        """Backup directories the catalog does not list, left by a killed expiry or backup,
-        removed (their owner is gone: every writer holds the repository lock); said in one
-        line."""
+        """Backup directories a killed expiry or backup left unlisted, removed (expire.py)."""
         from spectral.providers.local.expire import sweep_unlisted
 
         with self.repo.locked():
             gone = sweep_unlisted(self.repo)
         if gone and report:
-            self.local.tell(f"removed {len(gone)} backup director{'y' if len(gone) == 1 else 'ies'}"
-                            f" the catalog does not list (left by a run that was killed): "
-                            f"{', '.join(gone)}")
+            self.local.tell(f"removed {len(gone)} backup director(ies) the catalog does not "
+                            f"list (left by a run that was killed): {', '.join(gone)}")
         return gone
 
     def wal_to_remove(self, plan: ExpirePlan) -> list[str]:
