@@ -21,6 +21,9 @@ import pytest
 
 from conftest import SPECTRAL, _processes_under, spectral
 from spectral.pg.conn import connect
+from test_pgbackrest import Env as PgbEnv
+from test_pgbackrest import commit as pgb_commit
+from test_pgbackrest import pgb  # noqa: F401  (the fixture)
 
 RESTORE_STEPS = ["restore:begun", "restore:moved-aside", "restore:materialized",
                  "restore:recovering", "restore:recovered", "restore:committed",
@@ -313,3 +316,32 @@ def test_discard_killed_midway_leaves_no_undo_of_a_half_deleted_directory(env: E
     env.ok("dr", "restore", "--discard-previous", "--yes")
     assert not list(env.cluster_dir.glob("data.*"))
     assert env.rows() == target
+
+
+@pytest.mark.parametrize("pgb", ["posix"], indirect=True)
+def test_in_place_restore_and_undo_killed_on_pgbackrest(pgb: PgbEnv) -> None:  # noqa: F811
+    """The same journal under the pgBackRest provider (its restore and restore_command)."""
+    pgb.run("dr", "backup")
+    xid, _ = pgb_commit(pgb, 101, "target")
+    pgb_commit(pgb, 102, "after")
+
+    def ids() -> list[int]:
+        return [int(r[0]) for r in pgb.sql("select id from app.ledger order by id")]
+
+    before = ids()
+    args = ("dr", "restore", "--in-place", "--yes", "--target-xid", str(xid))
+    for step in ("restore:moved-aside", "restore:recovered"):
+        res = spectral(*args, cwd=pgb.dir, env={**pgb.env, "SPECTRAL_TEST_CRASH_AT": step})
+        assert res.returncode == -signal.SIGKILL, (step, res.stderr)
+        up = spectral("local", "up", cwd=pgb.dir, env=pgb.env)
+        assert up.returncode == 0 and "rolled back" in up.stderr, (step, up.stderr)
+        assert ids() == before, step
+    pgb.run(*args)
+    assert ids() == before[:-1]
+    res = spectral("dr", "restore", "--undo", "--yes", cwd=pgb.dir,
+                   env={**pgb.env, "SPECTRAL_TEST_CRASH_AT": "undo:set-aside"})
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    pgb.run("local", "up")
+    assert ids() == before[:-1]
+    pgb.run("dr", "restore", "--undo", "--yes")
+    assert ids() == before
