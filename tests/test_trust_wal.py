@@ -4,8 +4,11 @@ crashed source's unarchived tail is either used or named, never lost with exit 0
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -213,3 +216,112 @@ def test_pgbackrest_damaged_segment_is_a_gap_and_what_is_before_it_restores(
     pgb.run("dr", "teardown", inst["id"])
     inst = pgb.run("dr", "restore", "--target-lsn", window["intervals"][0]["end_lsn"], "--json")
     assert ids_in(pgb, inst) == [*range(1, 102), 200]
+
+
+# ---- 4: a crashed source's unarchived tail ------------------------------------------------------
+def kill_postmaster(data_dir: Path) -> None:
+    """kill -9 of a source's postmaster (its pid from postmaster.pid, checked in /proc)."""
+    pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+    assert "postgres" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}/cmdline").exists() and Path(f"/proc/{pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline     # a zombie has no command line
+        time.sleep(0.05)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)   # reaped when this process started it (else init does)
+
+
+def crash(p: LocalProvider) -> None:
+    kill_postmaster(p.local.paths.data_dir)
+    assert not p.local.cluster().is_running()
+
+
+def test_a_crashed_source_keeps_its_unarchived_commits(env: LocalProvider) -> None:
+    env.backup()
+    segment_with(env, 1001)
+    time.sleep(0.3)
+    _, last = commit(env, 1002)            # only in the source's pg_wal
+    crash(env)
+    inst = env.restore(target_of(TargetKind.TIME, last.isoformat()))
+    assert ids(inst.dsn) == [1001, 1002]
+    assert not env.local.cluster().is_running()     # left as it was found
+    _, later = commit_after_up(env, 1003)
+    crash(env)
+    inst = env.restore(LatestTarget())
+    assert ids(inst.dsn) == [1001, 1002, 1003]
+    assert later <= datetime.now(UTC)
+
+
+def commit_after_up(p: LocalProvider, row: int) -> tuple[int, datetime]:
+    p.local.up()
+    return commit(p, row)
+
+
+def test_a_crashed_source_that_cannot_start_is_a_named_gap(env: LocalProvider) -> None:
+    """When the server cannot be started to archive its WAL, the tail is a gap at the window's
+    end: the latest point and times after the last archived commit are refused, naming the
+    segment; points the archive holds still restore."""
+    env.backup()
+    commit(env, 1001)
+    time.sleep(0.3)
+    archived = datetime.now(UTC)
+    time.sleep(0.3)
+    segment_with(env, 1002)
+    commit(env, 1003)
+    crash(env)
+    conf = env.local.paths.data_dir / "postgresql.conf"
+    text = conf.read_text()
+    conf.write_text(text + "\nshared_buffers = 'not a size'\n")      # it will not start
+    try:
+        window = env.window()
+        assert window.gaps and "pg_wal" in window.gaps[-1].problem, window.to_json()
+        tail = window.gaps[-1].missing_from
+        for target in (LatestTarget(), target_of(TargetKind.TIME, datetime.now(UTC).isoformat())):
+            with pytest.raises(CouldNotVerify, match=f"WAL segment {tail} is only in the stopped"):
+                env.restore(target)
+        inst = env.restore(target_of(TargetKind.TIME, archived.isoformat()))
+        assert ids(inst.dsn) == [1001]
+    finally:
+        conf.write_text(text)
+
+
+def test_cli_restores_after_a_crash_hold_the_last_commit(work_dir: Path) -> None:
+    """The issue's steps: a commit still only in pg_wal, kill -9 of the postmaster, then
+    `dr restore --target-time` after that commit, `--latest`, and `--in-place --latest`."""
+    with notes_environment(work_dir) as environment:
+        p = environment.provider
+        assert isinstance(p, LocalProvider)
+        with connect(p.local.cluster().conninfo()) as conn:
+            conn.execute("insert into core.notes values (2, 'only in pg_wal')")
+        time.sleep(0.2)
+        after = datetime.now(UTC).isoformat()
+        kill_postmaster(p.local.paths.data_dir)
+        for args in (("--target-time", after), ("--latest",)):
+            res = spectral("--json", "dr", "restore", *args, cwd=work_dir)
+            assert res.returncode == 0, res.stderr + p.local.paths.log_file.read_text()[-3000:]
+            inst = json.loads(res.stdout)
+            assert on(inst["dsn"], "select id from core.notes order by id") == [(1,), (2,)]
+            spectral("dr", "teardown", inst["id"], cwd=work_dir)
+        p.local.up()
+        with connect(p.local.cluster().conninfo()) as conn:
+            conn.execute("insert into core.notes values (3, 'only in pg_wal')")
+        kill_postmaster(p.local.paths.data_dir)
+        res = spectral("dr", "restore", "--in-place", "--latest", "--yes", cwd=work_dir)
+        assert res.returncode == 0, res.stderr + p.local.paths.log_file.read_text()[-3000:]
+        p.local.up()
+        with connect(p.local.cluster().conninfo()) as conn:
+            rows = conn.execute("select id from core.notes order by id").fetchall()
+        assert rows == [(1,), (2,), (3,)]
+
+
+def test_pgbackrest_restore_after_a_crash_holds_the_last_commit(
+        pgb_plain: tuple[Env, str]) -> None:
+    pgb, _ = pgb_plain
+    pgb.run("dr", "backup", "--json")
+    segments_after(pgb, 1)
+    pgb_commit(pgb, 300, "only in pg_wal")
+    data = Path(pgb.run("local", "status", "--json")["data_dir"])
+    kill_postmaster(data)
+    inst = pgb.run("dr", "restore", "--latest", "--json")
+    assert ids_in(pgb, inst)[-2:] == [200, 300]

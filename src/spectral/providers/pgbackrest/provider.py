@@ -17,7 +17,6 @@ from spectral.providers.base import (
     Report,
     Verification,
 )
-from spectral.providers.local import window as window_mod
 from spectral.providers.local.provider import LocalProvider
 from spectral.providers.pgbackrest.environment import PgBackRestEnvironment
 from spectral.providers.pgbackrest.repo import PgBackRestRepository
@@ -98,7 +97,7 @@ class PgBackRestProvider(LocalProvider):
 
     def window(self) -> RecoverableWindow:
         self.pgb_repo.forget()
-        return window_mod.compute(self.bins, self.repo)
+        return super().window()
 
     def stream_dir(self) -> Path:
         raise UsageError(f"{self.describe()} archives WAL with pgbackrest archive-push (every "

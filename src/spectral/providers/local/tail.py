@@ -1,0 +1,76 @@
+"""WAL a stopped source wrote that the archive does not hold. The environment's server is the
+tool's own, so when it is down (stopped, or killed: a crash leaves its last commits only in
+pg_wal), its pg_wal is read: segments past the archive's newest that hold WAL are the source's
+unarchived tail. A restore either gets them archived first (the server is started, recovers
+from its crash and archives them, as PostgreSQL would) or names them as a gap at the end of the
+recoverable window, so a target past the archive is refused, never restored short."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spectral.pg.binaries import PgBinaries
+from spectral.providers.base import RecoverableWindow, WalGap
+from spectral.providers.local import walread
+from spectral.providers.local.repo import Repository
+from spectral.providers.local.wal import Segment, format_lsn, list_segments
+from spectral.providers.local.window import lineage_of
+
+# A clean shutdown writes this into the segment being filled; it changes no data, so a
+# segment holding only it is no tail worth a restart of the server
+NOTHING_RESTORED = ("desc: CHECKPOINT_SHUTDOWN",)
+MAX_TAIL = 256   # segments read past the archive at most (max_wal_size is 2 GB: 128)
+
+
+def unarchived(bins: PgBinaries, data_dir: Path, repo: Repository) -> list[Segment]:
+    """The segments of a stopped server's pg_wal that hold WAL past the archive's newest
+    segment, in order; empty when there are none, or when they hold only the checkpoint of a
+    clean shutdown. Files past the end of its WAL (recycled or preallocated) hold none."""
+    pg_wal = data_dir / "pg_wal"
+    lin = lineage_of(repo)
+    if not lin.segments or not pg_wal.is_dir():
+        return []
+    newest = lin.segments[-1].segno
+    files: dict[int, Segment] = {}
+    for seg in list_segments(pg_wal):
+        if not seg.partial and seg.segno > newest and (
+                seg.segno not in files or files[seg.segno].timeline < seg.timeline):
+            files[seg.segno] = seg
+    held: list[Segment] = []
+    meaningful = False
+    for segno in range(newest + 1, newest + 1 + MAX_TAIL):
+        found = files.get(segno)
+        if found is None:
+            break
+        lines, ended = _records(bins, pg_wal, found)
+        if not lines:
+            break
+        held.append(found)
+        meaningful = meaningful or any(not any(q in ln for q in NOTHING_RESTORED)
+                                       for ln in lines)
+        if ended:
+            break
+    return held if meaningful else []
+
+
+def _records(bins: PgBinaries, pg_wal: Path, seg: Segment) -> tuple[list[str], bool]:
+    """The record lines of one pg_wal segment, and whether its WAL ends inside it."""
+    stops: list[walread.Unreadable] = []
+    lines = [ln for ln in walread.dump(bins, {seg: pg_wal}, [seg], unreadable=stops)
+             if "lsn: " in ln]
+    return lines, bool(stops)
+
+
+def with_tail_gap(window: RecoverableWindow, tail: list[Segment]) -> RecoverableWindow:
+    """The window with the stopped server's unarchived tail named as a gap after its end."""
+    if not tail or window.empty:
+        return window
+    first, last = tail[0], tail[-1]
+    gap = WalGap(Segment(first.timeline, first.segno - 1).name, first.name, last.name,
+                 first.timeline, "is only in the stopped server's pg_wal, not in the archive "
+                 "(start it to archive it: spectral local up)",
+                 format_lsn(first.start_lsn()))
+    return RecoverableWindow(window.earliest_time, window.earliest_lsn, window.latest_time,
+                             window.latest_lsn, window.timeline, [*window.gaps, gap],
+                             window.intervals, window.wal_end)
+
