@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from spectral.confirm import Confirmer, Operator
-from spectral.errors import ClusterError, RefusedError, SpectralError, UsageError
+from spectral.errors import RefusedError, SpectralError, UsageError
 from spectral.ledger import Ledger
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.osuser import make_owned_dir
@@ -41,7 +41,6 @@ from spectral.providers.local.targets import plan
 from spectral.providers.local.wal import Segment, parse_lsn
 from spectral.recovery_target import LsnTarget, RecoveryTarget, TimeTarget
 from spectral.undo import UndoStack
-from spectral.waits import WaitTimeout, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -160,37 +159,12 @@ class LocalProvider:
         return LocalWalArchive(self.local, self.bins, self.repo)
 
     def flush_archive(self) -> str | None:
+        from spectral.providers.local.tail import archive_source_tail
+
         archive = self.wal_archive()
         done = archive.flush()
         tail = self.source_tail() if done is None else []
-        if tail:
-            # WAL only in the stopped server's pg_wal: started, it recovers from its crash
-            # and archives that WAL, as PostgreSQL would; if it cannot start, the window names
-            # the tail as a gap, so no target past the archive is restored short
-            if self.report:
-                self.report(f"the environment's server is stopped with WAL not archived "
-                            f"({tail[0].name}..{tail[-1].name}); starting it to archive it")
-            why: list[str] = []
-            try:
-                done = wait_until(lambda: self._archive_tail(archive, why), timeout=60,
-                                  interval=0.2, what="a start of the environment's server")
-            except (SpectralError, WaitTimeout) as exc:
-                if self.report:
-                    self.report(f"it could not be archived ({why[-1] if why else exc}): the "
-                                f"recoverable window ends before it")
-        return done
-
-    def _archive_tail(self, archive: LocalWalArchive, why: list[str]) -> str | None:
-        """Start the stopped server for as long as a flush of its archive takes; None while a
-        killed server's processes have not all exited (it refuses to start until then)."""
-        try:
-            with self.local.session():
-                return archive.flush()
-        except ClusterError as exc:
-            if "in use by another server" in exc.message:
-                why.append(exc.message)
-                return None
-            raise
+        return archive_source_tail(self.local, archive, tail, self.report) if tail else done
 
     def archive_status(self) -> dict[str, Any] | None:
         from spectral.providers.local.stream import wal_status

@@ -8,13 +8,20 @@ recoverable window, so a target past the archive is refused, never restored shor
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from spectral.errors import ClusterError, SpectralError
 from spectral.pg.binaries import PgBinaries
-from spectral.providers.base import RecoverableWindow, WalGap
+from spectral.providers.base import RecoverableWindow, Report, WalGap
 from spectral.providers.local import walread
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import Segment, format_lsn, list_segments
 from spectral.providers.local.window import lineage_of
+from spectral.waits import WaitTimeout, wait_until
+
+if TYPE_CHECKING:
+    from spectral.providers.local.archive import LocalWalArchive
+    from spectral.providers.local.environment import LocalEnvironment
 
 # A clean shutdown writes this into the segment being filled; it changes no data, so a
 # segment holding only it is no tail worth a restart of the server
@@ -74,3 +81,34 @@ def with_tail_gap(window: RecoverableWindow, tail: list[Segment]) -> Recoverable
                              window.latest_lsn, window.timeline, [*window.gaps, gap],
                              window.intervals, window.wal_end)
 
+
+
+def archive_source_tail(local: LocalEnvironment, archive: LocalWalArchive, tail: list[Segment],
+                        report: Report | None) -> str | None:
+    """Start the stopped server for as long as a flush of its archive takes: it recovers from
+    its crash and archives the tail, as PostgreSQL would. If it cannot start, the window names
+    the tail as a gap (`with_tail_gap`), so no target past the archive is restored short."""
+    if report:
+        report(f"the environment's server is stopped with WAL not archived ({tail[0].name}.."
+               f"{tail[-1].name}); starting it to archive it")
+    why: list[str] = []
+
+    def attempt() -> str | None:
+        try:
+            with local.session():
+                return archive.flush()
+        except ClusterError as exc:
+            # a killed server's processes have not all exited yet: it refuses to start
+            if "in use by another server" in exc.message:
+                why.append(exc.message)
+                return None
+            raise
+
+    try:
+        return wait_until(attempt, timeout=60, interval=0.2,
+                          what="a start of the environment's server")
+    except (SpectralError, WaitTimeout) as exc:
+        if report:
+            report(f"it could not be archived ({why[-1] if why else exc}): the recoverable "
+                   f"window ends before it")
+        return None
