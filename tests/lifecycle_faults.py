@@ -126,19 +126,21 @@ class Faults:
                                    ).fetchone()[0])  # type: ignore[index]
             rows[new] = 0
             self.record(conn, xid, rows, 0, "insert")
-            flushed = conn.execute("select pg_current_wal_flush_lsn()::text").fetchone()[0]  # type: ignore[index]
+            lsn, walfile = conn.execute(
+                "select pg_current_wal_flush_lsn()::text, "
+                "pg_walfile_name(pg_current_wal_flush_lsn())").fetchone()  # type: ignore[misc]
         pid = int((self.local.paths.data_dir / "postmaster.pid").read_text().split()[0])
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        self.crashed_at = flushed
+        self.crashed_at = (lsn, int(walfile[:8], 16))
         self.restore_after_crash()   # the state machine's: a restore judged by the model
         self.crashed_at = None
         self.local.up()              # crash recovery: every commit is back
         count("source crashed (kill -9)")
 
-    crashed_at: str | None = None
+    crashed_at: tuple[str, int] | None = None   # the flushed LSN and timeline at the crash
 
     def restore_after_crash(self) -> None:
         raise NotImplementedError   # the state machine's
