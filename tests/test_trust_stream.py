@@ -68,7 +68,7 @@ def wait_streaming(dsn: str, timeout: float = 60) -> None:
 def write_and_wait_streamed(dsn: str, stream_dir: Path, table: str) -> str:
     """Commit a row, then wait until the stream has it: the stream's write position
     passes the commit and the segment holding it is in the stream folder."""
-    with connect(dsn) as conn:
+    with connect(dsn, options="-c statement_timeout=60000") as conn:
         conn.execute(f"create table if not exists core.{table} (n int)")
         conn.execute(f"insert into core.{table} values (1)")
         row = conn.execute("select pg_current_wal_lsn()::text, pg_walfile_name("
@@ -93,7 +93,7 @@ def test_what_blocks_the_stream_after_a_timeline_change_is_set_aside() -> None:
     """pg_receivewal resumes after the newest file of its folder, on that file's timeline; a
     point the server's history does not hold makes it fail for ever. The files in the way are
     named (to be set aside), newest first, until the resume point is served."""
-    from spectral.providers.local.stream import segments_to_set_aside
+    from spectral.providers.local.streamdir import segments_to_set_aside
 
     fork = 5 * SEG + 0x123456            # timeline 2 left timeline 1 inside segment 5
     lineage: list[tuple[int, int | None]] = [(1, fork), (2, None)]
@@ -121,8 +121,26 @@ def test_what_blocks_the_stream_after_a_timeline_change_is_set_aside() -> None:
                                  [(1, None)], 5 * SEG) == []
 
 
+def test_what_an_undo_puts_back_on_the_history_comes_back() -> None:
+    """After an undo the server is on the old timeline again, at the position it had reached:
+    the stream's files of it that were set aside come back (the stream resumes after them, at
+    WAL the server still has), those of the undone timeline stay aside."""
+    from spectral.providers.local.streamdir import segments_to_bring_back, segments_to_set_aside
+
+    present = ["000000010000000000000005", "000000010000000000000006.partial",
+               "000000020000000000000006.partial", "000000020000000000000007.partial"]
+    aside = ["000000010000000000000006", "000000010000000000000007",
+             "000000010000000000000008.partial", "000000010000000000000006.20260101T000000"]
+    back = segments_to_bring_back(present, aside, [(1, None)], 8 * SEG + 500)
+    assert back == aside[:3]
+    assert segments_to_set_aside(present + back, [(1, None)], 8 * SEG + 500) == present[2:]
+    # the server still on timeline 2: timeline 1's files past the fork stay aside
+    assert segments_to_bring_back(present, aside, [(1, 6 * SEG + 10), (2, None)],
+                                  7 * SEG + 10) == []
+
+
 def test_setting_aside_never_overwrites_an_earlier_copy(tmp_path: Path) -> None:
-    from spectral.providers.local.stream import set_aside_blocking
+    from spectral.providers.local.streamdir import set_aside_blocking
 
     name = "000000010000000000000005"
     for content in (b"first", b"second"):
@@ -132,10 +150,12 @@ def test_setting_aside_never_overwrites_an_earlier_copy(tmp_path: Path) -> None:
     assert kept == [b"first", b"second"]
 
 
-def test_stream_survives_a_restart_of_the_server(work_dir: Path) -> None:
+@pytest.mark.parametrize("mode", ["asynchronous", "synchronous"])
+def test_stream_survives_a_restart_of_the_server(work_dir: Path, mode: str) -> None:
     """A restart of the server ("the database system is shutting down") is an outage the
     supervisor waits out: the stream comes back and WAL written after the restart arrives."""
-    with local_environment(work_dir) as info, running_stream(work_dir) as stream:
+    args = ("--synchronous",) if mode == "synchronous" else ()
+    with local_environment(work_dir) as info, running_stream(work_dir, *args) as stream:
         stream_dir = Path(info["state_dir"]) / "backups" / "stream"
         wait_streaming(info["dsn"])
         write_and_wait_streamed(info["dsn"], stream_dir, "before_restart")
@@ -147,15 +167,18 @@ def test_stream_survives_a_restart_of_the_server(work_dir: Path) -> None:
             assert stream.poll() is None, stream.communicate(timeout=10)
         write_and_wait_streamed(info["dsn"], stream_dir, "after_restart")
         status = json.loads(spectral("dr", "wal", "status", "--json", cwd=work_dir).stdout)
-        assert status["stream"] is not None and status["supervisor"]["state"] == "streaming"
+        assert status["stream"] is not None and status["stream_state"] == "streaming"
 
 
-def test_stream_follows_the_new_timeline_of_an_in_place_restore(work_dir: Path) -> None:
+@pytest.mark.parametrize("mode", ["asynchronous", "synchronous"])
+def test_stream_follows_the_new_timeline_of_an_in_place_restore(work_dir: Path,
+                                                                mode: str) -> None:
     """An in-place restore to a point inside a segment the stream had completed: that segment
     holds the abandoned history past the fork, and pg_receivewal resuming after it asks for a
     point that is not in the server's history. The stream must follow the new timeline, and
-    what it set aside is kept, not deleted."""
-    with local_environment(work_dir) as info, running_stream(work_dir) as stream:
+    what it set aside is kept, not deleted; after the undo it follows the old timeline again."""
+    args = ("--synchronous",) if mode == "synchronous" else ()
+    with local_environment(work_dir) as info, running_stream(work_dir, *args) as stream:
         stream_dir = Path(info["state_dir"]) / "backups" / "stream"
         dsn = info["dsn"]
         assert spectral("dr", "backup", cwd=work_dir).returncode == 0
@@ -193,6 +216,20 @@ def test_stream_follows_the_new_timeline_of_an_in_place_restore(work_dir: Path) 
                 assert conn.execute("select count(*) from core.kept").fetchone() == (1,)
         finally:
             spectral("dr", "teardown", "--all", cwd=work_dir)
+        if mode == "synchronous":
+            with connect(dsn) as conn:
+                assert conn.execute("show synchronous_standby_names").fetchone() == (STREAM,)
+        # the undo puts timeline 1's history back, at the position it had reached
+        res = spectral("dr", "restore", "--undo", "--yes", cwd=work_dir)
+        assert res.returncode == 0, res.stderr
+        wait_streaming(dsn, timeout=90)
+        undone = write_and_wait_streamed(dsn, stream_dir, "after_undo")
+        with connect(dsn) as conn:
+            row = conn.execute("select pg_walfile_name(%s::pg_lsn), timeline_id "
+                               "from pg_control_checkpoint()", (undone,)).fetchone()
+            assert conn.execute("select count(*) from core.abandoned").fetchone() == (1,)
+        assert row is not None and int(str(row[0])[:8], 16) == row[1] != tli[0]
+        assert stream.poll() is None
 
 
 def _commit_in_background(dsn: str) -> tuple[threading.Thread, dict[str, Any]]:

@@ -30,6 +30,8 @@ from spectral.errors import ClusterError, ConnectError, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
 from spectral.pg.osuser import make_owned_dir, server_identity
+from spectral.providers.local.streamdir import align, server_lineage
+from spectral.providers.local.streamdir import align_stream_dir as align_stream_dir
 from spectral.providers.local.streamstate import (
     APPLICATION,
     StreamState,
@@ -41,7 +43,7 @@ from spectral.providers.local.streamstate import (
     supervisor_alive,
     supervisor_state,
 )
-from spectral.providers.local.wal import Segment, parse_segment
+from spectral.providers.local.wal import parse_segment
 from spectral.runner import child_env, run, spawn
 
 SLOT = "spectral_stream"
@@ -62,80 +64,6 @@ def receivewal_argv(bins: PgBinaries, conninfo: str, dest: Path, *,
 def create_slot_argv(bins: PgBinaries, conninfo: str) -> list[str]:
     return [bins.path("pg_receivewal"), "-d", conninfo, "--slot", SLOT, "--create-slot",
             "--if-not-exists", "--no-password"]
-
-
-# ---- the stream folder against the server's history ---------------------------------------
-Lineage = list[tuple[int, int | None]]   # (timeline, where the server's history left it)
-
-
-def server_lineage(cluster: Cluster, conn: psycopg.Connection[Any]) -> tuple[int, Lineage]:
-    """The server's flush LSN and, for each timeline of its ancestry, where it ended (None for
-    the current one), from the history file in its own pg_wal."""
-    from spectral.providers.local.wal import parse_lsn, read_history
-
-    row = conn.execute("select pg_current_wal_flush_lsn()::text, "
-                       "pg_walfile_name(pg_current_wal_flush_lsn())").fetchone()
-    assert row is not None
-    tli = int(str(row[1])[:8], 16)
-    spans: Lineage = [(h.timeline, h.switch_lsn) for h in
-                      read_history(cluster.data_dir / "pg_wal", tli)]
-    return parse_lsn(str(row[0])), [*spans, (tli, None)]
-
-
-def resume_order(seg: Segment) -> tuple[int, int, bool]:
-    """pg_receivewal resumes after the highest segment number, the highest timeline among
-    equals, a complete file before a .partial one (FindStreamingStart)."""
-    return seg.segno, seg.timeline, not seg.partial
-
-
-def segments_to_set_aside(names: list[str], lineage: Lineage, flush_lsn: int) -> list[str]:
-    """The stream's files that keep pg_receivewal from resuming on the server's history:
-    those of a timeline the server's history does not hold (or past where it left that
-    timeline), and then, newest first, each file pg_receivewal would resume from while that
-    point is not in the server's history or the file is the one in which an older timeline
-    forked off (its bytes past the fork belong to the abandoned history)."""
-    ends = dict(lineage)
-    segs = [s for s in (parse_segment(n) for n in names) if s is not None]
-
-    def on_lineage(seg: Segment) -> bool:
-        end = ends.get(seg.timeline, -1)
-        return seg.timeline in ends and (end is None or seg.start_lsn() < end)
-
-    aside = [s for s in segs if not on_lineage(s)]
-    rest = sorted((s for s in segs if on_lineage(s)), key=resume_order)
-    while rest:
-        top = rest[-1]
-        start = top.start_lsn() if top.partial else top.end_lsn()
-        end = ends[top.timeline]
-        if end is None and start <= flush_lsn:
-            break
-        if end is not None and start <= end and not top.start_lsn() < end < top.end_lsn():
-            break
-        aside.append(rest.pop())
-    return sorted(s.name + (".partial" if s.partial else "") for s in aside)
-
-
-def align_stream_dir(cluster: Cluster, stream_dir: Path) -> list[str]:
-    """The stream folder aligned with the running server's history (set_aside_blocking)."""
-    with cluster.connect() as conn:
-        flush_lsn, lineage = server_lineage(cluster, conn)
-    return set_aside_blocking(stream_dir, lineage, flush_lsn)
-
-
-def set_aside_blocking(stream_dir: Path, lineage: Lineage, flush_lsn: int) -> list[str]:
-    """Set aside (into `abandoned/`, never over an earlier file there) what keeps the stream
-    from resuming on the server's history; the window's readers never look in `abandoned/`."""
-    names = [p.name for p in stream_dir.iterdir() if p.is_file()]
-    moved = segments_to_set_aside(names, lineage, flush_lsn)
-    if moved:
-        folder = make_owned_dir(stream_dir / "abandoned", 0o750)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        for name in moved:
-            dest = folder / name
-            if dest.exists():
-                dest = folder / f"{name}.{stamp}"
-            (stream_dir / name).rename(dest)
-    return moved
 
 
 # ---- the supervisor -------------------------------------------------------------------------
@@ -199,7 +127,10 @@ class Supervisor:
         # an in-place restore replaced the data directory, and its slot with it
         run(create_slot_argv(self.bins, self.cluster.conninfo()), timeout=60,
             run_as=server_identity(), check=False)
-        moved = set_aside_blocking(self.dir, lineage, flush_lsn)
+        moved, back = align(self.dir, lineage, flush_lsn)
+        if back:
+            self.report(f"brought back {len(back)} segment(s) on the server's history again "
+                        f"({', '.join(back)})")
         if moved:
             self.report(f"set aside {len(moved)} segment(s) not on the server's history "
                         f"({', '.join(moved)}) in {self.dir / 'abandoned'}")
