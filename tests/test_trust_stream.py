@@ -291,7 +291,7 @@ def test_wal_status_is_live_while_pg_receivewal_runs(work_dir: Path) -> None:
     """A pg_receivewal that failed once and now runs is not "failing", and a stream that has
     flushed everything has no lag in seconds (pg_stat_replication keeps the last measured
     flush_lag of pg_receivewal forever)."""
-    with local_environment(work_dir) as info, running_stream(work_dir, "--synchronous"):
+    with local_environment(work_dir) as info, running_stream(work_dir, "--synchronous") as stream:
         dsn = info["dsn"]
         state_file = Path(info["state_dir"]) / "backups" / "stream" / "supervisor.json"
         wait_streaming(dsn)
@@ -315,3 +315,7 @@ def test_wal_status_is_live_while_pg_receivewal_runs(work_dir: Path) -> None:
         assert status["supervisor"]["alive"] and not status["supervisor"]["failing"]
         human = spectral("dr", "wal", "status", cwd=work_dir).stdout
         assert "failing" not in human, human
+        # one stream at a time: a second supervisor would fight the first for the slot
+        second = spectral("dr", "wal", "stream", "--seconds", "5", cwd=work_dir)
+        assert second.returncode == 2 and "already running" in second.stderr, second.stderr
+        assert json.loads(state_file.read_text())["supervisor_pid"] == stream.pid

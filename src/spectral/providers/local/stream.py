@@ -85,7 +85,9 @@ class Supervisor:
 
     def run(self) -> StreamStatus:
         if supervisor_alive(self.dir):
-            raise UsageError(f"a `dr wal stream` is already running ({status_file(self.dir)})")
+            other = (supervisor_state(self.dir) or {}).get("supervisor_pid")
+            raise UsageError(f"a `dr wal stream` is already running (pid {other}, "
+                             f"{status_file(self.dir)})", hint="one stream at a time")
         record(self.dir, self.status)   # before the synchronous setting: it names its owner
         backoff = 1.0
         try:
