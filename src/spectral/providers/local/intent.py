@@ -134,9 +134,10 @@ def recover_in_place(local: LocalEnvironment, inplace: InPlace | None) -> Recove
     with journal.recovering() as d:
         if d is None:
             return None
-        if d.get("op") not in (RESTORE, UNDO):
+        if d.get("op") not in (RESTORE, UNDO) or d.get("version") != INTENT_VERSION:
             raise ClusterError(f"{journal.path} records an operation this version does not "
-                               f"know ({d.get('op')}); not touching the data directories",
+                               f"know ({d.get('op')}, format {d.get('version')}); not "
+                               f"touching the data directories",
                                hint="look at the file and the data.* folders beside it")
         paths = _checked_paths(local, d)
         committed = _committed(local, d, paths["aside"])
