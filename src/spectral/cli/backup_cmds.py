@@ -352,7 +352,7 @@ def _print_stream(c: Console, info: dict[str, Any]) -> None:
                 f"bytes, {s['lag_seconds']} s")
     elif state_ == "dead" and sup:
         c.print(f"stream: not connected; its supervisor (pid {sup['supervisor_pid']}) is gone "
-                f"since {sup.get('updated_at', '?')}")
+                f"(last recorded {sup.get('state', '?')} at {sup.get('updated_at', '?')})")
     elif sup and sup.get("alive"):
         failing = "[bold red]stream failing[/]: " if sup.get("failing") else ""
         c.print(f"stream: not connected ({state_} since {sup.get('state_since', '?')}); "
