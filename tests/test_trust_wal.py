@@ -229,7 +229,7 @@ def kill_postmaster(data_dir: Path) -> None:
         assert time.monotonic() < deadline     # a zombie has no command line
         time.sleep(0.05)
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)   # reaped when this process started it (else init does)
+        os.waitpid(pid, 0)   # reaped when this process started it (else init does)
 
 
 def crash(p: LocalProvider) -> None:
@@ -251,6 +251,10 @@ def test_a_crashed_source_keeps_its_unarchived_commits(env: LocalProvider) -> No
     inst = env.restore(LatestTarget())
     assert ids(inst.dsn) == [1001, 1002, 1003]
     assert later <= datetime.now(UTC)
+    commit_after_up(env, 1004)
+    env.local.down()             # a clean stop does not archive the segment being written
+    inst = env.restore(LatestTarget())
+    assert ids(inst.dsn) == [1001, 1002, 1003, 1004]
 
 
 def commit_after_up(p: LocalProvider, row: int) -> tuple[int, datetime]:

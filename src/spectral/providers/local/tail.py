@@ -7,6 +7,7 @@ recoverable window, so a target past the archive is refused, never restored shor
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ from spectral.pg.binaries import PgBinaries
 from spectral.providers.base import RecoverableWindow, Report, WalGap
 from spectral.providers.local import walread
 from spectral.providers.local.repo import Repository
-from spectral.providers.local.wal import Segment, format_lsn, list_segments
+from spectral.providers.local.wal import Segment, format_lsn, list_segments, parse_lsn
 from spectral.providers.local.window import lineage_of
 from spectral.waits import WaitTimeout, wait_until
 
@@ -26,45 +27,51 @@ if TYPE_CHECKING:
 # A clean shutdown writes this into the segment being filled; it changes no data, so a
 # segment holding only it is no tail worth a restart of the server
 NOTHING_RESTORED = ("desc: CHECKPOINT_SHUTDOWN",)
+LSN_RE = re.compile(r"lsn: ([0-9A-F]+/[0-9A-F]+)")
 MAX_TAIL = 256   # segments read past the archive at most (max_wal_size is 2 GB: 128)
 
 
 def unarchived(bins: PgBinaries, data_dir: Path, repo: Repository) -> list[Segment]:
-    """The segments of a stopped server's pg_wal that hold WAL past the archive's newest
-    segment, in order; empty when there are none, or when they hold only the checkpoint of a
-    clean shutdown. Files past the end of its WAL (recycled or preallocated) hold none."""
+    """The segments of a stopped server's pg_wal that hold WAL past the archive's end (its
+    lineage's newest segment, or the end of the stream's .partial copy of one), in order;
+    empty when there are none, or when they hold only the checkpoint of a clean shutdown.
+    Files past the end of its WAL (recycled or preallocated) hold none."""
     pg_wal = data_dir / "pg_wal"
     lin = lineage_of(repo)
     if not lin.segments or not pg_wal.is_dir():
         return []
-    newest = lin.segments[-1].segno
+    newest = lin.segments[-1]
+    first, floor = newest.segno + 1, 0
+    if newest.partial:     # the stream's copy of the segment being written: what is past it
+        last = walread.summarize(bins, lin.view.where, [newest]).last
+        first, floor = newest.segno, last.end if last else newest.start_lsn()
     files: dict[int, Segment] = {}
     for seg in list_segments(pg_wal):
-        if not seg.partial and seg.segno > newest and (
+        if not seg.partial and seg.segno >= first and (
                 seg.segno not in files or files[seg.segno].timeline < seg.timeline):
             files[seg.segno] = seg
     held: list[Segment] = []
     meaningful = False
-    for segno in range(newest + 1, newest + 1 + MAX_TAIL):
+    for segno in range(first, first + MAX_TAIL):
         found = files.get(segno)
         if found is None:
             break
-        lines, ended = _records(bins, pg_wal, found)
-        if not lines:
-            break
-        held.append(found)
+        lines, ended = _records(bins, pg_wal, found, floor)
+        if lines:
+            held.append(found)
         meaningful = meaningful or any(not any(q in ln for q in NOTHING_RESTORED)
                                        for ln in lines)
-        if ended:
+        if ended or (not lines and segno > newest.segno):
             break
     return held if meaningful else []
 
 
-def _records(bins: PgBinaries, pg_wal: Path, seg: Segment) -> tuple[list[str], bool]:
-    """The record lines of one pg_wal segment, and whether its WAL ends inside it."""
+def _records(bins: PgBinaries, pg_wal: Path, seg: Segment, floor: int) -> tuple[list[str], bool]:
+    """The record lines of one pg_wal segment at or after `floor`, and whether its WAL ends
+    inside it."""
     stops: list[walread.Unreadable] = []
     lines = [ln for ln in walread.dump(bins, {seg: pg_wal}, [seg], unreadable=stops)
-             if "lsn: " in ln]
+             if (m := LSN_RE.search(ln)) and parse_lsn(m.group(1)) >= floor]
     return lines, bool(stops)
 
 
@@ -76,7 +83,7 @@ def with_tail_gap(window: RecoverableWindow, tail: list[Segment]) -> Recoverable
     gap = WalGap(Segment(first.timeline, first.segno - 1).name, first.name, last.name,
                  first.timeline, "is only in the stopped server's pg_wal, not in the archive "
                  "(start it to archive it: spectral local up)",
-                 format_lsn(first.start_lsn()))
+                 format_lsn(max(first.start_lsn(), parse_lsn(window.wal_end or "0/0"))))
     return RecoverableWindow(window.earliest_time, window.earliest_lsn, window.latest_time,
                              window.latest_lsn, window.timeline, [*window.gaps, gap],
                              window.intervals, window.wal_end)
