@@ -205,6 +205,7 @@ def test_pgbackrest_damaged_segment_is_a_gap_and_what_is_before_it_restores(
     key = next(k for k, _ in repo_files(pgb, "archive/spectral-test")
                if k.rsplit("/", 1)[-1].startswith(damaged + "-"))
     path = pgb.dir / "repo" / key
+    intact = path.read_bytes()
     overwrite(path, 80 if compress == "lz4" else 0x60, b"\xa5" * 16)
 
     window = pgb.run("dr", "backups", "--json")["window"]
@@ -216,6 +217,11 @@ def test_pgbackrest_damaged_segment_is_a_gap_and_what_is_before_it_restores(
     pgb.run("dr", "teardown", inst["id"])
     inst = pgb.run("dr", "restore", "--target-lsn", window["intervals"][0]["end_lsn"], "--json")
     assert ids_in(pgb, inst) == [*range(1, 102), 200]
+    pgb.run("dr", "teardown", inst["id"])
+    path.write_bytes(intact)       # repaired: the local copy read before is not trusted
+    assert pgb.run("dr", "backups", "--json")["window"]["gaps"] == []
+    inst = pgb.run("dr", "restore", "--latest", "--json")
+    assert ids_in(pgb, inst) == [*range(1, 102), 200, 201, 202, 203]
 
 
 # ---- 4: a crashed source's unarchived tail ------------------------------------------------------

@@ -158,6 +158,7 @@ def _readable_files(where: dict[Segment, Path], segments: list[Segment],
         if size != DEFAULT_SEG_SIZE:
             found.append(Unreadable(seg, seg.start_lsn(), f"the file holds {size} bytes, not "
                                     f"{DEFAULT_SEG_SIZE}: truncated"))
+            _evict(where, seg)
             continue
         out.append(seg)
     return out
@@ -196,7 +197,16 @@ def _read_run(bins: PgBinaries, where: dict[Segment, Path], part: list[Segment],
                 return
             bad = next(s for s in sub if s.segno == segment_of(stop))
             found.append(Unreadable(bad, stop, reason))
+            _evict(where, bad)
             first = part.index(bad) + 1
+
+
+def _evict(where: dict[Segment, Path], seg: Segment) -> None:
+    """A repository's local copy of a file found unreadable is dropped: the next read fetches
+    it again, so a repaired repository is seen as repaired."""
+    evict = getattr(where, "evict", None)
+    if evict is not None:
+        evict(seg)
 
 
 def _waldump(bins: PgBinaries, tmp: str, tli: int, sub: list[Segment], out: Path, *,

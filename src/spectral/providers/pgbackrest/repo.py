@@ -6,6 +6,7 @@ target resolution and WAL reading are then the local provider's, unchanged."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import time
@@ -25,7 +26,8 @@ from spectral.providers.local.wal import Segment, parse_segment
 from spectral.providers.pgbackrest.command import PgBackRest
 
 # archive/<stanza>/<archive id>/<timeline+log>/<segment>[.partial]-<sha1>[.ext]
-WAL_FILE_RE = re.compile(r"^(?P<name>[0-9A-F]{24}(?:\.partial)?)-[0-9a-f]{40}(?:\.\w+)?$")
+WAL_FILE_RE = re.compile(r"^(?P<name>[0-9A-F]{24}(?:\.partial)?)-(?P<sha1>[0-9a-f]{40})"
+                         r"(?:\.\w+)?$")
 HISTORY_RE = re.compile(r"^(?P<name>[0-9A-F]{8}\.history)$")
 CHECKS_VERSION = 1
 PREFETCH = 4
@@ -52,6 +54,11 @@ class FetchOnRead(dict[Segment, Path]):
         again, naming it, and a reader that can skip it (the window) does."""
         with contextlib.suppress(CouldNotVerify):
             self._fetch(seg)
+
+    def evict(self, seg: Segment) -> None:
+        """Drop the local copy of a file found unreadable (see walread)."""
+        name = seg.name + (".partial" if seg.partial else "")
+        (super().__getitem__(seg) / name).unlink(missing_ok=True)
 
     def __getitem__(self, seg: Segment) -> Path:
         folder = super().__getitem__(seg)
@@ -184,9 +191,25 @@ class PgBackRestRepository(Repository):
             if not self.tool.archive_get(name, part):
                 raise CouldNotVerify(f"WAL file {name} is listed in the pgBackRest archive but "
                                      f"archive-get cannot fetch it")
+            self._check_sum(name, part)
             part.rename(self.archive / name)
         finally:
             part.unlink(missing_ok=True)
+
+    def _check_sum(self, name: str, path: Path) -> None:
+        """A WAL file is stored under its SHA-1 (of the file as PostgreSQL wrote it); archive-get
+        does not compare it (an uncompressed file is handed over as it is), so it is compared
+        here, and a damaged file never enters the mirror."""
+        m = WAL_FILE_RE.match(self.listing().get(name, "").rsplit("/", 1)[-1])
+        if m is None:
+            return
+        digest = hashlib.sha1()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != m.group("sha1"):
+            raise CouldNotVerify(f"WAL file {name} in the pgBackRest repository does not match "
+                                 f"the SHA-1 pgBackRest recorded for it: damaged")
 
     def prune_mirror(self, keep: set[str]) -> None:
         """Drop fetched segments that are no longer in the archive (after expiry)."""
