@@ -17,7 +17,7 @@ from spectral.providers.base import (
     WalGap,
     WindowInterval,
 )
-from spectral.providers.local import walread
+from spectral.providers.local import walcheck, walread
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import (
     DEFAULT_SEG_SIZE,
@@ -181,13 +181,13 @@ class Break:
         return self.segno >= segment_of(stop) if self.missing else self.lsn >= stop
 
 
-def breaks(bins: PgBinaries, lin: Lineage, first: int) -> list[Break]:
+def breaks(bins: PgBinaries, lin: Lineage, first: int, cache: Path) -> list[Break]:
     """Every break in the lineage from segment `first` on: the missing segments, and the
     segments pg_waldump cannot read to their end (damage anywhere in a record, a truncated
     file, a file the repository cannot hand over)."""
     out = [Break(n * DEFAULT_SEG_SIZE, n, True) for n in lin.missing if n >= first]
     checked = [s for s in lin.segments if s.segno >= first]
-    for bad in walread.check(bins, lin.view.where, checked, cap=lin.end_cap):
+    for bad in walcheck.unreadable(bins, lin.view.where, checked, cap=lin.end_cap, cache=cache):
         out.append(Break(bad.lsn, bad.segment.segno, False,
                          f"is damaged: it cannot be read from LSN {format_lsn(bad.lsn)} on "
                          f"({bad.reason})", bad.segment.name))
@@ -203,7 +203,8 @@ def compute(bins: PgBinaries, repo: Repository) -> RecoverableWindow:
     if not backups:
         return RecoverableWindow(None, None, None, None, None)
     lin = lineage_of(repo)
-    found = breaks(bins, lin, segment_of(parse_lsn(backups[0].stop_lsn)))
+    found = breaks(bins, lin, segment_of(parse_lsn(backups[0].stop_lsn)),
+                   repo.root / "wal-checked.json")
     by_end: dict[int, tuple[Break | None, list[Backup]]] = {}
     for b in backups:
         brk = next((x for x in found if x.ends(b)), None)
