@@ -10,6 +10,7 @@ import os
 import random
 import shutil
 import signal
+import struct
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -367,3 +368,41 @@ def test_damage_at_random_offsets_of_full_and_switched_segments(env: LocalProvid
     inst = env.restore(LatestTarget())
     assert on(inst.dsn, "select count(*) from items where id between 1001 and 1003 or id "
                         "between 2000 and 90000") == [(3 + 88001,)]
+
+
+# ---- pure parts: where pg_waldump stopped, and whether WAL was written after it ----------------
+@pytest.mark.parametrize(("stderr", "where"), [
+    ("pg_waldump: error: error in WAL record at 0/3001A40: incorrect resource manager data "
+     "checksum in record at 0/4000028", 0x4000028),
+    ("pg_waldump: error: error in WAL record at 0/3001A40: invalid magic number A5A5 in WAL "
+     "segment 000000010000000000000004, LSN 0/4000000, offset 0", 0x4000000),
+    ("pg_waldump: error: error in WAL record at 0/40000A8: record with incorrect prev-link "
+     "A5A5A5A5/A5A500A8 at 0/40000D0", 0x40000D0),
+    ('pg_waldump: error: could not read from file "000000010000000000000004", offset 100: '
+     "read 0 of 8092", 0x4000064),
+    ("pg_waldump: error: could not read from file 000000010000000000000004, offset 8192: read "
+     "0 of 8192", 0x4002000),
+    ("pg_waldump: error: could not find a valid record after 0/3000000", 0x3000000),
+    ("pg_waldump: error: error in WAL record at 0/70000A8: invalid record length at 0/70000D0: "
+     "expected at least 24, got 0", 0x70000D0),
+    ("pg_waldump: error: error in WAL record at 0/3001A40: WAL file is from different database "
+     "system: incorrect segment size in page header", None),
+])
+def test_where_pg_waldump_stopped(stderr: str, where: int | None) -> None:
+    from spectral.providers.local.walread import _stop
+
+    assert _stop(stderr)[1] == where
+
+
+def test_wal_written_after_a_position(tmp_path: Path) -> None:
+    from spectral.providers.local.walread import PAGE, written_after
+
+    base = 7 * SEG
+    pages = bytearray(4 * PAGE)
+    for i in (0, 1):                       # written pages: magic, info, timeline, address
+        struct.pack_into("<HHIQ", pages, i * PAGE, 0xD118, 0, 1, base + i * PAGE)
+    struct.pack_into("<HHIQ", pages, 3 * PAGE, 0xD118, 0, 1, base - SEG + 3 * PAGE)  # recycled
+    path = tmp_path / "seg"
+    path.write_bytes(bytes(pages))
+    assert written_after(path, base + 100)                 # page 1 holds WAL: damage
+    assert not written_after(path, base + PAGE + 100)      # zeros and a recycled page follow

@@ -193,7 +193,7 @@ def _read_run(bins: PgBinaries, where: dict[Segment, Path], part: list[Segment],
                     _waldump(bins, tmp, tli, sub, out, quiet=False)
                 stop = _last_end(out, sub[0].start_lsn())
             stop = max(stop, sub[0].start_lsn())
-            if _normal_end(where, sub, stop, cap):
+            if _normal_end(where, sub, stop, cap) or _growing(bins, tmp, tli, sub, stop):
                 return
             bad = next(s for s in sub if s.segno == segment_of(stop))
             found.append(Unreadable(bad, stop, reason))
@@ -207,6 +207,16 @@ def _evict(where: dict[Segment, Path], seg: Segment) -> None:
     evict = getattr(where, "evict", None)
     if evict is not None:
         evict(seg)
+
+
+def _growing(bins: PgBinaries, tmp: str, tli: int, sub: list[Segment], stop: int) -> bool:
+    """Whether a `.partial` file that looked damaged is being written as it is read (the
+    stream's): read again, its WAL then ends later."""
+    if not sub[-1].partial or segment_of(stop) != sub[-1].segno:
+        return False
+    res = _waldump(bins, tmp, tli, sub, Path(tmp) / "again.txt", quiet=True)
+    again = _stop(res.stderr)[1]
+    return res.returncode == 0 or (again is not None and again > stop)
 
 
 def _waldump(bins: PgBinaries, tmp: str, tli: int, sub: list[Segment], out: Path, *,
