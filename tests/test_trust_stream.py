@@ -139,6 +139,25 @@ def test_what_an_undo_puts_back_on_the_history_comes_back() -> None:
                                   7 * SEG + 10) == []
 
 
+def test_the_stream_resumes_after_the_newest_archived_segment_of_the_history() -> None:
+    from spectral.providers.local.streamdir import archived_resume_point
+
+    present = ["000000010000000000000004", "000000010000000000000005.partial"]
+    archived = ["000000010000000000000005", "000000010000000000000006",
+                "000000010000000000000007", "000000010000000000000007.partial",
+                "000000020000000000000009", "00000002.history"]
+    assert archived_resume_point(present, archived, [(1, None)], 8 * SEG + 1) == \
+        "000000010000000000000007"
+    # not past what the server flushed, never a fork segment or another history's
+    assert archived_resume_point(present, archived, [(1, None)], 7 * SEG) == \
+        "000000010000000000000006"
+    assert archived_resume_point(present, archived, [(1, 7 * SEG + 5), (3, None)],
+                                 9 * SEG) == "000000010000000000000006"
+    # the stream already resumes past it: nothing to copy
+    assert archived_resume_point(["000000010000000000000008.partial"], archived, [(1, None)],
+                                 9 * SEG) is None
+
+
 def test_setting_aside_never_overwrites_an_earlier_copy(tmp_path: Path) -> None:
     from spectral.providers.local.streamdir import set_aside_blocking
 
@@ -230,6 +249,38 @@ def test_stream_follows_the_new_timeline_of_an_in_place_restore(work_dir: Path,
             assert conn.execute("select count(*) from core.abandoned").fetchone() == (1,)
         assert row is not None and int(str(row[0])[:8], 16) == row[1] != tli[0]
         assert stream.poll() is None
+
+
+def test_stream_resumes_when_the_server_removed_its_resume_point(work_dir: Path) -> None:
+    """The slot was dropped while no stream ran (an operator, or a slot invalidated) and the
+    server removed the WAL the stream would resume at (archived first, as always): the
+    supervisor resumes after the newest archived segment instead of failing for ever."""
+    with local_environment(work_dir) as info:
+        dsn = info["dsn"]
+        stream_dir = Path(info["state_dir"]) / "backups" / "stream"
+        with running_stream(work_dir):
+            wait_streaming(dsn)
+            write_and_wait_streamed(dsn, stream_dir, "before_gap")
+        with connect(dsn) as conn:
+            conn.execute("select pg_drop_replication_slot('spectral_stream')")
+            conn.execute("create table core.gap (n int)")
+            for n in range(4):
+                conn.execute("insert into core.gap values (%s)", (n,))
+                conn.execute("checkpoint")
+                wanted = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()
+            conn.execute("checkpoint")
+        assert wanted is not None
+        archive = Path(info["state_dir"]) / "backups" / "wal"
+        oldest = min(p.name for p in stream_dir.iterdir() if len(p.name) >= 24)[:24]
+        wait_until(lambda: (archive / str(wanted[0])).exists() or None, timeout=60,
+                   what="the archive")
+        with connect(dsn) as conn:
+            names = [str(r[0]) for r in conn.execute("select name from pg_ls_waldir()")]
+        assert oldest not in names         # the server has removed (or recycled) it
+        with running_stream(work_dir) as stream:
+            wait_streaming(dsn, timeout=90)
+            write_and_wait_streamed(dsn, stream_dir, "after_gap")
+            assert stream.poll() is None
 
 
 def _commit_in_background(dsn: str) -> tuple[threading.Thread, dict[str, Any]]:

@@ -30,7 +30,7 @@ from spectral.errors import ClusterError, ConnectError, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
 from spectral.pg.osuser import make_owned_dir, server_identity
-from spectral.providers.local.streamdir import align, server_lineage
+from spectral.providers.local.streamdir import align, resume_from_archive, server_lineage
 from spectral.providers.local.streamdir import align_stream_dir as align_stream_dir
 from spectral.providers.local.streamstate import (
     APPLICATION,
@@ -81,6 +81,7 @@ class Supervisor:
         self.status = StreamStatus.new(synchronous)
         self.proc: subprocess.Popen[bytes] | None = None
         self.down_since: float | None = None
+        self.removed_on_server = False   # pg_receivewal's last run asked for removed WAL
         self.log_path = stream_dir / "pg_receivewal.log"
 
     def run(self) -> StreamStatus:
@@ -130,6 +131,12 @@ class Supervisor:
         run(create_slot_argv(self.bins, self.cluster.conninfo()), timeout=60,
             run_as=server_identity(), check=False)
         moved, back = align(self.dir, lineage, flush_lsn)
+        if self.removed_on_server:
+            self.removed_on_server = False
+            copied = resume_from_archive(self.dir, self.dir.parent / "wal", lineage, flush_lsn)
+            if copied:
+                self.report(f"the server no longer has the WAL the stream would resume at; "
+                            f"resuming after {copied}, copied from the archive")
         if back:
             self.report(f"brought back {len(back)} segment(s) on the server's history again "
                         f"({', '.join(back)})")
@@ -179,6 +186,7 @@ class Supervisor:
         self.status.last_exit = f"exit code {self.proc.returncode}: " \
             f"{_exit_reason(self.log_path, offset)}"
         self.status.failing = ran < 10
+        self.removed_on_server = "has already been removed" in self.status.last_exit
         self.status.pid = None
         record(self.dir, self.status, StreamState.RESTARTING)
         return ran

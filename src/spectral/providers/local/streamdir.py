@@ -12,12 +12,15 @@ only the folder itself, never `abandoned/`."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from spectral.durable import fsync_dir
 from spectral.pg.cluster import Cluster
 from spectral.pg.osuser import make_owned_dir
 from spectral.providers.local.wal import Segment, parse_segment
@@ -62,16 +65,62 @@ def segments_to_set_aside(names: list[str], lineage: Lineage, flush_lsn: int) ->
 
     aside = [s for s in segs if not on_lineage(s)]
     rest = sorted((s for s in segs if on_lineage(s)), key=resume_order)
-    while rest:
-        top = rest[-1]
-        start = top.start_lsn() if top.partial else top.end_lsn()
-        end = ends[top.timeline]
-        if end is None and start <= flush_lsn:
-            break
-        if end is not None and start <= end and not top.start_lsn() < end < top.end_lsn():
-            break
+    while rest and blocks(rest[-1], ends, flush_lsn):
         aside.append(rest.pop())
     return sorted(s.name + (".partial" if s.partial else "") for s in aside)
+
+
+def blocks(seg: Segment, ends: dict[int, int | None], flush_lsn: int) -> bool:
+    """Whether pg_receivewal, resuming from `seg` (at its start for a .partial, after it for
+    a complete one), would ask for a point the server's history does not hold, or `seg` is
+    the segment in which its timeline forked off (its bytes past the fork are another
+    history's)."""
+    start = seg.start_lsn() if seg.partial else seg.end_lsn()
+    end = ends.get(seg.timeline, -1)
+    if seg.timeline not in ends:
+        return True
+    if end is None:
+        return start > flush_lsn
+    return start > end or seg.start_lsn() < end < seg.end_lsn()
+
+
+def archived_resume_point(present: list[str], archived: list[str], lineage: Lineage,
+                          flush_lsn: int) -> str | None:
+    """The server removes a segment only once it is archived: when it no longer has the WAL at
+    the stream's resume point ("requested WAL segment ... has already been removed"), the
+    newest complete archived segment of its history past that point, for the stream to resume
+    after (the WAL between is in the archive, which the window reads too); None when there is
+    none."""
+    ends = dict(lineage)
+    usable = [s for s in (parse_segment(n) for n in archived)
+              if s is not None and not s.partial and not blocks(s, ends, flush_lsn)]
+    if not usable:
+        return None
+    best = max(usable, key=resume_order)
+    mine = [s for s in (parse_segment(n) for n in present) if s is not None]
+    if mine and resume_order(max(mine, key=resume_order)) >= resume_order(best):
+        return None
+    return best.name
+
+
+def resume_from_archive(stream_dir: Path, archive: Path, lineage: Lineage,
+                        flush_lsn: int) -> str | None:
+    """Copy archived_resume_point into the stream folder (whole, then renamed, fsynced)."""
+    present = [p.name for p in stream_dir.iterdir() if p.is_file()]
+    archived = [p.name for p in archive.iterdir()] if archive.is_dir() else []
+    name = archived_resume_point(present, archived, lineage, flush_lsn)
+    if name is None:
+        return None
+    source = archive / name
+    tmp = stream_dir / f".{name}.copy"
+    shutil.copyfile(source, tmp)
+    st = source.stat()
+    os.chown(tmp, st.st_uid, st.st_gid)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    tmp.rename(stream_dir / name)
+    fsync_dir(stream_dir)
+    return name
 
 
 def segments_to_bring_back(present: list[str], aside: list[str], lineage: Lineage,
