@@ -348,8 +348,9 @@ def wal_status_cmd(ctx: typer.Context) -> None:
 def _print_stream(c: Console, info: dict[str, Any]) -> None:
     s, sup, state_ = info["stream"], info.get("supervisor"), info["stream_state"]
     if s:
-        c.print(f"stream: {s['sync_state']}, flushed {s['flush_lsn']}, lag {s['lag_bytes']} "
-                f"bytes, {s['lag_seconds']} s")
+        lag = ("no flush reported yet" if s["lag_bytes"] is None else
+               f"lag {s['lag_bytes']} bytes, {s['lag_seconds']} s")
+        c.print(f"stream: {s['sync_state']}, flushed {s['flush_lsn'] or '-'}, {lag}")
     elif state_ == "dead" and sup:
         c.print(f"stream: not connected; its supervisor (pid {sup['supervisor_pid']}) is gone "
                 f"(last recorded {sup.get('state', '?')} at {sup.get('updated_at', '?')})")

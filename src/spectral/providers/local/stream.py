@@ -272,8 +272,10 @@ def wal_status(cluster: Cluster, stream_dir: Path, seg_size: int = 16 * 1024 * 1
     out = _archive_status(row, seg_size)
     out["stream"] = None if stream_row is None else {
         "pid": stream_row[0], "flush_lsn": stream_row[1], "write_lsn": stream_row[2],
-        "sync_state": stream_row[3], "lag_bytes": int(stream_row[4] or 0),
-        "lag_seconds": round(float(stream_row[5] or 0), 3),
+        # no flush position yet (pg_receivewal has not replied since it connected): unknown
+        "sync_state": stream_row[3],
+        "lag_bytes": None if stream_row[1] is None else int(stream_row[4]),
+        "lag_seconds": None if stream_row[1] is None else round(float(stream_row[5] or 0), 3),
         "seconds_since_reply": None if stream_row[6] is None else round(float(stream_row[6]), 1)}
     out.update(_stream_state(stream_dir, out["stream"], synchronous_names=row[6],
                              waiting=int(row[7]), released=released))
@@ -324,7 +326,7 @@ def _stream_state(stream_dir: Path, stream: dict[str, Any] | None, *, synchronou
 def _rpo(out: dict[str, Any], commit_time: datetime | None,
          last_time: datetime | None) -> None:
     """The live RPO: committed work not yet safe in the repository."""
-    if out["stream"]:
+    if out["stream"] and out["stream"]["lag_bytes"] is not None:
         out["rpo_bytes"] = out["stream"]["lag_bytes"]
         out["rpo_seconds"] = out["stream"]["lag_seconds"]
         return
