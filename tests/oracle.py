@@ -108,9 +108,14 @@ def _chown_tree(path: Path) -> None:
             os.chown(Path(root) / name, uid, gid, follow_symlinks=False)
 
 
+SEGMENT = 16 * 1024 * 1024    # wal_segment_size of every cluster the tests make
+
+
 def gather_wal(source: Source, dest: Path) -> None:
     """Every WAL and history file the source wrote: the archive first (as it is on disk,
-    damage included), then complete stream files, then the live pg_wal for what is neither."""
+    damage included), then complete stream files, then the live pg_wal for what is neither. A
+    file shorter or longer than a segment is not a segment the source wrote (PostgreSQL would
+    stop with FATAL on it even for targets before it), so it is left out like a missing one."""
     dest.mkdir(parents=True, exist_ok=True)
     folders = [source.backups / "wal", source.backups / "stream"]
     if source.live_data is not None:
@@ -121,8 +126,9 @@ def gather_wal(source: Source, dest: Path) -> None:
         for f in sorted(folder.iterdir()):
             if not f.is_file() or f.name.endswith(".partial") or (dest / f.name).exists():
                 continue
-            if len(f.name) == 24 or f.name.endswith(".history"):
-                with contextlib.suppress(FileNotFoundError):   # recycled meanwhile
+            with contextlib.suppress(FileNotFoundError):   # recycled meanwhile
+                if (len(f.name) == 24 and f.stat().st_size == SEGMENT) or \
+                        f.name.endswith(".history"):
                     shutil.copy2(f, dest / f.name)
 
 
