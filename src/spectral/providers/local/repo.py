@@ -5,6 +5,7 @@
         base/<id>/          pg_basebackup output (plain format) with its backup_manifest
         wal/                the WAL archive (archive_library = basic_archive)
         stream/             pg_receivewal's output (the live tail, .partial included)
+        wal-checked.json    archived segments already read whole (walcheck.py)
         lock                taken by writers of the catalog
 """
 
