@@ -29,7 +29,8 @@ from spectral.providers.local.provider import LocalProvider
 from spectral.recovery_target import NameTarget
 
 ODD = "my folder/it's \"odd\""      # a space, a single and a double quote
-NAMES = ("back\\slash", "a'b\\'c", "tab\there", "q\"uote")
+# spaces around a name are part of it: " pad " and "pad" are two restore points
+NAMES = ("back\\slash", "a'b\\'c", "tab\there", "q\"uote", "pad", " pad ")
 
 
 def on(dsn: str, query: str) -> list[tuple[Any, ...]]:

@@ -307,5 +307,5 @@ def summarize(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segme
         if "rmgr: Transaction" in line and (commit := parse_commit_line(line)) is not None:
             out.commits.append(commit)
         elif "RESTORE_POINT" in line and (p := RESTORE_POINT_RE.search(line)):
-            out.restore_points.append((rec.lsn, p.group(2).strip()))
+            out.restore_points.append((rec.lsn, p.group(2)))
     return out
