@@ -210,7 +210,8 @@ class Exit:
 
     def _move(self, source_dsn: str, assessed: Report, bins: PgBinaries, settings: set[str],
               work: Path, undo: UndoStack, journal: Journal) -> None:
-        opts = Options(self.schemas, content=True)
+        opts = Options(self.schemas, content=True,
+                       lock_timeout=self.environment.config.lock_timeout)
         source = Connection(source_dsn)
         with undo, connect(source_dsn, autocommit=False) as holder:
             holder.execute("set transaction isolation level repeatable read, read only")
@@ -225,7 +226,7 @@ class Exit:
                      f"({self.request.jobs} jobs)")
             mark = time.monotonic()
             dump(bins, source, self.schemas + assessed.carried, work / "dump",
-                 self.request.jobs, snapshot=snapshot)
+                 self.request.jobs, snapshot=snapshot, lock_wait=opts.lock_timeout)
             self.result.timings["dump"] = time.monotonic() - mark
             mark = time.monotonic()
             self._create_shims(assessed, undo, journal)

@@ -50,8 +50,11 @@ class Connection:
 
 
 def dump(bins: PgBinaries, source: Connection, schemas: tuple[str, ...], out: Path,
-         jobs: int, *, snapshot: str | None = None) -> None:
+         jobs: int, *, snapshot: str | None = None, lock_wait: float = 2.0) -> None:
+    """pg_dump of the schemas; it waits at most `lock_wait` seconds for each table's lock, so a
+    migration's queued ALTER TABLE never makes it (and everything behind it) wait long."""
     argv = [bins.path("pg_dump"), "--format=directory", f"--jobs={jobs}", "--file", str(out),
+            f"--lock-wait-timeout={int(lock_wait * 1000)}",
             *([f"--snapshot={snapshot}"] if snapshot else []),
             "--no-publications", "--no-subscriptions", "--no-security-labels",
             "--no-tablespaces", *[f"--schema={s}" for s in schemas], "--dbname",
