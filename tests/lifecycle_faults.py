@@ -111,6 +111,14 @@ class Faults:
                 self.record(conn, xid, rows, len(victims), "delete" if victims else "insert")
         count(f"two-phase {'commit' if commit else 'rollback'}{' delete' if victims else ''}")
 
+    def settle_prepared(self) -> None:
+        """A rewind to between PREPARE and COMMIT PREPARED brings the prepared transaction back,
+        pending and holding its locks, as PostgreSQL's recovery does; the operator decides its
+        fate. The model's rows at the target exclude it, so it is rolled back."""
+        for (gid,) in self.sql("select gid from pg_prepared_xacts"):
+            self.sql(f"rollback prepared '{gid}'")
+            count("prepared transaction rolled back after a rewind")
+
     # ---- the source crashes -------------------------------------------------------------------
     @rule()
     @precondition(lambda self: self.model.first_reachable is not None)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,8 @@ class Processes:
 
     def reachable(self) -> list[int]:
         raise NotImplementedError   # the state machine's
+
+    settle_prepared: Callable[[], None]   # lifecycle_faults.Faults
 
     @rule()
     @precondition(lambda self: self.model.first_reachable is not None)
@@ -157,6 +160,7 @@ class Processes:
             assert self.model.faults, (res.returncode, out[-400:], err[-400:])
             count("playbook refused (after a fault)")
             return
+        self.settle_prepared()
         i = max(j for j, c in enumerate(self.model.history) if c.kind in ("update", "delete"))
         self.model.before_restore = list(self.model.history)
         self.model.history = self.model.history[:i]

@@ -293,6 +293,7 @@ class Lifecycle(Processes, Faults, RuleBasedStateMachine):
             assert self.model.faults, f"in-place restore refused without a fault: {exc.message}"
             count("in-place restore refused (after a fault)")
             return
+        self.settle_prepared()
         backup = done["backup"] if isinstance(done, dict) else done.backup
         self.agrees_with_postgresql(backup, oracle.Target("xid", str(c.xid), inclusive=False),
                                     table_digests(self.local.cluster().conninfo()), timeline,
@@ -309,6 +310,7 @@ class Lifecycle(Processes, Faults, RuleBasedStateMachine):
             count("undo refused (nothing to undo)")
             return
         self.p.undo_in_place()
+        self.settle_prepared()
         self.model.history = self.model.before_restore
         self.model.before_restore = None
         count("undo")

@@ -383,3 +383,22 @@ def test_in_place_losses_count_a_commit_at_an_exclusive_time(work_dir: Path,
             kept = writes_after(env.wal_archive(), conn, TimeTarget(at))
         assert [t["rows"] for t in lost] == [{"public.items": 1}, {"public.items": 10}]
         assert [t["xid"] for t in kept] == [xid]
+
+
+def test_an_in_place_restore_names_the_prepared_transaction_it_brings_back(
+        work_dir: Path, bins: PgBinaries) -> None:
+    """Prepared before T, committed after it: the rewound live database holds it pending again,
+    with its locks, as PostgreSQL's recovery leaves it; the result names it for the operator."""
+    with prepared_env(work_dir, bins) as env:
+        dsn = env.local.cluster().conninfo()
+        prepare(dsn, "delete from items where id <= 10", "p1")
+        time.sleep(0.3)
+        between = datetime.now(UTC)
+        time.sleep(0.3)
+        finish(dsn, "commit", "p1")
+        done = env.restore_in_place(TimeTarget(between), confirmed=True)
+        assert done.reached["prepared"] == ["p1"]
+        live = env.local.cluster().conninfo()
+        assert count(live) == 100
+        finish(live, "rollback", "p1")
+        assert count(live) == 100

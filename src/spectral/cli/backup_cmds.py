@@ -193,7 +193,10 @@ def restore_cmd(
             f"{done.environment}: restored in place to {done.target} from backup "
             f"{done.backup}; the previous data is kept at {done.previous} "
             f"(spectral dr restore --undo | --discard-previous)"
-            + "".join(f"\n  discarded the older kept-aside {d}" for d in done.discarded)))
+            + "".join(f"\n  discarded the older kept-aside {d}" for d in done.discarded)
+            + "".join(f"\n  prepared transaction {g!r} is pending again and holds its locks "
+                      f"(it was committed or rolled back after the target): COMMIT PREPARED "
+                      f"or ROLLBACK PREPARED it" for g in done.reached.get("prepared", []))))
         return
     with restore_progress(show) as progress:
         inst = p.restore(target, pause=pause, progress=progress)

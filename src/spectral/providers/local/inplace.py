@@ -135,6 +135,7 @@ class InPlace:
             raise
         crash_point("restore:recovered")
         _settle(cluster, p)
+        reached = {**reached, "prepared": pending_prepared(cluster)}
         what = described(restore_plan)
         self._commit(cluster, what, aside, intent)
         crash_point("restore:committed")
@@ -288,6 +289,15 @@ class InPlace:
             conn.execute("checkpoint")   # the new timeline's first checkpoint: its id on record
             row = conn.execute("select timeline_id from pg_control_checkpoint()").fetchone()
         return int(row[0]) if row else 0
+
+
+def pending_prepared(cluster: Cluster) -> list[str]:
+    """Transactions prepared before the target and committed after it come back pending, as
+    PostgreSQL's recovery brings them back, holding their locks: their gids, for the operator
+    to COMMIT PREPARED or ROLLBACK PREPARED."""
+    with connect(cluster.conninfo()) as conn:
+        return [str(r[0]) for r in conn.execute(
+            "select gid from pg_prepared_xacts order by prepared").fetchall()]
 
 
 def _settle(cluster: Cluster, p: LocalProvider) -> None:
