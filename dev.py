@@ -79,6 +79,14 @@ def _no_fsync() -> list[str]:
     return [str(path)] if path.exists() and not os.environ.get("SPECTRAL_TEST_FSYNC") else []
 
 
+def _workers(rest: list[str]) -> list[str]:
+    """Two test processes (pytest-xdist), unless the arguments say how many: most of a test's
+    time is PostgreSQL starting, recovering and stopping, which one process leaves idle."""
+    if any(a.startswith(("-n", "--numprocesses", "-p")) for a in rest):
+        return []
+    return ["-n", os.environ.get("SPECTRAL_TEST_WORKERS", "2"), "--dist", "worksteal"]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test"}:
         print(__doc__.strip(), file=sys.stderr)
@@ -93,7 +101,7 @@ def main(argv: list[str]) -> int:
     steps = [
         [str(BIN / "ruff"), "check", "src", "tests", "bench", "dev.py"],
         [str(BIN / "mypy")],
-        [*_no_fsync(), str(BIN / "python"), "-m", "pytest", *rest],
+        [*_no_fsync(), str(BIN / "python"), "-m", "pytest", *_workers(rest), *rest],
     ]
     for step in steps:
         shown = " ".join([Path(step[0]).name, *step[1:]])

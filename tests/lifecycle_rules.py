@@ -81,7 +81,7 @@ class Processes:
         runs = [self.cli("dr", "drill", "functional") for _ in range(together)]
         outs = [r.communicate(timeout=900) for r in runs]
         codes = [r.returncode for r in runs]
-        assert set(codes) <= self.drill_codes(), (codes, [err[-400:] for _o, err in outs])
+        assert set(codes) <= self.drill_codes(), (codes, [(o[-600:], e[-400:]) for o, e in outs])
         count("two drills at once" if together == 2 else "drill")
 
 

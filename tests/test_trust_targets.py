@@ -22,7 +22,7 @@ from spectral.pg.binaries import PgBinaries, find_binaries
 from spectral.pg.conn import connect
 from spectral.pg.waldump import CommitRecord, parse_commit_line
 from spectral.providers.local.provider import LocalProvider
-from spectral.recovery_target import TargetKind, TimeTarget, parse_time, target_of
+from spectral.recovery_target import LatestTarget, TargetKind, TimeTarget, parse_time, target_of
 from test_pgbackrest import Env, ids_in, needs_pgbackrest, pgb  # noqa: F401
 
 T0 = datetime(2026, 12, 5, 7, 32, 57, 911799, tzinfo=UTC)
@@ -402,3 +402,29 @@ def test_an_in_place_restore_names_the_prepared_transaction_it_brings_back(
         assert count(live) == 100
         finish(live, "rollback", "p1")
         assert count(live) == 100
+
+
+def test_a_restore_across_a_rewind_that_brought_a_prepared_transaction_back(
+        work_dir: Path, bins: PgBinaries) -> None:
+    """An in-place restore to between PREPARE and COMMIT PREPARED: its promotion writes an
+    end-of-recovery checkpoint while the transaction is prepared, in the PREPARE's segment.
+    Under hot standby, a later recovery replaying that checkpoint reads the prepared state back
+    from pg_wal, where the old timeline's segment never is (it came through restore_command):
+    FATAL "requested WAL segment ... has already been removed" (found by the lifecycle test;
+    PostgreSQL with hot standby off restores it). Restores run with hot standby off."""
+    with prepared_env(work_dir, bins) as env:
+        dsn = env.local.cluster().conninfo()
+        prepare(dsn, "insert into items values (5001, 'prepared')", "p1")
+        time.sleep(0.3)
+        between = datetime.now(UTC)
+        time.sleep(0.3)
+        finish(dsn, "commit", "p1")
+        done = env.restore_in_place(TimeTarget(between), confirmed=True)
+        assert done.reached["prepared"] == ["p1"]
+        finish(env.local.cluster().conninfo(), "rollback", "p1")
+        sql(env, "insert into items values (5002, 'after the rewind')")
+        inst = env.restore(LatestTarget())
+        try:
+            assert count(inst.dsn) == 101
+        finally:
+            env.teardown(inst.id)

@@ -45,6 +45,13 @@ def recovery_settings(target: RecoveryTarget, command: str, *,
         "recovery_target_timeline": "latest",
         "recovery_target_action": "pause" if pause else "promote",
     }
+    if not pause:
+        # Under hot standby, replaying a shutdown checkpoint written while a transaction was
+        # prepared reads that transaction's state back from pg_wal, where a segment that came
+        # through restore_command never is: FATAL "requested WAL segment ... has already been
+        # removed" (after an in-place restore to between PREPARE and COMMIT PREPARED). Nothing
+        # connects before promotion but a paused restore, which keeps hot standby to be read.
+        conf["hot_standby"] = "off"
     if target.kind is TargetKind.LATEST:
         if pause:   # no target to pause at: recovery would promote and the wait never end
             raise UsageError("--pause needs a recovery target to stop at; --latest promotes "
