@@ -82,7 +82,7 @@ def _no_fsync() -> list[str]:
 def _workers(rest: list[str]) -> list[str]:
     """Two test processes (pytest-xdist), unless the arguments say how many: most of a test's
     time is PostgreSQL starting, recovering and stopping, which one process leaves idle."""
-    if any(a.startswith(("-n", "--numprocesses", "-p")) for a in rest):
+    if any(a.startswith(("-n", "--numprocesses", "--dist")) or a == "no:xdist" for a in rest):
         return []
     return ["-n", os.environ.get("SPECTRAL_TEST_WORKERS", "2"), "--dist", "worksteal"]
 
