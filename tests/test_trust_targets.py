@@ -428,3 +428,32 @@ def test_a_restore_across_a_rewind_that_brought_a_prepared_transaction_back(
             assert count(inst.dsn) == 101
         finally:
             env.teardown(inst.id)
+
+
+def test_a_setting_raised_after_the_backup_never_hangs_nor_pauses_short(
+        work_dir: Path, bins: PgBinaries) -> None:
+    """max_prepared_transactions raised after the backup: the WAL records it, and hot standby
+    then pauses recovery at that record ("insufficient parameter settings"). A restore that
+    promotes (no hot standby) goes on to T; a --pause restore is refused, never reported as
+    paused at T (before: the promoting restore waited 24 h, the paused one held the data of
+    before the change with exit 0; found by an adversarial probe)."""
+    from spectral.errors import CouldNotVerify
+
+    with local_provider(work_dir, bins, "items") as env:
+        env.backup()
+        sql(env, "alter system set max_prepared_transactions = 20")
+        env.local.down()
+        env.local.up()
+        sql(env, "insert into items values (5001, 'before T')")
+        time.sleep(0.3)
+        at = datetime.now(UTC)
+        time.sleep(0.3)
+        sql(env, "insert into items values (5002, 'after T')")
+        inst = env.restore(TimeTarget(at))
+        try:
+            assert count(inst.dsn) == 101
+        finally:
+            env.teardown(inst.id)
+        with pytest.raises(CouldNotVerify, match="insufficient parameter settings"):
+            env.restore(TimeTarget(at), pause=True)
+        assert env.instances() == []

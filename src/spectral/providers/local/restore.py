@@ -141,9 +141,27 @@ class Restorer:
                        what="recovery")
         except WaitTimeout:
             raise CouldNotVerify("recovery did not finish in time") from None
-        outcome = read_outcome(read_text(cluster.log_file)).to_json()
+        log_text = read_text(cluster.log_file)
+        outcome = read_outcome(log_text).to_json()
+        if pause and not outcome.get("stopped"):
+            raise CouldNotVerify(f"recovery paused before reaching "
+                                 f"{restore_plan.target.describe()}: {paused_why(log_text)}",
+                                 hint="without --pause the restore needs no hot standby and "
+                                      "goes on to the target")
         check_reached(restore_plan, window, outcome, pause)
         return outcome
+
+
+def paused_why(log_text: str) -> str:
+    """PostgreSQL's reason for pausing short of the target: hot standby needs a setting at
+    least as high as the source had when it wrote the WAL (raised after the backup)."""
+    lines = log_text.splitlines()
+    for i, line in enumerate(lines):
+        if "insufficient parameter settings" in line:
+            detail = next((d.split("DETAIL:", 1)[1].strip() for d in lines[i + 1:i + 4]
+                           if "DETAIL:" in d), "")
+            return line.split("WARNING:", 1)[-1].strip() + (f" ({detail})" if detail else "")
+    return "it did not log that it stopped at the target"
 
 
 def check_reached(restore_plan: RestorePlan, window: RecoverableWindow,
