@@ -256,11 +256,17 @@ def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
     tables = [(p.schema, p.name) for p in plans if p.status is TableStatus.OK]
     arrived = _Countdown(n, ready)
 
+    first: list[BaseException] = []   # the failure that stopped the scan, not its echoes
+    guard = threading.Lock()
+
     def work() -> None:
         try:
             read_ranges()
-        except BaseException:
-            stop.set()   # one worker failing stops the others, at once
+        except BaseException as exc:
+            with guard:
+                if not stop.is_set():
+                    first.append(exc)
+                stop.set()   # one worker failing stops the others, at once
             sessions.cancel()
             raise
 
@@ -287,10 +293,12 @@ def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
         try:
             for future in futures:
                 future.result()
-        except BaseException:
+        except BaseException as exc:
             stop.set()
             sessions.cancel()
             _drain(futures, sessions)
+            if first and first[0] is not exc and not isinstance(exc, KeyboardInterrupt):
+                raise first[0] from None   # the others' "cancelled" is only its echo
             raise
         finally:
             ready.set()
