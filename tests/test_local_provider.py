@@ -213,7 +213,12 @@ def test_in_place_restore_can_be_undone(env: LocalProvider) -> None:
                                 confirmed=True)
     assert done.previous is not None and Path(done.previous).is_dir()
     assert sql(env, "select count(*) from ledger") == [(101,)]
-    assert env.backup(incremental=True).parent is not None   # on the restored timeline
+    # the in-place restore's recovery ran without the WAL summarizer (hot standby off, see
+    # inplace.py): an incremental is refused with the way out, then a full one goes
+    with pytest.raises(UsageError, match="needs WAL summaries") as first:
+        env.backup(incremental=True)
+    assert "full backup first" in (first.value.hint or "")
+    assert env.backup().parent is None
     env.undo_in_place()
     assert sql(env, "select to_regclass('ledger')") == [(None,)]   # back to after the drop
     # the archive holds the undone restore's timeline (and a backup of it); later backups and

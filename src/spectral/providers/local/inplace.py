@@ -115,9 +115,12 @@ class InPlace:
         crash_point("restore:moved-aside")
         try:
             written = p.restorer.materialize(restore_plan, cluster.data_dir, progress)
-            # the WAL summarizer stays on: a freshly copied backup's pg_wal holds only its own
-            # WAL, and the summaries it writes let incremental backups continue afterwards
-            conf = {**p.local.own_settings(),
+            # Recovery runs without hot standby (recovery_settings: with it, a checkpoint written
+            # while a transaction was prepared can make recovery FATAL) and so without the WAL
+            # summarizer, which the end-of-recovery checkpoint would then wait for in vain ("WAL
+            # summarization is not progressing"); _settle turns it back on after promotion, and
+            # an incremental backup then needs a full backup first, as after an undo
+            conf = {**p.local.own_settings(), **throwaway_settings(p.bins),
                     **recovery_settings(restore_plan.target, p.restorer.restore_command(),
                                         pause=False), **written}
             p.restorer.prepare_recovery(cluster, conf, restore_plan.target)
