@@ -163,7 +163,11 @@ def test_bad_input_is_one_line_and_exit_2(work_dir: Path, toml: str | None, args
     no_server_left(work_dir)
 
 
-def test_port_in_use_leaves_the_cluster_untouched(work_dir: Path) -> None:
+def test_a_port_taken_meanwhile_moves_the_environment_and_keeps_its_data(
+        work_dir: Path) -> None:
+    """The port spectral chose for the environment, taken by another program while it was
+    down: the next `local up` starts on another port (issue 27's port race) and records it;
+    the data directory is the same one."""
     assert spectral("local", "up", cwd=work_dir).returncode == 0
     info = json.loads(spectral("local", "status", "--json", cwd=work_dir).stdout)
     assert spectral("local", "down", cwd=work_dir).returncode == 0
@@ -172,8 +176,10 @@ def test_port_in_use_leaves_the_cluster_untouched(work_dir: Path) -> None:
         s.bind(("127.0.0.1", info["port"]))
         s.listen()
         res = spectral("local", "up", cwd=work_dir)
-    assert res.returncode == 2
-    assert f"port {info['port']} is in use" in one_error_line(res.stderr)
+        moved = json.loads(spectral("local", "status", "--json", cwd=work_dir).stdout)
+    assert res.returncode == 0, res.stderr
+    assert moved["port"] != info["port"] and moved["data_dir"] == info["data_dir"]
+    assert spectral("local", "down", cwd=work_dir).returncode == 0
     assert sorted(p.name for p in Path(info["data_dir"]).iterdir()) == before
     no_server_left(work_dir)
 

@@ -25,7 +25,7 @@ from spectral.pg.conn import connect
 # Two tables whose content hash is slow for their size (each row's composite value is hashed
 # through its text form: a thousand floats printed per row), so the scan runs a few seconds
 # over 15 MB; the table the DDL touches is empty-ish and read last.
-SLOW_ROWS = 15000
+SLOW_ROWS = 45000   # a scan of several seconds even on a quiet machine with fsync off
 
 
 @pytest.fixture
@@ -101,14 +101,20 @@ def _fingerprint(work: Path) -> subprocess.Popen[str]:
                             stdin=subprocess.DEVNULL, text=True)
 
 
-def _scan_running(dsn: str, within: float = 60) -> None:
+def _scan_running(dsn: str, proc: subprocess.Popen[str] | None = None,
+                  within: float = 60) -> None:
     """Wait until a worker reads a slow table."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"the fingerprint ended before the test saw it scan "
+                                 f"({proc.returncode}): {out[-300:]} {err[-500:]}")
         with _test_session(dsn) as conn:
+            # a content query (its table's name may lie past track_activity_query_size)
             if conn.execute("select 1 from pg_stat_activity where application_name = "
-                            "'spectral' and state = 'active' and query like '%\"slow%'"
-                            ).fetchone():
+                            "'spectral' and state = 'active' and query like "
+                            "'select count(*), coalesce(sum(%'").fetchone():
                 return
         time.sleep(0.05)
     raise AssertionError("the content scan never started")
@@ -182,7 +188,7 @@ def test_a_signal_during_a_scan_blocked_on_a_lock_exits_within_seconds(
     work, dsn = source
     proc = _fingerprint(work)
     try:
-        _scan_running(dsn)
+        _scan_running(dsn, proc)
         alter = Timed(dsn, "alter table target add column extra text", timeout_s=40)
         _queued(dsn, "alter")
         _blocked_or_given_way(dsn, alter)

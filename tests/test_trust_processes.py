@@ -243,7 +243,7 @@ def test_heap_offsets_are_read_in_both_pg_waldump_formats() -> None:
         f"flags: 0x10, new_xmax: 0, new_off: 14, {rel}",
     ]
     scan = _Scan()
-    _parse("\n".join(lines), scan)
+    _parse(lines, scan)
     assert scan.heap[729] == [("delete", "1663/5/16384", 2, 7)]
     assert scan.heap[728] == [("update", "1663/5/16384", 2, 5)]
     assert scan.heap[730] == [("delete", "1663/5/16384", 2, 9)]
