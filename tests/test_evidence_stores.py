@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -211,7 +212,9 @@ def test_bundle_verifies_offline_and_fails_on_any_changed_byte(tmp_path: Path) -
     ledger.append(EntryKind.DRILL, "prod", {"outcome": "pass", "i": 0})
     doc = seal({"taken_at": "2026-11-30T10:00:00+00:00", "source": {"lsn": "0/1"},
                 "schemas": {"core": {"checksum": "c"}}})
+    time.sleep(0.005)   # entries' times have millisecond resolution: the slice below is by time
     snapshots.record(ledger, "prod", doc)
+    time.sleep(0.005)
     ledger.append(EntryKind.DRILL, "prod", {"outcome": "pass", "i": 1, "note": "é ✓"})
     out = tmp_path / "bundle.json"
     assert bundle.export(ledger, "prod", out) == 4           # key, drill, snapshot, drill
