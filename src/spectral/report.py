@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,71 +35,104 @@ def _stamp(when: datetime, same_day: bool) -> str:
     return when.strftime("%Y-%m-%d %H:%M" if same_day else "%Y-%m-%d")
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """A chart's drawing area and its logarithmic value axis from `lo` to `hi`."""
+
+    width: int
+    height: int
+    lo: float
+    hi: float
+    n: int                                   # points along the time axis
+    pad_l: int = 64
+    pad_r: int = 16
+    pad_t: int = 16
+    pad_b: int = 44
+
+    @property
+    def zero_lane(self) -> int:              # exactly 0 (nothing lost) has its own lane
+        return self.height - self.pad_b - 12
+
+    @property
+    def floor(self) -> int:                  # where the log scale starts
+        return self.height - self.pad_b - 26
+
+    def x(self, i: int) -> float:
+        return self.pad_l + (self.width - self.pad_l - self.pad_r) * (
+            i / (self.n - 1) if self.n > 1 else 0.5)
+
+    def y(self, v: float) -> float:
+        if v <= 0:
+            return self.zero_lane
+        v = min(max(v, self.lo), self.hi)
+        share = (math.log10(v) - math.log10(self.lo)) / (math.log10(self.hi) - math.log10(self.lo))
+        return self.floor - (self.floor - self.pad_t) * share
+
+
 def chart(chart_id: str, title: str, points: list[tuple[datetime, float]],
           target: float | None, colour: str, width: int = 560, height: int = 240) -> str:
     """A line chart of `points` with the target as a dashed line, as inline SVG. The value axis
     is logarithmic: a 2-second restore and a 60-minute target are both readable on one chart
     (on a linear axis the measured points lie flat on the axis)."""
-    pad_l, pad_r, pad_t, pad_b = 64, 16, 16, 44
     values = [v for _, v in points if v > 0] + ([target] if target else [])
     lo = min(values) / 10 if values else 0.1
     hi = max(values) * 3 if values else 10.0
     lo, hi = max(lo, 0.001), max(hi, lo * 10)
-    n = len(points)
-
-    def x(i: int) -> float:
-        return pad_l + (width - pad_l - pad_r) * (i / (n - 1) if n > 1 else 0.5)
-
-    zero_lane = height - pad_b - 12          # exactly 0 (nothing lost) has its own lane
-    floor = height - pad_b - 26              # where the log scale starts
-
-    def y(v: float) -> float:
-        if v <= 0:
-            return zero_lane
-        v = min(max(v, lo), hi)
-        share = (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
-        return floor - (floor - pad_t) * share
-
-    parts = [f'<svg id="{chart_id}" role="img" aria-label="{_e(title)}" width="{width}" '
-             f'height="{height}" viewBox="0 0 {width} {height}" data-axis-y="{height - pad_b}" '
-             f'xmlns="http://www.w3.org/2000/svg">',
-             f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>',
-             f'<line x1="{pad_l}" y1="{height - pad_b}" x2="{width - pad_r}" '
-             f'y2="{height - pad_b}" stroke="#999"/>',
-             f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{height - pad_b}" stroke="#999"/>',
-             f'<text x="4" y="{pad_t + 10}" font-size="11">{_e(format_duration(hi))}</text>',
-             f'<text x="4" y="{floor + 4}" font-size="11">{_e(format_duration(lo))}</text>',
-             f'<text x="4" y="{zero_lane + 4}" font-size="11">0</text>',
-             f'<text x="4" y="{height - pad_b + 16}" font-size="10" fill="#666">log scale</text>']
+    f = _Frame(width, height, lo, hi, len(points))
+    parts = _axes(f, chart_id, title)
     if target is not None:
-        parts.append(f'<line class="target" x1="{pad_l}" y1="{y(target):.1f}" '
-                     f'x2="{width - pad_r}" y2="{y(target):.1f}" stroke="{TARGET_COLOUR}" '
+        parts.append(f'<line class="target" x1="{f.pad_l}" y1="{f.y(target):.1f}" '
+                     f'x2="{width - f.pad_r}" y2="{f.y(target):.1f}" stroke="{TARGET_COLOUR}" '
                      f'stroke-width="2" stroke-dasharray="6 4"/>')
-        parts.append(f'<text x="{width - pad_r - 120}" y="{y(target) - 4:.1f}" font-size="11" '
-                     f'fill="{TARGET_COLOUR}">target {_e(format_duration(target))}</text>')
+        parts.append(f'<text x="{width - f.pad_r - 120}" y="{f.y(target) - 4:.1f}" '
+                     f'font-size="11" fill="{TARGET_COLOUR}">target '
+                     f'{_e(format_duration(target))}</text>')
     if points:
-        same_day = n > 1 and len({w.date() for w, _ in points}) < n
-        path = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, (_, v) in enumerate(points))
-        parts.append(f'<polyline class="measured" points="{path}" fill="none" '
-                     f'stroke="{colour}" stroke-width="3"/>')
-        for i, (when, v) in enumerate(points):
-            parts.append(f'<circle class="point" cx="{x(i):.1f}" cy="{y(v):.1f}" r="5" '
-                         f'fill="{colour}"><title>{_e(_stamp(when, True))}: '
-                         f'{_e(format_duration(v))}</title></circle>')
-        last_x, last_v = x(n - 1), points[-1][1]
-        parts.append(f'<text class="last-value" x="{max(pad_l, last_x - 60):.1f}" '
-                     f'y="{y(last_v) - 8:.1f}" font-size="12" fill="{colour}">'
-                     f'{_e(format_duration(last_v))}</text>')
-        parts.append(f'<text x="{pad_l}" y="{height - 12}" font-size="11">'
-                     f'{_e(_stamp(points[0][0], same_day))}</text>')
-        if n > 1:
-            parts.append(f'<text x="{width - pad_r - 100}" y="{height - 12}" font-size="11">'
-                         f'{_e(_stamp(points[-1][0], same_day))}</text>')
+        parts += _series(f, points, colour)
     else:
         parts.append(f'<text x="{width / 2 - 50}" y="{height / 2}" font-size="13">'
                      f'no drills yet</text>')
     parts.append("</svg>")
     return f"<figure><figcaption>{_e(title)}</figcaption>{''.join(parts)}</figure>"
+
+
+def _axes(f: _Frame, chart_id: str, title: str) -> list[str]:
+    width, height, bottom = f.width, f.height, f.height - f.pad_b
+    return [f'<svg id="{chart_id}" role="img" aria-label="{_e(title)}" width="{width}" '
+            f'height="{height}" viewBox="0 0 {width} {height}" data-axis-y="{bottom}" '
+            f'xmlns="http://www.w3.org/2000/svg">',
+            f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>',
+            f'<line x1="{f.pad_l}" y1="{bottom}" x2="{width - f.pad_r}" '
+            f'y2="{bottom}" stroke="#999"/>',
+            f'<line x1="{f.pad_l}" y1="{f.pad_t}" x2="{f.pad_l}" y2="{bottom}" stroke="#999"/>',
+            f'<text x="4" y="{f.pad_t + 10}" font-size="11">{_e(format_duration(f.hi))}</text>',
+            f'<text x="4" y="{f.floor + 4}" font-size="11">{_e(format_duration(f.lo))}</text>',
+            f'<text x="4" y="{f.zero_lane + 4}" font-size="11">0</text>',
+            f'<text x="4" y="{bottom + 16}" font-size="10" fill="#666">log scale</text>']
+
+
+def _series(f: _Frame, points: list[tuple[datetime, float]], colour: str) -> list[str]:
+    """The measured line, a point per drill (its time and value on hover), the last value and
+    the first and last times."""
+    n = len(points)
+    same_day = n > 1 and len({w.date() for w, _ in points}) < n
+    path = " ".join(f"{f.x(i):.1f},{f.y(v):.1f}" for i, (_, v) in enumerate(points))
+    parts = [f'<polyline class="measured" points="{path}" fill="none" '
+             f'stroke="{colour}" stroke-width="3"/>']
+    for i, (when, v) in enumerate(points):
+        parts.append(f'<circle class="point" cx="{f.x(i):.1f}" cy="{f.y(v):.1f}" r="5" '
+                     f'fill="{colour}"><title>{_e(_stamp(when, True))}: '
+                     f'{_e(format_duration(v))}</title></circle>')
+    last_x, last_v = f.x(n - 1), points[-1][1]
+    parts.append(f'<text class="last-value" x="{max(f.pad_l, last_x - 60):.1f}" '
+                 f'y="{f.y(last_v) - 8:.1f}" font-size="12" fill="{colour}">'
+                 f'{_e(format_duration(last_v))}</text>')
+    parts.append(f'<text x="{f.pad_l}" y="{f.height - 12}" font-size="11">'
+                 f'{_e(_stamp(points[0][0], same_day))}</text>')
+    if n > 1:
+        parts.append(f'<text x="{f.width - f.pad_r - 100}" y="{f.height - 12}" font-size="11">'
+                     f'{_e(_stamp(points[-1][0], same_day))}</text>')
+    return parts
 
 
 SPLIT = (("provision", "provision (restore to a new project, or the copy)"),
