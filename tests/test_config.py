@@ -22,7 +22,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_embedded_default_when_no_file(tmp_path: Path) -> None:
     cfg = load_config(None, cwd=tmp_path)
     name, env = cfg.environment(None)
-    assert name == "local" and env.managed_cluster and env.posture is Posture.ALPHA
+    assert name == "local" and env.provider == "local" and env.posture is Posture.ALPHA
     assert cfg.state_dir("local") == (tmp_path / ".spectral" / "local").resolve()
 
 
@@ -48,7 +48,36 @@ def test_posture_defaults_follow_the_runbook_table(tmp_path: Path) -> None:
 def test_starter_file_is_valid(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, STARTER))
     assert set(cfg.environments) == {"local", "production"}
-    assert cfg.environments["production"].provider.value == "supabase"
+    assert cfg.environments["production"].provider == "supabase"
+
+
+def test_init_lists_every_key_of_every_model(tmp_path: Path) -> None:
+    """`spectral init` writes the starter and every key, generated from the models: each
+    provider's and each evidence store's own keys included, and the file still loads."""
+    from pydantic import BaseModel
+
+    from spectral.config.reference import _nested
+    from spectral.config.starter import starter
+    from spectral.ledger.settings import STORES
+    from spectral.providers.registry import BACKENDS
+
+    text = starter()
+    assert load_config(write(tmp_path, text)).environments["local"].provider == "local"
+    models: list[type[BaseModel]] = [*(b.settings for b in BACKENDS), *STORES.values()]
+    seen: set[type[BaseModel]] = set()
+    while models:
+        model = models.pop()
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            if info.exclude or name == "evidence":
+                continue
+            key = info.alias or name
+            assert f"#   {key} (" in text or f".{key}]" in text, (model.__name__, key)
+            nested = _nested(info)
+            if nested is not None and nested[0] not in seen:
+                models.append(nested[0])
+    for name in [b.name for b in BACKENDS] + list(STORES):
+        assert f"= {name!r}" in text, name
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -68,6 +97,24 @@ def test_starter_file_is_valid(tmp_path: Path) -> None:
      'access_token = "sbp_0123456789abcdef"\n', "never the token itself"),
     ('default_environment = "nope"\n[environments.local]\nprovider = "local"\n',
      "default_environment 'nope' is not one of"),
+    ('[environments.local]\nprovider = "barman"\n',
+     "environments.local.provider: expected one of 'local', 'pgbackrest', 'supabase', 'dsn' "
+     "(got 'barman')"),
+    ('[environments.local]\nprovider = "local"\nproject_ref = "x"\n',
+     "environments.local.project_ref: a key of provider 'supabase', not of provider 'local'"),
+    ('[environments.local]\nprovider = "local"\n[environments.local.pgbackrest]\n',
+     "environments.local.pgbackrest: a key of provider 'pgbackrest', not of provider 'local'"),
+    ('[environments.p]\nprovider = "pgbackrest"\ndsn = "env:D"\n', "it takes no dsn"),
+    ('[environments.p]\nprovider = "pgbackrest"\n[environments.p.pgbackrest]\nstanza = "../x"\n',
+     "environments.p.pgbackrest.stanza: expected letters"),
+    ('[environments.d]\nprovider = "dsn"\n', "environments.d.dsn: required key is missing"),
+    ('[environments.local]\nprovider = "local"\n[environments.local.evidence]\nstore = "ftp"\n',
+     "environments.local.evidence.store: expected one of 'file', 'git', 's3' (got 'ftp')"),
+    ('[environments.local]\nprovider = "local"\n[environments.local.evidence]\nstore = "s3"\n'
+     'access_key_id = "env:K"\nsecret_access_key = "env:S"\n',
+     "environments.local.evidence.bucket: required key is missing"),
+    ('[environments.local]\nprovider = "local"\n[environments.local.evidence]\nbranch = "x"\n',
+     "environments.local.evidence.branch: unknown key"),
 ])
 def test_invalid_file_names_file_key_and_expectation(tmp_path: Path, text: str,
                                                        expected: str) -> None:
@@ -77,6 +124,33 @@ def test_invalid_file_names_file_key_and_expectation(tmp_path: Path, text: str,
     assert str(p) in err.value.message
     assert expected in err.value.message
     assert "hunter22" not in err.value.message and "sbp_0123" not in err.value.message
+
+
+def test_each_environment_is_its_providers_settings(tmp_path: Path) -> None:
+    """Existing files keep their meaning: flat Supabase keys are the Supabase model's, a local
+    environment with a dsn is a bare DSN, an evidence table without a store is the file
+    store."""
+    from spectral.ledger.settings import FileEvidence, GitEvidence
+    from spectral.providers.dsn.settings import DsnSettings
+    from spectral.providers.pgbackrest.settings import PgBackRestSettings
+    from spectral.providers.registry import backend
+    from spectral.providers.supabase.settings import SupabaseSettings
+
+    cfg = load_config(write(tmp_path, '[environments.sb]\nprovider = "supabase"\n'
+                                      'project_ref = "abc"\ndsn = "env:D"\n'
+                                      'access_token = "env:T"\n'
+                                      '[environments.sb.evidence]\nsigning_key = "env:K"\n'
+                                      '[environments.prod]\nprovider = "local"\n'
+                                      'dsn = "env:PROD_DSN"\n'
+                                      '[environments.pgb]\nprovider = "pgbackrest"\n'
+                                      '[environments.pgb.evidence]\nstore = "git"\n'
+                                      'remote = "env:URL"\n'))
+    sb, prod, pgb = (cfg.environments[n] for n in ("sb", "prod", "pgb"))
+    assert isinstance(sb, SupabaseSettings) and sb.project_ref == "abc"
+    assert isinstance(sb.evidence, FileEvidence) and sb.evidence.signing_key == "env:K"
+    assert isinstance(prod, DsnSettings) and backend(prod).name == "dsn"
+    assert isinstance(pgb, PgBackRestSettings) and pgb.pgbackrest.stanza == "main"
+    assert isinstance(pgb.evidence, GitEvidence) and pgb.evidence.remote_url == "env:URL"
 
 
 def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:

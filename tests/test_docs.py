@@ -126,3 +126,12 @@ def test_the_readme_quick_start_runs_as_written(work_dir: Path) -> None:
     finally:
         subprocess.run([str(Path(sys.executable).parent / "spectral"), "local", "down"], cwd=work,
                        env=env, capture_output=True, timeout=120, check=False)
+
+
+def test_the_configuration_keys_in_the_reference_are_the_models() -> None:
+    """docs/commands.md lists every configuration key as the models declare it (each
+    provider's and each evidence store's own): regenerate with
+    `python -m spectral.config.reference docs/commands.md`."""
+    from spectral.config.reference import markdown
+
+    assert markdown() in COMMANDS_DOC

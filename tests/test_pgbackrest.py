@@ -21,13 +21,13 @@ import pytest
 
 from conftest import SYSTEM_PG15, _processes_under, spectral
 from s3_server import S3Server, s3_server
-from spectral.config.pgbackrest import PgBackRestConfig, PgBackRestRepo
 from spectral.pg.conn import connect
 from spectral.providers.pgbackrest import verify as verify_mod
 from spectral.providers.pgbackrest.command import newest_major
 from spectral.providers.pgbackrest.conf import ClusterAddress, PgBackRestPaths, render
 from spectral.providers.pgbackrest.repo import backup_from_info
 from spectral.providers.pgbackrest.restore import recovery_lines, target_args
+from spectral.providers.pgbackrest.settings import PgBackRestConfig, PgBackRestRepo
 from spectral.recovery_target import LatestTarget, TargetKind, target_of
 
 needs_pgbackrest = pytest.mark.skipif(

@@ -79,9 +79,9 @@ def test_a_restore_tools_unquoted_settings_are_dropped_whole(tmp_path: Path) -> 
 
 
 def test_pgbackrest_configuration_keeps_spaces_and_quotes_and_refuses_a_line_break() -> None:
-    from spectral.config.pgbackrest import PgBackRestConfig
     from spectral.errors import ConfigError
     from spectral.providers.pgbackrest.conf import ClusterAddress, PgBackRestPaths, render
+    from spectral.providers.pgbackrest.settings import PgBackRestConfig
 
     cfg = PgBackRestConfig(stanza="s")
     odd = Path("/w") / ODD

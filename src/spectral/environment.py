@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spectral.config.models import EnvironmentConfig, SpectralConfig
-from spectral.errors import UsageError
 from spectral.ledger import Ledger
 from spectral.ledger.open import open_ledger
 from spectral.providers.base import Provider, Report
@@ -31,19 +30,12 @@ class Environment:
 
     @property
     def provider(self) -> Provider:
-        """Where the environment's backups live (opened on first use: reading the ledger needs
-        no token); an environment that only names a database (a DSN, nothing behind it) has
-        none, and says so."""
+        """Where the environment's backups live, from its backend's factory (opened on first
+        use: reading the ledger needs no token)."""
         if self._provider is None:
             from spectral.providers.registry import open_provider
 
-            self._provider = open_provider(self.spectral, self.name, self.config, self.report)
-        if self._provider is None:
-            raise UsageError(f"environment {self.name!r} names a database (dsn) but no backups "
-                             f"spectral can reach: it has no provider "
-                             f"({self.config.provider.value}, with a dsn)",
-                             hint="drills, restores and backups need provider = \"local\" "
-                                  "without a dsn (spectral runs it) or \"supabase\"")
+            self._provider = open_provider(self)
         return self._provider
 
     @property

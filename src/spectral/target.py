@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from spectral.config.models import EnvironmentConfig, ProviderKind, SpectralConfig
-from spectral.config.secrets import is_secret_ref, resolve_secret
+from spectral.config.models import EnvironmentConfig, SpectralConfig
+from spectral.config.secrets import resolve_dsn
 from spectral.errors import UsageError
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
@@ -25,22 +25,17 @@ class Target:
 
 def local_environment(cfg: SpectralConfig, env_name: str | None) -> LocalEnvironment:
     name, env = cfg.environment(env_name)
-    if env.provider is ProviderKind.SUPABASE:
+    if env.provider == "supabase":
         raise UsageError(f"environment {name!r} is on Supabase, which keeps its own backups "
                          f"and WAL: this command is for environments spectral runs",
                          hint="on Supabase: spectral dr backups, dr drill functional (guided), "
                               "dr playbook run, dr activate-pitr")
     if not env.managed_cluster:
         raise UsageError(f"environment {name!r} is not a local environment run by spectral "
-                         f"(provider {env.provider.value}{', with a dsn' if env.dsn else ''})")
+                         f"(provider {env.provider}{', with a dsn' if env.dsn else ''})")
     from spectral.providers.managed import managed_environment
 
     return managed_environment(cfg, name, env)
-
-
-def resolve_dsn(cfg: SpectralConfig, env: EnvironmentConfig) -> str:
-    assert env.dsn is not None
-    return resolve_secret(env.dsn, base_dir=cfg.base_dir) if is_secret_ref(env.dsn) else env.dsn
 
 
 @contextmanager
@@ -50,7 +45,8 @@ def open_target(cfg: SpectralConfig, env_name: str | None) -> Iterator[Target]:
         with local_environment(cfg, name).session() as cluster:
             yield Target(name, env, cluster.conninfo(), cluster)
         return
-    dsn = resolve_dsn(cfg, env)
+    assert env.dsn is not None
+    dsn = resolve_dsn(env.dsn, cfg.base_dir)
     with connect(dsn) as conn:
         conn.execute("select 1")
     yield Target(name, env, dsn, None)

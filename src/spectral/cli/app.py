@@ -72,13 +72,13 @@ def init_cmd(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented starter configuration (a local and a Supabase environment)."""
-    from spectral.config.starter import STARTER
+    from spectral.config.starter import starter
     from spectral.durable import write_atomic
 
     st = state(ctx)
     if path.exists() and not force:
         raise RefusedError(f"{path} already exists; not overwriting it", hint="--force overwrites")
-    write_atomic(path, STARTER)
+    write_atomic(path, starter())
     st.emit({"written": str(path)},
             lambda c: c.print(f"wrote {path}: fill in the production environment's references"))
 

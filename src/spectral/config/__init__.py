@@ -1,6 +1,7 @@
-"""Typed, strict configuration: environments, posture tiers, secret references."""
+"""Typed, strict configuration: environments, posture tiers, secret references. Each provider's
+settings model lives in its package; the registry (providers/registry.py) lists them."""
 
 from spectral.config.load import load_config
-from spectral.config.models import EnvironmentConfig, Posture, ProviderKind, SpectralConfig
+from spectral.config.models import EnvironmentConfig, Posture, SpectralConfig
 
-__all__ = ["EnvironmentConfig", "Posture", "ProviderKind", "SpectralConfig", "load_config"]
+__all__ = ["EnvironmentConfig", "Posture", "SpectralConfig", "load_config"]

@@ -23,16 +23,46 @@ def embedded_default(base_dir: Path) -> SpectralConfig:
          "base_dir": base_dir})
 
 
+def _key(loc: tuple[Any, ...]) -> tuple[str, ...]:
+    """The key as written in the file: without the tags pydantic puts in the location of a
+    value validated by one member of a union (an environment's provider, its evidence store)."""
+    parts = [str(p) for p in loc]
+    if parts[:1] == ["environments"] and len(parts) > 2:
+        del parts[2]
+        if len(parts) > 3 and parts[2] == "evidence":
+            del parts[3]
+    return tuple(parts)
+
+
+def _elsewhere(loc: tuple[Any, ...]) -> str:
+    """For a key this environment's provider does not take: the providers that do."""
+    from spectral.providers.registry import BACKENDS
+
+    if len(loc) != 4 or loc[0] != "environments":
+        return ""
+    owners = [b.name for b in BACKENDS if b.name != loc[2] and any(
+        loc[3] in (name, field.alias) for name, field in b.settings.model_fields.items())]
+    if not owners:
+        return ""
+    return (f"a key of provider {' or '.join(map(repr, owners))}, not of "
+            f"provider {loc[2]!r}")
+
+
 def _problem(err: Any) -> str:
-    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    parts = _key(err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key (check its spelling)"
+    if err["type"] == "unknown_kind":         # the provider or store that picks the model
+        field, _, expected = msg.partition(": ")
+        got = err["input"].get(field) if isinstance(err["input"], dict) else None
+        parts = (*parts, field)
+        msg = "required key is missing" if got is None else f"{expected} (got {got!r})"
+    elif err["type"] == "extra_forbidden":
+        msg = _elsewhere(err["loc"]) or "unknown key (check its spelling)"
     elif err["type"] == "missing":
         msg = "required key is missing"
     elif "input" in err and err["type"] not in ("value_error",):
         msg = f"{msg} (got {err['input']!r})"
-    return f"{key}: {msg}"
+    return f"{'.'.join(parts) or '(top level)'}: {msg}"
 
 
 def _explain(exc: ValidationError, source: Path) -> ConfigError:

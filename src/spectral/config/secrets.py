@@ -78,3 +78,8 @@ def _register_embedded_password(value: str) -> None:
         return
     if isinstance(password, str):
         register_secret(password)
+
+
+def resolve_dsn(value: str, base_dir: Path | None = None) -> str:
+    """A configured DSN: the value of a secret reference, or the DSN as written."""
+    return resolve_secret(value, base_dir=base_dir) if is_secret_ref(value) else value

@@ -1,4 +1,5 @@
-"""`spectral init`: a commented starter configuration a person fills in."""
+"""`spectral init`: a commented starter configuration a person fills in, followed by every key
+the configuration takes (generated from the models)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,9 @@ load_bearing_tables = []         # schema.table; a partitioned table counts its 
 # tables = ["public.accounts", { name = "public.users", columns = ["id", "email"], rls = true }]
 # referenced_by = ["public.orders"]
 '''
+
+
+def starter() -> str:
+    from spectral.config.reference import toml_comments
+
+    return STARTER + toml_comments()

@@ -3,19 +3,20 @@ provider's (which archives with archive-push and writes pgBackRest's configurati
 
 from __future__ import annotations
 
-from spectral.config.models import EnvironmentConfig, ProviderKind, SpectralConfig
-from spectral.pg.binaries import find_binaries
+from spectral.config.models import EnvironmentConfig, SpectralConfig
 from spectral.providers.local.environment import LocalEnvironment
 
 
 def managed_environment(cfg: SpectralConfig, name: str,
                         env: EnvironmentConfig) -> LocalEnvironment:
-    bins = find_binaries(env.pg_bin_dir)
-    if env.provider is ProviderKind.PGBACKREST:
-        from spectral.providers.pgbackrest.conf import secret_env
-        from spectral.providers.pgbackrest.environment import PgBackRestEnvironment
+    from spectral.environment import open_environment
+    from spectral.providers.pgbackrest.settings import PgBackRestSettings
 
-        assert env.pgbackrest is not None
-        return PgBackRestEnvironment(name, cfg.state_dir(name), bins, env.database,
-                                     env.pgbackrest, secret_env(env.pgbackrest, cfg.base_dir))
-    return LocalEnvironment(name, cfg.state_dir(name), bins, env.database)
+    environment = open_environment(cfg, name)
+    if isinstance(env, PgBackRestSettings):
+        from spectral.providers.pgbackrest.open import pgbackrest_environment
+
+        return pgbackrest_environment(environment)
+    from spectral.providers.local.open import local_environment
+
+    return local_environment(environment)

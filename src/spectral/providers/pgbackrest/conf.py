@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from spectral.config.pgbackrest import PgBackRestConfig, RepoType
 from spectral.config.secrets import resolve_secret
 from spectral.errors import ConfigError
+from spectral.providers.pgbackrest.settings import PgBackRestConfig, RepoType
 from spectral.redact import register_secret
 
 

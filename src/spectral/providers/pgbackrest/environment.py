@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from spectral.config.pgbackrest import PgBackRestConfig, RepoType
 from spectral.durable import write_atomic
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
@@ -18,6 +17,7 @@ from spectral.providers.pgbackrest import command
 from spectral.providers.pgbackrest.command import PgBackRest
 from spectral.providers.pgbackrest.conf import ClusterAddress, PgBackRestPaths, render, repo_path
 from spectral.providers.pgbackrest.repo import PgBackRestRepository
+from spectral.providers.pgbackrest.settings import PgBackRestConfig, RepoType
 
 
 class PgBackRestEnvironment(LocalEnvironment):

@@ -1,19 +1,23 @@
-"""Build the Supabase provider for an environment from its configuration."""
+"""The Supabase provider from an opened environment (the registry's factory for 'supabase')."""
 
 from __future__ import annotations
 
-from spectral.config.models import EnvironmentConfig, SpectralConfig
-from spectral.config.secrets import resolve_secret
-from spectral.providers.base import Report
+from typing import TYPE_CHECKING
+
+from spectral.config.secrets import resolve_dsn, resolve_secret
 from spectral.providers.supabase.client import ManagementClient
 from spectral.providers.supabase.provider import SupabaseProvider
-from spectral.target import resolve_dsn
+from spectral.providers.supabase.settings import SupabaseSettings
+
+if TYPE_CHECKING:
+    from spectral.environment import Environment
 
 
-def supabase_provider(cfg: SpectralConfig, name: str, env: EnvironmentConfig,
-                      report: Report | None = None) -> SupabaseProvider:
-    assert env.access_token is not None and env.project_ref is not None
-    token = resolve_secret(env.access_token, base_dir=cfg.base_dir)
-    client = ManagementClient(token, env.api_url)
-    return SupabaseProvider(client, env.project_ref, resolve_dsn(cfg, env), tuple(env.schemas),
-                            cfg.state_dir(name), report)
+def supabase_provider(environment: Environment) -> SupabaseProvider:
+    settings = environment.config
+    assert isinstance(settings, SupabaseSettings)
+    base_dir = environment.spectral.base_dir
+    client = ManagementClient(resolve_secret(settings.access_token, base_dir=base_dir),
+                              settings.api_url)
+    return SupabaseProvider(client, settings.project_ref, resolve_dsn(settings.dsn, base_dir),
+                            tuple(settings.schemas), environment.state_dir, environment.report)

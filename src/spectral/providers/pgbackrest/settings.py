@@ -1,6 +1,7 @@
-"""A pgBackRest environment's settings ([environments.<name>.pgbackrest]): the stanza and its
-repositories. Secrets are references; spectral passes them to pgBackRest in its environment
-(PGBACKREST_REPO<n>_S3_KEY, ..._KEY_SECRET), never in its configuration file.
+"""A pgBackRest environment's settings: a cluster spectral runs, and in
+[environments.<name>.pgbackrest] the stanza and its repositories. Secrets are references;
+spectral passes them to pgBackRest in its environment (PGBACKREST_REPO<n>_S3_KEY,
+..._KEY_SECRET), never in its configuration file.
 
 Option names follow pgBackRest's own (https://pgbackrest.org/configuration.html)."""
 
@@ -9,9 +10,11 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from spectral.config.base import DatabaseName, EnvironmentConfig
 from spectral.config.secrets import reference_only
 
 _STANZA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -120,3 +123,25 @@ class PgBackRestConfig(BaseModel):
         if not 1 <= len(value) <= 4:
             raise ValueError("pgBackRest takes one to four repositories")
         return value
+
+
+class PgBackRestSettings(EnvironmentConfig):
+    provider: Literal["pgbackrest"] = Field(description="'pgbackrest': a PostgreSQL spectral "
+                                            "runs itself, backed up by pgBackRest.")
+    database: DatabaseName = Field(
+        default="postgres", description="The database spectral protects in the cluster it "
+                                        "runs (created on first use).")
+    pgbackrest: PgBackRestConfig = Field(
+        default_factory=PgBackRestConfig, description="The stanza and its repositories "
+        "([environments.<name>.pgbackrest]).")
+
+    @property
+    def managed_cluster(self) -> bool:
+        return True
+
+    @model_validator(mode="after")
+    def _no_dsn(self) -> PgBackRestSettings:
+        if self.dsn is not None:
+            raise ValueError("a pgbackrest environment is a cluster spectral runs; it takes no "
+                             "dsn")
+        return self

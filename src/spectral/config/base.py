@@ -1,0 +1,156 @@
+"""The keys every environment takes, whatever its provider: posture, schemas, targets, the
+contract, evidence, exit. Each provider's own keys are its settings model, in its package
+(`providers/<name>/settings.py`), a subclass of `EnvironmentConfig` that fixes `provider`."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
+
+from spectral.config.contract import QUALIFIED, Contract
+from spectral.config.durations import parse_duration
+from spectral.config.secrets import is_secret_ref
+from spectral.ledger.settings import AnyEvidence, FileEvidence
+
+
+class Posture(StrEnum):
+    """Posture tiers from the runbook."""
+
+    ALPHA = "alpha"  # pre-customer: recovery is re-seed
+    PRO = "pro"      # managed daily backups
+    PITR = "pitr"    # point-in-time recovery active
+
+
+# Runbook table "Target | Pre-PITR | Post-PITR": None means "re-seedable" (no restore RPO).
+DEFAULT_RPO_SECONDS: dict[Posture, float | None] = {
+    Posture.ALPHA: None, Posture.PRO: 24 * 3600.0, Posture.PITR: 120.0,
+}
+DEFAULT_RTO_SECONDS: dict[Posture, float] = {
+    Posture.ALPHA: 3600.0, Posture.PRO: 3600.0, Posture.PITR: 3600.0,
+}
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+_IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
+
+
+def check_dsn(value: str | None) -> str | None:
+    if value is None or is_secret_ref(value):
+        return value
+    if re.search(r"://[^/@\s]*:[^/@\s]+@", value) or re.search(r"\bpassword\s*=", value, re.I):
+        raise ValueError("a DSN with a password must be a secret reference "
+                         "(env:NAME, file:PATH or op://vault/item/field), not a literal")
+    return value
+
+
+def _database(value: str) -> str:
+    if not _IDENT.match(value):
+        raise ValueError(f"expected a lower-case database name, got {value!r}")
+    return value
+
+
+# The database spectral protects in a cluster it runs (a provider's settings declare it).
+DatabaseName = Annotated[str, AfterValidator(_database)]
+
+
+class EnvironmentConfig(BaseModel):
+    """An environment's configuration ([environments.<name>]): the shared keys. The validated
+    value is always one provider's settings model (the registry's union on `provider`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: str = Field(description="Where the database runs and who keeps its backups; "
+                                      "each provider's own keys are listed with it.")
+    dsn: str | None = Field(
+        default=None,
+        description="Connection string, as a secret reference (env:, file:, op://) when it holds "
+                    "a password. Empty for a cluster spectral runs itself.")
+    posture: Posture = Field(default=Posture.ALPHA, description="Posture tier: alpha, pro or pitr.")
+    schemas: list[str] = Field(default=["core", "worlds", "platform"],
+                               description="The protected schemas the runbook verifies.")
+    load_bearing_tables: list[str] = Field(
+        default=["core.users", "core.partners", "worlds.returns", "platform.rules"],
+        description="Tables whose row counts every drill spot-checks (schema.table).")
+    rpo_target: Seconds | None = Field(
+        default=None, description="Recovery point objective; default from the posture tier.")
+    rto_target: Seconds | None = Field(
+        default=None, description="Recovery time objective; default from the posture tier.")
+    state_dir: Path | None = Field(
+        default=None, description="Where the tool keeps this environment's cluster, backups and "
+                                  "evidence; default .spectral/<environment>.")
+    pg_bin_dir: Path | None = Field(
+        default=None, description="PostgreSQL 15-18 bin directory; default: the embedded wheel.")
+    launch_date: date | None = Field(
+        default=None, description="Customer launch date: the floor for activating PITR.")
+    partner_data_query: str | None = Field(
+        default=None, description="SQL whose rows are the partner data that fires the 'first "
+                                  "partner data' trigger; default: partner-owned corpora.")
+    lock_timeout: Seconds = Field(
+        default=2, gt=0, description="Longest a snapshot or fingerprint of this database waits "
+                                     "for a table's lock, and lets a statement of production "
+                                     "(a migration's ALTER TABLE) wait behind its own, before it "
+                                     "starts again (three attempts, then could-not-verify).")
+    change_columns: dict[str, str] = Field(
+        default={}, description="schema.table -> the column whose newest value is the table's "
+                                "newest change (default: a timestamp column whose default is "
+                                "the time of the write, found from the catalog).")
+    evidence: AnyEvidence = Field(
+        default_factory=FileEvidence, description="Where the ledger and snapshots live "
+        "([environments.<name>.evidence]): file (default), git or s3; signing keys.")
+    contract: Contract | None = Field(
+        default=None, description="What the database must keep after a restore "
+                                  "([environments.<name>.contract]); without one the drill "
+                                  "reports the contract check as not configured.")
+    provision_command: str | None = Field(
+        default=None, description="Command run after a failover, e.g. "
+                                  "'tools/provision/provision.sh --env production'.")
+    exit_target: str | None = Field(
+        default=None, description="Where the provider-failure playbook moves the protected "
+                                  "schemas: another environment's name, or a DSN (a secret "
+                                  "reference when it holds a password) of a PostgreSQL "
+                                  "elsewhere, connecting as the role that will own them.")
+
+    @field_validator("dsn", "exit_target")
+    @classmethod
+    def _dsn(cls, value: str | None) -> str | None:
+        return check_dsn(value)
+
+    @field_validator("schemas")
+    @classmethod
+    def _schemas(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not _IDENT.match(s)]
+        if bad or not value:
+            raise ValueError(f"expected lower-case schema names, got {bad or value}")
+        return value
+
+    @field_validator("load_bearing_tables")
+    @classmethod
+    def _tables(cls, value: list[str]) -> list[str]:
+        bad = [t for t in value if not QUALIFIED.match(t)]
+        if bad:
+            raise ValueError(f"expected schema.table names, got {bad}")
+        return value
+
+    @property
+    def managed_cluster(self) -> bool:
+        """True when the tool runs this environment's PostgreSQL itself."""
+        return False
+
+    @property
+    def rpo_seconds(self) -> float | None:
+        return self.rpo_target if self.rpo_target is not None else DEFAULT_RPO_SECONDS[self.posture]
+
+    @property
+    def rto_seconds(self) -> float:
+        return self.rto_target if self.rto_target is not None else DEFAULT_RTO_SECONDS[self.posture]
