@@ -1,0 +1,101 @@
+"""The `--json` outputs (and the fingerprint file) of the commands that emit the fingerprint
+document, in-place and undo outcomes, drill results and ledger entries do not change: each is
+compared, key order included, with the output recorded in tests/data/json_outputs/ before the
+documents became typed, with what differs from run to run (times, LSNs, ports, paths, hashes,
+ids, durations) normalised.
+
+To record them again (only for an intended change of an output, said in the commit):
+SPECTRAL_RECORD_JSON=1 pytest tests/test_json_outputs.py"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from conftest import notes_environment, spectral
+from spectral.pg.conn import connect
+
+RECORDED = Path(__file__).parent / "data" / "json_outputs"
+RECORD = os.environ.get("SPECTRAL_RECORD_JSON") == "1"
+
+# keys whose values differ from run to run whatever they hold
+VOLATILE = {"seconds", "duration_s", "size_bytes", "port", "pid", "rto_seconds", "rpo_seconds",
+            "system_identifier", "timings", "snapshot", "bytes", "locator", "wal_bytes",
+            "server_version", "server_version_num", "restarts", "rows_per_second"}
+PATTERNS = [
+    (re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}(:?\d{2})?|Z)?"),
+     "<time>"),
+    (re.compile(r"\b[0-9A-F]{1,8}/[0-9A-F]{1,8}\b"), "<lsn>"),
+    (re.compile(r"\b[0-9a-f]{16,}\b"), "<hash>"),
+    (re.compile(r"\b[0-9A-F]{24}\b"), "<segment>"),
+    (re.compile(r"\b(port[= ])\d+"), r"\1<port>"),
+    (re.compile(r"\b(pid )\d+"), r"\1<pid>"),
+    (re.compile(r"\br\d{8}T\d{6,}\b"), "<instance>"),
+    (re.compile(r"\b\d{8}T\d{6}(\.\d+)?[0-9A-Za-z-]*"), "<backup>"),
+    (re.compile(r"_[0-9A-F]+-[0-9A-F]+\.json\b"), "_<lsn>.json"),
+    (re.compile(r"\b(transaction )\d+"), r"\1<xid>"),
+    (re.compile(r"\d+(\.\d+)? ?(ms|s|min|h)\b"), "<duration>"),
+]
+
+
+def normalise(value: Any, root: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _placeholder(v) if k in VOLATILE else normalise(v, root)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalise(v, root) for v in value]
+    if isinstance(value, float):
+        return "<float>"
+    if isinstance(value, str):
+        value = value.replace(root, "<dir>")
+        for pattern, replacement in PATTERNS:
+            value = pattern.sub(replacement, value)
+    return value
+
+
+def _placeholder(value: Any) -> Any:
+    return None if value is None else f"<{type(value).__name__}>"
+
+
+def check(name: str, document: Any, root: Path) -> None:
+    text = json.dumps(normalise(document, str(root)), indent=1, ensure_ascii=False) + "\n"
+    path = RECORDED / f"{name}.json"
+    if RECORD:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"{path} was never recorded (SPECTRAL_RECORD_JSON=1)"
+    assert text == path.read_text(), f"the --json output of {name} changed"
+
+
+def run(work: Path, *args: str) -> Any:
+    done = spectral("--env", "staging", *args, "--json", cwd=work)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return json.loads(done.stdout)
+
+
+def test_json_outputs_are_unchanged(work_dir: Path) -> None:
+    with notes_environment(work_dir) as environment:
+        dsn = environment.provider.running_source()
+        assert dsn is not None
+        check("fingerprint", run(work_dir, "dr", "fingerprint", "--content",
+                                 "--out", str(work_dir / "fp.json")), work_dir)
+        check("fingerprint_file", json.loads((work_dir / "fp.json").read_text()), work_dir)
+        check("snapshot", run(work_dir, "dr", "snapshot"), work_dir)
+        with connect(dsn) as conn:
+            conn.execute("insert into core.notes values (2, 'kept')")
+        time.sleep(1.1)
+        point = datetime.now(UTC)
+        time.sleep(1.1)
+        with connect(dsn) as conn:
+            conn.execute("insert into core.notes values (3, 'lost')")
+        check("restore_in_place", run(work_dir, "dr", "restore", "--in-place", "--yes",
+                                      "--target-time", point.isoformat()), work_dir)
+        check("restore_undo", run(work_dir, "dr", "restore", "--undo", "--yes"), work_dir)
+        run(work_dir, "dr", "backup")      # an undo needs a full backup before the drill's
+        check("drill", run(work_dir, "dr", "drill", "functional", "--yes"), work_dir)
+        check("log", run(work_dir, "dr", "log"), work_dir)
