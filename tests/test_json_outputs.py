@@ -19,6 +19,7 @@ from typing import Any
 
 from conftest import notes_environment, spectral
 from spectral.pg.conn import connect
+from spectral.verify.document import Fingerprint
 
 RECORDED = Path(__file__).parent / "data" / "json_outputs"
 RECORD = os.environ.get("SPECTRAL_RECORD_JSON") == "1"
@@ -84,7 +85,10 @@ def test_json_outputs_are_unchanged(work_dir: Path) -> None:
         assert dsn is not None
         check("fingerprint", run(work_dir, "dr", "fingerprint", "--content",
                                  "--out", str(work_dir / "fp.json")), work_dir)
-        check("fingerprint_file", json.loads((work_dir / "fp.json").read_text()), work_dir)
+        stored = json.loads((work_dir / "fp.json").read_text())
+        check("fingerprint_file", stored, work_dir)
+        typed = Fingerprint.from_json(stored)        # the typed document reads it back whole
+        assert typed.to_json() == stored and typed.sealed().seal == stored["seal"]
         check("snapshot", run(work_dir, "dr", "snapshot"), work_dir)
         with connect(dsn) as conn:
             conn.execute("insert into core.notes values (2, 'kept')")

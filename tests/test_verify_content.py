@@ -7,6 +7,7 @@ from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
 from spectral.verify.compare import Outcome, compare, diff_table
 from spectral.verify.content import Method, TablePlan, range_query, split
+from spectral.verify.document import TableFacts
 from verify_support import ROLE, fp, fresh_db, vcluster
 
 __all__ = ["vcluster"]
@@ -103,8 +104,9 @@ def test_range_queries_and_split_are_pure() -> None:
 def test_diff_table_words() -> None:
     a = {"rows": 10, "content": "aa", "method": "record-hash", "status": "ok"}
     b = {**a, "rows": 9}
-    assert diff_table("t", a, b, True).detail == "rows 10 -> 9"
-    assert diff_table("t", a, None, True).detail == "missing in the second"
+    assert diff_table("t", TableFacts.from_json(a), TableFacts.from_json(b), True).detail == \
+        "rows 10 -> 9"
+    assert diff_table("t", TableFacts.from_json(a), None, True).detail == "missing in the second"
 
 
 def test_content_detects_values_swapped_between_columns_and_nulls(vcluster: Cluster) -> None:

@@ -25,12 +25,12 @@ from spectral.errors import CouldNotVerify
 from spectral.verify import content as content_mod
 from spectral.verify.catalog import KINDS, SCHEMA, objects_from
 from spectral.verify.content import Method, TablePlan, TableStatus
+from spectral.verify.document import SchemaEntry, Source
 from spectral.verify.fingerprint import (
     PARTITIONS_SQL,
     SEQUENCES_SQL,
     Options,
     document,
-    schema_entry,
     sequences_from_rows,
 )
 
@@ -118,8 +118,8 @@ class QueryReader:
         for i in range(0, len(wanted), SCHEMAS_PER_REQUEST):
             catalogs.update(self.doc(_catalog_sql(wanted[i:i + SCHEMAS_PER_REQUEST])))
         described = {s: objects_from(s, catalogs[s]["head"], catalogs[s]) for s in wanted}
-        schemas = {s: schema_entry(described.get(s)) for s in opts.schemas}
-        managed = {s: schema_entry(described[s]) for s in opts.managed
+        schemas = {s: SchemaEntry.of(described.get(s)) for s in opts.schemas}
+        managed = {s: SchemaEntry.of(described[s]) for s in opts.managed
                    if s not in opts.schemas and s in described}
         plans = content_mod.plans_from_rows(_tuples(head["tables"]), _tuples(head["hashes"]),
                                             dict(opts.last_change))
@@ -127,10 +127,8 @@ class QueryReader:
         if opts.content:
             self._choose_methods(plans)
         facts = content_mod.fold(plans, self._scan(plans))
-        source = {"server_version": head["version"], "server_version_num": head["version_num"],
-                  "lsn": head["lsn"], "database": head["database"],
-                  "system_identifier": head["sysid"], "timeline": head["timeline"],
-                  "last_commit": _iso(head["last_commit"]), "read_by": READ_BY}
+        source = Source(head["version"], head["version_num"], head["lsn"], head["database"],
+                        head["sysid"], head["timeline"], _iso(head["last_commit"]), READ_BY)
         partitions = {str(k): list(v) for k, v in _tuples(head["partitions"])}
         sequences = sequences_from_rows(_tuples(head["sequences"])) if opts.content else None
         return document(datetime.fromisoformat(head["now"]), source, opts, schemas, managed,

@@ -3,12 +3,20 @@ words, per table counts and content, managed schemas as drift."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from spectral.verify.catalog import ADDED_IN
-from spectral.verify.fingerprint import schema_entry
+from spectral.verify.content import TableStatus
+from spectral.verify.document import (
+    Fingerprint,
+    Json,
+    SchemaEntry,
+    SequenceValue,
+    TableFacts,
+    typed,
+)
 
 
 class Outcome(StrEnum):
@@ -179,16 +187,16 @@ def _renames(only_a: list[str], only_b: list[str], a: dict[str, Any],
     return pairs
 
 
-def diff_schema(name: str, a: dict[str, Any], b: dict[str, Any]) -> SchemaDiff:
-    if a.get("missing") or b.get("missing"):
-        if a.get("missing") and b.get("missing"):   # misspelt, or the wrong database
+def diff_schema(name: str, a: SchemaEntry, b: SchemaEntry) -> SchemaDiff:
+    if a.missing or b.missing:
+        if a.missing and b.missing:   # misspelt, or the wrong database
             return SchemaDiff(name, Outcome.COULD_NOT_VERIFY,
                               [f"schema {name}: exists on neither side, nothing to compare"])
-        side = "second" if b.get("missing") else "first"
+        side = "second" if b.missing else "first"
         return SchemaDiff(name, Outcome.MISMATCH, [f"schema {name}: missing in the {side}"])
-    if a["checksum"] == b["checksum"]:
+    if a.checksum == b.checksum:
         return SchemaDiff(name, Outcome.MATCH)
-    oa, ob = a["objects"], b["objects"]
+    oa, ob = a.objects, b.objects
     only_a = sorted(set(oa) - set(ob))
     only_b = sorted(set(ob) - set(oa))
     out: list[str] = []
@@ -204,27 +212,27 @@ def diff_schema(name: str, a: dict[str, Any], b: dict[str, Any]) -> SchemaDiff:
     return SchemaDiff(name, Outcome.MISMATCH, out or ["checksum differs"])
 
 
-def diff_table(name: str, a: dict[str, Any] | None, b: dict[str, Any] | None,
+def diff_table(name: str, a: TableFacts | None, b: TableFacts | None,
                content: bool) -> TableDiff:
     if a is None and b is None:
         return TableDiff(name, Outcome.COULD_NOT_VERIFY, (None, None), (None, None),
                          "exists on neither side (misspelt?)")
     if a is None or b is None:
         side = "second" if b is None else "first"
-        return TableDiff(name, Outcome.MISMATCH, (a["rows"] if a else None,
-                                                  b["rows"] if b else None), (None, None),
+        return TableDiff(name, Outcome.MISMATCH, (a.rows if a else None,
+                                                  b.rows if b else None), (None, None),
                          f"missing in the {side}")
-    rows = (a["rows"], b["rows"])
-    digests = (a.get("content"), b.get("content"))
+    rows = (a.rows, b.rows)
+    digests = (a.content, b.content)
     for facts in (a, b):
-        if facts["status"] != "ok":
+        if not facts.ok:
             return TableDiff(name, Outcome.COULD_NOT_VERIFY, rows, digests,
-                             facts.get("reason") or "could not be read")
+                             facts.reason or "could not be read")
     if rows[0] != rows[1]:
         return TableDiff(name, Outcome.MISMATCH, rows, digests,
                          f"rows {rows[0]:,} -> {rows[1]:,}")
     if content:
-        if None in digests or a["method"] != b["method"]:
+        if None in digests or a.method != b.method:
             return TableDiff(name, Outcome.COULD_NOT_VERIFY, rows, digests,
                              "content checksum not taken the same way on both sides")
         if digests[0] != digests[1]:
@@ -233,49 +241,49 @@ def diff_table(name: str, a: dict[str, Any] | None, b: dict[str, Any] | None,
     return TableDiff(name, Outcome.MATCH, rows, digests)
 
 
-def compare(a: dict[str, Any], b: dict[str, Any], *, include_managed: bool = False,
+def compare(a: Fingerprint | Json, b: Fingerprint | Json, *, include_managed: bool = False,
             tables: list[str] | None = None, content: bool | None = None) -> Comparison:
     """`tables` limits the table checks (a drill's spot-check); content is compared when both
-    fingerprints carry it, unless `content` says otherwise."""
-    seen = min(a.get("catalog_version", 1), b.get("catalog_version", 1))
-    a, b = _common_catalog(a, seen), _common_catalog(b, seen)
-    schemas = sorted(set(a["schemas"]) | set(b["schemas"]))
-    missing = {"missing": True}
-    sdiffs = [diff_schema(s, a["schemas"].get(s, missing), b["schemas"].get(s, missing))
-              for s in schemas]
-    managed = sorted(set(a.get("managed", {})) | set(b.get("managed", {})))
-    drift = [diff_schema(s, a["managed"].get(s, missing), b["managed"].get(s, missing))
-             for s in managed]
-    use_content = (a.get("content") and b.get("content")) if content is None else content
-    names = tables if tables is not None else sorted(set(a["tables"]) | set(b["tables"]))
-    tdiffs = [diff_table(t, _facts(a, t), _facts(b, t),
-                         bool(use_content) and t in a["tables"] and t in b["tables"])
+    fingerprints carry it, unless `content` says otherwise. A fingerprint read from a file or
+    the ledger may be given as it is stored (JSON)."""
+    fa, fb = typed(a), typed(b)
+    seen = min(fa.catalog_version, fb.catalog_version)
+    fa, fb = _common_catalog(fa, seen), _common_catalog(fb, seen)
+    missing = SchemaEntry(True, None)
+    sdiffs = [diff_schema(s, fa.schemas.get(s, missing), fb.schemas.get(s, missing))
+              for s in sorted(set(fa.schemas) | set(fb.schemas))]
+    drift = [diff_schema(s, fa.managed.get(s, missing), fb.managed.get(s, missing))
+             for s in sorted(set(fa.managed) | set(fb.managed))]
+    use_content = (fa.content and fb.content) if content is None else content
+    names = tables if tables is not None else sorted(set(fa.tables) | set(fb.tables))
+    tdiffs = [diff_table(t, _facts(fa, t), _facts(fb, t),
+                         bool(use_content) and t in fa.tables and t in fb.tables)
               for t in names]
-    if use_content and tables is None and "sequences" in a and "sequences" in b:
-        tdiffs += _sequence_diffs(a["sequences"], b["sequences"])
+    if use_content and tables is None and fa.sequences is not None and \
+            fb.sequences is not None:
+        tdiffs += _sequence_diffs(fa.sequences, fb.sequences)
     return Comparison(sdiffs, drift, tdiffs, include_managed)
 
 
-def _facts(doc: dict[str, Any], name: str) -> dict[str, Any] | None:
+def _facts(doc: Fingerprint, name: str) -> TableFacts | None:
     """A table's facts; for a partitioned parent, its leaf partitions' rows added up."""
-    if name in doc["tables"]:
-        facts: dict[str, Any] = doc["tables"][name]
-        return facts
-    leaves = doc.get("partitions", {}).get(name)
+    if name in doc.tables:
+        return doc.tables[name]
+    leaves = doc.partitions.get(name)
     if leaves is None:
         return None
-    parts = [doc["tables"].get(leaf) for leaf in leaves]
-    bad = [f for f in parts if f is None or f["status"] != "ok"]
-    return {"rows": None if bad else sum(f["rows"] for f in parts if f is not None),
-            "content": None, "method": "partitions",
-            "status": "ok" if not bad else "could_not_verify",
-            "reason": None if not bad else "a partition could not be read"}
+    parts = [doc.tables.get(leaf) for leaf in leaves]
+    bad = [f for f in parts if f is None or not f.ok]
+    if bad:
+        return TableFacts(None, None, "partitions", status=TableStatus.COULD_NOT_VERIFY,
+                          reason="a partition could not be read")
+    return TableFacts(sum(f.rows or 0 for f in parts if f is not None), None, "partitions")
 
 
-def _common_catalog(doc: dict[str, Any], version: int) -> dict[str, Any]:
+def _common_catalog(doc: Fingerprint, version: int) -> Fingerprint:
     """`doc` described as catalog `version` describes: the properties a later version added
     are taken out, so an older snapshot compares with a newer fingerprint on what both saw."""
-    if version >= doc.get("catalog_version", 1):
+    if version >= doc.catalog_version:
         return doc
     drop: dict[str, set[str]] = {}
     for added, kinds in ADDED_IN.items():
@@ -290,24 +298,25 @@ def _common_catalog(doc: dict[str, Any], version: int) -> dict[str, Any]:
                               for c in out["columns"]]
         return out
 
-    def strip(entry: dict[str, Any]) -> dict[str, Any]:
-        if entry.get("missing"):
+    def strip(entry: SchemaEntry) -> SchemaEntry:
+        if entry.missing:
             return entry
-        return schema_entry({k: strip_object(k.split(" ")[0], o)
-                             for k, o in entry["objects"].items()})
+        return SchemaEntry.of({k: strip_object(k.split(" ")[0], o)
+                               for k, o in entry.objects.items()})
 
-    return {**doc, "catalog_version": version,
-            "schemas": {n: strip(e) for n, e in doc["schemas"].items()},
-            "managed": {n: strip(e) for n, e in doc.get("managed", {}).items()}}
+    return replace(doc, catalog_version=version,
+                   schemas={n: strip(e) for n, e in doc.schemas.items()},
+                   managed={n: strip(e) for n, e in doc.managed.items()})
 
 
-def _sequence_diffs(a: dict[str, Any], b: dict[str, Any]) -> list[TableDiff]:
+def _sequence_diffs(a: dict[str, SequenceValue],
+                    b: dict[str, SequenceValue]) -> list[TableDiff]:
     """A copy's sequence may be ahead of its source (PostgreSQL logs sequences ahead of use),
     never behind: behind, the next insert collides with a restored key."""
     out = []
     for name in sorted(set(a) & set(b)):
         was, now = a[name], b[name]
-        if "unreadable" in (was, now):
+        if isinstance(was, str) or isinstance(now, str):     # "unreadable"
             out.append(TableDiff(f"sequence {name}", Outcome.COULD_NOT_VERIFY, (None, None),
                                  (None, None), "no privilege to read its value"))
             continue

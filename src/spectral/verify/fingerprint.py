@@ -1,10 +1,10 @@
-"""The fingerprint document: per-schema checksums over canonical object descriptions, per-table
-exact counts and content checksums, and where and when it was taken. Versioned and sealed with
-a checksum of its own body, so an edited or truncated file is detected on load."""
+"""Taking the fingerprint document (verify/document.py): per-schema checksums over canonical
+object descriptions, per-table exact counts and content checksums, and where and when it was
+taken. Versioned and sealed with a checksum of its own body, so an edited or truncated file is
+detected on load."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Callable
@@ -24,30 +24,27 @@ from spectral.pg.conn import Sessions, describe
 from spectral.verify import content as content_mod
 from spectral.verify import locks
 from spectral.verify.catalog import CATALOG_VERSION, describe_schema
+from spectral.verify.document import (
+    FORMAT,
+    VERSION,
+    Fingerprint,
+    SchemaEntry,
+    Source,
+    TableFacts,
+    canonical,
+    sha256,
+)
 
 T = TypeVar("T")
 READY_WAIT = 30   # seconds the coordinator keeps its snapshot open for workers still starting
-FORMAT = "spectral.fingerprint"
-VERSION = 1
 # Schemas the platform (Supabase) manages and changes under you: reported as drift only.
 MANAGED_SCHEMAS = ("auth", "storage", "extensions", "graphql", "graphql_public", "realtime",
                    "supabase_functions", "supabase_migrations", "vault", "pgsodium", "net",
                    "cron", "pgbouncer")
 
 
-def canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str)
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def schema_entry(objects: dict[str, Any] | None) -> dict[str, Any]:
-    if objects is None:
-        return {"missing": True, "checksum": None, "objects": {}}
-    return {"missing": False, "checksum": sha256(canonical(objects)), "objects": objects}
+    return SchemaEntry.of(objects).to_json()
 
 
 @dataclass(frozen=True)
@@ -202,9 +199,9 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> dict[str, Any]
                                workers=opts.workers, progress=opts.progress, stop=g.stop,
                                sessions=g.workers, lock_timeout=g.lock_timeout, ready=ready)
         try:
-            schemas = {s: schema_entry(describe_schema(conn, s) if s in present else None)
+            schemas = {s: SchemaEntry.of(describe_schema(conn, s) if s in present else None)
                        for s in opts.schemas}
-            managed = {s: schema_entry(objs) for s in opts.managed if s not in opts.schemas
+            managed = {s: SchemaEntry.of(objs) for s in opts.managed if s not in opts.schemas
                        and s in present and (objs := describe_schema(conn, s)) is not None}
             partitions = _partitions(conn, readable)
             sequences = _sequences(conn, list(opts.schemas)) if opts.content else None
@@ -216,30 +213,20 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> dict[str, Any]
             g.workers.cancel()
             raise
     conn.rollback()
-    source = {"server_version": version, "server_version_num": version_num,
-              "lsn": str(lsn), "database": database, "system_identifier": sysid,
-              "timeline": timeline, "last_commit": last_commit}
+    source = Source(version, version_num, str(lsn), database, sysid, timeline, last_commit)
     return document(now, source, opts, schemas, managed, facts, partitions, sequences)
 
 
-def document(now: datetime, source: dict[str, Any], opts: Options,
-             schemas: dict[str, Any], managed: dict[str, Any],
+def document(now: datetime, source: Source, opts: Options,
+             schemas: dict[str, SchemaEntry], managed: dict[str, SchemaEntry],
              facts: dict[str, content_mod.TableFacts], partitions: dict[str, list[str]],
              sequences: dict[str, int | str | None] | None) -> dict[str, Any]:
-    """The sealed fingerprint document, however its parts were read."""
-    body = {
-        "format": FORMAT, "version": VERSION,
-        "taken_at": now.astimezone(UTC).isoformat(timespec="milliseconds"),
-        "source": source,
-        "content": opts.content,
-        "catalog_version": CATALOG_VERSION,
-        "schemas": schemas,
-        "managed": managed,
-        "tables": {name: _facts_json(f) for name, f in sorted(facts.items())},
-        "partitions": partitions,
-        **({"sequences": sequences} if sequences is not None else {}),
-    }
-    return seal(body)
+    """The sealed fingerprint document, however its parts were read (as JSON: it is written
+    to files and the ledger as it is; `Fingerprint.from_json` reads it)."""
+    return Fingerprint(now.astimezone(UTC).isoformat(timespec="milliseconds"), source,
+                       opts.content, CATALOG_VERSION, schemas, managed,
+                       {name: _facts(f) for name, f in sorted(facts.items())}, partitions,
+                       sequences).sealed().to_json()
 
 
 def retake(conninfo: str, schemas: tuple[str, ...], tables: set[str],
@@ -256,7 +243,7 @@ def retake(conninfo: str, schemas: tuple[str, ...], tables: set[str],
         facts = content_mod.scan(conninfo, str(row[0]), plans, method=method, stop=g.stop,
                                  sessions=g.workers, lock_timeout=g.lock_timeout)
         g.conn.rollback()
-        return {name: _facts_json(f) for name, f in facts.items()}
+        return {name: _facts(f).to_json() for name, f in facts.items()}
 
     return locks.retrying(lambda: _guarded(conninfo, locks.LOCK_TIMEOUT, once),
                           f"could not read {describe(conninfo)} again")
@@ -303,11 +290,10 @@ def sequences_from_rows(rows: list[Any]) -> dict[str, int | str | None]:
             for name, last, readable in rows}
 
 
-def _facts_json(f: content_mod.TableFacts) -> dict[str, Any]:
-    # the locator is physical (it differs after a dump and restore): compare never reads it
-    return {"rows": f.rows, "content": f.content, "method": f.method,
-            "last_change": f.last_change, "status": f.status.value, "reason": f.reason,
-            "locator": f.locator}
+def _facts(f: content_mod.TableFacts) -> TableFacts:
+    """What the document keeps of a table the scan read."""
+    return TableFacts(f.rows, f.content, f.method, f.last_change, f.status, f.reason,
+                      f.locator)
 
 
 def seal(body: dict[str, Any]) -> dict[str, Any]:
@@ -341,7 +327,7 @@ def load(path: Path) -> dict[str, Any]:
 def describe_only(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
     """One schema's entry, for callers that already hold a connection."""
     conn.execute("set search_path = ''")
-    return schema_entry(describe_schema(conn, schema))
+    return SchemaEntry.of(describe_schema(conn, schema)).to_json()
 
 
 def now_utc() -> datetime:
