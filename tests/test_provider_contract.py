@@ -309,7 +309,7 @@ def test_what_it_cannot_do_it_refuses_in_one_line(subject: Subject) -> None:
 
 
 def test_pitr_readiness_names_both_preconditions(subject: Subject) -> None:
-    items = subject.provider.pitr_readiness(None, AssumeNo(), lambda _m: None)
+    items = subject.provider.pitr_readiness(AssumeNo(), lambda _m: None)
     assert len(items) == 2 and all(i.text and i.evidence for i in items)
 
 

@@ -87,7 +87,7 @@ def test_the_plan_is_read_by_organisation_slug_and_platform_is_paid() -> None:
         "GET", f"/v1/projects/{REF}/billing/addons",
         ok({"selected_addons": [], "available_addons": []}))
     sp = provider(replay)
-    items = sp.pitr_readiness(None, AssumeNo(), lambda _m: None)
+    items = sp.pitr_readiness(AssumeNo(), lambda _m: None)
     assert items[0].done and "platform" in items[0].evidence
     assert ("GET", f"/v1/organizations/{REF}") in replay.requests
     assert replay.invalid == []
@@ -183,5 +183,5 @@ def test_the_pitr_add_on_must_be_among_the_entitled_variants() -> None:
         "GET", f"/v1/organizations/{REF}/entitlements", entitlements).serve_recorded(
         "GET", BACKUPS)
     with pytest.raises(UsageError, match="does not offer the pitr_28 PITR add-on"):
-        provider(replay).pitr_readiness("pitr_28", AssumeYes(), lambda _m: None)
+        provider(replay).pitr_readiness(AssumeYes(), lambda _m: None, {"addon": "pitr_28"})
     assert ("PATCH", f"/v1/projects/{REF}/billing/addons") not in replay.requests

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from collections.abc import Callable
 from types import TracebackType
 
 log = logging.getLogger("spectral.undo")
+CRASH_ENV = "SPECTRAL_TEST_CRASH_AT"
+
+
+def crash_point(step: str) -> None:
+    """Test-only: die here, as a kill -9 would, when SPECTRAL_TEST_CRASH_AT names this step
+    (how the tests prove every step boundary of a multi-step operation recoverable)."""
+    if os.environ.get(CRASH_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class UndoStack:

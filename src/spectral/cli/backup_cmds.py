@@ -1,12 +1,14 @@
-"""`spectral dr backup | backups | restore | instances | teardown | promote` for the local
-provider."""
+"""`spectral dr backup | backups | restore | instances | teardown | promote | expire | wal`.
+
+Each command asks the environment's provider for the capability object it needs (capabilities.py)
+and, when the provider hands out None, says in one line what the provider offers instead."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,25 +18,32 @@ from rich.table import Table
 from spectral.cli.state import AppState, state
 from spectral.config.durations import format_duration
 from spectral.errors import UsageError
-from spectral.providers.base import Capability
+from spectral.providers.capabilities import missing
 
 if TYPE_CHECKING:
     from spectral.providers.base import Progress as RestoreProgress
-    from spectral.providers.local.provider import LocalProvider
+    from spectral.providers.base import Provider
+    from spectral.providers.capabilities import Options, RestoredInstances
     from spectral.recovery_target import RecoveryTarget
 
+T = TypeVar("T")
 
-def provider(st: AppState) -> LocalProvider:
-    """The environment's provider, for the commands only a local environment has (throwaway
-    instances, in-place undo, WAL streaming, retention)."""
-    from spectral.target import local_environment
 
-    local_environment(st.config, st.env)   # says why not, in the environment's terms
-    p = st.environment().provider
-    from spectral.providers.local.provider import LocalProvider
+def needed(provider: Provider, found: T | None, what: str, capability: str) -> T:
+    """The capability object `found`, or the one-line refusal of `what` without it."""
+    if found is None:
+        raise missing(provider, what, capability)
+    return found
 
-    assert isinstance(p, LocalProvider)
-    return p
+
+def backup_options(provider: Provider, given: Options, *, restore: bool = False) -> Options:
+    """The flags the provider's own options were given, checked by the provider before
+    anything runs."""
+    if not given:
+        return {}
+    declared = needed(provider, provider.backup_options(), "--" + next(iter(given)).replace(
+        "_", "-"), "backup_options")
+    return declared.parse(given, restore=restore)
 
 
 def register(app: typer.Typer) -> None:
@@ -66,24 +75,15 @@ def backup_cmd(ctx: typer.Context, incremental: bool = INCREMENTAL,
     with pg_verifybackup; pgbackrest: pgbackrest backup, then pgbackrest verify) and record
     it."""
     st = state(ctx)
-    if backup_type not in ("full", "diff", "incr"):
-        raise UsageError(f"--type {backup_type!r}: expected full, diff or incr")
+    kind = "incr" if incremental else backup_type
+    given = {k: v for k, v in (("type", None if kind == "full" else kind), ("repo", repo),
+                               ("process_max", process_max)) if v is not None}
     p = st.environment().provider
-    if process_max is not None:
-        _set_process_max(p, process_max)
-    b = p.backup(incremental=incremental or backup_type == "incr",
-                 differential=backup_type == "diff", repo=repo)
+    b = p.backup(backup_options(p, given))
     st.emit(b.to_json(), lambda c: c.print(
         f"backup {b.id} ({b.kind.value}{', on ' + b.parent if b.parent else ''}): "
         f"{b.size_bytes / 1e6:.1f} MB in {format_duration(b.duration_s)}, LSN {b.start_lsn} -> "
         f"{b.stop_lsn}, {b.verification.value}"))
-
-
-def _set_process_max(p: object, n: int) -> None:
-    if not hasattr(p, "process_max"):
-        raise UsageError("--process-max is for pgbackrest environments (pgBackRest's "
-                         "process-max)")
-    p.process_max = n
 
 
 def backups_cmd(ctx: typer.Context) -> None:
@@ -176,19 +176,16 @@ def restore_cmd(
     target = _target(latest, target_time, target_xid, target_lsn, target_name, exclusive)
     if pause:
         check_pause(target, in_place)
-    generic = st.environment().provider
-    if Capability.IN_PLACE_UNDO not in generic.capabilities:
-        raise UsageError(f"{generic.describe()} cannot undo an in-place restore, so one runs only "
-                         f"from a playbook, with confirmation: spectral dr playbook run "
-                         f"self-inflicted --target-time T (a restored copy: spectral dr drill "
-                         f"functional guides it)")
-    p = provider(st)
-    if process_max is not None:
-        _set_process_max(p, process_max)
+    p = st.environment().provider
+    options = backup_options(p, {} if process_max is None else {"process_max": process_max},
+                             restore=True)
     show = not st.json and sys.stderr.isatty()
     if in_place:
+        in_place_undo = needed(p, p.in_place_undo(), "spectral dr restore --in-place",
+                               "in_place_undo")
         with restore_progress(show) as progress:
-            done = p.restore_in_place(target, confirmed=yes, progress=progress)
+            done = in_place_undo.restore(target, confirmed=yes, progress=progress,
+                                         options=options)
         st.emit(done.to_json(), lambda c: c.print(
             f"{done.environment}: restored in place to {done.target} from backup "
             f"{done.backup}; the previous data is kept at {done.previous} "
@@ -198,8 +195,9 @@ def restore_cmd(
                       f"(it was committed or rolled back after the target): COMMIT PREPARED "
                       f"or ROLLBACK PREPARED it" for g in done.reached.get("prepared", []))))
         return
+    instances = needed(p, p.restored_instances(), "spectral dr restore", "restored_instances")
     with restore_progress(show) as progress:
-        inst = p.restore(target, pause=pause, progress=progress)
+        inst = instances.restore(target, pause=pause, progress=progress, options=options)
 
     def human(c: Console) -> None:
         c.print(f"restored {target.describe()} from backup {inst.backup_id} into instance "
@@ -228,14 +226,17 @@ def check_pause(target: RecoveryTarget, in_place: bool) -> None:
 def _undo_or_discard(st: AppState, undo: bool, yes: bool) -> None:
     from spectral.cli.state import CliConfirmer
 
-    p, confirmer = provider(st), CliConfirmer(yes, st.err)
+    p = st.environment().provider
+    in_place = needed(p, p.in_place_undo(), "spectral dr restore --undo | --discard-previous",
+                      "in_place_undo")
+    confirmer = CliConfirmer(yes, st.err)
     if not undo:
-        gone = p.discard_previous(confirmer)
+        gone = in_place.discard(confirmer)
         st.emit({"discarded": gone}, lambda c: c.print(
             f"discarded {len(gone)} kept-aside data director{'y' if len(gone) == 1 else 'ies'}"
             + "".join(f"\n  {d}" for d in gone)))
         return
-    result = p.undo_in_place(confirmer)
+    result = in_place.undo(confirmer)
     st.emit(result, lambda c: c.print(
         f"{result['environment']}: put back {result['restored']}; the restore is kept aside at "
         f"{result['set_aside']}. The database is now on timeline {result['timeline']}, which "
@@ -245,8 +246,8 @@ def _undo_or_discard(st: AppState, undo: bool, yes: bool) -> None:
 def instances_cmd(ctx: typer.Context) -> None:
     """List the throwaway instances that restores made and whether they still run."""
     st = state(ctx)
-    p = provider(st)
-    rows = [{**i.to_json(), "running": p.is_running(i)} for i in p.instances()]
+    p = _instances(st, "spectral dr instances")
+    rows = [{**i.to_json(), "running": p.is_running(i)} for i in p.listed()]
 
     def human(c: Console) -> None:
         if not rows:
@@ -265,10 +266,10 @@ def teardown_cmd(ctx: typer.Context,
                  all_: bool = ALL) -> None:
     """Stop a restored instance and delete its files."""
     st = state(ctx)
-    p = provider(st)
+    p = _instances(st, "spectral dr teardown")
     if bool(instance_id) == all_:
         raise UsageError("give an instance id or --all")
-    ids = [i.id for i in p.instances()] + p.orphans() if all_ else [str(instance_id)]
+    ids = [i.id for i in p.listed()] + p.orphans() if all_ else [str(instance_id)]
     gone = [i for i in dict.fromkeys(ids) if p.teardown(i)]
     if instance_id and not gone:
         raise UsageError(f"no restored instance {instance_id!r} (spectral dr instances)")
@@ -280,7 +281,7 @@ def promote_cmd(ctx: typer.Context,
                 instance_id: str = typer.Argument(..., help="A paused instance's id.")) -> None:
     """Promote an instance restored with --pause once it has been inspected."""
     st = state(ctx)
-    provider(st).promote(instance_id)
+    _instances(st, "spectral dr promote").promote(instance_id)
     st.emit({"promoted": instance_id}, lambda c: c.print(f"{instance_id}: promoted"))
 
 
@@ -304,16 +305,11 @@ def wal_stream_cmd(ctx: typer.Context,
     in-place restore; stopped (and the synchronous setting removed) when this ends."""
     import time as _time
 
-    from spectral.providers.local.stream import supervise
-
     st = state(ctx)
-    p = provider(st)
+    p = st.environment().provider
+    stream = needed(p, p.wal_stream(), "spectral dr wal stream", "wal_stream")
     deadline = None if seconds is None else _time.monotonic() + seconds
-    stream_dir = p.stream_dir()
-    with p.local.session() as cluster:
-        if p.local.stream_release:
-            st.err.print(f"wal stream: {p.local.stream_release}")
-        status = supervise(p.bins, cluster, stream_dir, synchronous=synchronous,
+    status = stream.stream(synchronous=synchronous,
                            report=lambda msg: st.err.print(f"wal stream: {msg}"),
                            should_stop=lambda: deadline is not None
                            and _time.monotonic() > deadline, outage_limit=reconnect_for)
@@ -325,12 +321,9 @@ def wal_stream_cmd(ctx: typer.Context,
 def wal_status_cmd(ctx: typer.Context) -> None:
     """The archive's and the stream's lag in bytes and seconds (the live RPO), the stream's
     state, and whether commits are blocked by a synchronous stream that is not there."""
-    from spectral.providers.local.stream import wal_status
-
     st = state(ctx)
-    p = provider(st)
-    with p.local.session() as cluster:
-        info = wal_status(cluster, p.repo.stream, released=p.local.stream_release)
+    p = st.environment().provider
+    info = needed(p, p.wal_status(), "spectral dr wal status", "wal_status").read()
 
     def human(c: Console) -> None:
         a = info["archive"]
@@ -378,10 +371,11 @@ def expire_cmd(ctx: typer.Context,
     """Retention: remove backups beyond the newest --keep full backups (and the --window), and
     the WAL only they needed. Never removes anything a kept backup or the window needs."""
     from spectral.cli.state import CliConfirmer
-    from spectral.providers.local.expire import expire
 
     st = state(ctx)
-    plan = expire(provider(st), keep, window, CliConfirmer(yes, st.err), dry_run=dry_run)
+    p = st.environment().provider
+    plan = needed(p, p.retention(), "spectral dr expire", "retention").expire(
+        keep, window, CliConfirmer(yes, st.err), dry_run=dry_run)
     data = {"keep": plan.keep, "remove": plan.remove, "wal_remove": len(plan.wal_remove),
             "dry_run": dry_run, "unlisted_removed": plan.swept}
     verb = "would remove" if dry_run else "removed"
@@ -390,3 +384,8 @@ def expire_cmd(ctx: typer.Context,
     st.emit(data, lambda c: c.print(f"{verb} {len(plan.remove)} backup(s) {plan.remove} and "
                                     f"{len(plan.wal_remove)} WAL segment(s); kept {plan.keep}"
                                     + swept))
+
+
+def _instances(st: AppState, what: str) -> RestoredInstances:
+    p = st.environment().provider
+    return needed(p, p.restored_instances(), what, "restored_instances")

@@ -27,7 +27,6 @@ def blast_radius_cmd(ctx: typer.Context,
     transactions committed while it was live (candidates for a PITR target or a salvage)."""
     from spectral.pg.conn import connect
     from spectral.playbooks.blast import blast_radius
-    from spectral.providers.base import Capability
     from spectral.recovery_target import parse_time
     from spectral.target import open_target
 
@@ -38,9 +37,9 @@ def blast_radius_cmd(ctx: typer.Context,
     with open_target(st.config, environment.name) as target, \
             connect(target.conninfo) as conn:
         result = blast_radius(conn, role)
-        if lo is not None and environment.has_provider and \
-                Capability.WAL_ARCHIVE in environment.provider.capabilities:
-            archive = environment.provider.wal_archive()
+        archive = environment.provider.wal_archive() if lo is not None and \
+            environment.has_provider else None
+        if lo is not None and archive is not None:
             archive.flush()
             result.transactions = archive.commits_between(lo, hi)
 
@@ -99,6 +98,7 @@ def find_damage_cmd(ctx: typer.Context,
     with its commit time, rows touched and the exact target just before it."""
     from spectral.pg.conn import connect
     from spectral.playbooks.damage import find_damage
+    from spectral.providers.capabilities import archive_of
     from spectral.recovery_target import parse_time
 
     st = state(ctx)
@@ -107,8 +107,9 @@ def find_damage_cmd(ctx: typer.Context,
         raise UsageError(f"--op {bad[0]!r}: expected delete, update, truncate or drop")
     when = parse_time(since, "--since") if since else None
     provider = st.environment().provider
+    archive = archive_of(provider, "spectral dr find-damage")
     with provider.source() as dsn, connect(dsn) as conn:
-        found = find_damage(provider.wal_archive(), conn, _table(table), when, set(op) or None)
+        found = find_damage(archive, conn, _table(table), when, set(op) or None)
 
     def human(c: Console) -> None:
         if not found:

@@ -21,10 +21,9 @@ def up_cmd(ctx: typer.Context) -> None:
     st = state(ctx)
     local = local_environment(st.config, st.env)
     created = not local.exists()
-    if not created:   # what a killed in-place restore or undo left is put right first
-        from spectral.cli.backup_cmds import provider
-
-        provider(st).recover_if_idle()
+    in_place = st.environment().provider.in_place_undo() if not created else None
+    if in_place is not None:   # what a killed in-place restore or undo left is put right first
+        in_place.recover_if_idle()
     _cluster, started = local.up()
     local.keep_running()
     if local.stream_release:   # a killed synchronous `dr wal stream` had blocked commits

@@ -103,7 +103,7 @@ class _Drill:
         restored = self._verify(snapshot)
         last = provider.restored_through(self.copy, snapshot, restored)
         method = ("WAL commit records before the recovery point"
-                  if Capability.WAL_ARCHIVE in provider.capabilities
+                  if provider.wal_archive() is not None
                   else "commit timestamps (track_commit_timestamp)")
         _rpo(result, snapshot, restored, last, method)
         result.timings["verify"] = time.monotonic() - mark
@@ -131,8 +131,9 @@ class _Drill:
         with self.provider.source() as dsn:
             doc = take(dsn, options_for(self.environment.config, content=self.request.content,
                                         progress=self._scan_clock("snapshot_scan")))
-            if Capability.WAL_ARCHIVE in self.provider.capabilities:
-                self.provider.wal_archive().flush()
+            archive = self.provider.wal_archive()
+            if archive is not None:
+                archive.flush()
         snapshots.record(self.environment.ledger, self.environment.name, doc)
         return doc
 

@@ -18,7 +18,8 @@ from spectral.errors import CheckFailed, RefusedError, SpectralError, UsageError
 from spectral.pg.conn import connect
 from spectral.playbooks import failover
 from spectral.playbooks.catalog import playbook
-from spectral.providers.base import Capability, Report
+from spectral.providers.base import Report
+from spectral.providers.capabilities import archive_of
 from spectral.recovery_target import RecoveryTarget, TargetKind, TimeTarget, XidTarget
 from spectral.target import Target
 
@@ -69,7 +70,7 @@ class Plan:
 
     @property
     def has_wal(self) -> bool:
-        return Capability.WAL_ARCHIVE in self.provider.capabilities
+        return self.provider.wal_archive() is not None
 
     # -- building blocks --------------------------------------------------------------------
     def _damage_xid(self, ops: set[str]) -> int:
@@ -80,7 +81,8 @@ class Plan:
         if not self.opts.table:
             raise UsageError("this playbook needs --table (or --target-xid) to find the damage")
         with connect(self.target.conninfo) as conn:
-            found = find_damage(self.provider.wal_archive(), conn, self.opts.table, ops=ops)
+            found = find_damage(archive_of(self.provider, "finding the damage"), conn,
+                                self.opts.table, ops=ops)
         if not found:
             raise CheckFailed(f"no {'/'.join(sorted(ops))} of {self.opts.table} in the WAL "
                               f"archive")
@@ -94,7 +96,7 @@ class Plan:
         from spectral.playbooks.damage import describe_losses, writes_after
 
         with connect(self.target.conninfo) as conn:
-            lost = writes_after(self.provider.wal_archive(), conn, target)
+            lost = writes_after(archive_of(self.provider, "listing the losses"), conn, target)
         lines = describe_losses(lost)
         later = [t for t in lost if not isinstance(target, XidTarget) or t["xid"] != target.xid]
         if later and isinstance(target, XidTarget) and self.opts.table:
@@ -104,7 +106,7 @@ class Plan:
 
     def _restore_in_place(self, target: RecoveryTarget) -> str:
         where = self.provider.describe()
-        undo = Capability.IN_PLACE_UNDO in self.provider.capabilities
+        undo = self.provider.in_place_undo() is not None
         if not self.confirmer.confirm(
                 f"Rewind {where} in place to {target.describe()}?",
                 [f"{where} goes back to {target.describe()}"

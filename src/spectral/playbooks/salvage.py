@@ -24,6 +24,7 @@ from spectral.pg.conn import connect
 from spectral.playbooks.damage import Damage, find_damage
 from spectral.providers.base import Capability, Copy, CopyRequest, Provider, require
 from spectral.recovery_target import XidTarget
+from spectral.undo import crash_point  # test-only kill points
 
 
 @dataclass
@@ -90,11 +91,14 @@ def _key_types(conn: psycopg.Connection[Any], table: str, keys: list[str]
 
 def salvage(provider: Provider, live_dsn: str, table: str, xid: int, *,
             dry_run: bool = False, revert_updates: bool = False) -> SalvageResult:
-    require(provider, Capability.WAL_ARCHIVE, "salvage", "restore in place to just before the "
-            "transaction instead (the self-inflicted playbook)")
+    archive = provider.wal_archive()
+    if archive is None:
+        raise UsageError(f"salvage needs the WAL archive, which {provider.describe()} "
+                         f"({provider.kind}) does not offer; restore in place to just before "
+                         f"the transaction instead (the self-inflicted playbook)")
     require(provider, Capability.UNATTENDED_COPY, "salvage")
     with connect(live_dsn) as conn:
-        damage = next((d for d in find_damage(provider.wal_archive(), conn, table)
+        damage = next((d for d in find_damage(archive, conn, table)
                        if d.xid == xid), None)
         if damage is None:
             raise UsageError(f"transaction {xid} did not delete or update {table} "
@@ -107,6 +111,7 @@ def salvage(provider: Provider, live_dsn: str, table: str, xid: int, *,
     before = _side_copy(provider, XidTarget(xid, exclusive=True))
     after: Copy | None = None
     try:
+        crash_point("salvage:copy-made")
         victims = _rows_at(before.dsn, table, damage.tuples)
         touched = len(set(damage.tuples))
         if len(victims) != touched:
@@ -117,11 +122,14 @@ def salvage(provider: Provider, live_dsn: str, table: str, xid: int, *,
             after = _side_copy(provider, XidTarget(xid))
         _apply(live_dsn, table, keys, cols, victims, damage, after.dsn if after else None,
                result)
+        if not dry_run:
+            crash_point("salvage:written")
     finally:
         for copy in (before, after):
             if copy is not None:
                 provider.remove_copy(copy, AssumeYes(), lambda _m: None)
     if not dry_run:
+        crash_point("salvage:copies-removed")
         _check_back(live_dsn, table, keys, result)
     return result
 

@@ -59,7 +59,8 @@ def activate(environment: Environment, trigger: str, *, addon: str | None = None
         raise ConfigError("there is no configuration file to record the new tier in",
                           hint="spectral init writes one")
     result = Activation(name)
-    items = environment.provider.pitr_readiness(addon, operator or AssumeNo(), report)
+    items = environment.provider.pitr_readiness(operator or AssumeNo(), report,
+                                                {} if addon is None else {"addon": addon})
     result.steps += [ActivationStep(n, i.text, i.done, i.evidence)
                      for n, i in enumerate(items, start=1)]
     if not all(s.done for s in result.steps):

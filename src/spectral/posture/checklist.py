@@ -32,7 +32,7 @@ class Item:
 
 def pitr_active(environment: Environment) -> Item:
     env = environment.config
-    items = environment.provider.pitr_readiness(None, AssumeNo(), lambda _m: None)
+    items = environment.provider.pitr_readiness(AssumeNo(), lambda _m: None)
     done = env.posture is Posture.PITR and all(i.done for i in items)
     return Item("Supabase Pro + PITR active", done, f"posture {env.posture.value}; "
                 + "; ".join(i.evidence for i in items))

@@ -1,21 +1,35 @@
 """The provider interface and the records it deals in.
 
-Drills, playbooks and posture see a provider only through `Provider`: what it can do is in its
-`capabilities`, never in its class. A provider that lacks a capability refuses the operation
-that needs it with a UsageError naming what to do instead."""
+Drills, playbooks and posture see a provider only through `Provider`: what it can do is in the
+objects it hands out (`wal_archive()`, `retention()`, ... in capabilities.py, None when it lacks
+one) and in its `capabilities` flags, never in its class. The operation that needs what a
+provider lacks is refused with a UsageError naming what to do instead."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, Protocol
 
 from spectral.confirm import Operator
 from spectral.errors import CouldNotVerify
+from spectral.providers.capabilities import (
+    NO_OPTIONS,
+    BackupOptions,
+    InPlaceUndo,
+    Options,
+    RestoredInstances,
+    Retention,
+    WalArchive,
+    WalStatus,
+    WalStream,
+    archive_of,
+)
+
+__all__ = ["WalArchive", "archive_of"]   # where they were first
 from spectral.recovery_target import RecoveryTarget
 from spectral.verify.reader import DsnReader, Reader
 
@@ -166,10 +180,9 @@ class Instance:
 
 
 class Capability(StrEnum):
-    """What not every provider can do."""
+    """What not every provider can do that is a fact, not an object (the objects: the WAL
+    archive, retention, restored instances, in-place undo, WAL streaming, backup options)."""
 
-    WAL_ARCHIVE = "wal_archive"            # the WAL itself: find-damage, salvage, exact losses
-    IN_PLACE_UNDO = "in_place_undo"        # an in-place restore keeps the data it replaced
     UNATTENDED_COPY = "unattended_copy"    # a restored copy without anybody's action
     ON_DEMAND_BACKUP = "on_demand_backup"  # `dr backup` takes one now
     RECOVERY_OBSERVED = "recovery_observed"   # where recovery stopped is read, not assumed
@@ -266,29 +279,6 @@ class ReadinessItem:
     evidence: str
 
 
-class WalArchive(Protocol):
-    """Read access to a provider's WAL archive (Capability.WAL_ARCHIVE)."""
-
-    @property
-    def state_dir(self) -> Path:
-        """Where the environment keeps its snapshots (a dropped table's storage is found
-        through them)."""
-
-    def flush(self) -> str | None:
-        """Make every commit so far part of the archive (switch and wait), if the source is up;
-        the segment that was flushed, or None."""
-
-    def waldump(self) -> Iterator[str]:
-        """The live lineage's records, as pg_waldump prints them, oldest first."""
-
-    def locate(self, target: RecoveryTarget) -> int | None:
-        """The LSN of an xid's commit, a restore point or an LSN target; None for times."""
-
-    def newest_commit_before(self, lsn: str) -> datetime | None: ...
-
-    def commits_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]: ...
-
-
 class Provider(Protocol):
     """What drills, playbooks and posture need from wherever the backups live."""
 
@@ -307,9 +297,13 @@ class Provider(Protocol):
     def running_source(self) -> str | None:
         """Its connection string if it is reachable now, without starting anything."""
 
+    def instead(self, capability: str) -> str:
+        """What to do instead of what needs `capability` (a name from capabilities.py, e.g.
+        "wal_stream"), which this provider lacks; "" when there is nothing to say."""
+
     # backups and the recoverable window
-    def backup(self, *, incremental: bool = False, differential: bool = False,
-               repo: int | None = None) -> Backup: ...
+    def backup(self, options: Options = NO_OPTIONS) -> Backup:
+        """Take a backup now, with options `backup_options()` parsed (ON_DEMAND_BACKUP)."""
 
     def backups(self) -> list[Backup]: ...
 
@@ -323,9 +317,11 @@ class Provider(Protocol):
     def archive_status(self) -> dict[str, Any] | None:
         """WAL shipping figures for `dr status` (None when they cannot be read now)."""
 
-    def pitr_readiness(self, addon: str | None, operator: Operator,
-                       report: Report) -> list[ReadinessItem]:
-        """The runbook's activation steps 1 and 2 for this provider, checked."""
+    def pitr_readiness(self, operator: Operator, report: Report,
+                       options: Options = NO_OPTIONS) -> list[ReadinessItem]:
+        """The runbook's activation steps 1 and 2 for this provider, checked; `options` are
+        the provider's own (Supabase: {"addon": "pitr_7"} buys the add-on), refused by one
+        that declares none."""
 
     # copies for drills
     def tidy(self, report: Report) -> None:
@@ -355,8 +351,21 @@ class Provider(Protocol):
     def restore_in_place(self, target: RecoveryTarget, *, confirmed: bool,
                          report: Report, progress: Progress | None = None) -> InPlaceResult: ...
 
-    def wal_archive(self) -> WalArchive:
-        """The WAL archive (Capability.WAL_ARCHIVE); refuses without it."""
+    # what not every provider can do: an object, or None (capabilities.py)
+    def wal_archive(self) -> WalArchive | None:
+        """The WAL archive: find-damage, salvage, the exact losses of a rewind."""
+
+    def backup_options(self) -> BackupOptions | None: ...
+
+    def retention(self) -> Retention | None: ...
+
+    def restored_instances(self) -> RestoredInstances | None: ...
+
+    def in_place_undo(self) -> InPlaceUndo | None: ...
+
+    def wal_stream(self) -> WalStream | None: ...
+
+    def wal_status(self) -> WalStatus | None: ...
 
 
 def require(provider: Provider, capability: Capability, what: str, instead: str = "") -> None:

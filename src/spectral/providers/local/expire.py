@@ -9,28 +9,19 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from spectral.confirm import Confirmer
 from spectral.errors import RefusedError
 from spectral.providers.base import Backup, BackupKind, Verification
-from spectral.providers.local.intent import crash_point
+from spectral.providers.capabilities import ExpirePlan
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import list_segments, parse_lsn, segment_of
+from spectral.undo import crash_point
 
 if TYPE_CHECKING:
     from spectral.providers.local.provider import LocalProvider
-
-
-@dataclass
-class ExpirePlan:
-    keep: list[str]
-    remove: list[str]
-    wal_remove: list[str] = field(default_factory=list)
-    oldest_kept_start_lsn: str | None = None
-    swept: list[str] = field(default_factory=list)   # left unlisted by a run that was killed
 
 
 BACKUP_DIR_RE = re.compile(r"\d{8}T\d{9}[FI]")   # the names backup.new_backup_id gives

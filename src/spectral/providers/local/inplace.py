@@ -40,7 +40,7 @@ from spectral.providers.local.recovery import (
     recovery_settings,
     throwaway_settings,
 )
-from spectral.providers.local.restore import described
+from spectral.providers.local.restore import Restorer, described
 from spectral.providers.local.targets import plan
 from spectral.recovery_target import NameTarget, RecoveryTarget
 from spectral.waits import WaitTimeout, wait_until
@@ -53,8 +53,9 @@ RECORD_VERSION = 1
 
 
 class InPlace:
-    def __init__(self, provider: LocalProvider) -> None:
+    def __init__(self, provider: LocalProvider, restorer: Restorer) -> None:
         self.p = provider
+        self.restorer = restorer
         self.dir = provider.local.paths.cluster_dir
         self.record_file = self.dir / RECORD_NAME
         self.ledger = provider.ledger
@@ -114,20 +115,20 @@ class InPlace:
         self.journal.phase(intent, "moved-aside")
         crash_point("restore:moved-aside")
         try:
-            written = p.restorer.materialize(restore_plan, cluster.data_dir, progress)
+            written = self.restorer.materialize(restore_plan, cluster.data_dir, progress)
             # Recovery runs without hot standby (recovery_settings: with it, a checkpoint written
             # while a transaction was prepared can make recovery FATAL) and so without the WAL
             # summarizer, which the end-of-recovery checkpoint would then wait for in vain ("WAL
             # summarization is not progressing"); _settle turns it back on after promotion, and
             # an incremental backup then needs a full backup first, as after an undo
             conf = {**p.local.own_settings(), **throwaway_settings(p.bins),
-                    **recovery_settings(restore_plan.target, p.restorer.restore_command(),
+                    **recovery_settings(restore_plan.target, self.restorer.restore_command(),
                                         pause=False), **written}
-            p.restorer.prepare_recovery(cluster, conf, restore_plan.target)
+            self.restorer.prepare_recovery(cluster, conf, restore_plan.target)
             crash_point("restore:materialized")
             self.journal.phase(intent, "recovering")   # from here a server runs on it
             crash_point("restore:recovering")
-            reached = p.restorer.recover(cluster, restore_plan, window, False, progress)
+            reached = self.restorer.recover(cluster, restore_plan, window, False, progress)
         except BaseException:
             cluster.stop(timeout=30)
             shutil.rmtree(cluster.data_dir, ignore_errors=True)
@@ -266,9 +267,9 @@ class InPlace:
         p = self.p
         conf = {**p.local.own_settings(),
                 **throwaway_settings(p.bins),
-                "restore_command": p.restorer.restore_command(),
+                "restore_command": self.restorer.restore_command(),
                 "recovery_target_timeline": "current"}
-        p.restorer.prepare_recovery(cluster, conf, NameTarget("end"))
+        self.restorer.prepare_recovery(cluster, conf, NameTarget("end"))
         if intent is not None:
             self.journal.phase(intent, "recovering")
             crash_point("undo:recovering")

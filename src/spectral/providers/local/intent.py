@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,19 +28,15 @@ from spectral.durable import file_lock, fsync_dir, rename_durable, write_atomic
 from spectral.errors import ClusterError
 from spectral.pg.cluster import Cluster
 from spectral.providers.local.instances import owner_alive, process_start
+from spectral.undo import CRASH_ENV, crash_point
+
+__all__ = ["CRASH_ENV", "crash_point"]   # still imported from here by the tests
 
 if TYPE_CHECKING:
     from spectral.providers.local.environment import LocalEnvironment
     from spectral.providers.local.inplace import InPlace
 
 INTENT_VERSION = 1
-CRASH_ENV = "SPECTRAL_TEST_CRASH_AT"
-
-
-def crash_point(step: str) -> None:
-    """Test-only: die here, as a kill -9 would, when SPECTRAL_TEST_CRASH_AT names this step."""
-    if os.environ.get(CRASH_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)

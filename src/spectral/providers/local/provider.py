@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -30,9 +29,26 @@ from spectral.providers.base import (
     RecoverableWindow,
     Report,
 )
+from spectral.providers.capabilities import (
+    NO_OPTIONS,
+    BackupOptions,
+    Options,
+    Retention,
+    WalStatus,
+    WalStream,
+    refuse_options,
+)
 from spectral.providers.local import backup as backup_mod
 from spectral.providers.local import window as window_mod
 from spectral.providers.local.archive import LocalWalArchive
+from spectral.providers.local.capabilities import (
+    LocalBackupOptions,
+    LocalInPlace,
+    LocalInstances,
+    LocalRetention,
+    LocalWalStatus,
+    LocalWalStream,
+)
 from spectral.providers.local.environment import LocalEnvironment, server_settings
 from spectral.providers.local.instances import Registry
 from spectral.providers.local.recovery import recovery_settings, throwaway_settings
@@ -43,9 +59,7 @@ from spectral.recovery_target import LsnTarget, RecoveryTarget, TimeTarget
 from spectral.undo import UndoStack
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from spectral.providers.local.expire import ExpirePlan
+    from spectral.providers.capabilities import ExpirePlan
     from spectral.providers.local.inplace import InPlace
 
 
@@ -114,12 +128,11 @@ class LocalProvider:
         return cluster.conninfo() if cluster is not None and cluster.is_running() else None
 
     # ---- backups, the window, the archive ---------------------------------------------------
-    def backup(self, *, incremental: bool = False, differential: bool = False,
-               repo: int | None = None) -> Backup:
-        if differential or repo is not None:
-            raise UsageError(f"{self.describe()} takes full and incremental (--type incr, "
-                             f"PostgreSQL 17+) backups into its one repository; differential "
-                             f"backups and --repo are for pgbackrest environments")
+    def backup(self, options: Options = NO_OPTIONS, *, incremental: bool = False) -> Backup:
+        """A full backup, or with {"type": "incr"} (`incremental`) an incremental one."""
+        options = self.backup_options().parse(
+            {**options, "type": "incr"} if incremental else options)
+        incremental = options.get("type") == "incr"
         with self.busy("backup"), self.local.session() as cluster:
             self.sweep_unlisted()
             with cluster.connect() as conn:
@@ -155,8 +168,30 @@ class LocalProvider:
     def live_lineage(self) -> set[str] | None:
         return window_mod.lineage(self.repo)
 
+    def instead(self, capability: str) -> str:
+        return ""
+
+    # ---- what it can do, as objects (capabilities.py) ----------------------------------------
     def wal_archive(self) -> LocalWalArchive:
         return LocalWalArchive(self.local, self.bins, self.repo)
+
+    def backup_options(self) -> BackupOptions:
+        return LocalBackupOptions(self.describe())
+
+    def retention(self) -> Retention | None:
+        return LocalRetention(self)
+
+    def restored_instances(self) -> LocalInstances:
+        return LocalInstances(self)
+
+    def in_place_undo(self) -> LocalInPlace:
+        return LocalInPlace(self)
+
+    def wal_stream(self) -> WalStream | None:
+        return LocalWalStream(self)
+
+    def wal_status(self) -> WalStatus | None:
+        return LocalWalStatus(self)
 
     def flush_archive(self) -> str | None:
         from spectral.providers.local.tail import archive_source_tail
@@ -175,12 +210,11 @@ class LocalProvider:
         return {"rpo_bytes": info["rpo_bytes"], "rpo_seconds": info["rpo_seconds"],
                 "streaming": info["stream"] is not None}
 
-    def pitr_readiness(self, addon: str | None, operator: Operator,
-                       report: Report) -> list[ReadinessItem]:
+    def pitr_readiness(self, operator: Operator, report: Report,
+                       options: Options = NO_OPTIONS) -> list[ReadinessItem]:
         from spectral.providers.local.readiness import readiness
 
-        if addon is not None:
-            raise UsageError("--pitr-addon is for Supabase environments")
+        refuse_readiness_options(options)
         return readiness(self)
 
     # ---- copies for drills ------------------------------------------------------------------
@@ -232,15 +266,20 @@ class LocalProvider:
 
     def restore(self, target: RecoveryTarget, *, pause: bool = False,
                 progress: Progress | None = None, backup_id: str | None = None,
-                keep: bool = True) -> Instance:
+                keep: bool = True, options: Options = NO_OPTIONS) -> Instance:
         """Restore into a new instance. `keep=False` marks it as owned by this process (a
         drill): if the process dies, the next run finds it orphaned and removes it."""
+        restorer = self.restorer_for(self.backup_options().parse(options, restore=True))
         with self.busy("restore"):
             return self._restore(target, pause=pause, progress=progress, backup_id=backup_id,
-                                 keep=keep)
+                                 keep=keep, restorer=restorer)
+
+    def restorer_for(self, options: Options) -> Restorer:
+        """The restorer for a restore with these (parsed) options."""
+        return self.restorer
 
     def _restore(self, target: RecoveryTarget, *, pause: bool, progress: Progress | None,
-                 backup_id: str | None, keep: bool) -> Instance:
+                 backup_id: str | None, keep: bool, restorer: Restorer) -> Instance:
         self.flush_archive()   # the target may be in the segment being written
         window = self.window()
         restore_plan = plan(self.bins, self.repo, target, window, backup_id)
@@ -252,21 +291,21 @@ class LocalProvider:
             undo.push("instance directory", lambda: shutil.rmtree(home, ignore_errors=True))
             self.registry.register_start(home, described(restore_plan))
             data = home / "data"
-            written = self.restorer.materialize(restore_plan, data, progress, pause=pause)
+            written = restorer.materialize(restore_plan, data, progress, pause=pause)
             cluster = Cluster(self.bins, data, socket_dir_for(home / "run"), free_port(),
                               home / "log" / "postgres.log", database=self.local.database,
                               env=self.local.server_env(),   # its restore_command's secrets
                               port_chosen=True)
             conf = {**server_settings(self.bins), **throwaway_settings(self.bins),
-                    **recovery_settings(restore_plan.target, self.restorer.restore_command(),
+                    **recovery_settings(restore_plan.target, restorer.restore_command(),
                                         pause=pause), **written}
-            self.restorer.prepare_recovery(cluster, conf, restore_plan.target)
+            restorer.prepare_recovery(cluster, conf, restore_plan.target)
             undo.push("instance server", lambda: cluster.stop(timeout=30))
             inst = Instance(inst_id, cluster.conninfo(), cluster.port, str(data),
                             restore_plan.chain[-1].id, described(restore_plan),
                             datetime.now(UTC).isoformat(timespec="seconds"))
             self.registry.write(home, inst, "restoring", keep)
-            reached = self.restorer.recover(cluster, restore_plan, window, pause, progress)
+            reached = restorer.recover(cluster, restore_plan, window, pause, progress)
             # the start may have moved to another port (the chosen one was taken meanwhile)
             inst.port, inst.dsn = cluster.port, cluster.conninfo()
             inst.reached = {**reached, "resolved": restore_plan.why or None}
@@ -278,13 +317,7 @@ class LocalProvider:
     def restore_in_place(self, target: RecoveryTarget, *, confirmed: bool,
                          report: Report | None = None,
                          progress: Progress | None = None) -> InPlaceResult:
-        started = time.monotonic()
-        done = self.in_place.restore(target, confirmed=confirmed, progress=progress)
-        return InPlaceResult(self.local.name, self.describe(), done["target"],
-                             time.monotonic() - started,
-                             f"the previous data directory is kept at {done['previous']} "
-                             f"(spectral dr restore --undo)", done["backup"], done["previous"],
-                             done["discarded"], reached=done["reached"])
+        return self.in_place_undo().restore(target, confirmed=confirmed, progress=progress)
 
     # ---- retention and streaming ------------------------------------------------------------
     def apply_expire(self, plan: ExpirePlan) -> None:
@@ -308,10 +341,6 @@ class LocalProvider:
 
         return wal_to_remove(self.repo, plan.oldest_kept_start_lsn)
 
-    def stream_dir(self) -> Path:
-        """Where `dr wal stream` writes (pg_receivewal's live tail that restores read)."""
-        return self.repo.stream
-
     # ---- local only: throwaway instances and in-place undo --------------------------------
     @property
     def registry(self) -> Registry:
@@ -319,56 +348,31 @@ class LocalProvider:
 
     @property
     def in_place(self) -> InPlace:
+        return self.in_place_with(self.restorer)
+
+    def in_place_with(self, restorer: Restorer) -> InPlace:
         from spectral.providers.local.inplace import InPlace
 
-        return InPlace(self)
+        return InPlace(self, restorer)
 
-    def keep(self, instance_id: str) -> None:
-        self.registry.keep(instance_id)
-
+    # conveniences over the capability objects (the library's callers and tests use them)
     def instances(self) -> list[Instance]:
-        return self.registry.instances()
-
-    def is_running(self, inst: Instance) -> bool:
-        return self.registry.cluster_of(inst).is_running()
+        return self.restored_instances().listed()
 
     def teardown(self, instance_id: str) -> bool:
-        return self.registry.teardown(instance_id)
+        return self.restored_instances().teardown(instance_id)
 
     def orphans(self) -> list[str]:
-        return self.registry.orphans()
+        return self.restored_instances().orphans()
 
-    def promote(self, instance_id: str) -> Instance:
-        """Promote an instance restored with `pause` once it has been inspected."""
-        from spectral.pg.conn import connect
-
-        inst = next((i for i in self.instances() if i.id == instance_id), None)
-        if inst is None:
-            raise UsageError(f"no restored instance {instance_id!r} (spectral dr instances)")
-        with connect(inst.dsn) as conn:
-            conn.execute("select pg_promote(true, 60)")
-        return inst
+    def is_running(self, inst: Instance) -> bool:
+        return self.restored_instances().is_running(inst)
 
     def undo_in_place(self, operator: Confirmer | None = None) -> dict[str, Any]:
-        """Undo the newest in-place restore; with `operator`, after showing what it discards
-        and asking (None: the caller has confirmed)."""
-        with self.busy("undo"):   # a killed restore or undo is put right first
-            pass
-        if operator is not None:
-            details = self.in_place.undo_preview()
-            if not details:
-                raise RefusedError("there is no in-place restore to undo (only the newest one "
-                                   "can be undone, once)")
-            if not operator.confirm("Undo the last in-place restore?", details):
-                raise RefusedError("not confirmed; nothing was changed")
-        return self.in_place.undo()
+        return self.in_place_undo().undo(operator)
 
-    def discard_previous(self, operator: Confirmer | None = None) -> list[str]:
-        """Delete the data directories in-place restores kept aside (asked first with
-        `operator`)."""
-        details = [str(d) for d in self.in_place.kept_aside() + self.in_place.undone()]
-        if operator is not None and details and not operator.confirm(
-                "Delete these kept-aside data directories for good?", details):
-            raise RefusedError("not confirmed; nothing was changed")
-        return self.in_place.discard()
 
+def refuse_readiness_options(options: Options) -> None:
+    if "addon" in options:
+        raise UsageError("--pitr-addon is for Supabase environments")
+    refuse_options(options, {}, "a managed environment's PITR readiness")

@@ -17,15 +17,14 @@ from spectral.providers.base import (
     Report,
     Verification,
 )
-from spectral.providers.local.provider import LocalProvider
+from spectral.providers.capabilities import NO_OPTIONS, Options, refuse_options
+from spectral.providers.local.provider import LocalProvider, refuse_readiness_options
 from spectral.providers.pgbackrest.environment import PgBackRestEnvironment
 from spectral.providers.pgbackrest.repo import PgBackRestRepository
 from spectral.providers.pgbackrest.restore import PgBackRestRestorer
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from spectral.providers.local.expire import ExpirePlan
+    from spectral.providers.capabilities import ExpirePlan
 
 
 class PgBackRestProvider(LocalProvider):
@@ -35,51 +34,47 @@ class PgBackRestProvider(LocalProvider):
                  ledger: Ledger | None = None) -> None:
         self.pgb_env = local
         super().__init__(local, report, ledger)
-        self._process_max: int | None = None
-
-    @property
-    def process_max(self) -> int | None:
-        """Processes for backups and restores (None: the environment's process_max)."""
-        return self._process_max
-
-    @process_max.setter
-    def process_max(self, value: int | None) -> None:
-        self._process_max = value
-        restorer = self.restorer
-        assert isinstance(restorer, PgBackRestRestorer)
-        restorer.process_max = value or self.pgb_env.cfg.process_max
 
     @property
     def pgb_repo(self) -> PgBackRestRepository:
         assert isinstance(self.repo, PgBackRestRepository)
         return self.repo
 
-    def make_restorer(self) -> PgBackRestRestorer:
+    def make_restorer(self, process_max: int | None = None) -> PgBackRestRestorer:
         return PgBackRestRestorer(self.bins, self.pgb_repo, self.pgb_env.tool,
-                                  self.pgb_env.cfg.process_max)
+                                  process_max or self.pgb_env.cfg.process_max)
+
+    def restorer_for(self, options: Options) -> PgBackRestRestorer:
+        process_max = options.get("process_max")
+        return self.make_restorer(process_max if isinstance(process_max, int) else None)
+
+    def backup_options(self) -> PgBackRestOptions:
+        return PgBackRestOptions(self.describe(), len(self.pgb_env.cfg.repositories))
+
+    def wal_stream(self) -> None:
+        return None     # pgBackRest archives with archive-push; see `instead`
+
+    def instead(self, capability: str) -> str:
+        if capability == "wal_stream":
+            return (f"it archives WAL with pgbackrest archive-push (every "
+                    f"{self.pgb_env.own_settings()['archive_timeout']} at the latest), and "
+                    f"spectral dr wal status shows the archive's lag")
+        return ""
 
     def describe(self) -> str:
         return f"environment {self.local.name} (pgBackRest stanza {self.pgb_env.cfg.stanza})"
 
     # ---- backups and the window ---------------------------------------------------------------
-    def backup(self, *, incremental: bool = False, differential: bool = False,
-               repo: int | None = None) -> Backup:
+    def backup(self, options: Options = NO_OPTIONS, *, incremental: bool = False) -> Backup:
         """`pgbackrest backup --type full|diff|incr`. The backup is `not_verified` until a
         restore reads it (pgBackRest checks every file's checksum as it restores): a drill
         verifies it; `pgbackrest verify` of the whole repository would cost a read of every
         backup kept, on every backup."""
-        kind = "incr" if incremental else "diff" if differential else "full"
+        args = backup_args(self.backup_options().parse(
+            {**options, "type": "incr"} if incremental else options))
         with self.busy("backup"), self.local.session():
             before = {b.id for b in self.backups()}
             started = time.monotonic()
-            args = [f"--type={kind}"]
-            if repo is not None:
-                if not 1 <= repo <= len(self.pgb_env.cfg.repositories):
-                    raise UsageError(f"--repo {repo}: this environment has "
-                                     f"{len(self.pgb_env.cfg.repositories)} repositories")
-                args.append(f"--repo={repo}")
-            if self.process_max is not None:
-                args.append(f"--process-max={self.process_max}")
             self.pgb_env.tool.run("backup", *args, timeout=24 * 3600)
             took = time.monotonic() - started
             new = [b for b in self.backups() if b.id not in before]
@@ -99,16 +94,9 @@ class PgBackRestProvider(LocalProvider):
         self.pgb_repo.forget()
         return super().window()
 
-    def stream_dir(self) -> Path:
-        raise UsageError(f"{self.describe()} archives WAL with pgbackrest archive-push (every "
-                         f"{self.pgb_env.own_settings()['archive_timeout']} at the latest); "
-                         f"pg_receivewal streaming is for local environments",
-                         hint="spectral dr wal status shows the archive's lag")
-
-    def pitr_readiness(self, addon: str | None, operator: Operator,
-                       report: Report) -> list[ReadinessItem]:
-        if addon is not None:
-            raise UsageError("--pitr-addon is for Supabase environments")
+    def pitr_readiness(self, operator: Operator, report: Report,
+                       options: Options = NO_OPTIONS) -> list[ReadinessItem]:
+        refuse_readiness_options(options)
         backups = [b for b in self.backups() if b.verification is not Verification.FAILED]
         archiving, note = False, "the environment's server is not running"
         cluster = self.local.cluster() if self.local.exists() else None
@@ -149,3 +137,40 @@ class PgBackRestProvider(LocalProvider):
         first = segment_of(parse_lsn(plan.oldest_kept_start_lsn))
         return sorted(n for n in self.pgb_repo.listing()
                       if (s := parse_segment(n)) is not None and s.segno < first)
+
+
+class PgBackRestOptions:
+    """pgBackRest's backup types, repositories and processes."""
+
+    def __init__(self, who: str, repositories: int) -> None:
+        self.who, self.repositories = who, repositories
+
+    def declared(self) -> dict[str, str]:
+        return {"type": "full, diff or incr", "repo": "the repository to back up into",
+                "process_max": "processes for this backup or restore"}
+
+    def parse(self, given: Options, *, restore: bool = False) -> Options:
+        declared = self.declared()
+        refuse_options(given, {"process_max": declared["process_max"]} if restore else declared,
+                       self.who)
+        kind, repo = given.get("type", "full"), given.get("repo")
+        if kind not in ("full", "diff", "incr"):
+            raise UsageError(f"--type {kind!r}: expected full, diff or incr")
+        if repo is not None and not (isinstance(repo, int) and 1 <= repo <= self.repositories):
+            raise UsageError(f"--repo {repo}: this environment has {self.repositories} "
+                             f"repositories")
+        process_max = given.get("process_max")
+        if process_max is not None and not (isinstance(process_max, int)
+                                            and 1 <= process_max <= 64):
+            raise UsageError(f"--process-max {process_max}: expected 1 to 64")
+        return dict(given)
+
+
+def backup_args(options: Options) -> list[str]:
+    """`pgbackrest backup`'s options for parsed ones (pure)."""
+    args = [f"--type={options.get('type', 'full')}"]
+    if options.get("repo") is not None:
+        args.append(f"--repo={options['repo']}")
+    if options.get("process_max") is not None:
+        args.append(f"--process-max={options['process_max']}")
+    return args

@@ -28,14 +28,24 @@ from spectral.providers.base import (
     RecoverableWindow,
     Report,
     Verification,
-    WalArchive,
-    require,
 )
+from spectral.providers.capabilities import NO_OPTIONS, refuse_options
+from spectral.providers.capabilities import Options as CapOptions
 from spectral.providers.supabase.api import SupabaseApi
 from spectral.recovery_target import LatestTarget, RecoveryTarget, TimeTarget
 from spectral.verify.compare import Outcome, compare
 from spectral.verify.fingerprint import Options, take
 from spectral.waits import WaitTimeout, wait_until
+
+INSTEAD = {
+    "": "on Supabase, which keeps its own backups and WAL: spectral dr backups, dr drill "
+        "functional (guided), dr playbook run, dr activate-pitr",
+    "wal_archive": "Supabase keeps its WAL to itself: restore to just before the damage by "
+                   "time instead (spectral dr playbook run self-inflicted --target-time T)",
+    "in_place_undo": "an in-place restore runs only from a playbook, with confirmation: "
+                     "spectral dr playbook run self-inflicted --target-time T (a restored "
+                     "copy: spectral dr drill functional guides it)",
+}
 
 
 class SupabaseProvider(SupabaseApi):
@@ -67,8 +77,7 @@ class SupabaseProvider(SupabaseApi):
         return self.dsn
 
     # ---- backups and the window ---------------------------------------------------------
-    def backup(self, *, incremental: bool = False, differential: bool = False,
-               repo: int | None = None) -> Backup:
+    def backup(self, options: CapOptions = NO_OPTIONS) -> Backup:
         raise UsageError("Supabase takes the project's backups itself (daily, and continuous "
                          "WAL with the PITR add-on); spectral cannot take one on demand",
                          hint="spectral dr backups lists them")
@@ -91,17 +100,39 @@ class SupabaseProvider(SupabaseApi):
         return {"pitr_enabled": bool(doc.get("pitr_enabled")),
                 "window_end": window.latest_time.isoformat() if window.latest_time else None}
 
-    def pitr_readiness(self, addon: str | None, operator: Operator,
-                       report: Report) -> list[ReadinessItem]:
+    def pitr_readiness(self, operator: Operator, report: Report,
+                       options: CapOptions = NO_OPTIONS) -> list[ReadinessItem]:
         from spectral.providers.supabase.addon import readiness
 
-        return readiness(self, addon, operator, report)
+        refuse_options(options, {"addon": "the PITR add-on to buy (pitr_7, ...)"},
+                       self.describe())
+        addon = options.get("addon")
+        return readiness(self, None if addon is None else str(addon), operator, report)
 
-    def wal_archive(self) -> WalArchive:
-        require(self, Capability.WAL_ARCHIVE, "reading the WAL",
-                "Supabase keeps its WAL to itself: restore to just before the damage by time "
-                "instead (spectral dr playbook run self-inflicted --target-time T)")
-        raise AssertionError("unreachable")
+    # ---- what it cannot do: no WAL, no undo, no instances, no streaming -------------------
+    def instead(self, capability: str) -> str:
+        return INSTEAD.get(capability, INSTEAD[""])
+
+    def wal_archive(self) -> None:
+        return None
+
+    def backup_options(self) -> None:
+        return None
+
+    def retention(self) -> None:
+        return None
+
+    def restored_instances(self) -> None:
+        return None
+
+    def in_place_undo(self) -> None:
+        return None
+
+    def wal_stream(self) -> None:
+        return None
+
+    def wal_status(self) -> None:
+        return None
 
     # ---- drill copies (providers/supabase/copies.py) --------------------------------------
     def tidy(self, report: Report) -> None:

@@ -1,0 +1,165 @@
+"""What not every provider can do, as objects.
+
+A provider hands each optional capability out as a small object, or None when it lacks it
+(`wal_archive()` is the first of them, in base.py): the command line asks for the object and,
+given None, says in one line what the provider offers instead (`missing`). Nothing above
+`providers/` asks which provider it has.
+
+Options a provider's backups and restores take (pgBackRest's differential backups, its
+repositories and processes) are the provider's own: the command line hands over the flags it was
+given as a mapping, and the provider's `BackupOptions` checks them against what it declares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from spectral.confirm import Confirmer
+from spectral.errors import UsageError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
+
+    from spectral.providers.base import InPlaceResult, Instance, Progress, Provider
+    from spectral.recovery_target import RecoveryTarget
+
+# the flags given (`dr backup --type diff --repo 2` -> {"type": "diff", "repo": 2}), by name
+Options = Mapping[str, object]
+NO_OPTIONS: Options = {}
+
+
+class WalArchive(Protocol):
+    """Read access to a provider's WAL archive: find-damage, salvage, exact losses."""
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the environment keeps its snapshots (a dropped table's storage is found
+        through them)."""
+
+    def flush(self) -> str | None:
+        """Make every commit so far part of the archive (switch and wait), if the source is up;
+        the segment that was flushed, or None."""
+
+    def waldump(self) -> Iterator[str]:
+        """The live lineage's records, as pg_waldump prints them, oldest first."""
+
+    def locate(self, target: RecoveryTarget) -> int | None:
+        """The LSN of an xid's commit, a restore point or an LSN target; None for times."""
+
+    def newest_commit_before(self, lsn: str) -> datetime | None: ...
+
+    def commits_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]: ...
+
+
+def archive_of(provider: Provider, what: str) -> WalArchive:
+    """The provider's WAL archive, or the one-line refusal of `what`, which needs it."""
+    archive = provider.wal_archive()
+    if archive is None:
+        raise missing(provider, what, "wal_archive")
+    return archive
+
+
+class BackupOptions(Protocol):
+    """The options a provider's backups and restores take, declared and parsed by it."""
+
+    def declared(self) -> dict[str, str]:
+        """Option name -> what it does (for messages and help)."""
+
+    def parse(self, given: Options, *, restore: bool = False) -> Options:
+        """The options checked, for a backup (or a restore): a UsageError names the first one
+        this provider does not take, or a value it does not accept."""
+
+
+def refuse_options(given: Options, declared: Mapping[str, str], who: str) -> None:
+    """The one-line refusal of an option a provider does not declare."""
+    for name in given:
+        if name not in declared:
+            takes = ", ".join(f"--{n.replace('_', '-')}" for n in declared) or "no options"
+            raise UsageError(f"--{name.replace('_', '-')}: {who} does not take it (it takes "
+                             f"{takes})")
+
+
+@dataclass
+class ExpirePlan:
+    """What a retention run keeps and removes (and, after it ran, what it swept)."""
+
+    keep: list[str]
+    remove: list[str]
+    wal_remove: list[str] = field(default_factory=list)
+    oldest_kept_start_lsn: str | None = None
+    swept: list[str] = field(default_factory=list)   # left unlisted by a run that was killed
+
+
+class Retention(Protocol):
+    """Removing old backups and the WAL only they needed (`dr expire`)."""
+
+    def expire(self, keep: int, window_days: float | None, operator: Confirmer, *,
+               dry_run: bool = False) -> ExpirePlan: ...
+
+
+class RestoredInstances(Protocol):
+    """Throwaway instances a restore makes and keeps running (`dr restore`, `dr instances`,
+    `dr teardown`, `dr promote`)."""
+
+    def restore(self, target: RecoveryTarget, *, pause: bool = False,
+                progress: Progress | None = None, options: Options = NO_OPTIONS) -> Instance:
+        """Restore into a new instance that stays up (`pause`: at the target, unpromoted)."""
+
+    def listed(self) -> list[Instance]: ...
+
+    def is_running(self, instance: Instance) -> bool: ...
+
+    def teardown(self, instance_id: str) -> bool:
+        """Stop it and delete its files; False when there is no such instance."""
+
+    def orphans(self) -> list[str]:
+        """Instances whose owning run was killed."""
+
+    def promote(self, instance_id: str) -> Instance: ...
+
+
+class InPlaceUndo(Protocol):
+    """An in-place restore that keeps the data it replaced, so it can be undone."""
+
+    def restore(self, target: RecoveryTarget, *, confirmed: bool,
+                progress: Progress | None = None,
+                options: Options = NO_OPTIONS) -> InPlaceResult: ...
+
+    def undo(self, operator: Confirmer | None = None) -> dict[str, Any]:
+        """Undo the newest in-place restore (asking `operator` first, when given)."""
+
+    def discard(self, operator: Confirmer | None = None) -> list[str]:
+        """Delete the data kept aside by in-place restores (asking first, when given)."""
+
+    def recover_if_idle(self) -> None:
+        """Put right what a killed in-place restore or undo left, unless another command is
+        working on the environment."""
+
+
+class StreamRun(Protocol):
+    restarts: int
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class WalStream(Protocol):
+    """Continuous WAL streaming into the repository (`dr wal stream`)."""
+
+    def stream(self, *, synchronous: bool, should_stop: Callable[[], bool],
+               outage_limit: float, report: Callable[[str], None]) -> StreamRun: ...
+
+
+class WalStatus(Protocol):
+    """The archive's and the stream's lag: the live RPO (`dr wal status`)."""
+
+    def read(self) -> dict[str, Any]: ...
+
+
+def missing(provider: Provider, what: str, capability: str) -> UsageError:
+    """The one line that says `provider` cannot do `what`, and what it offers instead."""
+    instead = provider.instead(capability)
+    return UsageError(f"{what} needs {capability.replace('_', ' ')}, which "
+                      f"{provider.describe()} ({provider.kind}) does not offer"
+                      + (f"; {instead}" if instead else ""))
