@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import notes_environment, spectral
 from spectral.pg.conn import connect
 from spectral.verify.document import Fingerprint
@@ -103,3 +105,26 @@ def test_json_outputs_are_unchanged(work_dir: Path) -> None:
         run(work_dir, "dr", "backup")      # an undo needs a full backup before the drill's
         check("drill", run(work_dir, "dr", "drill", "functional", "--yes"), work_dir)
         check("log", run(work_dir, "dr", "log"), work_dir)
+
+
+def test_ledger_payloads_read_old_and_new_entries() -> None:
+    from spectral.ledger import Entry, EntryKind
+    from spectral.ledger.payloads import DrillRecord, SnapshotRecord, drill, snapshot
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    data = {"type": "functional", "outcome": "pass", "rto_seconds": 12.5, "rpo_seconds": 0,
+            "backup_id": "b1", "error": None, "timings": {"restore": 3.25, "note": "x"},
+            "checks": [{"name": "c", "outcome": "pass", "detail": "d", "evidence": ["e"]}],
+            "partner_corpora": ["p"], "provider": "local"}
+    done = drill(Entry(1, at, EntryKind.DRILL, "e", data, "0", "h"))
+    assert done == DrillRecord("functional", "pass", "b1", 12.5, 0.0, None,
+                               done.checks, ("p",), "local", {"restore": 3.25})
+    assert (done.checks[0].name, done.checks[0].evidence) == ("c", ("e",))
+    old = drill(Entry(2, at, EntryKind.DRILL, "e", {"outcome": "fail"}, "0", "h"))
+    assert (old.type, old.rto_seconds, old.checks, old.timings) == ("functional", None, (), {})
+    snap = {"path": "snapshots/x.json", "taken_at": "t", "lsn": "0/1", "schemas": {"core": "a"}}
+    entry = Entry(3, at, EntryKind.SNAPSHOT, "e", snap, "0", "h")
+    assert snapshot(entry).to_json() == snap
+    assert json.dumps(SnapshotRecord.from_json(snap).to_json()) == json.dumps(snap)
+    with pytest.raises(ValueError, match="#3 is a snapshot entry"):
+        drill(entry)

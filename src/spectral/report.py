@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from spectral.config.durations import format_duration
-from spectral.ledger import Entry, EntryKind
+from spectral.ledger import Entry, EntryKind, payloads
+from spectral.ledger.payloads import DrillRecord
 
 RTO_COLOUR = "#1f77b4"
 RPO_COLOUR = "#2ca02c"
@@ -139,12 +140,11 @@ SPLIT = (("provision", "provision (restore to a new project, or the copy)"),
          ("restore", "restore"), ("verify", "verify"), ("teardown", "teardown"))
 
 
-def rto_split(latest: dict[str, Any] | None) -> str:
+def rto_split(latest: DrillRecord | None) -> str:
     """Where the latest drill's time went."""
-    timings = (latest or {}).get("timings") or {}
+    timings = latest.timings if latest else {}
     rows = [(label, timings[key]) for key, label in SPLIT if timings.get(key) is not None]
-    rows += [(k, v) for k, v in sorted(timings.items()) if k not in dict(SPLIT)
-             and isinstance(v, int | float)]
+    rows += [(k, v) for k, v in sorted(timings.items()) if k not in dict(SPLIT)]
     if not rows:
         return "<p>No timings recorded.</p>"
     return ('<table id="rto-split"><tr><th>step</th><th>time</th></tr>' + "".join(
@@ -182,23 +182,22 @@ def render_html(name: str, posture: str, entries: list[Entry], rto_target: float
                 rpo_target: float | None, generated: datetime,
                 status: dict[str, Any] | None = None,
                 window: dict[str, Any] | None = None) -> str:
-    drills = sorted((e for e in entries if e.kind is EntryKind.DRILL), key=lambda e: e.seq)
-    rto = [(e.at, float(e.data["rto_seconds"])) for e in drills
-           if e.data.get("rto_seconds") is not None]
-    rpo = [(e.at, float(e.data["rpo_seconds"])) for e in drills
-           if e.data.get("rpo_seconds") is not None]
+    drills = [(e.at, payloads.drill(e)) for e in sorted(
+        (e for e in entries if e.kind is EntryKind.DRILL), key=lambda e: e.seq)]
+    rto = [(at, d.rto_seconds) for at, d in drills if d.rto_seconds is not None]
+    rpo = [(at, d.rpo_seconds) for at, d in drills if d.rpo_seconds is not None]
     rows = "".join(
-        f"<tr><td>{_e(e.at.strftime('%Y-%m-%d %H:%M'))}</td><td>{_e(e.data.get('type'))}</td>"
-        f"<td class=\"{_e(e.data.get('outcome'))}\">{_e(str(e.data.get('outcome')).upper())}"
-        f"</td><td>{_e(format_duration(e.data.get('rto_seconds')))}</td>"
-        f"<td>{_e(format_duration(e.data.get('rpo_seconds')))}</td>"
-        f"<td>{_e(e.data.get('backup_id') or '-')}</td>"
-        f"<td>{_e(e.data.get('error') or '')}</td></tr>" for e in reversed(drills))
-    latest = drills[-1].data if drills else None
+        f"<tr><td>{_e(at.strftime('%Y-%m-%d %H:%M'))}</td><td>{_e(d.type)}</td>"
+        f"<td class=\"{_e(d.outcome)}\">{_e(d.outcome.upper())}"
+        f"</td><td>{_e(format_duration(d.rto_seconds))}</td>"
+        f"<td>{_e(format_duration(d.rpo_seconds))}</td>"
+        f"<td>{_e(d.backup_id or '-')}</td>"
+        f"<td>{_e(d.error or '')}</td></tr>" for at, d in reversed(drills))
+    latest = drills[-1][1] if drills else None
     checks = "".join(
-        f"<tr><td>{_e(c['name'])}</td><td class=\"{_e(c['outcome'])}\">"
-        f"{_e(c['outcome'].upper())}</td><td>{_e(c['detail'])}</td></tr>"
-        for c in (latest or {}).get("checks", []))
+        f"<tr><td>{_e(c.name)}</td><td class=\"{_e(c.outcome)}\">"
+        f"{_e(c.outcome.upper())}</td><td>{_e(c.detail)}</td></tr>"
+        for c in (latest.checks if latest else ()))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Spectral DR report: {_e(name)}</title><style>{CSS}</style></head>
@@ -212,10 +211,10 @@ Generated {_e(generated.isoformat(timespec='seconds'))} by spectral.</p>
 </div>
 {status_section(status, window)}
 <h2>Latest drill</h2>
-{f'<p id="latest-outcome" class="{_e(latest["outcome"])}">{_e(latest["outcome"].upper())}: '
- f'RTO {_e(format_duration(latest.get("rto_seconds")))}, '
- f'RPO {_e(format_duration(latest.get("rpo_seconds")))}, backup '
- f'{_e(latest.get("backup_id") or "-")}</p>' if latest else '<p>No drill yet.</p>'}
+{f'<p id="latest-outcome" class="{_e(latest.outcome)}">{_e(latest.outcome.upper())}: '
+ f'RTO {_e(format_duration(latest.rto_seconds))}, '
+ f'RPO {_e(format_duration(latest.rpo_seconds))}, backup '
+ f'{_e(latest.backup_id or "-")}</p>' if latest else '<p>No drill yet.</p>'}
 <table id="checks"><tr><th>check</th><th>outcome</th><th>detail</th></tr>{checks}</table>
 <h2>Where the latest drill's time went</h2>
 {rto_split(latest)}

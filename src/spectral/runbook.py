@@ -9,7 +9,7 @@ from typing import Any
 
 from spectral.config.durations import format_duration
 from spectral.config.models import EnvironmentConfig, Posture
-from spectral.ledger import Entry, EntryKind
+from spectral.ledger import Entry, EntryKind, payloads
 from spectral.playbooks.catalog import PLAYBOOKS
 
 TIER_WORDS = {
@@ -36,13 +36,13 @@ def _history_line(e: Entry) -> str | None:
     d = e.data
     day = e.at.strftime("%Y-%m-%d %H:%M UTC")
     if e.kind is EntryKind.DRILL:
-        outcome = str(d.get("outcome")).upper()
-        line = (f"- {day} — {d.get('type', 'functional')} drill: **{outcome}**"
-                f"; RTO {_m(d.get('rto_seconds'))}, RPO {_m(d.get('rpo_seconds'))}")
-        if d.get("backup_id"):
-            line += f"; backup {d['backup_id']}"
-        if d.get("error"):
-            line += f"; {d['error']}"
+        done = payloads.drill(e)
+        line = (f"- {day} — {done.type} drill: **{done.outcome.upper()}**"
+                f"; RTO {_m(done.rto_seconds)}, RPO {_m(done.rpo_seconds)}")
+        if done.backup_id:
+            line += f"; backup {done.backup_id}"
+        if done.error:
+            line += f"; {done.error}"
         return line
     if e.kind is EntryKind.TABLETOP:
         return (f"- {day} — tabletop review of {d.get('scenario')}: "

@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from spectral.config.models import EnvironmentConfig, Posture
-from spectral.ledger import Entry, EntryKind
+from spectral.ledger import Entry, EntryKind, payloads
 
 QUARTER = timedelta(days=91)
 MONTH = timedelta(days=30)
@@ -97,16 +97,17 @@ def post_migration_item(entries: list[Entry], now: datetime,
                        last_at, None, ItemState.OK, detail)
 
 
-def last_drill_schemas(entries: list[Entry]) -> dict[str, str] | None:
+def last_drill_schemas(entries: list[Entry]) -> dict[str, str | None] | None:
     """The protected schemas' checksums as of the last drill (its snapshot)."""
     drill = _newest(entries, EntryKind.DRILL)
     if drill is None:
         return None
     snaps = [e for e in entries if e.kind is EntryKind.SNAPSHOT and e.seq < drill.seq]
-    return max(snaps, key=lambda e: e.seq).data.get("schemas") if snaps else None
+    return payloads.snapshot(max(snaps, key=lambda e: e.seq)).schemas if snaps else None
 
 
-def changed_since(before: dict[str, str] | None, now_sums: dict[str, str | None]) -> list[str]:
+def changed_since(before: dict[str, str | None] | None,
+                  now_sums: dict[str, str | None]) -> list[str]:
     if before is None:
         return []
     return sorted(s for s in set(before) | set(now_sums) if before.get(s) != now_sums.get(s))

@@ -18,7 +18,7 @@ from spectral.drills.cadence import (
 )
 from spectral.durable import write_atomic
 from spectral.environment import Environment
-from spectral.ledger import EntryKind, Ledger
+from spectral.ledger import EntryKind, Ledger, payloads
 from spectral.providers.base import Capability
 
 BACKUP_MAX_AGE_S = 26 * 3600     # "managed daily backups", with two hours of slack
@@ -75,7 +75,8 @@ def collect(name: str, env: EnvironmentConfig, facts: Facts,
     changed = None if live is None else changed_since(last_drill_schemas(entries), live)
     items = cadence(env, entries, now, changed)
     drills = [e for e in entries if e.kind is EntryKind.DRILL]
-    last = max(drills, key=lambda e: e.seq) if drills else None
+    last_entry = max(drills, key=lambda e: e.seq) if drills else None
+    last = payloads.drill(last_entry) if last_entry else None
     newest = facts.newest_backup
     backup_age = (now - newest[1]).total_seconds() if newest else None
     backup_required = env.posture is not Posture.ALPHA
@@ -91,11 +92,11 @@ def collect(name: str, env: EnvironmentConfig, facts: Facts,
     return {
         "environment": name, "posture": env.posture.value, "at": now.isoformat(),
         "targets": {"rpo_seconds": env.rpo_seconds, "rto_seconds": env.rto_seconds},
-        "measured": {"rpo_seconds": last.data.get("rpo_seconds") if last else None,
-                     "rto_seconds": last.data.get("rto_seconds") if last else None},
-        "last_drill": None if last is None else {
-            "at": last.at.isoformat(), "type": last.data.get("type"),
-            "outcome": last.data.get("outcome"), "error": last.data.get("error")},
+        "measured": {"rpo_seconds": last.rpo_seconds if last else None,
+                     "rto_seconds": last.rto_seconds if last else None},
+        "last_drill": None if last is None or last_entry is None else {
+            "at": last_entry.at.isoformat(), "type": last.type,
+            "outcome": last.outcome, "error": last.error},
         "cadence": [i.to_json() for i in items],
         "backup": {"newest": newest[0] if newest else None, "age_seconds": backup_age,
                    "state": backup_state.value},

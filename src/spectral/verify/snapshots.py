@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spectral.verify.document import typed
 from spectral.verify.fingerprint import load, save
 
 if TYPE_CHECKING:
@@ -26,8 +27,9 @@ def folder(evidence_dir: Path) -> Path:
 
 
 def store(evidence_dir: Path, doc: dict[str, Any]) -> Path:
-    taken = datetime.fromisoformat(doc["taken_at"])
-    lsn = doc["source"]["lsn"].replace("/", "-")
+    fingerprint = typed(doc)
+    taken = datetime.fromisoformat(fingerprint.taken_at)
+    lsn = fingerprint.source.lsn.replace("/", "-")
     path = folder(evidence_dir) / f"{taken.strftime('%Y%m%dT%H%M%S.%fZ')}_{lsn}.json"
     save(doc, path)
     return path
@@ -37,14 +39,15 @@ def record(ledger: Ledger, environment: str, doc: dict[str, Any]) -> Path:
     """Store a snapshot next to the environment's ledger (in the same store: published with
     the entry that names it) and enter it there (time, LSN, schema checksums), so drills,
     cadence and the runbook can find it."""
-    from spectral.ledger import EntryKind
+    from spectral.ledger.payloads import SnapshotRecord
 
     ledger.sync()
     path = store(ledger.dir, doc)
-    ledger.append(EntryKind.SNAPSHOT, environment, {
-        "path": f"snapshots/{path.name}", "taken_at": doc["taken_at"],
-        "lsn": doc["source"]["lsn"],
-        "schemas": {k: v["checksum"] for k, v in doc["schemas"].items()}})
+    fingerprint = typed(doc)
+    done = SnapshotRecord(f"snapshots/{path.name}", fingerprint.taken_at,
+                          fingerprint.source.lsn,
+                          {k: v.checksum for k, v in fingerprint.schemas.items()})
+    ledger.append(done.KIND, environment, done.to_json())
     return path
 
 

@@ -1,0 +1,94 @@
+"""Typed payloads of ledger entries: what an entry of a kind holds, read once from the entry's
+JSON (`from_json`) and written as it (`to_json`), so the code that reads the ledger names
+fields instead of keys. JSON only at the ledger's edge; the entries already written read the
+same (fields an older entry lacks read as their defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from spectral.ledger.store import Entry, EntryKind
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    """A snapshot kept in the evidence store: where, when, at which LSN, the schemas'
+    checksums (verify/snapshots.py)."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.SNAPSHOT
+    path: str                               # relative to the evidence store
+    taken_at: str
+    lsn: str
+    schemas: dict[str, str | None] = field(default_factory=dict)
+
+    def to_json(self) -> Json:
+        return {"path": self.path, "taken_at": self.taken_at, "lsn": self.lsn,
+                "schemas": self.schemas}
+
+    @classmethod
+    def from_json(cls, d: Json) -> SnapshotRecord:
+        return cls(str(d.get("path", "")), str(d.get("taken_at", "")), str(d.get("lsn", "")),
+                   dict(d.get("schemas") or {}))
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    name: str
+    outcome: str
+    detail: str = ""
+    evidence: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, d: Json) -> CheckRecord:
+        return cls(str(d.get("name", "")), str(d.get("outcome", "")), str(d.get("detail", "")),
+                   tuple(d.get("evidence") or ()))
+
+
+@dataclass(frozen=True)
+class DrillRecord:
+    """A drill as the ledger keeps it (written from `DrillResult.to_json` with the provider's
+    kind): what status, cadence, the report and the checklist read of it."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.DRILL
+    type: str
+    outcome: str
+    backup_id: str | None = None
+    rto_seconds: float | None = None
+    rpo_seconds: float | None = None
+    error: str | None = None
+    checks: tuple[CheckRecord, ...] = ()
+    partner_corpora: tuple[str, ...] = ()
+    provider: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)   # seconds per step
+
+    @classmethod
+    def from_json(cls, d: Json) -> DrillRecord:
+        return cls(str(d.get("type", "functional")), str(d.get("outcome", "")), d.get("backup_id"),
+                   _seconds(d.get("rto_seconds")), _seconds(d.get("rpo_seconds")),
+                   d.get("error"), tuple(CheckRecord.from_json(c) for c in d.get("checks", [])),
+                   tuple(d.get("partner_corpora") or ()), d.get("provider"),
+                   {k: float(v) for k, v in (d.get("timings") or {}).items()
+                    if isinstance(v, int | float)})
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def snapshot(entry: Entry) -> SnapshotRecord:
+    _expect(entry, EntryKind.SNAPSHOT)
+    return SnapshotRecord.from_json(entry.data)
+
+
+def drill(entry: Entry) -> DrillRecord:
+    _expect(entry, EntryKind.DRILL)
+    return DrillRecord.from_json(entry.data)
+
+
+def _expect(entry: Entry, kind: EntryKind) -> None:
+    if entry.kind is not kind:
+        raise ValueError(f"ledger entry #{entry.seq} is a {entry.kind.value} entry, "
+                         f"not a {kind.value} entry")
