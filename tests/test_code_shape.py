@@ -14,8 +14,6 @@ FUNCTION_LINES = 60
 
 # path relative to src/spectral (module), or "path:function" -> why it is bigger for now
 EXCEPTIONS: dict[str, str] = {
-    "verify/content.py": "being split this session (#27: the content scan); its scan() too",
-    "verify/content.py:scan": "being split this session (#27: the content scan)",
     "cli/backup_cmds.py:restore_cmd": "its options move to the providers' declared options "
                                       "(#28 item 1)",
 }

@@ -7,15 +7,10 @@ value of the table's last-change column."""
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from enum import StrEnum
-from queue import Empty, Queue
 from typing import Any
 
 import psycopg
@@ -219,165 +214,18 @@ def split(plan: TablePlan, chunk_blocks: int | None = None
     return [(s, s + chunk_blocks if i + 1 < len(starts) else None) for i, s in enumerate(starts)]
 
 
-def _session_settings(conn: psycopg.Connection[Any]) -> None:
-    # text hashing must not depend on the session: fixed time zone, date style, float digits
-    conn.execute("set timezone = 'UTC'")
-    conn.execute("set datestyle = 'ISO, YMD'")
-    conn.execute("set extra_float_digits = 1")
-    conn.execute("set intervalstyle = 'postgres'")
-    conn.execute("set max_parallel_workers_per_gather = 0")   # our workers are the parallelism
-    # Never count through row-level security: with row_security off, a query that policies would
-    # filter fails instead of silently returning fewer rows; the table is then could-not-verify.
-    conn.execute("set row_security = off")
-
-
 def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
          workers: int | None = None, method: Method | None = None,
          progress: ScanProgress | None = None,
          stop: threading.Event | None = None, sessions: Sessions | None = None,
          lock_timeout: float = locks.LOCK_TIMEOUT,
          ready: threading.Event | None = None) -> dict[str, TableFacts]:
-    """Read every planned table in `workers` parallel sessions sharing `snapshot`. A large
-    table's TID ranges are spread over all the sessions, so one table alone uses every core.
-    Each session locks every table before it reads any (verify/locks.py), then needs no other
-    lock; `ready` is set once they all hold the snapshot and the locks. When `stop` is set (or
-    this thread is interrupted) the sessions' queries are cancelled and nothing is returned."""
-    items: Queue[tuple[TablePlan, int | None, int | None]] = Queue()
-    for plan in sorted(plans, key=lambda p: -p.blocks):
-        if plan.status is TableStatus.OK:
-            for lo, hi in split(plan):
-                items.put((plan, lo, hi))
-    n = max(1, min(workers or os.cpu_count() or 2, items.qsize() or 1))
-    results: Queue[Range] = Queue()
-    tally = _Tally(plans, progress)
-    stop = stop or threading.Event()
-    sessions = sessions or Sessions()
-    ready = ready or threading.Event()
-    tables = [(p.schema, p.name) for p in plans if p.status is TableStatus.OK]
-    arrived = _Countdown(n, ready)
+    """Read every planned table in parallel sessions sharing `snapshot` (verify/scan.py)."""
+    from spectral.verify import scan as scanning
 
-    first: list[BaseException] = []   # the failure that stopped the scan, not its echoes
-    guard = threading.Lock()
-
-    def work() -> None:
-        try:
-            read_ranges()
-        except BaseException as exc:
-            with guard:
-                if not stop.is_set():
-                    first.append(exc)
-                stop.set()   # one worker failing stops the others, at once
-            sessions.cancel()
-            raise
-
-    def read_ranges() -> None:
-        with sessions.open(conninfo, autocommit=False) as conn:
-            _session_settings(conn)
-            locks.set_timeout(conn, lock_timeout)
-            conn.execute("set transaction isolation level repeatable read, read only")
-            if snapshot:
-                conn.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot)))
-            locks.lock_all(conn, tables, lock_timeout)
-            arrived.one()
-            while not stop.is_set():
-                try:
-                    plan, lo, hi = items.get_nowait()
-                except Empty:
-                    break
-                results.put(_read_range(conn, plan, lo, hi, method, lock_timeout))
-                tally.done(plan, lo, hi)
-            conn.rollback()
-
-    with ThreadPoolExecutor(n) as pool:
-        futures = [pool.submit(work) for _ in range(n)]
-        try:
-            for future in futures:
-                future.result()
-        except BaseException as exc:
-            stop.set()
-            sessions.cancel()
-            _drain(futures, sessions)
-            if first and first[0] is not exc and not isinstance(exc, KeyboardInterrupt):
-                raise first[0] from None   # the others' "cancelled" is only its echo
-            raise
-        finally:
-            ready.set()
-    if stop.is_set():
-        raise ScanStopped("the content scan was stopped before every table was read")
-    tally.finish()
-    return fold(plans, [results.get() for _ in range(results.qsize())], method)
-
-
-def _read_range(conn: psycopg.Connection[Any], plan: TablePlan, lo: int | None,
-                hi: int | None, method: Method | None, lock_timeout: float) -> Range:
-    """One range's count, hash sum and newest change, or the reason it could not be read. A
-    lock wait (an index a DDL wants) is a conflict for the whole scan, not this table's fact."""
-    try:
-        with conn.transaction():
-            row = conn.execute(range_query(plan, lo, hi, method)).fetchone()
-        assert row is not None
-        return plan.qualified, int(row[0]), int(row[1]), row[2], None
-    except psycopg.errors.LockNotAvailable:
-        raise locks.blocker(conn, [plan.qualified], lock_timeout) from None
-    except psycopg.Error as exc:
-        reason = (exc.diag.message_primary or str(exc)).strip()
-        return plan.qualified, 0, 0, None, reason
-
-
-class _Countdown:
-    """Sets `event` when `count` workers have arrived."""
-
-    def __init__(self, count: int, event: threading.Event) -> None:
-        self.count, self.event, self.lock = count, event, threading.Lock()
-
-    def one(self) -> None:
-        with self.lock:
-            self.count -= 1
-            if self.count <= 0:
-                self.event.set()
-
-
-def _drain(futures: list[Future[None]], sessions: Sessions, within: float = 15) -> None:
-    """Wait for stopped workers, cancelling again what any of them started meanwhile (a cancel
-    reaches only the statement running when it arrives)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if not wait_futures(futures, timeout=0.25).not_done:
-            return
-        sessions.cancel()
-
-
-class _Tally:
-    """Blocks read so far, per table split into ranges and in all, told to `progress` from the
-    workers' threads one at a time."""
-
-    def __init__(self, plans: list[TablePlan], progress: ScanProgress | None) -> None:
-        self.progress, self.lock = progress, threading.Lock()
-        ok = [p for p in plans if p.status is TableStatus.OK]
-        self.total = sum(max(p.blocks, 1) for p in ok)
-        self.read = 0
-        self.per_table = {p.qualified: 0 for p in ok if len(split(p)) > 1}
-        if progress:
-            progress("scan", 0, self.total)
-            for p in ok:
-                if p.qualified in self.per_table:
-                    progress(f"scan {p.qualified}", 0, p.blocks)
-
-    def done(self, plan: TablePlan, lo: int | None, hi: int | None) -> None:
-        if self.progress is None:
-            return
-        blocks = max((hi if hi is not None else max(plan.blocks, 1)) - (lo or 0), 0)
-        with self.lock:
-            self.read = min(self.read + blocks, self.total)
-            if plan.qualified in self.per_table:
-                self.per_table[plan.qualified] += blocks
-                self.progress(f"scan {plan.qualified}",
-                              min(self.per_table[plan.qualified], plan.blocks), plan.blocks)
-            self.progress("scan", self.read, self.total)
-
-    def finish(self) -> None:
-        if self.progress is not None:
-            self.progress("scan", self.total, self.total)
+    return scanning.scan(conninfo, snapshot, plans, workers=workers, method=method,
+                         progress=progress, stop=stop, sessions=sessions,
+                         lock_timeout=lock_timeout, ready=ready)
 
 
 def fold(plans: list[TablePlan], ranges: list[Range],
