@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,10 @@ from typing import IO
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from spectral.durable import write_atomic
+from spectral.errors import CommandError, CouldNotVerify
 from spectral.pg.binaries import PgBinaries
 from spectral.runner import pipe, run
+from spectral.verify import locks
 
 TIMEOUT = 6 * 3600.0
 _SET = re.compile(rb"^SET ([a-z_]+) = .*;\s*$")
@@ -51,15 +54,29 @@ class Connection:
 
 def dump(bins: PgBinaries, source: Connection, schemas: tuple[str, ...], out: Path,
          jobs: int, *, snapshot: str | None = None, lock_wait: float = 2.0) -> None:
-    """pg_dump of the schemas; it waits at most `lock_wait` seconds for each table's lock, so a
-    migration's queued ALTER TABLE never makes it (and everything behind it) wait long."""
+    """pg_dump of the schemas. It waits at most `lock_wait` seconds for each table's lock, and
+    holds them all until it is done: a statement of production that waits behind them for as
+    long (a migration's ALTER TABLE, and every query queued behind that) makes the dump give
+    way (verify/locks.py): its sessions are ended and the exit could not verify, naming the
+    table and the statement. Nothing was written to the target yet."""
+    name = f"spectral-exit-dump-{os.getpid()}-{secrets.token_hex(4)}"
     argv = [bins.path("pg_dump"), "--format=directory", f"--jobs={jobs}", "--file", str(out),
             f"--lock-wait-timeout={int(lock_wait * 1000)}",
             *([f"--snapshot={snapshot}"] if snapshot else []),
             "--no-publications", "--no-subscriptions", "--no-security-labels",
             "--no-tablespaces", *[f"--schema={s}" for s in schemas], "--dbname",
-            source.conninfo]
-    run(argv, timeout=TIMEOUT, env=source.env)
+            make_conninfo(source.conninfo, application_name=name)]
+    with locks.GiveWay(source.dsn, [], lock_wait, lambda: None, names=[name]) as watcher:
+        try:
+            run(argv, timeout=TIMEOUT, env=source.env)
+        except CommandError:
+            if watcher.conflict is not None:
+                raise CouldNotVerify(
+                    f"the dump of the source gave way to production: "
+                    f"{watcher.conflict.describe()}; nothing was written to the target",
+                    hint="run the exit again once that statement is done; the environment's "
+                         "lock_timeout sets how long production may wait behind it") from None
+            raise
 
 
 @dataclass

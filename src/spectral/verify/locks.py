@@ -165,15 +165,30 @@ where pg_blocking_pids(w.pid) && %(ours)s::int[]
 """
 
 
+# The sessions of a program spectral runs (pg_dump and its parallel workers), found by the
+# application_name it was given. Idle in its transaction, such a session holds its locks and a
+# cancel does not reach it: giving way ends it (pg_terminate_backend), which lets go at once.
+PROGRAM_SQL = """
+select pid from pg_stat_activity
+where application_name = any(%(names)s) and pid <> pg_backend_pid()
+"""
+END_PROGRAM_SQL = """
+select pg_terminate_backend(pid) from pg_stat_activity
+where application_name = any(%(names)s) and pid <> pg_backend_pid()
+"""
+
+
 class GiveWay:
-    """Watches, from a session of its own, for anyone waiting behind our sessions' locks; when
-    one has waited `grace` seconds, records the conflict and calls `give_way` (which cancels
-    the scan so that every lock is let go)."""
+    """Watches, from a session of its own, for anyone waiting behind our sessions' locks (our
+    `sessions`, and the sessions of a program run under one of the application `names`); when
+    one has waited `grace` seconds, records the conflict, ends the program's sessions and calls
+    `give_way` (which cancels the scan so that every lock is let go)."""
 
     def __init__(self, conninfo: str, sessions: Iterable[Sessions], grace: float,
-                 give_way: Callable[[], None]) -> None:
+                 give_way: Callable[[], None], *, names: Iterable[str] = ()) -> None:
         self.conninfo, self.sessions, self.grace = conninfo, list(sessions), grace
         self.give_way = give_way
+        self.names = list(names)
         self.conflict: LockConflict | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spectral-give-way",
@@ -198,6 +213,8 @@ class GiveWay:
         first_seen: dict[int, float] = {}
         while not self._done.wait(POLL):
             ours = [pid for group in self.sessions for pid in group.pids()]
+            if self.names:
+                ours += [int(r[0]) for r in conn.execute(PROGRAM_SQL, {"names": self.names})]
             if not ours:
                 continue
             now = time.monotonic()
@@ -207,6 +224,8 @@ class GiveWay:
                 if now - first_seen[pid] >= self.grace:
                     self.conflict = LockConflict(table, pid, query, gave_way=True,
                                                  waited=round(now - first_seen[pid], 1))
+                    if self.names:
+                        conn.execute(END_PROGRAM_SQL, {"names": self.names})
                     self.give_way()
                     return
 
