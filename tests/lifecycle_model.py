@@ -101,9 +101,10 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     ("backup", {"incremental": True}),
     ("restore_in_place", {"pick": 1}),
     ("write", {"kind": "insert", "n": 3, "large": False}),
+    # kill -9 of the command line at a step boundary; the next command finishes it
+    ("crash_undo", {"step": "undo:recovering", "then": "local up"}),
     ("undo", {}),
-    ("undo", {}),
-    ("restore_in_place", {"pick": 2}),
+    ("crash_in_place", {"pick": 2, "step": "restore:committed", "then": "local up"}),
     ("write", {"kind": "delete", "n": 2, "large": False}),
     ("salvage", {"pick": 0}),
     ("drill", {"together": 2}),
@@ -115,7 +116,7 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     ("kill_during_restore", {"delay": 0.8}),
     ("kill_during_drill", {"delay": 1.5}),
     ("backup", {"incremental": False}),
-    ("expire", {}),
+    ("crash_expire", {"then": "dr expire --keep 1 --yes"}),
     ("restore", {"pick": 0, "kind": TargetKind.XID, "exclusive": False}),
     ("ddl_during_drill", {"delay": 0.5}),
     ("damage_archive", {"pick": 0, "how": "delete"}),
@@ -128,4 +129,5 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     ("lose_history_file", {}),
     ("restore", {"pick": -2, "kind": TargetKind.XID, "exclusive": False}),
 ]
-INVARIANTS = ("live_database_matches_the_model", "nothing_else_running", "ledger_verifies")
+INVARIANTS = ("live_database_matches_the_model", "undo_due_when_the_model_says",
+              "nothing_else_running", "ledger_verifies")

@@ -2,17 +2,23 @@
 sequences of writes (some crossing WAL segments), idle stretches, full and incremental backups,
 restores to every kind of target, in-place restores and their undo (timelines several deep),
 find-damage, expiry, and faults (a deleted or corrupted archive segment, a corrupted backup,
-kill -9 of the tool during a backup). A model records what every commit left in the table.
+kill -9 of the tool during a backup; lifecycle_faults.py and lifecycle_crashes.py: damaged WAL,
+two-phase commits, a crashed source, and kill -9 of the command line at every step of an
+in-place restore, undo, expiry and salvage). A model records what every commit left in the
+table.
 
 Invariants, checked after every step:
 - a restore that succeeds holds exactly the model's rows at its target; a refusal is a
   SpectralError with a reason, and it is allowed only after a fault or for a target the model
   knows is unreachable;
-- the live database holds exactly the model's live rows;
+- the live database holds exactly the model's live rows, and an undo is due exactly when
+  the model says so;
 - find-damage reports every DELETE on the live lineage with its exact row count;
 - nothing is left running but the environment's own server.
 
-Profiles: the CI one (a few short sequences) runs in `python3 dev.py test`; the long one is
+Profiles: the CI one (a few short sequences, without the crash rules, plus the fixed SCRIPT,
+which kills an undo, an in-place restore and an expiry once each) runs in `python3 dev.py
+test`; the long one (every rule) is
 `SPECTRAL_LIFECYCLE=long python3 dev.py test tests/test_lifecycle.py` (or `=MINUTES`), and its
 tally goes to docs/reliability.md."""
 
@@ -38,6 +44,7 @@ from hypothesis.stateful import (
 
 import oracle
 from conftest import SYSTEM_PG15, _processes_under, table_digests
+from lifecycle_crashes import DRAWN, NOT_DRAWN, Crashes, crash_points_in
 from lifecycle_faults import PREPARED, Faults
 from lifecycle_model import (
     INVARIANTS,
@@ -59,6 +66,7 @@ from spectral.errors import SpectralError
 from spectral.pg.binaries import PgBinaries, find_binaries
 from spectral.pg.conn import connect
 from spectral.pg.osuser import make_owned_dir
+from spectral.providers.base import Backup
 from spectral.providers.local.environment import LocalEnvironment
 from spectral.providers.local.provider import LocalProvider
 from spectral.recovery_target import (
@@ -365,7 +373,11 @@ class Lifecycle(Processes, Faults, RuleBasedStateMachine):
         plan = ex.plan_expire(self.p.backups(), 1, None, lineage=lineage(self.p.repo))
         plan.wal_remove = ex.wal_to_remove(self.p.repo, plan.oldest_kept_start_lsn)
         ex.apply(self.p.repo, plan)
-        kept = [b for b in self.p.backups() if b.id in plan.keep]
+        self.expired([b for b in self.p.backups() if b.id in plan.keep])
+        count("expire --keep 1")
+
+    def expired(self, kept: list[Backup]) -> None:
+        """The model after an expiry that kept `kept`: older commits are out of reach."""
         oldest = min((b.stop_time for b in kept), default=None)
         started = min((b.start_time for b in kept), default=None)
         if oldest is not None and started is not None:   # older commits are out of reach now
@@ -373,7 +385,6 @@ class Lifecycle(Processes, Faults, RuleBasedStateMachine):
             self.model.first_reachable = later[0] if later else len(self.model.history)
             archived = [i for i, c in enumerate(self.model.history) if c.time >= started]
             self.model.wal_from = archived[0] if archived else len(self.model.history)
-        count("expire --keep 1")
 
     # ---- invariants -------------------------------------------------------------------------
     @invariant()
@@ -381,6 +392,12 @@ class Lifecycle(Processes, Faults, RuleBasedStateMachine):
         if not self.local.exists():
             return
         assert dict(self.sql(f"select id, v from {T}")) == self.model.rows
+
+    @invariant()
+    def undo_due_when_the_model_says(self) -> None:
+        due = self.p.in_place.record() is not None
+        assert due == (self.model.before_restore is not None), \
+            f"an undo is {'' if due else 'not '}due, the model says otherwise"
 
     @invariant()
     def nothing_else_running(self) -> None:
@@ -412,9 +429,17 @@ def _oracle_target(target: RecoveryTarget) -> oracle.Target:
     return oracle.Target(target.kind.value, target.value, not target.exclusive)
 
 
+def _machine(bins: PgBinaries, crashes: bool) -> type[Lifecycle]:
+    """The state machine for these binaries; with `crashes`, it also draws kill -9 of the
+    command line at every step of an in-place restore, undo, expiry and salvage (the long
+    profile and the script; CI's random sequences stay as they were, and as cheap)."""
+    bases = (Lifecycle, Crashes) if crashes else (Lifecycle,)
+    return type(f"Lifecycle{bins.major}", bases, {"bins": bins})
+
+
 def _run(bins: PgBinaries) -> None:
     TALLY.clear()
-    machine = type(f"Lifecycle{bins.major}", (Lifecycle,), {"bins": bins})
+    machine = _machine(bins, crashes=PROFILE != "ci")
     base = settings(deadline=None, print_blob=True, suppress_health_check=list(HealthCheck))
     if PROFILE == "ci":   # a few fixed sequences, the same every run
         run_state_machine_as_test(machine, settings=settings(
@@ -429,7 +454,7 @@ def _run(bins: PgBinaries) -> None:
 
 
 def _script(bins: PgBinaries) -> None:
-    machine = type(f"Lifecycle{bins.major}", (Lifecycle,), {"bins": bins})()
+    machine = _machine(bins, crashes=True)()
     try:
         machine.create()
         for step, (name, args) in enumerate(SCRIPT):
@@ -446,6 +471,12 @@ def _script(bins: PgBinaries) -> None:
                                      ) from exc
     finally:
         machine.teardown()
+
+
+def test_the_lifecycle_draws_every_crash_point() -> None:
+    """Every `crash_point` in src/ is a step the lifecycle kills at (or test_trust_crash's)."""
+    src = Path(__file__).resolve().parent.parent / "src" / "spectral"
+    assert crash_points_in(src) == DRAWN | NOT_DRAWN
 
 
 def test_lifecycle_script_pg18(bins: PgBinaries) -> None:
