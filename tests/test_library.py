@@ -21,7 +21,6 @@ from spectral.playbooks.plan import Options, Plan
 from spectral.playbooks.runner import RunOutcome, StepOutcome, run_playbook
 from spectral.posture.activate import activate
 from spectral.posture.checklist import pitr_active
-from spectral.target import Target
 
 
 def _python_blocks(text: str) -> list[str]:
@@ -48,8 +47,7 @@ def test_a_playbook_from_python_finds_the_damage_and_rewinds(work_dir: Path,
         time.sleep(1.1)
         with connect(dsn) as conn:
             conn.execute("delete from core.notes where id > 10")
-        target = Target(environment.name, environment.config, dsn, None)
-        plan = Plan(environment, target, AssumeYes(), Options(table="core.notes"))
+        plan = Plan(environment, dsn, AssumeYes(), Options(table="core.notes"))
         dry = run_playbook(plan, "self-inflicted", dry_run=True, report=lambda _m: None)
         assert dry.outcome is RunOutcome.PLANNED and "--target-xid" in dry.steps[1].detail
         done = run_playbook(plan, "self-inflicted", dry_run=False, report=lambda _m: None)

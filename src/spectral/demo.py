@@ -15,7 +15,6 @@ from spectral.pg.conn import connect
 from spectral.providers.base import Capability, Progress, Report, require
 from spectral.refdb.seed import Progress as SeedProgress
 from spectral.reseed import reseed
-from spectral.target import Target
 
 
 def run_demo(environment: Environment, *, scale: int = 1, report: Report = lambda _m: None,
@@ -27,12 +26,11 @@ def run_demo(environment: Environment, *, scale: int = 1, report: Report = lambd
     require(provider, Capability.ON_DEMAND_BACKUP, "the demo",
             "run spectral dr drill functional on this environment instead")
     report(f"{provider.describe()} ({provider.kind}) under {environment.state_dir}")
-    with provider.source() as dsn:
+    with environment.database() as dsn:
         if _world_is_empty(dsn):
             report(f"seeding the reference database (scale {scale})")
             with seed_progress() as bar:
-                reseed(Target(environment.name, environment.config, dsn, None), AssumeYes(),
-                       scale=scale, progress=bar)
+                reseed(environment, dsn, AssumeYes(), scale=scale, progress=bar)
         if not provider.backups():
             report("taking the first base backup")
             provider.backup()

@@ -5,16 +5,21 @@ at the edge and passed to drills, playbooks and posture.
     from spectral.environment import open_environment
 
     environment = open_environment(load_config(), "staging")
-"""
+    with environment.database() as dsn:
+        ...
+
+Every environment has a provider (the registry's factory for its `provider`; a bare DSN's has
+only a source), and its database is the provider's source."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from spectral.config.models import EnvironmentConfig, SpectralConfig
 from spectral.ledger import Ledger
-from spectral.ledger.open import open_ledger
 from spectral.providers.base import Provider, Report
 
 
@@ -24,30 +29,45 @@ class Environment:
     config: EnvironmentConfig
     spectral: SpectralConfig
     state_dir: Path
-    ledger: Ledger
     report: Report | None = field(default=None, repr=False)
     _provider: Provider | None = field(default=None, repr=False)
+    _ledger: Ledger | None = field(default=None, repr=False)
+
+    @property
+    def ledger(self) -> Ledger:
+        """The evidence ledger, in the configured store (opened on first use: a command that
+        only reads the database needs no signing key)."""
+        if self._ledger is None:
+            from spectral.ledger.open import open_ledger
+
+            self._ledger = open_ledger(self.spectral, self.name)
+        return self._ledger
 
     @property
     def provider(self) -> Provider:
-        """Where the environment's backups live, from its backend's factory (opened on first
-        use: reading the ledger needs no token)."""
+        """Where the environment's database and backups live, from its backend's factory
+        (opened on first use: reading the ledger needs no token)."""
         if self._provider is None:
             from spectral.providers.registry import open_provider
 
             self._provider = open_provider(self)
         return self._provider
 
-    @property
-    def has_provider(self) -> bool:
-        from spectral.providers.registry import has_provider
+    @contextlib.contextmanager
+    def database(self) -> Iterator[str]:
+        """The environment's database for the block: its provider's source (a cluster
+        spectral runs is started for it), checked to answer (ConnectError, exit 2, when it
+        does not)."""
+        from spectral.pg.conn import connect
 
-        return has_provider(self.config)
+        with self.provider.source() as dsn:
+            with connect(dsn) as conn:
+                conn.execute("select 1")
+            yield dsn
 
 
 def open_environment(cfg: SpectralConfig, name: str | None = None, *,
                      report: Report | None = None) -> Environment:
     """The named environment (default: the configuration's default) with its provider."""
     env_name, env = cfg.environment(name)
-    state_dir = cfg.state_dir(env_name)
-    return Environment(env_name, env, cfg, state_dir, open_ledger(cfg, env_name), report)
+    return Environment(env_name, env, cfg, cfg.state_dir(env_name), report)

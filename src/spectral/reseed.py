@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -18,7 +18,9 @@ from spectral.refdb import REFERENCE_SCHEMAS
 from spectral.refdb.author import AuthorResult, author
 from spectral.refdb.migrate import migrate
 from spectral.refdb.seed import Progress, SeedResult, seed
-from spectral.target import Target
+
+if TYPE_CHECKING:
+    from spectral.environment import Environment
 
 
 @dataclass(frozen=True)
@@ -72,17 +74,18 @@ def partner_corpora(conn: psycopg.Connection[Any]) -> list[str]:
         "on r.corpus_id = c.id where c.owner = 'partner' group by c.slug order by c.slug")]
 
 
-def plan_reset(conn: psycopg.Connection[Any], target: Target) -> ResetPlan:
-    schemas = sorted(set(target.env.schemas) | set(REFERENCE_SCHEMAS))
+def plan_reset(conn: psycopg.Connection[Any], environment: Environment) -> ResetPlan:
+    env = environment.config
+    schemas = sorted(set(env.schemas) | set(REFERENCE_SCHEMAS))
     prints = [fp for s in schemas if (fp := _footprint(conn, s)) is not None]
     reg = conn.execute("select to_regclass('auth.users')").fetchone()
     auth_users = 0
     if reg is not None and reg[0] is not None:
         counted = conn.execute("select count(*) from auth.users").fetchone()
         auth_users = int(counted[0]) if counted else 0
-    plan = ResetPlan(target.name, prints, auth_users, partner_corpora(conn))
-    if target.env.posture is not Posture.ALPHA:
-        plan.blockers.append(f"posture tier is {target.env.posture.value}: recovery is restore, "
+    plan = ResetPlan(environment.name, prints, auth_users, partner_corpora(conn))
+    if env.posture is not Posture.ALPHA:
+        plan.blockers.append(f"posture tier is {env.posture.value}: recovery is restore, "
                              f"not re-seed")
     if plan.partner_corpora:
         plan.blockers.append("partner-owned data is not regenerable: "
@@ -100,11 +103,13 @@ def _check(plan: ResetPlan, confirmer: Confirmer, force: bool) -> None:
                            hint="--yes confirms non-interactively")
 
 
-def reset(target: Target, confirmer: Confirmer, *, force: bool = False) -> ResetPlan:
-    """Drop the protected schemas and re-apply the migrations, all in one transaction: if any
-    step fails, nothing was dropped."""
-    with connect(target.conninfo) as conn:
-        plan = plan_reset(conn, target)
+def reset(environment: Environment, dsn: str, confirmer: Confirmer, *,
+          force: bool = False) -> ResetPlan:
+    """Drop the protected schemas of the environment's database (`dsn`, opened by the caller)
+    and re-apply the migrations, all in one transaction: if any step fails, nothing was
+    dropped."""
+    with connect(dsn) as conn:
+        plan = plan_reset(conn, environment)
         _check(plan, confirmer, force)
         with conn.transaction():
             for fp in plan.schemas:
@@ -124,12 +129,12 @@ class ReseedResult:
     seconds: float
 
 
-def reseed(target: Target, confirmer: Confirmer, *, scale: int = 1, force: bool = False,
-           progress: Progress | None = None) -> ReseedResult:
+def reseed(environment: Environment, dsn: str, confirmer: Confirmer, *, scale: int = 1,
+           force: bool = False, progress: Progress | None = None) -> ReseedResult:
     started = time.monotonic()
-    plan = reset(target, confirmer, force=force)
-    seeded = seed(target.conninfo, scale, progress)
-    with connect(target.conninfo) as conn:
+    plan = reset(environment, dsn, confirmer, force=force)
+    seeded = seed(dsn, scale, progress)
+    with connect(dsn) as conn:
         authored = author(conn)
     return ReseedResult(plan, seeded, authored, time.monotonic() - started)
 

@@ -31,13 +31,13 @@ def migrate_cmd(ctx: typer.Context) -> None:
     """Apply pending migrations of the reference database."""
     from spectral.pg.conn import connect
     from spectral.refdb.migrate import migrate
-    from spectral.target import open_target
 
     st = state(ctx)
-    with open_target(st.config, st.env) as target, connect(target.conninfo) as conn:
+    environment = st.environment()
+    with environment.database() as dsn, connect(dsn) as conn:
         ran = migrate(conn)
     names = [f"{m.version}_{m.name}" for m in ran]
-    st.emit({"environment": target.name, "applied": names},
+    st.emit({"environment": environment.name, "applied": names},
             lambda c: c.print(f"applied {len(names)} migration(s)"
                               + (": " + ", ".join(names) if names else "")))
 
@@ -49,15 +49,15 @@ def seed_cmd(ctx: typer.Context, scale: int = SCALE) -> None:
     from spectral.pg.conn import connect
     from spectral.refdb.seed import seed
     from spectral.reseed import ensure_empty_world
-    from spectral.target import open_target
 
     st = state(ctx)
-    with open_target(st.config, st.env) as target:
-        with connect(target.conninfo) as conn:
+    environment = st.environment()
+    with environment.database() as dsn:
+        with connect(dsn) as conn:
             ensure_empty_world(conn)
         with seed_progress(scale, enabled=not st.json and sys.stderr.isatty()) as progress:
-            result = seed(target.conninfo, scale, progress)
-    data = {"environment": target.name, "scale": scale, "rows": result.rows,
+            result = seed(dsn, scale, progress)
+    data = {"environment": environment.name, "scale": scale, "rows": result.rows,
             "bytes": result.bytes_sent, "seconds": round(result.seconds, 3)}
     st.emit(data, lambda c: c.print(
         f"seeded {sum(result.rows.values()):,} rows ({result.bytes_sent / 1e6:.1f} MB) in "
@@ -70,12 +70,12 @@ def author_cmd(ctx: typer.Context,
     """Regenerate the Spectral-owned rule corpora (partner corpora are never touched)."""
     from spectral.pg.conn import connect
     from spectral.refdb.author import author
-    from spectral.target import open_target
 
     st = state(ctx)
-    with open_target(st.config, st.env) as target, connect(target.conninfo) as conn:
+    environment = st.environment()
+    with environment.database() as dsn, connect(dsn) as conn:
         result = author(conn, rules_per_corpus=rules)
-    st.emit({"environment": target.name, "corpora": result.corpora, "rules": result.rules},
+    st.emit({"environment": environment.name, "corpora": result.corpora, "rules": result.rules},
             lambda c: c.print(f"authored {result.corpora} corpora, {result.rules:,} rules"))
 
 
@@ -83,13 +83,14 @@ def author_cmd(ctx: typer.Context,
 def reset_cmd(ctx: typer.Context, yes: bool = YES, force: bool = FORCE) -> None:
     """Drop and recreate the protected schemas from the migrations (asks first)."""
     from spectral.reseed import reset
-    from spectral.target import open_target
 
     st = state(ctx)
-    with open_target(st.config, st.env) as target:
-        plan = reset(target, CliConfirmer(yes, st.err), force=force)
-    st.emit({"environment": target.name, "dropped": [s.name for s in plan.schemas]},
-            lambda c: c.print(f"{target.name}: reset; schemas recreated from the migrations"))
+    environment = st.environment()
+    with environment.database() as dsn:
+        plan = reset(environment, dsn, CliConfirmer(yes, st.err), force=force)
+    st.emit({"environment": environment.name, "dropped": [s.name for s in plan.schemas]},
+            lambda c: c.print(f"{environment.name}: reset; schemas recreated from the "
+                              f"migrations"))
 
 
 @app.command("reseed")
@@ -99,14 +100,15 @@ def reseed_cmd(ctx: typer.Context, scale: int = SCALE, yes: bool = YES,
     the data is not regenerable unless --force."""
     from spectral.cli.progress import seed_progress
     from spectral.reseed import reseed
-    from spectral.target import open_target
 
     st = state(ctx)
     show = not st.json and sys.stderr.isatty()
-    with open_target(st.config, st.env) as target, seed_progress(scale, show) as progress:
-        result = reseed(target, CliConfirmer(yes, st.err), scale=scale, force=force,
+    environment = st.environment()
+    with environment.database() as dsn, seed_progress(scale, show) as progress:
+        result = reseed(environment, dsn, CliConfirmer(yes, st.err), scale=scale, force=force,
                         progress=progress)
-    st.emit(reseed_json(target.name, result), lambda c: print_reseed(c, target.name, result))
+    name = environment.name
+    st.emit(reseed_json(name, result), lambda c: print_reseed(c, name, result))
 
 
 def reseed_json(name: str, result: ReseedResult) -> dict[str, Any]:

@@ -83,15 +83,15 @@ def fingerprint_cmd(ctx: typer.Context, schemas: str | None = SCHEMAS, content: 
     """Fingerprint a database: per-schema checksums of every object from the system catalogs,
     exact row counts, and with --content an order-independent checksum of every table."""
     from spectral.cli.backup_cmds import restore_progress
-    from spectral.target import open_target
     from spectral.verify.fingerprint import options_for, save, take
 
     st = state(ctx)
-    with open_target(st.config, st.env) as target, restore_progress(_show(st)) as progress:
+    environment = st.environment()
+    with environment.database() as dsn, restore_progress(_show(st)) as progress:
         names = _split(schemas)
-        doc = take(target.conninfo, options_for(target.env, content=content, workers=workers,
-                                                schemas=tuple(names) if names else None,
-                                                require=True, progress=progress))
+        doc = take(dsn, options_for(environment.config, content=content, workers=workers,
+                                    schemas=tuple(names) if names else None,
+                                    require=True, progress=progress))
     if out:
         save(doc, out)
     st.emit(_summary(doc), lambda c: _print_fingerprint(c, doc, out))
@@ -151,19 +151,19 @@ def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
     """Fingerprint the environment and keep it in its evidence store with its time and LSN, for
     drills that restore to that point later."""
     from spectral.cli.backup_cmds import restore_progress
-    from spectral.ledger.open import open_ledger
-    from spectral.target import open_target
     from spectral.verify import snapshots
     from spectral.verify.fingerprint import options_for, take
 
     st = state(ctx)
-    with open_target(st.config, st.env) as target, restore_progress(_show(st)) as progress:
-        doc = take(target.conninfo, options_for(target.env, content=content, workers=workers,
-                                                progress=progress))
-        path = snapshots.record(open_ledger(st.config, target.name), target.name, doc)
-    st.emit({"environment": target.name, "path": str(path), "taken_at": doc["taken_at"],
+    environment = st.environment()
+    name = environment.name
+    with environment.database() as dsn, restore_progress(_show(st)) as progress:
+        doc = take(dsn, options_for(environment.config, content=content, workers=workers,
+                                    progress=progress))
+        path = snapshots.record(environment.ledger, name, doc)
+    st.emit({"environment": name, "path": str(path), "taken_at": doc["taken_at"],
              "lsn": doc["source"]["lsn"]},
-            lambda c: c.print(f"{target.name}: snapshot at {doc['taken_at']} "
+            lambda c: c.print(f"{name}: snapshot at {doc['taken_at']} "
                               f"(LSN {doc['source']['lsn']}) -> {path}"))
 
 

@@ -31,13 +31,12 @@ def portability_cmd(ctx: typer.Context, target: str | None = typer.Option(
     from spectral.exit.move import resolve_exit_target
     from spectral.exit.portability import Plan, assess
     from spectral.pg.conn import connect
-    from spectral.target import open_target
 
     st = state(ctx)
     environment = st.environment()
     to = target or environment.config.exit_target
     target_dsn = resolve_exit_target(st.config, to) if to else None
-    with open_target(st.config, st.env) as live, connect(live.conninfo) as src:
+    with environment.database() as dsn, connect(dsn) as src:
         src.autocommit = True
         if target_dsn is None:
             report = assess(src, tuple(environment.config.schemas))

@@ -28,17 +28,14 @@ def blast_radius_cmd(ctx: typer.Context,
     from spectral.pg.conn import connect
     from spectral.playbooks.blast import blast_radius
     from spectral.recovery_target import parse_time
-    from spectral.target import open_target
 
     st = state(ctx)
     environment = st.environment()
     lo = parse_time(start, "--from") if start else None
     hi = parse_time(end, "--to") if end else datetime.now(UTC)
-    with open_target(st.config, environment.name) as target, \
-            connect(target.conninfo) as conn:
+    with environment.database() as dsn, connect(dsn) as conn:
         result = blast_radius(conn, role)
-        archive = environment.provider.wal_archive() if lo is not None and \
-            environment.has_provider else None
+        archive = environment.provider.wal_archive() if lo is not None else None
         if lo is not None and archive is not None:
             archive.flush()
             result.transactions = archive.commits_between(lo, hi)

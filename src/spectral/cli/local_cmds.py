@@ -16,10 +16,10 @@ app = typer.Typer(no_args_is_help=True, help="Manage the local environment's own
 @app.command("up")
 def up_cmd(ctx: typer.Context) -> None:
     """Create the local cluster on first use and start it; it keeps running until `down`."""
-    from spectral.target import local_environment
+    from spectral.providers.registry import open_server
 
     st = state(ctx)
-    local = local_environment(st.config, st.env)
+    local = open_server(st.environment())
     created = not local.exists()
     in_place = st.environment().provider.in_place_undo() if not created else None
     if in_place is not None:   # what a killed in-place restore or undo left is put right first
@@ -43,10 +43,10 @@ def up_cmd(ctx: typer.Context) -> None:
 @app.command("down")
 def down_cmd(ctx: typer.Context) -> None:
     """Stop the local cluster (fast shutdown, then immediate). Its data is kept."""
-    from spectral.target import local_environment
+    from spectral.providers.registry import open_server
 
     st = state(ctx)
-    local = local_environment(st.config, st.env)
+    local = open_server(st.environment())
     stopped = local.down()
     st.emit({"environment": local.name, "stopped": stopped},
             lambda c: c.print(f"{local.name}: {'stopped' if stopped else 'was not running'}"))
@@ -55,10 +55,10 @@ def down_cmd(ctx: typer.Context) -> None:
 @app.command("status")
 def status_cmd(ctx: typer.Context) -> None:
     """Show whether the local cluster exists and runs, its dsn, server version and size."""
-    from spectral.target import local_environment
+    from spectral.providers.registry import open_server
 
     st = state(ctx)
-    info = local_environment(st.config, st.env).status()
+    info = open_server(st.environment()).status()
 
     def human(c: Console) -> None:
         if not info["exists"]:
@@ -77,10 +77,10 @@ def status_cmd(ctx: typer.Context) -> None:
                                        "ignore_unknown_options": True})
 def psql_cmd(ctx: typer.Context) -> None:
     """Open psql on the local database (extra arguments go to psql, e.g. -- -c 'select 1')."""
-    from spectral.target import local_environment
+    from spectral.providers.registry import open_server
 
     st = state(ctx)
-    local = local_environment(st.config, st.env)
+    local = open_server(st.environment())
     with local.session() as cluster:
         # the connection goes in PG* variables, so every psql argument stays the user's own
         # (-d other, -U someone, -c ...); interactive: no timeout, the person decides

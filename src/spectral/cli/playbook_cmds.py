@@ -72,7 +72,6 @@ def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook n
     from spectral.playbooks.plan import Options, Plan
     from spectral.playbooks.runner import RunOutcome, require_yes, run_playbook
     from spectral.recovery_target import check_xid, parse_time
-    from spectral.target import open_target
 
     st = state(ctx)
     playbook(name)
@@ -85,8 +84,8 @@ def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook n
     confirmer = CliConfirmer(yes, st.err)
     if not dry_run:
         require_yes(confirmer, name)
-    with open_target(st.config, env_name) as target:
-        plan = Plan(environment, target, confirmer, opts, report)
+    with environment.database() as live:
+        plan = Plan(environment, live, confirmer, opts, report)
         result = run_playbook(plan, name, dry_run=dry_run, report=report)
 
     def human(c: Console) -> None:

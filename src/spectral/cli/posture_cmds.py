@@ -20,11 +20,11 @@ def sample_cmd(ctx: typer.Context) -> None:
     database size, WAL bytes) in the evidence store. Meant to run daily from cron."""
     from spectral.pg.conn import connect
     from spectral.posture import samples as samples_mod
-    from spectral.target import open_target
 
     st = state(ctx)
-    name, env = st.config.environment(st.env)
-    with open_target(st.config, name) as target, connect(target.conninfo) as conn:
+    environment = st.environment()
+    name, env = environment.name, environment.config
+    with environment.database() as dsn, connect(dsn) as conn:
         sample = samples_mod.take_sample(conn, env.schemas)
     samples_mod.record(st.config.state_dir(name), sample)
     st.emit(sample.to_json(), lambda c: c.print(
@@ -39,13 +39,13 @@ def triggers_cmd(ctx: typer.Context) -> None:
     from spectral.pg.conn import connect
     from spectral.posture import samples as samples_mod
     from spectral.posture.triggers import evaluate
-    from spectral.target import open_target
 
     st = state(ctx)
-    name, env = st.config.environment(st.env)
+    environment = st.environment()
+    name, env = environment.name, environment.config
     entries = open_ledger(st.config, name).entries()
     samples = samples_mod.read(st.config.state_dir(name))
-    with open_target(st.config, name) as target, connect(target.conninfo) as conn:
+    with environment.database() as dsn, connect(dsn) as conn:
         found, days, raise_now = evaluate(env, conn, entries, samples, datetime.now(UTC).date())
 
     def human(c: Console) -> None:
@@ -110,13 +110,12 @@ def first_partner_cmd(ctx: typer.Context,
     """The first-partner onboarding DR checklist, each item checked. Exit 1 while any is open."""
     from spectral.posture.checklist import first_partner
     from spectral.rules.layout import check_partner
-    from spectral.target import open_target
 
     st = state(ctx)
     check_partner(partner)
     environment = st.environment()
-    with open_target(st.config, environment.name) as target:
-        items = first_partner(environment, target.conninfo, partner, out)
+    with environment.database() as dsn:
+        items = first_partner(environment, dsn, partner, out)
 
     def human(c: Console) -> None:
         for i in items:

@@ -179,12 +179,11 @@ def _exit_briefing(st: AppState) -> dict[str, Any]:
     """The portability report, run now: what the provider-failure exit would meet today."""
     from spectral.errors import SpectralError
     from spectral.posture.checklist import exit_planned
-    from spectral.target import open_target
 
     try:
         environment = st.environment()
-        with open_target(st.config, st.env) as target:
-            item = exit_planned(environment, target.conninfo)
+        with environment.database() as dsn:
+            item = exit_planned(environment, dsn)
     except SpectralError as exc:
         return {"summary": f"not run: {exc.message}", "done": False}
     return {"summary": item.evidence, "done": item.done}

@@ -33,12 +33,10 @@ def export_cmd(ctx: typer.Context, partner: str | None = PARTNER, all_: bool = A
     manifest with counts and SHA-256s; README.md created once. Unchanged rules change no file."""
     from spectral.pg.conn import connect
     from spectral.rules.export import export
-    from spectral.target import open_target
 
     st = state(ctx)
     names = _which(partner, all_)
-    with open_target(st.config, st.env) as target, connect(target.conninfo,
-                                                           autocommit=True) as conn:
+    with st.environment().database() as dsn, connect(dsn, autocommit=True) as conn:
         results = export(conn, names, out)
     data = [{"partner": r.partner, "corpora": r.corpora, "rules": r.rules,
              "written": len(r.written), "removed": len(r.removed),
@@ -65,7 +63,6 @@ def import_cmd(ctx: typer.Context, partner: str | None = PARTNER, all_: bool = A
     references, duplicates), then loaded in one transaction, all or nothing."""
     from spectral.pg.conn import connect
     from spectral.rules.importer import load, read_folder
-    from spectral.target import open_target
 
     st = state(ctx)
     names = _which(partner, all_)
@@ -75,8 +72,7 @@ def import_cmd(ctx: typer.Context, partner: str | None = PARTNER, all_: bool = A
         if not names:
             raise UsageError(f"{src}: no exported partner folders")
     loaded = [read_folder(src, n) for n in names]     # every folder checked before any load
-    with open_target(st.config, st.env) as target, connect(target.conninfo,
-                                                           autocommit=True) as conn:
+    with st.environment().database() as dsn, connect(dsn, autocommit=True) as conn:
         counts = {d.partner: load(conn, d, replace=replace) for d in loaded}
     def human(c: Console) -> None:
         for p, n in counts.items():
@@ -90,10 +86,9 @@ def hook_install_cmd(ctx: typer.Context) -> None:
     """Install the triggers (schema spectral_hooks, triggers on the platform rule tables)."""
     from spectral.pg.conn import connect
     from spectral.rules import hook as hook_mod
-    from spectral.target import open_target
 
     st = state(ctx)
-    with open_target(st.config, st.env) as target, connect(target.conninfo) as conn:
+    with st.environment().database() as dsn, connect(dsn) as conn:
         hook_mod.install(conn)
         info = hook_mod.status(conn)
     st.emit(info, lambda c: c.print(f"rules hook installed; notifications on channel "
@@ -105,10 +100,9 @@ def hook_uninstall_cmd(ctx: typer.Context) -> None:
     """Remove the triggers and the spectral_hooks schema."""
     from spectral.pg.conn import connect
     from spectral.rules import hook as hook_mod
-    from spectral.target import open_target
 
     st = state(ctx)
-    with open_target(st.config, st.env) as target, connect(target.conninfo) as conn:
+    with st.environment().database() as dsn, connect(dsn) as conn:
         hook_mod.uninstall(conn)
     st.emit({"installed": False}, lambda c: c.print("rules hook removed"))
 
@@ -118,10 +112,9 @@ def hook_status_cmd(ctx: typer.Context) -> None:
     """Whether the hook is installed on every rule table (exit 1 if not)."""
     from spectral.pg.conn import connect
     from spectral.rules import hook as hook_mod
-    from spectral.target import open_target
 
     st = state(ctx)
-    with open_target(st.config, st.env) as target, connect(target.conninfo) as conn:
+    with st.environment().database() as dsn, connect(dsn) as conn:
         info = hook_mod.status(conn)
     st.emit(info, lambda c: c.print("rules hook: " + ("installed" if info["installed"]
                                                       else "NOT installed") + " " +
@@ -143,7 +136,6 @@ def watch_cmd(ctx: typer.Context, partner: str | None = PARTNER,
     from spectral.rules import hook as hook_mod
     from spectral.rules.layout import check_partner
     from spectral.rules.watch import git_available, watch
-    from spectral.target import open_target
 
     st = state(ctx)
     if partner:
@@ -151,12 +143,12 @@ def watch_cmd(ctx: typer.Context, partner: str | None = PARTNER,
     if commit and not git_available(out if out.exists() else Path.cwd()):
         raise UsageError(f"--commit: {out} is not inside a git work tree")
     deadline = None if seconds is None else time.monotonic() + seconds
-    with open_target(st.config, st.env) as target:
-        with connect(target.conninfo) as conn:
+    with st.environment().database() as dsn:
+        with connect(dsn) as conn:
             if not hook_mod.status(conn)["installed"]:
                 raise UsageError("the rules hook is not installed",
                                  hint="spectral db rules-hook install")
-        stats = watch(target.conninfo, out, only=partner, commit=commit, debounce=debounce,
+        stats = watch(dsn, out, only=partner, commit=commit, debounce=debounce,
                       report=lambda m: st.err.print(f"watch-rules: {m}"),
                       should_stop=lambda: deadline is not None and time.monotonic() > deadline)
     st.emit({"exports": stats.exports, "reconnects": stats.reconnects, "commits": stats.commits},

@@ -143,11 +143,6 @@ class EnvironmentConfig(BaseModel):
         return value
 
     @property
-    def managed_cluster(self) -> bool:
-        """True when the tool runs this environment's PostgreSQL itself."""
-        return False
-
-    @property
     def rpo_seconds(self) -> float | None:
         return self.rpo_target if self.rpo_target is not None else DEFAULT_RPO_SECONDS[self.posture]
 

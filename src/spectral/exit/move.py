@@ -56,7 +56,6 @@ from spectral.providers.base import Copy, CopyRequest
 from spectral.providers.base import Report as Say
 from spectral.recovery_target import LatestTarget, RecoveryTarget
 from spectral.redact import register_secret
-from spectral.target import open_target
 from spectral.undo import UndoStack
 from spectral.verify.compare import Outcome
 from spectral.verify.content import Method
@@ -286,8 +285,8 @@ class Exit:
             return
         if self.request.from_copy is None:
             try:
-                with open_target(self.environment.spectral, self.environment.name) as live:
-                    yield live.conninfo
+                with self.environment.database() as live:
+                    yield live
                     return
             except ConnectError as exc:
                 self.say(f"the live database does not answer ({exc.message}): exiting from "

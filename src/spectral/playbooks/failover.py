@@ -18,16 +18,15 @@ from spectral.exit.reinvite import write_reinvites
 from spectral.providers.base import Report
 from spectral.recovery_target import LatestTarget
 from spectral.runner import run
-from spectral.target import Target
 
 Action = Callable[[], str]
 
 
 class Failover:
-    def __init__(self, environment: Environment, target: Target, operator: Operator,
+    def __init__(self, environment: Environment, live: str, operator: Operator,
                  report: Report) -> None:
-        self.environment, self.target, self.operator, self.report = (environment, target,
-                                                                     operator, report)
+        self.environment, self.live, self.operator, self.report = (environment, live,
+                                                                   operator, report)
         self.failover_dsn: str | None = None
         self.reinvite_files: list[str] = []
         self.exit_to: str | None = None
@@ -69,7 +68,7 @@ class Failover:
         from spectral.exit.move import Exit, ExitRequest, resolve_exit_target
 
         dsn = resolve_exit_target(self.environment.spectral, self._exit_to())
-        result = Exit(self.environment, ExitRequest(dsn, source_dsn=self.target.conninfo),
+        result = Exit(self.environment, ExitRequest(dsn, source_dsn=self.live),
                       self.operator, self.report).run()
         self.failover_dsn = dsn
         self.reinvite_files = result.reinvites

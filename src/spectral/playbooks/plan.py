@@ -21,7 +21,6 @@ from spectral.playbooks.catalog import playbook
 from spectral.providers.base import Report
 from spectral.providers.capabilities import archive_of
 from spectral.recovery_target import RecoveryTarget, TargetKind, TimeTarget, XidTarget
-from spectral.target import Target
 
 Action = Callable[[], str]
 
@@ -56,12 +55,14 @@ class Step:
 class Plan:
     """Builds the concrete steps of one playbook for one environment."""
 
-    def __init__(self, environment: Environment, target: Target, confirmer: Operator,
+    def __init__(self, environment: Environment, live: str, confirmer: Operator,
                  opts: Options, report: Report = lambda _m: None) -> None:
+        """`live`: the environment's database, opened by the caller
+        (`environment.database()`)."""
         self.environment, self.provider = environment, environment.provider
-        self.target, self.confirmer, self.opts, self.report = target, confirmer, opts, report
+        self.live, self.confirmer, self.opts, self.report = live, confirmer, opts, report
         self._resolved: dict[str, int] = {}
-        self.failover = failover.Failover(environment, target, confirmer, report)
+        self.failover = failover.Failover(environment, live, confirmer, report)
         self.failover.exit_to = opts.exit_to
 
     @property
@@ -80,7 +81,7 @@ class Plan:
             return self.opts.target_xid
         if not self.opts.table:
             raise UsageError("this playbook needs --table (or --target-xid) to find the damage")
-        with connect(self.target.conninfo) as conn:
+        with connect(self.live) as conn:
             found = find_damage(archive_of(self.provider, "finding the damage"), conn,
                                 self.opts.table, ops=ops)
         if not found:
@@ -95,7 +96,7 @@ class Plan:
                     f" does not expose its WAL, so they cannot be listed)"]
         from spectral.playbooks.damage import describe_losses, writes_after
 
-        with connect(self.target.conninfo) as conn:
+        with connect(self.live) as conn:
             lost = writes_after(archive_of(self.provider, "listing the losses"), conn, target)
         lines = describe_losses(lost)
         later = [t for t in lost if not isinstance(target, XidTarget) or t["xid"] != target.xid]
@@ -123,7 +124,7 @@ class Plan:
 
     def _verify_contract(self) -> str:
         counts = []
-        with connect(self.target.conninfo) as conn:
+        with connect(self.live) as conn:
             check = check_contract(conn, self.environment.config.contract)
             for t in self.environment.config.load_bearing_tables:
                 exists = conn.execute("select to_regclass(%s) is not null", (t,)).fetchone()
@@ -140,7 +141,7 @@ class Plan:
     def _reseed(self) -> str:
         from spectral.reseed import reseed
 
-        result = reseed(self.target, self.confirmer)
+        result = reseed(self.environment, self.live, self.confirmer)
         return f"re-seeded: {sum(result.seed.rows.values()):,} rows, {result.author.rules} rules"
 
     # -- targets ------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ class Plan:
 
         if not self.opts.role:
             return "manual: no --role given; run spectral dr blast-radius --role R"
-        with connect(self.target.conninfo) as conn:
+        with connect(self.live) as conn:
             r = blast_radius(conn, self.opts.role)
         warnings = "; ".join(r.warnings) or "no special attributes"
         return (f"{self.opts.role}: {len(r.tables)} table(s), {len(r.owned)} owned object(s), "

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Union, cast, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, Union, cast, get_args
 
 from pydantic import Discriminator, Tag
 
@@ -23,28 +24,66 @@ from spectral.providers.supabase.settings import SupabaseSettings
 
 if TYPE_CHECKING:
     from spectral.environment import Environment
+    from spectral.pg.binaries import PgBinaries
+    from spectral.pg.cluster import Cluster
     from spectral.providers.base import Provider
+
+
+class Server(Protocol):
+    """The PostgreSQL spectral runs for an environment (`spectral local up | down | status |
+    psql`), for the backends that run one."""
+
+    name: str
+    bins: PgBinaries
+    stream_release: str | None
+
+    def exists(self) -> bool: ...
+
+    def up(self) -> tuple[Cluster, bool]: ...
+
+    def keep_running(self) -> None: ...
+
+    def down(self) -> bool: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def session(self) -> AbstractContextManager[Cluster]: ...
+
+
+def _load(path: str) -> Any:
+    module, _, function = path.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 @dataclass(frozen=True)
 class Backend:
+    """A provider: its settings model, the factory of its provider and, when spectral runs
+    its PostgreSQL, the factory of that server ("module:function", imported on use)."""
+
     settings: type[EnvironmentConfig]
     factory: str
+    server: str | None = None
 
     @property
     def name(self) -> str:
         return str(get_args(self.settings.model_fields["provider"].annotation)[0])
 
     def open(self, environment: Environment) -> Provider:
-        module, _, function = self.factory.partition(":")
-        build = cast("Callable[[Environment], Provider]",
-                     getattr(importlib.import_module(module), function))
+        build = cast("Callable[[Environment], Provider]", _load(self.factory))
+        return build(environment)
+
+    def open_server(self, environment: Environment) -> Server | None:
+        if self.server is None:
+            return None
+        build = cast("Callable[[Environment], Server]", _load(self.server))
         return build(environment)
 
 
 BACKENDS: tuple[Backend, ...] = (
-    Backend(LocalSettings, "spectral.providers.local.open:local_provider"),
-    Backend(PgBackRestSettings, "spectral.providers.pgbackrest.open:pgbackrest_provider"),
+    Backend(LocalSettings, "spectral.providers.local.open:local_provider",
+            "spectral.providers.local.open:local_environment"),
+    Backend(PgBackRestSettings, "spectral.providers.pgbackrest.open:pgbackrest_provider",
+            "spectral.providers.pgbackrest.open:pgbackrest_environment"),
     Backend(SupabaseSettings, "spectral.providers.supabase.open:supabase_provider"),
     Backend(DsnSettings, "spectral.providers.dsn.provider:dsn_provider"),
 )
@@ -67,9 +106,18 @@ def backend(settings: EnvironmentConfig) -> Backend:
     return next(b for b in BACKENDS if type(settings) is b.settings)
 
 
-def has_provider(settings: EnvironmentConfig) -> bool:
-    """Whether the environment has backups spectral can reach (a bare DSN has none)."""
-    return backend(settings).name != "dsn"
+def open_server(environment: Environment) -> Server:
+    """The PostgreSQL spectral runs for the environment; refused for one it does not run."""
+    server = backend(environment.config).open_server(environment)
+    if server is None:
+        from spectral.errors import UsageError
+
+        raise UsageError(f"environment {environment.name!r} is not a local environment run by "
+                         f"spectral (provider {environment.config.provider!r}"
+                         f"{', with a dsn' if environment.config.dsn else ''}): this command "
+                         f"is for environments spectral runs",
+                         hint="provider = \"local\" or \"pgbackrest\" without a dsn")
+    return server
 
 
 def open_provider(environment: Environment) -> Provider:

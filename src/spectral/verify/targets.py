@@ -14,7 +14,6 @@ from spectral.config.models import SpectralConfig
 from spectral.config.secrets import is_secret_ref
 from spectral.errors import UsageError
 from spectral.refdb import REFERENCE_SCHEMAS
-from spectral.target import open_target
 from spectral.verify.content import ScanProgress
 from spectral.verify.fingerprint import Options, load, options_for, take
 
@@ -70,9 +69,9 @@ def _on_this_machine(cfg: SpectralConfig, spec: str) -> bool:
     behind a secret reference is not resolved just to find out (assumed remote)."""
     if spec in cfg.environments:
         env = cfg.environments[spec]
-        if env.managed_cluster:
+        if env.dsn is None:          # a cluster spectral runs: here
             return True
-        if env.dsn is None or is_secret_ref(env.dsn):
+        if is_secret_ref(env.dsn):
             return False
         spec = env.dsn
     try:
@@ -96,10 +95,13 @@ def fingerprint_of(cfg: SpectralConfig, spec: str, *, schemas: list[str] | None,
             raise UsageError(f"{spec}: no such fingerprint file")
         return load(path), str(path)
     if spec in cfg.environments:
-        with open_target(cfg, spec) as target:
-            opts = options_for(target.env, content=content, workers=workers,
+        from spectral.environment import open_environment
+
+        environment = open_environment(cfg, spec)
+        with environment.database() as dsn:
+            opts = options_for(environment.config, content=content, workers=workers,
                                schemas=tuple(schemas) if schemas else None, progress=progress)
-            return take(target.conninfo, opts), f"environment {spec}"
+            return take(dsn, opts), f"environment {spec}"
     if looks_like_dsn(spec):
         opts = Options(tuple(schemas or REFERENCE_SCHEMAS), content=content, workers=workers,
                        progress=progress)

@@ -16,7 +16,3 @@ class LocalSettings(EnvironmentConfig):
     database: DatabaseName = Field(
         default="postgres", description="The database spectral protects in the cluster it "
                                         "runs (created on first use).")
-
-    @property
-    def managed_cluster(self) -> bool:
-        return True

@@ -135,10 +135,6 @@ class PgBackRestSettings(EnvironmentConfig):
         default_factory=PgBackRestConfig, description="The stanza and its repositories "
         "([environments.<name>.pgbackrest]).")
 
-    @property
-    def managed_cluster(self) -> bool:
-        return True
-
     @model_validator(mode="after")
     def _no_dsn(self) -> PgBackRestSettings:
         if self.dsn is not None:
