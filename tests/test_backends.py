@@ -72,3 +72,24 @@ def test_local_commands_refuse_an_environment_spectral_does_not_run(tmp_path: Pa
     cfg = _config(tmp_path, '[environments.e]\nprovider = "dsn"\ndsn = "host=/nowhere"\n')
     with pytest.raises(UsageError, match="'e' is not a local environment run by spectral"):
         open_server(open_environment(cfg, "e"))
+
+
+def test_the_registry_is_the_one_place_that_names_a_backend() -> None:
+    """Above providers/, no module imports a backend's package or compares a provider's name;
+    the old branches (ProviderKind, managed_cluster, open_target) are gone everywhere."""
+    import re
+
+    from spectral.providers.registry import BACKENDS
+
+    src = Path(__file__).parent.parent / "src" / "spectral"
+    packages = {b.settings.__module__.split(".")[2] for b in BACKENDS}
+    names = "|".join(b.name for b in BACKENDS)
+    imports = re.compile(r"spectral\.providers\.(" + "|".join(packages) + r")\b")
+    branches = re.compile(r"\.(provider|kind) *(==|!=|is|in) *\(?[\"'](" + names + r")[\"']")
+    for path in src.rglob("*.py"):
+        rel = path.relative_to(src)
+        text = path.read_text()
+        assert not re.search(r"ProviderKind|managed_cluster|open_target", text), rel
+        if rel.parts[0] != "providers":
+            assert not imports.search(text), f"{rel} imports a backend's package"
+            assert not branches.search(text), f"{rel} branches on a provider's name"
