@@ -17,10 +17,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol, Union, cast, get_arg
 from pydantic import Discriminator, Tag
 
 from spectral.config.base import EnvironmentConfig
-from spectral.providers.dsn.settings import DsnSettings
-from spectral.providers.local.settings import LocalSettings
-from spectral.providers.pgbackrest.settings import PgBackRestSettings
-from spectral.providers.supabase.settings import SupabaseSettings
 
 if TYPE_CHECKING:
     from spectral.environment import Environment
@@ -51,21 +47,28 @@ class Server(Protocol):
 
 
 def _load(path: str) -> Any:
-    module, _, function = path.partition(":")
-    return getattr(importlib.import_module(module), function)
+    """"package.module:name" under spectral.providers."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(f"spectral.providers.{module}"), name)
 
 
 @dataclass(frozen=True)
 class Backend:
     """A provider: its settings model, the factory of its provider and, when spectral runs
-    its PostgreSQL, the factory of that server ("module:function", imported on use)."""
+    its PostgreSQL, the factory of that server ("package.module:name" under
+    spectral.providers; the factories are imported when an environment of theirs opens)."""
 
-    settings: type[EnvironmentConfig]
+    settings_path: str
     factory: str
     server: str | None = None
 
     @property
+    def settings(self) -> type[EnvironmentConfig]:
+        return cast("type[EnvironmentConfig]", _load(self.settings_path))
+
+    @property
     def name(self) -> str:
+        """The `provider` value that selects it: the first its settings' Literal allows."""
         return str(get_args(self.settings.model_fields["provider"].annotation)[0])
 
     def open(self, environment: Environment) -> Provider:
@@ -79,13 +82,14 @@ class Backend:
         return build(environment)
 
 
+# The one list of backends: a new one is its package (settings model, factory) and a line here.
 BACKENDS: tuple[Backend, ...] = (
-    Backend(LocalSettings, "spectral.providers.local.open:local_provider",
-            "spectral.providers.local.open:local_environment"),
-    Backend(PgBackRestSettings, "spectral.providers.pgbackrest.open:pgbackrest_provider",
-            "spectral.providers.pgbackrest.open:pgbackrest_environment"),
-    Backend(SupabaseSettings, "spectral.providers.supabase.open:supabase_provider"),
-    Backend(DsnSettings, "spectral.providers.dsn.provider:dsn_provider"),
+    Backend("local.settings:LocalSettings", "local.open:local_provider",
+            "local.open:local_environment"),
+    Backend("pgbackrest.settings:PgBackRestSettings", "pgbackrest.open:pgbackrest_provider",
+            "pgbackrest.open:pgbackrest_environment"),
+    Backend("supabase.settings:SupabaseSettings", "supabase.open:supabase_provider"),
+    Backend("dsn.settings:DsnSettings", "dsn.provider:dsn_provider"),
 )
 PROVIDERS: dict[str, Backend] = {b.name: b for b in BACKENDS}
 
@@ -116,7 +120,8 @@ def open_server(environment: Environment) -> Server:
                          f"spectral (provider {environment.config.provider!r}"
                          f"{', with a dsn' if environment.config.dsn else ''}): this command "
                          f"is for environments spectral runs",
-                         hint="provider = \"local\" or \"pgbackrest\" without a dsn")
+                         hint=f"these commands are for provider = "
+                              f"{' or '.join(repr(b.name) for b in BACKENDS if b.server)}")
     return server
 
 

@@ -32,8 +32,10 @@ class DsnProvider:
                 else "the given database (dsn)")
 
     def instead(self, capability: str) -> str:
-        return ("drills, restores and backups need provider = \"local\" without a dsn "
-                "(spectral runs it), \"pgbackrest\" or \"supabase\"")
+        from spectral.providers.registry import BACKENDS
+
+        others = " or ".join(repr(b.name) for b in BACKENDS if b.name != self.kind)
+        return f"drills, restores and backups need a provider with backups: {others}"
 
     def busy(self, what: str) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
