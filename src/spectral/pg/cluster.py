@@ -22,7 +22,7 @@ from psycopg.conninfo import make_conninfo
 
 from spectral.durable import write_atomic
 from spectral.errors import ClusterError, ConnectError
-from spectral.pg import conn, template
+from spectral.pg import conn, pidfile, template
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.osuser import check_reachable, give_to_server, make_owned_dir, server_identity
 from spectral.runner import child_env, run, spawn
@@ -204,6 +204,18 @@ class Cluster:
     def is_running(self) -> bool:
         return self.pid() is not None
 
+    def stopping(self) -> bool:
+        """Whether the running server is shutting down (postmaster.pid's status line, which
+        the postmaster sets to "stopping" when a shutdown begins): it refuses every new
+        connection ("the database system is shutting down") until it is gone."""
+        if self.pid() is None:
+            return False
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return False
+        return pidfile.status(lines) == "stopping"
+
     def conninfo(self, dbname: str | None = None) -> str:
         # quoted by libpq's rules: a space or a quote in the socket's path stays in it
         return make_conninfo(host=str(self.socket_dir), port=str(self.port),
@@ -214,10 +226,16 @@ class Cluster:
 
     # ---- start / stop ---------------------------------------------------------------------
     def start(self, *, timeout: float = 120) -> None:
+        """Start the server and wait until it accepts connections. A server found shutting
+        down (a command killed while it stopped it) is stopped first; a postmaster.pid left by
+        a server that is gone (kill -9) is cleared once nothing of that server is left."""
         if self.is_running():
-            return
+            if not self.stopping():
+                return
+            self.stop(timeout=timeout)
         if not (self.data_dir / "PG_VERSION").exists():
             raise ClusterError(f"{self.data_dir} holds no PostgreSQL cluster")
+        pidfile.clear_stale(self.data_dir, self._serves, min(timeout, 60))
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 if port_in_use(self.port):

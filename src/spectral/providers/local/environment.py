@@ -9,7 +9,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -210,7 +210,7 @@ class LocalEnvironment:
         is rolled back first (intent.py)."""
         self._recover_interrupted()
         cluster = self.cluster() if self.exists() else self.create()
-        if cluster.is_running():
+        if cluster.is_running() and not cluster.stopping():   # stopping: start() waits
             self._release_dead_stream(cluster)
             self._ensure_database(cluster)
             return cluster, False
@@ -298,6 +298,8 @@ class LocalEnvironment:
                                 "exists": self.exists(), "running": False}
         if not self.exists():
             return info
+        with suppress(ClusterError):   # what a killed in-place restore left, as `local up` does
+            self._recover_interrupted()
         cluster = self.cluster()
         info.update(data_dir=str(cluster.data_dir), port=cluster.port,
                     dsn=f"postgresql://{cluster.superuser}@/{cluster.database}?host="
