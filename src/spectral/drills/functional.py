@@ -33,6 +33,7 @@ from spectral.providers.base import (
 from spectral.recovery_target import RecoveryTarget
 from spectral.verify import snapshots
 from spectral.verify.content import ScanProgress
+from spectral.verify.document import Fingerprint, typed
 from spectral.verify.fingerprint import options_for, take
 
 
@@ -86,9 +87,10 @@ class _Drill:
         result, provider, started = self.result, self.provider, time.monotonic()
         provider.tidy(self.report)
         snapshot = self._snapshot(point)
+        taken = typed(snapshot)
         target = point.target or provider.target_after(snapshot, self.request.copy)
-        result.snapshot_taken_at = snapshot["taken_at"]
-        result.recovery_target = point.label or _described(target, snapshot)
+        result.snapshot_taken_at = taken.taken_at
+        result.recovery_target = point.label or _described(target, taken)
         result.timings["provision"] = time.monotonic() - started
         self.report(f"restoring a copy up to {result.recovery_target}")
         mark = time.monotonic()
@@ -97,15 +99,15 @@ class _Drill:
         result.timings["restore"] = time.monotonic() - mark
         result.backup_id, result.instance = self.copy.backup_id, self.copy.record
         if not point.label and self.copy.target != target.describe():
-            result.recovery_target = _described_as(self.copy.target, snapshot)
-        self.report(f"verifying {self.copy.what} against the snapshot of {snapshot['taken_at']}")
+            result.recovery_target = _described_as(self.copy.target, taken)
+        self.report(f"verifying {self.copy.what} against the snapshot of {taken.taken_at}")
         mark = time.monotonic()
         restored = self._verify(snapshot)
         last = provider.restored_through(self.copy, snapshot, restored)
         method = ("WAL commit records before the recovery point"
                   if provider.wal_archive() is not None
                   else "commit timestamps (track_commit_timestamp)")
-        _rpo(result, snapshot, restored, last, method)
+        _rpo(result, taken, typed(restored), last, method)
         result.timings["verify"] = time.monotonic() - mark
         result.rto_seconds = time.monotonic() - started
         if not self.copy.counts_as_rto:   # not an incident restore: shown, not held to target
@@ -201,15 +203,15 @@ class _Drill:
             {**result.to_json(), "provider": self.provider.kind})
 
 
-def _described(target: RecoveryTarget, snapshot: dict[str, Any]) -> str:
+def _described(target: RecoveryTarget, snapshot: Fingerprint) -> str:
     return _described_as(target.describe(), snapshot)
 
 
-def _described_as(text: str, snapshot: dict[str, Any]) -> str:
-    return f"{text} (snapshot of {snapshot['taken_at']})"
+def _described_as(text: str, snapshot: Fingerprint) -> str:
+    return f"{text} (snapshot of {snapshot.taken_at})"
 
 
-def _rpo(result: DrillResult, snapshot: dict[str, Any], restored: dict[str, Any],
+def _rpo(result: DrillResult, snapshot: Fingerprint, restored: Fingerprint,
          restored_last: datetime | None, method: str) -> None:
     """RPO: the newest commit the source had at the recovery point (recorded in the snapshot)
     against the newest commit the copy holds; zero when the copy holds everything committed
@@ -219,18 +221,18 @@ def _rpo(result: DrillResult, snapshot: dict[str, Any], restored: dict[str, Any]
         _rpo_by_change_columns(result, snapshot, restored)
         return
     result.rpo_method = method
-    recorded = snapshot["source"].get("last_commit")
+    recorded = snapshot.source.last_commit
     # without a recorded commit time (no commit since the server started), the WAL before the
     # recovery point is the source's history too
     source_last = datetime.fromisoformat(recorded) if recorded else restored_last
     result.rpo_seconds = max(0.0, (source_last - restored_last).total_seconds())
 
 
-def _rpo_by_change_columns(result: DrillResult, snapshot: dict[str, Any],
-                           restored: dict[str, Any]) -> None:
-    def newest(doc: dict[str, Any]) -> datetime | None:
-        stamps = [datetime.fromisoformat(t["last_change"]) for t in doc["tables"].values()
-                  if t.get("last_change") and "T" in str(t["last_change"])]
+def _rpo_by_change_columns(result: DrillResult, snapshot: Fingerprint,
+                           restored: Fingerprint) -> None:
+    def newest(doc: Fingerprint) -> datetime | None:
+        stamps = [datetime.fromisoformat(str(t.last_change)) for t in doc.tables.values()
+                  if t.last_change and "T" in str(t.last_change)]
         stamps = [s if s.tzinfo else s.replace(tzinfo=UTC) for s in stamps]
         return max(stamps) if stamps else None
 

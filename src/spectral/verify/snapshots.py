@@ -69,6 +69,6 @@ def at_or_before(ledger: Ledger, when: datetime) -> dict[str, Any] | None:
     best = None
     for ref in listing(ledger.dir):
         doc = load(ref.path)
-        if datetime.fromisoformat(doc["taken_at"]) <= when:
+        if datetime.fromisoformat(typed(doc).taken_at) <= when:
             best = doc
     return best

@@ -34,6 +34,7 @@ from spectral.providers.capabilities import Options as CapOptions
 from spectral.providers.supabase.api import SupabaseApi
 from spectral.recovery_target import LatestTarget, RecoveryTarget, TimeTarget
 from spectral.verify.compare import Outcome, compare
+from spectral.verify.document import typed
 from spectral.verify.fingerprint import Options, take
 from spectral.waits import WaitTimeout, wait_until
 
@@ -170,7 +171,7 @@ class SupabaseProvider(SupabaseApi):
         if request.method is CopyMethod.BRANCH or request.existing:
             return LatestTarget()
         # the first whole second after the snapshot: the restore holds what the snapshot saw
-        taken = datetime.fromisoformat(snapshot["taken_at"]).timestamp()
+        taken = datetime.fromisoformat(typed(snapshot).taken_at).timestamp()
         return TimeTarget(datetime.fromtimestamp(math.ceil(taken), UTC))
 
     def provision_copy(self, target: RecoveryTarget, request: CopyRequest, operator: Operator,
@@ -191,8 +192,8 @@ class SupabaseProvider(SupabaseApi):
                          restored: dict[str, Any]) -> datetime | None:
         """The newest commit timestamp in the copy: known only with track_commit_timestamp
         (off on Supabase by default)."""
-        last = restored["source"].get("last_commit")
-        return datetime.fromisoformat(last) if last and snapshot["source"].get("last_commit") \
+        last = typed(restored).source.last_commit
+        return datetime.fromisoformat(last) if last and typed(snapshot).source.last_commit \
             else None
 
     # ---- restores for incidents ---------------------------------------------------------
