@@ -3,6 +3,7 @@
 
     python3 dev.py demo   # create .venv, install spectral, run the main job on the embedded default
     python3 dev.py test   # create .venv with the test tools; run ruff, mypy and the tests
+    python3 dev.py test --fast   # the same, but only the tests that start no PostgreSQL server
 
 Extra arguments after the verb are passed on (to `spectral demo` or to pytest).
 """
@@ -97,7 +98,11 @@ def main(argv: list[str]) -> int:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     if verb == "demo":
         return subprocess.run([str(BIN / "spectral"), "demo", *rest], env=env, cwd=ROOT).returncode
-    ensure_system_packages()
+    if "--fast" in rest:   # the inner loop: no server, no system packages (tests/conftest.py)
+        rest = ["-m", "not server", *[a for a in rest if a != "--fast"]]
+        env["SPECTRAL_TEST_FAST"] = "1"
+    else:
+        ensure_system_packages()
     steps = [
         [str(BIN / "ruff"), "check", "src", "tests", "bench", "dev.py"],
         [str(BIN / "mypy")],

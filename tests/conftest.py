@@ -46,6 +46,40 @@ def pytest_configure(config: pytest.Config) -> None:
         _TEMPLATES.append(path)
 
 
+# `python3 dev.py test --fast` runs the tests that start no PostgreSQL server: those that use none
+# of these fixtures and are not marked `server` (a test that starts one through the command
+# line says so with @pytest.mark.server). In that run a server start fails the test, so a test
+# that needs one and says nothing is found at once.
+# (the modules' own fixtures of these names start one too: env, pgb, pgb_plain, ready, drilled,
+# subject, cli)
+SERVER_FIXTURES = {"make_cluster", "reference_cluster", "project", "world", "pg15", "env", "pgb",
+                   "pgb_plain", "ready", "drilled", "subject", "cli"}
+FAST = "SPECTRAL_TEST_FAST"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_server_in_the_fast_loop() -> Iterator[None]:
+    """Session-wide, so that module and session fixtures are held to it too."""
+    if os.environ.get(FAST) != "1":
+        yield
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        pytest.fail("this test starts a PostgreSQL server: mark it @pytest.mark.server (it is "
+                    "not one for `dev.py test --fast`)")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Cluster, "initdb", refuse)
+        patch.setattr(Cluster, "start", refuse)
+        yield
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     for path in _TEMPLATES:
         shutil.rmtree(path, ignore_errors=True)
@@ -147,10 +181,15 @@ def reference_cluster(base_dir: Path, bins: PgBinaries) -> Iterator[Cluster]:
 
 def spectral(*args: str, cwd: Path, env: dict[str, str] | None = None,
              timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the real command line, as a user would."""
+    """Run the real command line, as a user would: in this process (tests/inprocess.py) unless
+    the test needs a process of its own."""
+    import inprocess
+
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SPECTRAL_TEST")}
     full_env.update(env or {})
     full_env.setdefault("COLUMNS", "200")
+    if not inprocess.needs_process(args, env or {}):
+        return inprocess.run(SPECTRAL, args, cwd, full_env, timeout)
     return subprocess.run([SPECTRAL, *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 

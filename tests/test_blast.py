@@ -53,6 +53,7 @@ def test_two_levels_of_membership(make_cluster: ClusterFactory) -> None:
     assert result.attributes["bypassrls"] is False and not result.warnings
 
 
+@pytest.mark.server
 def test_blast_radius_cli_lists_the_window_transactions(work_dir: Path) -> None:
     assert spectral("demo", cwd=work_dir).returncode == 0
     assert spectral("local", "up", cwd=work_dir).returncode == 0

@@ -28,6 +28,7 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.mark.server
 def test_local_lifecycle_and_status_json(work_dir: Path) -> None:
     res = spectral("local", "status", "--json", cwd=work_dir)
     assert res.returncode == 0 and json.loads(res.stdout)["exists"] is False
@@ -54,6 +55,7 @@ def test_local_lifecycle_and_status_json(work_dir: Path) -> None:
     assert info["running"] is False and info["pid"] is None
 
 
+@pytest.mark.server
 def test_demo_runs_a_drill_and_stops_its_cluster(work_dir: Path) -> None:
     res = spectral("demo", "--json", cwd=work_dir)
     assert res.returncode == 0, res.stderr
@@ -68,6 +70,7 @@ def test_demo_runs_a_drill_and_stops_its_cluster(work_dir: Path) -> None:
     no_server_left(work_dir)
 
 
+@pytest.mark.server
 def test_reseed_twice_gives_byte_identical_tables(work_dir: Path) -> None:
     assert spectral("local", "up", cwd=work_dir).returncode == 0
     try:
@@ -89,6 +92,7 @@ def _partner_corpus(dsn: str) -> None:
                      "values ('acme-rules', 'Acme rules', 'partner', 1, 1)")
 
 
+@pytest.mark.server
 def test_reseed_refuses_partner_data_and_unconfirmed_resets(work_dir: Path) -> None:
     assert spectral("demo", cwd=work_dir).returncode == 0
     assert spectral("local", "up", cwd=work_dir).returncode == 0
@@ -115,6 +119,7 @@ def test_reseed_refuses_partner_data_and_unconfirmed_resets(work_dir: Path) -> N
     no_server_left(work_dir)
 
 
+@pytest.mark.server
 def test_reseed_refused_on_pro_posture(work_dir: Path) -> None:
     (work_dir / "spectral.toml").write_text('[environments.local]\nprovider = "local"\n'
                                             'posture = "pro"\n')
@@ -163,6 +168,7 @@ def test_bad_input_is_one_line_and_exit_2(work_dir: Path, toml: str | None, args
     no_server_left(work_dir)
 
 
+@pytest.mark.server
 def test_a_port_taken_meanwhile_moves_the_environment_and_keeps_its_data(
         work_dir: Path) -> None:
     """The port spectral chose for the environment, taken by another program while it was
@@ -184,6 +190,7 @@ def test_a_port_taken_meanwhile_moves_the_environment_and_keeps_its_data(
     no_server_left(work_dir)
 
 
+@pytest.mark.server
 def test_data_directory_of_another_cluster_is_refused(work_dir: Path, bins: PgBinaries) -> None:
     # a cluster spectral did not create, where the local environment's cluster would live
     cdir = make_owned_dir(work_dir / ".spectral" / "local" / "cluster", 0o755)
@@ -221,6 +228,7 @@ def test_usage_errors_exit_2(work_dir: Path) -> None:
     assert res.returncode == 2
 
 
+@pytest.mark.server
 def test_interrupted_seed_rolls_back_and_stops_its_cluster(work_dir: Path) -> None:
     import signal
     import subprocess

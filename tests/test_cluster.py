@@ -65,6 +65,7 @@ def test_port_in_use_is_a_clear_error(make_cluster: ClusterFactory) -> None:
     assert c.pid() is None
 
 
+@pytest.mark.server
 def test_initdb_refuses_a_non_empty_directory(work_dir: Path, bins: PgBinaries) -> None:
     data = work_dir / "data"
     data.mkdir()
@@ -95,6 +96,7 @@ def test_system_postgres_15(make_cluster: ClusterFactory, pg15: PgBinaries) -> N
         assert row is not None and 150000 <= row[0] < 160000
 
 
+@pytest.mark.server
 def test_clusters_copied_from_one_template_keep_their_own_passwords(
         work_dir: Path, bins: PgBinaries) -> None:
     """The initdb template (SPECTRAL_INITDB_TEMPLATES, set for the whole test run) never

@@ -61,6 +61,7 @@ def test_contract_configuration_errors_name_the_key(tmp_path) -> None:  # type: 
                      tmp_path / "spectral.toml")
 
 
+@pytest.mark.server
 def test_a_local_environment_protects_the_database_it_names(work_dir) -> None:  # type: ignore[no-untyped-def]
     """`database = "shop"`: created on first use; drills, snapshots and psql reach it."""
     import json

@@ -7,6 +7,8 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
+
 from conftest import _processes_under, spectral
 from spectral.pg.conn import connect
 
@@ -36,6 +38,7 @@ def _check_salvaged_and_later_writes_kept(dsn: str) -> None:
                             ).fetchone()[0] > 0  # type: ignore[index]
 
 
+@pytest.mark.server
 def test_find_and_salvage_a_delete_under_load(work_dir: Path) -> None:
     assert spectral("demo", cwd=work_dir).returncode == 0
     assert spectral("local", "up", cwd=work_dir).returncode == 0

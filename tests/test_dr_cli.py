@@ -106,6 +106,7 @@ def test_unreachable_dsn_and_missing_schema(seeded: tuple[Path, str]) -> None:
     assert res.returncode == 3 and "schema nope does not exist" in res.stderr
 
 
+@pytest.mark.server
 def test_backup_restore_instances_teardown_cli(work_dir: Path) -> None:
     res = spectral("dr", "backups", cwd=work_dir)
     assert res.returncode == 0 and "no backups yet" in res.stdout

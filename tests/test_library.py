@@ -27,6 +27,7 @@ def _python_blocks(text: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, re.S)
 
 
+@pytest.mark.server
 def test_the_readme_python_example_runs(work_dir: Path) -> None:
     blocks = _python_blocks(README_PATH.read_text())
     assert len(blocks) == 1
@@ -37,6 +38,7 @@ def test_the_readme_python_example_runs(work_dir: Path) -> None:
     assert res.stdout.strip().splitlines()[-1].startswith("pass RTO ")
 
 
+@pytest.mark.server
 def test_a_playbook_from_python_finds_the_damage_and_rewinds(work_dir: Path,
                                                              bins: PgBinaries) -> None:
     with notes_environment(work_dir) as environment:
@@ -59,6 +61,7 @@ def test_a_playbook_from_python_finds_the_damage_and_rewinds(work_dir: Path,
         assert incident.kind is EntryKind.INCIDENT and incident.data["outcome"] == "done"
 
 
+@pytest.mark.server
 def test_posture_from_python_checks_before_it_changes_anything(work_dir: Path,
                                                                bins: PgBinaries) -> None:
     with notes_environment(work_dir, posture="pro") as environment:

@@ -8,6 +8,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 import oracle
 from conftest import local_provider, sql, table_digests
 from spectral.pg.binaries import PgBinaries
@@ -23,6 +25,7 @@ def _notes(conninfo: str) -> dict[str, str]:
     return table_digests(conninfo, ("public",))
 
 
+@pytest.mark.server
 def test_oracle_reaches_times_and_transactions_and_refuses_what_is_not_there(
         work_dir: Path, bins: PgBinaries) -> None:
     with local_provider(work_dir, bins, "notes") as p:
@@ -59,6 +62,7 @@ def test_oracle_reaches_times_and_transactions_and_refuses_what_is_not_there(
         assert now.reached and now.digests == live and now.how == "end of the complete WAL"
 
 
+@pytest.mark.server
 def test_oracle_sees_a_damaged_archive_segment_as_the_end_of_recovery(
         work_dir: Path, bins: PgBinaries) -> None:
     with local_provider(work_dir, bins, "notes") as p:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import _processes_under, spectral
 from spectral.pg.conn import connect
 
@@ -21,6 +23,7 @@ def setup(work_dir: Path) -> str:
     return str(json.loads(spectral("local", "status", "--json", cwd=work_dir).stdout)["dsn"])
 
 
+@pytest.mark.server
 def test_schema_drop_found_restored_and_contract_verified(work_dir: Path) -> None:
     dsn = setup(work_dir)
     try:
@@ -62,6 +65,7 @@ def test_schema_drop_found_restored_and_contract_verified(work_dir: Path) -> Non
     assert _processes_under(work_dir) == []
 
 
+@pytest.mark.server
 def test_self_inflicted_pitr_and_compromised_credential_runs(work_dir: Path) -> None:
     dsn = setup(work_dir)
     try:

@@ -126,6 +126,7 @@ load_bearing_tables = ["core.users", "worlds.returns", "platform.rules"]
 """
 
 
+@pytest.mark.server
 def test_activation_checks_keeps_comments_and_makes_a_drill_due(work_dir: Path) -> None:
     assert spectral("demo", cwd=work_dir).returncode == 0   # seeded while still alpha
     (work_dir / "spectral.toml").write_text(CONFIG)
@@ -166,6 +167,7 @@ def test_activation_checks_keeps_comments_and_makes_a_drill_due(work_dir: Path) 
     assert _processes_under(work_dir) == []
 
 
+@pytest.mark.server
 def test_first_partner_checklist(work_dir: Path) -> None:
     assert spectral("demo", cwd=work_dir).returncode == 0
     res = spectral("dr", "checklist", "first-partner", "--partner", "acme-tax", "--json",

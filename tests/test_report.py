@@ -28,6 +28,7 @@ def chromium(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (dev.py test "
                                               "installs it when it runs as root)")
+@pytest.mark.server
 def test_html_report_renders_in_headless_chromium(work_dir: Path) -> None:
     assert spectral("demo", cwd=work_dir).returncode == 0
     code = spectral("dr", "drill", "functional", cwd=work_dir).returncode

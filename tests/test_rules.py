@@ -200,6 +200,7 @@ def test_burst_of_mutations_with_a_restart_ends_with_files_equal_to_the_database
     assert any("reconnected" in m for m in messages), messages
 
 
+@pytest.mark.server
 def test_export_rules_cli(work_dir: Path) -> None:
     assert spectral("demo", cwd=work_dir).returncode == 0
     res = spectral("db", "export-rules", "--partner", "../x", cwd=work_dir)

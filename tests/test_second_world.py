@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import _processes_under, spectral
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
@@ -89,6 +91,7 @@ def test_at_least_ten_kinds_of_change_are_found(world: tuple[Cluster, str]) -> N
     assert compare(base, fp(dsn)).outcome is Outcome.MISMATCH
 
 
+@pytest.mark.server
 def test_a_drill_on_it_passes_with_its_contract(work_dir: Path) -> None:
     (work_dir / "spectral.toml").write_text(CONFIG)
     (work_dir / "world.sql").write_text(WORLD)

@@ -118,6 +118,7 @@ def test_restore_points_named_with_backslashes_and_quotes(env: LocalProvider) ->
 
 
 # ---- 8: --pause without a target ---------------------------------------------------------------
+@pytest.mark.server
 def test_pause_without_a_target_is_refused_before_anything_runs(work_dir: Path) -> None:
     with notes_environment(work_dir) as environment:
         provider = environment.provider
@@ -181,6 +182,7 @@ def psycopg_conninfo(**kw: Any) -> str:
     return make_conninfo(**kw)
 
 
+@pytest.mark.server
 def test_local_up_backup_pitr_and_drill_in_a_folder_with_spaces_and_quotes() -> None:
     with odd_folder() as folder:
         (folder / "spectral.toml").write_text(
@@ -216,6 +218,7 @@ needs_pgbackrest = pytest.mark.skipif(
     reason="needs pgbackrest and Debian's PostgreSQL 15 (python3 dev.py test installs both)")
 
 
+@pytest.mark.server
 @needs_pgbackrest
 def test_pgbackrest_in_a_folder_with_spaces_and_quotes_and_odd_restore_point_names() -> None:
     """pgBackRest's configuration, archive-push (archive_command) and archive-get
@@ -268,6 +271,7 @@ def _new_cluster(root: Path, bins: PgBinaries, port: int, chosen: bool) -> Clust
     return c
 
 
+@pytest.mark.server
 def test_a_chosen_port_taken_meanwhile_is_replaced(work_dir: Path, bins: PgBinaries,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The race seen in CI: free_port() released the port and another server took it before
@@ -284,6 +288,7 @@ def test_a_chosen_port_taken_meanwhile_is_replaced(work_dir: Path, bins: PgBinar
             c.stop()
 
 
+@pytest.mark.server
 def test_the_environment_and_a_restore_survive_a_port_taken_meanwhile(
         work_dir: Path, bins: PgBinaries, monkeypatch: pytest.MonkeyPatch) -> None:
     """The environment's first start and a restored instance's start both lose the race once:
@@ -318,6 +323,7 @@ def test_the_environment_and_a_restore_survive_a_port_taken_meanwhile(
             assert {i.port for i in p.instances()} == {inst.port}
 
 
+@pytest.mark.server
 def test_a_port_given_explicitly_that_is_taken_is_a_usage_error(work_dir: Path,
                                                                bins: PgBinaries) -> None:
     with held_port() as taken:

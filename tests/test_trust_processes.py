@@ -133,6 +133,7 @@ def test_orphan_clean_up_spares_an_instance_whose_owner_lives(env: LocalProvider
     assert env.orphans() == [home.name]                # its owner is gone now
 
 
+@pytest.mark.server
 def test_sigkill_during_backup_leaves_no_helper_and_no_partial(work_dir: Path) -> None:
     import signal
 
@@ -177,6 +178,7 @@ def test_sigkill_during_backup_leaves_no_helper_and_no_partial(work_dir: Path) -
     assert _processes_under(work_dir) == []
 
 
+@pytest.mark.server
 def test_two_drills_at_once_both_pass(work_dir: Path) -> None:
     from conftest import SPECTRAL
 

@@ -169,6 +169,7 @@ def test_setting_aside_never_overwrites_an_earlier_copy(tmp_path: Path) -> None:
     assert kept == [b"first", b"second"]
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("mode", ["asynchronous", "synchronous"])
 def test_stream_survives_a_restart_of_the_server(work_dir: Path, mode: str) -> None:
     """A restart of the server ("the database system is shutting down") is an outage the
@@ -189,6 +190,7 @@ def test_stream_survives_a_restart_of_the_server(work_dir: Path, mode: str) -> N
         assert status["stream"] is not None and status["stream_state"] == "streaming"
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("mode", ["asynchronous", "synchronous"])
 def test_stream_follows_the_new_timeline_of_an_in_place_restore(work_dir: Path,
                                                                 mode: str) -> None:
@@ -251,6 +253,7 @@ def test_stream_follows_the_new_timeline_of_an_in_place_restore(work_dir: Path,
         assert stream.poll() is None
 
 
+@pytest.mark.server
 def test_stream_resumes_when_the_server_removed_its_resume_point(work_dir: Path) -> None:
     """The slot was dropped while no stream ran (an operator, or a slot invalidated) and the
     server removed the WAL the stream would resume at (archived first, as always): the
@@ -302,6 +305,7 @@ def _commit_in_background(dsn: str) -> tuple[threading.Thread, dict[str, Any]]:
     return thread, result
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("command", [("local", "up"), ("dr", "wal", "status")])
 def test_a_killed_synchronous_stream_never_blocks_commits(work_dir: Path,
                                                           command: tuple[str, ...]) -> None:
@@ -338,6 +342,7 @@ def test_a_killed_synchronous_stream_never_blocks_commits(work_dir: Path,
         assert "commits are blocked" not in again.stdout
 
 
+@pytest.mark.server
 def test_wal_status_is_live_while_pg_receivewal_runs(work_dir: Path) -> None:
     """A pg_receivewal that failed once and now runs is not "failing", and a stream that has
     flushed everything has no lag in seconds (pg_stat_replication keeps the last measured

@@ -194,6 +194,7 @@ def test_exclusive_time_at_the_last_commit_leaves_it_out(cli: Cli) -> None:
     cli.run("dr", "teardown", inst["id"])
 
 
+@pytest.mark.server
 def test_time_targets_at_and_after_the_last_commit(work_dir: Path, bins: PgBinaries) -> None:
     """Exclusive and inclusive at a commit time, and a time after the last commit but before
     the last record (idle WAL after it): each holds what PostgreSQL's recovery would."""
@@ -217,6 +218,7 @@ def test_time_targets_at_and_after_the_last_commit(work_dir: Path, bins: PgBinar
             env.teardown(inst.id)
 
 
+@pytest.mark.server
 def test_exclusive_time_at_the_last_commit_before_a_hole(work_dir: Path,
                                                          bins: PgBinaries) -> None:
     """The last commit before a hole in the archive: exclusive at its time stops before it, in
@@ -296,6 +298,7 @@ def any_bins(request: pytest.FixtureRequest, bins: PgBinaries) -> PgBinaries:
     return find_binaries(SYSTEM_PG15)
 
 
+@pytest.mark.server
 def test_commit_prepared_after_the_target_time_is_not_restored(work_dir: Path,
                                                                any_bins: PgBinaries) -> None:
     with prepared_env(work_dir, any_bins) as env:
@@ -323,6 +326,7 @@ def test_commit_prepared_after_the_target_time_is_not_restored(work_dir: Path,
         assert [(t["xid"], t["committed"]) for t in listed] == [(xid, True)]
 
 
+@pytest.mark.server
 def test_find_damage_sees_a_delete_committed_by_commit_prepared(work_dir: Path,
                                                                 bins: PgBinaries) -> None:
     from spectral.playbooks.damage import find_damage
@@ -343,6 +347,7 @@ def test_find_damage_sees_a_delete_committed_by_commit_prepared(work_dir: Path,
             env.restore(target_of(TargetKind.XID, str(aborted)))
 
 
+@pytest.mark.server
 def test_find_damage_sees_a_delete_made_in_a_subtransaction(work_dir: Path,
                                                             bins: PgBinaries) -> None:
     """A DELETE under a savepoint is written with the subtransaction's xid; the commit record
@@ -367,6 +372,7 @@ def test_find_damage_sees_a_delete_made_in_a_subtransaction(work_dir: Path,
             env.restore(target_of(TargetKind.XID, str(xid + 1)))
 
 
+@pytest.mark.server
 def test_in_place_losses_count_a_commit_at_an_exclusive_time(work_dir: Path,
                                                              bins: PgBinaries) -> None:
     """What an in-place restore takes out of the live database: an exclusive time target at a
@@ -385,6 +391,7 @@ def test_in_place_losses_count_a_commit_at_an_exclusive_time(work_dir: Path,
         assert [t["xid"] for t in kept] == [xid]
 
 
+@pytest.mark.server
 def test_an_in_place_restore_names_the_prepared_transaction_it_brings_back(
         work_dir: Path, bins: PgBinaries) -> None:
     """Prepared before T, committed after it: the rewound live database holds it pending again,
@@ -404,6 +411,7 @@ def test_an_in_place_restore_names_the_prepared_transaction_it_brings_back(
         assert count(live) == 100
 
 
+@pytest.mark.server
 def test_a_restore_across_a_rewind_that_brought_a_prepared_transaction_back(
         work_dir: Path, bins: PgBinaries) -> None:
     """An in-place restore to between PREPARE and COMMIT PREPARED: its promotion writes an
@@ -430,6 +438,7 @@ def test_a_restore_across_a_rewind_that_brought_a_prepared_transaction_back(
             env.teardown(inst.id)
 
 
+@pytest.mark.server
 def test_a_setting_raised_after_the_backup_never_hangs_nor_pauses_short(
         work_dir: Path, bins: PgBinaries) -> None:
     """max_prepared_transactions raised after the backup: the WAL records it, and hot standby

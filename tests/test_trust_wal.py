@@ -138,6 +138,7 @@ def test_a_damaged_segment_is_a_gap_and_targets_before_it_restore_exactly(
     assert readable != damaged
 
 
+@pytest.mark.server
 def test_cli_names_the_damaged_segment_and_never_rewinds_the_live_database(
         work_dir: Path, bins: PgBinaries) -> None:
     """Damage in the middle of a record (not at a segment's start): `dr backups` names it, a
@@ -298,6 +299,7 @@ def test_a_crashed_source_that_cannot_start_is_a_named_gap(env: LocalProvider) -
         conf.write_text(text)
 
 
+@pytest.mark.server
 def test_cli_restores_after_a_crash_hold_the_last_commit(work_dir: Path) -> None:
     """The issue's steps: a commit still only in pg_wal, kill -9 of the postmaster, then
     `dr restore --target-time` after that commit, `--latest`, and `--in-place --latest`."""

@@ -251,6 +251,7 @@ def test_stable_across_dump_and_restore(vcluster: Cluster, bins: PgBinaries) -> 
         {k: v["checksum"] for k, v in b["schemas"].items()}
 
 
+@pytest.mark.server
 def test_stable_across_a_physical_copy(vcluster: Cluster, bins: PgBinaries,
                                        work_dir: Path) -> None:
     from spectral.pg.osuser import make_owned_dir, server_identity

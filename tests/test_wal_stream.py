@@ -11,6 +11,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from conftest import SPECTRAL, _processes_under, spectral
 from spectral.pg.conn import connect
 from spectral.providers.base import Backup, BackupKind, Verification
@@ -39,6 +41,7 @@ def test_expire_plan_keeps_chains_and_window() -> None:
     assert plan.keep == ["b2", "b3"] and plan.remove == ["b1", "b4", "b5"]
 
 
+@pytest.mark.server
 def test_synchronous_stream_loses_nothing_through_kill_9(work_dir: Path) -> None:
     assert spectral("demo", cwd=work_dir).returncode == 0
     assert spectral("local", "up", cwd=work_dir).returncode == 0
@@ -88,6 +91,7 @@ def _rpo_zero(work_dir: Path) -> None:
         conn.execute("insert into core.rpo_probe values (99)")
 
 
+@pytest.mark.server
 def test_expire_removes_old_backups_and_wal_but_restores_still_work(work_dir: Path) -> None:
     assert spectral("demo", cwd=work_dir).returncode == 0
     assert spectral("local", "up", cwd=work_dir).returncode == 0
@@ -116,6 +120,7 @@ def test_expire_removes_old_backups_and_wal_but_restores_still_work(work_dir: Pa
     assert _processes_under(work_dir) == []
 
 
+@pytest.mark.server
 def test_stream_resumes_after_an_in_place_restore(work_dir: Path) -> None:
     """An in-place restore replaces the data directory and the stream's replication slot with
     it: the supervisor creates the slot again and streams from the restored database."""
