@@ -86,8 +86,22 @@ def locate(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
     for lsn, name in summary.restore_points:
         if name == target.value:
             return lsn
-    raise UsageError(f"restore point {target.value} is not in the WAL archive's recoverable "
-                     f"window ({window.describe()})")
+    raise _not_found(f"restore point {target.value}", window)
+
+
+def _not_found(what: str, window: RecoverableWindow) -> UsageError | CouldNotVerify:
+    """A target the readable WAL does not hold: outside the window (exit 2), unless some of
+    the window's WAL is missing or unreadable; whether it lies there cannot be told (exit 3)."""
+    if not window.gaps:
+        return UsageError(f"{what} is not in the WAL archive's recoverable window "
+                          f"({window.describe()})")
+    gap = window.gaps[0]
+    first = window.intervals[0] if window.intervals else None
+    return CouldNotVerify(
+        f"{what} is not in the WAL that can be read, and WAL segment {gap.missing_from} "
+        f"{gap.problem}: whether it lies there is unknown",
+        hint=f"the last reachable point before the hole: --target-lsn {first.end_lsn}"
+        if first is not None else "spectral dr backups names every gap")
 
 
 def _xid_end(ends: list[CommitRecord], target: XidTarget, window: RecoverableWindow) -> int:
@@ -104,8 +118,7 @@ def _xid_end(ends: list[CommitRecord], target: XidTarget, window: RecoverableWin
             raise UsageError(f"transaction {target.value} is a subtransaction of transaction "
                              f"{rec.xid}; recovery targets name the top-level transaction",
                              hint=f"--target-xid {rec.xid}")
-    raise UsageError(f"transaction {target.value} is not in the WAL archive's recoverable "
-                     f"window ({window.describe()})")
+    raise _not_found(f"transaction {target.value}", window)
 
 
 def _hole_after(window: RecoverableWindow, iv: WindowInterval) -> WalGap | None:
@@ -182,12 +195,12 @@ def _resolve(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
         return chosen, LsnTarget(end), end, (
             f"{what} lies after the last WAL record of the archive ({iv.end_lsn}); the state "
             f"there is the state after that record")
-    if lsn > parse_lsn(last.wal_end):
-        if not _final(window, last):     # the WAL up to it is in the archive but unreadable
-            raise _in_hole(what, window, last)
-        raise CouldNotVerify(f"{what} is past the end of the WAL archive ({last.wal_end}): the "
-                             f"WAL up to it was not archived", hint="with the environment's "
-                             "server up, the archive is flushed first")
+    # not inside an interval: after a hole (the WAL there is missing or unreadable: unknown),
+    # or before the window's start or past its end (the archive was flushed first: WAL not
+    # written yet), outside the window
+    before = [iv for iv in window.intervals if parse_lsn(iv.wal_end) < lsn]
+    if before and not _final(window, before[-1]):
+        raise _in_hole(what, window, before[-1])
     raise _outside(what, window)
 
 
