@@ -23,6 +23,7 @@ from spectral.cli import (
 from spectral.cli.state import AppState, state
 from spectral.errors import ExitCode
 from spectral.verify.compare import Comparison, Outcome, compare
+from spectral.verify.document import Fingerprint, typed
 
 app = typer.Typer(no_args_is_help=True, help="Disaster recovery: backups, point-in-time "
                                              "restore, fingerprints, comparisons and snapshots.")
@@ -48,25 +49,25 @@ def _split(schemas: str | None) -> list[str] | None:
     return [s.strip() for s in schemas.split(",") if s.strip()] if schemas else None
 
 
-def _summary(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"taken_at": doc["taken_at"], "source": doc["source"], "content": doc["content"],
-            "schemas": {k: v["checksum"] for k, v in doc["schemas"].items()},
-            "managed": {k: v["checksum"] for k, v in doc["managed"].items()},
-            "tables": doc["tables"]}
+def _summary(doc: Fingerprint) -> dict[str, Any]:
+    return {"taken_at": doc.taken_at, "source": doc.source.to_json(), "content": doc.content,
+            "schemas": {k: v.checksum for k, v in doc.schemas.items()},
+            "managed": {k: v.checksum for k, v in doc.managed.items()},
+            "tables": {k: t.to_json() for k, t in doc.tables.items()}}
 
 
-def _print_fingerprint(c: Console, doc: dict[str, Any], out: Path | None) -> None:
-    src = doc["source"]
-    c.print(f"fingerprint of {src['database']} (PostgreSQL {src['server_version']}) at "
-            f"{doc['taken_at']}, LSN {src['lsn']}" + (f" -> {out}" if out else ""))
-    for name, entry in doc["schemas"].items():
-        shown = "missing" if entry["missing"] else entry["checksum"][:16]
-        c.print(f"  schema {name:<10} {shown}  ({len(entry['objects'])} objects)")
+def _print_fingerprint(c: Console, doc: Fingerprint, out: Path | None) -> None:
+    src = doc.source
+    c.print(f"fingerprint of {src.database} (PostgreSQL {src.server_version}) at "
+            f"{doc.taken_at}, LSN {src.lsn}" + (f" -> {out}" if out else ""))
+    for name, entry in doc.schemas.items():
+        shown = "missing" if entry.missing else str(entry.checksum)[:16]
+        c.print(f"  schema {name:<10} {shown}  ({len(entry.objects)} objects)")
     table = Table("table", "rows", "content", "last change", "status")
-    for name, t in doc["tables"].items():
-        table.add_row(name, "-" if t["rows"] is None else f"{t['rows']:,}",
-                      t["content"] or "-", t["last_change"] or "-",
-                      t["status"] if t["status"] == "ok" else f"{t['status']}: {t['reason']}")
+    for name, t in doc.tables.items():
+        table.add_row(name, "-" if t.rows is None else f"{t.rows:,}",
+                      t.content or "-", t.last_change or "-",
+                      t.status.value if t.ok else f"{t.status.value}: {t.reason}")
     c.print(table)
 
 
@@ -94,7 +95,8 @@ def fingerprint_cmd(ctx: typer.Context, schemas: str | None = SCHEMAS, content: 
                                     require=True, progress=progress))
     if out:
         save(doc, out)
-    st.emit(_summary(doc), lambda c: _print_fingerprint(c, doc, out))
+    taken = typed(doc)
+    st.emit(_summary(taken), lambda c: _print_fingerprint(c, taken, out))
 
 
 def _print_comparison(c: Console, cmp: Comparison, labels: tuple[str, str]) -> None:
@@ -161,10 +163,11 @@ def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
         doc = take(dsn, options_for(environment.config, content=content, workers=workers,
                                     progress=progress))
         path = snapshots.record(environment.ledger, name, doc)
-    st.emit({"environment": name, "path": str(path), "taken_at": doc["taken_at"],
-             "lsn": doc["source"]["lsn"]},
-            lambda c: c.print(f"{name}: snapshot at {doc['taken_at']} "
-                              f"(LSN {doc['source']['lsn']}) -> {path}"))
+    taken = typed(doc)
+    st.emit({"environment": name, "path": str(path), "taken_at": taken.taken_at,
+             "lsn": taken.source.lsn},
+            lambda c: c.print(f"{name}: snapshot at {taken.taken_at} "
+                              f"(LSN {taken.source.lsn}) -> {path}"))
 
 
 @app.command("snapshots")

@@ -19,7 +19,7 @@ import functools
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -59,7 +59,8 @@ from spectral.redact import register_secret
 from spectral.undo import UndoStack
 from spectral.verify.compare import Outcome
 from spectral.verify.content import Method
-from spectral.verify.fingerprint import Options, retake, seal, take
+from spectral.verify.document import Fingerprint, typed
+from spectral.verify.fingerprint import Options, retake, take
 
 
 class ExitOutcome(StrEnum):
@@ -219,7 +220,7 @@ class Exit:
             snapshot = str(row[0])
             self.say(f"taking the source's fingerprint (snapshot {snapshot})")
             mark = time.monotonic()
-            source_doc = take(source_dsn, opts, snapshot=snapshot)
+            source_doc = typed(take(source_dsn, opts, snapshot=snapshot))
             self.result.timings["fingerprint_source"] = time.monotonic() - mark
             self.say(f"dumping {', '.join(self.schemas)} with pg_dump {bins.version} "
                      f"({self.request.jobs} jobs)")
@@ -236,13 +237,13 @@ class Exit:
             # read before FORCE ROW LEVEL SECURITY is set again: the target's owner has no
             # BYPASSRLS, and a forced table would be unreadable to it
             # (and tables hashed again through their text form, too)
-            read = take(self.request.target_dsn, opts)
+            read = typed(take(self.request.target_dsn, opts))
             source_doc, read = self._common_hashes(source_dsn, snapshot, source_doc, read)
             holder.rollback()
             restore.finish()
-            catalog = take(self.request.target_dsn, Options(self.schemas))
-            target_doc = seal({**catalog, "content": True, "tables": read["tables"],
-                               "sequences": read.get("sequences")})
+            catalog = typed(take(self.request.target_dsn, Options(self.schemas)))
+            target_doc = replace(catalog, content=True, tables=read.tables,
+                                 sequences=read.sequences).sealed()
             comparison, planned = prove(assessed, source_doc, target_doc)
             self.result.timings["verify"] = time.monotonic() - mark
             self.result.planned, self.result.comparison = planned, comparison.to_json()
@@ -259,14 +260,14 @@ class Exit:
             raise CheckFailed(f"the copy in {self.result.target} differs from the source in "
                               f"ways the exit did not plan: " + "; ".join(found))
 
-    def _common_hashes(self, source_dsn: str, snapshot: str, source_doc: dict[str, Any],
-                       target_doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _common_hashes(self, source_dsn: str, snapshot: str, source_doc: Fingerprint,
+                       target_doc: Fingerprint) -> tuple[Fingerprint, Fingerprint]:
         """Tables the two servers could not hash the same way (before PostgreSQL 17, date,
         boolean and bytea have no hash function of their own) are hashed again on both sides
         through their text form; the source still as of the dump's snapshot."""
-        differ = {name for name, t in source_doc["tables"].items()
-                  if (o := target_doc["tables"].get(name)) is not None and
-                  t["status"] == o["status"] == "ok" and t["method"] != o["method"]}
+        differ = {name for name, t in source_doc.tables.items()
+                  if (o := target_doc.tables.get(name)) is not None and
+                  t.ok and o.ok and t.method != o.method}
         if not differ:
             return source_doc, target_doc
         self.say(f"hashing {len(differ)} table(s) through their text form on both sides "
@@ -274,8 +275,8 @@ class Exit:
         text = Method.TEXT_HASH
         redo_source = retake(source_dsn, self.schemas, differ, text, snapshot=snapshot)
         redo_target = retake(self.request.target_dsn, self.schemas, differ, text)
-        return (seal({**source_doc, "tables": {**source_doc["tables"], **redo_source}}),
-                seal({**target_doc, "tables": {**target_doc["tables"], **redo_target}}))
+        return (replace(source_doc, tables={**source_doc.tables, **redo_source}).sealed(),
+                replace(target_doc, tables={**target_doc.tables, **redo_target}).sealed())
 
     # ---- the source ---------------------------------------------------------------------
     @contextlib.contextmanager

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import replace
 from typing import Any
 
 from spectral.exit.portability import Plan, Report
 from spectral.verify.compare import Comparison, compare
-from spectral.verify.fingerprint import schema_entry, seal
+from spectral.verify.document import Fingerprint, SchemaEntry
 
 _KEYWORDS = {"WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "OFFSET", "WINDOW", "UNION",
              "INTERSECT", "EXCEPT", "FETCH", "FOR"}
@@ -46,7 +47,7 @@ def unqualified_view(definition: str) -> str:
 class Planned:
     """The planned differences of one exit, applied to a fingerprint document."""
 
-    def __init__(self, report: Report, target_doc: dict[str, Any]) -> None:
+    def __init__(self, report: Report, target_doc: Fingerprint) -> None:
         self.report = report
         facts = report.target
         assert facts is not None
@@ -69,15 +70,12 @@ class Planned:
                          "qualification (PostgreSQL 16 stopped printing it)")
         return lines
 
-    def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
-        out = copy.deepcopy(doc)
-        for name, entry in out["schemas"].items():
-            if entry.get("missing"):
-                continue
-            objects = {k: self._object(k, o) for k, o in entry["objects"].items()}
-            out["schemas"][name] = schema_entry(objects)
-        out["managed"] = {}                 # shims live there: not part of the proof
-        return seal(out)
+    def apply(self, doc: Fingerprint) -> Fingerprint:
+        schemas = {name: entry if entry.missing else
+                   SchemaEntry.of({k: self._object(k, o) for k, o in entry.objects.items()})
+                   for name, entry in doc.schemas.items()}
+        # shims live in the managed schemas: not part of the proof
+        return replace(doc, schemas=schemas, managed={}).sealed()
 
     def _object(self, key: str, obj: dict[str, Any]) -> dict[str, Any]:
         obj = copy.deepcopy(obj)
@@ -113,16 +111,16 @@ def _owners(report: Report) -> list[str]:
     return [n.strip() for i in report.items if i.kind == "owner" for n in i.name.split(",")]
 
 
-def _extension_versions(doc: dict[str, Any]) -> dict[str, str]:
+def _extension_versions(doc: Fingerprint) -> dict[str, str]:
     found: dict[str, str] = {}
-    for entry in doc.get("schemas", {}).values():
-        for key, obj in entry.get("objects", {}).items():
+    for entry in doc.schemas.values():
+        for key, obj in entry.objects.items():
             if key.startswith("extension ") and isinstance(obj, dict) and obj.get("version"):
                 found[str(obj.get("name"))] = str(obj["version"])
     return found
 
 
-def prove(report: Report, source_doc: dict[str, Any], target_doc: dict[str, Any]
+def prove(report: Report, source_doc: Fingerprint, target_doc: Fingerprint
           ) -> tuple[Comparison, list[str]]:
     """The comparison of the source, as planned, with the target; and the planned lines."""
     planned = Planned(report, target_doc)

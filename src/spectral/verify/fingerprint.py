@@ -230,10 +230,10 @@ def document(now: datetime, source: Source, opts: Options,
 
 
 def retake(conninfo: str, schemas: tuple[str, ...], tables: set[str],
-           method: content_mod.Method, snapshot: str | None = None) -> dict[str, Any]:
+           method: content_mod.Method, snapshot: str | None = None) -> dict[str, TableFacts]:
     """Some tables' facts again, all hashed by `method` (as of `snapshot` when given): two
     servers whose hash functions differ (another major version) compare on common ground."""
-    def once(g: _Guard) -> dict[str, Any]:
+    def once(g: _Guard) -> dict[str, TableFacts]:
         locked = _begin(g, list(schemas), snapshot)
         row = g.conn.execute("select pg_export_snapshot()").fetchone()
         assert row is not None
@@ -243,7 +243,7 @@ def retake(conninfo: str, schemas: tuple[str, ...], tables: set[str],
         facts = content_mod.scan(conninfo, str(row[0]), plans, method=method, stop=g.stop,
                                  sessions=g.workers, lock_timeout=g.lock_timeout)
         g.conn.rollback()
-        return {name: _facts(f).to_json() for name, f in facts.items()}
+        return {name: _facts(f) for name, f in facts.items()}
 
     return locks.retrying(lambda: _guarded(conninfo, locks.LOCK_TIMEOUT, once),
                           f"could not read {describe(conninfo)} again")

@@ -15,6 +15,7 @@ from spectral.config.secrets import is_secret_ref
 from spectral.errors import UsageError
 from spectral.refdb import REFERENCE_SCHEMAS
 from spectral.verify.content import ScanProgress
+from spectral.verify.document import typed
 from spectral.verify.fingerprint import Options, load, options_for, take
 
 
@@ -32,8 +33,9 @@ def fingerprint_pair(cfg: SpectralConfig, a: str, b: str, *, schemas: list[str] 
         x, y = (b, a) if file_first else (a, b)
         fx = fingerprint_of(cfg, x, schemas=schemas, content=content, workers=workers,
                             progress=progress)
-        fy = fingerprint_of(cfg, y, schemas=schemas or list(fx[0]["schemas"]),
-                            content=content or bool(fx[0].get("content")), workers=workers,
+        first = typed(fx[0])
+        fy = fingerprint_of(cfg, y, schemas=schemas or list(first.schemas),
+                            content=content or first.content, workers=workers,
                             progress=progress)
         return (fy, fx) if file_first else (fx, fy)
     schemas = schemas or _one_schema_list(cfg, a, b)   # never a default for one side only
