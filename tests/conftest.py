@@ -51,9 +51,9 @@ def pytest_configure(config: pytest.Config) -> None:
 # line says so with @pytest.mark.server). In that run a server start fails the test, so a test
 # that needs one and says nothing is found at once.
 # (the modules' own fixtures of these names start one too: env, pgb, pgb_plain, ready, drilled,
-# subject, cli)
+# subject, cli, seeded, vcluster)
 SERVER_FIXTURES = {"make_cluster", "reference_cluster", "project", "world", "pg15", "env", "pgb",
-                   "pgb_plain", "ready", "drilled", "subject", "cli"}
+                   "pgb_plain", "ready", "drilled", "subject", "cli", "seeded", "vcluster"}
 FAST = "SPECTRAL_TEST_FAST"
 
 

@@ -81,6 +81,7 @@ def run(work: Path, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
+@pytest.mark.server
 def test_json_outputs_are_unchanged(work_dir: Path) -> None:
     with notes_environment(work_dir) as environment:
         dsn = environment.provider.running_source()

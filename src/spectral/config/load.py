@@ -65,10 +65,32 @@ def _problem(err: Any) -> str:
     return f"{'.'.join(parts) or '(top level)'}: {msg}"
 
 
-def _explain(exc: ValidationError, source: Path) -> ConfigError:
+def _shared_problems(data: dict[str, Any], err: Any) -> list[str]:
+    """An environment whose provider is unknown is validated by no provider's model: its shared
+    keys are checked anyway (and keys no provider takes named), so every problem is listed."""
+    from spectral.config.base import EnvironmentConfig
+    from spectral.providers.registry import BACKENDS
+
+    loc = err["loc"]
+    table = data.get("environments", {}).get(loc[1]) if len(loc) == 2 else None
+    if err["type"] != "unknown_kind" or not isinstance(table, dict):
+        return []
+    known = {key for b in BACKENDS for name, field in b.settings.model_fields.items()
+             for key in (name, field.alias) if key}
+    shared = set(EnvironmentConfig.model_fields)
+    kept = {k: v for k, v in table.items() if k in shared or k not in known}
+    try:
+        EnvironmentConfig.model_validate({**kept, "provider": "-"})
+    except ValidationError as more:
+        return [_problem({**e, "loc": ("environments", loc[1], "-", *e["loc"])})
+                for e in more.errors()]
+    return []
+
+
+def _explain(exc: ValidationError, source: Path, data: dict[str, Any]) -> ConfigError:
     """Every problem at once, each with its key and what is expected: the first on the error
     line, all of them (the first again) in the hint, one per line."""
-    problems = [_problem(e) for e in exc.errors()]
+    problems = [p for e in exc.errors() for p in [_problem(e), *_shared_problems(data, e)]]
     if len(problems) == 1:
         return ConfigError(f"{source}: {problems[0]}")
     return ConfigError(f"{source}: {len(problems)} problems: {problems[0]}; ...",
@@ -80,7 +102,7 @@ def parse_config(data: dict[str, Any], source: Path) -> SpectralConfig:
         return SpectralConfig.model_validate(
             {**data, "source": source, "base_dir": source.parent.resolve()})
     except ValidationError as exc:
-        raise _explain(exc, source) from None
+        raise _explain(exc, source, data) from None
 
 
 def load_config(path: Path | None, *, cwd: Path | None = None) -> SpectralConfig:
