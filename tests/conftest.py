@@ -61,6 +61,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.server)
+    _slow_first(items)
+
+
+def _slow_first(items: list[pytest.Item]) -> None:
+    """The tests marked `slow` start first, half at the head of each half of the run: xdist
+    gives each of two workers one half, in order, and a worker that runs dry takes tests from
+    the other's tail, so a long test left for the end would run alone while the other waits."""
+    slow = [i for i in items if i.get_closest_marker("slow")]
+    if not slow:
+        return
+    rest = [i for i in items if not i.get_closest_marker("slow")]
+    first, second = slow[0::2], slow[1::2]
+    cut = max(0, len(items) // 2 - len(first))
+    items[:] = first + rest[:cut] + second + rest[cut:]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -102,6 +102,7 @@ def test_the_fingerprint_coverage_table_names_real_tests() -> None:
     assert not unknown, f"named in docs/fingerprint-coverage.md but not a test: {unknown}"
 
 
+@pytest.mark.slow
 @pytest.mark.server
 def test_the_readme_quick_start_runs_as_written(work_dir: Path) -> None:
     """A fresh folder, an empty HOME, the block exactly as the README has it."""

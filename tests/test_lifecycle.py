@@ -479,22 +479,26 @@ def test_the_lifecycle_draws_every_crash_point() -> None:
     assert crash_points_in(src) == DRAWN | NOT_DRAWN
 
 
+@pytest.mark.slow
 @pytest.mark.server
 def test_lifecycle_script_pg18(bins: PgBinaries) -> None:
     _script(bins)
 
 
+@pytest.mark.slow
 @pytest.mark.server
 @pytest.mark.skipif(not (SYSTEM_PG15 / "postgres").exists(), reason="no Debian PostgreSQL 15")
 def test_lifecycle_script_pg15() -> None:
     _script(find_binaries(SYSTEM_PG15))
 
 
+@pytest.mark.slow
 @pytest.mark.server
 def test_lifecycle_pg18(bins: PgBinaries) -> None:
     _run(bins)
 
 
+@pytest.mark.slow
 @pytest.mark.server
 @pytest.mark.skipif(not (SYSTEM_PG15 / "postgres").exists(), reason="no Debian PostgreSQL 15")
 def test_lifecycle_pg15() -> None:

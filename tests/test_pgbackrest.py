@@ -281,6 +281,7 @@ def remove(e: Env, key: str) -> None:
         e.s3.client().delete_object(Bucket="backups", Key=f"repo/{key}")
 
 
+@pytest.mark.slow
 @needs_pgbackrest
 def test_backups_window_pitr_drill_and_a_damaged_repository(pgb: Env) -> None:
     stanza = "spectral-test"

@@ -105,6 +105,7 @@ def _restore(e: Env, xid: int, step: str | None = None) -> None:
 
 
 # ---- 5: in-place restore and undo, killed at every step ------------------------------------
+@pytest.mark.slow
 def test_in_place_restore_killed_at_every_step(env: Env) -> None:
     """Before its record is written the restore is rolled back (the rows of before); after, it
     is finished (the restored rows) and its undo is due. The next command alternates: a bare
@@ -147,6 +148,7 @@ def _restore_args(xid: int) -> tuple[str, ...]:
     return ("dr", "restore", "--in-place", "--yes", "--target-xid", str(xid))
 
 
+@pytest.mark.slow
 def test_undo_killed_at_every_step(env: Env) -> None:
     target_xid = env.commit("insert into t values (11, 'target')")
     target = env.rows()
@@ -272,6 +274,7 @@ def test_instances_lists_what_a_killed_salvage_left(env: Env) -> None:
     assert _processes_under(env.instances_dir) == []
 
 
+@pytest.mark.slow
 def test_killed_while_the_server_was_stopped(env: Env) -> None:
     """The same with the environment's server down before the restore or undo: after the
     next command the database is as before (or the undo is finished), and the server is

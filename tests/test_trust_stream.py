@@ -169,6 +169,7 @@ def test_setting_aside_never_overwrites_an_earlier_copy(tmp_path: Path) -> None:
     assert kept == [b"first", b"second"]
 
 
+@pytest.mark.slow
 @pytest.mark.server
 @pytest.mark.parametrize("mode", ["asynchronous", "synchronous"])
 def test_stream_survives_a_restart_of_the_server(work_dir: Path, mode: str) -> None:
@@ -190,6 +191,7 @@ def test_stream_survives_a_restart_of_the_server(work_dir: Path, mode: str) -> N
         assert status["stream"] is not None and status["stream_state"] == "streaming"
 
 
+@pytest.mark.slow
 @pytest.mark.server
 @pytest.mark.parametrize("mode", ["asynchronous", "synchronous"])
 def test_stream_follows_the_new_timeline_of_an_in_place_restore(work_dir: Path,
@@ -253,6 +255,7 @@ def test_stream_follows_the_new_timeline_of_an_in_place_restore(work_dir: Path,
         assert stream.poll() is None
 
 
+@pytest.mark.slow
 @pytest.mark.server
 def test_stream_resumes_when_the_server_removed_its_resume_point(work_dir: Path) -> None:
     """The slot was dropped while no stream ran (an operator, or a slot invalidated) and the
