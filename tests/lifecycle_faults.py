@@ -19,6 +19,7 @@ from hypothesis.stateful import precondition, rule
 
 from conftest import SPECTRAL
 from lifecycle_model import PICK, Commit, Model, T, _pick, count
+from spectral.pg.cluster import proc_alive
 
 if TYPE_CHECKING:
     from spectral.providers.local.environment import LocalEnvironment
@@ -139,9 +140,10 @@ class Faults:
                 "pg_walfile_name(pg_current_wal_flush_lsn())").fetchone()  # type: ignore[misc]
         pid = int((self.local.paths.data_dir / "postmaster.pid").read_text().split()[0])
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30   # gone, or a zombie (/proc lists it until reaped)
+        while proc_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert not proc_alive(pid), f"the source's postmaster {pid} outlived kill -9"
         self.crashed_at = (lsn, int(walfile[:8], 16))
         self.restore_after_crash()   # the state machine's: a restore judged by the model
         self.crashed_at = None
