@@ -137,8 +137,8 @@ def incident_record_cmd(ctx: typer.Context,
                         ) -> None:
     """Record an incident (or near-miss) in the ledger: the runbook history and the activation
     triggers read it."""
-    from spectral.ledger import EntryKind
     from spectral.ledger.open import open_ledger
+    from spectral.ledger.payloads import IncidentRecord
     from spectral.playbooks.catalog import playbook
 
     st = state(ctx)
@@ -146,9 +146,8 @@ def incident_record_cmd(ctx: typer.Context,
     if not summary.strip():
         raise UsageError("--summary must say what happened")
     name, _env = st.config.environment(st.env)
-    entry = open_ledger(st.config, name).append(
-        EntryKind.INCIDENT, name, {"playbook": playbook_name, "summary": summary,
-                                   "near_miss": near_miss, "pitr_covered": pitr_covered})
+    record = IncidentRecord(playbook_name, summary, near_miss, pitr_covered)
+    entry = open_ledger(st.config, name).append(record.KIND, name, record.to_json())
     st.emit({"seq": entry.seq, **entry.data},
             lambda c: c.print(f"recorded incident #{entry.seq}: {summary}"))
 

@@ -74,6 +74,83 @@ class DrillRecord:
                     if isinstance(v, int | float)})
 
 
+@dataclass(frozen=True)
+class IncidentRecord:
+    """An incident or near-miss: recorded by hand (`dr incident record`) or by a playbook's
+    run (whose entry holds the whole run; these are the fields every incident has)."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.INCIDENT
+    playbook: str | None
+    summary: str
+    near_miss: bool = False
+    pitr_covered: bool = False              # PITR would have covered it (a trigger)
+
+    def to_json(self) -> Json:
+        return {"playbook": self.playbook, "summary": self.summary,
+                "near_miss": self.near_miss, "pitr_covered": self.pitr_covered}
+
+    @classmethod
+    def from_json(cls, d: Json) -> IncidentRecord:
+        return cls(d.get("playbook"), str(d.get("summary") or ""),
+                   bool(d.get("near_miss", False)), bool(d.get("pitr_covered", False)))
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    number: int
+    text: str
+    done: bool
+    evidence: str
+
+    def to_json(self) -> Json:
+        return {"number": self.number, "text": self.text, "done": self.done,
+                "evidence": self.evidence}
+
+    @classmethod
+    def from_json(cls, d: Json) -> StepRecord:
+        return cls(int(d.get("number", 0)), str(d.get("text", "")), bool(d.get("done")),
+                   str(d.get("evidence", "")))
+
+
+@dataclass(frozen=True)
+class ActivationRecord:
+    """The runbook's PITR activation, with the trigger that started it and its steps."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.ACTIVATION
+    summary: str
+    trigger: str
+    steps: tuple[StepRecord, ...] = ()
+
+    def to_json(self) -> Json:
+        return {"summary": self.summary, "trigger": self.trigger,
+                "steps": [s.to_json() for s in self.steps]}
+
+    @classmethod
+    def from_json(cls, d: Json) -> ActivationRecord:
+        return cls(str(d.get("summary", "")), str(d.get("trigger", "")),
+                   tuple(StepRecord.from_json(s) for s in d.get("steps", [])))
+
+
+@dataclass(frozen=True)
+class RepairRecord:
+    """A torn last line removed from the ledger (`dr log repair`): which, and what it held."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.REPAIR
+    summary: str
+    line: int
+    bytes: int
+    sha256: str
+
+    def to_json(self) -> Json:
+        return {"summary": self.summary, "line": self.line, "bytes": self.bytes,
+                "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, d: Json) -> RepairRecord:
+        return cls(str(d.get("summary", "")), int(d.get("line", 0)), int(d.get("bytes", 0)),
+                   str(d.get("sha256", "")))
+
+
 def _seconds(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -86,6 +163,16 @@ def snapshot(entry: Entry) -> SnapshotRecord:
 def drill(entry: Entry) -> DrillRecord:
     _expect(entry, EntryKind.DRILL)
     return DrillRecord.from_json(entry.data)
+
+
+def incident(entry: Entry) -> IncidentRecord:
+    _expect(entry, EntryKind.INCIDENT)
+    return IncidentRecord.from_json(entry.data)
+
+
+def activation(entry: Entry) -> ActivationRecord:
+    _expect(entry, EntryKind.ACTIVATION)
+    return ActivationRecord.from_json(entry.data)
 
 
 def _expect(entry: Entry, kind: EntryKind) -> None:

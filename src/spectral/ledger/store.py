@@ -293,10 +293,11 @@ class Ledger:
                 f.truncate(len(keep))
                 f.flush()
                 os.fsync(f.fileno())
-        return self.append(EntryKind.REPAIR, environment,
-                           {"summary": f"removed torn line {number} ({len(raw)} bytes)",
-                            "line": number, "bytes": len(raw),
-                            "sha256": hashlib.sha256(raw).hexdigest()})
+        from spectral.ledger.payloads import RepairRecord
+
+        done = RepairRecord(f"removed torn line {number} ({len(raw)} bytes)", number, len(raw),
+                            hashlib.sha256(raw).hexdigest())
+        return self.append(done.KIND, environment, done.to_json())
 
     def _problems_of(self, data: bytes) -> list[str]:
         probe = Ledger(self.dir)

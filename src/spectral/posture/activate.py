@@ -14,7 +14,7 @@ from spectral.confirm import AssumeNo, Operator
 from spectral.durable import write_atomic
 from spectral.environment import Environment
 from spectral.errors import CheckFailed, ConfigError
-from spectral.ledger import EntryKind
+from spectral.ledger.payloads import ActivationRecord, StepRecord
 from spectral.providers.base import Report
 
 
@@ -72,7 +72,8 @@ def activate(environment: Environment, trigger: str, *, addon: str | None = None
                                        f"{cfg.source}: environments.{name}.posture = \"pitr\""))
     result.steps.append(ActivationStep(4, "functional restore drill due within 30 days", True,
                                        "spectral dr status shows it"))
-    environment.ledger.append(EntryKind.ACTIVATION, name, {
-        "summary": f"PITR activated (trigger: {trigger})", "trigger": trigger,
-        "steps": [s.to_json() for s in result.steps]})
+    done = ActivationRecord(f"PITR activated (trigger: {trigger})", trigger,
+                            tuple(StepRecord(s.number, s.text, s.done, s.evidence)
+                                  for s in result.steps))
+    environment.ledger.append(done.KIND, name, done.to_json())
     return result

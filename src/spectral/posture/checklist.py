@@ -13,7 +13,7 @@ from spectral.config.models import Posture
 from spectral.confirm import AssumeNo
 from spectral.environment import Environment
 from spectral.errors import SpectralError
-from spectral.ledger import EntryKind, Ledger
+from spectral.ledger import EntryKind, Ledger, payloads
 from spectral.pg.conn import connect
 from spectral.rules import hook
 from spectral.rules.export import export
@@ -80,9 +80,9 @@ def readme_and_hook(conninfo: str, out: Path, partner: str) -> list[Item]:
 def recent_drill(ledger: Ledger, partner: str, now: datetime) -> Item:
     text = "functional drill within 30 days using their corpus"
     drills = [e for e in ledger.entries() if e.kind is EntryKind.DRILL
-              and e.data.get("type") == "functional" and e.data.get("outcome") == "pass"
+              and (d := payloads.drill(e)).type == "functional" and d.outcome == "pass"
               and e.at >= now - timedelta(days=30)]
-    with_corpus = [e for e in drills if partner in e.data.get("partner_corpora", [])]
+    with_corpus = [e for e in drills if partner in payloads.drill(e).partner_corpora]
     if with_corpus:
         e = with_corpus[-1]
         return Item(text, True, f"ledger #{e.seq}: PASS on {e.at.date()}, restore contained "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -10,7 +11,8 @@ from typing import Any
 import psycopg
 
 from spectral.config.models import EnvironmentConfig, Posture
-from spectral.ledger import Entry, EntryKind
+from spectral.ledger import Entry, EntryKind, payloads
+from spectral.ledger.payloads import IncidentRecord
 from spectral.posture.samples import Day, Sample, daily, longest_streak
 
 CHURN_THRESHOLD = 0.10
@@ -52,26 +54,25 @@ def first_partner_data(conn: psycopg.Connection[Any] | None, query: str = PARTNE
                    evidence or ["no partner-owned corpus in platform.corpora"])
 
 
-def _incidents(entries: list[Entry], **match: Any) -> list[Entry]:
-    return [e for e in entries if e.kind is EntryKind.INCIDENT
-            and all(e.data.get(k) == v for k, v in match.items())]
+def _incidents(entries: list[Entry], keep: Callable[[IncidentRecord], bool]) -> list[str]:
+    """The evidence line of each incident `keep` selects."""
+    return [f"ledger #{e.seq} {e.at.date()}: {i.summary}" for e in entries
+            if e.kind is EntryKind.INCIDENT and keep(i := payloads.incident(e))]
 
 
 def compromised_credential(entries: list[Entry]) -> Trigger:
     # an incident run through that playbook, or recorded as a near-miss of it
-    found = _incidents(entries, playbook="compromised-credential")
+    found = _incidents(entries, lambda i: i.playbook == "compromised-credential")
     return Trigger("compromised-credential incident or near-miss",
                    TriggerState.FIRED if found else TriggerState.NOT_FIRED,
-                   [f"ledger #{e.seq} {e.at.date()}: {e.data.get('summary', '')}" for e in found]
-                   or ["no such incident in the ledger"])
+                   found or ["no such incident in the ledger"])
 
 
 def pitr_covered_failure(entries: list[Entry]) -> Trigger:
-    found = _incidents(entries, pitr_covered=True)
+    found = _incidents(entries, lambda i: i.pitr_covered)
     return Trigger("first PITR-covered failure",
                    TriggerState.FIRED if found else TriggerState.NOT_FIRED,
-                   [f"ledger #{e.seq} {e.at.date()}: {e.data.get('summary', '')}" for e in found]
-                   or ["no incident marked as one PITR would have covered"])
+                   found or ["no incident marked as one PITR would have covered"])
 
 
 def sustained_change(samples: list[Sample]) -> tuple[Trigger, list[Day]]:
