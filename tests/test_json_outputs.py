@@ -129,3 +129,29 @@ def test_ledger_payloads_read_old_and_new_entries() -> None:
     assert json.dumps(SnapshotRecord.from_json(snap).to_json()) == json.dumps(snap)
     with pytest.raises(ValueError, match="#3 is a snapshot entry"):
         drill(entry)
+
+
+def test_the_runbook_history_reads_each_kind_of_entry() -> None:
+    from spectral.ledger import Entry, EntryKind
+    from spectral.runbook import _history_line
+
+    at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+
+    def line(kind: EntryKind, data: dict[str, Any]) -> str | None:
+        return _history_line(Entry(1, at, kind, "e", data, "0", "h"))
+
+    day = "- 2026-12-01 09:30 UTC — "
+    assert line(EntryKind.TABLETOP, {"scenario": "schema-drop", "participants": ["a", "b"],
+                                     "findings": ["f"], "action_items": []}) == \
+        f"{day}tabletop review of schema-drop: 2 participant(s), 1 finding(s), 0 action item(s)"
+    assert line(EntryKind.INCIDENT, {"playbook": "self-inflicted", "summary": "oops"}) == \
+        f"{day}incident: oops"
+    assert line(EntryKind.INCIDENT, {"playbook": "self-inflicted"}) == \
+        f"{day}incident: self-inflicted"
+    assert line(EntryKind.ACTIVATION, {"trigger": "manual", "steps": []}) == \
+        f"{day}activation: manual"
+    assert line(EntryKind.DRILL, {"type": "functional", "outcome": "pass", "rto_seconds": 5.0,
+                                  "rpo_seconds": None, "backup_id": "b1", "error": None}) == \
+        f"{day}functional drill: **PASS**; RTO 5.0 s, RPO -; backup b1"
+    assert line(EntryKind.RESTORE, {"summary": "in-place restore to time t"}) == \
+        f"{day}restore: in-place restore to time t"

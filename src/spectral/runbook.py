@@ -45,14 +45,17 @@ def _history_line(e: Entry) -> str | None:
             line += f"; {done.error}"
         return line
     if e.kind is EntryKind.TABLETOP:
-        return (f"- {day} — tabletop review of {d.get('scenario')}: "
-                f"{len(d.get('participants', []))} participant(s), "
-                f"{len(d.get('findings', []))} finding(s), "
-                f"{len(d.get('action_items', []))} action item(s)")
+        review = payloads.tabletop(e)
+        return (f"- {day} — tabletop review of {review.scenario}: "
+                f"{len(review.participants)} participant(s), "
+                f"{len(review.findings)} finding(s), "
+                f"{len(review.action_items)} action item(s)")
     if e.kind is EntryKind.INCIDENT:
-        return f"- {day} — incident: {d.get('summary') or d.get('playbook', '')}"
+        incident = payloads.incident(e)
+        return f"- {day} — incident: {incident.summary or incident.playbook or ''}"
     if e.kind is EntryKind.ACTIVATION:
-        return f"- {day} — activation: {d.get('summary') or d.get('trigger', '')}"
+        activation = payloads.activation(e)
+        return f"- {day} — activation: {activation.summary or activation.trigger}"
     if e.kind is EntryKind.EXIT:
         return f"- {day} — {d.get('summary', 'provider exit')}"
     if e.kind in (EntryKind.RESTORE, EntryKind.REPAIR):

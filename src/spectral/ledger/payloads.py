@@ -75,6 +75,23 @@ class DrillRecord:
 
 
 @dataclass(frozen=True)
+class TabletopRecord:
+    """A tabletop review as the ledger keeps it (written from `Tabletop.to_json`, with the
+    facts it was briefed with): what the runbook and cadence read of it."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.TABLETOP
+    scenario: str
+    participants: tuple[str, ...] = ()
+    findings: tuple[str, ...] = ()
+    action_items: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, d: Json) -> TabletopRecord:
+        return cls(str(d.get("scenario")), tuple(d.get("participants") or ()),
+                   tuple(d.get("findings") or ()), tuple(d.get("action_items") or ()))
+
+
+@dataclass(frozen=True)
 class IncidentRecord:
     """An incident or near-miss: recorded by hand (`dr incident record`) or by a playbook's
     run (whose entry holds the whole run; these are the fields every incident has)."""
@@ -163,6 +180,11 @@ def snapshot(entry: Entry) -> SnapshotRecord:
 def drill(entry: Entry) -> DrillRecord:
     _expect(entry, EntryKind.DRILL)
     return DrillRecord.from_json(entry.data)
+
+
+def tabletop(entry: Entry) -> TabletopRecord:
+    _expect(entry, EntryKind.TABLETOP)
+    return TabletopRecord.from_json(entry.data)
 
 
 def incident(entry: Entry) -> IncidentRecord:
