@@ -155,3 +155,33 @@ def test_the_runbook_history_reads_each_kind_of_entry() -> None:
         f"{day}functional drill: **PASS**; RTO 5.0 s, RPO -; backup b1"
     assert line(EntryKind.RESTORE, {"summary": "in-place restore to time t"}) == \
         f"{day}restore: in-place restore to time t"
+
+
+def test_restore_outcomes_read_back_and_print_as_before() -> None:
+    import io
+
+    from rich.console import Console
+
+    from spectral.cli.backup_cmds import _print_in_place
+    from spectral.providers.base import InPlaceResult
+    from spectral.providers.capabilities import RecoveryReached, UndoOutcome
+
+    reached = {"stopped": "before commit of transaction 765, time t", "redo_done_lsn": "0/1",
+               "last_transaction": "t", "paused": False, "prepared": ["g1"], "resolved": None}
+    assert json.dumps(RecoveryReached.from_json(reached).to_json()) == json.dumps(reached)
+    instance = {k: v for k, v in reached.items() if k != "prepared"}
+    assert json.dumps(RecoveryReached.from_json(instance).to_json()) == json.dumps(instance)
+    assert RecoveryReached.of({}) is None
+    undo = {"environment": "e", "restored": "/d.previous-1", "set_aside": "/d.undone-1",
+            "timeline": 3}
+    assert json.dumps(UndoOutcome.from_json(undo).to_json()) == json.dumps(undo)
+    out = io.StringIO()
+    _print_in_place(Console(file=out, width=500), InPlaceResult(
+        "e", "environment e", "time t", 1.0, "", "b1", "/d.previous-1", ["/d.previous-0"],
+        reached=reached))
+    assert out.getvalue().splitlines() == [
+        "e: restored in place to time t from backup b1; the previous data is kept at "
+        "/d.previous-1 (spectral dr restore --undo | --discard-previous)",
+        "  discarded the older kept-aside /d.previous-0",
+        "  prepared transaction 'g1' is pending again and holds its locks (it was committed "
+        "or rolled back after the target): COMMIT PREPARED or ROLLBACK PREPARED it"]

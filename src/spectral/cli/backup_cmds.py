@@ -18,11 +18,11 @@ from rich.table import Table
 from spectral.cli.state import AppState, state
 from spectral.config.durations import format_duration
 from spectral.errors import UsageError
-from spectral.providers.capabilities import missing
+from spectral.providers.capabilities import RecoveryReached, UndoOutcome, missing
 
 if TYPE_CHECKING:
+    from spectral.providers.base import InPlaceResult, Instance, Provider
     from spectral.providers.base import Progress as RestoreProgress
-    from spectral.providers.base import Provider
     from spectral.providers.capabilities import Options, RestoredInstances
     from spectral.recovery_target import RecoveryTarget
 
@@ -186,28 +186,34 @@ def restore_cmd(
         with restore_progress(show) as progress:
             done = in_place_undo.restore(target, confirmed=yes, progress=progress,
                                          options=options)
-        st.emit(done.to_json(), lambda c: c.print(
-            f"{done.environment}: restored in place to {done.target} from backup "
+        st.emit(done.to_json(), lambda c: _print_in_place(c, done))
+        return
+    instances = needed(p, p.restored_instances(), "spectral dr restore", "restored_instances")
+    with restore_progress(show) as progress:
+        inst = instances.restore(target, pause=pause, progress=progress, options=options)
+    st.emit(inst.to_json(), lambda c: _print_instance(c, target, inst))
+
+
+def _print_in_place(c: Console, done: InPlaceResult) -> None:
+    reached = RecoveryReached.of(done.reached)
+    c.print(f"{done.environment}: restored in place to {done.target} from backup "
             f"{done.backup}; the previous data is kept at {done.previous} "
             f"(spectral dr restore --undo | --discard-previous)"
             + "".join(f"\n  discarded the older kept-aside {d}" for d in done.discarded)
             + "".join(f"\n  prepared transaction {g!r} is pending again and holds its locks "
                       f"(it was committed or rolled back after the target): COMMIT PREPARED "
-                      f"or ROLLBACK PREPARED it" for g in done.reached.get("prepared", []))))
-        return
-    instances = needed(p, p.restored_instances(), "spectral dr restore", "restored_instances")
-    with restore_progress(show) as progress:
-        inst = instances.restore(target, pause=pause, progress=progress, options=options)
+                      f"or ROLLBACK PREPARED it"
+                      for g in (reached.prepared or () if reached else ())))
 
-    def human(c: Console) -> None:
-        c.print(f"restored {target.describe()} from backup {inst.backup_id} into instance "
-                f"{inst.id} (port {inst.port})")
-        if inst.reached.get("stopped"):
-            c.print(f"recovery stopped {inst.reached['stopped']}")
-        c.print(f"dsn: {inst.dsn}")
-        c.print(f"tear it down with: spectral dr teardown {inst.id}")
 
-    st.emit(inst.to_json(), human)
+def _print_instance(c: Console, target: RecoveryTarget, inst: Instance) -> None:
+    c.print(f"restored {target.describe()} from backup {inst.backup_id} into instance "
+            f"{inst.id} (port {inst.port})")
+    reached = RecoveryReached.of(inst.reached)
+    if reached and reached.stopped:
+        c.print(f"recovery stopped {reached.stopped}")
+    c.print(f"dsn: {inst.dsn}")
+    c.print(f"tear it down with: spectral dr teardown {inst.id}")
 
 
 def check_pause(target: RecoveryTarget, in_place: bool) -> None:
@@ -236,10 +242,10 @@ def _undo_or_discard(st: AppState, undo: bool, yes: bool) -> None:
             f"discarded {len(gone)} kept-aside data director{'y' if len(gone) == 1 else 'ies'}"
             + "".join(f"\n  {d}" for d in gone)))
         return
-    result = in_place.undo(confirmer)
-    st.emit(result, lambda c: c.print(
-        f"{result['environment']}: put back {result['restored']}; the restore is kept aside at "
-        f"{result['set_aside']}. The database is now on timeline {result['timeline']}, which "
+    done = UndoOutcome.from_json(in_place.undo(confirmer))
+    st.emit(done.to_json(), lambda c: c.print(
+        f"{done.environment}: put back {done.restored}; the restore is kept aside at "
+        f"{done.set_aside}. The database is now on timeline {done.timeline}, which "
         f"later restores follow."))
 
 

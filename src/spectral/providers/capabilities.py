@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from spectral.providers.base import InPlaceResult, Instance, Progress, Provider
     from spectral.recovery_target import RecoveryTarget
 
+Json = dict[str, Any]
 # the flags given (`dr backup --type diff --repo 2` -> {"type": "diff", "repo": 2}), by name
 Options = Mapping[str, object]
 NO_OPTIONS: Options = {}
@@ -118,6 +119,60 @@ class RestoredInstances(Protocol):
         """Instances whose owning run was killed."""
 
     def promote(self, instance_id: str) -> Instance: ...
+
+
+# ---- what an in-place restore and its undo report (JSON only at the --json edge) ----------
+@dataclass(frozen=True)
+class RecoveryReached:
+    """Where PostgreSQL's recovery stopped, as its log says (providers/local/recovery.py), and
+    what was left to resolve."""
+
+    stopped: str | None                      # "before commit of transaction 1234, time ..."
+    redo_done_lsn: str | None = None
+    last_transaction: str | None = None
+    paused: bool = False
+    # transactions prepared before the target and finished after it: pending again (in place)
+    prepared: tuple[str, ...] | None = None
+    resolved: str | None = None              # how the restore plan was resolved, when it was
+
+    def to_json(self) -> Json:
+        return {"stopped": self.stopped, "redo_done_lsn": self.redo_done_lsn,
+                "last_transaction": self.last_transaction, "paused": self.paused,
+                **({"prepared": list(self.prepared)} if self.prepared is not None else {}),
+                "resolved": self.resolved}
+
+    @classmethod
+    def from_json(cls, d: Json) -> RecoveryReached:
+        prepared = d.get("prepared")
+        return cls(d.get("stopped"), d.get("redo_done_lsn"), d.get("last_transaction"),
+                   bool(d.get("paused", False)),
+                   None if prepared is None else tuple(str(g) for g in prepared),
+                   d.get("resolved"))
+
+    @classmethod
+    def of(cls, d: Json | None) -> RecoveryReached | None:
+        """The typed view of a provider's `reached` (None: nothing was observed)."""
+        return cls.from_json(d) if d else None
+
+
+@dataclass(frozen=True)
+class UndoOutcome:
+    """An undone in-place restore: the kept-aside data put back, the restore kept aside in its
+    turn, and the timeline the database is on now (later restores follow it)."""
+
+    environment: str
+    restored: str                            # the data directory put back
+    set_aside: str                           # where the undone restore's data is kept
+    timeline: int
+
+    def to_json(self) -> Json:
+        return {"environment": self.environment, "restored": self.restored,
+                "set_aside": self.set_aside, "timeline": self.timeline}
+
+    @classmethod
+    def from_json(cls, d: Json) -> UndoOutcome:
+        return cls(str(d["environment"]), str(d["restored"]), str(d["set_aside"]),
+                   int(d["timeline"]))
 
 
 class InPlaceUndo(Protocol):
