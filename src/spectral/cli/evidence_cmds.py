@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from spectral.cli.state import AppState, state
+from spectral.ledger.payloads import KeyRecord
 
 evidence_app = typer.Typer(no_args_is_help=True, help="Evidence an auditor can take away: "
                                                        "export a bundle, verify one offline.")
@@ -117,19 +118,18 @@ def keygen_cmd(ctx: typer.Context,
 def add_key_cmd(ctx: typer.Context, public_key: str = typer.Option(
         ..., "--public-key", help="The new key (base64), trusted from this entry on.")) -> None:
     """Rotate keys, step 1: a ledger entry, signed by the current key, that trusts another."""
-    _key_entry(ctx, {"add": public_key, "summary": "signing key added"})
+    _key_entry(ctx, KeyRecord("signing key added", add=public_key))
 
 
 def revoke_key_cmd(ctx: typer.Context, public_key: str = typer.Option(
         ..., "--public-key", help="The key (base64) no longer trusted from this entry on.")) \
         -> None:
     """Rotate keys, step 2: a ledger entry, signed by a trusted key, that retires one."""
-    _key_entry(ctx, {"revoke": public_key, "summary": "signing key revoked"})
+    _key_entry(ctx, KeyRecord("signing key revoked", revoke=public_key))
 
 
-def _key_entry(ctx: typer.Context, data: dict[str, str]) -> None:
+def _key_entry(ctx: typer.Context, record: KeyRecord) -> None:
     from spectral.errors import UsageError
-    from spectral.ledger import EntryKind
     from spectral.ledger.signing import key_id, load_public
 
     st = state(ctx)
@@ -137,8 +137,8 @@ def _key_entry(ctx: typer.Context, data: dict[str, str]) -> None:
     if environment.ledger.signer is None:
         raise UsageError("no signing_key configured for this environment: a key entry must "
                          "be signed")
-    key = data.get("add") or data.get("revoke") or ""
+    key = record.add or record.revoke or ""
     load_public(key)
-    entry = environment.ledger.append(EntryKind.KEY, environment.name, data)
+    entry = environment.ledger.append(record.KIND, environment.name, record.to_json())
     st.emit({"seq": entry.seq, **entry.data}, lambda c: c.print(
-        f"{environment.name}: ledger entry #{entry.seq}: {data['summary']} ({key_id(key)})"))
+        f"{environment.name}: ledger entry #{entry.seq}: {record.summary} ({key_id(key)})"))

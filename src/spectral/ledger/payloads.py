@@ -168,6 +168,25 @@ class RepairRecord:
                    str(d.get("sha256", "")))
 
 
+@dataclass(frozen=True)
+class KeyRecord:
+    """A signing key introduced or added (`add`), or revoked (`revoke`), signed itself."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.KEY
+    summary: str
+    add: str | None = None                  # the public key (base64) trusted from here on
+    revoke: str | None = None               # the public key no longer trusted
+
+    def to_json(self) -> Json:
+        return {**({"add": self.add} if self.add else {}),
+                **({"revoke": self.revoke} if self.revoke else {}), "summary": self.summary}
+
+    @classmethod
+    def from_json(cls, d: Json) -> KeyRecord:
+        return cls(str(d.get("summary", "")), str(d["add"]) if d.get("add") else None,
+                   str(d["revoke"]) if d.get("revoke") else None)
+
+
 def _seconds(value: Any) -> float | None:
     return None if value is None else float(value)
 

@@ -104,6 +104,8 @@ def trusted_at_end(entries: list[dict[str, Any]], roots: tuple[str, ...]) -> dic
 
 def _walk(entries: list[dict[str, Any]], roots: tuple[str, ...]
           ) -> tuple[list[tuple[int, str]], dict[str, str]]:
+    from spectral.ledger.payloads import KeyRecord  # here: the payloads import the store
+
     trusted: dict[str, str] = {}          # key id -> public key, once introduced
     if not roots:
         return [], trusted
@@ -113,9 +115,9 @@ def _walk(entries: list[dict[str, Any]], roots: tuple[str, ...]
     for i, d in enumerate(entries):
         seq, digest, sig = d.get("seq"), str(d.get("hash")), d.get("sig")
         raw = d.get("data")
-        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        key = KeyRecord.from_json(raw if isinstance(raw, dict) else {})
         if d.get("kind") == "key" and not started:
-            public = str(data.get("add", ""))
+            public = key.add or ""
             if not public or key_id(public) not in root_ids:
                 problems.append((i, f"entry {seq}: introduces a key that is not configured"))
                 continue
@@ -137,10 +139,10 @@ def _walk(entries: list[dict[str, Any]], roots: tuple[str, ...]
             problems.append((i, f"entry {seq}: its signature does not match (altered or "
                                 f"forged)"))
         elif d.get("kind") == "key":
-            if data.get("add"):
-                trusted[key_id(str(data["add"]))] = str(data["add"])
-            if data.get("revoke"):
-                trusted.pop(key_id(str(data["revoke"])), None)
+            if key.add:
+                trusted[key_id(key.add)] = key.add
+            if key.revoke:
+                trusted.pop(key_id(key.revoke), None)
     if not started and entries:
         problems.append((0, f"entry {entries[0].get('seq')}: not signed (signing keys are "
                             f"configured, but no signed key introduction is in the ledger)"))

@@ -160,8 +160,10 @@ class Ledger:
         when another writer published first. The first signed append introduces its key."""
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.signer is not None and kind is not EntryKind.KEY and not self._introduced():
-            self._append(EntryKind.KEY, environment,
-                         {"add": self.signer.public, "summary": "signing key introduced"}, at)
+            from spectral.ledger.payloads import KeyRecord
+
+            key = KeyRecord("signing key introduced", add=self.signer.public)
+            self._append(key.KIND, environment, key.to_json(), at)
         return self._append(kind, environment, data, at)
 
     def _introduced(self) -> bool:
