@@ -18,6 +18,9 @@ import pytest
 
 from conftest import SPECTRAL, ClusterFactory, _processes_under, spectral
 from spectral.pg.binaries import PgBinaries
+from test_pgbackrest import Env as PgbEnv
+from test_pgbackrest import commit as pgb_commit
+from test_pgbackrest import ids_in, needs_pgbackrest, pgb  # noqa: F401
 from test_provider_exit import schemas_on, target_cluster
 from test_trust_crash import UNDO_STEPS
 from test_trust_crash import Env as CrashEnv
@@ -247,3 +250,70 @@ def test_targets_outside_the_window_are_usage_errors_and_inside_a_hole_could_not
         assert code == 3 and lost in err and "--target-lsn" in err, (what, code, err)
     code, err = _restore_code(env, "--target-lsn", "FFFFFFFF/FFFFFFFF")
     assert code == 2 and "outside the recoverable window" in err, err
+
+
+# ---- 4: a missing timeline history file is named, not an intact segment ------------------------
+def test_a_missing_history_file_is_named_and_never_an_intact_segment(env: CrashEnv) -> None:
+    """After an in-place restore (timeline 2) the archived 00000002.history is deleted: the
+    window said nothing, or named an intact WAL segment as damaged (read on from timeline 2
+    into the abandoned history's later segments). It names the history file (one line, exit
+    3 where a target needs it: from a backup of timeline 1 to a point after the switch); a
+    target before the switch restores."""
+    early = env.commit("insert into t values (11, 'before the rewind')")
+    for n in range(3):          # the history the restore abandons runs on for segments
+        env.commit(f"insert into t values ({12 + n}, 'rewound')")
+        env.sql("select pg_switch_wal()")
+    env.ok("dr", "restore", "--in-place", "--yes", "--target-xid", str(early))
+    env.commit("insert into t values (20, 'on timeline 2')")
+    archive = env.dir / ".spectral" / "staging" / "backups" / "wal"
+    last = str(env.sql("select pg_walfile_name(pg_switch_wal() - 1)")[0][0])
+    history = archive / "00000002.history"
+    deadline = time.monotonic() + 30
+    while not (history.exists() and (archive / last).exists()):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    history.unlink()
+    listed = env.run("--json", "dr", "backups")
+    assert listed.returncode == 0, listed.stderr
+    text = json.dumps(json.loads(listed.stdout)["window"])
+    assert "00000002.history" in text, text
+    assert "damaged" not in text, text
+    res = env.run("dr", "restore", "--latest")
+    error = [ln for ln in res.stderr.splitlines() if ln.startswith("spectral: error:")]
+    assert res.returncode == 3, (res.returncode, res.stderr)
+    assert len(error) == 1 and "00000002.history" in error[0], res.stderr
+    assert "damaged" not in res.stderr, res.stderr
+    res = env.run("--json", "dr", "restore", "--target-xid", str(early))
+    assert res.returncode == 0, res.stderr
+    with psycopg.connect(json.loads(res.stdout)["dsn"]) as conn:
+        assert [r[0] for r in conn.execute("select id from t order by id")] == \
+            list(range(1, 12))
+    env.ok("dr", "teardown", "--all")
+
+
+# ---- 1: pgBackRest's window starts at the backup's consistency point, not the next second -------
+@needs_pgbackrest
+@pytest.mark.parametrize("pgb", ["posix"], indirect=True)
+def test_pgbackrest_window_starts_where_the_backup_is_consistent(pgb: PgbEnv) -> None:  # noqa: F811
+    """pgBackRest gives the stop time in whole seconds and the window started at the next
+    one: a time target after the last commit the backup holds, before that second ended, was
+    exit 2 although recovery reaches it. The window starts at the last transaction end before
+    the backup's stop LSN (read from the WAL): targets from there restore exactly, targets
+    before it (the backup already holds a later commit) are outside."""
+    from datetime import timedelta
+
+    _, held = pgb_commit(pgb, 101, "held by the backup")
+    pgb.run("dr", "backup")
+    _, after = pgb_commit(pgb, 102, "after the backup")
+    listed = pgb.run("--json", "dr", "backups")
+    window = listed["window"]
+    # (the JSON shows whole seconds; the restores below are exact)
+    assert window["earliest_time"] == held.isoformat(timespec="seconds"), (listed, held)
+    for target in (held, held + timedelta(milliseconds=1), after - timedelta(microseconds=1)):
+        inst = pgb.run("--json", "dr", "restore", "--target-time", target.isoformat())
+        assert ids_in(pgb, inst)[-2:] == [100, 101], target
+        pgb.run("dr", "teardown", inst["id"])
+    for args in (("--target-time", (held - timedelta(milliseconds=1)).isoformat()),
+                 ("--target-time", held.isoformat(), "--exclusive")):
+        err = pgb.run("dr", "restore", *args, expect=2)
+        assert "outside the recoverable window" in err, (args, err)

@@ -60,8 +60,7 @@ def _outside(what: str, window: RecoverableWindow) -> UsageError:
 
 def _in_hole(what: str, window: RecoverableWindow, iv: WindowInterval) -> CouldNotVerify:
     gap = _hole_after(window, iv)
-    missing = f"WAL segment {gap.missing_from} {gap.problem}" if gap else \
-        "WAL is missing from the archive"
+    missing = f"{_file(gap)} {gap.problem}" if gap else "WAL is missing from the archive"
     return CouldNotVerify(f"{what} cannot be restored exactly: {missing}, so what happened "
                           f"after {exact(iv.end_time)} (LSN "
                           f"{iv.end_lsn}) is unknown", hint=f"the last reachable point before "
@@ -98,8 +97,8 @@ def _not_found(what: str, window: RecoverableWindow) -> UsageError | CouldNotVer
     gap = window.gaps[0]
     first = window.intervals[0] if window.intervals else None
     return CouldNotVerify(
-        f"{what} is not in the WAL that can be read, and WAL segment {gap.missing_from} "
-        f"{gap.problem}: whether it lies there is unknown",
+        f"{what} is not in the WAL that can be read, and {_file(gap)} {gap.problem}: "
+        f"whether it lies there is unknown",
         hint=f"the last reachable point before the hole: --target-lsn {first.end_lsn}"
         if first is not None else "spectral dr backups names every gap")
 
@@ -125,7 +124,19 @@ def _hole_after(window: RecoverableWindow, iv: WindowInterval) -> WalGap | None:
     """The first gap (missing or unreadable WAL) after the interval's end, if there is one."""
     end = parse_lsn(iv.end_lsn)
     return next((g for g in window.gaps if (parse_lsn(g.from_lsn) if g.from_lsn else
-                                            _segno(g.missing_from) * SEG) > end), None)
+                                            _gap_segno(g) * SEG) > end), None)
+
+
+def _gap_segno(gap: WalGap) -> int:
+    """The first segment number a gap leaves out (a missing history file: the first of its
+    timeline's own, the one after `after_segment`)."""
+    seg = parse_segment(gap.missing_from)
+    return seg.segno if seg is not None else _segno(gap.after_segment) + 1
+
+
+def _file(gap: WalGap) -> str:
+    return (f"timeline history file {gap.missing_from}" if gap.missing_from.endswith(".history")
+            else f"WAL segment {gap.missing_from}")
 
 
 def _final(window: RecoverableWindow, iv: WindowInterval) -> bool:
@@ -232,21 +243,31 @@ def _transaction_ends(bins: PgBinaries, repo: Repository, start: int,
 def _resolve_time(bins: PgBinaries, repo: Repository, target: TimeTarget,
                   window: RecoverableWindow,
                   backups: list[Backup]) -> tuple[Backup, RecoveryTarget, int | None, str]:
+    from spectral.providers.local.consistency import consistent_times
+
     when = target.at
     what = f"--target-time {when.isoformat()}" + (" --exclusive" if target.exclusive else "")
     if when > datetime.now(UTC):
         raise UsageError(f"{what} is in the future")
+    starts = consistent_times(bins, repo, backups)
+
+    def reaches(b: Backup) -> bool:
+        """Every transaction that ended before the backup's consistency point ended at or
+        before the target (before it, exclusive): see consistency.py."""
+        return starts[b.id] < when or (starts[b.id] == when and not target.exclusive)
+
     for iv in window.intervals:
-        if when < iv.start_time:
+        if when < iv.start_time or (target.exclusive and when == iv.start_time):
             break
-        chosen = _newest(backups, iv.backups, lambda b: b.stop_time <= when)
+        chosen = _newest(backups, iv.backups, reaches)
         if chosen is None:
             continue
-        if when < iv.end_time or (target.exclusive and when == iv.end_time > chosen.stop_time):
+        if when < iv.end_time or (target.exclusive and when == iv.end_time > starts[chosen.id]):
             return chosen, target, None, ""     # the last commit stops recovery, or one before
         final, nxt = _final(window, iv), window.intervals.index(iv) + 1
-        if not final and nxt < len(window.intervals) and \
-                when >= window.intervals[nxt].start_time:
+        if not final and nxt < len(window.intervals) and (
+                when > window.intervals[nxt].start_time or
+                (when == window.intervals[nxt].start_time and not target.exclusive)):
             continue                            # a later backup, past the hole, reaches it
         # the last commit is at or before the target: whether recovery stops in this WAL
         # depends on every transaction's end (an abort, a clock that ran behind, a commit at

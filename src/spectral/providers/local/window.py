@@ -4,6 +4,7 @@ following the timeline history, stopping at the first gap."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +57,9 @@ class Lineage:
     segments: list[Segment]
     missing: list[int]
     end_cap: int | None
+    # the newest timeline's history file is missing: the segment number where that timeline's
+    # own WAL begins (recovery from an older backup cannot follow the switch without it)
+    unfollowable: int | None = None
 
 
 def ancestry(repo: Repository, timeline: int) -> list[tuple[int, int, int | None]]:
@@ -79,8 +83,7 @@ def lineage_of(repo: Repository) -> Lineage:
     reported as if they had happened."""
     view = archive_view(repo)
     if view.timeline != 1 and not read_history(repo.archive, view.timeline):
-        # cannot tell the ancestry: every segment, as PostgreSQL would find them
-        return Lineage(view, _one_per_number(view.segments), [], None)
+        return _without_history(view)
     spans = ancestry(repo, view.timeline)
     files: dict[tuple[int, int], Segment] = {}
     for seg in view.segments:   # a complete file wins over a .partial of the same segment
@@ -111,6 +114,44 @@ def lineage_of(repo: Repository) -> Lineage:
     missing = [n for n in range(min(numbers), max(numbers))
                if n not in numbers] if numbers else []
     return Lineage(view, chosen, missing, caps.get(chosen[-1].segno) if chosen else None)
+
+
+def _without_history(view: ArchiveView) -> Lineage:
+    """The newest timeline's history file is missing, so where it branched is unknown: its own
+    segments from its first one on, and before that, every segment as PostgreSQL would find
+    them (a lower timeline's, never read on into the newest one's)."""
+    own = [s for s in view.segments if s.timeline == view.timeline]
+    first = min(s.segno for s in own) if own else None
+    before = [s for s in view.segments if s.timeline < view.timeline
+              and (first is None or s.segno < first)]
+    chosen = _one_per_number(before) + _one_per_number(own)
+    numbers = {c.segno for c in chosen}
+    missing = [n for n in range(min(numbers), max(numbers))
+               if n not in numbers] if numbers else []
+    return Lineage(view, chosen, missing, None, first)
+
+
+SWITCH_RE = re.compile(r"lsn: ([0-9A-F]+/[0-9A-F]+),.*desc: \w+ .*\btli (\d+); prev tli (\d+)")
+
+
+def _switch(bins: PgBinaries, lin: Lineage) -> int:
+    """Where the newest timeline branched, without its history file: the first record of its
+    first segment that says so (the end of recovery, or the checkpoint, naming "tli N; prev
+    tli M"); before it, that segment holds the WAL it shares with its parent. The segment's
+    start when no such record can be read."""
+    assert lin.unfollowable is not None
+    start = lin.unfollowable * DEFAULT_SEG_SIZE
+    first = [s for s in lin.segments if s.segno == lin.unfollowable]
+    found: list[walread.Unreadable] = []
+    for line in walread.dump(bins, lin.view.where, first, unreadable=found, rmgr="XLOG"):
+        m = SWITCH_RE.search(line)
+        if m and int(m.group(2)) == lin.view.timeline != int(m.group(3)):
+            return max(parse_lsn(m.group(1)), start)
+    return start
+
+
+def history_name(timeline: int) -> str:
+    return f"{timeline:08X}.history"
 
 
 def _one_per_number(segments: list[Segment]) -> list[Segment]:
@@ -172,11 +213,15 @@ class Break:
     segno: int
     missing: bool
     problem: str = "is missing from the archive"
-    name: str = ""          # the file that cannot be read
+    name: str = ""          # the file that cannot be read (or the missing history file)
+    timeline: int | None = None   # a missing history: backups on this timeline do not need it
 
     def ends(self, backup: Backup) -> bool:
         """Whether recovery from `backup` runs into this break (a missing segment at or after
-        the backup's own, unreadable WAL after its consistency point)."""
+        the backup's own, unreadable WAL after its consistency point, a missing history file
+        of a later timeline than the backup's)."""
+        if self.timeline is not None and backup.timeline >= self.timeline:
+            return False
         stop = parse_lsn(backup.stop_lsn)
         return self.segno >= segment_of(stop) if self.missing else self.lsn >= stop
 
@@ -186,6 +231,11 @@ def breaks(bins: PgBinaries, lin: Lineage, first: int, cache: Path) -> list[Brea
     segments pg_waldump cannot read to their end (damage anywhere in a record, a truncated
     file, a file the repository cannot hand over)."""
     out = [Break(n * DEFAULT_SEG_SIZE, n, True) for n in lin.missing if n >= first]
+    if lin.unfollowable is not None:
+        tli = lin.view.timeline
+        out.append(Break(_switch(bins, lin), lin.unfollowable, False,
+                         f"is missing from the archive: recovery cannot follow the switch to "
+                         f"timeline {tli} without it", history_name(tli), tli))
     checked = [s for s in lin.segments if s.segno >= first]
     for bad in walcheck.unreadable(bins, lin.view.where, checked, cap=lin.end_cap, cache=cache):
         out.append(Break(bad.lsn, bad.segment.segno, False,
@@ -199,10 +249,13 @@ def compute(bins: PgBinaries, repo: Repository) -> RecoverableWindow:
     starts at the consistency point of the oldest usable backup whose WAL it reaches, and ends
     at the last record before the next break (a missing segment, WAL that cannot be read) or
     the end of the archive. A target inside any interval is reachable; the breaks are named."""
+    from spectral.providers.local.consistency import consistent_times
+
     backups = usable_backups(repo)
     if not backups:
         return RecoverableWindow(None, None, None, None, None)
     lin = lineage_of(repo)
+    starts = consistent_times(bins, repo, backups)
     found = breaks(bins, lin, segment_of(parse_lsn(backups[0].stop_lsn)),
                    repo.root / "wal-checked.json")
     by_end: dict[int, tuple[Break | None, list[Backup]]] = {}
@@ -210,18 +263,21 @@ def compute(bins: PgBinaries, repo: Repository) -> RecoverableWindow:
         brk = next((x for x in found if x.ends(b)), None)
         key = brk.lsn if brk is not None else 1 << 64
         by_end.setdefault(key, (brk, []))[1].append(b)
-    intervals = [_interval(bins, lin, brk, group) for _, (brk, group) in sorted(by_end.items())]
+    intervals = [_interval(bins, lin, brk, group, starts)
+                 for _, (brk, group) in sorted(by_end.items())]
     first_iv, last_iv = intervals[0], intervals[-1]
     return RecoverableWindow(first_iv.start_time, first_iv.start_lsn, last_iv.end_time,
                              last_iv.end_lsn, lin.view.timeline, _gaps(lin, found), intervals,
                              last_iv.wal_end)
 
 
-def _interval(bins: PgBinaries, lin: Lineage, brk: Break | None,
-              group: list[Backup]) -> WindowInterval:
-    """From the group's oldest backup to the last record and last commit before the break
-    (or the end of the archive), reading back until a commit is found."""
+def _interval(bins: PgBinaries, lin: Lineage, brk: Break | None, group: list[Backup],
+              starts: dict[str, datetime]) -> WindowInterval:
+    """From the group's oldest backup (its consistency point, `starts`) to the last record and
+    last commit before the break (or the end of the archive), reading back until a commit is
+    found."""
     first = min(group, key=lambda b: parse_lsn(b.stop_lsn))
+    begins = starts.get(first.id, first.stop_time)
     stop = parse_lsn(first.stop_lsn)
     newest = lin.segments[-1].segno if lin.segments else -1
     if brk is None:
@@ -238,8 +294,8 @@ def _interval(bins: PgBinaries, lin: Lineage, brk: Break | None,
     wal_end = last.end if last else stop
     if cap is not None:
         wal_end = min(wal_end, cap)
-    end_time = max(commit or first.stop_time, first.stop_time)
-    return WindowInterval(first.stop_time, first.stop_lsn, end_time, format_lsn(end_lsn),
+    end_time = max(commit or begins, begins)
+    return WindowInterval(begins, first.stop_lsn, end_time, format_lsn(end_lsn),
                           format_lsn(wal_end), [b.id for b in group])
 
 
@@ -271,13 +327,13 @@ def _gaps(lin: Lineage, found: list[Break]) -> list[WalGap]:
     each segment that cannot be read as one, in WAL order."""
     tli = lin.view.timeline
     out: list[tuple[int, WalGap]] = []
-    for part in _number_runs([b.segno for b in found if b.missing]):
+    for part in _number_runs([b.segno for b in found if b.missing and not b.name]):
         out.append((part[0], WalGap(segment_name(tli, part[0] - 1), segment_name(tli, part[0]),
                                     segment_name(tli, part[-1]), tli)))
     for b in found:
-        if not b.missing:
+        if b.name:      # a file named by itself: unreadable WAL, a missing history file
             out.append((b.segno, WalGap(segment_name(tli, b.segno - 1), b.name, b.name, tli,
-                                        b.problem, format_lsn(b.lsn))))
+                                        b.problem, None if b.missing else format_lsn(b.lsn))))
     return [g for _, g in sorted(out, key=lambda x: x[0])]
 
 
