@@ -16,7 +16,14 @@ from spectral.pg.binaries import PgBinaries
 from spectral.providers.base import RecoverableWindow, Report, WalGap
 from spectral.providers.local import walread
 from spectral.providers.local.repo import Repository
-from spectral.providers.local.wal import Segment, format_lsn, list_segments, parse_lsn
+from spectral.providers.local.wal import (
+    Segment,
+    format_lsn,
+    list_segments,
+    parse_lsn,
+    read_history,
+    segment_of,
+)
 from spectral.providers.local.window import lineage_of
 from spectral.waits import WaitTimeout, wait_until
 
@@ -45,6 +52,9 @@ def unarchived(bins: PgBinaries, data_dir: Path, repo: Repository) -> list[Segme
     if newest.partial:     # the stream's copy of the segment being written: what is past it
         last = walread.summarize(bins, lin.view.where, [newest]).last
         first, floor = newest.segno, last.end if last else newest.start_lsn()
+    fork = _fork_point(pg_wal, newest.timeline)
+    if fork is not None and fork < max(floor, Segment(newest.timeline, first).start_lsn()):
+        first, floor = segment_of(fork), fork
     files: dict[int, Segment] = {}
     for seg in list_segments(pg_wal):
         if not seg.partial and seg.segno >= first and (
@@ -64,6 +74,19 @@ def unarchived(bins: PgBinaries, data_dir: Path, repo: Repository) -> list[Segme
         if ended or (not lines and segno > newest.segno):
             break
     return held if meaningful else []
+
+
+def _fork_point(pg_wal: Path, archived: int) -> int | None:
+    """Where the stopped server's timeline left the archive's newest one, when the server is on
+    a newer timeline the archive holds no segment of (a crash soon after an in-place restore):
+    its WAL from there on, the new timeline's first segment included (it has the number of the
+    old timeline's last), is in pg_wal only. The server's timeline is the newest of its pg_wal
+    (a promotion names every new and recycled segment after it)."""
+    timeline = max((s.timeline for s in list_segments(pg_wal)), default=archived)
+    if timeline <= archived:
+        return None
+    ends = {switch.timeline: switch.switch_lsn for switch in read_history(pg_wal, timeline)}
+    return ends.get(archived)
 
 
 def _records(bins: PgBinaries, pg_wal: Path, seg: Segment, floor: int) -> tuple[list[str], bool]:
