@@ -11,7 +11,7 @@ import pytest
 from spectral.errors import UsageError
 from spectral.providers.capabilities import missing, refuse_options
 from spectral.providers.local.capabilities import LocalBackupOptions
-from spectral.providers.pgbackrest.provider import PgBackRestOptions, backup_args
+from spectral.providers.pgbackrest.options import PgBackRestOptions, backup_args
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "spectral"
 CONCRETE = ("spectral.providers.local", "spectral.providers.pgbackrest",

@@ -1,4 +1,4 @@
-"""The local repository's WAL archive as drills and playbooks read it (Capability.WAL_ARCHIVE):
+"""The local repository's WAL archive as drills and playbooks read it (`wal_archive()`):
 flushed on demand, read as one pg_waldump stream per run of the live lineage's segments."""
 
 from __future__ import annotations

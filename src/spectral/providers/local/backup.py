@@ -14,7 +14,7 @@ from spectral.errors import CheckFailed, CommandError, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.osuser import make_owned_dir, server_identity
 from spectral.providers.base import Backup, BackupKind, Verification
-from spectral.providers.local.repo import Repository
+from spectral.providers.local.repo import LocalRepository
 from spectral.runner import run
 
 
@@ -96,7 +96,7 @@ def server_timeline(conninfo: str) -> int:
     return int(row[0]) if row else 1
 
 
-def remove_stale_partials(repo: Repository) -> list[str]:
+def remove_stale_partials(repo: LocalRepository) -> list[str]:
     """Copies left by a backup that was killed. Called with the repository lock held, which
     every backup holds for its whole run: any partial copy seen then has no living owner."""
     gone = []
@@ -107,7 +107,7 @@ def remove_stale_partials(repo: Repository) -> list[str]:
     return gone
 
 
-def _parent(bins: PgBinaries, repo: Repository, conninfo: str) -> Backup:
+def _parent(bins: PgBinaries, repo: LocalRepository, conninfo: str) -> Backup:
     """The backup an incremental one builds on: the newest on the server's history."""
     if bins.major < 17:
         raise UsageError(f"incremental backups need PostgreSQL 17 or newer "
@@ -122,7 +122,7 @@ def _parent(bins: PgBinaries, repo: Repository, conninfo: str) -> Backup:
     return usable[-1]
 
 
-def take_backup(bins: PgBinaries, repo: Repository, conninfo: str, server_version: str, *,
+def take_backup(bins: PgBinaries, repo: LocalRepository, conninfo: str, server_version: str, *,
                 incremental: bool = False) -> Backup:
     """Take, verify and record one base backup. The backup is written under a temporary name
     and entered in the catalog only when complete: a failure (full disk, lost connection,

@@ -57,7 +57,8 @@ class LocalRetention:
                dry_run: bool = False) -> ExpirePlan:
         from spectral.providers.local.expire import expire
 
-        return expire(self.p, keep, window_days, operator, dry_run=dry_run)
+        return expire(self.p.strategy, self.p.busy, keep, window_days, operator,
+                      dry_run=dry_run)
 
 
 class LocalInstances:

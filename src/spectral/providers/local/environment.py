@@ -1,6 +1,8 @@
-"""The embedded default: a local environment whose PostgreSQL the tool runs itself under
+"""The host of a managed cluster: the PostgreSQL the tool runs itself under
 `<state_dir>/cluster`, created on first use. Commands that need it start it for themselves and
-stop it again when they end; `spectral local up` keeps it running."""
+stop it again when they end; `spectral local up` keeps it running. Its archiving, the
+environment its server needs and what happens around its creation and starts are its
+repository strategy's (providers/repository.py): the local repository's by default."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from spectral.durable import write_atomic
@@ -22,6 +24,9 @@ from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.osuser import make_owned_dir
 from spectral.providers.local.repo import Repository
+
+if TYPE_CHECKING:
+    from spectral.providers.repository import RepositoryStrategy
 
 META_VERSION = 1
 
@@ -43,10 +48,9 @@ def server_settings(bins: PgBinaries, archive_dir: Path | None = None) -> dict[s
     if bins.major >= 17:
         conf["summarize_wal"] = "on"   # incremental base backups need WAL summaries
     if archive_dir is not None:
-        conf.update({"archive_mode": "on", "archive_library": "basic_archive",
-                     "basic_archive.archive_directory": str(archive_dir),
-                     # bounds the RPO of archiving alone; `dr wal stream` brings it to ~0
-                     "archive_timeout": "60s"})
+        from spectral.providers.local.strategy import archive_settings
+
+        conf.update(archive_settings(str(archive_dir)))
     return conf
 
 
@@ -95,12 +99,17 @@ class LocalEnvironment:
     stream_release: str | None = None   # what opening the server did about a dead stream
 
     def __init__(self, name: str, state_dir: Path, bins: PgBinaries,
-                 database: str = "postgres") -> None:
+                 database: str = "postgres",
+                 strategy: Callable[[LocalEnvironment], RepositoryStrategy] | None = None
+                 ) -> None:
+        from spectral.providers.local.strategy import LocalRepositoryStrategy
+
         self.name = name
         self.database = database
         self.paths = LocalPaths(state_dir)
         self.bins = bins
         self.report: Callable[[str], None] | None = None   # one-line notices (the CLI's stderr)
+        self.strategy: RepositoryStrategy = (strategy or LocalRepositoryStrategy)(self)
 
     def tell(self, message: str) -> None:
         if self.report is not None:
@@ -108,23 +117,25 @@ class LocalEnvironment:
         else:
             print(message, file=sys.stderr)
 
-    # ---- what another backup engine changes (the pgBackRest environment) -------------------
+    # ---- what the repository strategy adds ---------------------------------------------------
     def own_settings(self) -> dict[str, str]:
         """The environment's server settings, continuous archiving included."""
-        return server_settings(self.bins, self.paths.archive_dir)
+        return {**server_settings(self.bins), **self.strategy.server_settings()}
 
     def server_env(self) -> dict[str, str]:
         """Environment variables the server needs (its archive command's secrets)."""
-        return {}
+        return self.strategy.server_env()
 
     def repository(self) -> Repository:
-        return Repository(self.paths.repo_dir)
+        return self.strategy.repository()
 
     def before_start(self, cluster: Cluster) -> None:
         """Called before the environment's server starts."""
+        self.strategy.before_start(cluster)
 
     def after_start(self, cluster: Cluster) -> None:
         """Called once the environment's server accepts connections."""
+        self.strategy.after_start(cluster)
 
     def _cluster(self, port: int) -> Cluster:
         p = self.paths
@@ -158,6 +169,7 @@ class LocalEnvironment:
         if p.data_dir.exists() and any(p.data_dir.iterdir()):
             raise ClusterError(f"{p.data_dir} holds a data directory spectral did not create "
                                f"(no {p.meta_file.name}); not touching it")
+        self.strategy.before_create()
         make_owned_dir(p.state_dir, 0o755)
         make_owned_dir(p.cluster_dir, 0o755)
         make_owned_dir(p.password_file.parent, 0o700)
@@ -171,6 +183,7 @@ class LocalEnvironment:
                 "pg_version": self.bins.version, "bin_dir": str(self.bins.bin_dir),
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
         write_atomic(p.meta_file, json.dumps(meta, indent=2) + "\n")
+        self.strategy.after_create(cluster)
         return cluster
 
     def cluster(self) -> Cluster:
@@ -196,12 +209,12 @@ class LocalEnvironment:
         if cluster.system_identifier() != meta.get("system_identifier"):
             raise ClusterError(f"{p.data_dir} belongs to another cluster (system identifier "
                                f"differs from {p.meta_file}); not touching it")
+        self.strategy.on_open(cluster)
         return cluster
 
     # ---- lifecycle ------------------------------------------------------------------------
     def prepare_repository(self) -> None:
-        for d in (self.paths.repo_dir, self.paths.archive_dir, self.paths.repo_dir / "stream"):
-            make_owned_dir(d, 0o750)
+        self.strategy.prepare()
 
     def up(self) -> tuple[Cluster, bool]:
         """Create (first use) and start; returns the cluster and whether this call started it.

@@ -16,12 +16,15 @@ from spectral.confirm import Confirmer
 from spectral.errors import RefusedError
 from spectral.providers.base import Backup, BackupKind, Verification
 from spectral.providers.capabilities import ExpirePlan
-from spectral.providers.local.repo import Repository
+from spectral.providers.local.repo import LocalRepository
 from spectral.providers.local.wal import list_segments, parse_lsn, segment_of
 from spectral.undo import crash_point
 
 if TYPE_CHECKING:
-    from spectral.providers.local.provider import LocalProvider
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+
+    from spectral.providers.repository import RepositoryStrategy
 
 
 BACKUP_DIR_RE = re.compile(r"\d{8}T\d{9}[FI]")   # the names backup.new_backup_id gives
@@ -63,7 +66,7 @@ def plan_expire(backups: list[Backup], keep: int, window_days: float | None,
                       oldest_kept_start_lsn=oldest.start_lsn if oldest else None)
 
 
-def wal_to_remove(repo: Repository, oldest_start_lsn: str | None) -> list[str]:
+def wal_to_remove(repo: LocalRepository, oldest_start_lsn: str | None) -> list[str]:
     """Archived segments entirely before the oldest kept backup's start; history files stay."""
     if oldest_start_lsn is None:
         return []
@@ -72,7 +75,7 @@ def wal_to_remove(repo: Repository, oldest_start_lsn: str | None) -> list[str]:
             and not s.partial]
 
 
-def apply(repo: Repository, plan: ExpirePlan) -> None:
+def apply(repo: LocalRepository, plan: ExpirePlan) -> None:
     from spectral.providers.local.backup import remove_stale_partials
 
     with repo.locked():
@@ -87,7 +90,7 @@ def apply(repo: Repository, plan: ExpirePlan) -> None:
         plan.swept = sweep_unlisted(repo)
 
 
-def sweep_unlisted(repo: Repository) -> list[str]:
+def sweep_unlisted(repo: LocalRepository) -> list[str]:
     """Remove the backup directories the catalog does not list (call under `repo.locked()`):
     left by an expiry killed after it rewrote the catalog, or a backup killed between its
     rename and its catalog entry. Nothing is removed without a readable catalog."""
@@ -104,23 +107,26 @@ def sweep_unlisted(repo: Repository) -> list[str]:
     return gone
 
 
-def expire(provider: LocalProvider, keep: int, window_days: float | None, operator: Confirmer,
-           *, dry_run: bool = False) -> ExpirePlan:
+def expire(strategy: RepositoryStrategy, busy: Callable[[str], AbstractContextManager[None]],
+           keep: int, window_days: float | None, operator: Confirmer, *,
+           dry_run: bool = False) -> ExpirePlan:
     """Plan retention against the live lineage, show it and ask, then remove (under the
-    environment's operation lock). `dry_run` only plans."""
+    environment's operation lock, `busy`). `dry_run` only plans."""
     from spectral.providers.local.window import lineage
 
-    plan = plan_expire(provider.backups(), keep, window_days, lineage=lineage(provider.repo))
-    plan.wal_remove = provider.wal_to_remove(plan)
+    strategy.forget()
+    repo = strategy.repository()
+    plan = plan_expire(repo.read(), keep, window_days, lineage=lineage(repo))
+    plan.wal_remove = strategy.wal_to_remove(plan)
     if dry_run:
         return plan
     if not (plan.remove or plan.wal_remove):
-        with provider.busy("expire"):
-            plan.swept = provider.sweep_unlisted(report=False)
+        with busy("expire"):
+            plan.swept = strategy.sweep_unlisted()
         return plan
     details = [f"backup {b}" for b in plan.remove] + [f"{len(plan.wal_remove)} WAL segments"]
     if not operator.confirm("Remove these from the backup repository?", details):
         raise RefusedError("expiry not confirmed; nothing was removed")
-    with provider.busy("expire"):
-        provider.apply_expire(plan)
+    with busy("expire"):
+        strategy.apply_expire(plan)
     return plan

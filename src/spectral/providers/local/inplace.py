@@ -40,25 +40,36 @@ from spectral.providers.local.recovery import (
     recovery_settings,
     throwaway_settings,
 )
-from spectral.providers.local.restore import Restorer, described
+from spectral.providers.local.restore import RestoreSteps, described
 from spectral.providers.local.targets import plan
 from spectral.recovery_target import NameTarget, RecoveryTarget
 from spectral.waits import WaitTimeout, wait_until
 
 if TYPE_CHECKING:
-    from spectral.providers.local.provider import LocalProvider
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+
+    from spectral.ledger import Ledger
+    from spectral.providers.base import RecoverableWindow
+    from spectral.providers.local.environment import LocalEnvironment
+    from spectral.providers.local.repo import Repository
 
 
 RECORD_VERSION = 1
 
 
 class InPlace:
-    def __init__(self, provider: LocalProvider, restorer: Restorer) -> None:
-        self.p = provider
-        self.restorer = restorer
-        self.dir = provider.local.paths.cluster_dir
+    """The parts it uses: the host (its cluster and settings), the repository and a restorer
+    for the plan, the recoverable window (`window`: flushed first), the operation lock and the
+    ledger its restores and undos are recorded in."""
+
+    def __init__(self, host: LocalEnvironment, repo: Repository, restorer: RestoreSteps,
+                 window: Callable[[], RecoverableWindow],
+                 busy: Callable[[str], AbstractContextManager[None]], ledger: Ledger) -> None:
+        self.host, self.repo, self.restorer, self.ledger = host, repo, restorer, ledger
+        self.window, self.busy = window, busy
+        self.dir = host.paths.cluster_dir
         self.record_file = self.dir / RECORD_NAME
-        self.ledger = provider.ledger
         self.journal = Journal(self.dir)
 
     # ---- what is kept aside ---------------------------------------------------------------
@@ -85,10 +96,10 @@ class InPlace:
             raise RefusedError("an in-place restore replaces the environment's database; it "
                                "needs --yes", hint="without --in-place a restore goes into a "
                                                    "new throwaway instance")
-        with self.p.busy("in-place restore"):
+        with self.busy("in-place restore"):
             self.ledger.check_appendable()   # a rewind of the database is always recorded
             done, intent = self._restore(target, progress)
-            self.ledger.append(EntryKind.RESTORE, self.p.local.name, {
+            self.ledger.append(EntryKind.RESTORE, self.host.name, {
                 "summary": f"in-place restore to {done['target']}", "in_place": True,
                 **{k: done[k] for k in ("target", "backup", "previous", "discarded")}})
             self.journal.phase(intent, "recorded")
@@ -98,12 +109,11 @@ class InPlace:
 
     def _restore(self, target: RecoveryTarget, progress: Progress | None
                  ) -> tuple[dict[str, Any], dict[str, Any]]:
-        p = self.p
-        p.flush_archive()   # the target may be in the segment being written
-        window = p.window()
-        restore_plan = plan(p.bins, p.repo, target, window)
+        host = self.host
+        window = self.window()   # the archive flushed first: the target may be in its segment
+        restore_plan = plan(host.bins, self.repo, target, window)
         older = self.kept_aside() + self.undone()
-        cluster = p.local.cluster()
+        cluster = host.cluster()
         was_running = cluster.stop(timeout=60)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         aside = cluster.data_dir.with_name(f"data.previous-{stamp}")
@@ -121,7 +131,7 @@ class InPlace:
             # summarizer, which the end-of-recovery checkpoint would then wait for in vain ("WAL
             # summarization is not progressing"); _settle turns it back on after promotion, and
             # an incremental backup then needs a full backup first, as after an undo
-            conf = {**p.local.own_settings(), **throwaway_settings(p.bins),
+            conf = {**host.own_settings(), **throwaway_settings(host.bins),
                     **recovery_settings(restore_plan.target, self.restorer.restore_command(),
                                         pause=False), **written}
             self.restorer.prepare_recovery(cluster, conf, restore_plan.target)
@@ -138,7 +148,7 @@ class InPlace:
                 cluster.start()
             raise
         crash_point("restore:recovered")
-        _settle(cluster, p)
+        _settle(cluster, host)
         reached = {**reached, "prepared": pending_prepared(cluster)}
         what = described(restore_plan)
         self._commit(cluster, what, aside, intent)
@@ -150,7 +160,7 @@ class InPlace:
         crash_point("restore:discarded")
         if not was_running:
             cluster.stop()
-        return {"environment": p.local.name, "target": what,
+        return {"environment": host.name, "target": what,
                 "backup": restore_plan.chain[-1].id, "previous": str(aside),
                 "discarded": discarded,
                 "reached": {**reached, "resolved": restore_plan.why or None}}, intent
@@ -183,7 +193,7 @@ class InPlace:
 
     def _transactions_since(self, rec: dict[str, Any]) -> int | None:
         try:
-            with self.p.local.session() as cluster, connect(cluster.conninfo()) as conn:
+            with self.host.session() as cluster, connect(cluster.conninfo()) as conn:
                 row = conn.execute("select txid_snapshot_xmax(txid_current_snapshot())"
                                    "::text").fetchone()
         except (ClusterError, CouldNotVerify):
@@ -193,7 +203,7 @@ class InPlace:
     def undo(self) -> dict[str, Any]:
         """Undo the newest in-place restore, once; the restored database is kept aside in its
         turn (nothing is deleted)."""
-        with self.p.busy("undo"):
+        with self.busy("undo"):
             rec = self.record()
             if rec is None:
                 raise RefusedError("there is no in-place restore to undo (only the newest one "
@@ -201,7 +211,7 @@ class InPlace:
                                    "--target-... restores to an earlier point instead")
             self.ledger.check_appendable()
             done, intent = self._undo(rec)
-            self.ledger.append(EntryKind.RESTORE, self.p.local.name, {
+            self.ledger.append(EntryKind.RESTORE, self.host.name, {
                 "summary": f"undo of the in-place restore to {rec['target']}", "undo": True,
                 **done})
             self.journal.phase(intent, "recorded")
@@ -210,8 +220,7 @@ class InPlace:
             return done
 
     def _undo(self, rec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        p = self.p
-        cluster = p.local.cluster()
+        cluster = self.host.cluster()
         was_running = cluster.stop(timeout=60)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         undone = cluster.data_dir.with_name(f"data.undone-{stamp}")
@@ -228,7 +237,7 @@ class InPlace:
         try:
             timeline = self.branch_new_timeline(cluster, intent)
         except BaseException:   # the restored database goes back; the undo can be run again
-            roll_back_undo(p.local, intent)
+            roll_back_undo(self.host, intent)
             self.journal.end()
             raise
         crash_point("undo:recovered")
@@ -238,12 +247,12 @@ class InPlace:
         crash_point("undo:committed")
         if not was_running:
             cluster.stop(timeout=60)
-        return {"environment": p.local.name, "restored": rec["aside"],
+        return {"environment": self.host.name, "restored": rec["aside"],
                 "set_aside": str(undone), "timeline": timeline}, intent
 
     def discard(self) -> list[str]:
         """Delete every kept-aside data directory (after which nothing can be undone)."""
-        with self.p.busy("discard"):
+        with self.busy("discard"):
             # the record goes first: a discard killed midway never leaves an undo that would
             # put back a half-deleted directory
             self.record_file.unlink(missing_ok=True)
@@ -264,9 +273,9 @@ class InPlace:
         undo. An archive recovery with no target ends at once and promotes, which moves the
         database to a new timeline (PostgreSQL picks one above every timeline in the archive);
         later restores follow it."""
-        p = self.p
-        conf = {**p.local.own_settings(),
-                **throwaway_settings(p.bins),
+        host = self.host
+        conf = {**host.own_settings(),
+                **throwaway_settings(host.bins),
                 "restore_command": self.restorer.restore_command(),
                 "recovery_target_timeline": "current"}
         self.restorer.prepare_recovery(cluster, conf, NameTarget("end"))
@@ -288,7 +297,7 @@ class InPlace:
                 else ""
             raise CouldNotVerify(f"the put-back database did not come up on a new timeline: "
                                  f"{recovery_failure(log) or 'see the log'}") from None
-        _settle(cluster, p)
+        _settle(cluster, host)
         with connect(cluster.conninfo()) as conn:
             conn.execute("checkpoint")   # the new timeline's first checkpoint: its id on record
             row = conn.execute("select timeline_id from pg_control_checkpoint()").fetchone()
@@ -304,13 +313,13 @@ def pending_prepared(cluster: Cluster) -> list[str]:
             "select gid from pg_prepared_xacts order by prepared").fetchall()]
 
 
-def _settle(cluster: Cluster, p: LocalProvider) -> None:
+def _settle(cluster: Cluster, host: LocalEnvironment) -> None:
     """After promotion: the environment's own settings again, the WAL summarizer included.
     An undo's recovery runs without it: on PostgreSQL 17+ the end-of-recovery checkpoint waits
     for it, and in the put-back directory's pg_wal (recycled segments of other histories) it
     can stop on a segment that is not its timeline's ("incorrect prev-link") and take the
     server down ("WAL summarization is not progressing"). After an undo an incremental backup
     therefore needs a full backup first (the tool says so)."""
-    cluster.write_conf(p.local.own_settings())
+    cluster.write_conf(host.own_settings())
     with connect(cluster.conninfo()) as conn:
         conn.execute("select pg_reload_conf()")

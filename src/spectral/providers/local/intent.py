@@ -223,7 +223,7 @@ def _record(inplace: InPlace, d: dict[str, Any], how: str, **more: Any) -> None:
         return
     what = (f"in-place restore to {d.get('target')}" if d["op"] == RESTORE else
             f"undo of the in-place restore to {d.get('target')}")
-    inplace.ledger.append(EntryKind.RESTORE, inplace.p.local.name, {
+    inplace.ledger.append(EntryKind.RESTORE, inplace.host.name, {
         "summary": f"{what} ({how})", "in_place": True, "undo": d["op"] == UNDO,
         "target": d.get("target"), "previous": d.get("aside"), "recovered": True, **more})
 

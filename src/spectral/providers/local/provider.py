@@ -1,6 +1,8 @@
-"""The local provider: an environment whose PostgreSQL the tool runs itself, with its own
-repository of base backups and archived WAL. Everything the `Provider` protocol offers, and the
-local-only operations behind `dr restore`, `dr instances`, `dr teardown`."""
+"""The managed provider: an environment whose PostgreSQL the tool runs itself (the host,
+environment.py) composed with a repository strategy for its backups and WAL archive
+(providers/repository.py: the local repository, strategy.py, or pgBackRest's). Everything the
+`Provider` protocol offers, and the capability objects behind `dr restore`, `dr instances`,
+`dr teardown`, `dr expire`, `dr wal` (capabilities.py)."""
 
 from __future__ import annotations
 
@@ -38,11 +40,9 @@ from spectral.providers.capabilities import (
     WalStream,
     refuse_options,
 )
-from spectral.providers.local import backup as backup_mod
 from spectral.providers.local import window as window_mod
 from spectral.providers.local.archive import LocalWalArchive
 from spectral.providers.local.capabilities import (
-    LocalBackupOptions,
     LocalInPlace,
     LocalInstances,
     LocalRetention,
@@ -52,19 +52,19 @@ from spectral.providers.local.capabilities import (
 from spectral.providers.local.environment import LocalEnvironment, server_settings
 from spectral.providers.local.instances import Registry
 from spectral.providers.local.recovery import recovery_settings, throwaway_settings
-from spectral.providers.local.restore import Restorer, described
+from spectral.providers.local.restore import RestoreSteps, described
 from spectral.providers.local.targets import plan
 from spectral.providers.local.wal import Segment, parse_lsn
 from spectral.recovery_target import LsnTarget, RecoveryTarget, TimeTarget
 from spectral.undo import UndoStack
 
 if TYPE_CHECKING:
-    from spectral.providers.capabilities import ExpirePlan
     from spectral.providers.local.inplace import InPlace
 
 
-class LocalProvider:
-    kind = "local"
+class ManagedProvider:
+    """A managed cluster: the host `local` and its repository strategy (`local.strategy`)."""
+
     capabilities = frozenset(Capability)
 
     def __init__(self, local: LocalEnvironment, report: Report | None = None,
@@ -75,14 +75,13 @@ class LocalProvider:
         self.ledger = ledger or Ledger(local.paths.state_dir / "evidence")
         self.report = report
         self.bins = local.bins
-        self.repo = local.repository()
-        self.restorer = self.make_restorer()
-
-    def make_restorer(self) -> Restorer:
-        return Restorer(self.bins, self.repo)
+        self.strategy = local.strategy
+        self.kind: str = self.strategy.kind
+        self.repo = self.strategy.repository()
+        self.restorer = self.strategy.restorer(NO_OPTIONS)
 
     def describe(self) -> str:
-        return f"environment {self.local.name}"
+        return self.strategy.describe(self.local.name)
 
     @contextlib.contextmanager
     def busy(self, what: str) -> Iterator[None]:
@@ -132,21 +131,21 @@ class LocalProvider:
         """A full backup, or with {"type": "incr"} (`incremental`) an incremental one."""
         options = self.backup_options().parse(
             {**options, "type": "incr"} if incremental else options)
-        incremental = options.get("type") == "incr"
         with self.busy("backup"), self.local.session() as cluster:
             self.sweep_unlisted()
             with cluster.connect() as conn:
                 row = conn.execute("select current_setting('server_version')").fetchone()
             self.local.prepare_repository()
-            return backup_mod.take_backup(self.bins, self.repo, cluster.conninfo(),
-                                          str(row[0]) if row else "?", incremental=incremental)
+            return self.strategy.take(cluster.conninfo(), str(row[0]) if row else "?", options)
 
     def backups(self) -> list[Backup]:
+        self.strategy.forget()
         return self.repo.read()
 
     def window(self) -> RecoverableWindow:
         from spectral.providers.local.tail import with_tail_gap
 
+        self.strategy.forget()
         return with_tail_gap(window_mod.compute(self.bins, self.repo), self.source_tail())
 
     def source_tail(self) -> list[Segment]:
@@ -169,14 +168,14 @@ class LocalProvider:
         return window_mod.lineage(self.repo)
 
     def instead(self, capability: str) -> str:
-        return ""
+        return self.strategy.instead(capability)
 
     # ---- what it can do, as objects (capabilities.py) ----------------------------------------
     def wal_archive(self) -> LocalWalArchive:
         return LocalWalArchive(self.local, self.bins, self.repo)
 
     def backup_options(self) -> BackupOptions:
-        return LocalBackupOptions(self.describe())
+        return self.strategy.backup_options()
 
     def retention(self) -> Retention | None:
         return LocalRetention(self)
@@ -188,10 +187,14 @@ class LocalProvider:
         return LocalInPlace(self)
 
     def wal_stream(self) -> WalStream | None:
-        return LocalWalStream(self)
+        return LocalWalStream(self) if self.strategy.streams_wal else None
 
     def wal_status(self) -> WalStatus | None:
         return LocalWalStatus(self)
+
+    def _flushed_window(self) -> RecoverableWindow:
+        self.flush_archive()   # a target may be in the segment being written
+        return self.window()
 
     def flush_archive(self) -> str | None:
         from spectral.providers.local.tail import archive_source_tail
@@ -212,10 +215,10 @@ class LocalProvider:
 
     def pitr_readiness(self, operator: Operator, report: Report,
                        options: Options = NO_OPTIONS) -> list[ReadinessItem]:
-        from spectral.providers.local.readiness import readiness
-
         refuse_readiness_options(options)
-        return readiness(self)
+        cluster = self.local.cluster() if self.local.exists() else None
+        return self.strategy.readiness(cluster if cluster is not None and cluster.is_running()
+                                       else None)
 
     # ---- copies for drills ------------------------------------------------------------------
     def tidy(self, report: Report) -> None:
@@ -274,12 +277,12 @@ class LocalProvider:
             return self._restore(target, pause=pause, progress=progress, backup_id=backup_id,
                                  keep=keep, restorer=restorer)
 
-    def restorer_for(self, options: Options) -> Restorer:
+    def restorer_for(self, options: Options) -> RestoreSteps:
         """The restorer for a restore with these (parsed) options."""
-        return self.restorer
+        return self.strategy.restorer(options) if options else self.restorer
 
     def _restore(self, target: RecoveryTarget, *, pause: bool, progress: Progress | None,
-                 backup_id: str | None, keep: bool, restorer: Restorer) -> Instance:
+                 backup_id: str | None, keep: bool, restorer: RestoreSteps) -> Instance:
         self.flush_archive()   # the target may be in the segment being written
         window = self.window()
         restore_plan = plan(self.bins, self.repo, target, window, backup_id)
@@ -320,26 +323,13 @@ class LocalProvider:
         return self.in_place_undo().restore(target, confirmed=confirmed, progress=progress)
 
     # ---- retention and streaming ------------------------------------------------------------
-    def apply_expire(self, plan: ExpirePlan) -> None:
-        from spectral.providers.local.expire import apply
-
-        apply(self.repo, plan)
-
     def sweep_unlisted(self, *, report: bool = True) -> list[str]:
         """Backup directories a killed expiry or backup left unlisted, removed (expire.py)."""
-        from spectral.providers.local.expire import sweep_unlisted
-
-        with self.repo.locked():
-            gone = sweep_unlisted(self.repo)
+        gone = self.strategy.sweep_unlisted()
         if gone and report:
             self.local.tell(f"removed {len(gone)} backup director(ies) the catalog does not "
                             f"list (left by a run that was killed): {', '.join(gone)}")
         return gone
-
-    def wal_to_remove(self, plan: ExpirePlan) -> list[str]:
-        from spectral.providers.local.expire import wal_to_remove
-
-        return wal_to_remove(self.repo, plan.oldest_kept_start_lsn)
 
     # ---- local only: throwaway instances and in-place undo --------------------------------
     @property
@@ -350,10 +340,11 @@ class LocalProvider:
     def in_place(self) -> InPlace:
         return self.in_place_with(self.restorer)
 
-    def in_place_with(self, restorer: Restorer) -> InPlace:
+    def in_place_with(self, restorer: RestoreSteps) -> InPlace:
         from spectral.providers.local.inplace import InPlace
 
-        return InPlace(self, restorer)
+        return InPlace(self.local, self.repo, restorer, self._flushed_window, self.busy,
+                       self.ledger)
 
     # conveniences over the capability objects (the library's callers and tests use them)
     def instances(self) -> list[Instance]:
@@ -370,6 +361,9 @@ class LocalProvider:
 
     def undo_in_place(self, operator: Confirmer | None = None) -> dict[str, Any]:
         return self.in_place_undo().undo(operator)
+
+
+LocalProvider = ManagedProvider   # the name the library's callers and tests know
 
 
 def refuse_readiness_options(options: Options) -> None:

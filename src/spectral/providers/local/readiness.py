@@ -5,26 +5,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from spectral.providers.base import ReadinessItem, Verification
+from spectral.providers.base import Backup, ReadinessItem, Verification
 
 if TYPE_CHECKING:
-    from spectral.providers.local.provider import LocalProvider
+    from spectral.pg.cluster import Cluster
 
 
-def readiness(provider: LocalProvider) -> list[ReadinessItem]:
-    local = provider.local
-    backups = [b for b in provider.backups() if b.verification is Verification.VERIFIED]
+def readiness(backups: list[Backup], cluster: Cluster | None) -> list[ReadinessItem]:
+    """From the repository's backups and the server (None: not running)."""
+    verified = [b for b in backups if b.verification is Verification.VERIFIED]
     streaming, stream_note = False, "the environment's server is not running"
-    cluster = local.cluster() if local.exists() else None
-    if cluster is not None and cluster.is_running():
+    if cluster is not None:
         with cluster.connect() as conn:
             row = conn.execute("select sync_state from pg_stat_replication "
                                "where application_name = 'spectral_stream'").fetchone()
         streaming = row is not None
         stream_note = (f"pg_receivewal streaming ({row[0]})" if row
                        else "no WAL stream (spectral dr wal stream)")
-    backup_note = (f"verified base backup {backups[-1].id}" if backups
+    backup_note = (f"verified base backup {verified[-1].id}" if verified
                    else "no verified base backup (spectral dr backup)")
-    return [ReadinessItem("daily base backups in place (the local Pro)", bool(backups),
+    return [ReadinessItem("daily base backups in place (the local Pro)", bool(verified),
                           backup_note),
             ReadinessItem("PITR enabled: continuous WAL streaming", streaming, stream_note)]

@@ -1,4 +1,6 @@
-"""The backup repository of a local environment:
+"""The backup repository as the window, target resolution, WAL reading and recovery see it
+(`Repository`, a protocol: each repository strategy has its own, providers/repository.py), and
+the local strategy's own (`LocalRepository`):
 
     <state_dir>/backups/
         catalog.json        every backup: id, kind, parent, LSNs, times, timeline, size, check
@@ -15,6 +17,7 @@ import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from spectral.durable import file_lock, write_atomic
 from spectral.errors import CouldNotVerify
@@ -24,11 +27,57 @@ from spectral.providers.local.wal import Segment, parse_segment
 CATALOG_VERSION = 1
 
 
-@dataclass(frozen=True)
-class Repository:
-    root: Path
+class Repository(Protocol):
+    """A strategy's backups and WAL archive, as the window, targets and recovery read them."""
+
+    @property
+    def root(self) -> Path:
+        """Its folder in the state directory (what spectral keeps about it: wal-checked.json)."""
+
     # True when every restore checks its backup again before it is used (pgBackRest's verify):
     # then a backup not checked yet may be chosen, and is refused at restore if it fails
+    @property
+    def checked_before_restore(self) -> bool: ...
+
+    @property
+    def archive(self) -> Path:
+        """The folder the archived WAL is read from."""
+
+    @property
+    def stream(self) -> Path:
+        """pg_receivewal's folder (the live tail), if the strategy streams."""
+
+    def read(self) -> list[Backup]: ...
+
+    def wal_files(self) -> dict[Segment, Path]:
+        """Every WAL file -> the folder it is (or will be, once fetched) in."""
+
+    def history_timelines(self) -> list[int]: ...
+
+    def archived(self, segment: str) -> bool: ...
+
+    def chain(self, backup: Backup) -> list[Backup]:
+        """The full backup and the incrementals leading to `backup`, oldest first."""
+
+
+def backup_chain(backups: list[Backup], backup: Backup) -> list[Backup]:
+    """The full backup and the incrementals leading to `backup`, oldest first (pure)."""
+    by_id = {b.id: b for b in backups}
+    out = [backup]
+    while out[0].parent is not None:
+        parent = by_id.get(out[0].parent)
+        if parent is None:
+            raise CouldNotVerify(f"backup {backup.id} needs {out[0].parent}, which is not in "
+                                 f"the catalog")
+        out.insert(0, parent)
+    return out
+
+
+@dataclass(frozen=True)
+class LocalRepository:
+    """The local strategy's repository (the layout above)."""
+
+    root: Path
     checked_before_restore = False
 
     @property
@@ -94,13 +143,4 @@ class Repository:
         return next((b for b in self.read() if b.id == backup_id), None)
 
     def chain(self, backup: Backup) -> list[Backup]:
-        """The full backup and the incrementals leading to `backup`, oldest first."""
-        by_id = {b.id: b for b in self.read()}
-        out = [backup]
-        while out[0].parent is not None:
-            parent = by_id.get(out[0].parent)
-            if parent is None:
-                raise CouldNotVerify(f"backup {backup.id} needs {out[0].parent}, which is not in "
-                                     f"the catalog")
-            out.insert(0, parent)
-        return out
+        return backup_chain(self.read(), backup)

@@ -8,7 +8,7 @@ import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from spectral.durable import write_atomic
 from spectral.errors import ClusterError, CouldNotVerify
@@ -20,7 +20,7 @@ from spectral.providers.base import Progress, RecoverableWindow, Verification
 from spectral.providers.local import backup as backup_mod
 from spectral.providers.local.copy import copy_tree
 from spectral.providers.local.recovery import read_outcome, recovery_failure, restore_command
-from spectral.providers.local.repo import Repository
+from spectral.providers.local.repo import LocalRepository, Repository
 from spectral.providers.local.targets import RestorePlan
 from spectral.providers.local.wal import parse_lsn
 from spectral.recovery_target import RecoveryTarget, TargetKind
@@ -43,9 +43,39 @@ AUTO_SETTING_RE = re.compile(r"\s*[A-Za-z_][\w.]*\s*=")
 AUTO_OTHER_RE = re.compile(r"\s*(#.*)?$")
 
 
+class RestoreSteps(Protocol):
+    """A repository strategy's restore: materialise a backup chain (and the settings it
+    needs), the restore_command recovery fetches WAL with; then PostgreSQL's recovery, the same
+    for every strategy (`Recovery`)."""
+
+    def restore_command(self) -> str: ...
+
+    def materialize(self, restore_plan: RestorePlan, data: Path, progress: Progress | None,
+                    *, pause: bool = False) -> dict[str, str]:
+        """The backup chain in `data`; the recovery settings it needs beside spectral's."""
+
+    def prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
+                         target: RecoveryTarget) -> None: ...
+
+    def recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
+                pause: bool, progress: Progress | None) -> dict[str, Any]: ...
+
+
 class Restorer:
-    def __init__(self, bins: PgBinaries, repo: Repository) -> None:
+    """The local strategy's: pg_combinebackup (or a copy) of its base backups, checked again
+    while copied; WAL from its archive and stream folders."""
+
+    def __init__(self, bins: PgBinaries, repo: LocalRepository) -> None:
         self.bins, self.repo = bins, repo
+        self.recovery = Recovery(bins, repo)
+
+    def prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
+                         target: RecoveryTarget) -> None:
+        self.recovery.prepare_recovery(cluster, conf, target)
+
+    def recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
+                pause: bool, progress: Progress | None) -> dict[str, Any]:
+        return self.recovery.recover(cluster, restore_plan, window, pause, progress)
 
     def restore_command(self) -> str:
         return restore_command(self.repo.archive, self.repo.stream)
@@ -86,6 +116,14 @@ class Restorer:
         make_owned_dir(data, 0o700)
         copy_tree(full, data, progress=advance if progress else None)
         (data / "backup_manifest").unlink(missing_ok=True)
+
+
+
+class Recovery:
+    """PostgreSQL's recovery on a materialised data directory, watched and checked."""
+
+    def __init__(self, bins: PgBinaries, repo: Repository) -> None:
+        self.bins, self.repo = bins, repo
 
     def prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
                          target: RecoveryTarget) -> None:

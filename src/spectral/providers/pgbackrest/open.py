@@ -10,25 +10,28 @@ from spectral.providers.pgbackrest.settings import PgBackRestSettings
 
 if TYPE_CHECKING:
     from spectral.environment import Environment
-    from spectral.providers.pgbackrest.environment import PgBackRestEnvironment
-    from spectral.providers.pgbackrest.provider import PgBackRestProvider
+    from spectral.providers.local.environment import LocalEnvironment
+    from spectral.providers.local.provider import ManagedProvider
 
 
-def pgbackrest_environment(environment: Environment) -> PgBackRestEnvironment:
-    """The cluster spectral runs for the environment, archiving with archive-push."""
+def pgbackrest_environment(environment: Environment) -> LocalEnvironment:
+    """The cluster spectral runs for the environment (the host), with pgBackRest as its
+    repository strategy: archiving with archive-push."""
+    from spectral.providers.local.environment import LocalEnvironment
     from spectral.providers.pgbackrest.conf import secret_env
-    from spectral.providers.pgbackrest.environment import PgBackRestEnvironment
+    from spectral.providers.pgbackrest.strategy import PgBackRestStrategy
 
     settings = environment.config
     assert isinstance(settings, PgBackRestSettings)
-    return PgBackRestEnvironment(environment.name, environment.state_dir,
-                                 find_binaries(settings.pg_bin_dir), settings.database,
-                                 settings.pgbackrest,
-                                 secret_env(settings.pgbackrest, environment.spectral.base_dir))
+    secrets = secret_env(settings.pgbackrest, environment.spectral.base_dir)
+    return LocalEnvironment(environment.name, environment.state_dir,
+                            find_binaries(settings.pg_bin_dir), settings.database,
+                            lambda host: PgBackRestStrategy(host, settings.pgbackrest, secrets))
 
 
-def pgbackrest_provider(environment: Environment) -> PgBackRestProvider:
-    from spectral.providers.pgbackrest.provider import PgBackRestProvider
+def pgbackrest_provider(environment: Environment) -> ManagedProvider:
+    """The managed provider over that host and strategy."""
+    from spectral.providers.local.provider import ManagedProvider
 
-    return PgBackRestProvider(pgbackrest_environment(environment), environment.report,
-                              environment.ledger)
+    return ManagedProvider(pgbackrest_environment(environment), environment.report,
+                           environment.ledger)

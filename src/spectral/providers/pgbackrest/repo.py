@@ -21,7 +21,7 @@ from spectral.durable import write_atomic
 from spectral.errors import CouldNotVerify
 from spectral.pg.osuser import make_owned_dir
 from spectral.providers.base import Backup, BackupKind, Verification
-from spectral.providers.local.repo import Repository
+from spectral.providers.local.repo import backup_chain
 from spectral.providers.local.wal import Segment, parse_segment
 from spectral.providers.pgbackrest.command import PgBackRest
 
@@ -67,7 +67,11 @@ class FetchOnRead(dict[Segment, Path]):
 
 
 @dataclass(frozen=True)
-class PgBackRestRepository(Repository):
+class PgBackRestRepository:
+    """pgBackRest's repository as a `Repository` (local/repo.py): `root` is the mirror folder
+    in the state directory that fetched WAL files and the verify results go to."""
+
+    root: Path
     tool: PgBackRest = field(default_factory=lambda: PgBackRest(Path("/dev/null"), "main"),
                              compare=False)
     repos: int = 1
@@ -113,8 +117,8 @@ class PgBackRestRepository(Repository):
                 return int(b.get("database", {}).get("repo-key", 1))
         return 1
 
-    def write(self, backups: list[Backup]) -> None:
-        raise CouldNotVerify("pgBackRest's repository is written by pgBackRest only")
+    def chain(self, backup: Backup) -> list[Backup]:
+        return backup_chain(self.read(), backup)
 
     # ---- what `pgbackrest verify` found ----------------------------------------------------
     def checks(self) -> dict[str, dict[str, str]]:

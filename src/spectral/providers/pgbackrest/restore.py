@@ -14,13 +14,15 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from spectral.errors import CouldNotVerify
 from spectral.pg.binaries import PgBinaries
+from spectral.pg.cluster import Cluster
 from spectral.pg.osuser import make_owned_dir
-from spectral.providers.base import Progress, Verification
+from spectral.providers.base import Progress, RecoverableWindow, Verification
 from spectral.providers.local.recovery import command_word, pg_time
-from spectral.providers.local.restore import RESTORE_TIMEOUT, Restorer
+from spectral.providers.local.restore import RESTORE_TIMEOUT, Recovery
 from spectral.providers.local.targets import RestorePlan
 from spectral.providers.local.wal import parse_lsn, segment_name, segment_of
 from spectral.providers.pgbackrest import verify as verify_mod
@@ -60,11 +62,21 @@ def recovery_lines(auto_conf: Path) -> dict[str, str]:
     return out
 
 
-class PgBackRestRestorer(Restorer):
+class PgBackRestRestorer:
+    """`RestoreSteps` (local/restore.py) through pgBackRest; recovery is PostgreSQL's."""
+
     def __init__(self, bins: PgBinaries, repo: PgBackRestRepository, tool: PgBackRest,
                  process_max: int) -> None:
-        super().__init__(bins, repo)
+        self.bins, self.recovery = bins, Recovery(bins, repo)
         self.pgb_repo, self.tool, self.process_max = repo, tool, process_max
+
+    def prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
+                         target: RecoveryTarget) -> None:
+        self.recovery.prepare_recovery(cluster, conf, target)
+
+    def recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
+                pause: bool, progress: Progress | None) -> dict[str, Any]:
+        return self.recovery.recover(cluster, restore_plan, window, pause, progress)
 
     def restore_command(self, data: Path | None = None) -> str:
         """`pgbackrest archive-get`; with `data`, for a server on that restored directory
