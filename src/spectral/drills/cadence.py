@@ -4,6 +4,7 @@ migration; plus the activation rule (a functional drill within 30 days of activa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -41,10 +42,15 @@ class CadenceItem:
                 "detail": self.detail}
 
 
-def _newest(entries: list[Entry], kind: EntryKind, **match: str) -> Entry | None:
-    found = [e for e in entries if e.kind is kind
-             and all(e.data.get(k) == v for k, v in match.items())]
+def _newest(entries: list[Entry], kind: EntryKind,
+            keep: Callable[[Entry], bool] = lambda _e: True) -> Entry | None:
+    found = [e for e in entries if e.kind is kind and keep(e)]
     return max(found, key=lambda e: e.seq) if found else None
+
+
+def _passed_functional(entry: Entry) -> bool:
+    drill = payloads.drill(entry)
+    return drill.type == "functional" and drill.outcome == "pass"
 
 
 def _state(due: datetime | None, now: datetime) -> ItemState:
@@ -52,7 +58,7 @@ def _state(due: datetime | None, now: datetime) -> ItemState:
 
 
 def functional_item(env: EnvironmentConfig, entries: list[Entry], now: datetime) -> CadenceItem:
-    last = _newest(entries, EntryKind.DRILL, type="functional", outcome="pass")
+    last = _newest(entries, EntryKind.DRILL, _passed_functional)
     activation = _newest(entries, EntryKind.ACTIVATION)
     required = env.posture is not Posture.ALPHA or activation is not None
     last_at = last.at if last else None
