@@ -102,3 +102,37 @@ def test_a_missing_capability_is_one_line_with_what_to_do_instead() -> None:
     assert str(line.args[0]) == ("spectral dr wal stream needs wal stream, which database x "
                                  "(bare) does not offer; spectral dr drill functional instead")
     assert "\n" not in str(line.args[0]) and line.exit_code == 2
+
+
+def test_option_pairs_reach_the_provider_as_text_and_it_parses_them() -> None:
+    from spectral.cli.backup_cmds import given_options
+
+    assert given_options(["process-max=4", "compress=zst"], type="diff", repo=None) == \
+        {"type": "diff", "process_max": "4", "compress": "zst"}
+    with pytest.raises(UsageError, match="expected KEY=VALUE"):
+        given_options(["process_max"])
+    with pytest.raises(UsageError, match="--option process_max: given twice"):
+        given_options(["process_max=2"], process_max=3)
+    opts = PgBackRestOptions("environment p", repositories=2)
+    assert opts.parse({"process_max": "4", "repo": "2"}) == {"process_max": 4, "repo": 2}
+    with pytest.raises(UsageError, match="--process-max x: expected 1 to 64"):
+        opts.parse({"process_max": "x"})
+    with pytest.raises(UsageError, match="--compress: environment p does not take it"):
+        opts.parse(given_options(["compress=zst"]))
+
+
+def test_an_option_the_provider_does_not_declare_is_refused_before_anything_runs(
+        work_dir: Path) -> None:
+    from conftest import _processes_under, spectral
+
+    (work_dir / "spectral.toml").write_text('[environments.plain]\nprovider = "local"\n')
+    res = spectral("dr", "backup", "-o", "compress=zst", cwd=work_dir)
+    assert res.returncode == 2 and res.stdout == "", res
+    assert res.stderr.splitlines()[0] == (
+        "spectral: error: --compress: environment plain does not take it (it takes --type)")
+    res = spectral("dr", "restore", "--latest", "-o", "process_max=2", cwd=work_dir)
+    assert res.returncode == 2 and "pgbackrest environments" in res.stderr, res
+    res = spectral("dr", "backup", "--option", "nonsense", cwd=work_dir)
+    assert res.returncode == 2 and "expected KEY=VALUE" in res.stderr, res
+    assert not (work_dir / ".spectral" / "plain" / "cluster").exists()
+    assert _processes_under(work_dir) == []

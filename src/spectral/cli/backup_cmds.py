@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.console import Console
@@ -54,12 +54,31 @@ def register(app: typer.Typer) -> None:
     app.command("teardown")(teardown_cmd)
     app.command("promote")(promote_cmd)
     app.command("expire")(expire_cmd)
+    from spectral.cli.wal_cmds import wal_app
+
     app.add_typer(wal_app, name="wal")
 
 
 INCREMENTAL = typer.Option(False, "--incremental", help="Only what changed since the newest "
                                                        "backup (the same as --type incr).")
 ALL = typer.Option(False, "--all", help="Every restored instance.")
+OPTION = typer.Option([], "--option", "-o", help="KEY=VALUE: an option the environment's "
+                      "provider declares (repeatable; e.g. pgbackrest: -o process_max=4).")
+
+
+def given_options(pairs: list[str], **flags: object) -> dict[str, object]:
+    """The flags given and the --option KEY=VALUE pairs, by name, for the provider to check
+    (values stay text: the provider parses its own)."""
+    out = {k: v for k, v in flags.items() if v is not None}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise UsageError(f"--option {pair!r}: expected KEY=VALUE")
+        if key in out:
+            raise UsageError(f"--option {key}: given twice")
+        out[key] = value
+    return out
 
 
 def backup_cmd(ctx: typer.Context, incremental: bool = INCREMENTAL,
@@ -70,14 +89,15 @@ def backup_cmd(ctx: typer.Context, incremental: bool = INCREMENTAL,
                                                "repository to back up into (default 1)."),
                process_max: int | None = typer.Option(None, "--process-max", min=1, max=64,
                                                       help="pgbackrest: processes for this "
-                                                           "backup.")) -> None:
+                                                           "backup."),
+               option: list[str] = OPTION) -> None:
     """Take a base backup (local: pg_basebackup into the environment's repository, verified
     with pg_verifybackup; pgbackrest: pgbackrest backup, then pgbackrest verify) and record
     it."""
     st = state(ctx)
     kind = "incr" if incremental else backup_type
-    given = {k: v for k, v in (("type", None if kind == "full" else kind), ("repo", repo),
-                               ("process_max", process_max)) if v is not None}
+    given = given_options(option, type=None if kind == "full" else kind, repo=repo,
+                          process_max=process_max)
     p = st.environment().provider
     b = p.backup(backup_options(p, given))
     st.emit(b.to_json(), lambda c: c.print(
@@ -165,6 +185,7 @@ def restore_cmd(
                                                     "kept-aside data directory back."),
     process_max: int | None = typer.Option(None, "--process-max", min=1, max=64,
                                            help="pgbackrest: processes for this restore."),
+    option: list[str] = OPTION,
 ) -> None:
     """Restore to a point in time: into a new throwaway instance (default; prints its DSN) or
     in place. Picks the newest backup before the target, applies incrementals, replays WAL and
@@ -177,8 +198,7 @@ def restore_cmd(
     if pause:
         check_pause(target, in_place)
     p = st.environment().provider
-    options = backup_options(p, {} if process_max is None else {"process_max": process_max},
-                             restore=True)
+    options = backup_options(p, given_options(option, process_max=process_max), restore=True)
     show = not st.json and sys.stderr.isatty()
     if in_place:
         in_place_undo = needed(p, p.in_place_undo(), "spectral dr restore --in-place",
@@ -289,81 +309,6 @@ def promote_cmd(ctx: typer.Context,
     st = state(ctx)
     _instances(st, "spectral dr promote").promote(instance_id)
     st.emit({"promoted": instance_id}, lambda c: c.print(f"{instance_id}: promoted"))
-
-
-wal_app = typer.Typer(no_args_is_help=True, help="Continuous WAL: streaming and the live RPO.")
-
-
-@wal_app.command("stream")
-def wal_stream_cmd(ctx: typer.Context,
-                   synchronous: bool = typer.Option(False, "--synchronous", help="Make the "
-                                                    "stream a synchronous standby: a commit "
-                                                    "returns once its WAL is on disk here "
-                                                    "(RPO 0; commits wait while it is down)."),
-                   seconds: float | None = typer.Option(None, "--seconds", help="Stop after this "
-                                                        "long (default: until Ctrl-C)."),
-                   reconnect_for: float = typer.Option(3600.0, "--reconnect-for", min=0,
-                                                       help="How long to wait out a server "
-                                                       "that is down or restarting before the "
-                                                       "stream stops (seconds).")) -> None:
-    """Run pg_receivewal with a replication slot into the backup repository, supervised:
-    restarted when it exits, through restarts of the server and onto the new timeline of an
-    in-place restore; stopped (and the synchronous setting removed) when this ends."""
-    import time as _time
-
-    st = state(ctx)
-    p = st.environment().provider
-    stream = needed(p, p.wal_stream(), "spectral dr wal stream", "wal_stream")
-    deadline = None if seconds is None else _time.monotonic() + seconds
-    status = stream.stream(synchronous=synchronous,
-                           report=lambda msg: st.err.print(f"wal stream: {msg}"),
-                           should_stop=lambda: deadline is not None
-                           and _time.monotonic() > deadline, outage_limit=reconnect_for)
-    st.emit(status.to_json(), lambda c: c.print(f"wal stream stopped after {status.restarts} "
-                                                f"restart(s)"))
-
-
-@wal_app.command("status")
-def wal_status_cmd(ctx: typer.Context) -> None:
-    """The archive's and the stream's lag in bytes and seconds (the live RPO), the stream's
-    state, and whether commits are blocked by a synchronous stream that is not there."""
-    st = state(ctx)
-    p = st.environment().provider
-    info = needed(p, p.wal_status(), "spectral dr wal status", "wal_status").read()
-
-    def human(c: Console) -> None:
-        a = info["archive"]
-        c.print(f"current LSN {info['current_lsn']}; archived through "
-                f"{a['archived_through_lsn'] or 'nothing yet'} ({a['last_archived_wal'] or '-'}, "
-                f"{a['seconds_since_last_archive'] or '-'} s ago); {a['failed_count']} failures")
-        if info["released"]:
-            c.print(f"[bold red]{info['released']}[/]")
-        if info["commits_blocked"]:
-            c.print(f"[bold red]{info['commits_blocked']}[/]")
-        _print_stream(c, info)
-        c.print(f"live RPO: {info['rpo_bytes'] if info['rpo_bytes'] is not None else '-'} bytes, "
-                f"{info['rpo_seconds']} s")
-
-    st.emit(info, human)
-
-
-def _print_stream(c: Console, info: dict[str, Any]) -> None:
-    s, sup, state_ = info["stream"], info.get("supervisor"), info["stream_state"]
-    if s:
-        lag = ("no flush reported yet" if s["lag_bytes"] is None else
-               f"lag {s['lag_bytes']} bytes, {s['lag_seconds']} s")
-        c.print(f"stream: {s['sync_state']}, flushed {s['flush_lsn'] or '-'}, {lag}")
-    elif state_ == "dead" and sup:
-        c.print(f"stream: not connected; its supervisor (pid {sup['supervisor_pid']}) is gone "
-                f"(last recorded {sup.get('state', '?')} at {sup.get('updated_at', '?')})")
-    elif sup and sup.get("alive"):
-        failing = "[bold red]stream failing[/]: " if sup.get("failing") else ""
-        c.print(f"stream: not connected ({state_} since {sup.get('state_since', '?')}); "
-                f"{failing}pg_receivewal restarted {sup['restarts']} time(s); last: "
-                f"{sup.get('last_exit') or '-'}")
-    else:
-        c.print("stream: not connected; no `spectral dr wal stream` is running; the RPO is "
-                "archive_timeout")
 
 
 def expire_cmd(ctx: typer.Context,

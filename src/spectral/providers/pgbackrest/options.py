@@ -19,17 +19,26 @@ class PgBackRestOptions:
         declared = self.declared()
         refuse_options(given, {"process_max": declared["process_max"]} if restore else declared,
                        self.who)
-        kind, repo = given.get("type", "full"), given.get("repo")
+        kind = given.get("type", "full")
         if kind not in ("full", "diff", "incr"):
             raise UsageError(f"--type {kind!r}: expected full, diff or incr")
-        if repo is not None and not (isinstance(repo, int) and 1 <= repo <= self.repositories):
-            raise UsageError(f"--repo {repo}: this environment has {self.repositories} "
-                             f"repositories")
-        process_max = given.get("process_max")
-        if process_max is not None and not (isinstance(process_max, int)
-                                            and 1 <= process_max <= 64):
-            raise UsageError(f"--process-max {process_max}: expected 1 to 64")
-        return dict(given)
+        repo = _number(given, "repo", 1, self.repositories,
+                       f"this environment has {self.repositories} repositories")
+        process_max = _number(given, "process_max", 1, 64, "expected 1 to 64")
+        return {k: v for k, v in {**given, "repo": repo, "process_max": process_max}.items()
+                if v is not None}
+
+
+def _number(given: Options, name: str, low: int, high: int, expected: str) -> int | None:
+    """An integer option, given as a number or as text (--option name=4)."""
+    value = given.get(name)
+    if value is None:
+        return None
+    number = value if isinstance(value, int) else int(value) if isinstance(value, str) and \
+        value.strip().isdigit() else None
+    if number is None or not low <= number <= high:
+        raise UsageError(f"--{name.replace('_', '-')} {value}: {expected}")
+    return number
 
 
 def backup_args(options: Options) -> list[str]:
