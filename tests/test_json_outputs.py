@@ -178,7 +178,7 @@ def test_restore_outcomes_read_back_and_print_as_before() -> None:
     out = io.StringIO()
     _print_in_place(Console(file=out, width=500), InPlaceResult(
         "e", "environment e", "time t", 1.0, "", "b1", "/d.previous-1", ["/d.previous-0"],
-        reached=reached))
+        reached=RecoveryReached.from_json(reached)))
     assert out.getvalue().splitlines() == [
         "e: restored in place to time t from backup b1; the previous data is kept at "
         "/d.previous-1 (spectral dr restore --undo | --discard-previous)",

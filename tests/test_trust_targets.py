@@ -404,7 +404,7 @@ def test_an_in_place_restore_names_the_prepared_transaction_it_brings_back(
         time.sleep(0.3)
         finish(dsn, "commit", "p1")
         done = env.restore_in_place(TimeTarget(between), confirmed=True)
-        assert done.reached["prepared"] == ["p1"]
+        assert done.reached is not None and done.reached.prepared == ("p1",)
         live = env.local.cluster().conninfo()
         assert count(live) == 100
         finish(live, "rollback", "p1")
@@ -428,7 +428,7 @@ def test_a_restore_across_a_rewind_that_brought_a_prepared_transaction_back(
         time.sleep(0.3)
         finish(dsn, "commit", "p1")
         done = env.restore_in_place(TimeTarget(between), confirmed=True)
-        assert done.reached["prepared"] == ["p1"]
+        assert done.reached is not None and done.reached.prepared == ("p1",)
         finish(env.local.cluster().conninfo(), "rollback", "p1")
         sql(env, "insert into items values (5002, 'after the rewind')")
         inst = env.restore(LatestTarget())

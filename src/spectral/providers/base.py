@@ -21,6 +21,7 @@ from spectral.providers.capabilities import (
     BackupOptions,
     InPlaceUndo,
     Options,
+    RecoveryReached,
     RestoredInstances,
     Retention,
     WalArchive,
@@ -261,13 +262,14 @@ class InPlaceResult:
     previous: str | None = None            # where the replaced data is kept (undo)
     discarded: list[str] = field(default_factory=list)   # older kept-aside copies removed
     tables: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
-    reached: dict[str, Any] = field(default_factory=dict)
+    reached: RecoveryReached | None = None   # None: not observed (Supabase's PITR)
 
     def to_json(self) -> dict[str, Any]:
         return {"environment": self.environment, "where": self.where, "target": self.target,
                 "seconds": round(self.seconds, 1), "detail": self.detail,
                 "backup": self.backup, "previous": self.previous, "discarded": self.discarded,
-                "tables": {t: list(v) for t, v in self.tables.items()}, "reached": self.reached}
+                "tables": {t: list(v) for t, v in self.tables.items()},
+                "reached": self.reached.to_json() if self.reached else {}}
 
 
 @dataclass(frozen=True)

@@ -150,8 +150,11 @@ class RecoveryReached:
                    d.get("resolved"))
 
     @classmethod
-    def of(cls, d: Json | None) -> RecoveryReached | None:
-        """The typed view of a provider's `reached` (None: nothing was observed)."""
+    def of(cls, d: RecoveryReached | Json | None) -> RecoveryReached | None:
+        """Where recovery stopped, however it was handed over (a restored instance's catalog
+        keeps it as JSON); None: nothing was observed."""
+        if d is None or isinstance(d, RecoveryReached):
+            return d
         return cls.from_json(d) if d else None
 
 

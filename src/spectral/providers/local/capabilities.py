@@ -15,6 +15,7 @@ from spectral.providers.capabilities import (
     NO_OPTIONS,
     ExpirePlan,
     Options,
+    RecoveryReached,
     StreamRun,
     refuse_options,
 )
@@ -109,7 +110,7 @@ class LocalInPlace:
                              time.monotonic() - started,
                              f"the previous data directory is kept at {done['previous']} "
                              f"(spectral dr restore --undo)", done["backup"], done["previous"],
-                             done["discarded"], reached=done["reached"])
+                             done["discarded"], reached=RecoveryReached.of(done["reached"]))
 
     def undo(self, operator: Confirmer | None = None) -> dict[str, Any]:
         p = self.p
