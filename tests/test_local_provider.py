@@ -273,7 +273,7 @@ def test_postgres_15_backup_and_restore(work_dir: Path, pg15: PgBinaries) -> Non
         assert on(inst, "select x from t") == [(15,)]
         # the undo lifecycle on 15 too: rewind, undo, write, and --latest follows the live one
         provider.restore_in_place(target_of(TargetKind.LSN, b.stop_lsn), confirmed=True)
-        assert provider.undo_in_place()["timeline"] == 3
+        assert provider.undo_in_place().timeline == 3
         with connect(local.cluster().conninfo()) as conn:
             conn.execute("insert into t values (16)")
         inst = provider.restore(LatestTarget())

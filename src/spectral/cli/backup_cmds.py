@@ -18,7 +18,7 @@ from rich.table import Table
 from spectral.cli.state import AppState, state
 from spectral.config.durations import format_duration
 from spectral.errors import UsageError
-from spectral.providers.capabilities import RecoveryReached, UndoOutcome, missing
+from spectral.providers.capabilities import RecoveryReached, missing
 
 if TYPE_CHECKING:
     from spectral.providers.base import InPlaceResult, Instance, Provider
@@ -262,7 +262,7 @@ def _undo_or_discard(st: AppState, undo: bool, yes: bool) -> None:
             f"discarded {len(gone)} kept-aside data director{'y' if len(gone) == 1 else 'ies'}"
             + "".join(f"\n  {d}" for d in gone)))
         return
-    done = UndoOutcome.from_json(in_place.undo(confirmer))
+    done = in_place.undo(confirmer)
     st.emit(done.to_json(), lambda c: c.print(
         f"{done.environment}: put back {done.restored}; the restore is kept aside at "
         f"{done.set_aside}. The database is now on timeline {done.timeline}, which "

@@ -185,7 +185,7 @@ class InPlaceUndo(Protocol):
                 progress: Progress | None = None,
                 options: Options = NO_OPTIONS) -> InPlaceResult: ...
 
-    def undo(self, operator: Confirmer | None = None) -> dict[str, Any]:
+    def undo(self, operator: Confirmer | None = None) -> UndoOutcome:
         """Undo the newest in-place restore (asking `operator` first, when given)."""
 
     def discard(self, operator: Confirmer | None = None) -> list[str]:

@@ -17,6 +17,7 @@ from spectral.providers.capabilities import (
     Options,
     RecoveryReached,
     StreamRun,
+    UndoOutcome,
     refuse_options,
 )
 from spectral.recovery_target import RecoveryTarget
@@ -112,7 +113,7 @@ class LocalInPlace:
                              f"(spectral dr restore --undo)", done["backup"], done["previous"],
                              done["discarded"], reached=RecoveryReached.of(done["reached"]))
 
-    def undo(self, operator: Confirmer | None = None) -> dict[str, Any]:
+    def undo(self, operator: Confirmer | None = None) -> UndoOutcome:
         p = self.p
         with p.busy("undo"):   # a killed restore or undo is put right first
             pass

@@ -27,6 +27,7 @@ from spectral.ledger import EntryKind
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
 from spectral.providers.base import Progress
+from spectral.providers.capabilities import UndoOutcome
 from spectral.providers.local.intent import (
     RECORD_NAME,
     RESTORE,
@@ -200,7 +201,7 @@ class InPlace:
             return None
         return max(0, int(row[0]) - int(rec["next_xid"])) if row else None
 
-    def undo(self) -> dict[str, Any]:
+    def undo(self) -> UndoOutcome:
         """Undo the newest in-place restore, once; the restored database is kept aside in its
         turn (nothing is deleted)."""
         with self.busy("undo"):
@@ -213,13 +214,13 @@ class InPlace:
             done, intent = self._undo(rec)
             self.ledger.append(EntryKind.RESTORE, self.host.name, {
                 "summary": f"undo of the in-place restore to {rec['target']}", "undo": True,
-                **done})
+                **done.to_json()})
             self.journal.phase(intent, "recorded")
             crash_point("undo:recorded")
             self.journal.end()
             return done
 
-    def _undo(self, rec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _undo(self, rec: dict[str, Any]) -> tuple[UndoOutcome, dict[str, Any]]:
         cluster = self.host.cluster()
         was_running = cluster.stop(timeout=60)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -247,8 +248,7 @@ class InPlace:
         crash_point("undo:committed")
         if not was_running:
             cluster.stop(timeout=60)
-        return {"environment": self.host.name, "restored": rec["aside"],
-                "set_aside": str(undone), "timeline": timeline}, intent
+        return UndoOutcome(self.host.name, str(rec["aside"]), str(undone), timeline), intent
 
     def discard(self) -> list[str]:
         """Delete every kept-aside data directory (after which nothing can be undone)."""

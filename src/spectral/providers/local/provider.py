@@ -36,6 +36,7 @@ from spectral.providers.capabilities import (
     BackupOptions,
     Options,
     Retention,
+    UndoOutcome,
     WalStatus,
     WalStream,
     refuse_options,
@@ -359,7 +360,7 @@ class ManagedProvider:
     def is_running(self, inst: Instance) -> bool:
         return self.restored_instances().is_running(inst)
 
-    def undo_in_place(self, operator: Confirmer | None = None) -> dict[str, Any]:
+    def undo_in_place(self, operator: Confirmer | None = None) -> UndoOutcome:
         return self.in_place_undo().undo(operator)
 
 
