@@ -88,7 +88,7 @@ class _Drill:
         provider.tidy(self.report)
         snapshot = self._snapshot(point)
         taken = typed(snapshot)
-        target = point.target or provider.target_after(snapshot, self.request.copy)
+        target = point.target or provider.target_after(taken, self.request.copy)
         result.snapshot_taken_at = taken.taken_at
         result.recovery_target = point.label or _described(target, taken)
         result.timings["provision"] = time.monotonic() - started
@@ -102,12 +102,12 @@ class _Drill:
             result.recovery_target = _described_as(self.copy.target, taken)
         self.report(f"verifying {self.copy.what} against the snapshot of {taken.taken_at}")
         mark = time.monotonic()
-        restored = self._verify(snapshot)
-        last = provider.restored_through(self.copy, snapshot, restored)
+        restored = typed(self._verify(snapshot))
+        last = provider.restored_through(self.copy, taken, restored)
         method = ("WAL commit records before the recovery point"
                   if provider.wal_archive() is not None
                   else "commit timestamps (track_commit_timestamp)")
-        _rpo(result, taken, typed(restored), last, method)
+        _rpo(result, taken, restored, last, method)
         result.timings["verify"] = time.monotonic() - mark
         result.rto_seconds = time.monotonic() - started
         if not self.copy.counts_as_rto:   # not an incident restore: shown, not held to target

@@ -32,6 +32,7 @@ from spectral.providers.capabilities import (
 
 __all__ = ["WalArchive", "archive_of"]   # where they were first
 from spectral.recovery_target import RecoveryTarget
+from spectral.verify.document import Fingerprint
 from spectral.verify.reader import DsnReader, Reader
 
 
@@ -331,7 +332,7 @@ class Provider(Protocol):
 
     def drill_point(self, request: CopyRequest, at: datetime | None) -> DrillPoint: ...
 
-    def target_after(self, snapshot: dict[str, Any], request: CopyRequest) -> RecoveryTarget:
+    def target_after(self, snapshot: Fingerprint, request: CopyRequest) -> RecoveryTarget:
         """The target that restores exactly the state a fresh snapshot saw."""
 
     def provision_copy(self, target: RecoveryTarget, request: CopyRequest, operator: Operator,
@@ -341,8 +342,8 @@ class Provider(Protocol):
 
     def remove_copy(self, copy: Copy, operator: Operator, report: Report) -> None: ...
 
-    def restored_through(self, copy: Copy, snapshot: dict[str, Any],
-                         restored: dict[str, Any]) -> datetime | None:
+    def restored_through(self, copy: Copy, snapshot: Fingerprint,
+                         restored: Fingerprint) -> datetime | None:
         """The newest commit the copy holds (for the RPO), when the provider can tell."""
 
     # restores for incidents

@@ -58,6 +58,7 @@ from spectral.providers.local.targets import plan
 from spectral.providers.local.wal import Segment, parse_lsn
 from spectral.recovery_target import LsnTarget, RecoveryTarget, TimeTarget
 from spectral.undo import UndoStack
+from spectral.verify.document import Fingerprint
 
 if TYPE_CHECKING:
     from spectral.providers.local.inplace import InPlace
@@ -240,8 +241,8 @@ class ManagedProvider:
             return DrillPoint()
         return DrillPoint(TimeTarget(at), at, f"time {at.isoformat()}")
 
-    def target_after(self, snapshot: dict[str, Any], request: CopyRequest) -> RecoveryTarget:
-        return LsnTarget(parse_lsn(snapshot["source"]["lsn"]))
+    def target_after(self, snapshot: Fingerprint, request: CopyRequest) -> RecoveryTarget:
+        return LsnTarget(parse_lsn(snapshot.source.lsn))
 
     def provision_copy(self, target: RecoveryTarget, request: CopyRequest, operator: Operator,
                        report: Report, progress: Progress | None = None) -> Copy:
@@ -260,9 +261,9 @@ class ManagedProvider:
     def remove_copy(self, copy: Copy, operator: Operator, report: Report) -> None:
         self.registry.teardown(copy.id)
 
-    def restored_through(self, copy: Copy, snapshot: dict[str, Any],
-                         restored: dict[str, Any]) -> datetime | None:
-        return self.wal_archive().newest_commit_before(snapshot["source"]["lsn"])
+    def restored_through(self, copy: Copy, snapshot: Fingerprint,
+                         restored: Fingerprint) -> datetime | None:
+        return self.wal_archive().newest_commit_before(snapshot.source.lsn)
 
     # ---- restores ---------------------------------------------------------------------------
     def restore_new(self, target: RecoveryTarget, operator: Operator, report: Report) -> Copy:

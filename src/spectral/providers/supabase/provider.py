@@ -34,7 +34,7 @@ from spectral.providers.capabilities import Options as CapOptions
 from spectral.providers.supabase.api import SupabaseApi
 from spectral.recovery_target import LatestTarget, RecoveryTarget, TimeTarget
 from spectral.verify.compare import Outcome, compare
-from spectral.verify.document import typed
+from spectral.verify.document import Fingerprint
 from spectral.verify.fingerprint import Options, take
 from spectral.waits import WaitTimeout, wait_until
 
@@ -167,11 +167,11 @@ class SupabaseProvider(SupabaseApi):
                           f"the daily backup {newest.id} of {newest.stop_time.isoformat()}",
                           instead="or drill a branch with data now (--branch)")
 
-    def target_after(self, snapshot: dict[str, Any], request: CopyRequest) -> RecoveryTarget:
+    def target_after(self, snapshot: Fingerprint, request: CopyRequest) -> RecoveryTarget:
         if request.method is CopyMethod.BRANCH or request.existing:
             return LatestTarget()
         # the first whole second after the snapshot: the restore holds what the snapshot saw
-        taken = datetime.fromisoformat(typed(snapshot).taken_at).timestamp()
+        taken = datetime.fromisoformat(snapshot.taken_at).timestamp()
         return TimeTarget(datetime.fromtimestamp(math.ceil(taken), UTC))
 
     def provision_copy(self, target: RecoveryTarget, request: CopyRequest, operator: Operator,
@@ -188,12 +188,12 @@ class SupabaseProvider(SupabaseApi):
 
         remove(self, copy, operator, report)
 
-    def restored_through(self, copy: Copy, snapshot: dict[str, Any],
-                         restored: dict[str, Any]) -> datetime | None:
+    def restored_through(self, copy: Copy, snapshot: Fingerprint,
+                         restored: Fingerprint) -> datetime | None:
         """The newest commit timestamp in the copy: known only with track_commit_timestamp
         (off on Supabase by default)."""
-        last = typed(restored).source.last_commit
-        return datetime.fromisoformat(last) if last and typed(snapshot).source.last_commit \
+        last = restored.source.last_commit
+        return datetime.fromisoformat(last) if last and snapshot.source.last_commit \
             else None
 
     # ---- restores for incidents ---------------------------------------------------------
