@@ -44,13 +44,16 @@ def consistent_times(bins: PgBinaries, repo: Repository,
     for b in backups:
         hit = cache.get(b.id)
         if isinstance(hit, dict) and hit.get("stop_lsn") == b.stop_lsn:
-            out[b.id] = min(datetime.fromisoformat(str(hit["time"])), b.stop_time)
+            known = hit.get("time")      # None: that WAL was read and ends no transaction
+            out[b.id] = min(datetime.fromisoformat(str(known)), b.stop_time) if known \
+                else b.stop_time
             continue
         lin = lin or lineage_of(repo)
-        found = _last_end_before_stop(bins, lin, b)
+        read, found = _last_end_before_stop(bins, lin, b)
         out[b.id] = min(found, b.stop_time) if found is not None else b.stop_time
-        if found is not None:
-            cache[b.id] = {"stop_lsn": b.stop_lsn, "time": found.isoformat()}
+        if read:
+            cache[b.id] = {"stop_lsn": b.stop_lsn,
+                           "time": found.isoformat() if found is not None else None}
             changed = True
     if changed:
         with contextlib.suppress(OSError):   # only a cache: read again next time
@@ -58,13 +61,16 @@ def consistent_times(bins: PgBinaries, repo: Repository,
     return out
 
 
-def _last_end_before_stop(bins: PgBinaries, lin: Lineage, b: Backup) -> datetime | None:
+def _last_end_before_stop(bins: PgBinaries, lin: Lineage,
+                          b: Backup) -> tuple[bool, datetime | None]:
+    """Whether the WAL before the backup's stop LSN could be read (from the segment before its
+    first), and the latest time a transaction ended in it."""
     stop = parse_lsn(b.stop_lsn)
-    last_seg = segment_of(max(stop - 1, 0))
-    segments = [s for s in lin.segments
-                if segment_of(parse_lsn(b.start_lsn)) - 1 <= s.segno <= last_seg]
-    if not segments or segments[-1].segno != last_seg:
-        return None
+    first, last_seg = segment_of(parse_lsn(b.start_lsn)), segment_of(max(stop - 1, 0))
+    segments = [s for s in lin.segments if first - 1 <= s.segno <= last_seg]
+    numbers = {s.segno for s in segments}
+    if not all(n in numbers for n in range(first, last_seg + 1)):
+        return False, None
     unreadable: list[walread.Unreadable] = []
     latest: datetime | None = None
     for line in walread.dump(bins, lin.view.where, segments, unreadable=unreadable,
@@ -72,8 +78,10 @@ def _last_end_before_stop(bins: PgBinaries, lin: Lineage, b: Backup) -> datetime
         rec = parse_commit_line(line)
         if rec is not None and rec.lsn < stop and (latest is None or rec.time > latest):
             latest = rec.time
-    bad = [u for u in unreadable if u.lsn < stop]
-    return None if bad else latest
+    if any(u.lsn < stop for u in unreadable):
+        return False, None
+    # nothing found is an answer only when the segment before the backup's was read too
+    return latest is not None or first - 1 in numbers, latest
 
 
 def _read(path: Any) -> dict[str, Any]:
