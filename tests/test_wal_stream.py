@@ -3,6 +3,7 @@ RPO is reported; retention never removes what a kept backup needs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SPECTRAL, _processes_under, spectral
+from spectral.pg.cluster import proc_alive
 from spectral.pg.conn import connect
 from spectral.providers.base import Backup, BackupKind, Verification
 from spectral.providers.local.expire import plan_expire
@@ -77,7 +79,11 @@ def _rpo_zero(work_dir: Path) -> None:
     finally:
         stream.send_signal(signal.SIGINT)
         stream.communicate(timeout=60)
-    wait_until(lambda: not Path(f"/proc/{info['pid']}").exists(), timeout=10, what="exit")
+    # gone, or a zombie: the command line runs in this process, so the server it started is
+    # this process's child until reaped
+    wait_until(lambda: not proc_alive(info["pid"]), timeout=10, what="exit")
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(info["pid"], 0)
     res = spectral("dr", "restore", "--latest", "--json", cwd=work_dir)
     assert res.returncode == 0, res.stderr
     inst = json.loads(res.stdout)
