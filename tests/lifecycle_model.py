@@ -125,6 +125,7 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     ("drill", {"together": 1}),
     ("write", {"kind": "insert", "n": 5, "large": True}),
     ("damage_wal_record", {"pick": -1, "offset": 8192 * 2 + 300, "how": "bytes"}),
+    ("find_damage", {}),   # a damaged segment is named (exit 3), never read past
     ("restore", {"pick": -1, "kind": TargetKind.LATEST, "exclusive": False}),
     ("lose_history_file", {}),
     ("restore", {"pick": -2, "kind": TargetKind.XID, "exclusive": False}),

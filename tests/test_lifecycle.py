@@ -453,10 +453,12 @@ def _run(bins: PgBinaries) -> None:
         print(f"\nlifecycle tally (PostgreSQL {bins.major}): {_summary()}")
         return
     deadline = time.monotonic() + 60 * _minutes()
-    while time.monotonic() < deadline:   # the long profile: fresh sequences until time is up
-        run_state_machine_as_test(machine, settings=settings(
-            base, max_examples=3, stateful_step_count=40, derandomize=False), _min_steps=20)
-    print(f"\nlifecycle tally (PostgreSQL {bins.major}): {_summary()}")
+    try:
+        while time.monotonic() < deadline:   # the long profile: fresh sequences until time is up
+            run_state_machine_as_test(machine, settings=settings(
+                base, max_examples=3, stateful_step_count=40, derandomize=False), _min_steps=20)
+    finally:   # what ran, also when a sequence failed
+        print(f"\nlifecycle tally (PostgreSQL {bins.major}): {_summary()}")
 
 
 def _script(bins: PgBinaries) -> None:
