@@ -187,6 +187,61 @@ class KeyRecord:
                    str(d["revoke"]) if d.get("revoke") else None)
 
 
+@dataclass(frozen=True)
+class InPlaceRestoreRecord:
+    """An in-place restore: the live database rewound to `target` from `backup`, the data it
+    replaced kept at `previous`, older kept-aside copies removed."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.RESTORE
+    summary: str
+    target: str
+    backup: str | None
+    previous: str | None
+    discarded: tuple[str, ...] = ()
+
+    def to_json(self) -> Json:
+        return {"summary": self.summary, "in_place": True, "target": self.target,
+                "backup": self.backup, "previous": self.previous,
+                "discarded": list(self.discarded)}
+
+
+@dataclass(frozen=True)
+class UndoRecord:
+    """An undone in-place restore: the data put back, the restore kept aside, the timeline."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.RESTORE
+    summary: str
+    environment: str
+    restored: str
+    set_aside: str
+    timeline: int
+
+    def to_json(self) -> Json:
+        return {"summary": self.summary, "undo": True, "environment": self.environment,
+                "restored": self.restored, "set_aside": self.set_aside,
+                "timeline": self.timeline}
+
+
+@dataclass(frozen=True)
+class RecoveredRecord:
+    """An in-place restore or undo finished (or rolled back) by the next command after its
+    process was killed."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.RESTORE
+    summary: str
+    undo: bool
+    target: str | None
+    previous: str | None
+    discarded: tuple[str, ...] | None = None
+    timeline: int | None = None
+
+    def to_json(self) -> Json:
+        return {"summary": self.summary, "in_place": True, "undo": self.undo,
+                "target": self.target, "previous": self.previous, "recovered": True,
+                **({"discarded": list(self.discarded)} if self.discarded is not None else {}),
+                **({"timeline": self.timeline} if self.timeline is not None else {})}
+
+
 def _seconds(value: Any) -> float | None:
     return None if value is None else float(value)
 

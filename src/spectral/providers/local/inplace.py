@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from spectral.durable import fsync_dir, rename_durable, write_atomic
 from spectral.errors import ClusterError, CouldNotVerify, RefusedError
-from spectral.ledger import EntryKind
+from spectral.ledger.payloads import InPlaceRestoreRecord, UndoRecord
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
 from spectral.providers.base import Progress
@@ -100,9 +100,10 @@ class InPlace:
         with self.busy("in-place restore"):
             self.ledger.check_appendable()   # a rewind of the database is always recorded
             done, intent = self._restore(target, progress)
-            self.ledger.append(EntryKind.RESTORE, self.host.name, {
-                "summary": f"in-place restore to {done['target']}", "in_place": True,
-                **{k: done[k] for k in ("target", "backup", "previous", "discarded")}})
+            record = InPlaceRestoreRecord(f"in-place restore to {done['target']}",
+                                          done["target"], done["backup"], done["previous"],
+                                          tuple(done["discarded"]))
+            self.ledger.append(record.KIND, self.host.name, record.to_json())
             self.journal.phase(intent, "recorded")
             crash_point("restore:recorded")
             self.journal.end()
@@ -212,9 +213,9 @@ class InPlace:
                                    "--target-... restores to an earlier point instead")
             self.ledger.check_appendable()
             done, intent = self._undo(rec)
-            self.ledger.append(EntryKind.RESTORE, self.host.name, {
-                "summary": f"undo of the in-place restore to {rec['target']}", "undo": True,
-                **done.to_json()})
+            undone = UndoRecord(f"undo of the in-place restore to {rec['target']}",
+                                done.environment, done.restored, done.set_aside, done.timeline)
+            self.ledger.append(undone.KIND, self.host.name, undone.to_json())
             self.journal.phase(intent, "recorded")
             crash_point("undo:recorded")
             self.journal.end()

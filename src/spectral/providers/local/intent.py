@@ -216,16 +216,18 @@ def _finish(local: LocalEnvironment, journal: Journal, d: dict[str, Any],
                      restart=bool(d.get("was_running")))
 
 
-def _record(inplace: InPlace, d: dict[str, Any], how: str, **more: Any) -> None:
-    from spectral.ledger import EntryKind
+def _record(inplace: InPlace, d: dict[str, Any], how: str, *,
+            discarded: list[str] | None = None, timeline: int | None = None) -> None:
+    from spectral.ledger.payloads import RecoveredRecord
 
     if d.get("phase") == "recorded":
         return
     what = (f"in-place restore to {d.get('target')}" if d["op"] == RESTORE else
             f"undo of the in-place restore to {d.get('target')}")
-    inplace.ledger.append(EntryKind.RESTORE, inplace.host.name, {
-        "summary": f"{what} ({how})", "in_place": True, "undo": d["op"] == UNDO,
-        "target": d.get("target"), "previous": d.get("aside"), "recovered": True, **more})
+    record = RecoveredRecord(f"{what} ({how})", d["op"] == UNDO, d.get("target"),
+                             d.get("aside"), None if discarded is None else tuple(discarded),
+                             timeline)
+    inplace.ledger.append(record.KIND, inplace.host.name, record.to_json())
 
 
 def _roll_back_restore(local: LocalEnvironment, journal: Journal, d: dict[str, Any],
