@@ -143,6 +143,8 @@ def salvage_cmd(ctx: typer.Context,
         f"{'would re-insert' if dry_run else 're-inserted'} {len(result.restored_rows)} row(s), "
         f"{'would revert' if dry_run else 'reverted'} {len(result.reverted_rows)}; "
         f"{len(result.conflicts)} conflict(s) left as they are"
+        + (f"; {len(result.already_back)} already back (an earlier run put them back)"
+           if result.already_back else "")
         + "".join(f"\n  conflict: {x}" for x in result.conflicts)))
 
 

@@ -35,11 +35,23 @@ class SalvageResult:
     reverted_rows: list[dict[str, Any]] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     dry_run: bool = False
+    # rows already exactly as the transaction found them (an earlier run, killed before it
+    # recorded, put them back): nothing to write, and no conflict
+    already_back: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"table": self.table, "xid": self.xid, "dry_run": self.dry_run,
-                "restored": len(self.restored_rows), "reverted": len(self.reverted_rows),
-                "conflicts": self.conflicts, "rows": self.restored_rows[:100]}
+        out = {"table": self.table, "xid": self.xid, "dry_run": self.dry_run,
+               "restored": len(self.restored_rows), "reverted": len(self.reverted_rows),
+               "conflicts": self.conflicts, "rows": self.restored_rows[:100]}
+        if self.already_back:
+            out["already_back"] = len(self.already_back)
+        return out
+
+    def summary(self) -> str:
+        back = (f"; {len(self.already_back)} row(s) already back (put back by an earlier run "
+                f"that was stopped before it recorded them)" if self.already_back else "")
+        return (f"salvaged {len(self.restored_rows)} row(s) of {self.table} deleted by "
+                f"transaction {self.xid}{back}")
 
 
 def _key_columns(conn: psycopg.Connection[Any], table: str) -> list[str]:
@@ -159,6 +171,9 @@ def _apply(live_dsn: str, table: str, keys: list[str], cols: list[str],
     inserts, updates = [], []
     for row in victims:
         key = tuple(row[k] for k in keys)
+        if live.get(key) == row:
+            result.already_back.append(row)   # as the transaction found it: nothing to do
+            continue
         if key not in live:
             if key not in after or not after_dsn:
                 inserts.append(row)          # deleted by the transaction and still gone
@@ -206,6 +221,7 @@ def salvage_and_record(environment: Environment, table: str, xid: int, operator:
         plan = salvage(provider, live, table, xid, dry_run=True, revert_updates=revert_updates)
         if dry_run or not (plan.restored_rows or plan.reverted_rows):
             result = plan
+            result.dry_run = dry_run
         else:
             details = [f"re-insert {len(plan.restored_rows)} row(s) deleted by {xid}",
                        f"revert {len(plan.reverted_rows)} row(s) it updated",
@@ -215,7 +231,6 @@ def salvage_and_record(environment: Environment, table: str, xid: int, operator:
             result = salvage(provider, live, table, xid, revert_updates=revert_updates)
     if not dry_run:
         environment.ledger.append(EntryKind.INCIDENT, environment.name, {
-            "playbook": "self-inflicted", "summary": f"salvaged {len(result.restored_rows)} "
-            f"row(s) of {table} deleted by transaction {xid}",
+            "playbook": "self-inflicted", "summary": result.summary(),
             **{k: v for k, v in result.to_json().items() if k != "rows"}})
     return result
