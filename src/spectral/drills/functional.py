@@ -102,7 +102,7 @@ class _Drill:
             result.recovery_target = _described_as(self.copy.target, taken)
         self.report(f"verifying {self.copy.what} against the snapshot of {taken.taken_at}")
         mark = time.monotonic()
-        restored = typed(self._verify(snapshot))
+        restored = self._verify(taken)
         last = provider.restored_through(self.copy, taken, restored)
         method = ("WAL commit records before the recovery point"
                   if provider.wal_archive() is not None
@@ -139,7 +139,7 @@ class _Drill:
         snapshots.record(self.environment.ledger, self.environment.name, doc)
         return doc
 
-    def _verify(self, snapshot: dict[str, Any]) -> dict[str, Any]:
+    def _verify(self, snapshot: Fingerprint) -> Fingerprint:
         copy, result = self.copy, self.result
         assert copy is not None
         try:

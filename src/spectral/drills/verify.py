@@ -4,14 +4,13 @@ contract, which partners' corpora the copy holds, and the RTO and RPO objectives
 
 from __future__ import annotations
 
-from typing import Any
-
 from spectral.config.durations import format_duration
 from spectral.config.models import EnvironmentConfig
 from spectral.drills.contract import check_contract
 from spectral.drills.result import Check, DrillOutcome, DrillResult
 from spectral.verify.compare import Comparison, Outcome, compare
 from spectral.verify.content import ScanProgress
+from spectral.verify.document import Fingerprint, typed
 from spectral.verify.fingerprint import options_for
 from spectral.verify.reader import Reader, Rows
 
@@ -20,12 +19,12 @@ OUTCOME = {Outcome.MATCH: DrillOutcome.PASS, Outcome.MISMATCH: DrillOutcome.FAIL
 
 
 def verify_against_snapshot(result: DrillResult, env: EnvironmentConfig, db: Reader,
-                            snapshot: dict[str, Any], content: bool,
-                            progress: ScanProgress | None = None) -> dict[str, Any]:
+                            snapshot: Fingerprint, content: bool,
+                            progress: ScanProgress | None = None) -> Fingerprint:
     """The checks every drill makes of a restore, whoever restored it: schema fingerprints of
     the protected schemas, load-bearing row counts (every table's content with --content), the
     core contract, and which partners' corpora the restore holds."""
-    restored = db.fingerprint(options_for(env, content=content, progress=progress))
+    restored = typed(db.fingerprint(options_for(env, content=content, progress=progress)))
     cmp = compare(snapshot, restored, tables=list(env.load_bearing_tables), content=False)
     result.checks.append(schema_check(cmp))
     result.checks.append(table_check("row counts of load-bearing tables", cmp))
