@@ -15,7 +15,6 @@ from spectral.providers.capabilities import (
     NO_OPTIONS,
     ExpirePlan,
     Options,
-    RecoveryReached,
     StreamRun,
     UndoOutcome,
     refuse_options,
@@ -107,11 +106,11 @@ class LocalInPlace:
         started = time.monotonic()
         done = p.in_place_with(restorer).restore(target, confirmed=confirmed,
                                                  progress=progress)
-        return InPlaceResult(p.local.name, p.describe(), done["target"],
+        return InPlaceResult(p.local.name, p.describe(), done.target,
                              time.monotonic() - started,
-                             f"the previous data directory is kept at {done['previous']} "
-                             f"(spectral dr restore --undo)", done["backup"], done["previous"],
-                             done["discarded"], reached=RecoveryReached.of(done["reached"]))
+                             f"the previous data directory is kept at {done.previous} "
+                             f"(spectral dr restore --undo)", done.backup, done.previous,
+                             list(done.discarded), reached=done.reached)
 
     def undo(self, operator: Confirmer | None = None) -> UndoOutcome:
         p = self.p

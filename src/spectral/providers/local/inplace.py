@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from spectral.ledger.payloads import InPlaceRestoreRecord, UndoRecord
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
 from spectral.providers.base import Progress
-from spectral.providers.capabilities import UndoOutcome
+from spectral.providers.capabilities import RecoveryReached, UndoOutcome
 from spectral.providers.local.intent import (
     RECORD_NAME,
     RESTORE,
@@ -57,6 +58,18 @@ if TYPE_CHECKING:
 
 
 RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Rewound:
+    """An in-place restore done: what the live database holds now, where the data it replaced
+    is kept, the older kept-aside copies it removed, where recovery stopped."""
+
+    target: str
+    backup: str
+    previous: str
+    discarded: tuple[str, ...]
+    reached: RecoveryReached
 
 
 class InPlace:
@@ -90,7 +103,7 @@ class InPlace:
 
     # ---- restore ---------------------------------------------------------------------------
     def restore(self, target: RecoveryTarget, *, confirmed: bool,
-                progress: Progress | None = None) -> dict[str, Any]:
+                progress: Progress | None = None) -> Rewound:
         """Replace the environment's database with a restore; the current data directory is
         kept aside so this one restore can be undone."""
         if not confirmed:
@@ -100,9 +113,8 @@ class InPlace:
         with self.busy("in-place restore"):
             self.ledger.check_appendable()   # a rewind of the database is always recorded
             done, intent = self._restore(target, progress)
-            record = InPlaceRestoreRecord(f"in-place restore to {done['target']}",
-                                          done["target"], done["backup"], done["previous"],
-                                          tuple(done["discarded"]))
+            record = InPlaceRestoreRecord(f"in-place restore to {done.target}", done.target,
+                                          done.backup, done.previous, done.discarded)
             self.ledger.append(record.KIND, self.host.name, record.to_json())
             self.journal.phase(intent, "recorded")
             crash_point("restore:recorded")
@@ -110,7 +122,7 @@ class InPlace:
             return done
 
     def _restore(self, target: RecoveryTarget, progress: Progress | None
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+                 ) -> tuple[Rewound, dict[str, Any]]:
         host = self.host
         window = self.window()   # the archive flushed first: the target may be in its segment
         restore_plan = plan(host.bins, self.repo, target, window)
@@ -162,10 +174,9 @@ class InPlace:
         crash_point("restore:discarded")
         if not was_running:
             cluster.stop()
-        return {"environment": host.name, "target": what,
-                "backup": restore_plan.chain[-1].id, "previous": str(aside),
-                "discarded": discarded,
-                "reached": {**reached, "resolved": restore_plan.why or None}}, intent
+        return Rewound(what, restore_plan.chain[-1].id, str(aside), tuple(discarded),
+                       RecoveryReached.from_json({**reached,
+                                                  "resolved": restore_plan.why or None})), intent
 
     def _commit(self, cluster: Cluster, what: str, aside: Path, intent: dict[str, Any]
                 ) -> None:
