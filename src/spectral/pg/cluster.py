@@ -304,15 +304,19 @@ class Cluster:
             return ""
 
     def _log_reason(self) -> str:
+        """Why the server did not start, from what it logged since this start (the last
+        lines of the log when that is not known)."""
         try:
-            lines = self.log_file.read_text(errors="replace").splitlines()[-40:]
+            since = self._log_since_start() if self._log_start else ""
+            lines = (since or self.log_file.read_text(errors="replace")).splitlines()[-40:]
         except OSError:
             return "no log"
         for line in reversed(lines):
             if "Address already in use" in line or "could not bind" in line:
                 return f"port {self.port} is in use"
             if "lock file" in line and "already exists" in line:
-                return "the data directory is in use by another server"
+                said = line.split("FATAL:", 1)[-1].strip()
+                return f"the data directory is in use by another server ({said})"
         fatal = [ln for ln in lines if re.search(r"\b(FATAL|PANIC)\b", ln)]
         return (fatal[-1] if fatal else (lines[-1] if lines else "empty log")).strip()
 
