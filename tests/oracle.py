@@ -11,7 +11,8 @@ it starts and stops its own server by the pid it recorded.
 What it answers:
 - the target was reached: the rows of every table after promotion;
 - recovery ended before the target ("recovery ended before configured recovery target was
-  reached"): for a time or LSN target that lies in the past of the complete WAL (the source
+  reached", and only that: not another FATAL, which may come after the target was found): for
+  a time or LSN target that lies in the past of the complete WAL (the source
   wrote nothing after it up to the moment the WAL was gathered), the state at the target is the
   state at the end of that WAL, so the oracle replays it all; for an xid or a restore point the
   target is unreachable, and spectral must have refused.
@@ -38,6 +39,7 @@ import psycopg
 
 SERVER_USER = os.environ.get("SPECTRAL_SERVER_USER", "spectral")
 NOT_REACHED = "recovery ended before configured recovery target was reached"
+CONNECTING = ("the database system is starting up", "not accepting connections")
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,24 @@ def gather_wal(source: Source, dest: Path) -> None:
                     shutil.copy2(f, dest / f.name)
 
 
+def seed_pg_wal(wal: Path, pg_wal: Path) -> None:
+    """Where a timeline branched inside a segment, the older timelines' files of that segment go
+    into the copy's pg_wal too. Redo fetches the segment under the newest timeline's name, but
+    at the end of recovery PostgreSQL (15) reads the PREPARE record of a transaction still
+    prepared at the stop point from pg_wal under the name of the timeline it replayed there,
+    and dies ("requested WAL segment pg_wal/... has already been removed") when only the other
+    file was fetched. These are the same files restore_command serves: the WAL recovery reads
+    is the same."""
+    by_number: dict[str, list[Path]] = {}
+    for f in wal.iterdir():
+        if len(f.name) == 24:
+            by_number.setdefault(f.name[8:], []).append(f)
+    pg_wal.mkdir(exist_ok=True)
+    for files in by_number.values():
+        for f in sorted(files)[:-1]:      # all but the newest timeline's (names sort by it)
+            shutil.copy2(f, pg_wal / f.name)
+
+
 def live_position(source: Source) -> tuple[str | None, int | None]:
     """How far the running source has flushed its WAL (commits are on disk), and its
     timeline; None when it does not run."""
@@ -204,6 +224,14 @@ class OracleServer:
     def log_tail(self) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-8:])
 
+    def why_not(self) -> str:
+        """What ended recovery: the startup process's FATAL or PANIC (never a refused
+        connection's), else the log's tail."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        said = [ln for ln in lines if ("FATAL:" in ln or "PANIC:" in ln)
+                and not any(c in ln for c in CONNECTING)]
+        return "\n".join(said[-2:]) or self.log_tail()
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -239,10 +267,13 @@ def restore(bin_dir: Path, source: Source, backup_id: str, target: Target, timel
         tl = timeline or live_tl
         if target.kind != "latest":
             outcome, _ = _recover(bin_dir, source, backup_id, target, tl, home, wal, digest)
-            if outcome.reached or not _in_the_past(target, position):
+            if outcome.reached or NOT_REACHED not in outcome.how or \
+                    not _in_the_past(target, position):
                 return outcome
-        # the latest point, or a time or LSN with nothing written after it: the state there
-        # is the state at the end of the complete WAL, if recovery got to that end
+        # the latest point, or a time or LSN with nothing written after it (PostgreSQL ran out
+        # of WAL before it: any other FATAL, even after the target was found, is no sign of
+        # that): the state there is the state at the end of the complete WAL, if recovery got
+        # to that end
         again, end = _recover(bin_dir, source, backup_id, Target("latest"), tl, home, wal,
                               digest)
         if position is None or end is None or not _covers(end, _lsn(position)):
@@ -279,6 +310,7 @@ def _recover(bin_dir: Path, source: Source, backup_id: str, target: Target,
         subprocess.run([str(bin_dir / "pg_combinebackup"), "-o", str(data),
                         *map(str, parts)], check=True, capture_output=True, timeout=600)
     (data / "recovery.signal").write_text("")
+    seed_pg_wal(wal, data / "pg_wal")
     for leftover in ("postmaster.pid", "standby.signal"):
         (data / leftover).unlink(missing_ok=True)
     data.chmod(0o700)
@@ -296,7 +328,7 @@ def _recover(bin_dir: Path, source: Source, backup_id: str, target: Target,
         if not server.wait_promoted(source.dbname, source.superuser):
             # NOT_REACHED, or another FATAL (a stop point before the backup's consistency
             # point, a timeline that does not hold the target): PostgreSQL would not restore
-            return Outcome(False, server.log_tail(), None), None
+            return Outcome(False, server.why_not(), None), None
         rows = digest(server.conninfo(source.dbname, source.superuser))
         return Outcome(True, "reached", rows), server.switchpoint()
     finally:
