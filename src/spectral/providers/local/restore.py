@@ -19,7 +19,12 @@ from spectral.pg.osuser import give_to_server, make_owned_dir, server_identity
 from spectral.providers.base import Progress, RecoverableWindow, Verification
 from spectral.providers.local import backup as backup_mod
 from spectral.providers.local.copy import copy_tree
-from spectral.providers.local.recovery import read_outcome, recovery_failure, restore_command
+from spectral.providers.local.recovery import (
+    WAL_SEGMENT_SIZE,
+    read_outcome,
+    recovery_failure,
+    restore_command,
+)
 from spectral.providers.local.repo import LocalRepository, Repository
 from spectral.providers.local.targets import RestorePlan
 from spectral.providers.local.wal import parse_lsn
@@ -134,6 +139,7 @@ class Recovery:
         (cluster.data_dir / "recovery.signal").touch()
         if target.kind is TargetKind.LATEST:
             self._take_stream_tail(cluster.data_dir)
+        self._take_branch_segments(cluster.data_dir)
         make_owned_dir(cluster.data_dir, 0o700)
         give_to_server(cluster.data_dir)
 
@@ -145,6 +151,27 @@ class Recovery:
         if partials:
             newest = partials[-1]
             shutil.copyfile(newest, data / "pg_wal" / newest.name.removesuffix(".partial"))
+
+    def _take_branch_segments(self, data: Path) -> None:
+        """Where a timeline branched inside a segment, the older timelines' files of it go into
+        pg_wal too (marked archived, as PostgreSQL marks what it restores). Redo fetches that
+        segment as the newest timeline's file, but at the end of recovery PostgreSQL (15) reads
+        the PREPARE record of a transaction still prepared at the stop point from pg_wal under
+        the name of the timeline it replayed there, and without that file stops with FATAL
+        "requested WAL segment pg_wal/... has already been removed" (a target just before an
+        in-place restore's branch point, with a transaction prepared before it). The same
+        files restore_command serves: recovery reads the same WAL."""
+        numbers: dict[int, list[Path]] = {}
+        for seg, folder in self.repo.wal_files().items():
+            path = folder / seg.name
+            if not seg.partial and path.is_file() and path.stat().st_size == WAL_SEGMENT_SIZE:
+                numbers.setdefault(seg.segno, []).append(path)
+        status = data / "pg_wal" / "archive_status"
+        for paths in numbers.values():
+            for path in sorted(paths, key=lambda p: p.name)[:-1]:   # but the newest timeline's
+                make_owned_dir(status, 0o700)
+                shutil.copyfile(path, data / "pg_wal" / path.name)
+                (status / f"{path.name}.done").touch()
 
     def recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
                 pause: bool, progress: Progress | None) -> dict[str, Any]:
