@@ -148,6 +148,9 @@ class Faults:
         self.restore_after_crash()   # the state machine's: a restore judged by the model
         self.crashed_at = None
         self.local.up()              # crash recovery: every commit is back
+        # as `spectral local up` does: the restore's flush may have started the server for
+        # itself, and the last command using it (a running stream) would stop it on its way out
+        self.local.keep_running()
         count("source crashed (kill -9)")
 
     crashed_at: tuple[str, int] | None = None   # the flushed LSN and timeline at the crash
