@@ -106,7 +106,10 @@ def test_summarizer_works_after_restore_before_an_undos_branch(env: Env) -> None
 
 def test_summarizer_works_after_undo_of_a_restore_over_a_restore(env: Env) -> None:
     """An undo puts back a directory whose history names a timeline that branched later than
-    its own parent's end: the undo's new timeline inherits that history."""
+    its own parent's end: the undo's new timeline inherits that history (00000006.history).
+    Here the summarizer also worked before the fix (the undo's end-of-recovery checkpoint had
+    already recycled every older segment): this guards the undo's path through the same
+    mechanism, it is not the failing case."""
     xid = env.commit("insert into t values (11, 'target')")
     env.commit("insert into t values (100, 'after')")
     env.sql("select pg_switch_wal()")
