@@ -155,6 +155,13 @@ def take_backup(bins: PgBinaries, repo: LocalRepository, conninfo: str, server_v
                 raise UsageError(f"an incremental backup on {parent.id} needs WAL summaries "
                                  f"the server does not have (its history was rewound since)",
                                  hint="take a full backup first: spectral dr backup") from None
+            if parent is not None and "manifest requires WAL from" in exc.message:
+                # the parent lies on a history the server has left (it was rewound to before
+                # the parent's end; chosen by a timeline history the archive no longer has)
+                raise UsageError(f"an incremental backup cannot build on {parent.id}: the "
+                                 f"server's history no longer passes through it "
+                                 f"({exc.message.rsplit('ERROR:', 1)[-1].strip()})",
+                                 hint="take a full backup first: spectral dr backup") from None
             raise
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
