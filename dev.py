@@ -81,11 +81,13 @@ def _no_fsync() -> list[str]:
 
 
 def _workers(rest: list[str]) -> list[str]:
-    """Two test processes (pytest-xdist), unless the arguments say how many: most of a test's
-    time is PostgreSQL starting, recovering and stopping, which one process leaves idle."""
+    """Three test processes (pytest-xdist) on this 2-core machine, unless the arguments say how
+    many: most of a test's time is PostgreSQL starting, recovering and stopping, and polls
+    waiting for it, which leave a core idle (the suite on a fresh clone: 11 min 32 s with two,
+    9 min 1 s with three; bench/RESULTS.md)."""
     if any(a.startswith(("-n", "--numprocesses", "--dist")) or a == "no:xdist" for a in rest):
         return []
-    return ["-n", os.environ.get("SPECTRAL_TEST_WORKERS", "2"), "--dist", "worksteal"]
+    return ["-n", os.environ.get("SPECTRAL_TEST_WORKERS", "3"), "--dist", "worksteal"]
 
 
 def main(argv: list[str]) -> int:

@@ -61,20 +61,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.server)
-    _slow_first(items)
+    # each xdist worker collects (and so orders) the run itself, and knows how many there are
+    _slow_first(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 
 
-def _slow_first(items: list[pytest.Item]) -> None:
-    """The tests marked `slow` start first, half at the head of each half of the run: xdist
-    gives each of two workers one half, in order, and a worker that runs dry takes tests from
-    the other's tail, so a long test left for the end would run alone while the other waits."""
+def _slow_first(items: list[pytest.Item], workers: int) -> None:
+    """The tests marked `slow` start first, spread over the heads of the workers' shares:
+    xdist's worksteal gives each worker one contiguous share, in order (each takes what is left
+    divided by the workers still to serve), and a worker that runs dry takes tests from another's
+    tail, so a long test left for the end would run alone while the others wait."""
     slow = [i for i in items if i.get_closest_marker("slow")]
-    if not slow:
+    if not slow or workers < 1:
         return
     rest = [i for i in items if not i.get_closest_marker("slow")]
-    first, second = slow[0::2], slow[1::2]
-    cut = max(0, len(items) // 2 - len(first))
-    items[:] = first + rest[:cut] + second + rest[cut:]
+    heads = [slow[w::workers] for w in range(workers)]
+    ordered: list[pytest.Item] = []
+    left = len(items)
+    for w in range(workers):
+        share = left // (workers - w)
+        take = max(0, share - len(heads[w]))
+        ordered += heads[w] + rest[:take]
+        rest = rest[take:]
+        left -= len(heads[w]) + take
+    items[:] = ordered + rest
 
 
 @pytest.fixture(scope="session", autouse=True)
