@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _processes_under, spectral
-from test_trust_crash import Env
+from test_trust_crash import Env, staging
 
 SUMMARIZER_ERRORS = ("could not read WAL from timeline", "WAL summarization is not progressing")
 
@@ -28,20 +27,8 @@ SUMMARIZER_ERRORS = ("could not read WAL from timeline", "WAL summarization is n
 def env(work_dir: Path, bins: object) -> Iterator[Env]:
     if getattr(bins, "major", 0) < 17:
         pytest.skip("the WAL summarizer is PostgreSQL 17+")
-    (work_dir / "spectral.toml").write_text(
-        '[environments.staging]\nprovider = "local"\nposture = "pitr"\n'
-        'schemas = ["public"]\nload_bearing_tables = ["public.t"]\n')
-    e = Env(work_dir)
-    e.ok("local", "up")
-    try:
-        e.sql("create table t (id int primary key, note text)")
-        e.sql("insert into t select g, 'base' from generate_series(1, 10) g")
-        e.ok("dr", "backup")
+    with staging(work_dir) as e:
         yield e
-    finally:
-        spectral("dr", "teardown", "--all", cwd=work_dir)
-        spectral("local", "down", cwd=work_dir)
-    assert _processes_under(work_dir) == []
 
 
 def _log(e: Env) -> Path:

@@ -9,6 +9,7 @@ sends itself SIGKILL there); the others kill by pid at a moment seen from outsid
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,19 +21,14 @@ from pathlib import Path
 import pytest
 
 from conftest import SPECTRAL, _processes_under, spectral
+
+# the steps and which of them finish the operation (once a server ran on the put-back data
+# an undo is finished): one list, shared with the lifecycle's crash rules
+from lifecycle_crashes import RESTORE_COMMITTED, RESTORE_STEPS, UNDO_FINISHED, UNDO_STEPS
 from spectral.pg.conn import connect
 from test_pgbackrest import Env as PgbEnv
 from test_pgbackrest import commit as pgb_commit
 from test_pgbackrest import pgb  # noqa: F401  (the fixture)
-
-RESTORE_STEPS = ["restore:begun", "restore:moved-aside", "restore:materialized",
-                 "restore:recovering", "restore:recovered", "restore:committed",
-                 "restore:discarded", "restore:recorded"]
-RESTORE_COMMITTED = {"restore:committed", "restore:discarded", "restore:recorded"}
-UNDO_STEPS = ["undo:begun", "undo:set-aside", "undo:put-back", "undo:recovering",
-              "undo:recovered", "undo:committed", "undo:recorded"]
-# once a server ran on the put-back data (it may have begun a timeline) the undo is finished
-UNDO_FINISHED = {"undo:recovering", "undo:recovered", "undo:committed", "undo:recorded"}
 
 
 class Env:
@@ -80,6 +76,14 @@ class Env:
 
 @pytest.fixture
 def env(work_dir: Path) -> Iterator[Env]:
+    with staging(work_dir) as e:
+        yield e
+
+
+@contextlib.contextmanager
+def staging(work_dir: Path) -> Iterator[Env]:
+    """Environment "staging": running, table public.t with ten rows, one backup; its instances
+    torn down and its server stopped afterwards."""
     (work_dir / "spectral.toml").write_text(
         '[environments.staging]\nprovider = "local"\nposture = "pitr"\n'
         'schemas = ["public"]\nload_bearing_tables = ["public.t"]\n')

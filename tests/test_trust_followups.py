@@ -16,33 +16,21 @@ from typing import Any
 import psycopg
 import pytest
 
-from conftest import SPECTRAL, ClusterFactory, _processes_under, spectral
+from conftest import SPECTRAL, ClusterFactory
 from spectral.pg.binaries import PgBinaries
 from test_pgbackrest import Env as PgbEnv
 from test_pgbackrest import commit as pgb_commit
 from test_pgbackrest import ids_in, needs_pgbackrest, pgb  # noqa: F401
 from test_provider_exit import schemas_on, target_cluster
-from test_trust_crash import UNDO_STEPS
+from test_trust_crash import UNDO_STEPS, staging
 from test_trust_crash import Env as CrashEnv
 from test_trust_locks import Timed, _queued, _stop, _test_session
 
 
 @pytest.fixture
 def env(work_dir: Path) -> Iterator[CrashEnv]:
-    (work_dir / "spectral.toml").write_text(
-        '[environments.staging]\nprovider = "local"\nposture = "pitr"\n'
-        'schemas = ["public"]\nload_bearing_tables = ["public.t"]\n')
-    e = CrashEnv(work_dir)
-    e.ok("local", "up")
-    try:
-        e.sql("create table t (id int primary key, note text)")
-        e.sql("insert into t select g, 'base' from generate_series(1, 10) g")
-        e.ok("dr", "backup")
+    with staging(work_dir) as e:
         yield e
-    finally:
-        spectral("dr", "teardown", "--all", cwd=work_dir)
-        spectral("local", "down", cwd=work_dir)
-    assert _processes_under(work_dir) == []
 
 
 def _postmaster(data_dir: Path) -> int:
