@@ -147,10 +147,10 @@ class Faults:
         self.crashed_at = (lsn, int(walfile[:8], 16))
         self.restore_after_crash()   # the state machine's: a restore judged by the model
         self.crashed_at = None
-        self.local.up()              # crash recovery: every commit is back
-        # as `spectral local up` does: the restore's flush may have started the server for
-        # itself, and the last command using it (a running stream) would stop it on its way out
-        self.local.keep_running()
+        # crash recovery: every commit is back. As `spectral local up`, it keeps the server
+        # running: the restore's flush may have started it for itself, and the last command
+        # using it (a running stream) would otherwise stop it on its way out
+        self.local.up()
         count("source crashed (kill -9)")
 
     crashed_at: tuple[str, int] | None = None   # the flushed LSN and timeline at the crash

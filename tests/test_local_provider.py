@@ -345,3 +345,29 @@ def test_after_an_in_place_restore_the_rewound_history_is_not_read(env: LocalPro
     assert [(d.xid, d.rows) for d in found] == [(again, 1)]
     inst = env.restore(target_of(TargetKind.XID, str(again), exclusive=True))
     assert on(inst, "select count(*) from ledger") == [(100,)]
+
+
+def test_local_up_and_down_wait_for_a_command_starting_the_server(env: LocalProvider) -> None:
+    """`local up` and `local down` take the lock a command's own start and stop take. Racing a
+    command that starts the server for itself (a `dr wal stream` just launched), they started a
+    second postmaster on the data directory ("lock file already exists"), or left the server
+    to be stopped when that command ended (both found by the lifecycle's restart under a
+    stream, under load)."""
+    import threading
+
+    from spectral.durable import file_lock
+
+    local = env.local
+    done: dict[str, bool] = {}
+    with file_lock(local.paths.state_dir / "cluster-start.lock"):   # a command mid-start
+        down = threading.Thread(target=lambda: done.setdefault("down", local.down()))
+        down.start()
+        down.join(1.5)
+        assert down.is_alive(), "local down did not wait for the command's start"
+        assert local.cluster().is_running()
+    down.join(60)
+    assert done == {"down": True} and not local.cluster().is_running()
+
+    with local.session():          # a command starts the server for itself...
+        local.up()                 # ...and the operator brings it up meanwhile
+    assert local.cluster().is_running(), "the command's end stopped a server `local up` kept"

@@ -25,7 +25,6 @@ def up_cmd(ctx: typer.Context) -> None:
     if in_place is not None:   # what a killed in-place restore or undo left is put right first
         in_place.recover_if_idle()
     _cluster, started = local.up()
-    local.keep_running()
     if local.stream_release:   # a killed synchronous `dr wal stream` had blocked commits
         st.err.print(f"spectral: {local.stream_release}")
     info = local.status()

@@ -11,14 +11,14 @@ import os
 import secrets
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from spectral.durable import write_atomic
+from spectral.durable import file_lock, write_atomic
 from spectral.errors import ClusterError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
@@ -217,10 +217,24 @@ class LocalEnvironment:
         self.strategy.prepare()
 
     def up(self) -> tuple[Cluster, bool]:
-        """Create (first use) and start; returns the cluster and whether this call started it.
-        Settings are rewritten before every start, so a cluster created by an older version of
-        the tool gains continuous archiving too. An in-place restore or undo a killed run left
-        is rolled back first (intent.py)."""
+        """`spectral local up`: create (first use) and start; returns the cluster and whether
+        this call started it. The server then keeps running after every command, also when a
+        command had started it for itself. Serialised with the commands that start and stop
+        the server for themselves (`session`): a `local up` or `down` racing a command's start
+        would otherwise start a second postmaster on the data directory, or leave the server
+        to be stopped by that command's end."""
+        with self._start_lock():
+            started = self._up()
+            self._started_marker.unlink(missing_ok=True)
+            return started
+
+    def _start_lock(self) -> AbstractContextManager[None]:
+        return file_lock(self.paths.state_dir / "cluster-start.lock")
+
+    def _up(self) -> tuple[Cluster, bool]:
+        """Create (first use) and start. Settings are rewritten before every start, so a
+        cluster created by an older version of the tool gains continuous archiving too. An
+        in-place restore or undo a killed run left is rolled back first (intent.py)."""
         self._recover_interrupted()
         cluster = self.cluster() if self.exists() else self.create()
         if cluster.is_running() and not cluster.stopping():   # stopping: start() waits
@@ -272,9 +286,12 @@ class LocalEnvironment:
         self.stream_release = release_dead_synchronous(cluster, self.paths.repo_dir / "stream")
 
     def down(self) -> bool:
+        """`spectral local down`, serialised with the commands' own starts and stops."""
         if not self.exists():
             return False
-        return self.cluster().stop()
+        with self._start_lock():
+            self._started_marker.unlink(missing_ok=True)
+            return self.cluster().stop()
 
     @property
     def _started_marker(self) -> Path:
@@ -285,26 +302,21 @@ class LocalEnvironment:
         """The running cluster for one command: started if needed, and stopped again by the
         last command using it (a server that `spectral local up` started keeps running).
         Starting and stopping are serialised across processes."""
-        from spectral.durable import file_lock as exclusive
         from spectral.envlock import Users
 
         users = Users(self.paths.state_dir / "cluster-users.lock")
-        with exclusive(self.paths.state_dir / "cluster-start.lock"):
-            cluster, started = self.up()
+        with self._start_lock():
+            cluster, started = self._up()
             if started:
                 write_atomic(self._started_marker, f"{os.getpid()}\n")
             users.enter()
         try:
             yield cluster
         finally:
-            with exclusive(self.paths.state_dir / "cluster-start.lock"):
+            with self._start_lock():
                 if users.leave_last() and self._started_marker.exists():
                     self._started_marker.unlink(missing_ok=True)
                     self.cluster().stop()
-
-    def keep_running(self) -> None:
-        """`spectral local up`: the server stays up after the command that started it."""
-        self._started_marker.unlink(missing_ok=True)
 
     def status(self) -> dict[str, Any]:
         info: dict[str, Any] = {"environment": self.name, "state_dir": str(self.paths.state_dir),
