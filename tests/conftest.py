@@ -351,3 +351,18 @@ def notes_environment(work_dir: Path, posture: str = "pitr") -> Iterator[Environ
         for inst in provider.instances():
             provider.teardown(inst.id)
         provider.local.down()
+
+
+@pytest.fixture
+def local_reference(work_dir: Path, make_cluster: ClusterFactory) -> tuple[Path, str]:
+    """A spectral.toml naming a reference database (migrated, no seed) by its DSN."""
+    from spectral.refdb.migrate import migrate
+
+    source = make_cluster()
+    with source.connect() as conn:
+        migrate(conn)
+        conn.execute("insert into core.orgs (slug, name) values ('acme', 'Acme')")
+    (work_dir / "spectral.toml").write_text(
+        f'[environments.app]\nprovider = "local"\ndsn = "{source.conninfo()}"\n'
+        f'schemas = ["core", "worlds", "platform"]\n')
+    return work_dir, source.conninfo()

@@ -47,7 +47,12 @@ EXPIRE_STEPS = ["expire:catalog-written"]
 SALVAGE_STEPS = ["salvage:copy-made", "salvage:written", "salvage:copies-removed"]
 # every crash point the lifecycle draws (test_lifecycle checks src/ has no other)
 DRAWN = {*RESTORE_STEPS, *UNDO_STEPS, *EXPIRE_STEPS, *SALVAGE_STEPS}
-NOT_DRAWN = {"discard:record-removed", "discard:one-removed"}   # test_trust_crash's
+# an exit's steps, in the order it reaches them (test_trust_exit_crash's: the model has no target)
+EXIT_STEPS = ["exit:begun", "exit:dumped", "exit:shim-recorded", "exit:shim-written",
+              "exit:schemas-recorded", "exit:pre-data", "exit:data", "exit:post-data",
+              "exit:sealed", "exit:proven", "exit:finished"]
+NOT_DRAWN = {"discard:record-removed", "discard:one-removed",   # test_trust_crash's
+             *EXIT_STEPS}
 THEN = st.sampled_from(["local up", "dr backup"])   # the next command, which recovers
 
 

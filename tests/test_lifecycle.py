@@ -486,7 +486,7 @@ def _script(bins: PgBinaries) -> None:
 
 
 def test_the_lifecycle_draws_every_crash_point() -> None:
-    """Every `crash_point` in src/ is a step the lifecycle kills at (or test_trust_crash's)."""
+X
     src = Path(__file__).resolve().parent.parent / "src" / "spectral"
     assert crash_points_in(src) == DRAWN | NOT_DRAWN
 

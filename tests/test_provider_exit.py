@@ -12,8 +12,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 from conftest import ClusterFactory, _processes_under, spectral
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
@@ -129,22 +127,6 @@ def test_provider_failure_moves_into_pg15_and_proves_it(work_dir: Path,
         spectral("local", "down", cwd=work_dir)
         target.stop(timeout=20)
     assert _processes_under(work_dir) == []
-
-
-@pytest.fixture
-def local_reference(work_dir: Path, bins: PgBinaries,
-                    make_cluster: ClusterFactory) -> tuple[Path, str]:
-    """A spectral.toml naming a reference database (migrated, no seed) by its DSN."""
-    from spectral.refdb.migrate import migrate
-
-    source = make_cluster()
-    with source.connect() as conn:
-        migrate(conn)
-        conn.execute("insert into core.orgs (slug, name) values ('acme', 'Acme')")
-    (work_dir / "spectral.toml").write_text(
-        f'[environments.app]\nprovider = "local"\ndsn = "{source.conninfo()}"\n'
-        f'schemas = ["core", "worlds", "platform"]\n')
-    return work_dir, source.conninfo()
 
 
 def test_a_non_empty_target_is_refused_before_anything_is_written(

@@ -56,7 +56,7 @@ from spectral.providers.base import Copy, CopyRequest
 from spectral.providers.base import Report as Say
 from spectral.recovery_target import LatestTarget, RecoveryTarget
 from spectral.redact import register_secret
-from spectral.undo import UndoStack
+from spectral.undo import UndoStack, crash_point
 from spectral.verify.compare import Outcome
 from spectral.verify.content import Method
 from spectral.verify.document import Fingerprint, typed
@@ -197,6 +197,7 @@ class Exit:
         work = self._folder() / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         journal = Journal.begin(self._folder(), target_parts(self.request.target_dsn), work)
         work.mkdir(parents=True, exist_ok=True)        # recorded first: never an orphan
+        crash_point("exit:begun")
         undo = UndoStack()
         try:
             self._move(source_dsn, assessed, bins, settings, work, undo, journal)
@@ -204,6 +205,7 @@ class Exit:
             shutil.rmtree(work, ignore_errors=True)
             if not undo.errors:         # done, or undone: nothing left to take back
                 journal.finish()
+                crash_point("exit:finished")   # before the ledger's entry
 
     def _folder(self) -> Path:
         return self.environment.state_dir / "exit"
@@ -228,6 +230,7 @@ class Exit:
             dump(bins, source, self.schemas + assessed.carried, work / "dump",
                  self.request.jobs, snapshot=snapshot, lock_wait=opts.lock_timeout)
             self.result.timings["dump"] = time.monotonic() - mark
+            crash_point("exit:dumped")
             mark = time.monotonic()
             self._create_shims(assessed, undo, journal)
             restore = self._restore(bins, work / "dump", settings, source_dsn, undo, journal)
@@ -241,6 +244,7 @@ class Exit:
             source_doc, read = self._common_hashes(source_dsn, snapshot, source_doc, read)
             holder.rollback()
             restore.finish()
+            crash_point("exit:sealed")
             catalog = typed(take(self.request.target_dsn, Options(self.schemas)))
             target_doc = replace(catalog, content=True, tables=read.tables,
                                  sequences=read.sequences).sealed()
@@ -248,6 +252,7 @@ class Exit:
             self.result.timings["verify"] = time.monotonic() - mark
             self.result.planned, self.result.comparison = planned, comparison.to_json()
             undo.release_all()
+            crash_point("exit:proven")
         self.result.reinvites = write_reinvites(self.request.target_dsn,
                                                 self.environment.ledger.dir)
         if comparison.outcome is Outcome.MATCH:
@@ -341,7 +346,9 @@ class Exit:
                 for statement, revert in shim_statements(tgt, item):
                     if revert:
                         journal.will(revert)            # recorded before it is written
+                        crash_point("exit:shim-recorded")
                     tgt.execute(statement.encode())
+                    crash_point("exit:shim-written")
                     if revert:
                         undo.push(revert, functools.partial(execute, dsn, revert))
 
@@ -353,16 +360,20 @@ class Exit:
         drop = "; ".join(f"drop schema if exists {ident(s)} cascade" for s in created)
         if drop:
             journal.will(drop)
+            crash_point("exit:schemas-recorded")
             undo.push("the moved schemas", functools.partial(
                 execute, self.request.target_dsn, drop))
         self.say("restoring pre-data (types, tables, functions) as "
                  f"{conninfo_to_dict(self.request.target_dsn).get('user', '?')}")
         restore.section("pre-data")
+        crash_point("exit:pre-data")
         self.say(f"restoring data in {self.request.jobs} sessions")
         restore.data()
+        crash_point("exit:data")
         self._fill_identity_shims(source_dsn)
         self.say("restoring post-data (indexes, constraints, policies, triggers)")
         restore.section("post-data")
+        crash_point("exit:post-data")
         return restore
 
     def _fill_identity_shims(self, source_dsn: str) -> None:
