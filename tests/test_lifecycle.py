@@ -486,7 +486,8 @@ def _script(bins: PgBinaries) -> None:
 
 
 def test_the_lifecycle_draws_every_crash_point() -> None:
-X
+    """Every `crash_point` in src/ is a step the lifecycle kills at (or test_trust_crash's and
+    test_trust_exit_crash's)."""
     src = Path(__file__).resolve().parent.parent / "src" / "spectral"
     assert crash_points_in(src) == DRAWN | NOT_DRAWN
 
