@@ -91,3 +91,27 @@ def test_no_secret_is_written(tmp_path: Path) -> None:
     text = ledger.path.read_text()
     assert "ledger-secret-value-1" not in text and "pw-in-dsn" not in text
     assert ledger.verify() == []
+
+
+def test_owed_entries_are_appended_once_whatever_step_was_killed(tmp_path: Path) -> None:
+    """A backend owes entries (ledger/outbox.py); the features append them. Owed twice under
+    one key (killed between owing and noting it), or appended but not yet settled (killed
+    between the two), the ledger still gets each entry exactly once, in the order owed."""
+    from spectral.ledger.outbox import Outbox, deliver
+
+    ledger, outbox = filled(tmp_path, 1), Outbox(tmp_path)
+    outbox.owe(EntryKind.RESTORE, {"summary": "in-place restore to x"}, "restore-1-at 12:00")
+    outbox.owe(EntryKind.RESTORE, {"summary": "in-place restore to x (finished)"},
+               "restore-1-at 12:00")                           # the same one, owed again
+    outbox.owe(EntryKind.RESTORE, {"summary": "undo"})
+    assert outbox.owed()[0].key == "restore-1-at-12-00"   # a safe file name
+    assert [o.data["summary"] for o in outbox.owed()][1] == "undo"
+    assert deliver(outbox, ledger, "local") == 2 and outbox.owed() == []
+    outbox.owe(EntryKind.RESTORE, {"summary": "in-place restore to x (finished)"},
+               "restore-1-at 12:00")                           # appended, not settled
+    assert deliver(outbox, ledger, "local") == 0 and outbox.owed() == []
+    got = [e.data for e in ledger.entries()[1:]]
+    assert got == [{"summary": "in-place restore to x (finished)"}, {"summary": "undo"}]
+    assert ledger.verify() == []
+    outbox.owe(EntryKind.RESTORE, {"summary": "../../x"}, "../../etc/passwd")
+    assert [p.parent for p in outbox.dir.iterdir()] == [outbox.dir]   # never outside it

@@ -52,6 +52,22 @@ def test_helpers_take_the_parts_they_use_not_the_provider(helper: str) -> None:
     assert "LocalProvider" not in text and "ManagedProvider" not in text
 
 
+def test_features_not_providers_write_the_ledger() -> None:
+    """A backend owes entries (ledger/outbox.py) and knows entry payloads; it never opens or
+    appends to the ledger itself."""
+    allowed = {"spectral.ledger.outbox", "spectral.ledger.payloads"}
+    found = []
+    for path in sorted(PROVIDERS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = ([node.module or ""] if isinstance(node, ast.ImportFrom) else
+                       [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            found += [f"{path.relative_to(PROVIDERS)}: {m}" for m in modules
+                      if m.startswith("spectral.ledger") and m not in allowed]
+        if ".append(" in path.read_text() and "ledger.append" in path.read_text():
+            found.append(f"{path.relative_to(PROVIDERS)}: ledger.append")
+    assert found == []
+
+
 class ArchiveFolder:
     """A strategy nobody wrote yet (a plain folder of WAL, say): only what the protocol asks."""
 

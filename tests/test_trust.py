@@ -295,9 +295,11 @@ def test_undo_applies_only_to_the_newest_restore_once(env: LocalProvider) -> Non
     assert [r[0] for r in sql(env, "select id from items where id >= 1300 order by 1")] \
         == [1301, 1302]
     from spectral.ledger import EntryKind, Ledger
+    from spectral.ledger.outbox import Outbox, deliver
 
-    recorded = [e.data["summary"] for e in Ledger(env.local.paths.state_dir / "evidence")
-                .entries() if e.kind is EntryKind.RESTORE]
+    ledger = Ledger(env.local.paths.state_dir / "evidence")   # what the features do
+    assert deliver(Outbox(env.local.paths.state_dir), ledger, "trust") == 3
+    recorded = [e.data["summary"] for e in ledger.entries() if e.kind is EntryKind.RESTORE]
     assert len(recorded) == 3 and recorded[-1].startswith("undo of the in-place restore")
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spectral.config.models import EnvironmentConfig, SpectralConfig
+from spectral.errors import SpectralError
 from spectral.ledger import Ledger
 from spectral.providers.base import Provider, Report
 
@@ -41,7 +42,20 @@ class Environment:
             from spectral.ledger.open import open_ledger
 
             self._ledger = open_ledger(self.spectral, self.name)
+            with contextlib.suppress(SpectralError):   # a damaged ledger: owed until repaired
+                self.record_owed()
         return self._ledger
+
+    def record_owed(self) -> int:
+        """Append what the environment's backend owes its ledger (an in-place restore, an
+        undo, an interrupted one put right: ledger/outbox.py); how many entries. The ledger
+        is opened only when something is owed."""
+        from spectral.ledger.outbox import Outbox, deliver
+
+        outbox = Outbox(self.state_dir)
+        if not outbox.owed():
+            return 0
+        return deliver(outbox, self.ledger, self.name)
 
     @property
     def provider(self) -> Provider:

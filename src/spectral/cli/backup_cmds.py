@@ -203,9 +203,11 @@ def restore_cmd(
     if in_place:
         in_place_undo = needed(p, p.in_place_undo(), "spectral dr restore --in-place",
                                "in_place_undo")
+        st.environment().ledger.check_appendable()   # a rewind is always on record
         with restore_progress(show) as progress:
             done = in_place_undo.restore(target, confirmed=yes, progress=progress,
                                          options=options)
+        st.environment().record_owed()
         st.emit(done.to_json(), lambda c: _print_in_place(c, done))
         return
     instances = needed(p, p.restored_instances(), "spectral dr restore", "restored_instances")
@@ -262,7 +264,9 @@ def _undo_or_discard(st: AppState, undo: bool, yes: bool) -> None:
             f"discarded {len(gone)} kept-aside data director{'y' if len(gone) == 1 else 'ies'}"
             + "".join(f"\n  {d}" for d in gone)))
         return
+    st.environment().ledger.check_appendable()
     done = in_place.undo(confirmer)
+    st.environment().record_owed()
     st.emit(done.to_json(), lambda c: c.print(
         f"{done.environment}: put back {done.restored}; the restore is kept aside at "
         f"{done.set_aside}. The database is now on timeline {done.timeline}, which "

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from spectral.cli.state import state
+from spectral.errors import SpectralError
 
 app = typer.Typer(no_args_is_help=True, help="Manage the local environment's own PostgreSQL.")
 
@@ -24,6 +25,10 @@ def up_cmd(ctx: typer.Context) -> None:
     in_place = st.environment().provider.in_place_undo() if not created else None
     if in_place is not None:   # what a killed in-place restore or undo left is put right first
         in_place.recover_if_idle()
+        try:                   # and on record (a damaged ledger: the entry waits for its repair)
+            st.environment().record_owed()
+        except SpectralError as exc:
+            st.err.print(f"spectral: not recorded yet: {exc.message}")
     _cluster, started = local.up()
     if local.stream_release:   # a killed synchronous `dr wal stream` had blocked commits
         st.err.print(f"spectral: {local.stream_release}")

@@ -115,7 +115,9 @@ class Plan:
                  *self._losses(target)]):
             raise RefusedError(f"the in-place restore of {where} was not confirmed; nothing "
                                f"was changed")
+        self.environment.ledger.check_appendable()   # a rewind is always on record
         done = self.provider.restore_in_place(target, confirmed=True, report=self.report)
+        self.environment.record_owed()
         counts = "; ".join(f"{t}: {b} -> {a} rows" for t, (b, a) in done.tables.items()
                            if t in self.environment.config.load_bearing_tables)
         return (f"{done.where} restored in place to {done.target}"

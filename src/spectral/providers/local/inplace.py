@@ -36,6 +36,7 @@ from spectral.providers.local.intent import (
     UNDO,
     Journal,
     crash_point,
+    owed_key,
     roll_back_undo,
 )
 from spectral.providers.local.recovery import (
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractContextManager
 
-    from spectral.ledger import Ledger
+    from spectral.ledger.outbox import Outbox
     from spectral.providers.base import RecoverableWindow
     from spectral.providers.local.environment import LocalEnvironment
     from spectral.providers.local.repo import Repository
@@ -76,12 +77,13 @@ class Rewound:
 class InPlace:
     """The parts it uses: the host (its cluster and settings), the repository and a restorer
     for the plan, the recoverable window (`window`: flushed first), the operation lock and the
-    ledger its restores and undos are recorded in."""
+    outbox its restores and undos are owed to the ledger in (ledger/outbox.py: the features
+    write the ledger)."""
 
     def __init__(self, host: LocalEnvironment, repo: Repository, restorer: RestoreSteps,
                  window: Callable[[], RecoverableWindow],
-                 busy: Callable[[str], AbstractContextManager[None]], ledger: Ledger) -> None:
-        self.host, self.repo, self.restorer, self.ledger = host, repo, restorer, ledger
+                 busy: Callable[[str], AbstractContextManager[None]], outbox: Outbox) -> None:
+        self.host, self.repo, self.restorer, self.outbox = host, repo, restorer, outbox
         self.window, self.busy = window, busy
         self.dir = host.paths.cluster_dir
         self.record_file = self.dir / RECORD_NAME
@@ -112,11 +114,10 @@ class InPlace:
                                "needs --yes", hint="without --in-place a restore goes into a "
                                                    "new throwaway instance")
         with self.busy("in-place restore"):
-            self.ledger.check_appendable()   # a rewind of the database is always recorded
             done, intent = self._restore(target, progress)
             record = InPlaceRestoreRecord(f"in-place restore to {done.target}", done.target,
                                           done.backup, done.previous, done.discarded)
-            self.ledger.append(record.KIND, self.host.name, record.to_json())
+            self.outbox.owe(record.KIND, record.to_json(), owed_key(intent))
             self.journal.phase(intent, "recorded")
             crash_point("restore:recorded")
             self.journal.end()
@@ -223,11 +224,10 @@ class InPlace:
                 raise RefusedError("there is no in-place restore to undo (only the newest one "
                                    "can be undone, once)", hint="spectral dr restore --in-place "
                                    "--target-... restores to an earlier point instead")
-            self.ledger.check_appendable()
             done, intent = self._undo(rec)
             undone = UndoRecord(f"undo of the in-place restore to {rec['target']}",
                                 done.environment, done.restored, done.set_aside, done.timeline)
-            self.ledger.append(undone.KIND, self.host.name, undone.to_json())
+            self.outbox.owe(undone.KIND, undone.to_json(), owed_key(intent))
             self.journal.phase(intent, "recorded")
             crash_point("undo:recorded")
             self.journal.end()

@@ -227,7 +227,13 @@ def _record(inplace: InPlace, d: dict[str, Any], how: str, *,
     record = RecoveredRecord(f"{what} ({how})", d["op"] == UNDO, d.get("target"),
                              d.get("aside"), None if discarded is None else tuple(discarded),
                              timeline)
-    inplace.ledger.append(record.KIND, inplace.host.name, record.to_json())
+    inplace.outbox.owe(record.KIND, record.to_json(), owed_key(d))
+
+
+def owed_key(d: dict[str, Any]) -> str:
+    """The ledger entry an operation owes is owed under its intent's identity: the entry the
+    killed run owed and the one its recovery owes are one entry."""
+    return f"{d.get('op')}-{d.get('owner_pid')}-{d.get('begun_at')}"
 
 
 def _roll_back_restore(local: LocalEnvironment, journal: Journal, d: dict[str, Any],

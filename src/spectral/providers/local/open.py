@@ -24,5 +24,4 @@ def local_environment(environment: Environment) -> LocalEnvironment:
 def local_provider(environment: Environment) -> LocalProvider:
     from spectral.providers.local.provider import LocalProvider
 
-    return LocalProvider(local_environment(environment), environment.report,
-                         environment.ledger)
+    return LocalProvider(local_environment(environment), environment.report)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from spectral.confirm import Confirmer, Operator
 from spectral.errors import RefusedError, SpectralError, UsageError
-from spectral.ledger import Ledger
+from spectral.ledger.outbox import Outbox
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.osuser import make_owned_dir
 from spectral.providers.base import (
@@ -69,12 +69,11 @@ class ManagedProvider:
 
     capabilities = frozenset(Capability)
 
-    def __init__(self, local: LocalEnvironment, report: Report | None = None,
-                 ledger: Ledger | None = None) -> None:
+    def __init__(self, local: LocalEnvironment, report: Report | None = None) -> None:
         self.local = local
         if report is not None:
             local.report = report
-        self.ledger = ledger or Ledger(local.paths.state_dir / "evidence")
+        self.outbox = Outbox(local.paths.state_dir)   # what it owes the environment's ledger
         self.report = report
         self.bins = local.bins
         self.strategy = local.strategy
@@ -346,7 +345,7 @@ class ManagedProvider:
         from spectral.providers.local.inplace import InPlace
 
         return InPlace(self.local, self.repo, restorer, self._flushed_window, self.busy,
-                       self.ledger)
+                       self.outbox)
 
     # conveniences over the capability objects (the library's callers and tests use them)
     def instances(self) -> list[Instance]:

@@ -33,5 +33,4 @@ def pgbackrest_provider(environment: Environment) -> ManagedProvider:
     """The managed provider over that host and strategy."""
     from spectral.providers.local.provider import ManagedProvider
 
-    return ManagedProvider(pgbackrest_environment(environment), environment.report,
-                           environment.ledger)
+    return ManagedProvider(pgbackrest_environment(environment), environment.report)
