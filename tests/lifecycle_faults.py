@@ -184,5 +184,6 @@ class Faults:
         waited = time.monotonic() - started
         out, err = drill.communicate(timeout=900)
         assert waited < 20, f"a migration waited {waited:.1f} s behind a drill"
-        assert drill.returncode in (0, 3), (drill.returncode, out[-400:], err[-400:])
+        assert drill.returncode in (0, 3) or self.drill_passed(drill.returncode, out), \
+            (drill.returncode, out[-400:], err[-400:])
         count("DDL during a drill")

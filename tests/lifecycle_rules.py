@@ -73,6 +73,16 @@ class Processes:
     def drill_codes(self) -> set[int]:
         return {0, 3} if self.model.faults else {0}
 
+    def drill_passed(self, code: int, out: str) -> bool:
+        """0, or 3 after a fault; or 1 after a fault when the one failing check is the RPO:
+        a gap in the archive holds the recovery point back, and the longer the run the
+        further (a finding the drill must report, not a defect)."""
+        if code in self.drill_codes():
+            return True
+        failing = [ln for ln in out.splitlines() if "│ fail" in ln]
+        return code == 1 and bool(self.model.faults) and bool(failing) and \
+            all("RPO within target" in ln for ln in failing)
+
 
     @rule(together=st.integers(1, 2))
     @precondition(lambda self: self.model.first_reachable is not None)
@@ -81,7 +91,8 @@ class Processes:
         runs = [self.cli("dr", "drill", "functional") for _ in range(together)]
         outs = [r.communicate(timeout=900) for r in runs]
         codes = [r.returncode for r in runs]
-        assert set(codes) <= self.drill_codes(), (codes, [(o[-600:], e[-400:]) for o, e in outs])
+        assert all(self.drill_passed(c, o) for c, (o, _e) in zip(codes, outs, strict=True)), \
+            (codes, [(o[-600:], e[-400:]) for o, e in outs])
         count("two drills at once" if together == 2 else "drill")
 
 
