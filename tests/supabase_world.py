@@ -7,7 +7,14 @@ bucket, policies through auth.uid()).
 
 `build` runs one script per file on the `postgres` database of a fresh cluster as the
 bootstrap superuser `postgres` (the roles are cluster-wide: one world per cluster).
-`rows_as` reads a table the way PostgREST does for a signed-in user."""
+`rows_as` reads a table the way PostgREST does for a signed-in user.
+
+Facts only, from: github.com/supabase/postgres @ 7db7e1a9e34b9ffb9b0e3372ccf08eb4fa772f4b
+(The PostgreSQL License; migrations/db/init-scripts/, migrations/db/migrations/, ansible/files/
+pgbouncer_config/), github.com/supabase/auth @ bc32168e13fdc928c98b449fc76bc3fdb9a293c5 (MIT;
+migrations/), github.com/supabase/storage @ 4fa61fba9371c4bd40cbb81509f07bcb3af21683
+(Apache-2.0; migrations/tenant/), github.com/supabase/supabase examples/user-management and
+examples/todo-list migrations (Apache-2.0); each SQL file names its files and commit."""
 
 from __future__ import annotations
 

@@ -3,7 +3,14 @@ behaves as a Supabase project does: each user sees exactly their own rows throug
 policies when the JWT claims are set as PostgREST sets them, anon sees none, a new auth user
 gets a profile from the trigger, and the catalog holds what makes the exit hard (owner roles
 that are also grantees, partial privilege lists with MAINTAIN, default privileges of
-postgres and supabase_admin, the PostgREST event triggers)."""
+postgres and supabase_admin, the PostgREST event triggers).
+
+Facts only, from: github.com/supabase/postgres @ 7db7e1a9e34b9ffb9b0e3372ccf08eb4fa772f4b
+(The PostgreSQL License; migrations/db/init-scripts/, migrations/db/migrations/, ansible/files/
+pgbouncer_config/), github.com/supabase/auth @ bc32168e13fdc928c98b449fc76bc3fdb9a293c5 (MIT;
+migrations/), github.com/supabase/storage @ 4fa61fba9371c4bd40cbb81509f07bcb3af21683
+(Apache-2.0; migrations/tenant/), github.com/supabase/supabase examples/user-management and
+examples/todo-list migrations (Apache-2.0); see tests/supabase_world/*.sql."""
 
 from __future__ import annotations
 

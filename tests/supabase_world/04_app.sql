@@ -1,10 +1,16 @@
 -- The application in public: Supabase's documented user-management pattern (a profile per
 -- auth user, filled by a SECURITY DEFINER trigger function), a to-do list and documents in a
 -- private storage bucket, every table behind policies through auth.uid(). Written by us for
--- spectral's tests after the patterns of Supabase's public documentation ("User Management",
--- "Row Level Security", "Storage access control"); no upstream file is copied. The objects it
--- relies on come from 01_image.sql..03_storage.sql (see their headers for sources, commits
--- and licences).
+-- spectral's tests from FACTS (table, trigger and policy names and shapes) in
+--   github.com/supabase/supabase (Apache License 2.0):
+--   examples/user-management/nextjs-user-management/supabase/migrations/20221017024722_init.sql
+--   @ 35c03545cd36ce59cd470dec8e0a478419413aa6, and
+--   examples/todo-list/nextjs-todo-list/supabase/migrations/20230712094349_init.sql
+--   @ eb6e31cef33a7f3a5a8e619919fe18f69683a668;
+-- the private bucket with per-user folders after Supabase's storage access-control guide.
+-- Not a copy: on delete cascade, the documents table, the bucket's policies and the partial
+-- grants on todos are ours. The objects it relies on come from 01_image.sql..03_storage.sql
+-- (see their headers for sources, commits and licences).
 -- Run by the bootstrap superuser (postgres, the dashboard's role) after 03_storage.sql.
 
 create table public.profiles (
