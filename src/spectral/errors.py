@@ -64,8 +64,15 @@ class CommandError(SpectralError):
         name = argv[0].rsplit("/", 1)[-1] if argv else "?"
         lines = stderr.strip().splitlines()
         # the first error is the cause; what follows is its consequences and the clean-up
-        causes = [ln for ln in lines if re.search(r"\b(error|FATAL|PANIC)\b", ln)]
-        last = redact(causes[0] if causes else lines[-1]) if lines else ""
+        first = next((i for i, ln in enumerate(lines)
+                      if re.search(r"\b(error|ERROR|FATAL|PANIC)\b", ln)), None)
+        if first is None:
+            last = redact(lines[-1]) if lines else ""
+        else:   # with what PostgreSQL says of it: the row, the object, the statement's line
+            said = [lines[first].strip()] + [
+                ln.strip() for ln in lines[first + 1:first + 4]
+                if ln.strip().startswith(("DETAIL:", "CONTEXT:", "HINT:", "LINE "))]
+            last = redact("; ".join(said))
         if timed_out:
             msg = f"{name} timed out and was stopped"
         else:

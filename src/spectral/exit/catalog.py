@@ -149,3 +149,11 @@ FEATURES: tuple[tuple[int, str, str], ...] = (
      "select i.indexrelid::regclass::text from pg_index i join pg_class c on c.oid = i.indrelid "
      "where i.indnullsnotdistinct and c.relnamespace::regnamespace::text = any(%(s)s)"),
 )
+
+# default privileges (ALTER DEFAULT PRIVILEGES ... IN SCHEMA) of the moved schemas: pg_dump
+# writes them FOR ROLE their role, which the target's user is rarely a member of
+DEFAULT_ACLS_SQL = """
+select pg_get_userbyid(d.defaclrole), d.defaclobjtype::text, n.nspname
+from pg_default_acl d join pg_namespace n on n.oid = d.defaclnamespace
+where n.nspname = any(%(s)s) order by 1, 2, 3
+"""

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from spectral.config.models import SpectralConfig
@@ -35,14 +34,14 @@ from spectral.confirm import Operator
 from spectral.environment import Environment
 from spectral.errors import CheckFailed, ConnectError, RefusedError, SpectralError, UsageError
 from spectral.exit import portability
-from spectral.exit.portability import Plan, Report
+from spectral.exit.portability import Plan, Report, TargetFacts
 from spectral.exit.proof import prove
 from spectral.exit.reinvite import write_reinvites
-from spectral.exit.shims import SHIMS
 from spectral.exit.transfer import Connection, Restore, dump
 from spectral.exit.writes import (
     Journal,
     execute,
+    fill_identity_shims,
     ident,
     recover,
     schema_exists,
@@ -153,6 +152,8 @@ class Exit:
                                  describe_dsn(request.target_dsn))
         self.copy: Copy | None = None
         self._carried: tuple[str, ...] = ()
+        self._facts: TargetFacts | None = None
+        self._role_map: dict[str, str] = {}
 
     # ---- the whole run ------------------------------------------------------------------
     def run(self) -> ExitResult:
@@ -181,7 +182,8 @@ class Exit:
             assessed = portability.assess(src, self.schemas, tgt)
             self.result.report = assessed.to_json()
             self._refuse_unplanned(assessed)
-            self._carried = assessed.carried
+            self._carried, self._facts = assessed.carried, assessed.target
+            self._role_map = assessed.role_map
             self._refuse_non_empty(tgt)
             settings = {r[0] for r in tgt.execute("select name from pg_settings")}
         assert assessed.target is not None
@@ -354,9 +356,14 @@ class Exit:
 
     def _restore(self, bins: PgBinaries, archive: Path, settings: set[str], source_dsn: str,
                  undo: UndoStack, journal: Journal) -> Restore:
-        restore = Restore(bins, archive, self.target, settings, self.request.jobs)
         moved = self.schemas + self._carried
         created = [s for s in moved if not schema_exists(self.request.target_dsn, s)]
+        facts = self._facts
+        restore = Restore(bins, archive, self.target, settings, self.request.jobs,
+                          adopted=tuple(s for s in moved if s not in created),
+                          privileges=frozenset(facts.privileges if facts else ()),
+                          default_role=facts.user if facts else None,
+                          role_map=self._role_map)
         drop = "; ".join(f"drop schema if exists {ident(s)} cascade" for s in created)
         if drop:
             journal.will(drop)
@@ -370,36 +377,12 @@ class Exit:
         self.say(f"restoring data in {self.request.jobs} sessions")
         restore.data()
         crash_point("exit:data")
-        self._fill_identity_shims(source_dsn)
+        fill_identity_shims(source_dsn, self.request.target_dsn, self.schemas,
+                            self.schemas + self._carried)
         self.say("restoring post-data (indexes, constraints, policies, triggers)")
         restore.section("post-data")
         crash_point("exit:post-data")
         return restore
-
-    def _fill_identity_shims(self, source_dsn: str) -> None:
-        """Identity shims (auth.users) get exactly the ids the moved tables refer to."""
-        with connect(source_dsn) as src:
-            src.execute("set search_path = ''")      # names come out schema-qualified
-            fks = src.execute(
-                "select conrelid::regclass::text, confrelid::regclass::text, "
-                "array(select attname::text from unnest(conkey) k join pg_attribute a on "
-                "a.attrelid = conrelid and a.attnum = k), "
-                "array(select attname::text from unnest(confkey) k join pg_attribute a on "
-                "a.attrelid = confrelid and a.attnum = k) "
-                "from pg_constraint where contype = 'f' "
-                "and connamespace::regnamespace::text = any(%s)",
-                (list(self.schemas),)).fetchall()
-        with connect(self.request.target_dsn) as tgt:
-            for table, referenced, cols, refcols in fks:
-                if referenced not in SHIMS:
-                    continue
-                tgt.execute(sql.SQL(
-                    "insert into {} ({}) select distinct {} from {} where {} "
-                    "on conflict do nothing").format(
-                        sql.SQL(referenced), sql.SQL(", ").join(map(sql.Identifier, refcols)),
-                        sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(table),
-                        sql.SQL(" and ").join(sql.SQL("{} is not null").format(
-                            sql.Identifier(c)) for c in cols)))
 
     # ---- after --------------------------------------------------------------------------
     def _record(self) -> None:

@@ -22,6 +22,7 @@ import psycopg
 from spectral.exit.catalog import (
     BODIES_SQL,
     CATALOG_FUNCTIONS_SQL,
+    DEFAULT_ACLS_SQL,
     DEPENDENCIES_SQL,
     EVENT_TRIGGERS_SQL,
     EXTENSIONS_SQL,
@@ -95,6 +96,15 @@ class Report:
                      and i.plan is Plan.AVAILABLE)
 
     @property
+    def role_map(self) -> dict[str, str]:
+        """Roles replaced by the target's user wherever they are named (owners)."""
+        if self.target is None:
+            return {}
+        names = {n.strip() for i in self.items if i.kind == "owner" for n in i.name.split(",")}
+        names |= {i.name for i in self.items if i.kind == "role" and i.plan is Plan.MAP}
+        return {n: self.target.user for n in sorted(names) if n != self.target.user}
+
+    @property
     def refusals(self) -> list[Item]:
         return [i for i in self.items if i.plan is Plan.REFUSE]
 
@@ -145,6 +155,7 @@ def assess(source: psycopg.Connection[Any], schemas: tuple[str, ...],
         items.append(Item("owner", ", ".join(owners), Plan.MAP,
                           f"objects are created by, and owned by, {to}",
                           used_by=[f"owner of the objects in {', '.join(schemas)}"]))
+    items += _default_privileges(source, s, facts)
     items += _publications_and_event_triggers(source, s)
     items += _bodies(source, schemas, s)
     if facts is not None:
@@ -233,12 +244,15 @@ def _roles(source: psycopg.Connection[Any], s: dict[str, Any],
     uses: dict[str, list[str]] = {}
     owners = {r[0] for r in source.execute(OWNERS_SQL, s)}
     for role, where, privilege in source.execute(ROLES_SQL, s):
-        if role in owners:
-            continue                      # the owner is mapped, not created
         uses.setdefault(role, []).append(f"{where}" + (f" ({privilege})" if privilege else ""))
     attrs = {r[0]: r[1:] for r in source.execute(ROLE_ATTRS_SQL, {"r": list(uses)})}
     items = []
+    user = facts.user if facts else "the target's connecting role"
     for role, used in sorted(uses.items()):
+        if role in owners:   # an owner is mapped, and so are the privileges granted to it
+            items.append(Item("role", role, Plan.MAP, f"mapped to {user}: what is granted "
+                              f"to {role} is {user}'s on the target", used))
+            continue
         superuser, bypassrls, _login = attrs.get(role, (False, False, False))
         lost = [a for a, on in (("SUPERUSER", superuser), ("BYPASSRLS", bypassrls)) if on]
         consequence = (f"created without {' and '.join(lost)} (the target's user cannot "
@@ -254,6 +268,30 @@ def _roles(source: psycopg.Connection[Any], s: dict[str, Any],
             items.append(Item("role", role, Plan.REFUSE, f"no plan: {role} does not exist on "
                               f"the target and {facts.user} cannot create roles; create it "
                               f"there first", used))
+    return items
+
+
+OBJECT_WORDS = {"r": "tables", "S": "sequences", "f": "functions", "T": "types",
+                "n": "schemas"}
+
+
+def _default_privileges(source: psycopg.Connection[Any], s: dict[str, Any],
+                        facts: TargetFacts | None) -> list[Item]:
+    """Default privileges are set FOR ROLE their role; on the target they are set for its
+    user, who creates the objects there (the API roles keep their grants on new tables)."""
+    user = facts.user if facts else "the target's connecting role"
+    items = []
+    for role, objtype, schema in source.execute(DEFAULT_ACLS_SQL, s):
+        what = OBJECT_WORDS.get(objtype, objtype)
+        name = f"on {what} created by {role} in schema {schema}"
+        if facts is not None and role == facts.user:
+            items.append(Item("default privileges", name, Plan.AVAILABLE,
+                              f"set for {user}, as on the source", [f"schema {schema}"]))
+            continue
+        items.append(Item("default privileges", name, Plan.MAP,
+                          f"set for {user} instead of {role}: {what} {user} creates in "
+                          f"{schema} get the same privileges", [f"schema {schema}"],
+                          f"{what} other roles create in {schema} on the target do not"))
     return items
 
 

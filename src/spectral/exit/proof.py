@@ -51,7 +51,10 @@ class Planned:
         self.report = report
         facts = report.target
         assert facts is not None
-        self.owner_map = {o: facts.user for o in _owners(report)}
+        self.owner_map = report.role_map
+        self.default_roles = {i.name.split(" created by ", 1)[1].split(" in schema ")[0]:
+                              facts.user for i in report.items
+                              if i.kind == "default privileges" and i.plan is Plan.MAP}
         self.dropped = {i.name for i in report.items
                         if i.kind == "privilege" and i.plan is Plan.LEAVE_OUT}
         self.cross_version = (report.source_version_num // 10000) != facts.major
@@ -72,7 +75,8 @@ class Planned:
 
     def apply(self, doc: Fingerprint) -> Fingerprint:
         schemas = {name: entry if entry.missing else
-                   SchemaEntry.of({k: self._object(k, o) for k, o in entry.objects.items()})
+                   SchemaEntry.of(self._defaults({k: self._object(k, o)
+                                                  for k, o in entry.objects.items()}))
                    for name, entry in doc.schemas.items()}
         # shims live in the managed schemas: not part of the proof
         return replace(doc, schemas=schemas, managed={}).sealed()
@@ -82,6 +86,8 @@ class Planned:
         kind = key.split(" ")[0]
         if isinstance(obj.get("owner"), str):
             obj["owner"] = self.owner_map.get(obj["owner"], obj["owner"])
+        if kind == "policy" and isinstance(obj.get("roles"), list):
+            obj["roles"] = sorted({self.owner_map.get(r, r) for r in obj["roles"]})
         for field_name in ("acl",):
             if isinstance(obj.get(field_name), list):
                 obj[field_name] = sorted(self._acl(obj[field_name]))
@@ -95,6 +101,21 @@ class Planned:
             obj["definition"] = unqualified_view(obj["definition"])
         return obj
 
+    def _defaults(self, objects: dict[str, Any]) -> dict[str, Any]:
+        """Default privileges set for the target's user instead of their roles: one entry
+        per (role, kind of object) after the mapping, privileges merged per grantee."""
+        roles = {**self.owner_map, **self.default_roles}
+        out = {k: o for k, o in objects.items() if not k.startswith("default_acl ")}
+        for key, obj in sorted(objects.items()):
+            if not key.startswith("default_acl "):
+                continue
+            role = roles.get(str(obj.get("role")), str(obj.get("role")))
+            merged = out.setdefault(f"default_acl {role}.{obj.get('objtype')}",
+                                    {**obj, "role": role, "acl": []})
+            merged["acl"] = default_acl([*merged["acl"], *(obj.get("acl") or [])], roles,
+                                        {LETTERS[p] for p in self.dropped if p in LETTERS})
+        return out
+
     def _acl(self, items: list[str]) -> list[str]:
         out = []
         for item in items:
@@ -104,11 +125,32 @@ class Planned:
             parts = [self.owner_map.get(p, p) if i in (0, 2) else p
                      for i, p in enumerate(parts)]
             out.append(":".join(parts))
-        return out
+        return sorted(set(out))   # mapped roles can coincide: privileges are a set
 
 
-def _owners(report: Report) -> list[str]:
-    return [n.strip() for i in report.items if i.kind == "owner" for n in i.name.split(",")]
+LETTERS = {"INSERT": "a", "SELECT": "r", "UPDATE": "w", "DELETE": "d", "TRUNCATE": "D",
+           "REFERENCES": "x", "TRIGGER": "t", "MAINTAIN": "m", "EXECUTE": "X", "USAGE": "U",
+           "CREATE": "C"}
+_ACLITEM = re.compile(r'^(?P<to>"(?:[^"]|"")*"|[^=]*)=(?P<what>[A-Za-z*]*)/(?P<by>.*)$')
+
+
+def default_acl(items: list[str], roles: dict[str, str], dropped: set[str]) -> list[str]:
+    """aclitem texts (`anon=arwd/postgres`) with their roles mapped, the privileges the
+    target lacks removed and one item per grantee and grantor: what PostgreSQL holds for
+    the same grants made by the mapped role."""
+    held: dict[tuple[str, str], set[str]] = {}
+    for item in items:
+        found = _ACLITEM.match(item)
+        if found is None:
+            held.setdefault((item, ""), set())
+            continue
+        to, by = (roles.get(n.strip('"'), n.strip('"')) for n in (found["to"], found["by"]))
+        letters = held.setdefault((to, by), set())
+        for grant in re.findall(r"[A-Za-z]\*?", found["what"]):
+            if grant[0] not in dropped:
+                letters.add(grant)
+    return sorted(f"{to}={''.join(sorted(what))}/{by}" if by else to
+                  for (to, by), what in held.items() if what or not by)
 
 
 def _extension_versions(doc: Fingerprint) -> dict[str, str]:

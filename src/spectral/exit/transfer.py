@@ -31,9 +31,41 @@ from spectral.pg.binaries import PgBinaries
 from spectral.runner import pipe, run
 from spectral.verify import locks
 
+
+def quote_ident(name: str) -> str:
+    """An identifier as pg_dump writes it: bare when it is lower case and plain."""
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else \
+        '"' + name.replace('"', '""') + '"'
+
 TIMEOUT = 6 * 3600.0
 _SET = re.compile(rb"^SET ([a-z_]+) = .*;\s*$")
 _FORCE = re.compile(rb"^ALTER TABLE (ONLY )?.* FORCE ROW LEVEL SECURITY;\s*$")
+_GRANT = re.compile(rb"^(?P<head>(?:ALTER DEFAULT PRIVILEGES .*?)?(?:GRANT|REVOKE) "
+                    rb"(?:GRANT OPTION FOR )?)(?P<list>[A-Z][A-Z ]*(?:\([^)]*\))?"
+                    rb"(?:,[A-Z][A-Z ]*(?:\([^)]*\))?)*) ON (?P<rest>.*)$", re.DOTALL)
+_FOR_ROLE = re.compile(rb'^ALTER DEFAULT PRIVILEGES FOR ROLE (?:"(?:[^"]|"")+"|[^ ]+) ')
+_GRANTEE = re.compile(rb'^(?:ALTER DEFAULT PRIVILEGES .*?)?(?:GRANT .* TO |REVOKE .* FROM )'
+                      rb'(?P<who>"(?:[^"]|"")+"|[^ ;]+)(?: WITH GRANT OPTION| GRANTED BY .*'
+                      rb'| CASCADE)?;\s*$')
+_POLICY_ROLES = re.compile(rb'^CREATE POLICY .*? TO (?P<who>(?:"(?:[^"]|"")+"|[^ ,;]+)'
+                           rb'(?:, (?:"(?:[^"]|"")+"|[^ ,;]+))*)(?: USING| WITH CHECK|;)')
+_ALWAYS = frozenset({"ALL", "CONNECT", "TEMPORARY", "TEMP"})   # database privileges
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+def _split_privileges(text: str) -> list[str]:
+    """`SELECT(a,b),UPDATE(a),MAINTAIN` -> its privileges, each with its column list."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            out.append(text[start:i])
+            start = i + 1
+    return [*out, text[start:]]
 
 
 @dataclass
@@ -86,6 +118,10 @@ class Restore:
     target: Connection
     settings: set[str]                 # the target server's setting names
     jobs: int
+    adopted: tuple[str, ...] = ()      # empty schemas the target already has (public)
+    privileges: frozenset[str] = frozenset()   # the target's privilege names (all if empty)
+    default_role: str | None = None    # default privileges are set for this role (the user)
+    role_map: dict[str, str] = field(default_factory=dict)   # grantees replaced (owners)
     deferred: list[bytes] = field(default_factory=list)
 
     def psql(self) -> list[str]:
@@ -144,12 +180,49 @@ class Restore:
         found = _SET.match(line)
         return found is None or found.group(1).decode() in self.settings
 
+    def _grantee(self, line: bytes) -> bytes:
+        """The grantee of a GRANT or REVOKE and the roles of a policy, mapped as the
+        portability report planned (an owner that is also a grantee is the target's user)."""
+        if not self.role_map:
+            return line
+        found = _GRANTEE.match(line) or _POLICY_ROLES.match(line)
+        if found is None:
+            return line
+        names = [n.strip() for n in found["who"].decode().split(",")]
+        mapped = [quote_ident(self.role_map.get(_unquote(n), _unquote(n)))
+                  if _unquote(n) in self.role_map else n for n in names]
+        return line[:found.start("who")] + ", ".join(mapped).encode() + line[found.end("who"):]
+
+    def _for_role(self, line: bytes) -> bytes:
+        """Default privileges FOR ROLE another role are set for the target's user (the
+        portability report's plan: the user creates the objects there)."""
+        if self.default_role is None:
+            return line
+        return _FOR_ROLE.sub(b"ALTER DEFAULT PRIVILEGES FOR ROLE " +
+                             quote_ident(self.default_role).encode() + b" ", line, count=1)
+
+    def _granted(self, line: bytes) -> bytes | None:
+        """A GRANT or REVOKE (a default privilege's too) without the privileges the target's
+        version does not have (pg_dump lists MAINTAIN among others whenever a grantee holds
+        all but some privileges); None when none is left."""
+        found = _GRANT.match(line)
+        if found is None or not self.privileges:
+            return line
+        kept = [p for p in _split_privileges(found.group("list").decode())
+                if p.split("(", 1)[0].strip() in self.privileges | _ALWAYS]
+        if not kept:
+            return None
+        return found.group("head") + ",".join(kept).encode() + b" ON " + found.group("rest")
+
     def _edit_schema(self, src: IO[bytes], dst: IO[bytes]) -> None:
+        adopt = {f"CREATE SCHEMA {quote_ident(s)};".encode() for s in self.adopted}
         for line in src:
             if _FORCE.match(line):
                 self.deferred.append(line)
-            elif self._keep(line):
-                dst.write(line)
+            elif line.rstrip() in adopt:
+                continue          # every database has `public`: adopted, not created
+            elif self._keep(line) and (granted := self._granted(line)) is not None:
+                dst.write(self._grantee(self._for_role(granted)))
 
     def _edit_data(self, src: IO[bytes], dst: IO[bytes]) -> None:
         """Only the preamble is read line by line; from the first COPY on, bytes pass as

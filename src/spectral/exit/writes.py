@@ -31,6 +31,7 @@ from psycopg.conninfo import conninfo_to_dict
 from spectral.durable import fsync_dir, write_atomic
 from spectral.errors import CouldNotVerify, RefusedError
 from spectral.exit.portability import Item
+from spectral.exit.shims import SHIMS
 from spectral.pg.conn import connect
 
 VERSION = 1
@@ -203,3 +204,30 @@ def ident(name: str) -> str:
 def has_schema(tgt: psycopg.Connection[Any], schema: str) -> bool:
     return tgt.execute("select 1 from pg_namespace where nspname = %s",
                        (schema,)).fetchone() is not None
+
+
+def fill_identity_shims(source_dsn: str, target_dsn: str, schemas: tuple[str, ...],
+                        moved: tuple[str, ...]) -> None:
+    """Identity shims (auth.users) get exactly the ids the moved tables refer to."""
+    with connect(source_dsn) as src:
+        src.execute("set search_path = ''")      # names come out schema-qualified
+        fks = src.execute(
+            "select conrelid::regclass::text, confrelid::regclass::text, "
+            "array(select attname::text from unnest(conkey) k join pg_attribute a on "
+            "a.attrelid = conrelid and a.attnum = k), "
+            "array(select attname::text from unnest(confkey) k join pg_attribute a on "
+            "a.attrelid = confrelid and a.attnum = k) "
+            "from pg_constraint where contype = 'f' "
+            "and connamespace::regnamespace::text = any(%s)",
+            (list(schemas),)).fetchall()
+    with connect(target_dsn) as tgt:
+        for table, referenced, cols, refcols in fks:
+            if referenced not in SHIMS or referenced.split(".")[0] in set(moved):
+                continue          # a shim only when it is one: a moved table has its rows
+            tgt.execute(sql.SQL(
+                "insert into {} ({}) select distinct {} from {} where {} "
+                "on conflict do nothing").format(
+                    sql.SQL(referenced), sql.SQL(", ").join(map(sql.Identifier, refcols)),
+                    sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(table),
+                    sql.SQL(" and ").join(sql.SQL("{} is not null").format(
+                        sql.Identifier(c)) for c in cols)))
