@@ -108,3 +108,28 @@ def test_a_supabase_shaped_database_exits_proven(work_dir: Path, make_cluster: C
     for uid in USERS:
         assert todos_as(dsn, uid) == todos_as(with_dbname(source.conninfo(), "postgres"), uid)
         assert len(todos_as(dsn, uid)) == 2
+
+
+def test_the_report_names_what_depends_on_the_moved_schemas_from_outside(
+        work_dir: Path, make_cluster: ClusterFactory) -> None:
+    """Defect 6: Supabase's documented trigger on auth.users running public.handle_new_user()
+    stays behind when only public moves; the report names it and what stops happening (and
+    does not when auth moves too)."""
+    source = source_cluster(make_cluster)
+    with source.connect() as conn:
+        conn.execute("create view auth.todo_counts as select user_id, count(*) from "
+                     "public.todos group by user_id")
+    configure(work_dir, source, ["public"])
+    res = spectral("dr", "portability", "--json", cwd=work_dir)
+    assert res.returncode == 0, res.stderr
+    items = {(i["kind"], i["name"]): i for i in json.loads(res.stdout)["items"]}
+    trigger = items[("trigger outside the schemas", "on_auth_user_created on auth.users")]
+    assert trigger["plan"] == "leave out"
+    assert "public.handle_new_user() no longer runs when auth.users changes" in \
+        trigger["consequence"]
+    assert "auth.users shim" in trigger["action"]
+    assert items[("view outside the schemas", "auth.todo_counts")]["plan"] == "leave out"
+    configure(work_dir, source, ["public", "auth"])
+    res = spectral("dr", "portability", "--json", cwd=work_dir)
+    kinds = {i["kind"] for i in json.loads(res.stdout)["items"]}
+    assert not any(k.endswith("outside the schemas") for k in kinds), kinds

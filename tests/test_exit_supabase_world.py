@@ -65,7 +65,7 @@ def test_the_supabase_world_exits_proven_and_every_user_sees_the_same_rows(
 def test_public_referring_to_storage_objects_is_refused_unless_storage_moves(
         work_dir: Path, make_cluster: ClusterFactory) -> None:
     _source, _world = world_source(make_cluster, work_dir, ["public"], storage_fk=True)
-    tgt, dsn = target(make_cluster, None)
+    _tgt, dsn = target(make_cluster, None)
     res = spectral("dr", "exit", "--to", dsn, "--yes", cwd=work_dir)
     assert res.returncode == 2, res.stdout + res.stderr
     assert "storage.objects" in res.stderr and "nothing was written" in res.stderr, res.stderr

@@ -157,3 +157,46 @@ select pg_get_userbyid(d.defaclrole), d.defaclobjtype::text, n.nspname
 from pg_default_acl d join pg_namespace n on n.oid = d.defaclnamespace
 where n.nspname = any(%(s)s) order by 1, 2, 3
 """
+
+# objects outside the moved schemas that depend on objects in them (PostgreSQL records these):
+# a trigger on a managed table running a protected function (Supabase's on_auth_user_created),
+# a foreign key, a view or a policy outside referring inwards. They stay behind.
+REVERSE_SQL = """
+with moved as (select oid from pg_namespace where nspname = any(%(s)s)),
+     outside as (select oid from pg_namespace where nspname <> all(%(s)s)
+                 and nspname not in ('pg_catalog', 'information_schema', 'pg_toast')
+                 and nspname not like 'pg\\_%%')
+select 'trigger', format('%%I on %%s', t.tgname, t.tgrelid::regclass), t.tgrelid::regclass::text,
+       'runs ' || t.tgfoid::regprocedure::text
+from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_proc p on p.oid = t.tgfoid
+where not t.tgisinternal and p.pronamespace in (select oid from moved)
+  and c.relnamespace in (select oid from outside)
+union all
+select 'foreign key', format('%%I on %%s', k.conname, k.conrelid::regclass),
+       k.conrelid::regclass::text, 'refers to ' || k.confrelid::regclass::text
+from pg_constraint k join pg_class c on c.oid = k.conrelid join pg_class r on r.oid = k.confrelid
+where k.contype = 'f' and r.relnamespace in (select oid from moved)
+  and c.relnamespace in (select oid from outside)
+union all
+select distinct case v.relkind when 'm' then 'materialized view' else 'view' end,
+       v.oid::regclass::text, v.oid::regclass::text, 'reads ' || t.oid::regclass::text
+from pg_depend d join pg_rewrite w on d.classid = 'pg_rewrite'::regclass and w.oid = d.objid
+join pg_class v on v.oid = w.ev_class
+join pg_class t on d.refclassid = 'pg_class'::regclass and t.oid = d.refobjid
+where t.relnamespace in (select oid from moved) and v.relnamespace in (select oid from outside)
+union all
+select distinct 'policy', format('%%I on %%s', pol.polname, pol.polrelid::regclass),
+       pol.polrelid::regclass::text, 'uses ' || coalesce(
+         (select p.oid::regprocedure::text from pg_proc p
+          where d.refclassid = 'pg_proc'::regclass and p.oid = d.refobjid),
+         (select r.oid::regclass::text from pg_class r
+          where d.refclassid = 'pg_class'::regclass and r.oid = d.refobjid))
+from pg_depend d join pg_policy pol on d.classid = 'pg_policy'::regclass and pol.oid = d.objid
+join pg_class c on c.oid = pol.polrelid
+where c.relnamespace in (select oid from outside)
+  and ((d.refclassid = 'pg_proc'::regclass and d.refobjid in
+        (select oid from pg_proc where pronamespace in (select oid from moved)))
+    or (d.refclassid = 'pg_class'::regclass and d.refobjid in
+        (select oid from pg_class where relnamespace in (select oid from moved))))
+order by 1, 2
+"""

@@ -29,6 +29,7 @@ from spectral.exit.catalog import (
     FEATURES,
     OWNERS_SQL,
     PUBLICATIONS_SQL,
+    REVERSE_SQL,
     ROLE_ATTRS_SQL,
     ROLES_SQL,
 )
@@ -156,6 +157,7 @@ def assess(source: psycopg.Connection[Any], schemas: tuple[str, ...],
                           f"objects are created by, and owned by, {to}",
                           used_by=[f"owner of the objects in {', '.join(schemas)}"]))
     items += _default_privileges(source, s, facts)
+    items += _left_behind(source, s)
     items += _publications_and_event_triggers(source, s)
     items += _bodies(source, schemas, s)
     if facts is not None:
@@ -268,6 +270,29 @@ def _roles(source: psycopg.Connection[Any], s: dict[str, Any],
             items.append(Item("role", role, Plan.REFUSE, f"no plan: {role} does not exist on "
                               f"the target and {facts.user} cannot create roles; create it "
                               f"there first", used))
+    return items
+
+
+def _left_behind(source: psycopg.Connection[Any], s: dict[str, Any]) -> list[Item]:
+    """What depends on the moved schemas from outside them stays behind: named, with what no
+    longer happens on the target (a trigger on an identity shim's table can be carried)."""
+    items = []
+    for kind, name, table, uses in source.execute(REVERSE_SQL, s):
+        if kind == "trigger":
+            fn = uses.removeprefix("runs ")
+            consequence = f"{fn} no longer runs when {table} changes"
+            shim = SHIMS.get(table)
+            action = (f"not created; to carry it on the {table} shim, create it there after "
+                      f"the exit (the shim has only {', '.join(shim.columns)})"
+                      if shim is not None and shim.columns else "not created on the target")
+        elif kind == "foreign key":
+            action, consequence = "not created on the target", \
+                f"{table} is not moved: nothing checks its references any more"
+        else:
+            action, consequence = "not created on the target", \
+                f"{name} is not moved and would {uses} there"
+        items.append(Item(f"{kind} outside the schemas", name, Plan.LEAVE_OUT, action,
+                          [f"{kind} {name} {uses}"], consequence))
     return items
 
 
