@@ -133,3 +133,29 @@ def test_the_report_names_what_depends_on_the_moved_schemas_from_outside(
     res = spectral("dr", "portability", "--json", cwd=work_dir)
     kinds = {i["kind"] for i in json.loads(res.stdout)["items"]}
     assert not any(k.endswith("outside the schemas") for k in kinds), kinds
+
+
+def test_messages_read_as_the_operator_needs_them(work_dir: Path,
+                                                  make_cluster: ClusterFactory) -> None:
+    """Defect 9: a target database that does not exist is one line about the target (it was
+    taken for the source's failure and ended "internal error: RuntimeError: generator didn't
+    stop after throw()"); default privileges read as such; shims name no table of ours."""
+    from spectral.exit.shims import SHIMS
+    from spectral.verify.compare import diff_schema
+    from spectral.verify.document import SchemaEntry
+
+    source = source_cluster(make_cluster)
+    configure(work_dir, source, ["public"])
+    c = make_cluster()
+    res = spectral("dr", "exit", "--to", c.conninfo().replace("dbname=postgres",
+                                                              "dbname=nosuch"),
+                   "--yes", cwd=work_dir)
+    assert res.returncode == 2, res.stderr
+    assert 'database "nosuch" does not exist' in res.stderr, res.stderr
+    assert "live database" not in res.stderr and "internal error" not in res.stderr
+    a = SchemaEntry.of({"default_acl postgres.r": {"role": "postgres", "objtype": "r",
+                                                   "acl": ["anon=r/postgres"]}})
+    lines = diff_schema("public", a, SchemaEntry.of({})).differences
+    assert lines == ["default privileges on tables created by postgres in schema public: "
+                     "dropped"]
+    assert not any("core." in (s.consequence or "") + s.action for s in SHIMS.values())

@@ -292,13 +292,16 @@ class Exit:
             yield self.request.source_dsn
             return
         if self.request.from_copy is None:
-            try:
-                with self.environment.database() as live:
-                    yield live
-                    return
+            stack = contextlib.ExitStack()
+            try:   # only the source's own connection: a target that fails is not the source
+                live = stack.enter_context(self.environment.database())
             except ConnectError as exc:
                 self.say(f"the live database does not answer ({exc.message}): exiting from "
                          f"a restored copy of the latest backup")
+            else:
+                with stack:
+                    yield live
+                return
         provider = self.environment.provider
         target = self.request.from_copy or LatestTarget()
         self.copy = provider.restore_new(target, self.operator, self.say)

@@ -34,6 +34,7 @@ from spectral.exit.catalog import (
     ROLES_SQL,
 )
 from spectral.exit.shims import SHIMS, Shim
+from spectral.verify.compare import OBJECT_WORDS
 from spectral.verify.fingerprint import MANAGED_SCHEMAS
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
@@ -294,10 +295,6 @@ def _left_behind(source: psycopg.Connection[Any], s: dict[str, Any]) -> list[Ite
         items.append(Item(f"{kind} outside the schemas", name, Plan.LEAVE_OUT, action,
                           [f"{kind} {name} {uses}"], consequence))
     return items
-
-
-OBJECT_WORDS = {"r": "tables", "S": "sequences", "f": "functions", "T": "types",
-                "n": "schemas"}
 
 
 def _default_privileges(source: psycopg.Connection[Any], s: dict[str, Any],

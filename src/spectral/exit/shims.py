@@ -46,8 +46,8 @@ SHIMS: dict[str, Shim] = {s.identity: s for s in (
     Shim("table in auth", "auth.users", "auth",
          "create auth.users on the target with the ids the protected tables refer to, and "
          "nothing else (no e-mail, password or metadata: identities stay with the provider)",
-         "users sign in again through the new provider; an accepted re-invite links the new "
-         "identity to the existing core.users row, so nothing that points at it is lost",
+         "users sign in again through the new provider; an accepted re-invite gives the new "
+         "identity the same user id, so every row that refers to it keeps working",
          ("create schema if not exists auth",
           "create table if not exists auth.users (id uuid primary key)",
           "comment on table auth.users is 'spectral exit shim: ids of the users the protected "
@@ -55,12 +55,12 @@ SHIMS: dict[str, Shim] = {s.identity: s for s in (
           "grant usage on schema auth to public"),
          columns=("id",)),
     _function("uid", "uuid", _claim("sub", "uuid"),
-              "the sub claim of the request's JWT, as Supabase's"),
+              "the sub claim of the request's JWT, as Supabase's auth.uid() reads it"),
     _function("role", "text", _claim("role", "text"),
-              "the role claim of the request's JWT, as Supabase's"),
+              "the role claim of the request's JWT, as Supabase's auth.role() reads it"),
     _function("email", "text", _claim("email", "text"),
-              "the email claim of the request's JWT, as Supabase's"),
+              "the email claim of the request's JWT, as Supabase's auth.email() reads it"),
     _function("jwt", "jsonb",
               "select coalesce(nullif(current_setting('request.jwt.claims', true), ''), "
-              "'{}')::jsonb", "the request's JWT claims, as Supabase's"),
+              "'{}')::jsonb", "the request's JWT claims, as Supabase's auth.jwt() reads them"),
 )}

@@ -96,15 +96,25 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _label(key: str) -> str:
-    """'index worlds.returns_status_idx' -> 'worlds.returns_status_idx (index)'."""
+OBJECT_WORDS = {"r": "tables", "S": "sequences", "f": "functions", "T": "types",
+                "n": "schemas"}
+
+
+def _label(key: str, schema: str | None = None) -> str:
+    """'index worlds.returns_status_idx' -> 'worlds.returns_status_idx (index)';
+    'default_acl postgres.r' -> 'default privileges on tables created by postgres in schema
+    public'."""
     kind, _, name = key.partition(" ")
+    if kind == "default_acl":
+        role, _, objtype = name.rpartition(".")
+        return (f"default privileges on {OBJECT_WORDS.get(objtype, objtype)} created by "
+                f"{role}" + (f" in schema {schema}" if schema else ""))
     return f"{name} ({kind})" if kind not in ("table",) else name
 
 
-def _attr_change(key: str, attr: str, a: Any, b: Any) -> str:
+def _attr_change(key: str, attr: str, a: Any, b: Any, schema: str | None = None) -> str:
     kind = key.split(" ", 1)[0]
-    name = _label(key)
+    name = _label(key, schema)
     word = ATTR_WORDS.get(attr, attr)
     if attr == "enabled" and kind == "trigger":
         return f"{name}: {ENABLED_WORDS.get(a, a)} -> {ENABLED_WORDS.get(b, b)}"
@@ -159,7 +169,8 @@ def _column_changes(table: str, a: list[dict[str, Any]], b: list[dict[str, Any]]
     return out
 
 
-def _object_changes(key: str, a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+def _object_changes(key: str, a: dict[str, Any], b: dict[str, Any],
+                    schema: str | None = None) -> list[str]:
     out: list[str] = []
     for attr in sorted(set(a) | set(b)):
         if a.get(attr) == b.get(attr):
@@ -167,7 +178,7 @@ def _object_changes(key: str, a: dict[str, Any], b: dict[str, Any]) -> list[str]
         if attr == "columns" and key.startswith("table "):
             out += _column_changes(key.split(" ", 1)[1], a.get(attr) or [], b.get(attr) or [])
         else:
-            out.append(_attr_change(key, attr, a.get(attr), b.get(attr)))
+            out.append(_attr_change(key, attr, a.get(attr), b.get(attr), schema))
     return out
 
 
@@ -204,11 +215,11 @@ def diff_schema(name: str, a: SchemaEntry, b: SchemaEntry) -> SchemaDiff:
         out.append(f"{_label(ka)}: renamed to {kb.split(' ', 1)[1]}")
         only_a.remove(ka)
         only_b.remove(kb)
-    out += [f"{_label(k)}: dropped" for k in only_a]
-    out += [f"{_label(k)}: added" for k in only_b]
+    out += [f"{_label(k, name)}: dropped" for k in only_a]
+    out += [f"{_label(k, name)}: added" for k in only_b]
     for key in sorted(set(oa) & set(ob)):
         if oa[key] != ob[key]:
-            out += _object_changes(key, oa[key], ob[key])
+            out += _object_changes(key, oa[key], ob[key], name)
     return SchemaDiff(name, Outcome.MISMATCH, out or ["checksum differs"])
 
 
