@@ -117,7 +117,7 @@ CHANGES = [
      "core.users.email: acl"),
     ("default privileges changed", "core",
      "alter default privileges in schema core grant select on tables to spectral_reviewer",
-     "postgres.r (default_acl): added"),
+     "default privileges on tables created by postgres in schema core: added"),
     ("enum label added", "worlds", "alter type worlds.return_status add value 'amended'",
      "worlds.return_status (type): enum label(s) added 'amended'"),
     ("domain constraint dropped", "worlds", "alter domain worlds.money drop constraint money_range",
