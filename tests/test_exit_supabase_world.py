@@ -51,14 +51,21 @@ def test_the_supabase_world_exits_proven_and_every_user_sees_the_same_rows(
     res = spectral("dr", "exit", "--to", dsn, "--yes", "--json", cwd=work_dir)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-3000:]
     assert json.loads(res.stdout)["outcome"] == "proven"
-    with tgt.connect() as conn:    # what the new host's operator does for PostgREST's login
-        for role in ("anon", "authenticated"):
-            conn.execute(f"grant {role} to app" + (" with set true" if version == "18" else ""))
+    report = json.loads(res.stdout)["report"]["items"]
+    planned = {i["name"]: i for i in report if i["kind"] == "role membership"}
+    assert {f"authenticator in {r}" for r in ("anon", "authenticated", "service_role")} \
+        <= set(planned), sorted(planned)
+    assert "PASSWORD" in planned["authenticator in anon"]["consequence"]
+    service = next(i for i in report if i["kind"] == "role" and i["name"] == "service_role")
+    assert "ALTER ROLE service_role BYPASSRLS" in service["consequence"]
+    with tgt.connect() as conn:    # the one step the report leaves to the new host: a password
+        conn.execute("alter role authenticator login password 'postgrest-pw'")
+    api = dsn.replace("user=app", "user=authenticator") + " password=postgrest-pw"
     moved = [t for t in world.rls_tables if t.split(".")[0] in CONFIGS[config]]
     assert moved
-    for uid in (*world.user_ids, None):
+    for uid in (*world.user_ids, None):   # as PostgREST: log in as authenticator, SET ROLE
         for table in moved:
-            assert rows_as(dsn, uid, table) == rows_as(source.conninfo(), uid, table), \
+            assert rows_as(api, uid, table) == rows_as(source.conninfo(), uid, table), \
                 (uid, table)
 
 

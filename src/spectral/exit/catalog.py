@@ -200,3 +200,12 @@ where c.relnamespace in (select oid from outside)
         (select oid from pg_class where relnamespace in (select oid from moved))))
 order by 1, 2
 """
+
+# the members of the roles the exit creates (PostgREST's `authenticator` logs in and SETs ROLE
+# to anon, authenticated, service_role): their memberships are planned with them
+MEMBERS_SQL = """
+select r.rolname, m.rolname, m.rolcanlogin, m.rolinherit
+from pg_auth_members a join pg_roles r on r.oid = a.roleid join pg_roles m on m.oid = a.member
+where r.rolname = any(%(r)s) and not m.rolsuper and m.rolname not like 'pg\\_%%'
+order by 2, 1
+"""

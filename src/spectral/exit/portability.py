@@ -13,108 +13,32 @@ written."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import psycopg
 
+from spectral.exit.around import default_privileges, left_behind, memberships
 from spectral.exit.catalog import (
     BODIES_SQL,
     CATALOG_FUNCTIONS_SQL,
-    DEFAULT_ACLS_SQL,
     DEPENDENCIES_SQL,
     EVENT_TRIGGERS_SQL,
     EXTENSIONS_SQL,
     FEATURES,
     OWNERS_SQL,
     PUBLICATIONS_SQL,
-    REVERSE_SQL,
     ROLE_ATTRS_SQL,
     ROLES_SQL,
 )
-from spectral.exit.shims import SHIMS, Shim
-from spectral.verify.compare import OBJECT_WORDS
+from spectral.exit.items import Item, Plan, Report, TargetFacts
+from spectral.exit.shims import SHIMS
 from spectral.verify.fingerprint import MANAGED_SCHEMAS
+
+__all__ = ["Item", "Plan", "Report", "TargetFacts", "assess", "target_facts"]
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 # Schemas spectral itself installs next to the protected ones (the rules hook): moved with them.
 CARRIED_SCHEMAS = ("spectral_hooks",)
-
-
-class Plan(StrEnum):
-    AVAILABLE = "available"    # the target has it (or it moves with the schemas)
-    SHIM = "shim"              # created on the target first, documented in docs/provider-exit.md
-    MAP = "map"                # replaced by its counterpart on the target (owners)
-    LEAVE_OUT = "leave out"    # not moved; the consequence is named
-    REFUSE = "refuse"          # no plan: the exit does not start
-
-
-@dataclass
-class Item:
-    kind: str                  # managed object, role, extension, publication, feature, ...
-    name: str
-    plan: Plan
-    action: str                # what the exit does
-    used_by: list[str] = field(default_factory=list)
-    consequence: str | None = None
-    shim: Shim | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "plan": self.plan.value,
-                "action": self.action, "used_by": self.used_by,
-                "consequence": self.consequence}
-
-
-@dataclass
-class TargetFacts:
-    """What the exit needs to know of the target (read with the target's own connection)."""
-
-    server_version_num: int
-    user: str
-    can_create_roles: bool
-    roles: set[str]
-    extensions: dict[str, tuple[str | None, str | None, bool]]   # name: installed, default, trusted
-    privileges: set[str]                                          # on tables, for its major
-    functions: set[str]                                           # regprocedure texts it has
-
-    @property
-    def major(self) -> int:
-        return self.server_version_num // 10000
-
-
-@dataclass
-class Report:
-    schemas: tuple[str, ...]
-    source_version_num: int
-    source_owner: str
-    target: TargetFacts | None
-    items: list[Item]
-
-    @property
-    def carried(self) -> tuple[str, ...]:
-        """Schemas moved along with the protected ones because they use them."""
-        return tuple(i.name for i in self.items if i.kind.startswith("schema ")
-                     and i.plan is Plan.AVAILABLE)
-
-    @property
-    def role_map(self) -> dict[str, str]:
-        """Roles replaced by the target's user wherever they are named (owners)."""
-        if self.target is None:
-            return {}
-        names = {n.strip() for i in self.items if i.kind == "owner" for n in i.name.split(",")}
-        names |= {i.name for i in self.items if i.kind == "role" and i.plan is Plan.MAP}
-        return {n: self.target.user for n in sorted(names) if n != self.target.user}
-
-    @property
-    def refusals(self) -> list[Item]:
-        return [i for i in self.items if i.plan is Plan.REFUSE]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"schemas": list(self.schemas), "source_major": self.source_version_num // 10000,
-                "target_major": self.target.major if self.target else None,
-                "target_user": self.target.user if self.target else None,
-                "refusals": len(self.refusals), "items": [i.to_json() for i in self.items]}
 
 
 # ---- what the source depends on ---------------------------------------------------------
@@ -157,8 +81,8 @@ def assess(source: psycopg.Connection[Any], schemas: tuple[str, ...],
         items.append(Item("owner", ", ".join(owners), Plan.MAP,
                           f"objects are created by, and owned by, {to}",
                           used_by=[f"owner of the objects in {', '.join(schemas)}"]))
-    items += _default_privileges(source, s, facts)
-    items += _left_behind(source, s)
+    items += default_privileges(source, s, facts)
+    items += left_behind(source, s)
     items += _publications_and_event_triggers(source, s)
     items += _bodies(source, schemas, s)
     if facts is not None:
@@ -261,6 +185,9 @@ def _roles(source: psycopg.Connection[Any], s: dict[str, Any],
         consequence = (f"created without {' and '.join(lost)} (the target's user cannot "
                        f"grant it): connections as {role} see only what policies allow"
                        if lost else None)
+        if lost:
+            consequence = f"{consequence}; a superuser of the new host can give it back: " \
+                          f"ALTER ROLE {role} {' '.join(lost)}"
         if facts is not None and role in facts.roles:
             items.append(Item("role", role, Plan.AVAILABLE, "exists on the target", used))
         elif facts is None or facts.can_create_roles:
@@ -271,50 +198,8 @@ def _roles(source: psycopg.Connection[Any], s: dict[str, Any],
             items.append(Item("role", role, Plan.REFUSE, f"no plan: {role} does not exist on "
                               f"the target and {facts.user} cannot create roles; create it "
                               f"there first", used))
-    return items
-
-
-def _left_behind(source: psycopg.Connection[Any], s: dict[str, Any]) -> list[Item]:
-    """What depends on the moved schemas from outside them stays behind: named, with what no
-    longer happens on the target (a trigger on an identity shim's table can be carried)."""
-    items = []
-    for kind, name, table, uses in source.execute(REVERSE_SQL, s):
-        if kind == "trigger":
-            fn = uses.removeprefix("runs ")
-            consequence = f"{fn} no longer runs when {table} changes"
-            shim = SHIMS.get(table)
-            action = (f"not created; to carry it on the {table} shim, create it there after "
-                      f"the exit (the shim has only {', '.join(shim.columns)})"
-                      if shim is not None and shim.columns else "not created on the target")
-        elif kind == "foreign key":
-            action, consequence = "not created on the target", \
-                f"{table} is not moved: nothing checks its references any more"
-        else:
-            action, consequence = "not created on the target", \
-                f"{name} is not moved and would {uses} there"
-        items.append(Item(f"{kind} outside the schemas", name, Plan.LEAVE_OUT, action,
-                          [f"{kind} {name} {uses}"], consequence))
-    return items
-
-
-def _default_privileges(source: psycopg.Connection[Any], s: dict[str, Any],
-                        facts: TargetFacts | None) -> list[Item]:
-    """Default privileges are set FOR ROLE their role; on the target they are set for its
-    user, who creates the objects there (the API roles keep their grants on new tables)."""
-    user = facts.user if facts else "the target's connecting role"
-    items = []
-    for role, objtype, schema in source.execute(DEFAULT_ACLS_SQL, s):
-        what = OBJECT_WORDS.get(objtype, objtype)
-        name = f"on {what} created by {role} in schema {schema}"
-        if facts is not None and role == facts.user:
-            items.append(Item("default privileges", name, Plan.AVAILABLE,
-                              f"set for {user}, as on the source", [f"schema {schema}"]))
-            continue
-        items.append(Item("default privileges", name, Plan.MAP,
-                          f"set for {user} instead of {role}: {what} {user} creates in "
-                          f"{schema} get the same privileges", [f"schema {schema}"],
-                          f"{what} other roles create in {schema} on the target do not"))
-    return items
+    return items + memberships(source, [i for i in items if i.plan is not Plan.REFUSE],
+                               owners, facts)
 
 
 def _publications_and_event_triggers(source: psycopg.Connection[Any],

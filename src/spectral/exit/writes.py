@@ -179,6 +179,20 @@ def shim_statements(tgt: psycopg.Connection[Any], item: Item) -> list[tuple[str,
     if item.kind == "role":
         return [(f"create role {ident(item.name)} nologin",
                  f"drop role if exists {ident(item.name)}")]
+    if item.grant is not None:
+        role, member, inherit = item.grant
+        out_: list[tuple[str, str | None]] = []
+        if tgt.execute("select 1 from pg_roles where rolname = %s", (member,)).fetchone() \
+                is None:
+            out_.append((f"create role {ident(member)} nologin"
+                         f"{'' if inherit else ' noinherit'}",
+                         f"drop role if exists {ident(member)}"))
+        guard = " and ".join(f"exists (select 1 from pg_roles where rolname = "
+                             f"{sql.Literal(n).as_string(None)})" for n in (role, member))
+        out_.append((f"grant {ident(role)} to {ident(member)}",   # undone once: idempotent
+                     f"do $$ begin if {guard} then revoke {ident(role)} from "
+                     f"{ident(member)}; end if; end $$"))
+        return out_
     if item.kind == "extension":
         schema = item.action.split(" in schema ", 1)[1].split(" ", 1)[0]
         out: list[tuple[str, str | None]] = []
