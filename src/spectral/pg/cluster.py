@@ -359,12 +359,21 @@ class Cluster:
 
     # ---- facts ----------------------------------------------------------------------------
     def system_identifier(self) -> str:
-        out = run([self.bins.path("pg_controldata"), str(self.data_dir)], timeout=30,
-                  env={"LC_ALL": "C"}).stdout
-        m = re.search(r"Database system identifier:\s+(\d+)", out)
-        if not m:
-            raise ClusterError(f"pg_controldata could not read {self.data_dir}")
-        return m.group(1)
+        return control_fact(self.bins, self.data_dir, "Database system identifier")
+
+    def checkpoint_timeline(self) -> int:
+        """The timeline of the control file's latest checkpoint (the server stopped)."""
+        return int(control_fact(self.bins, self.data_dir, "Latest checkpoint's TimeLineID"))
+
+
+def control_fact(bins: PgBinaries, data_dir: Path, name: str) -> str:
+    """One line of pg_controldata's report on a data directory."""
+    out = run([bins.path("pg_controldata"), str(data_dir)], timeout=30,
+              env={"LC_ALL": "C"}).stdout
+    m = re.search(rf"^{re.escape(name)}:\s+(\S+)", out, re.MULTILINE)
+    if not m:
+        raise ClusterError(f"pg_controldata could not read {data_dir}")
+    return m.group(1)
 
 
 class PortTaken(ClusterError):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from spectral.durable import fsync_dir, rename_durable, write_atomic
 from spectral.errors import ClusterError, CouldNotVerify, RefusedError
 from spectral.ledger.payloads import InPlaceRestoreRecord, UndoRecord
-from spectral.pg.cluster import Cluster
+from spectral.pg.cluster import Cluster, control_fact
 from spectral.pg.conn import connect
 from spectral.providers.base import Progress
 from spectral.providers.capabilities import RecoveryReached, UndoOutcome
@@ -238,9 +238,14 @@ class InPlace:
         was_running = cluster.stop(timeout=60)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         undone = cluster.data_dir.with_name(f"data.undone-{stamp}")
+        # the put-back data's timeline: a recovery after a kill knows by it whether the
+        # undo's own recovery had already promoted it (and must not run a second time)
+        before = int(control_fact(self.host.bins, Path(rec["aside"]),
+                                  "Latest checkpoint's TimeLineID"))
         intent = self.journal.begin(UNDO, data=str(cluster.data_dir), aside=rec["aside"],
                                     undone=str(undone), record=rec, was_running=was_running,
-                                    port=cluster.port, target=rec["target"])
+                                    port=cluster.port, target=rec["target"],
+                                    timeline_before=before)
         crash_point("undo:begun")
         rename_durable(cluster.data_dir, undone)
         self.journal.phase(intent, "set-aside")
@@ -277,6 +282,23 @@ class InPlace:
                 gone.append(str(path))
                 crash_point("discard:one-removed")
             return gone
+
+    def finish_branch(self, cluster: Cluster, timeline_before: int | None) -> int:
+        """After a kill: the put-back database is on a new timeline already when its control
+        file says so and no recovery is pending; it is started as it is (a second archive
+        recovery would read its own checkpoint through restore_command, and an archive holding
+        a segment of that name from another history, a timeline id reused after lost history
+        files, made it fail). Otherwise the undo's recovery runs again."""
+        promoted = timeline_before is not None and \
+            not (cluster.data_dir / "recovery.signal").exists() and \
+            cluster.checkpoint_timeline() > timeline_before
+        if not promoted:
+            return self.branch_new_timeline(cluster)
+        cluster.start()
+        _settle(cluster, self.host)
+        with connect(cluster.conninfo()) as conn:
+            row = conn.execute("select timeline_id from pg_control_checkpoint()").fetchone()
+        return int(row[0]) if row else 0
 
     def branch_new_timeline(self, cluster: Cluster, intent: dict[str, Any] | None = None
                             ) -> int:

@@ -275,7 +275,8 @@ def _finish_undo(local: LocalEnvironment, journal: Journal, d: dict[str, Any],
     is finished rather than rolled back, its recovery run again. Nothing is deleted: the
     restored database stays kept aside (data.undone-*)."""
     cluster = local.cluster()
-    timeline = inplace.branch_new_timeline(cluster)
+    before = d.get("timeline_before")
+    timeline = inplace.finish_branch(cluster, before if isinstance(before, int) else None)
     (local.paths.cluster_dir / RECORD_NAME).unlink(missing_ok=True)
     fsync_dir(local.paths.cluster_dir)
     if not d.get("was_running"):
