@@ -19,6 +19,11 @@ from spectral.pg.conn import connect, with_dbname
 from test_playbooks import setup
 
 SECRET = "exit-pw-Zq81x"          # in the target DSN: must never be shown or written
+# the reference database's invitation table, as its configuration names it
+INVITES = ('{ table = "core.domain_invites", values = { '
+           'org_id = "(select u.org_id from core.users u where u.id = invitee.id::uuid)", '
+           'role = "(select u.role from core.users u where u.id = invitee.id::uuid)", '
+           'expires_at = "now() + interval \'14 days\'" } }')
 
 
 def target_cluster(make_cluster: ClusterFactory, pg15: PgBinaries) -> tuple[Cluster, str]:
@@ -55,7 +60,8 @@ def test_provider_failure_moves_into_pg15_and_proves_it(work_dir: Path,
     env = {**os.environ, "EXIT_DSN": target_dsn}
     toml = work_dir / "spectral.toml"
     toml.write_text(toml.read_text().replace('posture = "pitr"\n', 'posture = "pitr"\n'
-                                             'exit_target = "env:EXIT_DSN"\n', 1))
+                                             'exit_target = "env:EXIT_DSN"\n'
+                                             f'exit_invites = {INVITES}\n', 1))
     try:
         with connect(dsn) as conn:
             users = conn.execute("select id::text, email::text from core.users "
@@ -113,12 +119,15 @@ def test_provider_failure_moves_into_pg15_and_proves_it(work_dir: Path,
                          (json.dumps({"sub": users[0][0], "role": "authenticated"}),))
             seen = conn.execute("select id::text from core.users").fetchall()
             assert seen == [(users[0][0],)]             # the policy, through auth.uid()'s shim
-        files = run["reinvite_files"]
-        with open(next(f for f in files if f.endswith("core.users.csv")), newline="") as f:
+        files = run["reinvite_files"]           # one list, and the invitations' SQL
+        assert files == entry["reinvites"] and len(files) == 2, files
+        with open(next(f for f in files if f.endswith(".csv")), newline="") as f:
             rows = list(csv.DictReader(f))
-        assert sorted((r["id"], r["email"]) for r in rows) == users
+        assert list(rows[0]) == ["id", "email", "core.users"]       # nothing else
+        assert sorted((r["id"], r["email"], r["core.users"]) for r in rows) == [
+            (i, e, "1") for i, e in users]
         sql_text = Path(next(f for f in files if f.endswith(".sql"))).read_text()
-        assert sql_text.count("insert into core.domain_invites") == len(users)
+        assert sql_text.count('insert into "core"."domain_invites"') == len(users)
         runbook = spectral("dr", "runbook", "render", cwd=work_dir, env=env)
         assert "provider exit" in runbook.stdout and "proven" in runbook.stdout
         no_secret_anywhere(work_dir, res.stdout, res.stderr, report.stdout, runbook.stdout)
@@ -240,15 +249,22 @@ def test_exit_from_a_copy_of_the_latest_backup(work_dir: Path, make_cluster: Clu
 def test_reinvite_files_stay_in_the_evidence_folder(make_cluster: ClusterFactory,
                                                     tmp_path: Path) -> None:
     """A table name is the user's: a quoted identifier with `/` and `..` in it must not take
-    the re-invite file out of the evidence folder."""
-    from spectral.exit.reinvite import write_reinvites
+    the re-invite list out of the evidence folder (it is a column of the one list)."""
+    from spectral.exit.reinvite import read_reinvites, write_reinvites
 
     c = make_cluster()
     with c.connect() as conn:
-        conn.execute("create schema auth; create table auth.users (id uuid primary key)")
+        conn.execute("create schema auth; create table auth.users (id uuid primary key, "
+                     "email text)")
         conn.execute('create table public."../../escape" (id uuid references auth.users)')
+        conn.execute("insert into auth.users values (gen_random_uuid(), 'a@example.test')")
+        conn.execute('insert into public."../../escape" select id from auth.users')
     folder = tmp_path / "evidence"
     folder.mkdir()
-    written = write_reinvites(c.conninfo(), folder)
-    assert written and all(Path(p).parent == folder for p in written), written
+    with connect(c.conninfo(), autocommit=False) as conn:
+        found = read_reinvites(conn, ["public"])
+    written = write_reinvites(found, folder, None, print)
+    assert len(written) == 1 and Path(written[0]).parent == folder, written
     assert list(tmp_path.iterdir()) == [folder]
+    with open(written[0], newline="") as f:
+        assert next(csv.reader(f)) == ["id", "email", 'public."../../escape"']

@@ -21,6 +21,7 @@ from pydantic import (
 
 from spectral.config.contract import QUALIFIED, Contract
 from spectral.config.durations import parse_duration
+from spectral.config.invites import ExitInvites
 from spectral.config.secrets import is_secret_ref
 from spectral.ledger.settings import AnyEvidence, FileEvidence
 
@@ -120,6 +121,11 @@ class EnvironmentConfig(BaseModel):
                                   "schemas: another environment's name, or a DSN (a secret "
                                   "reference when it holds a password) of a PostgreSQL "
                                   "elsewhere, connecting as the role that will own them.")
+    exit_invites: ExitInvites | None = Field(
+        default=None, description="The application's invitation table "
+                                  "([environments.<name>.exit_invites]): a proven exit also "
+                                  "writes the SQL that invites every identity of its re-invite "
+                                  "list again; without it, the list alone.")
 
     @field_validator("dsn", "exit_target")
     @classmethod

@@ -36,7 +36,7 @@ from spectral.errors import CheckFailed, ConnectError, RefusedError, SpectralErr
 from spectral.exit import portability
 from spectral.exit.portability import Plan, Report, TargetFacts
 from spectral.exit.proof import prove
-from spectral.exit.reinvite import write_reinvites
+from spectral.exit.reinvite import read_reinvites, write_reinvites
 from spectral.exit.transfer import Connection, Restore, dump
 from spectral.exit.writes import (
     Journal,
@@ -244,6 +244,8 @@ class Exit:
             # (and tables hashed again through their text form, too)
             read = typed(take(self.request.target_dsn, opts))
             source_doc, read = self._common_hashes(source_dsn, snapshot, source_doc, read)
+            invitees = read_reinvites(holder, self.schemas + assessed.carried,
+                                      self.environment.config.exit_invites)
             holder.rollback()
             restore.finish()
             crash_point("exit:sealed")
@@ -255,10 +257,11 @@ class Exit:
             self.result.planned, self.result.comparison = planned, comparison.to_json()
             undo.release_all()
             crash_point("exit:proven")
-        self.result.reinvites = write_reinvites(self.request.target_dsn,
-                                                self.environment.ledger.dir)
-        if comparison.outcome is Outcome.MATCH:
+        if comparison.outcome is Outcome.MATCH:     # only a proven exit writes the list
             self.result.outcome = ExitOutcome.PROVEN
+            self.result.reinvites = write_reinvites(
+                invitees, self.environment.ledger.dir, self.environment.config.exit_invites,
+                self.say)
         else:
             self.result.outcome = ExitOutcome.DIFFERS
             found = [d for s in comparison.schemas for d in s.differences[:5]]

@@ -14,7 +14,6 @@ from spectral.confirm import Operator
 from spectral.durable import write_atomic
 from spectral.environment import Environment
 from spectral.errors import CheckFailed, UsageError
-from spectral.exit.reinvite import write_reinvites
 from spectral.providers.base import Report
 from spectral.recovery_target import LatestTarget
 from spectral.runner import run
@@ -112,8 +111,7 @@ class Failover:
         exit wrote the list; rows stay, re-linked on acceptance, so nothing is lost)."""
         if self.failover_dsn is None:
             raise CheckFailed("no exit target to prepare the re-invites from")
-        if not self.reinvite_files:
-            self.reinvite_files = write_reinvites(self.failover_dsn,
-                                                  self.environment.ledger.dir)
+        if not self.reinvite_files:     # written only by a proven exit, from its source
+            return "no re-invite list: the exit found no identity the moved tables refer to"
         return (f"re-invites: {', '.join(self.reinvite_files)}; identities stayed with the "
                 f"old provider, users sign in again")
