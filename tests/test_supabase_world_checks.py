@@ -242,3 +242,8 @@ def test_the_world_backs_up_drills_and_each_realistic_change_is_named(work_dir: 
         # not in the fingerprint: roles, their attributes and memberships
         _do(dsn, "revoke authenticated from authenticator")
         assert _compare(work_dir, base)[1] == seen
+        text = spectral("--env", "staging", "dr", "compare", str(base), "staging",
+                        cwd=work_dir).stdout
+        assert "  event triggers: mismatch\n    - event trigger log_ddl: added" in text, text
+        assert "    - event trigger pgrst_ddl_watch: disabled" in text.split(
+            "drift in extensions", 1)[1], text
