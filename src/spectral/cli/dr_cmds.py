@@ -105,6 +105,10 @@ def _print_comparison(c: Console, cmp: Comparison, labels: tuple[str, str]) -> N
         c.print(f"  schema {s.name}: {s.outcome.value}")
         for d in s.differences:
             c.print(f"    - {d}")
+    if cmp.database.outcome is not Outcome.MATCH:
+        c.print(f"  event triggers: {cmp.database.outcome.value}")
+        for d in cmp.database.differences:
+            c.print(f"    - {d}")
     for s in cmp.drift:
         if s.outcome is not Outcome.MATCH:
             tag = "" if cmp.include_managed else " (managed schema: drift, not a failure)"

@@ -78,8 +78,9 @@ class Planned:
                    SchemaEntry.of(self._defaults({k: self._object(k, o)
                                                   for k, o in entry.objects.items()}))
                    for name, entry in doc.schemas.items()}
-        # shims live in the managed schemas: not part of the proof
-        return replace(doc, schemas=schemas, managed={}).sealed()
+        # shims live in the managed schemas, event triggers are left out (portability): neither
+        # is part of the proof
+        return replace(doc, schemas=schemas, managed={}, database=None).sealed()
 
     def _object(self, key: str, obj: dict[str, Any]) -> dict[str, Any]:
         obj = copy.deepcopy(obj)

@@ -23,7 +23,7 @@ from psycopg import sql
 
 from spectral.errors import CouldNotVerify
 from spectral.verify import content as content_mod
-from spectral.verify.catalog import KINDS, SCHEMA, objects_from
+from spectral.verify.catalog import EVENT_TRIGGERS, KINDS, SCHEMA, database_from, objects_from
 from spectral.verify.content import Method, TablePlan, TableStatus
 from spectral.verify.document import SchemaEntry, Source
 from spectral.verify.fingerprint import (
@@ -131,8 +131,9 @@ class QueryReader:
                         head["sysid"], head["timeline"], _iso(head["last_commit"]), READ_BY)
         partitions = {str(k): list(v) for k, v in _tuples(head["partitions"])}
         sequences = sequences_from_rows(_tuples(head["sequences"])) if opts.content else None
+        database = SchemaEntry.of(database_from(head["event_triggers"]))
         return document(datetime.fromisoformat(head["now"]), source, opts, schemas, managed,
-                        facts, partitions, sequences)
+                        facts, partitions, sequences, database)
 
     def _choose_methods(self, plans: list[TablePlan]) -> None:
         """The per-column hash where one row of the table takes it, else the text hash: the
@@ -274,6 +275,7 @@ def _plan_sql(opts: Options) -> str:
             where c.relkind = 'r' and c.relrowsecurity
               and n.nspname = any({literal(schemas)}::text[])''')},
   'partitions', {rows_json(inline(PARTITIONS_SQL, (schemas,)))},
+  'event_triggers', {rows_json(EVENT_TRIGGERS)},
   'sequences', {sequences})"""
 
 

@@ -243,14 +243,25 @@ select x.extname, x.extversion, xn.nspname from pg_extension x
 join pg_namespace xn on xn.oid = x.extnamespace where xn.oid = %(s)s::regnamespace
 """
 
+# Objects of the whole database, in no schema: event triggers (tags sorted: their order says
+# nothing; NULL is every command). Extension members are left out, as in a schema.
+EVENT_TRIGGERS = f"""
+select v.evtname as name, v.evtevent as event,
+       (select array_agg(t order by t) from unnest(v.evttags) t) as tags,
+       v.evtfoid::regprocedure::text as function, v.evtenabled as enabled
+from pg_event_trigger v
+where {EXT_MEMBERS.format(cat='pg_event_trigger', oid='v.oid')}
+"""
+
 # What the descriptions hold, by version: a fingerprint taken before a version added a property
-# is compared without it (compare.py), so older snapshots stay comparable.
-CATALOG_VERSION = 2
+# (or a kind of object) is compared without it (compare.py), so older snapshots stay comparable.
+CATALOG_VERSION = 3
 ADDED_IN: dict[int, dict[str, tuple[str, ...]]] = {
     2: {"table": ("replica_identity", "replica_index", "access_method", "publications"),
         "view": ("populated",), "index": ("clustered",),
         "column": ("storage", "compression", "statistics")},
 }
+KINDS_ADDED_IN: dict[int, tuple[str, ...]] = {3: ("event_trigger",)}
 
 # kind -> (query, key columns): an object's key is "<kind> <schema>.<key parts joined by '.'>"
 KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -290,6 +301,18 @@ def describe_schema(conn: psycopg.Connection[Any], schema: str) -> Objects | Non
             cur.execute(sql, {"s": schema})
             rows[kind] = cur.fetchall()
     return objects_from(schema, head, rows)
+
+
+def describe_database(conn: psycopg.Connection[Any]) -> Objects:
+    """The objects of the whole database (its event triggers), keyed by kind and name."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(EVENT_TRIGGERS)
+        return database_from(cur.fetchall())
+
+
+def database_from(event_triggers: list[dict[str, Any]]) -> Objects:
+    """The database's description from the rows of EVENT_TRIGGERS."""
+    return dict(sorted((f"event_trigger {row['name']}", _clean(row)) for row in event_triggers))
 
 
 def objects_from(schema: str, head: dict[str, Any] | None,

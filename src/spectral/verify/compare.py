@@ -1,5 +1,6 @@
 """Compare two fingerprints: per schema match or mismatch with object-level differences in
-words, per table counts and content, managed schemas as drift."""
+words, per table counts and content, managed schemas as drift; the database's event triggers
+each named in a line, those whose function lives in a managed schema as that schema's drift."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from spectral.verify.catalog import ADDED_IN
+from spectral.verify.catalog import ADDED_IN, KINDS_ADDED_IN
 from spectral.verify.content import TableStatus
 from spectral.verify.document import (
     Fingerprint,
@@ -17,6 +18,7 @@ from spectral.verify.document import (
     TableFacts,
     typed,
 )
+from spectral.verify.events import event_trigger_diffs
 
 
 class Outcome(StrEnum):
@@ -61,11 +63,13 @@ class Comparison:
     drift: list[SchemaDiff]
     tables: list[TableDiff]
     include_managed: bool = False
+    # the event triggers of the whole database whose function is not the platform's
+    database: SchemaDiff = field(default_factory=lambda: SchemaDiff("database", Outcome.MATCH))
 
     @property
     def outcome(self) -> Outcome:
-        outcomes = [p.outcome for p in [*self.schemas, *(self.drift if self.include_managed
-                                                          else [])]]
+        outcomes = [p.outcome for p in [*self.schemas, self.database,
+                                        *(self.drift if self.include_managed else [])]]
         outcomes += [t.outcome for t in self.tables]
         if Outcome.MISMATCH in outcomes:
             return Outcome.MISMATCH
@@ -82,6 +86,8 @@ class Comparison:
                        "differences": s.differences} for s in self.drift],
             "tables": [{"table": t.name, "outcome": t.outcome.value, "rows": list(t.rows),
                         "content": list(t.content), "detail": t.detail} for t in self.tables],
+            "database": {"outcome": self.database.outcome.value,
+                         "differences": self.database.differences},
         }
 
 
@@ -265,6 +271,7 @@ def compare(a: Fingerprint | Json, b: Fingerprint | Json, *, include_managed: bo
               for s in sorted(set(fa.schemas) | set(fb.schemas))]
     drift = [diff_schema(s, fa.managed.get(s, missing), fb.managed.get(s, missing))
              for s in sorted(set(fa.managed) | set(fb.managed))]
+    database = _database(fa, fb, drift)
     use_content = (fa.content and fb.content) if content is None else content
     names = tables if tables is not None else sorted(set(fa.tables) | set(fb.tables))
     tdiffs = [diff_table(t, _facts(fa, t), _facts(fb, t),
@@ -273,7 +280,26 @@ def compare(a: Fingerprint | Json, b: Fingerprint | Json, *, include_managed: bo
     if use_content and tables is None and fa.sequences is not None and \
             fb.sequences is not None:
         tdiffs += _sequence_diffs(fa.sequences, fb.sequences)
-    return Comparison(sdiffs, drift, tdiffs, include_managed)
+    return Comparison(sdiffs, drift, tdiffs, include_managed, database)
+
+
+def _database(fa: Fingerprint, fb: Fingerprint, drift: list[SchemaDiff]) -> SchemaDiff:
+    """The event triggers' differences: the platform's (their function in a managed schema)
+    first among that schema's drift, the others as the database's."""
+    empty = SchemaEntry(False, None)
+    platform = set(fa.managed) | set(fb.managed)
+    ours, theirs = event_trigger_diffs((fa.database or empty).objects,
+                                       (fb.database or empty).objects, platform)
+    by_name = {d.name: d for d in drift}
+    for schema, lines in sorted(theirs.items()):
+        entry = by_name.get(schema)
+        if entry is None:
+            entry = by_name[schema] = SchemaDiff(schema, Outcome.MATCH)
+            drift.append(entry)
+        entry.outcome = Outcome.MISMATCH
+        entry.differences[:0] = lines
+    drift.sort(key=lambda d: d.name)
+    return SchemaDiff("database", Outcome.MISMATCH if ours else Outcome.MATCH, ours)
 
 
 def _facts(doc: Fingerprint, name: str) -> TableFacts | None:
@@ -296,6 +322,7 @@ def _common_catalog(doc: Fingerprint, version: int) -> Fingerprint:
     are taken out, so an older snapshot compares with a newer fingerprint on what both saw."""
     if version >= doc.catalog_version:
         return doc
+    later = {k for added, ks in KINDS_ADDED_IN.items() if added > version for k in ks}
     drop: dict[str, set[str]] = {}
     for added, kinds in ADDED_IN.items():
         if added > version:
@@ -313,11 +340,13 @@ def _common_catalog(doc: Fingerprint, version: int) -> Fingerprint:
         if entry.missing:
             return entry
         return SchemaEntry.of({k: strip_object(k.split(" ")[0], o)
-                               for k, o in entry.objects.items()})
+                               for k, o in entry.objects.items()
+                               if k.split(" ")[0] not in later})
 
     return replace(doc, catalog_version=version,
                    schemas={n: strip(e) for n, e in doc.schemas.items()},
-                   managed={n: strip(e) for n, e in doc.managed.items()})
+                   managed={n: strip(e) for n, e in doc.managed.items()},
+                   database=None if doc.database is None else strip(doc.database))
 
 
 def _sequence_diffs(a: dict[str, SequenceValue],

@@ -1,5 +1,6 @@
 """The fingerprint document as types: where and when it was taken (`Source`), each schema's
-description and checksum (`SchemaEntry`), each table's facts (`TableFacts`), the whole sealed
+description and checksum (`SchemaEntry`; the whole database's event triggers are one more
+such entry), each table's facts (`TableFacts`), the whole sealed
 document (`Fingerprint`). JSON only at the edges: `to_json` gives the document exactly as it is
 written to a file, kept in the ledger and printed with --json (keys in this order, the seal
 included); `from_json` reads one back, older versions' missing parts as their defaults."""
@@ -122,6 +123,9 @@ class Fingerprint:
     partitions: dict[str, list[str]] = field(default_factory=dict)
     sequences: dict[str, SequenceValue] | None = None   # with --content only
     seal: str = ""                          # the checksum of the rest; "" until sealed
+    # the objects of the whole database, in no schema (event triggers), as one entry that is
+    # never missing; None in a document taken before catalog version 3 described them
+    database: SchemaEntry | None = None
 
     def body(self) -> Json:
         return {"format": FORMAT, "version": VERSION, "taken_at": self.taken_at,
@@ -129,6 +133,9 @@ class Fingerprint:
                 "catalog_version": self.catalog_version,
                 "schemas": {n: e.to_json() for n, e in self.schemas.items()},
                 "managed": {n: e.to_json() for n, e in self.managed.items()},
+                **({"database": {"checksum": self.database.checksum,
+                                 "objects": self.database.objects}}
+                   if self.database is not None else {}),
                 "tables": {n: t.to_json() for n, t in self.tables.items()},
                 "partitions": self.partitions,
                 **({"sequences": self.sequences} if self.sequences is not None else {})}
@@ -150,7 +157,8 @@ class Fingerprint:
                    {n: SchemaEntry.from_json(e) for n, e in d.get("managed", {}).items()},
                    {n: TableFacts.from_json(t) for n, t in d.get("tables", {}).items()},
                    {n: list(v) for n, v in d.get("partitions", {}).items()},
-                   d.get("sequences"), str(d.get("seal", "")))
+                   d.get("sequences"), str(d.get("seal", "")),
+                   SchemaEntry.from_json(d["database"]) if "database" in d else None)
 
 
 def typed(doc: Fingerprint | Json) -> Fingerprint:

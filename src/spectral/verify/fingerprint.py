@@ -23,7 +23,7 @@ from spectral.errors import CouldNotVerify, UsageError
 from spectral.pg.conn import Sessions, describe
 from spectral.verify import content as content_mod
 from spectral.verify import locks
-from spectral.verify.catalog import CATALOG_VERSION, describe_schema
+from spectral.verify.catalog import CATALOG_VERSION, describe_database, describe_schema
 from spectral.verify.document import (
     FORMAT,
     VERSION,
@@ -203,6 +203,7 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> dict[str, Any]
                        for s in opts.schemas}
             managed = {s: SchemaEntry.of(objs) for s in opts.managed if s not in opts.schemas
                        and s in present and (objs := describe_schema(conn, s)) is not None}
+            whole = SchemaEntry.of(describe_database(conn))
             partitions = _partitions(conn, readable)
             sequences = _sequences(conn, list(opts.schemas)) if opts.content else None
             if ready.wait(READY_WAIT):
@@ -214,19 +215,20 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> dict[str, Any]
             raise
     conn.rollback()
     source = Source(version, version_num, str(lsn), database, sysid, timeline, last_commit)
-    return document(now, source, opts, schemas, managed, facts, partitions, sequences)
+    return document(now, source, opts, schemas, managed, facts, partitions, sequences, whole)
 
 
 def document(now: datetime, source: Source, opts: Options,
              schemas: dict[str, SchemaEntry], managed: dict[str, SchemaEntry],
              facts: dict[str, content_mod.TableFacts], partitions: dict[str, list[str]],
-             sequences: dict[str, int | str | None] | None) -> dict[str, Any]:
+             sequences: dict[str, int | str | None] | None,
+             database: SchemaEntry) -> dict[str, Any]:
     """The sealed fingerprint document, however its parts were read (as JSON: it is written
     to files and the ledger as it is; `Fingerprint.from_json` reads it)."""
     return Fingerprint(now.astimezone(UTC).isoformat(timespec="milliseconds"), source,
                        opts.content, CATALOG_VERSION, schemas, managed,
                        {name: _facts(f) for name, f in sorted(facts.items())}, partitions,
-                       sequences).sealed().to_json()
+                       sequences, database=database).sealed().to_json()
 
 
 def retake(conninfo: str, schemas: tuple[str, ...], tables: set[str],
