@@ -33,6 +33,7 @@ from spectral.providers.capabilities import RecoveryReached, UndoOutcome
 from spectral.providers.local.intent import (
     RECORD_NAME,
     RESTORE,
+    SERVER_RAN,
     UNDO,
     Journal,
     crash_point,
@@ -157,11 +158,7 @@ class InPlace:
             reached = self.restorer.recover(cluster, restore_plan, window, False, progress)
         except BaseException:
             cluster.stop(timeout=30)
-            shutil.rmtree(cluster.data_dir, ignore_errors=True)
-            rename_durable(aside, cluster.data_dir)
-            self.journal.end()
-            if was_running:
-                cluster.start()
+            self._roll_back(intent, cluster, was_running)
             raise
         crash_point("restore:recovered")
         _settle(cluster, host)
@@ -179,6 +176,25 @@ class InPlace:
         return Rewound(what, restore_plan.chain[-1].id, str(aside), tuple(discarded),
                        RecoveryReached.from_json({**reached,
                                                   "resolved": restore_plan.why or None})), intent
+
+    def _roll_back(self, intent: dict[str, Any], cluster: Cluster, was_running: bool) -> None:
+        """The intact live data goes back, as after a kill (intent.roll_back_restore): once
+        a server ran on the restored data it may have promoted it and archived a new timeline
+        (a recovery that ended short of the archive does), and later restores to the latest
+        point would follow that one; the put-back database then moves to a timeline above it."""
+        from spectral.providers.local.intent import roll_back_restore
+
+        if intent.get("phase") not in SERVER_RAN:
+            shutil.rmtree(cluster.data_dir, ignore_errors=True)
+            rename_durable(Path(intent["aside"]), cluster.data_dir)
+            self.journal.end()
+            if was_running:
+                cluster.start()
+            return
+        done = roll_back_restore(self.host, self.journal, intent, self)
+        self.host.tell(f"the in-place restore failed: {done.message.split(': ', 1)[-1]}")
+        if was_running and not cluster.is_running():
+            cluster.start()
 
     def _commit(self, cluster: Cluster, what: str, aside: Path, intent: dict[str, Any]
                 ) -> None:

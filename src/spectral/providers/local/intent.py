@@ -236,6 +236,12 @@ def owed_key(d: dict[str, Any]) -> str:
     return f"{d.get('op')}-{d.get('owner_pid')}-{d.get('begun_at')}"
 
 
+def roll_back_restore(local: LocalEnvironment, journal: Journal, d: dict[str, Any],
+                      inplace: InPlace) -> Recovered:
+    """An in-place restore that failed in its own process, rolled back as after a kill."""
+    return _roll_back_restore(local, journal, d, _checked_paths(local, d), inplace)
+
+
 def _roll_back_restore(local: LocalEnvironment, journal: Journal, d: dict[str, Any],
                        paths: dict[str, Path], inplace: InPlace | None) -> Recovered:
     """Not committed: the kept-aside copy is the intact live data; it goes back. The
