@@ -39,11 +39,17 @@ class Environment:
         """The evidence ledger, in the configured store (opened on first use: a command that
         only reads the database needs no signing key)."""
         if self._ledger is None:
+            self._open_ledger()
+            with contextlib.suppress(SpectralError):   # a damaged ledger: owed until repaired
+                self.record_owed()
+        assert self._ledger is not None
+        return self._ledger
+
+    def _open_ledger(self) -> Ledger:
+        if self._ledger is None:
             from spectral.ledger.open import open_ledger
 
             self._ledger = open_ledger(self.spectral, self.name)
-            with contextlib.suppress(SpectralError):   # a damaged ledger: owed until repaired
-                self.record_owed()
         return self._ledger
 
     def record_owed(self) -> int:
@@ -53,9 +59,13 @@ class Environment:
         from spectral.ledger.outbox import Outbox, deliver
 
         outbox = Outbox(self.state_dir)
+        for path in outbox.unreadable():
+            if self.report is not None:
+                self.report(f"spectral: {path} cannot be read: an entry owed to the ledger (an "
+                            f"in-place restore or undo) is not recorded; look at the file")
         if not outbox.owed():
             return 0
-        return deliver(outbox, self.ledger, self.name)
+        return deliver(outbox, self._open_ledger(), self.name)
 
     @property
     def provider(self) -> Provider:

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from spectral.cli.state import AppState, state
 from spectral.config.durations import format_duration
-from spectral.errors import UsageError
+from spectral.errors import SpectralError, UsageError
 from spectral.providers.capabilities import RecoveryReached, missing
 
 if TYPE_CHECKING:
@@ -207,13 +207,24 @@ def restore_cmd(
         with restore_progress(show) as progress:
             done = in_place_undo.restore(target, confirmed=yes, progress=progress,
                                          options=options)
-        st.environment().record_owed()
+        record_owed(st, "the in-place restore")
         st.emit(done.to_json(), lambda c: _print_in_place(c, done))
         return
     instances = needed(p, p.restored_instances(), "spectral dr restore", "restored_instances")
     with restore_progress(show) as progress:
         inst = instances.restore(target, pause=pause, progress=progress, options=options)
     st.emit(inst.to_json(), lambda c: _print_instance(c, target, inst))
+
+
+def record_owed(st: AppState, what: str) -> None:
+    """The entry the operation owes the ledger, appended now; if the ledger cannot take it
+    (damaged meanwhile), the operation is still done and says so: the entry waits, owed,
+    until the ledger is repaired."""
+    try:
+        st.environment().record_owed()
+    except SpectralError as exc:
+        st.err.print(f"spectral: {what} is done but not recorded yet: {exc.message}"
+                     + (f" ({exc.hint})" if exc.hint else ""))
 
 
 def _print_in_place(c: Console, done: InPlaceResult) -> None:
@@ -266,7 +277,7 @@ def _undo_or_discard(st: AppState, undo: bool, yes: bool) -> None:
         return
     st.environment().ledger.check_appendable()
     done = in_place.undo(confirmer)
-    st.environment().record_owed()
+    record_owed(st, "the undo")
     st.emit(done.to_json(), lambda c: c.print(
         f"{done.environment}: put back {done.restored}; the restore is kept aside at "
         f"{done.set_aside}. The database is now on timeline {done.timeline}, which "

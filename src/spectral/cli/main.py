@@ -105,6 +105,12 @@ def run_cli(argv: list[str]) -> int:
             return _fail("aborted", 130)
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             return _fail(exc.format_message(), ExitCode.USAGE)
+        lost = _connection_lost(exc)
+        if lost is not None:
+            if debug:
+                _traceback()
+            return _fail(lost, ExitCode.COULD_NOT_VERIFY,
+                         "the server was stopped or restarted meanwhile; run the command again")
         if debug:
             _traceback()
         return _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
@@ -112,6 +118,16 @@ def run_cli(argv: list[str]) -> int:
     if code == 130:
         return _fail("interrupted; everything this command started was stopped", 130)
     return int(code) if isinstance(code, int) else ExitCode.OK
+
+
+def _connection_lost(exc: BaseException) -> str | None:
+    """A connection PostgreSQL ended under a command (a shutdown, a restart, a terminated
+    backend): one line, not an internal error. psycopg is only looked at when it is loaded."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None or not isinstance(exc, psycopg.OperationalError):
+        return None
+    said = " ".join(str(exc).split()) or type(exc).__name__
+    return f"a database connection was lost: {redact(said)}"
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from spectral.durable import fsync_dir, write_atomic
+from spectral.errors import CouldNotVerify
 from spectral.ledger.store import EntryKind, Ledger
 from spectral.redact import redact_obj
 
@@ -49,6 +50,13 @@ class Outbox:
         fsync_dir(self.dir)
         return key
 
+    def check(self) -> None:
+        """Before an operation that will owe an entry: the outbox can take it."""
+        if self.dir.exists() and not self.dir.is_dir():
+            raise CouldNotVerify(f"{self.dir} is not a directory: what this operation owes "
+                                 f"the ledger could not be kept; nothing was changed",
+                                 hint="move the file away")
+
     def owed(self) -> list[Owed]:
         """What is owed, in the order it was owed."""
         out = []
@@ -59,8 +67,15 @@ class Outbox:
                                                            EntryKind(d["kind"]),
                                                            dict(d["data"]))))
             except (OSError, ValueError, KeyError, TypeError):
-                continue     # written atomically: only a hand-edited file is unreadable
+                continue     # written atomically: only a damaged file is (`unreadable`)
         return [owed for _, owed in sorted(out, key=lambda o: (o[0], o[1].key))]
+
+    def unreadable(self) -> list[Path]:
+        """Owed entries that cannot be read (damaged by hand or by the disk): never dropped in
+        silence, every command that records them says so."""
+        readable = {o.path for o in self.owed()}
+        return sorted(p for p in self.dir.glob("*.json") if p not in readable) \
+            if self.dir.is_dir() else []
 
     def settle(self, owed: Owed) -> None:
         owed.path.unlink(missing_ok=True)

@@ -255,14 +255,9 @@ class LocalEnvironment:
         return cluster, True
 
     def _recover_interrupted(self) -> None:
-        from spectral.providers.local.intent import Journal, recover_in_place
+        from spectral.providers.local.intent import recover_in_place
 
-        journal = Journal(self.paths.cluster_dir)
-        owner = journal.running_owner()
-        if owner is not None:
-            raise ClusterError(f"pid {owner} is replacing this environment's data directory "
-                               f"(an in-place restore or its undo); not starting the server "
-                               f"under it", hint="wait until it has finished")
+        self._refuse_during_replacement("starting the server")
         done = recover_in_place(self, None)
         if done is not None:
             self.tell(done.message)
@@ -290,8 +285,18 @@ class LocalEnvironment:
         if not self.exists():
             return False
         with self._start_lock():
+            self._refuse_during_replacement("stopping the server")
             self._started_marker.unlink(missing_ok=True)
             return self.cluster().stop()
+
+    def _refuse_during_replacement(self, doing: str) -> None:
+        from spectral.providers.local.intent import Journal
+
+        owner = Journal(self.paths.cluster_dir).running_owner()
+        if owner is not None:
+            raise ClusterError(f"pid {owner} is replacing this environment's data directory "
+                               f"(an in-place restore or its undo); not {doing} under it",
+                               hint="wait until it has finished")
 
     @property
     def _started_marker(self) -> Path:

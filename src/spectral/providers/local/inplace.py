@@ -115,6 +115,7 @@ class InPlace:
                                "needs --yes", hint="without --in-place a restore goes into a "
                                                    "new throwaway instance")
         with self.busy("in-place restore"):
+            self.outbox.check()
             done, intent = self._restore(target, progress)
             record = InPlaceRestoreRecord(f"in-place restore to {done.target}", done.target,
                                           done.backup, done.previous, done.discarded)
@@ -240,6 +241,7 @@ class InPlace:
                 raise RefusedError("there is no in-place restore to undo (only the newest one "
                                    "can be undone, once)", hint="spectral dr restore --in-place "
                                    "--target-... restores to an earlier point instead")
+            self.outbox.check()
             done, intent = self._undo(rec)
             undone = UndoRecord(f"undo of the in-place restore to {rec['target']}",
                                 done.environment, done.restored, done.set_aside, done.timeline)
