@@ -187,7 +187,7 @@ CHANGES: list[tuple[str, str, str, tuple[str, ...]]] = [
      "auth", ("auth.users_instance_id_idx (index)", "dropped")),
     ("default privilege revoked", "alter default privileges for role postgres in schema "
      "public revoke all on tables from anon",
-     "public", ("default_acl", "postgres", "anon")),
+     "public", ("default privileges on tables created by postgres", "anon")),
     ("event trigger disabled", "alter event trigger pgrst_ddl_watch disable",
      "extensions", ("event trigger pgrst_ddl_watch: disabled",)),
     ("event trigger dropped", "drop event trigger pgrst_drop_watch",
