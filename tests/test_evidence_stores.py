@@ -281,3 +281,19 @@ def test_an_object_name_that_is_not_a_plain_file_is_refused(tmp_path: Path, s3: 
     with pytest.raises(CouldNotVerify, match="not one spectral writes"):
         reader.sync()
     assert not (tmp_path / "r" / ".spectral").joinpath("..").is_file()
+
+
+def test_a_reinvite_list_never_leaves_the_machine_through_the_git_store(tmp_path: Path) -> None:
+    """An exit's re-invite list holds users' e-mails: written into the evidence folder (0600)
+    and named in the ledger, but the git store publishes its folder, so it was pushed."""
+    remote = tmp_path / "evidence.git"
+    run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], timeout=60)
+    writer = open_ledger(load_config(None, cwd=clone(tmp_path, "w", git_store(remote))), "prod")
+    writer.sync()
+    (writer.dir / "reinvites-20261205T000000.csv").write_text("id,email\n1,a@example.test\n")
+    writer.append(EntryKind.EXIT, "prod", {"reinvites": ["reinvites-20261205T000000.csv"]})
+    reader = open_ledger(load_config(None, cwd=clone(tmp_path, "r", git_store(remote))), "prod")
+    reader.sync()
+    assert reader.entries()[-1].data["reinvites"] == ["reinvites-20261205T000000.csv"]
+    assert not list(reader.dir.glob("reinvites-*")), "the e-mails were pushed"
+    assert (writer.dir / "reinvites-20261205T000000.csv").exists()

@@ -111,6 +111,7 @@ class GitRemote:
         _write_seen(folder, {"commit": head})
 
     def publish(self, folder: Path, seq: int, line: str) -> bool:
+        _keep_local(folder)
         self.git(folder, "add", "-A")
         self.git(folder, "commit", "-q", "-m", f"ledger entry {seq}")
         if not self.url:
@@ -315,3 +316,17 @@ def _write_seen(folder: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
+
+
+# files of the evidence folder that never leave the machine: an exit's re-invite list holds
+# the users' e-mails (personal data); the ledger entry names it, the store does not carry it
+LOCAL_ONLY = ("reinvites-*",)
+
+
+def _keep_local(folder: Path) -> None:
+    exclude = folder / ".git" / "info" / "exclude"
+    have = exclude.read_text().splitlines() if exclude.exists() else []
+    missing = [p for p in LOCAL_ONLY if p not in have]
+    if missing:
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        exclude.write_text("\n".join([*have, *missing]) + "\n")
