@@ -2,7 +2,8 @@
 image, an `auth` schema owned by its own admin role that is also a grantee, default privileges
 of the owner role, a trigger on auth.users filling public.profiles, policies through
 auth.uid(), privilege lists with MAINTAIN), with `schemas = ["public"]` and with
-`["public", "auth"]`, into PostgreSQL 15 and 18 as a role that is not a superuser. The facts
+`["public", "auth"]`, into PostgreSQL 15 and 18 as a role that is not a superuser (the owner's
+own privileges partial while the target has a role of the owner's name: defect 8). The facts
 (role names and attributes, grants, the trigger pattern) are Supabase's public ones; the
 complete world is tests/supabase_world.py."""
 
@@ -54,6 +55,7 @@ alter table public.todos enable row level security;
 create policy own_todos on public.todos to authenticated using (auth.uid() = user_id)
   with check (auth.uid() = user_id);
 revoke truncate on public.todos from authenticated;
+revoke truncate on public.profiles from postgres;
 """
 
 
