@@ -161,3 +161,63 @@ def test_messages_read_as_the_operator_needs_them(work_dir: Path,
     assert lines == ["default privileges on tables created by postgres in schema public: "
                      "dropped"]
     assert not any("core." in (s.consequence or "") + s.action for s in SHIMS.values())
+
+
+def test_what_an_exit_from_supabase_real_migrations_met(work_dir: Path,
+                                                        make_cluster: ClusterFactory) -> None:
+    """An adversary round on a database built from Supabase's own migrations (session 10):
+    - a table in the Realtime publication failed every proof ("publications ... -> none")
+      although the report leaves publications out;
+    - an extension that is not trusted was planned as creatable by a CREATEROLE role, then
+      "internal error: InsufficientPrivilege" after writing;
+    - a body reading auth.users.email was proven while the shim has only id (broken on the
+      target); `"storage"."objects"` quoted in a body was not seen at all;
+    - `extensions.similarity(...)` (pg_trgm's) in a body was refused as a managed object."""
+    source = source_cluster(make_cluster)
+    with source.connect() as conn:
+        conn.execute("create schema extensions")
+        conn.execute("create extension pg_trgm schema extensions")
+        conn.execute("create extension moddatetime schema extensions")
+        conn.execute("alter table public.profiles add column updated_at timestamptz")
+        conn.execute("create trigger touch before update on public.profiles for each row "
+                     "execute function extensions.moddatetime(updated_at)")
+        conn.execute("create function public.search(q text) returns setof public.todos "
+                     "language sql stable set search_path = '' as $$ select * from "
+                     "public.todos where extensions.similarity(task, q) > 0.3 $$")
+        conn.execute("create publication supabase_realtime for table public.todos")
+    configure(work_dir, source, ["public"])
+    _target, dsn = target_cluster(make_cluster, None)
+
+    def report() -> dict[tuple[str, str], dict[str, object]]:
+        res = spectral("dr", "portability", "--target", dsn, "--json", cwd=work_dir)
+        assert res.returncode in (0, 1), res.stderr    # 1: something is refused
+        return {(i["kind"], i["name"]): i for i in json.loads(res.stdout)["items"]}
+
+    items = report()
+    assert items[("extension", "moddatetime")]["plan"] == "refuse"
+    assert "superuser" in str(items[("extension", "moddatetime")]["action"])
+    assert items[("extension", "pg_trgm")]["plan"] in ("shim", "available")
+    assert not any(k[0].startswith("name in") for k in items), sorted(items)
+    res = spectral("dr", "exit", "--to", dsn, "--yes", cwd=work_dir)
+    assert res.returncode == 2 and "moddatetime" in res.stderr, res.stderr
+    assert "internal error" not in res.stderr
+
+    with source.connect() as conn:   # without it: the publication alone must not fail it
+        conn.execute("drop trigger touch on public.profiles")
+        conn.execute("drop extension moddatetime")
+    res = spectral("dr", "exit", "--to", dsn, "--yes", "--json", cwd=work_dir)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr
+    assert json.loads(res.stdout)["outcome"] == "proven"
+
+    for body in ("select email from auth.users where id = auth.uid()",
+                 'select count(*)::text from "storage"."objects"'):
+        configure(work_dir, source, ["public"])
+        with source.connect() as conn:
+            conn.execute("create schema if not exists storage")
+            conn.execute("create table if not exists storage.objects (id int)")
+            conn.execute("create or replace function public.peek() returns text "
+                         f"language sql stable as $$ {body} $$")
+        items = report()
+        refused = [k for k, i in items.items() if i["plan"] == "refuse"]
+        assert refused, (body, sorted(items))
+        assert any("email" in k[1] or "storage.objects" in k[1] for k in refused), refused

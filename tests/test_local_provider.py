@@ -225,7 +225,7 @@ def test_in_place_restore_can_be_undone(env: LocalProvider) -> None:
     # restores to the latest point must follow the live database, not that abandoned timeline
     sql(env, "create table after_undo (id int)")
     sql(env, "insert into after_undo values (1)")
-    # the undo's recovery ran without the WAL summarizer (see inplace._settle): an incremental
+    # the undo's recovery ran without the WAL summarizer (see settle.settle): an incremental
     # is refused with the way out, never built on the undone timeline's backup
     with pytest.raises(UsageError, match="needs WAL summaries") as exc:
         env.backup(incremental=True)

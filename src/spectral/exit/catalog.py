@@ -209,3 +209,17 @@ from pg_auth_members a join pg_roles r on r.oid = a.roleid join pg_roles m on m.
 where r.rolname = any(%(r)s) and not m.rolsuper and m.rolname not like 'pg\\_%%'
 order by 2, 1
 """
+
+# the extension an object named in a function body belongs to (`extensions.similarity` is
+# pg_trgm's): planned as that extension, not as a managed schema's object
+EXT_MEMBER_SQL = """
+select e.extname from pg_depend d join pg_extension e on e.oid = d.refobjid
+where d.deptype = 'e' and d.refclassid = 'pg_extension'::regclass and (
+  (d.classid = 'pg_proc'::regclass and d.objid in (select oid from pg_proc
+    where pronamespace = to_regnamespace(%(schema)s) and proname = %(name)s))
+  or (d.classid = 'pg_class'::regclass and d.objid in (select oid from pg_class
+    where relnamespace = to_regnamespace(%(schema)s) and relname = %(name)s))
+  or (d.classid = 'pg_type'::regclass and d.objid in (select oid from pg_type
+    where typnamespace = to_regnamespace(%(schema)s) and typname = %(name)s)))
+limit 1
+"""

@@ -46,6 +46,7 @@ class TargetFacts:
     extensions: dict[str, tuple[str | None, str | None, bool]]   # name: installed, default, trusted
     privileges: set[str]                                          # on tables, for its major
     functions: set[str]                                           # regprocedure texts it has
+    superuser: bool = False       # only a superuser creates an extension that is not trusted
 
     @property
     def major(self) -> int:

@@ -268,7 +268,9 @@ class Exit:
             found += [f"{t.name}: {t.outcome.value}" for t in comparison.tables
                       if t.outcome is not Outcome.MATCH]
             raise CheckFailed(f"the copy in {self.result.target} differs from the source in "
-                              f"ways the exit did not plan: " + "; ".join(found))
+                              f"ways the exit did not plan: " + "; ".join(found),
+                              hint="the copy stays in the target for a look; empty its "
+                                   "schemas before the next exit into it")
 
     def _common_hashes(self, source_dsn: str, snapshot: str, source_doc: Fingerprint,
                        target_doc: Fingerprint) -> tuple[Fingerprint, Fingerprint]:

@@ -23,6 +23,7 @@ from spectral.exit.catalog import (
     CATALOG_FUNCTIONS_SQL,
     DEPENDENCIES_SQL,
     EVENT_TRIGGERS_SQL,
+    EXT_MEMBER_SQL,
     EXTENSIONS_SQL,
     FEATURES,
     OWNERS_SQL,
@@ -44,10 +45,11 @@ CARRIED_SCHEMAS = ("spectral_hooks",)
 # ---- what the source depends on ---------------------------------------------------------
 def target_facts(conn: psycopg.Connection[Any], functions: list[str]) -> TargetFacts:
     """What the target has: its version, user, roles, extensions, privileges, functions."""
-    version, user, createrole = conn.execute(
+    version, user, createrole, superuser = conn.execute(
         "select current_setting('server_version_num')::int, current_user, "
-        "(select rolcreaterole or rolsuper from pg_roles where rolname = current_user)"
-    ).fetchone() or (0, "", False)
+        "(select rolcreaterole or rolsuper from pg_roles where rolname = current_user), "
+        "(select rolsuper from pg_roles where rolname = current_user)"
+    ).fetchone() or (0, "", False, False)
     roles = {r[0] for r in conn.execute("select rolname from pg_roles")}
     extensions = {r[0]: (r[1], r[2], bool(r[3])) for r in conn.execute(
         "select a.name, a.installed_version, a.default_version, "
@@ -60,7 +62,7 @@ def target_facts(conn: psycopg.Connection[Any], functions: list[str]) -> TargetF
     have = {f for f in functions if conn.execute(
         "select to_regprocedure(%s) is not null", (f,)).fetchone() == (True,)}
     return TargetFacts(int(version), str(user), bool(createrole), roles, extensions,
-                       privileges, have)
+                       privileges, have, bool(superuser))
 
 
 def assess(source: psycopg.Connection[Any], schemas: tuple[str, ...],
@@ -84,7 +86,7 @@ def assess(source: psycopg.Connection[Any], schemas: tuple[str, ...],
     items += default_privileges(source, s, facts)
     items += left_behind(source, s)
     items += _publications_and_event_triggers(source, s)
-    items += _bodies(source, schemas, s)
+    items += _bodies(source, schemas, s, facts)
     if facts is not None:
         items += _features(source, s, version, facts, functions)
     owner = owners[0] if owners else ""
@@ -156,10 +158,11 @@ def _extension(name: str, source: tuple[str, str] | None, facts: TargetFacts | N
     if default is None:
         return Item("extension", name, Plan.REFUSE,
                     f"no plan: {name} is not available on the target's server", [use])
-    if not trusted and not facts.can_create_roles:
+    if not trusted and not facts.superuser:
         return Item("extension", name, Plan.REFUSE,
-                    f"no plan: {name} is not a trusted extension and {facts.user} cannot "
-                    f"create it; have the provider install it first", [use])
+                    f"no plan: {name} is not a trusted extension and only a superuser can "
+                    f"create it ({facts.user} is not one); have the new host's administrator "
+                    f"install it first", [use])
     return Item("extension", name, Plan.SHIM,
                 f"create extension {name} in schema {where} on the target at {default} "
                 f"(source {label})", [use],
@@ -216,23 +219,46 @@ def _publications_and_event_triggers(source: psycopg.Connection[Any],
     return items
 
 
-_MANAGED_NAME = re.compile(r"\b(" + "|".join(MANAGED_SCHEMAS) + r")\.([a-z_][a-z0-9_]*)\b",
-                           re.IGNORECASE)
+_SCHEMAS = "|".join(MANAGED_SCHEMAS)
+# a managed schema's object named in a body, each part bare (folded to lower case) or quoted
+_MANAGED_NAME = re.compile(rf'(?:"({_SCHEMAS})"|\b({_SCHEMAS}))\s*\.\s*'
+                           rf'(?:"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_$]*))', re.IGNORECASE)
+
+
+def managed_names(body: str) -> set[tuple[str, str]]:
+    """(schema, name) of every managed schema's object a body names, as PostgreSQL reads
+    them: `auth.users`, `"storage"."objects"`, `Auth.Uid`."""
+    return {(qs or bare.lower(), qn.replace('""', '"') if qn else name.lower())
+            for qs, bare, qn, name in _MANAGED_NAME.findall(body)}
 
 
 def _bodies(source: psycopg.Connection[Any], schemas: tuple[str, ...],
-            s: dict[str, Any]) -> list[Item]:
+            s: dict[str, Any], facts: TargetFacts | None) -> list[Item]:
     """Function bodies naming a managed schema's object: PostgreSQL does not record those
-    dependencies, so they are found by name."""
+    dependencies, so they are found by name. An extension's own object is that extension's
+    (planned as one); a table shim's missing columns named in the body are refused."""
     items = []
+    versions = {r[0]: (r[1], r[2]) for r in source.execute(EXTENSIONS_SQL)}
     for function, body in source.execute(BODIES_SQL, s):
-        for schema, name in set(_MANAGED_NAME.findall(body or "")):
+        for schema, name in sorted(managed_names(body or "")):
             if schema in schemas:
                 continue
             found = next((k for k in SHIMS if k.split("(")[0] == f"{schema}.{name}"), None)
             use = f"body of function {function}"
-            if found is not None:
+            member = source.execute(EXT_MEMBER_SQL, {"schema": schema, "name": name}).fetchone()
+            if member is not None:
+                items.append(_extension(str(member[0]), versions.get(str(member[0])), facts,
+                                        use))
+            elif found is not None:
                 shim = SHIMS[found]
+                lacking = _columns_read(source, found, shim.columns, body or "")
+                if lacking:
+                    items.append(Item(f"column in {schema}", f"{found}.{lacking[0]}",
+                                      Plan.REFUSE, f"no plan: the {found} shim carries only "
+                                      f"{', '.join(shim.columns)} and {function} names "
+                                      f"{', '.join(lacking)}; move {schema} too (add it to "
+                                      f"the environment's schemas)", [use]))
+                    continue
                 items.append(Item(shim.kind, found, Plan.SHIM, shim.action, [use],
                                   shim.consequence, shim))
             else:
@@ -240,6 +266,18 @@ def _bodies(source: psycopg.Connection[Any], schemas: tuple[str, ...],
                                   f"no plan: a function body uses {schema}.{name}, which the "
                                   f"provider manages and spectral has no shim for", [use]))
     return items
+
+
+def _columns_read(source: psycopg.Connection[Any], table: str, carried: tuple[str, ...],
+                  body: str) -> list[str]:
+    """The columns of a shimmed table, not carried by its shim, that a body names."""
+    if not carried:
+        return []
+    columns = [r[0] for r in source.execute(
+        "select attname from pg_attribute where attrelid = to_regclass(%s) and attnum > 0 "
+        "and not attisdropped order by attnum", (table,))]
+    return [c for c in columns if c not in carried and
+            re.search(rf'(?<![\w$"]){re.escape(c)}(?![\w$"])|"{re.escape(c)}"', body)]
 
 
 def _features(source: psycopg.Connection[Any], s: dict[str, Any], version: int,

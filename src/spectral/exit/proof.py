@@ -87,6 +87,8 @@ class Planned:
         kind = key.split(" ")[0]
         if isinstance(obj.get("owner"), str):
             obj["owner"] = self.owner_map.get(obj["owner"], obj["owner"])
+        if kind == "table":   # publications are left out (the report): never on the target
+            obj.pop("publications", None)
         if kind == "policy" and isinstance(obj.get("roles"), list):
             obj["roles"] = sorted({self.owner_map.get(r, r) for r in obj["roles"]})
         for field_name in ("acl",):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +45,7 @@ from spectral.providers.local.recovery import (
     throwaway_settings,
 )
 from spectral.providers.local.restore import RestoreSteps, described
+from spectral.providers.local.settle import pending_prepared, settle
 from spectral.providers.local.targets import plan
 from spectral.recovery_target import NameTarget, RecoveryTarget
 from spectral.waits import WaitTimeout, wait_until
@@ -162,7 +162,7 @@ class InPlace:
             self._roll_back(intent, cluster, was_running)
             raise
         crash_point("restore:recovered")
-        _settle(cluster, host)
+        settle(cluster, host)
         reached = {**reached, "prepared": pending_prepared(cluster)}
         what = described(restore_plan)
         self._commit(cluster, what, aside, intent)
@@ -313,7 +313,7 @@ class InPlace:
         if not promoted:
             return self.branch_new_timeline(cluster)
         cluster.start()
-        _settle(cluster, self.host)
+        settle(cluster, self.host)
         with connect(cluster.conninfo()) as conn:
             row = conn.execute("select timeline_id from pg_control_checkpoint()").fetchone()
         return int(row[0]) if row else 0
@@ -350,63 +350,8 @@ class InPlace:
                 else ""
             raise CouldNotVerify(f"the put-back database did not come up on a new timeline: "
                                  f"{recovery_failure(log) or 'see the log'}") from None
-        _settle(cluster, host)
+        settle(cluster, host)
         with connect(cluster.conninfo()) as conn:
             conn.execute("checkpoint")   # the new timeline's first checkpoint: its id on record
             row = conn.execute("select timeline_id from pg_control_checkpoint()").fetchone()
         return int(row[0]) if row else 0
-
-
-def pending_prepared(cluster: Cluster) -> list[str]:
-    """Transactions prepared before the target and committed after it come back pending, as
-    PostgreSQL's recovery brings them back, holding their locks: their gids, for the operator
-    to COMMIT PREPARED or ROLLBACK PREPARED."""
-    with connect(cluster.conninfo()) as conn:
-        return [str(r[0]) for r in conn.execute(
-            "select gid from pg_prepared_xacts order by prepared").fetchall()]
-
-
-def _settle(cluster: Cluster, host: LocalEnvironment) -> None:
-    """After promotion: the environment's own settings again, the WAL summarizer included.
-    An undo's recovery runs without it: on PostgreSQL 17+ the end-of-recovery checkpoint waits
-    for it, and in the put-back directory's pg_wal (recycled segments of other histories) it
-    can stop on a segment that is not its timeline's ("incorrect prev-link") and take the
-    server down ("WAL summarization is not progressing"). After an undo an incremental backup
-    therefore needs a full backup first (the tool says so)."""
-    settings = host.own_settings()
-    if settings.get("summarize_wal") == "on":
-        _leave_other_timelines(cluster)
-    cluster.write_conf(settings)
-    with connect(cluster.conninfo()) as conn:
-        conn.execute("select pg_reload_conf()")
-
-
-# a WAL segment of another timeline than the one the server writes ([0-9A-F]{24}: no .partial)
-_OTHER_TIMELINES = ("select count(*) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$' and "
-                    "left(name, 8) <> left(pg_walfile_name(pg_current_wal_lsn()), 8)")
-
-
-def _leave_other_timelines(cluster: Cluster) -> None:
-    """Before the WAL summarizer is turned on: no segment of an older timeline left in pg_wal.
-    The summarizer (walsummarizer.c, GetOldestUnsummarizedLSN) starts at the oldest segment in
-    pg_wal of the oldest timeline of the history, then follows the history's switch points. A
-    restore that stops before the branch of the timeline it followed (recovery_target_timeline
-    'latest': the undo's, say) gets a history copied from that timeline, whose parent runs on
-    past where this directory left it: the summarizer read WAL this directory never had
-    ("could not read WAL from timeline 1 ...: unexpected pageaddr"), failed every 10 s for good
-    and held up each shutdown by those 10 s. With no older segment it starts on the new
-    timeline. A switch to the next segment and a checkpoint let PostgreSQL recycle them (only
-    those archived: it waits for the archiver); bounded, and the summarizer is turned on
-    anyway (as before) if one stays."""
-    with connect(cluster.conninfo()) as conn:
-        conn.execute("select pg_switch_wal()")
-
-    def gone() -> bool:
-        with connect(cluster.conninfo()) as conn:
-            conn.execute("checkpoint")
-            row = conn.execute(_OTHER_TIMELINES).fetchone()
-        return row is not None and int(row[0]) == 0
-
-    with suppress(WaitTimeout):
-        wait_until(gone, timeout=30, interval=0.1, max_interval=1.0,
-                   what="the segments of older timelines to leave pg_wal")
