@@ -51,6 +51,12 @@ def _pick(items: list[Any], pick: int) -> Any:
     return items[pick % len(items)]
 
 
+# a stream's exit on SIGTERM: pg_receivewal stopped (up to 20 s), and the server when the stream
+# was the last command using a server a command had started (a fast shutdown's checkpoint, up to
+# 90 s under load): a PostgreSQL 18 long run saw more than 60 s once at teardown (session 10)
+STREAM_EXIT = 180
+
+
 def _settle(probe: Any, seconds: float = 20.0) -> Any:
     """Poll `probe` until it returns something empty or time is up; its last answer."""
     deadline = time.monotonic() + seconds

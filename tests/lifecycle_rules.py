@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
 from conftest import SPECTRAL, _processes_under
-from lifecycle_model import PICK, Model, T, _pick, _settle, count
+from lifecycle_model import PICK, STREAM_EXIT, Model, T, _pick, _settle, count
 
 if TYPE_CHECKING:
     from spectral.providers.local.provider import LocalProvider
@@ -123,7 +123,7 @@ class Processes:
         if self.stream is None or self.stream.poll() is not None:
             return
         self.stream.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        self.stream.wait(timeout=60)
+        self.stream.wait(timeout=STREAM_EXIT)
         self.stream = None
         left = _settle(lambda: [p for p in _processes_under(self.root) if "pg_receivewal" in p])
         assert left == [], left   # its pg_receivewal dies with it (parent-death signal)

@@ -51,6 +51,7 @@ from lifecycle_model import (
     PICK,
     PROFILE,
     SCRIPT,
+    STREAM_EXIT,
     TALLY,
     Commit,
     Model,
@@ -114,7 +115,7 @@ class Lifecycle(Processes, Faults, RuleBasedStateMachine):
         try:
             if self.stream is not None and self.stream.poll() is None:
                 self.stream.terminate()
-                self.stream.wait(timeout=60)
+                self.stream.wait(timeout=STREAM_EXIT)
             for inst in self.p.instances():
                 self.p.teardown(inst.id)
             self.local.down()
