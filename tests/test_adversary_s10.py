@@ -110,3 +110,16 @@ def test_local_down_refuses_under_a_running_in_place_restore(work_dir: Path) -> 
         holder.wait()
         (cluster_dir / "intent.json").unlink(missing_ok=True)
         spectral("local", "down", cwd=work_dir)
+
+
+def test_an_exit_into_an_environment_spectral_runs_says_how(tmp_path: Path) -> None:
+    """F10: `dr exit --to <environment>` for a cluster spectral runs said only that it has no
+    dsn; it says how to get one."""
+    from spectral.config.load import load_config
+    from spectral.errors import UsageError
+    from spectral.exit.move import resolve_exit_target
+
+    (tmp_path / "spectral.toml").write_text('[environments.target]\nprovider = "local"\n')
+    with pytest.raises(UsageError) as raised:
+        resolve_exit_target(load_config(tmp_path / "spectral.toml"), "target")
+    assert "spectral --env target local status" in (raised.value.hint or "")

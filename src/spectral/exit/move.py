@@ -112,7 +112,10 @@ def resolve_exit_target(cfg: SpectralConfig, value: str) -> str:
     if value in cfg.environments:
         env = cfg.environments[value]
         if env.dsn is None:
-            raise UsageError(f"environment {value!r} has no dsn to exit into")
+            raise UsageError(f"environment {value!r} has no dsn to exit into (its database is "
+                             f"a cluster spectral runs)",
+                             hint=f"spectral --env {value} local up, then pass the dsn that "
+                                  f"`spectral --env {value} local status` prints")
         value = env.dsn
     dsn = resolve_secret(value, base_dir=cfg.base_dir) if is_secret_ref(value) else value
     register_secret(dsn)
