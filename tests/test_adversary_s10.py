@@ -117,7 +117,7 @@ def test_an_exit_into_an_environment_spectral_runs_says_how(tmp_path: Path) -> N
     dsn; it says how to get one."""
     from spectral.config.load import load_config
     from spectral.errors import UsageError
-    from spectral.exit.move import resolve_exit_target
+    from spectral.exit.where import resolve_exit_target
 
     (tmp_path / "spectral.toml").write_text('[environments.target]\nprovider = "local"\n')
     with pytest.raises(UsageError) as raised:

@@ -93,7 +93,8 @@ def _damage_offsets(bins: PgBinaries, path: Path) -> dict[str, int]:
     return {"first-record": 80, "commit": commit_at + 30, "switch": recs[-1][0] + 10}
 
 
-@pytest.mark.parametrize("where", ["first-record", "commit", "switch", "truncated"])
+@pytest.mark.parametrize("where", ["first-record", "commit", "switch", "truncated",
+                                   "system-identifier"])
 def test_a_damaged_segment_is_a_gap_and_targets_before_it_restore_exactly(
         env: LocalProvider, bins: PgBinaries, where: str) -> None:
     env.backup()
@@ -114,6 +115,8 @@ def test_a_damaged_segment_is_a_gap_and_targets_before_it_restore_exactly(
     if where == "truncated":
         with path.open("r+b") as f:
             f.truncate(SEG // 2)
+    elif where == "system-identifier":   # the first page's long header: pg_waldump's blind spot
+        overwrite(path, 24, b"\xa5" * 8)  # (adversary round, session 10: F6)
     else:
         overwrite(path, _damage_offsets(bins, path)[where], b"\xa5" * 16)
 

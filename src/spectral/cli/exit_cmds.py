@@ -28,8 +28,8 @@ def portability_cmd(ctx: typer.Context, target: str | None = typer.Option(
         "or a secret reference (default: the environment's exit_target, if any).")) -> None:
     """What the protected schemas depend on that a PostgreSQL elsewhere will not have, where
     each is used, and what the exit will do about it. Exit 1 when something has no plan."""
-    from spectral.exit.move import resolve_exit_target
     from spectral.exit.portability import Plan, assess
+    from spectral.exit.where import resolve_exit_target
     from spectral.pg.conn import connect
 
     st = state(ctx)
@@ -85,7 +85,8 @@ def exit_cmd(ctx: typer.Context, to: str | None = TO,
     a role that is not a superuser), prove the copy, write the re-invite list, and record it."""
     from spectral.config.secrets import is_secret_ref, resolve_secret
     from spectral.errors import UsageError
-    from spectral.exit.move import Exit, ExitRequest, resolve_exit_target
+    from spectral.exit.move import Exit, ExitRequest
+    from spectral.exit.where import resolve_exit_target
     from spectral.recovery_target import LatestTarget, TimeTarget, parse_time
     from spectral.redact import register_secret
 

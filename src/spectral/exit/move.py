@@ -28,8 +28,6 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from spectral.config.models import SpectralConfig
-from spectral.config.secrets import is_secret_ref, resolve_secret
 from spectral.confirm import Operator
 from spectral.environment import Environment
 from spectral.errors import CheckFailed, ConnectError, RefusedError, SpectralError, UsageError
@@ -38,6 +36,7 @@ from spectral.exit.portability import Plan, Report, TargetFacts
 from spectral.exit.proof import prove
 from spectral.exit.reinvite import read_reinvites, write_reinvites
 from spectral.exit.transfer import Connection, Restore, dump
+from spectral.exit.where import describe_dsn
 from spectral.exit.writes import (
     Journal,
     execute,
@@ -54,7 +53,6 @@ from spectral.pg.conn import connect
 from spectral.providers.base import Copy, CopyRequest
 from spectral.providers.base import Report as Say
 from spectral.recovery_target import LatestTarget, RecoveryTarget
-from spectral.redact import register_secret
 from spectral.undo import UndoStack, crash_point
 from spectral.verify.compare import Outcome
 from spectral.verify.content import Method
@@ -104,29 +102,6 @@ class ExitResult:
                     f"{self.timings.get('verify', 0):.1f} s)")
         return f"provider exit {moved}: {self.outcome.value}" + (
             f": {self.error}" if self.error else "")
-
-
-def resolve_exit_target(cfg: SpectralConfig, value: str) -> str:
-    """Another environment's DSN, a secret reference's value, or the DSN itself; a secret
-    from now on either way (it may hold a password)."""
-    if value in cfg.environments:
-        env = cfg.environments[value]
-        if env.dsn is None:
-            raise UsageError(f"environment {value!r} has no dsn to exit into (its database is "
-                             f"a cluster spectral runs)",
-                             hint=f"spectral --env {value} local up, then pass the dsn that "
-                                  f"`spectral --env {value} local status` prints")
-        value = env.dsn
-    dsn = resolve_secret(value, base_dir=cfg.base_dir) if is_secret_ref(value) else value
-    register_secret(dsn)
-    return dsn
-
-
-def describe_dsn(dsn: str) -> str:
-    """user@host:port/db, never a password."""
-    parts = conninfo_to_dict(dsn)
-    return (f"{parts.get('user', '?')}@{parts.get('host', 'localhost')}:"
-            f"{parts.get('port', 5432)}/{parts.get('dbname', '?')}")
 
 
 def client_binaries(environment: Environment, *majors: int) -> PgBinaries:

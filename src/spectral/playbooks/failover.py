@@ -57,14 +57,15 @@ class Failover:
         return to
 
     def _exit_plan(self) -> str:
-        from spectral.exit.move import describe_dsn, resolve_exit_target
+        from spectral.exit.where import describe_dsn, resolve_exit_target
 
         dsn = resolve_exit_target(self.environment.spectral, self._exit_to())
         return (f"move {', '.join(self.environment.config.schemas)} into {describe_dsn(dsn)} "
                 f"(portability report, shims, pg_dump/pg_restore, proof; spectral dr exit)")
 
     def _exit(self) -> str:
-        from spectral.exit.move import Exit, ExitRequest, resolve_exit_target
+        from spectral.exit.move import Exit, ExitRequest
+        from spectral.exit.where import resolve_exit_target
 
         dsn = resolve_exit_target(self.environment.spectral, self._exit_to())
         result = Exit(self.environment, ExitRequest(dsn, source_dsn=self.live),

@@ -102,8 +102,8 @@ def first_partner(environment: Environment, conninfo: str, partner: str, out: Pa
 def exit_planned(environment: Environment, conninfo: str) -> Item:
     """The provider-failure path is ready: every dependency of the protected schemas on what a
     PostgreSQL elsewhere lacks has a plan (against exit_target when it is configured)."""
-    from spectral.exit.move import resolve_exit_target
     from spectral.exit.portability import Plan, assess
+    from spectral.exit.where import resolve_exit_target
 
     text = "provider exit planned: every dependency has a plan (spectral dr portability)"
     target = environment.config.exit_target

@@ -4,7 +4,8 @@ into it was checked too) is remembered by its file's identity (size, modificatio
 times, inode). Any write to the file changes its change time, which no tool can set back, so a
 segment changed since is read again; the newest segment and `.partial` files always are.
 
-    <repository>/wal-checked.json   {"version": 1, "clean": {"<path>": [size, mtime, ctime, ino]}}
+    <repository>/wal-checked.json   {"version": 1, "clean": {"<path>": [size, mtime, ctime, ino]},
+                                     "system_identifier": <what the segments' headers agreed on>}
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from spectral.durable import write_atomic
 from spectral.pg.binaries import PgBinaries
-from spectral.providers.local import walread
+from spectral.providers.local import walheader, walread
 from spectral.providers.local.wal import Segment
 
 VERSION = 1
@@ -26,8 +27,12 @@ def unreadable(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segm
                cap: int | None, cache: Path) -> list[walread.Unreadable]:
     """walread.check of the segments (ascending, one per number), reading only those not
     known to be whole, each with the segment before it."""
-    before = _load(cache)
+    before, cached = _load(cache)
     known = dict(before)
+    sysid = cached
+    if sysid is None:   # the cluster's, from the segments' own headers (kept once agreed)
+        sysid = walheader.consensus([walheader.read(p) for s in segments
+                                     if (p := walheader.of(where, s)) is not None])
     newest = segments[-1] if segments else None
     todo: set[int] = set()
     for i, seg in enumerate(segments):
@@ -37,7 +42,7 @@ def unreadable(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segm
             if i > 0 and segments[i - 1].segno == seg.segno - 1:
                 todo.add(seg.segno - 1)      # a record crossing into it is read whole
     reading = [s for s in segments if s.segno in todo]
-    found = walread.check(bins, where, reading, cap=cap)
+    found = walread.check(bins, where, reading, cap=cap, sysid=sysid)
     bad = {u.segment.segno for u in found}
     ends = {part[-1].segno for part in walread.runs(reading)}
     for seg in reading:
@@ -46,8 +51,9 @@ def unreadable(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segm
             known[_path(where, seg)] = stamp
     current = {_path(where, s) for s in segments}
     kept = {k: v for k, v in known.items() if k in current}
-    if kept != before:
-        write_atomic(cache, json.dumps({"version": VERSION, "clean": kept}) + "\n")
+    if kept != before or sysid != cached:
+        write_atomic(cache, json.dumps({"version": VERSION, "clean": kept,
+                                        "system_identifier": sysid}) + "\n")
     return found
 
 
@@ -65,12 +71,15 @@ def _stamp(where: dict[Segment, Path], seg: Segment) -> Stamp | None:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
-def _load(cache: Path) -> dict[str, Stamp]:
+def _load(cache: Path) -> tuple[dict[str, Stamp], int | None]:
+    """The segments known whole, and the system identifier their headers agreed on."""
     try:
         doc = json.loads(cache.read_text())
     except (OSError, ValueError):
-        return {}
+        return {}, None
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
-        return {}
+        return {}, None
     clean = doc.get("clean")
-    return {str(k): list(v) for k, v in clean.items()} if isinstance(clean, dict) else {}
+    sysid = doc.get("system_identifier")
+    return ({str(k): list(v) for k, v in clean.items()} if isinstance(clean, dict) else {},
+            sysid if isinstance(sysid, int) else None)

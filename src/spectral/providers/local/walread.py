@@ -24,6 +24,7 @@ from pathlib import Path
 
 from spectral.errors import CouldNotVerify
 from spectral.pg.binaries import PgBinaries
+from spectral.providers.local import walheader
 from spectral.providers.local.wal import (
     DEFAULT_SEG_SIZE,
     CommitRecord,
@@ -124,11 +125,18 @@ def dump(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segment], 
 
 
 def check(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segment], *,
-          cap: int | None = None) -> list[Unreadable]:
+          cap: int | None = None, sysid: int | None = None) -> list[Unreadable]:
     """Every stretch of the segments' WAL that cannot be read (pg_waldump --quiet: it decodes
-    and checks every record, printing nothing)."""
+    and checks every record, printing nothing), and every segment whose first page header is
+    not this cluster's (`sysid`: what pg_waldump cannot check, walheader.py)."""
     found: list[Unreadable] = []
-    for part in runs(_readable_files(where, segments, found)):
+    readable = _readable_files(where, segments, found)
+    for seg in list(readable):
+        said = walheader.problem(walheader.read(_file(where, seg)), sysid)
+        if said is not None:
+            found.append(Unreadable(seg, seg.start_lsn(), said))
+            readable.remove(seg)
+    for part in runs(readable):
         for _ in _read_run(bins, where, part, cap, found, quiet=True):
             pass
     return sorted(found, key=lambda u: u.lsn)
