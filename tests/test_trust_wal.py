@@ -411,3 +411,14 @@ def test_wal_written_after_a_position(tmp_path: Path) -> None:
     path.write_bytes(bytes(pages))
     assert written_after(path, base + 100)                 # page 1 holds WAL: damage
     assert not written_after(path, base + PAGE + 100)      # zeros and a recycled page follow
+
+
+def test_a_partial_segment_not_written_yet_is_no_damage(tmp_path: Path) -> None:
+    """pg_receivewal creates a `.partial` segment zero-filled before it writes to it: no page
+    header yet, and nothing damaged; the same zeros in an archived segment are damage."""
+    from spectral.providers.local import walheader
+
+    zero = tmp_path / "000000010000000000000007.partial"
+    zero.write_bytes(bytes(8192))
+    assert walheader.problem(walheader.read(zero), 7, partial=True) is None
+    assert walheader.problem(walheader.read(zero), 7) is not None

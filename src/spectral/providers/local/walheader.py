@@ -21,6 +21,7 @@ _FORMAT = struct.Struct("<HHIQI4xQII")
 
 @dataclass(frozen=True)
 class LongHeader:
+    magic: int
     info: int
     sysid: int
     seg_size: int
@@ -35,14 +36,19 @@ def read(path: Path) -> LongHeader | None:
         return None
     if len(raw) < _FORMAT.size:
         return None
-    _magic, info, _tli, _addr, _rem, sysid, seg_size, block = _FORMAT.unpack(raw)
-    return LongHeader(info, sysid, seg_size, block)
+    magic, info, _tli, _addr, _rem, sysid, seg_size, block = _FORMAT.unpack(raw)
+    return LongHeader(magic, info, sysid, seg_size, block)
 
 
-def problem(header: LongHeader | None, expected_sysid: int | None) -> str | None:
-    """Why the segment's first page header cannot be PostgreSQL's for this cluster."""
+def problem(header: LongHeader | None, expected_sysid: int | None, *,
+            partial: bool = False) -> str | None:
+    """Why the segment's first page header cannot be PostgreSQL's for this cluster. A
+    `.partial` segment pg_receivewal has created (zero-filled) but not written to yet has no
+    header: nothing to check."""
     if header is None:
         return "its first page cannot be read"
+    if partial and header.magic == 0 and header.info == 0:
+        return None
     if not header.info & LONG_HEADER:
         return "its first page header is damaged (no long header)"
     if header.seg_size != DEFAULT_SEG_SIZE or header.block_size != BLOCK:

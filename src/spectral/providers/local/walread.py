@@ -132,7 +132,8 @@ def check(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segment],
     found: list[Unreadable] = []
     readable = _readable_files(where, segments, found)
     for seg in list(readable):
-        said = walheader.problem(walheader.read(_file(where, seg)), sysid)
+        said = walheader.problem(walheader.read(_file(where, seg)), sysid,
+                                 partial=seg.partial)
         if said is not None:
             found.append(Unreadable(seg, seg.start_lsn(), said))
             readable.remove(seg)
