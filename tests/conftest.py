@@ -366,3 +366,15 @@ def local_reference(work_dir: Path, make_cluster: ClusterFactory) -> tuple[Path,
         f'[environments.app]\nprovider = "local"\ndsn = "{source.conninfo()}"\n'
         f'schemas = ["core", "worlds", "platform"]\n')
     return work_dir, source.conninfo()
+
+
+def exit_target(make_cluster: ClusterFactory, bins: PgBinaries | None = None
+                ) -> tuple[Cluster, str]:
+    """An exit's target: a database `app` owned by role `app` (LOGIN CREATEROLE, not a
+    superuser), and its DSN as that role."""
+    c = make_cluster(bins)
+    with c.connect() as conn:
+        conn.execute("create role app login createrole nosuperuser nobypassrls")
+        conn.execute("create database app owner app")
+    return c, c.conninfo().replace("user=postgres", "user=app").replace("dbname=postgres",
+                                                                        "dbname=app")

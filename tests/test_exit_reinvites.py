@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ClusterFactory, spectral
+from conftest import ClusterFactory, exit_target, spectral
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
 from supabase_world import World, build
@@ -41,14 +41,6 @@ def world(make_cluster: ClusterFactory, work: Path, schemas: list[str], *,
         f'schemas = {json.dumps(schemas)}\n' + (INVITES if invites else ""))
     return source, built
 
-
-def target(make_cluster: ClusterFactory) -> tuple[Cluster, str]:
-    c = make_cluster()
-    with c.connect() as conn:
-        conn.execute("create role app login createrole nosuperuser nobypassrls")
-        conn.execute("create database app owner app")
-    return c, c.conninfo().replace("user=postgres", "user=app").replace("dbname=postgres",
-                                                                        "dbname=app")
 
 
 def evidence(work: Path) -> Path:
@@ -90,7 +82,7 @@ def test_the_reinvite_list_holds_ids_emails_and_counts_and_nothing_else(
         work_dir: Path, make_cluster: ClusterFactory, config: str) -> None:
     schemas = CONFIGS[config]
     source, built = world(make_cluster, work_dir, schemas)
-    _tgt, dsn = target(make_cluster)
+    _tgt, dsn = exit_target(make_cluster)
     tables, users = expected(source, built, schemas)
     assert set(users) == set(built.user_ids) and "public.todos" in tables
     res = spectral("dr", "exit", "--to", dsn, "--yes", "--json", cwd=work_dir)
@@ -120,7 +112,7 @@ def test_the_invitations_come_from_the_configured_table(work_dir: Path,
     per user with an e-mail, with the configured columns' expressions, and runs on the
     target."""
     source, built = world(make_cluster, work_dir, ["public"], invites=True)
-    _tgt, dsn = target(make_cluster)
+    _tgt, dsn = exit_target(make_cluster)
     _tables, users = expected(source, built, ["public"])
     res = spectral("dr", "exit", "--to", dsn, "--yes", "--json", cwd=work_dir)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -140,7 +132,7 @@ def test_an_exit_whose_proof_differs_writes_no_list(work_dir: Path,
     """The target's own default privileges give every table the exit creates a grant the
     source does not have: moved, but not proven; no list (the old code wrote its files)."""
     world(make_cluster, work_dir, ["public"])
-    tgt, dsn = target(make_cluster)
+    tgt, dsn = exit_target(make_cluster)
     with connect(tgt.conninfo().replace("dbname=postgres", "dbname=app")) as conn:
         conn.execute("create role onlooker nologin")
         conn.execute("alter default privileges for role app grant select on tables to onlooker")
@@ -156,7 +148,7 @@ def test_a_failed_exit_writes_no_list(work_dir: Path, make_cluster: ClusterFacto
     """A target whose auth.users has no key the foreign keys can use: post-data fails and the
     exit is undone; no list."""
     world(make_cluster, work_dir, ["public"])
-    _tgt, dsn = target(make_cluster)
+    _tgt, dsn = exit_target(make_cluster)
     with connect(dsn) as conn:
         conn.execute("create schema auth")
         conn.execute("create table auth.users (id uuid)")

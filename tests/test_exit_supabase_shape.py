@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ClusterFactory, spectral
+from conftest import ClusterFactory, exit_target, spectral
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect, with_dbname
@@ -71,14 +71,6 @@ def source_cluster(make_cluster: ClusterFactory) -> Cluster:
     return c
 
 
-def target_cluster(make_cluster: ClusterFactory, bins: PgBinaries | None) -> tuple[Cluster, str]:
-    c = make_cluster(bins)
-    with c.connect() as conn:
-        conn.execute("create role app login createrole nosuperuser nobypassrls")
-        conn.execute("create database app owner app")
-    return c, c.conninfo().replace("user=postgres", "user=app").replace("dbname=postgres",
-                                                                        "dbname=app")
-
 
 def configure(work: Path, source: Cluster, schemas: list[str]) -> None:
     (work / "spectral.toml").write_text(
@@ -101,7 +93,7 @@ def test_a_supabase_shaped_database_exits_proven(work_dir: Path, make_cluster: C
                                                  schemas: list[str]) -> None:
     source = source_cluster(make_cluster)
     configure(work_dir, source, schemas)
-    target, dsn = target_cluster(make_cluster, pg15 if version == "15" else None)
+    target, dsn = exit_target(make_cluster, pg15 if version == "15" else None)
     res = spectral("dr", "exit", "--to", dsn, "--yes", "--json", cwd=work_dir)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr
     assert json.loads(res.stdout)["outcome"] == "proven"
@@ -186,7 +178,7 @@ def test_what_an_exit_from_supabase_real_migrations_met(work_dir: Path,
                      "public.todos where extensions.similarity(task, q) > 0.3 $$")
         conn.execute("create publication supabase_realtime for table public.todos")
     configure(work_dir, source, ["public"])
-    _target, dsn = target_cluster(make_cluster, None)
+    _target, dsn = exit_target(make_cluster, None)
 
     def report() -> dict[tuple[str, str], dict[str, object]]:
         res = spectral("dr", "portability", "--target", dsn, "--json", cwd=work_dir)

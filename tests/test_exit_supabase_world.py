@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ClusterFactory, spectral
+from conftest import ClusterFactory, exit_target, spectral
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
@@ -31,14 +31,6 @@ def world_source(make_cluster: ClusterFactory, work: Path, schemas: list[str], *
     return source, world
 
 
-def target(make_cluster: ClusterFactory, bins: PgBinaries | None) -> tuple[Cluster, str]:
-    c = make_cluster(bins)
-    with c.connect() as conn:
-        conn.execute("create role app login createrole nosuperuser nobypassrls")
-        conn.execute("create database app owner app")
-    return c, c.conninfo().replace("user=postgres", "user=app").replace("dbname=postgres",
-                                                                        "dbname=app")
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config", list(CONFIGS))
@@ -47,7 +39,7 @@ def test_the_supabase_world_exits_proven_and_every_user_sees_the_same_rows(
         work_dir: Path, make_cluster: ClusterFactory, pg15: PgBinaries, version: str,
         config: str) -> None:
     source, world = world_source(make_cluster, work_dir, CONFIGS[config])
-    tgt, dsn = target(make_cluster, pg15 if version == "15" else None)
+    tgt, dsn = exit_target(make_cluster, pg15 if version == "15" else None)
     res = spectral("dr", "exit", "--to", dsn, "--yes", "--json", cwd=work_dir)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-3000:]
     assert json.loads(res.stdout)["outcome"] == "proven"
@@ -72,7 +64,7 @@ def test_the_supabase_world_exits_proven_and_every_user_sees_the_same_rows(
 def test_public_referring_to_storage_objects_is_refused_unless_storage_moves(
         work_dir: Path, make_cluster: ClusterFactory) -> None:
     _source, _world = world_source(make_cluster, work_dir, ["public"], storage_fk=True)
-    _tgt, dsn = target(make_cluster, None)
+    _tgt, dsn = exit_target(make_cluster, None)
     res = spectral("dr", "exit", "--to", dsn, "--yes", cwd=work_dir)
     assert res.returncode == 2, res.stdout + res.stderr
     assert "storage.objects" in res.stderr and "nothing was written" in res.stderr, res.stderr

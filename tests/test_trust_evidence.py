@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SPECTRAL, ClusterFactory, spectral
+from conftest import SPECTRAL, ClusterFactory, exit_target, spectral
 from s3_server import S3Server, s3_server
 from spectral.config.load import load_config
 from spectral.ledger import EntryKind
@@ -329,15 +329,6 @@ def test_a_hole_message_shows_the_boundary_exactly() -> None:
 
 
 # ---- 14: a killed `dr exit` is undone by the next run ---------------------------------------
-def exit_target(make_cluster: ClusterFactory) -> tuple[Cluster, str]:
-    """A database owned by `app`: LOGIN CREATEROLE, not a superuser (as in the exit's tests)."""
-    c = make_cluster()
-    with c.connect() as conn:
-        conn.execute("create role app login createrole nosuperuser nobypassrls")
-        conn.execute("create database app owner app")
-    return c, c.conninfo().replace("user=postgres", "user=app").replace("dbname=postgres",
-                                                                        "dbname=app")
-
 
 def target_state(c: Cluster) -> tuple[set[str], set[str]]:
     """The target's schemas and roles (what an exit writes and its undo must take back)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ClusterFactory, spectral
+from conftest import ClusterFactory, exit_target, spectral
 from lifecycle_crashes import CRASH_ENV, EXIT_STEPS
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect, with_dbname
@@ -22,15 +22,6 @@ from spectral.pg.conn import connect, with_dbname
 MOVED = "exit:finished"   # the move is complete: nothing is taken back
 _CLEAN: dict[str, tuple[frozenset[str], frozenset[str]]] = {}   # per worker: one clean exit
 
-
-def target(make_cluster: ClusterFactory) -> tuple[Cluster, str]:
-    """A database owned by `app`: LOGIN CREATEROLE, not a superuser."""
-    c = make_cluster()
-    with c.connect() as conn:
-        conn.execute("create role app login createrole nosuperuser nobypassrls")
-        conn.execute("create database app owner app")
-    return c, c.conninfo().replace("user=postgres", "user=app").replace("dbname=postgres",
-                                                                        "dbname=app")
 
 
 def objects(c: Cluster) -> tuple[frozenset[str], frozenset[str]]:
@@ -59,7 +50,7 @@ def objects(c: Cluster) -> tuple[frozenset[str], frozenset[str]]:
 def clean_exit(work: Path, make_cluster: ClusterFactory) -> tuple[frozenset[str], frozenset[str]]:
     """What one uninterrupted exit of the same source leaves in a fresh target."""
     if "state" not in _CLEAN:
-        c, dsn = target(make_cluster)
+        c, dsn = exit_target(make_cluster)
         res = spectral("dr", "exit", "--to", dsn, "--yes", cwd=work)
         assert res.returncode == 0, res.stdout + res.stderr
         _CLEAN["state"] = objects(c)
@@ -73,7 +64,7 @@ def test_a_kill_at_every_step_of_an_exit_is_taken_back_by_the_next(
         local_reference: tuple[Path, str], make_cluster: ClusterFactory, step: str) -> None:
     work, _source = local_reference
     clean = clean_exit(work, make_cluster)
-    tgt, dsn = target(make_cluster)
+    tgt, dsn = exit_target(make_cluster)
     killed = spectral("dr", "exit", "--to", dsn, "--yes", cwd=work, env={CRASH_ENV: step})
     assert killed.returncode == -signal.SIGKILL, (step, killed.stdout + killed.stderr)
     left = list((work / ".spectral").glob("*/exit/intent.json"))
