@@ -302,6 +302,32 @@ def test_a_crashed_source_that_cannot_start_is_a_named_gap(env: LocalProvider) -
         conf.write_text(text)
 
 
+def test_a_crash_with_archiving_stuck_before_the_last_backup_refuses_the_latest_point(
+        env: LocalProvider) -> None:
+    """Found by the long profile (session 10, PostgreSQL 15): archiving stuck (there, a segment
+    of a reused timeline id the archive already held) while backups, which carry their own WAL,
+    still succeed. The last backup's end is then the archive's end, and the crashed source's
+    unarchived tail starts exactly there; the tail was not taken for a hole after the last
+    interval, and `--latest` restored the backup's point without the last commit, exit 0."""
+    nowhere = env.local.paths.state_dir / "nowhere"     # archiving fails from here on
+    sql(env, f"alter system set basic_archive.archive_directory = '{nowhere}'")
+    sql(env, "select pg_reload_conf()")
+    env.backup()                           # carries its own WAL: it succeeds
+    commit(env, 1002)                      # only in the source's pg_wal
+    crash(env)
+    conf = env.local.paths.data_dir / "postgresql.conf"
+    text = conf.read_text()
+    conf.write_text(text + "\nshared_buffers = 'not a size'\n")      # it will not start
+    try:
+        window = env.window()
+        assert window.gaps and "pg_wal" in window.gaps[-1].problem, window.to_json()
+        assert window.gaps[-1].from_lsn == window.intervals[-1].end_lsn, window.to_json()
+        with pytest.raises(CouldNotVerify, match="is only in the stopped"):
+            env.restore(LatestTarget())
+    finally:
+        conf.write_text(text)
+
+
 @pytest.mark.server
 def test_cli_restores_after_a_crash_hold_the_last_commit(work_dir: Path) -> None:
     """The issue's steps: a commit still only in pg_wal, kill -9 of the postmaster, then

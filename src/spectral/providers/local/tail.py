@@ -24,7 +24,7 @@ from spectral.providers.local.wal import (
     read_history,
     segment_of,
 )
-from spectral.providers.local.window import lineage_of
+from spectral.providers.local.window import lineage_of, usable_backups
 from spectral.waits import WaitTimeout, wait_until
 
 if TYPE_CHECKING:
@@ -44,16 +44,12 @@ def unarchived(bins: PgBinaries, data_dir: Path, repo: Repository) -> list[Segme
     empty when there are none, or when they hold only the checkpoint of a clean shutdown.
     Files past the end of its WAL (recycled or preallocated) hold none."""
     pg_wal = data_dir / "pg_wal"
-    lin = lineage_of(repo)
-    if not lin.segments or not pg_wal.is_dir():
+    start = _archive_end(bins, repo)
+    if start is None or not pg_wal.is_dir():
         return []
-    newest = lin.segments[-1]
-    first, floor = newest.segno + 1, 0
-    if newest.partial:     # the stream's copy of the segment being written: what is past it
-        last = walread.summarize(bins, lin.view.where, [newest]).last
-        first, floor = newest.segno, last.end if last else newest.start_lsn()
-    fork = _fork_point(pg_wal, newest.timeline)
-    if fork is not None and fork < max(floor, Segment(newest.timeline, first).start_lsn()):
+    first, floor, timeline, held_to = start
+    fork = _fork_point(pg_wal, timeline)
+    if fork is not None and fork < max(floor, Segment(timeline, first).start_lsn()):
         first, floor = segment_of(fork), fork
     files: dict[int, Segment] = {}
     for seg in list_segments(pg_wal):
@@ -71,9 +67,31 @@ def unarchived(bins: PgBinaries, data_dir: Path, repo: Repository) -> list[Segme
             held.append(found)
         meaningful = meaningful or any(not any(q in ln for q in NOTHING_RESTORED)
                                        for ln in lines)
-        if ended or (not lines and segno > newest.segno):
+        if ended or (not lines and segno > held_to):
             break
     return held if meaningful else []
+
+
+def _archive_end(bins: PgBinaries, repo: Repository) -> tuple[int, int, int, int] | None:
+    """Where the WAL a restore can use ends: the segment number the tail is looked for from,
+    the LSN its records count from, the timeline there, and the last segment number held. That
+    is past the archive's newest segment (or the end of the stream's .partial copy of one);
+    with nothing archived at all (archiving never worked), the newest backup's end, its own
+    WAL being all there is."""
+    lin = lineage_of(repo)
+    if not lin.segments:
+        backups = usable_backups(repo)
+        if not backups:
+            return None
+        last = max(backups, key=lambda b: parse_lsn(b.stop_lsn))
+        stop = parse_lsn(last.stop_lsn)
+        return segment_of(stop), stop, last.timeline, segment_of(stop)
+    newest = lin.segments[-1]
+    if newest.partial:     # the stream's copy of the segment being written: what is past it
+        last_rec = walread.summarize(bins, lin.view.where, [newest]).last
+        return (newest.segno, last_rec.end if last_rec else newest.start_lsn(),
+                newest.timeline, newest.segno)
+    return newest.segno + 1, 0, newest.timeline, newest.segno
 
 
 def _fork_point(pg_wal: Path, archived: int) -> int | None:

@@ -121,10 +121,12 @@ def _xid_end(ends: list[CommitRecord], target: XidTarget, window: RecoverableWin
 
 
 def _hole_after(window: RecoverableWindow, iv: WindowInterval) -> WalGap | None:
-    """The first gap (missing or unreadable WAL) after the interval's end, if there is one."""
+    """The first gap (missing or unreadable WAL) after the interval's end, if there is one. A
+    gap can start exactly there: a crashed source's unarchived WAL begins at the end of a
+    backup whose own WAL is all a restore has (archiving stuck since before it)."""
     end = parse_lsn(iv.end_lsn)
     return next((g for g in window.gaps if (parse_lsn(g.from_lsn) if g.from_lsn else
-                                            _gap_segno(g) * SEG) > end), None)
+                                            _gap_segno(g) * SEG) >= end), None)
 
 
 def _gap_segno(gap: WalGap) -> int:
