@@ -294,7 +294,7 @@ def test_the_environment_and_a_restore_survive_a_port_taken_meanwhile(
     """The environment's first start and a restored instance's start both lose the race once:
     each comes up on another port and says which (cluster.json, the instance's dsn)."""
     from spectral.providers.local import environment as env_mod
-    from spectral.providers.local import provider as provider_mod
+    from spectral.providers.local import throwaway as provider_mod
 
     with held_port() as taken:
         calls = {"n": 0}

@@ -5,10 +5,11 @@ contract, evidence, exit. Each provider's own keys are its settings model, in it
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, get_args
 
 from pydantic import (
     AfterValidator,
@@ -70,6 +71,14 @@ class EnvironmentConfig(BaseModel):
     value is always one provider's settings model (the registry's union on `provider`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def selects(cls, table: Mapping[str, Any]) -> bool:
+        """Whether an [environments.<name>] table is for these settings: by default, when its
+        `provider` is one this model's Literal allows. A backend sharing a `provider` value
+        with another (a team's pgBackRest stanza, `attach = true`) says what tells them
+        apart."""
+        return table.get("provider") in get_args(cls.model_fields["provider"].annotation)
 
     provider: str = Field(description="Where the database runs and who keeps its backups; "
                                       "each provider's own keys are listed with it.")

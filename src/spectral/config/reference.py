@@ -87,12 +87,14 @@ def sections() -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
 
     env = "environments.<name>"
     yield "top level", _keys(SpectralConfig, frozenset({"environments"}))
-    names = " | ".join(json.dumps(b.name) for b in BACKENDS)
+    names = " | ".join(json.dumps(p) for p in dict.fromkeys(b.provider for b in BACKENDS))
     for heading, keys in _tables(EnvironmentConfig, env, note=" (every provider)"):
         yield heading, [(k, names if k == "provider" else d, t) for k, d, t in keys]
     for backend in BACKENDS:
         yield from _tables(backend.settings, env, _inherited(backend.settings, EnvironmentConfig),
-                           f" with provider = {backend.name!r}")
+                           f" with provider = {backend.provider!r}"
+                           + (f" ({backend.tag.partition('(')[2].rstrip(')')})"
+                              if backend.tag else ""))
     stores = " | ".join(json.dumps(name) for name in STORES)
     yield f"[{env}.evidence] (every store)", [
         (k, stores if k == "store" else d, t) for k, d, t in _keys(EvidenceSettings, frozenset())]

@@ -59,6 +59,12 @@ class Backend:
     settings_path: str
     factory: str
     server: str | None = None
+    tag: str | None = None       # when its `provider` value is another backend's too
+
+    @property
+    def provider(self) -> str:
+        """The `provider` value that selects it: the first its settings' Literal allows."""
+        return str(get_args(self.settings.model_fields["provider"].annotation)[0])
 
     @property
     def settings(self) -> type[EnvironmentConfig]:
@@ -66,8 +72,8 @@ class Backend:
 
     @property
     def name(self) -> str:
-        """The `provider` value that selects it: the first its settings' Literal allows."""
-        return str(get_args(self.settings.model_fields["provider"].annotation)[0])
+        """Its name in the registry: its `provider` value, unless it shares that."""
+        return self.tag or self.provider
 
     def open(self, environment: Environment) -> Provider:
         build = cast("Callable[[Environment], Provider]", _load(self.factory))
@@ -93,14 +99,11 @@ PROVIDERS: dict[str, Backend] = {b.name: b for b in BACKENDS}
 
 
 def _provider_of(value: Any) -> str | None:
-    """The backend an [environments.<name>] table is for: its `provider`. A `local` table with
-    a dsn names a database spectral does not run (as it always has): a bare DSN."""
+    """The backend an [environments.<name>] table is for: the one whose settings select it
+    (`EnvironmentConfig.selects`: its `provider`, and what tells backends sharing one apart)."""
     if not isinstance(value, dict):
         return backend(value).name if isinstance(value, EnvironmentConfig) else None
-    provider = value.get("provider")
-    if provider == "local" and value.get("dsn") is not None:
-        return "dsn"
-    return provider if isinstance(provider, str) else None
+    return next((b.name for b in BACKENDS if b.settings.selects(value)), None)
 
 
 def backend(settings: EnvironmentConfig) -> Backend:
@@ -135,4 +138,5 @@ else:
         Union[tuple(Annotated[b.settings, Tag(b.name)] for b in BACKENDS)],  # noqa: UP007
         Discriminator(_provider_of, custom_error_type="unknown_kind",
                       custom_error_message="provider: expected one of "
-                                           + ", ".join(map(repr, PROVIDERS)))]
+                                           + ", ".join(map(repr, dict.fromkeys(
+                                               b.provider for b in BACKENDS))))]

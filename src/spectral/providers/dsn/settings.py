@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -16,3 +17,8 @@ class DsnSettings(EnvironmentConfig):
                     "is read as this too.")
     dsn: str = Field(description="Connection string, as a secret reference (env:, file:, "
                                  "op://) when it holds a password.")
+
+    @classmethod
+    def selects(cls, table: Mapping[str, Any]) -> bool:
+        provider = table.get("provider")
+        return provider == "dsn" or (provider == "local" and table.get("dsn") is not None)

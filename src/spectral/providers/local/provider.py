@@ -7,16 +7,13 @@ environment.py) composed with a repository strategy for its backups and WAL arch
 from __future__ import annotations
 
 import contextlib
-import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from spectral.confirm import Confirmer, Operator
 from spectral.errors import RefusedError, SpectralError, UsageError
 from spectral.ledger.outbox import Outbox
-from spectral.pg.cluster import Cluster, free_port, socket_dir_for
-from spectral.pg.osuser import make_owned_dir
 from spectral.providers.base import (
     Backup,
     Capability,
@@ -50,14 +47,12 @@ from spectral.providers.local.capabilities import (
     LocalWalStatus,
     LocalWalStream,
 )
-from spectral.providers.local.environment import LocalEnvironment, server_settings
+from spectral.providers.local.environment import LocalEnvironment
 from spectral.providers.local.instances import Registry
-from spectral.providers.local.recovery import recovery_settings, throwaway_settings
-from spectral.providers.local.restore import RestoreSteps, described
-from spectral.providers.local.targets import plan
+from spectral.providers.local.restore import RestoreSteps
+from spectral.providers.local.throwaway import Throwaways, copy_of
 from spectral.providers.local.wal import Segment, parse_lsn
 from spectral.recovery_target import LsnTarget, RecoveryTarget, TimeTarget
-from spectral.undo import UndoStack
 from spectral.verify.document import Fingerprint
 
 if TYPE_CHECKING:
@@ -223,9 +218,7 @@ class ManagedProvider:
 
     # ---- copies for drills ------------------------------------------------------------------
     def tidy(self, report: Report) -> None:
-        for orphan in self.registry.orphans():   # left by a run that was killed
-            report(f"removing orphaned instance {orphan} left by an earlier run")
-            self.registry.teardown(orphan)
+        self.throwaways.tidy(report)
 
     def drill_point(self, request: CopyRequest, at: datetime | None) -> DrillPoint:
         if request.method is not CopyMethod.RESTORE or request.existing or request.existing_dsn:
@@ -249,10 +242,7 @@ class ManagedProvider:
         return self._copy(inst)
 
     def _copy(self, inst: Instance) -> Copy:
-        stopped = inst.reached.get("stopped")
-        return Copy(inst.id, inst.dsn, f"instance {inst.id}", inst.backup_id, inst.target,
-                    inst.to_json(), reached=str(stopped) if stopped else None,
-                    kept_note=f"{inst.dsn} (spectral dr teardown {inst.id})")
+        return copy_of(inst)
 
     def keep_copy(self, copy: Copy) -> None:
         self.registry.keep(copy.id)
@@ -284,39 +274,14 @@ class ManagedProvider:
 
     def _restore(self, target: RecoveryTarget, *, pause: bool, progress: Progress | None,
                  backup_id: str | None, keep: bool, restorer: RestoreSteps) -> Instance:
-        self.flush_archive()   # the target may be in the segment being written
-        window = self.window()
-        restore_plan = plan(self.bins, self.repo, target, window, backup_id)
-        inst_id = "r" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
-        home = self.local.paths.instances_dir / inst_id
-        with UndoStack() as undo:
-            make_owned_dir(self.local.paths.instances_dir, 0o755)
-            make_owned_dir(home, 0o755)
-            undo.push("instance directory", lambda: shutil.rmtree(home, ignore_errors=True))
-            self.registry.register_start(home, described(restore_plan))
-            data = home / "data"
-            written = restorer.materialize(restore_plan, data, progress, pause=pause)
-            cluster = Cluster(self.bins, data, socket_dir_for(home / "run"), free_port(),
-                              home / "log" / "postgres.log", database=self.local.database,
-                              env=self.local.server_env(),   # its restore_command's secrets
-                              port_chosen=True)
-            conf = {**server_settings(self.bins), **throwaway_settings(self.bins),
-                    **recovery_settings(restore_plan.target, restorer.restore_command(),
-                                        pause=pause), **written}
-            restorer.prepare_recovery(cluster, conf, restore_plan.target)
-            undo.push("instance server", lambda: cluster.stop(timeout=30))
-            inst = Instance(inst_id, cluster.conninfo(), cluster.port, str(data),
-                            restore_plan.chain[-1].id, described(restore_plan),
-                            datetime.now(UTC).isoformat(timespec="seconds"))
-            self.registry.write(home, inst, "restoring", keep)
-            reached = restorer.recover(cluster, restore_plan, window, pause, progress)
-            # the start may have moved to another port (the chosen one was taken meanwhile)
-            inst.port, inst.dsn = cluster.port, cluster.conninfo()
-            inst.reached = {**reached, "resolved": restore_plan.why or None}
-            self.registry.write(home, inst, "paused" if pause else "ready", keep)
-            undo.release("instance server")
-            undo.release("instance directory")
-        return inst
+        return self.throwaways.restore(target, restorer, pause=pause, progress=progress,
+                                       backup_id=backup_id, keep=keep)
+
+    @property
+    def throwaways(self) -> Throwaways:
+        return Throwaways(self.bins, self.repo, self.local.paths.instances_dir,
+                          self.local.database, lambda _target: self._flushed_window(),
+                          self.local.server_env)
 
     def restore_in_place(self, target: RecoveryTarget, *, confirmed: bool,
                          report: Report | None = None,
@@ -335,7 +300,7 @@ class ManagedProvider:
     # ---- local only: throwaway instances and in-place undo --------------------------------
     @property
     def registry(self) -> Registry:
-        return Registry(self.bins, self.local.paths.instances_dir)
+        return self.throwaways.registry
 
     @property
     def in_place(self) -> InPlace:

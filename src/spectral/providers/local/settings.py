@@ -3,7 +3,8 @@ repository (pg_basebackup, the WAL archive)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -16,3 +17,8 @@ class LocalSettings(EnvironmentConfig):
     database: DatabaseName = Field(
         default="postgres", description="The database spectral protects in the cluster it "
                                         "runs (created on first use).")
+
+    @classmethod
+    def selects(cls, table: Mapping[str, Any]) -> bool:
+        """`local` with a dsn names a database spectral does not run (the dsn backend)."""
+        return table.get("provider") == "local" and table.get("dsn") is None

@@ -8,9 +8,10 @@ Option names follow pgBackRest's own (https://pgbackrest.org/configuration.html)
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -134,6 +135,13 @@ class PgBackRestSettings(EnvironmentConfig):
     pgbackrest: PgBackRestConfig = Field(
         default_factory=PgBackRestConfig, description="The stanza and its repositories "
         "([environments.<name>.pgbackrest]).")
+
+    @classmethod
+    def selects(cls, table: Mapping[str, Any]) -> bool:
+        """A cluster spectral runs: not a team's own stanza (`attach = true`)."""
+        section = table.get("pgbackrest")
+        attach = section.get("attach") if isinstance(section, Mapping) else None
+        return table.get("provider") == "pgbackrest" and attach is not True
 
     @model_validator(mode="after")
     def _no_dsn(self) -> PgBackRestSettings:

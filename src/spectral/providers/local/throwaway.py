@@ -1,0 +1,96 @@
+"""Throwaway instances: a backup chain restored into a new data directory on this host and
+recovered by PostgreSQL to a target, then listed, kept or torn down. Shared by every provider
+whose backups spectral can restore on this host: a cluster it runs (providers/local/provider.py)
+and the backups a team already has (providers/attached/). The repository, its restorer and how
+the window is read are the caller's; nothing here touches the source."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from spectral.pg.binaries import PgBinaries
+from spectral.pg.cluster import Cluster, free_port, socket_dir_for
+from spectral.pg.osuser import make_owned_dir
+from spectral.providers.base import Copy, Instance, Progress, RecoverableWindow, Report
+from spectral.providers.local.environment import server_settings
+from spectral.providers.local.instances import Registry
+from spectral.providers.local.recovery import recovery_settings, throwaway_settings
+from spectral.providers.local.repo import Repository
+from spectral.providers.local.restore import RestoreSteps, described
+from spectral.providers.local.targets import plan
+from spectral.recovery_target import RecoveryTarget
+from spectral.undo import UndoStack
+
+
+@dataclass
+class Throwaways:
+    """Restores into new instances under `instances_dir`, with `bins`. `window` is the
+    recoverable window as a restore must see it (the caller first makes the archive hold what
+    it can: a flush, or a wait for the archive); `server_env` is the environment a restored
+    server's restore_command needs (its secrets)."""
+
+    bins: PgBinaries
+    repo: Repository
+    instances_dir: Path
+    database: str
+    window: Callable[[RecoveryTarget], RecoverableWindow]
+    server_env: Callable[[], dict[str, str]]
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.bins, self.instances_dir)
+
+    def restore(self, target: RecoveryTarget, restorer: RestoreSteps, *, pause: bool = False,
+                progress: Progress | None = None, backup_id: str | None = None,
+                keep: bool = True) -> Instance:
+        """Restore into a new instance. `keep=False` marks it as owned by this process (a
+        drill): if the process dies, the next run finds it orphaned and removes it."""
+        window = self.window(target)
+        restore_plan = plan(self.bins, self.repo, target, window, backup_id)
+        inst_id = "r" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
+        home = self.instances_dir / inst_id
+        with UndoStack() as undo:
+            make_owned_dir(self.instances_dir, 0o755)
+            make_owned_dir(home, 0o755)
+            undo.push("instance directory", lambda: shutil.rmtree(home, ignore_errors=True))
+            self.registry.register_start(home, described(restore_plan))
+            data = home / "data"
+            written = restorer.materialize(restore_plan, data, progress, pause=pause)
+            cluster = Cluster(self.bins, data, socket_dir_for(home / "run"), free_port(),
+                              home / "log" / "postgres.log", database=self.database,
+                              env=self.server_env(),   # its restore_command's secrets
+                              port_chosen=True)
+            conf = {**server_settings(self.bins), **throwaway_settings(self.bins),
+                    **recovery_settings(restore_plan.target, restorer.restore_command(),
+                                        pause=pause), **written}
+            restorer.prepare_recovery(cluster, conf, restore_plan.target)
+            undo.push("instance server", lambda: cluster.stop(timeout=30))
+            inst = Instance(inst_id, cluster.conninfo(), cluster.port, str(data),
+                            restore_plan.chain[-1].id, described(restore_plan),
+                            datetime.now(UTC).isoformat(timespec="seconds"))
+            self.registry.write(home, inst, "restoring", keep)
+            reached = restorer.recover(cluster, restore_plan, window, pause, progress)
+            # the start may have moved to another port (the chosen one was taken meanwhile)
+            inst.port, inst.dsn = cluster.port, cluster.conninfo()
+            inst.reached = {**reached, "resolved": restore_plan.why or None}
+            self.registry.write(home, inst, "paused" if pause else "ready", keep)
+            undo.release("instance server")
+            undo.release("instance directory")
+        return inst
+
+    def tidy(self, report: Report) -> None:
+        for orphan in self.registry.orphans():   # left by a run that was killed
+            report(f"removing orphaned instance {orphan} left by an earlier run")
+            self.registry.teardown(orphan)
+
+
+def copy_of(inst: Instance) -> Copy:
+    """A drill's view of a restored instance."""
+    stopped = inst.reached.get("stopped")
+    return Copy(inst.id, inst.dsn, f"instance {inst.id}", inst.backup_id, inst.target,
+                inst.to_json(), reached=str(stopped) if stopped else None,
+                kept_note=f"{inst.dsn} (spectral dr teardown {inst.id})")
