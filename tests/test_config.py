@@ -76,8 +76,10 @@ def test_init_lists_every_key_of_every_model(tmp_path: Path) -> None:
             nested = _nested(info)
             if nested is not None and nested[0] not in seen:
                 models.append(nested[0])
-    for name in [b.name for b in BACKENDS] + list(STORES):
+    for name in [b.provider for b in BACKENDS] + list(STORES):
         assert f"= {name!r}" in text, name
+    for tag in [b.tag for b in BACKENDS if b.tag]:     # two backends sharing a provider value
+        assert tag.partition("(")[2].rstrip(")") in text, tag
 
 
 @pytest.mark.parametrize(("text", "expected"), [

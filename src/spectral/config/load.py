@@ -40,12 +40,13 @@ def _elsewhere(loc: tuple[Any, ...]) -> str:
 
     if len(loc) != 4 or loc[0] != "environments":
         return ""
-    owners = [b.name for b in BACKENDS if b.name != loc[2] and any(
-        loc[3] in (name, field.alias) for name, field in b.settings.model_fields.items())]
+    here = next((b.provider for b in BACKENDS if b.name == loc[2]), loc[2])
+    owners = list(dict.fromkeys(b.provider for b in BACKENDS if b.provider != here and any(
+        loc[3] in (name, field.alias) for name, field in b.settings.model_fields.items())))
     if not owners:
         return ""
     return (f"a key of provider {' or '.join(map(repr, owners))}, not of "
-            f"provider {loc[2]!r}")
+            f"provider {here!r}")
 
 
 def _problem(err: Any) -> str:

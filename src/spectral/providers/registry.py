@@ -94,6 +94,8 @@ BACKENDS: tuple[Backend, ...] = (
             "pgbackrest.open:pgbackrest_environment"),
     Backend("supabase.settings:SupabaseSettings", "supabase.open:supabase_provider"),
     Backend("dsn.settings:DsnSettings", "dsn.provider:dsn_provider"),
+    Backend("pgbackrest.settings:AttachedPgBackRestSettings", "pgbackrest.attach:attached_provider",
+            tag="pgbackrest (attach = true)"),
 )
 PROVIDERS: dict[str, Backend] = {b.name: b for b in BACKENDS}
 

@@ -4,7 +4,7 @@ flushed on demand, read as one pg_waldump stream per run of the live lineage's s
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,34 +22,18 @@ from spectral.waits import WaitTimeout, wait_until
 LSN_RE = re.compile(r"lsn: ([0-9A-F]+/[0-9A-F]+)")
 
 
-class LocalWalArchive:
-    def __init__(self, local: LocalEnvironment, bins: PgBinaries, repo: Repository) -> None:
-        self.local, self.bins, self.repo = local, bins, repo
-        self.state_dir: Path = local.paths.state_dir
+class ArchiveReader:
+    """A repository's WAL archive read along its live lineage (find-damage, salvage, the exact
+    losses of a rewind); how the archive is made to hold every commit so far (`flush`) is the
+    provider's."""
 
-    def flush(self, timeout: float = 60) -> str | None:
-        """When the environment's server is up, switch to a new WAL segment and wait until the
-        old one is archived, so that every commit so far is in the archive. Returns the segment,
-        or None when the server is down (then the archive is as complete as it gets)."""
-        try:
-            cluster = self.local.cluster() if self.local.exists() else None
-        except ClusterError:      # the source is gone (the disaster being recovered from)
-            return None
-        if cluster is None or not cluster.is_running():
-            return None
-        with cluster.connect() as conn:
-            # pg_switch_wal returns the end of the last record plus one: the segment to wait for
-            # holds the byte before it (with no new WAL, that is one archived already)
-            row = conn.execute("select pg_walfile_name(pg_switch_wal() - 1)").fetchone()
-        assert row is not None
-        segment = str(row[0])
-        try:
-            wait_until(lambda: self.repo.archived(segment), timeout=timeout,
-                       interval=0.1, what=f"archiving of {segment}")
-        except WaitTimeout:
-            raise CouldNotVerify(f"WAL segment {segment} was not archived within {timeout:g}s; "
-                                 f"check archive_command in the server log") from None
-        return segment
+    def __init__(self, bins: PgBinaries, repo: Repository, state_dir: Path,
+                 flusher: Callable[[], str | None] = lambda: None) -> None:
+        self.bins, self.repo, self.state_dir = bins, repo, state_dir
+        self.flusher = flusher
+
+    def flush(self) -> str | None:
+        return self.flusher()
 
     def waldump(self) -> Iterator[str]:
         lin = window_mod.lineage_of(self.repo)
@@ -89,3 +73,35 @@ class LocalWalArchive:
                  "committed": rec.committed,
                  "target_just_before": f"--target-xid {rec.xid} --exclusive"}
                 for rec in summary.commits if start <= rec.time <= end]
+
+
+class LocalWalArchive(ArchiveReader):
+    """The archive of a cluster spectral runs: flushed by a switch of its server's WAL."""
+
+    def __init__(self, local: LocalEnvironment, bins: PgBinaries, repo: Repository) -> None:
+        super().__init__(bins, repo, local.paths.state_dir)
+        self.local = local
+
+    def flush(self, timeout: float = 60) -> str | None:
+        """When the environment's server is up, switch to a new WAL segment and wait until the
+        old one is archived, so that every commit so far is in the archive. Returns the segment,
+        or None when the server is down (then the archive is as complete as it gets)."""
+        try:
+            cluster = self.local.cluster() if self.local.exists() else None
+        except ClusterError:      # the source is gone (the disaster being recovered from)
+            return None
+        if cluster is None or not cluster.is_running():
+            return None
+        with cluster.connect() as conn:
+            # pg_switch_wal returns the end of the last record plus one: the segment to wait for
+            # holds the byte before it (with no new WAL, that is one archived already)
+            row = conn.execute("select pg_walfile_name(pg_switch_wal() - 1)").fetchone()
+        assert row is not None
+        segment = str(row[0])
+        try:
+            wait_until(lambda: self.repo.archived(segment), timeout=timeout,
+                       interval=0.1, what=f"archiving of {segment}")
+        except WaitTimeout:
+            raise CouldNotVerify(f"WAL segment {segment} was not archived within {timeout:g}s; "
+                                 f"check archive_command in the server log") from None
+        return segment

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from spectral.confirm import Confirmer
 from spectral.errors import RefusedError, UsageError
@@ -22,6 +22,7 @@ from spectral.providers.capabilities import (
 from spectral.recovery_target import RecoveryTarget
 
 if TYPE_CHECKING:
+    from spectral.providers.local.instances import Registry
     from spectral.providers.local.provider import LocalProvider
 
 
@@ -62,8 +63,20 @@ class LocalRetention:
                       dry_run=dry_run)
 
 
+class Restores(Protocol):
+    """What restored instances need of a provider: its restores into new instances and their
+    registry (the managed provider's and an attached one's)."""
+
+    @property
+    def registry(self) -> Registry: ...
+
+    def restore(self, target: RecoveryTarget, *, pause: bool = False,
+                progress: Progress | None = None, backup_id: str | None = None,
+                keep: bool = True, options: Options = NO_OPTIONS) -> Instance: ...
+
+
 class LocalInstances:
-    def __init__(self, provider: LocalProvider) -> None:
+    def __init__(self, provider: Restores) -> None:
         self.p = provider
 
     def restore(self, target: RecoveryTarget, *, pause: bool = False,

@@ -57,12 +57,19 @@ class PgBackRest:
     conf_file: Path
     stanza: str
     env: dict[str, str] = field(default_factory=dict)   # the secrets (never argv or disk)
+    # given to every command before the configuration file's (an attached stanza's: spectral's
+    # own lock, log and spool paths, so nothing of the team's is written)
+    options: tuple[str, ...] = ()
+    # and to the commands that take them (pgBackRest refuses an option a command does not
+    # take: `pgbackrest help <command>` lists them)
+    per_command: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def run(self, command: str, *args: str, timeout: float = 3600.0,
             check: bool = True) -> Completed:
         if installed() is None:
             version()   # raises with the install hint
-        argv = [BINARY, f"--config={self.conf_file}", f"--stanza={self.stanza}", command, *args]
+        argv = [BINARY, f"--config={self.conf_file}", f"--stanza={self.stanza}", *self.options,
+                *self.per_command.get(command, ()), command, *args]
         try:
             return run(argv, timeout=timeout, check=check, env=self.env,
                        run_as=server_identity(), forks=True)

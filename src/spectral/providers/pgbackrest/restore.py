@@ -81,7 +81,8 @@ class PgBackRestRestorer:
     def restore_command(self, data: Path | None = None) -> str:
         """`pgbackrest archive-get`; with `data`, for a server on that restored directory
         (archive-get checks that the server's working directory is its pg1-path)."""
-        words = [f"--config={self.tool.conf_file}", f"--stanza={self.tool.stanza}"]
+        words = [f"--config={self.tool.conf_file}", f"--stanza={self.tool.stanza}",
+                 *self.tool.options, *self.tool.per_command.get("archive-get", ())]
         if data is not None:
             words.insert(1, f"--pg1-path={data}")
         return f"{BINARY} {' '.join(map(command_word, words))} archive-get %f \"%p\""

@@ -149,3 +149,45 @@ class PgBackRestSettings(EnvironmentConfig):
             raise ValueError("a pgbackrest environment is a cluster spectral runs; it takes no "
                              "dsn")
         return self
+
+
+class AttachConfig(BaseModel):
+    """[environments.<name>.pgbackrest] of a team's own stanza: read, never written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attach: Literal[True] = Field(description="true: the stanza is the team's own; spectral "
+                                  "only reads it (docs/attach.md).")
+    stanza: str = Field(description="The team's stanza.")
+    config: Path = Field(default=Path("/etc/pgbackrest/pgbackrest.conf"),
+                         description="The team's pgbackrest.conf: read, never written (its "
+                                     "repositories and their credentials).")
+
+    @field_validator("stanza")
+    @classmethod
+    def _stanza(cls, value: str) -> str:
+        return PgBackRestConfig._stanza(value)
+
+    @field_validator("config")
+    @classmethod
+    def _config(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError(f"expected an absolute path, got {str(value)!r}")
+        return value
+
+
+class AttachedPgBackRestSettings(EnvironmentConfig):
+    provider: Literal["pgbackrest"] = Field(description="'pgbackrest' with attach = true: a "
+                                            "team's own stanza, read only.")
+    dsn: str = Field(description="The live server (a role with pg_read_all_data and "
+                                 "pg_monitor is enough), as a secret reference when it holds "
+                                 "a password.")
+    pg_bin_dir: Path = Field(description="Binaries of the server's major, for the throwaway "
+                                         "restores.")
+    pgbackrest: AttachConfig = Field(description="The team's stanza and configuration file.")
+
+    @classmethod
+    def selects(cls, table: Mapping[str, Any]) -> bool:
+        section = table.get("pgbackrest")
+        return (table.get("provider") == "pgbackrest" and isinstance(section, Mapping)
+                and section.get("attach") is True)

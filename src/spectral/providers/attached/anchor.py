@@ -1,0 +1,95 @@
+"""The live server of an attached environment, read and never changed: where its WAL is
+(`position`), and a bounded wait until the team's archive holds a point (`wait_archived`).
+
+A drill reads its snapshot on the live server and restores the copy to the snapshot's LSN, so
+the archive must hold the segment with that LSN. A segment is archived once it is full or
+`archive_timeout` passes; spectral switches the segment itself only when the role it connects
+as may (`pg_switch_wal()` is superuser-only unless granted), and otherwise waits, with a bound
+taken from `archive_timeout`, saying what it waits for."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from spectral.errors import CouldNotVerify
+from spectral.pg.conn import connect
+from spectral.providers.base import Report
+from spectral.providers.local import window as window_mod
+from spectral.providers.local.repo import Repository
+from spectral.providers.local.wal import format_lsn, parse_lsn, segment_of
+
+NO_TIMEOUT_WAIT = 120.0     # seconds to wait when the server sets no archive_timeout
+SWITCHED_WAIT = 120.0       # after a switch: the archive_command's own time
+REPORT_EVERY = 15.0
+
+POSITION_SQL = """
+select pg_is_in_recovery(),
+       (case when pg_is_in_recovery() then pg_last_wal_replay_lsn()
+             else pg_current_wal_lsn() end)::text,
+       (select setting::int from pg_settings where name = 'archive_timeout'),
+       has_function_privilege('pg_switch_wal()', 'execute')
+"""
+
+
+@dataclass(frozen=True)
+class LivePosition:
+    replica: bool
+    lsn: int
+    archive_timeout: int          # seconds; 0: off
+    may_switch: bool
+
+
+def position(dsn: str) -> LivePosition:
+    with connect(dsn) as conn:
+        row = conn.execute(POSITION_SQL).fetchone()
+    assert row is not None
+    return LivePosition(bool(row[0]), parse_lsn(str(row[1])), int(row[2] or 0), bool(row[3]))
+
+
+def archive_reaches(repo: Repository, lsn: int) -> bool:
+    """Whether the archive's live lineage holds the whole segment with `lsn` (recovery to
+    `lsn` then finds the record at or after it)."""
+    segments = [s for s in window_mod.lineage_of(repo).segments if not s.partial]
+    return bool(segments) and segments[-1].segno >= segment_of(lsn)
+
+
+def wait_archived(repo: Repository, forget: Callable[[], None], dsn: str, lsn: int,
+                  report: Report | None) -> None:
+    """Return once the archive holds `lsn`; CouldNotVerify, naming the segment and what to set,
+    when it does not within the bound."""
+    def holds() -> bool:
+        forget()
+        return archive_reaches(repo, lsn)
+
+    if holds():
+        return
+    live = position(dsn)
+    if live.may_switch and not live.replica:
+        with connect(dsn) as conn:
+            conn.execute("select pg_switch_wal()")
+        bound = SWITCHED_WAIT
+    else:
+        bound = 2.0 * live.archive_timeout + 60 if live.archive_timeout else NO_TIMEOUT_WAIT
+    why = ("after a switch of the live server's WAL" if live.may_switch and not live.replica
+           else f"archive_timeout is {live.archive_timeout}s" if live.archive_timeout
+           else "archive_timeout is off and the role may not switch WAL")
+    say = report or (lambda _msg: None)
+    say(f"waiting for the team's archive to hold WAL up to {format_lsn(lsn)} (the segment "
+        f"with it is archived when full; {why}): up to {bound:.0f}s")
+    deadline = time.monotonic() + bound
+    next_report = time.monotonic() + REPORT_EVERY
+    while not holds():
+        now = time.monotonic()
+        if now >= deadline:
+            raise CouldNotVerify(
+                f"the team's archive does not hold WAL up to {format_lsn(lsn)} after "
+                f"{bound:.0f}s ({why})",
+                hint="set archive_timeout on the live server (e.g. '60s'), or GRANT EXECUTE ON "
+                     "FUNCTION pg_switch_wal() to the role spectral connects as")
+        if now >= next_report:
+            say(f"still waiting for WAL up to {format_lsn(lsn)} "
+                f"({deadline - now:.0f}s left)")
+            next_report = now + REPORT_EVERY
+        time.sleep(1.0)

@@ -1,0 +1,125 @@
+"""A team's own backups, set up the way a team would, never through spectral: a PostgreSQL
+the test starts itself with pgBackRest in its own configuration file (its own stanza,
+repository, log and lock paths, archive-push as archive_command), a role for spectral with
+only pg_read_all_data and pg_monitor, and fingerprints of everything spectral must never
+change: every repository file's bytes, the configuration file and the live pg_settings."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from spectral.pg.binaries import PgBinaries
+from spectral.pg.cluster import Cluster, free_port, socket_dir_for
+from spectral.pg.conn import connect
+from spectral.pg.osuser import make_owned_dir, server_identity
+from spectral.runner import run
+
+STANZA = "team"
+
+
+@dataclass
+class TeamStanza:
+    """The team's server and its pgBackRest stanza."""
+
+    root: Path
+    cluster: Cluster
+    conf: Path
+
+    @property
+    def repo(self) -> Path:
+        return self.root / "repo"
+
+    @property
+    def dsn(self) -> str:
+        """What spectral is given: the drill role, no superuser."""
+        return (f"host={self.cluster.socket_dir} port={self.cluster.port} user=drill "
+                f"dbname=app")
+
+    def pgbackrest(self, *args: str, timeout: float = 300) -> str:
+        """The team's own pgBackRest, as the team runs it."""
+        res = run(["pgbackrest", f"--config={self.conf}", f"--stanza={STANZA}", *args],
+                  timeout=timeout, run_as=server_identity(), forks=True)
+        return res.stdout
+
+    def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with connect(self.cluster.conninfo("app")) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def commit(self, row: int) -> tuple[int, datetime]:
+        """One row in its own transaction: its xid and commit time."""
+        with connect(self.cluster.conninfo("app"), autocommit=False) as conn:
+            conn.execute("insert into app.ledger values (%s, 'x')", (row,))
+            xid = int(conn.execute("select txid_current()").fetchone()[0])  # type: ignore[index]
+            conn.commit()
+        at = self.sql(f"select pg_xact_commit_timestamp('{xid}'::xid)")[0][0]
+        return xid, at
+
+    def archived_now(self) -> str:
+        """Switch and wait until archive-push has the segment (the team's archive is current)."""
+        name = str(self.sql("select pg_walfile_name(pg_switch_wal() - 1)")[0][0])
+        deadline = time.monotonic() + 60
+        # the last archived file may be a backup's history file (…00000002.00000028.backup)
+        while str(self.sql("select last_archived_wal from pg_stat_archiver")[0][0])[:24] < name:
+            assert time.monotonic() < deadline, "archive-push did not catch up"
+            time.sleep(0.1)
+        return name
+
+    # ---- what spectral must never change ---------------------------------------------------
+    def repository_files(self) -> dict[str, str]:
+        """Every file of the repository -> the SHA-256 of its bytes."""
+        return {str(p.relative_to(self.repo)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(self.repo.rglob("*")) if p.is_file()}
+
+    def live_settings(self) -> list[tuple[str, str]]:
+        with connect(self.cluster.conninfo()) as conn:
+            return [(str(n), str(s)) for n, s in conn.execute(
+                "select name, coalesce(setting, '') from pg_settings order by name")]
+
+    def untouched(self) -> tuple[dict[str, str], list[tuple[str, str]], str]:
+        conf = hashlib.sha256(self.conf.read_bytes()).hexdigest()
+        return self.repository_files(), self.live_settings(), conf
+
+
+def team_config(root: Path, cluster: Cluster) -> str:
+    return (f"[global]\nrepo1-path={root / 'repo'}\nrepo1-retention-full=99\n"
+            f"log-path={root / 'pgbr-log'}\nlock-path={root / 'pgbr-lock'}\n"
+            f"spool-path={root / 'pgbr-spool'}\nlog-level-file=detail\nstart-fast=y\n"
+            f"compress-type=lz4\n\n[{STANZA}]\npg1-path={cluster.data_dir}\n"
+            f"pg1-socket-path={cluster.socket_dir}\npg1-port={cluster.port}\npg1-user=postgres\n")
+
+
+@contextlib.contextmanager
+def team_stanza(work_dir: Path, bins: PgBinaries) -> Iterator[TeamStanza]:
+    """The team's server (running) with one full backup of app.ledger (ids 1..100)."""
+    root = make_owned_dir(work_dir / "team", 0o755)
+    for d in ("repo", "pgbr-log", "pgbr-lock", "pgbr-spool"):
+        make_owned_dir(root / d, 0o750)
+    cluster = Cluster(bins, root / "data", socket_dir_for(root / "run"), free_port(),
+                      root / "log" / "postgres.log", port_chosen=True)
+    conf = root / "pgbackrest.conf"
+    cluster.initdb(conf={"wal_level": "replica", "archive_mode": "on",
+                         "archive_command": f"pgbackrest --config={conf} --stanza={STANZA} "
+                                            f"archive-push %p",
+                         "track_commit_timestamp": "on", "max_wal_senders": "3"})
+    conf.write_text(team_config(root, cluster))
+    cluster.start()
+    team = TeamStanza(root, cluster, conf)
+    try:
+        with connect(cluster.conninfo()) as c:
+            c.execute("create database app")
+        team.sql("create schema app; create table app.ledger (id int primary key, note text);"
+                 "insert into app.ledger select g, 'base' from generate_series(1, 100) g;"
+                 "create role drill login; grant pg_read_all_data, pg_monitor to drill")
+        team.pgbackrest("stanza-create")
+        team.pgbackrest("backup", "--type=full")
+        yield team
+    finally:
+        cluster.stop(timeout=30)
