@@ -123,3 +123,75 @@ def team_stanza(work_dir: Path, bins: PgBinaries) -> Iterator[TeamStanza]:
         yield team
     finally:
         cluster.stop(timeout=30)
+
+
+@dataclass
+class TeamArchive:
+    """The team's server, its WAL folder (filled by its archive_command) and base backups."""
+
+    root: Path
+    cluster: Cluster
+    compress: str | None       # how the archive_command stores segments: None, "gz", ...
+
+    @property
+    def base(self) -> Path:
+        return self.root / "base"
+
+    @property
+    def wal(self) -> Path:
+        return self.root / "wal"
+
+    @property
+    def dsn(self) -> str:
+        return (f"host={self.cluster.socket_dir} port={self.cluster.port} user=drill "
+                f"dbname=app")
+
+    sql = TeamStanza.sql
+    commit = TeamStanza.commit
+    archived_now = TeamStanza.archived_now
+    live_settings = TeamStanza.live_settings
+
+    def basebackup(self, name: str, *args: str) -> Path:
+        """pg_basebackup into base/<name>, as the team runs it (`args`: -Ft, --compress ...)."""
+        dest = self.base / name
+        run([str(self.cluster.bins.path("pg_basebackup")), "-D", str(dest), "-c", "fast",
+             "-h", str(self.cluster.socket_dir), "-p", str(self.cluster.port), "-U", "postgres",
+             *args], timeout=600, run_as=server_identity())
+        return dest
+
+    def untouched(self) -> tuple[dict[str, str], list[tuple[str, str]], str]:
+        files = {str(p.relative_to(self.root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                 for d in (self.base, self.wal) for p in sorted(d.rglob("*")) if p.is_file()}
+        return files, self.live_settings(), ""
+
+
+def archive_command(wal: Path, compress: str | None) -> str:
+    if compress is None:
+        return f"test ! -f {wal}/%f && cp %p {wal}/%f"
+    program = {"gz": "gzip", "lz4": "lz4", "zst": "zstd"}[compress]
+    return f"test ! -f {wal}/%f.{compress} && {program} -c < %p > {wal}/%f.{compress}"
+
+
+@contextlib.contextmanager
+def team_archive(work_dir: Path, bins: PgBinaries, compress: str | None) -> Iterator[TeamArchive]:
+    """The team's server (running), archiving into a folder, app.ledger holding ids 1..100; no
+    base backup yet."""
+    root = make_owned_dir(work_dir / "team", 0o755)
+    for d in ("base", "wal"):
+        make_owned_dir(root / d, 0o750)
+    cluster = Cluster(bins, root / "data", socket_dir_for(root / "run"), free_port(),
+                      root / "log" / "postgres.log", port_chosen=True)
+    cluster.initdb(conf={"wal_level": "replica", "archive_mode": "on",
+                         "archive_command": archive_command(root / "wal", compress),
+                         "track_commit_timestamp": "on", "max_wal_senders": "5"})
+    cluster.start()
+    team = TeamArchive(root, cluster, compress)
+    try:
+        with connect(cluster.conninfo()) as c:
+            c.execute("create database app")
+        team.sql("create schema app; create table app.ledger (id int primary key, note text);"
+                 "insert into app.ledger select g, 'base' from generate_series(1, 100) g;"
+                 "create role drill login; grant pg_read_all_data, pg_monitor to drill")
+        yield team
+    finally:
+        cluster.stop(timeout=30)

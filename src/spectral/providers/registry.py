@@ -96,6 +96,7 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("dsn.settings:DsnSettings", "dsn.provider:dsn_provider"),
     Backend("pgbackrest.settings:AttachedPgBackRestSettings", "pgbackrest.attach:attached_provider",
             tag="pgbackrest (attach = true)"),
+    Backend("archive.settings:ArchiveSettings", "archive.open:archive_provider"),
 )
 PROVIDERS: dict[str, Backend] = {b.name: b for b in BACKENDS}
 

@@ -120,8 +120,9 @@ class PgBackRestRestorer:
             if refusal:
                 raise CouldNotVerify(f"pgbackrest verify found damage in what this restore "
                                      f"needs, so it is refused: {refusal}",
-                                     hint="restore from another backup (--backup) or take a "
-                                          "new one (spectral dr backup)") from None
+                                     hint="a target before this backup's start restores from "
+                                          "an older one; spectral dr drill functional "
+                                          "--backup <id> drills another") from None
             raise failed from None
         self.pgb_repo.record_checks({b.id: (Verification.VERIFIED, RESTORED) for b in chain})
         if progress:

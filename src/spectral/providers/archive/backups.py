@@ -1,0 +1,134 @@
+"""pg_basebackup's output as a team keeps it, one folder per backup, read: plain (a data
+directory) or tar (base.tar, plain or gzip/lz4/zstd), with or without a backup_manifest.
+
+Where a backup starts and on which timeline is in its backup_label; where it ends is the last
+WAL range of its backup_manifest, or the STOP WAL LOCATION of the backup history file
+(`<segment>.<offset>.backup`) the server archived with the WAL. A backup with neither cannot be
+placed in the window and is listed as failed, saying so."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from spectral.errors import CommandError, CouldNotVerify
+from spectral.providers.base import Backup, BackupKind, Verification
+from spectral.runner import run
+
+# the program that decompresses a file of each suffix (tar -I runs it with -d)
+DECOMPRESS = {".gz": "gzip", ".lz4": "lz4", ".zst": "zstd"}
+LABEL_RE = re.compile(r"^(?P<key>[A-Z ]+): (?P<value>.*)$", re.MULTILINE)
+LSN_IN_RE = re.compile(r"^([0-9A-F]+/[0-9A-F]+)")
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class BaseBackup:
+    """One backup folder: plain (`tar` None) or tar (its base.tar[.gz|.lz4|.zst])."""
+
+    id: str
+    path: Path
+    tar: Path | None
+    wal_tar: Path | None
+
+    @property
+    def manifest(self) -> Path | None:
+        found = self.path / "backup_manifest"
+        return found if found.is_file() else None
+
+    def member(self, name: str) -> str:
+        """A file of the backup's data directory, as text (read from the tar when tar)."""
+        if self.tar is None:
+            return (self.path / name).read_text()
+        argv = ["tar", "-x", "-O", "-f", str(self.tar)]
+        if self.tar.suffix in DECOMPRESS:
+            argv.append(f"--use-compress-program={DECOMPRESS[self.tar.suffix]}")
+        try:
+            return run([*argv, name], timeout=600).stdout
+        except CommandError as exc:
+            raise CouldNotVerify(f"backup {self.id}: {name} cannot be read from "
+                                 f"{self.tar.name}: {exc.message}") from None
+
+
+def _tar_in(folder: Path, stem: str) -> Path | None:
+    for suffix in ("", *DECOMPRESS):
+        if (folder / f"{stem}.tar{suffix}").is_file():
+            return folder / f"{stem}.tar{suffix}"
+    return None
+
+
+def find(folder: Path) -> BaseBackup | None:
+    """The backup in `folder`, or None when it holds none (not a pg_basebackup output)."""
+    if not SAFE_ID.match(folder.name) or not folder.is_dir():
+        return None
+    if (folder / "backup_label").is_file() and (folder / "PG_VERSION").is_file():
+        return BaseBackup(folder.name, folder, None, None)
+    tar = _tar_in(folder, "base")
+    if tar is None:
+        return None
+    return BaseBackup(folder.name, folder, tar, _tar_in(folder, "pg_wal"))
+
+
+def label(text: str) -> dict[str, str]:
+    """backup_label's (or a backup history file's) lines, key -> value (pure)."""
+    return {m.group("key"): m.group("value").strip() for m in LABEL_RE.finditer(text)}
+
+
+def lsn_of(value: str) -> str:
+    m = LSN_IN_RE.match(value)
+    if m is None:
+        raise CouldNotVerify(f"not a WAL location: {value!r}")
+    return m.group(1)
+
+
+def label_time(value: str) -> datetime:
+    """'2026-12-05 16:43:41 UTC' (the server's time zone name; read as UTC when it is not one
+    Python knows: the window's times come from the WAL, not from here)."""
+    return datetime.strptime(value[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+
+
+def manifest_end(manifest: Path) -> str | None:
+    try:
+        ranges = json.loads(manifest.read_text()).get("WAL-Ranges") or []
+    except (OSError, ValueError):
+        return None
+    return str(ranges[-1]["End-LSN"]) if ranges else None
+
+
+def to_backup(b: BaseBackup, history: dict[str, str]) -> Backup:
+    """The catalog entry; `history` maps the backup history files of the WAL folder (by their
+    START WAL LOCATION) to their text."""
+    found = label(b.member("backup_label"))
+    start = lsn_of(found["START WAL LOCATION"])
+    started = label_time(found["START TIME"])
+    version = b.member("PG_VERSION").strip()
+    stop_doc = label(history.get(start, ""))
+    stop = manifest_end(b.manifest) if b.manifest else None
+    stop = stop or (lsn_of(stop_doc["STOP WAL LOCATION"]) if "STOP WAL LOCATION" in stop_doc
+                    else None)
+    stopped = label_time(stop_doc["STOP TIME"]) if "STOP TIME" in stop_doc else started
+    if stop is None:
+        verification, detail = Verification.FAILED, (
+            f"its end is unknown: no backup_manifest, and no backup history file for its start "
+            f"({start}) in the WAL folder")
+        stop = start
+    elif b.manifest is None:
+        verification, detail = Verification.NOT_VERIFIED, (
+            "no backup_manifest: its files cannot be checked before the drill compares the "
+            "restored copy")
+    else:
+        verification, detail = Verification.NOT_VERIFIED, (
+            "not checked yet: pg_verifybackup runs on every restore of it")
+    return Backup(id=b.id, kind=BackupKind.FULL, parent=None, start_lsn=start, stop_lsn=stop,
+                  start_time=started, stop_time=stopped,
+                  timeline=int(found.get("START TIMELINE", "1")), size_bytes=_size(b.path),
+                  duration_s=max(0.0, (stopped - started).total_seconds()),
+                  server_version=version, verification=verification,
+                  verification_detail=detail, status="completed", physical=True)
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

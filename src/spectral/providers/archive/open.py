@@ -1,0 +1,59 @@
+"""The plain archive as an `AttachedRepository` (providers/attached/strategy.py), and the
+registry's factory for provider = "archive"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from spectral.errors import ConfigError
+from spectral.pg.binaries import PgBinaries, find_binaries
+from spectral.providers.archive.repo import ArchiveRepository
+from spectral.providers.archive.restore import ArchiveRestorer
+from spectral.providers.archive.settings import ArchiveConfig, ArchiveSettings
+
+if TYPE_CHECKING:
+    from spectral.environment import Environment
+    from spectral.providers.attached.provider import AttachedProvider
+
+
+class PlainArchive:
+    kind = "archive"
+
+    def __init__(self, cfg: ArchiveConfig, state_dir: Path, bins: PgBinaries) -> None:
+        self.cfg, self.bins = cfg, bins
+        self.repo = ArchiveRepository(state_dir / "archive", cfg.base_dir, cfg.wal_dir)
+
+    def describe(self) -> str:
+        return f"base backups in {self.cfg.base_backups}, WAL in {self.cfg.wal}"
+
+    def check(self) -> None:
+        for key, folder in (("archive.base_backups", self.cfg.base_dir),
+                            ("archive.wal", self.cfg.wal_dir)):
+            if not folder.is_dir():
+                raise ConfigError(f"{key} {str(folder)!r} is not a folder spectral can read")
+
+    def repository(self) -> ArchiveRepository:
+        return self.repo
+
+    def forget(self) -> None:
+        self.check()
+        self.repo.forget()
+
+    def restorer(self) -> ArchiveRestorer:
+        return ArchiveRestorer(self.bins, self.repo)
+
+    def server_env(self) -> dict[str, str]:
+        return {}
+
+
+def archive_provider(environment: Environment) -> AttachedProvider:
+    """The registry's factory for provider = "archive"."""
+    from spectral.providers.attached.provider import AttachedProvider
+
+    settings = environment.config
+    assert isinstance(settings, ArchiveSettings)
+    bins = find_binaries(settings.pg_bin_dir)
+    strategy = PlainArchive(settings.archive, environment.state_dir, bins)
+    return AttachedProvider(environment.name, settings.dsn, environment.spectral.base_dir, bins,
+                            environment.state_dir, strategy, environment.report)

@@ -1,0 +1,104 @@
+"""A restore from a plain archive: the backup folder copied (plain) or extracted (tar, with its
+pg_wal.tar when there is one) into the throwaway data directory, checked against its
+backup_manifest with pg_verifybackup before recovery starts (a damaged file is named and the
+restore refused), and WAL fetched from the team's folder, decompressed when it is compressed.
+Recovery itself is PostgreSQL's (local/restore.py's `Recovery`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from spectral.errors import CommandError, CouldNotVerify
+from spectral.pg.binaries import PgBinaries
+from spectral.pg.cluster import Cluster
+from spectral.pg.osuser import give_to_server, make_owned_dir, server_identity
+from spectral.providers.archive.backups import DECOMPRESS, BaseBackup, find
+from spectral.providers.archive.repo import ArchiveRepository
+from spectral.providers.base import Progress, RecoverableWindow
+from spectral.providers.local.copy import copy_tree
+from spectral.providers.local.recovery import WAL_SEGMENT_SIZE, command_word
+from spectral.providers.local.restore import RESTORE_TIMEOUT, Recovery
+from spectral.providers.local.targets import RestorePlan
+from spectral.recovery_target import RecoveryTarget
+from spectral.runner import run
+
+
+def archive_restore_command(wal_dir: Path) -> str:
+    """The segment from the team's folder: as it is (a plain segment of the wrong size, a
+    truncated one, is not handed over: the WAL ends there, a gap the window names), else
+    decompressed (pure; what PostgreSQL puts for %f and %p needs no quotes)."""
+    w = command_word(f"{wal_dir}/")
+    whole = f'case %f in *.history) ;; *) test "$(stat -c %%s {w}%f)" = {WAL_SEGMENT_SIZE} ;; esac'
+    tries = [f'{{ test -f {w}%f && {{ {whole}; }} && cp {w}%f "%p"; }}']
+    tries += [f'{{ test -f {w}%f{suffix} && {program} -dc {w}%f{suffix} > "%p"; }}'
+              for suffix, program in DECOMPRESS.items()]
+    return " || ".join(tries)
+
+
+class ArchiveRestorer:
+    """`RestoreSteps` (local/restore.py) from a plain archive."""
+
+    def __init__(self, bins: PgBinaries, repo: ArchiveRepository) -> None:
+        self.bins, self.repo = bins, repo
+        self.recovery = Recovery(bins, repo)
+
+    def restore_command(self) -> str:
+        return archive_restore_command(self.repo.wal_dir)
+
+    def prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
+                         target: RecoveryTarget) -> None:
+        self.recovery.prepare_recovery(cluster, conf, target)
+
+    def recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
+                pause: bool, progress: Progress | None) -> dict[str, Any]:
+        return self.recovery.recover(cluster, restore_plan, window, pause, progress)
+
+    def materialize(self, restore_plan: RestorePlan, data: Path, progress: Progress | None,
+                    *, pause: bool = False) -> dict[str, str]:
+        backup = restore_plan.chain[-1]
+        found = find(self.repo.folder(backup.id))
+        assert found is not None      # folder() found it
+        total = max(1, backup.size_bytes)
+        make_owned_dir(data, 0o700)
+        if found.tar is None:
+            copy_tree(found.path, data, progress=(lambda done: progress(
+                "copy", min(done, total), total)) if progress else None)
+        else:
+            if progress:
+                progress("copy", 0, total)
+            _extract(found.tar, data)
+            if found.wal_tar is not None:
+                _extract(found.wal_tar, data / "pg_wal")
+            if progress:
+                progress("copy", total, total)
+        give_to_server(data)
+        self._check(found, backup.id, data)
+        return {}
+
+    def _check(self, found: BaseBackup, backup_id: str, data: Path) -> None:
+        """pg_verifybackup of the restored files against the backup's manifest (the WAL is
+        the team's archive's, checked by the window)."""
+        if found.manifest is None:
+            return
+        try:
+            run([self.bins.path("pg_verifybackup"), "--quiet", "--no-parse-wal",
+                 f"--manifest-path={found.manifest}", str(data)],
+                timeout=RESTORE_TIMEOUT, run_as=server_identity())
+        except CommandError as exc:
+            raise CouldNotVerify(f"backup {backup_id} fails pg_verifybackup against its "
+                                 f"backup_manifest and is not restored: {exc.message}",
+                                 hint="a target before this backup's start restores from an "
+                                      "older one; spectral dr drill functional --backup <id> "
+                                      "drills another") from None
+
+
+def _extract(tar: Path, dest: Path) -> None:
+    make_owned_dir(dest, 0o700)
+    argv = ["tar", "-x", "-f", str(tar), "-C", str(dest)]
+    if tar.suffix in DECOMPRESS:
+        argv.append(f"--use-compress-program={DECOMPRESS[tar.suffix]}")
+    try:
+        run(argv, timeout=RESTORE_TIMEOUT)
+    except CommandError as exc:
+        raise CouldNotVerify(f"{tar} cannot be extracted: {exc.message}") from None
