@@ -234,7 +234,10 @@ class ManagedProvider:
         return DrillPoint(TimeTarget(at), at, f"time {at.isoformat()}")
 
     def target_after(self, snapshot: Fingerprint, request: CopyRequest) -> RecoveryTarget:
-        return LsnTarget(parse_lsn(snapshot.source.lsn))
+        # exclusive: the state the snapshot saw is every record before its LSN; a commit
+        # that starts exactly there came after it (PostgreSQL's inclusive LSN target would
+        # replay it)
+        return LsnTarget(parse_lsn(snapshot.source.lsn), exclusive=True)
 
     def provision_copy(self, target: RecoveryTarget, request: CopyRequest, operator: Operator,
                        report: Report, progress: Progress | None = None) -> Copy:

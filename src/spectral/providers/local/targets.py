@@ -121,12 +121,19 @@ def _xid_end(ends: list[CommitRecord], target: XidTarget, window: RecoverableWin
 
 
 def _hole_after(window: RecoverableWindow, iv: WindowInterval) -> WalGap | None:
-    """The first gap (missing or unreadable WAL) after the interval's end, if there is one. A
-    gap can start exactly there: a crashed source's unarchived WAL begins at the end of a
-    backup whose own WAL is all a restore has (archiving stuck since before it)."""
+    """The first gap (missing or unreadable WAL) that reaches past the interval's end, if there
+    is one. A gap can begin at or before that end: a crashed source's unarchived WAL begins
+    exactly at the end of a backup whose own WAL is all a restore has; a segment missing or
+    damaged in the archive can be the one holding a backup's end, the backup's own WAL
+    covering it only up to there."""
     end = parse_lsn(iv.end_lsn)
-    return next((g for g in window.gaps if (parse_lsn(g.from_lsn) if g.from_lsn else
-                                            _gap_segno(g) * SEG) >= end), None)
+    return next((g for g in window.gaps if _gap_end(g) > end), None)
+
+
+def _gap_end(gap: WalGap) -> int:
+    """The first LSN after the gap: the end of the last segment it leaves out."""
+    last = parse_segment(gap.missing_to)
+    return ((last.segno if last is not None else _gap_segno(gap)) + 1) * SEG
 
 
 def _gap_segno(gap: WalGap) -> int:

@@ -223,7 +223,10 @@ class Break:
         if self.timeline is not None and backup.timeline >= self.timeline:
             return False
         stop = parse_lsn(backup.stop_lsn)
-        return self.segno >= segment_of(stop) if self.missing else self.lsn >= stop
+        # damage runs from `lsn` to its segment's end: it ends a backup whose end lies before
+        # that (the WAL after the end, in that segment, is what cannot be read)
+        return self.segno >= segment_of(stop) if self.missing else \
+            (self.segno + 1) * DEFAULT_SEG_SIZE > stop
 
 
 def breaks(bins: PgBinaries, lin: Lineage, first: int, cache: Path) -> list[Break]:
@@ -292,8 +295,8 @@ def _interval(bins: PgBinaries, lin: Lineage, brk: Break | None, group: list[Bac
     last, commit = _tail(bins, lin, readable, stop, cap)
     end_lsn = last.lsn if last else stop
     wal_end = last.end if last else stop
-    if cap is not None:
-        wal_end = min(wal_end, cap)
+    if cap is not None:      # never before the backup's end (its own WAL reaches that)
+        wal_end = max(min(wal_end, cap), stop)
     end_time = max(commit or begins, begins)
     return WindowInterval(begins, first.stop_lsn, end_time, format_lsn(end_lsn),
                           format_lsn(wal_end), [b.id for b in group])
