@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spectral.errors import ExitCode
+
+if TYPE_CHECKING:
+    from spectral.providers.base import CopyRecord
 
 
 class DrillOutcome(StrEnum):
@@ -53,7 +56,7 @@ class DrillResult:
     rpo_seconds: float | None = None
     rto_target: float | None = None
     rpo_target: float | None = None
-    instance: dict[str, Any] | None = None
+    instance: CopyRecord | None = None       # what the ledger keeps of the restored copy
     error: str | None = None
     kept: bool = False
     partner_corpora: list[str] = field(default_factory=list)   # partners whose corpus restored
@@ -81,5 +84,6 @@ class DrillResult:
                 "rpo_seconds": None if self.rpo_seconds is None else round(self.rpo_seconds, 3),
                 "rpo_method": self.rpo_method,
                 "rto_target": self.rto_target, "rpo_target": self.rpo_target,
-                "instance": self.instance, "error": self.error, "kept": self.kept,
+                "instance": self.instance.to_json() if self.instance else None,
+                "error": self.error, "kept": self.kept,
                 "partner_corpora": self.partner_corpora}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,7 +163,8 @@ class InPlace:
             raise
         crash_point("restore:recovered")
         settle(cluster, host)
-        reached = {**reached, "prepared": pending_prepared(cluster)}
+        reached = replace(reached, prepared=tuple(pending_prepared(cluster)),
+                          resolved=restore_plan.why or None)
         what = described(restore_plan)
         self._commit(cluster, what, aside, intent)
         crash_point("restore:committed")
@@ -175,8 +176,7 @@ class InPlace:
         if not was_running:
             cluster.stop()
         return Rewound(what, restore_plan.chain[-1].id, str(aside), tuple(discarded),
-                       RecoveryReached.from_json({**reached,
-                                                  "resolved": restore_plan.why or None})), intent
+                       reached), intent
 
     def _roll_back(self, intent: dict[str, Any], cluster: Cluster, was_running: bool) -> None:
         """The intact live data goes back, as after a kill (intent.roll_back_restore): once

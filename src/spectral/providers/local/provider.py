@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -249,9 +250,9 @@ class ManagedProvider:
         return self._copy(inst)
 
     def _copy(self, inst: Instance) -> Copy:
-        stopped = inst.reached.get("stopped")
+        stopped = inst.reached.stopped if inst.reached else None
         return Copy(inst.id, inst.dsn, f"instance {inst.id}", inst.backup_id, inst.target,
-                    inst.to_json(), reached=str(stopped) if stopped else None,
+                    inst, reached=stopped or None,
                     kept_note=f"{inst.dsn} (spectral dr teardown {inst.id})")
 
     def keep_copy(self, copy: Copy) -> None:
@@ -311,8 +312,8 @@ class ManagedProvider:
             self.registry.write(home, inst, "restoring", keep)
             reached = restorer.recover(cluster, restore_plan, window, pause, progress)
             # the start may have moved to another port (the chosen one was taken meanwhile)
-            inst.port, inst.dsn = cluster.port, cluster.conninfo()
-            inst.reached = {**reached, "resolved": restore_plan.why or None}
+            inst = replace(inst, port=cluster.port, dsn=cluster.conninfo(),
+                           reached=replace(reached, resolved=restore_plan.why or None))
             self.registry.write(home, inst, "paused" if pause else "ready", keep)
             undo.release("instance server")
             undo.release("instance directory")
