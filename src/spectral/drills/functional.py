@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from spectral.confirm import Operator, Unattended
-from spectral.drills.result import Check, DrillOutcome, DrillResult, DrillType
+from spectral.drills.result import Check, DrillEntry, DrillOutcome, DrillResult, DrillType
 from spectral.drills.verify import objectives, verify_against_snapshot
 from spectral.environment import Environment
 from spectral.errors import ConnectError, CouldNotVerify, SpectralError
-from spectral.ledger import EntryKind
 from spectral.providers.base import (
     Capability,
     Copy,
@@ -196,9 +195,8 @@ class _Drill:
                 self.report(f"{copy.what} NOT deleted ({exc.message}): {copy.kept_note}")
                 result.error = result.error or f"throwaway {copy.what} not deleted: " \
                                                 f"{exc.message}"
-        self.environment.ledger.append(
-            EntryKind.DRILL, result.environment,
-            {**result.to_json(), "provider": self.provider.kind})
+        self.environment.ledger.record(result.environment,
+                                       DrillEntry(result, self.provider.kind))
 
 
 def _described(target: RecoveryTarget, snapshot: Fingerprint) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from spectral.errors import ExitCode
+from spectral.ledger import EntryKind
 
 if TYPE_CHECKING:
     from spectral.providers.base import CopyRecord
@@ -87,3 +88,16 @@ class DrillResult:
                 "instance": self.instance.to_json() if self.instance else None,
                 "error": self.error, "kept": self.kept,
                 "partner_corpora": self.partner_corpora}
+
+
+@dataclass(frozen=True)
+class DrillEntry:
+    """A drill as the ledger keeps it: its result and the kind of provider that made the
+    copy (ledger/payloads.py `DrillRecord` reads it back)."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.DRILL
+    result: DrillResult
+    provider: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.result.to_json(), "provider": self.provider}

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -102,6 +102,17 @@ class ExitResult:
                     f"{self.timings.get('verify', 0):.1f} s)")
         return f"provider exit {moved}: {self.outcome.value}" + (
             f": {self.error}" if self.error else "")
+
+
+@dataclass(frozen=True)
+class ExitEntry:
+    """An exit as the ledger keeps it: its result and its summary."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.EXIT
+    result: ExitResult
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.result.to_json(), "summary": self.result.summary}
 
 
 def client_binaries(environment: Environment, *majors: int) -> PgBinaries:
@@ -372,7 +383,5 @@ class Exit:
 
     # ---- after --------------------------------------------------------------------------
     def _record(self) -> None:
-        data = self.result.to_json()
-        data["summary"] = self.result.summary
         with contextlib.suppress(SpectralError):
-            self.environment.ledger.append(EntryKind.EXIT, self.environment.name, data)
+            self.environment.ledger.record(self.environment.name, ExitEntry(self.result))

@@ -44,7 +44,7 @@ def record(ledger: Ledger, environment: str, doc: Fingerprint) -> Path:
     path = store(ledger.dir, doc)
     done = SnapshotRecord(f"snapshots/{path.name}", doc.taken_at, doc.source.lsn,
                           {k: v.checksum for k, v in doc.schemas.items()})
-    ledger.append(done.KIND, environment, done.to_json())
+    ledger.record(environment, done)
     return path
 
 

@@ -119,7 +119,7 @@ class InPlace:
             done, intent = self._restore(target, progress)
             record = InPlaceRestoreRecord(f"in-place restore to {done.target}", done.target,
                                           done.backup, done.previous, done.discarded)
-            self.outbox.owe(record.KIND, record.to_json(), owed_key(intent))
+            self.outbox.owe(record, owed_key(intent))
             self.journal.phase(intent, "recorded")
             crash_point("restore:recorded")
             self.journal.end()
@@ -245,7 +245,7 @@ class InPlace:
             done, intent = self._undo(rec)
             undone = UndoRecord(f"undo of the in-place restore to {rec['target']}",
                                 done.environment, done.restored, done.set_aside, done.timeline)
-            self.outbox.owe(undone.KIND, undone.to_json(), owed_key(intent))
+            self.outbox.owe(undone, owed_key(intent))
             self.journal.phase(intent, "recorded")
             crash_point("undo:recorded")
             self.journal.end()
