@@ -26,6 +26,7 @@ from conftest import spectral
 from spectral.errors import CouldNotVerify
 from spectral.ledger import EntryKind
 from spectral.ledger.outbox import Outbox
+from test_ledger import Said
 
 
 def test_a_lost_connection_is_one_line_not_an_internal_error() -> None:
@@ -51,7 +52,7 @@ def test_an_owed_entry_that_cannot_be_read_is_said_and_the_outbox_is_checked_fir
     environment = open_environment(load_config(tmp_path / "spectral.toml"), "e",
                                    report=said.append)
     outbox = Outbox(environment.state_dir)
-    outbox.owe(EntryKind.RESTORE, {"summary": "undo of the in-place restore to x"})
+    outbox.owe(Said("undo of the in-place restore to x"))
     broken = outbox.dir / "broken.json"
     broken.write_text('{"key": "b", "kind": ')
     assert environment.record_owed() == 1
@@ -77,7 +78,7 @@ def test_done_but_not_recorded_is_said_with_the_operation(tmp_path: Path) -> Non
     environment.ledger.append(EntryKind.DRILL, "e", {"outcome": "pass"})
     with open(environment.ledger.path, "a") as f:
         f.write('{"seq": 2, "torn')                                      # torn meanwhile
-    Outbox(environment.state_dir).owe(EntryKind.RESTORE, {"summary": "in-place restore"})
+    Outbox(environment.state_dir).owe(Said("in-place restore"))
     err = io.StringIO()
 
     class St(AppState):

@@ -23,6 +23,7 @@ from spectral.ledger.open import open_ledger
 from spectral.ledger.remote import StoreWentBack
 from spectral.ledger.signing import Signer, public_text
 from spectral.runner import run
+from spectral.verify.document import Fingerprint, SchemaEntry, Source
 
 WRITER = """
 import sys
@@ -132,14 +133,18 @@ def test_snapshots_live_in_the_store(tmp_path: Path, s3: S3Server, kind: str) ->
     store, server = store_kinds(tmp_path, s3, kind)
     os.environ.update({k: v for k, v in env_for(server).items() if k.startswith("S3_")})
     writer = open_ledger(load_config(None, cwd=clone(tmp_path, "w", store)), "prod")
-    doc = {"taken_at": "2026-11-30T10:00:00+00:00", "source": {"lsn": "0/16B3748"},
-           "schemas": {"core": {"checksum": "abc"}}, "format": "x"}
-    snapshots.record(writer, "prod", doc)
+    snapshots.record(writer, "prod", a_fingerprint("0/16B3748", "abc"))
     reader = open_ledger(load_config(None, cwd=clone(tmp_path, "r", store)), "prod")
     reader.sync()
     found = snapshots.listing(reader.dir)
     assert [r.lsn for r in found] == ["0/16B3748"]
     assert reader.entries()[-1].data["path"].startswith("snapshots/")
+
+
+def a_fingerprint(lsn: str, checksum: str) -> Fingerprint:
+    """A sealed fingerprint document of one schema, as `dr snapshot` would keep it."""
+    return Fingerprint("2026-11-30T10:00:00.000+00:00", Source("17.2", 170002, lsn, "app"),
+                       False, 3, {"core": SchemaEntry(False, checksum)}, {}, {}).sealed()
 
 
 def keys() -> tuple[Signer, str]:
@@ -205,13 +210,11 @@ def test_bundle_verifies_offline_and_fails_on_any_changed_byte(tmp_path: Path) -
     from spectral.ledger import bundle
     from spectral.ledger.store import Ledger
     from spectral.verify import snapshots
-    from spectral.verify.fingerprint import seal
 
     signer, public = keys()
     ledger = Ledger(tmp_path / "ev", signer=signer, trusted=(public,))
     ledger.append(EntryKind.DRILL, "prod", {"outcome": "pass", "i": 0})
-    doc = seal({"taken_at": "2026-11-30T10:00:00+00:00", "source": {"lsn": "0/1"},
-                "schemas": {"core": {"checksum": "c"}}})
+    doc = a_fingerprint("0/1", "c")
     time.sleep(0.005)   # entries' times have millisecond resolution: the slice below is by time
     snapshots.record(ledger, "prod", doc)
     time.sleep(0.005)

@@ -92,6 +92,8 @@ def test_json_outputs_are_unchanged(work_dir: Path) -> None:
         check("fingerprint_file", stored, work_dir)
         typed = Fingerprint.from_json(stored)        # the typed document reads it back whole
         assert typed.to_json() == stored and typed.sealed().seal == stored["seal"]
+        check("compare", run(work_dir, "dr", "compare", str(work_dir / "fp.json"), "staging"),
+              work_dir)
         check("snapshot", run(work_dir, "dr", "snapshot"), work_dir)
         with connect(dsn) as conn:
             conn.execute("insert into core.notes values (2, 'kept')")
@@ -185,3 +187,47 @@ def test_restore_outcomes_read_back_and_print_as_before() -> None:
         "  discarded the older kept-aside /d.previous-0",
         "  prepared transaction 'g1' is pending again and holds its locks (it was committed "
         "or rolled back after the target): COMMIT PREPARED or ROLLBACK PREPARED it"]
+
+
+def test_ledger_payloads_of_each_kind_are_unchanged(tmp_path: Path) -> None:
+    """What the ledger keeps of a drill, a tabletop review, a salvage and a playbook's run
+    (incidents), an exit and a Supabase copy: each written from its typed payload, as the
+    dicts built at the append calls before wrote it (recorded from that code)."""
+    from spectral.config.base import Posture
+    from spectral.drills.result import Check, DrillEntry, DrillOutcome, DrillResult, DrillType
+    from spectral.drills.tabletop import Tabletop, TabletopEntry
+    from spectral.exit.move import ExitEntry, ExitOutcome, ExitResult
+    from spectral.playbooks.catalog import playbook
+    from spectral.playbooks.runner import PlaybookRun, StepOutcome, StepRecord
+    from spectral.playbooks.salvage import SalvageEntry, SalvageResult
+    from spectral.providers.base import Instance
+    from spectral.providers.capabilities import RecoveryReached
+    from spectral.providers.supabase.copies import ProjectCopy
+
+    at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    instance = Instance("r1", "host=/x port=5 dbname=d", 5, "/d", "b1", "lsn 0/1",
+                        at.isoformat(), RecoveryReached("at lsn 0/1", "0/1"))
+    drill = DrillResult(DrillType.FUNCTIONAL, "e", at.isoformat(), backup_id="b1",
+                        recovery_target="lsn 0/1", snapshot_taken_at=at.isoformat(),
+                        checks=[Check("c", DrillOutcome.PASS, "d", ["e"])],
+                        timings={"restore": 3.25}, rto_seconds=12.5, rpo_seconds=0.0,
+                        rto_target=60.0, instance=instance, partner_corpora=["p"],
+                        rpo_method="m")
+    tabletop = Tabletop(playbook("self-inflicted"), Posture.PITR, ["a", "b"], ["n1"], ["f"],
+                        ["x"], at)
+    salvage = SalvageResult("core.notes", 765, [{"id": 1}], [{"id": 3}], ["c"],
+                            already_back=[{"id": 2}])
+    exit_ = ExitResult("e", ExitOutcome.PROVEN, "src", "tgt", {"r": 1}, ["p"], {"c": 1},
+                       {"dump": 1.0, "restore": 2.0, "verify": 3.0}, ["u@x"])
+    run = PlaybookRun("self-inflicted", "e", "pitr", "op", False,
+                      [StepRecord(1, "t", True, StepOutcome.DONE, "d", "t1", "t2")])
+    check("ledger_payloads", {
+        "drill": DrillEntry(drill, "local").to_json(),
+        "tabletop": TabletopEntry(tabletop, {"report": 1}).to_json(),
+        "incident_salvage": SalvageEntry(salvage).to_json(),
+        "incident_playbook": run.to_json(),
+        "exit": ExitEntry(exit_).to_json(),
+        "project_copy": ProjectCopy("abc", "br1").to_json()}, tmp_path)
+    assert (DrillEntry.KIND, TabletopEntry.KIND, SalvageEntry.KIND, PlaybookRun.KIND,
+            ExitEntry.KIND) == ("drill", "tabletop", "incident", "incident", "exit")
+    assert Instance.from_json(instance.to_json()) == instance

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 from spectral.ledger import EntryKind, Ledger
 from spectral.redact import register_secret
+
+
+@dataclass(frozen=True)
+class Said:
+    """A restore entry that holds only its summary (the outbox takes typed payloads)."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.RESTORE
+    summary: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"summary": self.summary}
 
 
 def filled(tmp_path: Path, n: int = 5) -> Ledger:
@@ -100,18 +113,33 @@ def test_owed_entries_are_appended_once_whatever_step_was_killed(tmp_path: Path)
     from spectral.ledger.outbox import Outbox, deliver
 
     ledger, outbox = filled(tmp_path, 1), Outbox(tmp_path)
-    outbox.owe(EntryKind.RESTORE, {"summary": "in-place restore to x"}, "restore-1-at 12:00")
-    outbox.owe(EntryKind.RESTORE, {"summary": "in-place restore to x (finished)"},
+    outbox.owe(Said("in-place restore to x"), "restore-1-at 12:00")
+    outbox.owe(Said("in-place restore to x (finished)"),
                "restore-1-at 12:00")                           # the same one, owed again
-    outbox.owe(EntryKind.RESTORE, {"summary": "undo"})
+    outbox.owe(Said("undo"))
     assert outbox.owed()[0].key == "restore-1-at-12-00"   # a safe file name
     assert [o.data["summary"] for o in outbox.owed()][1] == "undo"
     assert deliver(outbox, ledger, "local") == 2 and outbox.owed() == []
-    outbox.owe(EntryKind.RESTORE, {"summary": "in-place restore to x (finished)"},
+    outbox.owe(Said("in-place restore to x (finished)"),
                "restore-1-at 12:00")                           # appended, not settled
     assert deliver(outbox, ledger, "local") == 0 and outbox.owed() == []
     got = [e.data for e in ledger.entries()[1:]]
     assert got == [{"summary": "in-place restore to x (finished)"}, {"summary": "undo"}]
     assert ledger.verify() == []
-    outbox.owe(EntryKind.RESTORE, {"summary": "../../x"}, "../../etc/passwd")
+    outbox.owe(Said("../../x"), "../../etc/passwd")
     assert [p.parent for p in outbox.dir.iterdir()] == [outbox.dir]   # never outside it
+
+
+def test_every_entry_is_written_from_a_typed_payload() -> None:
+    """Outside the ledger's own code an entry is added as a typed payload (`Ledger.record`,
+    `Outbox.owe`), never as a kind and a dict built at the call."""
+    import re
+
+    src = Path(__file__).parent.parent / "src" / "spectral"
+    raw = re.compile(r"ledger\.append\(|\.append\(\s*(EntryKind\.|\w+\.KIND\b)|"
+                     r"\.owe\(\s*(EntryKind\.|\w+\.KIND\b)")
+    found = [f"{path.relative_to(src)}:{number}"
+             for path in sorted(src.rglob("*.py")) if path.parent.name != "ledger"
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if raw.search(line)]
+    assert found == []

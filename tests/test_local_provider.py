@@ -120,7 +120,7 @@ def test_pitr_by_time_lands_between_two_commits(env: LocalProvider) -> None:
     inst = env.restore(target_of(TargetKind.TIME, target.isoformat()))
     notes = [r[0] for r in on(inst, "select note from ledger where note <> 'base'")]
     assert notes == ["first"]
-    assert "before commit" in inst.reached["stopped"]
+    assert inst.reached and "before commit" in str(inst.reached.stopped)
 
 
 def test_pitr_by_xid_exclusive_stops_just_before(env: LocalProvider) -> None:

@@ -16,6 +16,7 @@ from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect, with_dbname
 from spectral.runner import run
 from spectral.verify.compare import Outcome, compare
+from spectral.verify.document import Fingerprint
 from spectral.verify.fingerprint import Options, take
 
 WORLD = (Path(__file__).parent / "second_world.sql").read_text()
@@ -56,7 +57,7 @@ CHANGES = [
 ]
 
 
-def fp(dsn: str, content: bool = False) -> dict:  # type: ignore[type-arg]
+def fp(dsn: str, content: bool = False) -> Fingerprint:
     return take(dsn, Options(("public",), content=content))
 
 

@@ -13,6 +13,7 @@ from spectral.confirm import AssumeNo, AssumeYes
 from spectral.errors import CheckFailed, CouldNotVerify
 from spectral.providers.base import Copy
 from spectral.providers.supabase.client import ManagementClient
+from spectral.providers.supabase.copies import ProjectCopy
 from spectral.providers.supabase.provider import SupabaseProvider
 from spectral.recovery_target import TimeTarget
 from supabase_replay import REF, TOKEN, Replay, ok, recorded
@@ -100,8 +101,8 @@ def test_a_branch_is_deleted_by_its_project_ref() -> None:
     replay = Replay().serve("GET", f"/v1/projects/{ref}", ok({"ref": ref, "status":
                                                                 "ACTIVE_HEALTHY"})).serve(
         "DELETE", f"/v1/branches/{ref}", recorded("DELETE", f"/v1/branches/{REF}"))
-    copy = Copy(ref, "", f"branch {branch['id']}", None, "branch", {"project_ref": ref,
-                                                                  "branch_id": branch["id"]})
+    copy = Copy(ref, "", f"branch {branch['id']}", None, "branch",
+                ProjectCopy(ref, branch["id"]))
     provider(replay).remove_copy(copy, AssumeYes(), lambda _m: None)
     assert ("DELETE", f"/v1/branches/{ref}") in replay.requests
     assert not any(path.endswith(branch["id"]) for _m, path in replay.requests)

@@ -112,7 +112,7 @@ def test_restore_points_named_with_backslashes_and_quotes(env: LocalProvider) ->
         try:
             ids = {r[0] for r in on(inst.dsn, "select id from items where id >= 1000")}
             assert ids == {1000 + j for j in range(i + 1)} | {2000 + j for j in range(i)}, name
-            assert inst.reached.get("stopped"), inst.reached
+            assert inst.reached and inst.reached.stopped, inst.reached
         finally:
             env.teardown(inst.id)
 

@@ -308,8 +308,8 @@ def test_a_ddl_queued_before_a_worker_locks_delays_production_briefly(
     alters[0].wait()
     assert alters[0].error is None and alters[0].seconds is not None, alters[0].error
     assert alters[0].seconds < 5, alters[0].seconds
-    assert doc["tables"]["public.target"]["rows"] == 1000
-    columns = doc["schemas"]["public"]["objects"]["table public.target"]["columns"]
+    assert doc.tables["public.target"].rows == 1000
+    columns = doc.schemas["public"].objects["table public.target"]["columns"]
     assert [c["name"] for c in columns] == ["id", "note", "extra"]
     assert took < 20
 

@@ -28,7 +28,6 @@ from spectral.pg.binaries import PgBinaries
 from spectral.pg.conn import connect
 from spectral.providers.base import CopyRequest
 from spectral.recovery_target import TargetKind, target_of
-from spectral.verify.document import typed
 from spectral.verify.fingerprint import Options, take
 
 
@@ -76,7 +75,7 @@ def test_a_drill_target_excludes_a_commit_that_starts_at_the_snapshots_lsn(
             conn.execute("begin")
             conn.execute("insert into items values (2001, 'prepared')")
             conn.execute("prepare transaction 'after-the-snapshot'")
-        taken = typed(take(dsn, Options(("public",))))
+        taken = take(dsn, Options(("public",)))
         # the race, made certain: the snapshot's LSN is where the commit's record starts (the
         # snapshot itself writes WAL here, hint bits under checksums, so it is set, not read)
         at = str(sql(p, "select pg_current_wal_insert_lsn()::text")[0][0])

@@ -68,8 +68,7 @@ def test_every_type_family_on_both_majors(major: str, make_cluster: ClusterFacto
             conn.execute(f"insert into m.t{i} values (1, {a}::{typ}), (2, null)")
     opts = Options(("m",), content=True)
     before = take(src, opts)
-    unreadable = [MATRIX[int(n[3:])][0] for n, t in before["tables"].items()
-                  if t["status"] != "ok"]
+    unreadable = [MATRIX[int(n[3:])][0] for n, t in before.tables.items() if not t.ok]
     assert unreadable == []
     dump = work_dir / f"matrix{major}.dump"
     run([bins.path("pg_dump"), "-Fc", "-f", str(dump), src], timeout=300)

@@ -196,8 +196,8 @@ def test_fingerprint_is_repeatable_and_self_compare_matches(vcluster: Cluster) -
     dsn = fresh_db(vcluster, "tmpl_data")
     a, b = fp(dsn, content=True), fp(dsn, content=True)
     # every reference table is hashed column by column (the fast path), none fell back to text
-    assert {t["method"] for t in a["tables"].values()} == {Method.COLUMN_HASH.value}
-    assert a["schemas"] == b["schemas"] and a["tables"] == b["tables"]
+    assert {t.method for t in a.tables.values()} == {Method.COLUMN_HASH.value}
+    assert a.schemas == b.schemas and a.tables == b.tables
     assert compare(a, b).outcome is Outcome.MATCH
 
 
@@ -233,7 +233,7 @@ def test_stable_regardless_of_creation_order(vcluster: Cluster) -> None:
             for step in steps:
                 conn.execute(step.encode())
         prints.append(fp(dsn, schemas=("orderx",)))
-    assert prints[0]["schemas"]["orderx"]["checksum"] == prints[1]["schemas"]["orderx"]["checksum"]
+    assert prints[0].schemas["orderx"].checksum == prints[1].schemas["orderx"].checksum
 
 
 def test_stable_across_dump_and_restore(vcluster: Cluster, bins: PgBinaries) -> None:
@@ -247,8 +247,8 @@ def test_stable_across_dump_and_restore(vcluster: Cluster, bins: PgBinaries) -> 
     a, b = fp(src, content=True), fp(dst, content=True)
     cmp = compare(a, b)
     assert cmp.outcome is Outcome.MATCH, cmp.to_json()
-    assert {k: v["checksum"] for k, v in a["schemas"].items()} == \
-        {k: v["checksum"] for k, v in b["schemas"].items()}
+    assert {k: v.checksum for k, v in a.schemas.items()} == \
+        {k: v.checksum for k, v in b.schemas.items()}
 
 
 @pytest.mark.server

@@ -30,13 +30,13 @@ def test_table_without_primary_key_and_unhashable_types(vcluster: Cluster) -> No
         conn.execute("create table core.nokey (p point, note text)")
         conn.execute("insert into core.nokey values (point(1, 2), 'a'), (point(1, 2), 'a')")
     doc = fp(dsn, content=True)
-    facts = doc["tables"]["core.nokey"]
-    assert facts["rows"] == 2 and facts["method"] == Method.COLUMN_HASH.value
-    assert facts["content"] is not None
+    facts = doc.tables["core.nokey"]
+    assert facts.rows == 2 and facts.method == Method.COLUMN_HASH.value
+    assert facts.content is not None
     with connect(dsn) as conn:
         conn.execute("update core.nokey set note = 'b' where ctid = (select min(ctid) from "
                      "core.nokey)")
-    assert fp(dsn, content=True)["tables"]["core.nokey"]["content"] != facts["content"]
+    assert fp(dsn, content=True).tables["core.nokey"].content != facts.content
 
 
 def test_unreadable_table_is_could_not_verify(vcluster: Cluster) -> None:
@@ -50,12 +50,12 @@ def test_unreadable_table_is_could_not_verify(vcluster: Cluster) -> None:
         conn.execute("revoke select on worlds.forms from spectral_test_owner")
     limited = dsn.replace("user=postgres", "user=spectral_test_owner")
     doc = fp(limited, content=True)
-    assert doc["tables"]["worlds.forms"]["status"] == "could_not_verify"
-    assert "permission denied" in doc["tables"]["worlds.forms"]["reason"]
-    assert doc["tables"]["worlds.forms"]["rows"] is None
+    assert doc.tables["worlds.forms"].status == "could_not_verify"
+    assert "permission denied" in str(doc.tables["worlds.forms"].reason)
+    assert doc.tables["worlds.forms"].rows is None
     # RLS-enabled tables are refused rather than silently filtered for a role without BYPASSRLS
-    assert doc["tables"]["worlds.returns"]["status"] == "could_not_verify"
-    assert "row-level security" in doc["tables"]["worlds.returns"]["reason"]
+    assert doc.tables["worlds.returns"].status == "could_not_verify"
+    assert "row-level security" in str(doc.tables["worlds.returns"].reason)
     cmp = compare(fp(dsn, content=True), doc)
     assert cmp.outcome is Outcome.COULD_NOT_VERIFY
 
@@ -192,7 +192,7 @@ def test_content_changes_for_a_late_change_in_every_type(vcluster: Cluster) -> N
     changed = {t.name for t in compare(before, after).tables if t.outcome is Outcome.MISMATCH}
     missed = [typ for i, (typ, _a, _b) in enumerate(TYPE_VALUES) if f"core.t{i}" not in changed]
     assert missed == []
-    assert all(after["tables"][f"core.t{i}"]["status"] == "ok" for i in range(len(TYPE_VALUES)))
+    assert all(after.tables[f"core.t{i}"].ok for i in range(len(TYPE_VALUES)))
 
 
 def test_a_schema_or_table_on_neither_side_is_could_not_verify(vcluster: Cluster) -> None:
@@ -260,10 +260,11 @@ def test_an_older_snapshot_compares_on_what_both_catalog_versions_saw(
     """A snapshot taken before the catalog described replica identity (version 1) still
     matches the same database fingerprinted now."""
     from spectral.verify.catalog import ADDED_IN
-    from spectral.verify.fingerprint import schema_entry, seal
+    from spectral.verify.document import Fingerprint, SchemaEntry
+    from spectral.verify.fingerprint import seal
 
     dsn = fresh_db(vcluster)
-    now = fp(dsn)
+    now = fp(dsn).to_json()
     new = {k for kinds in ADDED_IN.values() for keys in kinds.values() for k in keys}
 
     def v1(obj: dict) -> dict:  # type: ignore[type-arg]
@@ -274,13 +275,14 @@ def test_an_older_snapshot_compares_on_what_both_catalog_versions_saw(
                               for c in out["columns"]]
         return out
 
-    old = {**now, "schemas": {n: schema_entry({k: v1(o) for k, o in e["objects"].items()})
-                              for n, e in now["schemas"].items()}}
+    old = {**now, "schemas": {n: SchemaEntry.of({k: v1(o) for k, o in e["objects"].items()})
+                              .to_json() for n, e in now["schemas"].items()}}
     old.pop("catalog_version")
-    assert compare(seal(old), now).outcome is Outcome.MATCH
+    read = Fingerprint.from_json(seal(old))     # as a file written then would be read now
+    assert compare(read, Fingerprint.from_json(now)).outcome is Outcome.MATCH
     with connect(dsn) as conn:
         conn.execute("alter table core.orgs add column note text")
-    assert compare(seal(old), fp(dsn)).outcome is Outcome.MISMATCH
+    assert compare(read, fp(dsn)).outcome is Outcome.MISMATCH
 
 
 def test_a_sequence_behind_its_source_fails_a_content_compare(vcluster: Cluster) -> None:
@@ -327,14 +329,14 @@ def test_one_large_table_is_hashed_by_tid_ranges_in_parallel_with_its_progress(
         conn.execute("vacuum analyze core.big")
         blocks = conn.execute("select relpages from pg_class "
                               "where oid = 'core.big'::regclass").fetchone()[0]  # type: ignore[index]
-    whole = take(dsn, Options(("core",), content=True, workers=1))["tables"]["core.big"]
+    whole = take(dsn, Options(("core",), content=True, workers=1)).tables["core.big"]
     monkeypatch.setattr(content, "CHUNK_BLOCKS", 8)
     events: list[tuple[str, int, int]] = []
     doc = take(dsn, Options(("core",), content=True, workers=3,
                             progress=lambda s, d, t: events.append((s, d, t))))
-    ranged = doc["tables"]["core.big"]
+    ranged = doc.tables["core.big"]
     assert blocks > 8 * 10
-    assert ranged == whole and ranged["rows"] == 20000 - 20000 // 7
+    assert ranged == whole and ranged.rows == 20000 - 20000 // 7
     mine = [e for e in events if e[0] == "scan core.big"]
     assert mine[0] == ("scan core.big", 0, blocks) and mine[-1] == ("scan core.big", blocks,
                                                                      blocks)

@@ -16,6 +16,7 @@ from spectral.pg.conn import connect, with_dbname
 from spectral.refdb.author import author
 from spectral.refdb.migrate import migrate
 from spectral.refdb.seed import seed
+from spectral.verify.document import Fingerprint
 from spectral.verify.fingerprint import Options, take
 
 PROTECTED = ("core", "worlds", "platform")
@@ -50,7 +51,7 @@ def fresh_db(c: Cluster, template: str = "tmpl_schema") -> str:
     return with_dbname(c.conninfo(), name)
 
 
-def fp(dsn: str, content: bool = False, schemas: tuple[str, ...] = PROTECTED) -> dict:
+def fp(dsn: str, content: bool = False, schemas: tuple[str, ...] = PROTECTED) -> Fingerprint:
     return take(dsn, Options(schemas, content=content))
 
 

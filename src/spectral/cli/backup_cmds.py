@@ -18,7 +18,7 @@ from rich.table import Table
 from spectral.cli.state import AppState, state
 from spectral.config.durations import format_duration
 from spectral.errors import SpectralError, UsageError
-from spectral.providers.capabilities import RecoveryReached, missing
+from spectral.providers.capabilities import missing
 
 if TYPE_CHECKING:
     from spectral.providers.base import InPlaceResult, Instance, Provider
@@ -228,7 +228,7 @@ def record_owed(st: AppState, what: str) -> None:
 
 
 def _print_in_place(c: Console, done: InPlaceResult) -> None:
-    reached = RecoveryReached.of(done.reached)
+    reached = done.reached
     c.print(f"{done.environment}: restored in place to {done.target} from backup "
             f"{done.backup}; the previous data is kept at {done.previous} "
             f"(spectral dr restore --undo | --discard-previous)"
@@ -242,7 +242,7 @@ def _print_in_place(c: Console, done: InPlaceResult) -> None:
 def _print_instance(c: Console, target: RecoveryTarget, inst: Instance) -> None:
     c.print(f"restored {target.describe()} from backup {inst.backup_id} into instance "
             f"{inst.id} (port {inst.port})")
-    reached = RecoveryReached.of(inst.reached)
+    reached = inst.reached
     if reached and reached.stopped:
         c.print(f"recovery stopped {reached.stopped}")
     c.print(f"dsn: {inst.dsn}")

@@ -23,7 +23,7 @@ from spectral.cli import (
 from spectral.cli.state import AppState, state
 from spectral.errors import ExitCode
 from spectral.verify.compare import Comparison, Outcome, compare
-from spectral.verify.document import Fingerprint, typed
+from spectral.verify.document import Fingerprint
 
 app = typer.Typer(no_args_is_help=True, help="Disaster recovery: backups, point-in-time "
                                              "restore, fingerprints, comparisons and snapshots.")
@@ -95,8 +95,7 @@ def fingerprint_cmd(ctx: typer.Context, schemas: str | None = SCHEMAS, content: 
                                     require=True, progress=progress))
     if out:
         save(doc, out)
-    taken = typed(doc)
-    st.emit(_summary(taken), lambda c: _print_fingerprint(c, taken, out))
+    st.emit(_summary(doc), lambda c: _print_fingerprint(c, doc, out))
 
 
 def _print_comparison(c: Console, cmp: Comparison, labels: tuple[str, str]) -> None:
@@ -167,11 +166,10 @@ def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
         doc = take(dsn, options_for(environment.config, content=content, workers=workers,
                                     progress=progress))
         path = snapshots.record(environment.ledger, name, doc)
-    taken = typed(doc)
-    st.emit({"environment": name, "path": str(path), "taken_at": taken.taken_at,
-             "lsn": taken.source.lsn},
-            lambda c: c.print(f"{name}: snapshot at {taken.taken_at} "
-                              f"(LSN {taken.source.lsn}) -> {path}"))
+    st.emit({"environment": name, "path": str(path), "taken_at": doc.taken_at,
+             "lsn": doc.source.lsn},
+            lambda c: c.print(f"{name}: snapshot at {doc.taken_at} "
+                              f"(LSN {doc.source.lsn}) -> {path}"))
 
 
 @app.command("snapshots")

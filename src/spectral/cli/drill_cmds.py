@@ -58,11 +58,8 @@ def print_drill(c: Console, r: DrillResult) -> None:
     c.print(f"  RPO {format_duration(r.rpo_seconds)} (target "
             f"{format_duration(r.rpo_target) if r.rpo_target else 're-seedable'}; measured from "
             f"{r.rpo_method or 'nothing: no commit times and no change columns'})")
-    if r.kept and r.instance and r.instance.get("dsn"):
-        c.print(f"  instance kept: {r.instance['dsn']} (spectral dr teardown {r.instance['id']})")
-    elif r.kept and r.instance:
-        c.print(f"  kept: project {r.instance.get('project_ref')}; delete it within the billing "
-                f"hour")
+    if r.kept and r.instance:
+        c.print(f"  {r.instance.when_kept()}")
 
 
 RESTORED_REF = typer.Option(None, "--restored-ref", help="Supabase: the project the operator "

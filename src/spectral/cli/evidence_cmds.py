@@ -139,6 +139,6 @@ def _key_entry(ctx: typer.Context, record: KeyRecord) -> None:
                          "be signed")
     key = record.add or record.revoke or ""
     load_public(key)
-    entry = environment.ledger.append(record.KIND, environment.name, record.to_json())
+    entry = environment.ledger.record(environment.name, record)
     st.emit({"seq": entry.seq, **entry.data}, lambda c: c.print(
         f"{environment.name}: ledger entry #{entry.seq}: {record.summary} ({key_id(key)})"))

@@ -147,7 +147,7 @@ def incident_record_cmd(ctx: typer.Context,
         raise UsageError("--summary must say what happened")
     name, _env = st.config.environment(st.env)
     record = IncidentRecord(playbook_name, summary, near_miss, pitr_covered)
-    entry = open_ledger(st.config, name).append(record.KIND, name, record.to_json())
+    entry = open_ledger(st.config, name).record(name, record)
     st.emit({"seq": entry.seq, **entry.data},
             lambda c: c.print(f"recorded incident #{entry.seq}: {summary}"))
 

@@ -13,14 +13,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from spectral.confirm import Operator, Unattended
-from spectral.drills.result import Check, DrillOutcome, DrillResult, DrillType
+from spectral.drills.result import Check, DrillEntry, DrillOutcome, DrillResult, DrillType
 from spectral.drills.verify import objectives, verify_against_snapshot
 from spectral.environment import Environment
 from spectral.errors import ConnectError, CouldNotVerify, SpectralError
-from spectral.ledger import EntryKind
 from spectral.providers.base import (
     Capability,
     Copy,
@@ -33,7 +31,7 @@ from spectral.providers.base import (
 from spectral.recovery_target import RecoveryTarget
 from spectral.verify import snapshots
 from spectral.verify.content import ScanProgress
-from spectral.verify.document import Fingerprint, typed
+from spectral.verify.document import Fingerprint
 from spectral.verify.fingerprint import options_for, take
 
 
@@ -86,8 +84,7 @@ class _Drill:
     def _steps(self, point: DrillPoint) -> None:
         result, provider, started = self.result, self.provider, time.monotonic()
         provider.tidy(self.report)
-        snapshot = self._snapshot(point)
-        taken = typed(snapshot)
+        taken = self._snapshot(point)
         target = point.target or provider.target_after(taken, self.request.copy)
         result.snapshot_taken_at = taken.taken_at
         result.recovery_target = point.label or _described(target, taken)
@@ -115,7 +112,7 @@ class _Drill:
             result.rto_seconds = None
         objectives(result)
 
-    def _snapshot(self, point: DrillPoint) -> dict[str, Any]:
+    def _snapshot(self, point: DrillPoint) -> Fingerprint:
         if point.compare_at is not None:
             found = snapshots.at_or_before(self.environment.ledger, point.compare_at)
             if found is None:
@@ -198,9 +195,8 @@ class _Drill:
                 self.report(f"{copy.what} NOT deleted ({exc.message}): {copy.kept_note}")
                 result.error = result.error or f"throwaway {copy.what} not deleted: " \
                                                 f"{exc.message}"
-        self.environment.ledger.append(
-            EntryKind.DRILL, result.environment,
-            {**result.to_json(), "provider": self.provider.kind})
+        self.environment.ledger.record(result.environment,
+                                       DrillEntry(result, self.provider.kind))
 
 
 def _described(target: RecoveryTarget, snapshot: Fingerprint) -> str:

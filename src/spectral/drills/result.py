@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from spectral.errors import ExitCode
+from spectral.ledger import EntryKind
+
+if TYPE_CHECKING:
+    from spectral.providers.base import CopyRecord
 
 
 class DrillOutcome(StrEnum):
@@ -53,7 +57,7 @@ class DrillResult:
     rpo_seconds: float | None = None
     rto_target: float | None = None
     rpo_target: float | None = None
-    instance: dict[str, Any] | None = None
+    instance: CopyRecord | None = None       # what the ledger keeps of the restored copy
     error: str | None = None
     kept: bool = False
     partner_corpora: list[str] = field(default_factory=list)   # partners whose corpus restored
@@ -81,5 +85,19 @@ class DrillResult:
                 "rpo_seconds": None if self.rpo_seconds is None else round(self.rpo_seconds, 3),
                 "rpo_method": self.rpo_method,
                 "rto_target": self.rto_target, "rpo_target": self.rpo_target,
-                "instance": self.instance, "error": self.error, "kept": self.kept,
+                "instance": self.instance.to_json() if self.instance else None,
+                "error": self.error, "kept": self.kept,
                 "partner_corpora": self.partner_corpora}
+
+
+@dataclass(frozen=True)
+class DrillEntry:
+    """A drill as the ledger keeps it: its result and the kind of provider that made the
+    copy (ledger/payloads.py `DrillRecord` reads it back)."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.DRILL
+    result: DrillResult
+    provider: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.result.to_json(), "provider": self.provider}

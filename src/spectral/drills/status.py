@@ -37,11 +37,11 @@ class Facts:
 def _schemas_of(conninfo: str, env: EnvironmentConfig) -> dict[str, str | None]:
     from spectral.pg.conn import connect
     from spectral.verify.catalog import describe_schema
-    from spectral.verify.fingerprint import schema_entry
+    from spectral.verify.document import SchemaEntry
 
     with connect(conninfo) as conn:
         conn.execute("set search_path = ''")
-        return {s: schema_entry(describe_schema(conn, s))["checksum"] for s in env.schemas}
+        return {s: SchemaEntry.of(describe_schema(conn, s)).checksum for s in env.schemas}
 
 
 def facts(environment: Environment) -> Facts:

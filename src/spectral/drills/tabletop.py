@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -96,9 +96,21 @@ def from_answers(answers: Answers, posture: Posture, scenario: str | None,
                     [a.note for a in answers.steps], answers.findings, answers.action_items)
 
 
+@dataclass(frozen=True)
+class TabletopEntry:
+    """A review as the ledger keeps it (ledger/payloads.py `TabletopRecord` reads it back)."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.TABLETOP
+    tabletop: Tabletop
+    briefing: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.tabletop.to_json(),
+                **({"briefing": self.briefing} if self.briefing else {})}
+
+
 def record(ledger: Ledger, environment: str, tabletop: Tabletop,
            briefing: dict[str, Any] | None = None) -> Entry:
     """The review in the ledger, with the facts it was briefed with (the portability report
     for provider-failure)."""
-    return ledger.append(EntryKind.TABLETOP, environment,
-                         {**tabletop.to_json(), **({"briefing": briefing} if briefing else {})})
+    return ledger.record(environment, TabletopEntry(tabletop, briefing))

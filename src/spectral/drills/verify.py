@@ -10,7 +10,7 @@ from spectral.drills.contract import check_contract
 from spectral.drills.result import Check, DrillOutcome, DrillResult
 from spectral.verify.compare import Comparison, Outcome, compare
 from spectral.verify.content import ScanProgress
-from spectral.verify.document import Fingerprint, typed
+from spectral.verify.document import Fingerprint
 from spectral.verify.fingerprint import options_for
 from spectral.verify.reader import Reader, Rows
 
@@ -24,7 +24,7 @@ def verify_against_snapshot(result: DrillResult, env: EnvironmentConfig, db: Rea
     """The checks every drill makes of a restore, whoever restored it: schema fingerprints of
     the protected schemas, load-bearing row counts (every table's content with --content), the
     core contract, and which partners' corpora the restore holds."""
-    restored = typed(db.fingerprint(options_for(env, content=content, progress=progress)))
+    restored = db.fingerprint(options_for(env, content=content, progress=progress))
     cmp = compare(snapshot, restored, tables=list(env.load_bearing_tables), content=False)
     result.checks.append(schema_check(cmp))
     result.checks.append(table_check("row counts of load-bearing tables", cmp))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -56,7 +56,7 @@ from spectral.recovery_target import LatestTarget, RecoveryTarget
 from spectral.undo import UndoStack, crash_point
 from spectral.verify.compare import Outcome
 from spectral.verify.content import Method
-from spectral.verify.document import Fingerprint, typed
+from spectral.verify.document import Fingerprint
 from spectral.verify.fingerprint import Options, retake, take
 
 
@@ -102,6 +102,17 @@ class ExitResult:
                     f"{self.timings.get('verify', 0):.1f} s)")
         return f"provider exit {moved}: {self.outcome.value}" + (
             f": {self.error}" if self.error else "")
+
+
+@dataclass(frozen=True)
+class ExitEntry:
+    """An exit as the ledger keeps it: its result and its summary."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.EXIT
+    result: ExitResult
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.result.to_json(), "summary": self.result.summary}
 
 
 def client_binaries(environment: Environment, *majors: int) -> PgBinaries:
@@ -202,7 +213,7 @@ class Exit:
             snapshot = str(row[0])
             self.say(f"taking the source's fingerprint (snapshot {snapshot})")
             mark = time.monotonic()
-            source_doc = typed(take(source_dsn, opts, snapshot=snapshot))
+            source_doc = take(source_dsn, opts, snapshot=snapshot)
             self.result.timings["fingerprint_source"] = time.monotonic() - mark
             self.say(f"dumping {', '.join(self.schemas)} with pg_dump {bins.version} "
                      f"({self.request.jobs} jobs)")
@@ -220,14 +231,14 @@ class Exit:
             # read before FORCE ROW LEVEL SECURITY is set again: the target's owner has no
             # BYPASSRLS, and a forced table would be unreadable to it
             # (and tables hashed again through their text form, too)
-            read = typed(take(self.request.target_dsn, opts))
+            read = take(self.request.target_dsn, opts)
             source_doc, read = self._common_hashes(source_dsn, snapshot, source_doc, read)
             invitees = read_reinvites(holder, self.schemas + assessed.carried,
                                       self.environment.config.exit_invites)
             holder.rollback()
             restore.finish()
             crash_point("exit:sealed")
-            catalog = typed(take(self.request.target_dsn, Options(self.schemas)))
+            catalog = take(self.request.target_dsn, Options(self.schemas))
             target_doc = replace(catalog, content=True, tables=read.tables,
                                  sequences=read.sequences).sealed()
             comparison, planned = prove(assessed, source_doc, target_doc)
@@ -372,7 +383,5 @@ class Exit:
 
     # ---- after --------------------------------------------------------------------------
     def _record(self) -> None:
-        data = self.result.to_json()
-        data["summary"] = self.result.summary
         with contextlib.suppress(SpectralError):
-            self.environment.ledger.append(EntryKind.EXIT, self.environment.name, data)
+            self.environment.ledger.record(self.environment.name, ExitEntry(self.result))

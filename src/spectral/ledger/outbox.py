@@ -22,7 +22,7 @@ from typing import Any
 
 from spectral.durable import fsync_dir, write_atomic
 from spectral.errors import CouldNotVerify
-from spectral.ledger.store import EntryKind, Ledger
+from spectral.ledger.store import EntryKind, Ledger, Payload
 from spectral.redact import redact_obj
 
 FOLDER = "ledger-outbox"
@@ -41,12 +41,13 @@ class Outbox:
     def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir / FOLDER
 
-    def owe(self, kind: EntryKind, data: dict[str, Any], key: str | None = None) -> str:
+    def owe(self, payload: Payload, key: str | None = None) -> str:
         key = _safe(key) if key else (f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-"
                                       f"{secrets.token_hex(4)}")
         write_atomic(self.dir / f"{key}.json",
-                     json.dumps({"key": key, "kind": kind.value, "owed_at": time.time_ns(),
-                                 "data": data}) + "\n", 0o600)
+                     json.dumps({"key": key, "kind": payload.KIND.value,
+                                 "owed_at": time.time_ns(), "data": payload.to_json()}) + "\n",
+                     0o600)
         fsync_dir(self.dir)
         return key
 

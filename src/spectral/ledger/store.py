@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 from spectral.confirm import Confirmer
 from spectral.durable import append_durable, file_lock, write_atomic
@@ -43,6 +43,14 @@ class EntryKind(StrEnum):
     REPAIR = "repair"
     EXIT = "exit"               # a provider exit: the schemas moved elsewhere, and its proof
     KEY = "key"                 # a signing key introduced, added or revoked (signed itself)
+
+
+class Payload(Protocol):
+    """What an entry of one kind holds, typed (ledger/payloads.py, or next to the feature
+    that writes it); JSON only as it is written (`to_json`)."""
+    KIND: ClassVar[EntryKind]
+
+    def to_json(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,10 @@ class Ledger:
             key = KeyRecord("signing key introduced", add=self.signer.public)
             self._append(key.KIND, environment, key.to_json(), at)
         return self._append(kind, environment, data, at)
+
+    def record(self, environment: str, payload: Payload) -> Entry:
+        """Add the entry of a typed payload (`append` with its kind and its JSON)."""
+        return self.append(payload.KIND, environment, payload.to_json())
 
     def _introduced(self) -> bool:
         self.sync()
@@ -299,7 +311,7 @@ class Ledger:
 
         done = RepairRecord(f"removed torn line {number} ({len(raw)} bytes)", number, len(raw),
                             hashlib.sha256(raw).hexdigest())
-        return self.append(done.KIND, environment, done.to_json())
+        return self.record(environment, done)
 
     def _problems_of(self, data: bytes) -> list[str]:
         probe = Ledger(self.dir)

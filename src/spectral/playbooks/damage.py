@@ -189,13 +189,12 @@ def known_locators(state_dir: Path, table: str) -> set[str]:
     """Every relfilenode the snapshots saw the table at (a dropped table is no longer in the
     catalog: the snapshots remember where it was)."""
     from spectral.verify import snapshots
-    from spectral.verify.document import Fingerprint
     from spectral.verify.fingerprint import load
 
     found = set()
     for ref in snapshots.listing(state_dir / "evidence"):
         try:
-            doc = Fingerprint.from_json(load(ref.path))
+            doc = load(ref.path)
         except Exception:   # a damaged snapshot is no evidence either way
             continue
         facts = doc.tables.get(table)

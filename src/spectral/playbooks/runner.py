@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from spectral.confirm import Confirmer
 from spectral.errors import RefusedError, SpectralError
@@ -48,6 +48,9 @@ class StepRecord:
 
 @dataclass
 class PlaybookRun:
+    """A playbook's run; a real one is an incident entry (`IncidentRecord` reads it back)."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.INCIDENT
     playbook: str
     environment: str
     posture: str
@@ -91,7 +94,7 @@ def run_playbook(plan: Plan, name: str, *, dry_run: bool, report: Report) -> Pla
     if dry_run:
         result.outcome = RunOutcome.PLANNED
     else:
-        environment.ledger.append(EntryKind.INCIDENT, environment.name, result.to_json())
+        environment.ledger.record(environment.name, result)
     return result
 
 

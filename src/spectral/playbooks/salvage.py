@@ -10,7 +10,7 @@ conflict, never overwritten. The side instances are always torn down."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from psycopg import sql
@@ -52,6 +52,19 @@ class SalvageResult:
                 f"that was stopped before it recorded them)" if self.already_back else "")
         return (f"salvaged {len(self.restored_rows)} row(s) of {self.table} deleted by "
                 f"transaction {self.xid}{back}")
+
+
+@dataclass(frozen=True)
+class SalvageEntry:
+    """A salvage as the ledger keeps it: an incident of the self-inflicted playbook, without
+    the rows themselves (`IncidentRecord` reads it back)."""
+
+    KIND: ClassVar[EntryKind] = EntryKind.INCIDENT
+    result: SalvageResult
+
+    def to_json(self) -> dict[str, Any]:
+        return {"playbook": "self-inflicted", "summary": self.result.summary(),
+                **{k: v for k, v in self.result.to_json().items() if k != "rows"}}
 
 
 def _key_columns(conn: psycopg.Connection[Any], table: str) -> list[str]:
@@ -230,7 +243,5 @@ def salvage_and_record(environment: Environment, table: str, xid: int, operator:
                 raise RefusedError("salvage not confirmed; nothing was written")
             result = salvage(provider, live, table, xid, revert_updates=revert_updates)
     if not dry_run:
-        environment.ledger.append(EntryKind.INCIDENT, environment.name, {
-            "playbook": "self-inflicted", "summary": result.summary(),
-            **{k: v for k, v in result.to_json().items() if k != "rows"}})
+        environment.ledger.record(environment.name, SalvageEntry(result))
     return result

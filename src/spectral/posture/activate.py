@@ -75,5 +75,5 @@ def activate(environment: Environment, trigger: str, *, addon: str | None = None
     done = ActivationRecord(f"PITR activated (trigger: {trigger})", trigger,
                             tuple(StepRecord(s.number, s.text, s.done, s.evidence)
                                   for s in result.steps))
-    environment.ledger.append(done.KIND, name, done.to_json())
+    environment.ledger.record(name, done)
     return result

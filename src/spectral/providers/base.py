@@ -163,9 +163,9 @@ def _ms(value: datetime | None) -> str | None:
     return value.isoformat(timespec="milliseconds") if value else None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Instance:
-    """A throwaway instance a restore made."""
+    """A throwaway instance a restore made (and what a drill's ledger entry keeps of it)."""
 
     id: str
     dsn: str
@@ -174,11 +174,30 @@ class Instance:
     backup_id: str
     target: str
     created_at: str
-    reached: dict[str, Any] = field(default_factory=dict)
+    reached: RecoveryReached | None = None   # None: still restoring
     state: str = "ready"   # restoring, ready, paused; orphaned: the run that owned it was killed
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {"id": self.id, "dsn": self.dsn, "port": self.port, "data_dir": self.data_dir,
+                "backup_id": self.backup_id, "target": self.target,
+                "created_at": self.created_at,
+                "reached": self.reached.to_json() if self.reached else {}, "state": self.state}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Instance:
+        return cls(str(d["id"]), str(d["dsn"]), int(d["port"]), str(d["data_dir"]),
+                   str(d.get("backup_id", "?")), str(d.get("target", "?")),
+                   str(d.get("created_at", "?")), RecoveryReached.of(d.get("reached")),
+                   str(d.get("state", "ready")))
+
+    def when_kept(self) -> str:
+        return f"instance kept: {self.dsn} (spectral dr teardown {self.id})"
+
+
+class CopyRecord(Protocol):
+    """What the ledger keeps of a restored copy (no secrets); what to say when it is kept."""
+    def to_json(self) -> dict[str, Any]: ...
+    def when_kept(self) -> str: ...
 
 
 class Capability(StrEnum):
@@ -233,7 +252,7 @@ class Copy:
     what: str                              # "instance r…", "project abc", "branch x (project y)"
     backup_id: str | None
     target: str                            # what it was restored to
-    record: dict[str, Any]                 # what the ledger keeps of it (no secrets)
+    record: CopyRecord                     # what the ledger keeps of it (no secrets)
     reached: str | None = None             # where recovery stopped, when observed
     counts_as_rto: bool = True             # a branch's time is shown, not held to the RTO
     rerun: str | None = None               # how to verify it later, if it has to be kept

@@ -150,11 +150,9 @@ class RecoveryReached:
                    d.get("resolved"))
 
     @classmethod
-    def of(cls, d: RecoveryReached | Json | None) -> RecoveryReached | None:
-        """Where recovery stopped, however it was handed over (a restored instance's catalog
-        keeps it as JSON); None: nothing was observed."""
-        if d is None or isinstance(d, RecoveryReached):
-            return d
+    def of(cls, d: Json | None) -> RecoveryReached | None:
+        """Where recovery stopped, as a restored instance's catalog keeps it (JSON); None:
+        nothing was observed (an instance still restoring keeps `{}`)."""
         return cls.from_json(d) if d else None
 
 

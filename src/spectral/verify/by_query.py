@@ -25,7 +25,7 @@ from spectral.errors import CouldNotVerify
 from spectral.verify import content as content_mod
 from spectral.verify.catalog import EVENT_TRIGGERS, KINDS, SCHEMA, database_from, objects_from
 from spectral.verify.content import Method, TablePlan, TableStatus
-from spectral.verify.document import SchemaEntry, Source
+from spectral.verify.document import Fingerprint, SchemaEntry, Source
 from spectral.verify.fingerprint import (
     PARTITIONS_SQL,
     SEQUENCES_SQL,
@@ -106,7 +106,7 @@ class QueryReader:
         return [tuple(r.values()) for r in self.doc(rows_json(inline(query, params)))]
 
     # ---- the fingerprint ----------------------------------------------------------------
-    def fingerprint(self, opts: Options) -> dict[str, Any]:
+    def fingerprint(self, opts: Options) -> Fingerprint:
         head = self.doc(_plan_sql(opts))
         present = set(head["present"])
         missing = [s for s in opts.schemas if s not in present]

@@ -12,11 +12,9 @@ from spectral.verify.catalog import ADDED_IN, KINDS_ADDED_IN
 from spectral.verify.content import TableStatus
 from spectral.verify.document import (
     Fingerprint,
-    Json,
     SchemaEntry,
     SequenceValue,
     TableFacts,
-    typed,
 )
 from spectral.verify.events import event_trigger_diffs
 
@@ -258,12 +256,10 @@ def diff_table(name: str, a: TableFacts | None, b: TableFacts | None,
     return TableDiff(name, Outcome.MATCH, rows, digests)
 
 
-def compare(a: Fingerprint | Json, b: Fingerprint | Json, *, include_managed: bool = False,
+def compare(fa: Fingerprint, fb: Fingerprint, *, include_managed: bool = False,
             tables: list[str] | None = None, content: bool | None = None) -> Comparison:
     """`tables` limits the table checks (a drill's spot-check); content is compared when both
-    fingerprints carry it, unless `content` says otherwise. A fingerprint read from a file or
-    the ledger may be given as it is stored (JSON)."""
-    fa, fb = typed(a), typed(b)
+    fingerprints carry it, unless `content` says otherwise."""
     seen = min(fa.catalog_version, fb.catalog_version)
     fa, fb = _common_catalog(fa, seen), _common_catalog(fb, seen)
     missing = SchemaEntry(True, None)

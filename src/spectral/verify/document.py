@@ -160,7 +160,3 @@ class Fingerprint:
                    d.get("sequences"), str(d.get("seal", "")),
                    SchemaEntry.from_json(d["database"]) if "database" in d else None)
 
-
-def typed(doc: Fingerprint | Json) -> Fingerprint:
-    """A fingerprint however it was handed over (read from a file or the ledger: JSON)."""
-    return doc if isinstance(doc, Fingerprint) else Fingerprint.from_json(doc)

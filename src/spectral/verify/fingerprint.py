@@ -43,10 +43,6 @@ MANAGED_SCHEMAS = ("auth", "storage", "extensions", "graphql", "graphql_public",
                    "cron", "pgbouncer")
 
 
-def schema_entry(objects: dict[str, Any] | None) -> dict[str, Any]:
-    return SchemaEntry.of(objects).to_json()
-
-
 @dataclass(frozen=True)
 class Options:
     schemas: tuple[str, ...]
@@ -101,7 +97,7 @@ def _control(conn: psycopg.Connection[Any]) -> tuple[str | None, int | None]:
     return str(row[0]), int(row[1])
 
 
-def take(conninfo: str, opts: Options, snapshot: str | None = None) -> dict[str, Any]:
+def take(conninfo: str, opts: Options, snapshot: str | None = None) -> Fingerprint:
     """Fingerprint one database, schema and data read as of one snapshot (the one exported as
     `snapshot` by another session, when given: a pg_dump of the same instant, say). A lock
     conflict with production starts it again (verify/locks.py), a few times at most."""
@@ -175,7 +171,7 @@ def _all_locked(plans: list[content_mod.TablePlan], locked: set[str]) -> None:
                                      why="was created while spectral locked the tables")
 
 
-def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> dict[str, Any]:
+def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
     conn = g.conn
     locked = _begin(g, list(opts.schemas) + list(opts.managed), snapshot)
     row = conn.execute(SOURCE_SQL).fetchone()
@@ -222,13 +218,12 @@ def document(now: datetime, source: Source, opts: Options,
              schemas: dict[str, SchemaEntry], managed: dict[str, SchemaEntry],
              facts: dict[str, content_mod.TableFacts], partitions: dict[str, list[str]],
              sequences: dict[str, int | str | None] | None,
-             database: SchemaEntry) -> dict[str, Any]:
-    """The sealed fingerprint document, however its parts were read (as JSON: it is written
-    to files and the ledger as it is; `Fingerprint.from_json` reads it)."""
+             database: SchemaEntry) -> Fingerprint:
+    """The sealed fingerprint document, however its parts were read."""
     return Fingerprint(now.astimezone(UTC).isoformat(timespec="milliseconds"), source,
                        opts.content, CATALOG_VERSION, schemas, managed,
                        {name: _facts(f) for name, f in sorted(facts.items())}, partitions,
-                       sequences, database=database).sealed().to_json()
+                       sequences, database=database).sealed()
 
 
 def retake(conninfo: str, schemas: tuple[str, ...], tables: set[str],
@@ -299,15 +294,17 @@ def _facts(f: content_mod.TableFacts) -> TableFacts:
 
 
 def seal(body: dict[str, Any]) -> dict[str, Any]:
+    """A document as JSON with the seal of the rest (to check a file's, or make one)."""
     body = {k: v for k, v in body.items() if k != "seal"}
     return {**body, "seal": sha256(canonical(body))}
 
 
-def save(doc: dict[str, Any], path: Path) -> None:
-    write_atomic(path, json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+def save(doc: Fingerprint, path: Path) -> None:
+    write_atomic(path, json.dumps(doc.to_json(), indent=1, sort_keys=True, ensure_ascii=False)
+                 + "\n")
 
 
-def load(path: Path) -> dict[str, Any]:
+def load(path: Path) -> Fingerprint:
     """Read a fingerprint file, refusing other formats, other versions and damaged files."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -323,13 +320,7 @@ def load(path: Path) -> dict[str, Any]:
     if seal(doc).get("seal") != doc.get("seal"):
         raise CouldNotVerify(f"{path}: corrupted fingerprint (its seal does not match its "
                              f"contents: edited or damaged)")
-    return doc
-
-
-def describe_only(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
-    """One schema's entry, for callers that already hold a connection."""
-    conn.execute("set search_path = ''")
-    return SchemaEntry.of(describe_schema(conn, schema)).to_json()
+    return Fingerprint.from_json(doc)
 
 
 def now_utc() -> datetime:

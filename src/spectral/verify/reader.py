@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import psycopg
 
 from spectral.pg.conn import connect
+from spectral.verify.document import Fingerprint
 from spectral.verify.fingerprint import Options, take
 
 
@@ -23,7 +24,7 @@ class Rows(Protocol):
 class Reader(Rows, Protocol):
     what: str
 
-    def fingerprint(self, opts: Options) -> dict[str, Any]: ...
+    def fingerprint(self, opts: Options) -> Fingerprint: ...
 
 
 class ConnRows:
@@ -43,7 +44,7 @@ class DsnReader:
     def __init__(self, dsn: str, what: str = "the database") -> None:
         self.dsn, self.what = dsn, what
 
-    def fingerprint(self, opts: Options) -> dict[str, Any]:
+    def fingerprint(self, opts: Options) -> Fingerprint:
         return take(self.dsn, opts)
 
     def rows(self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()

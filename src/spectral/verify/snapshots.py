@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from spectral.verify.document import typed
+from spectral.verify.document import Fingerprint
 from spectral.verify.fingerprint import load, save
 
 if TYPE_CHECKING:
@@ -26,16 +26,15 @@ def folder(evidence_dir: Path) -> Path:
     return evidence_dir / "snapshots"
 
 
-def store(evidence_dir: Path, doc: dict[str, Any]) -> Path:
-    fingerprint = typed(doc)
-    taken = datetime.fromisoformat(fingerprint.taken_at)
-    lsn = fingerprint.source.lsn.replace("/", "-")
+def store(evidence_dir: Path, doc: Fingerprint) -> Path:
+    taken = datetime.fromisoformat(doc.taken_at)
+    lsn = doc.source.lsn.replace("/", "-")
     path = folder(evidence_dir) / f"{taken.strftime('%Y%m%dT%H%M%S.%fZ')}_{lsn}.json"
     save(doc, path)
     return path
 
 
-def record(ledger: Ledger, environment: str, doc: dict[str, Any]) -> Path:
+def record(ledger: Ledger, environment: str, doc: Fingerprint) -> Path:
     """Store a snapshot next to the environment's ledger (in the same store: published with
     the entry that names it) and enter it there (time, LSN, schema checksums), so drills,
     cadence and the runbook can find it."""
@@ -43,11 +42,9 @@ def record(ledger: Ledger, environment: str, doc: dict[str, Any]) -> Path:
 
     ledger.sync()
     path = store(ledger.dir, doc)
-    fingerprint = typed(doc)
-    done = SnapshotRecord(f"snapshots/{path.name}", fingerprint.taken_at,
-                          fingerprint.source.lsn,
-                          {k: v.checksum for k, v in fingerprint.schemas.items()})
-    ledger.append(done.KIND, environment, done.to_json())
+    done = SnapshotRecord(f"snapshots/{path.name}", doc.taken_at, doc.source.lsn,
+                          {k: v.checksum for k, v in doc.schemas.items()})
+    ledger.record(environment, done)
     return path
 
 
@@ -63,12 +60,12 @@ def listing(evidence_dir: Path) -> list[SnapshotRef]:
     return refs
 
 
-def at_or_before(ledger: Ledger, when: datetime) -> dict[str, Any] | None:
+def at_or_before(ledger: Ledger, when: datetime) -> Fingerprint | None:
     """The newest snapshot taken at or before `when` (loaded and checked), or None."""
     ledger.sync()
     best = None
     for ref in listing(ledger.dir):
         doc = load(ref.path)
-        if datetime.fromisoformat(typed(doc).taken_at) <= when:
+        if datetime.fromisoformat(doc.taken_at) <= when:
             best = doc
     return best

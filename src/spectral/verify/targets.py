@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -15,7 +14,7 @@ from spectral.config.secrets import is_secret_ref
 from spectral.errors import UsageError
 from spectral.refdb import REFERENCE_SCHEMAS
 from spectral.verify.content import ScanProgress
-from spectral.verify.document import typed
+from spectral.verify.document import Fingerprint
 from spectral.verify.fingerprint import Options, load, options_for, take
 
 
@@ -25,7 +24,7 @@ def is_file(spec: str) -> bool:
 
 def fingerprint_pair(cfg: SpectralConfig, a: str, b: str, *, schemas: list[str] | None,
                      content: bool, workers: int | None, progress: ScanProgress | None = None
-                     ) -> tuple[tuple[dict[str, Any], str], tuple[dict[str, Any], str]]:
+                     ) -> tuple[tuple[Fingerprint, str], tuple[Fingerprint, str]]:
     """Both sides of a comparison. Two live databases are read at the same time (their scans
     overlap their waits); a file on one side decides the schemas and content of the other."""
     if is_file(a) or is_file(b) or a == b:
@@ -33,7 +32,7 @@ def fingerprint_pair(cfg: SpectralConfig, a: str, b: str, *, schemas: list[str] 
         x, y = (b, a) if file_first else (a, b)
         fx = fingerprint_of(cfg, x, schemas=schemas, content=content, workers=workers,
                             progress=progress)
-        first = typed(fx[0])
+        first = fx[0]
         fy = fingerprint_of(cfg, y, schemas=schemas or list(first.schemas),
                             content=content or first.content, workers=workers,
                             progress=progress)
@@ -89,7 +88,7 @@ def looks_like_dsn(text: str) -> bool:
 
 def fingerprint_of(cfg: SpectralConfig, spec: str, *, schemas: list[str] | None,
                    content: bool, workers: int | None, progress: ScanProgress | None = None
-                   ) -> tuple[dict[str, Any], str]:
+                   ) -> tuple[Fingerprint, str]:
     """Load or take the fingerprint that `spec` names; returns it and a label for output."""
     path = Path(spec)
     if path.suffix == ".json" or path.exists():

@@ -7,7 +7,6 @@ Recovery itself is PostgreSQL's (local/restore.py's `Recovery`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from spectral.errors import CommandError, CouldNotVerify
 from spectral.pg.binaries import PgBinaries
@@ -16,6 +15,7 @@ from spectral.pg.osuser import give_to_server, make_owned_dir, server_identity
 from spectral.providers.archive.backups import DECOMPRESS, BaseBackup, find
 from spectral.providers.archive.repo import ArchiveRepository
 from spectral.providers.base import Progress, RecoverableWindow
+from spectral.providers.capabilities import RecoveryReached
 from spectral.providers.local.copy import copy_tree
 from spectral.providers.local.recovery import WAL_SEGMENT_SIZE, command_word
 from spectral.providers.local.restore import RESTORE_TIMEOUT, Recovery
@@ -51,7 +51,7 @@ class ArchiveRestorer:
         self.recovery.prepare_recovery(cluster, conf, target)
 
     def recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
-                pause: bool, progress: Progress | None) -> dict[str, Any]:
+                pause: bool, progress: Progress | None) -> RecoveryReached:
         return self.recovery.recover(cluster, restore_plan, window, pause, progress)
 
     def materialize(self, restore_plan: RestorePlan, data: Path, progress: Progress | None,

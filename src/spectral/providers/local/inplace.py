@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,7 +119,7 @@ class InPlace:
             done, intent = self._restore(target, progress)
             record = InPlaceRestoreRecord(f"in-place restore to {done.target}", done.target,
                                           done.backup, done.previous, done.discarded)
-            self.outbox.owe(record.KIND, record.to_json(), owed_key(intent))
+            self.outbox.owe(record, owed_key(intent))
             self.journal.phase(intent, "recorded")
             crash_point("restore:recorded")
             self.journal.end()
@@ -163,7 +163,8 @@ class InPlace:
             raise
         crash_point("restore:recovered")
         settle(cluster, host)
-        reached = {**reached, "prepared": pending_prepared(cluster)}
+        reached = replace(reached, prepared=tuple(pending_prepared(cluster)),
+                          resolved=restore_plan.why or None)
         what = described(restore_plan)
         self._commit(cluster, what, aside, intent)
         crash_point("restore:committed")
@@ -175,8 +176,7 @@ class InPlace:
         if not was_running:
             cluster.stop()
         return Rewound(what, restore_plan.chain[-1].id, str(aside), tuple(discarded),
-                       RecoveryReached.from_json({**reached,
-                                                  "resolved": restore_plan.why or None})), intent
+                       reached), intent
 
     def _roll_back(self, intent: dict[str, Any], cluster: Cluster, was_running: bool) -> None:
         """The intact live data goes back, as after a kill (intent.roll_back_restore): once
@@ -245,7 +245,7 @@ class InPlace:
             done, intent = self._undo(rec)
             undone = UndoRecord(f"undo of the in-place restore to {rec['target']}",
                                 done.environment, done.restored, done.set_aside, done.timeline)
-            self.outbox.owe(undone.KIND, undone.to_json(), owed_key(intent))
+            self.outbox.owe(undone, owed_key(intent))
             self.journal.phase(intent, "recorded")
             crash_point("undo:recorded")
             self.journal.end()

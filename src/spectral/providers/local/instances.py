@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ class Registry:
                 str(d.get("target", "?")), str(d.get("created_at", "?")),
                 state=str(d.get("state", "restoring")))
             if home.name in orphaned:
-                inst.state = "orphaned"
+                inst = replace(inst, state="orphaned")
             out.append(inst)
         return out
 
@@ -161,5 +162,4 @@ def _age(path: Path) -> float:
 
 
 def _instance(d: dict[str, Any]) -> Instance:
-    fields = set(Instance.__dataclass_fields__)
-    return Instance(**{k: v for k, v in d.items() if k in fields})
+    return Instance.from_json(d)

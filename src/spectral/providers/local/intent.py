@@ -227,7 +227,7 @@ def _record(inplace: InPlace, d: dict[str, Any], how: str, *,
     record = RecoveredRecord(f"{what} ({how})", d["op"] == UNDO, d.get("target"),
                              d.get("aside"), None if discarded is None else tuple(discarded),
                              timeline)
-    inplace.outbox.owe(record.KIND, record.to_json(), owed_key(d))
+    inplace.outbox.owe(record, owed_key(d))
 
 
 def owed_key(d: dict[str, Any]) -> str:

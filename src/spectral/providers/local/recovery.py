@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from spectral.errors import UsageError
 from spectral.pg.binaries import PgBinaries
+from spectral.providers.capabilities import RecoveryReached
 from spectral.recovery_target import RecoveryTarget, TargetKind, TimeTarget
 
 WAL_SEGMENT_SIZE = 16 * 1024 * 1024
@@ -75,19 +75,8 @@ LAST_TX_RE = re.compile(r"last completed transaction was at log time (?P<time>.+
 PAUSED_RE = re.compile(r"recovery has paused")
 
 
-@dataclass(frozen=True)
-class RecoveryOutcome:
-    stopped: str | None          # "before commit of transaction 1234, time ..." etc.
-    redo_done_lsn: str | None
-    last_transaction: str | None
-    paused: bool
-
-    def to_json(self) -> dict[str, object]:
-        return {"stopped": self.stopped, "redo_done_lsn": self.redo_done_lsn,
-                "last_transaction": self.last_transaction, "paused": self.paused}
-
-
-def read_outcome(log_text: str) -> RecoveryOutcome:
+def read_outcome(log_text: str) -> RecoveryReached:
+    """Where recovery stopped, as the server's log says."""
     stopped = redo = last = None
     paused = False
     for line in log_text.splitlines():
@@ -99,7 +88,7 @@ def read_outcome(log_text: str) -> RecoveryOutcome:
             last = m.group("time").strip()
         elif PAUSED_RE.search(line):
             paused = True
-    return RecoveryOutcome(stopped, redo, last, paused)
+    return RecoveryReached(stopped, redo, last, paused)
 
 
 def recovery_failure(log_text: str) -> str | None:

@@ -8,7 +8,7 @@ import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from spectral.durable import write_atomic
 from spectral.errors import ClusterError, CouldNotVerify
@@ -17,6 +17,7 @@ from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
 from spectral.pg.osuser import give_to_server, make_owned_dir, server_identity
 from spectral.providers.base import Progress, RecoverableWindow, Verification
+from spectral.providers.capabilities import RecoveryReached
 from spectral.providers.local import backup as backup_mod
 from spectral.providers.local.copy import copy_tree
 from spectral.providers.local.recovery import (
@@ -63,7 +64,7 @@ class RestoreSteps(Protocol):
                          target: RecoveryTarget) -> None: ...
 
     def recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
-                pause: bool, progress: Progress | None) -> dict[str, Any]: ...
+                pause: bool, progress: Progress | None) -> RecoveryReached: ...
 
 
 class Restorer:
@@ -79,7 +80,7 @@ class Restorer:
         self.recovery.prepare_recovery(cluster, conf, target)
 
     def recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
-                pause: bool, progress: Progress | None) -> dict[str, Any]:
+                pause: bool, progress: Progress | None) -> RecoveryReached:
         return self.recovery.recover(cluster, restore_plan, window, pause, progress)
 
     def restore_command(self) -> str:
@@ -174,7 +175,7 @@ class Recovery:
                 (status / f"{path.name}.done").touch()
 
     def recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
-                pause: bool, progress: Progress | None) -> dict[str, Any]:
+                pause: bool, progress: Progress | None) -> RecoveryReached:
         """Start the server on the prepared directory and wait until recovery has finished (or
         paused), checking it stopped at the target."""
         try:
@@ -207,8 +208,8 @@ class Recovery:
         except WaitTimeout:
             raise CouldNotVerify("recovery did not finish in time") from None
         log_text = read_text(cluster.log_file)
-        outcome = read_outcome(log_text).to_json()
-        if pause and not outcome.get("stopped"):
+        outcome = read_outcome(log_text)
+        if pause and not outcome.stopped:
             raise CouldNotVerify(f"recovery paused before reaching "
                                  f"{restore_plan.target.describe()}: {paused_why(log_text)}",
                                  hint="without --pause the restore needs no hot standby and "
@@ -230,16 +231,16 @@ def paused_why(log_text: str) -> str:
 
 
 def check_reached(restore_plan: RestorePlan, window: RecoverableWindow,
-                  outcome: dict[str, Any], pause: bool) -> None:
+                  outcome: RecoveryReached, pause: bool) -> None:
     """Recovery must have stopped at the target, not at an earlier point."""
     target = restore_plan.target
     if target.kind is TargetKind.LATEST:
-        redo = outcome.get("redo_done_lsn")
+        redo = outcome.redo_done_lsn
         if redo and window.latest_lsn and parse_lsn(redo) < parse_lsn(window.latest_lsn):
             raise CouldNotVerify(f"recovery ended at {redo}, before the end of the archive "
                                  f"({window.latest_lsn})")
         return
-    if not outcome.get("stopped") and not pause:
+    if not outcome.stopped and not pause:
         raise CouldNotVerify(f"recovery promoted without reaching {target.describe()}")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,8 +75,8 @@ class Throwaways:
             self.registry.write(home, inst, "restoring", keep)
             reached = restorer.recover(cluster, restore_plan, window, pause, progress)
             # the start may have moved to another port (the chosen one was taken meanwhile)
-            inst.port, inst.dsn = cluster.port, cluster.conninfo()
-            inst.reached = {**reached, "resolved": restore_plan.why or None}
+            inst = replace(inst, port=cluster.port, dsn=cluster.conninfo(),
+                           reached=replace(reached, resolved=restore_plan.why or None))
             self.registry.write(home, inst, "paused" if pause else "ready", keep)
             undo.release("instance server")
             undo.release("instance directory")
@@ -90,7 +90,7 @@ class Throwaways:
 
 def copy_of(inst: Instance) -> Copy:
     """A drill's view of a restored instance."""
-    stopped = inst.reached.get("stopped")
+    stopped = inst.reached.stopped if inst.reached else None
     return Copy(inst.id, inst.dsn, f"instance {inst.id}", inst.backup_id, inst.target,
-                inst.to_json(), reached=str(stopped) if stopped else None,
+                inst, reached=stopped or None,
                 kept_note=f"{inst.dsn} (spectral dr teardown {inst.id})")

@@ -14,13 +14,13 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 from spectral.errors import CouldNotVerify
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
 from spectral.pg.osuser import make_owned_dir
 from spectral.providers.base import Progress, RecoverableWindow, Verification
+from spectral.providers.capabilities import RecoveryReached
 from spectral.providers.local.recovery import command_word, pg_time
 from spectral.providers.local.restore import RESTORE_TIMEOUT, Recovery
 from spectral.providers.local.targets import RestorePlan
@@ -75,7 +75,7 @@ class PgBackRestRestorer:
         self.recovery.prepare_recovery(cluster, conf, target)
 
     def recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
-                pause: bool, progress: Progress | None) -> dict[str, Any]:
+                pause: bool, progress: Progress | None) -> RecoveryReached:
         return self.recovery.recover(cluster, restore_plan, window, pause, progress)
 
     def restore_command(self, data: Path | None = None) -> str:

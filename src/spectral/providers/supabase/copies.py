@@ -6,8 +6,9 @@ healthy. A branch with data is made and deleted through the API, unattended, but
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from spectral.confirm import Operator
 from spectral.errors import CouldNotVerify, RefusedError, UsageError
@@ -25,6 +26,21 @@ BRANCH_NOTE = ("a branch with data proves that the project's data can be materia
                "separate database and matches the snapshot's schemas and counts; it does not "
                "exercise the dashboard's restore to a new project, nor a point in time, so its "
                "time is not the RTO of an incident restore")
+
+
+@dataclass(frozen=True)
+class ProjectCopy:
+    """What the ledger keeps of a Supabase copy: the project, and the branch when it is one
+    (deleted as a branch, by the project's ref)."""
+
+    project_ref: str
+    branch_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"project_ref": self.project_ref, "branch_id": self.branch_id}
+
+    def when_kept(self) -> str:
+        return f"kept: project {self.project_ref}; delete it within the billing hour"
 
 
 def provision(sp: SupabaseProvider, target: RecoveryTarget, request: CopyRequest,
@@ -50,7 +66,7 @@ def _copy(sp: SupabaseProvider, ref: str, branch_id: str | None, target_text: st
           target: RecoveryTarget | None) -> Copy:
     what = f"branch {branch_id} (project {ref})" if branch_id else f"project {ref}"
     when = f" --target-time {target.value}" if isinstance(target, TimeTarget) else ""
-    return Copy(ref, "", what, None, target_text, {"project_ref": ref, "branch_id": branch_id},
+    return Copy(ref, "", what, None, target_text, ProjectCopy(ref, branch_id),
                 counts_as_rto=branch_id is None,
                 rerun=f"spectral dr drill functional --restored-ref {ref}{when}",
                 kept_note=f"project {ref}: delete it within the billing hour")
@@ -153,7 +169,8 @@ def _created_at(doc: dict[str, object]) -> datetime | None:
 
 
 def remove(sp: SupabaseProvider, copy: Copy, operator: Operator, report: Report) -> None:
-    branch_id = copy.record.get("branch_id")
+    assert isinstance(copy.record, ProjectCopy), "a copy this provider made"
+    branch_id = copy.record.branch_id
     details = [f"throwaway {'branch ' + str(branch_id) if branch_id else 'project'} "
                f"(project {copy.id}); production {sp.ref} is not touched"]
     created = _created_at(sp.project(copy.id))
