@@ -118,6 +118,15 @@ def test_an_attached_stanza_restores_drills_and_never_writes(team: TeamStanza,
     assert drill["outcome"] == "pass", drill
     assert ro.run("dr", "instances", "--json") == []
 
+    # the accident, found in the team's archive, and the copy from just before it
+    team.sql("delete from app.ledger where id <= 50")
+    found = ro.run("--json", "dr", "find-damage", "--table", "app.ledger", "--op", "delete",
+                   archive_may_grow=True)
+    assert len(found) == 1 and found[0]["rows"] == 50, found
+    inst = ro.run("dr", "restore", *found[0]["target"].split(), "--json")
+    assert ids(inst) == list(range(1, 105))
+    ro.run("dr", "teardown", inst["id"])
+
     # what would write is refused in one line, exit 2, before anything runs
     for args in (["dr", "backup"], ["dr", "expire", "--keep", "1", "--yes"],
                  ["dr", "restore", "--in-place", "--latest", "--yes"],

@@ -73,6 +73,21 @@ def test_truncated_tail_is_detected_by_the_head(tmp_path: Path) -> None:
     assert any("removed from the end" in p.problem for p in ledger.verify())
 
 
+def test_an_append_killed_before_its_head_is_no_removal(tmp_path: Path) -> None:
+    """Found by the lifecycle's long profile (session 11, kill -9 during a drill): the entry
+    was written, the head not yet; verify reported entries removed from the end. The entry
+    chains on the head, so nothing is missing, and the next append heals the head."""
+    ledger = filled(tmp_path)
+    head = ledger.head.read_text()
+    ledger.append(EntryKind.DRILL, "production", {"outcome": "pass"})
+    ledger.head.write_text(head)            # killed between the entry and the head
+    assert ledger.verify() == []
+    ledger.append(EntryKind.DRILL, "production", {"outcome": "pass"})
+    assert ledger.verify() == []
+    ledger.path.write_text("\n".join(lines(ledger)[:-2]) + "\n")    # two removed: named
+    assert any("removed from the end" in p.problem for p in ledger.verify())
+
+
 def test_garbage_line_is_detected(tmp_path: Path) -> None:
     ledger = filled(tmp_path)
     with open(ledger.path, "a") as f:

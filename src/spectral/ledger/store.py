@@ -224,6 +224,7 @@ class Ledger:
         self.sync()
         problems: list[LedgerProblem] = []
         prev, seq = GENESIS, 0
+        last_prev: str | None = None      # what the newest entry chains on
         lines = self._lines()
         numbered = [(n, d) for n, line in enumerate(lines, start=1) if line.strip()
                     and not isinstance(d := _parse_entry(line), str)]
@@ -250,11 +251,12 @@ class Ledger:
             if d["seq"] != seq + 1:
                 problems.append(LedgerProblem(number, f"sequence jumps from {seq} to "
                                                       f"{d['seq']}"))
-            prev, seq = str(d["hash"]), int(d["seq"])
-        problems += self._check_head(seq, prev, len(lines))
+            last_prev, prev, seq = d.get("prev"), str(d["hash"]), int(d["seq"])
+        problems += self._check_head(seq, prev, len(lines), last_prev)
         return problems
 
-    def _check_head(self, seq: int, prev: str, nlines: int) -> list[LedgerProblem]:
+    def _check_head(self, seq: int, prev: str, nlines: int,
+                    last_prev: str | None = None) -> list[LedgerProblem]:
         if not self.head.exists():
             return [LedgerProblem(0, "the head file is missing")] if seq else []
         try:
@@ -262,6 +264,8 @@ class Ledger:
             head_seq, head_hash = head["seq"], head["hash"]
         except (OSError, ValueError, TypeError, KeyError):
             return [LedgerProblem(0, f"the head file {self.head} is damaged")]
+        if head_seq == seq - 1 and head_hash == last_prev:
+            return []     # an append killed between its entry and its head: the next heals it
         if head_seq != seq or head_hash != prev:
             return [LedgerProblem(nlines, f"the ledger ends at entry {seq}, but its head "
                                           f"records entry {head_seq}: entries were removed "
