@@ -54,3 +54,33 @@ def test_an_undo_killed_after_its_new_timeline_is_not_recovered_again(env: Env) 
     assert env.rows() == before
     assert not (env.cluster_dir / "intent.json").exists()
 
+
+
+def test_an_undo_reads_no_archived_wal_of_its_timeline(env: Env) -> None:  # noqa: F811
+    """Long profile, PostgreSQL 15 (session 11, 12 min; not reproduced by replay): after lost
+    history files and a WAL stream, an undo left the live database holding the in-place
+    restore's rows instead of the rows it had put back. The undo's archive recovery (which
+    moves the put-back database to a new timeline) fetched segments of the put-back
+    database's timeline id through restore_command; when that id was reused by another
+    history, those segments are that history's WAL. It now fetches history files only: the
+    put-back database needs no WAL but its own. Here the archive's segment with the put-back
+    database's checkpoint is another segment's bytes (what a reused id allows): the undo
+    failed, exit 3, before."""
+    target_xid = env.commit("insert into t values (11, 'target')")
+    env.commit("insert into t values (12, 'after')")
+    before = env.rows()
+    _restore(env, target_xid)
+    aside = next(env.cluster_dir.glob("data.previous-*"))
+    control = subprocess.run([find_binaries(None).path("pg_controldata"), str(aside)],
+                             capture_output=True, text=True, check=True,
+                             env={**os.environ, "LC_ALL": "C"}).stdout
+    lsn = re.search(r"Latest checkpoint location:\s+(\S+)", control)
+    tli = re.search(r"Latest checkpoint's TimeLineID:\s+(\d+)", control)
+    assert lsn is not None and tli is not None
+    hi, lo = (int(x, 16) for x in lsn.group(1).split("/"))
+    segment = f"{int(tli.group(1)):08X}{hi:08X}{lo >> 24:08X}"
+    archive = env.dir / ".spectral" / "staging" / "backups" / "wal"
+    other = next(p for p in sorted(archive.iterdir()) if len(p.name) == 24 and p.name != segment)
+    shutil.copyfile(other, archive / segment)
+    env.ok("dr", "restore", "--undo", "--yes")
+    assert env.rows() == before

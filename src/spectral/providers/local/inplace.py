@@ -44,10 +44,10 @@ from spectral.providers.local.recovery import (
     recovery_settings,
     throwaway_settings,
 )
-from spectral.providers.local.restore import RestoreSteps, described
+from spectral.providers.local.restore import RestoreSteps, described, prepare_own_recovery
 from spectral.providers.local.settle import pending_prepared, settle
 from spectral.providers.local.targets import plan
-from spectral.recovery_target import NameTarget, RecoveryTarget
+from spectral.recovery_target import RecoveryTarget
 from spectral.waits import WaitTimeout, wait_until
 
 if TYPE_CHECKING:
@@ -327,11 +327,16 @@ class InPlace:
         database to a new timeline (PostgreSQL picks one above every timeline in the archive);
         later restores follow it."""
         host = self.host
+        # history files only: the put-back database needs no WAL but its own pg_wal (it was
+        # stopped, or crashed, with everything since its checkpoint there), and the archive may
+        # hold segments of its timeline's id from another history (an id reused after lost
+        # history files: replayed, they put that history's rows in the live database)
+        fetch = self.restorer.restore_command()
         conf = {**host.own_settings(),
                 **throwaway_settings(host.bins),
-                "restore_command": self.restorer.restore_command(),
+                "restore_command": f"case %f in *.history) {fetch} ;; *) false ;; esac",
                 "recovery_target_timeline": "current"}
-        self.restorer.prepare_recovery(cluster, conf, NameTarget("end"))
+        prepare_own_recovery(cluster, conf)    # nothing of the archive goes into its pg_wal
         if intent is not None:
             self.journal.phase(intent, "recovering")
             crash_point("undo:recovering")

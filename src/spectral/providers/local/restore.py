@@ -125,6 +125,19 @@ class Restorer:
 
 
 
+def prepare_own_recovery(cluster: Cluster, conf: dict[str, str]) -> None:
+    """Recovery settings and recovery.signal on a data directory, its own pg_wal untouched (an
+    undo's put-back database needs no WAL but that: `Recovery.prepare_recovery` adds what a
+    restored backup needs)."""
+    for stale in ("postmaster.pid", "standby.signal", "backup_manifest"):
+        (cluster.data_dir / stale).unlink(missing_ok=True)
+    _drop_auto_settings(cluster.data_dir / "postgresql.auto.conf")
+    cluster.write_conf(conf)
+    (cluster.data_dir / "recovery.signal").touch()
+    make_owned_dir(cluster.data_dir, 0o700)
+    give_to_server(cluster.data_dir)
+
+
 class Recovery:
     """PostgreSQL's recovery on a materialised data directory, watched and checked."""
 
@@ -133,11 +146,7 @@ class Recovery:
 
     def prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
                          target: RecoveryTarget) -> None:
-        for stale in ("postmaster.pid", "standby.signal", "backup_manifest"):
-            (cluster.data_dir / stale).unlink(missing_ok=True)
-        _drop_auto_settings(cluster.data_dir / "postgresql.auto.conf")
-        cluster.write_conf(conf)
-        (cluster.data_dir / "recovery.signal").touch()
+        prepare_own_recovery(cluster, conf)
         if target.kind is TargetKind.LATEST:
             self._take_stream_tail(cluster.data_dir)
         self._take_branch_segments(cluster.data_dir)
