@@ -53,7 +53,7 @@ class BaseBackup:
                                  f"{self.tar.name}: {exc.message}") from None
 
 
-def _tar_in(folder: Path, stem: str) -> Path | None:
+def tar_in(folder: Path, stem: str) -> Path | None:
     for suffix in ("", *DECOMPRESS):
         if (folder / f"{stem}.tar{suffix}").is_file():
             return folder / f"{stem}.tar{suffix}"
@@ -66,10 +66,10 @@ def find(folder: Path) -> BaseBackup | None:
         return None
     if (folder / "backup_label").is_file() and (folder / "PG_VERSION").is_file():
         return BaseBackup(folder.name, folder, None, None)
-    tar = _tar_in(folder, "base")
+    tar = tar_in(folder, "base")
     if tar is None:
         return None
-    return BaseBackup(folder.name, folder, tar, _tar_in(folder, "pg_wal"))
+    return BaseBackup(folder.name, folder, tar, tar_in(folder, "pg_wal"))
 
 
 def label(text: str) -> dict[str, str]:

@@ -1,0 +1,86 @@
+"""What an adversarial first user of the attached backends found (issue 30), kept as
+regression tests: each one failed before its fix.
+
+- A plain archive's backup of a server with a tablespace: the plain backup's pg_tblspc link
+  points at the team's own folder (pg_basebackup -T), a tar backup's tablespace_map at the
+  live server's tablespace. A throwaway restored as it was recovered into those folders: the
+  team's backup and the live server's files were written."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from attach_world import TeamArchive, team_archive
+from conftest import _processes_under, spectral
+from spectral.pg.binaries import PgBinaries
+from spectral.pg.osuser import make_owned_dir
+from test_attach_archive import toml_for
+from test_attach_pgbackrest import ReadOnly, ids
+
+
+@pytest.fixture
+def team(work_dir: Path, bins: PgBinaries) -> Iterator[TeamArchive]:
+    with team_archive(work_dir, bins, None) as t:
+        (work_dir / "spectral.toml").write_text(toml_for(t))
+        try:
+            yield t
+        finally:
+            spectral("dr", "teardown", "--all", cwd=work_dir)
+    assert _processes_under(work_dir) == []
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def spaced_rows(dsn: str) -> int:
+    from spectral.pg.conn import connect
+
+    with connect(dsn) as conn:
+        row = conn.execute("select count(*) from app.spaced").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("fmt", ["plain", "tar"])
+def test_a_backup_with_a_tablespace_is_restored_inside_the_throwaway(
+        team: TeamArchive, work_dir: Path, fmt: str) -> None:
+    live_space = make_owned_dir(team.root / "space", 0o700)
+    team.sql(f"create tablespace space location '{live_space}'")
+    team.sql("create table app.spaced (id int) tablespace space;"
+             "insert into app.spaced select generate_series(1, 50)")
+    if fmt == "plain":   # the team maps the tablespace next to the backup, as -T asks
+        team.basebackup("b", f"--tablespace-mapping={live_space}={team.base / 'b-space'}")
+    else:                # no manifest: nothing checks the files before recovery
+        team.basebackup("b", "-Ft", "--no-manifest")
+    team.sql("insert into app.spaced select generate_series(51, 60)")
+    team.commit(101)
+    team.archived_now()
+    ro = ReadOnly(team, work_dir, grows_in="wal/")
+    live_before = tree_digest(live_space)
+    inst = ro.run("dr", "restore", "--latest", "--json")
+    assert ids(inst) == list(range(1, 102))
+    assert spaced_rows(inst["dsn"]) == 60
+    home = Path(inst["data_dir"]).parent
+    for link in (Path(inst["data_dir"]) / "pg_tblspc").iterdir():
+        assert link.resolve().is_relative_to(home), (link, link.resolve())
+    ro.run("dr", "teardown", inst["id"])
+    assert tree_digest(live_space) == live_before
+    assert spaced_rows(team.cluster.conninfo("app")) == 60
+
+
+def test_a_tablespace_map_line_that_is_not_an_oid_is_refused(tmp_path: Path) -> None:
+    from spectral.errors import CouldNotVerify
+    from spectral.providers.archive.restore import tablespace_map
+
+    (tmp_path / "tablespace_map").write_text("16401 /srv/space one\n")
+    assert tablespace_map(tmp_path / "tablespace_map") == {"16401": "/srv/space one"}
+    (tmp_path / "tablespace_map").write_text("../../etc /srv/x\n")
+    with pytest.raises(CouldNotVerify):
+        tablespace_map(tmp_path / "tablespace_map")
