@@ -84,3 +84,25 @@ def test_a_tablespace_map_line_that_is_not_an_oid_is_refused(tmp_path: Path) -> 
     (tmp_path / "tablespace_map").write_text("../../etc /srv/x\n")
     with pytest.raises(CouldNotVerify):
         tablespace_map(tmp_path / "tablespace_map")
+
+
+@pytest.mark.server
+def test_a_drill_on_a_quiet_server_right_after_a_switch_passes(
+        team: TeamArchive, work_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a segment switch (the previous drill's, archive_timeout's) a quiet server stands
+    at the next segment's first byte: the snapshot's LSN is there, pg_switch_wal() has nothing
+    to switch, and that segment is not archived until something writes. Every record before
+    the snapshot is archived already: the drill must not wait for the empty segment."""
+    from spectral.providers.attached import anchor
+
+    monkeypatch.setattr(anchor, "SWITCHED_WAIT", 10.0)     # it never comes: fail fast
+    team.sql("grant execute on function pg_switch_wal() to drill")
+    team.basebackup("b")
+    team.commit(101)
+    ro = ReadOnly(team, work_dir, grows_in="wal/")
+    first = ro.run("dr", "drill", "functional", "--json", archive_may_grow=True)
+    assert first["outcome"] == "pass", first
+    at = str(team.sql("select pg_current_wal_lsn()")[0][0])
+    assert at.endswith("000000"), at       # the first drill's switch: a segment's first byte
+    again = ro.run("dr", "drill", "functional", "--json", archive_may_grow=True)
+    assert again["outcome"] == "pass", again

@@ -49,16 +49,17 @@ def position(dsn: str) -> LivePosition:
 
 
 def archive_reaches(repo: Repository, lsn: int) -> bool:
-    """Whether the archive's live lineage holds the whole segment with `lsn` (recovery to
-    `lsn` then finds the record at or after it)."""
+    """Whether the archive's live lineage holds every record before `lsn`: the whole segment
+    with its last byte. A quiet server after a switch stands at a segment's first byte; that
+    segment is archived only once something writes, and holds nothing before `lsn`."""
     segments = [s for s in window_mod.lineage_of(repo).segments if not s.partial]
-    return bool(segments) and segments[-1].segno >= segment_of(lsn)
+    return bool(segments) and segments[-1].segno >= segment_of(lsn - 1)
 
 
 def wait_archived(repo: Repository, forget: Callable[[], None], dsn: str, lsn: int,
                   report: Report | None) -> None:
-    """Return once the archive holds `lsn`; CouldNotVerify, naming the segment and what to set,
-    when it does not within the bound."""
+    """Return once the archive holds every record before `lsn`; CouldNotVerify, naming the
+    segment and what to set, when it does not within the bound."""
     def holds() -> bool:
         forget()
         return archive_reaches(repo, lsn)

@@ -110,13 +110,13 @@ class AttachedProvider:
         return window_mod.compute(self.bins, self.repo)
 
     def wait_for(self, lsn: int) -> None:
-        """Until the team's archive holds `lsn` (bounded; anchor.py)."""
+        """Until the team's archive holds every record before `lsn` (bounded; anchor.py)."""
         with self.source() as dsn:
             wait_archived(self.repo, self.strategy.forget, dsn, lsn, self.report)
 
     def _window_for(self, target: RecoveryTarget) -> RecoverableWindow:
-        if isinstance(target, LsnTarget):
-            self.wait_for(target.lsn)
+        if isinstance(target, LsnTarget):   # inclusive: the record at the LSN too
+            self.wait_for(target.lsn if target.exclusive else target.lsn + 1)
         return self.window()
 
     def pitr_enabled(self) -> bool:
