@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from attach_world import TeamArchive, team_archive
-from conftest import _processes_under, spectral
+from conftest import SYSTEM_PG15, _processes_under, spectral
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.osuser import make_owned_dir
 from test_attach_archive import toml_for
@@ -106,3 +106,20 @@ def test_a_drill_on_a_quiet_server_right_after_a_switch_passes(
     assert at.endswith("000000"), at       # the first drill's switch: a segment's first byte
     again = ro.run("dr", "drill", "functional", "--json", archive_may_grow=True)
     assert again["outcome"] == "pass", again
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not (SYSTEM_PG15 / "pg_waldump").exists(), reason="needs PostgreSQL 15")
+def test_a_pg_bin_dir_of_another_major_is_named_not_read_as_damage(
+        team: TeamArchive, work_dir: Path) -> None:
+    """PostgreSQL 15's pg_waldump cannot read 18's WAL: before, `dr backups` listed every
+    segment as damaged, exit 0."""
+    team.basebackup("b")
+    team.commit(101)
+    team.archived_now()
+    (work_dir / "spectral.toml").write_text(
+        toml_for(team).replace(str(team.cluster.bins.bin_dir), str(SYSTEM_PG15)))
+    ro = ReadOnly(team, work_dir, grows_in="wal/")
+    for args in (["dr", "backups"], ["dr", "restore", "--latest"]):
+        err = ro.run(*args, expect=2)
+        assert "pg_bin_dir holds PostgreSQL 15" in err and "damaged" not in err, (args, err)

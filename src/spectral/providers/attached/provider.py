@@ -107,6 +107,7 @@ class AttachedProvider:
 
     def window(self) -> RecoverableWindow:
         self.strategy.forget()
+        self.check_major(None)      # another major's pg_waldump reads every segment as damage
         return window_mod.compute(self.bins, self.repo)
 
     def wait_for(self, lsn: int) -> None:
@@ -174,7 +175,7 @@ class AttachedProvider:
                                            progress=progress, backup_id=backup_id, keep=keep)
 
     def check_major(self, backup_id: str | None) -> None:
-        """pg_bin_dir's major against the backups', before anything runs."""
+        """pg_bin_dir's major against the backups', before anything reads their WAL."""
         backups = [b for b in self.backups() if backup_id in (None, b.id)]
         if not backups:
             return
