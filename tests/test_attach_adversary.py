@@ -123,3 +123,19 @@ def test_a_pg_bin_dir_of_another_major_is_named_not_read_as_damage(
     for args in (["dr", "backups"], ["dr", "restore", "--latest"]):
         err = ro.run(*args, expect=2)
         assert "pg_bin_dir holds PostgreSQL 15" in err and "damaged" not in err, (args, err)
+
+
+@pytest.mark.server
+def test_a_drill_that_waits_in_vain_says_what_to_set(
+        team: TeamArchive, work_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """archive_timeout off and no grant of pg_switch_wal(): the drill's result named neither
+    (the advice was a hint, which a drill does not record)."""
+    from spectral.providers.attached import anchor
+
+    monkeypatch.setattr(anchor, "NO_TIMEOUT_WAIT", 3.0)
+    team.basebackup("b")
+    team.commit(101)       # after the backup's switch: in a segment not archived yet
+    ro = ReadOnly(team, work_dir, grows_in="wal/")
+    drill = ro.run("dr", "drill", "functional", "--json", expect=3)
+    assert drill["outcome"] == "could_not_verify", drill
+    assert "archive_timeout" in drill["error"] and "pg_switch_wal" in drill["error"], drill

@@ -84,13 +84,28 @@ def wait_archived(repo: Repository, forget: Callable[[], None], dsn: str, lsn: i
     while not holds():
         now = time.monotonic()
         if now >= deadline:
+            # the advice is in the message: a drill records the message, not the hint
             raise CouldNotVerify(
                 f"the team's archive does not hold WAL up to {format_lsn(lsn)} after "
-                f"{bound:.0f}s ({why})",
-                hint="set archive_timeout on the live server (e.g. '60s'), or GRANT EXECUTE ON "
-                     "FUNCTION pg_switch_wal() to the role spectral connects as")
+                f"{bound:.0f}s ({why}): {advice(live, dsn)}")
         if now >= next_report:
             say(f"still waiting for WAL up to {format_lsn(lsn)} "
                 f"({deadline - now:.0f}s left)")
             next_report = now + REPORT_EVERY
         time.sleep(1.0)
+
+
+def advice(live: LivePosition, dsn: str) -> str:
+    """What to set or check when the archive did not catch up within the bound."""
+    if live.replica:
+        return "set archive_timeout on the primary (e.g. '60s'), so the segment is archived"
+    if not live.may_switch:
+        return ("set archive_timeout on the live server (e.g. '60s'), or GRANT EXECUTE ON "
+                "FUNCTION pg_switch_wal() TO the role spectral connects as")
+    with connect(dsn) as conn:
+        row = conn.execute("select failed_count, last_failed_wal, last_archived_wal "
+                           "from pg_stat_archiver").fetchone()
+    assert row is not None
+    return (f"the segment was switched and not archived: check the team's archive_command "
+            f"(pg_stat_archiver: {row[0]} failure(s), last failed {row[1] or 'none'}, last "
+            f"archived {row[2] or 'none'})")
