@@ -139,3 +139,17 @@ def test_a_drill_that_waits_in_vain_says_what_to_set(
     drill = ro.run("dr", "drill", "functional", "--json", expect=3)
     assert drill["outcome"] == "could_not_verify", drill
     assert "archive_timeout" in drill["error"] and "pg_switch_wal" in drill["error"], drill
+
+
+@pytest.mark.server
+def test_a_tar_backup_with_a_tablespace_and_a_manifest_is_checked_and_restored(
+        team: TeamArchive, work_dir: Path) -> None:
+    live_space = make_owned_dir(team.root / "space", 0o700)
+    team.sql(f"create tablespace space location '{live_space}'")
+    team.sql("create table app.spaced (id int) tablespace space;"
+             "insert into app.spaced select generate_series(1, 50)")
+    team.basebackup("b", "-Ft", "--compress=gzip")
+    team.commit(101)
+    team.archived_now()
+    inst = ReadOnly(team, work_dir, grows_in="wal/").run("dr", "restore", "--latest", "--json")
+    assert spaced_rows(inst["dsn"]) == 50 and ids(inst) == list(range(1, 102))

@@ -80,6 +80,9 @@ class ArchiveRestorer:
         _own_tablespaces(found, data)
         give_to_server(data)
         self._check(found, backup.id, data)
+        # recovery would link each tablespace of the map to the live server's folder again;
+        # the links to the throwaway's own are made (the manifest lists the map: checked first)
+        (data / "tablespace_map").unlink(missing_ok=True)
         return {}
 
     def _check(self, found: BaseBackup, backup_id: str, data: Path) -> None:
@@ -124,7 +127,6 @@ def _own_tablespaces(found: BaseBackup, data: Path) -> None:
         _extract(tar, make_owned_dir(home / oid, 0o700))
         make_owned_dir(links, 0o700)
         (links / oid).symlink_to(home / oid)
-    (data / "tablespace_map").unlink(missing_ok=True)
     for link in sorted(links.iterdir()) if links.is_dir() else []:
         if link.is_symlink() and not link.resolve().is_relative_to(data.parent.resolve()):
             source = link.parent / os.readlink(link)
