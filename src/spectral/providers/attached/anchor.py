@@ -75,7 +75,8 @@ def wait_archived(repo: Repository, forget: Callable[[], None], dsn: str, lsn: i
         bound = 2.0 * live.archive_timeout + 60 if live.archive_timeout else NO_TIMEOUT_WAIT
     why = ("after a switch of the live server's WAL" if live.may_switch and not live.replica
            else f"archive_timeout is {live.archive_timeout}s" if live.archive_timeout
-           else "archive_timeout is off and the role may not switch WAL")
+           else "a replica, which cannot switch WAL, and archive_timeout is off there"
+           if live.replica else "archive_timeout is off and the role may not switch WAL")
     say = report or (lambda _msg: None)
     say(f"waiting for the team's archive to hold WAL up to {format_lsn(lsn)} (the segment "
         f"with it is archived when full; {why}): up to {bound:.0f}s")
