@@ -153,3 +153,24 @@ def test_a_tar_backup_with_a_tablespace_and_a_manifest_is_checked_and_restored(
     team.archived_now()
     inst = ReadOnly(team, work_dir, grows_in="wal/").run("dr", "restore", "--latest", "--json")
     assert spaced_rows(inst["dsn"]) == 50 and ids(inst) == list(range(1, 102))
+
+
+def test_wal_not_yet_archived_is_counted_from_the_archivers_last_segment() -> None:
+    from spectral.providers.attached.anchor import unarchived_bytes
+
+    seg = 16 * 1024 * 1024
+    assert unarchived_bytes(4 * seg + 100, "000000010000000000000003") == 100
+    assert unarchived_bytes(4 * seg, "000000010000000000000003") == 0
+    assert unarchived_bytes(4 * seg + 5, "000000010000000000000003.00000028.backup") == 5
+    assert unarchived_bytes(4 * seg, "00000002.history") is None
+
+
+@pytest.mark.server
+def test_status_counts_the_live_servers_wal_not_yet_archived(
+        team: TeamArchive, work_dir: Path) -> None:
+    """`dr status` printed "WAL: None bytes not yet in the repository"."""
+    team.basebackup("b")
+    team.commit(101)
+    status = ReadOnly(team, work_dir, grows_in="wal/").run("dr", "status", "--json",
+                                                         expect=1)
+    assert isinstance(status["wal"]["rpo_bytes"], int) and status["wal"]["rpo_bytes"] > 0

@@ -18,7 +18,13 @@ from spectral.pg.conn import connect
 from spectral.providers.base import Report
 from spectral.providers.local import window as window_mod
 from spectral.providers.local.repo import Repository
-from spectral.providers.local.wal import format_lsn, parse_lsn, segment_of
+from spectral.providers.local.wal import (
+    DEFAULT_SEG_SIZE,
+    format_lsn,
+    parse_lsn,
+    parse_segment,
+    segment_of,
+)
 
 NO_TIMEOUT_WAIT = 120.0     # seconds to wait when the server sets no archive_timeout
 SWITCHED_WAIT = 120.0       # after a switch: the archive_command's own time
@@ -46,6 +52,15 @@ def position(dsn: str) -> LivePosition:
         row = conn.execute(POSITION_SQL).fetchone()
     assert row is not None
     return LivePosition(bool(row[0]), parse_lsn(str(row[1])), int(row[2] or 0), bool(row[3]))
+
+
+def unarchived_bytes(lsn: int, last_archived: str) -> int | None:
+    """WAL the live server wrote after the end of the last segment its archiver reports
+    (pg_stat_archiver.last_archived_wal, a segment or a backup/history file after it; pure)."""
+    seg = parse_segment(last_archived[:24])
+    if seg is None:
+        return None
+    return max(0, lsn - (seg.segno + 1) * DEFAULT_SEG_SIZE)
 
 
 def archive_reaches(repo: Repository, lsn: int) -> bool:

@@ -17,7 +17,7 @@ from spectral.confirm import Operator
 from spectral.errors import CouldNotVerify, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.conn import connect
-from spectral.providers.attached.anchor import position, wait_archived
+from spectral.providers.attached.anchor import position, unarchived_bytes, wait_archived
 from spectral.providers.attached.strategy import AttachedRepository
 from spectral.providers.base import (
     Backup,
@@ -130,13 +130,15 @@ class AttachedProvider:
         """The live server's archiver, read (pg_stat_archiver; pg_monitor is enough)."""
         try:
             with self.source() as dsn, connect(dsn) as conn:
-                row = conn.execute("select last_archived_time, failed_count, last_failed_wal "
-                                   "from pg_stat_archiver").fetchone()
+                row = conn.execute("select last_archived_time, failed_count, last_failed_wal, "
+                                   "last_archived_wal from pg_stat_archiver").fetchone()
+                lsn = position(dsn).lsn
         except CouldNotVerify:
             return None
         if row is None or row[0] is None:
             return None
-        return {"rpo_bytes": None, "streaming": False, "failed_count": row[1],
+        return {"rpo_bytes": unarchived_bytes(lsn, str(row[3])), "streaming": False,
+                "failed_count": row[1],
                 "last_failed_wal": row[2],
                 "rpo_seconds": round((datetime.now(UTC) - row[0]).total_seconds(), 1)}
 
