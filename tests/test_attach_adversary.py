@@ -174,3 +174,26 @@ def test_status_counts_the_live_servers_wal_not_yet_archived(
     status = ReadOnly(team, work_dir, grows_in="wal/").run("dr", "status", "--json",
                                                          expect=1)
     assert isinstance(status["wal"]["rpo_bytes"], int) and status["wal"]["rpo_bytes"] > 0
+
+
+@pytest.mark.server
+def test_backup_folders_named_as_teams_name_them_are_listed_and_restored(
+        team: TeamArchive, work_dir: Path) -> None:
+    """A folder with a space or a non-ASCII letter in its name was silently not a backup:
+    `dr backups` said "no backups yet"."""
+    team.basebackup("nightly 2026-12-05 02:00")
+    team.commit(101)
+    team.basebackup("sauvegarde-été", "-Ft")
+    team.commit(102)
+    team.archived_now()
+    ro = ReadOnly(team, work_dir, grows_in="wal/")
+    listed = ro.run("dr", "backups", "--json")
+    assert [b["id"] for b in listed["backups"]] == ["nightly 2026-12-05 02:00",
+                                                    "sauvegarde-été"], listed
+    inst = ro.run("dr", "restore", "--latest", "--json")
+    assert inst["backup_id"] == "sauvegarde-été" and ids(inst) == list(range(1, 103))
+    ro.run("dr", "teardown", inst["id"])
+    team.sql("grant execute on function pg_switch_wal() to drill")
+    drill = ro.run("dr", "drill", "functional", "--backup", "nightly 2026-12-05 02:00",
+                   "--json", archive_may_grow=True)
+    assert drill["outcome"] == "pass" and drill["backup_id"] == "nightly 2026-12-05 02:00"

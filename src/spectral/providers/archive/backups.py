@@ -22,7 +22,9 @@ from spectral.runner import run
 DECOMPRESS = {".gz": "gzip", ".lz4": "lz4", ".zst": "zstd"}
 LABEL_RE = re.compile(r"^(?P<key>[A-Z ]+): (?P<value>.*)$", re.MULTILINE)
 LSN_IN_RE = re.compile(r"^([0-9A-F]+/[0-9A-F]+)")
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
+# a folder name as teams write them ("nightly 2026-12-05 02:00", unicode): never a path
+# separator or a control character, never a leading dot ("..", hidden folders) or dash
+SAFE_ID = re.compile(r"^[^-./\x00-\x1f\x7f][^/\x00-\x1f\x7f]{0,127}\Z")
 
 
 @dataclass(frozen=True)
