@@ -197,3 +197,26 @@ def test_backup_folders_named_as_teams_name_them_are_listed_and_restored(
     drill = ro.run("dr", "drill", "functional", "--backup", "nightly 2026-12-05 02:00",
                    "--json", archive_may_grow=True)
     assert drill["outcome"] == "pass" and drill["backup_id"] == "nightly 2026-12-05 02:00"
+
+
+@pytest.mark.server
+def test_a_wal_folder_the_server_user_cannot_read_is_named(team: TeamArchive,
+                                                          work_dir: Path) -> None:
+    """Read as root, the window was whole (exit 0); every restore then failed as the server
+    user with "recovery ended at ..., before the end of the archive"."""
+    import os
+
+    team.basebackup("b")
+    team.commit(101)
+    team.archived_now()
+    mode, owner = team.wal.stat().st_mode, team.wal.stat().st_uid
+    os.chown(team.wal, 0, -1)
+    team.wal.chmod(0o700)
+    try:
+        ro = ReadOnly(team, work_dir, grows_in="wal/")
+        for args in (["dr", "backups"], ["dr", "restore", "--latest"]):
+            err = ro.run(*args, expect=2)
+            assert "archive.wal" in err and "cannot read it" in err, (args, err)
+    finally:
+        os.chown(team.wal, owner, -1)
+        team.wal.chmod(mode)
