@@ -220,3 +220,36 @@ def test_a_wal_folder_the_server_user_cannot_read_is_named(team: TeamArchive,
     finally:
         os.chown(team.wal, owner, -1)
         team.wal.chmod(mode)
+
+
+@pytest.mark.server
+def test_a_segment_the_archive_command_is_still_copying_is_waited_for(
+        team: TeamArchive, work_dir: Path) -> None:
+    """`cp %p /wal/%f` writes in place: a drill or find-damage that found the name went on
+    and read half a segment ("damaged: ... truncated", exit 3)."""
+    import shutil
+    import threading
+    import time
+
+    team.basebackup("b")
+    team.commit(101)
+    team.sql("delete from app.ledger where id = 7")
+    half = team.wal / team.archived_now()
+    whole = half.read_bytes()
+    half.write_bytes(whole[:4 * 1024 * 1024])   # as the archiver's cp left it half way
+    shutil.chown(half, "spectral", "spectral")
+
+    def finish() -> None:
+        for _ in range(4):        # still being written: its mtime moves
+            time.sleep(1)
+            half.touch()
+        half.write_bytes(whole)
+
+    writer = threading.Thread(target=finish)
+    writer.start()
+    try:
+        res = spectral("dr", "find-damage", "--table", "app.ledger", cwd=work_dir)
+    finally:
+        writer.join()
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    assert "delete of 1 row(s)" in res.stdout, res.stdout
