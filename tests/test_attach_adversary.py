@@ -253,3 +253,40 @@ def test_a_segment_the_archive_command_is_still_copying_is_waited_for(
         writer.join()
     assert res.returncode == 0, (res.stdout, res.stderr)
     assert "delete of 1 row(s)" in res.stdout, res.stdout
+
+
+def test_a_backup_label_time_is_read_in_its_time_zone() -> None:
+    from spectral.providers.archive.backups import label_time
+
+    assert label_time("2026-12-05 12:46:51 EST").isoformat() == "2026-12-05T17:46:51+00:00"
+    assert label_time("2026-12-06 02:46:31 JST").isoformat() == "2026-12-05T17:46:31+00:00"
+    assert label_time("2026-07-05 12:46:51 EDT").isoformat() == "2026-07-05T16:46:51+00:00"
+    assert label_time("2026-12-05 20:00:00 +03").isoformat() == "2026-12-05T17:00:00+00:00"
+    assert label_time("2026-12-05 17:46:31 UTC").isoformat() == "2026-12-05T17:46:31+00:00"
+    # shared by -06, -05 and +08: the latest it can mean
+    assert label_time("2026-12-05 12:00:00 CST").isoformat() == "2026-12-05T18:00:00+00:00"
+
+
+@pytest.mark.server
+def test_a_time_target_before_a_backup_taken_west_of_utc_is_not_restored_from_it(
+        team: TeamArchive, work_dir: Path) -> None:
+    """log_timezone = America/New_York: backup_label says '12:46:51 EST', read as 12:46:51
+    UTC, five hours early. A target between two commits was restored from the backup taken
+    after the second one: that commit's row was in the copy, exit 0."""
+    import time
+
+    team.basebackup("utc")
+    team.commit(101)
+    time.sleep(1.1)
+    target = team.sql("select now()")[0][0]
+    time.sleep(1.1)
+    team.commit(102)
+    team.sql("alter system set log_timezone = 'America/New_York'")
+    team.sql("select pg_reload_conf()")
+    team.basebackup("new-york")
+    team.commit(103)
+    team.archived_now()
+    ro = ReadOnly(team, work_dir, grows_in="wal/")
+    inst = ro.run("dr", "restore", "--target-time", target.isoformat(), "--json")
+    assert ids(inst) == list(range(1, 102)), inst
+    assert inst["backup_id"] == "utc"
