@@ -290,3 +290,22 @@ def test_a_time_target_before_a_backup_taken_west_of_utc_is_not_restored_from_it
     inst = ro.run("dr", "restore", "--target-time", target.isoformat(), "--json")
     assert ids(inst) == list(range(1, 102)), inst
     assert inst["backup_id"] == "utc"
+
+
+def test_a_compressed_segment_is_in_flight_only_while_it_does_not_decompress(
+        tmp_path: Path) -> None:
+    import gzip
+    import os
+
+    from spectral.providers.archive.repo import in_flight
+
+    name = "000000010000000000000007"
+    whole = gzip.compress(os.urandom(64 * 1024))
+    path = tmp_path / f"{name}.gz"
+    path.write_bytes(whole[:len(whole) // 2])
+    assert in_flight(path, name)                  # gzip > still writing it
+    path.write_bytes(whole)
+    assert not in_flight(path, name)              # complete: archived now
+    path.write_bytes(whole[:len(whole) // 2])
+    os.utime(path, (1, 1))
+    assert not in_flight(path, name)              # short and old: damage, not in flight

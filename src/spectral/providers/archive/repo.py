@@ -40,16 +40,22 @@ class DecompressOnRead(dict[Segment, Path]):
 
 def in_flight(path: Path, name: str) -> bool:
     """Whether the team's archive_command is still writing `path`: `cp %p` and `gzip > ...`
-    write in place, so a file changed in the last IN_FLIGHT seconds is not archived yet
-    unless it is a whole plain segment. Older, a short file is damage (the window names it)."""
+    write in place, so a file changed in the last IN_FLIGHT seconds is not archived yet when
+    it is a plain segment short of its size or a compressed file that does not decompress to
+    its end. Older, such a file is damage (the window names it)."""
     try:
         st = path.stat()
     except OSError:
         return False
     if time.time() - st.st_mtime >= IN_FLIGHT:
         return False
-    return path.name != name or (parse_segment(name) is not None
-                                 and st.st_size != WAL_SEGMENT_SIZE)
+    if path.name == name:
+        return parse_segment(name) is not None and st.st_size != WAL_SEGMENT_SIZE
+    try:
+        run([DECOMPRESS[path.suffix], "-t", str(path)], timeout=600)
+    except CommandError:
+        return True
+    return False
 
 
 @dataclass(frozen=True)
