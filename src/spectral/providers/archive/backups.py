@@ -8,11 +8,14 @@ placed in the window and is listed as failed, saying so."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, available_timezones
 
 from spectral.errors import CommandError, CouldNotVerify
 from spectral.providers.base import Backup, BackupKind, Verification
@@ -22,7 +25,10 @@ from spectral.runner import run
 DECOMPRESS = {".gz": "gzip", ".lz4": "lz4", ".zst": "zstd"}
 LABEL_RE = re.compile(r"^(?P<key>[A-Z ]+): (?P<value>.*)$", re.MULTILINE)
 LSN_IN_RE = re.compile(r"^([0-9A-F]+/[0-9A-F]+)")
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
+# a folder name as teams write them ("nightly 2026-12-05 02:00", unicode): never a path
+# separator or a control character, never a leading dot ("..", hidden folders) or dash
+LATEST_OFFSET = timedelta(hours=-12)      # the westernmost: the latest instant a time can be
+SAFE_ID = re.compile(r"^[^-./\x00-\x1f\x7f][^/\x00-\x1f\x7f]{0,127}\Z")
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,7 @@ class BaseBackup:
                                  f"{self.tar.name}: {exc.message}") from None
 
 
-def _tar_in(folder: Path, stem: str) -> Path | None:
+def tar_in(folder: Path, stem: str) -> Path | None:
     for suffix in ("", *DECOMPRESS):
         if (folder / f"{stem}.tar{suffix}").is_file():
             return folder / f"{stem}.tar{suffix}"
@@ -66,10 +72,10 @@ def find(folder: Path) -> BaseBackup | None:
         return None
     if (folder / "backup_label").is_file() and (folder / "PG_VERSION").is_file():
         return BaseBackup(folder.name, folder, None, None)
-    tar = _tar_in(folder, "base")
+    tar = tar_in(folder, "base")
     if tar is None:
         return None
-    return BaseBackup(folder.name, folder, tar, _tar_in(folder, "pg_wal"))
+    return BaseBackup(folder.name, folder, tar, tar_in(folder, "pg_wal"))
 
 
 def label(text: str) -> dict[str, str]:
@@ -85,9 +91,48 @@ def lsn_of(value: str) -> str:
 
 
 def label_time(value: str) -> datetime:
-    """'2026-12-05 16:43:41 UTC' (the server's time zone name; read as UTC when it is not one
-    Python knows: the window's times come from the WAL, not from here)."""
-    return datetime.strptime(value[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    """'2026-12-05 11:43:41 EST' (PostgreSQL writes log_timezone's abbreviation) in UTC. An
+    abbreviation several offsets share (CST: -06, -05, +08) is read at the latest instant it
+    can mean, and one not known here at the latest of all (-12): a backup read as later than
+    it is only reaches fewer time targets; read as earlier, it was chosen for a target before
+    its own consistency point and restored rows committed after the target (exit 0)."""
+    local = datetime.strptime(value[:19], "%Y-%m-%d %H:%M:%S")
+    offsets = zone_offsets(value[19:].strip(), local)
+    return (local - min(offsets, default=LATEST_OFFSET)).replace(tzinfo=UTC)
+
+
+def zone_offsets(abbrev: str, local: datetime) -> set[timedelta]:
+    """The UTC offsets a time zone abbreviation means at `local` (tz database's zones)."""
+    if abbrev in ("UTC", "GMT", "UCT", "Z"):
+        return {timedelta(0)}
+    found = _offsets(abbrev, local, _named(abbrev, local.year, local.month))
+    return found or _offsets(abbrev, local, _zones())
+
+
+def _offsets(abbrev: str, local: datetime, zones: frozenset[str]) -> set[timedelta]:
+    found = set()
+    for zone in map(ZoneInfo, sorted(zones)):
+        if zone.tzname(local) == abbrev and (off := zone.utcoffset(local)) is not None:
+            found.add(off)
+    return found
+
+
+@functools.cache
+def _named(abbrev: str, year: int, month: int) -> frozenset[str]:
+    """Zones that use `abbrev` in that month (the candidates, read once per month)."""
+    days = (datetime(year, month, 1, 12), datetime(year, month, 28, 12))
+    return frozenset(name for name in _zones()
+                     if any(ZoneInfo(name).tzname(day) == abbrev for day in days))
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    found = set()
+    for name in available_timezones():
+        with contextlib.suppress(ValueError, OSError):
+            ZoneInfo(name)
+            found.add(name)
+    return frozenset(found)
 
 
 def manifest_end(manifest: Path) -> str | None:

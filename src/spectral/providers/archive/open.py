@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spectral.errors import ConfigError
+from spectral.errors import CommandError, ConfigError
 from spectral.pg.binaries import PgBinaries, find_binaries
+from spectral.pg.osuser import server_identity
 from spectral.providers.archive.repo import ArchiveRepository
 from spectral.providers.archive.restore import ArchiveRestorer
 from spectral.providers.archive.settings import ArchiveConfig, ArchiveSettings
+from spectral.runner import run
 
 if TYPE_CHECKING:
     from spectral.environment import Environment
@@ -23,15 +25,38 @@ class PlainArchive:
     def __init__(self, cfg: ArchiveConfig, state_dir: Path, bins: PgBinaries) -> None:
         self.cfg, self.bins = cfg, bins
         self.repo = ArchiveRepository(state_dir / "archive", cfg.base_dir, cfg.wal_dir)
+        self._server_reads = False
 
     def describe(self) -> str:
         return f"base backups in {self.cfg.base_backups}, WAL in {self.cfg.wal}"
 
     def check(self) -> None:
-        for key, folder in (("archive.base_backups", self.cfg.base_dir),
-                            ("archive.wal", self.cfg.wal_dir)):
+        for key, folder in self.folders():
             if not folder.is_dir():
                 raise ConfigError(f"{key} {str(folder)!r} is not a folder spectral can read")
+        if not self._server_reads:
+            self._check_server_reads()
+            self._server_reads = True
+
+    def folders(self) -> tuple[tuple[str, Path], ...]:
+        return (("archive.base_backups", self.cfg.base_dir), ("archive.wal", self.cfg.wal_dir))
+
+    def _check_server_reads(self) -> None:
+        """Recovery's restore_command and pg_verifybackup run as the server OS user: a folder
+        only this process can read would list a whole window and then fail every restore."""
+        ident = server_identity()
+        if ident is None:
+            return
+        for key, folder in self.folders():
+            try:
+                run(["test", "-r", str(folder), "-a", "-x", str(folder)], timeout=30,
+                    run_as=ident)
+            except CommandError:
+                raise ConfigError(
+                    f"{key} {str(folder)!r}: the server OS user {ident.user!r} cannot read it, "
+                    f"and restores run as that user",
+                    hint="give that user read access (e.g. add it to the folder's group), or set "
+                         "SPECTRAL_SERVER_USER to a user who can read it") from None
 
     def repository(self) -> ArchiveRepository:
         return self.repo

@@ -16,10 +16,12 @@ from spectral.errors import CommandError, CouldNotVerify
 from spectral.pg.osuser import give_to_server, make_owned_dir
 from spectral.providers.archive.backups import DECOMPRESS, find, label, lsn_of, to_backup
 from spectral.providers.base import Backup
+from spectral.providers.local.recovery import WAL_SEGMENT_SIZE
 from spectral.providers.local.wal import Segment, parse_segment
 from spectral.runner import run
 
 HISTORY_SUFFIX = ".history"
+IN_FLIGHT = 3.0     # seconds since a file of the WAL folder last changed
 
 
 class DecompressOnRead(dict[Segment, Path]):
@@ -34,6 +36,26 @@ class DecompressOnRead(dict[Segment, Path]):
         if seg in self.packed:
             self.repo.unpack(self.packed[seg])
         return super().__getitem__(seg)
+
+
+def in_flight(path: Path, name: str) -> bool:
+    """Whether the team's archive_command is still writing `path`: `cp %p` and `gzip > ...`
+    write in place, so a file changed in the last IN_FLIGHT seconds is not archived yet when
+    it is a plain segment short of its size or a compressed file that does not decompress to
+    its end. Older, such a file is damage (the window names it)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if time.time() - st.st_mtime >= IN_FLIGHT:
+        return False
+    if path.name == name:
+        return parse_segment(name) is not None and st.st_size != WAL_SEGMENT_SIZE
+    try:
+        run([DECOMPRESS[path.suffix], "-t", str(path)], timeout=600)
+    except CommandError:
+        return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -65,7 +87,7 @@ class ArchiveRepository:
             found: dict[str, Path] = {}
             for p in sorted(self.wal_dir.iterdir()) if self.wal_dir.is_dir() else []:
                 name = p.name[:-len(p.suffix)] if p.suffix in DECOMPRESS else p.name
-                if p.is_file() and not name.startswith("."):
+                if p.is_file() and not name.startswith(".") and not in_flight(p, name):
                     found.setdefault(name, p)
             self._cache["files"] = found
         files: dict[str, Path] = self._cache["files"]

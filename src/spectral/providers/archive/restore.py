@@ -2,17 +2,22 @@
 pg_wal.tar when there is one) into the throwaway data directory, checked against its
 backup_manifest with pg_verifybackup before recovery starts (a damaged file is named and the
 restore refused), and WAL fetched from the team's folder, decompressed when it is compressed.
-Recovery itself is PostgreSQL's (local/restore.py's `Recovery`)."""
+Recovery itself is PostgreSQL's (local/restore.py's `Recovery`).
+
+A backup's tablespaces are copied into the throwaway too: as taken, a plain backup's
+pg_tblspc links point at the team's folder (`pg_basebackup -T`) and a tar backup's
+tablespace_map at the live server's tablespace, and recovery would write there."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from spectral.errors import CommandError, CouldNotVerify
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
 from spectral.pg.osuser import give_to_server, make_owned_dir, server_identity
-from spectral.providers.archive.backups import DECOMPRESS, BaseBackup, find
+from spectral.providers.archive.backups import DECOMPRESS, BaseBackup, find, tar_in
 from spectral.providers.archive.repo import ArchiveRepository
 from spectral.providers.base import Progress, RecoverableWindow
 from spectral.providers.capabilities import RecoveryReached
@@ -72,8 +77,12 @@ class ArchiveRestorer:
                 _extract(found.wal_tar, data / "pg_wal")
             if progress:
                 progress("copy", total, total)
+        _own_tablespaces(found, data)
         give_to_server(data)
         self._check(found, backup.id, data)
+        # recovery would link each tablespace of the map to the live server's folder again;
+        # the links to the throwaway's own are made (the manifest lists the map: checked first)
+        (data / "tablespace_map").unlink(missing_ok=True)
         return {}
 
     def _check(self, found: BaseBackup, backup_id: str, data: Path) -> None:
@@ -102,3 +111,44 @@ def _extract(tar: Path, dest: Path) -> None:
         run(argv, timeout=RESTORE_TIMEOUT)
     except CommandError as exc:
         raise CouldNotVerify(f"{tar} cannot be extracted: {exc.message}") from None
+
+
+def _own_tablespaces(found: BaseBackup, data: Path) -> None:
+    """Each tablespace of the backup copied (plain) or extracted (tar, its <oid>.tar) into
+    the throwaway's own folder and linked from pg_tblspc; nothing left pointing outside it."""
+    links, home = data / "pg_tblspc", data.parent / "tablespaces"
+    for oid, where in tablespace_map(data / "tablespace_map").items():
+        if (links / oid).is_symlink():
+            continue            # an extracted tar backup whose links were made: below
+        tar = tar_in(found.path, oid) if found.tar is not None else None
+        if tar is None:         # else recovery would link it to the live server's folder
+            raise CouldNotVerify(f"backup {found.id}: tablespace {oid} ({where}) has no "
+                                 f"{oid}.tar in {found.path}, and is not restored")
+        _extract(tar, make_owned_dir(home / oid, 0o700))
+        make_owned_dir(links, 0o700)
+        (links / oid).symlink_to(home / oid)
+    for link in sorted(links.iterdir()) if links.is_dir() else []:
+        if link.is_symlink() and not link.resolve().is_relative_to(data.parent.resolve()):
+            source = link.parent / os.readlink(link)
+            if not source.is_dir():
+                raise CouldNotVerify(f"backup {found.id}: tablespace {link.name} links to "
+                                     f"{source}, which is not a folder spectral can read")
+            copy_tree(source, make_owned_dir(home / link.name, 0o700))
+            link.unlink()
+            link.symlink_to(home / link.name)
+    if home.is_dir():
+        give_to_server(home)
+
+
+def tablespace_map(path: Path) -> dict[str, str]:
+    """A tar backup's tablespace_map: oid -> the live server's location (PostgreSQL writes
+    one "<oid> <path>" line per tablespace)."""
+    if not path.is_file():
+        return {}
+    found = {}
+    for line in path.read_text(errors="replace").splitlines():
+        oid, _, where = line.partition(" ")
+        if not oid.isdigit():       # it becomes a folder name: an oid, nothing else
+            raise CouldNotVerify(f"{path.name}: not a tablespace line: {line!r}")
+        found[oid] = where
+    return found

@@ -18,7 +18,13 @@ from spectral.pg.conn import connect
 from spectral.providers.base import Report
 from spectral.providers.local import window as window_mod
 from spectral.providers.local.repo import Repository
-from spectral.providers.local.wal import format_lsn, parse_lsn, segment_of
+from spectral.providers.local.wal import (
+    DEFAULT_SEG_SIZE,
+    format_lsn,
+    parse_lsn,
+    parse_segment,
+    segment_of,
+)
 
 NO_TIMEOUT_WAIT = 120.0     # seconds to wait when the server sets no archive_timeout
 SWITCHED_WAIT = 120.0       # after a switch: the archive_command's own time
@@ -48,17 +54,27 @@ def position(dsn: str) -> LivePosition:
     return LivePosition(bool(row[0]), parse_lsn(str(row[1])), int(row[2] or 0), bool(row[3]))
 
 
+def unarchived_bytes(lsn: int, last_archived: str) -> int | None:
+    """WAL the live server wrote after the end of the last segment its archiver reports
+    (pg_stat_archiver.last_archived_wal, a segment or a backup/history file after it; pure)."""
+    seg = parse_segment(last_archived[:24])
+    if seg is None:
+        return None
+    return max(0, lsn - (seg.segno + 1) * DEFAULT_SEG_SIZE)
+
+
 def archive_reaches(repo: Repository, lsn: int) -> bool:
-    """Whether the archive's live lineage holds the whole segment with `lsn` (recovery to
-    `lsn` then finds the record at or after it)."""
+    """Whether the archive's live lineage holds every record before `lsn`: the whole segment
+    with its last byte. A quiet server after a switch stands at a segment's first byte; that
+    segment is archived only once something writes, and holds nothing before `lsn`."""
     segments = [s for s in window_mod.lineage_of(repo).segments if not s.partial]
-    return bool(segments) and segments[-1].segno >= segment_of(lsn)
+    return bool(segments) and segments[-1].segno >= segment_of(lsn - 1)
 
 
 def wait_archived(repo: Repository, forget: Callable[[], None], dsn: str, lsn: int,
                   report: Report | None) -> None:
-    """Return once the archive holds `lsn`; CouldNotVerify, naming the segment and what to set,
-    when it does not within the bound."""
+    """Return once the archive holds every record before `lsn`; CouldNotVerify, naming the
+    segment and what to set, when it does not within the bound."""
     def holds() -> bool:
         forget()
         return archive_reaches(repo, lsn)
@@ -74,7 +90,8 @@ def wait_archived(repo: Repository, forget: Callable[[], None], dsn: str, lsn: i
         bound = 2.0 * live.archive_timeout + 60 if live.archive_timeout else NO_TIMEOUT_WAIT
     why = ("after a switch of the live server's WAL" if live.may_switch and not live.replica
            else f"archive_timeout is {live.archive_timeout}s" if live.archive_timeout
-           else "archive_timeout is off and the role may not switch WAL")
+           else "a replica, which cannot switch WAL, and archive_timeout is off there"
+           if live.replica else "archive_timeout is off and the role may not switch WAL")
     say = report or (lambda _msg: None)
     say(f"waiting for the team's archive to hold WAL up to {format_lsn(lsn)} (the segment "
         f"with it is archived when full; {why}): up to {bound:.0f}s")
@@ -83,13 +100,28 @@ def wait_archived(repo: Repository, forget: Callable[[], None], dsn: str, lsn: i
     while not holds():
         now = time.monotonic()
         if now >= deadline:
+            # the advice is in the message: a drill records the message, not the hint
             raise CouldNotVerify(
                 f"the team's archive does not hold WAL up to {format_lsn(lsn)} after "
-                f"{bound:.0f}s ({why})",
-                hint="set archive_timeout on the live server (e.g. '60s'), or GRANT EXECUTE ON "
-                     "FUNCTION pg_switch_wal() to the role spectral connects as")
+                f"{bound:.0f}s ({why}): {advice(live, dsn)}")
         if now >= next_report:
             say(f"still waiting for WAL up to {format_lsn(lsn)} "
                 f"({deadline - now:.0f}s left)")
             next_report = now + REPORT_EVERY
         time.sleep(1.0)
+
+
+def advice(live: LivePosition, dsn: str) -> str:
+    """What to set or check when the archive did not catch up within the bound."""
+    if live.replica:
+        return "set archive_timeout on the primary (e.g. '60s'), so the segment is archived"
+    if not live.may_switch:
+        return ("set archive_timeout on the live server (e.g. '60s'), or GRANT EXECUTE ON "
+                "FUNCTION pg_switch_wal() TO the role spectral connects as")
+    with connect(dsn) as conn:
+        row = conn.execute("select failed_count, last_failed_wal, last_archived_wal "
+                           "from pg_stat_archiver").fetchone()
+    assert row is not None
+    return (f"the segment was switched and not archived: check the team's archive_command "
+            f"(pg_stat_archiver: {row[0]} failure(s), last failed {row[1] or 'none'}, last "
+            f"archived {row[2] or 'none'})")

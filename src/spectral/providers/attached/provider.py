@@ -17,7 +17,7 @@ from spectral.confirm import Operator
 from spectral.errors import CouldNotVerify, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.conn import connect
-from spectral.providers.attached.anchor import position, wait_archived
+from spectral.providers.attached.anchor import position, unarchived_bytes, wait_archived
 from spectral.providers.attached.strategy import AttachedRepository
 from spectral.providers.base import (
     Backup,
@@ -107,16 +107,17 @@ class AttachedProvider:
 
     def window(self) -> RecoverableWindow:
         self.strategy.forget()
+        self.check_major(None)      # another major's pg_waldump reads every segment as damage
         return window_mod.compute(self.bins, self.repo)
 
     def wait_for(self, lsn: int) -> None:
-        """Until the team's archive holds `lsn` (bounded; anchor.py)."""
+        """Until the team's archive holds every record before `lsn` (bounded; anchor.py)."""
         with self.source() as dsn:
             wait_archived(self.repo, self.strategy.forget, dsn, lsn, self.report)
 
     def _window_for(self, target: RecoveryTarget) -> RecoverableWindow:
-        if isinstance(target, LsnTarget):
-            self.wait_for(target.lsn)
+        if isinstance(target, LsnTarget):   # inclusive: the record at the LSN too
+            self.wait_for(target.lsn if target.exclusive else target.lsn + 1)
         return self.window()
 
     def pitr_enabled(self) -> bool:
@@ -129,13 +130,15 @@ class AttachedProvider:
         """The live server's archiver, read (pg_stat_archiver; pg_monitor is enough)."""
         try:
             with self.source() as dsn, connect(dsn) as conn:
-                row = conn.execute("select last_archived_time, failed_count, last_failed_wal "
-                                   "from pg_stat_archiver").fetchone()
+                row = conn.execute("select last_archived_time, failed_count, last_failed_wal, "
+                                   "last_archived_wal from pg_stat_archiver").fetchone()
+                lsn = position(dsn).lsn
         except CouldNotVerify:
             return None
         if row is None or row[0] is None:
             return None
-        return {"rpo_bytes": None, "streaming": False, "failed_count": row[1],
+        return {"rpo_bytes": unarchived_bytes(lsn, str(row[3])), "streaming": False,
+                "failed_count": row[1],
                 "last_failed_wal": row[2],
                 "rpo_seconds": round((datetime.now(UTC) - row[0]).total_seconds(), 1)}
 
@@ -174,7 +177,7 @@ class AttachedProvider:
                                            progress=progress, backup_id=backup_id, keep=keep)
 
     def check_major(self, backup_id: str | None) -> None:
-        """pg_bin_dir's major against the backups', before anything runs."""
+        """pg_bin_dir's major against the backups', before anything reads their WAL."""
         backups = [b for b in self.backups() if backup_id in (None, b.id)]
         if not backups:
             return
