@@ -11,6 +11,7 @@ each with a test that failed before its fix.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -39,6 +40,20 @@ def test_a_lost_connection_is_one_line_not_an_internal_error() -> None:
     assert said == ("a database connection was lost: terminating connection due to "
                     "administrator command")
     assert _connection_lost(ValueError("x")) is None
+
+
+def test_a_privilege_the_role_lacks_is_one_line_exit_2() -> None:
+    """Session 11's adversary round: `dr salvage --yes` with an attached environment's
+    read-only drill role ended "internal error: InsufficientPrivilege", exit 3."""
+    import psycopg
+
+    from spectral.cli.main import _denied, run_cli
+
+    said = _denied(psycopg.errors.InsufficientPrivilege("permission denied for table notes"))
+    assert said == ("the database role lacks a privilege this needs: permission denied for "
+                    "table notes")
+    assert _denied(ValueError("x")) is None
+    assert "_denied(exc)" in inspect.getsource(run_cli)
 
 
 def test_an_owed_entry_that_cannot_be_read_is_said_and_the_outbox_is_checked_first(

@@ -105,6 +105,12 @@ def run_cli(argv: list[str]) -> int:
             return _fail("aborted", 130)
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             return _fail(exc.format_message(), ExitCode.USAGE)
+        denied = _denied(exc)
+        if denied is not None:
+            if debug:
+                _traceback()
+            return _fail(denied, ExitCode.USAGE, "grant the role what the message names, or "
+                         "give a connection string of a role that has it")
         lost = _connection_lost(exc)
         if lost is not None:
             if debug:
@@ -118,6 +124,16 @@ def run_cli(argv: list[str]) -> int:
     if code == 130:
         return _fail("interrupted; everything this command started was stopped", 130)
     return int(code) if isinstance(code, int) else ExitCode.OK
+
+
+def _denied(exc: BaseException) -> str | None:
+    """PostgreSQL refused the role a privilege (a read-only drill role asked to write, as by
+    `dr salvage`): a configuration matter, one line."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None or not isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return None
+    said = " ".join(str(exc).split()) or type(exc).__name__
+    return f"the database role lacks a privilege this needs: {redact(said)}"
 
 
 def _connection_lost(exc: BaseException) -> str | None:
