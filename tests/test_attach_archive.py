@@ -110,3 +110,12 @@ def test_damage_in_the_teams_archive_is_named(team: TeamArchive, work_dir: Path)
     assert [g["missing_from"] for g in window["gaps"]] == [gone], json.dumps(window)
     err = ro.run("dr", "restore", "--latest", expect=3)
     assert gone in err, err
+
+
+@pytest.mark.server
+def test_an_archive_without_backups_says_so_without_pointing_at_dr_backup(
+        team: TeamArchive, work_dir: Path) -> None:
+    """Session 11's adversary round: "no backups yet (spectral dr backup)" sent an attached
+    environment's user to a command it refuses."""
+    out = ReadOnly(team, work_dir, grows_in="wal/").run("dr", "backups")
+    assert "no backups yet" in out and "holds none" in out and "dr backup)" not in out, out

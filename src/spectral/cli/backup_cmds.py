@@ -18,6 +18,7 @@ from rich.table import Table
 from spectral.cli.state import AppState, state
 from spectral.config.durations import format_duration
 from spectral.errors import SpectralError, UsageError
+from spectral.providers.base import Capability
 from spectral.providers.capabilities import missing
 
 if TYPE_CHECKING:
@@ -123,7 +124,9 @@ def backups_cmd(ctx: typer.Context) -> None:
                                                   f", {b.status}") + (
                               "" if live is None or b.id in live else
                               f"; timeline {b.timeline} abandoned"))
-        c.print(table if backups else "no backups yet (spectral dr backup)")
+        c.print(table if backups else "no backups yet" + (
+            " (spectral dr backup)" if Capability.ON_DEMAND_BACKUP in p.capabilities else
+            f": {p.describe()} holds none"))
         c.print(f"PITR {'enabled' if pitr else 'not enabled'}; recoverable window: "
                 f"{window.describe()}")
         for g in window.gaps:

@@ -43,11 +43,13 @@ class PgBackRestAttached:
     def __init__(self, cfg: AttachConfig, state_dir: Path, bins: PgBinaries) -> None:
         self.cfg, self.bins = cfg, bins
         self.root = state_dir / "pgbackrest"
+        # said by check(), before anything reads the repository: commands that do not (dr
+        # teardown of what an earlier run left) still work with a file that cannot be read
+        self.unreadable: str | None = None
         try:
             text = cfg.config.read_text()
         except OSError as exc:
-            raise ConfigError(f"pgbackrest.config {str(cfg.config)!r} cannot be read: "
-                              f"{exc.strerror}") from None
+            text, self.unreadable = "", str(exc.strerror)
         lock = f"--lock-path={self.root / 'lock'}"
         self.tool = PgBackRest(
             cfg.config, cfg.stanza,
@@ -64,6 +66,9 @@ class PgBackRestAttached:
     def check(self) -> None:
         if self._checked:
             return
+        if self.unreadable is not None:
+            raise ConfigError(f"pgbackrest.config {str(self.cfg.config)!r} cannot be read: "
+                              f"{self.unreadable}")
         for d in (self.root, self.root / "lock", self.root / "log"):
             make_owned_dir(d, 0o750)
         info = self.tool.info()
