@@ -105,6 +105,7 @@ def test_corrupted_backup_never_passes(ready: Path) -> None:
 def test_drill_without_backups_says_so_and_exits_3(work_dir: Path) -> None:
     code, result = drill(work_dir)
     assert code == 3 and "has no backups" in result["error"]
+    assert "(spectral dr backup)" in result["error"]      # the hint was dropped (session 11)
     spectral("local", "down", cwd=work_dir)
     assert _processes_under(work_dir) == []
 

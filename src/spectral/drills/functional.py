@@ -72,8 +72,8 @@ class _Drill:
     def run(self, point: DrillPoint) -> DrillResult:
         try:
             self._steps(point)
-        except SpectralError as exc:
-            self.result.error = exc.message
+        except SpectralError as exc:    # what to do about it goes with it (the ledger, --json)
+            self.result.error = exc.message + (f" ({exc.hint})" if exc.hint else "")
         except BaseException as exc:   # Ctrl-C, SIGTERM: still removed and recorded
             self.result.error = f"interrupted ({type(exc).__name__})"
             self._finish()
