@@ -88,6 +88,14 @@ class TeamStanza:
         return self.repository_files(), self.live_settings(), conf
 
 
+def in_team_file(cluster: Cluster, settings: dict[str, str]) -> None:
+    """Archiving set where a team sets it, in postgresql.conf itself (which a backup carries),
+    not in the file spectral writes for a cluster of its own."""
+    main = cluster.data_dir / "postgresql.conf"
+    lines = "".join(f"{k} = '{v}'\n" for k, v in settings.items())
+    main.write_text(lines + main.read_text())
+
+
 def team_config(root: Path, cluster: Cluster) -> str:
     return (f"[global]\nrepo1-path={root / 'repo'}\nrepo1-retention-full=99\n"
             f"log-path={root / 'pgbr-log'}\nlock-path={root / 'pgbr-lock'}\n"
@@ -105,10 +113,10 @@ def team_stanza(work_dir: Path, bins: PgBinaries) -> Iterator[TeamStanza]:
     cluster = Cluster(bins, root / "data", socket_dir_for(root / "run"), free_port(),
                       root / "log" / "postgres.log", port_chosen=True)
     conf = root / "pgbackrest.conf"
-    cluster.initdb(conf={"wal_level": "replica", "archive_mode": "on",
-                         "archive_command": f"pgbackrest --config={conf} --stanza={STANZA} "
-                                            f"archive-push %p",
-                         "track_commit_timestamp": "on", "max_wal_senders": "3"})
+    cluster.initdb(conf={"wal_level": "replica", "track_commit_timestamp": "on",
+                         "max_wal_senders": "3"})
+    in_team_file(cluster, {"archive_mode": "on", "archive_command": f"pgbackrest --config={conf} "
+                           f"--stanza={STANZA} archive-push %p"})
     conf.write_text(team_config(root, cluster))
     cluster.start()
     team = TeamStanza(root, cluster, conf)
@@ -181,9 +189,10 @@ def team_archive(work_dir: Path, bins: PgBinaries, compress: str | None) -> Iter
         make_owned_dir(root / d, 0o750)
     cluster = Cluster(bins, root / "data", socket_dir_for(root / "run"), free_port(),
                       root / "log" / "postgres.log", port_chosen=True)
-    cluster.initdb(conf={"wal_level": "replica", "archive_mode": "on",
-                         "archive_command": archive_command(root / "wal", compress),
-                         "track_commit_timestamp": "on", "max_wal_senders": "5"})
+    cluster.initdb(conf={"wal_level": "replica", "track_commit_timestamp": "on",
+                         "max_wal_senders": "5"})
+    in_team_file(cluster, {"archive_mode": "on",
+                           "archive_command": archive_command(root / "wal", compress)})
     cluster.start()
     team = TeamArchive(root, cluster, compress)
     try:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from spectral.durable import write_atomic
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
-from spectral.pg.osuser import make_owned_dir
+from spectral.pg.osuser import give_to_server, make_owned_dir
 from spectral.providers.base import Copy, Instance, Progress, RecoverableWindow, Report
 from spectral.providers.local.environment import server_settings
 from spectral.providers.local.instances import Registry
@@ -66,7 +67,7 @@ class Throwaways:
                               port_chosen=True)
             conf = {**server_settings(self.bins), **throwaway_settings(self.bins),
                     **recovery_settings(restore_plan.target, restorer.restore_command(),
-                                        pause=pause), **written}
+                                        pause=pause), **written, **cut_off(home, data)}
             restorer.prepare_recovery(cluster, conf, restore_plan.target)
             undo.push("instance server", lambda: cluster.stop(timeout=30))
             inst = Instance(inst_id, cluster.conninfo(), cluster.port, str(data),
@@ -86,6 +87,24 @@ class Throwaways:
         for orphan in self.registry.orphans():   # left by a run that was killed
             report(f"removing orphaned instance {orphan} left by an earlier run")
             self.registry.teardown(orphan)
+
+
+def cut_off(home: Path, data: Path) -> dict[str, str]:
+    """What keeps a restored copy from reaching anything of its source's, whatever the
+    backup's own postgresql.conf says (a team's file sets archive_command, and a promoted copy
+    would archive its new timeline into the team's repository; a synchronous standby that is
+    not there would hold every commit): no archiving, no synchronous standby, and its own
+    pg_hba.conf (local connections only; the socket folder is the instance's). A backup of a
+    cluster whose configuration lives elsewhere (Debian's /etc/postgresql) has no
+    postgresql.conf: an empty one is written for spectral's settings to be included from."""
+    hba = home / "pg_hba.conf"
+    write_atomic(hba, "local all all trust\n", mode=0o600)
+    give_to_server(hba)
+    main = data / "postgresql.conf"
+    if not main.exists():
+        write_atomic(main, "", mode=0o600)
+        give_to_server(main)
+    return {"archive_mode": "off", "synchronous_standby_names": "", "hba_file": str(hba)}
 
 
 def copy_of(inst: Instance) -> Copy:
