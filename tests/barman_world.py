@@ -151,10 +151,14 @@ def team_barman(work_dir: Path, bins: PgBinaries) -> Iterator[TeamBarman]:
         cluster = Cluster(bins, root / "data", socket_dir_for(root / "run"), free_port(),
                           root / "log" / "postgres.log", port_chosen=True, env=s3.env)
         team = TeamBarman(root, cluster, s3, bin_dir)
-        cluster.initdb(conf={"wal_level": "replica", "archive_mode": "on",
-                             "archive_command": wal_archive_command(bin_dir, s3.endpoint,
-                                                                    team.destination),
-                             "track_commit_timestamp": "on", "max_wal_senders": "5"})
+        cluster.initdb(conf={"wal_level": "replica", "track_commit_timestamp": "on",
+                             "max_wal_senders": "5"})
+        # in the team's own postgresql.conf, which travels in every backup of the data
+        # directory: a restored copy must not archive into the team's destination with it
+        conf = cluster.data_dir / "postgresql.conf"
+        command = wal_archive_command(bin_dir, s3.endpoint, team.destination)
+        conf.write_text(conf.read_text() + f"\narchive_mode = on\narchive_command = "
+                        f"'{command}'\n")
         cluster.start()
         try:
             with connect(cluster.conninfo()) as c:

@@ -10,10 +10,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from spectral.durable import write_atomic
 from spectral.errors import CouldNotVerify
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
-from spectral.pg.osuser import make_owned_dir
+from spectral.pg.osuser import give_to_server, make_owned_dir
 from spectral.providers.barman.command import restore_command
 from spectral.providers.barman.repo import BarmanRepository
 from spectral.providers.base import Progress, RecoverableWindow
@@ -36,6 +37,18 @@ def tablespace_args(tablespaces: list[Any] | None, data: Path) -> list[str]:
     return args
 
 
+def never_archive(data: Path) -> None:
+    """archive_mode = off in the copy's postgresql.auto.conf, read after every other file: the
+    team's postgresql.conf travels in the backup (in the data directory, on most installs but
+    Debian's), and its archive_command is barman-cloud-wal-archive into the team's
+    destination, which a promoted copy would otherwise push its new timeline into."""
+    auto = data / "postgresql.auto.conf"
+    text = auto.read_text() if auto.exists() else ""
+    write_atomic(auto, text.rstrip("\n") + ("\n" if text.strip() else "")
+                 + "archive_mode = 'off'\n", mode=0o600)
+    give_to_server(auto)
+
+
 class BarmanRestorer:
     """`RestoreSteps` (local/restore.py) through barman-cloud; recovery is PostgreSQL's."""
 
@@ -49,6 +62,7 @@ class BarmanRestorer:
     def prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
                          target: RecoveryTarget) -> None:
         self.recovery.prepare_recovery(cluster, conf, target)
+        never_archive(cluster.data_dir)
 
     def recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
                 pause: bool, progress: Progress | None) -> RecoveryReached:
