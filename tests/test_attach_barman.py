@@ -93,6 +93,14 @@ def write_keys(work_dir: Path, key_id: str, secret: str) -> tuple[str, str]:
     return str(paths[0]), str(paths[1])
 
 
+def assert_no_secret(team: TeamBarman, *folders: Path) -> None:
+    """The secret key is in no file spectral wrote (the restored copy's settings, its state)."""
+    for folder in folders:
+        for p in folder.rglob("*"):
+            if p.is_file() and p.stat().st_size < 1 << 20 and p.name != "s3-secret":
+                assert team.s3.secret.encode() not in p.read_bytes(), p
+
+
 @pytest.fixture
 def team(work_dir: Path, bins: PgBinaries) -> Iterator[TeamBarman]:
     with team_barman(work_dir, bins) as t:
@@ -129,6 +137,7 @@ def test_barman_cloud_restores_drills_and_never_writes(team: TeamBarman,
         inst = ro.run("dr", "restore", *args, "--json")
         assert ids(inst) == list(range(1, want + 1)), args
         assert inst["backup_id"] == source, (args, inst)
+        assert_no_secret(team, Path(inst["data_dir"]).parent)
         ro.run("dr", "teardown", inst["id"])
 
     team.sql("alter system set archive_timeout = '2s'")
@@ -136,6 +145,8 @@ def test_barman_cloud_restores_drills_and_never_writes(team: TeamBarman,
     team.commit(104)
     drill = ro.run("dr", "drill", "functional", "--json", archive_may_grow=True)
     assert drill["outcome"] == "pass", drill
+    assert team.s3.secret not in json.dumps(drill)
+    assert_no_secret(team, work_dir / ".spectral")
     assert ro.run("dr", "instances", "--json") == []
     for args in (["dr", "backup"], ["dr", "restore", "--in-place", "--latest", "--yes"],
                  ["dr", "wal", "stream"], ["dr", "expire", "--keep", "1", "--yes"]):

@@ -76,6 +76,7 @@ class BarmanCloud:
     def __init__(self, cfg: BarmanCloudConfig, base_dir: Path | None) -> None:
         self.cfg, self.base_dir = cfg, base_dir
         self._env: dict[str, str] | None = None
+        self._client: Any = None
 
     def describe(self) -> str:
         return f"Barman Cloud server {self.cfg.server_name!r} in {self.cfg.destination}"
@@ -124,6 +125,11 @@ class BarmanCloud:
 
     # ---- the WAL listing (boto3, read only: list_objects_v2) -------------------------------
     def client(self) -> Any:
+        if self._client is None:
+            self._client = self._new_client()
+        return self._client
+
+    def _new_client(self) -> Any:
         try:
             import boto3
             from botocore.config import Config
@@ -138,14 +144,16 @@ class BarmanCloud:
                             config=Config(s3={"addressing_style": "path"},
                                           retries={"max_attempts": 3}))
 
-    def keys(self, under: str) -> list[str]:
-        """Every object key under '<prefix>/<server_name>/<under>'."""
+    def keys(self, under: str, *, first_only: bool = False) -> list[str]:
+        """Every object key under '<prefix>/<server_name>/<under>' (at most one with
+        `first_only`)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         prefix = self.cfg.prefix + under
         try:
             pages = self.client().get_paginator("list_objects_v2").paginate(
-                Bucket=self.cfg.bucket, Prefix=prefix)
+                Bucket=self.cfg.bucket, Prefix=prefix,
+                PaginationConfig={"MaxItems": 1} if first_only else {})
             return [str(o["Key"]) for page in pages for o in page.get("Contents", [])]
         except (BotoCoreError, ClientError) as exc:
             raise CouldNotVerify(f"{self.describe()}: listing s3://{self.cfg.bucket}/{prefix} "

@@ -43,7 +43,7 @@ class BarmanCloudAttached:
         (a wrong destination or server_name is named, not read as an empty archive)."""
         if self._checked:
             return
-        if not self.tool.keys(""):
+        if not self.tool.keys("", first_only=True):
             raise ConfigError(f"{self.describe()}: nothing is stored under "
                               f"s3://{self.cfg.bucket}/{self.cfg.prefix}",
                               hint="check barman_cloud.destination and barman_cloud.server_name "
