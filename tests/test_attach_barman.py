@@ -182,6 +182,11 @@ def test_faults_in_the_teams_destination_are_named(team: TeamBarman, work_dir: P
     assert gone in err, err
 
     conf = work_dir / "spectral.toml"
-    conf.write_text(conf.read_text().replace(f"s3://{BUCKET}/pg", f"s3://{BUCKET}/nope"))
+    good = conf.read_text()
+    conf.write_text(good.replace(f'bin_dir = "{team.bin_dir}"', 'bin_dir = "/usr/bin"'))
+    err = ro.run("dr", "backups", expect=2)
+    assert "has no barman-cloud-backup-list" in err and len(err.strip().splitlines()) <= 2, err
+    conf.write_text(good.replace(f"s3://{BUCKET}/pg", f"s3://{BUCKET}/nope"))
     err = ro.run("dr", "backups", expect=2)
     assert f"s3://{BUCKET}/nope/{SERVER_NAME}/" in err and len(err.strip().splitlines()) <= 2, err
+    assert team.s3.secret not in err
