@@ -86,6 +86,23 @@ def plain_s3_server() -> Iterator[PlainS3]:
         thread.join(timeout=10)
 
 
+@contextlib.contextmanager
+def keys_checked() -> Iterator[None]:
+    """moto checks every request's keys against its IAM while inside (none are known there, so
+    every key is one that does not work); the team's archive_command fails meanwhile and
+    PostgreSQL retries it after. moto's switch is global to the process: always put back."""
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    before = settings.INITIAL_NO_AUTH_ACTION_COUNT
+    settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+    ActionAuthenticatorMixin.request_count = 0
+    try:
+        yield
+    finally:
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = before
+
+
 @dataclass
 class TeamBarman:
     """The team's server and its Barman Cloud destination."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from barman_world import BUCKET, SERVER_NAME, TeamBarman, team_barman
+from barman_world import BUCKET, SERVER_NAME, TeamBarman, keys_checked, team_barman
 from conftest import _processes_under, spectral
 from spectral.pg.binaries import PgBinaries
 from spectral.providers.barman.command import list_argv, restore_argv, restore_command
@@ -190,3 +190,8 @@ def test_faults_in_the_teams_destination_are_named(team: TeamBarman, work_dir: P
     err = ro.run("dr", "backups", expect=2)
     assert f"s3://{BUCKET}/nope/{SERVER_NAME}/" in err and len(err.strip().splitlines()) <= 2, err
     assert team.s3.secret not in err
+    conf.write_text(good)
+    with keys_checked():
+        res = spectral("dr", "backups", cwd=work_dir)
+    assert res.returncode == 3 and "InvalidAccessKeyId" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) <= 2 and team.s3.secret not in res.stderr
