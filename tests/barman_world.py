@@ -14,7 +14,7 @@ import shlex
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from spectral.runner import run
 # lives) is not readable by the server user, who runs barman-cloud-wal-archive
 BARMAN_VENV = Path(os.environ.get("SPECTRAL_BARMAN_VENV", "/opt/spectral-barman"))
 SERVER_NAME = "team"
-BUCKET = "team-backups"
 
 
 def barman_bin_dir() -> Path:
@@ -111,10 +110,12 @@ class TeamBarman:
     cluster: Cluster
     s3: PlainS3
     bin_dir: Path
+    # moto keeps its buckets in the process across servers: one of its own for each team
+    bucket: str = field(default_factory=lambda: f"team-{secrets.token_hex(6)}")
 
     @property
     def destination(self) -> str:
-        return f"s3://{BUCKET}/pg"
+        return f"s3://{self.bucket}/pg"
 
     @property
     def dsn(self) -> str:
@@ -145,7 +146,7 @@ class TeamBarman:
     # ---- what spectral must never change ---------------------------------------------------
     def objects(self) -> dict[str, str]:
         """Every object of the bucket: key -> ETag."""
-        pages = self.s3.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+        pages = self.s3.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
         return {o["Key"]: o["ETag"] for p in pages for o in p.get("Contents", [])}
 
     def untouched(self) -> tuple[dict[str, str], list[tuple[str, str]], str]:
@@ -164,10 +165,10 @@ def team_barman(work_dir: Path, bins: PgBinaries) -> Iterator[TeamBarman]:
     bin_dir = barman_bin_dir()
     root = make_owned_dir(work_dir / "team", 0o755)
     with plain_s3_server() as s3:
-        s3.client().create_bucket(Bucket=BUCKET)
         cluster = Cluster(bins, root / "data", socket_dir_for(root / "run"), free_port(),
                           root / "log" / "postgres.log", port_chosen=True, env=s3.env)
         team = TeamBarman(root, cluster, s3, bin_dir)
+        s3.client().create_bucket(Bucket=team.bucket)
         cluster.initdb(conf={"wal_level": "replica", "track_commit_timestamp": "on",
                              "max_wal_senders": "5"})
         # in the team's own postgresql.conf, which travels in every backup of the data

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from barman_world import BUCKET, SERVER_NAME, TeamBarman, keys_checked, team_barman
+from barman_world import SERVER_NAME, TeamBarman, keys_checked, team_barman
 from conftest import _processes_under, spectral
 from spectral.pg.binaries import PgBinaries
 from spectral.providers.barman.command import list_argv, restore_argv, restore_command
@@ -175,7 +175,7 @@ def test_faults_in_the_teams_destination_are_named(team: TeamBarman, work_dir: P
     team.archived_now()
     (key,) = [k for k in team.objects() if "/wals/" in k and k.split("/")[-1].startswith(gone)
               and ".backup" not in k]
-    team.s3.client().delete_object(Bucket=BUCKET, Key=key)
+    team.s3.client().delete_object(Bucket=team.bucket, Key=key)
     window = ro.run("dr", "backups", "--json")["window"]
     assert [g["missing_from"] for g in window["gaps"]] == [gone], json.dumps(window)
     err = ro.run("dr", "restore", "--latest", expect=3)
@@ -186,9 +186,10 @@ def test_faults_in_the_teams_destination_are_named(team: TeamBarman, work_dir: P
     conf.write_text(good.replace(f'bin_dir = "{team.bin_dir}"', 'bin_dir = "/usr/bin"'))
     err = ro.run("dr", "backups", expect=2)
     assert "has no barman-cloud-backup-list" in err and len(err.strip().splitlines()) <= 2, err
-    conf.write_text(good.replace(f"s3://{BUCKET}/pg", f"s3://{BUCKET}/nope"))
+    conf.write_text(good.replace(f"s3://{team.bucket}/pg", f"s3://{team.bucket}/nope"))
     err = ro.run("dr", "backups", expect=2)
-    assert f"s3://{BUCKET}/nope/{SERVER_NAME}/" in err and len(err.strip().splitlines()) <= 2, err
+    assert f"s3://{team.bucket}/nope/{SERVER_NAME}/" in err, err
+    assert len(err.strip().splitlines()) <= 2, err
     assert team.s3.secret not in err
     conf.write_text(good)
     with keys_checked():
