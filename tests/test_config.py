@@ -101,7 +101,7 @@ def test_init_lists_every_key_of_every_model(tmp_path: Path) -> None:
      "default_environment 'nope' is not one of"),
     ('[environments.local]\nprovider = "barman"\n',
      "environments.local.provider: expected one of 'local', 'pgbackrest', 'supabase', 'dsn', "
-     "'archive' (got 'barman')"),
+     "'archive', 'barman-cloud' (got 'barman')"),
     ('[environments.local]\nprovider = "local"\nproject_ref = "x"\n',
      "environments.local.project_ref: a key of provider 'supabase', not of provider 'local'"),
     ('[environments.local]\nprovider = "local"\n[environments.local.pgbackrest]\n',

@@ -97,6 +97,7 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("pgbackrest.settings:AttachedPgBackRestSettings", "pgbackrest.attach:attached_provider",
             tag="pgbackrest (attach = true)"),
     Backend("archive.settings:ArchiveSettings", "archive.open:archive_provider"),
+    Backend("barman.settings:BarmanCloudSettings", "barman.open:barman_cloud_provider"),
 )
 PROVIDERS: dict[str, Backend] = {b.name: b for b in BACKENDS}
 
