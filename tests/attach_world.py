@@ -66,8 +66,15 @@ class TeamStanza:
         """Switch and wait until archive-push has the segment (the team's archive is current)."""
         name = str(self.sql("select pg_walfile_name(pg_switch_wal() - 1)")[0][0])
         deadline = time.monotonic() + 60
-        # the last archived file may be a backup's history file (…00000002.00000028.backup)
-        while str(self.sql("select last_archived_wal from pg_stat_archiver")[0][0])[:24] < name:
+        # the archiver marks what it archived (pg_stat_archiver's last name may be a backup's
+        # history file, …02.00000028.backup, archived before the segment it names)
+        pg_wal = self.cluster.data_dir / "pg_wal"
+
+        def done() -> bool:
+            return (pg_wal / "archive_status" / f"{name}.done").exists() or \
+                not (pg_wal / name).exists()
+
+        while not done():
             assert time.monotonic() < deadline, "archive-push did not catch up"
             time.sleep(0.1)
         return name

@@ -73,7 +73,7 @@ def test_a_plain_archive_restores_drills_and_never_writes(team: TeamArchive,
                                (["--target-xid", str(b_xid)], 102, "tar-gz"),
                                (["--latest"], 103, "tar-zst")):
         inst = ro.run("dr", "restore", *args, "--json")
-        assert ids(inst) == list(range(1, want + 1)), args
+        assert ids(inst) == list(range(1, want + 1)), json.dumps([args, inst, listed], default=str)
         assert inst["backup_id"] == source, (args, inst)
         ro.run("dr", "teardown", inst["id"])
 
@@ -119,3 +119,20 @@ def test_an_archive_without_backups_says_so_without_pointing_at_dr_backup(
     environment's user to a command it refuses."""
     out = ReadOnly(team, work_dir, grows_in="wal/").run("dr", "backups")
     assert "no backups yet" in out and "holds none" in out and "dr backup)" not in out, out
+
+
+def test_a_backups_stop_time_is_never_early(tmp_path: Path) -> None:
+    """Found in CI (session 11, 2 runs in 3): the history file's STOP TIME is whole seconds,
+    rounded down, and the window takes a backup's stop time as the latest its consistency point
+    can be; a backup taken after a time target in the same second was chosen for it, and the
+    copy held a commit made after the target, exit 0."""
+    from datetime import UTC, datetime
+
+    from spectral.providers.archive.backups import BaseBackup, _stopped_by
+
+    b = BaseBackup("b", tmp_path, None, None)
+    assert _stopped_by(b, {"STOP TIME": "2026-12-05 18:49:07 UTC"}) == datetime(
+        2026, 12, 5, 18, 49, 8, tzinfo=UTC)
+    (tmp_path / "backup_manifest").write_text("{}")
+    assert _stopped_by(b, {}) > datetime.fromtimestamp(
+        (tmp_path / "backup_manifest").stat().st_mtime, UTC)

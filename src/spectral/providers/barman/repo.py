@@ -57,7 +57,8 @@ def _time(value: Any) -> datetime | None:
 def backup_from_list(b: dict[str, Any]) -> Backup:
     """One entry of `barman-cloud-backup-list --format json` (pure; unit-tested)."""
     started = _time(b.get("begin_time_iso")) or datetime.fromtimestamp(0, UTC)
-    stopped = _time(b.get("end_time_iso")) or started
+    # the latest its consistency point can be: never early (unknown: now)
+    stopped = _time(b.get("end_time_iso")) or datetime.now(UTC)
     done = b.get("status") == "DONE" and b.get("end_xlog")
     if done:
         verification, detail, status = Verification.NOT_VERIFIED, NOT_CHECKED, "completed"
