@@ -152,9 +152,10 @@ def test_a_bundle_whose_key_entry_was_rewritten_is_refused(tmp_path: Path) -> No
     ledger.append(EntryKind.DRILL, "prod", {"i": 0})
     ledger.append(EntryKind.KEY, "prod", {"add": new_public, "summary": "rotation"})
     rotated = Ledger(tmp_path / "ev", signer=new, trusted=(old_public,))
-    rotated.append(EntryKind.DRILL, "prod", {"i": 1})
+    later = rotated.entries()[-1].at + timedelta(seconds=1)   # not the key entry's millisecond
+    rotated.append(EntryKind.DRILL, "prod", {"i": 1}, at=later)
     out = tmp_path / "slice.bundle"
-    bundle.export(rotated, "prod", out, since=rotated.entries()[-1].at)
+    bundle.export(rotated, "prod", out, since=later)
     assert bundle.verify(out, (old_public,)).entries == 1
     body = json.loads(out.read_bytes().split(b"\n")[0])
     body["key_entries_before"][-1]["data"]["add"] = forger_public
