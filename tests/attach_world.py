@@ -86,7 +86,7 @@ class TeamStanza:
                 for p in sorted(self.repo.rglob("*")) if p.is_file()}
 
     def live_settings(self) -> list[tuple[str, str]]:
-        with connect(self.cluster.conninfo()) as conn:
+        with connect(self.cluster.conninfo("app")) as conn:
             return [(str(n), str(s)) for n, s in conn.execute(
                 "select name, coalesce(setting, '') from pg_settings order by name")]
 
@@ -170,8 +170,8 @@ class TeamArchive:
         """pg_basebackup into base/<name>, as the team runs it (`args`: -Ft, --compress ...)."""
         dest = self.base / name
         run([str(self.cluster.bins.path("pg_basebackup")), "-D", str(dest), "-c", "fast",
-             "-h", str(self.cluster.socket_dir), "-p", str(self.cluster.port), "-U", "postgres",
-             *args], timeout=600, run_as=server_identity())
+             "-h", str(self.cluster.socket_dir), "-p", str(self.cluster.port), "-U",
+             self.cluster.superuser, *args], timeout=600, run_as=server_identity())
         return dest
 
     def untouched(self) -> tuple[dict[str, str], list[tuple[str, str]], str]:
@@ -188,14 +188,15 @@ def archive_command(wal: Path, compress: str | None) -> str:
 
 
 @contextlib.contextmanager
-def team_archive(work_dir: Path, bins: PgBinaries, compress: str | None) -> Iterator[TeamArchive]:
+def team_archive(work_dir: Path, bins: PgBinaries, compress: str | None,
+                 superuser: str = "postgres") -> Iterator[TeamArchive]:
     """The team's server (running), archiving into a folder, app.ledger holding ids 1..100; no
-    base backup yet."""
+    base backup yet. `superuser`: the bootstrap role's name (initdb -U)."""
     root = make_owned_dir(work_dir / "team", 0o755)
     for d in ("base", "wal"):
         make_owned_dir(root / d, 0o750)
     cluster = Cluster(bins, root / "data", socket_dir_for(root / "run"), free_port(),
-                      root / "log" / "postgres.log", port_chosen=True)
+                      root / "log" / "postgres.log", superuser=superuser, port_chosen=True)
     cluster.initdb(conf={"wal_level": "replica", "track_commit_timestamp": "on",
                          "max_wal_senders": "5"})
     in_team_file(cluster, {"archive_mode": "on",

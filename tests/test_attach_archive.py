@@ -16,6 +16,7 @@ import pytest
 from attach_world import TeamArchive, team_archive
 from conftest import _processes_under, spectral
 from spectral.pg.binaries import PgBinaries
+from spectral.pg.conn import connect
 from spectral.pg.osuser import server_identity
 from spectral.providers.archive.restore import archive_restore_command
 from spectral.runner import run
@@ -136,3 +137,30 @@ def test_a_backups_stop_time_is_never_early(tmp_path: Path) -> None:
     (tmp_path / "backup_manifest").write_text("{}")
     assert _stopped_by(b, {}) > datetime.fromtimestamp(
         (tmp_path / "backup_manifest").stat().st_mtime, UTC)
+
+
+@pytest.mark.server
+def test_a_team_whose_superuser_is_not_postgres_drills(work_dir: Path, bins: PgBinaries) -> None:
+    """Session 11's note: copies were read as `postgres`, which a cluster made with
+    `initdb -U admin` does not have (and a team may drop the `postgres` database): the copy is
+    read as the team's bootstrap role, asked of the live server."""
+    with team_archive(work_dir, bins, None, superuser="admin") as team:
+        (work_dir / "spectral.toml").write_text(toml_for(team))
+        try:
+            with connect(team.cluster.conninfo("app")) as conn:
+                conn.execute("drop database postgres")
+            ro = ReadOnly(team, work_dir, grows_in="wal/")
+            team.basebackup("plain")
+            xid, _ = team.commit(101)
+            team.commit(102)
+            team.archived_now()
+            inst = ro.run("dr", "restore", "--target-xid", str(xid), "--json")
+            assert ids(inst) == list(range(1, 102)) and "user=admin" in inst["dsn"], inst
+            ro.run("dr", "teardown", inst["id"])
+            team.sql("alter system set archive_timeout = '2s'")
+            team.sql("select pg_reload_conf()")
+            drill = ro.run("dr", "drill", "functional", "--json", archive_may_grow=True)
+            assert drill["outcome"] == "pass", drill
+        finally:
+            spectral("dr", "teardown", "--all", cwd=work_dir)
+    assert _processes_under(work_dir) == []

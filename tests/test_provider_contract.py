@@ -10,6 +10,7 @@ before it left (more rows, an in-place restore behind it) and asserts only what 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import re
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SUPABASE_TOKEN, SYSTEM_PG15, _processes_under, notes_environment, spectral
+from contract_attached import ATTACHED_LACKS, team_world
 from spectral.config.load import load_config
 from spectral.confirm import AssumeNo, Unattended
 from spectral.drills.functional import DrillRequest, run_functional
@@ -40,7 +42,7 @@ from spectral.recovery_target import TimeTarget
 from supabase_emulator import EMU_REF, Emulator
 
 NOTES = "core.notes"
-PROVIDERS = ["local", "supabase", "pgbackrest"]
+PROVIDERS = ["local", "supabase", "pgbackrest", "attached-pgbackrest", "archive", "barman-cloud"]
 
 
 class Dashboard:
@@ -73,6 +75,7 @@ class Subject:
     operator: Dashboard
     copies_left: Callable[[Subject], list[str]]
     lacks: frozenset[str] = frozenset()      # what of OPERATIONS the provider does not offer
+    writer: str | None = None                # where the tests write, when spectral only reads
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
 
     @property
@@ -88,6 +91,8 @@ class Subject:
         return self.copies_left(self)
 
     def dsn(self) -> str:
+        if self.writer is not None:          # the team's own role: spectral's only reads
+            return self.writer
         dsn = self.provider.running_source()
         assert dsn is not None, "the source is not running"
         return dsn
@@ -190,11 +195,25 @@ def _pgbackrest(root: Path, bins: PgBinaries) -> Iterator[Subject]:
         subject.cli("local", "down")
 
 
+@contextlib.contextmanager
+def _attached(kind: str, root: Path, bins: PgBinaries) -> Iterator[Subject]:
+    """A team's own backups, read (issue 30): see contract_attached.py."""
+    with team_world(kind, root, bins, _notes_schema) as (name, _team, writer):
+        environment = open_environment(load_config(None, cwd=root), name)
+        subject = Subject(environment, root / "spectral.toml", Dashboard(None), _instances,
+                          lacks=ATTACHED_LACKS, writer=writer)
+        try:
+            yield subject
+        finally:
+            subject.cli("dr", "teardown", "--all")      # what a failed test left
+
+
 @pytest.fixture(scope="module", params=PROVIDERS)
 def subject(request: pytest.FixtureRequest, base_dir: Path, bins: PgBinaries) -> Iterator[Subject]:
     root = Path(tempfile.mkdtemp(prefix=f"contract-{request.param}-", dir=base_dir))
     root.chmod(0o755)
-    make = {"local": _local, "supabase": _supabase, "pgbackrest": _pgbackrest}[request.param]
+    make = {"local": _local, "supabase": _supabase, "pgbackrest": _pgbackrest}.get(
+        request.param, functools.partial(_attached, request.param))
     with make(root, bins) as subject:
         yield subject
     assert _processes_under(root) == []
@@ -322,6 +341,12 @@ def test_pitr_readiness_names_both_preconditions(subject: Subject) -> None:
 def test_in_place_restore_to_a_time_holds_exactly_the_data_then(subject: Subject) -> None:
     """Last: it rewinds the environment (the tests before it do not depend on that)."""
     kept = [*subject.rows(), subject.write()]
+    if subject.lacks >= ATTACHED_LACKS:          # it only reads: refused, nothing changed
+        with pytest.raises(UsageError, match="never"):
+            subject.provider.restore_in_place(TimeTarget(datetime.now(UTC)), confirmed=True,
+                                              report=lambda _m: None)
+        assert subject.rows() == kept
+        return
     point = _whole_second_after_now()
     lost = subject.write()
     with pytest.raises(RefusedError):

@@ -290,9 +290,9 @@ class Cluster:
                 c.execute("select 1")
             return True
         except ConnectError as exc:
-            if "starting up" in exc.message or "recovery" in exc.message:
-                return False
-            return False
+            # it answered: only the role or the database it was asked for is not there (a
+            # team's restored cluster need not have `postgres`); whoever connects next says so
+            return "does not exist" in exc.message
 
     def _log_since_start(self) -> str:
         """What the server logged since this start (the log is appended to across starts)."""

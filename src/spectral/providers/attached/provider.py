@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from spectral.config.secrets import resolve_dsn
 from spectral.confirm import Operator
-from spectral.errors import CouldNotVerify, UsageError
+from spectral.errors import ConnectError, CouldNotVerify, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.conn import connect
 from spectral.providers.attached.anchor import position, unarchived_bytes, wait_archived
@@ -161,7 +161,20 @@ class AttachedProvider:
     @property
     def throwaways(self) -> Throwaways:
         return Throwaways(self.bins, self.repo, self.state_dir / "instances", self.database,
-                          self._window_for, self.strategy.server_env)
+                          self._window_for, self.strategy.server_env, self.bootstrap_role)
+
+    def bootstrap_role(self) -> str:
+        """The role a restored copy is read as: the team's bootstrap superuser (initdb -U may
+        have named it anything but `postgres`), asked of the live server; while the server is
+        down, the DSN's own role, which the copy holds too."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        dsn = resolve_dsn(self.dsn, self.base_dir)
+        with contextlib.suppress(ConnectError), connect(dsn) as conn:
+            row = conn.execute("select rolname from pg_roles where oid = 10").fetchone()
+            if row is not None:
+                return str(row[0])
+        return str(conninfo_to_dict(dsn).get("user") or "postgres")
 
     @property
     def registry(self) -> Registry:

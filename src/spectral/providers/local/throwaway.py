@@ -40,6 +40,7 @@ class Throwaways:
     database: str
     window: Callable[[RecoveryTarget], RecoverableWindow]
     server_env: Callable[[], dict[str, str]]
+    superuser: Callable[[], str] = lambda: "postgres"   # the role a copy is read as
 
     @property
     def registry(self) -> Registry:
@@ -62,7 +63,8 @@ class Throwaways:
             data = home / "data"
             written = restorer.materialize(restore_plan, data, progress, pause=pause)
             cluster = Cluster(self.bins, data, socket_dir_for(home / "run"), free_port(),
-                              home / "log" / "postgres.log", database=self.database,
+                              home / "log" / "postgres.log", superuser=self.superuser(),
+                              database=self.database,
                               env=self.server_env(),   # its restore_command's secrets
                               port_chosen=True)
             conf = {**server_settings(self.bins), **throwaway_settings(self.bins),
