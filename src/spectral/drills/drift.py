@@ -1,0 +1,110 @@
+"""Drift against the last good drill: each load-bearing table's row count at this drill's
+recovery point against the count the previous passing drill of the same environment recorded.
+The copy can equal its source while the source itself lost rows since (a bad migration, a
+runaway DELETE): a move beyond the table's bound (`drift`, `drift_default`, config/drift.py) is
+a warning naming the table and both counts, or a failure with `on_drift = "fail"`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from spectral.config.base import OnFinding
+from spectral.config.drift import parse_drift
+from spectral.config.models import EnvironmentConfig
+from spectral.drills.result import Check, DrillOutcome, DrillResult
+from spectral.ledger import Entry, EntryKind, payloads
+from spectral.ledger.payloads import DrillRecord
+from spectral.verify.compare import table_facts
+from spectral.verify.document import Fingerprint
+
+NAME = "row-count drift since the last passing drill"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The previous passing drill: when the ledger took it, and what it recorded."""
+
+    at: datetime
+    drill: DrillRecord
+
+    @property
+    def said(self) -> str:
+        return f"the passing drill of {self.at.isoformat(timespec='minutes')}"
+
+
+def load_bearing_counts(snapshot: Fingerprint, tables: list[str]) -> dict[str, int | None]:
+    """Each load-bearing table's rows in the snapshot (None: not there, or not readable)."""
+    counts: dict[str, int | None] = {}
+    for name in tables:
+        facts = table_facts(snapshot, name)
+        counts[name] = facts.rows if facts is not None and facts.ok else None
+    return counts
+
+
+def baseline(entries: list[Entry], environment: str) -> Baseline | None:
+    """The newest passing drill of `environment` in the ledger, if any."""
+    found = [(e, d) for e in entries if e.kind is EntryKind.DRILL and e.environment == environment
+             and (d := payloads.drill(e)).outcome == DrillOutcome.PASS.value]
+    if not found:
+        return None
+    entry, drill = max(found, key=lambda f: f[0].seq)
+    return Baseline(entry.at, drill)
+
+
+def drift_check(env: EnvironmentConfig, counts: dict[str, int | None],
+                previous: Baseline | None, environment: str) -> Check:
+    """The drift check of counts `counts` against the baseline's."""
+    if previous is None:
+        return Check(NAME, DrillOutcome.NOT_CONFIGURED,
+                     f"no earlier passing drill of {environment}: nothing to compare with (this "
+                     f"drill's counts are the next one's baseline)")
+    if not previous.drill.row_counts:
+        return Check(NAME, DrillOutcome.NOT_CONFIGURED,
+                     f"{previous.said} recorded no row counts (an older spectral): nothing to "
+                     f"compare with")
+    evidence, beyond, compared = [], [], 0
+    for table, now in counts.items():
+        before = previous.drill.row_counts.get(table)
+        if before is None or now is None:
+            evidence.append(f"{table}: {_count(before)} -> {_count(now)} rows, not compared "
+                            f"(not counted on both sides)")
+            continue
+        compared += 1
+        bound = env.drift.get(table, env.drift_default)
+        moved = f"{table}: {before} -> {now} rows ({_change(before, now)})"
+        if parse_drift(bound).beyond(before, now):
+            beyond.append(f"{moved}, beyond its bound {bound} ({parse_drift(bound).describe()})")
+        else:
+            evidence.append(f"{moved}, within {bound}")
+    if beyond:
+        outcome = DrillOutcome.FAIL if env.on_drift is OnFinding.FAIL else DrillOutcome.WARN
+        return Check(NAME, outcome, "; ".join(beyond) + f" (the source's counts at the "
+                     f"recovery point against {previous.said}: the source may have lost data)",
+                     beyond + evidence)
+    if not compared:
+        return Check(NAME, DrillOutcome.NOT_CONFIGURED,
+                     f"no load-bearing table counted by both this drill and {previous.said}: "
+                     f"nothing to compare with", evidence)
+    return Check(NAME, DrillOutcome.PASS,
+                 f"{compared} table(s) within their bounds of {previous.said}", evidence)
+
+
+def check_drift(result: DrillResult, env: EnvironmentConfig, entries: list[Entry],
+                snapshot: Fingerprint) -> None:
+    """Record this drill's load-bearing counts (the next drill's baseline) and check them
+    against the previous passing drill's."""
+    result.row_counts = load_bearing_counts(snapshot, list(env.load_bearing_tables))
+    result.checks.append(drift_check(env, result.row_counts,
+                                     baseline(entries, result.environment),
+                                     result.environment))
+
+
+def _count(rows: int | None) -> str:
+    return "-" if rows is None else str(rows)
+
+
+def _change(before: int, now: int) -> str:
+    if before == 0:
+        return "from none" if now else "unchanged"
+    return f"{(now - before) * 100 / before:+.1f}%"
