@@ -96,6 +96,31 @@ def test_drift_names_the_table_and_both_counts_and_follows_on_drift() -> None:
     assert unread.outcome is DrillOutcome.NOT_CONFIGURED and "not compared" in unread.evidence[0]
 
 
+def test_the_baseline_is_the_newest_passing_drill_of_the_environment_before_the_point() -> None:
+    from spectral.drills.drift import baseline
+    from spectral.ledger import Entry, EntryKind
+
+    def entry(seq: int, env: str, outcome: str, snapshot: str | None) -> Entry:
+        data = {"type": "functional", "outcome": outcome, "row_counts": {"core.a": seq},
+                "snapshot_taken_at": snapshot}
+        return Entry(seq, datetime(2026, 12, seq, tzinfo=UTC), EntryKind.DRILL, env, data,
+                     "0", "h")
+
+    entries = [entry(1, "e", "pass", "2026-11-01T00:00:00.000+00:00"),
+               entry(2, "e", "pass", None),                            # an older spectral's
+               entry(3, "e", "pass", "2026-11-20T00:00:00.000+00:00"),
+               entry(4, "e", "fail", "2026-11-21T00:00:00.000+00:00"),
+               entry(5, "other", "pass", "2026-11-22T00:00:00.000+00:00")]
+    newest = baseline(entries, "e", "2026-11-30T00:00:00.000+00:00")
+    assert newest is not None and newest.drill.row_counts == {"core.a": 3}
+    assert "(snapshot of 2026-11-20T00:00:00.000+00:00)" in newest.said
+    older = baseline(entries, "e", "2026-11-10T00:00:00.000+00:00")     # --target-time
+    assert older is not None and older.drill.row_counts == {"core.a": 2}
+    assert baseline(entries, "e", "2026-10-01T00:00:00.000+00:00") is not None   # seq 2
+    assert baseline(entries[2:], "e", "2026-10-01T00:00:00.000+00:00") is None
+    assert baseline(entries, "nobody") is None
+
+
 def test_a_warning_keeps_the_drill_passing_and_exit_zero() -> None:
     result = DrillResult(DrillType.FUNCTIONAL, "e", "t", checks=[
         Check("a", DrillOutcome.PASS), Check(DRIFT, DrillOutcome.WARN, "core.a: 10 -> 1 rows")])
@@ -209,3 +234,60 @@ def test_collations_and_drift_across_three_drills(work_dir: Path) -> None:
         assert spectral("dr", "report", "--html", str(page), cwd=work_dir).returncode == 0
         html = page.read_text()
         assert 'class="warn">WARN' in html and "100 -&gt; 10 rows" in html
+
+
+# what each release can version on any host: ICU in the system's 15, the builtin provider (17+)
+# in the embedded 18, which is built without ICU
+VERSIONED = {15: ("provider = icu, locale = 'und'",
+                  "locale_provider icu icu_locale 'und' locale 'C'"),
+             18: ("provider = builtin, locale = 'C.UTF-8'",
+                  "locale_provider builtin builtin_locale 'C.UTF-8'")}
+
+
+@pytest.mark.parametrize("release", sorted(VERSIONED))
+def test_the_collation_queries_on_15_and_18(release: int, make_cluster: Any, bins: Any,
+                                            request: pytest.FixtureRequest) -> None:
+    """The snapshot's and the copy's queries on both releases (their locale columns differ),
+    a collation an index's key or its predicate uses, and the database's own collation: each
+    recorded as another version than the library's is found with the indexes on it."""
+    from spectral.drills.collations import collation_check
+    from spectral.pg.conn import connect, with_dbname
+    from spectral.verify.collations import read_collations
+    from spectral.verify.reader import ConnRows
+
+    cluster = make_cluster(request.getfixturevalue("pg15") if release == 15 else bins)
+    collation, (made, provider) = "public.sorted", VERSIONED[release]
+    with cluster.connect() as conn:
+        conn.execute(f"create database versioned template template0 {provider}")
+        conn.execute("update pg_database set datcollversion = '0.fake' "
+                     "where datname = 'versioned'")
+    env = EnvironmentConfig(provider="local")
+    with connect(with_dbname(cluster.conninfo(), "versioned")) as conn:
+        conn.execute(f"create collation {collation} ({made})")
+        conn.execute(f"create table public.names (id int, name text, tag text collate "
+                     f"{collation})")
+        conn.execute("create index by_name on public.names (name)")
+        conn.execute(f"create index short_ids on public.names (id) where name < 'm' collate "
+                     f"{collation}")
+        conn.execute("create index by_id on public.names (id)")
+        conn.execute("update pg_collation set collversion = '0.fake' where oid = %s::regcollation",
+                     (collation,))
+        recorded = read_collations(conn)
+        assert recorded is not None and recorded.database.version == "0.fake"
+        assert recorded.database.provider == ("icu" if release == 15 else "builtin")
+        assert recorded.database.actual not in (None, "0.fake")
+        assert set(recorded.in_use) == {collation}, recorded     # the C of the catalogs apart
+        check = collation_check(env, recorded, ConnRows(conn))
+        assert check.outcome is DrillOutcome.WARN, check
+        assert check.evidence[2:] == [
+            "index public.by_name on public.names (collation default)",
+            f"index public.short_ids on public.names (collation {collation})"]
+        assert "the database's collation" in check.evidence[0] and \
+            f"collation {collation}" in check.evidence[1]
+        failing = env.model_copy(update={"on_collation_mismatch": OnFinding.FAIL})
+        assert collation_check(failing, recorded, ConnRows(conn)).outcome is DrillOutcome.FAIL
+        conn.execute(f"alter collation {collation} refresh version")
+        conn.execute("alter database versioned refresh collation version")
+        again = read_collations(conn)
+        assert again is not None
+        assert collation_check(env, again, ConnRows(conn)).outcome is DrillOutcome.PASS

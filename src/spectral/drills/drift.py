@@ -7,7 +7,7 @@ a warning naming the table and both counts, or a failure with `on_drift = "fail"
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from spectral.config.base import OnFinding
 from spectral.config.drift import parse_drift
@@ -30,7 +30,9 @@ class Baseline:
 
     @property
     def said(self) -> str:
-        return f"the passing drill of {self.at.isoformat(timespec='minutes')}"
+        of = self.drill.snapshot_taken_at
+        return (f"the passing drill of {self.at.isoformat(timespec='minutes')}"
+                + (f" (snapshot of {of})" if of else ""))
 
 
 def load_bearing_counts(snapshot: Fingerprint, tables: list[str]) -> dict[str, int | None]:
@@ -42,10 +44,17 @@ def load_bearing_counts(snapshot: Fingerprint, tables: list[str]) -> dict[str, i
     return counts
 
 
-def baseline(entries: list[Entry], environment: str) -> Baseline | None:
-    """The newest passing drill of `environment` in the ledger, if any."""
+def baseline(entries: list[Entry], environment: str,
+             taken_at: str | None = None) -> Baseline | None:
+    """The newest passing drill of `environment` in the ledger, if any; with `taken_at` (this
+    drill's snapshot), the newest whose snapshot is not later: a drill restoring an older
+    point (--target-time) is compared with the data before it, not with today's."""
+    def before(drill: DrillRecord) -> bool:
+        theirs, ours = _instant(drill.snapshot_taken_at), _instant(taken_at)
+        return theirs is None or ours is None or theirs <= ours
+
     found = [(e, d) for e in entries if e.kind is EntryKind.DRILL and e.environment == environment
-             and (d := payloads.drill(e)).outcome == DrillOutcome.PASS.value]
+             and (d := payloads.drill(e)).outcome == DrillOutcome.PASS.value and before(d)]
     if not found:
         return None
     entry, drill = max(found, key=lambda f: f[0].seq)
@@ -96,8 +105,17 @@ def check_drift(result: DrillResult, env: EnvironmentConfig, entries: list[Entry
     against the previous passing drill's."""
     result.row_counts = load_bearing_counts(snapshot, list(env.load_bearing_tables))
     result.checks.append(drift_check(env, result.row_counts,
-                                     baseline(entries, result.environment),
+                                     baseline(entries, result.environment, snapshot.taken_at),
                                      result.environment))
+
+
+def _instant(iso: str | None) -> datetime | None:
+    """A recorded time, None when there is none (or it is not one)."""
+    try:
+        when = datetime.fromisoformat(iso or "")
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _count(rows: int | None) -> str:

@@ -23,7 +23,9 @@ select d.datlocprovider::text,
        d.datcollversion, pg_database_collation_actual_version(d.oid)
 from pg_database d where d.datname = current_database()
 """
-# every collation an index's key columns use, or its expressions and predicate depend on
+# every collation an index's key columns use, or its expressions and predicate depend on (a
+# collation initdb made, such as pg_c_utf8, is pinned: PostgreSQL records no dependency on it,
+# so one named only in an expression or predicate is not seen; a key column's always is)
 IN_USE_SQL = """
 with used as (
   select k.coll from pg_index i cross join lateral unnest(i.indcollation::oid[]) k(coll)
