@@ -75,10 +75,14 @@ def test_drift_names_the_table_and_both_counts_and_follows_on_drift() -> None:
     before = _baseline({"core.a": 1000, "core.b": 200, "core.c": 50})
     within = drift_check(env, {"core.a": 950, "core.b": 209, "core.c": 0}, before, "e")
     assert within.outcome is DrillOutcome.PASS, within
-    assert within.detail == "3 table(s) within their bounds of the passing drill of " \
-                            "2026-12-01T09:30+00:00"
+    assert within.detail == "3 table(s) within their bounds since the passing drill of " \
+                            "2026-12-01 09:30 UTC"
+    assert within.evidence[-1] == "against the passing drill of 2026-12-01 09:30 UTC"
     moved = drift_check(env, {"core.a": 100, "core.b": 211, "core.c": 50}, before, "e")
     assert moved.outcome is DrillOutcome.WARN
+    assert moved.detail == ("core.a: 1000 -> 100 rows (-90.0%) beyond -10%; core.b: 200 -> 211 "
+                            "rows (+5.5%) beyond 5% since the passing drill of 2026-12-01 09:30 "
+                            "UTC: the source may have lost data")
     assert moved.evidence[:2] == [
         "core.a: 1000 -> 100 rows (-90.0%), beyond its bound -10% (a drop of more than 10%)",
         "core.b: 200 -> 211 rows (+5.5%), beyond its bound 5% (a change of more than 5% "
@@ -113,7 +117,7 @@ def test_the_baseline_is_the_newest_passing_drill_of_the_environment_before_the_
                entry(5, "other", "pass", "2026-11-22T00:00:00.000+00:00")]
     newest = baseline(entries, "e", "2026-11-30T00:00:00.000+00:00")
     assert newest is not None and newest.drill.row_counts == {"core.a": 3}
-    assert "(snapshot of 2026-11-20T00:00:00.000+00:00)" in newest.said
+    assert newest.line.endswith(", snapshot of 2026-11-20T00:00:00.000+00:00")
     older = baseline(entries, "e", "2026-11-10T00:00:00.000+00:00")     # --target-time
     assert older is not None and older.drill.row_counts == {"core.a": 2}
     assert baseline(entries, "e", "2026-10-01T00:00:00.000+00:00") is not None   # seq 2
@@ -212,7 +216,8 @@ def test_collations_and_drift_across_three_drills(work_dir: Path) -> None:
         assert second.outcome is DrillOutcome.FAIL and checks[COLLATIONS].outcome is \
             DrillOutcome.FAIL
         assert checks[DRIFT].outcome is DrillOutcome.PASS, checks[DRIFT]
-        assert checks[DRIFT].evidence == ["core.notes: 100 -> 100 rows (+0.0%), within -10%"]
+        assert checks[DRIFT].evidence[0] == "core.notes: 100 -> 100 rows (+0.0%), within -10%"
+        assert checks[DRIFT].evidence[1].startswith("against the passing drill of ")
 
         (work_dir / "spectral.toml").write_text(TOML)
         with connect(dsn) as conn:
@@ -221,6 +226,7 @@ def test_collations_and_drift_across_three_drills(work_dir: Path) -> None:
         assert text.returncode == 0, (text.stdout, text.stderr)
         assert "PASS" in text.stdout and "warn" in text.stdout
         assert "core.notes: 100 -> 10 rows (-90.0%), beyond its bound -10%" in text.stdout
+        assert "PASS with 2 warning(s)" in text.stdout   # the collation still differs
         log = json.loads(spectral("dr", "log", "--kind", "drill", "--json",
                                   cwd=work_dir).stdout)
         third = log[0]["data"]

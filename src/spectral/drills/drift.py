@@ -30,9 +30,13 @@ class Baseline:
 
     @property
     def said(self) -> str:
+        return f"the passing drill of {self.at.strftime('%Y-%m-%d %H:%M %Z')}"
+
+    @property
+    def line(self) -> str:
+        """The baseline as evidence: the drill, and the snapshot its counts are from."""
         of = self.drill.snapshot_taken_at
-        return (f"the passing drill of {self.at.isoformat(timespec='minutes')}"
-                + (f" (snapshot of {of})" if of else ""))
+        return f"against {self.said}" + (f", snapshot of {of}" if of else "")
 
 
 def load_bearing_counts(snapshot: Fingerprint, tables: list[str]) -> dict[str, int | None]:
@@ -83,20 +87,22 @@ def drift_check(env: EnvironmentConfig, counts: dict[str, int | None],
         bound = env.drift.get(table, env.drift_default)
         moved = f"{table}: {before} -> {now} rows ({_change(before, now)})"
         if parse_drift(bound).beyond(before, now):
-            beyond.append(f"{moved}, beyond its bound {bound} ({parse_drift(bound).describe()})")
+            beyond.append((f"{moved} beyond {bound}",
+                           f"{moved}, beyond its bound {bound} ({parse_drift(bound).describe()})"))
         else:
             evidence.append(f"{moved}, within {bound}")
+    evidence.append(previous.line)
     if beyond:
         outcome = DrillOutcome.FAIL if env.on_drift is OnFinding.FAIL else DrillOutcome.WARN
-        return Check(NAME, outcome, "; ".join(beyond) + f" (the source's counts at the "
-                     f"recovery point against {previous.said}: the source may have lost data)",
-                     beyond + evidence)
+        return Check(NAME, outcome, "; ".join(short for short, _ in beyond) + f" since "
+                     f"{previous.said}: the source may have lost data",
+                     [long for _, long in beyond] + evidence)
     if not compared:
         return Check(NAME, DrillOutcome.NOT_CONFIGURED,
                      f"no load-bearing table counted by both this drill and {previous.said}: "
                      f"nothing to compare with", evidence)
     return Check(NAME, DrillOutcome.PASS,
-                 f"{compared} table(s) within their bounds of {previous.said}", evidence)
+                 f"{compared} table(s) within their bounds since {previous.said}", evidence)
 
 
 def check_drift(result: DrillResult, env: EnvironmentConfig, entries: list[Entry],
