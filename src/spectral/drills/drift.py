@@ -30,7 +30,7 @@ class Baseline:
 
     @property
     def said(self) -> str:
-        return f"the passing drill of {self.at.strftime('%Y-%m-%d %H:%M %Z')}"
+        return f"the passing drill of {self.at.astimezone(UTC).strftime('%Y-%m-%d %H:%M')} UTC"
 
     @property
     def line(self) -> str:
@@ -70,8 +70,8 @@ def drift_check(env: EnvironmentConfig, counts: dict[str, int | None],
     """The drift check of counts `counts` against the baseline's."""
     if previous is None:
         return Check(NAME, DrillOutcome.NOT_CONFIGURED,
-                     f"no earlier passing drill of {environment}: nothing to compare with (this "
-                     f"drill's counts are the next one's baseline)")
+                     f"no earlier passing drill of {environment}: nothing to compare with (a "
+                     f"passing drill's counts are the next one's baseline)")
     if not previous.drill.row_counts:
         return Check(NAME, DrillOutcome.NOT_CONFIGURED,
                      f"{previous.said} recorded no row counts (an older spectral): nothing to "
