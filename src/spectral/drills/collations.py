@@ -31,7 +31,8 @@ from pg_collation c join pg_namespace n on n.oid = c.collnamespace
 where format('%%I.%%I', n.nspname, c.collname) = any(%s::text[])
 """
 # the indexes (outside the system's schemas) whose key columns use, or whose expressions or
-# predicate depend on, one of the named collations ('default': the database's own)
+# predicate depend on, one of the named collations ('default': the database's own), found as
+# verify/collations.py finds the collations in use
 INDEXES_SQL = """
 select distinct format('%%I.%%I', n.nspname, ci.relname) as index_name,
        format('%%I.%%I', tn.nspname, t.relname) as table_name, u.name as collation_name
@@ -42,7 +43,11 @@ cross join lateral (
   select k.coll from unnest(i.indcollation::oid[]) k(coll)
   union
   select d.refobjid from pg_depend d where d.classid = 'pg_class'::regclass
-    and d.objid = i.indexrelid and d.refclassid = 'pg_collation'::regclass) used
+    and d.objid = i.indexrelid and d.refclassid = 'pg_collation'::regclass
+  union
+  select m[1]::oid from regexp_matches(
+    coalesce(i.indexprs::text, '') || coalesce(i.indpred::text, ''),
+    ':(?:inputcollid|collOid) ([0-9]+)', 'g') m) used
 join pg_collation c on c.oid = used.coll join pg_namespace cn on cn.oid = c.collnamespace
 cross join lateral (select case when c.collprovider = 'd' then 'default'
                            else format('%%I.%%I', cn.nspname, c.collname) end as name) u

@@ -23,15 +23,19 @@ select d.datlocprovider::text,
        d.datcollversion, pg_database_collation_actual_version(d.oid)
 from pg_database d where d.datname = current_database()
 """
-# every collation an index's key columns use, or its expressions and predicate depend on (a
-# collation initdb made, such as pg_c_utf8, is pinned: PostgreSQL records no dependency on it,
-# so one named only in an expression or predicate is not seen; a key column's always is)
+# every collation an index's key columns use, or its expressions and predicate depend on: from
+# pg_depend, and from the expression trees' input collations (PostgreSQL records no dependency
+# on a collation initdb made, such as the database's default or pg_c_utf8)
 IN_USE_SQL = """
 with used as (
   select k.coll from pg_index i cross join lateral unnest(i.indcollation::oid[]) k(coll)
   union
   select d.refobjid from pg_depend d join pg_index i on i.indexrelid = d.objid
   where d.classid = 'pg_class'::regclass and d.refclassid = 'pg_collation'::regclass
+  union
+  select m[1]::oid from pg_index i cross join lateral regexp_matches(
+    coalesce(i.indexprs::text, '') || coalesce(i.indpred::text, ''),
+    ':(?:inputcollid|collOid) ([0-9]+)', 'g') m
 )
 select format('%I.%I', n.nspname, c.collname), c.collprovider::text,
        coalesce(to_jsonb(c)->>'colllocale', to_jsonb(c)->>'colliculocale', c.collcollate::text),
