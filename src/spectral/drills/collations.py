@@ -106,8 +106,8 @@ def collation_check(env: EnvironmentConfig, recorded: Collations | None, db: Row
     names = ", ".join(str(r[0]) for r in indexes) or "none"
     return Check(NAME, outcome,
                  "; ".join(m.describe() for m in found)
-                 + f". {len(indexes)} index(es) depend on it and may be silently corrupt "
-                   f"until REINDEX: {names}",
+                 + f". {len(indexes)} index(es) depend on {'it' if len(found) == 1 else 'them'}"
+                   f" and may be silently corrupt until REINDEX: {names}",
                  [m.describe() for m in found]
                  + [f"index {r[0]} on {r[1]} (collation {r[2]})" for r in indexes])
 
