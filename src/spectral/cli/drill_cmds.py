@@ -37,7 +37,8 @@ KEEP = typer.Option(False, "--keep", help="Leave the restored instance up and pr
 def print_drill(c: Console, r: DrillResult) -> None:
     colour = {"pass": "green", "fail": "red"}.get(r.outcome.value, "yellow")
     c.print(f"[bold]{r.drill_type.value} drill[/] of {r.environment}: "
-            f"[bold {colour}]{r.outcome.value.upper()}[/]")
+            f"[bold {colour}]{r.outcome.value.upper()}[/]"
+            + (f" with {len(r.warnings)} warning(s)" if r.warnings else ""))
     if r.error:
         c.print(f"  reason: {r.error}")
     if r.backup_id:

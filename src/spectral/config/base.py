@@ -18,9 +18,11 @@ from pydantic import (
     ConfigDict,
     Field,
     field_validator,
+    model_validator,
 )
 
 from spectral.config.contract import QUALIFIED, Contract
+from spectral.config.drift import DEFAULT_DRIFT, Drift
 from spectral.config.durations import parse_duration
 from spectral.config.invites import ExitInvites
 from spectral.config.secrets import is_secret_ref
@@ -33,6 +35,13 @@ class Posture(StrEnum):
     ALPHA = "alpha"  # pre-customer: recovery is re-seed
     PRO = "pro"      # managed daily backups
     PITR = "pitr"    # point-in-time recovery active
+
+
+class OnFinding(StrEnum):
+    """What a drill makes of a finding that does not prove the copy wrong (collations, drift)."""
+
+    WARN = "warn"    # shown and recorded; the drill passes (exit 0)
+    FAIL = "fail"    # the drill fails (exit 1)
 
 
 # Runbook table "Target | Pre-PITR | Post-PITR": None means "re-seedable" (no restore RPO).
@@ -92,6 +101,24 @@ class EnvironmentConfig(BaseModel):
     load_bearing_tables: list[str] = Field(
         default=["core.users", "core.partners", "worlds.returns", "platform.rules"],
         description="Tables whose row counts every drill spot-checks (schema.table).")
+    drift: dict[str, Drift] = Field(
+        default={}, description="Load-bearing table -> how far its row count may move since the "
+                                "previous passing drill before the drill warns: '-5%' a drop "
+                                "of more than 5% (growth is fine), '+20%' growth only, '5%' "
+                                "either way, 'off'. Tables not named take drift_default.")
+    drift_default: Drift = Field(
+        default=DEFAULT_DRIFT, description="The drift bound of every load-bearing table that "
+                                           "drift does not name ('-10%': a drop of more than a "
+                                           "tenth of its rows).")
+    on_drift: OnFinding = Field(
+        default=OnFinding.WARN,
+        description="A load-bearing count beyond its drift bound: warn (the drill still passes, "
+                    "exit 0) or fail the drill.")
+    on_collation_mismatch: OnFinding = Field(
+        default=OnFinding.WARN,
+        description="A collation whose library version on the restore host differs from the "
+                    "one the source recorded (its text indexes may be silently corrupt until "
+                    "REINDEX): warn (the drill still passes, exit 0) or fail the drill.")
     rpo_target: Seconds | None = Field(
         default=None, description="Recovery point objective; default from the posture tier.")
     rto_target: Seconds | None = Field(
@@ -156,6 +183,14 @@ class EnvironmentConfig(BaseModel):
         if bad:
             raise ValueError(f"expected schema.table names, got {bad}")
         return value
+
+    @model_validator(mode="after")
+    def _drift_tables(self) -> EnvironmentConfig:
+        unknown = sorted(set(self.drift) - set(self.load_bearing_tables))
+        if unknown:
+            raise ValueError(f"drift names {', '.join(unknown)}, not among load_bearing_tables "
+                             f"(drift is measured on those only)")
+        return self
 
     @property
     def rpo_seconds(self) -> float | None:

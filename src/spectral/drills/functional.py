@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from spectral.confirm import Operator, Unattended
+from spectral.drills.collations import collation_check
+from spectral.drills.drift import check_drift
 from spectral.drills.result import Check, DrillEntry, DrillOutcome, DrillResult, DrillType
 from spectral.drills.verify import objectives, verify_against_snapshot
 from spectral.environment import Environment
@@ -100,6 +102,9 @@ class _Drill:
         self.report(f"verifying {self.copy.what} against the snapshot of {taken.taken_at}")
         mark = time.monotonic()
         restored = self._verify(taken)
+        result.checks.append(collation_check(self.environment.config, taken.collations,
+                                             self.copy.read()))
+        check_drift(result, self.environment.config, self.environment.ledger.entries(), taken)
         last = provider.restored_through(self.copy, taken, restored)
         method = ("WAL commit records before the recovery point"
                   if provider.wal_archive() is not None

@@ -18,12 +18,15 @@ class DrillOutcome(StrEnum):
     FAIL = "fail"
     COULD_NOT_VERIFY = "could_not_verify"
     NOT_CONFIGURED = "not_configured"   # a check nothing was configured for: never a pass
+    # of a check only: the copy is right, but something needs a look (collations, drift); the
+    # drill still passes and exits 0 (an environment's on_* keys make such a finding a FAIL)
+    WARN = "warn"
 
     @property
     def exit_code(self) -> ExitCode:
         return {DrillOutcome.PASS: ExitCode.OK, DrillOutcome.FAIL: ExitCode.CHECK_FAILED,
                 DrillOutcome.COULD_NOT_VERIFY: ExitCode.COULD_NOT_VERIFY,
-                DrillOutcome.NOT_CONFIGURED: ExitCode.OK}[self]
+                DrillOutcome.NOT_CONFIGURED: ExitCode.OK, DrillOutcome.WARN: ExitCode.OK}[self]
 
 
 class DrillType(StrEnum):
@@ -62,17 +65,25 @@ class DrillResult:
     kept: bool = False
     partner_corpora: list[str] = field(default_factory=list)   # partners whose corpus restored
     rpo_method: str | None = None     # how the RPO was measured (None: it could not be)
+    # the source's load-bearing counts at the recovery point: the next drill's drift baseline
+    row_counts: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def outcome(self) -> DrillOutcome:
         if self.error is not None and not self.checks:
             return DrillOutcome.COULD_NOT_VERIFY
-        outcomes = [c.outcome for c in self.checks if c.outcome is not DrillOutcome.NOT_CONFIGURED]
+        outcomes = [DrillOutcome.PASS if c.outcome is DrillOutcome.WARN else c.outcome
+                    for c in self.checks if c.outcome is not DrillOutcome.NOT_CONFIGURED]
         if DrillOutcome.FAIL in outcomes:
             return DrillOutcome.FAIL
         if DrillOutcome.COULD_NOT_VERIFY in outcomes or self.error is not None or not outcomes:
             return DrillOutcome.COULD_NOT_VERIFY
         return DrillOutcome.PASS
+
+    @property
+    def warnings(self) -> list[str]:
+        """The checks that warned, each as "name: detail"."""
+        return [f"{c.name}: {c.detail}" for c in self.checks if c.outcome is DrillOutcome.WARN]
 
     def to_json(self) -> dict[str, Any]:
         return {"type": self.drill_type.value, "environment": self.environment,
@@ -87,7 +98,8 @@ class DrillResult:
                 "rto_target": self.rto_target, "rpo_target": self.rpo_target,
                 "instance": self.instance.to_json() if self.instance else None,
                 "error": self.error, "kept": self.kept,
-                "partner_corpora": self.partner_corpora}
+                "partner_corpora": self.partner_corpora,
+                "warnings": self.warnings, "row_counts": self.row_counts}
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,9 @@ class DrillRecord:
     partner_corpora: tuple[str, ...] = ()
     provider: str | None = None
     timings: dict[str, float] = field(default_factory=dict)   # seconds per step
+    # the source's load-bearing counts (drift's baseline); empty in an entry before them
+    row_counts: dict[str, int | None] = field(default_factory=dict)
+    snapshot_taken_at: str | None = None
 
     @classmethod
     def from_json(cls, d: Json) -> DrillRecord:
@@ -71,7 +74,10 @@ class DrillRecord:
                    d.get("error"), tuple(CheckRecord.from_json(c) for c in d.get("checks", [])),
                    tuple(d.get("partner_corpora") or ()), d.get("provider"),
                    {k: float(v) for k, v in (d.get("timings") or {}).items()
-                    if isinstance(v, int | float)})
+                    if isinstance(v, int | float)},
+                   {str(k): v if isinstance(v, int) else None
+                    for k, v in (d.get("row_counts") or {}).items()},
+                   d.get("snapshot_taken_at"))
 
 
 @dataclass(frozen=True)

@@ -298,6 +298,11 @@ def _database(fa: Fingerprint, fb: Fingerprint, drift: list[SchemaDiff]) -> Sche
     return SchemaDiff("database", Outcome.MISMATCH if ours else Outcome.MATCH, ours)
 
 
+def table_facts(doc: Fingerprint, name: str) -> TableFacts | None:
+    """A table's facts as a comparison reads them (a partitioned parent's summed up)."""
+    return _facts(doc, name)
+
+
 def _facts(doc: Fingerprint, name: str) -> TableFacts | None:
     """A table's facts; for a partitioned parent, its leaf partitions' rows added up."""
     if name in doc.tables:

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from spectral.verify.collations import Collations
 from spectral.verify.content import Method, TableStatus
 
 FORMAT = "spectral.fingerprint"
@@ -126,6 +127,9 @@ class Fingerprint:
     # the objects of the whole database, in no schema (event triggers), as one entry that is
     # never missing; None in a document taken before catalog version 3 described them
     database: SchemaEntry | None = None
+    # the collation versions the source recorded (verify/collations.py); None in a document
+    # taken before they were, or when they could not be read
+    collations: Collations | None = None
 
     def body(self) -> Json:
         return {"format": FORMAT, "version": VERSION, "taken_at": self.taken_at,
@@ -138,7 +142,9 @@ class Fingerprint:
                    if self.database is not None else {}),
                 "tables": {n: t.to_json() for n, t in self.tables.items()},
                 "partitions": self.partitions,
-                **({"sequences": self.sequences} if self.sequences is not None else {})}
+                **({"sequences": self.sequences} if self.sequences is not None else {}),
+                **({"collations": self.collations.to_json()}
+                   if self.collations is not None else {})}
 
     def sealed(self) -> Fingerprint:
         """The same document with the seal of its contents."""
@@ -158,5 +164,6 @@ class Fingerprint:
                    {n: TableFacts.from_json(t) for n, t in d.get("tables", {}).items()},
                    {n: list(v) for n, v in d.get("partitions", {}).items()},
                    d.get("sequences"), str(d.get("seal", "")),
-                   SchemaEntry.from_json(d["database"]) if "database" in d else None)
+                   SchemaEntry.from_json(d["database"]) if "database" in d else None,
+                   Collations.from_json(d["collations"]) if d.get("collations") else None)
 

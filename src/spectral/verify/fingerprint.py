@@ -24,6 +24,7 @@ from spectral.pg.conn import Sessions, describe
 from spectral.verify import content as content_mod
 from spectral.verify import locks
 from spectral.verify.catalog import CATALOG_VERSION, describe_database, describe_schema
+from spectral.verify.collations import Collations, read_collations
 from spectral.verify.document import (
     FORMAT,
     VERSION,
@@ -179,6 +180,7 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
     version, version_num, lsn, now, database, snapshot = row
     sysid, timeline = _control(conn)
     last_commit = _last_commit(conn)
+    collations = read_collations(conn)
     present = _existing(conn, list(opts.schemas) + list(opts.managed))
     missing = [s for s in opts.schemas if s not in present]
     if missing and opts.require_schemas:
@@ -211,19 +213,20 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
             raise
     conn.rollback()
     source = Source(version, version_num, str(lsn), database, sysid, timeline, last_commit)
-    return document(now, source, opts, schemas, managed, facts, partitions, sequences, whole)
+    return document(now, source, opts, schemas, managed, facts, partitions, sequences, whole,
+                    collations)
 
 
 def document(now: datetime, source: Source, opts: Options,
              schemas: dict[str, SchemaEntry], managed: dict[str, SchemaEntry],
              facts: dict[str, content_mod.TableFacts], partitions: dict[str, list[str]],
              sequences: dict[str, int | str | None] | None,
-             database: SchemaEntry) -> Fingerprint:
+             database: SchemaEntry, collations: Collations | None = None) -> Fingerprint:
     """The sealed fingerprint document, however its parts were read."""
     return Fingerprint(now.astimezone(UTC).isoformat(timespec="milliseconds"), source,
                        opts.content, CATALOG_VERSION, schemas, managed,
                        {name: _facts(f) for name, f in sorted(facts.items())}, partitions,
-                       sequences, database=database).sealed()
+                       sequences, database=database, collations=collations).sealed()
 
 
 def retake(conninfo: str, schemas: tuple[str, ...], tables: set[str],

@@ -1,0 +1,134 @@
+"""Drift against the last good drill: each load-bearing table's row count at this drill's
+recovery point against the count the previous passing drill of the same environment recorded.
+The copy can equal its source while the source itself lost rows since (a bad migration, a
+runaway DELETE): a move beyond the table's bound (`drift`, `drift_default`, config/drift.py) is
+a warning naming the table and both counts, or a failure with `on_drift = "fail"`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from spectral.config.base import OnFinding
+from spectral.config.drift import parse_drift
+from spectral.config.models import EnvironmentConfig
+from spectral.drills.result import Check, DrillOutcome, DrillResult
+from spectral.ledger import Entry, EntryKind, payloads
+from spectral.ledger.payloads import DrillRecord
+from spectral.verify.compare import table_facts
+from spectral.verify.document import Fingerprint
+
+NAME = "row-count drift since the last passing drill"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The previous passing drill: when the ledger took it, and what it recorded."""
+
+    at: datetime
+    drill: DrillRecord
+
+    @property
+    def said(self) -> str:
+        return f"the passing drill of {self.at.astimezone(UTC).strftime('%Y-%m-%d %H:%M')} UTC"
+
+    @property
+    def line(self) -> str:
+        """The baseline as evidence: the drill, and the snapshot its counts are from."""
+        of = self.drill.snapshot_taken_at
+        return f"against {self.said}" + (f", snapshot of {of}" if of else "")
+
+
+def load_bearing_counts(snapshot: Fingerprint, tables: list[str]) -> dict[str, int | None]:
+    """Each load-bearing table's rows in the snapshot (None: not there, or not readable)."""
+    counts: dict[str, int | None] = {}
+    for name in tables:
+        facts = table_facts(snapshot, name)
+        counts[name] = facts.rows if facts is not None and facts.ok else None
+    return counts
+
+
+def baseline(entries: list[Entry], environment: str,
+             taken_at: str | None = None) -> Baseline | None:
+    """The newest passing drill of `environment` in the ledger, if any; with `taken_at` (this
+    drill's snapshot), the newest whose snapshot is not later: a drill restoring an older
+    point (--target-time) is compared with the data before it, not with today's."""
+    def before(drill: DrillRecord) -> bool:
+        theirs, ours = _instant(drill.snapshot_taken_at), _instant(taken_at)
+        return theirs is None or ours is None or theirs <= ours
+
+    found = [(e, d) for e in entries if e.kind is EntryKind.DRILL and e.environment == environment
+             and (d := payloads.drill(e)).outcome == DrillOutcome.PASS.value and before(d)]
+    if not found:
+        return None
+    entry, drill = max(found, key=lambda f: f[0].seq)
+    return Baseline(entry.at, drill)
+
+
+def drift_check(env: EnvironmentConfig, counts: dict[str, int | None],
+                previous: Baseline | None, environment: str) -> Check:
+    """The drift check of counts `counts` against the baseline's."""
+    if previous is None:
+        return Check(NAME, DrillOutcome.NOT_CONFIGURED,
+                     f"no earlier passing drill of {environment}: nothing to compare with (a "
+                     f"passing drill's counts are the next one's baseline)")
+    if not previous.drill.row_counts:
+        return Check(NAME, DrillOutcome.NOT_CONFIGURED,
+                     f"{previous.said} recorded no row counts (an older spectral): nothing to "
+                     f"compare with")
+    evidence, beyond, compared = [], [], 0
+    for table, now in counts.items():
+        before = previous.drill.row_counts.get(table)
+        if before is None or now is None:
+            evidence.append(f"{table}: {_count(before)} -> {_count(now)} rows, not compared "
+                            f"(not counted on both sides)")
+            continue
+        compared += 1
+        bound = env.drift.get(table, env.drift_default)
+        moved = f"{table}: {before} -> {now} rows ({_change(before, now)})"
+        if parse_drift(bound).beyond(before, now):
+            beyond.append((f"{moved} beyond {bound}",
+                           f"{moved}, beyond its bound {bound} ({parse_drift(bound).describe()})"))
+        else:
+            evidence.append(f"{moved}, within {bound}")
+    evidence.append(previous.line)
+    if beyond:
+        outcome = DrillOutcome.FAIL if env.on_drift is OnFinding.FAIL else DrillOutcome.WARN
+        return Check(NAME, outcome, "; ".join(short for short, _ in beyond) + f" since "
+                     f"{previous.said}: the source may have lost data",
+                     [long for _, long in beyond] + evidence)
+    if not compared:
+        return Check(NAME, DrillOutcome.NOT_CONFIGURED,
+                     f"no load-bearing table counted by both this drill and {previous.said}: "
+                     f"nothing to compare with", evidence)
+    return Check(NAME, DrillOutcome.PASS,
+                 f"{compared} table(s) within their bounds since {previous.said}", evidence)
+
+
+def check_drift(result: DrillResult, env: EnvironmentConfig, entries: list[Entry],
+                snapshot: Fingerprint) -> None:
+    """Record this drill's load-bearing counts (the next drill's baseline) and check them
+    against the previous passing drill's."""
+    result.row_counts = load_bearing_counts(snapshot, list(env.load_bearing_tables))
+    result.checks.append(drift_check(env, result.row_counts,
+                                     baseline(entries, result.environment, snapshot.taken_at),
+                                     result.environment))
+
+
+def _instant(iso: str | None) -> datetime | None:
+    """A recorded time, None when there is none (or it is not one)."""
+    try:
+        when = datetime.fromisoformat(iso or "")
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _count(rows: int | None) -> str:
+    return "-" if rows is None else str(rows)
+
+
+def _change(before: int, now: int) -> str:
+    if before == 0:
+        return "from none" if now else "unchanged"
+    return f"{(now - before) * 100 / before:+.1f}%"
