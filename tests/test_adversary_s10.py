@@ -106,6 +106,7 @@ def test_done_but_not_recorded_is_said_with_the_operation(tmp_path: Path) -> Non
     assert Outbox(environment.state_dir).owed(), "the entry must stay owed"
 
 
+@pytest.mark.server
 def test_local_down_refuses_under_a_running_in_place_restore(work_dir: Path) -> None:
     (work_dir / "spectral.toml").write_text('[environments.s]\nprovider = "local"\n')
     assert spectral("local", "up", cwd=work_dir).returncode == 0
