@@ -6,6 +6,7 @@ still references the test directory."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -215,6 +216,22 @@ def spectral(*args: str, cwd: Path, env: dict[str, str] | None = None,
         return inprocess.run(SPECTRAL, args, cwd, full_env, timeout)
     return subprocess.run([SPECTRAL, *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+
+
+def bare_local(work_dir: Path) -> dict[str, Any]:
+    """The embedded default environment up with one backup and an empty `core` schema: what a
+    test of the WAL stream needs, without the demo's seeding and drill (~5 s less). The local
+    status document (dsn, state_dir, ...)."""
+    from spectral.pg.conn import connect
+
+    up = spectral("local", "up", cwd=work_dir)
+    assert up.returncode == 0, up.stderr
+    info: dict[str, Any] = json.loads(spectral("local", "status", "--json", cwd=work_dir).stdout)
+    with connect(info["dsn"]) as conn:
+        conn.execute("create schema if not exists core")
+    backup = spectral("dr", "backup", cwd=work_dir)
+    assert backup.returncode == 0, backup.stderr
+    return info
 
 
 def table_digests(conninfo: str, schemas: tuple[str, ...] = ("auth", "core", "worlds",

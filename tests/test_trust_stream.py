@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SPECTRAL, _processes_under, spectral
+from conftest import SPECTRAL, _processes_under, bare_local, spectral
 from spectral.pg.conn import connect
 from spectral.providers.local.wal import parse_lsn, segment_name, segment_of
 from spectral.waits import wait_until
@@ -27,10 +27,9 @@ STREAM = "spectral_stream"
 
 @contextmanager
 def local_environment(work_dir: Path) -> Iterator[dict[str, Any]]:
-    assert spectral("demo", cwd=work_dir).returncode == 0
-    assert spectral("local", "up", cwd=work_dir).returncode == 0
+    info = bare_local(work_dir)
     try:
-        yield json.loads(spectral("local", "status", "--json", cwd=work_dir).stdout)
+        yield info
     finally:
         spectral("dr", "restore", "--discard-previous", "--yes", cwd=work_dir)
         spectral("local", "down", cwd=work_dir)

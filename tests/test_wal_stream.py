@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SPECTRAL, _processes_under, spectral
+from conftest import SPECTRAL, _processes_under, bare_local, spectral
 from spectral.pg.cluster import proc_alive
 from spectral.pg.conn import connect
 from spectral.providers.base import Backup, BackupKind, Verification
@@ -45,8 +45,7 @@ def test_expire_plan_keeps_chains_and_window() -> None:
 
 @pytest.mark.server
 def test_synchronous_stream_loses_nothing_through_kill_9(work_dir: Path) -> None:
-    assert spectral("demo", cwd=work_dir).returncode == 0
-    assert spectral("local", "up", cwd=work_dir).returncode == 0
+    bare_local(work_dir)
     try:
         _rpo_zero(work_dir)
     finally:
@@ -99,8 +98,7 @@ def _rpo_zero(work_dir: Path) -> None:
 
 @pytest.mark.server
 def test_expire_removes_old_backups_and_wal_but_restores_still_work(work_dir: Path) -> None:
-    assert spectral("demo", cwd=work_dir).returncode == 0
-    assert spectral("local", "up", cwd=work_dir).returncode == 0
+    bare_local(work_dir)
     try:
         ids = []
         for _ in range(3):
@@ -130,9 +128,7 @@ def test_expire_removes_old_backups_and_wal_but_restores_still_work(work_dir: Pa
 def test_stream_resumes_after_an_in_place_restore(work_dir: Path) -> None:
     """An in-place restore replaces the data directory and the stream's replication slot with
     it: the supervisor creates the slot again and streams from the restored database."""
-    assert spectral("demo", cwd=work_dir).returncode == 0
-    assert spectral("local", "up", cwd=work_dir).returncode == 0
-    info = json.loads(spectral("local", "status", "--json", cwd=work_dir).stdout)
+    info = bare_local(work_dir)
     stream = subprocess.Popen([SPECTRAL, "dr", "wal", "stream", "--seconds", "90"],
                               cwd=work_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
