@@ -20,7 +20,13 @@ import pytest
 
 from conftest import SYSTEM_PG15, _processes_under
 from spectral.drills.functional import DrillRequest, run_functional
-from spectral.drills.integrity import AMCHECK, CHECKSUMS, RECOVERY_LOG, AmcheckLevel
+from spectral.drills.integrity import (
+    AMCHECK,
+    CHECKSUMS,
+    RECOVERY_LOG,
+    AmcheckLevel,
+    last_thorough,
+)
 from spectral.drills.result import DrillOutcome, DrillResult
 from spectral.environment import Environment
 from spectral.pg.conn import connect
@@ -223,8 +229,6 @@ def test_a_clean_drill_passes_with_the_new_checks_listed(name: str,
     else:
         assert outcome == "not_configured" and detail.startswith("not checked: data checksums "
                                                                  "are off")
-    again = world.drill(backup_id)          # within amcheck_thorough_every: basic
-    assert again.outcome is DrillOutcome.PASS and "(basic)" in _names(again, AMCHECK)
 
 
 def _names(result: DrillResult, prefix: str) -> str:
@@ -244,12 +248,16 @@ def test_a_damaged_heap_page_and_btree_page_are_found_and_named(
     else:
         damage(backup, heap, 3, unaligned_line_pointer)
         damage(backup, index, 2, swapped_items)
-    result = world.drill(backup_id, AmcheckLevel.BASIC)
+    # on the cadence: basic within amcheck_thorough_every of a drill that ran the thorough
+    # checks (the clean drill, when it ran first), else thorough; either finds the damage
+    ran = last_thorough(world.environment.ledger.entries(), world.environment.name)
+    result = world.drill(backup_id)
     assert result.outcome is DrillOutcome.FAIL
     _compared_equal(result)                         # the comparison alone would have passed
-    outcome, evidence, _ = _check(result, AMCHECK)
+    assert ("(basic)" if ran else "(thorough)") in _names(result, AMCHECK)
+    outcome, evidence, detail = _check(result, AMCHECK)
     text = "\n".join(evidence)
-    assert outcome == "fail", evidence
+    assert outcome == "fail" and "; the first: " in detail, evidence
     assert re.search(r'heap table "postgres\.public\.victim", block 3\b', text), text
     assert re.search(r'btree index "postgres\.public\.victim_pkey", block 2\b', text), text
     outcome, evidence, _ = _check(result, CHECKSUMS)
@@ -407,6 +415,7 @@ def test_the_thorough_checks_run_on_the_posture_cadence() -> None:
     assert amcheck_level(None, env(), [], now)[0] == "thorough"          # never ran
     assert amcheck_level(None, env(), [drilled(3, thorough)], now)[0] == "basic"
     assert amcheck_level(None, env(), [drilled(8, thorough)], now)[0] == "thorough"   # pitr: 7 d
+    assert amcheck_level(None, env(), [drilled(3, thorough)], now, "other")[0] == "thorough"
     basic = drilled(1, "physical integrity: pg_amcheck (basic)")
     assert amcheck_level(None, env(), [basic], now)[0] == "thorough"
     assert amcheck_level(None, env('amcheck_thorough_every = "30d"'),

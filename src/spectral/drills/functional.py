@@ -118,7 +118,8 @@ class _Drill:
     def _integrity(self, copy: Copy) -> None:
         """The copy's physical checks (drills/integrity.py), after the RTO was measured."""
         level, why = amcheck_level(self.request.amcheck, self.environment.config,
-                                   self.environment.ledger.entries(), datetime.now(UTC))
+                                   self.environment.ledger.entries(), datetime.now(UTC),
+                                   self.environment.name)
         self.report(f"checking {copy.what} physically (recovery log, pg_amcheck {level.value}"
                     f", checksums)")
         check_copy(self.result, copy.integrity, level, why, kept=self.keep,

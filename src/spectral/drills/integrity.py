@@ -35,12 +35,12 @@ class AmcheckLevel(StrEnum):
 
 
 def amcheck_level(asked: AmcheckLevel | None, env: EnvironmentConfig, entries: list[Entry],
-                  now: datetime) -> tuple[AmcheckLevel, str]:
-    """The level this drill runs at and why."""
+                  now: datetime, environment: str | None = None) -> tuple[AmcheckLevel, str]:
+    """The level this drill of `environment` runs at and why."""
     if asked is not None:
         return asked, "asked for"
     every = env.amcheck_thorough_seconds
-    last = last_thorough(entries)
+    last = last_thorough(entries, environment)
     if last is None:
         return AmcheckLevel.THOROUGH, "no earlier drill ran the thorough checks"
     age = (now - last).total_seconds()
@@ -49,10 +49,11 @@ def amcheck_level(asked: AmcheckLevel | None, env: EnvironmentConfig, entries: l
     return (AmcheckLevel.THOROUGH if age >= every else AmcheckLevel.BASIC), said
 
 
-def last_thorough(entries: list[Entry]) -> datetime | None:
-    """When a drill last ran pg_amcheck's thorough checks to the end (found damage or not)."""
+def last_thorough(entries: list[Entry], environment: str | None = None) -> datetime | None:
+    """When a drill (of `environment`, when given: a ledger may be shared) last ran
+    pg_amcheck's thorough checks to the end, whether it found damage or not."""
     for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
-        if entry.kind is not EntryKind.DRILL:
+        if entry.kind is not EntryKind.DRILL or environment not in {None, entry.environment}:
             continue
         for check in payloads.drill(entry).checks:
             if check.name.startswith(AMCHECK) and THOROUGH_MARK in check.name and \
@@ -88,5 +89,7 @@ def _check(name: str, report: IntegrityReport, why: str = "") -> Check:
     detail = report.detail + why
     if report.state is IntegrityState.NOT_CHECKED:
         detail = f"not checked: {detail}"
+    if report.state is IntegrityState.DAMAGED and report.findings:   # the report shows detail
+        detail += f"; the first: {report.findings[0]}"
     return Check(name, OUTCOME[report.state], detail,
                  list(report.findings) + [f"note: {n}" for n in report.notes])
