@@ -31,6 +31,7 @@ from spectral.drills.result import DrillOutcome, DrillResult
 from spectral.environment import Environment
 from spectral.pg.conn import connect
 from spectral.providers.base import CopyRequest
+from spectral.providers.integrity import IntegrityReport, IntegrityState
 from spectral.providers.local.provider import LocalProvider
 
 PAGE = 8192
@@ -306,7 +307,6 @@ def test_clean_restores_to_the_end_of_the_wal_and_to_a_time_log_no_damage(
     ... got 0" at LOG; a time: "recovery stopping before commit"), on 15 and 18: no alarm."""
     from datetime import UTC, datetime
 
-    from spectral.providers.integrity import IntegrityState
     from spectral.recovery_target import LatestTarget, TimeTarget
 
     world: World = request.getfixturevalue(name)
@@ -421,3 +421,66 @@ def test_the_thorough_checks_run_on_the_posture_cadence() -> None:
     assert amcheck_level(None, env('amcheck_thorough_every = "30d"'),
                          [drilled(8, thorough)], now)[0] == "basic"
     assert amcheck_level(AmcheckLevel.BASIC, env(), [], now) == (AmcheckLevel.BASIC, "asked for")
+
+
+class _Sound:
+    """A provider's integrity object that finds nothing, counting what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def recovery_log(self) -> IntegrityReport:
+        self.asked.append("log")
+        return IntegrityReport(IntegrityState.SOUND, "12 line(s), no warning or error")
+
+    def amcheck(self, *, thorough: bool) -> IntegrityReport:
+        self.asked.append(f"amcheck thorough={thorough}")
+        return IntegrityReport(IntegrityState.SOUND, "pg_amcheck")
+
+    def checksums(self) -> IntegrityReport:
+        self.asked.append("checksums")
+        return IntegrityReport(IntegrityState.SOUND, "pg_checksums")
+
+
+def _result() -> DrillResult:
+    from spectral.drills.result import Check, DrillType
+
+    result = DrillResult(DrillType.FUNCTIONAL, "e", "2026-12-05T00:00:00+00:00")
+    result.checks.append(Check("row counts of load-bearing tables", DrillOutcome.PASS))
+    return result
+
+
+def test_a_copy_without_physical_checks_says_not_checked_never_pass() -> None:
+    from spectral.drills.integrity import check_copy
+
+    result = _result()
+    check_copy(result, None, AmcheckLevel.BASIC, "asked for", kept=False,
+               none_because="a Supabase project has no data directory to read")
+    added = result.checks[1:]
+    assert [c.outcome for c in added] == [DrillOutcome.NOT_CONFIGURED] * 3
+    assert all(c.detail == "not checked: a Supabase project has no data directory to read"
+               for c in added)
+    assert result.outcome is DrillOutcome.PASS          # what was compared still decides
+
+
+def test_a_kept_copy_is_not_stopped_for_its_checksums() -> None:
+    from spectral.drills.integrity import check_copy
+
+    result, sound = _result(), _Sound()
+    check_copy(result, sound, AmcheckLevel.THOROUGH, "asked for", kept=True, none_because="")
+    assert sound.asked == ["log", "amcheck thorough=True"]
+    checksums = result.checks[-1]
+    assert checksums.outcome is DrillOutcome.NOT_CONFIGURED and "--keep" in checksums.detail
+    check_copy(result := _result(), sound := _Sound(), AmcheckLevel.BASIC, "", kept=False,
+               none_because="")
+    assert sound.asked == ["log", "amcheck thorough=False", "checksums"]
+    assert result.outcome is DrillOutcome.PASS and "integrity" in result.timings
+
+
+def test_the_amcheck_option_takes_basic_or_thorough() -> None:
+    from spectral.cli.drill_cmds import _amcheck
+    from spectral.errors import UsageError
+
+    assert _amcheck(None) is None and _amcheck("Thorough") is AmcheckLevel.THOROUGH
+    with pytest.raises(UsageError, match="expected basic or thorough"):
+        _amcheck("full")
