@@ -16,6 +16,7 @@ from spectral.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from spectral.drills.functional import DrillRequest
+    from spectral.drills.integrity import AmcheckLevel
     from spectral.drills.result import DrillResult
     from spectral.ledger import Ledger
     from spectral.providers.base import CopyRequest
@@ -32,6 +33,23 @@ TARGET_TIME = typer.Option(None, "--target-time", help="Restore to the snapshot 
 CONTENT = typer.Option(False, "--content", help="Also compare every row's content checksum.")
 KEEP = typer.Option(False, "--keep", help="Leave the restored instance up and print its DSN "
                                          "(for debugging).")
+
+AMCHECK = typer.Option(None, "--amcheck", metavar="basic|thorough",
+                       help="pg_amcheck on the restored copy: basic (B-tree indexes and heap "
+                            "tables) or thorough (also --heapallindexed --parent-check); "
+                            "default: thorough when the newest drill that ran it is older than "
+                            "amcheck_thorough_every, else basic.")
+
+
+def _amcheck(value: str | None) -> AmcheckLevel | None:
+    from spectral.drills.integrity import AmcheckLevel
+
+    if value is None:
+        return None
+    try:
+        return AmcheckLevel(value.lower())
+    except ValueError:
+        raise UsageError(f"--amcheck {value!r}: expected basic or thorough") from None
 
 
 def print_drill(c: Console, r: DrillResult) -> None:
@@ -107,10 +125,11 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
                    target_time: str | None = TARGET_TIME, content: bool = CONTENT,
                    keep: bool = KEEP, restored_ref: str | None = RESTORED_REF,
                    restored_dsn: str | None = RESTORED_DSN, branch: bool = BRANCH,
-                   wait: float = WAIT, yes: bool = YES) -> None:
+                   wait: float = WAIT, yes: bool = YES, amcheck: str | None = AMCHECK) -> None:
     """Restore a backup into a throwaway instance, compare schema fingerprints across the
     protected schemas and the load-bearing tables' row counts with a snapshot, check the core
-    contract, measure RTO and RPO, tear down, record it. Exit 0 PASS, 1 FAIL, 3 COULD-NOT-VERIFY.
+    contract, measure RTO and RPO, check the copy physically (its recovery log, pg_amcheck, every
+    block's checksum), tear down, record it. Exit 0 PASS, 1 FAIL, 3 COULD-NOT-VERIFY.
     On Supabase the drill is guided: it says what to click, waits for the restored project,
     verifies it and deletes it after confirmation."""
     from spectral.drills.functional import DrillRequest
@@ -121,19 +140,21 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
     copy = _copy_request(backup, restored_ref, restored_dsn, branch, wait, st.config)
     result = drill(st, DrillRequest(DrillType.FUNCTIONAL,
                                     parse_time(target_time) if target_time else None, content,
-                                    keep, copy), yes)
+                                    keep, copy, _amcheck(amcheck)), yes)
     st.emit(result.to_json(), lambda c: print_drill(c, result))
     raise typer.Exit(result.outcome.exit_code)
 
 
 @drill_app.command("post-migration")
-def post_migration_cmd(ctx: typer.Context, content: bool = CONTENT, keep: bool = KEEP) -> None:
+def post_migration_cmd(ctx: typer.Context, content: bool = CONTENT, keep: bool = KEEP,
+                       amcheck: str | None = AMCHECK) -> None:
     """The same drill after a migration (the runbook's post-migration drill)."""
     from spectral.drills.functional import DrillRequest
     from spectral.drills.result import DrillType
 
     st = state(ctx)
-    result = drill(st, DrillRequest(DrillType.POST_MIGRATION, None, content, keep))
+    result = drill(st, DrillRequest(DrillType.POST_MIGRATION, None, content, keep,
+                                    amcheck=_amcheck(amcheck)))
     st.emit(result.to_json(), lambda c: print_drill(c, result))
     raise typer.Exit(result.outcome.exit_code)
 

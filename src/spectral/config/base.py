@@ -52,6 +52,11 @@ DEFAULT_RTO_SECONDS: dict[Posture, float] = {
     Posture.ALPHA: 3600.0, Posture.PRO: 3600.0, Posture.PITR: 3600.0,
 }
 
+# How old the last thorough pg_amcheck of a drill's copy may get (drills/integrity.py)
+DEFAULT_AMCHECK_THOROUGH_EVERY: dict[Posture, float] = {
+    Posture.ALPHA: 91 * 86400.0, Posture.PRO: 30 * 86400.0, Posture.PITR: 7 * 86400.0,
+}
+
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 _IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
 
@@ -123,6 +128,12 @@ class EnvironmentConfig(BaseModel):
         default=None, description="Recovery point objective; default from the posture tier.")
     rto_target: Seconds | None = Field(
         default=None, description="Recovery time objective; default from the posture tier.")
+    amcheck_thorough_every: Seconds | None = Field(
+        default=None, ge=0,
+        description="How old the newest drill that ran pg_amcheck's thorough checks "
+                    "(--heapallindexed --parent-check) may be before a drill runs them again "
+                    "(0: every drill); default from the posture tier: 91 days alpha, 30 days "
+                    "pro, 7 days pitr. `dr drill functional --amcheck` overrides it.")
     state_dir: Path | None = Field(
         default=None, description="Where the tool keeps this environment's cluster, backups and "
                                   "evidence; default .spectral/<environment>.")
@@ -195,6 +206,11 @@ class EnvironmentConfig(BaseModel):
     @property
     def rpo_seconds(self) -> float | None:
         return self.rpo_target if self.rpo_target is not None else DEFAULT_RPO_SECONDS[self.posture]
+
+    @property
+    def amcheck_thorough_seconds(self) -> float:
+        every = self.amcheck_thorough_every
+        return every if every is not None else DEFAULT_AMCHECK_THOROUGH_EVERY[self.posture]
 
     @property
     def rto_seconds(self) -> float:

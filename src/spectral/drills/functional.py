@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from spectral.confirm import Operator, Unattended
 from spectral.drills.collations import collation_check
 from spectral.drills.drift import check_drift
+from spectral.drills.integrity import AmcheckLevel, amcheck_level, check_copy
 from spectral.drills.result import Check, DrillEntry, DrillOutcome, DrillResult, DrillType
 from spectral.drills.verify import objectives, verify_against_snapshot
 from spectral.environment import Environment
@@ -44,6 +45,7 @@ class DrillRequest:
     content: bool = False                  # every row's checksum too
     keep: bool = False                     # leave the copy up afterwards
     copy: CopyRequest = field(default_factory=CopyRequest)
+    amcheck: AmcheckLevel | None = None    # None: thorough on the environment's cadence
 
 
 def run_functional(environment: Environment, request: DrillRequest = DrillRequest(), *,
@@ -116,6 +118,18 @@ class _Drill:
             result.timings["branch_total"] = result.rto_seconds
             result.rto_seconds = None
         objectives(result)
+        self._integrity(self.copy)
+
+    def _integrity(self, copy: Copy) -> None:
+        """The copy's physical checks (drills/integrity.py), after the RTO was measured."""
+        level, why = amcheck_level(self.request.amcheck, self.environment.config,
+                                   self.environment.ledger.entries(), datetime.now(UTC),
+                                   self.environment.name)
+        self.report(f"checking {copy.what} physically (recovery log, pg_amcheck {level.value}"
+                    f", checksums)")
+        check_copy(self.result, copy.integrity, level, why, kept=self.keep,
+                   none_because=self.provider.instead("copy_integrity") or
+                   f"{self.provider.kind} offers no physical check of {copy.what}")
 
     def _snapshot(self, point: DrillPoint) -> Fingerprint:
         if point.compare_at is not None:

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from spectral.confirm import Operator
-from spectral.errors import CouldNotVerify
+from spectral.errors import CouldNotVerify, UsageError
 from spectral.providers.capabilities import (
     NO_OPTIONS,
     BackupOptions,
@@ -29,6 +29,7 @@ from spectral.providers.capabilities import (
     WalStream,
     archive_of,
 )
+from spectral.providers.integrity import CopyIntegrity
 
 __all__ = ["WalArchive", "archive_of"]   # where they were first
 from spectral.recovery_target import RecoveryTarget
@@ -258,6 +259,7 @@ class Copy:
     rerun: str | None = None               # how to verify it later, if it has to be kept
     kept_note: str = ""                    # what to do with it when kept
     reader: Reader | None = None           # how to read it without a DSN (a provider's API)
+    integrity: CopyIntegrity | None = None   # its physical checks (None: the provider has none)
 
     def read(self) -> Reader:
         """How the drill's checks read the copy: its DSN, else the provider's reader."""
@@ -393,8 +395,6 @@ class Provider(Protocol):
 def require(provider: Provider, capability: Capability, what: str, instead: str = "") -> None:
     """Refuse `what` on a provider without `capability`, saying what to do instead."""
     if capability not in provider.capabilities:
-        from spectral.errors import UsageError
-
         raise UsageError(f"{what} needs {capability.value.replace('_', ' ')}, which "
                          f"{provider.describe()} ({provider.kind}) does not offer"
                          + (f"; {instead}" if instead else ""))

@@ -38,7 +38,7 @@ from spectral.providers.local import window as window_mod
 from spectral.providers.local.archive import ArchiveReader
 from spectral.providers.local.capabilities import LocalInstances
 from spectral.providers.local.instances import Registry
-from spectral.providers.local.throwaway import Throwaways, copy_of
+from spectral.providers.local.throwaway import Throwaways
 from spectral.providers.local.wal import parse_lsn
 from spectral.recovery_target import LsnTarget, RecoveryTarget, TimeTarget
 from spectral.verify.document import Fingerprint
@@ -226,7 +226,7 @@ class AttachedProvider:
     def provision_copy(self, target: RecoveryTarget, request: CopyRequest, operator: Operator,
                        report: Report, progress: Progress | None = None) -> Copy:
         inst = self.restore(target, backup_id=request.backup_id, progress=progress, keep=False)
-        return copy_of(inst)
+        return self.throwaways.copy(inst)
 
     def keep_copy(self, copy: Copy) -> None:
         self.registry.keep(copy.id)
@@ -239,7 +239,7 @@ class AttachedProvider:
         return self.wal_archive().newest_commit_before(snapshot.source.lsn)
 
     def restore_new(self, target: RecoveryTarget, operator: Operator, report: Report) -> Copy:
-        return copy_of(self.restore(target, keep=True))
+        return self.throwaways.copy(self.restore(target, keep=True))
 
     def restore_in_place(self, *_: Any, **__: Any) -> NoReturn:
         self.refuse("in_place_undo")

@@ -50,7 +50,7 @@ from spectral.providers.local.capabilities import (
 from spectral.providers.local.environment import LocalEnvironment
 from spectral.providers.local.instances import Registry
 from spectral.providers.local.restore import RestoreSteps
-from spectral.providers.local.throwaway import Throwaways, copy_of
+from spectral.providers.local.throwaway import Throwaways
 from spectral.providers.local.wal import Segment, parse_lsn
 from spectral.recovery_target import LsnTarget, RecoveryTarget, TimeTarget
 from spectral.verify.document import Fingerprint
@@ -245,7 +245,7 @@ class ManagedProvider:
         return self._copy(inst)
 
     def _copy(self, inst: Instance) -> Copy:
-        return copy_of(inst)
+        return self.throwaways.copy(inst)
 
     def keep_copy(self, copy: Copy) -> None:
         self.registry.keep(copy.id)

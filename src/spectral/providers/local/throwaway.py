@@ -17,8 +17,10 @@ from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.osuser import give_to_server, make_owned_dir
 from spectral.providers.base import Copy, Instance, Progress, RecoverableWindow, Report
+from spectral.providers.integrity import CopyIntegrity
 from spectral.providers.local.environment import server_settings
 from spectral.providers.local.instances import Registry
+from spectral.providers.local.integrity import ThrowawayIntegrity
 from spectral.providers.local.recovery import recovery_settings, throwaway_settings
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.restore import RestoreSteps, described
@@ -69,7 +71,8 @@ class Throwaways:
                               port_chosen=True)
             conf = {**server_settings(self.bins), **throwaway_settings(self.bins),
                     **recovery_settings(restore_plan.target, restorer.restore_command(),
-                                        pause=pause), **written, **cut_off(home, data)}
+                                        pause=pause), **written, **cut_off(home, data),
+                    **LOG_SETTINGS}
             restorer.prepare_recovery(cluster, conf, restore_plan.target)
             undo.push("instance server", lambda: cluster.stop(timeout=30))
             inst = Instance(inst_id, cluster.conninfo(), cluster.port, str(data),
@@ -85,10 +88,22 @@ class Throwaways:
             undo.release("instance directory")
         return inst
 
+    def copy(self, inst: Instance) -> Copy:
+        """A drill's view of an instance restored here, with its physical checks."""
+        return copy_of(inst, ThrowawayIntegrity(self.bins, self.registry.cluster_of(inst),
+                                                inst.dsn))
+
     def tidy(self, report: Report) -> None:
         for orphan in self.registry.orphans():   # left by a run that was killed
             report(f"removing orphaned instance {orphan} left by an earlier run")
             self.registry.teardown(orphan)
+
+
+# What the recovery log check reads (pg/serverlog.py), whatever a team's postgresql.conf says:
+# the server's own lines, with their prefix, in English, warnings included, in the instance's log
+LOG_SETTINGS = {"logging_collector": "off", "log_destination": "stderr",
+                "log_line_prefix": "%m [%p] ", "lc_messages": "C",
+                "log_min_messages": "warning"}
 
 
 def cut_off(home: Path, data: Path) -> dict[str, str]:
@@ -109,9 +124,9 @@ def cut_off(home: Path, data: Path) -> dict[str, str]:
     return {"archive_mode": "off", "synchronous_standby_names": "", "hba_file": str(hba)}
 
 
-def copy_of(inst: Instance) -> Copy:
+def copy_of(inst: Instance, integrity: CopyIntegrity | None = None) -> Copy:
     """A drill's view of a restored instance."""
     stopped = inst.reached.stopped if inst.reached else None
     return Copy(inst.id, inst.dsn, f"instance {inst.id}", inst.backup_id, inst.target,
                 inst, reached=stopped or None,
-                kept_note=f"{inst.dsn} (spectral dr teardown {inst.id})")
+                kept_note=f"{inst.dsn} (spectral dr teardown {inst.id})", integrity=integrity)

@@ -46,6 +46,9 @@ INSTEAD = {
     "in_place_undo": "an in-place restore runs only from a playbook, with confirmation: "
                      "spectral dr playbook run self-inflicted --target-time T (a restored "
                      "copy: spectral dr drill functional guides it)",
+    "copy_integrity": "a Supabase project has no data directory to read and its server log "
+                      "is not the drill's to read: its schema, counts and content are compared, "
+                      "its pages are not checked",
 }
 
 
