@@ -43,6 +43,7 @@ PATTERNS = [
     (re.compile(r"_[0-9A-F]+-[0-9A-F]+\.json\b"), "_<lsn>.json"),
     (re.compile(r"\b(transaction )\d+"), r"\1<xid>"),
     (re.compile(r"\d+(\.\d+)? ?(ms|s|min|h)\b"), "<duration>"),
+    (re.compile(r"\b\d+ (line\(s\))"), r"<n> \1"),     # how much a server logged
 ]
 
 
