@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from archive_s3_world import TeamS3Archive, team_s3_archive
 from barman_world import keys_checked
-from conftest import _processes_under, spectral
+from conftest import SYSTEM_PG15, _processes_under, spectral
 from spectral.pg.binaries import PgBinaries
 from spectral.providers.archive.s3 import S3Object
 from spectral.providers.archive.s3backups import (
@@ -196,3 +196,24 @@ def test_faults_in_the_teams_s3_archive_are_named(team: TeamS3Archive, work_dir:
         res = spectral("dr", "backups", cwd=work_dir)
     assert res.returncode == 3 and "InvalidAccessKeyId" in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) <= 2 and team.s3.secret not in res.stderr
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not (SYSTEM_PG15 / "pg_waldump").exists(), reason="needs PostgreSQL 15")
+@pytest.mark.parametrize("team", ["gz"], indirect=True, ids=["gzip-wal"])
+def test_a_tar_backups_major_comes_from_its_wal_and_another_is_refused(
+        team: TeamS3Archive, work_dir: Path) -> None:
+    """A tar backup's PG_VERSION has no fixed place in base.tar: its major is read from the
+    page magic of its first WAL segment, and a pg_bin_dir of another major is refused before
+    anything is restored."""
+    team.basebackup("tar-gz", "-Ft", "--compress=gzip")
+    team.commit(101)
+    team.archived_now()
+    ro = ReadOnly(team, work_dir, grows_in="pg/wal/")
+    listed = ro.run("dr", "backups", "--json")
+    assert [b["server_version"] for b in listed["backups"]] == [str(team.cluster.bins.major)]
+    conf = work_dir / "spectral.toml"
+    conf.write_text(conf.read_text().replace(str(team.cluster.bins.bin_dir), str(SYSTEM_PG15)))
+    err = ro.run("dr", "restore", "--latest", expect=2)
+    assert "pg_bin_dir holds PostgreSQL 15" in err, err
+    assert not list((work_dir / ".spectral").rglob("*-download")), err
