@@ -175,11 +175,20 @@ def test_a_plain_archive_in_s3_restores_drills_and_never_writes(team: TeamS3Arch
 @pytest.mark.parametrize("team", [None], indirect=True, ids=["plain-wal"])
 def test_faults_in_the_teams_s3_archive_are_named(team: TeamS3Archive, work_dir: Path) -> None:
     ro = ReadOnly(team, work_dir, grows_in="pg/wal/")
-    team.basebackup("plain")
+    local = team.basebackup("plain")
     team.commit(101)
     gone = team.archived_now()
     team.commit(102)
     team.archived_now()
+    victim = next(p for p in sorted((local / "base").rglob("*")) if p.is_file()
+                  and p.stat().st_size > 8192)
+    key = f"pg/base/plain/{victim.relative_to(local)}"
+    data = bytearray(victim.read_bytes())
+    data[4096] ^= 0xFF
+    team.s3.client().put_object(Bucket=team.bucket, Key=key, Body=bytes(data))
+    err = ro.run("dr", "restore", "--latest", expect=3)
+    assert "pg_verifybackup" in err and "plain" in err, err
+    team.s3.client().upload_file(str(victim), team.bucket, key)
     team.s3.client().delete_object(Bucket=team.bucket, Key=f"pg/wal/{gone}")
     window = ro.run("dr", "backups", "--json")["window"]
     assert [g["missing_from"] for g in window["gaps"]] == [gone], json.dumps(window)

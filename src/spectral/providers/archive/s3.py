@@ -14,6 +14,9 @@ from spectral.config.secrets import resolve_secret
 from spectral.errors import ConfigError, CouldNotVerify
 from spectral.providers.archive.settings import ArchiveConfig, bucket_and_prefix
 
+BIG = 64 << 20          # an object from this size on is downloaded in parallel parts
+CHUNK = 1 << 20
+
 
 @dataclass(frozen=True)
 class S3Object:
@@ -94,13 +97,20 @@ class S3Prefixes:
         except (BotoCoreError, ClientError) as exc:
             raise self._failed(f"reading {url}/{key}", exc) from None
 
-    def download(self, url: str, key: str, dest: Path) -> None:
-        """The object `key` under `url` into the file `dest` (streamed, never whole in
-        memory)."""
+    def download(self, url: str, key: str, dest: Path, size: int | None = None) -> None:
+        """The object `key` under `url` into the file `dest`, streamed: one GET when it is
+        smaller than BIG (a plain backup is thousands of small files), else boto3's ranged
+        parts in parallel."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         bucket, prefix = bucket_and_prefix(url)
         try:
-            self.client().download_file(bucket, prefix + key, str(dest))
+            if size is not None and size < BIG:
+                body = self.client().get_object(Bucket=bucket, Key=prefix + key)["Body"]
+                with open(dest, "wb") as f:
+                    for chunk in body.iter_chunks(CHUNK):
+                        f.write(chunk)
+            else:
+                self.client().download_file(bucket, prefix + key, str(dest))
         except (BotoCoreError, ClientError) as exc:
             raise self._failed(f"reading {url}/{key}", exc) from None

@@ -105,7 +105,7 @@ class S3ArchiveRepository:
         named = wal_name(found.key)
         suffix = named[1] if named else ""
         try:
-            self.s3.download(self.s3.cfg.wal, found.key, raw if suffix else part)
+            self.s3.download(self.s3.cfg.wal, found.key, raw if suffix else part, found.size)
             if suffix:
                 run([DECOMPRESS[suffix], "-dc", str(raw)], timeout=600, stdout_path=part)
             give_to_server(part)

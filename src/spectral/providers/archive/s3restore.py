@@ -8,6 +8,7 @@ a backup is read whole from the bucket on each, as a restore would read it."""
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path, PurePosixPath
 
 from spectral.errors import CouldNotVerify, UsageError
@@ -16,6 +17,7 @@ from spectral.pg.cluster import Cluster
 from spectral.pg.osuser import give_to_server, make_owned_dir
 from spectral.providers.archive.backups import BaseBackup, tar_in
 from spectral.providers.archive.restore import archive_restore_command, unpack_backup
+from spectral.providers.archive.s3 import S3Object
 from spectral.providers.archive.s3repo import S3ArchiveRepository
 from spectral.providers.base import Backup, Progress, RecoverableWindow
 from spectral.providers.capabilities import RecoveryReached
@@ -32,6 +34,7 @@ EMPTY_FOLDERS = ("global", "base", "pg_wal/archive_status", "pg_wal/summaries", 
                  "pg_replslot", "pg_stat", "pg_stat_tmp", "pg_dynshmem", "pg_commit_ts",
                  "pg_xact", "pg_multixact/members", "pg_multixact/offsets",
                  "pg_logical/snapshots", "pg_logical/mappings")
+DOWNLOADS = 8
 
 
 def safe_relative(name: str) -> PurePosixPath:
@@ -81,13 +84,21 @@ class S3ArchiveRestorer:
         objects = self.repo.objects_of(backup.id)
         total, done = max(1, objects.size), 0
         make_owned_dir(staging, 0o700)
-        for name, obj in sorted(objects.objects.items()):
+        url = self.repo.s3.cfg.base_backups
+
+        def one(name: str, obj: S3Object) -> int:
             dest = staging.joinpath(*safe_relative(name).parts)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            self.repo.s3.download(self.repo.s3.cfg.base_backups, f"{backup.id}/{name}", dest)
-            done += obj.size
-            if progress:
-                progress("download", min(done, total), total)
+            self.repo.s3.download(url, f"{backup.id}/{name}", dest, obj.size)
+            return obj.size
+
+        # several GETs at a time: each mostly waits on the bucket
+        with ThreadPoolExecutor(DOWNLOADS) as pool:
+            for fut in as_completed([pool.submit(one, n, o)
+                                     for n, o in sorted(objects.objects.items())]):
+                done += fut.result()
+                if progress:
+                    progress("download", min(done, total), total)
         if objects.tar is None:
             for folder in EMPTY_FOLDERS:
                 (staging / folder).mkdir(parents=True, exist_ok=True)
