@@ -226,3 +226,55 @@ def test_a_tar_backups_major_comes_from_its_wal_and_another_is_refused(
     err = ro.run("dr", "restore", "--latest", expect=2)
     assert "pg_bin_dir holds PostgreSQL 15" in err, err
     assert not list((work_dir / ".spectral").rglob("*-download")), err
+
+
+def test_the_catalog_reads_a_backup_again_only_when_its_objects_change(tmp_path: Path) -> None:
+    """Listing reads backup_label (a ranged GET of base.tar.gz), the manifest's tail and the
+    major once; the next listing reads nothing but the object list until an ETag changes."""
+    from barman_world import plain_s3_server
+    from spectral.providers.archive.s3 import S3Prefixes
+    from spectral.providers.archive.s3backups import S3Catalog, manifest_end_in
+
+    label = (b"START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"
+             b"START TIME: 2026-12-05 18:49:07 UTC\nSTART TIMELINE: 1\n")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("backup_label")
+        info.size = len(label)
+        tar.addfile(info, io.BytesIO(label))
+    files = ",\n".join(f'{{ "Path": "base/1/{i}", "Size": 8192 }}' for i in range(3000))
+    manifest = ('{ "PostgreSQL-Backup-Manifest-Version": 1,\n"Files": [\n' + files +
+                '],\n"WAL-Ranges": [\n{ "Timeline": 1, "Start-LSN": "0/2000028", '
+                '"End-LSN": "0/2000138" }\n],\n"Manifest-Checksum": "ab"}\n')
+    assert manifest_end_in(manifest[-2000:]) == "0/2000138" and len(manifest) > 64 << 10
+    with plain_s3_server() as s3:
+        client = s3.client()
+        client.create_bucket(Bucket="team-cat")
+        client.put_object(Bucket="team-cat", Key="pg/base/b1/base.tar.gz", Body=buf.getvalue())
+        client.put_object(Bucket="team-cat", Key="pg/base/b1/backup_manifest", Body=manifest)
+        cfg = ArchiveConfig(base_backups="s3://team-cat/pg/base", wal="s3://team-cat/pg/wal",
+                            endpoint_url=s3.endpoint)
+        prefixes = S3Prefixes(cfg, None)
+        prefixes._client = client
+        gets: list[str] = []
+        real_get = prefixes.get
+
+        def counted(url: str, key: str, **kw: int | None) -> bytes:
+            gets.append(key)
+            return real_get(url, key, **kw)  # type: ignore[arg-type]
+
+        prefixes.get = counted  # type: ignore[method-assign]
+        majors: list[str] = []
+        catalog = S3Catalog(prefixes, lambda seg: majors.append(seg) or "18",
+                            tmp_path / "s3-backups.json")
+        (entry,) = catalog.entries(catalog.backups(), {})
+        assert (entry.start_lsn, entry.stop_lsn, entry.server_version) == (
+            "0/2000028", "0/2000138", "18")
+        assert gets == ["b1/base.tar.gz", "b1/backup_manifest"], gets
+        assert majors == ["000000010000000000000002"]
+        gets.clear()
+        assert catalog.entries(catalog.backups(), {}) == [entry] and gets == []
+        client.put_object(Bucket="team-cat", Key="pg/base/b1/backup_manifest",
+                          Body=manifest.replace("0/2000138", "0/2000200"))
+        (again,) = catalog.entries(catalog.backups(), {})
+        assert again.stop_lsn == "0/2000200" and len(gets) == 2, gets

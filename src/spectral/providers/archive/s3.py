@@ -85,12 +85,15 @@ class S3Prefixes:
         except (BotoCoreError, ClientError) as exc:
             raise self._failed(f"listing {url}/", exc) from None
 
-    def get(self, url: str, key: str, *, first: int | None = None) -> bytes:
-        """The object `key` under `url` (its first `first` bytes only: a ranged GET)."""
+    def get(self, url: str, key: str, *, first: int | None = None,
+            last: int | None = None) -> bytes:
+        """The object `key` under `url` (its first `first` or last `last` bytes only: a
+        ranged GET)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         bucket, prefix = bucket_and_prefix(url)
-        extra = {"Range": f"bytes=0-{first - 1}"} if first else {}
+        extra = ({"Range": f"bytes=0-{first - 1}"} if first else
+                 {"Range": f"bytes=-{last}"} if last else {})
         try:
             body = self.client().get_object(Bucket=bucket, Key=prefix + key, **extra)["Body"]
             return bytes(body.read())

@@ -10,12 +10,14 @@ window reads anyway; the restore checks PG_VERSION again before recovery starts.
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from spectral.durable import write_atomic
 from spectral.errors import CouldNotVerify
 from spectral.providers.archive.backups import (
     DECOMPRESS,
@@ -31,6 +33,9 @@ from spectral.runner import run
 MAJOR_BY_MAGIC = {0xD097: "10", 0xD098: "11", 0xD101: "12", 0xD106: "13", 0xD10D: "14",
                   0xD110: "15", 0xD113: "16", 0xD116: "17", 0xD118: "18"}
 FIRST_READS = (256 << 10, 8 << 20)    # a compressed block must be whole to decompress
+MANIFEST_TAIL = 64 << 10
+END_LSN_RE = re.compile(r'"End-LSN"\s*:\s*"([0-9A-Fa-f]+/[0-9A-Fa-f]+)"')
+CACHE_VERSION = 1
 TAR_STEMS = tuple(f"base.tar{s}" for s in ("", *DECOMPRESS))
 
 
@@ -113,11 +118,13 @@ def major_of_magic(magic: int | None) -> str:
 
 
 class S3Catalog:
-    """The base backups prefix read as the plain archive's catalog."""
+    """The base backups prefix read as the plain archive's catalog. What was read of a backup
+    is kept in `cache` (a JSON file in spectral's state directory) under the ETags of the
+    objects it came from: a listing reads again only a backup whose objects changed."""
 
-    def __init__(self, s3: S3Prefixes, major_at: Callable[[str], str]) -> None:
+    def __init__(self, s3: S3Prefixes, major_at: Callable[[str], str], cache: Path) -> None:
         """`major_at(segment name)`: the major of the WAL the archive holds for a segment."""
-        self.s3, self.major_at = s3, major_at
+        self.s3, self.major_at, self.cache = s3, major_at, cache
 
     @property
     def url(self) -> str:
@@ -126,15 +133,42 @@ class S3Catalog:
     def backups(self) -> list[S3Backup]:
         return group(self.s3.objects(self.url))
 
-    def entry(self, b: S3Backup, history: dict[str, str]) -> Backup:
+    def entries(self, found: list[S3Backup], history: dict[str, str]) -> list[Backup]:
+        kept = self._cached()
+        facts = {b.id: self._facts(b, kept.get(b.id)) for b in found}
+        if facts != kept:
+            write_atomic(self.cache, json.dumps({"version": CACHE_VERSION, "backups": facts},
+                                                indent=1), mode=0o600)
+        out = []
+        for b in found:
+            f, manifest = facts[b.id], b.objects.get("backup_manifest")
+            out.append(backup_entry(b.id, str(f["label"]), str(f["version"]), history,
+                                    f["manifest_stop"],
+                                    manifest.modified.timestamp() if manifest else None,
+                                    has_manifest=manifest is not None, size=b.size))
+        return out
+
+    def _cached(self) -> dict[str, dict[str, str | None]]:
+        try:
+            doc = json.loads(self.cache.read_text())
+        except (OSError, ValueError):
+            return {}
+        ok = isinstance(doc, dict) and doc.get("version") == CACHE_VERSION
+        return dict(doc.get("backups") or {}) if ok else {}
+
+    def _facts(self, b: S3Backup, kept: dict[str, str | None] | None) -> dict[str, str | None]:
+        """backup_label's text, the major and the manifest's end, read from the bucket unless
+        `kept` was read from the same objects (and found the major)."""
+        etags = "|".join(f"{n}={o.etag}" for n, o in sorted(b.objects.items())
+                         if n in ("backup_label", "PG_VERSION", "backup_manifest", b.tar))
+        if (kept and kept.get("etags") == etags and isinstance(kept.get("label"), str)
+                and isinstance(kept.get("version"), str) and kept.get("version") != "?"):
+            return kept
         label_text = self.backup_label(b)
         version = (self.s3.get(self.url, f"{b.id}/PG_VERSION").decode().strip()
                    if b.tar is None else self._wal_major(label_text))
-        manifest = b.objects.get("backup_manifest")
-        stop = self._manifest_end(b) if manifest else None
-        return backup_entry(b.id, label_text, version, history, stop,
-                            manifest.modified.timestamp() if manifest else None,
-                            has_manifest=manifest is not None, size=b.size)
+        stop = self._manifest_end(b) if "backup_manifest" in b.objects else None
+        return {"etags": etags, "label": label_text, "version": version, "manifest_stop": stop}
 
     def backup_label(self, b: S3Backup) -> str:
         if b.tar is None:
@@ -154,9 +188,21 @@ class S3Catalog:
         return self.major_at(file) if file else "?"
 
     def _manifest_end(self, b: S3Backup) -> str | None:
+        """The end of the manifest's last WAL range: from its last bytes (WAL-Ranges come
+        last, before the checksum; a manifest has a line per file and can be large), else
+        from the whole of it."""
+        key = f"{b.id}/backup_manifest"
+        tail = self.s3.get(self.url, key, last=MANIFEST_TAIL).decode(errors="replace")
+        if '"WAL-Ranges"' in tail:
+            return manifest_end_in(tail)
         try:
-            doc = json.loads(self.s3.get(self.url, f"{b.id}/backup_manifest"))
-            ranges = doc.get("WAL-Ranges") or []
+            ranges = json.loads(self.s3.get(self.url, key)).get("WAL-Ranges") or []
         except (ValueError, AttributeError):
             return None
         return str(ranges[-1]["End-LSN"]) if ranges else None
+
+
+def manifest_end_in(text: str) -> str | None:
+    """The last End-LSN of the WAL-Ranges in (the end of) a backup_manifest (pure)."""
+    ends = END_LSN_RE.findall(text[text.rfind('"WAL-Ranges"'):])
+    return str(ends[-1]) if ends else None

@@ -137,7 +137,7 @@ class S3ArchiveRepository:
     # ---- the team's base backups -------------------------------------------------------------
     @property
     def catalog(self) -> S3Catalog:
-        return S3Catalog(self.s3, self.major_at)
+        return S3Catalog(self.s3, self.major_at, self.root / "s3-backups.json")
 
     def backup_histories(self) -> dict[str, str]:
         """The backup history files of the WAL prefix, by their START WAL LOCATION."""
@@ -154,8 +154,8 @@ class S3ArchiveRepository:
     def read(self) -> list[Backup]:
         if "backups" not in self._cache:
             histories = self.backup_histories()
-            found = self.catalog.backups()
-            self._cache["backups"] = sorted((self.catalog.entry(b, histories) for b in found),
+            catalog = self.catalog
+            self._cache["backups"] = sorted(catalog.entries(catalog.backups(), histories),
                                             key=lambda b: b.stop_time)
         backups: list[Backup] = self._cache["backups"]
         return backups
