@@ -166,6 +166,15 @@ def test_a_plain_archive_in_s3_restores_drills_and_never_writes(team: TeamS3Arch
     assert team.s3.secret not in json.dumps(drill)
     assert_no_secret(team, work_dir / ".spectral")               # type: ignore[arg-type]
     assert ro.run("dr", "instances", "--json") == []
+
+    # the accident, found in the team's WAL in S3, and the copy from just before it
+    team.sql("delete from app.ledger where id <= 50")
+    found = ro.run("--json", "dr", "find-damage", "--table", "app.ledger", "--op", "delete",
+                   archive_may_grow=True)
+    assert len(found) == 1 and found[0]["rows"] == 50, found
+    inst = ro.run("dr", "restore", *found[0]["target"].split(), "--json")
+    assert ids(inst) == list(range(1, 105))
+    ro.run("dr", "teardown", inst["id"])
     for args in (["dr", "backup"], ["dr", "restore", "--in-place", "--latest", "--yes"],
                  ["dr", "wal", "stream"], ["dr", "expire", "--keep", "1", "--yes"]):
         ro.run(*args, expect=2)
