@@ -198,6 +198,9 @@ def test_faults_in_the_teams_s3_archive_are_named(team: TeamS3Archive, work_dir:
     err = ro.run("dr", "restore", "--latest", expect=3)
     assert "pg_verifybackup" in err and "plain" in err, err
     team.s3.client().upload_file(str(victim), team.bucket, key)
+    inst = ro.run("dr", "restore", "--latest", "--json")      # plain segments, as pushed
+    assert ids(inst) == list(range(1, 103)), inst
+    ro.run("dr", "teardown", inst["id"])
     team.s3.client().delete_object(Bucket=team.bucket, Key=f"pg/wal/{gone}")
     window = ro.run("dr", "backups", "--json")["window"]
     assert [g["missing_from"] for g in window["gaps"]] == [gone], json.dumps(window)
