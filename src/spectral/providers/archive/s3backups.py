@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spectral.durable import write_atomic
-from spectral.errors import CouldNotVerify
+from spectral.errors import CommandError, CouldNotVerify
 from spectral.providers.archive.backups import (
     DECOMPRESS,
     SAFE_ID,
@@ -95,7 +95,12 @@ def decompress_start(data: bytes, suffix: str) -> bytes:
     with tempfile.TemporaryDirectory(prefix="spectral-s3-") as tmp:
         part, out = Path(tmp) / f"start{suffix}", Path(tmp) / "out"
         part.write_bytes(data)
-        run([DECOMPRESS[suffix], "-dc", str(part)], timeout=120, check=False, stdout_path=out)
+        try:
+            run([DECOMPRESS[suffix], "-dc", str(part)], timeout=120, check=False,
+                stdout_path=out)
+        except CommandError as exc:        # not installed: said, not read as no label
+            raise CouldNotVerify(f"{DECOMPRESS[suffix]} cannot run: {exc.message}",
+                                 hint=f"install {DECOMPRESS[suffix]} on this host") from None
         return out.read_bytes()
 
 
