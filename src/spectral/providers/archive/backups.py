@@ -146,46 +146,63 @@ def manifest_end(manifest: Path) -> str | None:
 def to_backup(b: BaseBackup, history: dict[str, str]) -> Backup:
     """The catalog entry; `history` maps the backup history files of the WAL folder (by their
     START WAL LOCATION) to their text."""
-    found = label(b.member("backup_label"))
+    manifest = b.manifest
+    return backup_entry(
+        b.id, b.member("backup_label"), b.member("PG_VERSION").strip(), history,
+        manifest_end(manifest) if manifest else None,
+        manifest.stat().st_mtime if manifest else None, has_manifest=manifest is not None,
+        size=_size(b.path))
+
+
+def backup_entry(backup_id: str, label_text: str, version: str, history: dict[str, str],
+                 manifest_stop: str | None, manifest_mtime: float | None, *,
+                 has_manifest: bool, size: int) -> Backup:
+    """The catalog entry of a backup from what was read of it (pure): its backup_label's text,
+    its major, the backup history files by START WAL LOCATION, its manifest's end and file
+    time (when it has one) and its size. Shared by the folder and the S3 prefix."""
+    found = label(label_text)
     start = lsn_of(found["START WAL LOCATION"])
     started = label_time(found["START TIME"])
-    version = b.member("PG_VERSION").strip()
     stop_doc = label(history.get(start, ""))
-    stop = manifest_end(b.manifest) if b.manifest else None
-    stop = stop or (lsn_of(stop_doc["STOP WAL LOCATION"]) if "STOP WAL LOCATION" in stop_doc
-                    else None)
-    stopped = _stopped_by(b, stop_doc)
+    stop = manifest_stop or (lsn_of(stop_doc["STOP WAL LOCATION"])
+                             if "STOP WAL LOCATION" in stop_doc else None)
+    stopped = stopped_by(stop_doc, manifest_mtime)
     if stop is None:
         verification, detail = Verification.FAILED, (
             f"its end is unknown: no backup_manifest, and no backup history file for its start "
-            f"({start}) in the WAL folder")
+            f"({start}) in the WAL archive")
         stop = start
-    elif b.manifest is None:
+    elif not has_manifest:
         verification, detail = Verification.NOT_VERIFIED, (
             "no backup_manifest: its files cannot be checked before the drill compares the "
             "restored copy")
     else:
         verification, detail = Verification.NOT_VERIFIED, (
             "not checked yet: pg_verifybackup runs on every restore of it")
-    return Backup(id=b.id, kind=BackupKind.FULL, parent=None, start_lsn=start, stop_lsn=stop,
-                  start_time=started, stop_time=stopped,
-                  timeline=int(found.get("START TIMELINE", "1")), size_bytes=_size(b.path),
+    return Backup(id=backup_id, kind=BackupKind.FULL, parent=None, start_lsn=start,
+                  stop_lsn=stop, start_time=started, stop_time=stopped,
+                  timeline=int(found.get("START TIMELINE", "1")), size_bytes=size,
                   duration_s=max(0.0, (stopped - started).total_seconds()),
                   server_version=version, verification=verification,
                   verification_detail=detail, status="completed", physical=True)
 
 
 def _stopped_by(b: BaseBackup, stop_doc: dict[str, str]) -> datetime:
+    manifest = b.manifest
+    return stopped_by(stop_doc, manifest.stat().st_mtime if manifest else None)
+
+
+def stopped_by(stop_doc: dict[str, str], manifest_mtime: float | None) -> datetime:
     """A time the backup had certainly stopped by: the window takes it as the latest its
     consistency point can be, so it must never be early. The history file's STOP TIME is whole
     seconds, rounded down: the next second. Without one, the manifest's file time (written
-    after the stop), a second later; without either, now. (Found in CI: the floored STOP TIME
-    let a backup taken after a time target be chosen for it, and the copy held a commit made
-    after the target, exit 0.)"""
+    after the stop; in S3 its object's LastModified), a second later; without either, now.
+    (Found in CI: the floored STOP TIME let a backup taken after a time target be chosen for
+    it, and the copy held a commit made after the target, exit 0.)"""
     if "STOP TIME" in stop_doc:
         return label_time(stop_doc["STOP TIME"]) + timedelta(seconds=1)
-    if b.manifest is not None:
-        return datetime.fromtimestamp(int(b.manifest.stat().st_mtime) + 1, UTC)
+    if manifest_mtime is not None:
+        return datetime.fromtimestamp(int(manifest_mtime) + 1, UTC)
     return datetime.now(UTC)
 
 

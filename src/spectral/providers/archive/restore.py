@@ -19,7 +19,7 @@ from spectral.pg.cluster import Cluster
 from spectral.pg.osuser import give_to_server, make_owned_dir, server_identity
 from spectral.providers.archive.backups import DECOMPRESS, BaseBackup, find, tar_in
 from spectral.providers.archive.repo import ArchiveRepository
-from spectral.providers.base import Progress, RecoverableWindow
+from spectral.providers.base import Backup, Progress, RecoverableWindow
 from spectral.providers.capabilities import RecoveryReached
 from spectral.providers.local.copy import copy_tree
 from spectral.providers.local.recovery import WAL_SEGMENT_SIZE, command_word
@@ -64,42 +64,50 @@ class ArchiveRestorer:
         backup = restore_plan.chain[-1]
         found = find(self.repo.folder(backup.id))
         assert found is not None      # folder() found it
-        total = max(1, backup.size_bytes)
-        make_owned_dir(data, 0o700)
-        if found.tar is None:
-            copy_tree(found.path, data, progress=(lambda done: progress(
-                "copy", min(done, total), total)) if progress else None)
-        else:
-            if progress:
-                progress("copy", 0, total)
-            _extract(found.tar, data)
-            if found.wal_tar is not None:
-                _extract(found.wal_tar, data / "pg_wal")
-            if progress:
-                progress("copy", total, total)
-        _own_tablespaces(found, data)
-        give_to_server(data)
-        self._check(found, backup.id, data)
-        # recovery would link each tablespace of the map to the live server's folder again;
-        # the links to the throwaway's own are made (the manifest lists the map: checked first)
-        (data / "tablespace_map").unlink(missing_ok=True)
-        return {}
+        return unpack_backup(self.bins, found, backup, data, progress)
 
-    def _check(self, found: BaseBackup, backup_id: str, data: Path) -> None:
-        """pg_verifybackup of the restored files against the backup's manifest (the WAL is
-        the team's archive's, checked by the window)."""
-        if found.manifest is None:
-            return
-        try:
-            run([self.bins.path("pg_verifybackup"), "--quiet", "--no-parse-wal",
-                 f"--manifest-path={found.manifest}", str(data)],
-                timeout=RESTORE_TIMEOUT, run_as=server_identity())
-        except CommandError as exc:
-            raise CouldNotVerify(f"backup {backup_id} fails pg_verifybackup against its "
-                                 f"backup_manifest and is not restored: {exc.message}",
-                                 hint="a target before this backup's start restores from an "
-                                      "older one; spectral dr drill functional --backup <id> "
-                                      "drills another") from None
+
+def unpack_backup(bins: PgBinaries, found: BaseBackup, backup: Backup, data: Path,
+                  progress: Progress | None) -> dict[str, str]:
+    """A backup folder on this host copied (plain) or extracted (tar) into `data` with its
+    tablespaces, then checked against its manifest; the recovery settings it needs (none)."""
+    total = max(1, backup.size_bytes)
+    make_owned_dir(data, 0o700)
+    if found.tar is None:
+        copy_tree(found.path, data, progress=(lambda done: progress(
+            "copy", min(done, total), total)) if progress else None)
+    else:
+        if progress:
+            progress("copy", 0, total)
+        _extract(found.tar, data)
+        if found.wal_tar is not None:
+            _extract(found.wal_tar, data / "pg_wal")
+        if progress:
+            progress("copy", total, total)
+    _own_tablespaces(found, data)
+    give_to_server(data)
+    _check(bins, found, backup.id, data)
+    # recovery would link each tablespace of the map to the live server's folder again;
+    # the links to the throwaway's own are made (the manifest lists the map: checked first)
+    (data / "tablespace_map").unlink(missing_ok=True)
+    return {}
+
+
+def _check(bins: PgBinaries, found: BaseBackup, backup_id: str, data: Path) -> None:
+    """pg_verifybackup of the restored files against the backup's manifest (the WAL is
+    the team's archive's, checked by the window)."""
+    if found.manifest is None:
+        return
+    try:
+        run([bins.path("pg_verifybackup"), "--quiet", "--no-parse-wal",
+             f"--manifest-path={found.manifest}", str(data)],
+            timeout=RESTORE_TIMEOUT, run_as=server_identity())
+    except CommandError as exc:
+        raise CouldNotVerify(f"backup {backup_id} fails pg_verifybackup against its "
+                             f"backup_manifest and is not restored: {exc.message}",
+                             hint="a target before this backup's start restores from an "
+                                  "older one; spectral dr drill functional --backup <id> "
+                                  "drills another") from None
 
 
 def _extract(tar: Path, dest: Path) -> None:
