@@ -422,5 +422,7 @@ class Server:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
+        # at once: a graceful shutdown waits for every keep-alive connection a client (the
+        # command line run in this process) left open, up to the join's 10 s, every test
+        self.server.should_exit = self.server.force_exit = True
         self.thread.join(timeout=10)
