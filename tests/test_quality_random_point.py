@@ -113,6 +113,7 @@ def test_random_point_restores_the_snapshot_from_the_oldest_backup(world: World)
                                str(seed), "--older-than", f"{OLDER}s", "--json")
     result = json.loads(out)
     assert code == 0, (err, result)
+    assert f"(seed {seed}, 3 candidate(s)), from backup {world.backups[1]}" in err
     point = result["point"]
     assert point["seed"] == seed and point["candidates"] == 3
     assert point["skipped"] == {OUTSIDE: 1}            # the expired backup's snapshot
@@ -199,3 +200,72 @@ def test_a_drill_at_an_old_point_is_no_baseline_for_a_later_point() -> None:
     assert tonight is not None and tonight.drill.row_counts == {"core.a": 1}
     older = baseline(entries, "e", "2026-11-15T00:00:00+00:00")
     assert older is not None and older.drill.row_counts == {"core.a": 2}
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_pgbackrest_restores_a_random_point_from_its_oldest_backup(work_dir: Path) -> None:
+    """The same choice through pgBackRest (`restore --set` of the oldest backup reaching the
+    snapshot, `--type=lsn --target-exclusive`)."""
+    import shutil
+
+    from conftest import SYSTEM_PG15
+
+    if shutil.which("pgbackrest") is None or not (SYSTEM_PG15 / "postgres").exists():
+        pytest.skip("needs pgbackrest and Debian's PostgreSQL 15")
+    (work_dir / "spectral.toml").write_text(
+        f'[environments.pgb]\nprovider = "pgbackrest"\nposture = "pitr"\n'
+        f'pg_bin_dir = "{SYSTEM_PG15}"\nschemas = ["app"]\nload_bearing_tables = ["app.t"]\n'
+        f'[environments.pgb.pgbackrest]\nstanza = "rp"\n'
+        f'[[environments.pgb.pgbackrest.repositories]]\ntype = "posix"\n'
+        f'path = "{work_dir / "repo"}"\n')
+
+    def cli(*args: str, expect: int = 0) -> str:
+        done = spectral(*args, cwd=work_dir)
+        assert done.returncode == expect, (args, done.stdout, done.stderr)
+        return done.stdout
+
+    try:
+        cli("local", "up")
+        dsn = json.loads(cli("local", "status", "--json"))["dsn"]
+        with connect(dsn) as conn:
+            conn.execute("create schema app; create table app.t (id int primary key)")
+        ids = []
+        for n in range(2):
+            ids.append(json.loads(cli("dr", "backup", "--json"))["id"])
+            with connect(dsn) as conn:
+                conn.execute(f"insert into app.t select generate_series({n * 10}, {n * 10 + n})")
+            cli("dr", "snapshot")
+        with connect(dsn) as conn:
+            conn.execute("insert into app.t select generate_series(100, 199)")
+        time.sleep(OLDER + 0.1)
+        result = json.loads(cli("dr", "drill", "functional", "--point", "random", "--seed", "0",
+                                "--older-than", f"{OLDER}s", "--json"))
+        assert result["outcome"] == "pass", result
+        assert result["point"]["candidates"] == 2 and result["point"]["skipped"] == {}
+        assert result["backup_id"] == ids[0]             # the oldest that reaches it
+        # the seed picks the second snapshot: the newest backup before it is ids[1]
+        lsns = [r["lsn"] for r in json.loads(cli("dr", "snapshots", "--json"))]
+        assert result["point"]["snapshot_lsn"] == lsns[1]
+        assert result["row_counts"] == {"app.t": 3}
+    finally:
+        spectral("dr", "teardown", "--all", cwd=work_dir)
+        spectral("local", "down", cwd=work_dir)
+    assert _processes_under(work_dir) == []
+
+
+def test_the_report_says_the_seed_and_how_to_replay_it() -> None:
+    from rich.console import Console
+
+    from spectral.cli.drill_cmds import print_drill
+    from spectral.drills.result import DrillResult, DrillType
+
+    result = DrillResult(DrillType.FUNCTIONAL, "e", "2026-12-05T00:00:00+00:00", "b1",
+                         "LSN 0/3000060 (exclusive), the snapshot of ...")
+    result.point = {"kind": "random", "seed": 42, "older_than_s": 604800.0, "candidates": 5,
+                    "skipped": {OUTSIDE: 2}}
+    console = Console(record=True, width=200)
+    print_drill(console, result)
+    text = console.export_text()
+    assert "point chosen with seed 42 (replay: --point random --seed 42 --older-than " \
+           "604800s); 5 candidate(s), 2 skipped outside the recoverable window" in text
