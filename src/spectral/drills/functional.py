@@ -67,9 +67,7 @@ def run_functional(environment: Environment, request: DrillRequest = DrillReques
             point = picked.point()
             request = replace(request, copy=replace(request.copy,
                                                     backup_id=picked.candidate.backup.id))
-            report(f"chose the snapshot of {picked.candidate.snapshot.taken_at.isoformat()} "
-                   f"(seed {picked.seed}, {picked.candidates} candidate(s)), from backup "
-                   f"{picked.candidate.backup.id}")
+            report(picked.describe())
         drill = _Drill(environment, provider, request, operator or Unattended(), report,
                        progress)
         drill.result.point = picked.to_json() if picked is not None else None

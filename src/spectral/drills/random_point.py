@@ -64,6 +64,11 @@ class Picked:
                           f"LSN {ref.lsn} (exclusive), the snapshot of {ref.taken_at.isoformat()}"
                           f" chosen at random (seed {self.seed}) from {self.candidates}")
 
+    def describe(self) -> str:
+        return (f"chose the snapshot of {self.candidate.snapshot.taken_at.isoformat()} (seed "
+                f"{self.seed}, {self.candidates} candidate(s)), from backup "
+                f"{self.candidate.backup.id}, the oldest that reaches it")
+
     def to_json(self) -> dict[str, Any]:
         ref = self.candidate.snapshot
         return {"kind": "random", "seed": self.seed, "older_than_s": self.older_than,
