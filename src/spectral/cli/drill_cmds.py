@@ -17,6 +17,7 @@ from spectral.errors import ExitCode, UsageError
 if TYPE_CHECKING:
     from spectral.drills.functional import DrillRequest
     from spectral.drills.integrity import AmcheckLevel
+    from spectral.drills.random_point import RandomPoint
     from spectral.drills.result import DrillResult
     from spectral.ledger import Ledger
     from spectral.providers.base import CopyRequest
@@ -41,6 +42,33 @@ AMCHECK = typer.Option(None, "--amcheck", metavar="basic|thorough",
                             "amcheck_thorough_every, else basic.")
 
 
+POINT = typer.Option(None, "--point", metavar="random",
+                     help="random: restore to a stored snapshot older than --older-than, chosen "
+                          "at random (the seed is printed and recorded), from the OLDEST backup "
+                          "that reaches it, and compare with that snapshot.")
+SEED = typer.Option(None, "--seed", min=0, help="With --point random: replay the choice made "
+                                                 "with this seed.")
+OLDER_THAN = typer.Option("7d", "--older-than", help="With --point random: how old the snapshot "
+                                                    "must be (e.g. 7d, 36h, 90s).")
+
+
+def _random_point(point: str | None, seed: int | None,
+                  older_than: str) -> RandomPoint | None:
+    from spectral.config.durations import parse_duration
+    from spectral.drills.random_point import RandomPoint
+
+    if point is None:
+        if seed is not None:
+            raise UsageError("--seed goes with --point random")
+        return None
+    if point != "random":
+        raise UsageError(f"--point {point!r}: expected random")
+    try:
+        return RandomPoint(parse_duration(older_than), seed)
+    except ValueError as exc:
+        raise UsageError(f"--older-than: {exc}") from None
+
+
 def _amcheck(value: str | None) -> AmcheckLevel | None:
     from spectral.drills.integrity import AmcheckLevel
 
@@ -61,6 +89,11 @@ def print_drill(c: Console, r: DrillResult) -> None:
         c.print(f"  reason: {r.error}")
     if r.backup_id:
         c.print(f"  backup {r.backup_id} restored to {r.recovery_target}")
+    if r.point:
+        c.print(f"  point chosen with seed {r.point['seed']} (replay: --point random --seed "
+                f"{r.point['seed']} --older-than {r.point['older_than_s']:g}s); "
+                f"{r.point['candidates']} candidate(s)"
+                + "".join(f", {n} skipped {why}" for why, n in r.point["skipped"].items()))
     table = Table("check", "outcome", "detail")
     for check in r.checks:
         table.add_row(check.name, check.outcome.value, check.detail)
@@ -125,11 +158,14 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
                    target_time: str | None = TARGET_TIME, content: bool = CONTENT,
                    keep: bool = KEEP, restored_ref: str | None = RESTORED_REF,
                    restored_dsn: str | None = RESTORED_DSN, branch: bool = BRANCH,
-                   wait: float = WAIT, yes: bool = YES, amcheck: str | None = AMCHECK) -> None:
+                   wait: float = WAIT, yes: bool = YES, amcheck: str | None = AMCHECK,
+                   point: str | None = POINT, seed: int | None = SEED,
+                   older_than: str = OLDER_THAN) -> None:
     """Restore a backup into a throwaway instance, compare schema fingerprints across the
     protected schemas and the load-bearing tables' row counts with a snapshot, check the core
     contract, measure RTO and RPO, check the copy physically (its recovery log, pg_amcheck, every
     block's checksum), tear down, record it. Exit 0 PASS, 1 FAIL, 3 COULD-NOT-VERIFY.
+    With --point random, an old stored snapshot's point from the oldest backup reaching it.
     On Supabase the drill is guided: it says what to click, waits for the restored project,
     verifies it and deletes it after confirmation."""
     from spectral.drills.functional import DrillRequest
@@ -140,7 +176,8 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
     copy = _copy_request(backup, restored_ref, restored_dsn, branch, wait, st.config)
     result = drill(st, DrillRequest(DrillType.FUNCTIONAL,
                                     parse_time(target_time) if target_time else None, content,
-                                    keep, copy, _amcheck(amcheck)), yes)
+                                    keep, copy, _amcheck(amcheck),
+                                    _random_point(point, seed, older_than)), yes)
     st.emit(result.to_json(), lambda c: print_drill(c, result))
     raise typer.Exit(result.outcome.exit_code)
 

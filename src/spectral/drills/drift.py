@@ -50,9 +50,10 @@ def load_bearing_counts(snapshot: Fingerprint, tables: list[str]) -> dict[str, i
 
 def baseline(entries: list[Entry], environment: str,
              taken_at: str | None = None) -> Baseline | None:
-    """The newest passing drill of `environment` in the ledger, if any; with `taken_at` (this
-    drill's snapshot), the newest whose snapshot is not later: a drill restoring an older
-    point (--target-time) is compared with the data before it, not with today's."""
+    """The newest passing drill of `environment` among those at the newest point (snapshot),
+    if any; with `taken_at` (this drill's snapshot), of those not later: a drill restoring an
+    older point (--target-time, --point random) is compared with the data before it, not with
+    today's, and is no baseline for a drill of a later point than its own."""
     def before(drill: DrillRecord) -> bool:
         theirs, ours = _instant(drill.snapshot_taken_at), _instant(taken_at)
         return theirs is None or ours is None or theirs <= ours
@@ -61,7 +62,12 @@ def baseline(entries: list[Entry], environment: str,
              and (d := payloads.drill(e)).outcome == DrillOutcome.PASS.value and before(d)]
     if not found:
         return None
-    entry, drill = max(found, key=lambda f: f[0].seq)
+    # a drill of the newest point, not merely the newest drill: a drill at an old point
+    # (--point random, --target-time) is no baseline for the drills of today
+    points = [_instant(d.snapshot_taken_at) for _, d in found]
+    newest = max((p for p in points if p is not None), default=None)
+    entry, drill = max((f for f, p in zip(found, points, strict=True)
+                        if p is None or newest is None or p >= newest), key=lambda f: f[0].seq)
     return Baseline(entry.at, drill)
 
 

@@ -11,13 +11,14 @@ that an operator clicks (or a branch with data)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from spectral.confirm import Operator, Unattended
 from spectral.drills.collations import collation_check
 from spectral.drills.drift import check_drift
 from spectral.drills.integrity import AmcheckLevel, amcheck_level, check_copy
+from spectral.drills.random_point import RandomPoint, pick, refuse_unless_able
 from spectral.drills.result import Check, DrillEntry, DrillOutcome, DrillResult, DrillType
 from spectral.drills.verify import objectives, verify_against_snapshot
 from spectral.environment import Environment
@@ -46,6 +47,7 @@ class DrillRequest:
     keep: bool = False                     # leave the copy up afterwards
     copy: CopyRequest = field(default_factory=CopyRequest)
     amcheck: AmcheckLevel | None = None    # None: thorough on the environment's cadence
+    random_point: RandomPoint | None = None   # a stored snapshot's point (drills/random_point)
 
 
 def run_functional(environment: Environment, request: DrillRequest = DrillRequest(), *,
@@ -54,11 +56,22 @@ def run_functional(environment: Environment, request: DrillRequest = DrillReques
     """Run one drill end to end and record it in the ledger, whatever happens. A request the
     provider cannot serve is a usage error: nothing runs and nothing is recorded."""
     provider = environment.provider
+    if request.random_point is not None:
+        refuse_unless_able(provider, request.copy, request.target_time is not None)
     point = provider.drill_point(request.copy, request.target_time)
     with provider.busy(f"{request.drill_type.value} drill"):
         environment.ledger.check_appendable()   # a drill that could not be recorded is not run
-        return _Drill(environment, provider, request, operator or Unattended(), report,
-                      progress).run(point)
+        picked = None
+        if request.random_point is not None:   # none old enough: exit 3, nothing recorded
+            picked = pick(provider, environment.ledger, request.random_point)
+            point = picked.point()
+            request = replace(request, copy=replace(request.copy,
+                                                    backup_id=picked.candidate.backup.id))
+            report(picked.describe())
+        drill = _Drill(environment, provider, request, operator or Unattended(), report,
+                       progress)
+        drill.result.point = picked.to_json() if picked is not None else None
+        return drill.run(point)
 
 
 class _Drill:

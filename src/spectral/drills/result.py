@@ -67,6 +67,7 @@ class DrillResult:
     rpo_method: str | None = None     # how the RPO was measured (None: it could not be)
     # the source's load-bearing counts at the recovery point: the next drill's drift baseline
     row_counts: dict[str, int | None] = field(default_factory=dict)
+    point: dict[str, Any] | None = None   # how the recovery point was chosen (--point random)
 
     @property
     def outcome(self) -> DrillOutcome:
@@ -99,7 +100,8 @@ class DrillResult:
                 "instance": self.instance.to_json() if self.instance else None,
                 "error": self.error, "kept": self.kept,
                 "partner_corpora": self.partner_corpora,
-                "warnings": self.warnings, "row_counts": self.row_counts}
+                "warnings": self.warnings, "row_counts": self.row_counts,
+                **({"point": self.point} if self.point is not None else {})}
 
 
 @dataclass(frozen=True)

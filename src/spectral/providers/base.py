@@ -68,8 +68,7 @@ class Backup:
 
     @property
     def usable(self) -> bool:
-        return self.verification is not Verification.FAILED and \
-            self.status.lower() == "completed"
+        return self.verification is not Verification.FAILED and self.status.lower() == "completed"
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind.value, "parent": self.parent,
@@ -209,6 +208,7 @@ class Capability(StrEnum):
     ON_DEMAND_BACKUP = "on_demand_backup"  # `dr backup` takes one now
     RECOVERY_OBSERVED = "recovery_observed"   # where recovery stopped is read, not assumed
     ANY_TARGET = "any_target"              # xid, LSN and restore-point targets, not only time
+    CHOSEN_BACKUP = "chosen_backup"        # a copy restored from the backup it is told to use
 
 
 # progress(stage, done, total): stage "copy" counts bytes, "replay" counts WAL bytes

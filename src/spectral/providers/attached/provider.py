@@ -52,7 +52,7 @@ class AttachedProvider:
     """Backups a team already has, proven read-only (module docstring)."""
 
     capabilities = frozenset({Capability.UNATTENDED_COPY, Capability.RECOVERY_OBSERVED,
-                              Capability.ANY_TARGET})
+                              Capability.ANY_TARGET, Capability.CHOSEN_BACKUP})
 
     def __init__(self, name: str, dsn: str, base_dir: Path | None, bins: PgBinaries,
                  state_dir: Path, strategy: AttachedRepository,
