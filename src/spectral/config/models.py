@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from spectral.alerts.settings import AlertSettings
 from spectral.config.base import (
     DEFAULT_RPO_SECONDS,
     DEFAULT_RTO_SECONDS,
@@ -33,6 +34,9 @@ class SpectralConfig(BaseModel):
                                   "when there is one, else the first environment in the file.")
     environments: dict[str, AnyEnvironment] = Field(
         description="The environments, by name ([environments.<name>]).")
+    alerts: AlertSettings = Field(default_factory=AlertSettings,
+                                  description="Webhooks told of failed, unverifiable and "
+                                              "overdue drills and of recoveries ([alerts]).")
     source: Path | None = Field(default=None, exclude=True,
                                 description="The file this configuration was read from.")
     base_dir: Path = Field(default=Path("."), exclude=True,
