@@ -73,7 +73,7 @@ def _window(w: dict[str, Any] | None) -> str:
 
 
 def _backup(b: dict[str, Any]) -> str:
-    age = f"{format_duration(b['age_seconds'])} old, " if b["age_seconds"] is not None else ""
+    age = "" if b["age_seconds"] is None else f"{format_duration(max(0, b['age_seconds']))} old, "
     return f"{age}{b['state']}"
 
 

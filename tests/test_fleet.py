@@ -1,0 +1,107 @@
+"""`spectral dr status --all`: a Supabase project (the emulator), a local environment, a
+Supabase project whose API refuses and a DSN that does not connect, in one table; each from its
+own evidence store; alerts when something becomes overdue and when it recovers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import SUPABASE_TOKEN, spectral
+from supabase_emulator import EMU_REF, Emulator, Server
+from test_alerts import SECRET, Hook, closed_port
+
+pytestmark = pytest.mark.server
+
+
+def _fleet(work: Path, dsn: str, hook: Hook) -> dict[str, str]:
+    dead = closed_port()
+    with (work / "spectral.toml").open("a") as f:
+        f.write('[environments.staging]\nprovider = "local"\nposture = "alpha"\n'
+                'schemas = ["core"]\nload_bearing_tables = []\n'
+                '[environments.preview]\nprovider = "supabase"\nproject_ref = '
+                f'"{EMU_REF}"\nposture = "alpha"\naccess_token = "env:SUPABASE_TEST_TOKEN"\n'
+                f'api_url = "http://127.0.0.1:{dead}"\ndsn = "{dsn}"\nschemas = ["core"]\n'
+                'load_bearing_tables = []\n'
+                '[environments.analytics]\nprovider = "dsn"\nposture = "alpha"\n'
+                f'dsn = "postgresql://spectral@127.0.0.1:{dead}/analytics"\n'
+                '[alerts.webhooks.oncall]\nurl = "env:HOOK_ONCALL"\n')
+    return {"SUPABASE_TEST_TOKEN": SUPABASE_TOKEN, "HOOK_ONCALL": hook.url("oncall")}
+
+
+def _status_all(work: Path, env: dict[str, str]) -> tuple[int, dict[str, dict[str, Any]], str]:
+    res = spectral("dr", "status", "--all", "--json", cwd=work, env=env)
+    assert SUPABASE_TOKEN not in res.stdout + res.stderr and SECRET not in res.stdout + res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["exit_code"] == res.returncode
+    return res.returncode, {r["name"]: r for r in doc["environments"]}, res.stderr
+
+
+def _done(work: Path, env: dict[str, str], name: str) -> None:
+    """The environment's monthly tabletop review, recorded in its own ledger."""
+    answers = work / "answers.json"
+    answers.write_text(json.dumps({"participants": ["ana"], "findings": [],
+                                   "action_items": []}))
+    res = spectral("--env", name, "dr", "tabletop", "--scenario", "schema-drop", "--answers",
+                   str(answers), cwd=work, env=env)
+    assert res.returncode == 0, res.stderr
+
+
+def test_status_all_across_environments(
+        project: tuple[Path, Emulator, str, Server]) -> None:
+    work, _emu, dsn, _server = project
+    hook = Hook()
+    try:
+        env = _fleet(work, dsn, hook)
+        up = spectral("--env", "staging", "local", "up", cwd=work, env=env)
+        assert up.returncode == 0, up.stderr
+        try:
+            _first_and_second_look(work, env, hook)
+        finally:
+            spectral("--env", "staging", "local", "down", cwd=work, env=env)
+    finally:
+        hook.close()
+    for path in work.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".jsonl", ".toml", ".log"):
+            text = path.read_text(errors="replace")
+            assert SECRET not in text and SUPABASE_TOKEN not in text, path
+
+
+def _first_and_second_look(work: Path, env: dict[str, str], hook: Hook) -> None:
+    code, rows, err = _status_all(work, env)
+    assert code == 1, err               # new environments start overdue: 1 wins over 3
+    assert list(rows) == ["production", "staging", "preview", "analytics"]
+    prod, staging, preview, analytics = (rows[n] for n in rows)
+    assert prod["reachable"] and prod["posture"] == "pitr" and prod["state"] == "overdue"
+    assert prod["window"]["latest"] and prod["backup"]["state"] == "ok"
+    assert staging["reachable"] and staging["overdue"] == ["Tabletop review"]
+    assert not preview["reachable"] and "unreachable" in preview["error"]
+    assert preview["backup"]["state"] == "not required" and preview["state"] == "overdue"
+    assert not analytics["reachable"] and analytics["backup"]["state"] == "not required"
+    overdue = {(b["environment"], b["event"]) for b in hook.bodies}
+    assert {("production", "overdue"), ("staging", "overdue"), ("preview", "overdue"),
+            ("preview", "could_not_verify"), ("analytics", "could_not_verify")} <= overdue
+    for name in rows:
+        _done(work, env, name)
+    hook.bodies.clear()
+    code, rows, err = _status_all(work, env)
+    assert {n: r["state"] for n, r in rows.items()} == {
+        "production": "overdue", "staging": "ok", "preview": "could_not_verify",
+        "analytics": "could_not_verify"}, rows
+    assert {n: r["ledger"]["entries"] for n, r in rows.items()}["staging"] >= 2
+    assert [(b["environment"], b["event"]) for b in hook.bodies] == [("staging", "recovered")]
+    # production as a re-seedable tier: nothing overdue anywhere, two rows unknown -> exit 3
+    toml = work / "spectral.toml"
+    toml.write_text(toml.read_text().replace('posture = "pitr"', 'posture = "alpha"', 1))
+    hook.bodies.clear()
+    code, rows, err = _status_all(work, env)
+    assert code == 3 and rows["production"]["state"] == "ok", rows["production"]
+    assert [(b["environment"], b["event"]) for b in hook.bodies] == [("production", "recovered")]
+    res = spectral("dr", "status", "--all", cwd=work, env=env)
+    assert res.returncode == 3
+    assert "preview: could not verify: Supabase Management API unreachable" in res.stdout
+    assert "analytics: could not verify: cannot connect" in res.stdout
+    assert res.stdout.count("entries, intact") == 4
