@@ -5,6 +5,7 @@ own evidence store; alerts when something becomes overdue and when it recovers."
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,28 @@ from conftest import SUPABASE_TOKEN, spectral
 from supabase_emulator import EMU_REF, Emulator, Server
 from test_alerts import SECRET, Hook, closed_port
 
-pytestmark = pytest.mark.server
+
+def test_a_row_is_its_worst_known_state() -> None:
+    from spectral.drills.fleet import FleetStatus, RowState, _state
+    from spectral.errors import ExitCode
+
+    def row(outcome: str | None, overdue: list[str], reachable: bool = True) -> dict[str, Any]:
+        return {"last_drill": {"outcome": outcome} if outcome else None, "overdue": overdue,
+                "reachable": reachable}
+
+    assert _state(row("fail", [], reachable=False)) is RowState.FAILED
+    assert _state(row("pass", ["Tabletop review"], reachable=False)) is RowState.OVERDUE
+    assert _state(row("could_not_verify", [])) is RowState.COULD_NOT_VERIFY
+    assert _state(row("pass", [], reachable=False)) is RowState.COULD_NOT_VERIFY
+    assert _state(row(None, [])) is RowState.OK
+
+    def fleet(*states: RowState) -> ExitCode:
+        return FleetStatus(datetime.now(UTC), [{"state": s.value} for s in states]).exit_code
+
+    assert fleet(RowState.OK, RowState.COULD_NOT_VERIFY) is ExitCode.COULD_NOT_VERIFY
+    assert fleet(RowState.COULD_NOT_VERIFY, RowState.FAILED) is ExitCode.CHECK_FAILED
+    assert fleet(RowState.OVERDUE, RowState.COULD_NOT_VERIFY) is ExitCode.CHECK_FAILED
+    assert fleet(RowState.OK) is ExitCode.OK and fleet() is ExitCode.OK
 
 
 def _fleet(work: Path, dsn: str, hook: Hook) -> dict[str, str]:
@@ -50,6 +72,7 @@ def _done(work: Path, env: dict[str, str], name: str) -> None:
     assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.server
 def test_status_all_across_environments(
         project: tuple[Path, Emulator, str, Server]) -> None:
     work, _emu, dsn, _server = project

@@ -25,13 +25,11 @@ def status_all(st: AppState, now: datetime | None) -> None:
     """Every environment's status in one table; exit 1 overdue or failed anywhere, else 3 when
     a provider could not be reached, else 0."""
     from spectral.drills.fleet import fleet_status
-    from spectral.environment import open_environment
 
     fleet = fleet_status(st.config, now, report=lambda m: st.err.print(m))
     st.emit(fleet.to_json(), lambda c: _fleet_table(c, fleet.rows))
     for row in fleet.rows:
-        environment = open_environment(st.config, row["name"])
-        alert_status(st, environment, row, reachable=row["reachable"])
+        alert_status(st, fleet.environments[row["name"]], row, reachable=row["reachable"])
     raise typer.Exit(fleet.exit_code)
 
 

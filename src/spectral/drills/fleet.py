@@ -17,7 +17,7 @@ outranks an unknown one, so 1 wins over 3 (the on-call person acts on 1 either w
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -47,6 +47,7 @@ _RANK = [RowState.OK, RowState.COULD_NOT_VERIFY, RowState.OVERDUE, RowState.FAIL
 class FleetStatus:
     at: datetime
     rows: list[dict[str, Any]]
+    environments: dict[str, Environment] = field(default_factory=dict, repr=False)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -63,9 +64,9 @@ def fleet_status(cfg: SpectralConfig, now: datetime | None = None,
                  report: Callable[[str], None] | None = None) -> FleetStatus:
     """Every environment's status, in the configuration's order."""
     now = now or datetime.now(UTC)
-    rows = [environment_row(open_environment(cfg, name, report=report), now)
-            for name in cfg.environments]
-    return FleetStatus(now, rows)
+    environments = {name: open_environment(cfg, name, report=report) for name in cfg.environments}
+    rows = [environment_row(environment, now) for environment in environments.values()]
+    return FleetStatus(now, rows, environments)
 
 
 def environment_row(environment: Environment, now: datetime) -> dict[str, Any]:
