@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SUPABASE_TOKEN, spectral
+from conftest import SUPABASE_TOKEN, SYSTEM_PG15, spectral
 from supabase_emulator import EMU_REF, Emulator, Server
 from test_alerts import SECRET, Hook, closed_port
 
@@ -50,6 +50,11 @@ def _fleet(work: Path, dsn: str, hook: Hook) -> dict[str, str]:
                 'load_bearing_tables = []\n'
                 '[environments.analytics]\nprovider = "dsn"\nposture = "alpha"\n'
                 f'dsn = "postgresql://spectral@127.0.0.1:{dead}/analytics"\n'
+                '[environments.reports]\nprovider = "pgbackrest"\nposture = "alpha"\n'
+                f'pg_bin_dir = "{SYSTEM_PG15}"\nschemas = ["public"]\n'
+                'load_bearing_tables = []\n[environments.reports.pgbackrest]\n'
+                f'stanza = "reports"\n[[environments.reports.pgbackrest.repositories]]\n'
+                f'type = "posix"\npath = "{work / "pgbackrest-repo"}"\n'
                 '[alerts.webhooks.oncall]\nurl = "env:HOOK_ONCALL"\n')
     return {"SUPABASE_TEST_TOKEN": SUPABASE_TOKEN, "HOOK_ONCALL": hook.url("oncall")}
 
@@ -79,12 +84,16 @@ def test_status_all_across_environments(
     hook = Hook()
     try:
         env = _fleet(work, dsn, hook)
-        up = spectral("--env", "staging", "local", "up", cwd=work, env=env)
-        assert up.returncode == 0, up.stderr
         try:
+            for name in ("staging", "reports"):
+                up = spectral("--env", name, "local", "up", cwd=work, env=env)
+                assert up.returncode == 0, up.stderr
+            backup = spectral("--env", "reports", "dr", "backup", cwd=work, env=env)
+            assert backup.returncode == 0, backup.stderr
             _first_and_second_look(work, env, hook)
         finally:
-            spectral("--env", "staging", "local", "down", cwd=work, env=env)
+            for name in ("staging", "reports"):
+                spectral("--env", name, "local", "down", cwd=work, env=env)
     finally:
         hook.close()
     for path in work.rglob("*"):
@@ -96,14 +105,16 @@ def test_status_all_across_environments(
 def _first_and_second_look(work: Path, env: dict[str, str], hook: Hook) -> None:
     code, rows, err = _status_all(work, env)
     assert code == 1, err               # new environments start overdue: 1 wins over 3
-    assert list(rows) == ["production", "staging", "preview", "analytics"]
-    prod, staging, preview, analytics = (rows[n] for n in rows)
+    assert list(rows) == ["production", "staging", "preview", "analytics", "reports"]
+    prod, staging, preview, analytics, reports = (rows[n] for n in rows)
     assert prod["reachable"] and prod["posture"] == "pitr" and prod["state"] == "overdue"
     assert prod["window"]["latest"] and prod["backup"]["state"] == "ok"
     assert staging["reachable"] and staging["overdue"] == ["Tabletop review"]
     assert not preview["reachable"] and "unreachable" in preview["error"]
     assert preview["backup"]["state"] == "not required" and preview["state"] == "overdue"
     assert not analytics["reachable"] and analytics["backup"]["state"] == "not required"
+    assert reports["reachable"] and reports["window"]["earliest"] and reports["backup"]["newest"]
+    assert reports["wal"] is not None and reports["overdue"] == ["Tabletop review"]
     overdue = {(b["environment"], b["event"]) for b in hook.bodies}
     assert {("production", "overdue"), ("staging", "overdue"), ("preview", "overdue"),
             ("preview", "could_not_verify"), ("analytics", "could_not_verify")} <= overdue
@@ -113,9 +124,10 @@ def _first_and_second_look(work: Path, env: dict[str, str], hook: Hook) -> None:
     code, rows, err = _status_all(work, env)
     assert {n: r["state"] for n, r in rows.items()} == {
         "production": "overdue", "staging": "ok", "preview": "could_not_verify",
-        "analytics": "could_not_verify"}, rows
+        "analytics": "could_not_verify", "reports": "ok"}, rows
     assert {n: r["ledger"]["entries"] for n, r in rows.items()}["staging"] >= 2
-    assert [(b["environment"], b["event"]) for b in hook.bodies] == [("staging", "recovered")]
+    assert [(b["environment"], b["event"]) for b in hook.bodies] == [("staging", "recovered"),
+                                                                      ("reports", "recovered")]
     # production as a re-seedable tier: nothing overdue anywhere, two rows unknown -> exit 3
     toml = work / "spectral.toml"
     toml.write_text(toml.read_text().replace('posture = "pitr"', 'posture = "alpha"', 1))
@@ -123,8 +135,20 @@ def _first_and_second_look(work: Path, env: dict[str, str], hook: Hook) -> None:
     code, rows, err = _status_all(work, env)
     assert code == 3 and rows["production"]["state"] == "ok", rows["production"]
     assert [(b["environment"], b["event"]) for b in hook.bodies] == [("production", "recovered")]
-    res = spectral("dr", "status", "--all", cwd=work, env=env)
-    assert res.returncode == 3
-    assert "preview: could not verify: Supabase Management API unreachable" in res.stdout
-    assert "analytics: could not verify: cannot connect" in res.stdout
-    assert res.stdout.count("entries, intact") == 4
+    text = _table(list(rows.values()))
+    assert "preview: could not verify: Supabase Management API unreachable" in text
+    assert "analytics: could not verify: cannot connect" in text
+    assert text.count("entries, intact") == 5 and text.count("could not verify │") == 2
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    """The table `dr status --all` prints, from the rows of its JSON."""
+    import io
+
+    from rich.console import Console
+
+    from spectral.cli.fleet_cmds import _fleet_table
+
+    out = io.StringIO()
+    _fleet_table(Console(file=out, width=300, highlight=False), rows)
+    return out.getvalue()
