@@ -5,6 +5,7 @@ own evidence store; alerts when something becomes overdue and when it recovers."
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,9 @@ def _done(work: Path, env: dict[str, str], name: str) -> None:
 
 
 @pytest.mark.server
+@pytest.mark.skipif(shutil.which("pgbackrest") is None or not (SYSTEM_PG15 / "postgres").exists(),
+                    reason="needs pgbackrest and Debian's PostgreSQL 15 (python3 dev.py test "
+                           "installs both)")
 def test_status_all_across_environments(
         project: tuple[Path, Emulator, str, Server]) -> None:
     work, _emu, dsn, _server = project
