@@ -174,3 +174,22 @@ def _drill_alerts(work: Path, env: dict[str, str], hook: Hook) -> None:
     events = [(a["hook"], a["event"], a["delivered"]) for a in _alerts(work)]
     assert ("oncall", "drill_failed", True) in events and ("down", "drill_failed", False) \
         in events
+
+
+@pytest.mark.parametrize(("hook", "expected"), [
+    ('url = "https://hooks.slack.com/services/T0/B0/x"', "secret reference"),
+    ('url = "env:H"\nformat = "teams"', "format"),
+    ('url = "env:H"\nevents = ["test"]', "'test' is not an event to choose"),
+    ('url = "env:H"\nenvironments = ["nowhere"]', "not environments of this file: nowhere"),
+])
+def test_a_webhook_is_checked_when_the_file_is_read(work_dir: Path, hook: str,
+                                                    expected: str) -> None:
+    from spectral.config.load import load_config
+    from spectral.errors import ConfigError
+
+    (work_dir / "spectral.toml").write_text(
+        f'[environments.a]\nprovider = "dsn"\ndsn = "postgresql:///a"\n'
+        f'[alerts.webhooks.oncall]\n{hook}\n')
+    with pytest.raises(ConfigError, match=expected) as exc:
+        load_config(None, cwd=work_dir)
+    assert "hooks.slack.com" not in str(exc.value)      # a pasted URL is not echoed

@@ -65,8 +65,8 @@ def _once(url: str, data: bytes, timeout: float) -> tuple[int | None, str | None
                                    headers={"content-type": "application/json"})
     except httpx.TimeoutException:
         return None, f"timed out after {timeout:.1f}s"
-    except httpx.HTTPError as exc:     # the kind only: an httpx message may carry the URL
-        return None, f"no answer ({type(exc).__name__})"
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:   # the kind only: a message may
+        return None, f"no answer ({type(exc).__name__})"   # carry the URL
     if 200 <= response.status_code < 300:
         return response.status_code, None
     return response.status_code, redact(f"HTTP {response.status_code} "

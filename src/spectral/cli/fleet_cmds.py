@@ -12,7 +12,7 @@ from rich.table import Table
 
 from spectral.cli.state import AppState, state
 from spectral.config.durations import format_duration
-from spectral.errors import ExitCode, UsageError
+from spectral.errors import ExitCode, SpectralError, UsageError
 
 if TYPE_CHECKING:
     from spectral.environment import Environment
@@ -83,16 +83,24 @@ def _ledger(led: dict[str, Any] | None) -> str:
 
 def alert_status(st: AppState, environment: Environment, status: dict[str, Any],
                  reachable: bool = True) -> None:
+    """Tell the hooks what a status made news of; a warning line if that cannot be done."""
     from spectral.alerts.notify import after_status, notify
 
-    notify(environment, after_status(environment, status, reachable), _warn(st))
+    try:
+        notify(environment, after_status(environment, status, reachable), _warn(st))
+    except (SpectralError, OSError) as exc:
+        st.err.print(f"warning: alerts of {environment.name} not sent: {exc}")
 
 
 def alert_drill(st: AppState, result: dict[str, Any]) -> None:
+    """Tell the hooks what a drill's result made news of; never changes the result."""
     from spectral.alerts.notify import after_drill, notify
 
-    environment = st.environment()
-    notify(environment, after_drill(environment, result), _warn(st))
+    try:
+        environment = st.environment()
+        notify(environment, after_drill(environment, result), _warn(st))
+    except (SpectralError, OSError) as exc:
+        st.err.print(f"warning: alerts of the drill not sent: {exc}")
 
 
 def _warn(st: AppState) -> Any:

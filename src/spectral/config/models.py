@@ -54,6 +54,15 @@ class SpectralConfig(BaseModel):
                              f"the environments ({', '.join(sorted(self.environments))})")
         return self
 
+    @model_validator(mode="after")
+    def _hooks_name_environments(self) -> SpectralConfig:
+        for name, hook in self.alerts.webhooks.items():
+            unknown = sorted(set(hook.environments) - set(self.environments))
+            if unknown:
+                raise ValueError(f"alerts.webhooks.{name}.environments: not environments of "
+                                 f"this file: {', '.join(unknown)}")
+        return self
+
     def environment(self, name: str | None) -> tuple[str, EnvironmentConfig]:
         from spectral.errors import ConfigError
 
