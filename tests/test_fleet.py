@@ -132,17 +132,26 @@ def _first_and_second_look(work: Path, env: dict[str, str], hook: Hook) -> None:
     assert {n: r["ledger"]["entries"] for n, r in rows.items()}["staging"] >= 2
     assert [(b["environment"], b["event"]) for b in hook.bodies] == [("staging", "recovered"),
                                                                       ("reports", "recovered")]
+    # a drill that cannot verify (staging has no backup) is sent at once, its result printed
+    hook.bodies.clear()
+    drill = spectral("--env", "staging", "dr", "drill", "functional", "--json", cwd=work,
+                     env=env)
+    assert drill.returncode == 3 and json.loads(drill.stdout)["outcome"] == "could_not_verify"
+    assert [(b["environment"], b["event"]) for b in hook.bodies] == [
+        ("staging", "could_not_verify")]
+    assert hook.bodies[0]["drill"] == json.loads(drill.stdout)
     # production as a re-seedable tier: nothing overdue anywhere, two rows unknown -> exit 3
     toml = work / "spectral.toml"
     toml.write_text(toml.read_text().replace('posture = "pitr"', 'posture = "alpha"', 1))
     hook.bodies.clear()
     code, rows, err = _status_all(work, env)
     assert code == 3 and rows["production"]["state"] == "ok", rows["production"]
+    assert rows["staging"]["state"] == "could_not_verify"      # its last drill
     assert [(b["environment"], b["event"]) for b in hook.bodies] == [("production", "recovered")]
     text = _table(list(rows.values()))
     assert "preview: could not verify: Supabase Management API unreachable" in text
     assert "analytics: could not verify: cannot connect" in text
-    assert text.count("entries, intact") == 5 and text.count("could not verify │") == 2
+    assert text.count("entries, intact") == 5 and text.count("could not verify │") == 3
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
