@@ -15,6 +15,7 @@ from spectral.cli import (
     drill_cmds,
     evidence_cmds,
     exit_cmds,
+    fleet_cmds,
     incident_cmds,
     playbook_cmds,
     posture_cmds,
@@ -41,6 +42,7 @@ incident_cmds.register(app)
 exit_cmds.register(app)
 evidence_cmds.register(app, drill_cmds.log_app)
 app.add_typer(playbook_cmds.app, name="playbook")
+app.add_typer(fleet_cmds.alerts_app, name="alerts")
 
 WORKERS = typer.Option(None, "--workers", min=1, help="Parallel sessions (default: cores).")
 

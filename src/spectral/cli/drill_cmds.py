@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from spectral.cli.fleet_cmds import alert_drill
 from spectral.cli.state import AppState, CliConfirmer, state
 from spectral.config.durations import format_duration
 from spectral.errors import ExitCode, UsageError
@@ -179,6 +180,7 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
                                     keep, copy, _amcheck(amcheck),
                                     _random_point(point, seed, older_than)), yes)
     st.emit(result.to_json(), lambda c: print_drill(c, result))
+    alert_drill(st, result.to_json())
     raise typer.Exit(result.outcome.exit_code)
 
 
@@ -193,6 +195,7 @@ def post_migration_cmd(ctx: typer.Context, content: bool = CONTENT, keep: bool =
     result = drill(st, DrillRequest(DrillType.POST_MIGRATION, None, content, keep,
                                     amcheck=_amcheck(amcheck)))
     st.emit(result.to_json(), lambda c: print_drill(c, result))
+    alert_drill(st, result.to_json())
     raise typer.Exit(result.outcome.exit_code)
 
 

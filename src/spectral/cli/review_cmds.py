@@ -39,58 +39,70 @@ def _cadence_table(c: Console, items: list[dict[str, Any]]) -> None:
     c.print(table)
 
 
+def _print_status(c: Console, info: dict[str, Any]) -> None:
+    t, m = info["targets"], info["measured"]
+    c.print(f"[bold]{info['environment']}[/]: posture [bold]{info['posture']}[/]")
+    rpo_target = format_duration(t["rpo_seconds"]) if t["rpo_seconds"] else "re-seedable"
+    c.print(f"  RPO target {rpo_target}, last measured {format_duration(m['rpo_seconds'])}")
+    c.print(f"  RTO target {format_duration(t['rto_seconds'])}, last measured "
+            f"{format_duration(m['rto_seconds'])}")
+    last = info["last_drill"]
+    c.print("  last drill: " + (f"{last['at'][:19]} {last['type']} {last['outcome'].upper()}"
+                                if last else "never"))
+    b = info["backup"]
+    c.print(f"  newest backup: {b['newest'] or 'none'}"
+            + (f", {format_duration(b['age_seconds'])} old" if b["age_seconds"] else "")
+            + f" ({b['state']})")
+    w = info["wal"]
+    if w and "pitr_enabled" in w:
+        c.print(f"  PITR: {'enabled' if w['pitr_enabled'] else 'not enabled'}"
+                + (f", recoverable up to {w['window_end'][:19]}" if w["window_end"] else ""))
+    else:
+        c.print("  WAL: " + (f"{w['rpo_bytes']} bytes not yet in the repository"
+                             f"{', streaming' if w['streaming'] else ''}" if w
+                             else "server not running"))
+    c.print(f"  ledger: {info['ledger']['entries']} entries, "
+            f"{'intact' if info['ledger']['intact'] else 'TAMPERED'}")
+    _cadence_table(c, info["cadence"])
+    if info["overdue"]:
+        c.print(f"[bold red]overdue:[/] {', '.join(info['overdue'])}")
+        for step in info["next_steps"]:
+            c.print(f"  to start: {step}")
+        if not info["last_drill"] and not info["ledger"]["entries"]:
+            c.print("  (a new environment: status exits 1 until these have been done once; "
+                    "it is a dead-man's switch that starts armed)")
+
+
 def status_cmd(ctx: typer.Context,
                prom_file: Path | None = typer.Option(None, "--prom-file", help="Also write the "
                                                      "figures in Prometheus text format (for "
                                                      "node_exporter's textfile collector)."),
                as_of: str | None = typer.Option(None, "--as-of", help="Judge what is due or "
                                                 "overdue as of this time (ISO 8601), e.g. to "
-                                                "see what lapses before a holiday.")
+                                                "see what lapses before a holiday."),
+               all_environments: bool = typer.Option(False, "--all", help="Every environment "
+                                                     "of the configuration in one table (exit "
+                                                     "1 overdue or failed anywhere, else 3 "
+                                                     "when one could not be verified).")
                ) -> None:
     """Tier, targets against measured RPO/RTO, last drill, what is due or overdue, backup
     freshness, WAL lag. Exit 1 when anything is overdue: run it from cron as a dead-man's
-    switch."""
+    switch. Configured webhooks are told when something becomes overdue or recovers."""
+    from spectral.cli.fleet_cmds import alert_status, status_all
     from spectral.drills import status as status_mod
+    from spectral.recovery_target import parse_time
 
     st = state(ctx)
+    if all_environments:
+        if prom_file is not None:
+            raise UsageError("--prom-file is for one environment; not with --all")
+        status_all(st, parse_time(as_of) if as_of else None)
     info = _status(st, as_of)
     if prom_file is not None:
         status_mod.write_prometheus(info, prom_file)
 
-    def human(c: Console) -> None:
-        t, m = info["targets"], info["measured"]
-        c.print(f"[bold]{info['environment']}[/]: posture [bold]{info['posture']}[/]")
-        rpo_target = format_duration(t["rpo_seconds"]) if t["rpo_seconds"] else "re-seedable"
-        c.print(f"  RPO target {rpo_target}, last measured {format_duration(m['rpo_seconds'])}")
-        c.print(f"  RTO target {format_duration(t['rto_seconds'])}, last measured "
-                f"{format_duration(m['rto_seconds'])}")
-        last = info["last_drill"]
-        c.print("  last drill: " + (f"{last['at'][:19]} {last['type']} {last['outcome'].upper()}"
-                                    if last else "never"))
-        b = info["backup"]
-        c.print(f"  newest backup: {b['newest'] or 'none'}"
-                + (f", {format_duration(b['age_seconds'])} old" if b["age_seconds"] else "")
-                + f" ({b['state']})")
-        w = info["wal"]
-        if w and "pitr_enabled" in w:
-            c.print(f"  PITR: {'enabled' if w['pitr_enabled'] else 'not enabled'}"
-                    + (f", recoverable up to {w['window_end'][:19]}" if w["window_end"] else ""))
-        else:
-            c.print("  WAL: " + (f"{w['rpo_bytes']} bytes not yet in the repository"
-                                 f"{', streaming' if w['streaming'] else ''}" if w
-                                 else "server not running"))
-        c.print(f"  ledger: {info['ledger']['entries']} entries, "
-                f"{'intact' if info['ledger']['intact'] else 'TAMPERED'}")
-        _cadence_table(c, info["cadence"])
-        if info["overdue"]:
-            c.print(f"[bold red]overdue:[/] {', '.join(info['overdue'])}")
-            for step in info["next_steps"]:
-                c.print(f"  to start: {step}")
-            if not info["last_drill"] and not info["ledger"]["entries"]:
-                c.print("  (a new environment: status exits 1 until these have been done once; "
-                        "it is a dead-man's switch that starts armed)")
-
-    st.emit(info, human)
+    st.emit(info, lambda c: _print_status(c, info))
+    alert_status(st, st.environment(), info)
     raise typer.Exit(ExitCode.CHECK_FAILED if info["overdue"] else ExitCode.OK)
 
 

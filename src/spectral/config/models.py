@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from spectral.alerts.settings import AlertSettings
 from spectral.config.base import (
     DEFAULT_RPO_SECONDS,
     DEFAULT_RTO_SECONDS,
@@ -33,6 +34,9 @@ class SpectralConfig(BaseModel):
                                   "when there is one, else the first environment in the file.")
     environments: dict[str, AnyEnvironment] = Field(
         description="The environments, by name ([environments.<name>]).")
+    alerts: AlertSettings = Field(default_factory=AlertSettings,
+                                  description="Webhooks told of failed, unverifiable and "
+                                              "overdue drills and of recoveries ([alerts]).")
     source: Path | None = Field(default=None, exclude=True,
                                 description="The file this configuration was read from.")
     base_dir: Path = Field(default=Path("."), exclude=True,
@@ -48,6 +52,15 @@ class SpectralConfig(BaseModel):
         elif self.default_environment not in self.environments:
             raise ValueError(f"default_environment {self.default_environment!r} is not one of "
                              f"the environments ({', '.join(sorted(self.environments))})")
+        return self
+
+    @model_validator(mode="after")
+    def _hooks_name_environments(self) -> SpectralConfig:
+        for name, hook in self.alerts.webhooks.items():
+            unknown = sorted(set(hook.environments) - set(self.environments))
+            if unknown:
+                raise ValueError(f"alerts.webhooks.{name}.environments: not environments of "
+                                 f"this file: {', '.join(unknown)}")
         return self
 
     def environment(self, name: str | None) -> tuple[str, EnvironmentConfig]:

@@ -80,6 +80,7 @@ def _tables(model: type[BaseModel], path: str, skip: frozenset[str] = frozenset(
 
 def sections() -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
     """(table heading, [(key, default, description)]) for every table a file may have."""
+    from spectral.alerts.settings import Webhook
     from spectral.config.base import EnvironmentConfig
     from spectral.config.models import SpectralConfig
     from spectral.ledger.settings import STORES, EvidenceSettings
@@ -87,6 +88,7 @@ def sections() -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
 
     env = "environments.<name>"
     yield "top level", _keys(SpectralConfig, frozenset({"environments"}))
+    yield "[alerts.webhooks.<name>]", _keys(Webhook, frozenset())
     names = " | ".join(json.dumps(p) for p in dict.fromkeys(b.provider for b in BACKENDS))
     for heading, keys in _tables(EnvironmentConfig, env, note=" (every provider)"):
         yield heading, [(k, names if k == "provider" else d, t) for k, d, t in keys]

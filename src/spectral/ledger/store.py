@@ -43,6 +43,7 @@ class EntryKind(StrEnum):
     REPAIR = "repair"
     EXIT = "exit"               # a provider exit: the schemas moved elsewhere, and its proof
     KEY = "key"                 # a signing key introduced, added or revoked (signed itself)
+    ALERT = "alert"             # a webhook told (or not) of a failure, overdue or recovery
 
 
 class Payload(Protocol):
