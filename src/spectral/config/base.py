@@ -104,9 +104,10 @@ class EnvironmentConfig(BaseModel):
     snapshot_dsn: str | None = Field(
         default=None,
         description="A streaming replica of the database (a secret reference when it holds a "
-                    "password): drills, `dr snapshot` and `dr fingerprint` read it instead of "
-                    "the primary, at its replay LSN (the drill's recovery target). Its system "
-                    "identifier and database must be the primary's.")
+                    "password): drills, `dr snapshot`, `dr fingerprint` and `dr compare` read "
+                    "it instead of the primary, at its replay LSN (the drill's recovery "
+                    "target; providers that restore to an LSN only). Its system identifier "
+                    "and database must be the primary's.")
     source_read_rate: float = Field(
         default=0, ge=0,
         description="MB/s the content scan of the live database (or of snapshot_dsn) may read, "

@@ -21,7 +21,7 @@ from spectral.drills.integrity import AmcheckLevel, amcheck_level, check_copy
 from spectral.drills.result import Check, DrillEntry, DrillOutcome, DrillResult, DrillType
 from spectral.drills.verify import objectives, verify_against_snapshot
 from spectral.environment import Environment
-from spectral.errors import ConnectError, CouldNotVerify, SpectralError
+from spectral.errors import ConnectError, CouldNotVerify, SpectralError, UsageError
 from spectral.providers.base import (
     Capability,
     Copy,
@@ -68,6 +68,11 @@ def _replica(environment: Environment) -> Replica | None:
     before anything runs: another cluster's server is a usage error (exit 2)."""
     if environment.config.snapshot_dsn is None:
         return None
+    if Capability.ANY_TARGET not in environment.provider.capabilities:
+        # its copy is restored to a time: the replica's clock, not the time of what it replayed
+        raise UsageError(f"snapshot_dsn: {environment.provider.kind} restores to a time only, "
+                         f"and a replica's snapshot stands for an LSN",
+                         hint="remove snapshot_dsn from this environment")
     with environment.provider.source() as dsn:
         return replica_for(environment.config, dsn, environment.spectral.base_dir)
 
