@@ -173,9 +173,9 @@ def _begin(g: _Guard, schemas: list[str], snapshot: str | None) -> tuple[set[str
     snapshot is taken (a TRUNCATE or a rewrite committed between the two would read as an
     empty table). The tables are listed in a transaction of their own: LOCK takes no snapshot,
     a query does. Returns the locked tables and, on a replica, the replay LSN before the
-    snapshot (verify/replica.py)."""
+    snapshot it takes (verify/replica.py; an imported one's instant is its exporter's)."""
     tables = locks.lockable(g.conn, schemas)
-    row = g.conn.execute(BEFORE_SQL).fetchone()
+    row = g.conn.execute(BEFORE_SQL).fetchone() if snapshot is None else None
     g.conn.commit()
     g.conn.execute("set transaction isolation level repeatable read, read only")
     if snapshot is not None:
