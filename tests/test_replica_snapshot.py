@@ -16,12 +16,13 @@ from psycopg.conninfo import make_conninfo
 
 from conftest import ClusterFactory, notes_environment, spectral
 from spectral.config.models import EnvironmentConfig
+from spectral.errors import UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.osuser import make_owned_dir, server_identity
 from spectral.runner import run
 from spectral.verify.fingerprint import options_for
-from spectral.verify.replica import ReplayMoved, Replica, too_busy
+from spectral.verify.replica import ReplayMoved, Replica, replica_for, too_busy
 from spectral.verify.throttle import BLOCK_BYTES, MB, ReadRate, range_bytes, read_rate
 
 TOML = ('[environments.staging]\nprovider = "local"\nposture = "pitr"\nschemas = ["core"]\n'
@@ -199,6 +200,11 @@ def test_a_drill_from_a_replica_restores_to_its_replay_lsn(
     assert "behind the primary" in on_replica.detail and on_replica.outcome is DrillOutcome.PASS
     held = result.timings["xmin_held"]
     assert 0 < held <= result.timings["provision"]   # released before the restore began
+
+    elsewhere = make_conninfo(replica_dsn(primary, replica), dbname="template1")
+    with pytest.raises(UsageError, match="connects to database template1"):
+        replica_for(environment.config.model_copy(update={"snapshot_dsn": elsewhere}),
+                    primary.conninfo())
 
     with replica.connect() as conn:
         conn.execute("select pg_wal_replay_resume()")
