@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -25,6 +25,9 @@ from spectral.cli.state import AppState, state
 from spectral.errors import ExitCode
 from spectral.verify.compare import Comparison, Outcome, compare
 from spectral.verify.document import Fingerprint
+
+if TYPE_CHECKING:
+    from spectral.environment import Environment
 
 app = typer.Typer(no_args_is_help=True, help="Disaster recovery: backups, point-in-time "
                                              "restore, fingerprints, comparisons and snapshots.")
@@ -78,6 +81,18 @@ def _show(st: AppState) -> bool:
     return not st.json and sys.stderr.isatty()
 
 
+def _snapshot_dsn(st: AppState, environment: Environment, primary: str) -> str:
+    """Where a snapshot of the live database is read: the environment's replica
+    (snapshot_dsn, checked to be one of this database, its lag told) or the primary."""
+    from spectral.verify.replica import replica_for
+
+    replica = replica_for(environment.config, primary, environment.spectral.base_dir)
+    if replica is None:
+        return primary
+    st.err.print(replica.describe())
+    return replica.dsn
+
+
 @app.command("fingerprint")
 def fingerprint_cmd(ctx: typer.Context, schemas: str | None = SCHEMAS, content: bool = CONTENT,
                     out: Path | None = typer.Option(None, "--out", help="Write the full "
@@ -92,9 +107,10 @@ def fingerprint_cmd(ctx: typer.Context, schemas: str | None = SCHEMAS, content: 
     environment = st.environment()
     with environment.database() as dsn, restore_progress(_show(st)) as progress:
         names = _split(schemas)
-        doc = take(dsn, options_for(environment.config, content=content, workers=workers,
-                                    schemas=tuple(names) if names else None,
-                                    require=True, progress=progress))
+        doc = take(_snapshot_dsn(st, environment, dsn),
+                   options_for(environment.config, content=content, workers=workers,
+                               schemas=tuple(names) if names else None,
+                               require=True, progress=progress, live=True))
     if out:
         save(doc, out)
     st.emit(_summary(doc), lambda c: _print_fingerprint(c, doc, out))
@@ -165,8 +181,9 @@ def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
     environment = st.environment()
     name = environment.name
     with environment.database() as dsn, restore_progress(_show(st)) as progress:
-        doc = take(dsn, options_for(environment.config, content=content, workers=workers,
-                                    progress=progress))
+        doc = take(_snapshot_dsn(st, environment, dsn),
+                   options_for(environment.config, content=content, workers=workers,
+                               progress=progress, live=True))
         path = snapshots.record(environment.ledger, name, doc)
     st.emit({"environment": name, "path": str(path), "taken_at": doc.taken_at,
              "lsn": doc.source.lsn},

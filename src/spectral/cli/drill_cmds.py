@@ -108,6 +108,9 @@ def print_drill(c: Console, r: DrillResult) -> None:
         split = ", ".join(f"{k} {format_duration(v)}" for k, v in r.timings.items())
         c.print(f"  RTO {format_duration(r.rto_seconds)} (target {format_duration(r.rto_target)})"
                 f": {split}")
+    if r.timings.get("xmin_held") is not None:
+        c.print(f"  the snapshot held the source's xmin horizon back for "
+                f"{format_duration(r.timings['xmin_held'])}")
     c.print(f"  RPO {format_duration(r.rpo_seconds)} (target "
             f"{format_duration(r.rpo_target) if r.rpo_target else 're-seedable'}; measured from "
             f"{r.rpo_method or 'nothing: no commit times and no change columns'})")

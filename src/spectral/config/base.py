@@ -101,6 +101,18 @@ class EnvironmentConfig(BaseModel):
         description="Connection string, as a secret reference (env:, file:, op://) when it holds "
                     "a password. Empty for a cluster spectral runs itself.")
     posture: Posture = Field(default=Posture.ALPHA, description="Posture tier: alpha, pro or pitr.")
+    snapshot_dsn: str | None = Field(
+        default=None,
+        description="A streaming replica of the database (a secret reference when it holds a "
+                    "password): drills, `dr snapshot`, `dr fingerprint` and `dr compare` read "
+                    "it instead of the primary, at its replay LSN (the drill's recovery "
+                    "target; providers that restore to an LSN only). Its system identifier "
+                    "and database must be the primary's.")
+    source_read_rate: float = Field(
+        default=0, ge=0,
+        description="MB/s the content scan of the live database (or of snapshot_dsn) may read, "
+                    "summed over its sessions; 0: unlimited (docs/cost.md, what a drill costs "
+                    "production).")
     schemas: list[str] = Field(default=["core", "worlds", "platform"],
                                description="The protected schemas the runbook verifies.")
     load_bearing_tables: list[str] = Field(
@@ -174,7 +186,7 @@ class EnvironmentConfig(BaseModel):
                                   "writes the SQL that invites every identity of its re-invite "
                                   "list again; without it, the list alone.")
 
-    @field_validator("dsn", "exit_target")
+    @field_validator("dsn", "snapshot_dsn", "exit_target")
     @classmethod
     def _dsn(cls, value: str | None) -> str | None:
         return check_dsn(value)

@@ -22,7 +22,7 @@ from spectral.drills.random_point import RandomPoint, pick, refuse_unless_able
 from spectral.drills.result import Check, DrillEntry, DrillOutcome, DrillResult, DrillType
 from spectral.drills.verify import objectives, verify_against_snapshot
 from spectral.environment import Environment
-from spectral.errors import ConnectError, CouldNotVerify, SpectralError
+from spectral.errors import ConnectError, CouldNotVerify, SpectralError, UsageError
 from spectral.providers.base import (
     Capability,
     Copy,
@@ -37,6 +37,7 @@ from spectral.verify import snapshots
 from spectral.verify.content import ScanProgress
 from spectral.verify.document import Fingerprint
 from spectral.verify.fingerprint import options_for, take
+from spectral.verify.replica import Replica, replica_for
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ def run_functional(environment: Environment, request: DrillRequest = DrillReques
     if request.random_point is not None:
         refuse_unless_able(provider, request.copy, request.target_time is not None)
     point = provider.drill_point(request.copy, request.target_time)
+    fresh = point.compare_at is None and request.random_point is None   # a snapshot to take
+    replica = _replica(environment) if fresh else None
     with provider.busy(f"{request.drill_type.value} drill"):
         environment.ledger.check_appendable()   # a drill that could not be recorded is not run
         picked = None
@@ -69,14 +72,29 @@ def run_functional(environment: Environment, request: DrillRequest = DrillReques
                                                     backup_id=picked.candidate.backup.id))
             report(picked.describe())
         drill = _Drill(environment, provider, request, operator or Unattended(), report,
-                       progress)
+                       progress, replica)
         drill.result.point = picked.to_json() if picked is not None else None
         return drill.run(point)
 
 
+def _replica(environment: Environment) -> Replica | None:
+    """The replica the snapshot is taken on (snapshot_dsn), checked against the primary
+    before anything runs: another cluster's server is a usage error (exit 2)."""
+    if environment.config.snapshot_dsn is None:
+        return None
+    if Capability.ANY_TARGET not in environment.provider.capabilities:
+        # its copy is restored to a time: the replica's clock, not the time of what it replayed
+        raise UsageError(f"snapshot_dsn: {environment.provider.kind} restores to a time only, "
+                         f"and a replica's snapshot stands for an LSN",
+                         hint="remove snapshot_dsn from this environment")
+    with environment.provider.source() as dsn:
+        return replica_for(environment.config, dsn, environment.spectral.base_dir)
+
+
 class _Drill:
     def __init__(self, environment: Environment, provider: Provider, request: DrillRequest,
-                 operator: Operator, report: Report, progress: Progress | None) -> None:
+                 operator: Operator, report: Report, progress: Progress | None,
+                 replica: Replica | None = None) -> None:
         self.environment, self.provider, self.request = environment, provider, request
         self.operator, self.report, self.progress = operator, report, progress
         env = environment.config
@@ -85,6 +103,7 @@ class _Drill:
                                   rto_target=env.rto_seconds, rpo_target=env.rpo_seconds)
         self.copy: Copy | None = None
         self.keep = request.keep
+        self.replica = replica   # where the snapshot is taken (None: the source itself)
 
     def run(self, point: DrillPoint) -> DrillResult:
         try:
@@ -159,9 +178,15 @@ class _Drill:
             raise CouldNotVerify(f"environment {self.environment.name} has no backups to drill",
                                  hint="spectral dr backup")
         self.report(f"taking a snapshot of {self.provider.describe()} to compare the copy with")
+        if self.replica is not None:
+            self.report(self.replica.describe())
+            self.result.checks.append(Check("snapshot on a replica of the source",
+                                            DrillOutcome.PASS, self.replica.describe()))
         with self.provider.source() as dsn:
-            doc = take(dsn, options_for(self.environment.config, content=self.request.content,
-                                        progress=self._scan_clock("snapshot_scan")))
+            doc = take(self.replica.dsn if self.replica else dsn,
+                       options_for(self.environment.config, content=self.request.content,
+                                   progress=self._scan_clock("snapshot_scan"), live=True,
+                                   on_held=self._held))
             archive = self.provider.wal_archive()
             if archive is not None:
                 archive.flush()
@@ -189,6 +214,9 @@ class _Drill:
                                        f"recovery stopped {stopped}" if stopped else
                                        "no recovery stop recorded: it may have ended early"))
         return restored
+
+    def _held(self, seconds: float) -> None:
+        self.result.timings["xmin_held"] = seconds   # the snapshot's transactions, open
 
     def _scan_clock(self, timing: str) -> ScanProgress:
         """Passes a content scan's progress on to the terminal and records how long the scan

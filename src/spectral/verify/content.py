@@ -219,13 +219,15 @@ def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
          progress: ScanProgress | None = None,
          stop: threading.Event | None = None, sessions: Sessions | None = None,
          lock_timeout: float = locks.LOCK_TIMEOUT,
-         ready: threading.Event | None = None) -> dict[str, TableFacts]:
-    """Read every planned table in parallel sessions sharing `snapshot` (verify/scan.py)."""
+         ready: threading.Event | None = None,
+         rate: float | None = None) -> dict[str, TableFacts]:
+    """Read every planned table in parallel sessions sharing `snapshot` (verify/scan.py),
+    at most `rate` MB/s when given."""
     from spectral.verify import scan as scanning
 
     return scanning.scan(conninfo, snapshot, plans, workers=workers, method=method,
                          progress=progress, stop=stop, sessions=sessions,
-                         lock_timeout=lock_timeout, ready=ready)
+                         lock_timeout=lock_timeout, ready=ready, rate=rate)
 
 
 def fold(plans: list[TablePlan], ranges: list[Range],

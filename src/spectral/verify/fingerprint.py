@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from spectral.verify.document import (
     canonical,
     sha256,
 )
+from spectral.verify.replica import BEFORE_SQL, REPLAY_ATTEMPTS, ReplayMoved, too_busy
 
 T = TypeVar("T")
 READY_WAIT = 30   # seconds the coordinator keeps its snapshot open for workers still starting
@@ -53,18 +55,25 @@ class Options:
     last_change: tuple[tuple[str, str], ...] = ()
     require_schemas: bool = False     # a named schema that is missing: could not verify
     lock_timeout: float = locks.LOCK_TIMEOUT   # longest wait for a lock, ours or production's
+    read_rate: float = 0   # MB/s the content scan may read (0: unlimited): the live source's
     # told how the content scan advances (a terminal's bars, a drill's clock); not an option of
     # what is read, so two Options that differ only in it are equal
     progress: content_mod.ScanProgress | None = field(default=None, compare=False, repr=False)
+    # told how long the snapshot's transactions held the xmin horizon back (seconds)
+    on_held: Callable[[float], None] | None = field(default=None, compare=False, repr=False)
 
 
 def options_for(env: EnvironmentConfig, *, content: bool = False, workers: int | None = None,
                 schemas: tuple[str, ...] | None = None, require: bool = False,
-                progress: content_mod.ScanProgress | None = None) -> Options:
-    """The fingerprint options an environment's configuration asks for."""
+                progress: content_mod.ScanProgress | None = None, live: bool = False,
+                on_held: Callable[[float], None] | None = None) -> Options:
+    """The fingerprint options an environment's configuration asks for; `live`: of its live
+    database (or its replica), read at most at its source_read_rate (a copy is not held to
+    it)."""
     return Options(schemas or tuple(env.schemas), content=content, workers=workers,
                    last_change=tuple(sorted(env.change_columns.items())),
-                   require_schemas=require, progress=progress, lock_timeout=env.lock_timeout)
+                   require_schemas=require, progress=progress, lock_timeout=env.lock_timeout,
+                   read_rate=env.source_read_rate if live else 0, on_held=on_held)
 
 
 SOURCE_SQL = """
@@ -101,10 +110,19 @@ def _control(conn: psycopg.Connection[Any]) -> tuple[str | None, int | None]:
 def take(conninfo: str, opts: Options, snapshot: str | None = None) -> Fingerprint:
     """Fingerprint one database, schema and data read as of one snapshot (the one exported as
     `snapshot` by another session, when given: a pg_dump of the same instant, say). A lock
-    conflict with production starts it again (verify/locks.py), a few times at most."""
-    return locks.retrying(lambda: _guarded(conninfo, opts.lock_timeout,
-                                           lambda g: _take_once(g, opts, snapshot)),
-                          f"could not fingerprint {describe(conninfo)}")
+    conflict with production starts it again (verify/locks.py), a few times at most; so does
+    a replica's replay that moved while the snapshot was taken (verify/replica.py)."""
+    what = f"could not fingerprint {describe(conninfo)}"
+    moved: ReplayMoved | None = None
+    for _ in range(REPLAY_ATTEMPTS):
+        try:
+            return locks.retrying(lambda: _guarded(conninfo, opts.lock_timeout,
+                                                   lambda g: _take_once(g, opts, snapshot)),
+                                  what)
+        except ReplayMoved as exc:
+            moved = exc
+    assert moved is not None
+    raise too_busy(moved, what)
 
 
 @dataclass
@@ -150,19 +168,21 @@ def _guarded(conninfo: str, lock_timeout: float, body: Callable[[_Guard], T]) ->
             raise
 
 
-def _begin(g: _Guard, schemas: list[str], snapshot: str | None) -> set[str]:
+def _begin(g: _Guard, schemas: list[str], snapshot: str | None) -> tuple[set[str], str | None]:
     """Open the snapshot's transaction with every table of `schemas` locked before the
     snapshot is taken (a TRUNCATE or a rewrite committed between the two would read as an
     empty table). The tables are listed in a transaction of their own: LOCK takes no snapshot,
-    a query does."""
+    a query does. Returns the locked tables and, on a replica, the replay LSN before the
+    snapshot it takes (verify/replica.py; an imported one's instant is its exporter's)."""
     tables = locks.lockable(g.conn, schemas)
+    row = g.conn.execute(BEFORE_SQL).fetchone() if snapshot is None else None
     g.conn.commit()
     g.conn.execute("set transaction isolation level repeatable read, read only")
     if snapshot is not None:
         g.conn.execute(psycopg.sql.SQL("set transaction snapshot {}").format(
             psycopg.sql.Literal(snapshot)))
     locks.lock_all(g.conn, tables, g.lock_timeout)
-    return {f"{s}.{n}" for s, n in tables}
+    return {f"{s}.{n}" for s, n in tables}, None if row is None or row[0] is None else str(row[0])
 
 
 def _all_locked(plans: list[content_mod.TablePlan], locked: set[str]) -> None:
@@ -174,10 +194,14 @@ def _all_locked(plans: list[content_mod.TablePlan], locked: set[str]) -> None:
 
 def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
     conn = g.conn
-    locked = _begin(g, list(opts.schemas) + list(opts.managed), snapshot)
+    locked, before = _begin(g, list(opts.schemas) + list(opts.managed), snapshot)
+    held = time.monotonic()
     row = conn.execute(SOURCE_SQL).fetchone()
     assert row is not None
     version, version_num, lsn, now, database, snapshot = row
+    if before is not None and str(lsn) != before:
+        conn.rollback()
+        raise ReplayMoved(before, str(lsn))
     sysid, timeline = _control(conn)
     last_commit = _last_commit(conn)
     collations = read_collations(conn)
@@ -195,7 +219,8 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
     with ThreadPoolExecutor(1) as pool:
         scanning = pool.submit(content_mod.scan, g.conninfo, snapshot, plans,
                                workers=opts.workers, progress=opts.progress, stop=g.stop,
-                               sessions=g.workers, lock_timeout=g.lock_timeout, ready=ready)
+                               sessions=g.workers, lock_timeout=g.lock_timeout, ready=ready,
+                               rate=opts.read_rate)
         try:
             schemas = {s: SchemaEntry.of(describe_schema(conn, s) if s in present else None)
                        for s in opts.schemas}
@@ -212,6 +237,8 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
             g.workers.cancel()
             raise
     conn.rollback()
+    if opts.on_held is not None:
+        opts.on_held(time.monotonic() - held)
     source = Source(version, version_num, str(lsn), database, sysid, timeline, last_commit)
     return document(now, source, opts, schemas, managed, facts, partitions, sequences, whole,
                     collations)
@@ -234,7 +261,7 @@ def retake(conninfo: str, schemas: tuple[str, ...], tables: set[str],
     """Some tables' facts again, all hashed by `method` (as of `snapshot` when given): two
     servers whose hash functions differ (another major version) compare on common ground."""
     def once(g: _Guard) -> dict[str, TableFacts]:
-        locked = _begin(g, list(schemas), snapshot)
+        locked, _ = _begin(g, list(schemas), snapshot)
         row = g.conn.execute("select pg_export_snapshot()").fetchone()
         assert row is not None
         plans = [p for p in content_mod.plan_tables(g.conn, list(schemas), False, {})

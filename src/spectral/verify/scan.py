@@ -27,6 +27,7 @@ from spectral.verify.content import (
     TablePlan,
     TableStatus,
 )
+from spectral.verify.throttle import ReadRate, range_bytes, read_rate
 
 Item = tuple[TablePlan, int | None, int | None]
 
@@ -67,6 +68,7 @@ class _Scan:
     tally: _Tally
     arrived: _Countdown
     items: Queue[Item]
+    rate: ReadRate | None = None   # the source's read budget (None: unlimited)
     results: Queue[Range] = field(default_factory=Queue)
     first: list[BaseException] = field(default_factory=list)  # the failure, not its echoes
     guard: threading.Lock = field(default_factory=threading.Lock)
@@ -98,6 +100,10 @@ class _Scan:
                     plan, lo, hi = self.items.get_nowait()
                 except Empty:
                     break
+                if self.rate is not None:   # sleeps between ranges, holding nothing more
+                    self.rate.take(range_bytes(plan.blocks, lo, hi))
+                    if self.stop.is_set():
+                        break
                 self.results.put(_read_range(conn, plan, lo, hi, self.method,
                                              self.lock_timeout))
                 self.tally.done(plan, lo, hi)
@@ -109,17 +115,20 @@ def scan(conninfo: str, snapshot: str | None, plans: list[TablePlan], *,
          progress: ScanProgress | None = None,
          stop: threading.Event | None = None, sessions: Sessions | None = None,
          lock_timeout: float = locks.LOCK_TIMEOUT,
-         ready: threading.Event | None = None) -> dict[str, TableFacts]:
+         ready: threading.Event | None = None,
+         rate: float | None = None) -> dict[str, TableFacts]:
     """Read every planned table in `workers` parallel sessions sharing `snapshot`. A large
     table's TID ranges are spread over all the sessions, so one table alone uses every core.
     Each session locks every table before it reads any (verify/locks.py), then needs no other
     lock; `ready` is set once they all hold the snapshot and the locks. When `stop` is set (or
-    this thread is interrupted) the sessions' queries are cancelled and nothing is returned."""
+    this thread is interrupted) the sessions' queries are cancelled and nothing is returned.
+    `rate`: MB/s all the sessions may read together (verify/throttle.py; None or 0: no limit)."""
     items = _queue(plans)
     n = max(1, min(workers or os.cpu_count() or 2, items.qsize() or 1))
     ready = ready or threading.Event()
     run = _Scan(conninfo, snapshot, plans, method, lock_timeout, stop or threading.Event(),
                 sessions or Sessions(), _Tally(plans, progress), _Countdown(n, ready), items)
+    run.rate = read_rate(rate, run.stop)
     with ThreadPoolExecutor(n) as pool:
         futures = [pool.submit(run.work) for _ in range(n)]
         try:

@@ -97,12 +97,16 @@ def fingerprint_of(cfg: SpectralConfig, spec: str, *, schemas: list[str] | None,
         return load(path), str(path)
     if spec in cfg.environments:
         from spectral.environment import open_environment
+        from spectral.verify.replica import replica_for
 
         environment = open_environment(cfg, spec)
         with environment.database() as dsn:
             opts = options_for(environment.config, content=content, workers=workers,
-                               schemas=tuple(schemas) if schemas else None, progress=progress)
-            return take(dsn, opts), f"environment {spec}"
+                               schemas=tuple(schemas) if schemas else None, progress=progress,
+                               live=True)
+            replica = replica_for(environment.config, dsn, environment.spectral.base_dir)
+            return take(replica.dsn if replica else dsn, opts), f"environment {spec}" + (
+                " (its replica)" if replica else "")
     if looks_like_dsn(spec):
         opts = Options(tuple(schemas or REFERENCE_SCHEMAS), content=content, workers=workers,
                        progress=progress)
