@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from spectral.cli.state import AppState, CliConfirmer, state
 from spectral.config.durations import format_duration
 from spectral.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from spectral.drills.functional import DrillRequest
     from spectral.drills.integrity import AmcheckLevel
     from spectral.drills.result import DrillResult
@@ -61,6 +61,8 @@ def print_drill(c: Console, r: DrillResult) -> None:
         c.print(f"  reason: {r.error}")
     if r.backup_id:
         c.print(f"  backup {r.backup_id} restored to {r.recovery_target}")
+    from rich.table import Table
+
     table = Table("check", "outcome", "detail")
     for check in r.checks:
         table.add_row(check.name, check.outcome.value, check.detail)
