@@ -80,3 +80,11 @@ def test_light_modules_stay_light(tmp_path: Path) -> None:
     loaded = _loaded("import spectral.config.durations, spectral.errors, spectral.ledger\n",
                      tmp_path)
     assert not loaded & set(MODELS + SIGNING + DRIVER), sorted(loaded)
+
+
+def test_documents_and_the_ledger_load_no_driver_or_signing(tmp_path: Path) -> None:
+    """A stored fingerprint, the provider protocol and an unsigned ledger are read without the
+    database driver or the signing library (`dr status`, `dr log`, a compare of two files)."""
+    loaded = _loaded("import spectral.verify.document, spectral.providers.base\n"
+                     "import spectral.ledger.store\n", tmp_path)
+    assert not loaded & set(DRIVER + SIGNING + CLOUD + RENDERING), sorted(loaded)
