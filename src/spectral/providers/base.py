@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from spectral.confirm import Operator
 from spectral.errors import CouldNotVerify, UsageError
@@ -34,9 +34,7 @@ from spectral.providers.integrity import CopyIntegrity
 __all__ = ["WalArchive", "archive_of"]   # where they were first
 from spectral.recovery_target import RecoveryTarget
 from spectral.verify.document import Fingerprint
-
-if TYPE_CHECKING:
-    from spectral.verify.reader import Reader
+from spectral.verify.reader import DsnReader, Reader
 
 
 class BackupKind(StrEnum):
@@ -266,8 +264,6 @@ class Copy:
     def read(self) -> Reader:
         """How the drill's checks read the copy: its DSN, else the provider's reader."""
         if self.dsn:
-            from spectral.verify.reader import DsnReader
-
             return DsnReader(self.dsn, self.what)
         if self.reader is None:
             raise CouldNotVerify(f"{self.what}: no connection string and no other way to "
