@@ -17,11 +17,14 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spectral.config.models import EnvironmentConfig, SpectralConfig
 from spectral.errors import SpectralError
-from spectral.ledger import Ledger
 from spectral.providers.base import Provider, Report
+
+if TYPE_CHECKING:
+    from spectral.ledger import Ledger
 
 
 @dataclass

@@ -11,17 +11,15 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from spectral.cli.state import AppState, state
 from spectral.config.durations import format_duration
 from spectral.errors import SpectralError, UsageError
-from spectral.providers.base import Capability
-from spectral.providers.capabilities import missing
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
+
     from spectral.providers.base import InPlaceResult, Instance, Provider
     from spectral.providers.base import Progress as RestoreProgress
     from spectral.providers.capabilities import Options, RestoredInstances
@@ -33,6 +31,8 @@ T = TypeVar("T")
 def needed(provider: Provider, found: T | None, what: str, capability: str) -> T:
     """The capability object `found`, or the one-line refusal of `what` without it."""
     if found is None:
+        from spectral.providers.capabilities import missing
+
         raise missing(provider, what, capability)
     return found
 
@@ -113,9 +113,13 @@ def backups_cmd(ctx: typer.Context) -> None:
     st = state(ctx)
     p = st.environment().provider
     backups, window, pitr = p.backups(), p.window(), p.pitr_enabled()
+    from spectral.providers.base import Capability
+
     live = p.live_lineage()
 
     def human(c: Console) -> None:
+        from rich.table import Table
+
         table = Table("backup", "kind", "parent", "stop LSN", "stopped at", "size", "check")
         for b in backups:
             table.add_row(b.id, b.kind.value, b.parent or "-", b.stop_lsn,
@@ -152,6 +156,9 @@ def restore_progress(enabled: bool) -> Iterator[RestoreProgress | None]:
     if not enabled:
         yield None
         return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     cols = (TextColumn("[bold]{task.description:<8}"), BarColumn(),
             TextColumn("{task.percentage:>5.1f}%"), TimeRemainingColumn())
     with Progress(*cols, console=Console(stderr=True), transient=True) as bar:

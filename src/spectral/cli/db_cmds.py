@@ -7,12 +7,13 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
 from spectral.cli import rules_cmds
 from spectral.cli.state import CliConfirmer, state
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from spectral.reseed import ReseedResult
 
 app = typer.Typer(no_args_is_help=True, help="The reference database: migrate, seed, author, "

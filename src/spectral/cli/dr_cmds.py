@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from spectral.cli import (
     backup_cmds,
@@ -23,8 +21,12 @@ from spectral.cli import (
 )
 from spectral.cli.state import AppState, state
 from spectral.errors import ExitCode
-from spectral.verify.compare import Comparison, Outcome, compare
-from spectral.verify.document import Fingerprint
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from spectral.verify.compare import Comparison
+    from spectral.verify.document import Fingerprint
 
 if TYPE_CHECKING:
     from spectral.environment import Environment
@@ -68,6 +70,8 @@ def _print_fingerprint(c: Console, doc: Fingerprint, out: Path | None) -> None:
     for name, entry in doc.schemas.items():
         shown = "missing" if entry.missing else str(entry.checksum)[:16]
         c.print(f"  schema {name:<10} {shown}  ({len(entry.objects)} objects)")
+    from rich.table import Table
+
     table = Table("table", "rows", "content", "last change", "status")
     for name, t in doc.tables.items():
         table.add_row(name, "-" if t.rows is None else f"{t.rows:,}",
@@ -117,6 +121,8 @@ def fingerprint_cmd(ctx: typer.Context, schemas: str | None = SCHEMAS, content: 
 
 
 def _print_comparison(c: Console, cmp: Comparison, labels: tuple[str, str]) -> None:
+    from spectral.verify.compare import Outcome
+
     c.print(f"compare {labels[0]}  ->  {labels[1]}: [bold]{cmp.outcome.value}[/]")
     for s in cmp.schemas:
         c.print(f"  schema {s.name}: {s.outcome.value}")
@@ -138,8 +144,11 @@ def _print_comparison(c: Console, cmp: Comparison, labels: tuple[str, str]) -> N
         c.print(f"    - {t.name}: {t.outcome.value}: {t.detail}")
 
 
-EXIT = {Outcome.MATCH: ExitCode.OK, Outcome.MISMATCH: ExitCode.CHECK_FAILED,
-        Outcome.COULD_NOT_VERIFY: ExitCode.COULD_NOT_VERIFY}
+def _exit_code(cmp: Comparison) -> ExitCode:
+    from spectral.verify.compare import Outcome
+
+    return {Outcome.MATCH: ExitCode.OK, Outcome.MISMATCH: ExitCode.CHECK_FAILED,
+            Outcome.COULD_NOT_VERIFY: ExitCode.COULD_NOT_VERIFY}[cmp.outcome]
 
 
 @app.command("compare")
@@ -155,6 +164,7 @@ def compare_cmd(ctx: typer.Context,
     when both fingerprints carry it) content. Exit 1 on any mismatch, 3 if a table could not be
     verified."""
     from spectral.cli.backup_cmds import restore_progress
+    from spectral.verify.compare import compare
     from spectral.verify.targets import fingerprint_pair
 
     st = state(ctx)
@@ -165,7 +175,7 @@ def compare_cmd(ctx: typer.Context,
     cmp = compare(doc_a, doc_b, include_managed=include_managed)
     st.emit({"a": label_a, "b": label_b, **cmp.to_json()},
             lambda c: _print_comparison(c, cmp, (label_a, label_b)))
-    raise typer.Exit(EXIT[cmp.outcome])
+    raise typer.Exit(_exit_code(cmp))
 
 
 @app.command("snapshot")

@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from spectral.cli.fleet_cmds import alert_drill
 from spectral.cli.state import AppState, CliConfirmer, state
@@ -16,6 +14,8 @@ from spectral.config.durations import format_duration
 from spectral.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from spectral.drills.functional import DrillRequest
     from spectral.drills.integrity import AmcheckLevel
     from spectral.drills.random_point import RandomPoint
@@ -95,6 +95,8 @@ def print_drill(c: Console, r: DrillResult) -> None:
                 f"{r.point['seed']} --older-than {r.point['older_than_s']:g}s); "
                 f"{r.point['candidates']} candidate(s)"
                 + "".join(f", {n} skipped {why}" for why, n in r.point["skipped"].items()))
+    from rich.table import Table
+
     table = Table("check", "outcome", "detail")
     for check in r.checks:
         table.add_row(check.name, check.outcome.value, check.detail)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from spectral.cli.state import AppState, state
-from spectral.ledger.payloads import KeyRecord
+
+if TYPE_CHECKING:
+    from spectral.ledger.payloads import KeyRecord
 
 evidence_app = typer.Typer(no_args_is_help=True, help="Evidence an auditor can take away: "
                                                        "export a bundle, verify one offline.")
@@ -118,6 +121,8 @@ def keygen_cmd(ctx: typer.Context,
 def add_key_cmd(ctx: typer.Context, public_key: str = typer.Option(
         ..., "--public-key", help="The new key (base64), trusted from this entry on.")) -> None:
     """Rotate keys, step 1: a ledger entry, signed by the current key, that trusts another."""
+    from spectral.ledger.payloads import KeyRecord
+
     _key_entry(ctx, KeyRecord("signing key added", add=public_key))
 
 
@@ -125,6 +130,8 @@ def revoke_key_cmd(ctx: typer.Context, public_key: str = typer.Option(
         ..., "--public-key", help="The key (base64) no longer trusted from this entry on.")) \
         -> None:
     """Rotate keys, step 2: a ledger entry, signed by a trusted key, that retires one."""
+    from spectral.ledger.payloads import KeyRecord
+
     _key_entry(ctx, KeyRecord("signing key revoked", revoke=public_key))
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
 from spectral.cli.state import CliConfirmer, state
 from spectral.errors import ExitCode
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from spectral.exit.move import ExitResult
 
 TO = typer.Option(None, "--to", help="The PostgreSQL elsewhere: another environment's name, a "

@@ -7,14 +7,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from spectral.cli.state import AppState, state
 from spectral.config.durations import format_duration
 from spectral.errors import ExitCode, SpectralError, UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from spectral.environment import Environment
 
 alerts_app = typer.Typer(no_args_is_help=True, help="Webhooks told of failed, unverifiable "
@@ -34,6 +34,8 @@ def status_all(st: AppState, now: datetime | None) -> None:
 
 
 def _fleet_table(c: Console, rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
     table = Table("environment", "posture", "state", "last drill", "RTO", "RPO", "overdue",
                   "recoverable window", "backup", "ledger")
     for r in rows:

@@ -6,12 +6,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
 from spectral.cli.state import state
 from spectral.errors import UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from spectral.playbooks.blast import BlastRadius
 
 

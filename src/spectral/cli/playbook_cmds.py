@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import getpass
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
 from spectral.cli.state import CliConfirmer, state
-from spectral.config.models import Posture
 from spectral.errors import ExitCode
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(no_args_is_help=True, help="The runbook's five restore playbooks.")
 
@@ -33,6 +35,7 @@ def list_cmd(ctx: typer.Context) -> None:
 @app.command("show")
 def show_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook name.")) -> None:
     """A playbook's steps for the environment's posture tier."""
+    from spectral.config.models import Posture
     from spectral.playbooks.catalog import playbook
 
     st = state(ctx)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
 from spectral.cli.state import CliConfirmer, state
 from spectral.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 checklist_app = typer.Typer(no_args_is_help=True, help="The runbook's checklists.")
 incident_app = typer.Typer(no_args_is_help=True, help="Incidents in the ledger.")

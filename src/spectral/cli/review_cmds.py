@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from spectral.cli.state import AppState, state
 from spectral.config.durations import format_duration
 from spectral.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from spectral.drills import tabletop as tt
 
 runbook_app = typer.Typer(no_args_is_help=True, help="The runbook, generated from the ledger.")
@@ -31,6 +31,8 @@ def _status(st: AppState, as_of: str | None = None) -> dict[str, Any]:
 
 
 def _cadence_table(c: Console, items: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
     table = Table("type", "cadence", "last done", "next due", "state")
     for i in items:
         state_text = i["state"] + (f": {i['detail']}" if i["detail"] else "")

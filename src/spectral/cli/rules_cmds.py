@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
 from spectral.cli.state import state
 from spectral.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 DEFAULT_OUT = Path("data/rules")
 PARTNER = typer.Option(None, "--partner", help="Partner slug (core.partners.slug).")

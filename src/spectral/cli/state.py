@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
-from spectral.config.load import load_config
-from spectral.config.models import SpectralConfig
 from spectral.errors import RefusedError
 from spectral.redact import redact, redact_obj
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from spectral.config.models import SpectralConfig
     from spectral.environment import Environment
 
 
@@ -32,6 +32,8 @@ class AppState:
     @property
     def config(self) -> SpectralConfig:
         if self._config is None:
+            from spectral.config.load import load_config
+
             self._config = load_config(self.config_path)
         return self._config
 
@@ -45,10 +47,14 @@ class AppState:
 
     @property
     def out(self) -> Console:
+        from rich.console import Console
+
         return Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
 
     @property
     def err(self) -> Console:
+        from rich.console import Console
+
         return Console(stderr=True, highlight=False, width=_width(sys.stderr))
 
     def emit(self, data: Any, human: Callable[[Console], None]) -> None:
@@ -56,6 +62,8 @@ class AppState:
         if self.json:
             sys.stdout.write(json.dumps(redact_obj(data), indent=2, default=str) + "\n")
         else:
+            from spectral.cli.console import RedactingConsole
+
             human(RedactingConsole(highlight=False, soft_wrap=True, width=_width(sys.stdout)))
 
 
@@ -66,13 +74,6 @@ def _width(stream: Any) -> int | None:
         return None if stream.isatty() else 100_000
     except (AttributeError, ValueError):
         return 100_000
-
-
-class RedactingConsole(Console):
-    """A console whose plain-string output passes through the redaction function."""
-
-    def print(self, *objects: Any, **kwargs: Any) -> None:
-        super().print(*(redact(o) if isinstance(o, str) else o for o in objects), **kwargs)
 
 
 class CliConfirmer:

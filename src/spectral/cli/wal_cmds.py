@@ -3,13 +3,15 @@ provider's WalStream and WalStatus capabilities (None: one line saying what inst
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
 from spectral.cli.backup_cmds import needed
 from spectral.cli.state import state
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 wal_app = typer.Typer(no_args_is_help=True, help="Continuous WAL: streaming and the live RPO.")
 

@@ -14,16 +14,15 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from typing import TYPE_CHECKING, Any
 
 from spectral.errors import ConfigError
+
+if TYPE_CHECKING:   # the library loads when a key is used: reading an unsigned ledger needs none
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 
 def key_id(public: str) -> str:
@@ -32,12 +31,17 @@ def key_id(public: str) -> str:
 
 
 def public_text(key: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode()
 
 
 def load_private(text: str) -> Ed25519PrivateKey:
     """A private key from PEM (PKCS#8) or the raw 32 bytes in base64."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     text = text.strip()
     try:
         if text.startswith("-----BEGIN"):
@@ -53,6 +57,8 @@ def load_private(text: str) -> Ed25519PrivateKey:
 
 
 def load_public(text: str) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
     except (ValueError, TypeError):
@@ -77,6 +83,8 @@ def valid(public: str, entry_hash: str, sig: Any) -> bool:
     if not isinstance(sig, dict) or not isinstance(sig.get("value"), str) or \
             sig.get("key") != key_id(public):
         return False
+    from cryptography.exceptions import InvalidSignature
+
     try:
         load_public(public).verify(base64.b64decode(sig["value"]), entry_hash.encode())
     except (InvalidSignature, ValueError, ConfigError):

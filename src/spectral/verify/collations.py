@@ -10,9 +10,10 @@ PostgreSQL 15 and later record and report the versions; the locale columns diffe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
+if TYPE_CHECKING:
+    import psycopg
 
 Json = dict[str, Any]
 PROVIDERS = {"c": "libc", "i": "icu", "b": "builtin", "d": "default"}
@@ -99,6 +100,8 @@ def _version(provider: Any, locale: Any, recorded: Any, actual: Any) -> Collatio
 def read_collations(conn: psycopg.Connection[Any]) -> Collations | None:
     """The collation versions of the database `conn` is in; None when they cannot be read (a
     server before 15, a library that cannot load a collation): the drill then says so."""
+    import psycopg
+
     try:
         with conn.transaction():
             row = conn.execute(DATABASE_SQL).fetchone()

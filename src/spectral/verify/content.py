@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import psycopg
@@ -20,6 +19,8 @@ from spectral.pg.conn import Sessions
 from spectral.verify import locks
 from spectral.verify.content_sql import COLUMN_HASHES_SQL as COLUMN_HASHES_SQL  # by_query.py
 from spectral.verify.content_sql import TABLES_SQL as TABLES_SQL  # sends them too
+from spectral.verify.kinds import Method as Method  # where they were defined: kept importable
+from spectral.verify.kinds import TableStatus as TableStatus
 
 CHUNK_BLOCKS = 4096           # 32 MB of heap per range: small enough to balance the workers
 # progress(stage, done, total) in heap blocks: stage "scan" for the whole scan, "scan <table>"
@@ -28,26 +29,8 @@ ScanProgress = Callable[[str, int, int], None]
 MASK64 = (1 << 64) - 1
 
 
-class Method(StrEnum):
-    COUNT = "count"                 # exact count only
-    COLUMN_HASH = "column-hash-2"   # per row: xor of each column's own extended hash, seeded by
-                                    # its position; per table: the sum over rows. "-2": version 1
-                                    # cast char(n) and bit(n) columns to char(1)/bit(1) first, so
-                                    # its checksums are not comparable (could-not-verify, not a
-                                    # false match or mismatch)
-    RECORD_HASH = "record-hash"     # sum(hash_record_extended(row, 0)): ~2x slower, kept for
-                                    # comparison in the benchmark
-    TEXT_HASH = "text-hash"         # sum(hashtextextended(row::text, 0)): the fallback
-    FLOOR = "floor"                 # reads every column, hashes nothing: the benchmark floor
-
-
 class ScanStopped(Exception):
     """The scan was told to stop: its facts would be partial, so there are none."""
-
-
-class TableStatus(StrEnum):
-    OK = "ok"
-    COULD_NOT_VERIFY = "could_not_verify"
 
 
 @dataclass

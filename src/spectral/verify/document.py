@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spectral.verify.collations import Collations
-from spectral.verify.content import Method, TableStatus
+from spectral.verify.kinds import Method, TableStatus
 
 FORMAT = "spectral.fingerprint"
 VERSION = 1

@@ -5,13 +5,14 @@ says which (`Copy.read()`); the drill's checks do not care."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import psycopg
-
-from spectral.pg.conn import connect
 from spectral.verify.document import Fingerprint
-from spectral.verify.fingerprint import Options, take
+
+if TYPE_CHECKING:   # the driver loads when a database is read, not with the provider protocol
+    import psycopg
+
+    from spectral.verify.fingerprint import Options
 
 
 class Rows(Protocol):
@@ -45,13 +46,19 @@ class DsnReader:
         self.dsn, self.what = dsn, what
 
     def fingerprint(self, opts: Options) -> Fingerprint:
+        from spectral.verify.fingerprint import take
+
         return take(self.dsn, opts)
 
     def rows(self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()
              ) -> list[tuple[Any, ...]]:
+        from spectral.pg.conn import connect
+
         with connect(self.dsn) as conn:
             return ConnRows(conn).rows(query, params)
 
 
 def as_rows(db: Rows | psycopg.Connection[Any]) -> Rows:
+    import psycopg
+
     return ConnRows(db) if isinstance(db, psycopg.Connection) else db
