@@ -98,6 +98,8 @@ def main(argv: list[str]) -> int:
     ensure_venv(dev=verb == "test")
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    # every `spectral` process the tests start would compile the sources again without .pyc
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if verb == "demo":
         return subprocess.run([str(BIN / "spectral"), "demo", *rest], env=env, cwd=ROOT).returncode
     if "--fast" in rest:   # the inner loop: no server, no system packages (tests/conftest.py)
