@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -32,6 +33,8 @@ TARGET_TIME = typer.Option(None, "--target-time", help="Restore to the snapshot 
 CONTENT = typer.Option(False, "--content", help="Also compare every row's content checksum.")
 KEEP = typer.Option(False, "--keep", help="Leave the restored instance up and print its DSN "
                                          "(for debugging).")
+JUNIT = typer.Option(None, "--junit", dir_okay=False, help="Also write the result as JUnit XML "
+                     "to FILE (a testcase per check), for CI systems.")
 
 
 def print_drill(c: Console, r: DrillResult) -> None:
@@ -87,6 +90,14 @@ def drill(st: AppState, req: DrillRequest, yes: bool = False) -> DrillResult:
                               report=lambda m: st.err.print(f"drill: {m}"))
 
 
+def write_junit(path: Path | None, result: DrillResult) -> None:
+    """--junit: the drill as JUnit XML (written whatever its outcome)."""
+    if path is not None:
+        from spectral.drills import junit
+
+        junit.write_junit(path, [junit.drill_suite(result)])
+
+
 def _copy_request(backup: str | None, restored_ref: str | None, restored_dsn: str | None,
                   branch: bool, wait: float, cfg: Any) -> CopyRequest:
     from spectral.config.secrets import is_secret_ref, resolve_secret
@@ -106,7 +117,7 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
                    target_time: str | None = TARGET_TIME, content: bool = CONTENT,
                    keep: bool = KEEP, restored_ref: str | None = RESTORED_REF,
                    restored_dsn: str | None = RESTORED_DSN, branch: bool = BRANCH,
-                   wait: float = WAIT, yes: bool = YES) -> None:
+                   wait: float = WAIT, yes: bool = YES, junit: Path | None = JUNIT) -> None:
     """Restore a backup into a throwaway instance, compare schema fingerprints across the
     protected schemas and the load-bearing tables' row counts with a snapshot, check the core
     contract, measure RTO and RPO, tear down, record it. Exit 0 PASS, 1 FAIL, 3 COULD-NOT-VERIFY.
@@ -121,18 +132,21 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
     result = drill(st, DrillRequest(DrillType.FUNCTIONAL,
                                     parse_time(target_time) if target_time else None, content,
                                     keep, copy), yes)
+    write_junit(junit, result)
     st.emit(result.to_json(), lambda c: print_drill(c, result))
     raise typer.Exit(result.outcome.exit_code)
 
 
 @drill_app.command("post-migration")
-def post_migration_cmd(ctx: typer.Context, content: bool = CONTENT, keep: bool = KEEP) -> None:
+def post_migration_cmd(ctx: typer.Context, content: bool = CONTENT, keep: bool = KEEP,
+                       junit: Path | None = JUNIT) -> None:
     """The same drill after a migration (the runbook's post-migration drill)."""
     from spectral.drills.functional import DrillRequest
     from spectral.drills.result import DrillType
 
     st = state(ctx)
     result = drill(st, DrillRequest(DrillType.POST_MIGRATION, None, content, keep))
+    write_junit(junit, result)
     st.emit(result.to_json(), lambda c: print_drill(c, result))
     raise typer.Exit(result.outcome.exit_code)
 

@@ -39,23 +39,36 @@ def _cadence_table(c: Console, items: list[dict[str, Any]]) -> None:
     c.print(table)
 
 
+STATUS_JUNIT = typer.Option(None, "--junit", dir_okay=False, help="Also write the status as JUnit "
+                            "XML to FILE (a testcase per cadence item, the daily backup and "
+                            "the ledger), for CI systems.")
+
+
+def _write_reports(info: dict[str, Any], prom_file: Path | None, junit: Path | None) -> None:
+    """--prom-file and --junit: the same status for Prometheus and for CI systems."""
+    from spectral.drills import junit as junit_mod
+    from spectral.drills import metrics
+
+    if prom_file is not None:
+        metrics.write_prometheus(info, prom_file)
+    if junit is not None:
+        junit_mod.write_junit(junit, [junit_mod.status_suite(info)])
+
+
 def status_cmd(ctx: typer.Context,
                prom_file: Path | None = typer.Option(None, "--prom-file", help="Also write the "
                                                      "figures in Prometheus text format (for "
                                                      "node_exporter's textfile collector)."),
                as_of: str | None = typer.Option(None, "--as-of", help="Judge what is due or "
                                                 "overdue as of this time (ISO 8601), e.g. to "
-                                                "see what lapses before a holiday.")
-               ) -> None:
+                                                "see what lapses before a holiday."),
+               junit: Path | None = STATUS_JUNIT) -> None:
     """Tier, targets against measured RPO/RTO, last drill, what is due or overdue, backup
     freshness, WAL lag. Exit 1 when anything is overdue: run it from cron as a dead-man's
     switch."""
-    from spectral.drills import status as status_mod
-
     st = state(ctx)
     info = _status(st, as_of)
-    if prom_file is not None:
-        status_mod.write_prometheus(info, prom_file)
+    _write_reports(info, prom_file, junit)
 
     def human(c: Console) -> None:
         t, m = info["targets"], info["measured"]
