@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 
+from spectral.cli.outputs import schema_of, stamped
 from spectral.config.load import load_config
 from spectral.config.models import SpectralConfig
 from spectral.errors import RefusedError
@@ -27,6 +28,7 @@ class AppState:
     env: str | None = None
     json: bool = False
     debug: bool = False
+    command: str = ""                 # the running command's path, for its output's schema
     _config: SpectralConfig | None = field(default=None, repr=False)
 
     @property
@@ -52,8 +54,10 @@ class AppState:
         return Console(stderr=True, highlight=False, width=_width(sys.stderr))
 
     def emit(self, data: Any, human: Callable[[Console], None]) -> None:
-        """Print `data` as JSON with --json, else call `human`. Both paths are redacted."""
+        """Print `data` as JSON with --json (with the `schema_version` of the command's
+        published schema, cli/outputs.py), else call `human`. Both paths are redacted."""
         if self.json:
+            data = stamped(data, schema_of(self.command))
             sys.stdout.write(json.dumps(redact_obj(data), indent=2, default=str) + "\n")
         else:
             human(RedactingConsole(highlight=False, soft_wrap=True, width=_width(sys.stdout)))
@@ -102,4 +106,5 @@ class CliConfirmer:
 def state(ctx: typer.Context) -> AppState:
     obj = ctx.find_root().obj
     assert isinstance(obj, AppState)
+    obj.command = ctx.command_path
     return obj
