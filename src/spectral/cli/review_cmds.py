@@ -46,12 +46,13 @@ STATUS_JUNIT = typer.Option(None, "--junit", dir_okay=False, help="Also write th
 
 def _write_reports(info: dict[str, Any], prom_file: Path | None, junit: Path | None) -> None:
     """--prom-file and --junit: the same status for Prometheus and for CI systems."""
-    from spectral.drills import junit as junit_mod
-    from spectral.drills import metrics
-
     if prom_file is not None:
+        from spectral.drills import metrics
+
         metrics.write_prometheus(info, prom_file)
     if junit is not None:
+        from spectral.drills import junit as junit_mod
+
         junit_mod.write_junit(junit, [junit_mod.status_suite(info)])
 
 
