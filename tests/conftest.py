@@ -206,16 +206,21 @@ def reference_cluster(base_dir: Path, bins: PgBinaries) -> Iterator[Cluster]:
 def spectral(*args: str, cwd: Path, env: dict[str, str] | None = None,
              timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the real command line, as a user would: in this process (tests/inprocess.py) unless
-    the test needs a process of its own."""
+    the test needs a process of its own. A --json output is checked against its schema."""
     import inprocess
+    import output_schemas
 
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SPECTRAL_TEST")}
     full_env.update(env or {})
     full_env.setdefault("COLUMNS", "200")
     if not inprocess.needs_process(args, env or {}):
-        return inprocess.run(SPECTRAL, args, cwd, full_env, timeout)
-    return subprocess.run([SPECTRAL, *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+        done = inprocess.run(SPECTRAL, args, cwd, full_env, timeout)
+    else:
+        done = subprocess.run([SPECTRAL, *args], cwd=cwd, env=full_env, capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    # every --json output follows its published schema (docs/schemas)
+    output_schemas.validate_run(args, done.returncode, done.stdout, done.stderr)
+    return done
 
 
 def bare_local(work_dir: Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -72,10 +73,15 @@ def drilled(work_dir: Path) -> Iterator[Path]:
 
 def test_status_is_a_dead_mans_switch(drilled: Path) -> None:
     prom = drilled / "dr.prom"
-    res = spectral("dr", "status", "--prom-file", str(prom), cwd=drilled)
+    junit = drilled / "status.xml"
+    res = spectral("dr", "status", "--prom-file", str(prom), "--junit", str(junit),
+                   cwd=drilled)
     assert res.returncode == 1 and "overdue: Tabletop review" in res.stdout
     text = prom.read_text()
     assert 'spectral_dr_overdue{environment="local",item="Tabletop review"} 1.0' in text
+    failed = [c.get("name") for c in ElementTree.parse(junit).iter("testcase")
+              if c.find("failure") is not None]
+    assert "Tabletop review" in failed and "Functional restore drill" not in failed
     assert "spectral_dr_rto_seconds" in text and "spectral_dr_ok" in text
     answers = drilled / "answers.toml"
     answers.write_text('participants = ["ana", "raj"]\nfindings = ["op ref is stale"]\n'

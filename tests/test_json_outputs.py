@@ -16,6 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -107,7 +108,14 @@ def test_json_outputs_are_unchanged(work_dir: Path) -> None:
                                       "--target-time", point.isoformat()), work_dir)
         check("restore_undo", run(work_dir, "dr", "restore", "--undo", "--yes"), work_dir)
         run(work_dir, "dr", "backup")      # an undo needs a full backup before the drill's
-        check("drill", run(work_dir, "dr", "drill", "functional", "--yes"), work_dir)
+        junit = work_dir / "ci" / "drill.xml"
+        check("drill", run(work_dir, "dr", "drill", "functional", "--yes", "--junit",
+                           str(junit)), work_dir)
+        suite = ElementTree.parse(junit).getroot().find("testsuite")   # --junit: for CI
+        assert suite is not None and suite.get("name") == "spectral drill functional staging"
+        cases = {c.get("name"): c for c in suite.iter("testcase")}
+        assert "row counts of load-bearing tables" in cases and suite.get("failures") == "0"
+        assert cases["contract"].find("skipped") is not None      # not configured
         check("log", run(work_dir, "dr", "log"), work_dir)
 
 

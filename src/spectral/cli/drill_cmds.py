@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -35,6 +36,8 @@ TARGET_TIME = typer.Option(None, "--target-time", help="Restore to the snapshot 
 CONTENT = typer.Option(False, "--content", help="Also compare every row's content checksum.")
 KEEP = typer.Option(False, "--keep", help="Leave the restored instance up and print its DSN "
                                          "(for debugging).")
+JUNIT = typer.Option(None, "--junit", dir_okay=False, help="Also write the result as JUnit XML "
+                     "to FILE (a testcase per check), for CI systems.")
 
 AMCHECK = typer.Option(None, "--amcheck", metavar="basic|thorough",
                        help="pg_amcheck on the restored copy: basic (B-tree indexes and heap "
@@ -145,6 +148,14 @@ def drill(st: AppState, req: DrillRequest, yes: bool = False) -> DrillResult:
                               report=lambda m: st.err.print(f"drill: {m}"))
 
 
+def write_junit(path: Path | None, result: DrillResult) -> None:
+    """--junit: the drill as JUnit XML (written whatever its outcome)."""
+    if path is not None:
+        from spectral.drills import junit
+
+        junit.write_junit(path, [junit.drill_suite(result)])
+
+
 def _copy_request(backup: str | None, restored_ref: str | None, restored_dsn: str | None,
                   branch: bool, wait: float, cfg: Any) -> CopyRequest:
     from spectral.config.secrets import is_secret_ref, resolve_secret
@@ -166,7 +177,7 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
                    restored_dsn: str | None = RESTORED_DSN, branch: bool = BRANCH,
                    wait: float = WAIT, yes: bool = YES, amcheck: str | None = AMCHECK,
                    point: str | None = POINT, seed: int | None = SEED,
-                   older_than: str = OLDER_THAN) -> None:
+                   older_than: str = OLDER_THAN, junit: Path | None = JUNIT) -> None:
     """Restore a backup into a throwaway instance, compare schema fingerprints across the
     protected schemas and the load-bearing tables' row counts with a snapshot, check the core
     contract, measure RTO and RPO, check the copy physically (its recovery log, pg_amcheck, every
@@ -184,6 +195,7 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
                                     parse_time(target_time) if target_time else None, content,
                                     keep, copy, _amcheck(amcheck),
                                     _random_point(point, seed, older_than)), yes)
+    write_junit(junit, result)
     st.emit(result.to_json(), lambda c: print_drill(c, result))
     alert_drill(st, result.to_json())
     raise typer.Exit(result.outcome.exit_code)
@@ -191,7 +203,7 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
 
 @drill_app.command("post-migration")
 def post_migration_cmd(ctx: typer.Context, content: bool = CONTENT, keep: bool = KEEP,
-                       amcheck: str | None = AMCHECK) -> None:
+                       amcheck: str | None = AMCHECK, junit: Path | None = JUNIT) -> None:
     """The same drill after a migration (the runbook's post-migration drill)."""
     from spectral.drills.functional import DrillRequest
     from spectral.drills.result import DrillType
@@ -199,6 +211,7 @@ def post_migration_cmd(ctx: typer.Context, content: bool = CONTENT, keep: bool =
     st = state(ctx)
     result = drill(st, DrillRequest(DrillType.POST_MIGRATION, None, content, keep,
                                     amcheck=_amcheck(amcheck)))
+    write_junit(junit, result)
     st.emit(result.to_json(), lambda c: print_drill(c, result))
     alert_drill(st, result.to_json())
     raise typer.Exit(result.outcome.exit_code)

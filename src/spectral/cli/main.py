@@ -59,7 +59,9 @@ def _fail(message: str, code: int, hint: str | None = None) -> int:
     if JSON_ERRORS:
         import json
 
-        sys.stderr.write(json.dumps({"error": redact(message), "hint": redact(hint)
+        from spectral.cli.outputs import ERROR, KEY
+
+        sys.stderr.write(json.dumps({KEY: ERROR, "error": redact(message), "hint": redact(hint)
                                      if hint else None, "exit_code": int(code)}) + "\n")
         return code
     sys.stderr.write(f"spectral: error: {redact(message)}\n")

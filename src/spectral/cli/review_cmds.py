@@ -75,6 +75,23 @@ def _print_status(c: Console, info: dict[str, Any]) -> None:
                     "it is a dead-man's switch that starts armed)")
 
 
+STATUS_JUNIT = typer.Option(None, "--junit", dir_okay=False, help="Also write the status as JUnit "
+                            "XML to FILE (a testcase per cadence item, the daily backup and "
+                            "the ledger), for CI systems.")
+
+
+def _write_reports(info: dict[str, Any], prom_file: Path | None, junit: Path | None) -> None:
+    """--prom-file and --junit: the same status for Prometheus and for CI systems."""
+    if prom_file is not None:
+        from spectral.drills import metrics
+
+        metrics.write_prometheus(info, prom_file)
+    if junit is not None:
+        from spectral.drills import junit as junit_mod
+
+        junit_mod.write_junit(junit, [junit_mod.status_suite(info)])
+
+
 def status_cmd(ctx: typer.Context,
                prom_file: Path | None = typer.Option(None, "--prom-file", help="Also write the "
                                                      "figures in Prometheus text format (for "
@@ -85,13 +102,12 @@ def status_cmd(ctx: typer.Context,
                all_environments: bool = typer.Option(False, "--all", help="Every environment "
                                                      "of the configuration in one table (exit "
                                                      "1 overdue or failed anywhere, else 3 "
-                                                     "when one could not be verified).")
-               ) -> None:
+                                                     "when one could not be verified)."),
+               junit: Path | None = STATUS_JUNIT) -> None:
     """Tier, targets against measured RPO/RTO, last drill, what is due or overdue, backup
     freshness, WAL lag. Exit 1 when anything is overdue: run it from cron as a dead-man's
     switch. Configured webhooks are told when something becomes overdue or recovers."""
     from spectral.cli.fleet_cmds import alert_status, status_all
-    from spectral.drills import status as status_mod
     from spectral.recovery_target import parse_time
 
     st = state(ctx)
@@ -100,8 +116,7 @@ def status_cmd(ctx: typer.Context,
             raise UsageError("--prom-file is for one environment; not with --all")
         status_all(st, parse_time(as_of) if as_of else None)
     info = _status(st, as_of)
-    if prom_file is not None:
-        status_mod.write_prometheus(info, prom_file)
+    _write_reports(info, prom_file, junit)
 
     st.emit(info, lambda c: _print_status(c, info))
     alert_status(st, st.environment(), info)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from spectral.cli.outputs import schema_of, stamped
 from spectral.errors import RefusedError
 from spectral.redact import redact, redact_obj
 
@@ -27,6 +28,7 @@ class AppState:
     env: str | None = None
     json: bool = False
     debug: bool = False
+    command: str = ""                 # the running command's path, for its output's schema
     _config: SpectralConfig | None = field(default=None, repr=False)
 
     @property
@@ -58,8 +60,10 @@ class AppState:
         return Console(stderr=True, highlight=False, width=_width(sys.stderr))
 
     def emit(self, data: Any, human: Callable[[Console], None]) -> None:
-        """Print `data` as JSON with --json, else call `human`. Both paths are redacted."""
+        """Print `data` as JSON with --json (with the `schema_version` of the command's
+        published schema, cli/outputs.py), else call `human`. Both paths are redacted."""
         if self.json:
+            data = stamped(data, schema_of(self.command))
             sys.stdout.write(json.dumps(redact_obj(data), indent=2, default=str) + "\n")
         else:
             from spectral.cli.console import RedactingConsole
@@ -103,4 +107,5 @@ class CliConfirmer:
 def state(ctx: typer.Context) -> AppState:
     obj = ctx.find_root().obj
     assert isinstance(obj, AppState)
+    obj.command = ctx.command_path
     return obj

@@ -1,11 +1,11 @@
 """`spectral dr status`: the one screen an on-call engineer opens, and the dead-man's switch a
-cron job runs (exit 1 when anything is overdue), with the same figures for Prometheus."""
+cron job runs (exit 1 when anything is overdue), with the same figures for Prometheus
+(drills/metrics.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from spectral.config.models import EnvironmentConfig, Posture
@@ -16,7 +16,6 @@ from spectral.drills.cadence import (
     changed_since,
     last_drill_schemas,
 )
-from spectral.durable import write_atomic
 from spectral.environment import Environment
 from spectral.ledger import EntryKind, Ledger, payloads
 from spectral.providers.base import Capability
@@ -118,54 +117,6 @@ START = {
     "Daily backup": "spectral dr backup (on Supabase: the project's own daily backups or PITR)",
     "Ledger integrity": "spectral dr log verify (it names the damage)",
 }
-
-
-def prometheus(status: dict[str, Any]) -> str:
-    """The same figures in Prometheus text format, for node_exporter's textfile collector."""
-    env = status["environment"]
-    lines: list[str] = []
-
-    def metric(name: str, help_text: str, value: float | None,
-               labels: dict[str, str] | None = None) -> None:
-        if value is None:
-            return
-        if f"# HELP {name} " not in "\n".join(lines):
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} gauge")
-        labs = {"environment": env, **(labels or {})}
-        text = ",".join(f'{k}="{v}"' for k, v in sorted(labs.items()))
-        lines.append(f"{name}{{{text}}} {value}")
-
-    metric("spectral_dr_rto_target_seconds", "RTO target of the posture tier.",
-           status["targets"]["rto_seconds"])
-    metric("spectral_dr_rpo_target_seconds", "RPO target of the posture tier.",
-           status["targets"]["rpo_seconds"])
-    metric("spectral_dr_rto_seconds", "RTO measured by the last drill.",
-           status["measured"]["rto_seconds"])
-    metric("spectral_dr_rpo_seconds", "RPO measured by the last drill.",
-           status["measured"]["rpo_seconds"])
-    last = status["last_drill"]
-    if last:
-        metric("spectral_dr_last_drill_timestamp_seconds", "When the last drill ran.",
-               datetime.fromisoformat(last["at"]).timestamp())
-        metric("spectral_dr_last_drill_passed", "1 when the last drill passed, else 0.",
-               1.0 if last["outcome"] == "pass" else 0.0)
-    for item in status["cadence"]:
-        metric("spectral_dr_overdue", "1 when a cadence item is overdue.",
-               1.0 if item["state"] == "overdue" else 0.0, {"item": item["name"]})
-    metric("spectral_dr_backup_age_seconds", "Age of the newest base backup.",
-           status["backup"]["age_seconds"])
-    if status["wal"] and "rpo_bytes" in status["wal"]:
-        metric("spectral_dr_wal_lag_bytes", "Committed WAL not yet in the repository.",
-               status["wal"]["rpo_bytes"])
-    metric("spectral_dr_ledger_intact", "1 when the ledger's hash chain verifies.",
-           1.0 if status["ledger"]["intact"] else 0.0)
-    metric("spectral_dr_ok", "1 when nothing is overdue.", 0.0 if status["overdue"] else 1.0)
-    return "\n".join(lines) + "\n"
-
-
-def write_prometheus(status: dict[str, Any], path: Path) -> None:
-    write_atomic(path, prometheus(status))
 
 
 def describe(item: CadenceItem) -> str:
