@@ -27,7 +27,9 @@ def status_all(st: AppState, now: datetime | None) -> None:
     from spectral.drills.fleet import fleet_status
 
     fleet = fleet_status(st.config, now, report=lambda m: st.err.print(m))
-    st.emit(fleet.to_json(), lambda c: _fleet_table(c, fleet.rows))
+    from spectral.cli.outputs import FLEET
+
+    st.emit(fleet.to_json(), lambda c: _fleet_table(c, fleet.rows), schema=FLEET)
     for row in fleet.rows:
         alert_status(st, fleet.environments[row["name"]], row, reachable=row["reachable"])
     raise typer.Exit(fleet.exit_code)
@@ -95,8 +97,12 @@ def alert_status(st: AppState, environment: Environment, status: dict[str, Any],
 
 
 def alert_drill(st: AppState, result: dict[str, Any]) -> None:
-    """Tell the hooks what a drill's result made news of; never changes the result."""
+    """Tell the hooks what a drill's result made news of (the result as `--json` prints it,
+    with its schema_version); never changes the result."""
     from spectral.alerts.notify import after_drill, notify
+    from spectral.cli.outputs import stamped
+
+    result = stamped(result, "drill-result.v1")
 
     try:
         environment = st.environment()

@@ -75,7 +75,10 @@ SCHEMAS: dict[str, str] = {
     "dr playbook list": "playbooks.v1",
     "dr playbook show": "playbook.v1",
     "dr playbook run": "playbook-run.v1",
+    "dr alerts test": "alerts-test.v1",
 }
+# a flag that changes what a command prints: its own schema (`emit(..., schema=...)`)
+FLEET = "fleet-status.v1"       # dr status --all
 
 # commands that never print JSON (psql hands the terminal over)
 NO_JSON = frozenset({"local psql"})

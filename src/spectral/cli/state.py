@@ -59,11 +59,11 @@ class AppState:
 
         return Console(stderr=True, highlight=False, width=_width(sys.stderr))
 
-    def emit(self, data: Any, human: Callable[[Console], None]) -> None:
+    def emit(self, data: Any, human: Callable[[Console], None], schema: str | None = None) -> None:
         """Print `data` as JSON with --json (with the `schema_version` of the command's
         published schema, cli/outputs.py), else call `human`. Both paths are redacted."""
         if self.json:
-            data = stamped(data, schema_of(self.command))
+            data = stamped(data, schema or schema_of(self.command))
             sys.stdout.write(json.dumps(redact_obj(data), indent=2, default=str) + "\n")
         else:
             from spectral.cli.console import RedactingConsole
