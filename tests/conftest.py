@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,14 @@ _TEMPLATES: list[Path] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     """initdb once per set of options for the whole run (workers inherit the folder): every
-    cluster a test or the tool creates is a copy (spectral/pg/template.py)."""
+    cluster a test or the tool creates is a copy (spectral/pg/template.py).
+
+    A run started in the background of a shell (`cmd &`, nohup, some CI runners) inherits
+    SIGINT ignored, and so would every `spectral` process a test starts: the tests of what
+    Ctrl-C does would wait out their timeouts. Python's own handler is put back (a handler is
+    reset to the default in a child at exec; an ignored signal would stay ignored)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     from spectral.pg import template
 
     if template.folder() is None:
