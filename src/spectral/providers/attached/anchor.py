@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from spectral.errors import CouldNotVerify
+from spectral.errors import CouldNotVerify, SpectralError
 from spectral.pg.conn import connect
-from spectral.providers.base import Report
+from spectral.providers.base import RecoverableWindow, Report
 from spectral.providers.local import window as window_mod
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import (
@@ -25,6 +25,8 @@ from spectral.providers.local.wal import (
     parse_segment,
     segment_of,
 )
+from spectral.recovery_target import TimeTarget
+from spectral.timefmt import exact
 
 NO_TIMEOUT_WAIT = 120.0     # seconds to wait when the server sets no archive_timeout
 SWITCHED_WAIT = 120.0       # after a switch: the archive_command's own time
@@ -125,3 +127,22 @@ def advice(live: LivePosition, dsn: str) -> str:
     return (f"the segment was switched and not archived: check the team's archive_command "
             f"(pg_stat_archiver: {row[0]} failure(s), last failed {row[1] or 'none'}, last "
             f"archived {row[2] or 'none'})")
+
+
+def past_archive(target: TimeTarget, window: RecoverableWindow) -> bool:
+    """Whether a time target may lie in WAL the live server wrote after the archive's end: no
+    transaction in the archive ends after it, so recovery would run to the archive's end and
+    stop short of commits made before the target that are not archived yet (pure)."""
+    return window.latest_time is None or target.at >= window.latest_time
+
+
+def unknown_after_archive(target: TimeTarget, window: RecoverableWindow,
+                          why: SpectralError) -> CouldNotVerify:
+    """A time after the archive's last transaction while the live server cannot be asked how
+    far its WAL goes: whether it committed before the target is unknown."""
+    last = exact(window.latest_time) if window.latest_time else "none"
+    return CouldNotVerify(
+        f"--target-time {exact(target.at)} is after the last transaction in the team's archive "
+        f"({last}) and the live server cannot be reached to tell whether it committed more "
+        f"before then ({why})",
+        hint=f"--latest restores the end of the team's archive (LSN {window.latest_lsn})")

@@ -17,7 +17,13 @@ from spectral.confirm import Operator
 from spectral.errors import ConnectError, CouldNotVerify, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.conn import connect
-from spectral.providers.attached.anchor import position, unarchived_bytes, wait_archived
+from spectral.providers.attached.anchor import (
+    past_archive,
+    position,
+    unarchived_bytes,
+    unknown_after_archive,
+    wait_archived,
+)
 from spectral.providers.attached.strategy import AttachedRepository
 from spectral.providers.base import (
     Backup,
@@ -118,6 +124,19 @@ class AttachedProvider:
     def _window_for(self, target: RecoveryTarget) -> RecoverableWindow:
         if isinstance(target, LsnTarget):   # inclusive: the record at the LSN too
             self.wait_for(target.lsn if target.exclusive else target.lsn + 1)
+            return self.window()
+        window = self.window()
+        if not isinstance(target, TimeTarget) or not past_archive(target, window):
+            return window
+        # a time no transaction in the archive ends after: what the live server wrote since
+        # its last archived segment decides it (a commit before the target may be there
+        # only), so the archive must first hold every record written so far
+        try:
+            with self.source() as dsn:
+                lsn = position(dsn).lsn
+        except ConnectError as exc:
+            raise unknown_after_archive(target, window, exc) from None
+        self.wait_for(lsn)
         return self.window()
 
     def pitr_enabled(self) -> bool:

@@ -1,0 +1,63 @@
+"""Session 12's adversarial round on the attached backends (issue 30), kept as regression
+tests: each one failed before its fix.
+
+- A time target after the last transaction the team's archive holds was restored from the
+  archive as it stood: the segment the live server was writing (not archived yet: full or
+  archive_timeout) held commits made before the target, and the copy lacked them, exit 0."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from attach_world import TeamArchive, team_archive
+from conftest import _processes_under, spectral
+from spectral.pg.binaries import PgBinaries
+from test_attach_archive import toml_for
+from test_attach_pgbackrest import ReadOnly, ids
+
+
+@pytest.fixture
+def team(work_dir: Path, bins: PgBinaries) -> Iterator[TeamArchive]:
+    with team_archive(work_dir, bins, None) as t:
+        (work_dir / "spectral.toml").write_text(toml_for(t))
+        try:
+            yield t
+        finally:
+            spectral("dr", "teardown", "--all", cwd=work_dir)
+    assert _processes_under(work_dir) == []
+
+
+@pytest.mark.server
+def test_a_time_after_the_archives_last_commit_is_restored_with_the_live_servers_wal(
+        team: TeamArchive, work_dir: Path) -> None:
+    """Before: row 101, committed before the target into the segment being written, was not
+    in the copy (ids 1..100), exit 0. Now the archive is made to hold the live server's WAL
+    first; with the live server down, such a target is unknown (exit 3) and --latest still
+    restores the archive's end."""
+    team.sql("grant execute on function pg_switch_wal() to drill")
+    team.basebackup("b")
+    team.archived_now()
+    team.commit(101)                    # only in the live server's pg_wal
+    time.sleep(1.1)
+    target = team.sql("select now()")[0][0]
+    ro = ReadOnly(team, work_dir, grows_in="wal/")
+    inst = ro.run("dr", "restore", "--target-time", target.isoformat(), "--json",
+                  archive_may_grow=True)
+    assert ids(inst) == list(range(1, 102)), inst
+
+    team.commit(102)
+    time.sleep(1.1)
+    later = team.sql("select now()")[0][0]
+    team.cluster.stop(timeout=30)
+    try:
+        res = spectral("dr", "restore", "--target-time", later.isoformat(), cwd=work_dir)
+        assert res.returncode == 3, (res.stdout, res.stderr)
+        assert "live server cannot be reached" in res.stderr and "--latest" in res.stderr
+        res = spectral("dr", "restore", "--latest", "--json", cwd=work_dir)
+        assert res.returncode == 0, res.stderr
+    finally:
+        team.cluster.start()
