@@ -3,7 +3,13 @@ tests: each one failed before its fix.
 
 - A time target after the last transaction the team's archive holds was restored from the
   archive as it stood: the segment the live server was writing (not archived yet: full or
-  archive_timeout) held commits made before the target, and the copy lacked them, exit 0."""
+  archive_timeout) held commits made before the target, and the copy lacked them, exit 0.
+- A history file of a timeline the live server is not on (a promoted copy archiving into the
+  team's folder): every backup looked abandoned, `dr backups` said "no recoverable window"
+  (exit 0), a restore pointed at `dr backup`, a drill waited two minutes and blamed the
+  team's archive_command. Now named in one line, exit 3.
+- A file in the team's WAL folder whose name merely ends in `.history`: "internal error:
+  ValueError", every command."""
 
 from __future__ import annotations
 
@@ -61,3 +67,38 @@ def test_a_time_after_the_archives_last_commit_is_restored_with_the_live_servers
         assert res.returncode == 0, res.stderr
     finally:
         team.cluster.start()
+
+
+@pytest.mark.server
+def test_a_history_file_of_a_timeline_the_live_server_is_not_on_is_named(
+        team: TeamArchive, work_dir: Path) -> None:
+    team.basebackup("b")
+    team.commit(101)
+    team.archived_now()
+    stray = team.wal / "00000007.history"
+    stray.write_text("1\t0/3000000\tno recovery target specified\n")
+    ro = ReadOnly(team, work_dir, grows_in="wal/")
+    for args in (["dr", "backups"], ["dr", "restore", "--latest"]):
+        err = ro.run(*args, expect=3)
+        assert "timeline 7" in err and "live server is on timeline 1" in err, (args, err)
+        assert "dr backup" not in err, err
+
+
+def test_a_file_that_merely_ends_in_history_is_no_timeline(tmp_path: Path) -> None:
+    from spectral.providers.archive.repo import ArchiveRepository
+
+    wal = tmp_path / "wal"
+    wal.mkdir()
+    for name in ("it's notes.history", "00000002.history"):
+        (wal / name).write_text("1\t0/3000000\tno recovery target specified\n")
+    repo = ArchiveRepository(tmp_path / "state", tmp_path / "base", wal)
+    assert repo.history_timelines() == [2]
+
+
+def test_history_file_names() -> None:
+    from spectral.providers.local.wal import history_timeline
+
+    assert history_timeline("0000000A.history") == 10
+    for name in ("notes.history", "adv-00000007.history", "0000000A.history.bak",
+                 "0000000a.history", "000000010000000000000003"):
+        assert history_timeline(name) is None, name

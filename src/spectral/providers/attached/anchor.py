@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from spectral.errors import CouldNotVerify, SpectralError
+from spectral.errors import ConnectError, CouldNotVerify, SpectralError
 from spectral.pg.conn import connect
 from spectral.providers.base import RecoverableWindow, Report
 from spectral.providers.local import window as window_mod
@@ -146,3 +146,28 @@ def unknown_after_archive(target: TimeTarget, window: RecoverableWindow,
         f"({last}) and the live server cannot be reached to tell whether it committed more "
         f"before then ({why})",
         hint=f"--latest restores the end of the team's archive (LSN {window.latest_lsn})")
+
+
+def check_timeline(dsn: str, archived: int) -> None:
+    """A restore follows the newest timeline the archive holds a history file or WAL of (as
+    PostgreSQL's recovery_target_timeline = 'latest' does). When the live primary is on an
+    older one, that timeline is not the live server's (a promoted copy or a former standby
+    archived into the same place): every backup taken on the live timeline after its branch
+    looks abandoned and a drill waits for WAL on the wrong timeline. Named, exit 3; nothing is
+    checked while the live server cannot be reached (the archive is all there is then)."""
+    try:
+        with connect(dsn) as conn:
+            row = conn.execute("select pg_is_in_recovery(), "
+                               "(pg_control_checkpoint()).timeline_id").fetchone()
+    except ConnectError:
+        return
+    if row is None or row[0] or row[1] is None or int(row[1]) >= archived:
+        return
+    history = f"{archived:08X}.history"
+    raise CouldNotVerify(
+        f"the team's archive holds timeline {archived} ({history} or its WAL) and the live "
+        f"server is on timeline {int(row[1])}: a restore would follow timeline {archived}, "
+        f"which the live server is not on (a promoted copy or a former standby archiving into "
+        f"the same place?)",
+        hint=f"move {history} and timeline {archived}'s WAL out of the team's archive (spectral "
+             f"never writes there); PostgreSQL's own restores of it follow that timeline too")

@@ -18,6 +18,7 @@ from spectral.errors import ConnectError, CouldNotVerify, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.conn import connect
 from spectral.providers.attached.anchor import (
+    check_timeline,
     past_archive,
     position,
     unarchived_bytes,
@@ -114,6 +115,8 @@ class AttachedProvider:
     def window(self) -> RecoverableWindow:
         self.strategy.forget()
         self.check_major(None)      # another major's pg_waldump reads every segment as damage
+        with self.source() as dsn:
+            check_timeline(dsn, window_mod.archive_view(self.repo).timeline)
         return window_mod.compute(self.bins, self.repo)
 
     def wait_for(self, lsn: int) -> None:
