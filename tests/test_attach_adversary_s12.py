@@ -9,7 +9,10 @@ tests: each one failed before its fix.
   (exit 0), a restore pointed at `dr backup`, a drill waited two minutes and blamed the
   team's archive_command. Now named in one line, exit 3.
 - A file in the team's WAL folder whose name merely ends in `.history`: "internal error:
-  ValueError", every command."""
+  ValueError", every command.
+- One backup folder with a damaged backup_label stopped every command ("internal error:
+  KeyError" or "not a WAL location", naming no backup): no other backup could be restored.
+  It is listed as failed, saying why."""
 
 from __future__ import annotations
 
@@ -102,3 +105,19 @@ def test_history_file_names() -> None:
     for name in ("notes.history", "adv-00000007.history", "0000000A.history.bak",
                  "0000000a.history", "000000010000000000000003"):
         assert history_timeline(name) is None, name
+
+
+@pytest.mark.parametrize("text, why", [
+    ("garbage\n", "no 'START WAL LOCATION' line"),
+    ("START WAL LOCATION: 0/ZZ (file 0000000100000000000000ZZ)\nSTART TIME: x\n",
+     "not a WAL location"),
+    ("START WAL LOCATION: 0/3000028 (file 000000010000000000000003)\nSTART TIME: soon\n",
+     "does not match format"),
+])
+def test_a_backup_whose_label_cannot_be_read_is_listed_as_failed(text: str, why: str) -> None:
+    from spectral.providers.archive.backups import backup_entry
+    from spectral.providers.base import Verification
+
+    b = backup_entry("damaged", text, "15", {}, None, None, has_manifest=False, size=1)
+    assert b.verification is Verification.FAILED
+    assert why in b.verification_detail and "backup_label" in b.verification_detail
