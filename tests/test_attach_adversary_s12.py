@@ -12,7 +12,10 @@ tests: each one failed before its fix.
   ValueError", every command.
 - One backup folder with a damaged backup_label stopped every command ("internal error:
   KeyError" or "not a WAL location", naming no backup): no other backup could be restored.
-  It is listed as failed, saying why."""
+  It is listed as failed, saying why.
+- A dsn and an archive of two different clusters (production's server, staging's archive):
+  the drill compared unrelated data, FAIL exit 1 blaming the backups (or PASS when the data
+  agreed). The drill now names the two database systems."""
 
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ import pytest
 from attach_world import TeamArchive, team_archive
 from conftest import _processes_under, spectral
 from spectral.pg.binaries import PgBinaries
+from spectral.pg.cluster import Cluster, free_port, socket_dir_for
+from spectral.pg.conn import connect
 from test_attach_archive import toml_for
 from test_attach_pgbackrest import ReadOnly, ids
 
@@ -121,3 +126,36 @@ def test_a_backup_whose_label_cannot_be_read_is_listed_as_failed(text: str, why:
     b = backup_entry("damaged", text, "15", {}, None, None, has_manifest=False, size=1)
     assert b.verification is Verification.FAILED
     assert why in b.verification_detail and "backup_label" in b.verification_detail
+
+
+@pytest.mark.server
+def test_a_drill_of_another_clusters_archive_names_the_two_systems(
+        team: TeamArchive, work_dir: Path, bins: PgBinaries,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    team.basebackup("b")
+    for row in range(101, 106):           # the team's archive runs to a few segments on
+        team.commit(row)
+        team.archived_now()
+    other = Cluster(bins, work_dir / "other" / "data", socket_dir_for(work_dir / "other-run"),
+                    free_port(), work_dir / "other" / "postgres.log", port_chosen=True)
+    monkeypatch.delenv("SPECTRAL_INITDB_TEMPLATES", raising=False)   # a system of its own
+    other.initdb(conf={"wal_level": "replica"})
+    other.start()
+    try:
+        with connect(other.conninfo()) as conn:
+            conn.execute("create database app")
+        with connect(other.conninfo("app")) as conn:
+            conn.execute("create schema app; create table app.ledger (id int primary key, "
+                         "note text); insert into app.ledger select g, 'x' from "
+                         "generate_series(1, 105) g; create role drill login; "
+                         "grant pg_read_all_data, pg_monitor to drill")
+            for _ in range(2):            # its LSN inside the team's window
+                conn.execute("select pg_switch_wal()")
+                conn.execute("update app.ledger set note = note")
+        dsn = (f"host={other.socket_dir} port={other.port} user=drill dbname=app")
+        (work_dir / "spectral.toml").write_text(toml_for(team).replace(team.dsn, dsn))
+        res = spectral("dr", "drill", "functional", "--json", cwd=work_dir)
+        assert res.returncode in (2, 3), (res.stdout, res.stderr)
+        assert "two different clusters" in res.stdout + res.stderr, (res.stdout, res.stderr)
+    finally:
+        other.stop(timeout=30)

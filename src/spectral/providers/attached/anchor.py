@@ -12,10 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from spectral.errors import ConnectError, CouldNotVerify, SpectralError
+from spectral.errors import ConnectError, CouldNotVerify, SpectralError, UsageError
 from spectral.pg.conn import connect
 from spectral.providers.base import RecoverableWindow, Report
+from spectral.providers.local import walheader
 from spectral.providers.local import window as window_mod
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import (
@@ -171,3 +173,34 @@ def check_timeline(dsn: str, archived: int) -> None:
         f"the same place?)",
         hint=f"move {history} and timeline {archived}'s WAL out of the team's archive (spectral "
              f"never writes there); PostgreSQL's own restores of it follow that timeline too")
+
+
+def archive_system(repo: Repository) -> int | None:
+    """The database system the archive's WAL is of: the system identifier in the first page
+    header of its newest segment (fetched when the repository fetches on read); None when no
+    segment can be read."""
+    lin = window_mod.lineage_of(repo)
+    for seg in reversed(lin.segments[-3:]):
+        try:
+            folder = lin.view.where[seg]
+        except (KeyError, SpectralError):
+            continue
+        header = walheader.read(Path(folder) / (seg.name + (".partial" if seg.partial else "")))
+        if header is not None:
+            return header.sysid
+    return None
+
+
+def check_same_system(repo: Repository, live_sysid: str | None, what: str) -> None:
+    """A drill compares the live server with a copy of the archive: both must be of one
+    database system. A DSN and an archive setting that point at two clusters (production's
+    server, staging's archive) otherwise compare unrelated data: a FAIL that blames the
+    backups, or a PASS when the data happens to agree."""
+    archived = archive_system(repo)
+    if live_sysid is None or archived is None or str(archived) == str(live_sysid):
+        return
+    raise UsageError(f"the team's archive ({what}) holds the WAL of database system "
+                     f"{archived}, and the live server is database system {live_sysid}: the "
+                     f"dsn and the repository settings point at two different clusters",
+                     hint="point dsn at the server whose backups these are, or the repository "
+                          "settings at that server's backups")

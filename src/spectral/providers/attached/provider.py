@@ -18,6 +18,7 @@ from spectral.errors import ConnectError, CouldNotVerify, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.conn import connect
 from spectral.providers.attached.anchor import (
+    check_same_system,
     check_timeline,
     past_archive,
     position,
@@ -243,6 +244,8 @@ class AttachedProvider:
         # exclusive: the state the snapshot saw is every record before its LSN; a commit
         # that starts exactly there came after it (PostgreSQL's inclusive LSN target would
         # replay it)
+        check_same_system(self.repo, snapshot.source.system_identifier,
+                          self.strategy.describe())
         return LsnTarget(parse_lsn(snapshot.source.lsn), exclusive=True)
 
     def provision_copy(self, target: RecoveryTarget, request: CopyRequest, operator: Operator,
