@@ -15,7 +15,10 @@ tests: each one failed before its fix.
   It is listed as failed, saying why.
 - A dsn and an archive of two different clusters (production's server, staging's archive):
   the drill compared unrelated data, FAIL exit 1 blaming the backups (or PASS when the data
-  agreed). The drill now names the two database systems."""
+  agreed). The drill now names the two database systems.
+- A drill with a pg_bin_dir of another major than the backups' took the snapshot and
+  recorded a could-not-verify drill (exit 3); it is refused before anything runs (exit 2),
+  as docs/attach.md says and as dr backups and dr restore already were."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from attach_world import TeamArchive, team_archive
-from conftest import _processes_under, spectral
+from conftest import SYSTEM_PG15, _processes_under, spectral
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.conn import connect
@@ -159,3 +162,17 @@ def test_a_drill_of_another_clusters_archive_names_the_two_systems(
         assert "two different clusters" in res.stdout + res.stderr, (res.stdout, res.stderr)
     finally:
         other.stop(timeout=30)
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not (SYSTEM_PG15 / "pg_waldump").exists(), reason="needs PostgreSQL 15")
+def test_a_drill_with_a_pg_bin_dir_of_another_major_is_refused_before_it_runs(
+        team: TeamArchive, work_dir: Path) -> None:
+    team.basebackup("b")
+    team.archived_now()
+    (work_dir / "spectral.toml").write_text(
+        toml_for(team).replace(str(team.cluster.bins.bin_dir), str(SYSTEM_PG15)))
+    ro = ReadOnly(team, work_dir, grows_in="wal/")
+    err = ro.run("dr", "drill", "functional", expect=2)
+    assert "pg_bin_dir holds PostgreSQL 15" in err, err
+    assert "no ledger entries" in ro.run("dr", "log")       # nothing ran, nothing recorded

@@ -232,6 +232,7 @@ class AttachedProvider:
         if request.method is not CopyMethod.RESTORE or request.existing or request.existing_dsn:
             raise UsageError(f"{self.describe()} restores its own copies: --restored-ref, "
                              f"--restored-dsn and --branch are for Supabase environments")
+        self.check_major(request.backup_id)     # refused before the snapshot, not after
         if request.backup_id is not None and request.backup_id not in {
                 b.id for b in self.backups()}:
             raise UsageError(f"--backup {request.backup_id!r}: no such backup in "
