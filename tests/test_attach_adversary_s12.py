@@ -4,6 +4,7 @@ tests: each one failed before its fix.
 - A time target after the last transaction the team's archive holds was restored from the
   archive as it stood: the segment the live server was writing (not archived yet: full or
   archive_timeout) held commits made before the target, and the copy lacked them, exit 0.
+  A transaction or restore point there was "not in the recoverable window", exit 2.
 - A history file of a timeline the live server is not on (a promoted copy archiving into the
   team's folder): every backup looked abandoned, `dr backups` said "no recoverable window"
   (exit 0), a restore pointed at `dr backup`, a drill waited two minutes and blamed the
@@ -66,7 +67,15 @@ def test_a_time_after_the_archives_last_commit_is_restored_with_the_live_servers
                   archive_may_grow=True)
     assert ids(inst) == list(range(1, 102)), inst
 
-    team.commit(102)
+    team.sql("select pg_create_restore_point('just-made')")
+    inst = ro.run("dr", "restore", "--target-name", "just-made", "--json",
+                  archive_may_grow=True)
+    assert ids(inst) == list(range(1, 102)), inst
+    xid, _ = team.commit(102)
+    inst = ro.run("dr", "restore", "--target-xid", str(xid), "--json", archive_may_grow=True)
+    assert ids(inst) == list(range(1, 103)), inst
+
+    team.commit(103)
     time.sleep(1.1)
     later = team.sql("select now()")[0][0]
     team.cluster.stop(timeout=30)

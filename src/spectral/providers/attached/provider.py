@@ -46,9 +46,10 @@ from spectral.providers.local import window as window_mod
 from spectral.providers.local.archive import ArchiveReader
 from spectral.providers.local.capabilities import LocalInstances
 from spectral.providers.local.instances import Registry
+from spectral.providers.local.targets import locate
 from spectral.providers.local.throwaway import Throwaways
 from spectral.providers.local.wal import parse_lsn
-from spectral.recovery_target import LsnTarget, RecoveryTarget, TimeTarget
+from spectral.recovery_target import LsnTarget, RecoveryTarget, TargetKind, TimeTarget
 from spectral.verify.document import Fingerprint
 
 WRITES = {"on_demand_backup": "a backup", "retention": "an expiry",
@@ -130,18 +131,43 @@ class AttachedProvider:
             self.wait_for(target.lsn if target.exclusive else target.lsn + 1)
             return self.window()
         window = self.window()
-        if not isinstance(target, TimeTarget) or not past_archive(target, window):
+        # a time no transaction in the archive ends after, or a transaction or restore point
+        # the archive does not hold: what the live server wrote since its last archived
+        # segment decides it (a commit before the target may be there only), so the archive
+        # must first hold every record written so far
+        if not self._past_archive(target, window):
             return window
-        # a time no transaction in the archive ends after: what the live server wrote since
-        # its last archived segment decides it (a commit before the target may be there
-        # only), so the archive must first hold every record written so far
         try:
-            with self.source() as dsn:
-                lsn = position(dsn).lsn
+            lsn = self._live_lsn()
         except ConnectError as exc:
-            raise unknown_after_archive(target, window, exc) from None
-        self.wait_for(lsn)
-        return self.window()
+            if isinstance(target, TimeTarget):
+                raise unknown_after_archive(target, window, exc) from None
+            return window       # the restore names it: not in the archive's window
+        try:
+            self.wait_for(lsn)
+        except CouldNotVerify:
+            if isinstance(target, TimeTarget):
+                raise
+        return self.window()    # a transaction or restore point still not there: named
+
+    def _past_archive(self, target: RecoveryTarget, window: RecoverableWindow) -> bool:
+        if isinstance(target, TimeTarget):
+            return past_archive(target, window)
+        return target.kind in (TargetKind.XID, TargetKind.NAME) and \
+            not self._located(target, window)
+
+    def _live_lsn(self) -> int:
+        with self.source() as dsn:
+            return position(dsn).lsn
+
+    def _located(self, target: RecoveryTarget, window: RecoverableWindow) -> bool:
+        if window.empty or window.earliest_lsn is None:
+            return True          # nothing to restore from: the restore says so
+        try:
+            locate(self.bins, self.repo, target, window)
+        except (UsageError, CouldNotVerify):
+            return False
+        return True
 
     def pitr_enabled(self) -> bool:
         return True
