@@ -161,12 +161,16 @@ def backup_entry(backup_id: str, label_text: str, version: str, history: dict[st
     its major, the backup history files by START WAL LOCATION, its manifest's end and file
     time (when it has one) and its size. Shared by the folder and the S3 prefix."""
     found = label(label_text)
-    start = lsn_of(found["START WAL LOCATION"])
-    started = label_time(found["START TIME"])
-    stop_doc = label(history.get(start, ""))
-    stop = manifest_stop or (lsn_of(stop_doc["STOP WAL LOCATION"])
-                             if "STOP WAL LOCATION" in stop_doc else None)
-    stopped = stopped_by(stop_doc, manifest_mtime)
+    try:
+        start = lsn_of(found["START WAL LOCATION"])
+        started = label_time(found["START TIME"])
+        timeline = int(found.get("START TIMELINE", "1"))
+        stop_doc = label(history.get(start, ""))
+        stop = manifest_stop or (lsn_of(stop_doc["STOP WAL LOCATION"])
+                                 if "STOP WAL LOCATION" in stop_doc else None)
+        stopped = stopped_by(stop_doc, manifest_mtime)
+    except (KeyError, ValueError, CouldNotVerify) as exc:
+        return unreadable(backup_id, version, size, exc)
     if stop is None:
         verification, detail = Verification.FAILED, (
             f"its end is unknown: no backup_manifest, and no backup history file for its start "
@@ -181,10 +185,24 @@ def backup_entry(backup_id: str, label_text: str, version: str, history: dict[st
             "not checked yet: pg_verifybackup runs on every restore of it")
     return Backup(id=backup_id, kind=BackupKind.FULL, parent=None, start_lsn=start,
                   stop_lsn=stop, start_time=started, stop_time=stopped,
-                  timeline=int(found.get("START TIMELINE", "1")), size_bytes=size,
+                  timeline=timeline, size_bytes=size,
                   duration_s=max(0.0, (stopped - started).total_seconds()),
                   server_version=version, verification=verification,
                   verification_detail=detail, status="completed", physical=True)
+
+
+def unreadable(backup_id: str, version: str, size: int, why: Exception) -> Backup:
+    """A backup whose backup_label (or backup history file) cannot be read: listed as failed,
+    naming what is wrong, so the other backups still restore (pure). Its LSNs and times are
+    unknown: the epoch and 0/0 stand in; a failed backup is never in the window."""
+    what = f"no {why.args[0]!r} line" if isinstance(why, KeyError) else str(why)
+    epoch = datetime.fromtimestamp(0, UTC)
+    return Backup(id=backup_id, kind=BackupKind.FULL, parent=None, start_lsn="0/0",
+                  stop_lsn="0/0", start_time=epoch, stop_time=epoch, timeline=1,
+                  size_bytes=size, duration_s=0.0, server_version=version,
+                  verification=Verification.FAILED,
+                  verification_detail=f"its backup_label cannot be read: {what}",
+                  status="completed", physical=True)
 
 
 def _stopped_by(b: BaseBackup, stop_doc: dict[str, str]) -> datetime:

@@ -17,7 +17,7 @@ from spectral.pg.osuser import give_to_server, make_owned_dir
 from spectral.providers.archive.backups import DECOMPRESS, find, label, lsn_of, to_backup
 from spectral.providers.base import Backup
 from spectral.providers.local.recovery import WAL_SEGMENT_SIZE
-from spectral.providers.local.wal import Segment, parse_segment
+from spectral.providers.local.wal import Segment, history_timeline, parse_segment
 from spectral.runner import run
 
 HISTORY_SUFFIX = ".history"
@@ -107,7 +107,7 @@ class ArchiveRepository:
         return DecompressOnRead(self, plain, packed)
 
     def history_timelines(self) -> list[int]:
-        return [int(n[:8], 16) for n in self.files() if n.endswith(HISTORY_SUFFIX)]
+        return [t for n in self.files() if (t := history_timeline(n)) is not None]
 
     def archived(self, segment: str) -> bool:
         self.forget()

@@ -19,7 +19,7 @@ from spectral.providers.archive.s3 import S3Object, S3Prefixes
 from spectral.providers.archive.s3backups import S3Backup, S3Catalog, major_of_magic
 from spectral.providers.base import Backup
 from spectral.providers.local import walheader
-from spectral.providers.local.wal import Segment, parse_segment
+from spectral.providers.local.wal import Segment, history_timeline, parse_segment
 from spectral.providers.pgbackrest.repo import FetchOnRead
 from spectral.runner import run
 
@@ -81,7 +81,7 @@ class S3ArchiveRepository:
                             if (seg := parse_segment(name)) is not None], self._fetch)
 
     def history_timelines(self) -> list[int]:
-        return [int(n[:8], 16) for n in self.listing() if n.endswith(HISTORY_SUFFIX)]
+        return [t for n in self.listing() if (t := history_timeline(n)) is not None]
 
     def archived(self, segment: str) -> bool:
         self._cache.pop("listing", None)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from spectral.errors import CouldNotVerify
+from spectral.errors import ConnectError, CouldNotVerify, SpectralError, UsageError
 from spectral.pg.conn import connect
-from spectral.providers.base import Report
+from spectral.providers.base import RecoverableWindow, Report
+from spectral.providers.local import walheader
 from spectral.providers.local import window as window_mod
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import (
@@ -25,6 +27,8 @@ from spectral.providers.local.wal import (
     parse_segment,
     segment_of,
 )
+from spectral.recovery_target import TimeTarget
+from spectral.timefmt import exact
 
 NO_TIMEOUT_WAIT = 120.0     # seconds to wait when the server sets no archive_timeout
 SWITCHED_WAIT = 120.0       # after a switch: the archive_command's own time
@@ -125,3 +129,78 @@ def advice(live: LivePosition, dsn: str) -> str:
     return (f"the segment was switched and not archived: check the team's archive_command "
             f"(pg_stat_archiver: {row[0]} failure(s), last failed {row[1] or 'none'}, last "
             f"archived {row[2] or 'none'})")
+
+
+def past_archive(target: TimeTarget, window: RecoverableWindow) -> bool:
+    """Whether a time target may lie in WAL the live server wrote after the archive's end: no
+    transaction in the archive ends after it, so recovery would run to the archive's end and
+    stop short of commits made before the target that are not archived yet (pure)."""
+    return window.latest_time is None or target.at >= window.latest_time
+
+
+def unknown_after_archive(target: TimeTarget, window: RecoverableWindow,
+                          why: SpectralError) -> CouldNotVerify:
+    """A time after the archive's last transaction while the live server cannot be asked how
+    far its WAL goes: whether it committed before the target is unknown."""
+    last = exact(window.latest_time) if window.latest_time else "none"
+    return CouldNotVerify(
+        f"--target-time {exact(target.at)} is after the last transaction in the team's archive "
+        f"({last}) and the live server cannot be reached to tell whether it committed more "
+        f"before then ({why})",
+        hint=f"--latest restores the end of the team's archive (LSN {window.latest_lsn})")
+
+
+def check_timeline(dsn: str, archived: int) -> None:
+    """A restore follows the newest timeline the archive holds a history file or WAL of (as
+    PostgreSQL's recovery_target_timeline = 'latest' does). When the live primary is on an
+    older one, that timeline is not the live server's (a promoted copy or a former standby
+    archived into the same place): every backup taken on the live timeline after its branch
+    looks abandoned and a drill waits for WAL on the wrong timeline. Named, exit 3; nothing is
+    checked while the live server cannot be reached (the archive is all there is then)."""
+    try:
+        with connect(dsn) as conn:
+            row = conn.execute("select pg_is_in_recovery(), "
+                               "(pg_control_checkpoint()).timeline_id").fetchone()
+    except ConnectError:
+        return
+    if row is None or row[0] or row[1] is None or int(row[1]) >= archived:
+        return
+    history = f"{archived:08X}.history"
+    raise CouldNotVerify(
+        f"the team's archive holds timeline {archived} ({history} or its WAL) and the live "
+        f"server is on timeline {int(row[1])}: a restore would follow timeline {archived}, "
+        f"which the live server is not on (a promoted copy or a former standby archiving into "
+        f"the same place?)",
+        hint=f"move {history} and timeline {archived}'s WAL out of the team's archive (spectral "
+             f"never writes there); PostgreSQL's own restores of it follow that timeline too")
+
+
+def archive_system(repo: Repository) -> int | None:
+    """The database system the archive's WAL is of: the system identifier in the first page
+    header of its newest segment (fetched when the repository fetches on read); None when no
+    segment can be read."""
+    lin = window_mod.lineage_of(repo)
+    for seg in reversed(lin.segments[-3:]):
+        try:
+            folder = lin.view.where[seg]
+        except (KeyError, SpectralError):
+            continue
+        header = walheader.read(Path(folder) / (seg.name + (".partial" if seg.partial else "")))
+        if header is not None:
+            return header.sysid
+    return None
+
+
+def check_same_system(repo: Repository, live_sysid: str | None, what: str) -> None:
+    """A drill compares the live server with a copy of the archive: both must be of one
+    database system. A DSN and an archive setting that point at two clusters (production's
+    server, staging's archive) otherwise compare unrelated data: a FAIL that blames the
+    backups, or a PASS when the data happens to agree."""
+    archived = archive_system(repo)
+    if live_sysid is None or archived is None or str(archived) == str(live_sysid):
+        return
+    raise UsageError(f"the team's archive ({what}) holds the WAL of database system "
+                     f"{archived}, and the live server is database system {live_sysid}: the "
+                     f"dsn and the repository settings point at two different clusters",
+                     hint="point dsn at the server whose backups these are, or the repository "
+                          "settings at that server's backups")

@@ -17,7 +17,15 @@ from spectral.confirm import Operator
 from spectral.errors import ConnectError, CouldNotVerify, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.conn import connect
-from spectral.providers.attached.anchor import position, unarchived_bytes, wait_archived
+from spectral.providers.attached.anchor import (
+    check_same_system,
+    check_timeline,
+    past_archive,
+    position,
+    unarchived_bytes,
+    unknown_after_archive,
+    wait_archived,
+)
 from spectral.providers.attached.strategy import AttachedRepository
 from spectral.providers.base import (
     Backup,
@@ -38,9 +46,10 @@ from spectral.providers.local import window as window_mod
 from spectral.providers.local.archive import ArchiveReader
 from spectral.providers.local.capabilities import LocalInstances
 from spectral.providers.local.instances import Registry
+from spectral.providers.local.targets import locate
 from spectral.providers.local.throwaway import Throwaways
 from spectral.providers.local.wal import parse_lsn
-from spectral.recovery_target import LsnTarget, RecoveryTarget, TimeTarget
+from spectral.recovery_target import LsnTarget, RecoveryTarget, TargetKind, TimeTarget
 from spectral.verify.document import Fingerprint
 
 WRITES = {"on_demand_backup": "a backup", "retention": "an expiry",
@@ -108,6 +117,8 @@ class AttachedProvider:
     def window(self) -> RecoverableWindow:
         self.strategy.forget()
         self.check_major(None)      # another major's pg_waldump reads every segment as damage
+        with self.source() as dsn:
+            check_timeline(dsn, window_mod.archive_view(self.repo).timeline)
         return window_mod.compute(self.bins, self.repo)
 
     def wait_for(self, lsn: int) -> None:
@@ -118,7 +129,45 @@ class AttachedProvider:
     def _window_for(self, target: RecoveryTarget) -> RecoverableWindow:
         if isinstance(target, LsnTarget):   # inclusive: the record at the LSN too
             self.wait_for(target.lsn if target.exclusive else target.lsn + 1)
-        return self.window()
+            return self.window()
+        window = self.window()
+        # a time no transaction in the archive ends after, or a transaction or restore point
+        # the archive does not hold: what the live server wrote since its last archived
+        # segment decides it (a commit before the target may be there only), so the archive
+        # must first hold every record written so far
+        if not self._past_archive(target, window):
+            return window
+        try:
+            lsn = self._live_lsn()
+        except ConnectError as exc:
+            if isinstance(target, TimeTarget):
+                raise unknown_after_archive(target, window, exc) from None
+            return window       # the restore names it: not in the archive's window
+        try:
+            self.wait_for(lsn)
+        except CouldNotVerify:
+            if isinstance(target, TimeTarget):
+                raise
+        return self.window()    # a transaction or restore point still not there: named
+
+    def _past_archive(self, target: RecoveryTarget, window: RecoverableWindow) -> bool:
+        if isinstance(target, TimeTarget):
+            return past_archive(target, window)
+        return target.kind in (TargetKind.XID, TargetKind.NAME) and \
+            not self._located(target, window)
+
+    def _live_lsn(self) -> int:
+        with self.source() as dsn:
+            return position(dsn).lsn
+
+    def _located(self, target: RecoveryTarget, window: RecoverableWindow) -> bool:
+        if window.empty or window.earliest_lsn is None:
+            return True          # nothing to restore from: the restore says so
+        try:
+            locate(self.bins, self.repo, target, window)
+        except (UsageError, CouldNotVerify):
+            return False
+        return True
 
     def pitr_enabled(self) -> bool:
         return True
@@ -209,6 +258,7 @@ class AttachedProvider:
         if request.method is not CopyMethod.RESTORE or request.existing or request.existing_dsn:
             raise UsageError(f"{self.describe()} restores its own copies: --restored-ref, "
                              f"--restored-dsn and --branch are for Supabase environments")
+        self.check_major(request.backup_id)     # refused before the snapshot, not after
         if request.backup_id is not None and request.backup_id not in {
                 b.id for b in self.backups()}:
             raise UsageError(f"--backup {request.backup_id!r}: no such backup in "
@@ -221,6 +271,8 @@ class AttachedProvider:
         # exclusive: the state the snapshot saw is every record before its LSN; a commit
         # that starts exactly there came after it (PostgreSQL's inclusive LSN target would
         # replay it)
+        check_same_system(self.repo, snapshot.source.system_identifier,
+                          self.strategy.describe())
         return LsnTarget(parse_lsn(snapshot.source.lsn), exclusive=True)
 
     def provision_copy(self, target: RecoveryTarget, request: CopyRequest, operator: Operator,

@@ -20,7 +20,7 @@ from spectral.errors import CouldNotVerify
 from spectral.pg.osuser import make_owned_dir
 from spectral.providers.barman.command import COMPRESSION_SUFFIXES, BarmanCloud
 from spectral.providers.base import Backup, BackupKind, Verification
-from spectral.providers.local.wal import Segment, parse_segment
+from spectral.providers.local.wal import Segment, history_timeline, parse_segment
 from spectral.providers.pgbackrest.repo import FetchOnRead
 
 WAL_NAME_RE = re.compile(r"^(?:[0-9A-F]{24}(?:\.partial)?|[0-9A-F]{8}\.history)$")
@@ -145,7 +145,7 @@ class BarmanRepository:
         return FetchOnRead(items, self._fetch)
 
     def history_timelines(self) -> list[int]:
-        return [int(n[:8], 16) for n in self.listing() if n.endswith(".history")]
+        return [t for n in self.listing() if (t := history_timeline(n)) is not None]
 
     def archived(self, segment: str) -> bool:
         self._cache.pop("listing", None)

@@ -14,6 +14,7 @@ from spectral.pg.waldump import parse_lsn as parse_lsn
 from spectral.pg.waldump import parse_pg_time as parse_pg_time
 
 SEGMENT_RE = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial)?$")
+HISTORY_RE = re.compile(r"([0-9A-F]{8})\.history")
 DEFAULT_SEG_SIZE = 16 * 1024 * 1024
 
 
@@ -53,6 +54,13 @@ def parse_segment(name: str, seg_size: int = DEFAULT_SEG_SIZE) -> Segment | None
         return None
     tli, log, seg = (int(g, 16) for g in m.groups()[:3])
     return Segment(tli, log * segments_per_id(seg_size) + seg, bool(m.group(4)))
+
+
+def history_timeline(name: str) -> int | None:
+    """The timeline a history file's name (`0000000A.history`) is of; None for any other name
+    (a team's archive folder may hold files of its own that merely end in .history)."""
+    m = HISTORY_RE.fullmatch(name)
+    return int(m.group(1), 16) if m else None
 
 
 def list_segments(*dirs: Path) -> list[Segment]:

@@ -22,7 +22,7 @@ from spectral.errors import CouldNotVerify
 from spectral.pg.osuser import make_owned_dir
 from spectral.providers.base import Backup, BackupKind, Verification
 from spectral.providers.local.repo import backup_chain
-from spectral.providers.local.wal import Segment, parse_segment
+from spectral.providers.local.wal import Segment, history_timeline, parse_segment
 from spectral.providers.pgbackrest.command import PgBackRest
 
 # archive/<stanza>/<archive id>/<timeline+log>/<segment>[.partial]-<sha1>[.ext]
@@ -170,7 +170,7 @@ class PgBackRestRepository:
         return FetchOnRead(items, self._fetch)
 
     def history_timelines(self) -> list[int]:
-        return [int(n[:8], 16) for n in self.listing() if n.endswith(".history")]
+        return [t for n in self.listing() if (t := history_timeline(n)) is not None]
 
     def archived(self, segment: str) -> bool:
         self._cache.pop("listing", None)
