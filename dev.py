@@ -81,14 +81,14 @@ def _no_fsync() -> list[str]:
 
 
 def _workers(rest: list[str]) -> list[str]:
-    """Four test processes (pytest-xdist) on this 2-core machine, unless the arguments say how
+    """Three test processes (pytest-xdist) on this 2-core machine, unless the arguments say how
     many: most of a test's time is PostgreSQL starting, recovering and stopping, and polls
     waiting for it, which leave a core idle (the suite on a fresh clone: 11 min 32 s with two,
-    9 min 1 s with three in session 9; in session 12, at 748 tests, three left the CPUs 23%
-    idle over a 12 min 55 s run; bench/RESULTS.md)."""
+    9 min 1 s with three in session 9). Four were slower in session 12 (748 tests: pytest
+    12 min 55 s with three, 14 min 34 s with four; bench/RESULTS.md)."""
     if any(a.startswith(("-n", "--numprocesses", "--dist")) or a == "no:xdist" for a in rest):
         return []
-    return ["-n", os.environ.get("SPECTRAL_TEST_WORKERS", "4"), "--dist", "worksteal"]
+    return ["-n", os.environ.get("SPECTRAL_TEST_WORKERS", "3"), "--dist", "worksteal"]
 
 
 def main(argv: list[str]) -> int:
