@@ -134,7 +134,8 @@ def main() -> None:
             team.archived_now()
             (root / "spectral.toml").write_text(
                 f'[environments.team]\nprovider = "pgbackrest"\ndsn = "{team.dsn}"\n'
-                f'pg_bin_dir = "{PG15}"\nschemas = ["app"]\nload_bearing_tables = ["app.ledger"]\n[environments.team.pgbackrest]\n'
+                f'pg_bin_dir = "{PG15}"\nschemas = ["app"]\n'
+                'load_bearing_tables = ["app.ledger"]\n[environments.team.pgbackrest]\n'
                 f'attach = true\nstanza = "{STANZA}"\nconfig = "{team.conf}"\n')
             out["pgbackrest"] = measure(root, lambda: floor_pgbackrest(root, team.conf, pg15),
                                         args.rounds)
@@ -150,7 +151,8 @@ def main() -> None:
             files.archived_now()
             (root / "spectral.toml").write_text(
                 f'[environments.files]\nprovider = "archive"\ndsn = "{files.dsn}"\n'
-                f'pg_bin_dir = "{bins.bin_dir}"\nschemas = ["app"]\nload_bearing_tables = ["app.ledger"]\n'
+                f'pg_bin_dir = "{bins.bin_dir}"\nschemas = ["app"]\n'
+                'load_bearing_tables = ["app.ledger"]\n'
                 f'[environments.files.archive]\nbase_backups = "{files.base}"\n'
                 f'wal = "{files.wal}"\n')
             out["archive"] = measure(root, lambda: floor_archive(root, backup, files.wal, bins),
