@@ -145,25 +145,14 @@ def base_dir() -> Iterator[Path]:
     assert not left, f"processes left running by the tests: {left}"
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Each phase's report on the test (`work_dir` keeps a failed test's folder)."""
-    report = yield
-    setattr(item, f"report_{report.when}", report)
-    return report
-
-
 @pytest.fixture
-def work_dir(base_dir: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
-    """A per-test directory reachable by the server user; removed after a test that passed and
-    left nothing running (a whole run kept every test's clusters, backups and copies until its
-    end: ~55 GB on three workers), kept for a look after one that failed."""
+def work_dir(base_dir: Path, request: pytest.FixtureRequest) -> Path:
+    """A per-test directory reachable by the server user. Kept until the run ends (removing a
+    passing test's folder at its end, tried in session 12, made the suite ~2 min slower); a
+    run writes ~55 GB meanwhile."""
     path = Path(tempfile.mkdtemp(prefix=request.node.name[:40] + "-", dir=base_dir))
     path.chmod(0o755)
-    yield path
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.passed and not _processes_under(path):
-        shutil.rmtree(path, ignore_errors=True)
+    return path
 
 
 @pytest.fixture(scope="session")
