@@ -6,6 +6,7 @@ a warning naming the table and both counts, or a failure with `on_drift = "fail"
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -37,6 +38,53 @@ class Baseline:
         """The baseline as evidence: the drill, and the snapshot its counts are from."""
         of = self.drill.snapshot_taken_at
         return f"against {self.said}" + (f", snapshot of {of}" if of else "")
+
+
+@dataclass(frozen=True)
+class TableDrift:
+    """One load-bearing table between the baseline and this drill, as its evidence line says
+    it (`line`) and the reports read it back (`parse`: the one reader of that line)."""
+
+    table: str
+    before: int | None
+    now: int | None
+    bound: str | None = None     # as configured; None: not compared
+    beyond: bool = False
+
+    @property
+    def moved(self) -> str:
+        return f"{self.table}: {self.before} -> {self.now} rows ({self.change})"
+
+    @property
+    def change(self) -> str:
+        if self.before is None or self.now is None:
+            return "-"
+        return _change(self.before, self.now)
+
+    def line(self) -> str:
+        if self.bound is None:
+            return (f"{self.table}: {_count(self.before)} -> {_count(self.now)} rows, not "
+                    f"compared (not counted on both sides)")
+        if self.beyond:
+            return (f"{self.moved}, beyond its bound {self.bound} "
+                    f"({parse_drift(self.bound).describe()})")
+        return f"{self.moved}, within {self.bound}"
+
+    @classmethod
+    def parse(cls, line: str) -> TableDrift | None:
+        """The table a `line` of a drift check's evidence is about; None for other lines."""
+        m = _LINE.match(line)
+        if m is None:
+            return None
+        before, now = (None if m[k] == "-" else int(m[k]) for k in ("before", "now"))
+        if m["beyond"] is not None:
+            return cls(m["table"], before, now, m["beyond"], True)
+        return cls(m["table"], before, now, m["within"])
+
+
+_LINE = re.compile(r"^(?P<table>.+?): (?P<before>\d+|-) -> (?P<now>\d+|-) rows"
+                   r"(?: \([^)]*\))?, (?:beyond its bound (?P<beyond>.+?) \(.*\)|"
+                   r"within (?P<within>.+)|not compared .*)$")
 
 
 def load_bearing_counts(snapshot: Fingerprint, tables: list[str]) -> dict[str, int | None]:
@@ -86,17 +134,15 @@ def drift_check(env: EnvironmentConfig, counts: dict[str, int | None],
     for table, now in counts.items():
         before = previous.drill.row_counts.get(table)
         if before is None or now is None:
-            evidence.append(f"{table}: {_count(before)} -> {_count(now)} rows, not compared "
-                            f"(not counted on both sides)")
+            evidence.append(TableDrift(table, before, now).line())
             continue
         compared += 1
         bound = env.drift.get(table, env.drift_default)
-        moved = f"{table}: {before} -> {now} rows ({_change(before, now)})"
-        if parse_drift(bound).beyond(before, now):
-            beyond.append((f"{moved} beyond {bound}",
-                           f"{moved}, beyond its bound {bound} ({parse_drift(bound).describe()})"))
+        moved = TableDrift(table, before, now, bound, parse_drift(bound).beyond(before, now))
+        if moved.beyond:
+            beyond.append((f"{moved.moved} beyond {bound}", moved.line()))
         else:
-            evidence.append(f"{moved}, within {bound}")
+            evidence.append(moved.line())
     evidence.append(previous.line)
     if beyond:
         outcome = DrillOutcome.FAIL if env.on_drift is OnFinding.FAIL else DrillOutcome.WARN
