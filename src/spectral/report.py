@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from spectral.config.durations import format_duration
+from spectral.drills import sections
 from spectral.ledger import Entry, EntryKind, payloads
 from spectral.ledger.payloads import CheckRecord, DrillRecord
 
@@ -24,6 +25,8 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;pad
 text-align:left;vertical-align:top}th{background:#f5f5f5}
 .pass{color:#0a7d2c;font-weight:600}.fail{color:#b00020;font-weight:600}
 .could_not_verify{color:#a15c00;font-weight:600}.warn{color:#a15c00;font-weight:600}.overdue{color:#b00020;font-weight:600}.charts{display:flex;gap:2rem;flex-wrap:wrap}
+.not_run,.not_configured{color:#666}tr.evidence td{border-bottom:none;padding-top:0}
+ul.evidence{margin:.2rem 0}
 figure{margin:0}figcaption{font-weight:600;margin-bottom:.3rem}
 """
 
@@ -191,6 +194,54 @@ def _warned(check: CheckRecord) -> str:
         f"<li>{_e(line)}</li>" for line in check.evidence[:30]) + "</ul>"
 
 
+def checks_table(drill: DrillRecord | None, element_id: str | None = None) -> str:
+    """A drill's checks but those its sections show (`quality_sections`)."""
+    rows = "".join(
+        f"<tr><td>{_e(c.name)}</td><td class=\"{_e(c.outcome)}\">"
+        f"{_e(c.outcome.upper())}</td><td>{_e(c.detail)}{_warned(c)}</td></tr>"
+        for c in (drill.checks if drill else ()) if not sections.is_sectioned(c.name))
+    named = f' id="{_e(element_id)}"' if element_id else ""
+    return f'<table class="checks"{named}><tr><th>check</th><th>outcome</th><th>detail</th>' \
+           f'</tr>{rows}</table>'
+
+
+def quality_sections(drill: DrillRecord | None, level: int = 3) -> str:
+    """A drill's sections (drills/sections.py): physical integrity, collations, what recovery
+    logged, row-count drift, the recovery point of a --point random drill. Classes, not ids:
+    a page may hold several environments' (`level`: their headings' level)."""
+    if drill is None:
+        return ""
+    return "".join(section_html(s, level)
+                   for s in sections.sections(sections.DrillView.of_record(drill)))
+
+
+def section_html(section: sections.Section, level: int = 3) -> str:
+    """One section: its heading with its state, its summary, its rows (each check's outcome,
+    its evidence under it)."""
+    state, checked = section.state, section.checked
+    head = ("<tr>" + "".join(f"<th>{_e(c)}</th>" for c in section.columns)
+            + ("<th>outcome</th>" if checked else "") + "</tr>") if section.columns else ""
+    rows = "".join(_section_row(r, checked) for r in section.rows)
+    table = f'<table class="section-rows">{head}{rows}</table>' if section.rows else ""
+    return (f'<section class="quality {_e(section.key)}" data-section="{_e(section.key)}" '
+            f'data-state="{_e(state)}"><h{level}>{_e(section.title)}: <span class="{_e(state)}">'
+            f'{_e(sections.LABELS[state])}</span></h{level}><p class="summary">'
+            f'{_e(section.summary)}</p>{table}</section>')
+
+
+def _section_row(row: sections.Row, checked: bool) -> str:
+    state = row.state or sections.NOT_RUN
+    cells = "".join(f"<td>{_e(c)}</td>" for c in row.cells)
+    if checked:
+        cells += f'<td class="{_e(state)}">{_e(sections.LABELS[state])}</td>'
+    if not row.lines:
+        return f'<tr data-state="{_e(row.state)}">{cells}</tr>'
+    lines = "".join(f"<li>{_e(line)}</li>" for line in row.lines[:sections.EVIDENCE_SHOWN])
+    span = len(row.cells) + (1 if checked else 0)
+    return (f'<tr data-state="{_e(row.state)}">{cells}</tr><tr class="evidence">'
+            f'<td colspan="{span}"><ul class="evidence">{lines}</ul></td></tr>')
+
+
 def render_html(name: str, posture: str, entries: list[Entry], rto_target: float | None,
                 rpo_target: float | None, generated: datetime,
                 status: dict[str, Any] | None = None,
@@ -207,10 +258,6 @@ def render_html(name: str, posture: str, entries: list[Entry], rto_target: float
         f"<td>{_e(d.backup_id or '-')}</td>"
         f"<td>{_e(d.error or '')}</td></tr>" for at, d in reversed(drills))
     latest = drills[-1][1] if drills else None
-    checks = "".join(
-        f"<tr><td>{_e(c.name)}</td><td class=\"{_e(c.outcome)}\">"
-        f"{_e(c.outcome.upper())}</td><td>{_e(c.detail)}{_warned(c)}</td></tr>"
-        for c in (latest.checks if latest else ()))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Spectral DR report: {_e(name)}</title><style>{CSS}</style></head>
@@ -229,7 +276,9 @@ Generated {_e(generated.isoformat(timespec='seconds'))} by spectral.</p>
  f'RTO {_e(format_duration(latest.rto_seconds))}, '
  f'RPO {_e(format_duration(latest.rpo_seconds))}, backup '
  f'{_e(latest.backup_id or "-")}</p>' if latest else '<p>No drill yet.</p>'}
-<table id="checks"><tr><th>check</th><th>outcome</th><th>detail</th></tr>{checks}</table>
+{checks_table(latest, "checks")}
+<h2>The copy's quality</h2>
+{quality_sections(latest) or '<p>No drill yet.</p>'}
 <h2>Where the latest drill's time went</h2>
 {rto_split(latest)}
 <h2>Drill history</h2>

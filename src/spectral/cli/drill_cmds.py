@@ -98,17 +98,23 @@ def print_drill(c: Console, r: DrillResult) -> None:
                 f"{r.point['seed']} --older-than {r.point['older_than_s']:g}s); "
                 f"{r.point['candidates']} candidate(s)"
                 + "".join(f", {n} skipped {why}" for why, n in r.point["skipped"].items()))
+    from rich.markup import escape
     from rich.table import Table
 
+    from spectral.cli.sections import print_sections
+    from spectral.drills.sections import DrillView, is_sectioned, sections
+
+    rest = [check for check in r.checks if not is_sectioned(check.name)]
     table = Table("check", "outcome", "detail")
-    for check in r.checks:
-        table.add_row(check.name, check.outcome.value, check.detail)
-    if r.checks:
+    for check in rest:
+        table.add_row(escape(check.name), check.outcome.value, escape(check.detail))
+    if rest:
         c.print(table)
-    for check in r.checks:
+    for check in rest:
         if check.outcome.value != "pass":
             for line in check.evidence[:30]:
-                c.print(f"    {check.name}: {line}")
+                c.print(escape(f"    {check.name}: {line}"))
+    print_sections(c, sections(DrillView.of_result(r)))
     if r.rto_seconds is not None:
         split = ", ".join(f"{k} {format_duration(v)}" for k, v in r.timings.items())
         c.print(f"  RTO {format_duration(r.rto_seconds)} (target {format_duration(r.rto_target)})"

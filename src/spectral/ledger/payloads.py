@@ -66,6 +66,8 @@ class DrillRecord:
     # the source's load-bearing counts (drift's baseline); empty in an entry before them
     row_counts: dict[str, int | None] = field(default_factory=dict)
     snapshot_taken_at: str | None = None
+    started_at: str | None = None
+    point: dict[str, Any] | None = None     # a --point random drill's choice
 
     @classmethod
     def from_json(cls, d: Json) -> DrillRecord:
@@ -77,7 +79,8 @@ class DrillRecord:
                     if isinstance(v, int | float)},
                    {str(k): v if isinstance(v, int) else None
                     for k, v in (d.get("row_counts") or {}).items()},
-                   d.get("snapshot_taken_at"))
+                   d.get("snapshot_taken_at"), d.get("started_at"),
+                   d["point"] if isinstance(d.get("point"), dict) else None)
 
 
 @dataclass(frozen=True)
