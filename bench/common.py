@@ -7,6 +7,7 @@ import os
 import platform
 import secrets
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,17 @@ from spectral.runner import run
 def machine() -> str:
     return (f"{platform.node()} {platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
             f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
+
+
+def command() -> str:
+    """This run's command line, as it can be typed again."""
+    path = os.environ.get("PYTHONPATH")
+    return (f"PYTHONPATH={path} " if path else "") + " ".join([sys.executable, *sys.argv])
+
+
+def rough(seconds: float) -> str:
+    """A duration to plan by."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 @contextmanager
