@@ -225,7 +225,11 @@ def test_collations_and_drift_across_three_drills(work_dir: Path) -> None:
         text = spectral("dr", "drill", "functional", cwd=work_dir)
         assert text.returncode == 0, (text.stdout, text.stderr)
         assert "PASS" in text.stdout and "warn" in text.stdout
-        assert "core.notes: 100 -> 10 rows (-90.0%), beyond its bound -10%" in text.stdout
+        # the report's drift section: both counts, the change and the bound
+        assert "Row-count drift: WARN - core.notes: 100 -> 10 rows (-90.0%) beyond -10%" in \
+            text.stdout, text.stdout
+        assert ["core.notes", "100", "10", "-90.0%", "-10%", "WARN"] in \
+            [line.split() for line in text.stdout.splitlines()], text.stdout
         assert "PASS with 2 warning(s)" in text.stdout   # the collation still differs
         log = json.loads(spectral("dr", "log", "--kind", "drill", "--json",
                                   cwd=work_dir).stdout)
@@ -240,6 +244,8 @@ def test_collations_and_drift_across_three_drills(work_dir: Path) -> None:
         assert spectral("dr", "report", "--html", str(page), cwd=work_dir).returncode == 0
         html = page.read_text()
         assert 'class="warn">WARN' in html and "100 -&gt; 10 rows" in html
+        assert ('<td>core.notes</td><td>100</td><td>10</td><td>-90.0%</td><td>-10%</td>'
+                '<td class="warn">WARN</td>') in html
 
 
 # what each release can version on any host: ICU in the system's 15, the builtin provider (17+)
