@@ -263,8 +263,8 @@ def test_a_check_that_did_not_run_says_so() -> None:
     unchecked.row_counts = {"app.users": 7}
     unchecked.checks.append(drift_check(env, unchecked.row_counts, None, "staging"))
     text = _text(unchecked)
-    assert "Physical integrity of the copy: NOT CHECKED - the thorough checks did not run " \
-           "(basic only); checksums not verified" in text
+    assert "Physical integrity of the copy: NOT CHECKED - pg_amcheck did not run; checksums " \
+           "not verified" in text
     assert "not checked: supabase offers no physical check of the project" in text
     assert "Row-count drift: NOT CHECKED - no earlier passing drill of staging" in text
     assert next(line for line in text.splitlines() if line.lstrip().startswith(

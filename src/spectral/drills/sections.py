@@ -131,15 +131,17 @@ def _row(view: DrillView, check: CheckLike | None, label: str) -> Row:
 def integrity_section(view: DrillView) -> Section:
     amcheck, sums = view.find(integrity.AMCHECK), view.find(integrity.CHECKSUMS)
     thorough = amcheck is not None and integrity.THOROUGH_MARK in amcheck.name
-    level = ("thorough (--heapallindexed --parent-check)" if thorough else
-             "basic (B-tree indexes and heap pages)" if amcheck is not None else "")
+    level = ("" if amcheck is None or str(amcheck.outcome) == "not_configured" else
+             "thorough (--heapallindexed --parent-check)" if thorough else
+             "basic (B-tree indexes and heap pages)")
     rows = (_row(view, amcheck, f"pg_amcheck, {level}" if level else "pg_amcheck"),
             _row(view, sums, "data checksums (pg_checksums --check)"))
-    ran = (amcheck is not None and str(amcheck.outcome) in {"pass", "fail"})
-    said = ("the thorough checks ran" if thorough and ran else
-            "the thorough checks did not finish" if thorough else
-            "the thorough checks did not run (basic only)" if amcheck is not None else
-            "pg_amcheck did not run")
+    ran = amcheck is not None and str(amcheck.outcome) in {"pass", "fail"}
+    said = ("pg_amcheck did not run" if amcheck is None or
+            str(amcheck.outcome) == "not_configured" else
+            "pg_amcheck did not finish" if not ran else
+            "the thorough checks ran" if thorough else
+            "the thorough checks did not run (basic only)")
     block = {"pass": "every block's checksum verified", "fail": "blocks fail their checksum",
              "not_configured": "checksums not verified", "could_not_verify":
              "checksums could not be verified"}.get(str(sums.outcome) if sums else "",
