@@ -142,10 +142,10 @@ def incident_record_cmd(ctx: typer.Context,
     triggers read it."""
     from spectral.ledger.open import open_ledger
     from spectral.ledger.payloads import IncidentRecord
-    from spectral.playbooks.catalog import playbook
+    from spectral.playbooks.catalog import outline
 
     st = state(ctx)
-    playbook(playbook_name)
+    outline(playbook_name)
     if not summary.strip():
         raise UsageError("--summary must say what happened")
     name, _env = st.config.environment(st.env)
