@@ -36,8 +36,8 @@ def sample_cmd(ctx: typer.Context) -> None:
 
 
 def triggers_cmd(ctx: typer.Context) -> None:
-    """Evaluate ADR-040 D5's activation triggers with their evidence. Exit 1 when any has fired
-    and the tier is below pitr."""
+    """Evaluate the activation triggers with their evidence. Exit 1 when any has fired and the
+    tier is below pitr."""
     from spectral.ledger.open import open_ledger
     from spectral.pg.conn import connect
     from spectral.posture import samples as samples_mod
