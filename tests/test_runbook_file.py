@@ -221,3 +221,32 @@ def test_the_command_check_can_fail() -> None:
     assert "given 2" in (check_command(["dr", "playbook", "show", "a", "b"]) or "")
     assert list(command_lines("run `spectral dr status --json`, then (spectral dr exit: "
                               "proof)")) == [["dr", "status", "--json"], ["dr", "exit"]]
+
+
+def test_every_automated_step_has_its_action_and_every_action_its_step(tmp_path: Path) -> None:
+    """The steps are the catalog's (the team words the manual ones), the actions plan.py's:
+    bound by key, for every playbook at every tier, with none left over."""
+    from types import SimpleNamespace
+
+    from spectral.config.load import embedded_default
+    from spectral.confirm import AssumeNo
+    from spectral.playbooks.plan import Options, Plan
+
+    used: dict[str, set[str]] = {p.name: set() for p in OUTLINES}
+    bound: dict[str, set[str]] = {p.name: set() for p in OUTLINES}
+    for tier in Posture:
+        environment: Any = SimpleNamespace(
+            name="local", spectral=embedded_default(tmp_path),
+            config=SimpleNamespace(posture=tier),
+            provider=SimpleNamespace(wal_archive=lambda: None, describe=lambda: "here"))
+        plan = Plan(environment, "dbname=x", AssumeNo(), Options())
+        for p in OUTLINES:
+            automated = {s.key for s in p.steps(tier) if s.automated}
+            actions = set(plan._actions(p.name, tier is Posture.ALPHA))
+            assert automated <= actions, (p.name, tier, automated - actions)
+            used[p.name] |= automated
+            bound[p.name] |= actions
+            steps = plan.steps(p.name)
+            assert [s.automated for s in steps] == [s.automated for s in p.steps(tier)]
+            assert all(s.action is not None for s in steps if s.automated)
+    assert used == bound
