@@ -83,8 +83,9 @@ OUTLINES: tuple[Playbook, ...] = (
         alpha=(_ROTATE, _BLAST, _auto("reseed", "Re-seed if what it could reach can be "
                                                 "generated again (spectral db reseed)"),
                _RECORD),
-        pitr=(_ROTATE, _BLAST, _auto("rewind", "Rewind in place to just before the suspected "
-                                               "compromise, undoing what it wrote"), _RECORD)),
+        pitr=(_ROTATE, _BLAST,
+              _auto("rewind", "Rewind in place to a moment before the credential was misused, "
+                              "undoing its writes"), _RECORD)),
     Playbook(
         "schema-drop", "A schema dropped by mistake",
         alpha=(_RESEED, _CONTRACT),
