@@ -124,11 +124,15 @@ def test_the_reference_environment_file_describes_spectrals_set_up(tmp_path: Pat
 def test_a_malformed_runbook_file_is_one_line_and_exit_2(tmp_path: Path, book: str,
                                                          said: str) -> None:
     _setup(tmp_path, book)
-    for args in (("dr", "runbook", "render"), ("dr", "playbook", "list")):
+    (tmp_path / "answers.toml").write_text('participants = ["a"]\n')
+    for args in (("dr", "runbook", "render"), ("dr", "playbook", "list"),
+                 ("dr", "playbook", "run", "schema-drop", "--dry-run"),
+                 ("dr", "tabletop", "--answers", "answers.toml")):
         res = spectral(*args, cwd=tmp_path)
         assert res.returncode == 2, (args, res.stdout)
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and "runbook.toml: " in lines[0] and said in lines[0], lines
+    assert not (tmp_path / ".spectral").exists()       # stopped before anything started
 
 
 def test_a_runbook_file_the_configuration_names_must_exist(tmp_path: Path) -> None:

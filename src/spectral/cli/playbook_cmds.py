@@ -82,9 +82,11 @@ def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook n
     from spectral.playbooks.plan import Options, Plan
     from spectral.playbooks.runner import RunOutcome, require_yes, run_playbook
     from spectral.recovery_target import check_xid, parse_time
+    from spectral.runbook.load import load_runbook
 
     st = state(ctx)
     outline(name)
+    book = load_runbook(st.config)          # a bad runbook file stops before anything starts
     report = (lambda m: st.err.print(m)) if not st.json else (lambda _m: None)
     environment = st.environment()
     env_name, env = environment.name, environment.config
@@ -95,7 +97,7 @@ def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook n
     if not dry_run:
         require_yes(confirmer, name)
     with environment.database() as live:
-        plan = Plan(environment, live, confirmer, opts, report)
+        plan = Plan(environment, live, confirmer, opts, report, book)
         result = run_playbook(plan, name, dry_run=dry_run, report=report)
 
     def human(c: Console) -> None:

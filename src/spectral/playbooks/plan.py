@@ -22,6 +22,7 @@ from spectral.providers.base import Report
 from spectral.providers.capabilities import archive_of
 from spectral.recovery_target import RecoveryTarget, TargetKind, TimeTarget, XidTarget
 from spectral.runbook.load import load_runbook
+from spectral.runbook.model import Runbook
 
 Action = Callable[[], str]
 Planned = tuple[Action, str | Callable[[], str]]
@@ -58,13 +59,15 @@ class Plan:
     """Builds the concrete steps of one playbook for one environment."""
 
     def __init__(self, environment: Environment, live: str, confirmer: Operator,
-                 opts: Options, report: Report = lambda _m: None) -> None:
+                 opts: Options, report: Report = lambda _m: None,
+                 book: Runbook | None = None) -> None:
         """`live`: the environment's database, opened by the caller
-        (`environment.database()`)."""
+        (`environment.database()`); `book`: the team's runbook, read from beside the
+        environment's configuration when not given."""
         self.environment, self.provider = environment, environment.provider
         self.live, self.confirmer, self.opts, self.report = live, confirmer, opts, report
         self._resolved: dict[str, int] = {}
-        self.book = load_runbook(environment.spectral)     # the team's words and tools
+        self.book = book or load_runbook(environment.spectral)    # the team's words, tools
         self.failover = failover.Failover(environment, live, confirmer, report,
                                           self.book.tool_names())
         self.failover.exit_to = opts.exit_to
