@@ -82,7 +82,7 @@ def render(name: str, env: EnvironmentConfig, entries: list[Entry],
 
     _title(out.append, name, env, status, book)
     text(book.intro)
-    _posture(out.append, env, status)
+    _posture(out.append, env)
     text(getattr(book.posture, env.posture.value))
     _targets(out.append, env, status)
     _activation(out.append)
@@ -108,7 +108,7 @@ def _title(add: Add, name: str, env: EnvironmentConfig, status: dict[str, Any],
         f"{status['at'][:16].replace('T', ' ')} UTC: change the runbook file, not this page.\n")
 
 
-def _posture(add: Add, env: EnvironmentConfig, status: dict[str, Any]) -> None:
+def _posture(add: Add, env: EnvironmentConfig) -> None:
     add("## Posture\n")
     add(f"Current tier: **{env.posture.value}**.\n")
 
