@@ -111,9 +111,8 @@ def test_runbook_render_lists_the_drill(drilled: Path) -> None:
     out = drilled / "RUNBOOK.md"
     assert spectral("dr", "runbook", "render", "--out", str(out), cwd=drilled).returncode == 0
     text = out.read_text()
-    for heading in ("## Posture", "## Activate Supabase Pro + PITR", "## Restore playbooks",
-                    "## Restore-drill cadence", "## First-partner onboarding DR checklist",
-                    "## Runbook history"):
+    for heading in ("## Posture", "## Raising the posture tier", "## Restore playbooks",
+                    "## Drill cadence", "## First-partner checklist", "## Runbook history"):
         assert heading in text
     history = text.split("## Runbook history", 1)[1]
     assert "functional drill: **PASS**" in history

@@ -145,13 +145,15 @@ def _payloads() -> dict[str, list[dict[str, Any]]]:
     from spectral.playbooks.runner import PlaybookRun, StepOutcome
     from spectral.playbooks.runner import StepRecord as PlaybookStep
     from spectral.playbooks.salvage import SalvageEntry, SalvageResult
+    from spectral.runbook.model import NEUTRAL
 
     salvage = SalvageResult("core.notes", 765, [{"id": 1}], [], ["c"], already_back=[{"id": 2}])
     run = PlaybookRun("self-inflicted", "e", "pitr", "op", False,
                       [PlaybookStep(1, "t", True, StepOutcome.DONE, "d", "t1", "t2")])
     exit_ = ExitResult("e", ExitOutcome.PROVEN, "src", "tgt", {"r": 1}, ["p"], {"c": 1},
                        {"dump": 1.0}, ["u@x"])
-    tabletop = Tabletop(playbook("self-inflicted"), Posture.PITR, ["a"], ["n1"], ["f"], [], AT)
+    tabletop = Tabletop(playbook("self-inflicted", NEUTRAL), Posture.PITR, ["a"], ["n1"], ["f"],
+                        [], AT)
     return {
         "drill": [DrillEntry(_drill(), "local").to_json(),
                   DrillEntry(_drill(checks=[], error="no backup"), "supabase").to_json()],

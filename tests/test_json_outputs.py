@@ -144,7 +144,7 @@ def test_ledger_payloads_read_old_and_new_entries() -> None:
 
 def test_the_runbook_history_reads_each_kind_of_entry() -> None:
     from spectral.ledger import Entry, EntryKind
-    from spectral.runbook import _history_line
+    from spectral.runbook.render import _history_line
 
     at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
@@ -212,6 +212,7 @@ def test_ledger_payloads_of_each_kind_are_unchanged(tmp_path: Path) -> None:
     from spectral.providers.base import Instance
     from spectral.providers.capabilities import RecoveryReached
     from spectral.providers.supabase.copies import ProjectCopy
+    from spectral.runbook.model import NEUTRAL
 
     at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
     instance = Instance("r1", "host=/x port=5 dbname=d", 5, "/d", "b1", "lsn 0/1",
@@ -222,8 +223,8 @@ def test_ledger_payloads_of_each_kind_are_unchanged(tmp_path: Path) -> None:
                         timings={"restore": 3.25}, rto_seconds=12.5, rpo_seconds=0.0,
                         rto_target=60.0, instance=instance, partner_corpora=["p"],
                         rpo_method="m")
-    tabletop = Tabletop(playbook("self-inflicted"), Posture.PITR, ["a", "b"], ["n1"], ["f"],
-                        ["x"], at)
+    tabletop = Tabletop(playbook("self-inflicted", NEUTRAL), Posture.PITR, ["a", "b"], ["n1"],
+                        ["f"], ["x"], at)
     salvage = SalvageResult("core.notes", 765, [{"id": 1}], [{"id": 3}], ["c"],
                             already_back=[{"id": 2}])
     exit_ = ExitResult("e", ExitOutcome.PROVEN, "src", "tgt", {"r": 1}, ["p"], {"c": 1},

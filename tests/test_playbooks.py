@@ -28,7 +28,7 @@ def test_schema_drop_found_restored_and_contract_verified(work_dir: Path) -> Non
     dsn = setup(work_dir)
     try:
         res = spectral("dr", "playbook", "show", "schema-drop", cwd=work_dir)
-        assert "PITR to just before the drop" in res.stdout
+        assert "Rewind in place to just before the DROP" in res.stdout
         with connect(dsn) as conn:
             rules = conn.execute("select count(*) from platform.rules").fetchone()
             conn.execute("drop table platform.rules cascade")

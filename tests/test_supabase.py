@@ -306,7 +306,7 @@ def test_status_and_runbook_of_a_supabase_environment(
     code, out, err = cli(work, "dr", "status")
     assert "PITR: enabled" in out
     code, text, err = cli(work, "dr", "runbook", "render")
-    assert code == 0 and "Post-PITR" in text, err
+    assert code == 0 and "Current tier: **pitr**" in text, err
 
 
 def test_first_partner_checklist_reads_pitr_from_the_api(

@@ -18,13 +18,16 @@ app = typer.Typer(no_args_is_help=True, help="The runbook's five restore playboo
 
 @app.command("list")
 def list_cmd(ctx: typer.Context) -> None:
-    """The playbooks, with the environment's tier deciding which version applies."""
-    from spectral.playbooks.catalog import PLAYBOOKS
+    """The playbooks in the team's words (its runbook file), with the environment's tier
+    deciding which version applies."""
+    from spectral.playbooks.catalog import playbooks
+    from spectral.runbook.load import load_runbook
 
     st = state(ctx)
+    book = load_runbook(st.config)
     _name, env = st.config.environment(st.env)
     data = [{"name": p.name, "title": p.title, "steps": len(p.steps(env.posture))}
-            for p in PLAYBOOKS]
+            for p in playbooks(book)]
     def human(c: Console) -> None:
         for p in data:
             c.print(f"{p['name']:<24} {p['title']}")
@@ -34,13 +37,16 @@ def list_cmd(ctx: typer.Context) -> None:
 
 @app.command("show")
 def show_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook name.")) -> None:
-    """A playbook's steps for the environment's posture tier."""
+    """A playbook's steps for the environment's posture tier, in the team's words (its runbook
+    file); --json gives each step's key (a manual step's key words it in the file)."""
     from spectral.config.models import Posture
     from spectral.playbooks.catalog import playbook
+    from spectral.runbook.load import load_runbook
 
     st = state(ctx)
+    book = load_runbook(st.config)
     _env_name, env = st.config.environment(st.env)
-    pb = playbook(name)
+    pb = playbook(name, book)
     steps = pb.steps(env.posture)
 
     def human(c: Console) -> None:
@@ -50,7 +56,8 @@ def show_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook 
             c.print(f"  {i}. {s.text}" + (" (automated)" if s.automated else " (manual)"))
 
     st.emit({"name": name, "posture": env.posture.value,
-             "steps": [{"text": s.text, "automated": s.automated} for s in steps]}, human)
+             "steps": [{"key": s.key, "text": s.text, "automated": s.automated}
+                       for s in steps]}, human)
 
 
 @app.command("run")
@@ -71,13 +78,15 @@ def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook n
             yes: bool = typer.Option(False, "--yes", "-y", help="Confirm every step.")) -> None:
     """Run a playbook: automated steps through the provider, manual steps shown and confirmed;
     every step's start, end, outcome and operator recorded in one incident entry."""
-    from spectral.playbooks.catalog import playbook
+    from spectral.playbooks.catalog import outline
     from spectral.playbooks.plan import Options, Plan
     from spectral.playbooks.runner import RunOutcome, require_yes, run_playbook
     from spectral.recovery_target import check_xid, parse_time
+    from spectral.runbook.load import load_runbook
 
     st = state(ctx)
-    playbook(name)
+    outline(name)
+    book = load_runbook(st.config)          # a bad runbook file stops before anything starts
     report = (lambda m: st.err.print(m)) if not st.json else (lambda _m: None)
     environment = st.environment()
     env_name, env = environment.name, environment.config
@@ -88,7 +97,7 @@ def run_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Playbook n
     if not dry_run:
         require_yes(confirmer, name)
     with environment.database() as live:
-        plan = Plan(environment, live, confirmer, opts, report)
+        plan = Plan(environment, live, confirmer, opts, report, book)
         result = run_playbook(plan, name, dry_run=dry_run, report=report)
 
     def human(c: Console) -> None:

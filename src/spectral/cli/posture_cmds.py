@@ -36,8 +36,8 @@ def sample_cmd(ctx: typer.Context) -> None:
 
 
 def triggers_cmd(ctx: typer.Context) -> None:
-    """Evaluate ADR-040 D5's activation triggers with their evidence. Exit 1 when any has fired
-    and the tier is below pitr."""
+    """Evaluate the activation triggers with their evidence. Exit 1 when any has fired and the
+    tier is below pitr."""
     from spectral.ledger.open import open_ledger
     from spectral.pg.conn import connect
     from spectral.posture import samples as samples_mod
@@ -142,10 +142,10 @@ def incident_record_cmd(ctx: typer.Context,
     triggers read it."""
     from spectral.ledger.open import open_ledger
     from spectral.ledger.payloads import IncidentRecord
-    from spectral.playbooks.catalog import playbook
+    from spectral.playbooks.catalog import outline
 
     st = state(ctx)
-    playbook(playbook_name)
+    outline(playbook_name)
     if not summary.strip():
         raise UsageError("--summary must say what happened")
     name, _env = st.config.environment(st.env)

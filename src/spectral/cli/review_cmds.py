@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from spectral.drills import tabletop as tt
+    from spectral.runbook.model import Runbook
 
 runbook_app = typer.Typer(no_args_is_help=True, help="The runbook, generated from the ledger.")
 
@@ -159,8 +160,10 @@ def tabletop_cmd(ctx: typer.Context,
     participants, notes, findings and action items in the ledger."""
     from spectral.drills import tabletop as tt
     from spectral.ledger.open import open_ledger
+    from spectral.runbook.load import load_runbook
 
     st = state(ctx)
+    book = load_runbook(st.config)
     name, env = st.config.environment(st.env)
     ledger = open_ledger(st.config, name)
 
@@ -169,9 +172,10 @@ def tabletop_cmd(ctx: typer.Context,
             st.err.print(f"  step {i}/{n}: {text}" + (" (automated)" if automated else ""))
 
     if answers is not None:
-        session = tt.from_answers(tt.load_answers(answers), env.posture, scenario, show)
+        session = tt.from_answers(tt.load_answers(answers), env.posture, scenario, book,
+                                  show)
     else:
-        session = _interactive(st, env.posture, scenario, show)
+        session = _interactive(st, env.posture, scenario, book, show)
     briefing = _exit_briefing(st) if session.scenario.name == "provider-failure" else None
     if briefing is not None and not st.json:
         st.err.print(f"  portability: {briefing['summary']}")
@@ -218,13 +222,13 @@ def _exit_briefing(st: AppState) -> dict[str, Any]:
     return {"summary": item.evidence, "done": item.done}
 
 
-def _interactive(st: AppState, posture: Any, scenario: str | None,
+def _interactive(st: AppState, posture: Any, scenario: str | None, book: Runbook,
                  show: tt.Show) -> tt.Tabletop:
     from spectral.drills import tabletop as tt
 
     if not sys.stdin.isatty():
         raise UsageError("a tabletop review needs a terminal, or --answers FILE")
-    chosen = tt.choose(scenario)
+    chosen = tt.choose(scenario, book)
     st.err.print(f"[bold]Tabletop review: {chosen.title}[/] (tier {posture.value})")
     people = [p.strip() for p in typer.prompt("Participants (comma-separated)", err=True)
               .split(",") if p.strip()]
@@ -254,18 +258,20 @@ def _lines(question: str) -> list[str]:
 def render_cmd(ctx: typer.Context,
                out: Path | None = typer.Option(None, "--out", help="Write to FILE instead of "
                                                "standard output.")) -> None:
-    """Write the runbook as Markdown from the configuration and the ledger: posture, targets
-    beside last measured values, activation, playbooks, cadence with last done and next due,
-    the first-partner checklist and the runbook history."""
+    """Write the runbook as Markdown: the team's runbook file (runbook.toml) filled with the
+    live figures, posture, targets beside last measured values, activation, playbooks, cadence
+    with last done and next due, the first-partner checklist and the runbook history."""
     from spectral.drills import status as status_mod
     from spectral.durable import write_atomic
-    from spectral.runbook import render
+    from spectral.runbook.load import load_runbook
+    from spectral.runbook.render import render
 
     st = state(ctx)
+    book = load_runbook(st.config)
     environment = st.environment()
     name, env, ledger = environment.name, environment.config, environment.ledger
     info = status_mod.collect(name, env, status_mod.facts(environment))
-    text = render(name, env, ledger.entries(), info, ledger.head_hash())
+    text = render(name, env, ledger.entries(), info, ledger.head_hash(), book)
     if out is None:
         sys.stdout.write(text)
         return

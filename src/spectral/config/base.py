@@ -173,8 +173,8 @@ class EnvironmentConfig(BaseModel):
                                   "([environments.<name>.contract]); without one the drill "
                                   "reports the contract check as not configured.")
     provision_command: str | None = Field(
-        default=None, description="Command run after a failover, e.g. "
-                                  "'tools/provision/provision.sh --env production'.")
+        default=None, description="Command run after a failover (in the configuration's "
+                                  "folder), e.g. './deploy/provision production'.")
     exit_target: str | None = Field(
         default=None, description="Where the provider-failure playbook moves the protected "
                                   "schemas: another environment's name, or a DSN (a secret "

@@ -37,6 +37,11 @@ class SpectralConfig(BaseModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings,
                                   description="Webhooks told of failed, unverifiable and "
                                               "overdue drills and of recoveries ([alerts]).")
+    runbook: Path | None = Field(
+        default=None, description="The team's runbook file (TOML: posture texts, playbooks' "
+                                  "manual steps, its tools' names; docs/runbook.md), relative "
+                                  "to this file; default: runbook.toml beside it, if there is "
+                                  "one, else neutral texts.")
     source: Path | None = Field(default=None, exclude=True,
                                 description="The file this configuration was read from.")
     base_dir: Path = Field(default=Path("."), exclude=True,

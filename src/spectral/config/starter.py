@@ -43,7 +43,7 @@ load_bearing_tables = []         # schema.table; a partitioned table counts its 
 # rpo_target = "2m"              # defaults come from the posture tier (runbook targets table)
 # rto_target = "60m"
 # launch_date = 2027-03-01       # customer launch: the floor for activating PITR
-# provision_command = "tools/provision/provision.sh --env production"
+# provision_command = "./deploy/provision production"   # run after a failover
 
 # [environments.production.contract]
 # tables = ["public.accounts", { name = "public.users", columns = ["id", "email"], rls = true }]

@@ -1,4 +1,4 @@
-"""The runbook's restore-drill cadence (ADR-040 D4) computed from the ledger: functional drill
+"""The runbook's restore-drill cadence computed from the ledger: functional drill
 quarterly once on Pro, tabletop review monthly, post-migration drill after any multi-schema
 migration; plus the activation rule (a functional drill within 30 days of activating PITR)."""
 

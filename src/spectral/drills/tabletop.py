@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from spectral.config.models import Posture
 from spectral.errors import UsageError
 from spectral.ledger import Entry, EntryKind, Ledger
-from spectral.playbooks.catalog import PLAYBOOKS, Playbook, playbook
+from spectral.playbooks.catalog import Playbook, playbook, playbooks
+from spectral.runbook.model import Runbook
 
 
 class StepAnswer(BaseModel):
@@ -51,10 +52,11 @@ def load_answers(path: Path) -> Answers:
         raise UsageError(f"{path}: {key}: {err['msg']}") from None
 
 
-def choose(name: str | None, rng: random.Random | None = None) -> Playbook:
+def choose(name: str | None, book: Runbook, rng: random.Random | None = None) -> Playbook:
+    """The named playbook in the team's words (its runbook file), or one at random."""
     if name:
-        return playbook(name)
-    return (rng or random.Random()).choice(PLAYBOOKS)
+        return playbook(name, book)
+    return (rng or random.Random()).choice(playbooks(book))
 
 
 @dataclass
@@ -82,9 +84,9 @@ class Tabletop:
 Show = Callable[[int, int, str, bool], None]
 
 
-def from_answers(answers: Answers, posture: Posture, scenario: str | None,
+def from_answers(answers: Answers, posture: Posture, scenario: str | None, book: Runbook,
                  show: Show | None = None) -> Tabletop:
-    chosen = choose(scenario or answers.scenario)
+    chosen = choose(scenario or answers.scenario, book)
     steps = chosen.steps(posture)
     if len(answers.steps) > len(steps):
         raise UsageError(f"the answers have {len(answers.steps)} steps; {chosen.name} has "

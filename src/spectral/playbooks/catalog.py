@@ -1,15 +1,19 @@
-"""The restore playbooks as the runbook writes them, step by step, for each posture tier.
-Used by the tabletop review today; `spectral dr playbook` will run them (issue 8)."""
+"""The five restore playbooks, step by step for each posture tier. The automated steps are what
+spectral does (plan.py runs each by its key); the manual steps are the team's: its runbook
+file (spectral/runbook) words them and may add its own, and every text names the team's tools
+as `{seed}`, `{application}`, ... (the neutral names without a file)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from spectral.config.models import Posture
+from spectral.runbook.model import Runbook, fill
 
 
 @dataclass(frozen=True)
 class Step:
+    key: str
     text: str
     automated: bool = False
 
@@ -18,81 +22,106 @@ class Step:
 class Playbook:
     name: str
     title: str
-    alpha: tuple[Step, ...]      # pre-PITR: recovery is re-seed when the data is regenerable
-    pitr: tuple[Step, ...]       # post-PITR (and Pro: most recent managed backup)
+    alpha: tuple[Step, ...]      # re-seed when the data can be generated again
+    pitr: tuple[Step, ...]       # pro and pitr: a backup, or a point in time
 
     def steps(self, posture: Posture) -> tuple[Step, ...]:
         return self.alpha if posture is Posture.ALPHA else self.pitr
 
+    def manual_keys(self) -> set[str]:
+        return {s.key for s in (*self.alpha, *self.pitr) if not s.automated}
 
-PLAYBOOKS: tuple[Playbook, ...] = (
+
+def _auto(key: str, text: str) -> Step:
+    return Step(key, text, automated=True)
+
+
+_RESEED = _auto("reseed", "Re-seed the protected schemas: reset, seed, author "
+                          "(spectral db reseed)")
+_VERIFY = _auto("verify", "Check the contract and the load-bearing tables' row counts")
+_WAIT = Step("wait", "If the provider expects the region back within hours, wait for it")
+_FAILOVER = _auto("failover", "Otherwise restore the newest backup into a new target "
+                              "elsewhere")
+_REPOINT = _auto("repoint", "Point {connection_settings} at the new target and run "
+                            "{provision}")
+_EXIT = _auto("exit", "Move the protected schemas into a PostgreSQL elsewhere "
+                      "(spectral dr exit: portability, shims, copy, proof)")
+_SIGN_IN = Step("sign-in", "The identities the old provider kept stay behind: users sign in "
+                           "again through the new one")
+_APP = Step("application", "Point {application} at the new host")
+_ROTATE = Step("rotate", "Rotate the credential ({credential_rotation})")
+_BLAST = _auto("blast-radius", "Work out what the credential could reach and since when "
+                               "(spectral dr blast-radius)")
+_RECORD = _auto("record", "Record the incident: this run is its ledger entry; file it in "
+                          "{incident_log} too")
+_CONTRACT = _auto("contract", "Check that every table of the contract is back with its "
+                              "foreign keys (what depends on them fails closed otherwise)")
+
+OUTLINES: tuple[Playbook, ...] = (
     Playbook(
-        "self-inflicted", "Self-inflicted (accidental DELETE / bad migration)",
-        alpha=(Step("Confirm the affected data is regenerable (no partner corpus present)"),
-               Step("Re-seed: supabase db reset -> cold_start_seed.py -> the authoring harness "
-                    "(spectral db reseed)", automated=True),
-               Step("Verify schema + row counts", automated=True)),
-        pitr=(Step("Find the damaging transaction and the target just before it "
-                   "(spectral dr find-damage)", automated=True),
-              Step("Point in Time: a timestamp just before the damage, in-place restore "
-                   "(10-30 min), or salvage the rows without losing later writes",
-                   automated=True),
-              Step("Verify schema + row counts", automated=True))),
+        "self-inflicted", "Damage we did ourselves (a bad DELETE, UPDATE or migration)",
+        alpha=(Step("regenerable", "Make sure the damaged data can be generated again from "
+                                   "{seed}: no partner data among it"), _RESEED, _VERIFY),
+        pitr=(_auto("find-damage", "Find the transaction that did the damage in the WAL "
+                                   "(spectral dr find-damage)"),
+              _auto("rewind", "Rewind in place to just before it, or salvage only the "
+                              "damaged rows and keep the later writes (spectral dr salvage)"),
+              _VERIFY)),
     Playbook(
-        "regional-outage", "Regional outage (Supabase us-east-1 hard down)",
-        alpha=(Step("Wait it out if it is expected to resolve within a few hours"),
-               Step("If extended: re-seed into a fresh project in another region",
-                    automated=True),
-               Step("Update the Supabase URL/DSN op refs in infra/environments.toml "
-                    "[production]; re-run tools/provision/provision.sh --env production; "
-                    "redeploy")),
-        pitr=(Step("Wait it out if it is expected to resolve within a few hours"),
-              Step("If extended / business-critical: restore the most recent managed backup "
-                   "to a fresh project in another region", automated=True),
-              Step("Update the Supabase URL/DSN op refs in infra/environments.toml [production]; "
-                   "re-run tools/provision/provision.sh --env production; redeploy",
-                   automated=True),
-              Step("Communicate the cutover to active partners; re-issue invites"))),
+        "regional-outage", "The provider's region is down",
+        alpha=(_WAIT, _FAILOVER, _REPOINT),
+        pitr=(_WAIT, _FAILOVER, _REPOINT,
+              Step("announce", "Tell the partners who use {application} about the move; "
+                               "invite them again"))),
     Playbook(
-        "provider-failure", "Provider failure / EOL",
-        alpha=(Step("Re-seed into a managed Postgres elsewhere (Neon, Crunchy Bridge, Cloud SQL)",
-                    automated=True),
-               Step("auth.users does not transfer: users re-authenticate via the new provider"),
-               Step("Point FastAPI at the new host")),
-        pitr=(Step("Restore a Supabase backup into a managed Postgres elsewhere", automated=True),
-              Step("auth.users does not transfer: users re-authenticate via the new provider"),
-              Step("core.users repopulates from re-invite acceptance; re-issue domain_invites",
-                   automated=True),
-              Step("Point FastAPI at the new host; the ADR-039 auth abstraction keeps the "
-                   "AuthContext shape"))),
+        "provider-failure", "The provider fails or goes away",
+        alpha=(_EXIT, _SIGN_IN, _APP),
+        pitr=(_EXIT, _SIGN_IN,
+              _auto("reinvite", "Prepare the re-invite list from the moved tables"), _APP)),
     Playbook(
-        "compromised-credential", "Compromised service-role credential",
-        alpha=(Step("Rotate the credential per secrets-management.md"),
-               Step("Determine the blast-radius window: when the credential was live, what it "
-                    "could reach (spectral dr blast-radius)", automated=True),
-               Step("Re-seed if the affected data is regenerable", automated=True),
-               Step("Log the incident per the secrets-management runbook", automated=True)),
-        pitr=(Step("Rotate the credential per secrets-management.md"),
-              Step("Determine the blast-radius window: when the credential was live, what it "
-                   "could reach (spectral dr blast-radius)", automated=True),
-              Step("PITR to just before the suspected compromise to undo unauthorized writes",
-                   automated=True),
-              Step("Log the incident per the secrets-management runbook", automated=True))),
+        "compromised-credential", "A credential with write access leaked",
+        alpha=(_ROTATE, _BLAST, _auto("reseed", "Re-seed if what it could reach can be "
+                                                "generated again (spectral db reseed)"),
+               _RECORD),
+        pitr=(_ROTATE, _BLAST,
+              _auto("rewind", "Rewind in place to a moment before the credential was misused, "
+                              "undoing its writes"), _RECORD)),
     Playbook(
-        "schema-drop", "Accidental schema drop",
-        alpha=(Step("Re-seed", automated=True),
-               Step("Verify the shared core.* tables are intact (worlds and platform fail "
-                    "closed on missing core contracts)", automated=True)),
-        pitr=(Step("PITR to just before the drop", automated=True),
-              Step("Verify the shared core.* tables are intact (worlds and platform fail "
-                   "closed on missing core contracts)", automated=True))),
+        "schema-drop", "A schema dropped by mistake",
+        alpha=(_RESEED, _CONTRACT),
+        pitr=(_auto("rewind", "Rewind in place to just before the DROP"), _CONTRACT)),
 )
 
 
-def playbook(name: str) -> Playbook:
+def playbooks(book: Runbook) -> tuple[Playbook, ...]:
+    """The playbooks in the team's words: its titles and manual steps, its tools' names."""
+    return tuple(_worded(p, book) for p in OUTLINES)
+
+
+def _worded(outline: Playbook, book: Runbook) -> Playbook:
+    texts = book.playbooks.get(outline.name)
+    tools = book.tool_names()
+    manual = texts.manual if texts else {}
+    then = tuple(Step(f"then-{i}", fill(t, tools))
+                 for i, t in enumerate(texts.then if texts else [], start=1))
+
+    def worded(step: Step) -> Step:
+        text = step.text if step.automated else manual.get(step.key, step.text)
+        return replace(step, text=fill(text, tools))
+
+    title = texts.title if texts and texts.title else outline.title
+    return Playbook(outline.name, fill(title, tools), (*map(worded, outline.alpha), *then),
+                    (*map(worded, outline.pitr), *then))
+
+
+def outline(name: str) -> Playbook:
     from spectral.errors import UsageError
 
-    for p in PLAYBOOKS:
+    for p in OUTLINES:
         if p.name == name:
             return p
-    raise UsageError(f"unknown playbook {name!r}; known: {', '.join(p.name for p in PLAYBOOKS)}")
+    raise UsageError(f"unknown playbook {name!r}; known: {', '.join(p.name for p in OUTLINES)}")
+
+
+def playbook(name: str, book: Runbook) -> Playbook:
+    return _worded(outline(name), book)

@@ -2,12 +2,13 @@
 backup into a new target of the same provider, points the environment at it and runs the
 provision command. A provider failure moves the protected schemas into a PostgreSQL elsewhere
 (spectral dr exit: report, shims, logical copy, proof) and prepares the re-invites, since the
-identities in auth.users do not transfer."""
+identities the old provider kept do not transfer. Where a step cannot be done for the team,
+its message names the team's own tools (its runbook file's [tools])."""
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from spectral.confirm import Operator
@@ -19,33 +20,30 @@ from spectral.recovery_target import LatestTarget
 from spectral.runner import run
 
 Action = Callable[[], str]
+Planned = tuple[Action, str | Callable[[], str]]
 
 
 class Failover:
     def __init__(self, environment: Environment, live: str, operator: Operator,
-                 report: Report) -> None:
+                 report: Report, tools: Mapping[str, str]) -> None:
         self.environment, self.live, self.operator, self.report = (environment, live,
                                                                    operator, report)
+        self.tools = tools
         self.failover_dsn: str | None = None
         self.reinvite_files: list[str] = []
         self.exit_to: str | None = None
 
-    def actions(self, name: str, alpha: bool
-                ) -> Sequence[tuple[Action | None, str | Callable[[], str]]]:
-        failover = (self._failover_target, "restore the latest backup into a new target")
-        update = (lambda: self._update_dsn() + "; " + self._provision(),
-                  "DSN reference, provision command")
+    def actions(self, name: str) -> Mapping[str, Planned]:
+        """(action, plan) of each automated step, by its key (catalog.py)."""
         if name == "regional-outage":
-            return [(None, "wait it out?"), failover, update] + ([] if alpha else [
-                (None, "communicate the cutover; re-issue invites")])
+            return {"failover": (self._failover_target,
+                                 "restore the latest backup into a new target"),
+                    "repoint": (lambda: self._update_dsn() + "; " + self._provision(),
+                                "DSN reference, provision command")}
         if name == "provider-failure":
-            exit_step = (self._exit, self._exit_plan)
-            if alpha:
-                return [exit_step, (None, "users re-authenticate"), (None, "point FastAPI")]
-            return [exit_step, (None, "users re-authenticate"),
-                    (self._reinvite, "re-invite list from the moved tables; identities stay "
-                                     "behind"),
-                    (None, "point FastAPI at the new host")]
+            return {"exit": (self._exit, self._exit_plan),
+                    "reinvite": (self._reinvite, "re-invite list from the moved tables; "
+                                                 "identities stay behind")}
         raise UsageError(f"unknown playbook {name!r}")
 
     def _exit_to(self) -> str:
@@ -86,8 +84,8 @@ class Failover:
             self.environment.config
         dsn = self.failover_dsn or "the new target"
         if cfg.source is None or env.dsn is None or is_secret_ref(env.dsn):
-            return (f"manual: point the {name} DSN reference (infra/environments.toml / the "
-                    f"secret it names) at {dsn}")
+            return (f"manual: point the {name} DSN reference "
+                    f"({self.tools['connection_settings']}, or the secret it names) at {dsn}")
         import tomlkit
 
         doc = tomlkit.parse(cfg.source.read_text())
@@ -99,7 +97,7 @@ class Failover:
     def _provision(self) -> str:
         command = self.environment.config.provision_command
         if not command:
-            return "manual: no provision_command configured; run tools/provision/provision.sh"
+            return f"manual: no provision_command configured; run {self.tools['provision']}"
         res = run(shlex.split(command), timeout=3600, check=False,
                   cwd=self.environment.spectral.base_dir)
         tail = (res.stdout + res.stderr).strip().splitlines()[-3:]

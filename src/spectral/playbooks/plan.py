@@ -5,7 +5,7 @@ damage is found and the rewind stops just before it; without, the operator names
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,8 +21,11 @@ from spectral.playbooks.catalog import playbook
 from spectral.providers.base import Report
 from spectral.providers.capabilities import archive_of
 from spectral.recovery_target import RecoveryTarget, TargetKind, TimeTarget, XidTarget
+from spectral.runbook.load import load_runbook
+from spectral.runbook.model import Runbook
 
 Action = Callable[[], str]
+Planned = tuple[Action, str | Callable[[], str]]
 
 
 @dataclass
@@ -56,13 +59,17 @@ class Plan:
     """Builds the concrete steps of one playbook for one environment."""
 
     def __init__(self, environment: Environment, live: str, confirmer: Operator,
-                 opts: Options, report: Report = lambda _m: None) -> None:
+                 opts: Options, report: Report = lambda _m: None,
+                 book: Runbook | None = None) -> None:
         """`live`: the environment's database, opened by the caller
-        (`environment.database()`)."""
+        (`environment.database()`); `book`: the team's runbook, read from beside the
+        environment's configuration when not given."""
         self.environment, self.provider = environment, environment.provider
         self.live, self.confirmer, self.opts, self.report = live, confirmer, opts, report
         self._resolved: dict[str, int] = {}
-        self.failover = failover.Failover(environment, live, confirmer, report)
+        self.book = book or load_runbook(environment.spectral)    # the team's words, tools
+        self.failover = failover.Failover(environment, live, confirmer, report,
+                                          self.book.tool_names())
         self.failover.exit_to = opts.exit_to
 
     @property
@@ -189,29 +196,31 @@ class Plan:
                 f"{len(r.policies)} policy(ies); {warnings}")
 
     # -- the playbooks ------------------------------------------------------------------------
-    def _actions(self, name: str, alpha: bool
-                 ) -> Sequence[tuple[Action | None, str | Callable[[], str]]]:
-        """One (action, plan) per runbook step of the tier; None is a manual step."""
+    def _actions(self, name: str, alpha: bool) -> Mapping[str, Planned]:
+        """(action, plan) of each automated step of the tier, by its key (catalog.py)."""
         verify = (self._verify_contract, "the contract and load-bearing counts")
         reseed = (self._reseed, "reset, seed, author")
         if name == "self-inflicted":
             if alpha:
-                return [(None, "confirm the affected data is regenerable"), reseed, verify]
-            return [self._find_damage_step(),
-                    (lambda: self._restore_in_place(self._before("damage")),
-                     self._before_plan("damage", "the damaging transaction")), verify]
+                return {"reseed": reseed, "verify": verify}
+            return {"find-damage": self._find_damage_step(),
+                    "rewind": (lambda: self._restore_in_place(self._before("damage")),
+                               self._before_plan("damage", "the damaging transaction")),
+                    "verify": verify}
         if name == "schema-drop":
+            contract = (self._verify_contract, "the contract (fails loudly when broken)")
             if alpha:
-                return [reseed, verify]
-            return [(lambda: self._restore_in_place(self._before("drop")),
-                     self._before_plan("drop", f"the DROP of {self.opts.table}")),
-                    (self._verify_contract, "the contract (fails loudly when broken)")]
+                return {"reseed": reseed, "contract": contract}
+            return {"rewind": (lambda: self._restore_in_place(self._before("drop")),
+                               self._before_plan("drop", f"the DROP of {self.opts.table}")),
+                    "contract": contract}
         if name == "compromised-credential":
-            undo = reseed if alpha else (lambda: self._restore_in_place(self._time_target()),
-                                         f"in-place restore to {self.opts.target_time}")
-            return [(None, "rotate the credential"), (self._blast, f"role {self.opts.role}"),
-                    undo, (lambda: "recorded with this run", "incident entry in the ledger")]
-        return self.failover.actions(name, alpha)
+            undo = {"reseed": reseed} if alpha else {"rewind": (
+                lambda: self._restore_in_place(self._time_target()),
+                f"in-place restore to {self.opts.target_time}")}
+            return {"blast-radius": (self._blast, f"role {self.opts.role}"), **undo,
+                    "record": (lambda: "recorded with this run", "incident entry in the ledger")}
+        return self.failover.actions(name)
 
     def _find_damage_step(self) -> tuple[Action, str]:
         if self.has_wal:
@@ -222,7 +231,14 @@ class Plan:
                 f"the damage is before {self.opts.target_time}")
 
     def steps(self, name: str) -> list[Step]:
-        texts = playbook(name).steps(self.environment.config.posture)
-        actions = self._actions(name, self.environment.config.posture is Posture.ALPHA)
-        assert len(actions) == len(texts), (name, len(actions), len(texts))
-        return [Step(t.text, a is not None, a, p) for t, (a, p) in zip(texts, actions, strict=True)]
+        """The playbook's steps in the team's words; each automated one with its action."""
+        posture = self.environment.config.posture
+        actions = self._actions(name, posture is Posture.ALPHA)
+        out = []
+        for step in playbook(name, self.book).steps(posture):
+            if not step.automated:
+                out.append(Step(step.text, False))
+                continue
+            action, plan = actions[step.key]
+            out.append(Step(step.text, True, action, plan))
+        return out

@@ -1,1 +1,1 @@
-"""Posture tiers and the activation triggers that say when the tier must be raised (ADR-040 D5)."""
+"""Posture tiers and the activation triggers that say when the tier must be raised."""

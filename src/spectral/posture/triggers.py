@@ -1,4 +1,4 @@
-"""`spectral dr triggers`: ADR-040 D5's activation triggers, each evaluated with its evidence."""
+"""`spectral dr triggers`: the activation triggers, each evaluated with its evidence."""
 
 from __future__ import annotations
 
