@@ -53,7 +53,7 @@ def ensure_venv(dev: bool) -> None:
 # difference; without it every initdb, checkpoint and backup waits for the disk.
 SYSTEM_PACKAGES = {"chromium": "/usr/bin/chromium", "pgbackrest": "/usr/bin/pgbackrest",
                    "postgresql-15": "/usr/lib/postgresql/15/bin/postgres",
-                   "eatmydata": "/usr/bin/eatmydata"}
+                   "eatmydata": "/usr/bin/eatmydata", "prometheus": "/usr/bin/promtool"}
 # postgresql-common would create and start a "main" cluster when postgresql-15 is installed;
 # the tests start their own clusters and nothing else may be left running
 NO_MAIN_CLUSTER = Path("/etc/postgresql-common/createcluster.conf")

@@ -262,9 +262,11 @@ def test_the_prometheus_textfile_escapes_labels_and_parses(tmp_path: Path) -> No
                      "spectral_dr_rpo_seconds", "spectral_dr_last_drill_timestamp_seconds",
                      "spectral_dr_last_drill_passed", "spectral_dr_overdue",
                      "spectral_dr_backup_age_seconds", "spectral_dr_wal_lag_bytes",
-                     "spectral_dr_ledger_intact", "spectral_dr_ok"}
+                     "spectral_dr_ledger_intact", "spectral_dr_ok",
+                     "spectral_dr_status_timestamp_seconds", "spectral_dr_last_drill_outcome"}
     assert samples[("spectral_dr_last_drill_timestamp_seconds", None)].value == AT.timestamp()
     assert samples[("spectral_dr_ok", None)].value == 0.0
+    assert "spectral_dr_reachable" not in names                   # `--all` rows only
     assert "spectral_dr_rto_seconds" not in names                 # not measured: left out
     assert [p.name for p in path.parent.iterdir()] == ["spectral.prom"]   # no temporary left
 

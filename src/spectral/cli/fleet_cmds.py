@@ -4,6 +4,7 @@ the alerts a drill or a status sends (after its result is printed: a hook never 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -21,12 +22,17 @@ alerts_app = typer.Typer(no_args_is_help=True, help="Webhooks told of failed, un
                                                     "and overdue drills ([alerts]).")
 
 
-def status_all(st: AppState, now: datetime | None) -> None:
-    """Every environment's status in one table; exit 1 overdue or failed anywhere, else 3 when
-    a provider could not be reached, else 0."""
+def status_all(st: AppState, now: datetime | None, prom_file: Path | None = None) -> None:
+    """Every environment's status in one table (and, with `prom_file`, every environment's
+    figures in one Prometheus exposition); exit 1 overdue or failed anywhere, else 3 when a
+    provider could not be reached, else 0."""
     from spectral.drills.fleet import fleet_status
 
     fleet = fleet_status(st.config, now, report=lambda m: st.err.print(m))
+    if prom_file is not None:
+        from spectral.drills.metrics import write_prometheus
+
+        write_prometheus(fleet.rows, prom_file)
     from spectral.cli.outputs import FLEET
 
     st.emit(fleet.to_json(), lambda c: _fleet_table(c, fleet.rows), schema=FLEET)

@@ -95,7 +95,8 @@ def _write_reports(info: dict[str, Any], prom_file: Path | None, junit: Path | N
 def status_cmd(ctx: typer.Context,
                prom_file: Path | None = typer.Option(None, "--prom-file", help="Also write the "
                                                      "figures in Prometheus text format (for "
-                                                     "node_exporter's textfile collector)."),
+                                                     "node_exporter's textfile collector; with "
+                                                     "--all, every environment's, labelled)."),
                as_of: str | None = typer.Option(None, "--as-of", help="Judge what is due or "
                                                 "overdue as of this time (ISO 8601), e.g. to "
                                                 "see what lapses before a holiday."),
@@ -112,9 +113,9 @@ def status_cmd(ctx: typer.Context,
 
     st = state(ctx)
     if all_environments:
-        if prom_file is not None:
-            raise UsageError("--prom-file is for one environment; not with --all")
-        status_all(st, parse_time(as_of) if as_of else None)
+        if junit is not None:
+            raise UsageError("--junit is for one environment; not with --all")
+        status_all(st, parse_time(as_of) if as_of else None, prom_file)
     info = _status(st, as_of)
     _write_reports(info, prom_file, junit)
 
