@@ -284,10 +284,12 @@ def register(app: typer.Typer, drill_app: typer.Typer) -> None:
 
 
 def report_cmd(ctx: typer.Context,
-               html_file: Path = typer.Option(..., "--html", help="Write the report here.")
-               ) -> None:
-    """A self-contained HTML page (viewable offline): drill history, charts of measured RTO and
-    RPO against their targets over time, and the latest drill's checks."""
+               html_file: Path = typer.Option(..., "--html", help="Write the report here."),
+               all_environments: bool = typer.Option(False, "--all", help="Every environment "
+                                                     "on one page: a summary table, then each "
+                                                     "environment's part.")) -> None:
+    """A self-contained HTML page (viewable offline, readable printed): drill history, charts
+    of measured RTO and RPO against their targets over time, and the latest drill's checks."""
     from datetime import UTC, datetime
 
     from spectral.durable import write_atomic
@@ -295,6 +297,14 @@ def report_cmd(ctx: typer.Context,
     from spectral.report import render_html
 
     st = state(ctx)
+    if all_environments:
+        from spectral.drills.fleet import fleet_status
+        from spectral.fleet_report import render_fleet_html
+
+        fleet = fleet_status(st.config, report=lambda m: st.err.print(m))
+        write_atomic(html_file, render_fleet_html(fleet, datetime.now(UTC)))
+        st.emit({"written": str(html_file)}, lambda c: c.print(f"wrote {html_file}"))
+        return
     name, env = st.config.environment(st.env)
     ledger = open_ledger(st.config, name)
     status, window = _report_facts(st)
