@@ -86,6 +86,11 @@ def test_the_schemas_enums_are_the_code_enums() -> None:
         {e.value for e in AlertEvent}
     compared = schema("comparison.v1")["$defs"]["body"]["properties"]["outcome"]["enum"]
     assert set(compared) == {o.value for o in Outcome}
+    from spectral.drills.due import DRILLS, DueAction
+
+    due = schema("drills-due.v1")["$defs"]["environment"]["properties"]
+    assert set(due["action"]["enum"]) == {a.value for a in DueAction}
+    assert set(due["due"]["items"]["enum"]) == set(DRILLS)
 
 
 def test_stamping_adds_schema_version_and_changes_nothing_else() -> None:

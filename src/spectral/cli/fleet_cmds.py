@@ -16,6 +16,7 @@ from spectral.errors import ExitCode, SpectralError, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from spectral.drills.result import DrillResult
     from spectral.environment import Environment
 
 alerts_app = typer.Typer(no_args_is_help=True, help="Webhooks told of failed, unverifiable "
@@ -102,7 +103,8 @@ def alert_status(st: AppState, environment: Environment, status: dict[str, Any],
         st.err.print(f"warning: alerts of {environment.name} not sent: {exc}")
 
 
-def alert_drill(st: AppState, result: dict[str, Any]) -> None:
+def alert_drill(st: AppState, result: dict[str, Any],
+                environment: Environment | None = None) -> None:
     """Tell the hooks what a drill's result made news of (the result as `--json` prints it,
     with its schema_version); never changes the result."""
     from spectral.alerts.notify import after_drill, notify
@@ -111,7 +113,7 @@ def alert_drill(st: AppState, result: dict[str, Any]) -> None:
     result = stamped(result, "drill-result.v1")
 
     try:
-        environment = st.environment()
+        environment = environment or st.environment()
         notify(environment, after_drill(environment, result), _warn(st))
     except (SpectralError, OSError) as exc:
         st.err.print(f"warning: alerts of the drill not sent: {exc}")
@@ -152,3 +154,32 @@ def test_cmd(ctx: typer.Context,
     st.emit(data, human)
     raise typer.Exit(ExitCode.OK if all(d["delivered"] for d in data) else
                      ExitCode.CHECK_FAILED)
+
+
+def drill_due_all(st: AppState, run: bool) -> None:
+    """`dr drill due --all [--run]`: every environment's due drills, and with --run each one
+    drilled; each result alerted as a drill's is, right after it."""
+    from spectral.drills.due import drill_due
+
+    def told(environment: Environment, result: DrillResult) -> None:
+        if not st.json:           # each result as it comes (redacted, as emit prints)
+            from spectral.cli.drill_cmds import print_drill
+
+            st.emit(None, lambda c: print_drill(c, result))
+        alert_drill(st, result.to_json(), environment)
+
+    done = drill_due(st.config, run=run, report=lambda m: st.err.print(f"drill: {m}"),
+                     on_result=told)
+
+    def human(c: Console) -> None:
+        for e in done.environments:
+            what = {"not_due": "nothing due", "due": "due", "not_run": "due, NOT run",
+                    "drilled": "drilled"}[e.action.value]
+            c.print(f"{e.name}: {what}" + (f": {', '.join(e.due)}" if e.due else "")
+                    + (f" -> {e.result.outcome.value.upper()}" if e.result else "")
+                    + (f" ({e.reason})" if e.reason else ""))
+
+    from spectral.cli.outputs import DUE_ALL
+
+    st.emit(done.to_json(), human, schema=DUE_ALL)
+    raise typer.Exit(done.exit_code)

@@ -133,12 +133,27 @@ def cadence_cmd(ctx: typer.Context) -> None:
     raise typer.Exit(ExitCode.CHECK_FAILED if overdue else ExitCode.OK)
 
 
-def due_cmd(ctx: typer.Context) -> None:
+def due_cmd(ctx: typer.Context,
+            all_environments: bool = typer.Option(False, "--all", help="Every environment: the "
+                                                  "drills their cadence says are due "
+                                                  "(functional, post-migration); exit 1 if "
+                                                  "any."),
+            run: bool = typer.Option(False, "--run", help="With --all: run each due drill "
+                                     "(where no person is needed), record it, alert; exit "
+                                     "the worst.")) -> None:
     """Whether a post-migration drill is pending: a migration touched more than one protected
-    schema since the last drill (compared from the schemas' fingerprints). Exit 1 if pending."""
+    schema since the last drill (compared from the schemas' fingerprints). Exit 1 if pending.
+    With --all, every environment's due drills; with --all --run, drill them."""
     from spectral.drills import status as status_mod
 
     st = state(ctx)
+    if run and not all_environments:
+        raise UsageError("--run goes with --all (one environment: spectral dr drill "
+                         "functional)")
+    if all_environments:
+        from spectral.cli.fleet_cmds import drill_due_all
+
+        drill_due_all(st, run)
     environment = st.environment()
     with environment.provider.source():   # the schemas need the server
         info = status_mod.collect(environment.name, environment.config,
