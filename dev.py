@@ -53,10 +53,12 @@ def ensure_venv(dev: bool) -> None:
 # difference; without it every initdb, checkpoint and backup waits for the disk.
 SYSTEM_PACKAGES = {"chromium": "/usr/bin/chromium", "pgbackrest": "/usr/bin/pgbackrest",
                    "postgresql-15": "/usr/lib/postgresql/15/bin/postgres",
-                   "eatmydata": "/usr/bin/eatmydata"}
+                   "eatmydata": "/usr/bin/eatmydata", "prometheus": "/usr/bin/promtool"}
 # postgresql-common would create and start a "main" cluster when postgresql-15 is installed;
 # the tests start their own clusters and nothing else may be left running
 NO_MAIN_CLUSTER = Path("/etc/postgresql-common/createcluster.conf")
+# promtool is all the tests use of Prometheus: not its recommended node exporter
+NO_RECOMMENDS = {"prometheus"}
 
 
 def ensure_system_packages() -> None:
@@ -70,9 +72,24 @@ def ensure_system_packages() -> None:
         NO_MAIN_CLUSTER.parent.mkdir(parents=True, exist_ok=True)
         NO_MAIN_CLUSTER.write_text("create_main_cluster = false\n")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *missing]):
-        subprocess.run(argv, check=False, env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=900)
+    plain = [p for p in missing if p not in NO_RECOMMENDS]
+    steps = [["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *plain],
+             ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+              *[p for p in missing if p in NO_RECOMMENDS]]]
+    # Debian starts a package's service at install unless policy-rc.d says no (a Prometheus
+    # server, a PostgreSQL cluster): nothing may be left running, so it says no meanwhile
+    guard = Path("/usr/sbin/policy-rc.d")
+    ours = not guard.exists()
+    if ours:
+        guard.write_text("#!/bin/sh\n# written by spectral's dev.py while it installs\nexit 101\n")
+        guard.chmod(0o755)
+    try:
+        for argv in (a for a in steps if a[-1] not in ("-qq", "--no-install-recommends")):
+            subprocess.run(argv, check=False, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=900)
+    finally:
+        if ours:
+            guard.unlink(missing_ok=True)
 
 
 def _no_fsync() -> list[str]:

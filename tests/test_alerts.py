@@ -167,13 +167,39 @@ def _drill_alerts(work: Path, env: dict[str, str], hook: Hook) -> None:
                             "no answer (ConnectError)"]
         again = after_drill(environment, {**failed, "outcome": "pass", "error": None})
         assert [a.event.value for a in again] == ["recovered"]
+        notify(environment, again, warnings.append)
         assert after_drill(environment, {**failed, "outcome": "pass"}) == []   # told once
+        _told_from_the_ledger(environment, warnings)
     finally:
         os.environ.clear()
         os.environ.update(saved)
     events = [(a["hook"], a["event"], a["delivered"]) for a in _alerts(work)]
     assert ("oncall", "drill_failed", True) in events and ("down", "drill_failed", False) \
         in events
+
+
+def _told_from_the_ledger(environment: Any, warnings: list[str]) -> None:
+    """What was told is the ledger's: a state file, deleted or contradicting, changes nothing;
+    an alert computed but never sent is still news."""
+    from spectral.alerts.notify import after_status, notify, told_state
+
+    status = {"overdue": ["Tabletop review"], "error": "cannot connect"}
+    first = after_status(environment, status, reachable=False)
+    assert [a.event.value for a in first] == ["overdue", "could_not_verify"]
+    assert [a.event.value for a in after_status(environment, status, False)] == [
+        "overdue", "could_not_verify"]                    # not sent yet: still news
+    notify(environment, first, warnings.append)
+    stale = environment.state_dir / "alert-state.json"     # last session's file, contradicting
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text('{"version": 1, "drill": "fail", "overdue": [], "reachable": true}\n')
+    assert after_status(environment, status, reachable=False) == []
+    stale.unlink()
+    assert after_status(environment, status, reachable=False) == []
+    state = told_state(environment.ledger.entries(), environment.name)
+    assert (state.drill, state.overdue, state.reachable) == ("pass", ["Tabletop review"], False)
+    assert [a.event.value for a in after_status(environment, {"overdue": []}, True)] == [
+        "recovered"]
+    assert not (environment.state_dir / "alert-state.json").exists()
 
 
 @pytest.mark.parametrize(("hook", "expected"), [

@@ -86,6 +86,11 @@ def test_the_schemas_enums_are_the_code_enums() -> None:
         {e.value for e in AlertEvent}
     compared = schema("comparison.v1")["$defs"]["body"]["properties"]["outcome"]["enum"]
     assert set(compared) == {o.value for o in Outcome}
+    from spectral.drills.due import DRILLS, DueAction
+
+    due = schema("drills-due.v1")["$defs"]["environment"]["properties"]
+    assert set(due["action"]["enum"]) == {a.value for a in DueAction}
+    assert set(due["due"]["items"]["enum"]) == set(DRILLS)
 
 
 def test_stamping_adds_schema_version_and_changes_nothing_else() -> None:
@@ -264,9 +269,11 @@ def test_the_prometheus_textfile_escapes_labels_and_parses(tmp_path: Path) -> No
                      "spectral_dr_rpo_seconds", "spectral_dr_last_drill_timestamp_seconds",
                      "spectral_dr_last_drill_passed", "spectral_dr_overdue",
                      "spectral_dr_backup_age_seconds", "spectral_dr_wal_lag_bytes",
-                     "spectral_dr_ledger_intact", "spectral_dr_ok"}
+                     "spectral_dr_ledger_intact", "spectral_dr_ok",
+                     "spectral_dr_status_timestamp_seconds", "spectral_dr_last_drill_outcome"}
     assert samples[("spectral_dr_last_drill_timestamp_seconds", None)].value == AT.timestamp()
     assert samples[("spectral_dr_ok", None)].value == 0.0
+    assert "spectral_dr_reachable" not in names                   # `--all` rows only
     assert "spectral_dr_rto_seconds" not in names                 # not measured: left out
     assert [p.name for p in path.parent.iterdir()] == ["spectral.prom"]   # no temporary left
 

@@ -61,11 +61,23 @@ def _fleet(work: Path, dsn: str, hook: Hook) -> dict[str, str]:
 
 
 def _status_all(work: Path, env: dict[str, str]) -> tuple[int, dict[str, dict[str, Any]], str]:
-    res = spectral("dr", "status", "--all", "--json", cwd=work, env=env)
+    from prometheus_client.parser import text_string_to_metric_families
+
+    prom = work / "textfile" / "spectral.prom"
+    res = spectral("dr", "status", "--all", "--json", "--prom-file", str(prom), cwd=work,
+                   env=env)
     assert SUPABASE_TOKEN not in res.stdout + res.stderr and SECRET not in res.stdout + res.stderr
     doc = json.loads(res.stdout)
     assert doc["exit_code"] == res.returncode
-    return res.returncode, {r["name"]: r for r in doc["environments"]}, res.stderr
+    rows = {r["name"]: r for r in doc["environments"]}
+    # the same rows in one exposition, a series per environment
+    samples = [s for f in text_string_to_metric_families(prom.read_text()) for s in f.samples]
+    assert {s.labels["environment"]: s.value for s in samples
+            if s.name == "spectral_dr_reachable"} == {n: float(r["reachable"])
+                                                      for n, r in rows.items()}
+    assert {s.labels["environment"]: s.value for s in samples if s.name == "spectral_dr_ok"} \
+        == {n: 0.0 if r["overdue"] else 1.0 for n, r in rows.items()}
+    return res.returncode, rows, res.stderr
 
 
 def _done(work: Path, env: dict[str, str], name: str) -> None:

@@ -143,19 +143,20 @@ SPLIT = (("provision", "provision (restore to a new project, or the copy)"),
          ("restore", "restore"), ("verify", "verify"), ("teardown", "teardown"))
 
 
-def rto_split(latest: DrillRecord | None) -> str:
+def rto_split(latest: DrillRecord | None, p: str = "") -> str:
     """Where the latest drill's time went."""
     timings = latest.timings if latest else {}
     rows = [(label, timings[key]) for key, label in SPLIT if timings.get(key) is not None]
     rows += [(k, v) for k, v in sorted(timings.items()) if k not in dict(SPLIT)]
     if not rows:
         return "<p>No timings recorded.</p>"
-    return ('<table id="rto-split"><tr><th>step</th><th>time</th></tr>' + "".join(
+    return (f'<table id="{p}rto-split"><tr><th>step</th><th>time</th></tr>' + "".join(
         f"<tr><td>{_e(k)}</td><td>{_e(format_duration(float(v)))}</td></tr>" for k, v in rows)
         + "</table>")
 
 
-def status_section(status: dict[str, Any] | None, window: dict[str, Any] | None) -> str:
+def status_section(status: dict[str, Any] | None, window: dict[str, Any] | None,
+                   p: str = "", h: int = 2) -> str:
     """What `dr status` knows: what is due or overdue, backup freshness, the recoverable
     window, the ledger's integrity."""
     if status is None:
@@ -165,20 +166,27 @@ def status_section(status: dict[str, Any] | None, window: dict[str, Any] | None)
         f"<td>{_e((i['due'] or '-')[:16])}</td><td class=\"{_e(i['state'].replace(' ', '_'))}\">"
         f"{_e(i['state'])}{': ' + _e(i['detail']) if i['detail'] else ''}</td></tr>"
         for i in status.get("cadence", []))
-    backup = status.get("backup", {})
-    ledger = status.get("ledger", {})
+    backup = status.get("backup") or {}
+    ledger = status.get("ledger") or {}
     overdue = status.get("overdue", [])
     win = ("not known" if not window else
            f"{_e(window.get('earliest') or '-')} to {_e(window.get('latest') or '-')}")
-    return f"""<h2>Status</h2>
-<p id="status-line" class="{'fail' if overdue else 'pass'}">{'Overdue: ' + _e(', '.join(overdue))
+    return f"""<h{h}>Status</h{h}>
+<p id="{p}status-line" class="{'fail' if overdue else 'pass'}">{'Overdue: ' + _e(', '.join(overdue))
  if overdue else 'Nothing overdue.'}</p>
-<table id="cadence"><tr><th>item</th><th>last done</th><th>next due</th><th>state</th></tr>{rows}
+<table id="{p}cadence"><tr><th>item</th><th>last done</th><th>next due</th><th>state</th></tr>{rows}
 </table>
 <p>Newest backup: {_e(backup.get('newest') or 'none')} (age {_e(format_duration(
     backup.get('age_seconds')))}, {_e(backup.get('state'))}). Recoverable window: {win}.
-Ledger: {_e(ledger.get('entries'))} entries, {'intact' if ledger.get('intact') else 'DAMAGED'}
-(head {_e(str(ledger.get('head', ''))[:16])}).</p>"""
+{_ledger_line(ledger)}</p>"""
+
+
+def _ledger_line(ledger: dict[str, Any]) -> str:
+    if not ledger:
+        return "Ledger: could not be read."
+    return (f"Ledger: {_e(ledger.get('entries'))} entries, "
+            f"{'intact' if ledger.get('intact') else 'DAMAGED'} "
+            f"(head {_e(str(ledger.get('head', ''))[:16])}).")
 
 
 def _warnings(drill: DrillRecord) -> str:
@@ -242,47 +250,101 @@ def _section_row(row: sections.Row, checked: bool) -> str:
             f'<td colspan="{span}"><ul class="evidence">{lines}</ul></td></tr>')
 
 
-def render_html(name: str, posture: str, entries: list[Entry], rto_target: float | None,
-                rpo_target: float | None, generated: datetime,
-                status: dict[str, Any] | None = None,
-                window: dict[str, Any] | None = None) -> str:
-    drills = [(e.at, payloads.drill(e)) for e in sorted(
-        (e for e in entries if e.kind is EntryKind.DRILL), key=lambda e: e.seq)]
-    rto = [(at, d.rto_seconds) for at, d in drills if d.rto_seconds is not None]
-    rpo = [(at, d.rpo_seconds) for at, d in drills if d.rpo_seconds is not None]
-    rows = "".join(
+PRINT_CSS = """
+@media print{
+@page{size:A4;margin:12mm}
+body{margin:0;max-width:none;font-size:10.5px}
+.environment{break-before:page}
+h1,h2,h3{break-after:avoid}
+table{width:100%;table-layout:auto}
+tr,figure,.charts svg{break-inside:avoid}
+td,th{overflow-wrap:break-word;padding:.2rem .3rem}
+#fleet-summary{font-size:9.5px}
+.charts{gap:.5rem}.charts svg{max-width:100%;height:auto}
+a{color:inherit;text-decoration:none}
+}
+"""
+
+
+@dataclass(frozen=True)
+class EnvironmentReport:
+    """What one environment's part of a report shows: its ledger's drills and what `dr status`
+    knows (None: it could not say)."""
+
+    name: str
+    posture: str
+    entries: list[Entry]
+    rto_target: float | None
+    rpo_target: float | None
+    status: dict[str, Any] | None = None
+    window: dict[str, Any] | None = None
+
+
+def _history(drills: list[tuple[datetime, DrillRecord]]) -> str:
+    return "".join(
         f"<tr><td>{_e(at.strftime('%Y-%m-%d %H:%M'))}</td><td>{_e(d.type)}</td>"
         f"<td class=\"{_e(d.outcome)}\">{_e(d.outcome.upper())}"
         f"</td><td>{_e(format_duration(d.rto_seconds))}</td>"
         f"<td>{_e(format_duration(d.rpo_seconds))}</td>"
         f"<td>{_e(d.backup_id or '-')}</td>"
         f"<td>{_e(d.error or '')}</td></tr>" for at, d in reversed(drills))
+
+
+def _latest(latest: DrillRecord | None, p: str) -> str:
+    if latest is None:
+        return "<p>No drill yet.</p>"
+    return (f'<p id="{p}latest-outcome" class="{_e(latest.outcome)}">'
+            f'{_e(latest.outcome.upper())}{_e(_warnings(latest))}: '
+            f'RTO {_e(format_duration(latest.rto_seconds))}, '
+            f'RPO {_e(format_duration(latest.rpo_seconds))}, backup '
+            f'{_e(latest.backup_id or "-")}</p>')
+
+
+def environment_body(r: EnvironmentReport, p: str = "", h: int = 2) -> str:
+    """One environment's charts, status, latest drill's checks, time split and drill history;
+    `p` prefixes every id (several environments on one page), `h` is the sections' heading
+    level."""
+    drills = [(e.at, payloads.drill(e)) for e in sorted(
+        (e for e in r.entries if e.kind is EntryKind.DRILL), key=lambda e: e.seq)]
+    rto = [(at, d.rto_seconds) for at, d in drills if d.rto_seconds is not None]
+    rpo = [(at, d.rpo_seconds) for at, d in drills if d.rpo_seconds is not None]
     latest = drills[-1][1] if drills else None
+    return f"""<p>Posture tier <strong>{_e(r.posture)}</strong>. {len(drills)} drill(s) in the
+ledger.</p>
+<div class="charts">
+{chart(f"{p}rto-chart", "RTO per drill against the target", rto, r.rto_target, RTO_COLOUR)}
+{chart(f"{p}rpo-chart", "RPO per drill against the target", rpo, r.rpo_target, RPO_COLOUR)}
+</div>
+{status_section(r.status, r.window, p, h)}
+<h{h}>Latest drill</h{h}>
+{_latest(latest, p)}
+{checks_table(latest, f"{p}checks")}
+<h{h}>The copy's quality</h{h}>
+{quality_sections(latest, h + 1) or '<p>No drill yet.</p>'}
+<h{h}>Where the latest drill's time went</h{h}>
+{rto_split(latest, p)}
+<h{h}>Drill history</h{h}>
+<table id="{p}history"><tr><th>when</th><th>type</th><th>outcome</th><th>RTO</th><th>RPO</th>
+<th>backup</th><th>reason</th></tr>{_history(drills)}</table>
+"""
+
+
+def page(title: str, body: str) -> str:
+    """A self-contained page: no script, no network; the print CSS for an auditor's copy."""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>Spectral DR report: {_e(name)}</title><style>{CSS}</style></head>
+<title>{_e(title)}</title><style>{CSS}{PRINT_CSS}</style></head>
 <body>
-<h1>Disaster-recovery report: {_e(name)}</h1>
-<p>Posture tier <strong>{_e(posture)}</strong>. {len(drills)} drill(s) in the ledger.
-Generated {_e(generated.isoformat(timespec='seconds'))} by spectral.</p>
-<div class="charts">
-{chart("rto-chart", "RTO per drill against the target", rto, rto_target, RTO_COLOUR)}
-{chart("rpo-chart", "RPO per drill against the target", rpo, rpo_target, RPO_COLOUR)}
-</div>
-{status_section(status, window)}
-<h2>Latest drill</h2>
-{f'<p id="latest-outcome" class="{_e(latest.outcome)}">{_e(latest.outcome.upper())}'
- f'{_e(_warnings(latest))}: '
- f'RTO {_e(format_duration(latest.rto_seconds))}, '
- f'RPO {_e(format_duration(latest.rpo_seconds))}, backup '
- f'{_e(latest.backup_id or "-")}</p>' if latest else '<p>No drill yet.</p>'}
-{checks_table(latest, "checks")}
-<h2>The copy's quality</h2>
-{quality_sections(latest) or '<p>No drill yet.</p>'}
-<h2>Where the latest drill's time went</h2>
-{rto_split(latest)}
-<h2>Drill history</h2>
-<table id="history"><tr><th>when</th><th>type</th><th>outcome</th><th>RTO</th><th>RPO</th>
-<th>backup</th><th>reason</th></tr>{rows}</table>
+{body}
 </body></html>
 """
+
+
+def render_html(name: str, posture: str, entries: list[Entry], rto_target: float | None,
+                rpo_target: float | None, generated: datetime,
+                status: dict[str, Any] | None = None,
+                window: dict[str, Any] | None = None) -> str:
+    report = EnvironmentReport(name, posture, entries, rto_target, rpo_target, status, window)
+    return page(f"Spectral DR report: {name}", f"""<h1>Disaster-recovery report: {_e(name)}</h1>
+<p>Generated {_e(generated.isoformat(timespec='seconds'))} by spectral.</p>
+{environment_body(report)}""")

@@ -1,7 +1,9 @@
 """What is news, and telling the hooks. A drill that fails or cannot verify is news each time; a
 status is news when an item becomes overdue (not while it stays overdue) or a provider stops
-answering; either is news again when it recovers. The last state of each environment is kept
-in its state directory (alert-state.json), so a cron job's `dr status` alerts once.
+answering; either is news again when it recovers. What was last told of an environment is read
+from its ledger's `alert` entries (each carries the state it told, `told`), so a cron job's
+`dr status` alerts once, on any runner that shares the evidence store: no state file to lose or
+to disagree with the evidence.
 
     alerts = after_drill(environment, result.to_json())
     notify(environment, alerts, warn=print)     # never raises: a hook that fails is a warning
@@ -11,25 +13,21 @@ error. Never the URL: it is a secret reference resolved only to post."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from spectral.alerts.send import Delivery, post
 from spectral.alerts.settings import AlertEvent, Webhook
-from spectral.durable import write_atomic
 from spectral.errors import SpectralError
-from spectral.ledger.store import EntryKind
+from spectral.ledger.store import Entry, EntryKind
 from spectral.redact import redact, redact_obj
 
 if TYPE_CHECKING:
     from spectral.environment import Environment
 
-STATE_FILE = "alert-state.json"
-STATE_VERSION = 1
 BAD_DRILL = ("fail", "could_not_verify")
 
 
@@ -40,6 +38,7 @@ class Alert:
     summary: str
     drill: dict[str, Any] | None = None      # the drill result's JSON
     status: dict[str, Any] | None = None     # the environment's status
+    told: dict[str, Any] | None = None       # the state this alert tells (AlertState's fields)
 
     def body(self, fmt: str) -> dict[str, Any]:
         if fmt == "slack":
@@ -66,44 +65,56 @@ class AlertRecord:
     status: int | None
     error: str | None
     attempts: int
+    told: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"hook": self.hook, "event": self.event, "format": self.format,
                 "summary": self.summary, "delivered": self.delivered,
-                "http_status": self.status, "error": self.error, "attempts": self.attempts}
+                "http_status": self.status, "error": self.error, "attempts": self.attempts,
+                "told": self.told}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> AlertRecord:
+        told = d.get("told")
         return cls(str(d.get("hook")), str(d.get("event")), str(d.get("format")),
                    str(d.get("summary") or ""), bool(d.get("delivered")),
-                   d.get("http_status"), d.get("error"), int(d.get("attempts") or 0))
+                   d.get("http_status"), d.get("error"), int(d.get("attempts") or 0),
+                   told if isinstance(told, dict) else None)
 
 
 @dataclass
 class AlertState:
-    """What was last told of one environment."""
+    """What was last told of one environment: the last drill outcome told, the items told
+    overdue (until a recovery is told), whether its provider was last told answering."""
 
     drill: str | None = None
     overdue: list[str] = field(default_factory=list)
     reachable: bool = True
 
-    def to_json(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION, "drill": self.drill, "overdue": self.overdue,
-                "reachable": self.reachable}
+    def tell(self, told: dict[str, Any]) -> None:
+        """Fold in what one alert told (only the fields it names)."""
+        if "drill" in told:
+            self.drill = told["drill"]
+        if "overdue" in told:
+            self.overdue = list(told["overdue"] or [])
+        if "reachable" in told:
+            self.reachable = bool(told["reachable"])
+
+
+def told_state(entries: list[Entry], name: str) -> AlertState:
+    """What the ledger's alert entries told of environment `name`, oldest first (an entry
+    without `told`, such as a test alert, tells no state)."""
+    state = AlertState()
+    for entry in sorted(entries, key=lambda e: e.seq):
+        if entry.kind is EntryKind.ALERT and entry.environment == name:
+            told = AlertRecord.from_json(entry.data).told
+            if told:
+                state.tell(told)
+    return state
 
 
 def _load(environment: Environment) -> AlertState:
-    try:
-        d = json.loads((environment.state_dir / STATE_FILE).read_text())
-        return AlertState(d.get("drill"), list(d.get("overdue") or []),
-                          bool(d.get("reachable", True)))
-    except (OSError, ValueError, AttributeError):
-        return AlertState()     # none yet (or unreadable): everything bad now is news
-
-
-def _save(environment: Environment, state: AlertState) -> None:
-    environment.state_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(environment.state_dir / STATE_FILE, json.dumps(state.to_json()) + "\n")
+    return told_state(environment.ledger.entries(), environment.name)
 
 
 def _hooks(environment: Environment) -> dict[str, Webhook]:
@@ -126,9 +137,7 @@ def after_drill(environment: Environment, result: dict[str, Any]) -> list[Alert]
                             f"{what} could not verify: {_reason(result)}", drill=result))
     elif outcome == "pass" and state.drill in BAD_DRILL:
         alerts.append(Alert(AlertEvent.RECOVERED, name, f"{what} passed again", drill=result))
-    state.drill = outcome
-    _save(environment, state)
-    return alerts
+    return [replace(a, told={"drill": outcome}) for a in alerts]
 
 
 def _reason(result: dict[str, Any]) -> str:
@@ -157,11 +166,12 @@ def after_status(environment: Environment, status: dict[str, Any],
     if was_bad and reachable and not overdue:
         alerts.append(Alert(AlertEvent.RECOVERED, name, "nothing is overdue and the provider "
                             "answers", status=status))
-    # unreachable: what only the provider could say (a backup's age) stays as it was last seen
-    state.overdue = overdue if reachable else sorted(set(overdue) | set(state.overdue))
-    state.reachable = reachable
-    _save(environment, state)
-    return alerts
+    # what was told overdue stays told until a recovery is: an item that clears and comes back
+    # while others stay overdue is not news (nobody was told it cleared)
+    recovered = reachable and not overdue
+    told = {"overdue": [] if recovered else sorted(set(overdue) | set(state.overdue)),
+            "reachable": reachable if recovered or not reachable else state.reachable}
+    return [replace(a, told=told) for a in alerts]
 
 
 Sent = tuple[str, Alert, Delivery]
@@ -200,7 +210,7 @@ def _deliver(environment: Environment, hook: Webhook, alert: Alert) -> Delivery:
 def _record(environment: Environment, name: str, hook: Webhook, alert: Alert, d: Delivery,
             warn: Callable[[str], None]) -> None:
     record = AlertRecord(name, alert.event.value, hook.format, alert.summary, d.delivered,
-                         d.status, d.error, d.attempts)
+                         d.status, d.error, d.attempts, alert.told)
     try:
         environment.ledger.record(environment.name, record)
     except SpectralError as exc:

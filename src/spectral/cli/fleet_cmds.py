@@ -4,6 +4,7 @@ the alerts a drill or a status sends (after its result is printed: a hook never 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -15,18 +16,24 @@ from spectral.errors import ExitCode, SpectralError, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from spectral.drills.result import DrillResult
     from spectral.environment import Environment
 
 alerts_app = typer.Typer(no_args_is_help=True, help="Webhooks told of failed, unverifiable "
                                                     "and overdue drills ([alerts]).")
 
 
-def status_all(st: AppState, now: datetime | None) -> None:
-    """Every environment's status in one table; exit 1 overdue or failed anywhere, else 3 when
-    a provider could not be reached, else 0."""
+def status_all(st: AppState, now: datetime | None, prom_file: Path | None = None) -> None:
+    """Every environment's status in one table (and, with `prom_file`, every environment's
+    figures in one Prometheus exposition); exit 1 overdue or failed anywhere, else 3 when a
+    provider could not be reached, else 0."""
     from spectral.drills.fleet import fleet_status
 
     fleet = fleet_status(st.config, now, report=lambda m: st.err.print(m))
+    if prom_file is not None:
+        from spectral.drills.metrics import write_prometheus
+
+        write_prometheus(fleet.rows, prom_file)
     from spectral.cli.outputs import FLEET
 
     st.emit(fleet.to_json(), lambda c: _fleet_table(c, fleet.rows), schema=FLEET)
@@ -96,7 +103,8 @@ def alert_status(st: AppState, environment: Environment, status: dict[str, Any],
         st.err.print(f"warning: alerts of {environment.name} not sent: {exc}")
 
 
-def alert_drill(st: AppState, result: dict[str, Any]) -> None:
+def alert_drill(st: AppState, result: dict[str, Any],
+                environment: Environment | None = None) -> None:
     """Tell the hooks what a drill's result made news of (the result as `--json` prints it,
     with its schema_version); never changes the result."""
     from spectral.alerts.notify import after_drill, notify
@@ -105,7 +113,7 @@ def alert_drill(st: AppState, result: dict[str, Any]) -> None:
     result = stamped(result, "drill-result.v1")
 
     try:
-        environment = st.environment()
+        environment = environment or st.environment()
         notify(environment, after_drill(environment, result), _warn(st))
     except (SpectralError, OSError) as exc:
         st.err.print(f"warning: alerts of the drill not sent: {exc}")
@@ -146,3 +154,32 @@ def test_cmd(ctx: typer.Context,
     st.emit(data, human)
     raise typer.Exit(ExitCode.OK if all(d["delivered"] for d in data) else
                      ExitCode.CHECK_FAILED)
+
+
+def drill_due_all(st: AppState, run: bool) -> None:
+    """`dr drill due --all [--run]`: every environment's due drills, and with --run each one
+    drilled; each result alerted as a drill's is, right after it."""
+    from spectral.drills.due import drill_due
+
+    def told(environment: Environment, result: DrillResult) -> None:
+        if not st.json:           # each result as it comes (redacted, as emit prints)
+            from spectral.cli.drill_cmds import print_drill
+
+            st.emit(None, lambda c: print_drill(c, result))
+        alert_drill(st, result.to_json(), environment)
+
+    done = drill_due(st.config, run=run, report=lambda m: st.err.print(f"drill: {m}"),
+                     on_result=told)
+
+    def human(c: Console) -> None:
+        for e in done.environments:
+            what = {"not_due": "nothing due", "due": "due", "not_run": "due, NOT run",
+                    "drilled": "drilled"}[e.action.value]
+            c.print(f"{e.name}: {what}" + (f": {', '.join(e.due)}" if e.due else "")
+                    + (f" -> {e.result.outcome.value.upper()}" if e.result else "")
+                    + (f" ({e.reason})" if e.reason else ""))
+
+    from spectral.cli.outputs import DUE_ALL
+
+    st.emit(done.to_json(), human, schema=DUE_ALL)
+    raise typer.Exit(done.exit_code)

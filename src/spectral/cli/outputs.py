@@ -79,6 +79,7 @@ SCHEMAS: dict[str, str] = {
 }
 # a flag that changes what a command prints: its own schema (`emit(..., schema=...)`)
 FLEET = "fleet-status.v1"       # dr status --all
+DUE_ALL = "drills-due.v1"       # dr drill due --all [--run]
 
 # commands that never print JSON (psql hands the terminal over)
 NO_JSON = frozenset({"local psql"})

@@ -96,7 +96,8 @@ def _write_reports(info: dict[str, Any], prom_file: Path | None, junit: Path | N
 def status_cmd(ctx: typer.Context,
                prom_file: Path | None = typer.Option(None, "--prom-file", help="Also write the "
                                                      "figures in Prometheus text format (for "
-                                                     "node_exporter's textfile collector)."),
+                                                     "node_exporter's textfile collector; with "
+                                                     "--all, every environment's, labelled)."),
                as_of: str | None = typer.Option(None, "--as-of", help="Judge what is due or "
                                                 "overdue as of this time (ISO 8601), e.g. to "
                                                 "see what lapses before a holiday."),
@@ -113,9 +114,9 @@ def status_cmd(ctx: typer.Context,
 
     st = state(ctx)
     if all_environments:
-        if prom_file is not None:
-            raise UsageError("--prom-file is for one environment; not with --all")
-        status_all(st, parse_time(as_of) if as_of else None)
+        if junit is not None:
+            raise UsageError("--junit is for one environment; not with --all")
+        status_all(st, parse_time(as_of) if as_of else None, prom_file)
     info = _status(st, as_of)
     _write_reports(info, prom_file, junit)
 
@@ -133,12 +134,27 @@ def cadence_cmd(ctx: typer.Context) -> None:
     raise typer.Exit(ExitCode.CHECK_FAILED if overdue else ExitCode.OK)
 
 
-def due_cmd(ctx: typer.Context) -> None:
+def due_cmd(ctx: typer.Context,
+            all_environments: bool = typer.Option(False, "--all", help="Every environment: the "
+                                                  "drills their cadence says are due "
+                                                  "(functional, post-migration); exit 1 if "
+                                                  "any."),
+            run: bool = typer.Option(False, "--run", help="With --all: run each due drill "
+                                     "(where no person is needed), record it, alert; exit "
+                                     "the worst.")) -> None:
     """Whether a post-migration drill is pending: a migration touched more than one protected
-    schema since the last drill (compared from the schemas' fingerprints). Exit 1 if pending."""
+    schema since the last drill (compared from the schemas' fingerprints). Exit 1 if pending.
+    With --all, every environment's due drills; with --all --run, drill them."""
     from spectral.drills import status as status_mod
 
     st = state(ctx)
+    if run and not all_environments:
+        raise UsageError("--run goes with --all (one environment: spectral dr drill "
+                         "functional)")
+    if all_environments:
+        from spectral.cli.fleet_cmds import drill_due_all
+
+        drill_due_all(st, run)
     environment = st.environment()
     with environment.provider.source():   # the schemas need the server
         info = status_mod.collect(environment.name, environment.config,
@@ -289,10 +305,12 @@ def register(app: typer.Typer, drill_app: typer.Typer) -> None:
 
 
 def report_cmd(ctx: typer.Context,
-               html_file: Path = typer.Option(..., "--html", help="Write the report here.")
-               ) -> None:
-    """A self-contained HTML page (viewable offline): drill history, charts of measured RTO and
-    RPO against their targets over time, and the latest drill's checks."""
+               html_file: Path = typer.Option(..., "--html", help="Write the report here."),
+               all_environments: bool = typer.Option(False, "--all", help="Every environment "
+                                                     "on one page: a summary table, then each "
+                                                     "environment's part.")) -> None:
+    """A self-contained HTML page (viewable offline, readable printed): drill history, charts
+    of measured RTO and RPO against their targets over time, and the latest drill's checks."""
     from datetime import UTC, datetime
 
     from spectral.durable import write_atomic
@@ -300,6 +318,14 @@ def report_cmd(ctx: typer.Context,
     from spectral.report import render_html
 
     st = state(ctx)
+    if all_environments:
+        from spectral.drills.fleet import fleet_status
+        from spectral.fleet_report import render_fleet_html
+
+        fleet = fleet_status(st.config, report=lambda m: st.err.print(m))
+        write_atomic(html_file, render_fleet_html(fleet, datetime.now(UTC)))
+        st.emit({"written": str(html_file)}, lambda c: c.print(f"wrote {html_file}"))
+        return
     name, env = st.config.environment(st.env)
     ledger = open_ledger(st.config, name)
     status, window = _report_facts(st)

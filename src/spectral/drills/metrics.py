@@ -1,6 +1,9 @@
 """`dr status --prom-file`: the status's figures as Prometheus gauges for node_exporter's
 textfile collector, written by prometheus_client (its textfile writer escapes label values and
-replaces the file atomically)."""
+replaces the file atomically). `dr status --all --prom-file` writes every environment's figures
+in one exposition, each series labelled with its `environment`. The alert rules over these
+figures are docs/prometheus/spectral-rules.yml (checked by promtool in
+tests/test_prometheus_rules.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 Figure = tuple[str, str, float, dict[str, str]]     # name, help, value, labels
+OUTCOMES = ("pass", "fail", "could_not_verify")
 
 
 def figures(status: dict[str, Any]) -> list[Figure]:
@@ -27,6 +31,11 @@ def figures(status: dict[str, Any]) -> list[Figure]:
         if value is not None:
             out.append((name, help_text, float(value), {"environment": env, **(labels or {})}))
 
+    metric("spectral_dr_status_timestamp_seconds", "When the status was judged (its cron "
+           "job ran).", datetime.fromisoformat(status["at"]).timestamp())
+    if "reachable" in status:
+        metric("spectral_dr_reachable", "1 when the provider answered (dr status --all).",
+               1.0 if status["reachable"] else 0.0)
     metric("spectral_dr_rto_target_seconds", "RTO target of the posture tier.",
            status["targets"]["rto_seconds"])
     metric("spectral_dr_rpo_target_seconds", "RPO target of the posture tier.",
@@ -41,6 +50,9 @@ def figures(status: dict[str, Any]) -> list[Figure]:
                datetime.fromisoformat(last["at"]).timestamp())
         metric("spectral_dr_last_drill_passed", "1 when the last drill passed, else 0.",
                1.0 if last["outcome"] == "pass" else 0.0)
+        for outcome in OUTCOMES:
+            metric("spectral_dr_last_drill_outcome", "1 for the last drill's outcome.",
+                   1.0 if last["outcome"] == outcome else 0.0, {"outcome": outcome})
     for item in status["cadence"]:
         metric("spectral_dr_overdue", "1 when a cadence item is overdue.",
                1.0 if item["state"] == "overdue" else 0.0, {"item": item["name"]})
@@ -49,17 +61,23 @@ def figures(status: dict[str, Any]) -> list[Figure]:
     if status["wal"] and "rpo_bytes" in status["wal"]:
         metric("spectral_dr_wal_lag_bytes", "Committed WAL not yet in the repository.",
                status["wal"]["rpo_bytes"])
-    metric("spectral_dr_ledger_intact", "1 when the ledger's hash chain verifies.",
-           1.0 if status["ledger"]["intact"] else 0.0)
+    if status["ledger"] is not None:       # None: the evidence store could not be read
+        metric("spectral_dr_ledger_intact", "1 when the ledger's hash chain verifies.",
+               1.0 if status["ledger"]["intact"] else 0.0)
     metric("spectral_dr_ok", "1 when nothing is overdue.", 0.0 if status["overdue"] else 1.0)
     return out
 
 
-def registry(status: dict[str, Any]) -> CollectorRegistry:
-    """The figures as gauges in a registry of their own (prometheus_client escapes the label
+Statuses = dict[str, Any] | list[dict[str, Any]]
+
+
+def registry(statuses: Statuses) -> CollectorRegistry:
+    """The figures of one status (or of each row of `--all`) as gauges in a registry of their
+    own: one family per name, a series per environment (prometheus_client escapes the label
     values: an item or environment name may hold a quote, a backslash or a newline)."""
+    rows = statuses if isinstance(statuses, list) else [statuses]
     families: dict[str, GaugeMetricFamily] = {}
-    for name, help_text, value, labels in figures(status):
+    for name, help_text, value, labels in (f for row in rows for f in figures(row)):
         keys = sorted(labels)
         family = families.setdefault(name, GaugeMetricFamily(name, help_text, labels=keys))
         family.add_metric([labels[k] for k in keys], value)
@@ -76,13 +94,13 @@ class _Families(Collector):
         return iter(self.families)
 
 
-def prometheus(status: dict[str, Any]) -> str:
+def prometheus(statuses: Statuses) -> str:
     """The figures in Prometheus text format, for node_exporter's textfile collector."""
-    return generate_latest(registry(status)).decode()
+    return generate_latest(registry(statuses)).decode()
 
 
-def write_prometheus(status: dict[str, Any], path: Path) -> None:
+def write_prometheus(statuses: Statuses, path: Path) -> None:
     """prometheus_client's textfile writer: a temporary file renamed over the old one, so the
     collector never reads half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), registry(status))
+    write_to_textfile(str(path), registry(statuses))

@@ -1,0 +1,81 @@
+"""`spectral dr drill due --all [--run]`, docs/scheduling.md's one job: a local environment whose
+functional drill is due is drilled (PASS), one that cannot verify is drilled and alerted, one
+whose copy needs a person stays due and is named; the exit code is the worst."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import notes_environment, spectral
+from test_alerts import Hook
+
+
+def _due(work: Path, env: dict[str, str], *args: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    res = spectral("dr", "drill", "due", "--all", *args, "--json", cwd=work, env=env)
+    doc = json.loads(res.stdout)
+    assert doc["exit_code"] == res.returncode, res.stderr
+    return res.returncode, {e["name"]: e for e in doc["environments"]}
+
+
+def test_the_worst_exit_wins() -> None:
+    from datetime import UTC, datetime
+
+    from spectral.drills.due import DueAction, DueEnvironment, DueRun
+    from spectral.errors import ExitCode
+
+    def run(*due: list[str]) -> ExitCode:
+        return DueRun(datetime.now(UTC), False, [
+            DueEnvironment("e", d, DueAction.DUE if d else DueAction.NOT_DUE)
+            for d in due]).exit_code
+
+    assert run([], []) is ExitCode.OK and run() is ExitCode.OK
+    assert run([], ["Post-migration drill"]) is ExitCode.CHECK_FAILED
+
+
+@pytest.mark.server
+def test_drill_what_is_due_in_every_environment(work_dir: Path) -> None:
+    hook = Hook()
+    try:
+        with notes_environment(work_dir) as staging:
+            conninfo = staging.provider.running_source()
+            with (work_dir / "spectral.toml").open("a") as f:
+                f.write('[environments.preview]\nprovider = "local"\nposture = "pro"\n'
+                        'schemas = ["core"]\nload_bearing_tables = []\n'
+                        '[environments.reports]\nprovider = "dsn"\nposture = "pro"\n'
+                        f'dsn = "{conninfo}"\n'
+                        '[alerts.webhooks.oncall]\nurl = "env:HOOK_ONCALL"\n')
+            env = {"HOOK_ONCALL": hook.url("oncall")}
+            _listed_then_drilled(work_dir, env, hook)
+    finally:
+        hook.close()
+
+
+def _listed_then_drilled(work: Path, env: dict[str, str], hook: Hook) -> None:
+    code, rows = _due(work, env)                  # listed only: nothing runs
+    assert code == 1 and {n: r["action"] for n, r in rows.items()} == {
+        "staging": "due", "preview": "due", "reports": "due"}
+    assert all(r["due"] == ["Functional restore drill"] for r in rows.values())
+    assert not hook.bodies
+    code, rows = _due(work, env, "--run")
+    assert code == 1                              # reports is still due: a person drills it
+    staging, preview, reports = rows["staging"], rows["preview"], rows["reports"]
+    assert staging["action"] == "drilled" and staging["drill"]["outcome"] == "pass", staging
+    assert preview["action"] == "drilled" and preview["exit_code"] == 3
+    assert "no backups" in preview["drill"]["error"]
+    assert reports["action"] == "not_run" and reports["drill"] is None
+    assert reports["reason"] == ("its copy needs a person: spectral --env reports dr drill "
+                                 "functional")
+    assert [(b["environment"], b["event"]) for b in hook.bodies] == [
+        ("preview", "could_not_verify")]          # alerted as a drill alerts
+    assert hook.bodies[0]["drill"]["outcome"] == "could_not_verify"
+    for name, outcome in (("staging", "pass"), ("preview", "could_not_verify")):
+        log = spectral("--env", name, "dr", "log", "--kind", "drill", "--json", cwd=work)
+        assert [e["data"]["outcome"] for e in json.loads(log.stdout)] == [outcome]
+    code, rows = _due(work, env)                  # the next run: staging's drill is done
+    assert rows["staging"]["action"] == "not_due" and rows["preview"]["action"] == "due"
+    alone = spectral("dr", "drill", "due", "--run", cwd=work, env=env)
+    assert alone.returncode == 2 and "--run goes with --all" in alone.stderr
