@@ -73,9 +73,10 @@ def ensure_system_packages() -> None:
         NO_MAIN_CLUSTER.write_text("create_main_cluster = false\n")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     plain = [p for p in missing if p not in NO_RECOMMENDS]
-    steps = [["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *plain],
-             ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-              *[p for p in missing if p in NO_RECOMMENDS]]]
+    bare = [p for p in missing if p in NO_RECOMMENDS]
+    steps = [["apt-get", "update", "-qq"]]
+    steps += [["apt-get", "install", "-y", "-qq", *plain]] if plain else []
+    steps += [["apt-get", "install", "-y", "-qq", "--no-install-recommends", *bare]] if bare else []
     # Debian starts a package's service at install unless policy-rc.d says no (a Prometheus
     # server, a PostgreSQL cluster): nothing may be left running, so it says no meanwhile
     guard = Path("/usr/sbin/policy-rc.d")
@@ -84,7 +85,7 @@ def ensure_system_packages() -> None:
         guard.write_text("#!/bin/sh\n# written by spectral's dev.py while it installs\nexit 101\n")
         guard.chmod(0o755)
     try:
-        for argv in (a for a in steps if a[-1] not in ("-qq", "--no-install-recommends")):
+        for argv in steps:
             subprocess.run(argv, check=False, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=900)
     finally:
