@@ -139,4 +139,4 @@ def team_s3_archive(work_dir: Path, bins: PgBinaries,
                      "create role drill login; grant pg_read_all_data, pg_monitor to drill")
             yield team
         finally:
-            cluster.stop(timeout=30)
+            cluster.stop(timeout=30, discard=True)

@@ -137,7 +137,7 @@ def team_stanza(work_dir: Path, bins: PgBinaries) -> Iterator[TeamStanza]:
         team.pgbackrest("backup", "--type=full")
         yield team
     finally:
-        cluster.stop(timeout=30)
+        cluster.stop(timeout=30, discard=True)
 
 
 @dataclass
@@ -211,4 +211,4 @@ def team_archive(work_dir: Path, bins: PgBinaries, compress: str | None,
                  "create role drill login; grant pg_read_all_data, pg_monitor to drill")
         yield team
     finally:
-        cluster.stop(timeout=30)
+        cluster.stop(timeout=30, discard=True)

@@ -187,4 +187,4 @@ def team_barman(work_dir: Path, bins: PgBinaries) -> Iterator[TeamBarman]:
                      "create role drill login; grant pg_read_all_data, pg_monitor to drill")
             yield team
         finally:
-            cluster.stop(timeout=30)
+            cluster.stop(timeout=30, discard=True)

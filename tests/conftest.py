@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+import scratch
 from spectral.pg.binaries import PgBinaries, find_binaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.osuser import make_owned_dir
@@ -49,7 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from spectral.pg import template
 
     if template.folder() is None:
-        path = Path(tempfile.mkdtemp(prefix="spectral-initdb-", dir="/tmp"))
+        path = Path(tempfile.mkdtemp(prefix="spectral-initdb-", dir=scratch.root()))
         path.chmod(0o755)
         os.environ[template.ENV] = str(path)
         _TEMPLATES.append(path)
@@ -133,7 +134,7 @@ def _processes_under(path: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def base_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="spectral-tests-", dir="/tmp"))
+    path = Path(tempfile.mkdtemp(prefix="spectral-tests-", dir=scratch.root()))
     path.chmod(0o755)
     yield path
     left = _processes_under(path)
@@ -145,14 +146,27 @@ def base_dir() -> Iterator[Path]:
     assert not left, f"processes left running by the tests: {left}"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[pytest.TestReport]:
+    """Each phase's report on the test, for work_dir to know whether it passed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def work_dir(base_dir: Path, request: pytest.FixtureRequest) -> Path:
-    """A per-test directory reachable by the server user. Kept until the run ends (removing a
-    passing test's folder at its end, tried in session 12, made the suite ~2 min slower); a
-    run writes ~55 GB meanwhile."""
+def work_dir(base_dir: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A per-test directory reachable by the server user. In memory (tests/scratch.py), a
+    passing test's folder is removed at its end; a failing one's is kept until the run ends. On
+    disk every folder is kept until then: removing them one by one made the suite ~2 min
+    slower in session 12 (ext4 with `discard`), and a run writes ~55 GB meanwhile."""
     path = Path(tempfile.mkdtemp(prefix=request.node.name[:40] + "-", dir=base_dir))
     path.chmod(0o755)
-    return path
+    yield path
+    call = getattr(request.node, "report_call", None)
+    if scratch.in_memory() and call is not None and call.passed and not _processes_under(path):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -190,7 +204,7 @@ def make_cluster(work_dir: Path, bins: PgBinaries) -> Iterator[ClusterFactory]:
 
     yield factory
     for c in started:
-        c.stop(timeout=20)
+        c.stop(timeout=20, discard=True)
 
 
 @pytest.fixture(scope="session")
@@ -210,7 +224,7 @@ def reference_cluster(base_dir: Path, bins: PgBinaries) -> Iterator[Cluster]:
             author(conn)
         yield c
     finally:
-        c.stop(timeout=20)
+        c.stop(timeout=20, discard=True)
 
 
 def spectral(*args: str, cwd: Path, env: dict[str, str] | None = None,

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import psycopg
 
+import scratch
+
 SERVER_USER = os.environ.get("SPECTRAL_SERVER_USER", "spectral")
 NOT_REACHED = "recovery ended before configured recovery target was reached"
 CONNECTING = ("the database system is starting up", "not accepting connections")
@@ -258,7 +260,7 @@ def restore(bin_dir: Path, source: Source, backup_id: str, target: Target, timel
             digest: Digest) -> Outcome:
     """Restore `target` from `backup_id` with PostgreSQL alone; `digest(conninfo)` reads the
     rows (the caller's content checksum, applied to both restores alike)."""
-    home = Path(tempfile.mkdtemp(prefix="oracle-", dir="/tmp"))
+    home = Path(tempfile.mkdtemp(prefix="oracle-", dir=scratch.root()))
     home.chmod(0o755)
     try:
         position, live_tl = live_position(source)   # before the WAL is gathered

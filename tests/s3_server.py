@@ -25,6 +25,8 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
+import scratch
+
 
 @dataclass
 class S3Server:
@@ -98,7 +100,7 @@ def s3_server(*, threaded: bool = False) -> Iterator[S3Server]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    folder = Path(tempfile.mkdtemp(prefix="spectral-s3-", dir="/tmp"))
+    folder = Path(tempfile.mkdtemp(prefix="spectral-s3-", dir=scratch.root()))
     folder.chmod(0o755)     # pgBackRest, as the server user, reads the certificate
     cert_file, key_file = _certificate(folder)
     app = DomainDispatcherApplication(create_backend_app)

@@ -43,6 +43,7 @@ from hypothesis.stateful import (
 )
 
 import oracle
+import scratch
 from conftest import SYSTEM_PG15, _processes_under, table_digests
 from lifecycle_crashes import DRAWN, NOT_DRAWN, Crashes, crash_points_in
 from lifecycle_faults import PREPARED, Faults
@@ -84,7 +85,7 @@ class Lifecycle(Processes, Faults, RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.root = Path(tempfile.mkdtemp(prefix="spectral-lifecycle-", dir="/tmp"))
+        self.root = Path(tempfile.mkdtemp(prefix="spectral-lifecycle-", dir=scratch.root()))
         self.root.chmod(0o755)
         self.local = LocalEnvironment("local", self.root / ".spectral" / "local", self.bins)
         self.p = LocalProvider(self.local)

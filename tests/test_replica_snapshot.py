@@ -144,7 +144,7 @@ def staging(work_dir: Path, bins: PgBinaries) -> Iterator[tuple[Cluster, Cluster
         try:
             yield primary, replica
         finally:
-            replica.stop(timeout=20)
+            replica.stop(timeout=20, discard=True)
 
 
 def _replay_lsn(replica: Cluster) -> str:

@@ -41,7 +41,7 @@ def vcluster(base_dir: Path, bins: PgBinaries) -> Iterator[Cluster]:
             author(conn, rules_per_corpus=50)
         yield c
     finally:
-        c.stop(timeout=20)
+        c.stop(timeout=20, discard=True)
 
 
 def fresh_db(c: Cluster, template: str = "tmpl_schema") -> str:

@@ -320,14 +320,17 @@ class Cluster:
         fatal = [ln for ln in lines if re.search(r"\b(FATAL|PANIC)\b", ln)]
         return (fatal[-1] if fatal else (lines[-1] if lines else "empty log")).strip()
 
-    def stop(self, *, timeout: float = 60) -> bool:
+    def stop(self, *, timeout: float = 60, discard: bool = False) -> bool:
         """Fast shutdown; if it does not finish, immediate; then SIGKILL of its process group.
+        `discard`: the data directory is deleted next, so immediate at once (no shutdown
+        checkpoint writing every dirty buffer of a copy nobody will start again).
         Returns True when a running server was stopped."""
         pid = self.pid()
         if pid is None:
             self._reap()
             return False
-        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGQUIT, 15.0), (signal.SIGKILL, 15.0)):
+        steps = ((signal.SIGINT, timeout), (signal.SIGQUIT, 15.0), (signal.SIGKILL, 15.0))
+        for sig, wait in steps[1:] if discard else steps:
             with contextlib.suppress(ProcessLookupError):
                 if sig is signal.SIGKILL:
                     os.killpg(pid, sig)
@@ -354,7 +357,7 @@ class Cluster:
             self._proc = None
 
     def destroy(self) -> None:
-        self.stop(timeout=30)
+        self.stop(timeout=30, discard=True)
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     # ---- facts ----------------------------------------------------------------------------

@@ -101,7 +101,7 @@ class Registry:
         # spawned, each checked in /proc); helpers that were copying or combining die with the
         # process that ran them (parent-death signal), so nothing else is signalled.
         Cluster(self.bins, home / "data", socket_dir_for(home / "run"), 0,
-                home / "log" / "postgres.log").stop(timeout=30)
+                home / "log" / "postgres.log").stop(timeout=30, discard=True)
         shutil.rmtree(home, ignore_errors=True)
         return True
 
