@@ -36,6 +36,7 @@ from spectral.recovery_target import LatestTarget, RecoveryTarget, TargetKind, t
 from supabase_replay import recorded, spec_problems
 
 EMU_REF = "emulatedproductionaa"   # the spec's pattern: 20 lower-case letters
+RESTORING_AT_LEAST = 4.0   # seconds; Supabase's own restores take minutes
 
 
 @dataclass
@@ -366,10 +367,13 @@ class Emulator:
 
             time.sleep(self.restore_delay)     # Supabase may not show RESTORING at once
             p.status = "RESTORING"
+            began = time.monotonic()
             try:
                 when = datetime.fromtimestamp(target, UTC).isoformat()
                 p.provider.restore_in_place(target_of(TargetKind.TIME, when),
                                             confirmed=True)
+                # a real restore takes minutes: RESTORING shows for a few seconds at least
+                time.sleep(max(0.0, RESTORING_AT_LEAST - (time.monotonic() - began)))
                 p.status = "ACTIVE_HEALTHY"
             except Exception:
                 p.status = "RESTORE_FAILED"

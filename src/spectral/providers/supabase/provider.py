@@ -237,8 +237,10 @@ class SupabaseProvider(SupabaseApi):
         self.client.post(path, body)
         started = time.monotonic()
         try:   # the status can read ACTIVE_HEALTHY for a moment before RESTORING shows
+            # polled every second or two: a fast restore's RESTORING must not be missed (the
+            # wait would then last its whole minute)
             wait_until(lambda: self.project(self.ref).get("status") != "ACTIVE_HEALTHY",
-                       timeout=60, interval=1.0, max_interval=5.0, what="the restore to start")
+                       timeout=60, interval=1.0, max_interval=2.0, what="the restore to start")
         except WaitTimeout:
             report("the project never left ACTIVE_HEALTHY; verifying what it holds now")
         self.wait_healthy(self.ref, timeout=timeout, report=report)
