@@ -64,14 +64,23 @@ def test_the_command_tree_imports_no_library(tmp_path: Path) -> None:
 
 def test_loading_a_configuration_loads_no_driver_signing_or_cloud(tmp_path: Path) -> None:
     """A command reaches its first SQL through the configuration: parsing it needs the models,
-    not the ledger's store, its signing library, a cloud SDK or the console."""
+    not the ledger's store, its signing library, a cloud SDK or the console; and of the
+    backends' settings, only those of the environment used (the others are not built)."""
     (tmp_path / "spectral.toml").write_text(
         'default_environment = "db"\n[environments.db]\nprovider = "dsn"\n'
-        'dsn = "host=/nowhere dbname=postgres"\nschemas = ["public"]\n')
+        'dsn = "host=/nowhere dbname=postgres"\nschemas = ["public"]\n'
+        '[environments.local]\nprovider = "local"\n'
+        '[environments.sb]\nprovider = "supabase"\nproject_ref = "abc"\n'
+        '[environments.arch]\nprovider = "archive"\n'
+        '[environments.bar]\nprovider = "barman-cloud"\n'
+        '[environments.pgb]\nprovider = "pgbackrest"\n')
     loaded = _loaded("from spectral.config.load import load_config\n"
                      "load_config(None).environment(None)\n", tmp_path)
     assert not loaded & set(SIGNING + CLOUD + RENDERING), sorted(loaded)
     assert "spectral.ledger.store" not in loaded
+    settings = {m for m in loaded if m.startswith("spectral.providers.") and
+                m.endswith(".settings")}
+    assert settings == {"spectral.providers.dsn.settings"}, sorted(settings)
 
 
 def test_light_modules_stay_light(tmp_path: Path) -> None:
