@@ -268,6 +268,9 @@ def report(run_: dict[str, Any]) -> str:
                      f"{_ratio(s['p99_ratio'])} | {_ratio(d['tps_ratio'])}, "
                      f"{_ratio(d['p99_ratio'])} | {r['xmin_held_s']}, {r['xmin_age_max']} | "
                      f"{r['bloat_added_bytes'] / 1e6:+.1f} MB | {r['drill_outcome']}{late} |")
+    lines.append("xmin held (s): the drill's snapshot's (with `replica`, on the replica: the "
+                 "primary's horizon is held only with hot_standby_feedback); oldest xmin: the "
+                 "largest age(backend_xmin) of a spectral session sampled on the primary.")
     return "\n".join(lines)
 
 
