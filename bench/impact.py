@@ -8,16 +8,18 @@
 
 Two loads: a fixed rate (pgbench --rate, the latency a client sees includes the schedule lag)
 and a saturating one (as fast as --clients sessions go). For each run: TPS and p50/p99 latency
-(from pgbench's per-transaction log) in two windows, the drill's snapshot (the drill's start to
-the end of its snapshot: `provision`, what reads the source) and the whole drill, against the
-same windows of the run without a drill; how long the drill held the source's xmin horizon
-(the drill's own `xmin_held`, and the oldest backend_xmin of a spectral session on the
-source, sampled every 0.1 s, in transactions); the bloat added (the pgbench tables' growth
-during the run beyond the same run's without a drill: what vacuum could not reclaim).
+(from pgbench's per-transaction log) in two windows, the drill's snapshot (its `provision`
+step, what reads the source, placed back from the drill's end by the steps after it) and the
+whole drill (its process, start to exit), against the same windows of the run without a
+drill; how long the drill held the source's xmin horizon (the drill's own `xmin_held`, and the
+oldest backend_xmin of a spectral session on the source, sampled every 0.1 s, in
+transactions); the bloat added (the pgbench tables' growth during the run beyond the same
+run's without a drill: what vacuum could not reclaim).
 
-The environment is a `local` one (spectral runs the source and restores the copy on this
-host: the whole-drill window includes the copy's restore beside the source; the snapshot
-window does not). pgbench's tables are the protected schema.
+The environment is a `local` one: spectral runs the source and restores the copy on this host,
+and the drill's process runs here too, so the whole-drill window includes the copy's restore
+and the process's own CPU beside the source; the snapshot window only the snapshot (and what
+else runs then). pgbench's tables are the protected schema.
 
     PYTHONPATH=src:bench .venv/bin/python bench/impact.py --scale 1 --seconds 10
     PYTHONPATH=src:bench .venv/bin/python bench/impact.py --scale 70 --seconds 120 \\
@@ -190,7 +192,7 @@ def one_run(here: Path, bins: PgBinaries, dsn: str, load: dict[str, Any], mode: 
         if bench.returncode != 0:
             raise SystemExit(f"pgbench: exit {bench.returncode}: {said.decode()[-2000:]}")
         tx = [(t - start, ms) for t, ms in _transactions(Path(logs))]
-    return {"load": load["name"], "mode": mode or "none", "seconds": time.time() - start,
+    return {"load": load["name"], "mode": mode or "none", "seconds": args.seconds,
             "drill": drill, "tx": tx, "grown_bytes": _size(dsn) - before,
             "xmin_age_max": xmin.max_age, "xmin_sampled_s": round(xmin.seconds, 1)}
 
@@ -206,15 +208,19 @@ def window(tx: list[tuple[float, float]], t0: float, t1: float) -> dict[str, flo
 
 def compare(base: dict[str, Any], run_: dict[str, Any]) -> dict[str, Any]:
     """The run with a drill against the run without, in the drill's two windows."""
-    d = run_["drill"]
-    snap_end = d["start"] + d["timings"].get("provision", 0.0)
+    d, t = run_["drill"], run_["drill"]["timings"]
+    # the snapshot (the step that reads the source: `provision`) ends where the steps after it
+    # begin: placed from the drill's end (the process's own start comes before it)
+    snap_end = d["end"] - sum(t.get(k, 0.0) for k in ("restore", "verify", "integrity",
+                                                      "teardown"))
+    snap_start = max(d["start"], snap_end - t.get("provision", 0.0))
     out: dict[str, Any] = {"load": run_["load"], "mode": run_["mode"],
                            "drill_outcome": d["outcome"],
                            "xmin_held_s": d["timings"].get("xmin_held"),
                            "xmin_age_max": run_["xmin_age_max"],
                            "bloat_added_bytes": run_["grown_bytes"] - base["grown_bytes"],
-                           "drill_past_pgbench": d["end"] > run_["seconds"] - 0.5}
-    for name, (t0, t1) in {"snapshot": (d["start"], snap_end),
+                           "drill_past_pgbench": d["end"] > run_["seconds"]}
+    for name, (t0, t1) in {"snapshot": (snap_start, min(snap_end, run_["seconds"])),
                            "drill": (d["start"], min(d["end"], run_["seconds"]))}.items():
         alone, with_ = window(base["tx"], t0, t1), window(run_["tx"], t0, t1)
         out[name] = {"alone": alone, "with_drill": with_,
