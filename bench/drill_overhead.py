@@ -8,6 +8,8 @@ A small local environment: `spectral local up`, one table of 100 rows, one backu
 --rounds drills, each one process.
 
     .venv/bin/python bench/drill_overhead.py --rounds 3 [--out bench/out/drill-overhead-N.json]
+    git archive <before> src | tar -x -C /tmp/before      # then, before and after alternating:
+    .venv/bin/python bench/drill_overhead.py --rounds 5 --against /tmp/before/src
 """
 
 from __future__ import annotations
@@ -36,17 +38,19 @@ load_bearing_tables = ["core.items"]
 FLOORS = ("restore", "snapshot_scan", "verify_scan", "teardown")
 
 
-def _env() -> dict[str, str]:
-    """The spectral this script imported, byte-compiled (as bench/fixed_costs.py)."""
+def _env(src: Path | None = None) -> dict[str, str]:
+    """The spectral this script imported (or the one in `src`), byte-compiled (as
+    bench/fixed_costs.py)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(spectral.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+        [str(src or Path(spectral.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
     return env
 
 
-def _spectral(here: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _spectral(here: Path, *args: str, src: Path | None = None
+              ) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, str(Path(sys.executable).parent / "spectral"), *args]
-    done = subprocess.run(argv, cwd=here, env=_env(), capture_output=True, text=True,
+    done = subprocess.run(argv, cwd=here, env=_env(src), capture_output=True, text=True,
                           timeout=600, check=False)
     if done.returncode != 0:
         raise SystemExit(f"spectral {' '.join(args)}: exit {done.returncode}: {done.stderr}")
@@ -67,9 +71,9 @@ def _prepare(here: Path) -> None:
     _spectral(here, "dr", "backup")
 
 
-def one_drill(here: Path) -> dict[str, float]:
+def one_drill(here: Path, src: Path | None = None) -> dict[str, float]:
     start = time.perf_counter()
-    done = _spectral(here, "dr", "drill", "functional", "--json")
+    done = _spectral(here, "dr", "drill", "functional", "--json", src=src)
     wall = time.perf_counter() - start
     timings: dict[str, float] = json.loads(done.stdout)["timings"]
     floors = sum(timings.get(k, 0.0) for k in FLOORS)
@@ -77,18 +81,27 @@ def one_drill(here: Path) -> dict[str, float]:
             "overhead_without_integrity": wall - floors - timings.get("integrity", 0.0)}
 
 
-def measure(n: int) -> dict[str, object]:
+def measure(n: int, against: Path | None = None) -> dict[str, object]:
+    """`n` drills; with `against` (another tree's src/, e.g. a `git archive` of the commit
+    before), each round runs one drill with it too, alternating, so both see the same load."""
     out: dict[str, object] = {"machine": machine(), "rounds": n, "loadavg": os.getloadavg()}
+    trees: dict[str, Path | None] = {"drills": None}
+    if against is not None:
+        trees[f"drills with {against}"] = against
     with workspace() as root:
         _prepare(root)
         try:
-            one_drill(root)                            # warm: page cache, byte code
-            drills = [one_drill(root) for _ in range(n)]
+            for src in trees.values():
+                one_drill(root, src)                   # warm: page cache, byte code
+            rounds = [{name: one_drill(root, src) for name, src in trees.items()}
+                      for _ in range(n)]
         finally:
             _spectral(root, "local", "down")
-    out["drills"] = drills
-    out["median"] = {k: round(statistics.median(d.get(k, 0.0) for d in drills), 3)
-                     for k in drills[0]}
+    for name in trees:
+        drills = [r[name] for r in rounds]
+        out[name] = drills
+        out["median" if name == "drills" else f"median with {against}"] = {
+            k: round(statistics.median(d.get(k, 0.0) for d in drills), 3) for k in drills[0]}
     out["loadavg_after"] = os.getloadavg()
     return out
 
@@ -97,17 +110,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, help="write the run as JSON here too")
+    ap.add_argument("--against", type=Path, help="another tree's src/ (before a change): "
+                                                 "its drills alternate with this one's")
     args = ap.parse_args()
-    run = measure(args.rounds)
+    run = measure(args.rounds, args.against)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(run, indent=2) + "\n")
     print(f"{run['machine']}; {run['rounds']} drills, medians; load average before "
           f"{run['loadavg']}, after {run['loadavg_after']} (other work on the machine)")
-    median = run["median"]
-    assert isinstance(median, dict)
-    for key, value in median.items():
-        print(f"  {key:<28} {value:7.3f} s")
+    for label in [k for k in run if str(k).startswith("median")]:
+        median = run[label]
+        assert isinstance(median, dict)
+        print(label)
+        for key, value in median.items():
+            print(f"  {key:<28} {value:7.3f} s")
 
 
 if __name__ == "__main__":

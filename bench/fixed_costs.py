@@ -8,7 +8,8 @@ Measured, each as a process from fork to exit (median of --rounds):
 - `psql -c 'select 1'`: the floor of a command line that talks to PostgreSQL.
 And the first SQL after start: a tiny cluster logs every statement with a millisecond timestamp
 (log_statement = all, log_line_prefix = '%m'); the time from fork to the first statement of
-`spectral dr fingerprint` (a dsn environment, one table of ten rows), and of psql's `select 1`.
+`spectral dr fingerprint` (a dsn environment, one table of ten rows; alone in its file, and
+beside one environment of each other backend), and of psql's `select 1`.
 
 Run (the machine's other load shows in every figure; say it beside them):
     .venv/bin/python bench/fixed_costs.py --rounds 5 [--out bench/out/fixed-N.json]
@@ -111,11 +112,46 @@ def _cluster(root: Path) -> Cluster:
     return c
 
 
-def _config(root: Path, c: Cluster) -> Path:
-    cfg = root / "spectral.toml"
+# One environment of each other backend beside the one used: a command pays for the one it
+# uses (each is validated when used), not for every provider's settings in the file.
+OTHERS = """
+[environments.local]
+provider = "local"
+
+[environments.sb]
+provider = "supabase"
+project_ref = "abc"
+dsn = "env:D"
+access_token = "env:T"
+
+[environments.pgb]
+provider = "pgbackrest"
+
+[environments.team]
+provider = "pgbackrest"
+dsn = "env:D"
+pg_bin_dir = "/usr/lib/postgresql/17/bin"
+pgbackrest = { attach = true, stanza = "main" }
+
+[environments.arch]
+provider = "archive"
+dsn = "env:D"
+pg_bin_dir = "/usr/lib/postgresql/17/bin"
+archive = { base_backups = "/srv/base", wal = "/srv/wal" }
+
+[environments.bar]
+provider = "barman-cloud"
+dsn = "env:D"
+pg_bin_dir = "/usr/lib/postgresql/17/bin"
+barman_cloud = { destination = "s3://bucket/prefix", server_name = "pg" }
+"""
+
+
+def _config(root: Path, c: Cluster, name: str = "spectral.toml", others: str = "") -> Path:
+    cfg = root / name
     cfg.write_text(f'default_environment = "tiny"\n\n[environments.tiny]\nprovider = "dsn"\n'
                    f'dsn = "{c.conninfo()}"\n'
-                   f'schemas = ["public"]\nload_bearing_tables = []\n')
+                   f'schemas = ["public"]\nload_bearing_tables = []\n{others}')
     return cfg
 
 
@@ -144,6 +180,10 @@ def measure(n: int) -> dict[str, object]:
                 "[spectral]")[0])
             out["spectral dr fingerprint"] = rounds(n, lambda: timed(
                 [*spectral, "--config", str(cfg), "dr", "fingerprint"], here)[1])
+            seven = _config(root, c, "seven.toml", OTHERS)
+            out["spectral dr fingerprint, 7 environments: first SQL"] = rounds(
+                n, lambda: sql_start([*spectral, "--config", str(seven), "dr", "fingerprint"],
+                                     here, c.log_file, "[spectral]")[0])
         finally:
             c.stop()
     out["loadavg_after"] = os.getloadavg()

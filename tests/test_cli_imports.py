@@ -8,6 +8,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -64,14 +67,23 @@ def test_the_command_tree_imports_no_library(tmp_path: Path) -> None:
 
 def test_loading_a_configuration_loads_no_driver_signing_or_cloud(tmp_path: Path) -> None:
     """A command reaches its first SQL through the configuration: parsing it needs the models,
-    not the ledger's store, its signing library, a cloud SDK or the console."""
+    not the ledger's store, its signing library, a cloud SDK or the console; and of the
+    backends' settings, only those of the environment used (the others are not built)."""
     (tmp_path / "spectral.toml").write_text(
         'default_environment = "db"\n[environments.db]\nprovider = "dsn"\n'
-        'dsn = "host=/nowhere dbname=postgres"\nschemas = ["public"]\n')
+        'dsn = "host=/nowhere dbname=postgres"\nschemas = ["public"]\n'
+        '[environments.local]\nprovider = "local"\n'
+        '[environments.sb]\nprovider = "supabase"\nproject_ref = "abc"\n'
+        '[environments.arch]\nprovider = "archive"\n'
+        '[environments.bar]\nprovider = "barman-cloud"\n'
+        '[environments.pgb]\nprovider = "pgbackrest"\n')
     loaded = _loaded("from spectral.config.load import load_config\n"
                      "load_config(None).environment(None)\n", tmp_path)
     assert not loaded & set(SIGNING + CLOUD + RENDERING), sorted(loaded)
     assert "spectral.ledger.store" not in loaded
+    settings = {m for m in loaded if m.startswith("spectral.providers.") and
+                m.endswith(".settings")}
+    assert settings == {"spectral.providers.dsn.settings"}, sorted(settings)
 
 
 def test_light_modules_stay_light(tmp_path: Path) -> None:
@@ -88,3 +100,36 @@ def test_documents_and_the_ledger_load_no_driver_or_signing(tmp_path: Path) -> N
     loaded = _loaded("import spectral.verify.document, spectral.providers.base\n"
                      "import spectral.ledger.store\n", tmp_path)
     assert not loaded & set(DRIVER + SIGNING + CLOUD + RENDERING), sorted(loaded)
+
+
+def test_alerts_and_a_running_step_s_notes_load_no_http_or_rendering(tmp_path: Path) -> None:
+    """Every drill and status asks the alerts what to send (usually nothing): the HTTP client
+    is loaded only to post one; the lines a running step reports are plain (a `--json` drill
+    never loads rich)."""
+    loaded = _loaded("import spectral.alerts.notify\n"
+                     "from spectral.cli.state import AppState\n"
+                     "AppState().notes.print('drill: a note')\n", tmp_path)
+    assert not loaded & set(CLOUD + RENDERING), sorted(loaded)
+
+
+def test_finding_the_binaries_runs_postgres_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command that opens a cluster asks for the binaries: one `postgres --version`,
+    as the server's user, tells both their version and that the server can run them."""
+    from spectral.pg import binaries
+
+    real, argvs = binaries.run, []
+
+    def counted(argv: list[str], **kwargs: Any) -> Any:
+        argvs.append(argv)
+        return real(argv, **kwargs)
+
+    monkeypatch.setattr(binaries, "run", counted)
+    binaries.find_binaries.cache_clear()
+    try:
+        found = binaries.find_binaries()
+    finally:
+        binaries.find_binaries.cache_clear()
+    assert found.major in binaries.SUPPORTED_MAJORS
+    version = [str(binaries.embedded_bin_dir() / "postgres"), "--version"]
+    staged = found.bin_dir != binaries.embedded_bin_dir()   # the server's user cannot reach it
+    assert argvs == [version] * (2 if staged else 1)

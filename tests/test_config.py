@@ -122,7 +122,7 @@ def test_invalid_file_names_file_key_and_expectation(tmp_path: Path, text: str,
                                                        expected: str) -> None:
     p = write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
-        load_config(p)
+        load_config(p).environment(None)     # an environment's problems: when it is used
     assert str(p) in err.value.message
     assert expected in err.value.message
     assert "hunter22" not in err.value.message and "sbp_0123" not in err.value.message
@@ -153,6 +153,60 @@ def test_each_environment_is_its_providers_settings(tmp_path: Path) -> None:
     assert isinstance(prod, DsnSettings) and backend(prod).name == "dsn"
     assert isinstance(pgb, PgBackRestSettings) and pgb.pgbackrest.stanza == "main"
     assert isinstance(pgb.evidence, GitEvidence) and pgb.evidence.remote_url == "env:URL"
+
+
+BROKEN_BESIDE = ('default_environment = "db"\n'
+                 '[environments.db]\nprovider = "dsn"\ndsn = "host=/nowhere"\n'
+                 '[environments.sb]\nprovider = "supabase"\nproject_ref = "abc"\n'
+                 'dsn = "env:D"\naccess_token = "env:T"\nposture = "gold"\nschemaz = []\n'
+                 '[environments.odd]\nprovider = "barman"\n')
+
+
+def test_only_the_environment_used_is_validated(tmp_path: Path) -> None:
+    """A command pays for the environment it uses: the others' settings models are not built,
+    and one with problems stops nobody until it is used; then every problem of it is named,
+    with the file and the key."""
+    p = write(tmp_path, BROKEN_BESIDE)
+    cfg = load_config(p)
+    name, env = cfg.environment(None)
+    assert name == "db" and env.dsn == "host=/nowhere"
+    assert list(cfg.environments) == ["db", "sb", "odd"] and "sb" in cfg.environments
+    with pytest.raises(ConfigError) as err:
+        cfg.environment("sb")
+    with pytest.raises(ConfigError):
+        cfg.environment("sb")                   # every use, not the first only
+    assert err.value.message.startswith(f"{p}: 2 problems: environments.sb.posture: ")
+    assert err.value.hint is not None and "environments.sb.schemaz: unknown key" in err.value.hint
+    with pytest.raises(ConfigError, match=r"environments\.odd\.provider: expected one of"):
+        cfg.environments["odd"]
+    with pytest.raises(KeyError):
+        cfg.environments["nope"]
+
+
+def test_check_all_names_every_problem_of_every_environment(tmp_path: Path) -> None:
+    """`dr status --all` (and anything else that needs them all) validates every
+    environment: one error, every problem of every environment in its hint."""
+    from spectral.drills.fleet import fleet_status
+
+    p = write(tmp_path, BROKEN_BESIDE)
+    with pytest.raises(ConfigError) as err:
+        fleet_status(load_config(p))
+    assert err.value.message.startswith(f"{p}: 3 problems: environments.sb.posture: ")
+    assert err.value.hint is not None
+    assert "environments.sb.provider" not in err.value.hint
+    assert "environments.odd.provider: expected one of 'local'" in err.value.hint
+    load_config(write(tmp_path, STARTER)).environments.check_all()
+
+
+def test_each_backend_names_the_provider_values_its_settings_take() -> None:
+    """The registry picks a backend without importing the others' settings: the values it
+    writes beside each are its settings' Literal."""
+    from typing import get_args
+
+    from spectral.providers.registry import BACKENDS
+
+    for b in BACKENDS:
+        assert b.values == get_args(b.settings.model_fields["provider"].annotation), b.name
 
 
 def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:

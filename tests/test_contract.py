@@ -58,7 +58,7 @@ def test_contract_configuration_errors_name_the_key(tmp_path) -> None:  # type: 
     with pytest.raises(ConfigError, match=r"contract\.tables\.0\.name"):
         parse_config({"environments": {"x": {"provider": "local",
                                              "contract": {"tables": ["accounts"]}}}},
-                     tmp_path / "spectral.toml")
+                     tmp_path / "spectral.toml").environment("x")
 
 
 @pytest.mark.server

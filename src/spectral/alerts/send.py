@@ -9,8 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from spectral.redact import redact
 
 TRIES = 3
@@ -59,6 +57,9 @@ def post(url: str, body: dict[str, Any], *, tries: int = TRIES, deadline: float 
 
 
 def _once(url: str, data: bytes, timeout: float) -> tuple[int | None, str | None]:
+    # imported only when a hook is posted to (~50 ms): every status and drill asks
+    import httpx
+
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False) as client:
             response = client.post(url, content=data,

@@ -149,9 +149,9 @@ def drill(st: AppState, req: DrillRequest, yes: bool = False) -> DrillResult:
     environment = st.environment()
     show = not st.json and sys.stderr.isatty()
     with restore_progress(show) as progress:
-        return run_functional(environment, req, operator=CliConfirmer(yes, st.err),
+        return run_functional(environment, req, operator=CliConfirmer(yes, st.notes),
                               progress=progress,
-                              report=lambda m: st.err.print(f"drill: {m}"))
+                              report=lambda m: st.notes.print(f"drill: {m}"))
 
 
 def write_junit(path: Path | None, result: DrillResult) -> None:

@@ -87,9 +87,12 @@ def _trusted_keys(st: AppState, bundle: Path, given: list[str]) -> tuple[str, ..
     except SpectralError:
         return ()
     name = st.env or environment_of(bundle)
-    if name not in environments:
+    if name is None or name not in environments:
         return ()
-    return tuple(environments[name].evidence.public_keys)
+    try:
+        return tuple(environments[name].evidence.public_keys)
+    except SpectralError:           # its settings have a problem: as a file that does not load
+        return ()
 
 
 def keygen_cmd(ctx: typer.Context,

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import typer
 
@@ -45,7 +45,13 @@ class AppState:
         from spectral.environment import open_environment
 
         return open_environment(self.config, self.env,
-                                report=report or (lambda m: self.err.print(m)))
+                                report=report or (lambda m: self.notes.print(m)))
+
+    @property
+    def notes(self) -> Notes:
+        """Plain lines on stderr: what a running step reports (no rich: a `--json` drill then
+        never imports it)."""
+        return Notes()
 
     @property
     def out(self) -> Console:
@@ -71,6 +77,20 @@ class AppState:
             human(RedactingConsole(highlight=False, soft_wrap=True, width=_width(sys.stdout)))
 
 
+class Lines(Protocol):
+    """Where a command's lines for a person go: a rich Console, or Notes."""
+
+    def print(self, text: str, /) -> None: ...
+
+
+class Notes:
+    """Lines on stderr as written (a rich Console would read `[...]` in them as markup)."""
+
+    def print(self, text: str) -> None:
+        sys.stderr.write(f"{text}\n")
+        sys.stderr.flush()
+
+
 def _width(stream: Any) -> int | None:
     """A terminal's own width; anything else (a log, a pipe, CI) gets whole lines: ids, paths
     and times are what people grep, so nothing is wrapped or cut with an ellipsis."""
@@ -83,7 +103,7 @@ def _width(stream: Any) -> int | None:
 class CliConfirmer:
     """--yes answers for automation; otherwise ask on a terminal, and refuse without one."""
 
-    def __init__(self, yes: bool, err: Console) -> None:
+    def __init__(self, yes: bool, err: Lines) -> None:
         self.yes = yes
         self.err = err
 

@@ -4,7 +4,6 @@ registry) and the default. Every field has a description; invalid values are err
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -16,11 +15,7 @@ from spectral.config.base import (
     Posture,
     Seconds,
 )
-
-if TYPE_CHECKING:
-    AnyEnvironment = EnvironmentConfig
-else:
-    from spectral.providers.registry import AnyEnvironment
+from spectral.config.environments import EMBEDDED, Environments
 
 __all__ = ["DEFAULT_RPO_SECONDS", "DEFAULT_RTO_SECONDS", "EnvironmentConfig", "Posture",
            "Seconds", "SpectralConfig"]
@@ -32,8 +27,9 @@ class SpectralConfig(BaseModel):
     default_environment: str | None = Field(
         default=None, description="Environment used when --env is not given; default 'local' "
                                   "when there is one, else the first environment in the file.")
-    environments: dict[str, AnyEnvironment] = Field(
-        description="The environments, by name ([environments.<name>]).")
+    environments: Environments = Field(
+        description="The environments, by name ([environments.<name>]); each is validated by "
+                    "its provider's settings model when first used.")
     alerts: AlertSettings = Field(default_factory=AlertSettings,
                                   description="Webhooks told of failed, unverifiable and "
                                               "overdue drills and of recoveries ([alerts]).")
@@ -49,6 +45,7 @@ class SpectralConfig(BaseModel):
 
     @model_validator(mode="after")
     def _default_exists(self) -> SpectralConfig:
+        self.environments.source = self.source or EMBEDDED     # named in its problems
         if not self.environments:
             raise ValueError("no environments: add an [environments.<name>] table")
         if self.default_environment is None:
@@ -73,7 +70,7 @@ class SpectralConfig(BaseModel):
 
         name = name or self.default_environment or "local"
         if name not in self.environments:
-            where = self.source or "the embedded default configuration"
+            where = self.source or EMBEDDED
             raise ConfigError(f"unknown environment {name!r} in {where}; known: "
                               f"{', '.join(sorted(self.environments))}")
         return name, self.environments[name]

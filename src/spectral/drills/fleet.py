@@ -62,8 +62,10 @@ class FleetStatus:
 
 def fleet_status(cfg: SpectralConfig, now: datetime | None = None,
                  report: Callable[[str], None] | None = None) -> FleetStatus:
-    """Every environment's status, in the configuration's order."""
+    """Every environment's status, in the configuration's order; every environment's
+    configuration is validated first (one error lists every problem of every one)."""
     now = now or datetime.now(UTC)
+    cfg.environments.check_all()
     environments = {name: open_environment(cfg, name, report=report) for name in cfg.environments}
     rows = [environment_row(environment, now) for environment in environments.values()]
     return FleetStatus(now, rows, environments)

@@ -54,16 +54,15 @@ def parse_version(text: str) -> tuple[int, str]:
     return major, f"{major}.{m.group(2) or '0'}"
 
 
-def _reachable_by_server_user(bin_dir: Path) -> bool:
-    ident = server_identity()
-    if ident is None:
-        return True
+def _server_version(bin_dir: Path) -> str | None:
+    """`postgres --version` as the user the server runs as (this user when it is not root),
+    or None when that user cannot run it (an install it cannot reach)."""
     try:
         res = run([str(bin_dir / "postgres"), "--version"], timeout=30, check=False,
-                  run_as=ident, cwd=Path("/"))
+                  run_as=server_identity(), cwd=Path("/"))
     except CommandError:
-        return False
-    return res.returncode == 0
+        return None
+    return res.stdout if res.returncode == 0 else None
 
 
 def _stage(bin_dir: Path, version: str) -> Path:
@@ -100,15 +99,20 @@ def find_binaries(pg_bin_dir: Path | None = None) -> PgBinaries:
     bin_dir = embedded_bin_dir() if pg_bin_dir is None else Path(pg_bin_dir)
     if not (bin_dir / "postgres").exists():
         raise ConfigError(f"pg_bin_dir {bin_dir}: no postgres binary there")
-    try:
-        out = run([str(bin_dir / "postgres"), "--version"], timeout=30).stdout
-    except CommandError as exc:
-        raise ConfigError(f"pg_bin_dir {bin_dir}: postgres --version failed: "
-                          f"{exc.message}") from None
+    # one run answers both questions (every command opening a cluster pays it): the version,
+    # and whether the server's user can run the binaries where they are
+    out = _server_version(bin_dir)
+    reachable = out is not None or server_identity() is None    # not root: it runs as us
+    if out is None:
+        try:
+            out = run([str(bin_dir / "postgres"), "--version"], timeout=30).stdout
+        except CommandError as exc:
+            raise ConfigError(f"pg_bin_dir {bin_dir}: postgres --version failed: "
+                              f"{exc.message}") from None
     major, version = parse_version(out)
     if major not in SUPPORTED_MAJORS:
         raise ConfigError(f"pg_bin_dir {bin_dir}: PostgreSQL {version} is not supported "
                           f"(supported: 15 to 18)")
-    if not _reachable_by_server_user(bin_dir):
+    if not reachable:
         bin_dir = _stage(bin_dir, version)
     return PgBinaries(bin_dir=bin_dir, major=major, version=version, embedded=embedded)

@@ -208,13 +208,7 @@ class Cluster:
         """Whether the running server is shutting down (postmaster.pid's status line, which
         the postmaster sets to "stopping" when a shutdown begins): it refuses every new
         connection ("the database system is shutting down") until it is gone."""
-        if self.pid() is None:
-            return False
-        try:
-            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
-        except OSError:
-            return False
-        return pidfile.status(lines) == "stopping"
+        return self.pid() is not None and self._status() == "stopping"
 
     def conninfo(self, dbname: str | None = None) -> str:
         # quoted by libpq's rules: a space or a quote in the socket's path stays in it
@@ -268,7 +262,9 @@ class Cluster:
         # a pid that the next stop can check and signal (never a search by command line)
         write_atomic(self.spawned_file, f"{self._proc.pid}\n")
         try:
-            wait_until(self._ready, timeout=timeout, interval=0.02, max_interval=0.2,
+            # polled finely (a drill's copy waits on it): until the postmaster says it is
+            # ready, a poll reads postmaster.pid and makes no connection
+            wait_until(self._ready, timeout=timeout, interval=0.01, max_interval=0.05,
                        what=f"PostgreSQL in {self.data_dir} accepting connections")
         except WaitTimeout:
             self.stop(timeout=10)
@@ -285,6 +281,8 @@ class Cluster:
             raise ClusterError(f"PostgreSQL exited during start-up: {self._log_reason()}")
         if not (self.socket_dir / f".s.PGSQL.{self.port}").exists():
             return False
+        if self._status() in ("starting", "stopping"):   # it refuses connections (recovery)
+            return False
         try:
             with conn.connect(self.conninfo("postgres"), timeout=2) as c:
                 c.execute("select 1")
@@ -293,6 +291,13 @@ class Cluster:
             # it answered: only the role or the database it was asked for is not there (a
             # team's restored cluster need not have `postgres`); whoever connects next says so
             return "does not exist" in exc.message
+
+    def _status(self) -> str | None:
+        """postmaster.pid's status line (starting, ready, standby, stopping), if written."""
+        try:
+            return pidfile.status((self.data_dir / "postmaster.pid").read_text().splitlines())
+        except OSError:
+            return None
 
     def _log_since_start(self) -> str:
         """What the server logged since this start (the log is appended to across starts)."""
@@ -337,8 +342,9 @@ class Cluster:
                 else:
                     os.kill(pid, sig)
             try:
+                # a check of the pid (no query): polled finely, a stop ends when it does
                 wait_until(partial(self._gone, pid), timeout=wait, interval=0.02,
-                           what="server exit")
+                           max_interval=0.05, what="server exit")
                 break
             except WaitTimeout:
                 continue

@@ -1,10 +1,11 @@
 """The one place that maps a configured provider name to its settings model and its factory.
 
-A backend is one line in BACKENDS: its settings model (in its own package, a subclass of
-`EnvironmentConfig` whose `provider` is a Literal of its name) and the factory that builds its
-provider from an opened `Environment` ("module:function", imported only when an environment of
-that provider is opened). The configuration's environments are the union of these models,
-keyed by `provider`."""
+A backend is one line in BACKENDS: the `provider` values it takes, its settings model (in its
+own package, a subclass of `EnvironmentConfig` whose `provider` is a Literal of those values)
+and the factory that builds its provider from an opened `Environment` ("module:function",
+imported only when an environment of that provider is opened). An environment's table is
+validated by the one backend it selects (`select`): only that backend's settings are imported
+and built (config/environments.py)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ import importlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Protocol, Union, cast, get_args
-
-from pydantic import Discriminator, Tag
-
-from spectral.config.base import EnvironmentConfig
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from spectral.config.base import EnvironmentConfig
     from spectral.environment import Environment
     from spectral.pg.binaries import PgBinaries
     from spectral.pg.cluster import Cluster
@@ -52,10 +52,13 @@ def _load(path: str) -> Any:
 
 @dataclass(frozen=True)
 class Backend:
-    """A provider: its settings model, the factory of its provider and, when spectral runs
-    its PostgreSQL, the factory of that server ("package.module:name" under
-    spectral.providers; the factories are imported when an environment of theirs opens)."""
+    """A provider: the `provider` values it takes (its settings' Literal, the first its
+    name; written here so that picking a backend imports no other's settings), its settings
+    model, the factory of its provider and, when spectral runs its PostgreSQL, the factory of
+    that server ("package.module:name" under spectral.providers; each imported when an
+    environment of theirs is validated or opened)."""
 
+    values: tuple[str, ...]
     settings_path: str
     factory: str
     server: str | None = None
@@ -64,7 +67,7 @@ class Backend:
     @property
     def provider(self) -> str:
         """The `provider` value that selects it: the first its settings' Literal allows."""
-        return str(get_args(self.settings.model_fields["provider"].annotation)[0])
+        return self.values[0]
 
     @property
     def settings(self) -> type[EnvironmentConfig]:
@@ -88,31 +91,38 @@ class Backend:
 
 # The one list of backends: a new one is its package (settings model, factory) and a line here.
 BACKENDS: tuple[Backend, ...] = (
-    Backend("local.settings:LocalSettings", "local.open:local_provider",
+    Backend(("local",), "local.settings:LocalSettings", "local.open:local_provider",
             "local.open:local_environment"),
-    Backend("pgbackrest.settings:PgBackRestSettings", "pgbackrest.open:pgbackrest_provider",
-            "pgbackrest.open:pgbackrest_environment"),
-    Backend("supabase.settings:SupabaseSettings", "supabase.open:supabase_provider"),
-    Backend("dsn.settings:DsnSettings", "dsn.provider:dsn_provider"),
-    Backend("pgbackrest.settings:AttachedPgBackRestSettings", "pgbackrest.attach:attached_provider",
-            tag="pgbackrest (attach = true)"),
-    Backend("archive.settings:ArchiveSettings", "archive.open:archive_provider"),
-    Backend("barman.settings:BarmanCloudSettings", "barman.open:barman_cloud_provider"),
+    Backend(("pgbackrest",), "pgbackrest.settings:PgBackRestSettings",
+            "pgbackrest.open:pgbackrest_provider", "pgbackrest.open:pgbackrest_environment"),
+    Backend(("supabase",), "supabase.settings:SupabaseSettings",
+            "supabase.open:supabase_provider"),
+    Backend(("dsn", "local"), "dsn.settings:DsnSettings", "dsn.provider:dsn_provider"),
+    Backend(("pgbackrest",), "pgbackrest.settings:AttachedPgBackRestSettings",
+            "pgbackrest.attach:attached_provider", tag="pgbackrest (attach = true)"),
+    Backend(("archive",), "archive.settings:ArchiveSettings", "archive.open:archive_provider"),
+    Backend(("barman-cloud",), "barman.settings:BarmanCloudSettings",
+            "barman.open:barman_cloud_provider"),
 )
 PROVIDERS: dict[str, Backend] = {b.name: b for b in BACKENDS}
 
 
-def _provider_of(value: Any) -> str | None:
+UNKNOWN_PROVIDER = "provider: expected one of " + ", ".join(
+    map(repr, dict.fromkeys(b.provider for b in BACKENDS)))
+
+
+def select(table: Mapping[str, Any]) -> Backend | None:
     """The backend an [environments.<name>] table is for: the one whose settings select it
-    (`EnvironmentConfig.selects`: its `provider`, and what tells backends sharing one apart)."""
-    if not isinstance(value, dict):
-        return backend(value).name if isinstance(value, EnvironmentConfig) else None
-    return next((b.name for b in BACKENDS if b.settings.selects(value)), None)
+    (`EnvironmentConfig.selects`: its `provider`, and what tells backends sharing one apart);
+    only the settings of backends taking its `provider` value are imported."""
+    value = table.get("provider")
+    return next((b for b in BACKENDS if value in b.values and b.settings.selects(table)), None)
 
 
 def backend(settings: EnvironmentConfig) -> Backend:
     """The backend whose settings these are."""
-    return next(b for b in BACKENDS if type(settings) is b.settings)
+    return next(b for b in BACKENDS
+                if settings.provider in b.values and type(settings) is b.settings)
 
 
 def open_server(environment: Environment) -> Server:
@@ -133,14 +143,3 @@ def open_server(environment: Environment) -> Server:
 def open_provider(environment: Environment) -> Provider:
     """The environment's provider, from its backend's factory."""
     return backend(environment.config).open(environment)
-
-
-if TYPE_CHECKING:
-    AnyEnvironment = EnvironmentConfig
-else:
-    AnyEnvironment = Annotated[
-        Union[tuple(Annotated[b.settings, Tag(b.name)] for b in BACKENDS)],  # noqa: UP007
-        Discriminator(_provider_of, custom_error_type="unknown_kind",
-                      custom_error_message="provider: expected one of "
-                                           + ", ".join(map(repr, dict.fromkeys(
-                                               b.provider for b in BACKENDS))))]

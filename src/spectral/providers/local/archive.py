@@ -109,7 +109,7 @@ class LocalWalArchive(ArchiveReader):
             # archive_command copies one segment in tens of ms: polled as finely as a start,
             # so a drill does not sleep past it (0.1 s growing by half waited ~0.25 s)
             wait_until(lambda: self.repo.archived(segment), timeout=timeout,
-                       interval=0.02, max_interval=0.2, what=f"archiving of {segment}")
+                       interval=0.02, max_interval=0.05, what=f"archiving of {segment}")
         except WaitTimeout:
             raise CouldNotVerify(f"WAL segment {segment} was not archived within {timeout:g}s; "
                                  f"check archive_command in the server log") from None
