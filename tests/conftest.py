@@ -47,6 +47,10 @@ def pytest_configure(config: pytest.Config) -> None:
     reset to the default in a child at exec; an ignored signal would stay ignored)."""
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # pgBackRest retries a failed job at once, then 15 s later: a test restoring from a
+    # repository it damaged on purpose waited that out every time. Its retries still run, a
+    # second apart (an option pgBackRest marks internal: for tests, never set by spectral).
+    os.environ.setdefault("PGBACKREST_JOB_RETRY_INTERVAL", "1")
     from spectral.pg import template
 
     if template.folder() is None:
