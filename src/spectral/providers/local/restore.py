@@ -21,7 +21,6 @@ from spectral.providers.capabilities import RecoveryReached
 from spectral.providers.local import backup as backup_mod
 from spectral.providers.local.copy import copy_tree
 from spectral.providers.local.recovery import (
-    WAL_SEGMENT_SIZE,
     read_outcome,
     recovery_failure,
     restore_command,
@@ -84,7 +83,7 @@ class Restorer:
         return self.recovery.recover(cluster, restore_plan, window, pause, progress)
 
     def restore_command(self) -> str:
-        return restore_command(self.repo.archive, self.repo.stream)
+        return restore_command(self.repo.archive, self.repo.stream, self.repo.segment_size())
 
     def materialize(self, restore_plan: RestorePlan, data: Path, progress: Progress | None,
                     *, pause: bool = False) -> dict[str, str]:
@@ -174,7 +173,7 @@ class Recovery:
         numbers: dict[int, list[Path]] = {}
         for seg, folder in self.repo.wal_files().items():
             path = folder / seg.name
-            if not seg.partial and path.is_file() and path.stat().st_size == WAL_SEGMENT_SIZE:
+            if not seg.partial and path.is_file() and path.stat().st_size == seg.size:
                 numbers.setdefault(seg.segno, []).append(path)
         status = data / "pg_wal" / "archive_status"
         for paths in numbers.values():
