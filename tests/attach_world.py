@@ -189,16 +189,22 @@ def archive_command(wal: Path, compress: str | None) -> str:
 
 @contextlib.contextmanager
 def team_archive(work_dir: Path, bins: PgBinaries, compress: str | None,
-                 superuser: str = "postgres") -> Iterator[TeamArchive]:
+                 superuser: str = "postgres", wal_segsize_mb: int | None = None,
+                 first_wal: str | None = None) -> Iterator[TeamArchive]:
     """The team's server (running), archiving into a folder, app.ledger holding ids 1..100; no
-    base backup yet. `superuser`: the bootstrap role's name (initdb -U)."""
+    base backup yet. `superuser`: the bootstrap role's name (initdb -U); `wal_segsize_mb`:
+    initdb --wal-segsize; `first_wal`: the segment its WAL starts in (pg_resetwal -l, before
+    the first start: a cluster whose WAL is far along, near a log id's end)."""
     root = make_owned_dir(work_dir / "team", 0o755)
     for d in ("base", "wal"):
         make_owned_dir(root / d, 0o750)
     cluster = Cluster(bins, root / "data", socket_dir_for(root / "run"), free_port(),
                       root / "log" / "postgres.log", superuser=superuser, port_chosen=True)
     cluster.initdb(conf={"wal_level": "replica", "track_commit_timestamp": "on",
-                         "max_wal_senders": "5"})
+                         "max_wal_senders": "5"}, wal_segsize_mb=wal_segsize_mb)
+    if first_wal is not None:
+        run([bins.path("pg_resetwal"), "-l", first_wal, str(cluster.data_dir)], timeout=60,
+            run_as=server_identity())
     in_team_file(cluster, {"archive_mode": "on",
                            "archive_command": archive_command(root / "wal", compress)})
     cluster.start()
