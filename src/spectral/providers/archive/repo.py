@@ -97,21 +97,18 @@ class ArchiveRepository:
     def segment_size(self) -> int:
         """From the headers of every plain segment in the team's folder (and of those already
         decompressed into the mirror), else of the newest compressed ones, decompressed."""
-        if "segment_size" not in self._cache:
-            files = self.files()
+        files = self.files()
 
-            def local(name: str) -> Path | None:
-                path = files[name] if files[name].name == name else self.archive / name
-                return path if path.exists() else None
+        def local(name: str) -> Path | None:
+            path = files[name] if files[name].name == name else self.archive / name
+            return path if path.exists() else None
 
-            def fetch(name: str) -> Path:
-                self.unpack(files[name])
-                return self.archive / name
+        def fetch(name: str) -> Path:
+            self.unpack(files[name])
+            return self.archive / name
 
-            self._cache["segment_size"] = walsize.of_archive(files, local, fetch,
-                                                             str(self.wal_dir))
-        size: int = self._cache["segment_size"]
-        return size
+        return walsize.remembered(self._cache, lambda: walsize.of_archive(
+            files, local, fetch, str(self.wal_dir)))
 
     def wal_files(self) -> dict[Segment, Path]:
         plain: dict[Segment, Path] = {}

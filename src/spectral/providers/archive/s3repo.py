@@ -75,12 +75,9 @@ class S3ArchiveRepository:
     def segment_size(self) -> int:
         """From the headers of the segments already in the mirror, else of the newest ones,
         fetched (walsize.py)."""
-        if "segment_size" not in self._cache:
-            self._cache["segment_size"] = walsize.of_archive(
-                self.listing(), lambda n: p if (p := self.archive / n).exists() else None,
-                self.fetch, self.s3.cfg.wal)
-        size: int = self._cache["segment_size"]
-        return size
+        return walsize.remembered(self._cache, lambda: walsize.of_archive(
+            self.listing(), lambda n: p if (p := self.archive / n).exists() else None,
+            self.fetch, self.s3.cfg.wal))
 
     def wal_files(self) -> dict[Segment, Path]:
         listed, size = self.listing(), self.segment_size()

@@ -139,11 +139,8 @@ class BarmanRepository:
     def segment_size(self) -> int:
         """From the headers of the segments already in the mirror, else of the newest ones,
         fetched (walsize.py)."""
-        if "segment_size" not in self._cache:
-            self._cache["segment_size"] = walsize.of_archive(
-                self.listing(), self._mirrored, self._fetched, self.tool.describe())
-        size: int = self._cache["segment_size"]
-        return size
+        return walsize.remembered(self._cache, lambda: walsize.of_archive(
+            self.listing(), self._mirrored, self._fetched, self.tool.describe()))
 
     def _mirrored(self, name: str) -> Path | None:
         return p if (p := self.archive / name).exists() else None

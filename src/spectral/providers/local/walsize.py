@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from spectral.errors import CouldNotVerify, SpectralError
 from spectral.pg.binaries import PgBinaries
@@ -81,14 +82,14 @@ def mb(size: int) -> str:
 
 
 def of_archive(names: Iterable[str], local: Callable[[str], Path | None],
-               fetch: Callable[[str], Path] | None, where: str) -> int:
+               fetch: Callable[[str], Path] | None, where: str) -> int | None:
     """The segment size of an archive whose WAL file `names` are listed: from every file
     already on this machine (`local`), else from the newest ones fetched (`fetch`, a repository
-    that fetches on read) until one answers. With no WAL file at all there is no name to read
-    and DEFAULT_SEG_SIZE is returned; with WAL files of which none answers, CouldNotVerify."""
+    that fetches on read) until one answers. None with no WAL file at all (no name to read);
+    with WAL files of which none answers, CouldNotVerify."""
     segments = sorted((n for n in names if is_segment_name(n)), key=lambda n: n[8:24])
     if not segments:
-        return DEFAULT_SEG_SIZE
+        return None
     size = agreed((p for n in segments if (p := local(n)) is not None), where)
     if size is None and fetch is not None:
         size = _fetched([n for n in reversed(segments) if not n.endswith(".partial")], fetch)
@@ -110,6 +111,20 @@ def _fetched(newest_first: list[str], fetch: Callable[[str], Path]) -> int | Non
 
 
 def of_folders(*folders: Path, where: str) -> int:
-    """The size of the segments in local folders (every file's header read)."""
+    """The size of the segments in local folders (every file's header read); with no WAL
+    file there, DEFAULT_SEG_SIZE (no name to misread)."""
     files = {p.name: p for d in folders if d.is_dir() for p in d.iterdir()}
-    return of_archive(files, files.get, None, where)
+    return of_archive(files, files.get, None, where) or DEFAULT_SEG_SIZE
+
+
+def remembered(cache: dict[str, Any], discover: Callable[[], int | None]) -> int:
+    """A repository's size, discovered once per reading of it (`cache`, cleared when it is
+    listed again); with no WAL file yet DEFAULT_SEG_SIZE, not remembered: the next listing may
+    hold the first one."""
+    if "segment_size" not in cache:
+        size = discover()
+        if size is None:
+            return DEFAULT_SEG_SIZE
+        cache["segment_size"] = size
+    found: int = cache["segment_size"]
+    return found

@@ -46,9 +46,10 @@ class ArchiveView:
 
 
 def archive_view(repo: Repository) -> ArchiveView:
-    seg_size = repo.segment_size()
     where = repo.wal_files()
     segments = sorted(where)
+    # the size the names were read with (asked again only when there is no WAL file)
+    seg_size = segments[0].size if segments else repo.segment_size()
     timeline = max([s.timeline for s in segments] + repo.history_timelines() + [1])
     return ArchiveView(segments, where, timeline, seg_size)
 

@@ -166,12 +166,9 @@ class PgBackRestRepository:
     def segment_size(self) -> int:
         """From the headers of the segments already in the mirror, else of the newest ones,
         fetched with archive-get (walsize.py)."""
-        if "segment_size" not in self._cache:
-            self._cache["segment_size"] = walsize.of_archive(
-                self.listing(), self._mirrored, self._fetched,
-                f"the pgBackRest stanza {self.tool.stanza}")
-        size: int = self._cache["segment_size"]
-        return size
+        return walsize.remembered(self._cache, lambda: walsize.of_archive(
+            self.listing(), self._mirrored, self._fetched,
+            f"the pgBackRest stanza {self.tool.stanza}"))
 
     def _mirrored(self, name: str) -> Path | None:
         return p if (p := self.archive / name).exists() else None
