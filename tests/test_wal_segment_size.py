@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from attach_world import TeamArchive, team_archive
-from conftest import spectral
+from attach_world import TeamArchive, TeamStanza, team_archive, team_stanza
+from conftest import SYSTEM_PG15, spectral
 from spectral.errors import CouldNotVerify
-from spectral.pg.binaries import PgBinaries
+from spectral.pg.binaries import PgBinaries, find_binaries
 from spectral.providers.local import walheader, walsize
 from spectral.providers.local.wal import (
     DEFAULT_SEG_SIZE,
@@ -31,7 +31,8 @@ from spectral.providers.local.wal import (
     segments_per_id,
 )
 from test_attach_archive import toml_for
-from test_attach_pgbackrest import ReadOnly, ids
+from test_attach_pgbackrest import ReadOnly, ids, needs_team
+from test_attach_pgbackrest import toml_for as stanza_toml
 
 MB = 1 << 20
 SIZES = [1 * MB, 16 * MB, 64 * MB]
@@ -126,8 +127,12 @@ def team(request: pytest.FixtureRequest, work_dir: Path,
             spectral("dr", "teardown", "--all", cwd=work_dir)
 
 
-def lsn_now(team: TeamArchive) -> int:
+def lsn_now(team: TeamArchive | TeamStanza) -> int:
     return parse_lsn(str(team.sql("select pg_current_wal_insert_lsn()::text")[0][0]))
+
+
+def lsn_text(lsn: int) -> str:
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
 
 def between(a: datetime, b: datetime) -> str:
@@ -160,8 +165,7 @@ def test_a_team_archive_of_another_segment_size_has_the_right_window_targets_and
     assert after_last <= latest < (segment_of(after_last, size) + 1) * size, window
     assert parse_lsn(window["earliest_lsn"]) < middle
 
-    inst = ro.run("dr", "restore", "--target-lsn", f"{middle >> 32:X}/{middle & 0xFFFFFFFF:X}",
-                  "--json")
+    inst = ro.run("dr", "restore", "--target-lsn", lsn_text(middle), "--json")
     assert ids(inst) == list(range(1, 104)), inst
     ro.run("dr", "teardown", inst["id"])
     inst = ro.run("dr", "restore", "--target-time", between(a_time, b_time), "--json")
@@ -173,3 +177,37 @@ def test_a_team_archive_of_another_segment_size_has_the_right_window_targets_and
     team.commit(105)
     drill = ro.run("dr", "drill", "functional", "--json", archive_may_grow=True)
     assert drill["outcome"] == "pass", drill
+
+
+# ---- a team's pgBackRest stanza at 64 MB: the size from a segment fetched with archive-get ----
+@pytest.mark.server
+@needs_team
+def test_a_team_stanza_at_64mb_has_the_right_window_and_targets(work_dir: Path) -> None:
+    size = 64 * MB
+    first_wal = f"0000000100000000{segments_per_id(size) - 2:08X}"
+    with team_stanza(work_dir, find_binaries(SYSTEM_PG15), 64, first_wal) as team:
+        (work_dir / "spectral.toml").write_text(stanza_toml(team))
+        try:
+            ro = ReadOnly(team, work_dir)
+            _, a_time = team.commit(101)
+            team.archived_now()
+            time.sleep(0.05)
+            _, b_time = team.commit(102)
+            middle = lsn_now(team)              # after 102, before 103
+            team.commit(103)
+            after_last = lsn_now(team)
+            team.archived_now()
+            logs = {p.name for p in (team.repo / "archive").glob("*/*/*") if p.is_dir()}
+            assert logs == {"0000000100000000", "0000000100000001"}, logs
+
+            window = ro.run("dr", "backups", "--json")["window"]
+            assert window["gaps"] == [], window
+            latest = parse_lsn(window["latest_lsn"])
+            assert after_last <= latest < (segment_of(after_last, size) + 1) * size, window
+            inst = ro.run("dr", "restore", "--target-lsn", lsn_text(middle), "--json")
+            assert ids(inst) == list(range(1, 103)), inst
+            ro.run("dr", "teardown", inst["id"])
+            inst = ro.run("dr", "restore", "--target-time", between(a_time, b_time), "--json")
+            assert ids(inst) == list(range(1, 102)), inst
+        finally:
+            spectral("dr", "teardown", "--all", cwd=work_dir)
