@@ -44,11 +44,13 @@ def unarchived(bins: PgBinaries, data_dir: Path, repo: Repository) -> list[Segme
     empty when there are none, or when they hold only the checkpoint of a clean shutdown.
     Files past the end of its WAL (recycled or preallocated) hold none."""
     pg_wal = data_dir / "pg_wal"
-    start = _archive_end(bins, repo)
-    if start is None or not pg_wal.is_dir():
+    if not pg_wal.is_dir():
+        return []
+    size = _segment_size(bins, data_dir, repo)
+    start = _archive_end(bins, repo, size)
+    if start is None:
         return []
     first, floor, timeline, held_to = start
-    size = walsize.from_control(bins, data_dir)    # the server's own: its pg_wal's names
     fork = _fork_point(pg_wal, timeline, size)
     if fork is not None and fork < max(floor, first * size):
         first, floor = segment_of(fork, size), fork
@@ -73,7 +75,17 @@ def unarchived(bins: PgBinaries, data_dir: Path, repo: Repository) -> list[Segme
     return held if meaningful else []
 
 
-def _archive_end(bins: PgBinaries, repo: Repository) -> tuple[int, int, int, int] | None:
+def _segment_size(bins: PgBinaries, data_dir: Path, repo: Repository) -> int:
+    """The server's own (its pg_control: its pg_wal's names), else its archive's: the same
+    lineage (a data directory whose pg_control cannot be read still has its WAL)."""
+    try:
+        return walsize.from_control(bins, data_dir)
+    except SpectralError:
+        return repo.segment_size()
+
+
+def _archive_end(bins: PgBinaries, repo: Repository,
+                 seg_size: int) -> tuple[int, int, int, int] | None:
     """Where the WAL a restore can use ends: the segment number the tail is looked for from,
     the LSN its records count from, the timeline there, and the last segment number held. That
     is past the archive's newest segment (or the end of the stream's .partial copy of one);
@@ -86,7 +98,7 @@ def _archive_end(bins: PgBinaries, repo: Repository) -> tuple[int, int, int, int
             return None
         last = max(backups, key=lambda b: parse_lsn(b.stop_lsn))
         stop = parse_lsn(last.stop_lsn)
-        return lin.view.segno(stop), stop, last.timeline, lin.view.segno(stop)
+        return segment_of(stop, seg_size), stop, last.timeline, segment_of(stop, seg_size)
     newest = lin.segments[-1]
     if newest.partial:     # the stream's copy of the segment being written: what is past it
         last_rec = walread.summarize(bins, lin.view.where, [newest]).last
