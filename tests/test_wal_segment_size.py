@@ -95,6 +95,9 @@ def test_an_archive_whose_segments_disagree_is_named(tmp_path: Path) -> None:
         walsize.of_folders(tmp_path, where="x")
     a.unlink()                            # no WAL at all: no name to misread
     assert walsize.of_folders(tmp_path, where="x") == DEFAULT_SEG_SIZE
+    # pg_receivewal's first file, zero-filled, not written yet: nothing to read either
+    (tmp_path / "000000010000000000000003.partial").write_bytes(bytes(8192))
+    assert walsize.of_folders(tmp_path, where="x") == DEFAULT_SEG_SIZE
 
 
 def test_a_repository_that_fetches_on_read_fetches_the_newest_segment_only(

@@ -85,15 +85,15 @@ def of_archive(names: Iterable[str], local: Callable[[str], Path | None],
                fetch: Callable[[str], Path] | None, where: str) -> int | None:
     """The segment size of an archive whose WAL file `names` are listed: from every file
     already on this machine (`local`), else from the newest ones fetched (`fetch`, a repository
-    that fetches on read) until one answers. None with no WAL file at all (no name to read);
-    with WAL files of which none answers, CouldNotVerify."""
+    that fetches on read) until one answers. None with no WAL file at all (no name to read),
+    or only a `.partial` one not written yet (pg_receivewal's first, zero-filled); with
+    complete segments of which none answers, CouldNotVerify."""
     segments = sorted((n for n in names if is_segment_name(n)), key=lambda n: n[8:24])
-    if not segments:
-        return None
+    whole = [n for n in reversed(segments) if not n.endswith(".partial")]
     size = agreed((p for n in segments if (p := local(n)) is not None), where)
     if size is None and fetch is not None:
-        size = _fetched([n for n in reversed(segments) if not n.endswith(".partial")], fetch)
-    if size is None:
+        size = _fetched(whole, fetch)
+    if size is None and whole:
         raise CouldNotVerify(f"the WAL segment size of {where} cannot be read: no segment's "
                              f"first page header gives it (every file damaged or truncated)")
     return size
