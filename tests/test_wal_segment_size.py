@@ -214,3 +214,28 @@ def test_a_team_stanza_at_64mb_has_the_right_window_and_targets(work_dir: Path) 
             assert ids(inst) == list(range(1, 102)), inst
         finally:
             spectral("dr", "teardown", "--all", cwd=work_dir)
+
+
+@pytest.mark.server
+def test_a_backup_of_another_segment_size_than_the_archive_is_refused(
+        work_dir: Path, bins: PgBinaries) -> None:
+    """The backup's pg_control against the size the archive's WAL was read in: a backup of a
+    1 MB cluster with an archive of 16 MB segments is another cluster's archive."""
+    from spectral.pg.cluster import Cluster, free_port, socket_dir_for
+    from spectral.providers.local.repo import LocalRepository
+    from spectral.providers.local.restore import Recovery
+
+    cluster = Cluster(bins, work_dir / "data", socket_dir_for(work_dir / "run"), free_port(),
+                      work_dir / "log" / "postgres.log")
+    cluster.initdb(wal_segsize_mb=1)
+    assert walsize.from_control(bins, cluster.data_dir) == MB
+    repo = LocalRepository(work_dir / "repo")
+    repo.archive.mkdir(parents=True)
+    recovery = Recovery(bins, repo)
+    recovery._same_segment_size(cluster.data_dir)            # no WAL: nothing to compare
+    segment_file(repo.archive / "000000010000000000000003", MB)
+    recovery._same_segment_size(cluster.data_dir)            # the same size
+    (repo.archive / "000000010000000000000003").unlink()
+    segment_file(repo.archive / "000000010000000000000003", 16 * MB)
+    with pytest.raises(CouldNotVerify, match=r"WAL segments of 1 MB .* are of 16 MB"):
+        recovery._same_segment_size(cluster.data_dir)

@@ -19,6 +19,7 @@ from spectral.pg.osuser import give_to_server, make_owned_dir, server_identity
 from spectral.providers.base import Progress, RecoverableWindow, Verification
 from spectral.providers.capabilities import RecoveryReached
 from spectral.providers.local import backup as backup_mod
+from spectral.providers.local import walsize
 from spectral.providers.local.copy import copy_tree
 from spectral.providers.local.recovery import (
     read_outcome,
@@ -145,12 +146,26 @@ class Recovery:
 
     def prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
                          target: RecoveryTarget) -> None:
+        self._same_segment_size(cluster.data_dir)
         prepare_own_recovery(cluster, conf)
         if target.kind is TargetKind.LATEST:
             self._take_stream_tail(cluster.data_dir)
         self._take_branch_segments(cluster.data_dir)
         make_owned_dir(cluster.data_dir, 0o700)
         give_to_server(cluster.data_dir)
+
+    def _same_segment_size(self, data: Path) -> None:
+        """The backup's cluster (its pg_control) has the segment size the archive's WAL was
+        read in: otherwise the archive is another cluster's, and its window was not this
+        backup's (recovery would stop at its first segment)."""
+        segments = list(self.repo.wal_files())
+        if not segments:
+            return
+        mine, theirs = walsize.from_control(self.bins, data), segments[0].size
+        if mine != theirs:
+            raise CouldNotVerify(f"the backup's cluster has WAL segments of {walsize.mb(mine)} "
+                                 f"(its pg_control), the archive's WAL segments are of "
+                                 f"{walsize.mb(theirs)}: the archive is another cluster's")
 
     def _take_stream_tail(self, data: Path) -> None:
         """pg_receivewal's newest .partial segment holds commits not archived yet: recovery
