@@ -142,6 +142,7 @@ def between(a: datetime, b: datetime) -> str:
     return (a + (b - a) / 2).isoformat()
 
 
+@pytest.mark.slow       # 64 MB segments: ~20 s of the two
 @pytest.mark.server
 def test_a_team_archive_of_another_segment_size_has_the_right_window_targets_and_drill(
         team: TeamArchive, work_dir: Path) -> None:
