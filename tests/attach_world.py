@@ -111,17 +111,30 @@ def team_config(root: Path, cluster: Cluster) -> str:
             f"pg1-socket-path={cluster.socket_dir}\npg1-port={cluster.port}\npg1-user=postgres\n")
 
 
+def initdb_team(cluster: Cluster, conf: dict[str, str], wal_segsize_mb: int | None,
+                first_wal: str | None) -> None:
+    """initdb as the team ran it: `wal_segsize_mb`, initdb --wal-segsize; `first_wal`, the
+    segment its WAL starts in (pg_resetwal -l before the first start: a cluster whose WAL is
+    far along, near a log id's end)."""
+    cluster.initdb(conf=conf, wal_segsize_mb=wal_segsize_mb)
+    if first_wal is not None:
+        run([cluster.bins.path("pg_resetwal"), "-l", first_wal, str(cluster.data_dir)],
+            timeout=60, run_as=server_identity())
+
+
 @contextlib.contextmanager
-def team_stanza(work_dir: Path, bins: PgBinaries) -> Iterator[TeamStanza]:
-    """The team's server (running) with one full backup of app.ledger (ids 1..100)."""
+def team_stanza(work_dir: Path, bins: PgBinaries, wal_segsize_mb: int | None = None,
+                first_wal: str | None = None) -> Iterator[TeamStanza]:
+    """The team's server (running) with one full backup of app.ledger (ids 1..100); the last
+    two: initdb_team's."""
     root = make_owned_dir(work_dir / "team", 0o755)
     for d in ("repo", "pgbr-log", "pgbr-lock", "pgbr-spool"):
         make_owned_dir(root / d, 0o750)
     cluster = Cluster(bins, root / "data", socket_dir_for(root / "run"), free_port(),
                       root / "log" / "postgres.log", port_chosen=True)
     conf = root / "pgbackrest.conf"
-    cluster.initdb(conf={"wal_level": "replica", "track_commit_timestamp": "on",
-                         "max_wal_senders": "3"})
+    initdb_team(cluster, {"wal_level": "replica", "track_commit_timestamp": "on",
+                          "max_wal_senders": "3"}, wal_segsize_mb, first_wal)
     in_team_file(cluster, {"archive_mode": "on", "archive_command": f"pgbackrest --config={conf} "
                            f"--stanza={STANZA} archive-push %p"})
     conf.write_text(team_config(root, cluster))
@@ -189,16 +202,18 @@ def archive_command(wal: Path, compress: str | None) -> str:
 
 @contextlib.contextmanager
 def team_archive(work_dir: Path, bins: PgBinaries, compress: str | None,
-                 superuser: str = "postgres") -> Iterator[TeamArchive]:
+                 superuser: str = "postgres", wal_segsize_mb: int | None = None,
+                 first_wal: str | None = None) -> Iterator[TeamArchive]:
     """The team's server (running), archiving into a folder, app.ledger holding ids 1..100; no
-    base backup yet. `superuser`: the bootstrap role's name (initdb -U)."""
+    base backup yet. `superuser`: the bootstrap role's name (initdb -U); the last two:
+    initdb_team's."""
     root = make_owned_dir(work_dir / "team", 0o755)
     for d in ("base", "wal"):
         make_owned_dir(root / d, 0o750)
     cluster = Cluster(bins, root / "data", socket_dir_for(root / "run"), free_port(),
                       root / "log" / "postgres.log", superuser=superuser, port_chosen=True)
-    cluster.initdb(conf={"wal_level": "replica", "track_commit_timestamp": "on",
-                         "max_wal_senders": "5"})
+    initdb_team(cluster, {"wal_level": "replica", "track_commit_timestamp": "on",
+                          "max_wal_senders": "5"}, wal_segsize_mb, first_wal)
     in_team_file(cluster, {"archive_mode": "on",
                            "archive_command": archive_command(root / "wal", compress)})
     cluster.start()

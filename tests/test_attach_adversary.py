@@ -159,10 +159,10 @@ def test_wal_not_yet_archived_is_counted_from_the_archivers_last_segment() -> No
     from spectral.providers.attached.anchor import unarchived_bytes
 
     seg = 16 * 1024 * 1024
-    assert unarchived_bytes(4 * seg + 100, "000000010000000000000003") == 100
-    assert unarchived_bytes(4 * seg, "000000010000000000000003") == 0
-    assert unarchived_bytes(4 * seg + 5, "000000010000000000000003.00000028.backup") == 5
-    assert unarchived_bytes(4 * seg, "00000002.history") is None
+    assert unarchived_bytes(4 * seg + 100, "000000010000000000000003", seg) == 100
+    assert unarchived_bytes(4 * seg, "000000010000000000000003", seg) == 0
+    assert unarchived_bytes(4 * seg + 5, "000000010000000000000003.00000028.backup", seg) == 5
+    assert unarchived_bytes(4 * seg, "00000002.history", seg) is None
 
 
 @pytest.mark.server

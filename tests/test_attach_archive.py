@@ -24,7 +24,8 @@ from test_attach_pgbackrest import ReadOnly, ids
 
 
 def test_the_restore_command_tries_the_plain_segment_then_each_compression() -> None:
-    cmd = archive_restore_command(Path("/srv/wal"))
+    cmd = archive_restore_command(Path("/srv/wal"), 64 << 20)
+    assert "= 67108864" in cmd          # a whole segment of the lineage's size
     assert cmd.startswith('{ test -f /srv/wal/%f && {')
     for suffix, program in ((".gz", "gzip"), (".lz4", "lz4"), (".zst", "zstd")):
         assert f'{program} -dc /srv/wal/%f{suffix} > "%p"' in cmd

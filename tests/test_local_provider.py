@@ -53,29 +53,37 @@ def commit_time(p: LocalProvider, note: str) -> tuple[int, datetime]:
 
 # ---- pure parts -------------------------------------------------------------------------------
 def test_lsn_and_segment_arithmetic() -> None:
+    seg = 16 * 1024 * 1024     # initdb's default; other sizes: test_wal_segment_size.py
     assert parse_lsn("0/3000060") == 0x3000060
     assert format_lsn(0x1_0000_0028) == "1/28"
-    assert segment_name(1, 3) == "000000010000000000000003"
-    assert segment_name(2, 256) == "000000020000000100000000"
-    assert parse_segment("000000020000000100000000") == Segment(2, 256)
-    assert parse_segment("000000010000000000000005.partial") == Segment(1, 5, True)
-    assert parse_segment("00000002.history") is None
+    assert segment_name(1, 3, seg) == "000000010000000000000003"
+    assert segment_name(2, 256, seg) == "000000020000000100000000"
+    assert parse_segment("000000020000000100000000", seg) == Segment(2, 256, size=seg)
+    assert parse_segment("000000010000000000000005.partial", seg) == \
+        Segment(1, 5, True, size=seg)
+    assert parse_segment("00000002.history", seg) is None
 
 
 def test_first_gap_is_timeline_aware() -> None:
-    segs = [Segment(1, 3), Segment(1, 4), Segment(1, 6)]
-    assert first_gap(segs, 3, 1, []) == 5
-    assert first_gap([Segment(1, 3), Segment(1, 4)], 3, 1, []) is None
+    seg = 16 * 1024 * 1024
+
+    def at(tli: int, segno: int) -> Segment:
+        return Segment(tli, segno, size=seg)
+
+    segs = [at(1, 3), at(1, 4), at(1, 6)]
+    assert first_gap(segs, 3, 1, [], seg) == 5
+    assert first_gap([at(1, 3), at(1, 4)], 3, 1, [], seg) is None
     from spectral.providers.local.wal import TimelineSwitch
 
     # timeline 2 branched in segment 4: segments before come from timeline 1
-    segs = [Segment(1, 3), Segment(1, 4), Segment(2, 4), Segment(2, 5)]
-    assert first_gap(segs, 3, 2, [TimelineSwitch(1, 4 * 16 * 1024 * 1024 + 100)]) is None
+    segs = [at(1, 3), at(1, 4), at(2, 4), at(2, 5)]
+    assert first_gap(segs, 3, 2, [TimelineSwitch(1, 4 * seg + 100)], seg) is None
 
 
 def test_recovery_settings() -> None:
     conf = recovery_settings(target_of(TargetKind.XID, "1234", exclusive=True),
-                             restore_command(Path("/a"), Path("/s")), pause=False)
+                             restore_command(Path("/a"), Path("/s"), 16 << 20),
+                             pause=False)
     assert conf["recovery_target_xid"] == "1234"
     assert conf["recovery_target_inclusive"] == "off"
     assert conf["recovery_target_action"] == "promote"

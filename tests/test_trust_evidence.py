@@ -325,7 +325,7 @@ def test_a_hole_message_shows_the_boundary_exactly() -> None:
     window = RecoverableWindow(iv.start_time, iv.start_lsn, end, iv.end_lsn, 1,
                                [WalGap("000000010000000000000003", "000000010000000000000004",
                                        "000000010000000000000004", 1)], [iv], "0/5000000")
-    message = _in_hole("--target-time 2026-12-01 10:30", window, iv).message
+    message = _in_hole("--target-time 2026-12-01 10:30", window, iv, 16 << 20).message
     assert "10:00:00.930412" in message, message
 
 

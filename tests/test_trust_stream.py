@@ -99,25 +99,25 @@ def test_what_blocks_the_stream_after_a_timeline_change_is_set_aside() -> None:
     names = ["000000010000000000000004", "000000010000000000000005",
              "000000010000000000000006", "000000010000000000000007.partial"]
     # segment 5 is complete: resuming after it asks for 0/6000000 on timeline 1, past the fork
-    assert segments_to_set_aside(names, lineage, 6 * SEG) == names[1:]
+    assert segments_to_set_aside(names, lineage, 6 * SEG, SEG) == names[1:]
     # the same fork segment as a .partial: its bytes past the fork are the abandoned history
     assert segments_to_set_aside([names[0], "000000010000000000000005.partial"], lineage,
-                                 6 * SEG) == ["000000010000000000000005.partial"]
+                                 6 * SEG, SEG) == ["000000010000000000000005.partial"]
     # once pg_receivewal followed the switch itself, nothing is in the way
     followed = [names[0], "000000010000000000000005.partial",
                 "000000020000000000000005.partial"]
-    assert segments_to_set_aside(followed, lineage, 6 * SEG) == []
+    assert segments_to_set_aside(followed, lineage, 6 * SEG, SEG) == []
     # a fork at a segment boundary: resuming at it is in the history
-    assert segments_to_set_aside(names[:1], [(1, 5 * SEG), (2, None)], 6 * SEG) == []
+    assert segments_to_set_aside(names[:1], [(1, 5 * SEG), (2, None)], 6 * SEG, SEG) == []
     # files of a timeline an undo abandoned (2), the server on 3 forked from 1
     assert segments_to_set_aside(["000000010000000000000003", "000000020000000000000004"],
-                                 [(1, 4 * SEG), (3, None)], 5 * SEG) == \
+                                 [(1, 4 * SEG), (3, None)], 5 * SEG, SEG) == \
         ["000000020000000000000004"]
     # on the current timeline, a resume point ahead of what the server has flushed
     assert segments_to_set_aside(["000000010000000000000003", "000000010000000000000004"],
-                                 [(1, None)], 4 * SEG + 100) == ["000000010000000000000004"]
+                                 [(1, None)], 4 * SEG + 100, SEG) == ["000000010000000000000004"]
     assert segments_to_set_aside(["000000010000000000000003", "000000010000000000000004"],
-                                 [(1, None)], 5 * SEG) == []
+                                 [(1, None)], 5 * SEG, SEG) == []
 
 
 def test_what_an_undo_puts_back_on_the_history_comes_back() -> None:
@@ -130,12 +130,12 @@ def test_what_an_undo_puts_back_on_the_history_comes_back() -> None:
                "000000020000000000000006.partial", "000000020000000000000007.partial"]
     aside = ["000000010000000000000006", "000000010000000000000007",
              "000000010000000000000008.partial", "000000010000000000000006.20260101T000000"]
-    back = segments_to_bring_back(present, aside, [(1, None)], 8 * SEG + 500)
+    back = segments_to_bring_back(present, aside, [(1, None)], 8 * SEG + 500, SEG)
     assert back == aside[:3]
-    assert segments_to_set_aside(present + back, [(1, None)], 8 * SEG + 500) == present[2:]
+    assert segments_to_set_aside(present + back, [(1, None)], 8 * SEG + 500, SEG) == present[2:]
     # the server still on timeline 2: timeline 1's files past the fork stay aside
     assert segments_to_bring_back(present, aside, [(1, 6 * SEG + 10), (2, None)],
-                                  7 * SEG + 10) == []
+                                  7 * SEG + 10, SEG) == []
 
 
 def test_the_stream_resumes_after_the_newest_archived_segment_of_the_history() -> None:
@@ -145,16 +145,16 @@ def test_the_stream_resumes_after_the_newest_archived_segment_of_the_history() -
     archived = ["000000010000000000000005", "000000010000000000000006",
                 "000000010000000000000007", "000000010000000000000007.partial",
                 "000000020000000000000009", "00000002.history"]
-    assert archived_resume_point(present, archived, [(1, None)], 8 * SEG + 1) == \
+    assert archived_resume_point(present, archived, [(1, None)], 8 * SEG + 1, SEG) == \
         "000000010000000000000007"
     # not past what the server flushed, never a fork segment or another history's
-    assert archived_resume_point(present, archived, [(1, None)], 7 * SEG) == \
+    assert archived_resume_point(present, archived, [(1, None)], 7 * SEG, SEG) == \
         "000000010000000000000006"
     assert archived_resume_point(present, archived, [(1, 7 * SEG + 5), (3, None)],
-                                 9 * SEG) == "000000010000000000000006"
+                                 9 * SEG, SEG) == "000000010000000000000006"
     # the stream already resumes past it: nothing to copy
     assert archived_resume_point(["000000010000000000000008.partial"], archived, [(1, None)],
-                                 9 * SEG) is None
+                                 9 * SEG, SEG) is None
 
 
 def test_setting_aside_never_overwrites_an_earlier_copy(tmp_path: Path) -> None:
@@ -163,7 +163,7 @@ def test_setting_aside_never_overwrites_an_earlier_copy(tmp_path: Path) -> None:
     name = "000000010000000000000005"
     for content in (b"first", b"second"):
         (tmp_path / name).write_bytes(content)
-        assert set_aside_blocking(tmp_path, [(1, 5 * SEG + 10), (2, None)], 6 * SEG) == [name]
+        assert set_aside_blocking(tmp_path, [(1, 5 * SEG + 10), (2, None)], 6 * SEG, SEG) == [name]
     kept = sorted(p.read_bytes() for p in (tmp_path / "abandoned").iterdir())
     assert kept == [b"first", b"second"]
 
@@ -211,7 +211,7 @@ def test_stream_follows_the_new_timeline_of_an_in_place_restore(work_dir: Path,
             conn.execute("select pg_switch_wal()")              # the stream completes it
             conn.execute("create table core.abandoned (n int)")
         write_and_wait_streamed(dsn, stream_dir, "abandoned")
-        fork = segment_name(1, segment_of(parse_lsn(target)))
+        fork = segment_name(1, segment_of(parse_lsn(target), SEG), SEG)
         assert (stream_dir / fork).exists()     # complete: the next start would be past it
         res = spectral("dr", "restore", "--target-lsn", target, "--in-place", "--yes",
                        cwd=work_dir)

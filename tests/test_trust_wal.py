@@ -422,7 +422,7 @@ def test_damage_at_random_offsets_of_full_and_switched_segments(env: LocalProvid
 def test_where_pg_waldump_stopped(stderr: str, where: int | None) -> None:
     from spectral.providers.local.walread import _stop
 
-    assert _stop(stderr)[1] == where
+    assert _stop(stderr, SEG)[1] == where
 
 
 def test_wal_written_after_a_position(tmp_path: Path) -> None:
@@ -435,8 +435,8 @@ def test_wal_written_after_a_position(tmp_path: Path) -> None:
     struct.pack_into("<HHIQ", pages, 3 * PAGE, 0xD118, 0, 1, base - SEG + 3 * PAGE)  # recycled
     path = tmp_path / "seg"
     path.write_bytes(bytes(pages))
-    assert written_after(path, base + 100)                 # page 1 holds WAL: damage
-    assert not written_after(path, base + PAGE + 100)      # zeros and a recycled page follow
+    assert written_after(path, base + 100, SEG)              # page 1 holds WAL: damage
+    assert not written_after(path, base + PAGE + 100, SEG)      # zeros and a recycled page follow
 
 
 def test_a_partial_segment_not_written_yet_is_no_damage(tmp_path: Path) -> None:
@@ -446,5 +446,5 @@ def test_a_partial_segment_not_written_yet_is_no_damage(tmp_path: Path) -> None:
 
     zero = tmp_path / "000000010000000000000007.partial"
     zero.write_bytes(bytes(8192))
-    assert walheader.problem(walheader.read(zero), 7, partial=True) is None
-    assert walheader.problem(walheader.read(zero), 7) is not None
+    assert walheader.problem(walheader.read(zero), 7, SEG, partial=True) is None
+    assert walheader.problem(walheader.read(zero), 7, SEG) is not None

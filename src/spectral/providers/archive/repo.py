@@ -16,8 +16,8 @@ from spectral.errors import CommandError, CouldNotVerify
 from spectral.pg.osuser import give_to_server, make_owned_dir
 from spectral.providers.archive.backups import DECOMPRESS, find, label, lsn_of, to_backup
 from spectral.providers.base import Backup
-from spectral.providers.local.recovery import WAL_SEGMENT_SIZE
-from spectral.providers.local.wal import Segment, history_timeline, parse_segment
+from spectral.providers.local import walsize
+from spectral.providers.local.wal import Segment, history_timeline, is_segment_name, parse_segment
 from spectral.runner import run
 
 HISTORY_SUFFIX = ".history"
@@ -41,8 +41,9 @@ class DecompressOnRead(dict[Segment, Path]):
 def in_flight(path: Path, name: str) -> bool:
     """Whether the team's archive_command is still writing `path`: `cp %p` and `gzip > ...`
     write in place, so a file changed in the last IN_FLIGHT seconds is not archived yet when
-    it is a plain segment short of its size or a compressed file that does not decompress to
-    its end. Older, such a file is damage (the window names it)."""
+    it is a plain segment short of its size (its own first page says the size, walsize.py) or
+    a compressed file that does not decompress to its end. Older, such a file is damage (the
+    window names it)."""
     try:
         st = path.stat()
     except OSError:
@@ -50,7 +51,7 @@ def in_flight(path: Path, name: str) -> bool:
     if time.time() - st.st_mtime >= IN_FLIGHT:
         return False
     if path.name == name:
-        return parse_segment(name) is not None and st.st_size != WAL_SEGMENT_SIZE
+        return is_segment_name(name) and walsize.from_header(path) is None
     try:
         run([DECOMPRESS[path.suffix], "-t", str(path)], timeout=600)
     except CommandError:
@@ -93,13 +94,30 @@ class ArchiveRepository:
         files: dict[str, Path] = self._cache["files"]
         return files
 
+    def segment_size(self) -> int:
+        """From the headers of every plain segment in the team's folder (and of those already
+        decompressed into the mirror), else of the newest compressed ones, decompressed."""
+        files = self.files()
+
+        def local(name: str) -> Path | None:
+            path = files[name] if files[name].name == name else self.archive / name
+            return path if path.exists() else None
+
+        def fetch(name: str) -> Path:
+            self.unpack(files[name])
+            return self.archive / name
+
+        return walsize.remembered(self._cache, lambda: walsize.of_archive(
+            files, local, fetch, str(self.wal_dir)))
+
     def wal_files(self) -> dict[Segment, Path]:
         plain: dict[Segment, Path] = {}
         packed: dict[Segment, Path] = {}
+        size = self.segment_size()
         for name, path in self.files().items():
             if name.endswith(HISTORY_SUFFIX):
                 self.unpack(path)
-            elif (seg := parse_segment(name)) is not None:
+            elif (seg := parse_segment(name, size)) is not None:
                 if path.name == name:
                     plain[seg] = path.parent
                 else:

@@ -22,19 +22,20 @@ from spectral.providers.archive.repo import ArchiveRepository
 from spectral.providers.base import Backup, Progress, RecoverableWindow
 from spectral.providers.capabilities import RecoveryReached
 from spectral.providers.local.copy import copy_tree
-from spectral.providers.local.recovery import WAL_SEGMENT_SIZE, command_word
+from spectral.providers.local.recovery import command_word, whole_segment
 from spectral.providers.local.restore import RESTORE_TIMEOUT, Recovery
 from spectral.providers.local.targets import RestorePlan
 from spectral.recovery_target import RecoveryTarget
 from spectral.runner import run
 
 
-def archive_restore_command(wal_dir: Path) -> str:
-    """The segment from the team's folder: as it is (a plain segment of the wrong size, a
-    truncated one, is not handed over: the WAL ends there, a gap the window names), else
-    decompressed (pure; what PostgreSQL puts for %f and %p needs no quotes)."""
+def archive_restore_command(wal_dir: Path, seg_size: int) -> str:
+    """The segment from the team's folder: as it is (a plain segment of the wrong size for
+    the lineage, `seg_size`, a truncated one, is not handed over: the WAL ends there, a gap
+    the window names), else decompressed (pure; what PostgreSQL puts for %f and %p needs no
+    quotes)."""
     w = command_word(f"{wal_dir}/")
-    whole = f'case %f in *.history) ;; *) test "$(stat -c %%s {w}%f)" = {WAL_SEGMENT_SIZE} ;; esac'
+    whole = whole_segment(w, seg_size)
     tries = [f'{{ test -f {w}%f && {{ {whole}; }} && cp {w}%f "%p"; }}']
     tries += [f'{{ test -f {w}%f{suffix} && {program} -dc {w}%f{suffix} > "%p"; }}'
               for suffix, program in DECOMPRESS.items()]
@@ -49,7 +50,7 @@ class ArchiveRestorer:
         self.recovery = Recovery(bins, repo)
 
     def restore_command(self) -> str:
-        return archive_restore_command(self.repo.wal_dir)
+        return archive_restore_command(self.repo.wal_dir, self.repo.segment_size())
 
     def prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
                          target: RecoveryTarget) -> None:

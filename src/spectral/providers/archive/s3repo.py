@@ -18,8 +18,8 @@ from spectral.providers.archive.backups import DECOMPRESS, label, lsn_of
 from spectral.providers.archive.s3 import S3Object, S3Prefixes
 from spectral.providers.archive.s3backups import S3Backup, S3Catalog, major_of_magic
 from spectral.providers.base import Backup
-from spectral.providers.local import walheader
-from spectral.providers.local.wal import Segment, history_timeline, parse_segment
+from spectral.providers.local import walheader, walsize
+from spectral.providers.local.wal import Segment, history_timeline, is_segment_name, parse_segment
 from spectral.providers.pgbackrest.repo import FetchOnRead
 from spectral.runner import run
 
@@ -32,7 +32,7 @@ def wal_name(key: str) -> tuple[str, str] | None:
     base = key.rsplit("/", 1)[-1]
     suffix = next((s for s in DECOMPRESS if base.endswith(s)), "")
     name = base.removesuffix(suffix) if suffix else base
-    if name.startswith(".") or not (parse_segment(name) or name.endswith(HISTORY_SUFFIX)
+    if name.startswith(".") or not (is_segment_name(name) or name.endswith(HISTORY_SUFFIX)
                                     or name.endswith(".backup")):
         return None
     return name, suffix
@@ -72,13 +72,20 @@ class S3ArchiveRepository:
         listing: dict[str, S3Object] = self._cache["listing"]
         return listing
 
+    def segment_size(self) -> int:
+        """From the headers of the segments already in the mirror, else of the newest ones,
+        fetched (walsize.py)."""
+        return walsize.remembered(self._cache, lambda: walsize.of_archive(
+            self.listing(), lambda n: p if (p := self.archive / n).exists() else None,
+            self.fetch, self.s3.cfg.wal))
+
     def wal_files(self) -> dict[Segment, Path]:
-        listed = self.listing()
+        listed, size = self.listing(), self.segment_size()
         for name in listed:
             if name.endswith(HISTORY_SUFFIX):
                 self.fetch(name)
         return FetchOnRead([(seg, self.archive) for name in listed
-                            if (seg := parse_segment(name)) is not None], self._fetch)
+                            if (seg := parse_segment(name, size)) is not None], self._fetch)
 
     def history_timelines(self) -> list[int]:
         return [t for n in self.listing() if (t := history_timeline(n)) is not None]

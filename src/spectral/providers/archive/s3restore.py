@@ -54,7 +54,7 @@ class S3ArchiveRestorer:
         self.recovery = Recovery(bins, repo)
 
     def restore_command(self) -> str:
-        return archive_restore_command(self.repo.archive)
+        return archive_restore_command(self.repo.archive, self.repo.segment_size())
 
     def prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
                          target: RecoveryTarget) -> None:
@@ -67,7 +67,7 @@ class S3ArchiveRestorer:
     def materialize(self, restore_plan: RestorePlan, data: Path, progress: Progress | None,
                     *, pause: bool = False) -> dict[str, str]:
         backup = restore_plan.chain[-1]
-        self.repo.fetch_from(segment_of(parse_lsn(backup.start_lsn)))
+        self.repo.fetch_from(segment_of(parse_lsn(backup.start_lsn), self.repo.segment_size()))
         staging = data.parent / f"{data.name}-download"
         try:
             found = self._download(backup, staging, progress)

@@ -17,16 +17,10 @@ from pathlib import Path
 from spectral.errors import ConnectError, CouldNotVerify, SpectralError, UsageError
 from spectral.pg.conn import connect
 from spectral.providers.base import RecoverableWindow, Report
-from spectral.providers.local import walheader
+from spectral.providers.local import walheader, walsize
 from spectral.providers.local import window as window_mod
 from spectral.providers.local.repo import Repository
-from spectral.providers.local.wal import (
-    DEFAULT_SEG_SIZE,
-    format_lsn,
-    parse_lsn,
-    parse_segment,
-    segment_of,
-)
+from spectral.providers.local.wal import format_lsn, parse_lsn, parse_segment
 from spectral.recovery_target import TimeTarget
 from spectral.timefmt import exact
 
@@ -39,7 +33,8 @@ select pg_is_in_recovery(),
        (case when pg_is_in_recovery() then pg_last_wal_replay_lsn()
              else pg_current_wal_lsn() end)::text,
        (select setting::int from pg_settings where name = 'archive_timeout'),
-       has_function_privilege('pg_switch_wal()', 'execute')
+       has_function_privilege('pg_switch_wal()', 'execute'),
+       (select setting::bigint from pg_settings where name = 'wal_segment_size')
 """
 
 
@@ -49,30 +44,34 @@ class LivePosition:
     lsn: int
     archive_timeout: int          # seconds; 0: off
     may_switch: bool
+    seg_size: int                 # its WAL segment size (bytes)
 
 
 def position(dsn: str) -> LivePosition:
     with connect(dsn) as conn:
         row = conn.execute(POSITION_SQL).fetchone()
     assert row is not None
-    return LivePosition(bool(row[0]), parse_lsn(str(row[1])), int(row[2] or 0), bool(row[3]))
+    return LivePosition(bool(row[0]), parse_lsn(str(row[1])), int(row[2] or 0), bool(row[3]),
+                        walsize.from_setting(row[4], "the live server"))
 
 
-def unarchived_bytes(lsn: int, last_archived: str) -> int | None:
+def unarchived_bytes(lsn: int, last_archived: str, seg_size: int) -> int | None:
     """WAL the live server wrote after the end of the last segment its archiver reports
-    (pg_stat_archiver.last_archived_wal, a segment or a backup/history file after it; pure)."""
-    seg = parse_segment(last_archived[:24])
+    (pg_stat_archiver.last_archived_wal, a segment or a backup/history file after it; pure):
+    `seg_size`, the server's segment size, says which segment the name is."""
+    seg = parse_segment(last_archived[:24], seg_size)
     if seg is None:
         return None
-    return max(0, lsn - (seg.segno + 1) * DEFAULT_SEG_SIZE)
+    return max(0, lsn - seg.end_lsn())
 
 
 def archive_reaches(repo: Repository, lsn: int) -> bool:
     """Whether the archive's live lineage holds every record before `lsn`: the whole segment
     with its last byte. A quiet server after a switch stands at a segment's first byte; that
     segment is archived only once something writes, and holds nothing before `lsn`."""
-    segments = [s for s in window_mod.lineage_of(repo).segments if not s.partial]
-    return bool(segments) and segments[-1].segno >= segment_of(lsn - 1)
+    lin = window_mod.lineage_of(repo)
+    segments = [s for s in lin.segments if not s.partial]
+    return bool(segments) and segments[-1].segno >= lin.view.segno(lsn - 1)
 
 
 def wait_archived(repo: Repository, forget: Callable[[], None], dsn: str, lsn: int,

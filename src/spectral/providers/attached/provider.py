@@ -181,12 +181,13 @@ class AttachedProvider:
             with self.source() as dsn, connect(dsn) as conn:
                 row = conn.execute("select last_archived_time, failed_count, last_failed_wal, "
                                    "last_archived_wal from pg_stat_archiver").fetchone()
-                lsn = position(dsn).lsn
+                live = position(dsn)
         except CouldNotVerify:
             return None
         if row is None or row[0] is None:
             return None
-        return {"rpo_bytes": unarchived_bytes(lsn, str(row[3])), "streaming": False,
+        return {"rpo_bytes": unarchived_bytes(live.lsn, str(row[3]), live.seg_size),
+                "streaming": False,
                 "failed_count": row[1],
                 "last_failed_wal": row[2],
                 "rpo_seconds": round((datetime.now(UTC) - row[0]).total_seconds(), 1)}

@@ -20,6 +20,7 @@ from spectral.errors import CouldNotVerify
 from spectral.pg.osuser import make_owned_dir
 from spectral.providers.barman.command import COMPRESSION_SUFFIXES, BarmanCloud
 from spectral.providers.base import Backup, BackupKind, Verification
+from spectral.providers.local import walsize
 from spectral.providers.local.wal import Segment, history_timeline, parse_segment
 from spectral.providers.pgbackrest.repo import FetchOnRead
 
@@ -135,13 +136,27 @@ class BarmanRepository:
         listing: dict[str, str] = self._cache["listing"]
         return listing
 
+    def segment_size(self) -> int:
+        """From the headers of the segments already in the mirror, else of the newest ones,
+        fetched (walsize.py)."""
+        return walsize.remembered(self._cache, lambda: walsize.of_archive(
+            self.listing(), self._mirrored, self._fetched, self.tool.describe()))
+
+    def _mirrored(self, name: str) -> Path | None:
+        return p if (p := self.archive / name).exists() else None
+
+    def _fetched(self, name: str) -> Path:
+        if not (self.archive / name).exists():
+            self._get(name)
+        return self.archive / name
+
     def wal_files(self) -> dict[Segment, Path]:
-        listed = self.listing()
+        listed, size = self.listing(), self.segment_size()
         for name in listed:
             if name.endswith(".history") and not (self.archive / name).exists():
                 self._get(name)
         items = [(seg, self.archive) for name in listed
-                 if (seg := parse_segment(name)) is not None]
+                 if (seg := parse_segment(name, size)) is not None]
         return FetchOnRead(items, self._fetch)
 
     def history_timelines(self) -> list[int]:

@@ -26,7 +26,7 @@ from spectral.pg.binaries import PgBinaries
 from spectral.providers.base import Backup
 from spectral.providers.local import walread
 from spectral.providers.local.repo import Repository
-from spectral.providers.local.wal import parse_commit_line, parse_lsn, segment_of
+from spectral.providers.local.wal import parse_commit_line, parse_lsn
 from spectral.providers.local.window import Lineage, lineage_of
 
 VERSION = 1
@@ -66,7 +66,7 @@ def _last_end_before_stop(bins: PgBinaries, lin: Lineage,
     """Whether the WAL before the backup's stop LSN could be read (from the segment before its
     first), and the latest time a transaction ended in it."""
     stop = parse_lsn(b.stop_lsn)
-    first, last_seg = segment_of(parse_lsn(b.start_lsn)), segment_of(max(stop - 1, 0))
+    first, last_seg = lin.view.segno(parse_lsn(b.start_lsn)), lin.view.segno(max(stop - 1, 0))
     segments = [s for s in lin.segments if first - 1 <= s.segno <= last_seg]
     numbers = {s.segno for s in segments}
     if not all(n in numbers for n in range(first, last_seg + 1)):

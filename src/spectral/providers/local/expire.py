@@ -70,9 +70,10 @@ def wal_to_remove(repo: LocalRepository, oldest_start_lsn: str | None) -> list[s
     """Archived segments entirely before the oldest kept backup's start; history files stay."""
     if oldest_start_lsn is None:
         return []
-    first_needed = segment_of(parse_lsn(oldest_start_lsn))
-    return [s.name for s in list_segments(repo.archive) if s.segno < first_needed
-            and not s.partial]
+    size = repo.segment_size()
+    first_needed = segment_of(parse_lsn(oldest_start_lsn), size)
+    return [s.name for s in list_segments(repo.archive, seg_size=size)
+            if s.segno < first_needed and not s.partial]
 
 
 def apply(repo: LocalRepository, plan: ExpirePlan) -> None:

@@ -15,8 +15,6 @@ from spectral.pg.binaries import PgBinaries
 from spectral.providers.capabilities import RecoveryReached
 from spectral.recovery_target import RecoveryTarget, TargetKind, TimeTarget
 
-WAL_SEGMENT_SIZE = 16 * 1024 * 1024
-
 
 def command_word(text: str | Path) -> str:
     """One word of an archive_command or restore_command: quoted for the shell (a space or a
@@ -25,14 +23,20 @@ def command_word(text: str | Path) -> str:
     return shlex.quote(str(text)).replace("%", "%%")
 
 
-def restore_command(archive: Path, stream: Path) -> str:
+def whole_segment(folder_word: str, seg_size: int) -> str:
+    """A shell test that the file %f in the folder is a whole segment of the lineage's size
+    (`seg_size`, discovered: walsize.py), or a history file."""
+    return f'case %f in *.history) ;; *) test "$(stat -c %%s {folder_word}%f)" = {seg_size} ;; esac'
+
+
+def restore_command(archive: Path, stream: Path, seg_size: int) -> str:
     """Fetch a segment from the archive, else from pg_receivewal's directory (what PostgreSQL
     puts for %f and %p is a WAL file name and pg_wal/..., neither needing quotes)."""
     a, s = command_word(f"{archive}/"), command_word(f"{stream}/")
     # A segment of the wrong size (truncated) is not handed over: PostgreSQL stops with FATAL
     # on one ("archive file ... has wrong size") even for a target before it, as it reads WAL
     # ahead; not handing it over ends the WAL there, which the window names as a gap.
-    whole = f'case %f in *.history) ;; *) test "$(stat -c %%s {a}%f)" = {WAL_SEGMENT_SIZE} ;; esac'
+    whole = whole_segment(a, seg_size)
     return f'test -f {a}%f && {{ {whole}; }} && cp {a}%f "%p" || cp {s}%f "%p"'
 
 

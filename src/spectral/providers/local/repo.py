@@ -22,6 +22,7 @@ from typing import Protocol
 from spectral.durable import file_lock, write_atomic
 from spectral.errors import CouldNotVerify
 from spectral.providers.base import Backup
+from spectral.providers.local import walsize
 from spectral.providers.local.wal import Segment, parse_segment
 
 CATALOG_VERSION = 1
@@ -48,6 +49,10 @@ class Repository(Protocol):
         """pg_receivewal's folder (the live tail), if the strategy streams."""
 
     def read(self) -> list[Backup]: ...
+
+    def segment_size(self) -> int:
+        """The WAL segment size of its lineage in bytes, discovered (walsize.py): every name
+        of `wal_files` is read with it."""
 
     def wal_files(self) -> dict[Segment, Path]:
         """Every WAL file -> the folder it is (or will be, once fetched) in."""
@@ -115,14 +120,19 @@ class LocalRepository:
         doc = {"version": CATALOG_VERSION, "backups": [b.to_json() for b in backups]}
         write_atomic(self.catalog_file, json.dumps(doc, indent=1) + "\n")
 
+    def segment_size(self) -> int:
+        """From the headers of every segment in the archive and the stream."""
+        return walsize.of_folders(self.archive, self.stream, where=str(self.root))
+
     def wal_files(self) -> dict[Segment, Path]:
         """Every WAL file of the archive (and pg_receivewal's tail) -> the folder it is in; the
         archive wins when both have a segment."""
         where: dict[Segment, Path] = {}
+        size = self.segment_size()
         for d in (self.stream, self.archive):
             if d.is_dir():
                 for p in d.iterdir():
-                    seg = parse_segment(p.name)
+                    seg = parse_segment(p.name, size)
                     if seg is not None:
                         where[seg] = d
         return where

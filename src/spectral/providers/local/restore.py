@@ -19,9 +19,9 @@ from spectral.pg.osuser import give_to_server, make_owned_dir, server_identity
 from spectral.providers.base import Progress, RecoverableWindow, Verification
 from spectral.providers.capabilities import RecoveryReached
 from spectral.providers.local import backup as backup_mod
+from spectral.providers.local import walsize
 from spectral.providers.local.copy import copy_tree
 from spectral.providers.local.recovery import (
-    WAL_SEGMENT_SIZE,
     read_outcome,
     recovery_failure,
     restore_command,
@@ -84,7 +84,7 @@ class Restorer:
         return self.recovery.recover(cluster, restore_plan, window, pause, progress)
 
     def restore_command(self) -> str:
-        return restore_command(self.repo.archive, self.repo.stream)
+        return restore_command(self.repo.archive, self.repo.stream, self.repo.segment_size())
 
     def materialize(self, restore_plan: RestorePlan, data: Path, progress: Progress | None,
                     *, pause: bool = False) -> dict[str, str]:
@@ -146,12 +146,26 @@ class Recovery:
 
     def prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
                          target: RecoveryTarget) -> None:
+        self._same_segment_size(cluster.data_dir)
         prepare_own_recovery(cluster, conf)
         if target.kind is TargetKind.LATEST:
             self._take_stream_tail(cluster.data_dir)
         self._take_branch_segments(cluster.data_dir)
         make_owned_dir(cluster.data_dir, 0o700)
         give_to_server(cluster.data_dir)
+
+    def _same_segment_size(self, data: Path) -> None:
+        """The backup's cluster (its pg_control) has the segment size the archive's WAL was
+        read in: otherwise the archive is another cluster's, and its window was not this
+        backup's (recovery would stop at its first segment)."""
+        segments = list(self.repo.wal_files())
+        if not segments:
+            return
+        mine, theirs = walsize.from_control(self.bins, data), segments[0].size
+        if mine != theirs:
+            raise CouldNotVerify(f"the backup's cluster has WAL segments of {walsize.mb(mine)} "
+                                 f"(its pg_control), the archive's WAL segments are of "
+                                 f"{walsize.mb(theirs)}: the archive is another cluster's")
 
     def _take_stream_tail(self, data: Path) -> None:
         """pg_receivewal's newest .partial segment holds commits not archived yet: recovery
@@ -174,7 +188,7 @@ class Recovery:
         numbers: dict[int, list[Path]] = {}
         for seg, folder in self.repo.wal_files().items():
             path = folder / seg.name
-            if not seg.partial and path.is_file() and path.stat().st_size == WAL_SEGMENT_SIZE:
+            if not seg.partial and path.is_file() and path.stat().st_size == seg.size:
                 numbers.setdefault(seg.segno, []).append(path)
         status = data / "pg_wal" / "archive_status"
         for paths in numbers.values():

@@ -30,6 +30,7 @@ from spectral.errors import ClusterError, ConnectError, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
 from spectral.pg.osuser import make_owned_dir, server_identity
+from spectral.providers.local import walsize
 from spectral.providers.local.streamdir import align, resume_from_archive, server_lineage
 from spectral.providers.local.streamdir import align_stream_dir as align_stream_dir
 from spectral.providers.local.streamstate import (
@@ -126,7 +127,7 @@ class Supervisor:
             with self.cluster.connect(timeout=5) as conn:
                 if conn.execute("select pg_is_in_recovery()").fetchone() == (True,):
                     return self._outage("the server is in recovery")
-                flush_lsn, lineage = server_lineage(self.cluster, conn)
+                flush_lsn, lineage, seg_size = server_lineage(self.cluster, conn)
             if self.synchronous:
                 set_synchronous(self.cluster, True)   # a restored data directory lacks it
         except (ConnectError, psycopg.Error) as exc:
@@ -134,10 +135,11 @@ class Supervisor:
         # an in-place restore replaced the data directory, and its slot with it
         run(create_slot_argv(self.bins, self.cluster.conninfo()), timeout=60,
             run_as=server_identity(), check=False)
-        moved, back = align(self.dir, lineage, flush_lsn)
+        moved, back = align(self.dir, lineage, flush_lsn, seg_size)
         if self.removed_on_server:
             self.removed_on_server = False
-            copied = resume_from_archive(self.dir, self.dir.parent / "wal", lineage, flush_lsn)
+            copied = resume_from_archive(self.dir, self.dir.parent / "wal", lineage, flush_lsn,
+                                         seg_size)
             if copied:
                 self.report(f"the server no longer has the WAL the stream would resume at; "
                             f"resuming after {copied}, copied from the archive")
@@ -262,7 +264,7 @@ order by r.backend_start desc limit 1
 """
 
 
-def wal_status(cluster: Cluster, stream_dir: Path, seg_size: int = 16 * 1024 * 1024, *,
+def wal_status(cluster: Cluster, stream_dir: Path, *,
                released: str | None = None) -> dict[str, Any]:
     """The live RPO: how much committed WAL is not yet in the repository, from the server's
     own views (pg_stat_archiver, pg_stat_replication) and the supervisor's state file, read
@@ -272,8 +274,9 @@ def wal_status(cluster: Cluster, stream_dir: Path, seg_size: int = 16 * 1024 * 1
         row = conn.execute(LAG_SQL).fetchone()
         stream_row = conn.execute(STREAM_SQL, (APPLICATION,)).fetchone()
         last_commit = conn.execute("select (pg_last_committed_xact()).timestamp").fetchone()
-    assert row is not None
-    out = _archive_status(row, seg_size)
+        size = conn.execute(walsize.SETTING_SQL).fetchone()
+    assert row is not None and size is not None
+    out = _archive_status(row, walsize.from_setting(size[0]))
     out["stream"] = None if stream_row is None else {
         "pid": stream_row[0], "flush_lsn": stream_row[1], "write_lsn": stream_row[2],
         # no flush position yet (pg_receivewal has not replied since it connected): unknown
@@ -292,8 +295,8 @@ def _archive_status(row: tuple[Any, ...], seg_size: int) -> dict[str, Any]:
 
     current, last_wal, last_time, failed, last_failed, since = row[:6]
     archived_to = None
-    if last_wal and (seg := parse_segment(last_wal)) is not None:
-        archived_to = seg.end_lsn(seg_size)
+    if last_wal and (seg := parse_segment(last_wal, seg_size)) is not None:
+        archived_to = seg.end_lsn()
     return {"current_lsn": current, "archive": {
         "archived_through_lsn": format_lsn(archived_to) if archived_to else None,
         "lag_bytes": max(0, parse_lsn(current) - archived_to) if archived_to else None,

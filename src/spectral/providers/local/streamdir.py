@@ -23,6 +23,7 @@ import psycopg
 from spectral.durable import fsync_dir
 from spectral.pg.cluster import Cluster
 from spectral.pg.osuser import make_owned_dir
+from spectral.providers.local import walsize
 from spectral.providers.local.wal import Segment, parse_segment
 
 ASIDE = "abandoned"
@@ -30,18 +31,20 @@ ASIDE = "abandoned"
 Lineage = list[tuple[int, int | None]]   # (timeline, where the server's history left it)
 
 
-def server_lineage(cluster: Cluster, conn: psycopg.Connection[Any]) -> tuple[int, Lineage]:
-    """The server's flush LSN and, for each timeline of its ancestry, where it ended (None for
-    the current one), from the history file in its own pg_wal."""
+def server_lineage(cluster: Cluster,
+                   conn: psycopg.Connection[Any]) -> tuple[int, Lineage, int]:
+    """The server's flush LSN, for each timeline of its ancestry where it ended (None for the
+    current one), from the history file in its own pg_wal, and its WAL segment size."""
     from spectral.providers.local.wal import parse_lsn, read_history
 
     row = conn.execute("select pg_current_wal_flush_lsn()::text, "
-                       "pg_walfile_name(pg_current_wal_flush_lsn())").fetchone()
+                       "pg_walfile_name(pg_current_wal_flush_lsn()), "
+                       f"({walsize.SETTING_SQL})").fetchone()
     assert row is not None
     tli = int(str(row[1])[:8], 16)
     spans: Lineage = [(h.timeline, h.switch_lsn) for h in
                       read_history(cluster.data_dir / "pg_wal", tli)]
-    return parse_lsn(str(row[0])), [*spans, (tli, None)]
+    return parse_lsn(str(row[0])), [*spans, (tli, None)], walsize.from_setting(row[2])
 
 
 def resume_order(seg: Segment) -> tuple[int, int, bool]:
@@ -50,14 +53,15 @@ def resume_order(seg: Segment) -> tuple[int, int, bool]:
     return seg.segno, seg.timeline, not seg.partial
 
 
-def segments_to_set_aside(names: list[str], lineage: Lineage, flush_lsn: int) -> list[str]:
+def segments_to_set_aside(names: list[str], lineage: Lineage, flush_lsn: int,
+                          seg_size: int) -> list[str]:
     """The stream's files that keep pg_receivewal from resuming on the server's history:
     those of a timeline the server's history does not hold (or past where it left that
     timeline), and then, newest first, each file pg_receivewal would resume from while that
     point is not in the server's history or the file is the one in which an older timeline
     forked off (its bytes past the fork belong to the abandoned history)."""
     ends = dict(lineage)
-    segs = [s for s in (parse_segment(n) for n in names) if s is not None]
+    segs = [s for s in (parse_segment(n, seg_size) for n in names) if s is not None]
 
     def on_lineage(seg: Segment) -> bool:
         end = ends.get(seg.timeline, -1)
@@ -85,30 +89,30 @@ def blocks(seg: Segment, ends: dict[int, int | None], flush_lsn: int) -> bool:
 
 
 def archived_resume_point(present: list[str], archived: list[str], lineage: Lineage,
-                          flush_lsn: int) -> str | None:
+                          flush_lsn: int, seg_size: int) -> str | None:
     """The server removes a segment only once it is archived: when it no longer has the WAL at
     the stream's resume point ("requested WAL segment ... has already been removed"), the
     newest complete archived segment of its history past that point, for the stream to resume
     after (the WAL between is in the archive, which the window reads too); None when there is
     none."""
     ends = dict(lineage)
-    usable = [s for s in (parse_segment(n) for n in archived)
+    usable = [s for s in (parse_segment(n, seg_size) for n in archived)
               if s is not None and not s.partial and not blocks(s, ends, flush_lsn)]
     if not usable:
         return None
     best = max(usable, key=resume_order)
-    mine = [s for s in (parse_segment(n) for n in present) if s is not None]
+    mine = [s for s in (parse_segment(n, seg_size) for n in present) if s is not None]
     if mine and resume_order(max(mine, key=resume_order)) >= resume_order(best):
         return None
     return best.name
 
 
 def resume_from_archive(stream_dir: Path, archive: Path, lineage: Lineage,
-                        flush_lsn: int) -> str | None:
+                        flush_lsn: int, seg_size: int) -> str | None:
     """Copy archived_resume_point into the stream folder (whole, then renamed, fsynced)."""
     present = [p.name for p in stream_dir.iterdir() if p.is_file()]
     archived = [p.name for p in archive.iterdir()] if archive.is_dir() else []
-    name = archived_resume_point(present, archived, lineage, flush_lsn)
+    name = archived_resume_point(present, archived, lineage, flush_lsn, seg_size)
     if name is None:
         return None
     source = archive / name
@@ -124,46 +128,48 @@ def resume_from_archive(stream_dir: Path, archive: Path, lineage: Lineage,
 
 
 def segments_to_bring_back(present: list[str], aside: list[str], lineage: Lineage,
-                           flush_lsn: int) -> list[str]:
+                           flush_lsn: int, seg_size: int) -> list[str]:
     """Files set aside earlier that the server's history holds again, whole (an undo put the
     old timeline back), and that would not be in the way: the stream resumes after them."""
     ends = dict(lineage)
 
     def whole(name: str) -> bool:   # on the history, with no byte of another one in it
-        seg = parse_segment(name)
+        seg = parse_segment(name, seg_size)
         if seg is None or name in present or seg.timeline not in ends:
             return False
         end = ends[seg.timeline]
         return end is None or seg.end_lsn() <= end
 
     candidates = [n for n in aside if whole(n)]
-    blocked = set(segments_to_set_aside(present + candidates, lineage, flush_lsn))
+    blocked = set(segments_to_set_aside(present + candidates, lineage, flush_lsn, seg_size))
     return sorted(n for n in candidates if n not in blocked)
 
 
 def align_stream_dir(cluster: Cluster, stream_dir: Path) -> list[str]:
     """The stream folder aligned with the running server's history; what was set aside."""
     with cluster.connect() as conn:
-        flush_lsn, lineage = server_lineage(cluster, conn)
-    return align(stream_dir, lineage, flush_lsn)[0]
+        flush_lsn, lineage, seg_size = server_lineage(cluster, conn)
+    return align(stream_dir, lineage, flush_lsn, seg_size)[0]
 
 
-def align(stream_dir: Path, lineage: Lineage, flush_lsn: int) -> tuple[list[str], list[str]]:
+def align(stream_dir: Path, lineage: Lineage, flush_lsn: int,
+          seg_size: int) -> tuple[list[str], list[str]]:
     """Bring back what is on the history again, then set aside what is in the way: the
     names set aside and the names brought back."""
     folder = stream_dir / ASIDE
     aside = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
     present = [p.name for p in stream_dir.iterdir() if p.is_file()]
-    back = segments_to_bring_back(present, aside, lineage, flush_lsn)
+    back = segments_to_bring_back(present, aside, lineage, flush_lsn, seg_size)
     for name in back:
         (folder / name).rename(stream_dir / name)
-    return set_aside_blocking(stream_dir, lineage, flush_lsn), back
+    return set_aside_blocking(stream_dir, lineage, flush_lsn, seg_size), back
 
 
-def set_aside_blocking(stream_dir: Path, lineage: Lineage, flush_lsn: int) -> list[str]:
+def set_aside_blocking(stream_dir: Path, lineage: Lineage, flush_lsn: int,
+                       seg_size: int) -> list[str]:
     """Set aside what keeps the stream from resuming on the server's history."""
     names = [p.name for p in stream_dir.iterdir() if p.is_file()]
-    moved = segments_to_set_aside(names, lineage, flush_lsn)
+    moved = segments_to_set_aside(names, lineage, flush_lsn, seg_size)
     if moved:
         folder = make_owned_dir(stream_dir / ASIDE, 0o750)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from spectral.errors import ClusterError, SpectralError
 from spectral.pg.binaries import PgBinaries
 from spectral.providers.base import RecoverableWindow, Report, WalGap
-from spectral.providers.local import walread
+from spectral.providers.local import walread, walsize
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import (
     Segment,
@@ -44,15 +44,18 @@ def unarchived(bins: PgBinaries, data_dir: Path, repo: Repository) -> list[Segme
     empty when there are none, or when they hold only the checkpoint of a clean shutdown.
     Files past the end of its WAL (recycled or preallocated) hold none."""
     pg_wal = data_dir / "pg_wal"
-    start = _archive_end(bins, repo)
-    if start is None or not pg_wal.is_dir():
+    if not pg_wal.is_dir():
+        return []
+    size = _segment_size(bins, data_dir, repo)
+    start = _archive_end(bins, repo, size)
+    if start is None:
         return []
     first, floor, timeline, held_to = start
-    fork = _fork_point(pg_wal, timeline)
-    if fork is not None and fork < max(floor, Segment(timeline, first).start_lsn()):
-        first, floor = segment_of(fork), fork
+    fork = _fork_point(pg_wal, timeline, size)
+    if fork is not None and fork < max(floor, first * size):
+        first, floor = segment_of(fork, size), fork
     files: dict[int, Segment] = {}
-    for seg in list_segments(pg_wal):
+    for seg in list_segments(pg_wal, seg_size=size):
         if not seg.partial and seg.segno >= first and (
                 seg.segno not in files or files[seg.segno].timeline < seg.timeline):
             files[seg.segno] = seg
@@ -72,7 +75,17 @@ def unarchived(bins: PgBinaries, data_dir: Path, repo: Repository) -> list[Segme
     return held if meaningful else []
 
 
-def _archive_end(bins: PgBinaries, repo: Repository) -> tuple[int, int, int, int] | None:
+def _segment_size(bins: PgBinaries, data_dir: Path, repo: Repository) -> int:
+    """The server's own (its pg_control: its pg_wal's names), else its archive's: the same
+    lineage (a data directory whose pg_control cannot be read still has its WAL)."""
+    try:
+        return walsize.from_control(bins, data_dir)
+    except SpectralError:
+        return repo.segment_size()
+
+
+def _archive_end(bins: PgBinaries, repo: Repository,
+                 seg_size: int) -> tuple[int, int, int, int] | None:
     """Where the WAL a restore can use ends: the segment number the tail is looked for from,
     the LSN its records count from, the timeline there, and the last segment number held. That
     is past the archive's newest segment (or the end of the stream's .partial copy of one);
@@ -85,7 +98,7 @@ def _archive_end(bins: PgBinaries, repo: Repository) -> tuple[int, int, int, int
             return None
         last = max(backups, key=lambda b: parse_lsn(b.stop_lsn))
         stop = parse_lsn(last.stop_lsn)
-        return segment_of(stop), stop, last.timeline, segment_of(stop)
+        return segment_of(stop, seg_size), stop, last.timeline, segment_of(stop, seg_size)
     newest = lin.segments[-1]
     if newest.partial:     # the stream's copy of the segment being written: what is past it
         last_rec = walread.summarize(bins, lin.view.where, [newest]).last
@@ -94,13 +107,14 @@ def _archive_end(bins: PgBinaries, repo: Repository) -> tuple[int, int, int, int
     return newest.segno + 1, 0, newest.timeline, newest.segno
 
 
-def _fork_point(pg_wal: Path, archived: int) -> int | None:
+def _fork_point(pg_wal: Path, archived: int, seg_size: int) -> int | None:
     """Where the stopped server's timeline left the archive's newest one, when the server is on
     a newer timeline the archive holds no segment of (a crash soon after an in-place restore):
     its WAL from there on, the new timeline's first segment included (it has the number of the
     old timeline's last), is in pg_wal only. The server's timeline is the newest of its pg_wal
     (a promotion names every new and recycled segment after it)."""
-    timeline = max((s.timeline for s in list_segments(pg_wal)), default=archived)
+    timeline = max((s.timeline for s in list_segments(pg_wal, seg_size=seg_size)),
+                   default=archived)
     if timeline <= archived:
         return None
     ends = {switch.timeline: switch.switch_lsn for switch in read_history(pg_wal, timeline)}
@@ -121,7 +135,7 @@ def with_tail_gap(window: RecoverableWindow, tail: list[Segment]) -> Recoverable
     if not tail or window.empty:
         return window
     first, last = tail[0], tail[-1]
-    gap = WalGap(Segment(first.timeline, first.segno - 1).name, first.name, last.name,
+    gap = WalGap(first.at(first.timeline, first.segno - 1).name, first.name, last.name,
                  first.timeline, "is only in the stopped server's pg_wal, not in the archive "
                  "(start it to archive it: spectral local up)",
                  format_lsn(max(first.start_lsn(), parse_lsn(window.wal_end or "0/0"))))

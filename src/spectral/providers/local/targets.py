@@ -21,7 +21,6 @@ from spectral.providers.base import Backup, RecoverableWindow, WalGap, WindowInt
 from spectral.providers.local import walread
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import (
-    DEFAULT_SEG_SIZE,
     CommitRecord,
     format_lsn,
     parse_commit_line,
@@ -37,8 +36,6 @@ from spectral.recovery_target import (
     XidTarget,
 )
 from spectral.timefmt import exact
-
-SEG = DEFAULT_SEG_SIZE
 
 
 @dataclass(frozen=True)
@@ -58,8 +55,9 @@ def _outside(what: str, window: RecoverableWindow) -> UsageError:
     return UsageError(f"{what} is outside the recoverable window: {window.describe()}")
 
 
-def _in_hole(what: str, window: RecoverableWindow, iv: WindowInterval) -> CouldNotVerify:
-    gap = _hole_after(window, iv)
+def _in_hole(what: str, window: RecoverableWindow, iv: WindowInterval,
+             seg_size: int) -> CouldNotVerify:
+    gap = _hole_after(window, iv, seg_size)
     missing = f"{_file(gap)} {gap.problem}" if gap else "WAL is missing from the archive"
     return CouldNotVerify(f"{what} cannot be restored exactly: {missing}, so what happened "
                           f"after {exact(iv.end_time)} (LSN "
@@ -76,7 +74,7 @@ def locate(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
         return None
     lin = lineage_of(repo)   # xids repeat on an abandoned timeline
     assert window.earliest_lsn is not None
-    first = parse_lsn(window.earliest_lsn) // SEG
+    first = lin.view.segno(parse_lsn(window.earliest_lsn))
     summary = walread.summarize(bins, lin.view.where,
                                 [s for s in lin.segments if s.segno >= first - 1],
                                 limit=lin.end_cap)
@@ -120,27 +118,28 @@ def _xid_end(ends: list[CommitRecord], target: XidTarget, window: RecoverableWin
     raise _not_found(f"transaction {target.value}", window)
 
 
-def _hole_after(window: RecoverableWindow, iv: WindowInterval) -> WalGap | None:
+def _hole_after(window: RecoverableWindow, iv: WindowInterval,
+                seg_size: int) -> WalGap | None:
     """The first gap (missing or unreadable WAL) that reaches past the interval's end, if there
     is one. A gap can begin at or before that end: a crashed source's unarchived WAL begins
     exactly at the end of a backup whose own WAL is all a restore has; a segment missing or
     damaged in the archive can be the one holding a backup's end, the backup's own WAL
     covering it only up to there."""
     end = parse_lsn(iv.end_lsn)
-    return next((g for g in window.gaps if _gap_end(g) > end), None)
+    return next((g for g in window.gaps if _gap_end(g, seg_size) > end), None)
 
 
-def _gap_end(gap: WalGap) -> int:
+def _gap_end(gap: WalGap, seg_size: int) -> int:
     """The first LSN after the gap: the end of the last segment it leaves out."""
-    last = parse_segment(gap.missing_to)
-    return ((last.segno if last is not None else _gap_segno(gap)) + 1) * SEG
+    last = parse_segment(gap.missing_to, seg_size)
+    return ((last.segno if last is not None else _gap_segno(gap, seg_size)) + 1) * seg_size
 
 
-def _gap_segno(gap: WalGap) -> int:
+def _gap_segno(gap: WalGap, seg_size: int) -> int:
     """The first segment number a gap leaves out (a missing history file: the first of its
     timeline's own, the one after `after_segment`)."""
-    seg = parse_segment(gap.missing_from)
-    return seg.segno if seg is not None else _segno(gap.after_segment) + 1
+    seg = parse_segment(gap.missing_from, seg_size)
+    return seg.segno if seg is not None else _segno(gap.after_segment, seg_size) + 1
 
 
 def _file(gap: WalGap) -> str:
@@ -148,13 +147,13 @@ def _file(gap: WalGap) -> str:
             else f"WAL segment {gap.missing_from}")
 
 
-def _final(window: RecoverableWindow, iv: WindowInterval) -> bool:
+def _final(window: RecoverableWindow, iv: WindowInterval, seg_size: int) -> bool:
     """Whether the interval runs to the end of the archive (no hole after it)."""
-    return _hole_after(window, iv) is None
+    return _hole_after(window, iv, seg_size) is None
 
 
-def _segno(name: str) -> int:
-    seg = parse_segment(name)
+def _segno(name: str, seg_size: int) -> int:
+    seg = parse_segment(name, seg_size)
     assert seg is not None
     return seg.segno
 
@@ -191,10 +190,10 @@ def plan(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
 def _resolve(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
              window: RecoverableWindow,
              backups: list[Backup]) -> tuple[Backup, RecoveryTarget, int | None, str]:
-    last = window.intervals[-1]
+    last, size = window.intervals[-1], repo.segment_size()
     if target.kind is TargetKind.LATEST:
-        if not _final(window, last):
-            raise _in_hole("the latest point", window, last)
+        if not _final(window, last, size):
+            raise _in_hole("the latest point", window, last, size)
         return backups[-1], target, None, ""
     if isinstance(target, TimeTarget):
         return _resolve_time(bins, repo, target, window, backups)
@@ -219,8 +218,8 @@ def _resolve(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
     # or before the window's start or past its end (the archive was flushed first: WAL not
     # written yet), outside the window
     before = [iv for iv in window.intervals if parse_lsn(iv.wal_end) < lsn]
-    if before and not _final(window, before[-1]):
-        raise _in_hole(what, window, before[-1])
+    if before and not _final(window, before[-1], size):
+        raise _in_hole(what, window, before[-1], size)
     raise _outside(what, window)
 
 
@@ -238,8 +237,9 @@ def _transaction_ends(bins: PgBinaries, repo: Repository, start: int,
     printed (pg_waldump --rmgr=Transaction), so reading is as fast as pg_waldump's decoding."""
     lin = lineage_of(repo)
     end = parse_lsn(iv.end_lsn)
-    last_seg = (max(parse_lsn(iv.wal_end), end + 1) - 1) // SEG   # a record crossing into it
-    segments = [s for s in lin.segments if start // SEG <= s.segno <= last_seg]
+    # a record crossing into the segment after the interval's end is read whole
+    last_seg = lin.view.segno(max(parse_lsn(iv.wal_end), end + 1) - 1)
+    segments = [s for s in lin.segments if lin.view.segno(start) <= s.segno <= last_seg]
     for line in walread.dump(bins, lin.view.where, segments, rmgr="Transaction"):
         if (rec := parse_commit_line(line)) is None:
             continue
@@ -258,7 +258,7 @@ def _resolve_time(bins: PgBinaries, repo: Repository, target: TimeTarget,
     what = f"--target-time {when.isoformat()}" + (" --exclusive" if target.exclusive else "")
     if when > datetime.now(UTC):
         raise UsageError(f"{what} is in the future")
-    starts = consistent_times(bins, repo, backups)
+    starts, size = consistent_times(bins, repo, backups), repo.segment_size()
 
     def reaches(b: Backup) -> bool:
         """Every transaction that ended before the backup's consistency point ended at or
@@ -273,7 +273,7 @@ def _resolve_time(bins: PgBinaries, repo: Repository, target: TimeTarget,
             continue
         if when < iv.end_time or (target.exclusive and when == iv.end_time > starts[chosen.id]):
             return chosen, target, None, ""     # the last commit stops recovery, or one before
-        final, nxt = _final(window, iv), window.intervals.index(iv) + 1
+        final, nxt = _final(window, iv, size), window.intervals.index(iv) + 1
         if not final and nxt < len(window.intervals) and (
                 when > window.intervals[nxt].start_time or
                 (when == window.intervals[nxt].start_time and not target.exclusive)):
@@ -285,7 +285,7 @@ def _resolve_time(bins: PgBinaries, repo: Repository, target: TimeTarget,
         if (stop := time_stop(ends, target)) is not None:
             return chosen, target, stop.lsn, ""
         if not final:
-            raise _in_hole(what, window, iv)
+            raise _in_hole(what, window, iv, size)
         # nothing in the archive ends a transaction after the target: the state at that time
         # is the state after the archive's last record (PostgreSQL would wait for more WAL)
         after = "at or after" if target.exclusive else "after"

@@ -4,7 +4,7 @@ read with pg_waldump."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from spectral.pg.waldump import CommitRecord as CommitRecord
@@ -15,45 +15,69 @@ from spectral.pg.waldump import parse_pg_time as parse_pg_time
 
 SEGMENT_RE = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial)?$")
 HISTORY_RE = re.compile(r"([0-9A-F]{8})\.history")
+# initdb's default (--wal-segsize=16), only for a caller that has no WAL at all to read it
+# from (no name to misread then). A lineage's size is discovered: walsize.py.
 DEFAULT_SEG_SIZE = 16 * 1024 * 1024
+MIN_SEG_SIZE, MAX_SEG_SIZE = 1 << 20, 1 << 30      # initdb --wal-segsize: 1 MB to 1 GB
 
 
-def segments_per_id(seg_size: int = DEFAULT_SEG_SIZE) -> int:
+def valid_seg_size(size: int) -> bool:
+    """A size initdb accepts: a power of two from 1 MB to 1 GB."""
+    return MIN_SEG_SIZE <= size <= MAX_SEG_SIZE and size & (size - 1) == 0
+
+
+def segments_per_id(seg_size: int) -> int:
+    """Segments per log id (the name's middle part): 4 GiB of WAL, so 256 at 16 MB, 64 at
+    64 MB, 4096 at 1 MB. A name read with the wrong size has the wrong number and LSN."""
     return 0x100000000 // seg_size
 
 
-def segment_name(timeline: int, segno: int, seg_size: int = DEFAULT_SEG_SIZE) -> str:
+def segment_name(timeline: int, segno: int, seg_size: int) -> str:
     per = segments_per_id(seg_size)
     return f"{timeline:08X}{segno // per:08X}{segno % per:08X}"
 
 
-def segment_of(lsn: int, seg_size: int = DEFAULT_SEG_SIZE) -> int:
+def segment_of(lsn: int, seg_size: int) -> int:
     return lsn // seg_size
 
 
 @dataclass(frozen=True, order=True)
 class Segment:
+    """A WAL file of a lineage: its number counts segments of `size` bytes from LSN 0."""
+
     timeline: int
     segno: int
     partial: bool = False
+    size: int = field(kw_only=True)
 
     @property
     def name(self) -> str:
-        return segment_name(self.timeline, self.segno)
+        return segment_name(self.timeline, self.segno, self.size)
 
-    def start_lsn(self, seg_size: int = DEFAULT_SEG_SIZE) -> int:
-        return self.segno * seg_size
+    def start_lsn(self) -> int:
+        return self.segno * self.size
 
-    def end_lsn(self, seg_size: int = DEFAULT_SEG_SIZE) -> int:
-        return (self.segno + 1) * seg_size
+    def end_lsn(self) -> int:
+        return (self.segno + 1) * self.size
+
+    def at(self, timeline: int, segno: int) -> Segment:
+        """Another segment of the same lineage (the same size)."""
+        return Segment(timeline, segno, size=self.size)
 
 
-def parse_segment(name: str, seg_size: int = DEFAULT_SEG_SIZE) -> Segment | None:
+def parse_segment(name: str, seg_size: int) -> Segment | None:
     m = SEGMENT_RE.match(name)
     if not m:
         return None
     tli, log, seg = (int(g, 16) for g in m.groups()[:3])
-    return Segment(tli, log * segments_per_id(seg_size) + seg, bool(m.group(4)))
+    if seg >= segments_per_id(seg_size):    # no such segment at this size
+        return None
+    return Segment(tli, log * segments_per_id(seg_size) + seg, bool(m.group(4)), size=seg_size)
+
+
+def is_segment_name(name: str) -> bool:
+    """Whether `name` is a WAL file's name (a segment or its .partial), whatever the size."""
+    return SEGMENT_RE.match(name) is not None
 
 
 def history_timeline(name: str) -> int | None:
@@ -63,12 +87,12 @@ def history_timeline(name: str) -> int | None:
     return int(m.group(1), 16) if m else None
 
 
-def list_segments(*dirs: Path) -> list[Segment]:
+def list_segments(*dirs: Path, seg_size: int) -> list[Segment]:
     found: set[Segment] = set()
     for d in dirs:
         if d.is_dir():
             for p in d.iterdir():
-                seg = parse_segment(p.name)
+                seg = parse_segment(p.name, seg_size)
                 if seg is not None:
                     found.add(seg)
     return sorted(found)
@@ -125,7 +149,7 @@ def descends(backup_timeline: int, stop_lsn: int, timeline: int,
 
 
 def first_gap(segments: list[Segment], start: int, timeline: int,
-              history: list[TimelineSwitch]) -> int | None:
+              history: list[TimelineSwitch], seg_size: int) -> int | None:
     """The first segment number at or after `start` that the chain of `timeline` needs but the
     archive lacks; None when the chain is complete up to the newest segment."""
     have = {(s.timeline, s.segno) for s in segments if not s.partial}
@@ -133,7 +157,7 @@ def first_gap(segments: list[Segment], start: int, timeline: int,
     newest = max((s.segno for s in segments), default=start)
     segno = start
     while segno <= newest:
-        tli = expected_timeline(segno * DEFAULT_SEG_SIZE, timeline, history)
+        tli = expected_timeline(segno * seg_size, timeline, history)
         # a segment where the timeline switched exists on both timelines; either will do
         if (tli, segno) not in have and (timeline, segno) not in have:
             if (tli, segno) in have_partial or (timeline, segno) in have_partial:

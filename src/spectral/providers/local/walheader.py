@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from spectral.providers.local.wal import DEFAULT_SEG_SIZE, Segment
+from spectral.providers.local.wal import Segment
 
 LONG_HEADER = 0x0002          # XLP_LONG_HEADER in xlp_info
 BLOCK = 8192
@@ -40,18 +40,19 @@ def read(path: Path) -> LongHeader | None:
     return LongHeader(magic, info, sysid, seg_size, block)
 
 
-def problem(header: LongHeader | None, expected_sysid: int | None, *,
+def problem(header: LongHeader | None, expected_sysid: int | None, seg_size: int, *,
             partial: bool = False) -> str | None:
-    """Why the segment's first page header cannot be PostgreSQL's for this cluster. A
-    `.partial` segment pg_receivewal has created (zero-filled) but not written to yet has no
-    header: nothing to check."""
+    """Why the segment's first page header cannot be PostgreSQL's for this cluster, whose
+    segments are of `seg_size` bytes (the lineage's, walsize.py). A `.partial` segment
+    pg_receivewal has created (zero-filled) but not written to yet has no header: nothing to
+    check."""
     if header is None:
         return "its first page cannot be read"
     if partial and header.magic == 0 and header.info == 0:
         return None
     if not header.info & LONG_HEADER:
         return "its first page header is damaged (no long header)"
-    if header.seg_size != DEFAULT_SEG_SIZE or header.block_size != BLOCK:
+    if header.seg_size != seg_size or header.block_size != BLOCK:
         return (f"its first page header is damaged (segment size {header.seg_size}, block "
                 f"size {header.block_size})")
     if expected_sysid is not None and header.sysid != expected_sysid:

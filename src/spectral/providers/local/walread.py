@@ -26,7 +26,6 @@ from spectral.errors import CouldNotVerify
 from spectral.pg.binaries import PgBinaries
 from spectral.providers.local import walheader
 from spectral.providers.local.wal import (
-    DEFAULT_SEG_SIZE,
     CommitRecord,
     Segment,
     format_lsn,
@@ -78,7 +77,7 @@ class WalSummary:
     unreadable: list[Unreadable] = field(default_factory=list)
 
 
-def record_end(lsn: int, total: int, seg_size: int = DEFAULT_SEG_SIZE) -> int:
+def record_end(lsn: int, total: int, seg_size: int) -> int:
     """Where a record of `total` bytes starting at `lsn` ends, page headers included, rounded
     to the 8-byte alignment at which PostgreSQL writes the next record."""
     pos, left = lsn, total
@@ -132,7 +131,7 @@ def check(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segment],
     found: list[Unreadable] = []
     readable = _readable_files(where, segments, found)
     for seg in list(readable):
-        said = walheader.problem(walheader.read(_file(where, seg)), sysid,
+        said = walheader.problem(walheader.read(_file(where, seg)), sysid, seg.size,
                                  partial=seg.partial)
         if said is not None:
             found.append(Unreadable(seg, seg.start_lsn(), said))
@@ -164,9 +163,9 @@ def _readable_files(where: dict[Segment, Path], segments: list[Segment],
         except OSError as exc:
             found.append(Unreadable(seg, seg.start_lsn(), f"cannot be read: {exc.strerror}"))
             continue
-        if size != DEFAULT_SEG_SIZE:
+        if size != seg.size:
             found.append(Unreadable(seg, seg.start_lsn(), f"the file holds {size} bytes, not "
-                                    f"{DEFAULT_SEG_SIZE}: truncated"))
+                                    f"{seg.size}: truncated"))
             _evict(where, seg)
             continue
         out.append(seg)
@@ -182,7 +181,7 @@ def _read_run(bins: PgBinaries, where: dict[Segment, Path], part: list[Segment],
     tli = part[-1].timeline
     with tempfile.TemporaryDirectory(prefix="spectral-wal-") as tmp:
         for seg in part:
-            (Path(tmp) / segment_name(tli, seg.segno)).symlink_to(_file(where, seg))
+            (Path(tmp) / seg.at(tli, seg.segno).name).symlink_to(_file(where, seg))
         first = 0
         while first < len(part):
             sub = part[first:]
@@ -196,15 +195,15 @@ def _read_run(bins: PgBinaries, where: dict[Segment, Path], part: list[Segment],
                         yield line.rstrip("\n")
             if res.returncode == 0:
                 return
-            reason, stop = _stop(res.stderr)
+            reason, stop = _stop(res.stderr, part[0].size)
             if stop is None:       # a message without a position: where its records end
                 if quiet or rmgr:      # every record printed, so the last one is known
                     _waldump(bins, tmp, tli, sub, out, quiet=False)
-                stop = _last_end(out, sub[0].start_lsn())
+                stop = _last_end(out, sub[0].start_lsn(), part[0].size)
             stop = max(stop, sub[0].start_lsn())
             if _normal_end(where, sub, stop, cap) or _growing(bins, tmp, tli, sub, stop):
                 return
-            bad = next(s for s in sub if s.segno == segment_of(stop))
+            bad = next(s for s in sub if s.segno == segment_of(stop, s.size))
             found.append(Unreadable(bad, stop, reason))
             _evict(where, bad)
             first = part.index(bad) + 1
@@ -221,10 +220,10 @@ def _evict(where: dict[Segment, Path], seg: Segment) -> None:
 def _growing(bins: PgBinaries, tmp: str, tli: int, sub: list[Segment], stop: int) -> bool:
     """Whether a `.partial` file that looked damaged is being written as it is read (the
     stream's): read again, its WAL then ends later."""
-    if not sub[-1].partial or segment_of(stop) != sub[-1].segno:
+    if not sub[-1].partial or segment_of(stop, sub[-1].size) != sub[-1].segno:
         return False
     res = _waldump(bins, tmp, tli, sub, Path(tmp) / "again.txt", quiet=True)
-    again = _stop(res.stderr)[1]
+    again = _stop(res.stderr, sub[-1].size)[1]
     return res.returncode == 0 or (again is not None and again > stop)
 
 
@@ -232,11 +231,12 @@ def _waldump(bins: PgBinaries, tmp: str, tli: int, sub: list[Segment], out: Path
              quiet: bool, rmgr: str | None = None) -> Completed:
     return run([bins.path("pg_waldump"), *(["--quiet"] if quiet else []),
                 *(["--rmgr", rmgr] if rmgr else []), "--path", tmp,
-                segment_name(tli, sub[0].segno), segment_name(tli, sub[-1].segno)],
+                segment_name(tli, sub[0].segno, sub[0].size),
+                segment_name(tli, sub[-1].segno, sub[0].size)],
                timeout=3600, check=False, env={"TZ": "UTC", "PGTZ": "UTC"}, stdout_path=out)
 
 
-def _stop(stderr: str) -> tuple[str, int | None]:
+def _stop(stderr: str, seg_size: int) -> tuple[str, int | None]:
     """pg_waldump's reason for stopping, and where: the last position its message names
     ("invalid record length at 0/70000D0", "... in WAL segment X, LSN 0/4000000, offset 0",
     "could not read from file X, offset 100"), None when it names none."""
@@ -244,19 +244,20 @@ def _stop(stderr: str) -> tuple[str, int | None]:
     reason = line.split("error:", 1)[-1].strip()
     m = ERROR_AT_RE.match(reason)
     inner = reason[m.end():] if m else reason
-    if (f := READ_FAIL_RE.search(inner)) and (seg := parse_segment(f.group("name"))):
+    if (f := READ_FAIL_RE.search(inner)) and \
+            (seg := parse_segment(f.group("name"), seg_size)):
         return inner, seg.start_lsn() + int(f.group("offset"))
     positions = LSN_IN_TEXT_RE.findall(inner)
     return inner, parse_lsn(positions[-1]) if positions else None
 
 
-def _last_end(out: Path, default: int) -> int:
+def _last_end(out: Path, default: int, seg_size: int) -> int:
     """Where the next record would start after the last record in pg_waldump's output."""
     with out.open("rb") as f:
         f.seek(max(0, out.stat().st_size - 65536))
         tail = f.read().decode(errors="replace").splitlines()
     for line in reversed(tail):
-        if (rec := _record(line)) is not None:
+        if (rec := _record(line, seg_size)) is not None:
             return rec.end
     return default
 
@@ -270,34 +271,34 @@ def _normal_end(where: dict[Segment, Path], sub: list[Segment], stop: int,
     last = sub[-1]
     if stop >= last.end_lsn() or (cap is not None and stop >= cap):
         return True
-    if segment_of(stop) < last.segno or not last.partial:
+    if segment_of(stop, last.size) < last.segno or not last.partial:
         return False
-    return not written_after(_file(where, last), stop)
+    return not written_after(_file(where, last), stop, last.size)
 
 
-def written_after(path: Path, lsn: int) -> bool:
+def written_after(path: Path, lsn: int, seg_size: int) -> bool:
     """Whether a page after the one holding `lsn` has a valid header for its place in the
     segment: WAL was written there, so an unreadable record before it is damage."""
     data = path.read_bytes()
     if len(data) < PAGE:
         return False
     magic = struct.unpack_from("<H", data, 0)[0]
-    base = lsn - lsn % DEFAULT_SEG_SIZE
-    for page in range((lsn % DEFAULT_SEG_SIZE) // PAGE + 1, len(data) // PAGE):
+    base = lsn - lsn % seg_size
+    for page in range((lsn % seg_size) // PAGE + 1, len(data) // PAGE):
         got, _info, _tli, addr = struct.unpack_from("<HHIQ", data, page * PAGE)
         if got == magic and addr == base + page * PAGE:
             return True
     return False
 
 
-def _record(line: str) -> LastRecord | None:
+def _record(line: str, seg_size: int) -> LastRecord | None:
     m = RECORD_RE.search(line)
     if m is None:
         return None
     lsn = parse_lsn(m.group("lsn"))
     switch = "rmgr: XLOG" in line and "desc: SWITCH" in line
-    end = ((lsn // DEFAULT_SEG_SIZE) + 1) * DEFAULT_SEG_SIZE if switch else \
-        record_end(lsn, int(m.group("tot")))
+    end = ((lsn // seg_size) + 1) * seg_size if switch else \
+        record_end(lsn, int(m.group("tot")), seg_size)
     return LastRecord(lsn, end, switch)
 
 
@@ -307,7 +308,7 @@ def summarize(bins: PgBinaries, where: dict[Segment, Path], segments: list[Segme
     after `limit` are not on the lineage and are left out), and the WAL that cannot be read."""
     out = WalSummary()
     for line in dump(bins, where, segments, cap=limit, unreadable=out.unreadable):
-        rec = _record(line)
+        rec = _record(line, segments[0].size)
         if rec is None:
             continue
         if limit is not None and rec.lsn >= limit:

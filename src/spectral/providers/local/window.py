@@ -5,7 +5,7 @@ following the timeline history, stopping at the first gap."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -21,7 +21,6 @@ from spectral.providers.base import (
 from spectral.providers.local import walcheck, walread
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import (
-    DEFAULT_SEG_SIZE,
     Segment,
     descends,
     format_lsn,
@@ -37,13 +36,22 @@ class ArchiveView:
     segments: list[Segment]
     where: dict[Segment, Path]
     timeline: int
+    seg_size: int          # the lineage's WAL segment size (walsize.py)
+
+    def name(self, timeline: int, segno: int) -> str:
+        return segment_name(timeline, segno, self.seg_size)
+
+    def segno(self, lsn: int) -> int:
+        return segment_of(lsn, self.seg_size)
 
 
 def archive_view(repo: Repository) -> ArchiveView:
     where = repo.wal_files()
     segments = sorted(where)
+    # the size the names were read with (asked again only when there is no WAL file)
+    seg_size = segments[0].size if segments else repo.segment_size()
     timeline = max([s.timeline for s in segments] + repo.history_timelines() + [1])
-    return ArchiveView(segments, where, timeline)
+    return ArchiveView(segments, where, timeline, seg_size)
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,7 @@ def lineage_of(repo: Repository) -> Lineage:
     chosen: list[Segment] = []
     caps: dict[int, int] = {}
     for segno in sorted({seg.segno for seg in view.segments}):
-        lo, hi = segno * DEFAULT_SEG_SIZE, (segno + 1) * DEFAULT_SEG_SIZE
+        lo, hi = segno * view.seg_size, (segno + 1) * view.seg_size
         active = [(t, e) for t, b, e in spans if b < hi and (e is None or e > lo)]
         if not active:
             continue
@@ -140,7 +148,7 @@ def _switch(bins: PgBinaries, lin: Lineage) -> int:
     tli M"); before it, that segment holds the WAL it shares with its parent. The segment's
     start when no such record can be read."""
     assert lin.unfollowable is not None
-    start = lin.unfollowable * DEFAULT_SEG_SIZE
+    start = lin.unfollowable * lin.view.seg_size
     first = [s for s in lin.segments if s.segno == lin.unfollowable]
     found: list[walread.Unreadable] = []
     for line in walread.dump(bins, lin.view.where, first, unreadable=found, rmgr="XLOG"):
@@ -215,6 +223,7 @@ class Break:
     problem: str = "is missing from the archive"
     name: str = ""          # the file that cannot be read (or the missing history file)
     timeline: int | None = None   # a missing history: backups on this timeline do not need it
+    seg_size: int = field(kw_only=True)     # the lineage's segment size
 
     def ends(self, backup: Backup) -> bool:
         """Whether recovery from `backup` runs into this break (a missing segment at or after
@@ -225,25 +234,27 @@ class Break:
         stop = parse_lsn(backup.stop_lsn)
         # damage runs from `lsn` to its segment's end: it ends a backup whose end lies before
         # that (the WAL after the end, in that segment, is what cannot be read)
-        return self.segno >= segment_of(stop) if self.missing else \
-            (self.segno + 1) * DEFAULT_SEG_SIZE > stop
+        return self.segno >= segment_of(stop, self.seg_size) if self.missing else \
+            (self.segno + 1) * self.seg_size > stop
 
 
 def breaks(bins: PgBinaries, lin: Lineage, first: int, cache: Path) -> list[Break]:
     """Every break in the lineage from segment `first` on: the missing segments, and the
     segments pg_waldump cannot read to their end (damage anywhere in a record, a truncated
     file, a file the repository cannot hand over)."""
-    out = [Break(n * DEFAULT_SEG_SIZE, n, True) for n in lin.missing if n >= first]
+    size = lin.view.seg_size
+    out = [Break(n * size, n, True, seg_size=size) for n in lin.missing if n >= first]
     if lin.unfollowable is not None:
         tli = lin.view.timeline
         out.append(Break(_switch(bins, lin), lin.unfollowable, False,
                          f"is missing from the archive: recovery cannot follow the switch to "
-                         f"timeline {tli} without it", history_name(tli), tli))
+                         f"timeline {tli} without it", history_name(tli), tli,
+                         seg_size=size))
     checked = [s for s in lin.segments if s.segno >= first]
     for bad in walcheck.unreadable(bins, lin.view.where, checked, cap=lin.end_cap, cache=cache):
         out.append(Break(bad.lsn, bad.segment.segno, False,
                          f"is damaged: it cannot be read from LSN {format_lsn(bad.lsn)} on "
-                         f"({bad.reason})", bad.segment.name))
+                         f"({bad.reason})", bad.segment.name, seg_size=size))
     return sorted(out, key=lambda b: b.lsn)
 
 
@@ -259,7 +270,7 @@ def compute(bins: PgBinaries, repo: Repository) -> RecoverableWindow:
         return RecoverableWindow(None, None, None, None, None)
     lin = lineage_of(repo)
     starts = consistent_times(bins, repo, backups)
-    found = breaks(bins, lin, segment_of(parse_lsn(backups[0].stop_lsn)),
+    found = breaks(bins, lin, lin.view.segno(parse_lsn(backups[0].stop_lsn)),
                    repo.root / "wal-checked.json")
     by_end: dict[int, tuple[Break | None, list[Backup]]] = {}
     for b in backups:
@@ -291,7 +302,7 @@ def _interval(bins: PgBinaries, lin: Lineage, brk: Break | None, group: list[Bac
         end_segno = brk.segno
         cap = brk.lsn if lin.end_cap is None or brk.segno != newest else \
             min(brk.lsn, lin.end_cap)
-    readable = [s for s in lin.segments if segment_of(stop) <= s.segno <= end_segno]
+    readable = [s for s in lin.segments if lin.view.segno(stop) <= s.segno <= end_segno]
     last, commit = _tail(bins, lin, readable, stop, cap)
     end_lsn = last.lsn if last else stop
     wal_end = last.end if last else stop
@@ -328,14 +339,14 @@ def _tail(bins: PgBinaries, lin: Lineage, readable: list[Segment], stop: int,
 def _gaps(lin: Lineage, found: list[Break]) -> list[WalGap]:
     """The breaks after the oldest usable backup: each run of missing segments as one gap,
     each segment that cannot be read as one, in WAL order."""
-    tli = lin.view.timeline
+    tli, name = lin.view.timeline, lin.view.name
     out: list[tuple[int, WalGap]] = []
     for part in _number_runs([b.segno for b in found if b.missing and not b.name]):
-        out.append((part[0], WalGap(segment_name(tli, part[0] - 1), segment_name(tli, part[0]),
-                                    segment_name(tli, part[-1]), tli)))
+        out.append((part[0], WalGap(name(tli, part[0] - 1), name(tli, part[0]),
+                                    name(tli, part[-1]), tli)))
     for b in found:
         if b.name:      # a file named by itself: unreadable WAL, a missing history file
-            out.append((b.segno, WalGap(segment_name(tli, b.segno - 1), b.name, b.name, tli,
+            out.append((b.segno, WalGap(name(tli, b.segno - 1), b.name, b.name, tli,
                                         b.problem, None if b.missing else format_lsn(b.lsn))))
     return [g for _, g in sorted(out, key=lambda x: x[0])]
 

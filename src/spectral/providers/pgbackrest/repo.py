@@ -21,8 +21,9 @@ from spectral.durable import write_atomic
 from spectral.errors import CouldNotVerify
 from spectral.pg.osuser import make_owned_dir
 from spectral.providers.base import Backup, BackupKind, Verification
+from spectral.providers.local import walsize
 from spectral.providers.local.repo import backup_chain
-from spectral.providers.local.wal import Segment, history_timeline, parse_segment
+from spectral.providers.local.wal import Segment, history_timeline, is_segment_name, parse_segment
 from spectral.providers.pgbackrest.command import PgBackRest
 
 # archive/<stanza>/<archive id>/<timeline+log>/<segment>[.partial]-<sha1>[.ext]
@@ -162,11 +163,26 @@ class PgBackRestRepository:
         self._cache["listing"] = found
         return found
 
+    def segment_size(self) -> int:
+        """From the headers of the segments already in the mirror, else of the newest ones,
+        fetched with archive-get (walsize.py)."""
+        return walsize.remembered(self._cache, lambda: walsize.of_archive(
+            self.listing(), self._mirrored, self._fetched,
+            f"the pgBackRest stanza {self.tool.stanza}"))
+
+    def _mirrored(self, name: str) -> Path | None:
+        return p if (p := self.archive / name).exists() else None
+
+    def _fetched(self, name: str) -> Path:
+        if not (self.archive / name).exists():
+            self._get(name)
+        return self.archive / name
+
     def wal_files(self) -> dict[Segment, Path]:
-        listed = self.listing()
+        listed, size = self.listing(), self.segment_size()
         self._fetch_histories(listed)
         items = [(seg, self.archive) for name in listed
-                 if (seg := parse_segment(name)) is not None]
+                 if (seg := parse_segment(name, size)) is not None]
         return FetchOnRead(items, self._fetch)
 
     def history_timelines(self) -> list[int]:
@@ -220,7 +236,7 @@ class PgBackRestRepository:
         if not self.archive.is_dir():
             return
         for p in self.archive.iterdir():
-            if parse_segment(p.name) is not None and p.name not in keep:
+            if is_segment_name(p.name) and p.name not in keep:
                 p.unlink(missing_ok=True)
 
 

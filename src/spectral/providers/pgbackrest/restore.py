@@ -115,7 +115,9 @@ class PgBackRestRestorer:
             self.tool.run("restore", *args, timeout=RESTORE_TIMEOUT)
         except CouldNotVerify as failed:
             shutil.rmtree(data, ignore_errors=True)
-            first = segment_name(chain[0].timeline, segment_of(parse_lsn(chain[0].start_lsn)))
+            size = self.pgb_repo.segment_size()
+            first = segment_name(chain[0].timeline,
+                                 segment_of(parse_lsn(chain[0].start_lsn), size), size)
             refusal = self.check_repository(repo).refusal(chain, first)
             if refusal:
                 raise CouldNotVerify(f"pgbackrest verify found damage in what this restore "

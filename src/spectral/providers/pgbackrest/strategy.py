@@ -164,9 +164,10 @@ class PgBackRestStrategy:
 
         if plan.oldest_kept_start_lsn is None:
             return []
-        first = segment_of(parse_lsn(plan.oldest_kept_start_lsn))
+        size = self.repo.segment_size()
+        first = segment_of(parse_lsn(plan.oldest_kept_start_lsn), size)
         return sorted(n for n in self.repo.listing()
-                      if (s := parse_segment(n)) is not None and s.segno < first)
+                      if (s := parse_segment(n, size)) is not None and s.segno < first)
 
     def readiness(self, cluster: Cluster | None) -> list[ReadinessItem]:
         self.repo.forget()

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 from spectral.providers.base import Backup
-from spectral.providers.local.wal import parse_segment
+from spectral.providers.local.wal import is_segment_name
 
 FILE_RE = re.compile(r"INFO: (?P<what>[a-z][a-z ]+?) '(?P<file>[^']+)'")
 STATUS_RE = re.compile(r"backup: (?P<label>\S+), status: (?P<status>[a-z]+)")
@@ -35,10 +35,10 @@ class VerifyReport:
         problems = []
         for b in chain:
             problems += [f"backup {b.id}: {p}" for p in self.backup_problems(b.id)]
-        first = parse_segment(first_segment)
         for name, what in self.bad_wal:
-            seg = parse_segment(name)
-            if seg is not None and first is not None and seg.segno >= first.segno:
+            # WAL order is the order of the names' log and segment parts, whatever the size
+            if is_segment_name(name) and is_segment_name(first_segment) and \
+                    name[8:24] >= first_segment[8:24]:
                 problems.append(f"WAL {name}: {what}")
         return "; ".join(problems) if problems else None
 
