@@ -125,8 +125,10 @@ def team_s3_archive(work_dir: Path, bins: PgBinaries,
                           root / "log" / "postgres.log", port_chosen=True, env=s3.env)
         team = TeamS3Archive(root, cluster, s3, compress)
         s3.client().create_bucket(Bucket=team.bucket)
+        # the team chose 1 MB WAL segments (initdb --wal-segsize=1): read in their own size,
+        # and a sixteenth of the bytes through the S3 server per switch
         cluster.initdb(conf={"wal_level": "replica", "track_commit_timestamp": "on",
-                             "max_wal_senders": "5"})
+                             "max_wal_senders": "5"}, wal_segsize_mb=1)
         in_team_file(cluster, {"archive_mode": "on",
                                "archive_command": push_command(script, team)})
         cluster.start()

@@ -169,8 +169,10 @@ def team_barman(work_dir: Path, bins: PgBinaries) -> Iterator[TeamBarman]:
                           root / "log" / "postgres.log", port_chosen=True, env=s3.env)
         team = TeamBarman(root, cluster, s3, bin_dir)
         s3.client().create_bucket(Bucket=team.bucket)
+        # the team chose 1 MB WAL segments (initdb --wal-segsize=1): read in their own size,
+        # and a sixteenth of the bytes through the S3 server per switch
         cluster.initdb(conf={"wal_level": "replica", "track_commit_timestamp": "on",
-                             "max_wal_senders": "5"})
+                             "max_wal_senders": "5"}, wal_segsize_mb=1)
         # in the team's own postgresql.conf, which travels in every backup of the data
         # directory: a restored copy must not archive into the team's destination with it
         conf = cluster.data_dir / "postgresql.conf"
