@@ -267,8 +267,7 @@ class Cluster:
         # a pid that the next stop can check and signal (never a search by command line)
         write_atomic(self.spawned_file, f"{self._proc.pid}\n")
         try:
-            # polled finely (a drill's copy waits on it): until the postmaster says it is
-            # ready, a poll reads postmaster.pid and makes no connection
+            # polled finely (a drill waits on it); a poll reads postmaster.pid, then connects
             wait_until(self._ready, timeout=timeout, interval=0.01, max_interval=0.05,
                        what=f"PostgreSQL in {self.data_dir} accepting connections")
         except WaitTimeout:
@@ -332,8 +331,7 @@ class Cluster:
 
     def stop(self, *, timeout: float = 60, discard: bool = False) -> bool:
         """Fast shutdown; if it does not finish, immediate; then SIGKILL of its process group.
-        `discard`: the data directory is deleted next, so immediate at once (no shutdown
-        checkpoint writing every dirty buffer of a copy nobody will start again).
+        `discard`: the data directory is deleted next: immediate at once, no shutdown checkpoint.
         Returns True when a running server was stopped."""
         pid = self.pid()
         if pid is None:
@@ -347,7 +345,6 @@ class Cluster:
                 else:
                     os.kill(pid, sig)
             try:
-                # a check of the pid (no query): polled finely, a stop ends when it does
                 wait_until(partial(self._gone, pid), timeout=wait, interval=0.02,
                            max_interval=0.05, what="server exit")
                 break

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ class Journal:
     def begin(self, op: str, **facts: Any) -> dict[str, Any]:
         """Record the intent (fsynced) before the operation's first step; returns it."""
         d = {"version": INTENT_VERSION, "op": op, "phase": "begun", "owner_pid": os.getpid(),
-             "owner_start": process_start(os.getpid()),
+             "owner_start": process_start(os.getpid()), "id": secrets.token_hex(8),
              "begun_at": datetime.now(UTC).isoformat(timespec="seconds"), **facts}
         self._write(d)
         return d
@@ -233,7 +234,10 @@ def _record(inplace: InPlace, d: dict[str, Any], how: str, *,
 def owed_key(d: dict[str, Any]) -> str:
     """The ledger entry an operation owes is owed under its intent's identity: the entry the
     killed run owed and the one its recovery owes are one entry."""
-    return f"{d.get('op')}-{d.get('owner_pid')}-{d.get('begun_at')}"
+    # its own id: two operations begun in the same second by one process (a script, the
+    # library) owed under one key would keep only the second's entry (an intent written before
+    # the id existed has its start time)
+    return f"{d.get('op')}-{d.get('owner_pid')}-{d.get('id') or d.get('begun_at')}"
 
 
 def roll_back_restore(local: LocalEnvironment, journal: Journal, d: dict[str, Any],
