@@ -13,6 +13,8 @@ from spectral.config.durations import format_duration
 from spectral.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from rich.console import Console
 
     from spectral.drills import tabletop as tt
@@ -21,14 +23,12 @@ if TYPE_CHECKING:
 runbook_app = typer.Typer(no_args_is_help=True, help="The runbook, generated from the ledger.")
 
 
-def _status(st: AppState, as_of: str | None = None) -> dict[str, Any]:
+def _status(st: AppState, as_of: datetime | None = None) -> dict[str, Any]:
     from spectral.drills import status as status_mod
-    from spectral.recovery_target import parse_time
 
     environment = st.environment()
     return status_mod.collect(environment.name, environment.config,
-                              status_mod.facts(environment),
-                              parse_time(as_of) if as_of else None)
+                              status_mod.facts(environment), as_of)
 
 
 def _cadence_table(c: Console, items: list[dict[str, Any]]) -> None:
@@ -113,11 +113,12 @@ def status_cmd(ctx: typer.Context,
     from spectral.recovery_target import parse_time
 
     st = state(ctx)
+    when = parse_time(as_of, "--as-of") if as_of else None
     if all_environments:
         if junit is not None:
             raise UsageError("--junit is for one environment; not with --all")
-        status_all(st, parse_time(as_of) if as_of else None, prom_file)
-    info = _status(st, as_of)
+        status_all(st, when, prom_file)
+    info = _status(st, when)
     _write_reports(info, prom_file, junit)
 
     st.emit(info, lambda c: _print_status(c, info))

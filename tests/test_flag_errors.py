@@ -1,0 +1,31 @@
+"""A bad value in a flag is named by the flag the user typed, before anything is read or
+started (found by probing the CLI as a new user)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import spectral
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (("dr", "status", "--as-of", "yesterday-ish"), "--as-of"),
+    (("dr", "status", "--all", "--as-of", "yesterday-ish"), "--as-of"),
+    (("dr", "evidence", "export", "--since", "last week", "--out", "bundle.tar"), "--since"),
+])
+def test_a_bad_time_names_its_own_flag(tmp_path: Path, args: tuple[str, ...], flag: str) -> None:
+    done = spectral(*args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"{flag} '" in done.stderr and "--target-time" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / ".spectral").exists(), "nothing is created for a refused flag"
+
+
+@pytest.mark.parametrize("value", ["99999999999d", "1e400s"])
+def test_a_huge_older_than_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    done = spectral("dr", "drill", "functional", "--point", "random", "--older-than", value,
+                    cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "--older-than" in done.stderr and "internal error" not in done.stderr, done.stderr
