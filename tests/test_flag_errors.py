@@ -29,3 +29,27 @@ def test_a_huge_older_than_is_a_usage_error(tmp_path: Path, value: str) -> None:
                     cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert "--older-than" in done.stderr and "internal error" not in done.stderr, done.stderr
+
+
+OUTPUTS = [("dr", "status", "--prom-file"), ("dr", "status", "--junit"),
+           ("dr", "status", "--all", "--prom-file"), ("dr", "report", "--html"),
+           ("dr", "report", "--all", "--html"), ("dr", "drill", "functional", "--junit"),
+           ("dr", "drill", "post-migration", "--junit"), ("dr", "runbook", "render", "--out")]
+
+
+@pytest.mark.parametrize("command", OUTPUTS, ids=lambda c: " ".join(c))
+@pytest.mark.parametrize("where", ["under-a-file", "a-folder"])
+def test_an_output_file_that_cannot_be_written_is_refused_first(tmp_path: Path,
+                                                                command: tuple[str, ...],
+                                                                where: str) -> None:
+    """`--prom-file FILE/x.prom` was 'internal error: FileExistsError' (exit 3) after the work
+    was done (a drill ran, alerts went out); a folder, 'IsADirectoryError'."""
+    (tmp_path / "plain").write_text("a file\n")
+    (tmp_path / "folder").mkdir()
+    target = tmp_path / ("plain/out.txt" if where == "under-a-file" else "folder")
+    done = spectral(*command, str(target), cwd=tmp_path)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and command[-1] in lines[0] and "internal error" not in lines[0], lines
+    assert not (tmp_path / ".spectral").exists(), "refused before anything started"
+    assert (tmp_path / "plain").read_text() == "a file\n"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from spectral.cli.fleet_cmds import alert_drill
+from spectral.cli.outfile import check_writable
 from spectral.cli.state import AppState, CliConfirmer, state
 from spectral.config.durations import format_duration
 from spectral.errors import ExitCode, UsageError
@@ -157,9 +158,11 @@ def drill(st: AppState, req: DrillRequest, yes: bool = False) -> DrillResult:
 def write_junit(path: Path | None, result: DrillResult) -> None:
     """--junit: the drill as JUnit XML (written whatever its outcome)."""
     if path is not None:
+        from spectral.cli.outfile import writing
         from spectral.drills import junit
 
-        junit.write_junit(path, [junit.drill_suite(result)])
+        with writing("--junit", path):
+            junit.write_junit(path, [junit.drill_suite(result)])
 
 
 def _copy_request(backup: str | None, restored_ref: str | None, restored_dsn: str | None,
@@ -196,14 +199,15 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
     from spectral.recovery_target import parse_time
 
     st = state(ctx)
+    check_writable("--junit", junit)
     copy = _copy_request(backup, restored_ref, restored_dsn, branch, wait, st.config)
     result = drill(st, DrillRequest(DrillType.FUNCTIONAL,
                                     parse_time(target_time) if target_time else None, content,
                                     keep, copy, _amcheck(amcheck),
                                     _random_point(point, seed, older_than)), yes)
-    write_junit(junit, result)
     st.emit(result.to_json(), lambda c: print_drill(c, result))
     alert_drill(st, result.to_json())
+    write_junit(junit, result)
     raise typer.Exit(result.outcome.exit_code)
 
 
@@ -215,11 +219,12 @@ def post_migration_cmd(ctx: typer.Context, content: bool = CONTENT, keep: bool =
     from spectral.drills.result import DrillType
 
     st = state(ctx)
+    check_writable("--junit", junit)
     result = drill(st, DrillRequest(DrillType.POST_MIGRATION, None, content, keep,
                                     amcheck=_amcheck(amcheck)))
-    write_junit(junit, result)
     st.emit(result.to_json(), lambda c: print_drill(c, result))
     alert_drill(st, result.to_json())
+    write_junit(junit, result)
     raise typer.Exit(result.outcome.exit_code)
 
 

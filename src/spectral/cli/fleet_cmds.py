@@ -31,9 +31,11 @@ def status_all(st: AppState, now: datetime | None, prom_file: Path | None = None
 
     fleet = fleet_status(st.config, now, report=lambda m: st.err.print(m))
     if prom_file is not None:
+        from spectral.cli.outfile import writing
         from spectral.drills.metrics import write_prometheus
 
-        write_prometheus(fleet.rows, prom_file)
+        with writing("--prom-file", prom_file):
+            write_prometheus(fleet.rows, prom_file)
     from spectral.cli.outputs import FLEET
 
     st.emit(fleet.to_json(), lambda c: _fleet_table(c, fleet.rows), schema=FLEET)
