@@ -36,6 +36,21 @@ def test_the_worst_exit_wins() -> None:
     assert run([], ["Post-migration drill"]) is ExitCode.CHECK_FAILED
 
 
+def test_an_environment_whose_evidence_cannot_be_read_is_not_nothing_due(tmp_path: Path) -> None:
+    """Its ledger says what is due; unreadable, nothing is known: could-not-verify (exit 3), not
+    'nothing due' (exit 0, and a scheduled job that stays green)."""
+    (tmp_path / "spectral.toml").write_text(
+        '[environments.lost]\nprovider = "local"\nposture = "pro"\nstate_dir = "lost"\n')
+    (tmp_path / "lost").mkdir()
+    (tmp_path / "lost" / "evidence").write_text("not a folder\n")
+    for args in ((), ("--run",)):
+        code, rows = _due(tmp_path, {}, *args)
+        assert code == 3 and rows["lost"]["action"] == "could_not_verify", rows
+        assert "evidence store" in rows["lost"]["reason"], rows
+    res = spectral("dr", "drill", "due", "--all", cwd=tmp_path)
+    assert res.returncode == 3 and "lost: could not verify (" in res.stdout, res.stdout
+
+
 @pytest.mark.server
 def test_drill_what_is_due_in_every_environment(work_dir: Path) -> None:
     hook = Hook()

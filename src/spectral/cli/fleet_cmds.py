@@ -176,7 +176,7 @@ def drill_due_all(st: AppState, run: bool) -> None:
     def human(c: Console) -> None:
         for e in done.environments:
             what = {"not_due": "nothing due", "due": "due", "not_run": "due, NOT run",
-                    "drilled": "drilled"}[e.action.value]
+                    "drilled": "drilled", "could_not_verify": "could not verify"}[e.action.value]
             c.print(f"{e.name}: {what}" + (f": {', '.join(e.due)}" if e.due else "")
                     + (f" -> {e.result.outcome.value.upper()}" if e.result else "")
                     + (f" ({e.reason})" if e.reason else ""))

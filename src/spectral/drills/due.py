@@ -40,6 +40,7 @@ class DueAction(StrEnum):
     DUE = "due"                  # listed (without --run)
     DRILLED = "drilled"
     NOT_RUN = "not_run"          # due, but not run here: the reason says why and who can
+    COULD_NOT_VERIFY = "could_not_verify"   # its evidence store cannot be read: due unknown
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class DueEnvironment:
     def exit_code(self) -> ExitCode:
         if self.result is not None:
             return self.result.outcome.exit_code
+        if self.action is DueAction.COULD_NOT_VERIFY:
+            return ExitCode.COULD_NOT_VERIFY
         return ExitCode.CHECK_FAILED if self.due else ExitCode.OK   # due: still overdue
 
     def to_json(self) -> dict[str, Any]:
@@ -94,7 +97,10 @@ def drill_due(cfg: SpectralConfig, *, run: bool, now: datetime | None = None,
     out = []
     for row in fleet.rows:
         environment, due = fleet.environments[row["name"]], due_items(row)
-        if not due:
+        if row["ledger"] is None:      # its evidence store could not be read (fleet._blank)
+            out.append(DueEnvironment(row["name"], due, DueAction.COULD_NOT_VERIFY,
+                                      reason=row["error"]))
+        elif not due:
             out.append(DueEnvironment(row["name"], due, DueAction.NOT_DUE))
         elif not run:
             out.append(DueEnvironment(row["name"], due, DueAction.DUE))
