@@ -31,6 +31,16 @@ def test_a_huge_older_than_is_a_usage_error(tmp_path: Path, value: str) -> None:
     assert "--older-than" in done.stderr and "internal error" not in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("flags", [("--seed", "5"), ("--older-than", "1s")])
+def test_random_point_flags_without_point_random_are_refused(tmp_path: Path,
+                                                              flags: tuple[str, str]) -> None:
+    """`--older-than 1s` alone was ignored (a newest-point drill ran) while `--seed` alone was
+    refused."""
+    done = spectral("dr", "drill", "functional", *flags, cwd=tmp_path)
+    assert done.returncode == 2 and f"{flags[0]} goes with --point random" in done.stderr
+    assert not (tmp_path / ".spectral").exists()
+
+
 OUTPUTS = [("dr", "status", "--prom-file"), ("dr", "status", "--junit"),
            ("dr", "status", "--all", "--prom-file"), ("dr", "report", "--html"),
            ("dr", "report", "--all", "--html"), ("dr", "drill", "functional", "--junit"),

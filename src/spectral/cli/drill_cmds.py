@@ -53,23 +53,24 @@ POINT = typer.Option(None, "--point", metavar="random",
                           "that reaches it, and compare with that snapshot.")
 SEED = typer.Option(None, "--seed", min=0, help="With --point random: replay the choice made "
                                                  "with this seed.")
-OLDER_THAN = typer.Option("7d", "--older-than", help="With --point random: how old the snapshot "
-                                                    "must be (e.g. 7d, 36h, 90s).")
+OLDER_THAN = typer.Option(None, "--older-than", help="With --point random: how old the snapshot "
+                                                    "must be (e.g. 7d, 36h, 90s; default 7d).")
 
 
 def _random_point(point: str | None, seed: int | None,
-                  older_than: str) -> RandomPoint | None:
+                  older_than: str | None) -> RandomPoint | None:
     from spectral.config.durations import parse_duration
     from spectral.drills.random_point import RandomPoint
 
     if point is None:
-        if seed is not None:
-            raise UsageError("--seed goes with --point random")
+        if seed is not None or older_than is not None:
+            raise UsageError(f"{'--seed' if seed is not None else '--older-than'} goes with "
+                             f"--point random")
         return None
     if point != "random":
         raise UsageError(f"--point {point!r}: expected random")
     try:
-        return RandomPoint(parse_duration(older_than), seed)
+        return RandomPoint(parse_duration(older_than or "7d"), seed)
     except ValueError as exc:
         raise UsageError(f"--older-than: {exc}") from None
 
@@ -186,7 +187,7 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
                    restored_dsn: str | None = RESTORED_DSN, branch: bool = BRANCH,
                    wait: float = WAIT, yes: bool = YES, amcheck: str | None = AMCHECK,
                    point: str | None = POINT, seed: int | None = SEED,
-                   older_than: str = OLDER_THAN, junit: Path | None = JUNIT) -> None:
+                   older_than: str | None = OLDER_THAN, junit: Path | None = JUNIT) -> None:
     """Restore a backup into a throwaway instance, compare schema fingerprints across the
     protected schemas and the load-bearing tables' row counts with a snapshot, check the core
     contract, measure RTO and RPO, check the copy physically (its recovery log, pg_amcheck, every
