@@ -245,6 +245,14 @@ def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
+@pytest.mark.parametrize("text", ["99999999999d", "36501d", float("inf"), float("nan"), 10**20])
+def test_a_duration_beyond_a_century_is_refused_not_an_overflow(text: str | float) -> None:
+    """`--older-than 99999999999d` was an OverflowError (exit 3, 'internal error') when the
+    drill subtracted it from now; TOML's `inf` and `nan` passed as seconds."""
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
 def test_format_duration() -> None:
     assert format_duration(None) == "-"
     assert format_duration(0.25) == "250 ms"

@@ -36,6 +36,54 @@ def test_the_worst_exit_wins() -> None:
     assert run([], ["Post-migration drill"]) is ExitCode.CHECK_FAILED
 
 
+def test_an_environment_whose_evidence_cannot_be_read_is_not_nothing_due(tmp_path: Path) -> None:
+    """Its ledger says what is due; unreadable, nothing is known: could-not-verify (exit 3), not
+    'nothing due' (exit 0, and a scheduled job that stays green)."""
+    (tmp_path / "spectral.toml").write_text(
+        '[environments.lost]\nprovider = "local"\nposture = "pro"\nstate_dir = "lost"\n')
+    (tmp_path / "lost").mkdir()
+    (tmp_path / "lost" / "evidence").write_text("not a folder\n")
+    for args in ((), ("--run",)):
+        code, rows = _due(tmp_path, {}, *args)
+        assert code == 3 and rows["lost"]["action"] == "could_not_verify", rows
+        assert "evidence store" in rows["lost"]["reason"], rows
+    res = spectral("dr", "drill", "due", "--all", cwd=tmp_path)
+    assert res.returncode == 3 and "lost: could not verify (" in res.stdout, res.stdout
+
+
+def test_a_drill_another_run_did_meanwhile_is_not_run_again(tmp_path: Path) -> None:
+    """Two scheduled `dr drill due --all --run` at once: the second judged the drill due, waited
+    for the first's lock and then drilled again. What is due is judged again under the lock."""
+    import os
+    import subprocess
+    import time
+
+    from conftest import SPECTRAL
+    from spectral.envlock import operation_lock
+    from spectral.ledger import EntryKind, Ledger
+
+    (tmp_path / "spectral.toml").write_text(
+        '[environments.local]\nprovider = "local"\nposture = "pro"\nstate_dir = "st"\n')
+    state = tmp_path / "st"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPECTRAL_TEST")}
+    with operation_lock(state, "the other run"):
+        proc = subprocess.Popen([SPECTRAL, "dr", "drill", "due", "--all", "--run", "--json"],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        assert proc.stderr is not None
+        deadline, said = time.monotonic() + 60, ""
+        while "waiting for" not in said and time.monotonic() < deadline:
+            said += proc.stderr.readline() or ("" if proc.poll() is None else "exited")
+            assert "exited" not in said, said
+        assert "waiting for" in said, said
+        Ledger(state / "evidence").append(EntryKind.DRILL, "local",
+                                          {"type": "functional", "outcome": "pass"})
+    out, err = proc.communicate(timeout=120)
+    row = json.loads(out)["environments"][0]
+    assert proc.returncode == 0 and row["action"] == "not_due", (said, err, row["reason"])
+    assert "running a functional drill" not in said + err
+
+
 @pytest.mark.server
 def test_drill_what_is_due_in_every_environment(work_dir: Path) -> None:
     hook = Hook()

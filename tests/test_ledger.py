@@ -158,3 +158,21 @@ def test_every_entry_is_written_from_a_typed_payload() -> None:
              for number, line in enumerate(path.read_text().splitlines(), 1)
              if raw.search(line)]
     assert found == []
+
+
+def test_an_unreadable_evidence_store_is_not_an_empty_ledger(tmp_path: Path) -> None:
+    """An evidence folder that is a file (or a ledger that is a folder) read as '0 entries,
+    intact' in dr status --all, and an alert's append failed with '[Errno 17] File exists'."""
+    import pytest
+
+    from spectral.errors import CouldNotVerify
+
+    (tmp_path / "evidence").write_text("not a folder\n")
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "ledger.jsonl").mkdir()
+    for ledger in (Ledger(tmp_path / "evidence"), Ledger(tmp_path / "store")):
+        for call in (ledger.entries, ledger.verify,
+                     lambda led=ledger: led.append(EntryKind.INCIDENT, "local", {"x": 1})):
+            with pytest.raises(CouldNotVerify, match="cannot be read"):
+                call()
+    assert (tmp_path / "evidence").read_text() == "not a folder\n"

@@ -163,3 +163,22 @@ def test_status_all_writes_every_environment_in_one_exposition(tmp_path: Path) -
     assert [p.name for p in prom.parent.iterdir()] == ["spectral.prom"]   # replaced atomically
     junit = spectral("dr", "status", "--all", "--junit", str(tmp_path / "j.xml"), cwd=tmp_path)
     assert junit.returncode == 2 and "not with --all" in junit.stderr
+
+
+def test_an_unreadable_evidence_store_is_not_ok_in_the_exposition(tmp_path: Path) -> None:
+    """Nothing is known of an environment whose ledger cannot be read: spectral_dr_ok was 1
+    ('nothing overdue'), so the overdue rule stayed silent; it is left out, as every unknown
+    figure is, and the environment is unreachable (the could-not-verify rule)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    (tmp_path / "spectral.toml").write_text(
+        '[environments.lost]\nprovider = "local"\nposture = "pro"\nstate_dir = "lost"\n')
+    (tmp_path / "lost").mkdir()
+    (tmp_path / "lost" / "evidence").write_text("not a folder\n")
+    prom = tmp_path / "spectral.prom"
+    res = spectral("dr", "status", "--all", "--prom-file", str(prom), cwd=tmp_path)
+    assert res.returncode == 3, res.stderr
+    samples = {s.name: s.value for f in text_string_to_metric_families(prom.read_text())
+               for s in f.samples}
+    assert samples["spectral_dr_reachable"] == 0.0
+    assert "spectral_dr_ok" not in samples, samples

@@ -143,6 +143,30 @@ def test_a_runbook_file_the_configuration_names_must_exist(tmp_path: Path) -> No
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("named", [None, "runbook.toml", "."])
+def test_a_runbook_path_that_is_a_folder_is_one_line_and_exit_2(tmp_path: Path,
+                                                                 named: str | None) -> None:
+    """A runbook.toml that is a folder was silently skipped (neutral texts, exit 0): the
+    team's runbook was not used and nothing said so."""
+    line = "" if named is None else f'runbook = "{named}"\n'
+    (tmp_path / "spectral.toml").write_text(line + CONFIG.format(posture="alpha"))
+    (tmp_path / "runbook.toml").mkdir()
+    res = spectral("dr", "runbook", "render", cwd=tmp_path)
+    assert res.returncode == 2, res.stdout
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "runbook" in lines[0] and "not a file" in lines[0], lines
+    assert not res.stdout and not (tmp_path / ".spectral").exists()
+
+
+def test_a_huge_runbook_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    _setup(tmp_path, 'intro = "' + "A" * (2 * 1024 * 1024) + '"\n')
+    res = spectral("dr", "runbook", "render", cwd=tmp_path)
+    assert res.returncode == 2, res.stdout[:200]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "runbook.toml: " in lines[0] and "larger than" in lines[0], lines
+    assert not res.stdout
+
+
 # -- every command the runbook names is real ---------------------------------------------------
 
 COMMAND = re.compile(r"[`(]spectral ([^`)\n]+)")

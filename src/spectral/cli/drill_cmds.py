@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from spectral.cli.fleet_cmds import alert_drill
+from spectral.cli.outfile import check_writable
 from spectral.cli.state import AppState, CliConfirmer, state
 from spectral.config.durations import format_duration
 from spectral.errors import ExitCode, UsageError
@@ -52,23 +53,24 @@ POINT = typer.Option(None, "--point", metavar="random",
                           "that reaches it, and compare with that snapshot.")
 SEED = typer.Option(None, "--seed", min=0, help="With --point random: replay the choice made "
                                                  "with this seed.")
-OLDER_THAN = typer.Option("7d", "--older-than", help="With --point random: how old the snapshot "
-                                                    "must be (e.g. 7d, 36h, 90s).")
+OLDER_THAN = typer.Option(None, "--older-than", help="With --point random: how old the snapshot "
+                                                    "must be (e.g. 7d, 36h, 90s; default 7d).")
 
 
 def _random_point(point: str | None, seed: int | None,
-                  older_than: str) -> RandomPoint | None:
+                  older_than: str | None) -> RandomPoint | None:
     from spectral.config.durations import parse_duration
     from spectral.drills.random_point import RandomPoint
 
     if point is None:
-        if seed is not None:
-            raise UsageError("--seed goes with --point random")
+        if seed is not None or older_than is not None:
+            raise UsageError(f"{'--seed' if seed is not None else '--older-than'} goes with "
+                             f"--point random")
         return None
     if point != "random":
         raise UsageError(f"--point {point!r}: expected random")
     try:
-        return RandomPoint(parse_duration(older_than), seed)
+        return RandomPoint(parse_duration(older_than or "7d"), seed)
     except ValueError as exc:
         raise UsageError(f"--older-than: {exc}") from None
 
@@ -157,9 +159,11 @@ def drill(st: AppState, req: DrillRequest, yes: bool = False) -> DrillResult:
 def write_junit(path: Path | None, result: DrillResult) -> None:
     """--junit: the drill as JUnit XML (written whatever its outcome)."""
     if path is not None:
+        from spectral.cli.outfile import writing
         from spectral.drills import junit
 
-        junit.write_junit(path, [junit.drill_suite(result)])
+        with writing("--junit", path):
+            junit.write_junit(path, [junit.drill_suite(result)])
 
 
 def _copy_request(backup: str | None, restored_ref: str | None, restored_dsn: str | None,
@@ -183,7 +187,7 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
                    restored_dsn: str | None = RESTORED_DSN, branch: bool = BRANCH,
                    wait: float = WAIT, yes: bool = YES, amcheck: str | None = AMCHECK,
                    point: str | None = POINT, seed: int | None = SEED,
-                   older_than: str = OLDER_THAN, junit: Path | None = JUNIT) -> None:
+                   older_than: str | None = OLDER_THAN, junit: Path | None = JUNIT) -> None:
     """Restore a backup into a throwaway instance, compare schema fingerprints across the
     protected schemas and the load-bearing tables' row counts with a snapshot, check the core
     contract, measure RTO and RPO, check the copy physically (its recovery log, pg_amcheck, every
@@ -196,14 +200,15 @@ def functional_cmd(ctx: typer.Context, backup: str | None = BACKUP,
     from spectral.recovery_target import parse_time
 
     st = state(ctx)
+    check_writable("--junit", junit)
     copy = _copy_request(backup, restored_ref, restored_dsn, branch, wait, st.config)
     result = drill(st, DrillRequest(DrillType.FUNCTIONAL,
                                     parse_time(target_time) if target_time else None, content,
                                     keep, copy, _amcheck(amcheck),
                                     _random_point(point, seed, older_than)), yes)
-    write_junit(junit, result)
     st.emit(result.to_json(), lambda c: print_drill(c, result))
     alert_drill(st, result.to_json())
+    write_junit(junit, result)
     raise typer.Exit(result.outcome.exit_code)
 
 
@@ -215,11 +220,12 @@ def post_migration_cmd(ctx: typer.Context, content: bool = CONTENT, keep: bool =
     from spectral.drills.result import DrillType
 
     st = state(ctx)
+    check_writable("--junit", junit)
     result = drill(st, DrillRequest(DrillType.POST_MIGRATION, None, content, keep,
                                     amcheck=_amcheck(amcheck)))
-    write_junit(junit, result)
     st.emit(result.to_json(), lambda c: print_drill(c, result))
     alert_drill(st, result.to_json())
+    write_junit(junit, result)
     raise typer.Exit(result.outcome.exit_code)
 
 

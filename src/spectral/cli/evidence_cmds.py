@@ -39,8 +39,8 @@ def export_cmd(ctx: typer.Context,
     st = state(ctx)
     if out.exists():
         raise UsageError(f"{out} exists; the bundle is written to a new file")
+    when = parse_time(since, "--since") if since else None
     environment = st.environment()
-    when = parse_time(since) if since else None
     count = export(environment.ledger, environment.name, out, when)
     signed = environment.ledger.signer is not None
     st.emit({"bundle": str(out), "entries": count, "signed": signed},

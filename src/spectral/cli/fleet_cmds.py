@@ -31,9 +31,11 @@ def status_all(st: AppState, now: datetime | None, prom_file: Path | None = None
 
     fleet = fleet_status(st.config, now, report=lambda m: st.err.print(m))
     if prom_file is not None:
+        from spectral.cli.outfile import writing
         from spectral.drills.metrics import write_prometheus
 
-        write_prometheus(fleet.rows, prom_file)
+        with writing("--prom-file", prom_file):
+            write_prometheus(fleet.rows, prom_file)
     from spectral.cli.outputs import FLEET
 
     st.emit(fleet.to_json(), lambda c: _fleet_table(c, fleet.rows), schema=FLEET)
@@ -174,7 +176,7 @@ def drill_due_all(st: AppState, run: bool) -> None:
     def human(c: Console) -> None:
         for e in done.environments:
             what = {"not_due": "nothing due", "due": "due", "not_run": "due, NOT run",
-                    "drilled": "drilled"}[e.action.value]
+                    "drilled": "drilled", "could_not_verify": "could not verify"}[e.action.value]
             c.print(f"{e.name}: {what}" + (f": {', '.join(e.due)}" if e.due else "")
                     + (f" -> {e.result.outcome.value.upper()}" if e.result else "")
                     + (f" ({e.reason})" if e.reason else ""))

@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from spectral.cli.outfile import check_writable, writing
 from spectral.cli.state import AppState, state
 from spectral.config.durations import format_duration
 from spectral.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from rich.console import Console
 
     from spectral.drills import tabletop as tt
@@ -21,14 +24,12 @@ if TYPE_CHECKING:
 runbook_app = typer.Typer(no_args_is_help=True, help="The runbook, generated from the ledger.")
 
 
-def _status(st: AppState, as_of: str | None = None) -> dict[str, Any]:
+def _status(st: AppState, as_of: datetime | None = None) -> dict[str, Any]:
     from spectral.drills import status as status_mod
-    from spectral.recovery_target import parse_time
 
     environment = st.environment()
     return status_mod.collect(environment.name, environment.config,
-                              status_mod.facts(environment),
-                              parse_time(as_of) if as_of else None)
+                              status_mod.facts(environment), as_of)
 
 
 def _cadence_table(c: Console, items: list[dict[str, Any]]) -> None:
@@ -86,11 +87,13 @@ def _write_reports(info: dict[str, Any], prom_file: Path | None, junit: Path | N
     if prom_file is not None:
         from spectral.drills import metrics
 
-        metrics.write_prometheus(info, prom_file)
+        with writing("--prom-file", prom_file):
+            metrics.write_prometheus(info, prom_file)
     if junit is not None:
         from spectral.drills import junit as junit_mod
 
-        junit_mod.write_junit(junit, [junit_mod.status_suite(info)])
+        with writing("--junit", junit):
+            junit_mod.write_junit(junit, [junit_mod.status_suite(info)])
 
 
 def status_cmd(ctx: typer.Context,
@@ -113,11 +116,14 @@ def status_cmd(ctx: typer.Context,
     from spectral.recovery_target import parse_time
 
     st = state(ctx)
+    when = parse_time(as_of, "--as-of") if as_of else None
+    check_writable("--prom-file", prom_file)
+    check_writable("--junit", junit)
     if all_environments:
         if junit is not None:
             raise UsageError("--junit is for one environment; not with --all")
-        status_all(st, parse_time(as_of) if as_of else None, prom_file)
-    info = _status(st, as_of)
+        status_all(st, when, prom_file)
+    info = _status(st, when)
     _write_reports(info, prom_file, junit)
 
     st.emit(info, lambda c: _print_status(c, info))
@@ -283,6 +289,7 @@ def render_cmd(ctx: typer.Context,
     from spectral.runbook.render import render
 
     st = state(ctx)
+    check_writable("--out", out)
     book = load_runbook(st.config)
     environment = st.environment()
     name, env, ledger = environment.name, environment.config, environment.ledger
@@ -291,7 +298,8 @@ def render_cmd(ctx: typer.Context,
     if out is None:
         sys.stdout.write(text)
         return
-    write_atomic(out, text)
+    with writing("--out", out):
+        write_atomic(out, text)
     st.emit({"written": str(out)}, lambda c: c.print(f"wrote {out}"))
 
 
@@ -318,12 +326,14 @@ def report_cmd(ctx: typer.Context,
     from spectral.report import render_html
 
     st = state(ctx)
+    check_writable("--html", html_file)
     if all_environments:
         from spectral.drills.fleet import fleet_status
         from spectral.fleet_report import render_fleet_html
 
         fleet = fleet_status(st.config, report=lambda m: st.err.print(m))
-        write_atomic(html_file, render_fleet_html(fleet, datetime.now(UTC)))
+        with writing("--html", html_file):
+            write_atomic(html_file, render_fleet_html(fleet, datetime.now(UTC)))
         st.emit({"written": str(html_file)}, lambda c: c.print(f"wrote {html_file}"))
         return
     name, env = st.config.environment(st.env)
@@ -331,5 +341,6 @@ def report_cmd(ctx: typer.Context,
     status, window = _report_facts(st)
     page = render_html(name, env.posture.value, ledger.entries(), env.rto_seconds,
                        env.rpo_seconds, datetime.now(UTC), status, window)
-    write_atomic(html_file, page)
+    with writing("--html", html_file):
+        write_atomic(html_file, page)
     st.emit({"written": str(html_file)}, lambda c: c.print(f"wrote {html_file}"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {
@@ -10,6 +11,8 @@ _UNITS = {
     "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
     "d": 86400, "day": 86400, "days": 86400,
 }
+# Longer than any runbook's interval, and short enough that `now - duration` is a date.
+_LONGEST = 36500 * 86400
 _RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$", re.I)
 
 
@@ -18,11 +21,18 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, int | float):
         if text < 0:
             raise ValueError("a duration cannot be negative")
-        return float(text)
+        return _bounded(float(text))
     m = _RE.match(text)
     if not m or m.group(2).lower() not in _UNITS:
         raise ValueError(f"expected a duration such as '2m', '24h' or '60 minutes', got {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2).lower()]
+    return _bounded(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def _bounded(seconds: float) -> float:
+    if not math.isfinite(seconds) or seconds > _LONGEST:
+        raise ValueError(f"a duration longer than 100 years ({seconds:g} s) is not an interval "
+                         "a runbook keeps")
+    return seconds
 
 
 def format_duration(seconds: float | None) -> str:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from spectral.config.models import SpectralConfig
 from spectral.confirm import AssumeYes
-from spectral.drills.fleet import fleet_status
+from spectral.drills.fleet import environment_row, fleet_status
 from spectral.drills.functional import DrillRequest, run_functional
 from spectral.drills.result import DrillResult, DrillType
 from spectral.environment import Environment
@@ -40,6 +40,7 @@ class DueAction(StrEnum):
     DUE = "due"                  # listed (without --run)
     DRILLED = "drilled"
     NOT_RUN = "not_run"          # due, but not run here: the reason says why and who can
+    COULD_NOT_VERIFY = "could_not_verify"   # its evidence store cannot be read: due unknown
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class DueEnvironment:
     def exit_code(self) -> ExitCode:
         if self.result is not None:
             return self.result.outcome.exit_code
+        if self.action is DueAction.COULD_NOT_VERIFY:
+            return ExitCode.COULD_NOT_VERIFY
         return ExitCode.CHECK_FAILED if self.due else ExitCode.OK   # due: still overdue
 
     def to_json(self) -> dict[str, Any]:
@@ -94,7 +97,10 @@ def drill_due(cfg: SpectralConfig, *, run: bool, now: datetime | None = None,
     out = []
     for row in fleet.rows:
         environment, due = fleet.environments[row["name"]], due_items(row)
-        if not due:
+        if row["ledger"] is None:      # its evidence store could not be read (fleet._blank)
+            out.append(DueEnvironment(row["name"], due, DueAction.COULD_NOT_VERIFY,
+                                      reason=row["error"]))
+        elif not due:
             out.append(DueEnvironment(row["name"], due, DueAction.NOT_DUE))
         elif not run:
             out.append(DueEnvironment(row["name"], due, DueAction.DUE))
@@ -111,9 +117,13 @@ def _drill(environment: Environment, due: list[str], report: Callable[[str], Non
         if Capability.UNATTENDED_COPY not in environment.provider.capabilities:
             return DueEnvironment(name, due, DueAction.NOT_RUN, reason=(
                 f"its copy needs a person: spectral --env {name} dr drill {kind.value}"))
-        report(f"{name}: {', '.join(due)} due: running a {kind.value} drill")
-        result = run_functional(environment, DrillRequest(kind), operator=AssumeYes(),
-                                report=lambda m: report(f"{name}: {m}"))
+        # judged again under the environment's lock: a run that held it may have drilled
+        with environment.provider.busy("drill due --run"):
+            if not due_items(environment_row(environment, datetime.now(UTC))):
+                return DueEnvironment(name, [], DueAction.NOT_DUE)
+            report(f"{name}: {', '.join(due)} due: running a {kind.value} drill")
+            result = run_functional(environment, DrillRequest(kind), operator=AssumeYes(),
+                                    report=lambda m: report(f"{name}: {m}"))
     except SpectralError as exc:      # refused before anything ran: nothing recorded
         return DueEnvironment(name, due, DueAction.NOT_RUN, reason=exc.message)
     on_result(environment, result)

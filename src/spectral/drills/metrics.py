@@ -61,9 +61,10 @@ def figures(status: dict[str, Any]) -> list[Figure]:
     if status["wal"] and "rpo_bytes" in status["wal"]:
         metric("spectral_dr_wal_lag_bytes", "Committed WAL not yet in the repository.",
                status["wal"]["rpo_bytes"])
-    if status["ledger"] is not None:       # None: the evidence store could not be read
-        metric("spectral_dr_ledger_intact", "1 when the ledger's hash chain verifies.",
-               1.0 if status["ledger"]["intact"] else 0.0)
+    if status["ledger"] is None:           # the evidence store could not be read: unknown
+        return out
+    metric("spectral_dr_ledger_intact", "1 when the ledger's hash chain verifies.",
+           1.0 if status["ledger"]["intact"] else 0.0)
     metric("spectral_dr_ok", "1 when nothing is overdue.", 0.0 if status["overdue"] else 1.0)
     return out
 

@@ -136,12 +136,24 @@ class Ledger:
                 self.remote.pull(self.dir)
 
     def _lock(self) -> contextlib.AbstractContextManager[None]:
+        self._check_store()
         return file_lock(self.dir / "ledger.lock")
 
+    def _check_store(self) -> None:
+        """A store that exists but cannot hold a ledger is not an empty ledger."""
+        if self.dir.exists() and not self.dir.is_dir():
+            raise CouldNotVerify(f"the evidence store {self.dir} cannot be read: it is not a "
+                                 f"folder")
+
     def _lines(self) -> list[str]:
+        self._check_store()
         if not self.path.exists():
             return []
-        return self.path.read_bytes().decode("utf-8", errors="replace").split("\n")
+        try:
+            return self.path.read_bytes().decode("utf-8", errors="replace").split("\n")
+        except OSError as exc:
+            raise CouldNotVerify(f"the ledger {self.path} cannot be read: "
+                                 f"{exc.strerror or exc}") from None
 
     def _last(self) -> tuple[int, str]:
         """The newest entry's sequence number and hash; refuses a damaged last line (an append
@@ -167,6 +179,7 @@ class Ledger:
         """Add one entry: locked, chained to the last one, signed when a key is configured,
         fsynced, redacted; with a shared store, published, and appended again on the new head
         when another writer published first. The first signed append introduces its key."""
+        self._check_store()
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.signer is not None and kind is not EntryKind.KEY and not self._introduced():
             from spectral.ledger.payloads import KeyRecord

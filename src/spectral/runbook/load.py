@@ -17,19 +17,25 @@ if TYPE_CHECKING:
     from spectral.config.models import SpectralConfig
 
 DEFAULT_FILE = "runbook.toml"
+# Far more than any team's words; a file beyond it is a mistake, not a runbook.
+MAX_BYTES = 1024 * 1024
 
 
 def runbook_path(config: SpectralConfig) -> Path | None:
     """The file the configuration names (it must exist), else runbook.toml beside it."""
+    where = config.source or "the configuration"
     if config.runbook is not None:
         path = config.runbook if config.runbook.is_absolute() else \
             config.base_dir / config.runbook
-        if not path.is_file():
-            where = config.source or "the configuration"
+        if not path.exists():
             raise ConfigError(f"{where}: runbook: no such file {path}")
-        return path
-    candidate = config.base_dir / DEFAULT_FILE
-    return candidate if candidate.is_file() else None
+    else:
+        path = config.base_dir / DEFAULT_FILE
+        if not path.exists():
+            return None
+    if not path.is_file():
+        raise ConfigError(f"{where}: runbook: {path} is not a file")
+    return path
 
 
 def load_runbook(config: SpectralConfig) -> Runbook:
@@ -39,7 +45,11 @@ def load_runbook(config: SpectralConfig) -> Runbook:
 
 def read_runbook(path: Path) -> Runbook:
     try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_BYTES // 1024} KB: not a runbook file")
+        data = tomllib.loads(raw.decode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the runbook file: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
