@@ -77,7 +77,9 @@ def _spectral(here: Path, *args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(argv, cwd=here, env=_env(), capture_output=True, text=True,
                           timeout=24 * 3600, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"spectral {' '.join(args)}: exit {done.returncode}: {done.stderr}")
+        # what the drill found is in its JSON (stdout): a failed check names itself there
+        raise SystemExit(f"spectral {' '.join(args)}: exit {done.returncode}: {done.stderr}\n"
+                         f"{done.stdout[-6000:]}")
     return done
 
 

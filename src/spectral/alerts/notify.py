@@ -135,15 +135,21 @@ def after_drill(environment: Environment, result: dict[str, Any]) -> list[Alert]
     elif outcome == "could_not_verify":
         alerts.append(Alert(AlertEvent.COULD_NOT_VERIFY, name,
                             f"{what} could not verify: {_reason(result)}", drill=result))
+    elif outcome == "warn":   # the restore matched; the source may have lost data upstream
+        alerts.append(Alert(AlertEvent.DRILL_WARNED, name,
+                            f"{what} warned: {_reason(result, 'warn')}", drill=result))
     elif outcome == "pass" and state.drill in BAD_DRILL:
         alerts.append(Alert(AlertEvent.RECOVERED, name, f"{what} passed again", drill=result))
     return [replace(a, told={"drill": outcome}) for a in alerts]
 
 
-def _reason(result: dict[str, Any]) -> str:
+def _reason(result: dict[str, Any], outcome: str | None = None) -> str:
+    """The error, or the first checks that failed (or, with `outcome`, that had it)."""
     if result.get("error"):
         return str(result["error"])
-    bad = [c for c in result.get("checks") or [] if c.get("outcome") not in ("pass", "warn")]
+    bad = [c for c in result.get("checks") or []
+           if (c.get("outcome") == outcome if outcome else
+               c.get("outcome") not in ("pass", "warn"))]
     return "; ".join(f"{c.get('name')}: {c.get('detail')}" for c in bad[:3]) or "see the ledger"
 
 

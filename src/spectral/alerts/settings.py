@@ -13,6 +13,8 @@ from spectral.config.secrets import reference_only
 
 class AlertEvent(StrEnum):
     DRILL_FAILED = "drill_failed"            # a drill's outcome is FAIL
+    DRILL_WARNED = "drill_warned"            # WARN: the copy matched, but the source's rows
+    #                                          drifted past their bound or a collation differs
     COULD_NOT_VERIFY = "could_not_verify"    # a drill could not verify, a provider did not answer
     OVERDUE = "overdue"                      # an item of the cadence (or a backup) became overdue
     RECOVERED = "recovered"                  # what was alerted is right again
@@ -34,8 +36,8 @@ class Webhook(BaseModel):
                                     "({\"text\": ...}).")
     events: list[AlertEvent] = Field(
         default_factory=lambda: list(CHOOSABLE),
-        description="The events sent to this hook: drill_failed, could_not_verify, overdue, "
-                    "recovered (default: all).")
+        description="The events sent to this hook: drill_failed, drill_warned, "
+                    "could_not_verify, overdue, recovered (default: all).")
     environments: list[str] = Field(
         default_factory=list, description="Only these environments (default: every one).")
 
