@@ -104,9 +104,11 @@ def test_the_baseline_is_the_newest_passing_drill_of_the_environment_before_the_
     from spectral.drills.drift import baseline
     from spectral.ledger import Entry, EntryKind
 
-    def entry(seq: int, env: str, outcome: str, snapshot: str | None) -> Entry:
+    def entry(seq: int, env: str, outcome: str, snapshot: str | None,
+              drift: str = "pass") -> Entry:
         data = {"type": "functional", "outcome": outcome, "row_counts": {"core.a": seq},
-                "snapshot_taken_at": snapshot}
+                "snapshot_taken_at": snapshot,
+                "checks": [{"name": DRIFT, "outcome": drift, "detail": ""}]}
         return Entry(seq, datetime(2026, 12, seq, tzinfo=UTC), EntryKind.DRILL, env, data,
                      "0", "h")
 
@@ -123,6 +125,10 @@ def test_the_baseline_is_the_newest_passing_drill_of_the_environment_before_the_
     assert baseline(entries, "e", "2026-10-01T00:00:00.000+00:00") is not None   # seq 2
     assert baseline(entries[2:], "e", "2026-10-01T00:00:00.000+00:00") is None
     assert baseline(entries, "nobody") is None
+    # a drill that passed with its drift warning is no baseline: the drop is seen again
+    warned = [*entries, entry(6, "e", "pass", "2026-11-25T00:00:00.000+00:00", drift="warn")]
+    again = baseline(warned, "e", "2026-11-30T00:00:00.000+00:00")
+    assert again is not None and again.drill.row_counts == {"core.a": 3}
 
 
 def test_a_warning_keeps_the_drill_passing_and_exit_zero() -> None:

@@ -135,9 +135,12 @@ def after_drill(environment: Environment, result: dict[str, Any]) -> list[Alert]
     elif outcome == "could_not_verify":
         alerts.append(Alert(AlertEvent.COULD_NOT_VERIFY, name,
                             f"{what} could not verify: {_reason(result)}", drill=result))
-    elif outcome == "warn":   # the restore matched; the source may have lost data upstream
+    elif any(c.get("outcome") == "warn" for c in result.get("checks") or []):
+        # it passed (the restore matched its source) with a warning: the source's rows
+        # drifted past their bound (it may have lost data upstream), a collation differs
         alerts.append(Alert(AlertEvent.DRILL_WARNED, name,
-                            f"{what} warned: {_reason(result, 'warn')}", drill=result))
+                            f"{what} passed with a warning: {_reason(result, 'warn')}",
+                            drill=result))
     elif outcome == "pass" and state.drill in BAD_DRILL:
         alerts.append(Alert(AlertEvent.RECOVERED, name, f"{what} passed again", drill=result))
     return [replace(a, told={"drill": outcome}) for a in alerts]

@@ -106,8 +106,12 @@ def baseline(entries: list[Entry], environment: str,
         theirs, ours = _instant(drill.snapshot_taken_at), _instant(taken_at)
         return theirs is None or ours is None or theirs <= ours
 
+    # a drill whose own drift warned is no baseline: a drop is compared with the counts from
+    # before it at every drill until it is gone, not accepted by the next drill in silence
     found = [(e, d) for e in entries if e.kind is EntryKind.DRILL and e.environment == environment
-             and (d := payloads.drill(e)).outcome == DrillOutcome.PASS.value and before(d)]
+             and (d := payloads.drill(e)).outcome == DrillOutcome.PASS.value and before(d)
+             and not any(c.name == NAME and c.outcome != DrillOutcome.PASS.value
+                         and c.outcome != DrillOutcome.NOT_CONFIGURED.value for c in d.checks)]
     if not found:
         return None
     # a drill of the newest point, not merely the newest drill: a drill at an old point
