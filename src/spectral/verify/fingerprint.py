@@ -36,10 +36,17 @@ from spectral.verify.document import (
     canonical,
     sha256,
 )
-from spectral.verify.replica import BEFORE_SQL, REPLAY_ATTEMPTS, ReplayMoved, too_busy
+from spectral.verify.replica import (
+    BEFORE_SQL,
+    LOST_ATTEMPTS,
+    REPLAY_ATTEMPTS,
+    ReplayMoved,
+    SnapshotLost,
+    lost,
+    too_busy,
+)
 
 T = TypeVar("T")
-READY_WAIT = 30   # seconds the coordinator keeps its snapshot open for workers still starting
 # Schemas the platform (Supabase) manages and changes under you: reported as drift only.
 MANAGED_SCHEMAS = ("auth", "storage", "extensions", "graphql", "graphql_public", "realtime",
                    "supabase_functions", "supabase_migrations", "vault", "pgsodium", "net",
@@ -111,9 +118,11 @@ def take(conninfo: str, opts: Options, snapshot: str | None = None) -> Fingerpri
     """Fingerprint one database, schema and data read as of one snapshot (the one exported as
     `snapshot` by another session, when given: a pg_dump of the same instant, say). A lock
     conflict with production starts it again (verify/locks.py), a few times at most; so does
-    a replica's replay that moved while the snapshot was taken (verify/replica.py)."""
+    a replica's replay that moved while the snapshot was taken, and a scan whose snapshot's
+    session did not survive it (verify/replica.py)."""
     what = f"could not fingerprint {describe(conninfo)}"
     moved: ReplayMoved | None = None
+    losses = 0
     for _ in range(REPLAY_ATTEMPTS):
         try:
             return locks.retrying(lambda: _guarded(conninfo, opts.lock_timeout,
@@ -121,6 +130,10 @@ def take(conninfo: str, opts: Options, snapshot: str | None = None) -> Fingerpri
                                   what)
         except ReplayMoved as exc:
             moved = exc
+        except SnapshotLost as exc:
+            losses += 1
+            if losses >= LOST_ATTEMPTS:
+                raise lost(exc, what) from None
     assert moved is not None
     raise too_busy(moved, what)
 
@@ -214,12 +227,12 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
     plans = content_mod.plan_tables(conn, readable, opts.content, dict(opts.last_change))
     _all_locked(plans, locked)
     # The tables are read by the workers while this session describes the catalogs: the
-    # catalog queries wait on round trips more than on the cores the scan keeps busy.
-    ready = threading.Event()
+    # catalog queries wait on round trips more than on the cores the scan keeps busy. This
+    # session's transaction stays open until the last range is read (replica.SnapshotLost).
     with ThreadPoolExecutor(1) as pool:
         scanning = pool.submit(content_mod.scan, g.conninfo, snapshot, plans,
                                workers=opts.workers, progress=opts.progress, stop=g.stop,
-                               sessions=g.workers, lock_timeout=g.lock_timeout, ready=ready,
+                               sessions=g.workers, lock_timeout=g.lock_timeout,
                                rate=opts.read_rate)
         try:
             schemas = {s: SchemaEntry.of(describe_schema(conn, s) if s in present else None)
@@ -229,19 +242,29 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
             whole = SchemaEntry.of(describe_database(conn))
             partitions = _partitions(conn, readable)
             sequences = _sequences(conn, list(opts.schemas)) if opts.content else None
-            if ready.wait(READY_WAIT):
-                conn.rollback()   # every worker holds the snapshot and its locks: let go
             facts = scanning.result()
         except BaseException:
             g.stop.set()   # an error or Ctrl-C here: the workers' queries are cancelled
             g.workers.cancel()
             raise
-    conn.rollback()
+    held_through(conn)
     if opts.on_held is not None:
         opts.on_held(time.monotonic() - held)
     source = Source(version, version_num, str(lsn), database, sysid, timeline, last_commit)
     return document(now, source, opts, schemas, managed, facts, partitions, sequences, whole,
                     collations)
+
+
+def held_through(conn: psycopg.Connection[Any]) -> None:
+    """End the snapshot's own transaction after its scan, proving it was still open: a session
+    ended meanwhile (a conflict with recovery on a replica, an administrator) no longer
+    protected the rows the scan read (replica.SnapshotLost)."""
+    try:
+        conn.execute("select 1")
+        conn.rollback()
+    except psycopg.Error as exc:
+        why = (getattr(exc.diag, "message_primary", None) or str(exc)).strip().splitlines()
+        raise SnapshotLost(why[0] if why else type(exc).__name__) from None
 
 
 def document(now: datetime, source: Source, opts: Options,
@@ -269,11 +292,17 @@ def retake(conninfo: str, schemas: tuple[str, ...], tables: set[str],
         _all_locked(plans, locked)
         facts = content_mod.scan(conninfo, str(row[0]), plans, method=method, stop=g.stop,
                                  sessions=g.workers, lock_timeout=g.lock_timeout)
-        g.conn.rollback()
+        held_through(g.conn)
         return {name: _facts(f) for name, f in facts.items()}
 
-    return locks.retrying(lambda: _guarded(conninfo, locks.LOCK_TIMEOUT, once),
-                          f"could not read {describe(conninfo)} again")
+    what = f"could not read {describe(conninfo)} again"
+    for attempt in range(1, LOST_ATTEMPTS + 1):
+        try:
+            return locks.retrying(lambda: _guarded(conninfo, locks.LOCK_TIMEOUT, once), what)
+        except SnapshotLost as exc:
+            if attempt == LOST_ATTEMPTS:
+                raise lost(exc, what) from None
+    raise AssertionError("unreachable")
 
 
 PARTITIONS_SQL = """

@@ -30,6 +30,7 @@ from spectral.pg.conn import connect, describe
 from spectral.pg.waldump import parse_lsn
 
 REPLAY_ATTEMPTS = 20      # snapshots tried before replay is called too busy to pin one on
+LOST_ATTEMPTS = 3         # scans tried before a replica's conflicts are called too frequent
 
 BEFORE_SQL = "select case when pg_is_in_recovery() then pg_last_wal_replay_lsn()::text end"
 FACTS_SQL = """
@@ -49,6 +50,29 @@ class ReplayMoved(Exception):
     def __init__(self, before: str, after: str) -> None:
         self.before, self.after = before, after
         super().__init__(f"replay moved from {before} to {after} while the snapshot was taken")
+
+
+class SnapshotLost(Exception):
+    """The session that took the snapshot ended before the scan did. Its open transaction is
+    what protects the scan's rows on a replica: replay meets a record that removes row
+    versions the snapshot still sees (pruning, vacuum), lists the sessions whose xmin conflicts
+    once, and waits for those. A scan session that imports the snapshot while replay already
+    waits is not on that list; if the exporting session then ends (or is cancelled after
+    max_standby_streaming_delay), replay removes the versions under the scan, which reads
+    fewer rows than the snapshot holds, with no error. So the exporter holds its transaction
+    until the last range is read, and a scan whose exporter did not survive it is dropped."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        super().__init__(f"the snapshot's own session ended during the scan ({why})")
+
+
+def lost(exc: SnapshotLost, what: str) -> CouldNotVerify:
+    return CouldNotVerify(
+        f"{what}: the session holding the snapshot ended during each of {LOST_ATTEMPTS} "
+        f"scans (last: {exc.why}); rows read without it may be missing",
+        hint="on a replica: set hot_standby_feedback = on, or raise "
+             "max_standby_streaming_delay above the scan's duration")
 
 
 def too_busy(moved: ReplayMoved, what: str) -> CouldNotVerify:
