@@ -4,6 +4,7 @@
 - primary: the snapshot and its content scan on the source itself (the default);
 - replica: on a streaming replica of it (`snapshot_dsn`; hot_standby_feedback off, as
   PostgreSQL ships it);
+- feedback: the same replica with hot_standby_feedback on (the primary's horizon is held);
 - throttle: on the source, the scan limited to --throttle MB/s (`source_read_rate`).
 
 Two loads: a fixed rate (pgbench --rate, the latency a client sees includes the schedule lag)
@@ -21,6 +22,11 @@ and the drill's process runs here too, so the whole-drill window includes the co
 and the process's own CPU beside the source; the snapshot window only the snapshot (and what
 else runs then). pgbench's tables are the protected schema.
 
+With --pin the host is split in two as production and the drill's host would be: the source's
+server (every backend it forks, the scans of a drill reading the primary among them) and pgbench
+on CPU 0; the replica, the drill's process and the copy it restores on the other CPUs. Without
+it everything shares every core (one small host doing all of it).
+
     PYTHONPATH=src:bench .venv/bin/python bench/impact.py --scale 1 --seconds 10
     PYTHONPATH=src:bench .venv/bin/python bench/impact.py --scale 70 --seconds 120 \\
         --rate 500 --clients 8 --throttle 50 --out bench/out/impact-1gb-N.json
@@ -29,6 +35,7 @@ else runs then). pgbench's tables are the protected schema.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -62,6 +69,10 @@ UPDATED = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers")   # bloat:
 TABLES = (*UPDATED, "pgbench_history")                                  # vacuumed before a run
 XMIN_SQL = ("select coalesce(max(age(backend_xmin)), 0) from pg_stat_activity "
             "where application_name = 'spectral' and backend_xmin is not null")
+# the oldest xmin the primary keeps for a replica's feedback, and how far the replica's replay
+# is behind the primary's WAL
+REPLICA_SQL = ("select coalesce(max(age(s.backend_xmin)), 0), coalesce(max(pg_wal_lsn_diff("
+               "pg_current_wal_lsn(), s.replay_lsn)), 0)::bigint from pg_stat_replication s")
 
 
 def _env() -> dict[str, str]:
@@ -95,6 +106,18 @@ def _prepare(here: Path, bins: PgBinaries, scale: int) -> str:
     return str(dsn)
 
 
+def _pin_server(dsn: str, cpus: set[int]) -> None:
+    """Move the server behind `dsn` to `cpus`: its postmaster (the backends it forks later
+    inherit it) and the processes it has forked already."""
+    with connect(dsn) as conn:
+        backend = int(conn.execute("select pg_backend_pid()").fetchone()[0])  # type: ignore[index]
+    postmaster = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    for pid in (postmaster, *map(int, children)):
+        with contextlib.suppress(ProcessLookupError):    # a backend that ended meanwhile
+            os.sched_setaffinity(pid, cpus)
+
+
 def _replica(root: Path, bins: PgBinaries, dsn: str) -> Cluster:
     """A streaming replica of the source (pg_basebackup -R as the server's user), started."""
     parts = conninfo_to_dict(dsn)
@@ -111,8 +134,12 @@ def _replica(root: Path, bins: PgBinaries, dsn: str) -> Cluster:
 
 def _configure(here: Path, mode: str, replica_dsn: str, throttle: float) -> None:
     extra = {"primary": "", "replica": f"snapshot_dsn = '{replica_dsn}'\n",
+             "feedback": f"snapshot_dsn = '{replica_dsn}'\n",
              "throttle": f"source_read_rate = {throttle}\n"}[mode]
     (here / "spectral.toml").write_text(CONFIG + extra)
+    with connect(replica_dsn, autocommit=True) as conn:   # ALTER SYSTEM works on a standby
+        conn.execute(f"alter system set hot_standby_feedback = {mode == 'feedback'}")
+        conn.execute("select pg_reload_conf()")
 
 
 def _size(dsn: str) -> int:
@@ -130,6 +157,7 @@ class XminSampler:
 
     def __init__(self, dsn: str) -> None:
         self.dsn, self.max_age, self.seconds = dsn, 0, 0.0
+        self.feedback_age, self.lag_bytes = 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -144,9 +172,12 @@ class XminSampler:
     def _run(self) -> None:
         with connect(self.dsn) as conn:
             while not self._stop.wait(0.1):
-                age = int(conn.execute(XMIN_SQL).fetchone()[0])  # type: ignore[index]
+                age = int(conn.execute(XMIN_SQL).fetchone()[0])
                 self.max_age = max(self.max_age, age)
                 self.seconds += 0.1 if age else 0.0
+                held, lag = conn.execute(REPLICA_SQL).fetchone()
+                self.feedback_age = max(self.feedback_age, int(held))
+                self.lag_bytes = max(self.lag_bytes, int(lag))
 
 
 def _pgbench(bins: PgBinaries, dsn: str, load: dict[str, Any], seconds: int,
@@ -155,7 +186,9 @@ def _pgbench(bins: PgBinaries, dsn: str, load: dict[str, Any], seconds: int,
             "-j", str(min(2, load["clients"])), "-l", f"--log-prefix={logs}/tx", "-d", dsn]
     if load["rate"]:
         argv[1:1] = ["-R", str(load["rate"])]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    cpus = load.get("cpus")
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
 
 
 def _transactions(logs: Path) -> list[tuple[float, float]]:
@@ -196,7 +229,8 @@ def one_run(here: Path, bins: PgBinaries, dsn: str, load: dict[str, Any], mode: 
         tx = [(t - start, ms) for t, ms in _transactions(Path(logs))]
     return {"load": load["name"], "mode": mode or "none", "seconds": args.seconds,
             "drill": drill, "tx": tx, "grown_bytes": _size(dsn) - before,
-            "xmin_age_max": xmin.max_age, "xmin_sampled_s": round(xmin.seconds, 1)}
+            "xmin_age_max": xmin.max_age, "xmin_sampled_s": round(xmin.seconds, 1),
+            "feedback_xmin_age_max": xmin.feedback_age, "replica_lag_bytes_max": xmin.lag_bytes}
 
 
 def window(tx: list[tuple[float, float]], t0: float, t1: float) -> dict[str, float]:
@@ -220,6 +254,9 @@ def compare(base: dict[str, Any], run_: dict[str, Any]) -> dict[str, Any]:
                            "drill_outcome": d["outcome"],
                            "xmin_held_s": d["timings"].get("xmin_held"),
                            "xmin_age_max": run_["xmin_age_max"],
+                           "feedback_xmin_age_max": run_["feedback_xmin_age_max"],
+                           "replica_lag_bytes_max": run_["replica_lag_bytes_max"],
+                           "replica_lag_alone_bytes_max": base["replica_lag_bytes_max"],
                            "bloat_added_bytes": run_["grown_bytes"] - base["grown_bytes"],
                            "drill_past_pgbench": d["end"] > run_["seconds"]}
     for name, (t0, t1) in {"snapshot": (snap_start, min(snap_end, run_["seconds"])),
@@ -233,13 +270,20 @@ def compare(base: dict[str, Any], run_: dict[str, Any]) -> dict[str, Any]:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     bins = find_binaries(None)
-    loads = [{"name": f"fixed {args.rate} tps", "rate": args.rate, "clients": args.clients},
-             {"name": "saturating", "rate": 0, "clients": args.clients}]
+    production = {0} if args.pin else None
+    loads = [{"name": f"fixed {args.rate} tps", "rate": args.rate, "clients": args.clients,
+              "cpus": production},
+             {"name": "saturating", "rate": 0, "clients": args.clients, "cpus": production}]
     out: dict[str, Any] = {"machine": machine(), "postgres": bins.version, "args": vars(args),
                            "loadavg": os.getloadavg(), "results": []}
+    if args.pin:
+        # everything this process starts from here on runs off production's CPU
+        os.sched_setaffinity(0, os.sched_getaffinity(0) - {0})
     with workspace() as root:
         here = root
         dsn = _prepare(here, bins, args.scale)
+        if production:
+            _pin_server(dsn, production)
         replica = _replica(root, bins, dsn)
         try:
             replica_dsn = make_conninfo(dsn, host=str(replica.socket_dir),
@@ -267,15 +311,20 @@ def report(run_: dict[str, Any]) -> str:
              f"{run_['args']['delay']} s; load average {run_['loadavg']} -> "
              f"{run_['loadavg_after']}",
              "| load | drill reads | snapshot window: TPS ratio, p99 ratio | whole drill: TPS "
-             "ratio, p99 ratio | xmin held (s), oldest xmin (xids) | bloat added | outcome |",
-             "|---|---|---|---|---|---|---|"]
+             "ratio, p99 ratio | xmin held (s), oldest xmin (xids) | bloat added | replica "
+             "lag, alone -> with | outcome |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in run_["results"]:
         s, d = r["snapshot"], r["drill"]
         late = " (drill outlasted pgbench: --seconds too short)" if r["drill_past_pgbench"] else ""
         lines.append(f"| {r['load']} | {r['mode']} | {_ratio(s['tps_ratio'])}, "
                      f"{_ratio(s['p99_ratio'])} | {_ratio(d['tps_ratio'])}, "
-                     f"{_ratio(d['p99_ratio'])} | {r['xmin_held_s']}, {r['xmin_age_max']} | "
-                     f"{r['bloat_added_bytes'] / 1e6:+.1f} MB | {r['drill_outcome']}{late} |")
+                     f"{_ratio(d['p99_ratio'])} | {r['xmin_held_s']}, "
+                     f"{max(r['xmin_age_max'], r.get('feedback_xmin_age_max', 0))} | "
+                     f"{r['bloat_added_bytes'] / 1e6:+.1f} MB | "
+                     f"{r.get('replica_lag_alone_bytes_max', 0) / 1e6:.1f} -> "
+                     f"{r.get('replica_lag_bytes_max', 0) / 1e6:.1f} MB | "
+                     f"{r['drill_outcome']}{late} |")
     lines.append("xmin held (s): the drill's snapshot's (with `replica`, on the replica: the "
                  "primary's horizon is held only with hot_standby_feedback); oldest xmin: the "
                  "largest age(backend_xmin) of a spectral session sampled on the primary.")
@@ -291,7 +340,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--throttle", type=float, default=5.0, help="source_read_rate, MB/s")
     ap.add_argument("--modes", nargs="+", default=["primary", "replica", "throttle"],
-                    choices=["primary", "replica", "throttle"])
+                    choices=["primary", "replica", "feedback", "throttle"])
+    ap.add_argument("--pin", action="store_true", help="the source and pgbench on CPU 0, the "
+                    "replica, the drill and its copy on the others")
     ap.add_argument("--out", type=Path, help="write the run as JSON here too (without the "
                                              "transactions)")
     args = ap.parse_args()
