@@ -147,6 +147,8 @@ def measure(scale: int, reladiff: bool) -> dict[str, Any]:
         assert b.cli("dr", "expire", "--keep", "1", "--yes")["exit"] == 0
         cold()
         out["backup_floor"] = basebackup_floor(b, dsn)
+        log(f"scale {scale}: backup {out['backup']['seconds']} s, floor "
+            f"{out['backup_floor']['seconds']} s")
         with connect(dsn) as conn:   # some WAL for the restore to replay
             conn.execute("update worlds.returns set status = status where id % 100 = 0")
         log(f"scale {scale}: fingerprint")
@@ -184,6 +186,8 @@ def measure(scale: int, reladiff: bool) -> dict[str, Any]:
         out["compare"] = strip(b.cli("--json", "dr", "compare", str(snap), instance["dsn"],
                                      "--content"))
         out["compare_library_s"] = drills_compare(snap, instance["dsn"])
+        log(f"scale {scale}: compare process {out['compare']['seconds']} s, in the drill's "
+            f"process {out['compare_library_s']} s")
         if reladiff:
             log(f"scale {scale}: reladiff")
             password = p.local.paths.password_file.read_text().strip()
@@ -342,7 +346,7 @@ def drills_compare(snap: Path, dsn: str) -> float:
     the snapshot's schemas and content, then compared with the snapshot."""
     doc = load(snap)
     started = time.monotonic()
-    restored = take(dsn, Options(tuple(doc["schemas"]), content=True, workers=WORKERS))
+    restored = take(dsn, Options(tuple(doc.schemas), content=True, workers=WORKERS))
     outcome = compare(doc, restored).outcome
     seconds = time.monotonic() - started
     assert outcome is Outcome.MATCH, outcome

@@ -171,7 +171,8 @@ def compare_cmd(ctx: typer.Context,
     names = _split(schemas)
     with restore_progress(_show(st)) as progress:
         (doc_a, label_a), (doc_b, label_b) = fingerprint_pair(
-            st.config, a, b, schemas=names, content=content, workers=workers, progress=progress)
+            lambda: st.config, a, b, schemas=names, content=content, workers=workers,
+            progress=progress)
     cmp = compare(doc_a, doc_b, include_managed=include_managed)
     st.emit({"a": label_a, "b": label_b, **cmp.to_json()},
             lambda c: _print_comparison(c, cmp, (label_a, label_b)))

@@ -13,12 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 import psycopg.sql
 
-from spectral.config.models import EnvironmentConfig
 from spectral.durable import write_atomic
 from spectral.errors import CouldNotVerify, UsageError
 from spectral.pg.conn import Sessions, describe
@@ -45,6 +44,9 @@ from spectral.verify.replica import (
     lost,
     too_busy,
 )
+
+if TYPE_CHECKING:   # a fingerprint of a DSN or a file needs no configuration loaded
+    from spectral.config.models import EnvironmentConfig
 
 T = TypeVar("T")
 # Schemas the platform (Supabase) manages and changes under you: reported as drift only.

@@ -19,15 +19,16 @@ a read-only role does not have."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from spectral.config.models import EnvironmentConfig
-from spectral.config.secrets import resolve_dsn
 from spectral.errors import CouldNotVerify, UsageError
 from spectral.pg.conn import connect, describe
 from spectral.pg.waldump import parse_lsn
+
+if TYPE_CHECKING:   # a fingerprint of a DSN or a file needs no configuration loaded
+    from spectral.config.models import EnvironmentConfig
 
 REPLAY_ATTEMPTS = 20      # snapshots tried before replay is called too busy to pin one on
 LOST_ATTEMPTS = 3         # scans tried before a replica's conflicts are called too frequent
@@ -106,6 +107,8 @@ def replica_for(env: EnvironmentConfig, primary: str, base_dir: Any = None) -> R
     (exit 2), since its LSN would mean nothing to the primary's backups."""
     if env.snapshot_dsn is None:
         return None
+    from spectral.config.secrets import resolve_dsn
+
     dsn = resolve_dsn(env.snapshot_dsn, base_dir)
     where = f"snapshot_dsn ({describe(dsn)})"
     with connect(primary) as conn:

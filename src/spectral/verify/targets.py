@@ -1,28 +1,35 @@
-"""What `dr compare A B` can be given: a fingerprint file, an environment name or a DSN."""
+"""What `dr compare A B` can be given: a fingerprint file, an environment name or a DSN. The
+configuration is loaded only when a side needs it (an environment, or two live sides): a
+snapshot compared with a DSN, the drill's way, pays nothing for it."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from spectral.config.models import SpectralConfig
-from spectral.config.secrets import is_secret_ref
 from spectral.errors import UsageError
 from spectral.refdb import REFERENCE_SCHEMAS
 from spectral.verify.content import ScanProgress
 from spectral.verify.document import Fingerprint
 from spectral.verify.fingerprint import Options, load, options_for, take
 
+if TYPE_CHECKING:
+    from spectral.config.models import SpectralConfig
+
+Config = Callable[[], "SpectralConfig"]   # loads (or returns) the configuration when called
+
 
 def is_file(spec: str) -> bool:
     return spec.endswith(".json") or Path(spec).exists()
 
 
-def fingerprint_pair(cfg: SpectralConfig, a: str, b: str, *, schemas: list[str] | None,
+def fingerprint_pair(cfg: Config, a: str, b: str, *, schemas: list[str] | None,
                      content: bool, workers: int | None, progress: ScanProgress | None = None
                      ) -> tuple[tuple[Fingerprint, str], tuple[Fingerprint, str]]:
     """Both sides of a comparison. Two live databases are read at the same time (their scans
@@ -37,10 +44,10 @@ def fingerprint_pair(cfg: SpectralConfig, a: str, b: str, *, schemas: list[str] 
                             content=content or first.content, workers=workers,
                             progress=progress)
         return (fy, fx) if file_first else (fx, fy)
-    schemas = schemas or _one_schema_list(cfg, a, b)   # never a default for one side only
+    schemas = schemas or _one_schema_list(cfg(), a, b)   # never a default for one side only
     # two servers on this machine share its cores: each side gets half unless told otherwise
     share = workers or (max(1, len(os.sched_getaffinity(0)) // 2)
-                        if _on_this_machine(cfg, a) and _on_this_machine(cfg, b) else None)
+                        if _on_this_machine(cfg(), a) and _on_this_machine(cfg(), b) else None)
     with ThreadPoolExecutor(2) as pool:
         fa = pool.submit(fingerprint_of, cfg, a, schemas=schemas, content=content,
                          workers=share, progress=_side("A", progress))
@@ -69,6 +76,8 @@ def _on_this_machine(cfg: SpectralConfig, spec: str) -> bool:
     """Whether the server behind `spec` runs here (a Unix socket or a loopback address); a DSN
     behind a secret reference is not resolved just to find out (assumed remote)."""
     if spec in cfg.environments:
+        from spectral.config.secrets import is_secret_ref
+
         env = cfg.environments[spec]
         if env.dsn is None:          # a cluster spectral runs: here
             return True
@@ -86,20 +95,21 @@ def looks_like_dsn(text: str) -> bool:
     return "://" in text or ("=" in text and " " in text) or text.startswith(("host=", "dbname="))
 
 
-def fingerprint_of(cfg: SpectralConfig, spec: str, *, schemas: list[str] | None,
+def fingerprint_of(cfg: Config, spec: str, *, schemas: list[str] | None,
                    content: bool, workers: int | None, progress: ScanProgress | None = None
                    ) -> tuple[Fingerprint, str]:
-    """Load or take the fingerprint that `spec` names; returns it and a label for output."""
+    """Load or take the fingerprint that `spec` names; returns it and a label for output. A
+    spec that looks like a DSN is one (no environment is looked up for it)."""
     path = Path(spec)
     if path.suffix == ".json" or path.exists():
         if not path.exists():
             raise UsageError(f"{spec}: no such fingerprint file")
         return load(path), str(path)
-    if spec in cfg.environments:
+    if not looks_like_dsn(spec) and spec in cfg().environments:
         from spectral.environment import open_environment
         from spectral.verify.replica import replica_for
 
-        environment = open_environment(cfg, spec)
+        environment = open_environment(cfg(), spec)
         with environment.database() as dsn:
             opts = options_for(environment.config, content=content, workers=workers,
                                schemas=tuple(schemas) if schemas else None, progress=progress,
@@ -112,4 +122,4 @@ def fingerprint_of(cfg: SpectralConfig, spec: str, *, schemas: list[str] | None,
                        progress=progress)
         return take(spec, opts), "the given DSN"
     raise UsageError(f"{spec!r} is neither a fingerprint file, an environment "
-                     f"({', '.join(sorted(cfg.environments))}) nor a DSN")
+                     f"({', '.join(sorted(cfg().environments))}) nor a DSN")

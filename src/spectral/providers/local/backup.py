@@ -1,5 +1,9 @@
 """Base backups with pg_basebackup (full, or incremental on PostgreSQL 17+), each verified with
-pg_verifybackup right after it is taken and recorded in the repository's catalog."""
+pg_verifybackup right after it is taken and recorded in the repository's catalog.
+
+The copy is written without pg_basebackup's own sync (one fsync per file, then each folder):
+it is made durable by one syncfs() of its file system, run while pg_verifybackup reads the
+files back (`settle`), and only then renamed to its final name and entered in the catalog."""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ import json
 import re
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+from spectral.durable import rename_durable
 from spectral.errors import CheckFailed, CommandError, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.osuser import make_owned_dir, server_identity
@@ -21,7 +27,8 @@ from spectral.runner import run
 def basebackup_argv(bins: PgBinaries, conninfo: str, dest: Path, label: str,
                     incremental_from: Path | None = None) -> list[str]:
     argv = [bins.path("pg_basebackup"), "-d", conninfo, "-D", str(dest), "-F", "p",
-            "-X", "stream", "-c", "fast", "--manifest-checksums=CRC32C", "-l", label]
+            "-X", "stream", "-c", "fast", "--manifest-checksums=CRC32C", "--no-sync",
+            "-l", label]
     if incremental_from is not None:
         argv.append(f"--incremental={incremental_from / 'backup_manifest'}")
     return argv
@@ -87,6 +94,28 @@ def verify(bins: PgBinaries, backup_dir: Path, incremental: bool) -> tuple[Verif
     return Verification.VERIFIED, "pg_verifybackup: every file and the WAL match the manifest"
 
 
+def sync_argv(backup_dir: Path) -> list[str]:
+    """coreutils' `sync --file-system`: one syncfs() of each file system holding the backup
+    (its folder, and a tablespace's folder elsewhere), instead of an fsync of every file."""
+    tablespaces = backup_dir / "pg_tblspc"
+    elsewhere = sorted(str(p.resolve()) for p in tablespaces.iterdir()) \
+        if tablespaces.is_dir() else []
+    return ["sync", "--file-system", str(backup_dir), *elsewhere]
+
+
+def settle(bins: PgBinaries, backup_dir: Path, incremental: bool) -> tuple[Verification, str]:
+    """Verify a backup just written while its files go to disk: pg_verifybackup reads them
+    back from memory as the sync writes them out, so the check costs no more than the sync.
+    A sync that fails raises (CommandError): the copy is not on disk, whatever it held."""
+    with ThreadPoolExecutor(1) as pool:
+        synced = pool.submit(run, sync_argv(backup_dir), timeout=3600)
+        try:
+            checked = verify(bins, backup_dir, incremental)
+        finally:
+            synced.result()
+    return checked
+
+
 def server_timeline(conninfo: str) -> int:
     """The timeline the server writes on now."""
     from spectral.pg.conn import connect
@@ -122,6 +151,31 @@ def _parent(bins: PgBinaries, repo: LocalRepository, conninfo: str) -> Backup:
     return usable[-1]
 
 
+def _copy(bins: PgBinaries, conninfo: str, partial: Path, backup_id: str,
+          parent: tuple[Backup, Path] | None) -> None:
+    """pg_basebackup into `partial` (on `parent`, incremental); an incremental backup the
+    server refuses is said as what to do instead."""
+    try:
+        run(basebackup_argv(bins, conninfo, partial, f"spectral {backup_id}",
+                            parent[1] if parent else None),
+            timeout=24 * 3600, run_as=server_identity(), forks=True)
+    except CommandError as exc:
+        if parent is not None and "WAL summaries are required" in exc.message:
+            # the server began a new history (an in-place restore or an undo recovers with
+            # the summarizer off) and has no summaries since the parent's start
+            raise UsageError(f"an incremental backup on {parent[0].id} needs WAL summaries "
+                             f"the server does not have (its history was rewound since)",
+                             hint="take a full backup first: spectral dr backup") from None
+        if parent is not None and "manifest requires WAL from" in exc.message:
+            # the parent lies on a history the server has left (it was rewound to before
+            # the parent's end; chosen by a timeline history the archive no longer has)
+            raise UsageError(f"an incremental backup cannot build on {parent[0].id}: the "
+                             f"server's history no longer passes through it "
+                             f"({exc.message.rsplit('ERROR:', 1)[-1].strip()})",
+                             hint="take a full backup first: spectral dr backup") from None
+        raise
+
+
 def take_backup(bins: PgBinaries, repo: LocalRepository, conninfo: str, server_version: str, *,
                 incremental: bool = False) -> Backup:
     """Take, verify and record one base backup. The backup is written under a temporary name
@@ -144,33 +198,16 @@ def take_backup(bins: PgBinaries, repo: LocalRepository, conninfo: str, server_v
         make_owned_dir(partial, 0o700)
         started = time.monotonic()
         try:
-            run(basebackup_argv(bins, conninfo, partial, f"spectral {backup_id}",
-                                repo.backup_dir(parent.id) if parent else None),
-                timeout=24 * 3600, run_as=server_identity(), forks=True)
-        except CommandError as exc:
-            shutil.rmtree(partial, ignore_errors=True)
-            if parent is not None and "WAL summaries are required" in exc.message:
-                # the server began a new history (an in-place restore or an undo recovers with
-                # the summarizer off) and has no summaries since the parent's start
-                raise UsageError(f"an incremental backup on {parent.id} needs WAL summaries "
-                                 f"the server does not have (its history was rewound since)",
-                                 hint="take a full backup first: spectral dr backup") from None
-            if parent is not None and "manifest requires WAL from" in exc.message:
-                # the parent lies on a history the server has left (it was rewound to before
-                # the parent's end; chosen by a timeline history the archive no longer has)
-                raise UsageError(f"an incremental backup cannot build on {parent.id}: the "
-                                 f"server's history no longer passes through it "
-                                 f"({exc.message.rsplit('ERROR:', 1)[-1].strip()})",
-                                 hint="take a full backup first: spectral dr backup") from None
-            raise
+            _copy(bins, conninfo, partial, backup_id,
+                  (parent, repo.backup_dir(parent.id)) if parent else None)
+            duration = time.monotonic() - started
+            stopped_at = datetime.now(UTC)
+            start_lsn, stop_lsn, tli, started_at = read_backup_facts(partial)
+            verification, detail = settle(bins, partial, incremental)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        duration = time.monotonic() - started
-        stopped_at = datetime.now(UTC)
-        start_lsn, stop_lsn, tli, started_at = read_backup_facts(partial)
-        verification, detail = verify(bins, partial, incremental)
-        partial.rename(final)
+        rename_durable(partial, final)   # on disk before the catalog names it
         backup = Backup(backup_id, kind, parent.id if parent else None, start_lsn, stop_lsn,
                         started_at, stopped_at, tli, dir_size(final), duration,
                         server_version, verification, detail)
