@@ -22,7 +22,13 @@ from spectral.drills.random_point import RandomPoint, pick, refuse_unless_able
 from spectral.drills.result import Check, DrillEntry, DrillOutcome, DrillResult, DrillType
 from spectral.drills.verify import objectives, verify_against_snapshot
 from spectral.environment import Environment
-from spectral.errors import ConnectError, CouldNotVerify, SpectralError, UsageError
+from spectral.errors import (
+    BackupDamaged,
+    ConnectError,
+    CouldNotVerify,
+    SpectralError,
+    UsageError,
+)
 from spectral.providers.base import (
     Capability,
     Copy,
@@ -108,6 +114,11 @@ class _Drill:
     def run(self, point: DrillPoint) -> DrillResult:
         try:
             self._steps(point)
+        except BackupDamaged as exc:    # proven damaged: the drill's finding, a FAIL
+            self.result.backup_id = self.result.backup_id or exc.backup_id
+            self.result.checks.append(Check("backup matches its manifest", DrillOutcome.FAIL,
+                                            exc.message, list(exc.problems)))
+            self.result.error = exc.message + (f" ({exc.hint})" if exc.hint else "")
         except SpectralError as exc:    # what to do about it goes with it (the ledger, --json)
             self.result.error = exc.message + (f" ({exc.hint})" if exc.hint else "")
         except BaseException as exc:   # Ctrl-C, SIGTERM: still removed and recorded
