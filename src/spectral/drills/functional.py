@@ -39,7 +39,7 @@ from spectral.providers.base import (
     Report,
 )
 from spectral.recovery_target import RecoveryTarget
-from spectral.verify import snapshots
+from spectral.verify import pinning, snapshots
 from spectral.verify.content import ScanProgress
 from spectral.verify.document import Fingerprint
 from spectral.verify.fingerprint import options_for, take
@@ -193,12 +193,13 @@ class _Drill:
             self.report(self.replica.describe())
             self.result.checks.append(Check("snapshot on a replica of the source",
                                             DrillOutcome.PASS, self.replica.describe()))
+        archive = self.provider.wal_archive()   # its LSN checked against the WAL (pinning.py)
+        pin = None if archive is None else pinning.against(archive.flush, archive.commits_near)
         with self.provider.source() as dsn:
             doc = take(self.replica.dsn if self.replica else dsn,
                        options_for(self.environment.config, content=self.request.content,
                                    progress=self._scan_clock("snapshot_scan"), live=True,
-                                   on_held=self._held))
-            archive = self.provider.wal_archive()
+                                   on_held=self._held, pin=pin))
             if archive is not None:
                 archive.flush()
         snapshots.record(self.environment.ledger, self.environment.name, doc)

@@ -36,7 +36,8 @@ from spectral.verify.document import (
     canonical,
     sha256,
 )
-from spectral.verify.replica import BEFORE_SQL, REPLAY_ATTEMPTS, ReplayMoved, too_busy
+from spectral.verify.pinning import PinFacts, Pinner, SnapshotXids, Unpinned
+from spectral.verify.replica import BEFORE_SQL, ReplayMoved, replay_still, retaken
 
 T = TypeVar("T")
 READY_WAIT = 30   # seconds the coordinator keeps its snapshot open for workers still starting
@@ -61,25 +62,33 @@ class Options:
     progress: content_mod.ScanProgress | None = field(default=None, compare=False, repr=False)
     # told how long the snapshot's transactions held the xmin horizon back (seconds)
     on_held: Callable[[float], None] | None = field(default=None, compare=False, repr=False)
+    # the LSN the snapshot stands for, checked against the WAL before the scan (pinning.py)
+    pin: Pinner | None = field(default=None, compare=False, repr=False)
 
 
 def options_for(env: EnvironmentConfig, *, content: bool = False, workers: int | None = None,
                 schemas: tuple[str, ...] | None = None, require: bool = False,
                 progress: content_mod.ScanProgress | None = None, live: bool = False,
-                on_held: Callable[[float], None] | None = None) -> Options:
+                on_held: Callable[[float], None] | None = None,
+                pin: Pinner | None = None) -> Options:
     """The fingerprint options an environment's configuration asks for; `live`: of its live
     database (or its replica), read at most at its source_read_rate (a copy is not held to
     it)."""
     return Options(schemas or tuple(env.schemas), content=content, workers=workers,
                    last_change=tuple(sorted(env.change_columns.items())),
                    require_schemas=require, progress=progress, lock_timeout=env.lock_timeout,
-                   read_rate=env.source_read_rate if live else 0, on_held=on_held)
+                   read_rate=env.source_read_rate if live else 0, on_held=on_held, pin=pin)
 
 
+# On a primary the insert position, read after the snapshot: every commit the snapshot sees
+# was inserted before it (the write position may not have reached one yet with
+# synchronous_commit=off); the snapshot's xids and a standby's receipt for verify/pinning.py.
 SOURCE_SQL = """
 select current_setting('server_version'), current_setting('server_version_num')::int,
-       case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end,
-       now(), current_database(), pg_export_snapshot()
+       case when pg_is_in_recovery() then pg_last_wal_replay_lsn()
+            else pg_current_wal_insert_lsn() end,
+       now(), current_database(), pg_export_snapshot(), pg_current_snapshot()::text,
+       pg_is_in_recovery(), case when pg_is_in_recovery() then pg_last_wal_receive_lsn() end
 """
 CONTROL_SQL = """
 select (pg_control_system()).system_identifier, (pg_control_checkpoint()).timeline_id
@@ -113,16 +122,9 @@ def take(conninfo: str, opts: Options, snapshot: str | None = None) -> Fingerpri
     conflict with production starts it again (verify/locks.py), a few times at most; so does
     a replica's replay that moved while the snapshot was taken (verify/replica.py)."""
     what = f"could not fingerprint {describe(conninfo)}"
-    moved: ReplayMoved | None = None
-    for _ in range(REPLAY_ATTEMPTS):
-        try:
-            return locks.retrying(lambda: _guarded(conninfo, opts.lock_timeout,
-                                                   lambda g: _take_once(g, opts, snapshot)),
-                                  what)
-        except ReplayMoved as exc:
-            moved = exc
-    assert moved is not None
-    raise too_busy(moved, what)
+    return retaken(lambda: locks.retrying(
+        lambda: _guarded(conninfo, opts.lock_timeout, lambda g: _take_once(g, opts, snapshot)),
+        what), what)
 
 
 @dataclass
@@ -185,6 +187,22 @@ def _begin(g: _Guard, schemas: list[str], snapshot: str | None) -> tuple[set[str
     return {f"{s}.{n}" for s, n in tables}, None if row is None or row[0] is None else str(row[0])
 
 
+def _pin_facts(lsn: Any, xids: str, recovering: bool, received: Any) -> PinFacts:
+    return PinFacts(str(lsn), SnapshotXids.parse(xids, complete=not recovering),
+                    bool(recovering), None if received is None else str(received))
+
+
+def _pinned(conn: psycopg.Connection[Any], pin: Pinner, facts: PinFacts, read: float) -> str:
+    """A standby's snapshot pinned before its scan: a retry then costs nothing."""
+    try:
+        return pin(facts)
+    except Unpinned as exc:
+        if exc.settles and replay_still(conn, facts.lsn, read):
+            return facts.lsn   # replay waits before the record (paused, delayed), not in it
+        conn.rollback()   # dropped before anything is scanned
+        raise
+
+
 def _all_locked(plans: list[content_mod.TablePlan], locked: set[str]) -> None:
     for plan in plans:
         if plan.status is content_mod.TableStatus.OK and plan.qualified not in locked:
@@ -193,15 +211,19 @@ def _all_locked(plans: list[content_mod.TablePlan], locked: set[str]) -> None:
 
 
 def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
-    conn = g.conn
+    conn, imported = g.conn, snapshot is not None
     locked, before = _begin(g, list(opts.schemas) + list(opts.managed), snapshot)
     held = time.monotonic()
     row = conn.execute(SOURCE_SQL).fetchone()
     assert row is not None
-    version, version_num, lsn, now, database, snapshot = row
+    version, version_num, lsn, now, database, snapshot, xids, recovering, received = row
     if before is not None and str(lsn) != before:
         conn.rollback()
         raise ReplayMoved(before, str(lsn))
+    pin = None if imported else opts.pin   # an imported snapshot is its exporter's
+    pins = None if pin is None else _pin_facts(lsn, xids, recovering, received)
+    if pin is not None and pins is not None and pins.in_recovery:   # before the scan
+        lsn = _pinned(conn, pin, pins, held)
     sysid, timeline = _control(conn)
     last_commit = _last_commit(conn)
     collations = read_collations(conn)
@@ -239,6 +261,8 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
     conn.rollback()
     if opts.on_held is not None:
         opts.on_held(time.monotonic() - held)
+    if pin is not None and pins is not None and not pins.in_recovery:
+        lsn = pin(pins)   # after the scan: the primary's xmin horizon is not held meanwhile
     source = Source(version, version_num, str(lsn), database, sysid, timeline, last_commit)
     return document(now, source, opts, schemas, managed, facts, partitions, sequences, whole,
                     collations)
