@@ -110,3 +110,33 @@ def test_a_conflict_with_recovery_during_a_replica_scan_is_never_a_fail(
                 assert exc.value.hint is not None and "hot_standby_feedback" in exc.value.hint
         finally:
             replica.stop(timeout=20, discard=True)
+
+
+def test_a_sequence_used_while_the_snapshot_is_read_does_not_fail_the_drill(
+        work_dir: Path) -> None:
+    """A sequence is not read in the snapshot (it is not MVCC): its value is read before it,
+    so the copy's, logged ahead at the recovery point, is never behind it."""
+    from spectral.drills.functional import DrillRequest, run_functional
+    from spectral.drills.result import DrillOutcome
+
+    with notes_environment(work_dir) as environment:
+        primary = environment.provider.local.cluster()   # type: ignore[attr-defined]
+        with primary.connect(autocommit=True) as conn:
+            conn.execute("create table core.tally (id bigserial primary key)")
+        stop = threading.Event()
+
+        def inserts() -> None:
+            with primary.connect(autocommit=True) as conn:
+                while not stop.is_set():
+                    conn.execute("insert into core.tally default values")
+
+        writer = threading.Thread(target=inserts)
+        writer.start()
+        try:
+            result = run_functional(environment, DrillRequest(content=True))
+        finally:
+            stop.set()
+            writer.join(30)
+        assert result.outcome is DrillOutcome.PASS, (result.error, [
+            e for c in result.checks if c.outcome is DrillOutcome.FAIL
+            for e in c.evidence if not e.endswith(", match")])

@@ -212,6 +212,8 @@ def _all_locked(plans: list[content_mod.TablePlan], locked: set[str]) -> None:
 
 def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
     conn, imported = g.conn, snapshot is not None
+    # not MVCC: read before the snapshot, so a copy logged ahead at its LSN is never behind
+    sequences = _sequences(conn, list(opts.schemas)) if opts.content else None
     locked, before = _begin(g, list(opts.schemas) + list(opts.managed), snapshot)
     held = time.monotonic()
     row = conn.execute(SOURCE_SQL).fetchone()
@@ -250,7 +252,6 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
                        and s in present and (objs := describe_schema(conn, s)) is not None}
             whole = SchemaEntry.of(describe_database(conn))
             partitions = _partitions(conn, readable)
-            sequences = _sequences(conn, list(opts.schemas)) if opts.content else None
             if ready.wait(READY_WAIT):
                 conn.rollback()   # every worker holds the snapshot and its locks: let go
             facts = scanning.result()
