@@ -35,8 +35,9 @@ again does).
 What is not checked: commits older than the segment before the LSN (a commit in flight for
 longer than a segment of WAL, on a primary), sequences (not MVCC: read before the snapshot, so
 that a copy logged ahead at the LSN is not behind them, unless the LSN is moved back past a
-sequence's WAL record written before that read), and a standby commit whose replay goes on for longer than the moment after making it visible (one
-that drops a large table's files on a slow disk)."""
+sequence's WAL record written before that read), and a standby commit whose replay goes on
+for longer than the moment after making it visible (one that drops a large table's files on a
+slow disk)."""
 
 from __future__ import annotations
 
