@@ -102,7 +102,7 @@ class Crashes:
         backup = self.backup_for(c.xid)
         res = self.killed_at(step, "dr", "restore", "--in-place", "--yes", "--exclusive",
                              "--target-xid", str(c.xid))
-        if res.returncode in (2, 3) and self.model.faults:
+        if res.returncode in (1, 2, 3) and self.model.faults:   # 1: a backup proven damaged
             count("crashed in-place restore refused (after a fault)")
             return
         assert res.returncode == -signal.SIGKILL, (step, res.returncode, res.stderr[-600:])

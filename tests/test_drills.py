@@ -93,13 +93,21 @@ def test_unlogged_load_bearing_table_fails_the_drill(ready: Path) -> None:
 def test_corrupted_backup_never_passes(ready: Path) -> None:
     backups = json.loads(spectral("dr", "backups", "--json", cwd=ready).stdout)["backups"]
     base = ready / ".spectral" / "local" / "backups" / "base" / backups[-1]["id"]
-    victim = max((p for p in base.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    # a relation's file (the backup's pg_wal is checked by pg_waldump: a WAL it cannot read
+    # proves no file damaged, and stays could-not-verify)
+    victim = max((p for p in (base / "base").rglob("*") if p.is_file()),
+                 key=lambda p: p.stat().st_size)
     raw = bytearray(victim.read_bytes())
     raw[100] ^= 0xFF
     victim.write_bytes(bytes(raw))
     code, result = drill(ready)
-    assert code == 3 and result["outcome"] == "could_not_verify"
-    assert "fails verification" in result["error"]
+    assert code == 1 and result["outcome"] == "fail"   # proven damaged: a FAIL, named
+    assert f"backup {backups[-1]['id']} is damaged" in result["error"]
+    assert result["backup_id"] == backups[-1]["id"]
+    name = victim.relative_to(base)
+    [check] = [c for c in result["checks"] if c["outcome"] == "fail"]
+    assert check["name"] == "backup matches its manifest"
+    assert check["evidence"] == [f'checksum mismatch for file "{name}"']
 
 
 def test_drill_without_backups_says_so_and_exits_3(work_dir: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import _processes_under, local_provider, sql
-from spectral.errors import CouldNotVerify, RefusedError, UsageError
+from spectral.errors import BackupDamaged, CouldNotVerify, RefusedError, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.conn import connect
 from spectral.providers.base import BackupKind, Instance, Verification
@@ -179,8 +179,11 @@ def test_corrupted_backup_is_refused(env: LocalProvider) -> None:
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
-    with pytest.raises(CouldNotVerify, match="fails verification"):
+    with pytest.raises(BackupDamaged, match=f"backup {b.id} is damaged") as exc:
         env.restore(LatestTarget())
+    name = str(victim.relative_to(env.repo.backup_dir(b.id)))
+    assert exc.value.problems == [f'checksum mismatch for file "{name}"']
+    assert exc.value.exit_code == 1
     assert env.instances() == []
 
 

@@ -52,6 +52,17 @@ class CouldNotVerify(SpectralError):
     exit_code = ExitCode.COULD_NOT_VERIFY
 
 
+class BackupDamaged(CheckFailed):
+    """A backup proven damaged: a file whose checksum or size does not match its manifest, a
+    manifest that does not match itself. A drill of it FAILs (exit 1) naming the backup and
+    the files; a backup that cannot be read at all stays CouldNotVerify (exit 3)."""
+
+    def __init__(self, backup_id: str, problems: list[str], *, hint: str | None = None) -> None:
+        super().__init__(f"backup {backup_id} is damaged and will not be restored: "
+                         f"{'; '.join(problems)}", hint=hint)
+        self.backup_id, self.problems = backup_id, list(problems)
+
+
 class CommandError(SpectralError):
     """A program run through `spectral.runner.run` failed or timed out."""
 

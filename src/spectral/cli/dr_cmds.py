@@ -185,16 +185,18 @@ def snapshot_cmd(ctx: typer.Context, content: bool = CONTENT,
     """Fingerprint the environment and keep it in its evidence store with its time and LSN, for
     drills that restore to that point later."""
     from spectral.cli.backup_cmds import restore_progress
-    from spectral.verify import snapshots
+    from spectral.verify import pinning, snapshots
     from spectral.verify.fingerprint import options_for, take
 
     st = state(ctx)
     environment = st.environment()
     name = environment.name
+    archive = environment.provider.wal_archive()   # a drill restores to its LSN: checked
+    pin = None if archive is None else pinning.against(archive.flush, archive.commits_near)
     with environment.database() as dsn, restore_progress(_show(st)) as progress:
         doc = take(_snapshot_dsn(st, environment, dsn),
                    options_for(environment.config, content=content, workers=workers,
-                               progress=progress, live=True))
+                               progress=progress, live=True, pin=pin))
         path = snapshots.record(environment.ledger, name, doc)
     st.emit({"environment": name, "path": str(path), "taken_at": doc.taken_at,
              "lsn": doc.source.lsn},

@@ -22,7 +22,13 @@ from spectral.drills.random_point import RandomPoint, pick, refuse_unless_able
 from spectral.drills.result import Check, DrillEntry, DrillOutcome, DrillResult, DrillType
 from spectral.drills.verify import objectives, verify_against_snapshot
 from spectral.environment import Environment
-from spectral.errors import ConnectError, CouldNotVerify, SpectralError, UsageError
+from spectral.errors import (
+    BackupDamaged,
+    ConnectError,
+    CouldNotVerify,
+    SpectralError,
+    UsageError,
+)
 from spectral.providers.base import (
     Capability,
     Copy,
@@ -33,7 +39,7 @@ from spectral.providers.base import (
     Report,
 )
 from spectral.recovery_target import RecoveryTarget
-from spectral.verify import snapshots
+from spectral.verify import pinning, snapshots
 from spectral.verify.content import ScanProgress
 from spectral.verify.document import Fingerprint
 from spectral.verify.fingerprint import options_for, take
@@ -108,6 +114,11 @@ class _Drill:
     def run(self, point: DrillPoint) -> DrillResult:
         try:
             self._steps(point)
+        except BackupDamaged as exc:    # proven damaged: the drill's finding, a FAIL
+            self.result.backup_id = self.result.backup_id or exc.backup_id
+            self.result.checks.append(Check("backup matches its manifest", DrillOutcome.FAIL,
+                                            exc.message, list(exc.problems)))
+            self.result.error = exc.message + (f" ({exc.hint})" if exc.hint else "")
         except SpectralError as exc:    # what to do about it goes with it (the ledger, --json)
             self.result.error = exc.message + (f" ({exc.hint})" if exc.hint else "")
         except BaseException as exc:   # Ctrl-C, SIGTERM: still removed and recorded
@@ -182,12 +193,13 @@ class _Drill:
             self.report(self.replica.describe())
             self.result.checks.append(Check("snapshot on a replica of the source",
                                             DrillOutcome.PASS, self.replica.describe()))
+        archive = self.provider.wal_archive()   # its LSN checked against the WAL (pinning.py)
+        pin = None if archive is None else pinning.against(archive.flush, archive.commits_near)
         with self.provider.source() as dsn:
             doc = take(self.replica.dsn if self.replica else dsn,
                        options_for(self.environment.config, content=self.request.content,
                                    progress=self._scan_clock("snapshot_scan"), live=True,
-                                   on_held=self._held))
-            archive = self.provider.wal_archive()
+                                   on_held=self._held, pin=pin))
             if archive is not None:
                 archive.flush()
         snapshots.record(self.environment.ledger, self.environment.name, doc)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from pathlib import Path
 
+    from spectral.pg.waldump import CommitRecord
     from spectral.providers.base import InPlaceResult, Instance, Progress, Provider
     from spectral.recovery_target import RecoveryTarget
 
@@ -50,6 +51,10 @@ class WalArchive(Protocol):
         """The LSN of an xid's commit, a restore point or an LSN target; None for times."""
 
     def newest_commit_before(self, lsn: str) -> datetime | None: ...
+
+    def commits_near(self, lsn: str) -> list[CommitRecord] | None:
+        """The records that end a transaction from the segment before `lsn`'s on, oldest
+        first (a snapshot's LSN checked: verify/pinning.py); None: the archive ends before."""
 
     def commits_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]: ...
 

@@ -35,14 +35,15 @@ from spectral.verify.document import (
     canonical,
     sha256,
 )
+from spectral.verify.pinning import PinFacts, Pinner, SnapshotXids, Unpinned
 from spectral.verify.replica import (
     BEFORE_SQL,
-    LOST_ATTEMPTS,
-    REPLAY_ATTEMPTS,
     ReplayMoved,
     SnapshotLost,
-    lost,
-    too_busy,
+    held_through,
+    replay_still,
+    retaken,
+    why_lost,
 )
 
 if TYPE_CHECKING:   # a fingerprint of a DSN or a file needs no configuration loaded
@@ -70,25 +71,33 @@ class Options:
     progress: content_mod.ScanProgress | None = field(default=None, compare=False, repr=False)
     # told how long the snapshot's transactions held the xmin horizon back (seconds)
     on_held: Callable[[float], None] | None = field(default=None, compare=False, repr=False)
+    # the LSN the snapshot stands for, checked against the WAL before the scan (pinning.py)
+    pin: Pinner | None = field(default=None, compare=False, repr=False)
 
 
 def options_for(env: EnvironmentConfig, *, content: bool = False, workers: int | None = None,
                 schemas: tuple[str, ...] | None = None, require: bool = False,
                 progress: content_mod.ScanProgress | None = None, live: bool = False,
-                on_held: Callable[[float], None] | None = None) -> Options:
+                on_held: Callable[[float], None] | None = None,
+                pin: Pinner | None = None) -> Options:
     """The fingerprint options an environment's configuration asks for; `live`: of its live
     database (or its replica), read at most at its source_read_rate (a copy is not held to
     it)."""
     return Options(schemas or tuple(env.schemas), content=content, workers=workers,
                    last_change=tuple(sorted(env.change_columns.items())),
                    require_schemas=require, progress=progress, lock_timeout=env.lock_timeout,
-                   read_rate=env.source_read_rate if live else 0, on_held=on_held)
+                   read_rate=env.source_read_rate if live else 0, on_held=on_held, pin=pin)
 
 
+# On a primary the insert position, read after the snapshot: every commit the snapshot sees
+# was inserted before it (the write position may not have reached one yet with
+# synchronous_commit=off); the snapshot's xids and a standby's receipt for verify/pinning.py.
 SOURCE_SQL = """
 select current_setting('server_version'), current_setting('server_version_num')::int,
-       case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end,
-       now(), current_database(), pg_export_snapshot()
+       case when pg_is_in_recovery() then pg_last_wal_replay_lsn()
+            else pg_current_wal_insert_lsn() end,
+       now(), current_database(), pg_export_snapshot(), pg_current_snapshot()::text,
+       pg_is_in_recovery(), case when pg_is_in_recovery() then pg_last_wal_receive_lsn() end
 """
 CONTROL_SQL = """
 select (pg_control_system()).system_identifier, (pg_control_checkpoint()).timeline_id
@@ -123,21 +132,9 @@ def take(conninfo: str, opts: Options, snapshot: str | None = None) -> Fingerpri
     a replica's replay that moved while the snapshot was taken, and a scan whose snapshot's
     session did not survive it (verify/replica.py)."""
     what = f"could not fingerprint {describe(conninfo)}"
-    moved: ReplayMoved | None = None
-    losses = 0
-    for _ in range(REPLAY_ATTEMPTS):
-        try:
-            return locks.retrying(lambda: _guarded(conninfo, opts.lock_timeout,
-                                                   lambda g: _take_once(g, opts, snapshot)),
-                                  what)
-        except ReplayMoved as exc:
-            moved = exc
-        except SnapshotLost as exc:
-            losses += 1
-            if losses >= LOST_ATTEMPTS:
-                raise lost(exc, what) from None
-    assert moved is not None
-    raise too_busy(moved, what)
+    return retaken(lambda: locks.retrying(
+        lambda: _guarded(conninfo, opts.lock_timeout, lambda g: _take_once(g, opts, snapshot)),
+        what), what)
 
 
 @dataclass
@@ -173,6 +170,12 @@ def _guarded(conninfo: str, lock_timeout: float, body: Callable[[_Guard], T]) ->
                 raise watch.conflict from None
             conn.rollback()
             raise locks.blocker(conn, None, lock_timeout) from None
+        except psycopg.OperationalError as exc:
+            if watch.conflict is not None:
+                raise watch.conflict from None
+            if conn.broken:   # the snapshot's own session ended: taken again (SnapshotLost)
+                raise SnapshotLost(why_lost(exc)) from None
+            raise
         except Exception:
             if watch.conflict is not None:   # cancelled to give way: that is the reason
                 raise watch.conflict from None
@@ -200,6 +203,22 @@ def _begin(g: _Guard, schemas: list[str], snapshot: str | None) -> tuple[set[str
     return {f"{s}.{n}" for s, n in tables}, None if row is None or row[0] is None else str(row[0])
 
 
+def _pin_facts(lsn: Any, xids: str, recovering: bool, received: Any) -> PinFacts:
+    return PinFacts(str(lsn), SnapshotXids.parse(xids, complete=not recovering),
+                    bool(recovering), None if received is None else str(received))
+
+
+def _pinned(conn: psycopg.Connection[Any], pin: Pinner, facts: PinFacts, read: float) -> str:
+    """A standby's snapshot pinned before its scan: a retry then costs nothing."""
+    try:
+        return pin(facts)
+    except Unpinned as exc:
+        if exc.settles and replay_still(conn, facts.lsn, read):
+            return facts.lsn   # replay waits before the record (paused, delayed), not in it
+        conn.rollback()   # dropped before anything is scanned
+        raise
+
+
 def _all_locked(plans: list[content_mod.TablePlan], locked: set[str]) -> None:
     for plan in plans:
         if plan.status is content_mod.TableStatus.OK and plan.qualified not in locked:
@@ -208,15 +227,21 @@ def _all_locked(plans: list[content_mod.TablePlan], locked: set[str]) -> None:
 
 
 def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
-    conn = g.conn
+    conn, imported = g.conn, snapshot is not None
+    # not MVCC: read before the snapshot, so a copy logged ahead at its LSN is never behind
+    sequences = _sequences(conn, list(opts.schemas)) if opts.content else None
     locked, before = _begin(g, list(opts.schemas) + list(opts.managed), snapshot)
     held = time.monotonic()
     row = conn.execute(SOURCE_SQL).fetchone()
     assert row is not None
-    version, version_num, lsn, now, database, snapshot = row
+    version, version_num, lsn, now, database, snapshot, xids, recovering, received = row
     if before is not None and str(lsn) != before:
         conn.rollback()
         raise ReplayMoved(before, str(lsn))
+    pin = None if imported else opts.pin   # an imported snapshot is its exporter's
+    pins = None if pin is None else _pin_facts(lsn, xids, recovering, received)
+    if pin is not None and pins is not None and pins.in_recovery:   # before the scan
+        lsn = _pinned(conn, pin, pins, held)
     sysid, timeline = _control(conn)
     last_commit = _last_commit(conn)
     collations = read_collations(conn)
@@ -243,7 +268,6 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
                        and s in present and (objs := describe_schema(conn, s)) is not None}
             whole = SchemaEntry.of(describe_database(conn))
             partitions = _partitions(conn, readable)
-            sequences = _sequences(conn, list(opts.schemas)) if opts.content else None
             facts = scanning.result()
         except BaseException:
             g.stop.set()   # an error or Ctrl-C here: the workers' queries are cancelled
@@ -252,21 +276,11 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
     held_through(conn)
     if opts.on_held is not None:
         opts.on_held(time.monotonic() - held)
+    if pin is not None and pins is not None and not pins.in_recovery:
+        lsn = pin(pins)   # after the scan: the primary's xmin horizon is not held meanwhile
     source = Source(version, version_num, str(lsn), database, sysid, timeline, last_commit)
     return document(now, source, opts, schemas, managed, facts, partitions, sequences, whole,
                     collations)
-
-
-def held_through(conn: psycopg.Connection[Any]) -> None:
-    """End the snapshot's own transaction after its scan, proving it was still open: a session
-    ended meanwhile (a conflict with recovery on a replica, an administrator) no longer
-    protected the rows the scan read (replica.SnapshotLost)."""
-    try:
-        conn.execute("select 1")
-        conn.rollback()
-    except psycopg.Error as exc:
-        why = (getattr(exc.diag, "message_primary", None) or str(exc)).strip().splitlines()
-        raise SnapshotLost(why[0] if why else type(exc).__name__) from None
 
 
 def document(now: datetime, source: Source, opts: Options,
@@ -298,13 +312,8 @@ def retake(conninfo: str, schemas: tuple[str, ...], tables: set[str],
         return {name: _facts(f) for name, f in facts.items()}
 
     what = f"could not read {describe(conninfo)} again"
-    for attempt in range(1, LOST_ATTEMPTS + 1):
-        try:
-            return locks.retrying(lambda: _guarded(conninfo, locks.LOCK_TIMEOUT, once), what)
-        except SnapshotLost as exc:
-            if attempt == LOST_ATTEMPTS:
-                raise lost(exc, what) from None
-    raise AssertionError("unreachable")
+    return retaken(lambda: locks.retrying(
+        lambda: _guarded(conninfo, locks.LOCK_TIMEOUT, once), what), what)
 
 
 PARTITIONS_SQL = """

@@ -9,29 +9,35 @@ still in progress this will increase monotonically"). So the snapshot's transact
 replay LSN before its snapshot (in the transaction that lists the tables) and again in the
 statement that takes it: equal, no record was replayed in between, and the snapshot holds
 exactly the commits before that LSN, the recovery target. Moved, the attempt is dropped before
-anything is scanned and the next one starts (ReplayMoved). Left open: a commit record whose
+anything is scanned and the next one starts (ReplayMoved). A commit record whose
 replay began before the first read and ended after the second (the startup process makes a
-transaction visible before it advances the replay LSN past its record): that snapshot would
-see one transaction more than the copy holds, and the drill FAILs on it; never a false PASS.
-Pausing replay (`pg_wal_replay_pause()`) would close it, but needs a superuser or a grant that
-a read-only role does not have."""
+transaction visible before it advances the replay LSN past its record) would let that snapshot
+see one transaction more than the copy holds: a drill checks the record after the LSN in the
+archive before it scans (verify/pinning.py) and takes the snapshot again when it may have.
+Pausing replay (`pg_wal_replay_pause()`) would close it too, but needs a superuser or a grant
+that a read-only role does not have."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 
 from spectral.errors import CouldNotVerify, UsageError
 from spectral.pg.conn import connect, describe
 from spectral.pg.waldump import parse_lsn
+from spectral.verify.pinning import Unpinned
 
 if TYPE_CHECKING:   # a fingerprint of a DSN or a file needs no configuration loaded
     from spectral.config.models import EnvironmentConfig
 
 REPLAY_ATTEMPTS = 20      # snapshots tried before replay is called too busy to pin one on
-LOST_ATTEMPTS = 3         # scans tried before a replica's conflicts are called too frequent
+CONFLICT_ATTEMPTS = 3     # snapshots cancelled by a conflict with recovery before giving up
+SETTLE = 0.2              # seconds replay must stand still to be waiting, not mid-record
+T = TypeVar("T")
 
 BEFORE_SQL = "select case when pg_is_in_recovery() then pg_last_wal_replay_lsn()::text end"
 FACTS_SQL = """
@@ -45,7 +51,7 @@ select pg_is_in_recovery(), current_database(),
 SYSID_SQL = "select (pg_control_system()).system_identifier::text"
 
 
-class ReplayMoved(Exception):
+class ReplayMoved(Unpinned):
     """Replay advanced while the snapshot was taken: which commits it holds is not known."""
 
     def __init__(self, before: str, after: str) -> None:
@@ -53,7 +59,55 @@ class ReplayMoved(Exception):
         super().__init__(f"replay moved from {before} to {after} while the snapshot was taken")
 
 
-class SnapshotLost(Exception):
+def retaken(attempt: Callable[[], T], what: str) -> T:
+    """Run `attempt` (one snapshot, read whole) until it is pinned to one LSN, at most
+    REPLAY_ATTEMPTS times; a replica that cancels its queries in a conflict with recovery
+    has it taken again, at most CONFLICT_ATTEMPTS times: then could not verify, with the
+    settings that prevent it (never a FAIL: the data is not at fault)."""
+    moved: Unpinned | None = None
+    conflicts = 0
+    for _ in range(REPLAY_ATTEMPTS):
+        try:
+            return attempt()
+        except Unpinned as exc:   # replay moved, or no LSN stands for it: taken again
+            moved = exc
+        except (RecoveryConflict, psycopg.Error) as exc:   # a replica cancelled the scan
+            if not is_recovery_conflict(exc):
+                raise
+            conflicts += 1
+            if conflicts >= CONFLICT_ATTEMPTS:
+                raise conflicted(what, exc) from None
+    assert moved is not None
+    raise too_busy(moved, what)
+
+
+def replay_still(conn: psycopg.Connection[Any], lsn: str, read: float) -> bool:
+    """Whether replay still stands at `lsn` SETTLE seconds after it was read there (at
+    monotonic `read`): a commit's replay that made it visible finishes within microseconds
+    (milliseconds when it drops files), so replay that has not moved is waiting before the
+    next record (paused, recovery_min_apply_delay), not in the middle of it."""
+    time.sleep(max(0.0, SETTLE - (time.monotonic() - read)))
+    row = conn.execute("select pg_last_wal_replay_lsn()::text").fetchone()
+    return row is not None and row[0] == lsn
+
+
+def too_busy(moved: Unpinned, what: str) -> CouldNotVerify:
+    return CouldNotVerify(
+        f"{what}: none of {REPLAY_ATTEMPTS} snapshots was pinned to one LSN (the last: "
+        f"{moved.reason})",
+        hint="run it when the source writes less" + (
+            ", or take the snapshot on the primary (remove snapshot_dsn)"
+            if isinstance(moved, ReplayMoved) else ""))
+
+
+class RecoveryConflict(Exception):
+    """The replica cancelled a query of the snapshot's to replay WAL that removes rows its
+    snapshot still sees ("canceling statement due to conflict with recovery", SQLSTATE
+    40001; inside a savepoint the whole connection is terminated): not the data's fault, so
+    the snapshot is taken again, a few times."""
+
+
+class SnapshotLost(RecoveryConflict):
     """The session that took the snapshot ended before the scan did. Its open transaction is
     what protects the scan's rows on a replica: replay meets a record that removes row
     versions the snapshot still sees (pruning, vacuum), lists the sessions whose xmin conflicts
@@ -68,20 +122,35 @@ class SnapshotLost(Exception):
         super().__init__(f"the snapshot's own session ended during the scan ({why})")
 
 
-def lost(exc: SnapshotLost, what: str) -> CouldNotVerify:
-    return CouldNotVerify(
-        f"{what}: the session holding the snapshot ended during each of {LOST_ATTEMPTS} "
-        f"scans (last: {exc.why}); rows read without it may be missing",
-        hint="on a replica: set hot_standby_feedback = on, or raise "
-             "max_standby_streaming_delay above the scan's duration")
+def held_through(conn: psycopg.Connection[Any]) -> None:
+    """End the snapshot's own transaction after its scan, proving it was still open: a session
+    ended meanwhile (a conflict with recovery on a replica, an administrator) no longer
+    protected the rows the scan read (SnapshotLost)."""
+    try:
+        conn.execute("select 1")
+        conn.rollback()
+    except psycopg.Error as exc:
+        raise SnapshotLost(why_lost(exc)) from None
 
 
-def too_busy(moved: ReplayMoved, what: str) -> CouldNotVerify:
+def why_lost(exc: psycopg.Error) -> str:
+    lines = (getattr(exc.diag, "message_primary", None) or str(exc)).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def is_recovery_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, RecoveryConflict) or (isinstance(exc, psycopg.Error) and (
+        exc.sqlstate == "40001" or "conflict with recovery" in str(exc)))
+
+
+def conflicted(what: str, exc: BaseException) -> CouldNotVerify:
     return CouldNotVerify(
-        f"{what}: the replica's replay moved while each of {REPLAY_ATTEMPTS} snapshots was "
-        f"taken (last from {moved.before} to {moved.after}): no snapshot pinned to one LSN",
-        hint="run it when the primary writes less, or take the snapshot on the primary "
-             "(remove snapshot_dsn)")
+        f"{what}: the snapshot's queries were cancelled {CONFLICT_ATTEMPTS} times (on a "
+        f"replica: to replay WAL that removes rows they still read; the last: "
+        f"{str(exc).strip()})",
+        hint="set hot_standby_feedback = on on the replica (the primary then keeps those rows "
+             "while the scan runs), or raise its max_standby_streaming_delay above the scan's "
+             "duration; or take the snapshot on the primary (remove snapshot_dsn)")
 
 
 @dataclass(frozen=True)

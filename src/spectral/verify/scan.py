@@ -27,6 +27,7 @@ from spectral.verify.content import (
     TablePlan,
     TableStatus,
 )
+from spectral.verify.replica import RecoveryConflict, is_recovery_conflict
 from spectral.verify.throttle import ReadRate, range_bytes, read_rate
 
 Item = tuple[TablePlan, int | None, int | None]
@@ -164,6 +165,8 @@ def _read_range(conn: psycopg.Connection[Any], plan: TablePlan, lo: int | None,
         raise locks.blocker(conn, [plan.qualified], lock_timeout) from None
     except psycopg.Error as exc:
         reason = (exc.diag.message_primary or str(exc)).strip()
+        if is_recovery_conflict(exc):   # the replica's doing, not the table's: taken again
+            raise RecoveryConflict(reason) from None
         return plan.qualified, 0, 0, None, reason
 
 

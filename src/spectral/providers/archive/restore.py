@@ -13,17 +13,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from spectral.errors import CommandError, CouldNotVerify
+from spectral.errors import BackupDamaged, CommandError, CouldNotVerify
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
 from spectral.pg.osuser import give_to_server, make_owned_dir, server_identity
+from spectral.pg.verifybackup import damage
 from spectral.providers.archive.backups import DECOMPRESS, BaseBackup, find, tar_in
 from spectral.providers.archive.repo import ArchiveRepository
 from spectral.providers.base import Backup, Progress, RecoverableWindow
 from spectral.providers.capabilities import RecoveryReached
 from spectral.providers.local.copy import copy_tree
 from spectral.providers.local.recovery import command_word, whole_segment
-from spectral.providers.local.restore import RESTORE_TIMEOUT, Recovery
+from spectral.providers.local.restore import OLDER_BACKUP, RESTORE_TIMEOUT, Recovery
 from spectral.providers.local.targets import RestorePlan
 from spectral.recovery_target import RecoveryTarget
 from spectral.runner import run
@@ -104,6 +105,8 @@ def _check(bins: PgBinaries, found: BaseBackup, backup_id: str, data: Path) -> N
              f"--manifest-path={found.manifest}", str(data)],
             timeout=RESTORE_TIMEOUT, run_as=server_identity())
     except CommandError as exc:
+        if found_damage := damage(exc.stderr):   # proven damaged: a FAIL, named
+            raise BackupDamaged(backup_id, found_damage, hint=OLDER_BACKUP) from None
         raise CouldNotVerify(f"backup {backup_id} fails pg_verifybackup against its "
                              f"backup_manifest and is not restored: {exc.message}",
                              hint="a target before this backup's start restores from an "

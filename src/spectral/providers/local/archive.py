@@ -15,7 +15,7 @@ from spectral.providers.local import walread
 from spectral.providers.local import window as window_mod
 from spectral.providers.local.environment import LocalEnvironment
 from spectral.providers.local.repo import Repository
-from spectral.providers.local.wal import format_lsn, parse_commit_line, parse_lsn
+from spectral.providers.local.wal import CommitRecord, format_lsn, parse_commit_line, parse_lsn
 from spectral.recovery_target import RecoveryTarget
 from spectral.waits import WaitTimeout, wait_until
 
@@ -70,6 +70,20 @@ class ArchiveReader:
                 return newest
             chunk *= 4
         return None
+
+    def commits_near(self, lsn: str) -> list[CommitRecord] | None:
+        """The records that end a transaction on the live lineage from the segment before
+        `lsn`'s to the end of the archive, oldest first (which commits a snapshot read at
+        `lsn` must have seen: verify/pinning.py); None when the archive does not reach `lsn`."""
+        lin = window_mod.lineage_of(self.repo)
+        at = parse_lsn(lsn)
+        if not lin.segments or lin.segments[-1].end_lsn() <= at:
+            return None
+        first = lin.view.segno(at) - 1
+        return [commit for line in walread.dump(
+                    self.bins, lin.view.where, [s for s in lin.segments if s.segno >= first],
+                    cap=lin.end_cap, unreadable=[], rmgr="Transaction")
+                if (commit := parse_commit_line(line)) is not None]
 
     def commits_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Committed and aborted transactions on the live lineage between two times (reads every

@@ -19,6 +19,7 @@ from spectral.durable import rename_durable
 from spectral.errors import CheckFailed, CommandError, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.osuser import make_owned_dir, server_identity
+from spectral.pg.verifybackup import damage
 from spectral.providers.base import Backup, BackupKind, Verification
 from spectral.providers.local.repo import LocalRepository
 from spectral.runner import run
@@ -81,17 +82,26 @@ def dir_size(path: Path) -> int:
 
 def verify(bins: PgBinaries, backup_dir: Path, incremental: bool) -> tuple[Verification, str]:
     """pg_verifybackup checks every file against the manifest's checksums, and the WAL."""
+    verification, detail, _damage = inspect(bins, backup_dir, incremental)
+    return verification, detail
+
+
+def inspect(bins: PgBinaries, backup_dir: Path, incremental: bool
+            ) -> tuple[Verification, str, list[str]]:
+    """`verify`, and the damage pg_verifybackup proved (files named, pg/verifybackup.py):
+    empty when it passed, or failed without proving any (a file it could not read)."""
     if incremental:
         # pg_verifybackup cannot check an incremental backup on its own; its files are checked
         # when the chain is combined at restore time (pg_combinebackup verifies them then).
-        return Verification.NOT_VERIFIED, "incremental: verified when combined at restore"
+        return Verification.NOT_VERIFIED, "incremental: verified when combined at restore", []
     try:
         run(verifybackup_argv(bins, backup_dir), timeout=3600, run_as=server_identity())
         for argv in waldump_argvs(bins, backup_dir):
             run(argv, timeout=3600, run_as=server_identity())
     except CommandError as exc:
-        return Verification.FAILED, exc.message
-    return Verification.VERIFIED, "pg_verifybackup: every file and the WAL match the manifest"
+        return Verification.FAILED, exc.message, damage(exc.stderr)
+    return (Verification.VERIFIED, "pg_verifybackup: every file and the WAL match the manifest",
+            [])
 
 
 def sync_argv(backup_dir: Path) -> list[str]:

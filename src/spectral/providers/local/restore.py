@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from spectral.durable import write_atomic
-from spectral.errors import ClusterError, CouldNotVerify
+from spectral.errors import BackupDamaged, ClusterError, CouldNotVerify
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
@@ -34,6 +34,8 @@ from spectral.runner import run
 from spectral.waits import WaitTimeout, wait_until
 
 RESTORE_TIMEOUT = 24 * 3600.0
+OLDER_BACKUP = ("a target before this backup's start restores from an older one; spectral dr "
+                "drill functional --backup <id> drills another")
 # Settings a source may carry in postgresql.auto.conf that must not follow it into a restore:
 # a synchronous standby that does not exist would make every commit of the restore wait forever;
 # the source's archiving would push a restored copy's WAL into the source's archive; and
@@ -95,10 +97,12 @@ class Restorer:
         # A backup can rot after it was taken: it is checked again, while it is being copied
         # (both read the same files, on two cores), and never restored when the check fails.
         with ThreadPoolExecutor(1) as pool:
-            check = pool.submit(backup_mod.verify, self.bins, full, False)
+            check = pool.submit(backup_mod.inspect, self.bins, full, False)
             if len(chain) == 1:
                 self._copy(full, data, chain[0].size_bytes, progress)
-            verification, detail = check.result()
+            verification, detail, damage = check.result()
+        if damage:   # proven damaged: a FAIL, not "could not verify"
+            raise BackupDamaged(chain[0].id, damage, hint=OLDER_BACKUP)
         if verification is Verification.FAILED:
             raise CouldNotVerify(f"backup {chain[0].id} fails verification and will not be "
                                  f"restored: {detail}")

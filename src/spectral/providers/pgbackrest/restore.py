@@ -15,14 +15,14 @@ import re
 import shutil
 from pathlib import Path
 
-from spectral.errors import CouldNotVerify
+from spectral.errors import BackupDamaged, CouldNotVerify
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster
 from spectral.pg.osuser import make_owned_dir
 from spectral.providers.base import Progress, RecoverableWindow, Verification
 from spectral.providers.capabilities import RecoveryReached
 from spectral.providers.local.recovery import command_word, pg_time
-from spectral.providers.local.restore import RESTORE_TIMEOUT, Recovery
+from spectral.providers.local.restore import OLDER_BACKUP, RESTORE_TIMEOUT, Recovery
 from spectral.providers.local.targets import RestorePlan
 from spectral.providers.local.wal import parse_lsn, segment_name, segment_of
 from spectral.providers.pgbackrest import verify as verify_mod
@@ -118,7 +118,11 @@ class PgBackRestRestorer:
             size = self.pgb_repo.segment_size()
             first = segment_name(chain[0].timeline,
                                  segment_of(parse_lsn(chain[0].start_lsn), size), size)
-            refusal = self.check_repository(repo).refusal(chain, first)
+            report = self.check_repository(repo)
+            for b in chain:   # a file of the backup named damaged by its checksum: a FAIL
+                if files := report.bad_backup_files.get(b.id):
+                    raise BackupDamaged(b.id, files, hint=OLDER_BACKUP) from None
+            refusal = report.refusal(chain, first)
             if refusal:
                 raise CouldNotVerify(f"pgbackrest verify found damage in what this restore "
                                      f"needs, so it is refused: {refusal}",

@@ -1,0 +1,161 @@
+"""Which recovery point a snapshot stands for, checked against the WAL's commit records.
+
+A drill restores its copy to the LSN its snapshot was read at, excluding the record that
+starts there, and expects the copy to hold exactly the transactions the snapshot saw. That
+holds only when the snapshot saw every commit record before the LSN and none after it. Two
+ways it can fail (both a false FAIL of a good backup, never a false PASS):
+
+- On a primary, a transaction becomes visible (ProcArrayEndTransaction) after its commit
+  record is inserted, and with synchronous_commit=off before it is written; and a commit
+  record inserted but still being flushed (or waiting for a synchronous standby) is not
+  visible yet. So the snapshot's visible set need not be the commits before any one LSN read
+  beside it. The LSN is now the insert position read right after the snapshot
+  (pg_current_wal_insert_lsn: every commit the snapshot sees was inserted before it), and the
+  commit records around it are checked against the snapshot's own xmin, xmax and running
+  xids (pg_current_snapshot): when the snapshot sees a prefix of the commits in WAL order, the
+  LSN is moved to that prefix's end; when it does not (a commit visible before an older one),
+  no LSN stands for it and the snapshot is taken again.
+- On a hot standby, the startup process makes a commit visible before it advances the replay
+  LSN past the record (xact_redo_commit, then ApplyWalRecord), so a snapshot whose two reads
+  of the replay LSN agree may still see the commit of the record being replayed. Nothing
+  can be mid-replay when everything received is replayed (pg_last_wal_receive_lsn equals the
+  replay LSN); otherwise the record right after the LSN is read from the archive: not a
+  commit, or a commit of an xid the snapshot's xmax proves unseen (a standby's snapshot lists
+  no running xids, procarray.c: they are all in subxip, which no function shows, but replay of
+  a commit raises xmax past its xids), and the LSN stands; else, when replay still stands at
+  the LSN a moment later (replica.replay_still: waiting before the record, as a paused or
+  delayed replica does, not in the middle of it) it stands too; else the snapshot is taken
+  again.
+
+The archive is flushed and read for it (`against`): on a standby before the scan (a snapshot
+taken again then costs nothing, and the primary's xmin is not the replica's), on a primary
+after it, once the snapshot is let go (moving the LSN needs no second scan; a snapshot taken
+again does).
+
+What is not checked: commits older than the segment before the LSN (a commit in flight for
+longer than a segment of WAL, on a primary), sequences (not MVCC: read before the snapshot, so
+that a copy logged ahead at the LSN is not behind them, unless the LSN is moved back past a
+sequence's WAL record written before that read), and a standby commit whose replay goes on
+for longer than the moment after making it visible (one that drops a large table's files on a
+slow disk)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from spectral.pg.waldump import CommitRecord, format_lsn, parse_lsn
+
+XID_SPACE = 1 << 32
+HEADER_MAX = 40   # a long page header (a segment's first page); a record starts after it
+
+
+class Unpinned(Exception):
+    """No LSN is known to stand for this snapshot: it is dropped and taken again. `settles`:
+    it would stand if a standby's replay has not moved a moment later (replica.replay_still)."""
+
+    def __init__(self, reason: str, *, settles: bool = False) -> None:
+        self.reason, self.settles = reason, settles
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class SnapshotXids:
+    """pg_current_snapshot(): xmin, xmax and the running top-level xids (epoch-qualified). On
+    a standby the list is empty whatever runs (`complete` False)."""
+
+    xmin: int
+    xmax: int
+    xip: frozenset[int]
+    complete: bool = True
+
+    @classmethod
+    def parse(cls, text: str, *, complete: bool = True) -> SnapshotXids:
+        xmin, xmax, xip = text.split(":")
+        return cls(int(xmin), int(xmax), frozenset(int(x) for x in xip.split(",") if x),
+                   complete)
+
+    def widen(self, xid: int) -> int:
+        """A WAL record's 32-bit xid with the epoch that puts it nearest xmax."""
+        full = (self.xmax & ~(XID_SPACE - 1)) | xid
+        if full > self.xmax + XID_SPACE // 2:
+            full -= XID_SPACE
+        elif full < self.xmax - XID_SPACE // 2:
+            full += XID_SPACE
+        return full
+
+    def sees(self, xid: int) -> bool:
+        """Whether the snapshot sees the commit of `xid` (a primary's snapshot only)."""
+        full = self.widen(xid)
+        return full < self.xmin or (full < self.xmax and full not in self.xip)
+
+
+@dataclass(frozen=True)
+class PinFacts:
+    """What the snapshot's statement read: the LSN, the snapshot's xids and, on a standby,
+    how far WAL was received (None on a primary, or a standby fed by restore_command)."""
+
+    lsn: str
+    xids: SnapshotXids
+    in_recovery: bool
+    received: str | None = None
+
+
+def pin(facts: PinFacts, commits: list[CommitRecord]) -> str:
+    """The LSN the snapshot stands for (the one it was read at, or moved to the end of the
+    commits it saw), given the records that end transactions from the segment before the LSN
+    to past it, oldest first; Unpinned when none does."""
+    if facts.in_recovery:
+        return _pin_standby(facts, commits)
+    return _pin_primary(facts, [c for c in commits if c.committed])
+
+
+def _pin_primary(facts: PinFacts, commits: list[CommitRecord]) -> str:
+    at, snap = parse_lsn(facts.lsn), facts.xids
+    seen = [snap.sees(c.xid) for c in commits]
+    if all(s == (c.lsn < at) for s, c in zip(seen, commits, strict=True)):
+        return facts.lsn
+    prefix = seen.index(False) if False in seen else len(seen)
+    if any(seen[prefix:]):
+        late, early = commits[seen.index(True, prefix)], commits[prefix]
+        raise Unpinned(f"the snapshot sees the commit of xid {late.xid} (LSN "
+                       f"{format_lsn(late.lsn)}) but not the earlier one of xid {early.xid} "
+                       f"(LSN {format_lsn(early.lsn)}): no LSN stands for it")
+    if prefix < len(commits):
+        return format_lsn(commits[prefix].lsn)   # stop right before the first commit unseen
+    return format_lsn(commits[-1].lsn + 1)       # every commit seen: stop after the last
+
+
+def _pin_standby(facts: PinFacts, commits: list[CommitRecord]) -> str:
+    at, snap = parse_lsn(facts.lsn), facts.xids
+    if facts.received is not None and parse_lsn(facts.received) == at:
+        return facts.lsn     # everything received was replayed: nothing was mid-replay
+    nxt = next((c for c in commits if c.lsn >= at), None)
+    if nxt is None or not nxt.committed or nxt.lsn > _aligned(at) + HEADER_MAX:
+        return facts.lsn     # the record being replayed, if any, committed nothing
+    newest = max(snap.widen(x) for x in (nxt.xid, *nxt.subxacts))
+    if newest >= snap.xmax:
+        return facts.lsn     # its replay would have raised xmax past its xids: not seen
+    raise Unpinned(f"the commit of xid {nxt.xid} right after LSN {facts.lsn} may have been "
+                   f"replayed as the snapshot was taken", settles=True)
+
+
+def _aligned(lsn: int) -> int:
+    return (lsn + 7) & ~7
+
+
+Pinner = Callable[[PinFacts], str]
+
+
+def against(flush: Callable[[], object],
+            commits_near: Callable[[str], list[CommitRecord] | None]) -> Pinner:
+    """A pinner reading an archive: flushed first (so the WAL past the snapshot is in it),
+    then its transaction records around the LSN. An archive that does not reach the LSN
+    leaves the snapshot's LSN as it was read (the check needs the WAL: Unpinned would only
+    repeat it)."""
+    def pinned(facts: PinFacts) -> str:
+        flush()
+        commits = commits_near(facts.lsn)
+        return facts.lsn if commits is None else pin(facts, commits)
+
+    return pinned
