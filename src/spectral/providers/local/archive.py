@@ -11,11 +11,11 @@ from typing import Any
 
 from spectral.errors import ClusterError, CouldNotVerify
 from spectral.pg.binaries import PgBinaries
-from spectral.providers.local import walread
+from spectral.providers.local import walcommits, walread
 from spectral.providers.local import window as window_mod
 from spectral.providers.local.environment import LocalEnvironment
 from spectral.providers.local.repo import Repository
-from spectral.providers.local.wal import format_lsn, parse_commit_line, parse_lsn
+from spectral.providers.local.wal import format_lsn, parse_lsn
 from spectral.recovery_target import RecoveryTarget
 from spectral.waits import WaitTimeout, wait_until
 
@@ -50,26 +50,13 @@ class ArchiveReader:
         return locate(self.bins, self.repo, target, window_mod.compute(self.bins, self.repo))
 
     def newest_commit_before(self, lsn: str) -> datetime | None:
-        """The time of the newest commit record before `lsn` on the live lineage."""
+        """The time of the newest commit record before `lsn` on the live lineage (what each
+        archived segment holds is remembered: walcommits.py)."""
         lin = window_mod.lineage_of(self.repo)
-        end = parse_lsn(lsn)
-        segs = [s for s in lin.segments if s.start_lsn() < end]
-        chunk = 4
-        stop = end if lin.end_cap is None else min(end, lin.end_cap)
-        while segs:
-            part, segs = segs[-chunk:], segs[:-chunk]
-            # only transaction records printed (pg_waldump --rmgr): a drill's RPO reads the
-            # newest segments at pg_waldump's decoding speed, not a line per record in Python
-            newest = None
-            for line in walread.dump(self.bins, lin.view.where, part, cap=lin.end_cap,
-                                     unreadable=[], rmgr="Transaction"):
-                commit = parse_commit_line(line)
-                if commit is not None and commit.committed and commit.lsn < stop:
-                    newest = commit.time
-            if newest is not None:
-                return newest
-            chunk *= 4
-        return None
+        walk = walcommits.Walk(self.bins, lin.view.where, lin.segments, lin.end_cap,
+                               self.repo.root / window_mod.COMMITS_FILE)
+        found = walcommits.newest_commit(walk, low=0, high=parse_lsn(lsn))
+        return found[1] if found else None
 
     def commits_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Committed and aborted transactions on the live lineage between two times (reads every
