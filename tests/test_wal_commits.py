@@ -21,12 +21,16 @@ from typing import Any
 
 import pytest
 
+from conftest import local_provider, sql
+from spectral.errors import UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
+from spectral.pg.conn import connect
 from spectral.pg.osuser import make_owned_dir
 from spectral.providers.local import walcommits, walread
 from spectral.providers.local.wal import Segment, format_lsn, list_segments, parse_lsn
 from spectral.providers.pgbackrest.repo import PgBackRestRepository
+from spectral.recovery_target import LsnTarget
 
 MB = 1 << 20
 IDLE = 12    # commit-free segments after the last commit: past the first chunks of the walk
@@ -254,3 +258,32 @@ def test_pgbackrest_walks_from_the_repository_checksum_without_fetching_again(
     assert walcommits.newest_commit(pgb_walk(), low=0, high=None) == expected
     assert (repo.archive / idle.name).read_bytes() == bytes(data)
 
+
+@pytest.mark.server
+def test_an_lsn_target_reads_no_commit_time_and_a_refusal_still_names_the_window(
+        work_dir: Path, bins: PgBinaries, monkeypatch: pytest.MonkeyPatch) -> None:
+    walks: list[int] = []
+    real = walcommits.newest_commit
+
+    def counting(walk: walcommits.Walk, **kw: Any) -> Any:
+        walks.append(1)
+        return real(walk, **kw)
+
+    monkeypatch.setattr(walcommits, "newest_commit", counting)
+    with local_provider(work_dir, bins, "items") as env:
+        env.backup()
+        sql(env, "insert into items values (101, 'after')")
+        end = str(sql(env, "select pg_current_wal_insert_lsn()::text")[0][0])
+        inst = env.restore(LsnTarget(parse_lsn(end)))
+        assert walks == []            # planned in LSNs: no walk back for the last commit
+        with connect(inst.dsn) as conn:
+            assert conn.execute("select count(*) from items").fetchone() == (101,)
+        env.teardown(inst.id)
+        with pytest.raises(UsageError) as refused:
+            env.restore(LsnTarget(parse_lsn("FFFFFFFF/FFFFFFFF")))
+        # the refusal names the window with its end time (the last commit's), read for it
+        latest = env.window().latest_time
+        assert latest is not None
+        assert latest.isoformat(timespec="milliseconds") in refused.value.message, \
+            refused.value.message
+        assert walks
