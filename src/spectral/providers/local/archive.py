@@ -4,6 +4,7 @@ flushed on demand, read as one pg_waldump stream per run of the live lineage's s
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -69,6 +70,16 @@ class ArchiveReader:
                 for rec in summary.commits if start <= rec.time <= end]
 
 
+def _exists(path: Path) -> bool:
+    """Whether the file is there; one that cannot be looked at counts as gone (the wait then
+    rests on the repository's word alone)."""
+    try:
+        path.stat()
+    except OSError:
+        return False
+    return True
+
+
 class LocalWalArchive(ArchiveReader):
     """The archive of a cluster spectral runs: flushed by a switch of its server's WAL."""
 
@@ -92,11 +103,19 @@ class LocalWalArchive(ArchiveReader):
             row = conn.execute("select pg_walfile_name(pg_switch_wal() - 1)").fetchone()
         assert row is not None
         segment = str(row[0])
+        deadline = time.monotonic() + timeout
         try:
             # archive_command copies one segment in tens of ms: polled as finely as a start,
-            # so a drill does not sleep past it (0.1 s growing by half waited ~0.25 s)
-            wait_until(lambda: self.repo.archived(segment), timeout=timeout,
-                       interval=0.02, max_interval=0.05, what=f"archiving of {segment}")
+            # so a drill does not sleep past it (0.1 s growing by half waited ~0.25 s). First
+            # the server's word (its archiver marks the segment done once archive_command
+            # succeeded: a look at a file, where the repository's listing can cost processes
+            # per look: pgbackrest info and repo-ls), then the repository's, once in general.
+            ready = cluster.data_dir / "pg_wal" / "archive_status" / f"{segment}.ready"
+            wait_until(lambda: not _exists(ready), timeout=timeout, interval=0.01,
+                       max_interval=0.05, what=f"archiving of {segment}")
+            wait_until(lambda: self.repo.archived(segment),
+                       timeout=max(0.0, deadline - time.monotonic()), interval=0.02,
+                       max_interval=0.05, what=f"archiving of {segment}")
         except WaitTimeout:
             raise CouldNotVerify(f"WAL segment {segment} was not archived within {timeout:g}s; "
                                  f"check archive_command in the server log") from None
