@@ -97,7 +97,11 @@ class PgBackRestRepository:
         return self.root / "checks.json"
 
     def forget(self) -> None:
-        """After a backup or expiry: read pgBackRest's info and listing again."""
+        """After a backup or expiry: read pgBackRest's info and listing again. The first
+        forget after `archived` found its segment keeps what it has just read (a flush and the
+        window right after it: one info and one repo-ls, not two of each)."""
+        if self._cache.pop("fresh", False):
+            return
         self._cache.clear()
 
     # ---- backups ---------------------------------------------------------------------------
@@ -201,7 +205,11 @@ class PgBackRestRepository:
     def archived(self, segment: str) -> bool:
         self._cache.pop("listing", None)
         self._cache.pop("info", None)
-        return segment in self.listing()
+        self._cache.pop("fresh", None)
+        found = segment in self.listing()
+        if found:
+            self._cache["fresh"] = True
+        return found
 
     def _fetch_histories(self, listed: dict[str, str]) -> None:
         for name in listed:
