@@ -11,6 +11,7 @@ moto over TLS on 127.0.0.1):
   - `spectral dr drill functional` on repo1: its restore part against the same floor.
 
     .venv/bin/python bench/pgbackrest.py --scale 110
+    .venv/bin/python bench/pgbackrest.py --scale 5 --rounds 3 --only posix   # fixed costs
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -92,6 +94,10 @@ def spectral_restore(root: Path, env: dict[str, str], pm: int) -> tuple[float, s
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=int, default=110)
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="restore rounds per repository and process-max (default: 2 POSIX, 1 S3)")
+    ap.add_argument("--only", choices=["posix", "s3"], default=None,
+                    help="one repository only (the drill runs on repo1 either way)")
     args = ap.parse_args()
     out: dict[str, Any] = {"machine": machine(), "scale": args.scale,
                            "pgbackrest": run(["pgbackrest", "version"], timeout=30).stdout.strip(),
@@ -119,11 +125,13 @@ def main() -> None:
             out["database_bytes"] = size
             results: dict[str, Any] = {}
             for repo, name in ((1, "posix"), (2, "s3")):
+                if args.only not in (None, name):
+                    continue
                 for pm in (1, 2):
                     wall, b = timed(spectral, root, env, "dr", "backup", "--repo", str(repo),
                                     "--process-max", str(pm), "--json")
                     rounds = []
-                    for _ in range(2 if name == "posix" else 1):
+                    for _ in range(args.rounds or (2 if name == "posix" else 1)):
                         floor = floor_restore(root, pgb_env, b["id"], repo, pm)
                         ours, used = spectral_restore(root, env, pm)
                         assert used == b["id"], (used, b["id"])
@@ -134,7 +142,13 @@ def main() -> None:
                         "backup_id": b["id"], "backup_repo_bytes": b["size_bytes"],
                         "pgbackrest_backup_s": b["duration_s"],
                         "spectral_backup_s": wall, "restore_rounds": rounds,
-                        "restore_ratio": round(best_ours / best_floor, 3)}
+                        "restore_ratio": round(best_ours / best_floor, 3),
+                        "median_overhead_s": round(
+                            statistics.median(r["spectral_s"] for r in rounds)
+                            - statistics.median(r["floor_s"] for r in rounds), 2),
+                        "median_ratio": round(
+                            statistics.median(r["spectral_s"] for r in rounds)
+                            / statistics.median(r["floor_s"] for r in rounds), 3)}
                     print(json.dumps({f"{name}_pm{pm}": results[f"{name}_pm{pm}"]}),
                           flush=True)
             out["results"] = results

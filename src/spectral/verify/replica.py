@@ -146,8 +146,8 @@ def is_recovery_conflict(exc: BaseException) -> bool:
 def conflicted(what: str, exc: BaseException) -> CouldNotVerify:
     return CouldNotVerify(
         f"{what}: the snapshot's queries were cancelled {CONFLICT_ATTEMPTS} times (on a "
-        f"replica: to replay WAL that removes rows they still read; the last: "
-        f"{str(exc).strip()})",
+        f"replica, a conflict with recovery: replay of WAL that removes rows they still read; "
+        f"the last: {str(exc).strip()})",
         hint="set hot_standby_feedback = on on the replica (the primary then keeps those rows "
              "while the scan runs), or raise its max_standby_streaming_delay above the scan's "
              "duration; or take the snapshot on the primary (remove snapshot_dsn)")

@@ -4,6 +4,7 @@ flushed on demand, read as one pg_waldump stream per run of the live lineage's s
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 from spectral.errors import ClusterError, CouldNotVerify
 from spectral.pg.binaries import PgBinaries
-from spectral.providers.local import walread
+from spectral.providers.local import walcommits, walread
 from spectral.providers.local import window as window_mod
 from spectral.providers.local.environment import LocalEnvironment
 from spectral.providers.local.repo import Repository
@@ -50,26 +51,13 @@ class ArchiveReader:
         return locate(self.bins, self.repo, target, window_mod.compute(self.bins, self.repo))
 
     def newest_commit_before(self, lsn: str) -> datetime | None:
-        """The time of the newest commit record before `lsn` on the live lineage."""
+        """The time of the newest commit record before `lsn` on the live lineage (what each
+        archived segment holds is remembered: walcommits.py)."""
         lin = window_mod.lineage_of(self.repo)
-        end = parse_lsn(lsn)
-        segs = [s for s in lin.segments if s.start_lsn() < end]
-        chunk = 4
-        stop = end if lin.end_cap is None else min(end, lin.end_cap)
-        while segs:
-            part, segs = segs[-chunk:], segs[:-chunk]
-            # only transaction records printed (pg_waldump --rmgr): a drill's RPO reads the
-            # newest segments at pg_waldump's decoding speed, not a line per record in Python
-            newest = None
-            for line in walread.dump(self.bins, lin.view.where, part, cap=lin.end_cap,
-                                     unreadable=[], rmgr="Transaction"):
-                commit = parse_commit_line(line)
-                if commit is not None and commit.committed and commit.lsn < stop:
-                    newest = commit.time
-            if newest is not None:
-                return newest
-            chunk *= 4
-        return None
+        walk = walcommits.Walk(self.bins, lin.view.where, lin.segments, lin.end_cap,
+                               self.repo.root / window_mod.COMMITS_FILE)
+        found = walcommits.newest_commit(walk, low=0, high=parse_lsn(lsn))
+        return found[1] if found else None
 
     def commits_near(self, lsn: str) -> list[CommitRecord] | None:
         """The records that end a transaction on the live lineage from the segment before
@@ -96,6 +84,16 @@ class ArchiveReader:
                 for rec in summary.commits if start <= rec.time <= end]
 
 
+def _exists(path: Path) -> bool:
+    """Whether the file is there; one that cannot be looked at counts as gone (the wait then
+    rests on the repository's word alone)."""
+    try:
+        path.stat()
+    except OSError:
+        return False
+    return True
+
+
 class LocalWalArchive(ArchiveReader):
     """The archive of a cluster spectral runs: flushed by a switch of its server's WAL."""
 
@@ -119,11 +117,19 @@ class LocalWalArchive(ArchiveReader):
             row = conn.execute("select pg_walfile_name(pg_switch_wal() - 1)").fetchone()
         assert row is not None
         segment = str(row[0])
+        deadline = time.monotonic() + timeout
         try:
             # archive_command copies one segment in tens of ms: polled as finely as a start,
-            # so a drill does not sleep past it (0.1 s growing by half waited ~0.25 s)
-            wait_until(lambda: self.repo.archived(segment), timeout=timeout,
-                       interval=0.02, max_interval=0.05, what=f"archiving of {segment}")
+            # so a drill does not sleep past it (0.1 s growing by half waited ~0.25 s). First
+            # the server's word (its archiver marks the segment done once archive_command
+            # succeeded: a look at a file, where the repository's listing can cost processes
+            # per look: pgbackrest info and repo-ls), then the repository's, once in general.
+            ready = cluster.data_dir / "pg_wal" / "archive_status" / f"{segment}.ready"
+            wait_until(lambda: not _exists(ready), timeout=timeout, interval=0.01,
+                       max_interval=0.05, what=f"archiving of {segment}")
+            wait_until(lambda: self.repo.archived(segment),
+                       timeout=max(0.0, deadline - time.monotonic()), interval=0.02,
+                       max_interval=0.05, what=f"archiving of {segment}")
         except WaitTimeout:
             raise CouldNotVerify(f"WAL segment {segment} was not archived within {timeout:g}s; "
                                  f"check archive_command in the server log") from None

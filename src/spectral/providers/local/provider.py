@@ -138,11 +138,13 @@ class ManagedProvider:
         self.strategy.forget()
         return self.repo.read()
 
-    def window(self) -> RecoverableWindow:
+    def window(self, *, times: bool = True) -> RecoverableWindow:
+        """`times=False`: without its end times (window.needs_times)."""
         from spectral.providers.local.tail import with_tail_gap
 
         self.strategy.forget()
-        return with_tail_gap(window_mod.compute(self.bins, self.repo), self.source_tail())
+        return with_tail_gap(window_mod.compute(self.bins, self.repo, times=times),
+                             self.source_tail())
 
     def source_tail(self) -> list[Segment]:
         """Segments only in the stopped server's pg_wal (a crash leaves its last commits
@@ -188,9 +190,9 @@ class ManagedProvider:
     def wal_status(self) -> WalStatus | None:
         return LocalWalStatus(self)
 
-    def _flushed_window(self) -> RecoverableWindow:
+    def _flushed_window(self, target: RecoveryTarget | None = None) -> RecoverableWindow:
         self.flush_archive()   # a target may be in the segment being written
-        return self.window()
+        return self.window(times=window_mod.needs_times(target))
 
     def flush_archive(self) -> str | None:
         from spectral.providers.local.tail import archive_source_tail
@@ -283,8 +285,8 @@ class ManagedProvider:
     @property
     def throwaways(self) -> Throwaways:
         return Throwaways(self.bins, self.repo, self.local.paths.instances_dir,
-                          self.local.database, lambda _target: self._flushed_window(),
-                          self.local.server_env)
+                          self.local.database, self._flushed_window, self.local.server_env,
+                          timed_window=self.window)
 
     def restore_in_place(self, target: RecoveryTarget, *, confirmed: bool,
                          report: Report | None = None,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spectral.durable import write_atomic
+from spectral.errors import SpectralError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.osuser import give_to_server, make_owned_dir
@@ -24,7 +25,8 @@ from spectral.providers.local.integrity import ThrowawayIntegrity
 from spectral.providers.local.recovery import recovery_settings, throwaway_settings
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.restore import RestoreSteps, described
-from spectral.providers.local.targets import plan
+from spectral.providers.local.targets import RestorePlan, plan
+from spectral.providers.local.window import needs_times
 from spectral.recovery_target import RecoveryTarget
 from spectral.undo import UndoStack
 
@@ -43,6 +45,9 @@ class Throwaways:
     window: Callable[[RecoveryTarget], RecoverableWindow]
     server_env: Callable[[], dict[str, str]]
     superuser: Callable[[], str] = lambda: "postgres"   # the role a copy is read as
+    # the window with its times, when `window` leaves them out for a target that needs none
+    # (window.needs_times): a refused plan is said with them
+    timed_window: Callable[[], RecoverableWindow] | None = None
 
     @property
     def registry(self) -> Registry:
@@ -53,8 +58,7 @@ class Throwaways:
                 keep: bool = True) -> Instance:
         """Restore into a new instance. `keep=False` marks it as owned by this process (a
         drill): if the process dies, the next run finds it orphaned and removes it."""
-        window = self.window(target)
-        restore_plan = plan(self.bins, self.repo, target, window, backup_id)
+        window, restore_plan = self._plan(target, backup_id)
         inst_id = "r" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
         home = self.instances_dir / inst_id
         with UndoStack() as undo:
@@ -87,6 +91,17 @@ class Throwaways:
             undo.release("instance server")
             undo.release("instance directory")
         return inst
+
+    def _plan(self, target: RecoveryTarget,
+              backup_id: str | None) -> tuple[RecoverableWindow, RestorePlan]:
+        window = self.window(target)
+        try:
+            return window, plan(self.bins, self.repo, target, window, backup_id)
+        except SpectralError:
+            if self.timed_window is None or needs_times(target):
+                raise
+            window = self.timed_window()
+            return window, plan(self.bins, self.repo, target, window, backup_id)
 
     def copy(self, inst: Instance) -> Copy:
         """A drill's view of an instance restored here, with its physical checks."""

@@ -18,7 +18,7 @@ from spectral.providers.base import (
     WalGap,
     WindowInterval,
 )
-from spectral.providers.local import walcheck, walread
+from spectral.providers.local import walcheck, walcommits, walread
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import (
     Segment,
@@ -29,6 +29,9 @@ from spectral.providers.local.wal import (
     segment_name,
     segment_of,
 )
+from spectral.recovery_target import RecoveryTarget, TargetKind
+
+COMMITS_FILE = "wal-commits.json"     # what each archived segment holds (walcommits.py)
 
 
 @dataclass(frozen=True)
@@ -258,11 +261,13 @@ def breaks(bins: PgBinaries, lin: Lineage, first: int, cache: Path) -> list[Brea
     return sorted(out, key=lambda b: b.lsn)
 
 
-def compute(bins: PgBinaries, repo: Repository) -> RecoverableWindow:
+def compute(bins: PgBinaries, repo: Repository, *, times: bool = True) -> RecoverableWindow:
     """The recoverable window as a set of intervals, one per stretch of readable WAL: each
     starts at the consistency point of the oldest usable backup whose WAL it reaches, and ends
     at the last record before the next break (a missing segment, WAL that cannot be read) or
-    the end of the archive. A target inside any interval is reachable; the breaks are named."""
+    the end of the archive. A target inside any interval is reachable; the breaks are named.
+    Without `times` the last commit's time is not searched for (each interval's end time is
+    its start's): for a plan that reads none (`needs_times`)."""
     from spectral.providers.local.consistency import consistent_times
 
     backups = usable_backups(repo)
@@ -277,7 +282,8 @@ def compute(bins: PgBinaries, repo: Repository) -> RecoverableWindow:
         brk = next((x for x in found if x.ends(b)), None)
         key = brk.lsn if brk is not None else 1 << 64
         by_end.setdefault(key, (brk, []))[1].append(b)
-    intervals = [_interval(bins, lin, brk, group, starts)
+    commits = repo.root / COMMITS_FILE if times else None
+    intervals = [_interval(bins, lin, brk, group, starts, commits)
                  for _, (brk, group) in sorted(by_end.items())]
     first_iv, last_iv = intervals[0], intervals[-1]
     return RecoverableWindow(first_iv.start_time, first_iv.start_lsn, last_iv.end_time,
@@ -285,8 +291,14 @@ def compute(bins: PgBinaries, repo: Repository) -> RecoverableWindow:
                              last_iv.wal_end)
 
 
+def needs_times(target: RecoveryTarget | None) -> bool:
+    """Whether planning a restore to `target` reads the window's times: not for an LSN or the
+    latest point (their plan is in LSNs; a refusal is said with the times, read then)."""
+    return target is None or target.kind not in (TargetKind.LSN, TargetKind.LATEST)
+
+
 def _interval(bins: PgBinaries, lin: Lineage, brk: Break | None, group: list[Backup],
-              starts: dict[str, datetime]) -> WindowInterval:
+              starts: dict[str, datetime], commits: Path | None) -> WindowInterval:
     """From the group's oldest backup (its consistency point, `starts`) to the last record and
     last commit before the break (or the end of the archive), reading back until a commit is
     found."""
@@ -303,7 +315,7 @@ def _interval(bins: PgBinaries, lin: Lineage, brk: Break | None, group: list[Bac
         cap = brk.lsn if lin.end_cap is None or brk.segno != newest else \
             min(brk.lsn, lin.end_cap)
     readable = [s for s in lin.segments if lin.view.segno(stop) <= s.segno <= end_segno]
-    last, commit = _tail(bins, lin, readable, stop, cap)
+    last, commit = _tail(bins, lin, readable, stop, cap, commits)
     end_lsn = last.lsn if last else stop
     wal_end = last.end if last else stop
     if cap is not None:      # never before the backup's end (its own WAL reaches that)
@@ -314,26 +326,38 @@ def _interval(bins: PgBinaries, lin: Lineage, brk: Break | None, group: list[Bac
 
 
 def _tail(bins: PgBinaries, lin: Lineage, readable: list[Segment], stop: int,
-          cap: int | None) -> tuple[walread.LastRecord | None, datetime | None]:
+          cap: int | None, commits: Path | None
+          ) -> tuple[walread.LastRecord | None, datetime | None]:
     """The last record, and the time of the last commit after `stop` (the backup's
-    consistency point), reading back from the newest segment in growing chunks until a commit
-    is found: an idle stretch (backups, segment switches) can be long."""
-    last: walread.LastRecord | None = None
-    chunk, hi = 4, len(readable)
+    consistency point), reading back from the newest segment until a commit is found: an idle
+    stretch (backups, segment switches) can be long, and what each archived segment holds is
+    remembered (walcommits.py, in `commits`; None: no commit time is read), so a walk reads it
+    once."""
+    if not readable:
+        return None, None
+    last = _last_record(bins, lin, readable, cap)
+    if commits is None:
+        return last, None
+    end = readable[-1].end_lsn()
+    walk = walcommits.Walk(bins, lin.view.where, lin.segments, cap, commits)
+    found = walcommits.newest_commit(walk, low=stop, high=end)
+    return last, found[1] if found else None
+
+
+def _last_record(bins: PgBinaries, lin: Lineage, readable: list[Segment],
+                 cap: int | None) -> walread.LastRecord | None:
+    """The last record of the readable segments, reading back from the newest two in growing
+    chunks (a segment holds no record of its own only inside a record larger than it)."""
+    chunk, hi = 2, len(readable)
     while hi > 0:
         lo = max(0, hi - chunk)
         # one segment more at the end, so a record crossing into it is read whole
         part = readable[lo:min(hi + 1, len(readable))]
-        summary = walread.summarize(bins, lin.view.where, part, limit=cap)
-        bound = readable[hi - 1].end_lsn() if hi < len(readable) else None
-        records = [c for c in summary.commits if c.committed and c.lsn >= stop
-                   and (bound is None or c.lsn < bound)]
-        if last is None:
-            last = summary.last
-        if records:
-            return last, records[-1].time
+        last = walread.summarize(bins, lin.view.where, part, limit=cap).last
+        if last is not None:
+            return last
         hi, chunk = lo, chunk * 4
-    return last, None
+    return None
 
 
 def _gaps(lin: Lineage, found: list[Break]) -> list[WalGap]:

@@ -38,9 +38,11 @@ class FetchOnRead(dict[Segment, Path]):
     """Segment -> mirror folder; reading an entry fetches the file into the mirror first."""
 
     def __init__(self, items: Iterable[tuple[Segment, Path]],
-                 fetch: Callable[[Segment], None]) -> None:
+                 fetch: Callable[[Segment], None],
+                 identity: Callable[[Segment], str | None] = lambda _seg: None) -> None:
         super().__init__(items)
         self._fetch = fetch
+        self.identity = identity    # the repository's checksum of a file, without a fetch
 
     def prefetch(self, segments: list[Segment]) -> None:
         """Fetch what a read is about to need, several archive-get at a time (each is a
@@ -77,6 +79,8 @@ class PgBackRestRepository:
                              compare=False)
     repos: int = 1
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # (name, stored name) of the mirror's files checked against their SHA-1 by this process
+    _current: set[tuple[str, str]] = field(default_factory=set, compare=False, repr=False)
 
     checked_before_restore = True
 
@@ -93,7 +97,11 @@ class PgBackRestRepository:
         return self.root / "checks.json"
 
     def forget(self) -> None:
-        """After a backup or expiry: read pgBackRest's info and listing again."""
+        """After a backup or expiry: read pgBackRest's info and listing again. The first
+        forget after `archived` found its segment keeps what it has just read (a flush and the
+        window right after it: one info and one repo-ls, not two of each)."""
+        if self._cache.pop("fresh", False):
+            return
         self._cache.clear()
 
     # ---- backups ---------------------------------------------------------------------------
@@ -183,7 +191,13 @@ class PgBackRestRepository:
         self._fetch_histories(listed)
         items = [(seg, self.archive) for name in listed
                  if (seg := parse_segment(name, size)) is not None]
-        return FetchOnRead(items, self._fetch)
+        return FetchOnRead(items, self._fetch, self._identity)
+
+    def _identity(self, seg: Segment) -> str | None:
+        """The file's name and the SHA-1 pgBackRest stored it under (walcommits.py)."""
+        name = seg.name + (".partial" if seg.partial else "")
+        m = WAL_FILE_RE.match(self.listing().get(name, "").rsplit("/", 1)[-1])
+        return f"{name}:sha1:{m.group('sha1')}" if m else None
 
     def history_timelines(self) -> list[int]:
         return [t for n in self.listing() if (t := history_timeline(n)) is not None]
@@ -191,7 +205,11 @@ class PgBackRestRepository:
     def archived(self, segment: str) -> bool:
         self._cache.pop("listing", None)
         self._cache.pop("info", None)
-        return segment in self.listing()
+        self._cache.pop("fresh", None)
+        found = segment in self.listing()
+        if found:
+            self._cache["fresh"] = True
+        return found
 
     def _fetch_histories(self, listed: dict[str, str]) -> None:
         for name in listed:
@@ -202,6 +220,22 @@ class PgBackRestRepository:
         name = seg.name + (".partial" if seg.partial else "")
         if not (self.archive / name).exists():
             self._get(name)
+        else:
+            self._still_current(name)
+
+    def _still_current(self, name: str) -> None:
+        """A file fetched by an earlier command is read only if it is still what the
+        repository holds under that name (a segment pushed again with other content is
+        fetched again): compared with its recorded SHA-1 once per process."""
+        stored = self.listing().get(name, "")
+        if (name, stored) in self._current:
+            return
+        try:
+            self._check_sum(name, self.archive / name)
+        except CouldNotVerify:
+            (self.archive / name).unlink(missing_ok=True)
+            self._get(name)
+        self._current.add((name, stored))
 
     def _get(self, name: str) -> None:
         make_owned_dir(self.root, 0o750)
@@ -213,6 +247,7 @@ class PgBackRestRepository:
                                      f"archive-get cannot fetch it")
             self._check_sum(name, part)
             part.rename(self.archive / name)
+            self._current.add((name, self.listing().get(name, "")))
         finally:
             part.unlink(missing_ok=True)
 
