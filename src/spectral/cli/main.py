@@ -78,6 +78,7 @@ def _traceback() -> None:
 
 def run_cli(argv: list[str]) -> int:
     from spectral.cli.app import app
+    from spectral.cli.tree import command_tree
 
     global JSON_ERRORS
     argv = hoist_globals(argv)
@@ -90,8 +91,9 @@ def run_cli(argv: list[str]) -> int:
     _setup_logging(debug)
     try:
         # Without standalone mode Typer returns an exit code instead of raising Exit, and turns
-        # KeyboardInterrupt into 130 (after the command's own cleanup has run).
-        code = app(args=argv, prog_name="spectral", standalone_mode=False)
+        # KeyboardInterrupt into 130 (after the command's own cleanup has run). Only the
+        # commands on the line's path are made (cli/tree.py).
+        code = command_tree(app)(args=argv, prog_name="spectral", standalone_mode=False)
     except SpectralError as exc:
         if debug:   # the traceback, and still the documented exit code
             _traceback()
