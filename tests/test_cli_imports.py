@@ -86,6 +86,22 @@ def test_loading_a_configuration_loads_no_driver_signing_or_cloud(tmp_path: Path
     assert settings == {"spectral.providers.dsn.settings"}, sorted(settings)
 
 
+def test_a_database_s_environment_loads_no_provider_protocol(tmp_path: Path) -> None:
+    """What `dr fingerprint` and `dr snapshot` reach before their first SQL: the environment
+    of a bare DSN and its provider, without the provider protocol's records (backups, windows,
+    recovery targets: ~7% of the instructions to the first connect) or the command modules'
+    other commands (cli/tree.py makes only the path's)."""
+    (tmp_path / "spectral.toml").write_text(
+        'default_environment = "db"\n[environments.db]\nprovider = "dsn"\n'
+        'dsn = "host=/nowhere dbname=postgres"\nschemas = ["public"]\n')
+    loaded = _loaded("from spectral.config.load import load_config\n"
+                     "from spectral.environment import open_environment\n"
+                     "import spectral.verify.fingerprint\n"
+                     "open_environment(load_config(None)).provider\n", tmp_path)
+    assert "spectral.providers.base" not in loaded
+    assert "spectral.recovery_target" not in loaded
+
+
 def test_light_modules_stay_light(tmp_path: Path) -> None:
     """A module a command's rendering uses (durations, errors) does not drag in its package's
     heavy siblings through the package's __init__."""

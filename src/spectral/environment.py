@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 
 from spectral.config.models import EnvironmentConfig, SpectralConfig
 from spectral.errors import SpectralError
-from spectral.providers.base import Provider, Report
 
 if TYPE_CHECKING:
     from spectral.ledger import Ledger
+    from spectral.providers.base import Provider, Report
 
 
 @dataclass
