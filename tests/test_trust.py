@@ -136,6 +136,13 @@ def test_lsn_target_on_an_idle_segment_boundary_is_the_end_of_the_wal(env: Local
     inst = env.restore(target_of(TargetKind.LSN, idle))
     assert on(inst.dsn, "select max(id) from items") == [(1005,)]
     assert inst.reached and inst.reached.resolved
+    env.teardown(inst.id)
+    # where the next record would start (past the new segment's page header): the insert
+    # position a snapshot of the idle database reads, the same state
+    inserting = sql(env, "select pg_current_wal_insert_lsn()::text")[0][0]
+    assert inserting.endswith("000028")
+    inst = env.restore(target_of(TargetKind.LSN, inserting))
+    assert on(inst.dsn, "select max(id) from items") == [(1005,)]
 
 
 # ---- 7: a torn ledger line ---------------------------------------------------------------

@@ -200,6 +200,7 @@ def _resolve(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
     lsn = locate(bins, repo, target, window)
     assert lsn is not None
     what = f"{target.describe()} (LSN {format_lsn(lsn)})"
+    lsn = _past_the_header(lsn, window, size)
     for iv in window.intervals:
         start, end, wal_end = (parse_lsn(iv.start_lsn), parse_lsn(iv.end_lsn),
                                parse_lsn(iv.wal_end))
@@ -221,6 +222,19 @@ def _resolve(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
     if before and not _final(window, before[-1], size):
         raise _in_hole(what, window, before[-1], size)
     raise _outside(what, window)
+
+
+LONG_HEADER = 40   # a segment's first page header: the first record of a segment starts there
+
+
+def _past_the_header(lsn: int, window: RecoverableWindow, size: int) -> int:
+    """An LSN just past the page header of the segment after the archive's last one (where
+    the next record would start: pg_current_wal_insert_lsn() after a WAL switch on an idle
+    database) stands for the same state as the segment's boundary: no record lies between."""
+    wal_end = parse_lsn(window.intervals[-1].wal_end)
+    if wal_end % size == 0 and wal_end < lsn <= wal_end + LONG_HEADER:
+        return wal_end
+    return lsn
 
 
 def time_stop(ends: Iterable[CommitRecord], target: TimeTarget) -> CommitRecord | None:
