@@ -60,3 +60,20 @@ def test_the_compare_process_reads_no_configuration(tmp_path: Path) -> None:
     assert "spectral.toml" not in done.stderr, done.stderr
     assert "nonexistent" in done.stderr, done.stderr
     assert code != 0 and not models
+
+
+def test_a_misspelt_file_beside_a_dsn_is_named_not_asked_for_schemas(tmp_path: Path) -> None:
+    """`dr compare snap.jsn DSN` (the file misspelt): neither side is a file, so both are read
+    live; the misspelt one is said to be no file, environment or DSN, not a missing --schemas."""
+    from spectral.config.load import embedded_default
+    from spectral.verify.targets import fingerprint_pair
+
+    cfg = embedded_default(tmp_path)
+    for typo in (str(tmp_path / "snap.jsn"), "-"):
+        for a, b in ((typo, NOWHERE), (NOWHERE, typo)):
+            with pytest.raises(UsageError, match="neither a fingerprint file") as caught:
+                fingerprint_pair(lambda: cfg, a, b, schemas=None, content=True, workers=1)
+            assert repr(typo) in str(caught.value)
+    with pytest.raises(UsageError, match="--schemas"):    # two DSNs: still asked for schemas
+        fingerprint_pair(lambda: cfg, NOWHERE, NOWHERE + " ", schemas=None, content=True,
+                         workers=1)

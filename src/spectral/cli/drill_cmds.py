@@ -93,8 +93,10 @@ def print_drill(c: Console, r: DrillResult) -> None:
             + (f" with {len(r.warnings)} warning(s)" if r.warnings else ""))
     if r.error:
         c.print(f"  reason: {r.error}")
-    if r.backup_id:
+    if r.backup_id and r.instance is not None:
         c.print(f"  backup {r.backup_id} restored to {r.recovery_target}")
+    elif r.backup_id:     # refused (a damaged backup) or failed: no copy was made
+        c.print(f"  backup {r.backup_id} not restored (the target: {r.recovery_target})")
     if r.point:
         c.print(f"  point chosen with seed {r.point['seed']} (replay: --point random --seed "
                 f"{r.point['seed']} --older-than {r.point['older_than_s']:g}s); "

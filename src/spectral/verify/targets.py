@@ -44,6 +44,9 @@ def fingerprint_pair(cfg: Config, a: str, b: str, *, schemas: list[str] | None,
                             content=content or first.content, workers=workers,
                             progress=progress)
         return (fy, fx) if file_first else (fx, fy)
+    for spec in (a, b):     # a misspelt file name is said as such, not as a missing --schemas
+        if not looks_like_dsn(spec) and spec not in cfg().environments:
+            raise _neither(cfg(), spec)
     schemas = schemas or _one_schema_list(cfg(), a, b)   # never a default for one side only
     # two servers on this machine share its cores: each side gets half unless told otherwise
     share = workers or (max(1, len(os.sched_getaffinity(0)) // 2)
@@ -121,5 +124,9 @@ def fingerprint_of(cfg: Config, spec: str, *, schemas: list[str] | None,
         opts = Options(tuple(schemas or REFERENCE_SCHEMAS), content=content, workers=workers,
                        progress=progress)
         return take(spec, opts), "the given DSN"
-    raise UsageError(f"{spec!r} is neither a fingerprint file, an environment "
-                     f"({', '.join(sorted(cfg().environments))}) nor a DSN")
+    raise _neither(cfg(), spec)
+
+
+def _neither(cfg: SpectralConfig, spec: str) -> UsageError:
+    return UsageError(f"{spec!r} is neither a fingerprint file, an environment "
+                      f"({', '.join(sorted(cfg.environments))}) nor a DSN")

@@ -16,7 +16,7 @@ stores every WAL file under its SHA-1, `identity` of its WAL files), else the fi
 modification and change times and inode, which any write changes (no tool can set a change
 time back). A segment replaced by different content, or a different next segment (another
 timeline's), misses. A damaged or unreadable file or entry is a miss; the file is bounded
-(`MAX_ENTRIES`, the newest kept)."""
+(`MAX_ENTRIES`, the newest kept; a larger file, `MAX_BYTES`, is a miss)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from spectral.providers.local.wal import parse_lsn as _parse_lsn
 
 VERSION = 1
 MAX_ENTRIES = 8192      # about 1 MB of JSON: 128 GB of 16 MB segments
+MAX_BYTES = 64 << 20    # larger than any file written (MAX_ENTRIES): not read, a miss
 FIRST_CHUNK = 4
 Fact = tuple[int, datetime] | None   # a segment's last committed commit: (LSN, time), or none
 
@@ -179,6 +180,8 @@ def _min(a: int | None, b: int | None) -> int | None:
 def _load(cache: Path) -> dict[str, tuple[str, Fact]]:
     """The remembered facts; a file or entry that cannot be read is left out (a miss)."""
     try:
+        if cache.stat().st_size > MAX_BYTES:   # never parsed whole into memory
+            return {}
         doc = json.loads(cache.read_text())
     except (OSError, ValueError, UnicodeDecodeError):
         return {}
