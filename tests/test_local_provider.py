@@ -173,6 +173,8 @@ def test_no_backup_cannot_restore(env: LocalProvider) -> None:
 
 
 def test_corrupted_backup_is_refused(env: LocalProvider) -> None:
+    older = env.backup()
+    sql(env, "insert into ledger values (7001, 'after the older backup')")
     b = env.backup()
     victim = max((p for p in (env.repo.backup_dir(b.id) / "base").rglob("*") if p.is_file()),
                  key=lambda p: p.stat().st_size)
@@ -185,6 +187,14 @@ def test_corrupted_backup_is_refused(env: LocalProvider) -> None:
     assert exc.value.problems == [f'checksum mismatch for file "{name}"']
     assert exc.value.exit_code == 1
     assert env.instances() == []
+    # proven damaged: marked so in the catalog, never planned again; the latest point is
+    # restored from the older backup and the WAL
+    assert [x.verification for x in env.backups() if x.id == b.id] == [Verification.FAILED]
+    inst = env.restore(LatestTarget())
+    assert inst.backup_id == older.id
+    with connect(inst.dsn) as conn:
+        assert conn.execute("select count(*) from ledger where id = 7001").fetchone() == (1,)
+    env.teardown(inst.id)
 
 
 def test_missing_wal_segment_is_reported_with_the_reachable_target(env: LocalProvider) -> None:

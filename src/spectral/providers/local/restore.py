@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -85,6 +86,16 @@ class Restorer:
                 pause: bool, progress: Progress | None) -> RecoveryReached:
         return self.recovery.recover(cluster, restore_plan, window, pause, progress)
 
+    def _condemn(self, backup_id: str, detail: str) -> None:
+        """Mark a backup proven damaged FAILED in the catalog (as one that failed when taken):
+        the next restore or drill plans from an older backup and the WAL instead (our own
+        catalog: an attached team's repository is read by its own restorer, never written)."""
+        with self.repo.locked():
+            backups = self.repo.read()
+            self.repo.write([replace(b, verification=Verification.FAILED,
+                                     verification_detail=f"damaged, found by a restore: {detail}")
+                             if b.id == backup_id else b for b in backups])
+
     def restore_command(self) -> str:
         return restore_command(self.repo.archive, self.repo.stream, self.repo.segment_size())
 
@@ -101,7 +112,8 @@ class Restorer:
             if len(chain) == 1:
                 self._copy(full, data, chain[0].size_bytes, progress)
             verification, detail, damage = check.result()
-        if damage:   # proven damaged: a FAIL, not "could not verify"
+        if damage:   # proven damaged: a FAIL, not "could not verify"; never planned again
+            self._condemn(chain[0].id, detail)
             raise BackupDamaged(chain[0].id, damage, hint=OLDER_BACKUP)
         if verification is Verification.FAILED:
             raise CouldNotVerify(f"backup {chain[0].id} fails verification and will not be "
