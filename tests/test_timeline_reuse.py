@@ -9,10 +9,15 @@ lost history file; once it is back, the undo begins timeline 3."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import time
 
 import pytest
 
+from spectral.pg.cluster import proc_alive
+from spectral.providers.local import inplace
 from spectral.providers.local.newtimeline import next_timeline
 from test_trust_crash import (
     Env,
@@ -57,3 +62,31 @@ def test_a_promotion_never_reuses_a_timeline_whose_history_file_is_lost(
     shutil.copyfile(env.cluster_dir / "data" / "pg_wal" / history.name, history)
     env.ok("dr", "restore", "--undo", "--yes")
     assert env.rows() == before and _timeline(env) == 3
+
+
+@pytest.mark.server
+def test_a_latest_restore_refuses_backups_of_another_history_under_a_reused_id(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """An archive that already holds two histories under one id (made by a promotion outside
+    spectral, or by one before this check): the latest point of the crashed source is refused,
+    exit 3, naming the backups of the other history; it restored the abandoned history's rows
+    with exit 0 before."""
+    target_xid = env.commit("insert into t values (11, 'target')")
+    env.commit("insert into t values (12, 'after')")
+    _restore(env, target_xid)
+    env.ok("dr", "backup")                           # on the restore's timeline 2
+    (env.dir / ".spectral" / "staging" / "backups" / "wal" / "00000002.history").unlink()
+    env.ok("dr", "expire", "--keep", "1", "--yes")   # the backup on timeline 1 goes
+    monkeypatch.setattr(inplace, "check_fresh", lambda *args: None)   # the unchecked promotion
+    env.ok("dr", "restore", "--undo", "--yes")
+    assert _timeline(env) == 2                       # a second timeline 2
+    env.commit("insert into t values (13, 'after the undo')")
+    pid = int((env.cluster_dir / "data" / "postmaster.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while proc_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    res = env.run("dr", "restore", "--latest")
+    assert res.returncode == 3, (res.stdout, res.stderr)
+    assert "another history under the same timeline id (2)" in res.stderr, res.stderr
+    env.ok("local", "up")

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from spectral.errors import CouldNotVerify, SpectralError
 from spectral.pg.cluster import Cluster
+from spectral.providers.base import Backup
 from spectral.providers.local.repo import Repository
-from spectral.providers.local.wal import read_history
+from spectral.providers.local.wal import parse_lsn, read_history
 
 HISTORY_RE = re.compile(r"^([0-9A-F]{8})\.history$")
 
@@ -81,3 +82,39 @@ def check_fresh(repo: Repository, starts: Iterable[tuple[int, Path | None]]) -> 
                 f"restore would mix the two histories",
                 hint=f"put {name} back into the archive (a server that ran on timeline {tli} "
                      f"has it in its pg_wal), then run the command again")
+
+
+def _switches(text: str) -> list[tuple[int, int]]:
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            out.append((int(parts[0]), parse_lsn(parts[1])))
+    return out
+
+
+def other_history(repo: Repository, backup: Backup) -> bool:
+    """Whether `backup` was taken on another history than the one the archive holds under its
+    timeline's id (its own copy of the history file says another branch point): an id reused
+    after a lost history file (made before promotions were checked, or by a promotion outside
+    spectral). Recovery from it follows that other history, never the archive's."""
+    own = repo.backup_history(backup)
+    if own is None:
+        return False
+    try:
+        archived = (repo.archive / f"{backup.timeline:08X}.history").read_text()
+    except OSError:    # lost: nothing to tell them apart by (the window names the loss)
+        return False
+    return _switches(own) != _switches(archived)
+
+
+def reused_note(repo: Repository) -> str:
+    """Why no backup is usable when some lie on another history under a reused id; or ''."""
+    others = [b for b in repo.read() if other_history(repo, b)]
+    if not others:
+        return ""
+    tlis = sorted({b.timeline for b in others})
+    return (f"; {len(others)} backup(s) ({', '.join(b.id for b in others)}) were taken on "
+            f"another history under the same timeline id ({', '.join(map(str, tlis))}): the "
+            f"id was reused after its history file was lost, and recovery from them would "
+            f"follow that history, not the live one")
