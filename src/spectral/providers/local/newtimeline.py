@@ -70,7 +70,7 @@ def check_fresh(repo: Repository, starts: Iterable[tuple[int, Path | None]]) -> 
     and the pg_wal of the data directory on it, if there is one yet) would begin a timeline
     whose id the repository already uses."""
     used = used_timelines(repo)
-    archived = set(repo.history_timelines())
+    archived = set(repo.history_timelines()) | histories_in(repo.stream)   # restore_command's
     for start, pg_wal in starts:
         tli = next_timeline(start, archived | (histories_in(pg_wal) if pg_wal else set()))
         if tli in used:
@@ -78,7 +78,7 @@ def check_fresh(repo: Repository, starts: Iterable[tuple[int, Path | None]]) -> 
             raise CouldNotVerify(
                 f"the history file of timeline {tli} ({name}) is missing from the archive, "
                 f"which still holds {used[tli]} of that timeline: PostgreSQL would give the "
-                f"new timeline this restore begins the same id {tli}, and every later "
+                f"new timeline this command begins the same id {tli}, and every later "
                 f"restore would mix the two histories",
                 hint=f"put {name} back into the archive (a server that ran on timeline {tli} "
                      f"has it in its pg_wal), then run the command again")
