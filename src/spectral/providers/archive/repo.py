@@ -127,6 +127,9 @@ class ArchiveRepository:
     def history_timelines(self) -> list[int]:
         return [t for n in self.files() if (t := history_timeline(n)) is not None]
 
+    def backup_history(self, backup: Backup) -> str | None:
+        return None   # its backups keep no pg_wal copy of their history that spectral reads
+
     def archived(self, segment: str) -> bool:
         self.forget()
         return segment in self.files()

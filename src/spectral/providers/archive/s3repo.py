@@ -90,6 +90,9 @@ class S3ArchiveRepository:
     def history_timelines(self) -> list[int]:
         return [t for n in self.listing() if (t := history_timeline(n)) is not None]
 
+    def backup_history(self, backup: Backup) -> str | None:
+        return None   # its backups keep no pg_wal copy of their history that spectral reads
+
     def archived(self, segment: str) -> bool:
         self._cache.pop("listing", None)
         return segment in self.listing()

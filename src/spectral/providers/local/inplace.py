@@ -39,6 +39,7 @@ from spectral.providers.local.intent import (
     owed_key,
     roll_back_undo,
 )
+from spectral.providers.local.newtimeline import check_fresh, on_disk
 from spectral.providers.local.recovery import (
     recovery_failure,
     recovery_settings,
@@ -132,6 +133,8 @@ class InPlace:
         restore_plan = plan(host.bins, self.repo, target, window)
         older = self.kept_aside() + self.undone()
         cluster = host.cluster()
+        # the restore promotes onto a new timeline; a roll-back promotes the live data again
+        check_fresh(self.repo, [(restore_plan.chain[-1].timeline, None), *on_disk(cluster)])
         was_running = cluster.stop(timeout=60)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         aside = cluster.data_dir.with_name(f"data.previous-{stamp}")
@@ -253,13 +256,14 @@ class InPlace:
 
     def _undo(self, rec: dict[str, Any]) -> tuple[UndoOutcome, dict[str, Any]]:
         cluster = self.host.cluster()
-        was_running = cluster.stop(timeout=60)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        undone = cluster.data_dir.with_name(f"data.undone-{stamp}")
         # the put-back data's timeline: a recovery after a kill knows by it whether the
         # undo's own recovery had already promoted it (and must not run a second time)
         before = int(control_fact(self.host.bins, Path(rec["aside"]),
                                   "Latest checkpoint's TimeLineID"))
+        check_fresh(self.repo, [(before, Path(rec["aside"]) / "pg_wal")])
+        was_running = cluster.stop(timeout=60)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        undone = cluster.data_dir.with_name(f"data.undone-{stamp}")
         intent = self.journal.begin(UNDO, data=str(cluster.data_dir), aside=rec["aside"],
                                     undone=str(undone), record=rec, was_running=was_running,
                                     port=cluster.port, target=rec["target"],
@@ -327,6 +331,7 @@ class InPlace:
         database to a new timeline (PostgreSQL picks one above every timeline in the archive);
         later restores follow it."""
         host = self.host
+        check_fresh(self.repo, on_disk(cluster))
         # history files only: the put-back database needs no WAL but its own pg_wal (it was
         # stopped, or crashed, with everything since its checkpoint there), and the archive may
         # hold segments of its timeline's id from another history (an id reused after lost

@@ -59,6 +59,11 @@ class Repository(Protocol):
 
     def history_timelines(self) -> list[int]: ...
 
+    def backup_history(self, backup: Backup) -> str | None:
+        """The history file of `backup`'s timeline as the backup itself holds it (the copy
+        pg_basebackup streams into its pg_wal), or None: timeline 1, or a repository that
+        keeps no copy it reads."""
+
     def archived(self, segment: str) -> bool: ...
 
     def chain(self, backup: Backup) -> list[Backup]:
@@ -141,6 +146,13 @@ class LocalRepository:
         """Timelines with a history file in the archive (read_history reads them there)."""
         return [int(p.name[:8], 16) for p in self.archive.glob("*.history")] if \
             self.archive.is_dir() else []
+
+    def backup_history(self, backup: Backup) -> str | None:
+        path = self.base / backup.id / "pg_wal" / f"{backup.timeline:08X}.history"
+        try:
+            return path.read_text()
+        except OSError:
+            return None
 
     def archived(self, segment: str) -> bool:
         return (self.archive / segment).exists()

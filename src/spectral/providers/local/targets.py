@@ -19,6 +19,7 @@ from spectral.errors import CouldNotVerify, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.providers.base import Backup, RecoverableWindow, WalGap, WindowInterval
 from spectral.providers.local import walread
+from spectral.providers.local.newtimeline import reused_note
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import (
     CommitRecord,
@@ -173,8 +174,8 @@ def plan(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
         known = ", ".join(b.id for b in backups) or "none"
         raise UsageError(f"backup {backup_id} is not a usable backup (usable: {known})")
     if not backups or window.empty or not window.intervals:
-        raise CouldNotVerify("there is no verified base backup to restore from",
-                             hint="spectral dr backup")
+        raise CouldNotVerify("there is no verified base backup to restore from"
+                             + reused_note(repo), hint="spectral dr backup")
     resolved = _resolve(bins, repo, target, window, backups)
     chosen, stop_target, lsn, why = resolved
     if backup_id is not None:

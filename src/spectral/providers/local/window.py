@@ -19,6 +19,7 @@ from spectral.providers.base import (
     WindowInterval,
 )
 from spectral.providers.local import walcheck, walcommits, walread
+from spectral.providers.local.newtimeline import other_history
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.wal import (
     Segment,
@@ -187,7 +188,8 @@ def lineage(repo: Repository, timeline: int | None = None) -> set[str]:
     if timeline != 1 and not history:            # cannot tell
         return {b.id for b in repo.read()}
     return {b.id for b in repo.read()
-            if descends(b.timeline, parse_lsn(b.stop_lsn), timeline, history)}
+            if descends(b.timeline, parse_lsn(b.stop_lsn), timeline, history)
+            and not other_history(repo, b)}
 
 
 def usable_backups(repo: Repository, timeline: int | None = None) -> list[Backup]:
