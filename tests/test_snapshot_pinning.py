@@ -117,3 +117,15 @@ def test_the_archive_is_flushed_before_it_is_read() -> None:
     assert pinned(primary(0x38, "100:105:101")) == format_lsn(0x30)
     assert pinned(primary(0x99, "100:105:101")) == "0/99"   # the archive ends before it
     assert calls == ["flush", "read 0/38", "flush", "read 0/99"]
+
+
+def test_an_insert_position_past_a_page_header_is_the_pages_start() -> None:
+    from spectral.verify.pinning import record_boundary
+
+    mb16, page = 16 * 1024 * 1024, 8192
+    assert record_boundary("0/4000028", mb16, page) == "0/4000000"     # after a WAL switch
+    assert record_boundary("0/4002018", mb16, page) == "0/4002000"     # any other page
+    assert record_boundary("0/4000018", mb16, page) == "0/4000018"     # inside the long header
+    assert record_boundary("0/4002028", mb16, page) == "0/4002028"     # a record may end there
+    assert record_boundary("0/4000958", mb16, page) == "0/4000958"
+    assert record_boundary("0/100028", 1024 * 1024, page) == "0/100000"   # 1 MB segments

@@ -35,7 +35,7 @@ from spectral.verify.document import (
     canonical,
     sha256,
 )
-from spectral.verify.pinning import PinFacts, Pinner, SnapshotXids, Unpinned
+from spectral.verify.pinning import PinFacts, Pinner, SnapshotXids, Unpinned, record_boundary
 from spectral.verify.replica import (
     BEFORE_SQL,
     ReplayMoved,
@@ -89,15 +89,16 @@ def options_for(env: EnvironmentConfig, *, content: bool = False, workers: int |
                    read_rate=env.source_read_rate if live else 0, on_held=on_held, pin=pin)
 
 
-# On a primary the insert position, read after the snapshot: every commit the snapshot sees
-# was inserted before it (the write position may not have reached one yet with
-# synchronous_commit=off); the snapshot's xids and a standby's receipt for verify/pinning.py.
+# On a primary the insert position, read after the snapshot: every commit it sees was inserted
+# before it (not always written: synchronous_commit=off); its xids and a standby's receipt.
 SOURCE_SQL = """
 select current_setting('server_version'), current_setting('server_version_num')::int,
        case when pg_is_in_recovery() then pg_last_wal_replay_lsn()
             else pg_current_wal_insert_lsn() end,
        now(), current_database(), pg_export_snapshot(), pg_current_snapshot()::text,
-       pg_is_in_recovery(), case when pg_is_in_recovery() then pg_last_wal_receive_lsn() end
+       pg_is_in_recovery(), case when pg_is_in_recovery() then pg_last_wal_receive_lsn() end,
+       pg_size_bytes(current_setting('wal_segment_size')),
+       current_setting('wal_block_size')::bigint
 """
 CONTROL_SQL = """
 select (pg_control_system()).system_identifier, (pg_control_checkpoint()).timeline_id
@@ -234,7 +235,9 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
     held = time.monotonic()
     row = conn.execute(SOURCE_SQL).fetchone()
     assert row is not None
-    version, version_num, lsn, now, database, snapshot, xids, recovering, received = row
+    version, version_num, lsn, now, database, snapshot, xids, recovering, received = row[:9]
+    if not recovering:   # past a page header: the same state as the page's start
+        lsn = record_boundary(str(lsn), int(row[9]), int(row[10]))
     if before is not None and str(lsn) != before:
         conn.rollback()
         raise ReplayMoved(before, str(lsn))

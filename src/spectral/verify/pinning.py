@@ -48,6 +48,7 @@ from spectral.pg.waldump import CommitRecord, format_lsn, parse_lsn
 
 XID_SPACE = 1 << 32
 HEADER_MAX = 40   # a long page header (a segment's first page); a record starts after it
+SHORT_HEADER = 24   # any other page's header
 
 
 class Unpinned(Exception):
@@ -138,6 +139,19 @@ def _pin_standby(facts: PinFacts, commits: list[CommitRecord]) -> str:
         return facts.lsn     # its replay would have raised xmax past its xids: not seen
     raise Unpinned(f"the commit of xid {nxt.xid} right after LSN {facts.lsn} may have been "
                    f"replayed as the snapshot was taken", settles=True)
+
+
+def record_boundary(lsn: str, segment: int, block: int) -> str:
+    """A primary's insert position just past a page header (a segment's first page: its long
+    header; any other page: its short one) as the page's start: where the last record ended,
+    the same state, and a place the archive reaches once that segment is. An idle database's
+    insert position after a WAL switch is the new segment's start plus its header, which no
+    archive holds until the segment fills."""
+    at = parse_lsn(lsn)
+    in_segment, in_block = at % segment, at % block
+    if in_segment == HEADER_MAX or (in_block == SHORT_HEADER and in_segment >= block):
+        return format_lsn(at - in_block)
+    return lsn
 
 
 def _aligned(lsn: int) -> int:
