@@ -31,6 +31,8 @@ def format_lsn(value: int) -> str:
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
 
 
+# a WAL page's header: a segment's first page has the long one; a record starts after it
+SHORT_HEADER, LONG_HEADER = 24, 40
 COMMIT_RE = re.compile(
     r"rmgr: Transaction .*?lsn: (?P<lsn>[0-9A-F]+/[0-9A-F]+).*?"
     r"desc: (?P<kind>COMMIT|ABORT)(?P<prepared>_PREPARED (?P<pxid>\d+):)? "

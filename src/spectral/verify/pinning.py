@@ -44,11 +44,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from spectral.pg.waldump import CommitRecord, format_lsn, parse_lsn
+from spectral.pg.waldump import LONG_HEADER, SHORT_HEADER, CommitRecord, format_lsn, parse_lsn
 
 XID_SPACE = 1 << 32
-HEADER_MAX = 40   # a long page header (a segment's first page); a record starts after it
-SHORT_HEADER = 24   # any other page's header
 
 
 class Unpinned(Exception):
@@ -132,7 +130,7 @@ def _pin_standby(facts: PinFacts, commits: list[CommitRecord]) -> str:
     if facts.received is not None and parse_lsn(facts.received) == at:
         return facts.lsn     # everything received was replayed: nothing was mid-replay
     nxt = next((c for c in commits if c.lsn >= at), None)
-    if nxt is None or not nxt.committed or nxt.lsn > _aligned(at) + HEADER_MAX:
+    if nxt is None or not nxt.committed or nxt.lsn > _aligned(at) + LONG_HEADER:
         return facts.lsn     # the record being replayed, if any, committed nothing
     newest = max(snap.widen(x) for x in (nxt.xid, *nxt.subxacts))
     if newest >= snap.xmax:
@@ -149,7 +147,7 @@ def record_boundary(lsn: str, segment: int, block: int) -> str:
     archive holds until the segment fills."""
     at = parse_lsn(lsn)
     in_segment, in_block = at % segment, at % block
-    if in_segment == HEADER_MAX or (in_block == SHORT_HEADER and in_segment >= block):
+    if in_segment == LONG_HEADER or (in_block == SHORT_HEADER and in_segment >= block):
         return format_lsn(at - in_block)
     return lsn
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from spectral.errors import CouldNotVerify, UsageError
 from spectral.pg.binaries import PgBinaries
+from spectral.pg.waldump import LONG_HEADER
 from spectral.providers.base import Backup, RecoverableWindow, WalGap, WindowInterval
 from spectral.providers.local import walread
 from spectral.providers.local.newtimeline import reused_note
@@ -223,9 +224,6 @@ def _resolve(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
     if before and not _final(window, before[-1], size):
         raise _in_hole(what, window, before[-1], size)
     raise _outside(what, window)
-
-
-LONG_HEADER = 40   # a segment's first page header: the first record of a segment starts there
 
 
 def _past_the_header(lsn: int, window: RecoverableWindow, size: int) -> int:

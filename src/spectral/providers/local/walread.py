@@ -24,6 +24,7 @@ from pathlib import Path
 
 from spectral.errors import CouldNotVerify
 from spectral.pg.binaries import PgBinaries
+from spectral.pg.waldump import LONG_HEADER, SHORT_HEADER
 from spectral.providers.local import walheader
 from spectral.providers.local.wal import (
     CommitRecord,
@@ -45,7 +46,6 @@ READ_FAIL_RE = re.compile(r'could not read from (?:file|WAL segment) "?(?P<name>
                           r", offset (?P<offset>\d+)")
 LSN_IN_TEXT_RE = re.compile(r"\b([0-9A-F]{1,8}/[0-9A-F]{1,8})\b")
 PAGE = 8192
-SHORT_HEADER, LONG_HEADER = 24, 40
 
 
 @dataclass(frozen=True)
