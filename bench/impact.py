@@ -110,9 +110,9 @@ def _prepare(here: Path, bins: PgBinaries, scale: int) -> str:
 def _pin_server(dsn: str, cpus: set[int]) -> None:
     """Move the server behind `dsn` to `cpus`: its postmaster (the backends it forks later
     inherit it) and the processes it has forked already."""
-    with connect(dsn) as conn:
+    with connect(dsn) as conn:   # the backend is read while it lives: its parent is the postmaster
         backend = int(conn.execute("select pg_backend_pid()").fetchone()[0])  # type: ignore[index]
-    postmaster = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        postmaster = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
     children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
     for pid in (postmaster, *map(int, children)):
         with contextlib.suppress(ProcessLookupError):    # a backend that ended meanwhile

@@ -20,9 +20,13 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # postgresql://user:password@host  ->  postgresql://user:********@host
     (re.compile(r"(?P<pre>[a-z][a-z0-9+.-]*://[^\s:/@]+:)(?P<secret>[^\s@/]+)(?P<post>@)", re.I),
      rf"\g<pre>{MASK}\g<post>"),
-    # key=value forms in libpq conninfo strings and logs
-    (re.compile(r"(?P<pre>\b(?:password|passwd|pwd|secret|token|apikey|api_key)\s*[=:]\s*)"
-                r"(?P<secret>'[^']*'|\"[^\"]*\"|[^\s&,;]+)", re.I), rf"\g<pre>{MASK}"),
+    # key=value forms in libpq conninfo strings, logs and JSON ("password": "..."); not a
+    # file's name (/etc/passwd: ...).
+    # An unquoted value ends before a quote that closes the text around it ("... password=x"),
+    # which stays; a quote inside the value (x"y) is masked with the rest of it.
+    (re.compile(r"(?P<pre>(?<![/.\w-])(?:password|passwd|pwd|secret|token|apikey|api_key)"
+                r"[\"']?\s*[=:]\s*)(?P<secret>'[^']*'|\"[^\"]*\"|[^\s&,;]+?(?=['\"]*(?:[\s&,;]|$)))",
+                re.I), rf"\g<pre>{MASK}"),
     (re.compile(r"(?P<pre>\bBearer\s+)(?P<secret>[A-Za-z0-9._~+/=-]+)", re.I), rf"\g<pre>{MASK}"),
     # Supabase personal access tokens and service keys
     (re.compile(r"\bsbp_[A-Za-z0-9]{8,}\b"), MASK),
