@@ -30,7 +30,7 @@ def describe(conninfo: str) -> str:
     try:
         parts = conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError:
-        return "the configured database (unparseable DSN)"
+        return "a database whose connection string cannot be parsed"
     host = parts.get("host") or "localhost"
     port = parts.get("port") or "5432"
     db = parts.get("dbname") or parts.get("user") or "postgres"

@@ -14,6 +14,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from spectral.errors import UsageError
+from spectral.redact import redact
 from spectral.refdb import REFERENCE_SCHEMAS
 from spectral.verify.content import ScanProgress
 from spectral.verify.document import Fingerprint
@@ -95,7 +96,16 @@ def _on_this_machine(cfg: SpectralConfig, spec: str) -> bool:
 
 
 def looks_like_dsn(text: str) -> bool:
-    return "://" in text or ("=" in text and " " in text) or text.startswith(("host=", "dbname="))
+    """A URI, or key=value pairs libpq knows (`password=x` alone is one: a DSN that says
+    which password and leaves the rest to the defaults and PG* variables)."""
+    if "://" in text:
+        return True
+    if "=" not in text:
+        return False
+    try:
+        return bool(conninfo_to_dict(text))
+    except psycopg.Error:   # an unknown keyword, a missing value: a name, not a DSN
+        return False
 
 
 def fingerprint_of(cfg: Config, spec: str, *, schemas: list[str] | None,
@@ -128,5 +138,11 @@ def fingerprint_of(cfg: Config, spec: str, *, schemas: list[str] | None,
 
 
 def _neither(cfg: SpectralConfig, spec: str) -> UsageError:
+    if "=" in spec:   # meant as a DSN: what libpq finds wrong with it
+        try:
+            conninfo_to_dict(spec)
+        except psycopg.Error as exc:
+            return UsageError(f"{redact(spec)!r} is not a valid DSN: "
+                              f"{redact(' '.join(str(exc).split()))}")
     return UsageError(f"{spec!r} is neither a fingerprint file, an environment "
                       f"({', '.join(sorted(cfg.environments))}) nor a DSN")
