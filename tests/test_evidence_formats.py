@@ -133,6 +133,7 @@ def test_the_drill_result_follows_its_schema_strictly_but_takes_added_fields() -
 def _payloads() -> dict[str, list[dict[str, Any]]]:
     from spectral.alerts.notify import AlertRecord
     from spectral.config.base import Posture
+    from spectral.drills.drift_accept import AcceptedCount, DriftAcceptRecord
     from spectral.drills.tabletop import Tabletop, TabletopEntry
     from spectral.exit.move import ExitEntry, ExitOutcome, ExitResult
     from spectral.ledger.payloads import (
@@ -179,6 +180,9 @@ def _payloads() -> dict[str, list[dict[str, Any]]]:
                               1).to_json(),
                   AlertRecord("ops", "overdue", "json", "s", False, None, "timed out",
                               3).to_json()],
+        "drift_accepted": [DriftAcceptRecord(
+            "drift accepted: core.a: 10 -> 5 rows", "purge", 4, None,
+            {"core.a": AcceptedCount(10, 5)}).to_json()],
     }
 
 

@@ -10,6 +10,7 @@ import typer
 
 from spectral.cli import (
     backup_cmds,
+    drift_cmds,
     drill_cmds,
     evidence_cmds,
     exit_cmds,
@@ -41,6 +42,7 @@ CONTENT = typer.Option(False, "--content", help="Also checksum every row of ever
 backup_cmds.register(app)
 app.add_typer(drill_cmds.drill_app, name="drill")
 app.add_typer(drill_cmds.log_app, name="log")
+app.add_typer(drift_cmds.app, name="drift")
 review_cmds.register(app, drill_cmds.drill_app)
 posture_cmds.register(app)
 incident_cmds.register(app)

@@ -63,6 +63,7 @@ SCHEMAS: dict[str, str] = {
     "dr drill due": "cadence-item.v1",
     "dr log": "ledger-entries.v1",
     "dr log repair": "ledger-entry.v1",
+    "dr drift accept": "ledger-entry.v1",
     "dr log verify": "ledger-verify.v1",
     "dr log keygen": "signing-key.v1",
     "dr log add-key": "recorded-key.v1",

@@ -7,7 +7,8 @@ a warning naming the table and both counts, or a failure with `on_drift = "fail"
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from spectral.config.base import OnFinding
@@ -24,10 +25,18 @@ NAME = "row-count drift since the last passing drill"
 
 @dataclass(frozen=True)
 class Baseline:
-    """The previous passing drill: when the ledger took it, and what it recorded."""
+    """The previous passing drill: when the ledger took it, and what it recorded; and the
+    tables whose drift since was accepted (`dr drift accept`): table -> (the accepted count,
+    the acceptance as evidence says it)."""
 
     at: datetime
     drill: DrillRecord
+    accepted: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int | None]:
+        """What each table is compared with: the drill's count, or the accepted one."""
+        return {**self.drill.row_counts, **{t: n for t, (n, _) in self.accepted.items()}}
 
     @property
     def said(self) -> str:
@@ -102,14 +111,15 @@ def baseline(entries: list[Entry], environment: str,
     if any; with `taken_at` (this drill's snapshot), of those not later: a drill restoring an
     older point (--target-time, --point random) is compared with the data before it, not with
     today's, and is no baseline for a drill of a later point than its own."""
-    def before(drill: DrillRecord) -> bool:
-        theirs, ours = _instant(drill.snapshot_taken_at), _instant(taken_at)
+    def before(taken: str | None) -> bool:
+        theirs, ours = _instant(taken), _instant(taken_at)
         return theirs is None or ours is None or theirs <= ours
 
     # a drill whose own drift warned is no baseline: a drop is compared with the counts from
     # before it at every drill until it is gone, not accepted by the next drill in silence
     found = [(e, d) for e in entries if e.kind is EntryKind.DRILL and e.environment == environment
-             and (d := payloads.drill(e)).outcome == DrillOutcome.PASS.value and before(d)
+             and (d := payloads.drill(e)).outcome == DrillOutcome.PASS.value
+             and before(d.snapshot_taken_at)
              and not any(c.name == NAME and c.outcome != DrillOutcome.PASS.value
                          and c.outcome != DrillOutcome.NOT_CONFIGURED.value for c in d.checks)]
     if not found:
@@ -120,7 +130,23 @@ def baseline(entries: list[Entry], environment: str,
     newest = max((p for p in points if p is not None), default=None)
     entry, drill = max((f for f, p in zip(found, points, strict=True)
                         if p is None or newest is None or p >= newest), key=lambda f: f[0].seq)
-    return Baseline(entry.at, drill)
+    return Baseline(entry.at, drill, _accepted(entries, environment, entry.seq, before))
+
+
+def _accepted(entries: list[Entry], environment: str, after: int,
+              before: Callable[[str | None], bool]) -> dict[str, tuple[int, str]]:
+    """The counts accepted since the baseline drill (entry `after`), of drills at a point
+    not later than this drill's."""
+    from spectral.drills.drift_accept import acceptances
+
+    out: dict[str, tuple[int, str]] = {}
+    for entry, record in acceptances(entries, environment, after):
+        if before(record.snapshot_taken_at):
+            when = entry.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+            for table, counts in record.tables.items():
+                out[table] = (counts.accepted, f"accepted on {when} UTC (ledger entry "
+                                               f"#{entry.seq}): {record.reason}")
+    return out
 
 
 def drift_check(env: EnvironmentConfig, counts: dict[str, int | None],
@@ -130,13 +156,13 @@ def drift_check(env: EnvironmentConfig, counts: dict[str, int | None],
         return Check(NAME, DrillOutcome.NOT_CONFIGURED,
                      f"no earlier passing drill of {environment}: nothing to compare with (a "
                      f"passing drill's counts are the next one's baseline)")
-    if not previous.drill.row_counts:
+    if not previous.counts:
         return Check(NAME, DrillOutcome.NOT_CONFIGURED,
                      f"{previous.said} recorded no row counts (an older spectral): nothing to "
                      f"compare with")
     evidence, beyond, compared = [], [], 0
     for table, now in counts.items():
-        before = previous.drill.row_counts.get(table)
+        before = previous.counts.get(table)
         if before is None or now is None:
             evidence.append(TableDrift(table, before, now).line())
             continue
@@ -148,6 +174,8 @@ def drift_check(env: EnvironmentConfig, counts: dict[str, int | None],
         else:
             evidence.append(moved.line())
     evidence.append(previous.line)
+    evidence += [f"{t}: compared with {n} rows, its drift {what}"
+                 for t, (n, what) in previous.accepted.items() if t in counts]
     if beyond:
         outcome = DrillOutcome.FAIL if env.on_drift is OnFinding.FAIL else DrillOutcome.WARN
         return Check(NAME, outcome, "; ".join(short for short, _ in beyond) + f" since "

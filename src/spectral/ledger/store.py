@@ -44,6 +44,7 @@ class EntryKind(StrEnum):
     EXIT = "exit"               # a provider exit: the schemas moved elsewhere, and its proof
     KEY = "key"                 # a signing key introduced, added or revoked (signed itself)
     ALERT = "alert"             # a webhook told (or not) of a failure, overdue or recovery
+    DRIFT_ACCEPTED = "drift_accepted"   # a load-bearing table's drop accepted on purpose
 
 
 class Payload(Protocol):
