@@ -34,6 +34,6 @@ def accept_cmd(ctx: typer.Context,
                f"next drill on" for t, c in record.tables.items()]
     if not CliConfirmer(yes, st.err).confirm(f"Accept this drift of {name}?", details):
         raise RefusedError("not confirmed; nothing was recorded")
-    entry = ledger.append(record.KIND, name, record.to_json())
+    entry = ledger.record(name, record)
     st.emit(entry.to_json(), lambda c: c.print(f"{name}: {record.summary}; recorded as ledger "
                                                f"entry #{entry.seq}"))
