@@ -43,3 +43,24 @@ def test_leaving_waits_for_a_running_thread(tmp_path: Path) -> None:
                 "leave(1)\n", tmp_path)
     assert done.returncode == 1, done.stderr
     assert (tmp_path / "written").read_text() == "by the thread"
+
+
+def test_a_reader_that_leaves_keeps_the_commands_own_exit_code(tmp_path: Path) -> None:
+    """`spectral dr log | head -1`: click ended such a command with exit 1 (a failed check)
+    once its output could not be written; the unread output is dropped, the code is the
+    command's own, and nothing is said on stderr."""
+    import os
+
+    from conftest import SPECTRAL
+
+    for args, code in ((["dr", "playbook", "list"], 0), (["--json", "dr", "playbook", "list"], 0),
+                       (["--help"], 0), (["dr", "no-such-command"], 2)):
+        read, write = os.pipe()
+        os.close(read)             # the reader is gone before the first line
+        try:
+            done = subprocess.run([SPECTRAL, *args], cwd=tmp_path, stdout=write,
+                                  stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+        finally:
+            os.close(write)
+        assert done.returncode == code, (args, done.stderr)
+        assert code or done.stderr == "", (args, done.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from spectral.errors import ExitCode, SpectralError
 from spectral.redact import redact
@@ -167,7 +167,41 @@ def main() -> None:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     # SIGTERM (a cron timeout, systemd stop) unwinds like Ctrl-C, so undo steps run.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    sys.stdout = ReaderMayLeave(sys.stdout)
     leave(run_cli(sys.argv[1:]))
+
+
+class ReaderMayLeave:
+    """Standard output whose reader may go away (`spectral dr log | head -1`): what it did not
+    read is dropped and the command ends with its own exit code. Click ended such a command
+    with exit 1, the code of a failed check, after it had done its work."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def _gone(self) -> None:
+        """Everything written from now on, and what is still buffered, goes nowhere."""
+        import os
+
+        nowhere = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(nowhere, self._stream.fileno())
+        os.close(nowhere)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def leave(code: int) -> NoReturn:
