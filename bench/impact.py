@@ -5,6 +5,9 @@
 - replica: on a streaming replica of it (`snapshot_dsn`; hot_standby_feedback off, as
   PostgreSQL ships it);
 - feedback: the same replica with hot_standby_feedback on (the primary's horizon is held);
+- patient: the same replica with max_standby_streaming_delay = -1 (replay waits for the scan,
+  however long: the replica falls behind, the primary pays nothing; a replica kept for reading
+  and drills, not one that fails over);
 - throttle: on the source, the scan limited to --throttle MB/s (`source_read_rate`).
 
 Two loads: a fixed rate (pgbench --rate, the latency a client sees includes the schedule lag)
@@ -136,10 +139,14 @@ def _replica(root: Path, bins: PgBinaries, dsn: str) -> Cluster:
 def _configure(here: Path, mode: str, replica_dsn: str, throttle: float) -> None:
     extra = {"primary": "", "replica": f"snapshot_dsn = '{replica_dsn}'\n",
              "feedback": f"snapshot_dsn = '{replica_dsn}'\n",
+             "patient": f"snapshot_dsn = '{replica_dsn}'\n",
              "throttle": f"source_read_rate = {throttle}\n"}[mode]
     (here / "spectral.toml").write_text(CONFIG + extra)
     with connect(replica_dsn, autocommit=True) as conn:   # ALTER SYSTEM works on a standby
         conn.execute(f"alter system set hot_standby_feedback = {mode == 'feedback'}")
+        # PostgreSQL's default (30 s) unless the mode waits for the scan however long
+        conn.execute("alter system set max_standby_streaming_delay = "
+                     + ("-1" if mode == "patient" else "'30s'"))
         conn.execute("select pg_reload_conf()")
 
 
@@ -349,7 +356,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--throttle", type=float, default=5.0, help="source_read_rate, MB/s")
     ap.add_argument("--modes", nargs="+", default=["primary", "replica", "throttle"],
-                    choices=["primary", "replica", "feedback", "throttle"])
+                    choices=["primary", "replica", "feedback", "patient", "throttle"])
     ap.add_argument("--loads", nargs="+", default=["fixed", "saturating"],
                     choices=["fixed", "saturating"])
     ap.add_argument("--pin", action="store_true", help="the source and pgbench on CPU 0, the "
