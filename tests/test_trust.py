@@ -237,6 +237,24 @@ def test_iso_z_time_reaches_postgresql_in_its_own_format(tmp_path: Path) -> None
     assert recovery_failure(log).startswith('invalid value for parameter "recovery_target_time"')
 
 
+def test_why_recovery_ended_is_not_a_poll_turned_away() -> None:
+    """A 10 GB drill on a full disk said "recovery failed: the database system is in recovery
+    mode": the FATAL of spectral's own poll, logged after the startup process's PANIC."""
+    from spectral.providers.local.recovery import recovery_failure
+
+    log = ("LOG:  redo starts at 5/2000028\n"
+           "PANIC:  could not write to file \"pg_wal/xlogtemp.77\": No space left on device\n"
+           "LOG:  startup process (PID 77) was terminated by signal 6: Aborted\n"
+           "FATAL:  the database system is in recovery mode\n"
+           "FATAL:  the database system is starting up\n")
+    assert recovery_failure(log) == ('could not write to file "pg_wal/xlogtemp.77": No space '
+                                     'left on device')
+    assert recovery_failure("FATAL:  the database system is starting up\n") is None
+    assert recovery_failure("FATAL:  requested timeline 3 is not a child of this server's "
+                            "history\n") == "requested timeline 3 is not a child of this " \
+                                            "server's history"
+
+
 def test_debug_keeps_the_documented_exit_codes(work_dir: Path) -> None:
     res = spectral("--debug", "dr", "teardown", "nosuch", cwd=work_dir)
     assert res.returncode == 2 and "Traceback" in res.stderr

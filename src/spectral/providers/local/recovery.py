@@ -95,10 +95,22 @@ def read_outcome(log_text: str) -> RecoveryReached:
     return RecoveryReached(stopped, redo, last, paused)
 
 
+# FATAL lines of a connection turned away while the server starts, recovers or stops: spectral's
+# own polls, never why recovery ended (a PANIC of the startup process, a disk full, comes first)
+TURNED_AWAY = ("the database system is starting up", "the database system is in recovery mode",
+               "the database system is shutting down", "the database system is not yet accepting",
+               "the database system is not accepting connections")
+
+
 def recovery_failure(log_text: str) -> str | None:
-    """PostgreSQL's own words for why a recovery ended: the FATAL (or PANIC) line, preceded by
-    the line that names the bad setting when the FATAL only says the configuration has errors."""
-    lines = log_text.splitlines()
+    """PostgreSQL's own words for why a recovery ended: the last PANIC line, else the last
+    FATAL one that is not a connection turned away, preceded by the line that names the bad
+    setting when the FATAL only says the configuration has errors."""
+    lines = [line for line in log_text.splitlines()
+             if not any(t in line for t in TURNED_AWAY)]
+    panics = [line for line in lines if "PANIC:" in line]
+    if panics:
+        return panics[-1].split("PANIC:", 1)[-1].strip()
     for i in range(len(lines) - 1, -1, -1):
         line = lines[i]
         if "FATAL" in line or "PANIC" in line:
