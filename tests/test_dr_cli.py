@@ -134,6 +134,19 @@ def test_backup_restore_instances_teardown_cli(work_dir: Path) -> None:
     res = spectral("dr", "teardown", inst["id"], cwd=work_dir)
     assert res.returncode == 0 and inst["id"] in res.stdout
     assert json.loads(spectral("dr", "instances", "--json", cwd=work_dir).stdout) == []
+    # a copy that would not fit (the catalog says each backup is a petabyte): refused before
+    # anything is written, never a full disk under the source
+    catalog = next(work_dir.rglob("catalog.json"))
+    kept = catalog.read_text()
+    doc = json.loads(kept)
+    for b in doc["backups"]:
+        b["size_bytes"] = 1 << 50
+    catalog.write_text(json.dumps(doc))
+    res = spectral("dr", "restore", "--latest", cwd=work_dir)
+    assert res.returncode == 3 and "the restored copy needs about 104857" in res.stderr, \
+        res.stderr
+    assert json.loads(spectral("dr", "instances", "--json", cwd=work_dir).stdout) == []
+    catalog.write_text(kept)
     res = spectral("dr", "teardown", "nope", cwd=work_dir)
     assert res.returncode == 2
     res = spectral("dr", "restore", "--latest", "--in-place", "--yes", cwd=work_dir)

@@ -28,6 +28,7 @@ from spectral.providers.local.restore import RestoreSteps, described
 from spectral.providers.local.targets import RestorePlan, plan
 from spectral.providers.local.window import needs_times
 from spectral.recovery_target import RecoveryTarget
+from spectral.room import GIB, ensure_room
 from spectral.undo import UndoStack
 
 
@@ -59,6 +60,10 @@ class Throwaways:
         """Restore into a new instance. `keep=False` marks it as owned by this process (a
         drill): if the process dies, the next run finds it orphaned and removes it."""
         window, restore_plan = self._plan(target, backup_id)
+        # the chain's files and a checkpoint's worth of WAL (max_wal_size's default) beside
+        # them; a repository's compressed sizes make this a low estimate, never a high one
+        ensure_room(self.instances_dir, sum(b.size_bytes for b in restore_plan.chain) + GIB,
+                    "the restored copy")
         inst_id = "r" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
         home = self.instances_dir / inst_id
         with UndoStack() as undo:

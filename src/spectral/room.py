@@ -1,0 +1,42 @@
+"""Room on a filesystem before something large is written there. A restored copy lands on a
+disk that may also hold the source database (a `local` environment, or a team's own server
+running the drill beside its repository): a copy that fills it stops the copy's recovery with
+a PANIC and can stop the source's server too. So a restore first checks that the copy fits
+and leaves a reserve free: a refusal (exit 3) before anything is written, never a full disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from spectral.errors import CouldNotVerify
+
+GIB = 1 << 30
+RESERVE_FRACTION = 0.05     # of the filesystem, kept free for whatever else lives on it
+RESERVE_MIN = GIB
+
+
+def free_bytes(folder: Path) -> tuple[int, int]:
+    """(free bytes for an unprivileged writer, the filesystem's size) where `folder` is or
+    would be created: its nearest existing parent's filesystem."""
+    here = folder
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    st = os.statvfs(here)
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+def ensure_room(folder: Path, needed: int, what: str) -> None:
+    """CouldNotVerify unless `needed` bytes fit under `folder` with the reserve left free."""
+    free, size = free_bytes(folder)
+    reserve = max(RESERVE_MIN, int(size * RESERVE_FRACTION))
+    if needed + reserve <= free:
+        return
+    raise CouldNotVerify(
+        f"{what} needs about {_gib(needed)} under {folder}, where {_gib(free)} is free and "
+        f"{_gib(reserve)} stays free for the rest of the disk (nothing was written)",
+        hint="free space on that filesystem, or run the restore where there is room")
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:.1f} GiB"
