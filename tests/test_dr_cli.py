@@ -147,6 +147,18 @@ def test_backup_restore_instances_teardown_cli(work_dir: Path) -> None:
         res.stderr
     assert json.loads(spectral("dr", "instances", "--json", cwd=work_dir).stdout) == []
     catalog.write_text(kept)
+    # an older backup than the newest, named (the newest damaged: an attached team's stays
+    # planned until the team acts)
+    older = listing["backups"][0]["id"]
+    res = spectral("dr", "restore", "--latest", "--backup", older, "--json", cwd=work_dir)
+    assert res.returncode == 0, res.stderr
+    inst = json.loads(res.stdout)
+    assert inst["backup_id"] == older and older != backup["id"]
+    assert spectral("dr", "teardown", inst["id"], cwd=work_dir).returncode == 0
+    res = spectral("dr", "restore", "--latest", "--backup", "../nosuch", cwd=work_dir)
+    assert res.returncode == 2 and "is not a usable backup" in res.stderr, res.stderr
+    res = spectral("dr", "restore", "--latest", "--backup", older, "--in-place", cwd=work_dir)
+    assert res.returncode == 2 and "not --in-place" in res.stderr, res.stderr
     res = spectral("dr", "teardown", "nope", cwd=work_dir)
     assert res.returncode == 2
     res = spectral("dr", "restore", "--latest", "--in-place", "--yes", cwd=work_dir)

@@ -196,6 +196,10 @@ def restore_cmd(
     process_max: int | None = typer.Option(None, "--process-max", min=1, max=64,
                                            help="pgbackrest: processes for this restore."),
     option: list[str] = OPTION,
+    backup: str | None = typer.Option(None, "--backup", help="Restore from this backup id "
+                                      "(default: the newest backup that reaches the target; "
+                                      "an older one when the newest is damaged). Not with "
+                                      "--in-place."),
 ) -> None:
     """Restore to a point in time: into a new throwaway instance (default; prints its DSN) or
     in place. Picks the newest backup before the target, applies incrementals, replays WAL and
@@ -207,6 +211,8 @@ def restore_cmd(
     target = _target(latest, target_time, target_xid, target_lsn, target_name, exclusive)
     if pause:
         check_pause(target, in_place)
+    if backup is not None and in_place:
+        raise UsageError("--backup is for a restore into a new instance, not --in-place")
     p = st.environment().provider
     options = backup_options(p, given_options(option, process_max=process_max), restore=True)
     show = not st.json and sys.stderr.isatty()
@@ -222,7 +228,8 @@ def restore_cmd(
         return
     instances = needed(p, p.restored_instances(), "spectral dr restore", "restored_instances")
     with restore_progress(show) as progress:
-        inst = instances.restore(target, pause=pause, progress=progress, options=options)
+        inst = instances.restore(target, pause=pause, progress=progress, options=options,
+                                 backup_id=backup)
     st.emit(inst.to_json(), lambda c: _print_instance(c, target, inst))
 
 

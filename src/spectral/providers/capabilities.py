@@ -110,8 +110,10 @@ class RestoredInstances(Protocol):
     `dr teardown`, `dr promote`)."""
 
     def restore(self, target: RecoveryTarget, *, pause: bool = False,
-                progress: Progress | None = None, options: Options = NO_OPTIONS) -> Instance:
-        """Restore into a new instance that stays up (`pause`: at the target, unpromoted)."""
+                progress: Progress | None = None, options: Options = NO_OPTIONS,
+                backup_id: str | None = None) -> Instance:
+        """Restore into a new instance that stays up (`pause`: at the target, unpromoted);
+        from `backup_id` when given, else the newest backup that reaches the target."""
 
     def listed(self) -> list[Instance]: ...
 

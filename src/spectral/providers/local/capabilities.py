@@ -80,8 +80,10 @@ class LocalInstances:
         self.p = provider
 
     def restore(self, target: RecoveryTarget, *, pause: bool = False,
-                progress: Progress | None = None, options: Options = NO_OPTIONS) -> Instance:
-        return self.p.restore(target, pause=pause, progress=progress, options=options)
+                progress: Progress | None = None, options: Options = NO_OPTIONS,
+                backup_id: str | None = None) -> Instance:
+        return self.p.restore(target, pause=pause, progress=progress, options=options,
+                              backup_id=backup_id)
 
     def listed(self) -> list[Instance]:
         return self.p.registry.instances()
