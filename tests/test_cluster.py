@@ -10,6 +10,7 @@ from conftest import ClusterFactory
 from spectral.errors import ClusterError
 from spectral.pg.binaries import PgBinaries, parse_version
 from spectral.pg.cluster import Cluster, free_port, initdb_argv, postgres_argv
+from spectral.pg.control import control_fact
 
 
 def test_parse_version() -> None:
@@ -43,6 +44,9 @@ def test_cluster_lifecycle_runs_unprivileged(make_cluster: ClusterFactory) -> No
         row = conn.execute("select current_setting('data_checksums'), "
                            "current_setting('server_version_num')::int").fetchone()
         assert row is not None and row[0] == "on" and row[1] >= 180000
+        ident = conn.execute("select system_identifier::text from pg_control_system()")
+        assert ident.fetchone() == (c.system_identifier(),)
+    assert c.system_identifier() == control_fact(c.bins, c.data_dir, "Database system identifier")
     if os.geteuid() == 0:
         uid = int(Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0])
         assert uid != 0, "the server must not run as root"
@@ -94,6 +98,7 @@ def test_system_postgres_15(make_cluster: ClusterFactory, pg15: PgBinaries) -> N
     with c.connect() as conn:
         row = conn.execute("select current_setting('server_version_num')::int").fetchone()
         assert row is not None and 150000 <= row[0] < 160000
+    assert c.system_identifier() == control_fact(pg15, c.data_dir, "Database system identifier")
 
 
 @pytest.mark.server

@@ -24,6 +24,7 @@ from spectral.durable import write_atomic
 from spectral.errors import ClusterError, ConnectError
 from spectral.pg import conn, pidfile, template
 from spectral.pg.binaries import PgBinaries
+from spectral.pg.control import control_fact, system_identifier
 from spectral.pg.osuser import check_reachable, give_to_server, make_owned_dir, server_identity
 from spectral.runner import child_env, run, spawn
 from spectral.waits import WaitTimeout, wait_until
@@ -370,21 +371,11 @@ class Cluster:
 
     # ---- facts ----------------------------------------------------------------------------
     def system_identifier(self) -> str:
-        return control_fact(self.bins, self.data_dir, "Database system identifier")
+        return system_identifier(self.data_dir)
 
     def checkpoint_timeline(self) -> int:
         """The timeline of the control file's latest checkpoint (the server stopped)."""
         return int(control_fact(self.bins, self.data_dir, "Latest checkpoint's TimeLineID"))
-
-
-def control_fact(bins: PgBinaries, data_dir: Path, name: str) -> str:
-    """One line of pg_controldata's report on a data directory."""
-    out = run([bins.path("pg_controldata"), str(data_dir)], timeout=30,
-              env={"LC_ALL": "C"}).stdout
-    m = re.search(rf"^{re.escape(name)}:\s+(\S+)", out, re.MULTILINE)
-    if not m:
-        raise ClusterError(f"pg_controldata could not read {data_dir}")
-    return m.group(1)
 
 
 class PortTaken(ClusterError):

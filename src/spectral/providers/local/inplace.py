@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 from spectral.durable import fsync_dir, rename_durable, write_atomic
 from spectral.errors import ClusterError, CouldNotVerify, RefusedError
 from spectral.ledger.payloads import InPlaceRestoreRecord, UndoRecord
-from spectral.pg.cluster import Cluster, control_fact
+from spectral.pg.cluster import Cluster
 from spectral.pg.conn import connect
+from spectral.pg.control import control_fact
 from spectral.providers.base import Progress
 from spectral.providers.capabilities import RecoveryReached, UndoOutcome
 from spectral.providers.local.intent import (

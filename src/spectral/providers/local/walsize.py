@@ -20,7 +20,7 @@ from typing import Any
 
 from spectral.errors import CouldNotVerify, SpectralError
 from spectral.pg.binaries import PgBinaries
-from spectral.pg.cluster import control_fact
+from spectral.pg.control import control_fact
 from spectral.providers.local import walheader
 from spectral.providers.local.wal import DEFAULT_SEG_SIZE, is_segment_name, valid_seg_size
 
