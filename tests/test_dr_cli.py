@@ -146,6 +146,10 @@ def test_backup_restore_instances_teardown_cli(work_dir: Path) -> None:
     assert res.returncode == 3 and "the restored copy needs about 104857" in res.stderr, \
         res.stderr
     assert json.loads(spectral("dr", "instances", "--json", cwd=work_dir).stdout) == []
+    res = spectral("dr", "restore", "--latest", "--in-place", "--yes", cwd=work_dir)
+    assert res.returncode == 3 and "the in-place restore (the current data is kept aside " \
+        "beside it) needs about" in res.stderr, res.stderr
+    assert not list(work_dir.rglob("data.previous-*"))         # nothing was moved aside
     catalog.write_text(kept)
     # an older backup than the newest, named (the newest damaged: an attached team's stays
     # planned until the team acts)
