@@ -7,9 +7,11 @@ the drill reports how long its snapshot held the xmin horizon back."""
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg.conninfo import make_conninfo
@@ -172,7 +174,8 @@ def _caught_up(primary: Cluster, replica: Cluster) -> None:
 
 @pytest.mark.server
 def test_a_drill_from_a_replica_restores_to_its_replay_lsn(
-        work_dir: Path, staging: tuple[Cluster, Cluster]) -> None:
+        work_dir: Path, staging: tuple[Cluster, Cluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from spectral.config.load import load_config
     from spectral.drills.functional import DrillRequest, run_functional
     from spectral.drills.result import DrillOutcome
@@ -213,36 +216,60 @@ def test_a_drill_from_a_replica_restores_to_its_replay_lsn(
     assert text.returncode == 0, text.stderr
     assert f"LSN {_replay_lsn(replica)}" in text.stdout and "behind the primary" in text.stderr
 
-    # replay moving all along: the snapshot is pinned to one replay LSN all the same (an
-    # attempt during which replay moved is dropped), and the copy restored to it matches
-    with busy(primary):
+    # replay moving all along, and in every attempt between the two reads of the replay LSN
+    # (as a busy primary's replay does on a quiet machine; made sure of here): the snapshot is
+    # pinned all the same, where the prefix of the commits replayed in between that its xids
+    # prove it saw ends (verify/pinning.py), and the copy restored there matches (before:
+    # every attempt dropped, exit 3)
+    with busy(primary), replay_moves_after_the_locks(replica, monkeypatch) as moved:
         drill = spectral("dr", "drill", "functional", "--content", cwd=work_dir)
     assert drill.returncode == 0, (drill.stdout, drill.stderr)
     assert "PASS" in drill.stdout and "held the source's xmin horizon back for" in drill.stdout
+    assert moved, "the snapshot was not taken in this process: replay was left to chance"
 
 
 @contextlib.contextmanager
-def busy(primary: Cluster) -> Iterator[None]:
-    """One session inserting into core.notes for the block, ~500 commits a second: replay
-    moves all along, yet stands still often enough for a snapshot to be pinned between two
-    reads of the replay LSN (a replica replaying a saturating primary without pause may not:
-    the drill is then could-not-verify, docs/cost.md)."""
-    stop = threading.Event()
+def replay_moves_after_the_locks(replica: Cluster, monkeypatch: pytest.MonkeyPatch
+                                 ) -> Iterator[list[str]]:
+    """Every lock_all on the replica returns once its replay has moved: after the replay LSN
+    was read before the snapshot, before the statement that takes it. Yields the LSNs moved
+    from."""
+    from spectral.verify import locks
+    from spectral.waits import wait_until
 
-    def writes() -> None:
-        with primary.connect(autocommit=True) as conn:
-            n = 1000
-            while not stop.wait(0.002):
-                n += 1
-                conn.execute("insert into core.notes values (%s, 'busy')", (n,))
+    real, moved = locks.lock_all, []
 
-    writer = threading.Thread(target=writes)
-    writer.start()
+    def lock_all(conn: Any, tables: Any, timeout: float) -> None:
+        real(conn, tables, timeout)
+        if conn.info.port == replica.port:
+            start = _replay_lsn(replica)
+            wait_until(lambda: _replay_lsn(replica) != start, timeout=60, interval=0.001,
+                       what="the replica's replay to move")
+            moved.append(start)
+
+    monkeypatch.setattr(locks, "lock_all", lock_all)
+    yield moved
+
+
+@contextlib.contextmanager
+def busy(primary: Cluster, clients: int = 4) -> Iterator[None]:
+    """pgbench's clients inserting into core.notes for the block as fast as they go, a commit
+    each (ids from a sequence outside the protected schema): replay never stands still for
+    the round trips between the two reads of the replay LSN."""
+    with primary.connect() as conn:
+        conn.execute("create sequence if not exists public.busy_ids start 1000")
+    script = primary.data_dir.parent / "busy.sql"
+    script.write_text("insert into core.notes values (nextval('public.busy_ids'), 'busy');\n")
+    script.chmod(0o644)
+    writer = subprocess.Popen(
+        [primary.bins.path("pgbench"), "-n", "-c", str(clients), "-T", "300", "-f",
+         str(script), "-d", primary.conninfo()],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield
     finally:
-        stop.set()
-        writer.join(30)
+        writer.terminate()
+        writer.wait(30)
 
 
 @pytest.mark.server

@@ -82,12 +82,21 @@ def test_a_standby_with_everything_received_replayed_is_pinned() -> None:
 
 def test_a_commit_that_may_be_mid_replay_unpins_a_standby_snapshot() -> None:
     # replay stood at 0x1D (the end of the record before); the next record, at 0x20, commits
-    # 102, and xmax 103 does not prove it unseen
+    # 102, and xmax 104 does not prove it unseen (nor seen: 103 completed before it)
     with pytest.raises(Unpinned, match="commit of xid 102 right after LSN 0/1D") as exc:
-        pin(standby(0x1D, "100:103:", 0x60), WAL)
+        pin(standby(0x1D, "100:104:", 0x60), WAL)
     assert exc.value.settles    # replay that stands still a moment later is not mid-record
     with pytest.raises(Unpinned):
-        pin(standby(0x1D, "100:103:", None), WAL)     # fed by restore_command: no receipt
+        pin(standby(0x1D, "100:104:", None), WAL)     # fed by restore_command: no receipt
+
+
+def test_a_commit_seen_mid_replay_moves_a_standby_snapshot_past_it() -> None:
+    # xmax 103: 102 is the newest completed, so its commit (at 0x20) was replayed as the
+    # snapshot was taken: the copy stops before the next record that ends a transaction
+    assert pin(standby(0x1D, "100:103:", 0x60), WAL) == format_lsn(0x30)
+    with pytest.raises(Unpinned) as exc:   # no record after it in the archive yet
+        pin(standby(0x1D, "100:103:", 0x60), WAL[:2])
+    assert not exc.value.settles     # replay standing still would contradict the proof
 
 
 def test_a_standby_is_pinned_when_the_next_record_is_no_unseen_commit() -> None:
@@ -129,3 +138,65 @@ def test_an_insert_position_past_a_page_header_is_the_pages_start() -> None:
     assert record_boundary("0/4002028", mb16, page) == "0/4002028"     # a record may end there
     assert record_boundary("0/4000958", mb16, page) == "0/4000958"
     assert record_boundary("0/100028", 1024 * 1024, page) == "0/100000"   # 1 MB segments
+
+
+# ---- a standby whose replay moved between the read before the snapshot and its statement --
+def moved(before: int, lsn: int, snap: str, received: int | None = None) -> PinFacts:
+    return PinFacts(format_lsn(lsn), SnapshotXids.parse(snap, complete=False), in_recovery=True,
+                    received=None if received is None else format_lsn(received),
+                    before=format_lsn(before))
+
+
+# one writer: xids in commit order, 101 at 0x20, 102 at 0x30, 103 at 0x40, 104 at 0x50
+ONE = [commit(0x10, 100), commit(0x20, 101), commit(0x30, 102), commit(0x40, 103),
+       commit(0x50, 104)]
+
+
+def test_a_standby_snapshot_taken_while_replay_moved_is_pinned_where_its_prefix_ends() -> None:
+    # it saw 101 and 102 (xmax 103: 102 is the newest completed; 101 is below xmin), not 103
+    assert pin(moved(0x1D, 0x48, "103:103:"), ONE) == format_lsn(0x40)
+    assert pin(moved(0x1D, 0x48, "101:101:"), ONE) == format_lsn(0x20)    # none of them
+    # it saw all three: the LSN read after it stands, checked as before against the record
+    # there (everything received was replayed: nothing is mid-replay)
+    assert pin(moved(0x1D, 0x48, "104:104:", received=0x48), ONE) == format_lsn(0x48)
+    # one writer's next commit can be neither: xmin 104 proves it unseen, xmax 105 seen
+    assert pin(moved(0x1D, 0x48, "104:105:", received=0x60), ONE) == format_lsn(0x48)
+    assert pin(moved(0x1D, 0x48, "105:105:", received=0x60),
+               [*ONE, commit(0x60, 105)]) == format_lsn(0x60)    # stops before the next end
+    # two writers': 105 at 0x50, neither xmin (104) nor the newest (106)
+    with pytest.raises(Unpinned, match="xid 105 right after LSN 0/48") as exc:
+        pin(moved(0x1D, 0x48, "104:107:", received=0x60), [*ONE[:4], commit(0x50, 105)])
+    assert exc.value.settles
+    # a record before `before` was replayed before the first read: not in question
+    assert pin(moved(0x20, 0x48, "101:101:"), ONE) == format_lsn(0x20)
+
+
+def test_a_running_xid_at_xmin_and_an_xid_past_xmax_prove_a_record_unseen() -> None:
+    wal = [commit(0x20, 105), commit(0x30, 103), commit(0x40, 106)]
+    # 105 is the newest completed (xmax 106), 103 still runs (xmin 103): it saw only 105
+    assert pin(moved(0x1D, 0x48, "103:106:"), wal) == format_lsn(0x30)
+    assert pin(moved(0x1D, 0x48, "104:106:"), wal) == format_lsn(0x40)   # 103 below xmin
+    # 102 still runs, 103 neither below xmin nor the newest: whether it was replayed is unknown
+    with pytest.raises(Unpinned, match="whether it saw the commit of xid 103"):
+        pin(moved(0x1D, 0x48, "102:106:"), wal)
+    with pytest.raises(Unpinned, match="saw the commit of xid 106 but not the earlier"):
+        pin(moved(0x1D, 0x48, "103:107:"), wal)   # no prefix of the WAL: refused
+
+
+def test_only_a_commit_proves_itself_seen() -> None:
+    # an ABORT may be a subtransaction's (its xid leaves the running ones on an assignment
+    # record, before its abort is replayed); a prepared transaction's end counts only unseen
+    aborted = [commit(0x20, 101, committed=False), commit(0x30, 102), commit(0x40, 103)]
+    assert pin(moved(0x1D, 0x48, "103:103:"), aborted) == format_lsn(0x40)   # via 102
+    assert pin(moved(0x1D, 0x48, "102:102:"), aborted) == format_lsn(0x30)   # the abort's
+    # fate does not matter: nothing of it is visible either way
+    prepared = [CommitRecord(0x20, 101, T, True, prepared=True), commit(0x30, 102)]
+    with pytest.raises(Unpinned, match="whether it saw the commit of xid 101"):
+        pin(moved(0x1D, 0x38, "102:102:"), prepared)
+    assert pin(moved(0x1D, 0x38, "101:101:"), prepared) == format_lsn(0x20)
+
+
+def test_a_moved_replay_is_unpinned_when_the_archive_does_not_reach_it() -> None:
+    pinned = against(lambda: None, lambda lsn: None)
+    with pytest.raises(Unpinned, match="archive does not reach 0/48"):
+        pinned(moved(0x1D, 0x48, "103:103:"))

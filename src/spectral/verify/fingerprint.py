@@ -35,13 +35,13 @@ from spectral.verify.document import (
     canonical,
     sha256,
 )
-from spectral.verify.pinning import PinFacts, Pinner, SnapshotXids, Unpinned, record_boundary
+from spectral.verify.pinning import PinFacts, Pinner, SnapshotXids, record_boundary
 from spectral.verify.replica import (
     BEFORE_SQL,
-    ReplayMoved,
     SnapshotLost,
     held_through,
-    replay_still,
+    moving,
+    pinned,
     retaken,
     why_lost,
 )
@@ -209,17 +209,6 @@ def _pin_facts(lsn: Any, xids: str, recovering: bool, received: Any) -> PinFacts
                     bool(recovering), None if received is None else str(received))
 
 
-def _pinned(conn: psycopg.Connection[Any], pin: Pinner, facts: PinFacts, read: float) -> str:
-    """A standby's snapshot pinned before its scan: a retry then costs nothing."""
-    try:
-        return pin(facts)
-    except Unpinned as exc:
-        if exc.settles and replay_still(conn, facts.lsn, read):
-            return facts.lsn   # replay waits before the record (paused, delayed), not in it
-        conn.rollback()   # dropped before anything is scanned
-        raise
-
-
 def _all_locked(plans: list[content_mod.TablePlan], locked: set[str]) -> None:
     for plan in plans:
         if plan.status is content_mod.TableStatus.OK and plan.qualified not in locked:
@@ -238,13 +227,12 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
     version, version_num, lsn, now, database, snapshot, xids, recovering, received = row[:9]
     if not recovering:   # past a page header: the same state as the page's start
         lsn = record_boundary(str(lsn), int(row[9]), int(row[10]))
-    if before is not None and str(lsn) != before:
-        conn.rollback()
-        raise ReplayMoved(before, str(lsn))
     pin = None if imported else opts.pin   # an imported snapshot is its exporter's
     pins = None if pin is None else _pin_facts(lsn, xids, recovering, received)
+    if before is not None and str(lsn) != before:   # which commits it saw: from the WAL
+        pins = moving(conn, before, str(lsn), pins, int(row[9]))
     if pin is not None and pins is not None and pins.in_recovery:   # before the scan
-        lsn = _pinned(conn, pin, pins, held)
+        lsn = pinned(conn, pin, pins, held)
     sysid, timeline = _control(conn)
     last_commit = _last_commit(conn)
     collations = read_collations(conn)

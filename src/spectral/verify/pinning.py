@@ -20,12 +20,26 @@ ways it can fail (both a false FAIL of a good backup, never a false PASS):
   of the replay LSN agree may still see the commit of the record being replayed. Nothing
   can be mid-replay when everything received is replayed (pg_last_wal_receive_lsn equals the
   replay LSN); otherwise the record right after the LSN is read from the archive: not a
-  commit, or a commit of an xid the snapshot's xmax proves unseen (a standby's snapshot lists
-  no running xids, procarray.c: they are all in subxip, which no function shows, but replay of
-  a commit raises xmax past its xids), and the LSN stands; else, when replay still stands at
-  the LSN a moment later (replica.replay_still: waiting before the record, as a paused or
-  delayed replica does, not in the middle of it) it stands too; else the snapshot is taken
-  again.
+  commit, or a commit the snapshot's xids prove unseen (below), and the LSN stands; a commit
+  they prove seen, and the LSN is the next record that ends a transaction; else, when replay
+  still stands at the LSN a moment later (replica.replay_still: waiting before the record,
+  as a paused or delayed replica does, not in the middle of it) it stands too; else the
+  snapshot is taken again.
+- On a hot standby whose replay moved between the read before the snapshot and the one in
+  its statement (`before`, then the LSN), the snapshot saw a prefix, in WAL order, of the
+  records that end a transaction between the two (replay is one process, and each record
+  makes its transaction visible under the lock a snapshot takes). Which prefix, its xids
+  tell (procarray.c, in recovery; a standby's snapshot lists no running xids: they are all
+  in subxip, which no function shows). xmax is latestCompletedXid + 1, which replay of an
+  end record raises to the newest xid of its tree; xmin is the oldest xid replay knows
+  running, or xmax. A record whose tree has an xid at or past xmax, or whose xid is xmin,
+  was not replayed. A commit whose xid is below xmin was: below latestCompletedXid, its xid
+  is known running until its own record is replayed (or a running-xacts record past that
+  says it ended). A commit whose newest xid is xmax - 1 was: nothing else sets
+  latestCompletedXid to that xid. The LSN is the first record proved unseen; when a commit
+  lies between the last proved seen and the first proved unseen, no LSN is known and the
+  snapshot is taken again. An abort or a prepared transaction's end counts only when proved
+  unseen (a subtransaction's xid leaves the running ones on an assignment record).
 
 The archive is flushed and read for it (`against`): on a standby before the scan (a snapshot
 taken again then costs nothing, and the primary's xmin is not the replica's), on a primary
@@ -98,6 +112,7 @@ class PinFacts:
     xids: SnapshotXids
     in_recovery: bool
     received: str | None = None
+    before: str | None = None   # a standby's replay LSN before the snapshot, when it moved
 
 
 def pin(facts: PinFacts, commits: list[CommitRecord]) -> str:
@@ -126,17 +141,57 @@ def _pin_primary(facts: PinFacts, commits: list[CommitRecord]) -> str:
 
 
 def _pin_standby(facts: PinFacts, commits: list[CommitRecord]) -> str:
-    at, snap = parse_lsn(facts.lsn), facts.xids
+    at = parse_lsn(facts.lsn)
+    if facts.before is not None and (unseen := _first_unseen(facts, commits)) is not None:
+        return unseen
     if facts.received is not None and parse_lsn(facts.received) == at:
         return facts.lsn     # everything received was replayed: nothing was mid-replay
     nxt = next((c for c in commits if c.lsn >= at), None)
     if nxt is None or not nxt.committed or nxt.lsn > _aligned(at) + LONG_HEADER:
         return facts.lsn     # the record being replayed, if any, committed nothing
-    newest = max(snap.widen(x) for x in (nxt.xid, *nxt.subxacts))
-    if newest >= snap.xmax:
-        return facts.lsn     # its replay would have raised xmax past its xids: not seen
+    replayed = _replayed(facts.xids, nxt)
+    if replayed is False:
+        return facts.lsn     # e.g. its replay would have raised xmax past its xids: not seen
+    after = next((c for c in commits if c.lsn > nxt.lsn), None)
+    if replayed and after is not None:
+        return format_lsn(after.lsn)   # seen mid-replay: the copy stops before the next end
     raise Unpinned(f"the commit of xid {nxt.xid} right after LSN {facts.lsn} may have been "
-                   f"replayed as the snapshot was taken", settles=True)
+                   f"replayed as the snapshot was taken", settles=replayed is None)
+
+
+def _first_unseen(facts: PinFacts, commits: list[CommitRecord]) -> str | None:
+    """Where the prefix a standby's snapshot saw ends among the records that end a transaction
+    between `before` and the LSN: the first proved unseen, or None when it saw them all."""
+    assert facts.before is not None
+    start, at = parse_lsn(facts.before), parse_lsn(facts.lsn)
+    if at < start:
+        raise Unpinned(f"replay went back from {facts.before} to {facts.lsn}")
+    between = [c for c in commits if start <= c.lsn < at]
+    seen = [_replayed(facts.xids, c) for c in between]
+    last = max((i for i, s in enumerate(seen) if s), default=-1)
+    first = next((i for i, s in enumerate(seen) if s is False), len(seen))
+    if first < last:
+        raise Unpinned(f"the snapshot's xids say it saw the commit of xid {between[last].xid} "
+                       f"but not the earlier record of xid {between[first].xid}")
+    unknown = [c for c in between[last + 1:first] if c.committed]
+    if unknown:
+        raise Unpinned(f"replay moved from {facts.before} to {facts.lsn} as the snapshot was "
+                       f"taken, and its xids do not tell whether it saw the commit of xid "
+                       f"{unknown[0].xid}")
+    return format_lsn(between[first].lsn) if first < len(between) else None
+
+
+def _replayed(snap: SnapshotXids, record: CommitRecord) -> bool | None:
+    """Whether a standby's snapshot was taken after `record` was replayed: True, False, or
+    None when its xmin and xmax do not tell. Only a commit proves itself seen: an ABORT may
+    be a subtransaction's, whose xid an assignment record takes out of the running ones."""
+    xid = snap.widen(record.xid)
+    newest = max([xid, *(snap.widen(x) for x in record.subxacts)])
+    if newest >= snap.xmax or xid == snap.xmin:   # xmin below xmax: an xid known running
+        return False
+    if not record.committed or record.prepared:
+        return None
+    return xid < snap.xmin or newest == snap.xmax - 1 or None
 
 
 def record_boundary(lsn: str, segment: int, block: int) -> str:
@@ -164,10 +219,13 @@ def against(flush: Callable[[], object],
     """A pinner reading an archive: flushed first (so the WAL past the snapshot is in it),
     then its transaction records around the LSN. An archive that does not reach the LSN
     leaves the snapshot's LSN as it was read (the check needs the WAL: Unpinned would only
-    repeat it)."""
+    repeat it), unless replay moved while it was taken (nothing else tells what it saw)."""
     def pinned(facts: PinFacts) -> str:
         flush()
         commits = commits_near(facts.lsn)
+        if commits is None and facts.before is not None:
+            raise Unpinned(f"replay moved from {facts.before} to {facts.lsn} as the snapshot "
+                           f"was taken, and the archive does not reach {facts.lsn}")
         return facts.lsn if commits is None else pin(facts, commits)
 
     return pinned

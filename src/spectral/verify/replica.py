@@ -8,8 +8,12 @@ replay stood when the function ran, and replay goes on meanwhile (PostgreSQL: "i
 still in progress this will increase monotonically"). So the snapshot's transaction reads the
 replay LSN before its snapshot (in the transaction that lists the tables) and again in the
 statement that takes it: equal, no record was replayed in between, and the snapshot holds
-exactly the commits before that LSN, the recovery target. Moved, the attempt is dropped before
-anything is scanned and the next one starts (ReplayMoved). A commit record whose
+exactly the commits before that LSN, the recovery target. Moved (a primary that writes all
+the time never lets replay stand still for the few round trips between the two reads), the
+snapshot saw a prefix of the records replayed in between: a drill tells which from the
+snapshot's xids and the archive's records (verify/pinning.py), and its LSN is where that
+prefix ends; without an archive, or when the xids do not tell, the attempt is dropped before
+anything is scanned and the next one starts (ReplayMoved, Unpinned). A commit record whose
 replay began before the first read and ended after the second (the startup process makes a
 transaction visible before it advances the replay LSN past its record) would let that snapshot
 see one transaction more than the copy holds: a drill checks the record after the LSN in the
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
@@ -29,7 +33,7 @@ import psycopg
 from spectral.errors import CouldNotVerify, UsageError
 from spectral.pg.conn import connect, describe
 from spectral.pg.waldump import parse_lsn
-from spectral.verify.pinning import Unpinned
+from spectral.verify.pinning import PinFacts, Pinner, Unpinned
 
 if TYPE_CHECKING:   # a fingerprint of a DSN or a file needs no configuration loaded
     from spectral.config.models import EnvironmentConfig
@@ -89,6 +93,29 @@ def replay_still(conn: psycopg.Connection[Any], lsn: str, read: float) -> bool:
     time.sleep(max(0.0, SETTLE - (time.monotonic() - read)))
     row = conn.execute("select pg_last_wal_replay_lsn()::text").fetchone()
     return row is not None and row[0] == lsn
+
+
+def moving(conn: psycopg.Connection[Any], before: str, after: str, facts: PinFacts | None,
+           segment: int) -> PinFacts:
+    """A standby's snapshot taken while replay moved from `before` to its LSN: which of the
+    records between it saw is told by its xids against the archive (pinning.py), when there
+    is one and it is read from far enough back (the segment before the LSN's); else it is
+    dropped before anything is scanned (ReplayMoved)."""
+    if facts is None or parse_lsn(before) < (parse_lsn(after) // segment - 1) * segment:
+        conn.rollback()
+        raise ReplayMoved(before, after)
+    return replace(facts, before=before)
+
+
+def pinned(conn: psycopg.Connection[Any], pin: Pinner, facts: PinFacts, read: float) -> str:
+    """A standby's snapshot pinned before its scan: a retry then costs nothing."""
+    try:
+        return pin(facts)
+    except Unpinned as exc:
+        if exc.settles and replay_still(conn, facts.lsn, read):
+            return facts.lsn   # replay waits before the record (paused, delayed), not in it
+        conn.rollback()   # dropped before anything is scanned
+        raise
 
 
 def too_busy(moved: Unpinned, what: str) -> CouldNotVerify:
