@@ -175,9 +175,11 @@ def conflicted(what: str, exc: BaseException) -> CouldNotVerify:
         f"{what}: the snapshot's queries were cancelled {CONFLICT_ATTEMPTS} times (on a "
         f"replica, a conflict with recovery: replay of WAL that removes rows they still read; "
         f"the last: {str(exc).strip()})",
-        hint="set hot_standby_feedback = on on the replica (the primary then keeps those rows "
-             "while the scan runs), or raise its max_standby_streaming_delay above the scan's "
-             "duration; or take the snapshot on the primary (remove snapshot_dsn)")
+        hint="on a replica kept for reading and drills, set max_standby_streaming_delay = -1 "
+             "(replay waits for the scan and the replica falls behind meanwhile; the primary "
+             "pays nothing), or a value above the scan's duration; or hot_standby_feedback = on "
+             "(the primary then keeps those rows while the scan runs: its vacuum waits); or "
+             "take the snapshot on the primary (remove snapshot_dsn)")
 
 
 @dataclass(frozen=True)
