@@ -16,7 +16,9 @@ PostgreSQL 18, WAL archived), through the real command line as a user runs it:
 - fingerprint: `dr fingerprint --content` (library call and process); floor: a scan reading every
   column of every row, same sessions and TID ranges;
 - compare: `dr compare SNAPSHOT COPY --content` (the drill's way); baseline: reladiff 0.6.0 on the
-  same two databases (not run at 10 GB: extrapolated from its rate at 1 GB);
+  same two databases and tables, through their Unix sockets, its time kept only when every
+  table was compared whole (bench/reladiff.py), per table; then one row changed in the copy,
+  which both must find (not run at 10 GB: extrapolated from its rate at 1 GB);
 - drill: `dr drill functional --content`; floor: the restore's floor, two floor scans and
   deleting the floor's copy (an immediate stop and unlinking its files); its overhead is its wall
   time less its restore and its two scans.
@@ -42,6 +44,7 @@ from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
+import reladiff_baseline as reladiff
 from common import machine
 from restore import _promoted, cold
 from spectral.config.load import load_config
@@ -56,7 +59,7 @@ from spectral.verify import content
 from spectral.verify.compare import Outcome, compare
 from spectral.verify.fingerprint import Options, load, take
 from spectral.waits import wait_until
-from verify import ensure_reladiff, reladiff_tables, run_reladiff, scan_with
+from verify import scan_with
 
 SCALES = {"0.1": 8, "1": 80, "10": 800}       # scale 8 is 106 MB on disk, linear in the scale
 SCHEMAS = ("auth", "core", "worlds", "platform")
@@ -119,7 +122,7 @@ class Bench:
 _peak_seen = 0   # MB, the largest peak RSS of any spectral process of the run
 
 
-def measure(scale: int, reladiff: bool) -> dict[str, Any]:
+def measure(scale: int, with_reladiff: bool) -> dict[str, Any]:
     b = Bench(scale)
     out: dict[str, Any] = {"scale": scale}
     try:
@@ -188,13 +191,8 @@ def measure(scale: int, reladiff: bool) -> dict[str, Any]:
         out["compare_library_s"] = drills_compare(snap, instance["dsn"])
         log(f"scale {scale}: compare process {out['compare']['seconds']} s, in the drill's "
             f"process {out['compare_library_s']} s")
-        if reladiff:
-            log(f"scale {scale}: reladiff")
-            password = p.local.paths.password_file.read_text().strip()
-            src = f"postgresql://postgres:{password}@127.0.0.1:{p.local.cluster().port}/postgres"
-            copy = f"postgresql://postgres:{password}@127.0.0.1:{instance['port']}/postgres"
-            rd = run_reladiff(src, copy, reladiff_tables(dsn))
-            out["reladiff"] = {"seconds": rd["seconds"], "failed": rd["failed"]}
+        if with_reladiff:
+            out["reladiff"] = baseline(b, scale, dsn, instance["dsn"], snap)
         b.cli("dr", "teardown", "--all")
         log(f"scale {scale}: drill")
         d = b.cli("--json", "dr", "drill", "functional", "--content")
@@ -206,6 +204,41 @@ def measure(scale: int, reladiff: bool) -> dict[str, Any]:
     finally:
         b.close()
     return out
+
+
+# one row of the copy changed, and changed back, to see that both tools find it
+CHANGED = ("worlds.line_items",
+           "update worlds.line_items set amount = amount + 0.01 where id = 1000",
+           "update worlds.line_items set amount = amount - 0.01 where id = 1000")
+
+
+def baseline(b: Bench, scale: int, dsn: str, copy: str, snap: Path) -> dict[str, Any]:
+    """reladiff on the tables the snapshot holds, source against the restored copy, through
+    both Unix sockets. A table it did not compare whole leaves no time (bench/reladiff.py);
+    then one row changed in the copy must be found by reladiff and by `dr compare`."""
+    log(f"scale {scale}: reladiff")
+    tables, skipped = reladiff.tables_of(dsn, tuple(load(snap).schemas))
+    rd = {**reladiff.run(dsn, copy, tables), "tables_left_out": skipped}
+    if rd["failed"]:
+        log(f"scale {scale}: reladiff FAILED, no time kept: {rd['failed']}")
+    else:
+        log(f"scale {scale}: reladiff {rd['seconds']} s, {rd['rows_compared']} rows")
+    name, change, undo = CHANGED
+    table = next(t for t in tables if t.name == name)
+    missed = reladiff.finds(dsn, copy, table, change, undo)
+    rd["finds_a_changed_row"] = missed or "yes"
+    if missed:   # a baseline that finds nothing is no baseline
+        rd["failed"][name + " (one row changed)"] = missed
+        rd["seconds"] = None
+    with connect(copy) as conn:
+        conn.execute(change)
+    try:
+        found = b.cli("--json", "dr", "compare", str(snap), copy, "--content")["exit"]
+    finally:
+        with connect(copy) as conn:
+            conn.execute(undo)
+    rd["spectral_finds_a_changed_row"] = "yes" if found == 1 else f"exit {found}"
+    return rd
 
 
 def strip(r: dict[str, Any]) -> dict[str, Any]:
@@ -384,12 +417,12 @@ def main() -> None:
 
         report(args.report)
         return
-    ensure_reladiff()
+    reladiff.ensure()
     started = time.monotonic()
     result: dict[str, Any] = {"machine": machine(), "workers": WORKERS,
                               "command": " ".join(sys.argv), "sizes": {}}
     for size in args.sizes.split(","):
-        result["sizes"][size] = measure(SCALES[size], reladiff=size != "10")
+        result["sizes"][size] = measure(SCALES[size], with_reladiff=size != "10")
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(result, indent=2))

@@ -8,7 +8,8 @@
   3. plain `count(*)` of every table, same parallelism (reads no column; for reference);
   4. `pg_dump | sha256sum` of the same database;
   5. reladiff 0.6.0 (the data-diff baseline) comparing every protected table of the database
-     with its physical copy, all columns, two threads per database;
+     with its physical copy, all columns, two threads per database, through the Unix sockets,
+     with no time when any table was not compared whole (bench/reladiff.py);
   6. spectral comparing the same two databases (`dr compare A B --content`).
 
     .venv/bin/python bench/verify.py --scale 110
@@ -24,13 +25,13 @@ import sys
 import time
 from pathlib import Path
 
-from common import machine, physical_copy, seeded_cluster, tcp_url, workspace
+import reladiff_baseline as reladiff
+from common import machine, physical_copy, seeded_cluster, workspace
 from spectral.pg.binaries import find_binaries
 from spectral.verify import content
 from spectral.verify.fingerprint import Options, take
 
 PROTECTED = ("core", "worlds", "platform")
-RELADIFF_VENV = Path(__file__).parent / "out" / "reladiff-venv"
 
 
 def timed(fn):  # type: ignore[no-untyped-def]
@@ -61,48 +62,6 @@ def scan_with(conninfo: str, method: content.Method, workers: int,
                                                 method=method))
         conn.rollback()
     return seconds
-
-
-def reladiff_tables(conninfo: str) -> list[tuple[str, list[str]]]:
-    from spectral.pg.conn import connect
-
-    with connect(conninfo) as conn:
-        rows = conn.execute("""
-            select format('%%s.%%s', n.nspname, c.relname),
-                   array(select a.attname::text from unnest(i.indkey) k
-                         join pg_attribute a on a.attrelid = c.oid and a.attnum = k)
-            from pg_class c join pg_namespace n on n.oid = c.relnamespace
-            join pg_index i on i.indrelid = c.oid and i.indisprimary
-            where n.nspname = any(%s) and c.relkind = 'r' order by 1""",
-                            (list(PROTECTED),)).fetchall()
-    return [(r[0], list(r[1])) for r in rows]
-
-
-def ensure_reladiff() -> Path:
-    exe = RELADIFF_VENV / "bin" / "reladiff"
-    if not exe.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(RELADIFF_VENV)], check=True)
-        subprocess.run([str(RELADIFF_VENV / "bin" / "pip"), "install", "-q",
-                        "reladiff[postgresql]==0.6.0"], check=True)
-    return exe
-
-
-def run_reladiff(url_a: str, url_b: str, tables: list[tuple[str, list[str]]]) -> dict:
-    exe = ensure_reladiff()
-    per_table = {}
-    failed = {}
-    started = time.monotonic()
-    for table, keys in tables:
-        argv = [str(exe), url_a, table, url_b, table, "-c", "%", "-j", "2", "-s"]
-        for k in keys:
-            argv += ["-k", k]
-        t0 = time.monotonic()
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
-        per_table[table] = round(time.monotonic() - t0, 2)
-        if res.returncode != 0:
-            failed[table] = (res.stderr.strip().splitlines() or ["?"])[-1][:200]
-    return {"seconds": round(time.monotonic() - started, 2), "per_table_s": per_table,
-            "failed": failed}
 
 
 def main() -> None:
@@ -161,8 +120,9 @@ def main() -> None:
             out["spectral_compare_copy"] = {"seconds": round(secs, 2), "exit": code,
                                             "peak_rss_mb": rss}
             if not args.skip_reladiff:
-                out["reladiff"] = run_reladiff(tcp_url(src, password), tcp_url(copy, password),
-                                               reladiff_tables(dsn))
+                tables, skipped = reladiff.tables_of(dsn, PROTECTED)
+                out["reladiff"] = {**reladiff.run(dsn, copy.conninfo(), tables),
+                                   "tables_left_out": skipped}
         finally:
             if copy is not None:
                 copy.stop()
@@ -173,7 +133,7 @@ def main() -> None:
 def report(out: dict, password: str) -> None:
     """Add the same-run ratios and print the run, the password masked."""
     out["ratio_fingerprint_vs_floor"] = round(out["fingerprint_content_s"] / out["floor_s"], 2)
-    if "reladiff" in out:
+    if out.get("reladiff", {}).get("seconds") is not None:   # None: not every table compared
         out["ratio_reladiff_vs_spectral_compare_live"] = round(
             out["reladiff"]["seconds"] / out["spectral_compare_copy"]["seconds"], 1)
         out["ratio_reladiff_vs_spectral_compare_snapshot"] = round(

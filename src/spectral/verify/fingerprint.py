@@ -233,9 +233,6 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
         pins = moving(conn, before, str(lsn), pins, int(row[9]))
     if pin is not None and pins is not None and pins.in_recovery:   # before the scan
         lsn = pinned(conn, pin, pins, held)
-    sysid, timeline = _control(conn)
-    last_commit = _last_commit(conn)
-    collations = read_collations(conn)
     present = _existing(conn, list(opts.schemas) + list(opts.managed))
     missing = [s for s in opts.schemas if s not in present]
     if missing and opts.require_schemas:
@@ -244,15 +241,18 @@ def _take_once(g: _Guard, opts: Options, snapshot: str | None) -> Fingerprint:
     readable = [s for s in opts.schemas if s in present]
     plans = content_mod.plan_tables(conn, readable, opts.content, dict(opts.last_change))
     _all_locked(plans, locked)
-    # The tables are read by the workers while this session describes the catalogs: the
-    # catalog queries wait on round trips more than on the cores the scan keeps busy. This
-    # session's transaction stays open until the last range is read (replica.SnapshotLost).
+    # The workers read the tables while this session reads what the scan does not need (control
+    # data, collations, the catalogs): round trips more than cores. This session's transaction
+    # stays open until the last range is read (replica.SnapshotLost).
     with ThreadPoolExecutor(1) as pool:
         scanning = pool.submit(content_mod.scan, g.conninfo, snapshot, plans,
                                workers=opts.workers, progress=opts.progress, stop=g.stop,
                                sessions=g.workers, lock_timeout=g.lock_timeout,
                                rate=opts.read_rate)
         try:
+            sysid, timeline = _control(conn)
+            last_commit = _last_commit(conn)
+            collations = read_collations(conn)
             schemas = {s: SchemaEntry.of(describe_schema(conn, s) if s in present else None)
                        for s in opts.schemas}
             managed = {s: SchemaEntry.of(objs) for s in opts.managed if s not in opts.schemas
