@@ -118,8 +118,10 @@ def start_watchdog() -> subprocess.Popen[bytes] | None:
         return None
     import sys
 
-    dog = subprocess.Popen([SETPRIV, "--pdeathsig", "TERM", "--", sys.executable, "-c",
-                            WATCHDOG, str(os.getpid())], stdin=subprocess.PIPE,
+    # -I -S: no site-packages, no .pth files, no environment (it needs os, signal and sys
+    # only); the interpreter's start is what each guarded program waits for
+    dog = subprocess.Popen([SETPRIV, "--pdeathsig", "TERM", "--", sys.executable, "-I", "-S",
+                            "-c", WATCHDOG, str(os.getpid())], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                            start_new_session=True)
     assert dog.stdout is not None
