@@ -163,12 +163,10 @@ class Recovery:
     def prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
                          target: RecoveryTarget) -> None:
         self._same_segment_size(cluster.data_dir)
-        prepare_own_recovery(cluster, conf)
+        prepare_own_recovery(cluster, conf)    # the whole directory is the server's after it
         if target.kind is TargetKind.LATEST:
             self._take_stream_tail(cluster.data_dir)
         self._take_branch_segments(cluster.data_dir)
-        make_owned_dir(cluster.data_dir, 0o700)
-        give_to_server(cluster.data_dir)
 
     def _same_segment_size(self, data: Path) -> None:
         """The backup's cluster (its pg_control) has the segment size the archive's WAL was
@@ -190,7 +188,9 @@ class Recovery:
         partials = sorted(stream.glob("*.partial")) if stream.is_dir() else []
         if partials:
             newest = partials[-1]
-            shutil.copyfile(newest, data / "pg_wal" / newest.name.removesuffix(".partial"))
+            copied = data / "pg_wal" / newest.name.removesuffix(".partial")
+            shutil.copyfile(newest, copied)
+            give_to_server(copied)
 
     def _take_branch_segments(self, data: Path) -> None:
         """Where a timeline branched inside a segment, the older timelines' files of it go into
@@ -212,6 +212,8 @@ class Recovery:
                 make_owned_dir(status, 0o700)
                 shutil.copyfile(path, data / "pg_wal" / path.name)
                 (status / f"{path.name}.done").touch()
+                give_to_server(data / "pg_wal" / path.name)
+                give_to_server(status / f"{path.name}.done")
 
     def recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
                 pause: bool, progress: Progress | None) -> RecoveryReached:
