@@ -22,13 +22,17 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
-STEPS = [
+STEPS = [     # the runner's first: the modules imported after it bind the traced `run`
+    ("spectral.runner", "start_watchdog", "watchdog start"),
+    ("spectral.runner", "run", "run"),
+    ("os", "fsync", "fsync"),
     ("spectral.environment", "open_environment", "open environment"),
     ("spectral.providers.local.provider", "ManagedProvider.busy", "operation lock"),
     ("spectral.providers.local.provider", "ManagedProvider.flush_archive", "flush"),
@@ -53,8 +57,6 @@ STEPS = [
     ("spectral.providers.local.restore", "give_to_server", "chown walk"),
     ("spectral.providers.local.restore", "Recovery.recover", "recover"),
     ("spectral.pg.cluster", "Cluster.start", "server start"),
-    ("spectral.runner", "start_watchdog", "watchdog start"),
-    ("spectral.runner", "run", "run"),
     ("spectral.cli.state", "AppState.emit", "emit"),
 ]
 
@@ -64,7 +66,7 @@ def _child(argv: list[str]) -> None:
     sys.path[:] = [p for p in sys.path if p not in here]   # the command line's own path
     t0 = float(os.environ["TRACE_T0"])
     spans: list[tuple[float, float, int, str]] = []
-    depth = [0]
+    local = threading.local()     # each thread's depth (a copy can run beside the plan)
     up = time.monotonic() - t0
 
     def wrap(module: str, dotted: str, label: str) -> None:
@@ -81,23 +83,24 @@ def _child(argv: list[str]) -> None:
             if label == "run":
                 words = [Path(a).name for a in args[0] if not a.startswith("-")][:3]
                 what = "run " + " ".join(words)
-            start, d = time.monotonic() - t0, depth[0]
-            depth[0] += 1
+            if threading.current_thread() is not threading.main_thread():
+                what = "|| " + what
+            start, d = time.monotonic() - t0, getattr(local, "depth", 0)
+            local.depth = d + 1
             try:
                 return fn(*args, **kwargs)
             finally:
-                depth[0] -= 1
+                local.depth = d
                 spans.append((start, time.monotonic() - t0, d, what))
 
         setattr(owner, name, traced)
 
     from spectral.cli.main import run_cli
-    imported = time.monotonic() - t0
-    if label_busy := [s for s in STEPS if s[2] == "operation lock"]:
-        _wrap_busy(label_busy[0], spans, depth, t0)
-    for module, dotted, label in STEPS:
+    for module, dotted, label in STEPS:     # imports the restore's modules
         if label != "operation lock":
             wrap(module, dotted, label)
+    _wrap_busy(spans, local, t0)
+    imported = time.monotonic() - t0
     code = run_cli(argv)
     done = time.monotonic() - t0
     Path(os.environ["TRACE_OUT"]).write_text(json.dumps({
@@ -106,8 +109,8 @@ def _child(argv: list[str]) -> None:
     sys.exit(code)
 
 
-def _wrap_busy(step: tuple[str, str, str], spans: list[tuple[float, float, int, str]],
-               depth: list[int], t0: float) -> None:
+def _wrap_busy(spans: list[tuple[float, float, int, str]], local: threading.local,
+               t0: float) -> None:
     """The operation lock is a context manager: its entry is traced (the lock and the
     recovery of an interrupted operation), not the whole restore inside it."""
     import contextlib
@@ -120,7 +123,8 @@ def _wrap_busy(step: tuple[str, str, str], spans: list[tuple[float, float, int, 
     def busy(self: Any, what: str) -> Any:
         start = time.monotonic() - t0
         with orig(self, what):
-            spans.append((start, time.monotonic() - t0, depth[0], "operation lock"))
+            spans.append((start, time.monotonic() - t0, getattr(local, "depth", 0),
+                          "operation lock"))
             yield
 
     provider.ManagedProvider.busy = busy  # type: ignore[method-assign]
