@@ -57,6 +57,10 @@ class RestoreSteps(Protocol):
     needs), the restore_command recovery fetches WAL with; then PostgreSQL's recovery, the same
     for every strategy (`Recovery`)."""
 
+    # materialize runs programs only, each stopped by runner.cancelled_by: a restore to the
+    # latest point may then copy while its plan is made (throwaway.py)
+    stops_when_cancelled: bool
+
     def restore_command(self) -> str: ...
 
     def materialize(self, restore_plan: RestorePlan, data: Path, progress: Progress | None,
@@ -73,6 +77,8 @@ class RestoreSteps(Protocol):
 class Restorer:
     """The local strategy's: pg_combinebackup (or a copy) of its base backups, checked again
     while copied; WAL from its archive and stream folders."""
+
+    stops_when_cancelled = False     # the copy is this process's own
 
     def __init__(self, bins: PgBinaries, repo: LocalRepository) -> None:
         self.bins, self.repo = bins, repo
