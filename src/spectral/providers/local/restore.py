@@ -19,9 +19,7 @@ from spectral.pg.conn import connect
 from spectral.pg.osuser import give_to_server, make_owned_dir, server_identity
 from spectral.providers.base import Progress, RecoverableWindow, Verification
 from spectral.providers.capabilities import RecoveryReached
-from spectral.providers.local import backup as backup_mod
 from spectral.providers.local import walsize
-from spectral.providers.local.copy import copy_tree
 from spectral.providers.local.recovery import (
     read_outcome,
     recovery_failure,
@@ -109,6 +107,8 @@ class Restorer:
                     *, pause: bool = False) -> dict[str, str]:
         """Copy the full backup into `data` (combined with its incrementals). Returns recovery
         settings the copy needs beyond the plan's (none here)."""
+        from spectral.providers.local import backup as backup_mod  # this strategy's only
+
         chain = restore_plan.chain
         full = self.repo.backup_dir(chain[0].id)
         # A backup can rot after it was taken: it is checked again, while it is being copied
@@ -137,6 +137,8 @@ class Restorer:
 
     @staticmethod
     def _copy(full: Path, data: Path, total: int, progress: Progress | None) -> None:
+        from spectral.providers.local.copy import copy_tree
+
         def advance(done: int) -> None:
             if progress:
                 progress("copy", min(done, total), total)

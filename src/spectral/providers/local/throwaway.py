@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spectral.durable import write_atomic
 from spectral.errors import SpectralError
@@ -20,10 +21,8 @@ from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.osuser import give_to_server, make_owned_dir
 from spectral.providers.base import Copy, Instance, Progress, RecoverableWindow, Report
-from spectral.providers.integrity import CopyIntegrity
 from spectral.providers.local.environment import server_settings
 from spectral.providers.local.instances import Registry
-from spectral.providers.local.integrity import ThrowawayIntegrity
 from spectral.providers.local.recovery import recovery_settings, throwaway_settings
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.restore import RestoreSteps, described
@@ -32,6 +31,9 @@ from spectral.providers.local.window import needs_times, usable_backups
 from spectral.recovery_target import RecoveryTarget, TargetKind
 from spectral.runner import cancelled_by
 from spectral.undo import UndoStack
+
+if TYPE_CHECKING:
+    from spectral.providers.integrity import CopyIntegrity
 
 
 @dataclass
@@ -157,6 +159,8 @@ class Throwaways:
 
     def copy(self, inst: Instance) -> Copy:
         """A drill's view of an instance restored here, with its physical checks."""
+        from spectral.providers.local.integrity import ThrowawayIntegrity  # drills only
+
         return copy_of(inst, ThrowawayIntegrity(self.bins, self.registry.cluster_of(inst),
                                                 inst.dsn))
 
