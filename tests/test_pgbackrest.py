@@ -146,6 +146,49 @@ def test_backups_from_info_json() -> None:
         == "failed"
 
 
+class ListingTool:
+    """pgBackRest's info and repo-ls as the listing sees them: which archive info names, and
+    every call in order."""
+
+    stanza = "s"
+
+    def __init__(self) -> None:
+        self.archive_id, self.calls = "15-1", list[str]()
+
+    def info(self) -> dict[str, Any]:
+        self.calls.append("info")
+        return {"archive": [{"id": self.archive_id}], "backup": [], "db": []}
+
+    def repo_ls(self, path: str, repo: int) -> dict[str, Any]:
+        self.calls.append(f"ls {repo} {path}")
+        seg = "000000010000000000000003" if path.endswith("15-1") else "000000020000000000000009"
+        return {f"0000000100000000/{seg}-{'a' * 40}.gz": {"type": "file"},
+                "0000000100000000": {"type": "path"}}
+
+
+def test_the_listing_names_the_current_archive_of_every_repository(tmp_path: Path) -> None:
+    """The archive id info named last time is listed while info runs; a stanza-upgrade's new
+    one (info names another) is listed again, never the old archive's files kept."""
+    from spectral.providers.pgbackrest.repo import PgBackRestRepository
+
+    tool = ListingTool()
+    repo = PgBackRestRepository(tmp_path / "mirror", tool=tool, repos=2)  # type: ignore[arg-type]
+    assert list(repo.listing()) == ["000000010000000000000003"]
+    assert tool.calls[0] == "info"       # nothing remembered: info names the archive first
+    assert sorted(tool.calls[1:]) == ["ls 1 archive/s/15-1", "ls 2 archive/s/15-1"]
+    repo.forget()
+    tool.calls.clear()
+    assert list(repo.listing()) == ["000000010000000000000003"]
+    assert sorted(tool.calls) == ["info", "ls 1 archive/s/15-1", "ls 2 archive/s/15-1"]
+    tool.archive_id = "16-2"
+    repo.forget()
+    tool.calls.clear()
+    assert list(repo.listing()) == ["000000020000000000000009"]
+    assert sorted(tool.calls[:3]) == ["info", "ls 1 archive/s/15-1", "ls 2 archive/s/15-1"]
+    assert sorted(tool.calls[3:]) == ["ls 1 archive/s/16-2", "ls 2 archive/s/16-2"]
+    assert (repo.root / "archive-id").read_text() == "16-2\n"
+
+
 def test_pgbackrest_release_for_each_postgresql_major() -> None:
     assert newest_major("2.45") == 15 and newest_major("2.46") == 16
     assert newest_major("2.53.1") == 17 and newest_major("2.55.0") == 18

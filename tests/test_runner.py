@@ -86,3 +86,36 @@ def test_a_helper_whose_parent_is_already_gone_never_starts(tmp_path: Path) -> N
     orphaned = [str(os.getpid() + 100000) if a == str(os.getpid()) else a for a in argv]
     res = subprocess.run(orphaned, check=False)   # as if the parent were someone else now
     assert res.returncode == 125 and not marker.exists()
+
+
+def test_a_cancelled_program_is_stopped_and_none_starts_after(tmp_path: Path) -> None:
+    """runner.cancelled_by: a restore copying while its plan is made is stopped, its whole
+    group, when the plan is refused (local/throwaway.py)."""
+    import threading
+
+    from spectral.runner import cancelled_by
+
+    pidfile = tmp_path / "child.pid"
+    cancel = threading.Event()
+    failed: list[CommandError] = []
+
+    def copy() -> None:
+        with cancelled_by(cancel), pytest.raises(CommandError, match="cancelled") as err:
+            run(["sh", "-c", f"sleep 600 & echo $! > {pidfile}; wait"], timeout=600)
+        failed.append(err.value)
+        with cancelled_by(cancel), pytest.raises(CommandError, match="not started"):
+            run(["sh", "-c", f"touch {tmp_path / 'ran'}"], timeout=60)
+
+    worker = threading.Thread(target=copy)
+    worker.start()
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=30,
+               what="the program started")
+    cancel.set()
+    worker.join(timeout=60)
+    assert not worker.is_alive() and failed and not (tmp_path / "ran").exists()
+    child = int(pidfile.read_text())
+    wait_until(lambda: not Path(f"/proc/{child}").exists()
+               or "Z" in Path(f"/proc/{child}/stat").read_text().split(")")[1][:3],
+               timeout=5, what="grandchild gone")
+    # outside the scope (or in another thread), the same event stops nothing
+    assert run(["sh", "-c", "echo ok"], timeout=10).stdout == "ok\n"

@@ -4,6 +4,7 @@ interrupt, stderr kept for the error message, and optionally as another (unprivi
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import shutil
@@ -12,7 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -118,8 +119,10 @@ def start_watchdog() -> subprocess.Popen[bytes] | None:
         return None
     import sys
 
-    dog = subprocess.Popen([SETPRIV, "--pdeathsig", "TERM", "--", sys.executable, "-c",
-                            WATCHDOG, str(os.getpid())], stdin=subprocess.PIPE,
+    # -I -S: no site-packages, no .pth files, no environment (it needs os, signal and sys
+    # only); the interpreter's start is what each guarded program waits for
+    dog = subprocess.Popen([SETPRIV, "--pdeathsig", "TERM", "--", sys.executable, "-I", "-S",
+                            "-c", WATCHDOG, str(os.getpid())], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                            start_new_session=True)
     assert dog.stdout is not None
@@ -143,6 +146,48 @@ def stop_watchdog(dog: subprocess.Popen[bytes] | None) -> None:
         for stream in (dog.stdin, dog.stdout):
             if stream is not None:
                 stream.close()
+
+
+# Set by `cancelled_by` in the thread whose programs a caller may stop (a restore copying while
+# its plan is still being made: local/throwaway.py)
+_CANCEL: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "spectral_cancel", default=None)
+
+
+@contextlib.contextmanager
+def cancelled_by(event: threading.Event) -> Iterator[None]:
+    """Programs run inside (in this thread) are stopped, their whole group killed, once
+    `event` is set, and none starts after it: each then fails with a CommandError."""
+    token = _CANCEL.set(event)
+    try:
+        yield
+    finally:
+        _CANCEL.reset(token)
+
+
+def _stop_on(event: threading.Event, proc: subprocess.Popen[bytes],
+             finished: threading.Event) -> None:
+    while not finished.is_set():
+        if event.wait(0.05):
+            if proc.poll() is None:
+                _kill_group(proc)
+            return
+
+
+def _watch_cancel(proc: subprocess.Popen[bytes]) -> threading.Event | None:
+    """While `proc` runs, kill its group when this thread's cancel event is set; set the
+    returned event once it has ended."""
+    event = _CANCEL.get()
+    if event is None:
+        return None
+    finished = threading.Event()
+    threading.Thread(target=_stop_on, args=(event, proc, finished), daemon=True).start()
+    return finished
+
+
+def _ended(finished: threading.Event | None) -> None:
+    if finished is not None:
+        finished.set()
 
 
 def child_env(env: dict[str, str] | None, run_as: RunAs | None) -> dict[str, str]:
@@ -171,6 +216,8 @@ def run(argv: list[str], *, timeout: float, check: bool = True, env: dict[str, s
                  else stack.enter_context(tempfile.TemporaryFile()))
         if shutil.which(argv[0]) is None:   # said plainly, before any wrapper would say it
             raise CommandError(argv, 127, "cannot execute: not found or not executable")
+        if (cancel := _CANCEL.get()) is not None and cancel.is_set():
+            raise CommandError(argv, None, "cancelled: not started")
         dog = start_watchdog() if forks else None
         stack.callback(stop_watchdog, dog)
         try:
@@ -181,6 +228,7 @@ def run(argv: list[str], *, timeout: float, check: bool = True, env: dict[str, s
         except OSError as exc:  # not found, not executable, not reachable by run_as
             raise CommandError(argv, 127, f"cannot execute: {exc.strerror}") from None
         guard(dog, proc.pid)
+        stack.callback(_ended, _watch_cancel(proc))
         timed_out = False
         try:
             if input_text is not None:
@@ -203,6 +251,8 @@ def run(argv: list[str], *, timeout: float, check: bool = True, env: dict[str, s
             stdout = out_f.read().decode(errors="replace")
     if timed_out:
         raise CommandError(argv, None, stderr, timed_out=True)
+    if proc.returncode != 0 and (cancel := _CANCEL.get()) is not None and cancel.is_set():
+        raise CommandError(argv, proc.returncode, "cancelled and stopped")
     if check and proc.returncode != 0:
         raise CommandError(argv, proc.returncode, stderr or stdout)
     return Completed(argv, proc.returncode, stdout, stderr)

@@ -46,6 +46,8 @@ def archive_restore_command(wal_dir: Path, seg_size: int) -> str:
 class ArchiveRestorer:
     """`RestoreSteps` (local/restore.py) from a plain archive."""
 
+    stops_when_cancelled = False
+
     def __init__(self, bins: PgBinaries, repo: ArchiveRepository) -> None:
         self.bins, self.repo = bins, repo
         self.recovery = Recovery(bins, repo)

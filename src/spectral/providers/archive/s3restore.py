@@ -49,6 +49,8 @@ def safe_relative(name: str) -> PurePosixPath:
 class S3ArchiveRestorer:
     """`RestoreSteps` (local/restore.py) from a plain archive in S3."""
 
+    stops_when_cancelled = False
+
     def __init__(self, bins: PgBinaries, repo: S3ArchiveRepository) -> None:
         self.bins, self.repo = bins, repo
         self.recovery = Recovery(bins, repo)

@@ -52,6 +52,8 @@ def never_archive(data: Path) -> None:
 class BarmanRestorer:
     """`RestoreSteps` (local/restore.py) through barman-cloud; recovery is PostgreSQL's."""
 
+    stops_when_cancelled = False
+
     def __init__(self, bins: PgBinaries, repo: BarmanRepository) -> None:
         self.bins, self.repo = bins, repo
         self.recovery = Recovery(bins, repo)

@@ -104,8 +104,10 @@ class ManagedProvider:
     def recover_interrupted(self) -> None:
         """An in-place restore or undo whose process was killed is rolled back (or finished,
         once committed), saying so in one line. Runs under the operation lock."""
-        from spectral.providers.local.intent import recover_in_place
+        from spectral.providers.local.intent import Journal, recover_in_place
 
+        if not Journal(self.local.paths.cluster_dir).path.exists():
+            return      # nothing recorded: the in-place machinery is not even imported
         done = recover_in_place(self.local, self.in_place)
         if done is None:
             return

@@ -19,9 +19,7 @@ from spectral.pg.conn import connect
 from spectral.pg.osuser import give_to_server, make_owned_dir, server_identity
 from spectral.providers.base import Progress, RecoverableWindow, Verification
 from spectral.providers.capabilities import RecoveryReached
-from spectral.providers.local import backup as backup_mod
 from spectral.providers.local import walsize
-from spectral.providers.local.copy import copy_tree
 from spectral.providers.local.recovery import (
     read_outcome,
     recovery_failure,
@@ -57,6 +55,10 @@ class RestoreSteps(Protocol):
     needs), the restore_command recovery fetches WAL with; then PostgreSQL's recovery, the same
     for every strategy (`Recovery`)."""
 
+    # materialize runs programs only, each stopped by runner.cancelled_by: a restore to the
+    # latest point may then copy while its plan is made (throwaway.py)
+    stops_when_cancelled: bool
+
     def restore_command(self) -> str: ...
 
     def materialize(self, restore_plan: RestorePlan, data: Path, progress: Progress | None,
@@ -73,6 +75,8 @@ class RestoreSteps(Protocol):
 class Restorer:
     """The local strategy's: pg_combinebackup (or a copy) of its base backups, checked again
     while copied; WAL from its archive and stream folders."""
+
+    stops_when_cancelled = False     # the copy is this process's own
 
     def __init__(self, bins: PgBinaries, repo: LocalRepository) -> None:
         self.bins, self.repo = bins, repo
@@ -103,6 +107,8 @@ class Restorer:
                     *, pause: bool = False) -> dict[str, str]:
         """Copy the full backup into `data` (combined with its incrementals). Returns recovery
         settings the copy needs beyond the plan's (none here)."""
+        from spectral.providers.local import backup as backup_mod  # this strategy's only
+
         chain = restore_plan.chain
         full = self.repo.backup_dir(chain[0].id)
         # A backup can rot after it was taken: it is checked again, while it is being copied
@@ -131,6 +137,8 @@ class Restorer:
 
     @staticmethod
     def _copy(full: Path, data: Path, total: int, progress: Progress | None) -> None:
+        from spectral.providers.local.copy import copy_tree
+
         def advance(done: int) -> None:
             if progress:
                 progress("copy", min(done, total), total)
@@ -163,12 +171,10 @@ class Recovery:
     def prepare_recovery(self, cluster: Cluster, conf: dict[str, str],
                          target: RecoveryTarget) -> None:
         self._same_segment_size(cluster.data_dir)
-        prepare_own_recovery(cluster, conf)
+        prepare_own_recovery(cluster, conf)    # the whole directory is the server's after it
         if target.kind is TargetKind.LATEST:
             self._take_stream_tail(cluster.data_dir)
         self._take_branch_segments(cluster.data_dir)
-        make_owned_dir(cluster.data_dir, 0o700)
-        give_to_server(cluster.data_dir)
 
     def _same_segment_size(self, data: Path) -> None:
         """The backup's cluster (its pg_control) has the segment size the archive's WAL was
@@ -190,7 +196,9 @@ class Recovery:
         partials = sorted(stream.glob("*.partial")) if stream.is_dir() else []
         if partials:
             newest = partials[-1]
-            shutil.copyfile(newest, data / "pg_wal" / newest.name.removesuffix(".partial"))
+            copied = data / "pg_wal" / newest.name.removesuffix(".partial")
+            shutil.copyfile(newest, copied)
+            give_to_server(copied)
 
     def _take_branch_segments(self, data: Path) -> None:
         """Where a timeline branched inside a segment, the older timelines' files of it go into
@@ -212,6 +220,8 @@ class Recovery:
                 make_owned_dir(status, 0o700)
                 shutil.copyfile(path, data / "pg_wal" / path.name)
                 (status / f"{path.name}.done").touch()
+                give_to_server(data / "pg_wal" / path.name)
+                give_to_server(status / f"{path.name}.done")
 
     def recover(self, cluster: Cluster, restore_plan: RestorePlan, window: RecoverableWindow,
                 pause: bool, progress: Progress | None) -> RecoveryReached:
@@ -242,7 +252,9 @@ class Recovery:
             return (paused == "paused") if pause else not in_recovery
 
         try:
-            wait_until(done, timeout=RESTORE_TIMEOUT, interval=0.02, max_interval=0.1,
+            # as finely as the start (a look is one connection): 0.1 s waited ~50 ms past the
+            # promotion on average
+            wait_until(done, timeout=RESTORE_TIMEOUT, interval=0.02, max_interval=0.05,
                        what="recovery")
         except WaitTimeout:
             raise CouldNotVerify("recovery did not finish in time") from None

@@ -7,10 +7,13 @@ the window is read are the caller's; nothing here touches the source."""
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spectral.durable import write_atomic
 from spectral.errors import SpectralError
@@ -18,18 +21,20 @@ from spectral.pg.binaries import PgBinaries
 from spectral.pg.cluster import Cluster, free_port, socket_dir_for
 from spectral.pg.osuser import give_to_server, make_owned_dir
 from spectral.providers.base import Copy, Instance, Progress, RecoverableWindow, Report
-from spectral.providers.integrity import CopyIntegrity
 from spectral.providers.local.environment import server_settings
 from spectral.providers.local.instances import Registry
-from spectral.providers.local.integrity import ThrowawayIntegrity
 from spectral.providers.local.recovery import recovery_settings, throwaway_settings
 from spectral.providers.local.repo import Repository
 from spectral.providers.local.restore import RestoreSteps, described
 from spectral.providers.local.targets import RestorePlan, plan
-from spectral.providers.local.window import needs_times
-from spectral.recovery_target import RecoveryTarget
+from spectral.providers.local.window import needs_times, usable_backups
+from spectral.recovery_target import RecoveryTarget, TargetKind
 from spectral.room import GIB, ensure_room
+from spectral.runner import cancelled_by
 from spectral.undo import UndoStack
+
+if TYPE_CHECKING:
+    from spectral.providers.integrity import CopyIntegrity
 
 
 @dataclass
@@ -59,10 +64,14 @@ class Throwaways:
                 keep: bool = True) -> Instance:
         """Restore into a new instance. `keep=False` marks it as owned by this process (a
         drill): if the process dies, the next run finds it orphaned and removes it."""
-        window, restore_plan = self._plan(target, backup_id)
+        early = self._early_plan(target, backup_id, restorer)
+        if early is None:
+            window, restore_plan = self._plan(target, backup_id)
         # the chain's files and a checkpoint's worth of WAL (max_wal_size's default) beside
-        # them; a repository's compressed sizes make this a low estimate, never a high one
-        ensure_room(self.instances_dir, sum(b.size_bytes for b in restore_plan.chain) + GIB,
+        # them, before anything is written; a repository's compressed sizes make this a low
+        # estimate, never a high one
+        ensure_room(self.instances_dir,
+                    sum(b.size_bytes for b in (early or restore_plan).chain) + GIB,
                     "the restored copy")
         inst_id = "r" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
         home = self.instances_dir / inst_id
@@ -70,9 +79,13 @@ class Throwaways:
             make_owned_dir(self.instances_dir, 0o755)
             make_owned_dir(home, 0o755)
             undo.push("instance directory", lambda: shutil.rmtree(home, ignore_errors=True))
-            self.registry.register_start(home, described(restore_plan))
+            self.registry.register_start(home, described(early or restore_plan))
             data = home / "data"
-            written = restorer.materialize(restore_plan, data, progress, pause=pause)
+            if early is None:
+                written = restorer.materialize(restore_plan, data, progress, pause=pause)
+            else:
+                window, restore_plan, written = self._plan_while_copying(
+                    early, backup_id, restorer, data, progress)
             cluster = Cluster(self.bins, data, socket_dir_for(home / "run"), free_port(),
                               home / "log" / "postgres.log", superuser=self.superuser(),
                               database=self.database,
@@ -97,6 +110,49 @@ class Throwaways:
             undo.release("instance directory")
         return inst
 
+    def _early_plan(self, target: RecoveryTarget, backup_id: str | None,
+                    restorer: RestoreSteps) -> RestorePlan | None:
+        """The plan the latest point will have, from the repository as it is (the newest
+        usable backup, or the one named): its copy's command line does not depend on the
+        window, so a restorer that stops when cancelled copies while the archive is flushed
+        and the window read. None: the plan comes first."""
+        if target.kind is not TargetKind.LATEST or not restorer.stops_when_cancelled:
+            return None
+        try:
+            backups = usable_backups(self.repo)
+            chosen = next((b for b in backups if b.id == backup_id), None) \
+                if backup_id is not None else (backups[-1] if backups else None)
+            return RestorePlan(target, self.repo.chain(chosen), None, target) \
+                if chosen is not None else None
+        except SpectralError:    # said by the plan, if it matters
+            return None
+
+    def _plan_while_copying(self, early: RestorePlan, backup_id: str | None,
+                            restorer: RestoreSteps, data: Path, progress: Progress | None
+                            ) -> tuple[RecoverableWindow, RestorePlan, dict[str, str]]:
+        """The early plan's chain copied while the plan is made; copied again when the plan
+        is another (a backup finished meanwhile); the copy stopped when the plan is refused
+        (or the run interrupted)."""
+        cancel = threading.Event()
+
+        def copy() -> dict[str, str]:
+            with cancelled_by(cancel):
+                return restorer.materialize(early, data, progress)
+
+        with ThreadPoolExecutor(1) as pool:
+            copying = pool.submit(copy)
+            try:
+                window, restore_plan = self._plan(early.target, backup_id)
+                written = copying.result()
+            except BaseException:
+                cancel.set()
+                raise
+        if [b.id for b in restore_plan.chain] != [b.id for b in early.chain] or \
+                restore_plan.target != early.target:
+            shutil.rmtree(data, ignore_errors=True)
+            written = restorer.materialize(restore_plan, data, progress)
+        return window, restore_plan, written
+
     def _plan(self, target: RecoveryTarget,
               backup_id: str | None) -> tuple[RecoverableWindow, RestorePlan]:
         window = self.window(target)
@@ -110,6 +166,8 @@ class Throwaways:
 
     def copy(self, inst: Instance) -> Copy:
         """A drill's view of an instance restored here, with its physical checks."""
+        from spectral.providers.local.integrity import ThrowawayIntegrity  # drills only
+
         return copy_of(inst, ThrowawayIntegrity(self.bins, self.registry.cluster_of(inst),
                                                 inst.dsn))
 

@@ -121,10 +121,10 @@ def remembered(cache: dict[str, Any], discover: Callable[[], int | None]) -> int
     """A repository's size, discovered once per reading of it (`cache`, cleared when it is
     listed again); with no WAL file yet DEFAULT_SEG_SIZE, not remembered: the next listing may
     hold the first one."""
-    if "segment_size" not in cache:
-        size = discover()
-        if size is None:
+    found: int | None = cache.get("segment_size")    # one look: see pgbackrest/repo.py info
+    if found is None:
+        found = discover()
+        if found is None:
             return DEFAULT_SEG_SIZE
-        cache["segment_size"] = size
-    found: int = cache["segment_size"]
+        cache["segment_size"] = found
     return found

@@ -106,9 +106,11 @@ class PgBackRestRepository:
 
     # ---- backups ---------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        if "info" not in self._cache:
-            self._cache["info"] = self.tool.info()
-        info: dict[str, Any] = self._cache["info"]
+        # one look at the cache: a restore's copy reads it while the plan is made (a flush
+        # drops it meanwhile)
+        info: dict[str, Any] | None = self._cache.get("info")
+        if info is None:
+            info = self._cache["info"] = self.tool.info()
         return info
 
     def read(self) -> list[Backup]:
@@ -152,24 +154,67 @@ class PgBackRestRepository:
     def listing(self) -> dict[str, str]:
         """WAL and history file names in the current archive of every repository -> the name
         pgBackRest stores it under."""
-        if "listing" in self._cache:
-            found: dict[str, str] = self._cache["listing"]
+        found: dict[str, str] | None = self._cache.get("listing")    # one look (see info)
+        if found is not None:
             return found
         found = {}
-        archive_ids = [a["id"] for a in self.info().get("archive", [])]
-        if archive_ids:
-            current = archive_ids[-1]
-            for repo in range(1, self.repos + 1):
-                listed = self.tool.repo_ls(f"archive/{self.tool.stanza}/{current}", repo)
-                for key, entry in listed.items():
-                    if entry.get("type") != "file":
-                        continue
-                    base = key.rsplit("/", 1)[-1]
-                    m = WAL_FILE_RE.match(base) or HISTORY_RE.match(base)
-                    if m:
-                        found.setdefault(m.group("name"), key)
+        for listed in self._archive_listings():
+            for key, entry in listed.items():
+                if entry.get("type") != "file":
+                    continue
+                base = key.rsplit("/", 1)[-1]
+                m = WAL_FILE_RE.match(base) or HISTORY_RE.match(base)
+                if m:
+                    found.setdefault(m.group("name"), key)
         self._cache["listing"] = found
         return found
+
+    @property
+    def _archive_id_file(self) -> Path:
+        return self.root / "archive-id"
+
+    def _current_archive_id(self) -> str | None:
+        archive_ids = [a["id"] for a in self.info().get("archive", [])]
+        return str(archive_ids[-1]) if archive_ids else None
+
+    def _archive_listings(self) -> list[dict[str, Any]]:
+        """`repo-ls` of the current archive in every repository. pgbackrest info names it;
+        the one it named last time (it changes only with a stanza-upgrade) is listed at the
+        same time as info runs, each a process of its own, and listed again if info now names
+        another."""
+        remembered = None
+        with contextlib.suppress(OSError):
+            remembered = self._archive_id_file.read_text().strip() or None
+        guess = remembered if "info" not in self._cache else None
+        if guess is None:
+            current = self._current_archive_id()
+            listings = self._list_archive(current) if current else []
+        else:
+            with ThreadPoolExecutor(1) as pool:
+                info = pool.submit(self.tool.info)
+                early = self._list_archive(guess, check=False)
+                self._cache["info"] = info.result()
+            current = self._current_archive_id()
+            listings = [x for x in early if x is not None] if current == guess and \
+                None not in early else self._list_archive(current) if current else []
+        if current is not None and current != remembered:
+            make_owned_dir(self.root, 0o750)
+            write_atomic(self._archive_id_file, current + "\n")
+        return listings
+
+    def _list_archive(self, archive_id: str, check: bool = True) -> list[Any]:
+        """The listing of `archive/<stanza>/<archive_id>` in each repository, at the same time;
+        without `check`, None for one that could not be listed."""
+        def one(repo: int) -> dict[str, Any] | None:
+            try:
+                return self.tool.repo_ls(f"archive/{self.tool.stanza}/{archive_id}", repo)
+            except CouldNotVerify:
+                if check:
+                    raise
+                return None
+
+        with ThreadPoolExecutor(self.repos) as pool:
+            return list(pool.map(one, range(1, self.repos + 1)))
 
     def segment_size(self) -> int:
         """From the headers of the segments already in the mirror, else of the newest ones,

@@ -65,6 +65,10 @@ def recovery_lines(auto_conf: Path) -> dict[str, str]:
 class PgBackRestRestorer:
     """`RestoreSteps` (local/restore.py) through pgBackRest; recovery is PostgreSQL's."""
 
+    # `pgbackrest restore` (and on failure `pgbackrest verify`): a restore to the latest point
+    # copies while the archive is flushed and the window read
+    stops_when_cancelled = True
+
     def __init__(self, bins: PgBinaries, repo: PgBackRestRepository, tool: PgBackRest,
                  process_max: int) -> None:
         self.bins, self.recovery = bins, Recovery(bins, repo)
