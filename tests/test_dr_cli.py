@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from spectral.pg.conn import connect
 @pytest.fixture(scope="module")
 def seeded(base_dir: Path) -> Iterator[tuple[Path, str]]:
     """A working directory whose local environment is seeded and running for the module."""
-    work = base_dir / "dr-cli"
-    work.mkdir()
+    # a folder of its own each time: with --dist worksteal a worker can set this module up
+    # twice (its tests split around another module's), and a fixed name then existed already
+    work = Path(tempfile.mkdtemp(prefix="dr-cli-", dir=base_dir))
     work.chmod(0o755)
     assert spectral("demo", cwd=work).returncode == 0
     assert spectral("local", "up", cwd=work).returncode == 0
