@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,41 @@ def test_a_latest_restore_refuses_backups_of_another_history_under_a_reused_id(
     if expired:      # the only backup is the other history's
         assert "another history under the same timeline id (2)" in res.stderr, res.stderr
     env.ok("local", "up")
+
+
+@pytest.mark.server
+def test_an_undo_that_fails_after_the_stop_starts_the_server_again(
+        work_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The long lifecycle profile (PostgreSQL 15, session 15): an undo refused once the server
+    had stopped (a lost history file, found when the put-back database was to move to a new
+    timeline) put the restored data back but left the live server stopped. The refusal is
+    made to happen there; the restored database must be running again, as before the undo."""
+    from conftest import notes_environment
+    from spectral.errors import CouldNotVerify
+    from spectral.pg.conn import connect
+    from spectral.providers.local.inplace import InPlace
+    from spectral.recovery_target import TargetKind, target_of
+
+    with notes_environment(work_dir) as environment:
+        p = environment.provider
+        dsn = p.running_source()
+        assert dsn is not None
+        with connect(dsn) as conn:
+            xid = conn.execute("insert into core.notes values (2, 'later') returning "
+                               "pg_current_xact_id()::text").fetchone()[0]
+        p.restore_in_place(target_of(TargetKind.XID, str(xid), exclusive=True), confirmed=True)
+
+        def refused(self: InPlace, cluster: object, intent: object = None) -> int:
+            raise CouldNotVerify("the history file of timeline 3 is missing (made up)")
+
+        monkeypatch.setattr(InPlace, "branch_new_timeline", refused)
+        with pytest.raises(CouldNotVerify, match="made up"):
+            p.undo_in_place()
+        local = p.local
+        assert local.cluster().is_running()             # was left stopped
+        with connect(local.cluster().conninfo()) as conn:
+            assert conn.execute("select count(*) from core.notes").fetchone() == (1,)
+        monkeypatch.undo()
+        p.undo_in_place()                                # and can be run again
+        with connect(local.cluster().conninfo()) as conn:
+            assert conn.execute("select count(*) from core.notes").fetchone() == (2,)

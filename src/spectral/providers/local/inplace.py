@@ -285,6 +285,8 @@ class InPlace:
         except BaseException:   # the restored database goes back; the undo can be run again
             roll_back_undo(self.host, intent)
             self.journal.end()
+            if was_running and not cluster.is_running():
+                cluster.start()   # and runs again, as before the undo (it was left stopped)
             raise
         crash_point("undo:recovered")
         self.record_file.unlink(missing_ok=True)   # the commit point
