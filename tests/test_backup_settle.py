@@ -1,8 +1,8 @@
 """A local backup is synced to disk by one syncfs() while pg_verifybackup reads it back
 (providers/local/backup.py `settle`), not by pg_basebackup's fsync of every file: a copy
 damaged after pg_basebackup wrote it is still caught and recorded as failed, a sync that fails
-leaves no copy and no catalog entry (nor does a write-back error during the copy, found by
-durable.WriteBehind), and the next backup is whole."""
+leaves no copy and no catalog entry, and the next backup is whole. pg_verifybackup split into
+one program per core finds what one finds."""
 
 from __future__ import annotations
 
@@ -75,37 +75,6 @@ def test_damage_after_the_copy_is_caught_and_a_failed_sync_leaves_nothing(
     assert whole.verification is Verification.VERIFIED
     assert (env.repo.backup_dir(whole.id) / "backup_manifest").is_file()
     assert not list(env.repo.base.glob("*.partial"))
-
-
-def test_a_write_back_error_during_the_copy_leaves_no_copy_and_no_entry(
-        env: LocalProvider, monkeypatch: pytest.MonkeyPatch) -> None:
-    """durable.WriteBehind writes the copy out while pg_basebackup makes it: an error it is
-    told of fails the backup (exit 3) as a failed sync after it does."""
-    import errno
-    import os
-
-    from spectral import durable
-    from spectral.waits import wait_until
-
-    calls: list[int] = []
-
-    def failing(fd: int) -> None:
-        calls.append(fd)
-        raise OSError(errno.EIO, os.strerror(errno.EIO))
-
-    real_copy = backup_mod._copy
-
-    def copy_seen_by_write_back(*args: Any) -> None:
-        real_copy(*args)
-        wait_until(lambda: calls, timeout=60, what="a syncfs() during the copy")
-
-    monkeypatch.setattr(durable, "_syncfs", lambda: failing)
-    monkeypatch.setattr(backup_mod, "_copy", copy_seen_by_write_back)
-    with pytest.raises(CouldNotVerify,
-                       match=r"could not be written to disk: syncfs .*\.partial: Input/output"):
-        env.backup()
-    assert env.backups() == []
-    assert not list(env.repo.base.iterdir())
 
 
 def test_the_split_check_finds_what_one_pg_verifybackup_finds(

@@ -2,10 +2,9 @@
 pg_verifybackup right after it is taken and recorded in the repository's catalog.
 
 The copy is written without pg_basebackup's own sync (one fsync per file, then each folder):
-it is written out while pg_basebackup makes it (a syncfs() of its file system every 0.2 s,
-durable.WriteBehind), made durable by one more syncfs() after it, run while pg_verifybackup
-reads the files back (`settle`), and only then renamed to its final name and entered in the
-catalog."""
+it is made durable by one syncfs() of its file system, run while pg_verifybackup reads the
+files back (`settle`; one program per core, each on a share of the files), and only then
+renamed to its final name and entered in the catalog."""
 
 from __future__ import annotations
 
@@ -18,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from spectral.durable import WriteBehind, rename_durable
-from spectral.errors import CheckFailed, CommandError, CouldNotVerify, UsageError
+from spectral.durable import rename_durable
+from spectral.errors import CheckFailed, CommandError, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.osuser import make_owned_dir, server_identity
 from spectral.pg.verifybackup import damage, manifest_files, split_argvs
@@ -203,18 +202,6 @@ def _copy(bins: PgBinaries, conninfo: str, partial: Path, backup_id: str,
         raise
 
 
-def _copy_written_out(bins: PgBinaries, conninfo: str, partial: Path, backup_id: str,
-                      parent: tuple[Backup, Path] | None) -> None:
-    """`_copy`, its files written to disk while it is made (WriteBehind): the sync after it
-    (`settle`) then has little left to do."""
-    try:
-        with WriteBehind(partial):
-            _copy(bins, conninfo, partial, backup_id, parent)
-    except OSError as exc:    # a write-back error: the copy is not on disk, whatever it held
-        raise CouldNotVerify(f"the backup could not be written to disk: {exc.strerror}") \
-            from None
-
-
 def take_backup(bins: PgBinaries, repo: LocalRepository, conninfo: str, server_version: str, *,
                 incremental: bool = False) -> Backup:
     """Take, verify and record one base backup. The backup is written under a temporary name
@@ -237,8 +224,8 @@ def take_backup(bins: PgBinaries, repo: LocalRepository, conninfo: str, server_v
         make_owned_dir(partial, 0o700)
         started = time.monotonic()
         try:
-            _copy_written_out(bins, conninfo, partial, backup_id,
-                              (parent, repo.backup_dir(parent.id)) if parent else None)
+            _copy(bins, conninfo, partial, backup_id,
+                  (parent, repo.backup_dir(parent.id)) if parent else None)
             duration = time.monotonic() - started
             stopped_at = datetime.now(UTC)
             start_lsn, stop_lsn, tli, started_at = read_backup_facts(partial)
