@@ -1,8 +1,7 @@
 """A local backup is synced to disk by one syncfs() while pg_verifybackup reads it back
 (providers/local/backup.py `settle`), not by pg_basebackup's fsync of every file: a copy
 damaged after pg_basebackup wrote it is still caught and recorded as failed, a sync that fails
-leaves no copy and no catalog entry, and the next backup is whole. pg_verifybackup split into
-one program per core finds what one finds."""
+leaves no copy and no catalog entry, and the next backup is whole."""
 
 from __future__ import annotations
 
@@ -75,42 +74,3 @@ def test_damage_after_the_copy_is_caught_and_a_failed_sync_leaves_nothing(
     assert whole.verification is Verification.VERIFIED
     assert (env.repo.backup_dir(whole.id) / "backup_manifest").is_file()
     assert not list(env.repo.base.glob("*.partial"))
-
-
-def test_the_split_check_finds_what_one_pg_verifybackup_finds(
-        env: LocalProvider, bins: PgBinaries) -> None:
-    """pg_verifybackup run as one program per core, each on a share of the files: on a backup
-    damaged in every share (a flipped byte, a file cut short, a file gone) and given a file
-    the manifest does not list, it names exactly what one pg_verifybackup names."""
-    import json
-
-    from spectral.pg.osuser import server_identity
-    from spectral.pg.verifybackup import damage, manifest_files
-    from spectral.runner import run
-
-    backup = env.backup()
-    folder = env.repo.backup_dir(backup.id)
-    argvs = backup_mod.verifybackup_argvs(bins, folder)
-    if len(argvs) < 2:
-        argvs = backup_mod.split_argvs(backup_mod.verifybackup_argv(bins, folder),
-                                       manifest_files(json.loads(
-                                           (folder / "backup_manifest").read_text())), 2)
-    shares = [{p for p, _ in manifest_files(json.loads((folder / "backup_manifest")
-                                                       .read_text())) or []}
-              - {x.removeprefix("--ignore=") for x in a if x.startswith("--ignore=")}
-              for a in argvs]
-    for share in shares:
-        files = sorted((folder / p for p in share if p.startswith("base/")),
-                       key=lambda f: -f.stat().st_size)
-        flipped = bytearray(files[0].read_bytes())
-        flipped[len(flipped) // 2] ^= 0xFF
-        files[0].write_bytes(bytes(flipped))
-        files[1].write_bytes(files[1].read_bytes()[:-1])
-        files[2].unlink()
-    (folder / "base" / "stray").write_text("x")
-    verification, _detail, found = backup_mod.inspect(bins, folder, False)
-    with pytest.raises(CommandError) as one:
-        run(backup_mod.verifybackup_argv(bins, folder), timeout=600, run_as=server_identity())
-    assert verification is Verification.FAILED
-    assert sorted(found) == sorted(damage(one.value.stderr))
-    assert len(found) == 3 * len(shares) + 1

@@ -3,13 +3,11 @@ pg_verifybackup right after it is taken and recorded in the repository's catalog
 
 The copy is written without pg_basebackup's own sync (one fsync per file, then each folder):
 it is made durable by one syncfs() of its file system, run while pg_verifybackup reads the
-files back (`settle`; one program per core, each on a share of the files), and only then
-renamed to its final name and entered in the catalog."""
+files back (`settle`), and only then renamed to its final name and entered in the catalog."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
@@ -21,7 +19,7 @@ from spectral.durable import rename_durable
 from spectral.errors import CheckFailed, CommandError, UsageError
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.osuser import make_owned_dir, server_identity
-from spectral.pg.verifybackup import damage, manifest_files, split_argvs
+from spectral.pg.verifybackup import damage
 from spectral.providers.base import Backup, BackupKind, Verification
 from spectral.providers.local.repo import LocalRepository
 from spectral.runner import run
@@ -96,28 +94,14 @@ def inspect(bins: PgBinaries, backup_dir: Path, incremental: bool
         # pg_verifybackup cannot check an incremental backup on its own; its files are checked
         # when the chain is combined at restore time (pg_combinebackup verifies them then).
         return Verification.NOT_VERIFIED, "incremental: verified when combined at restore", []
-    argvs = verifybackup_argvs(bins, backup_dir) + waldump_argvs(bins, backup_dir)
-    with ThreadPoolExecutor(len(argvs)) as pool:
-        done = [pool.submit(run, argv, timeout=3600, run_as=server_identity())
-                for argv in argvs]
-    errors = [exc for f in done if (exc := f.exception()) is not None]
-    failed = [exc for exc in errors if isinstance(exc, CommandError)]
-    if len(failed) < len(errors):     # not a program that failed: goes on up
-        raise next(exc for exc in errors if not isinstance(exc, CommandError))
-    if failed:
-        found = [d for exc in failed for d in damage(exc.stderr)]
-        return Verification.FAILED, failed[0].message, list(dict.fromkeys(found))
+    try:
+        run(verifybackup_argv(bins, backup_dir), timeout=3600, run_as=server_identity())
+        for argv in waldump_argvs(bins, backup_dir):
+            run(argv, timeout=3600, run_as=server_identity())
+    except CommandError as exc:
+        return Verification.FAILED, exc.message, damage(exc.stderr)
     return (Verification.VERIFIED, "pg_verifybackup: every file and the WAL match the manifest",
             [])
-
-
-def verifybackup_argvs(bins: PgBinaries, backup_dir: Path) -> list[list[str]]:
-    """pg_verifybackup as one program per core (at most 4), each checking a share of the
-    files (pg/verifybackup.py `split_argvs`): it reads every file back and checksums it, on
-    one core alone."""
-    manifest = json.loads((backup_dir / "backup_manifest").read_text())
-    parts = min(4, len(os.sched_getaffinity(0)))
-    return split_argvs(verifybackup_argv(bins, backup_dir), manifest_files(manifest), parts)
 
 
 def sync_argv(backup_dir: Path) -> list[str]:
