@@ -45,6 +45,7 @@ from typing import Any
 from psycopg.conninfo import make_conninfo
 
 import reladiff_baseline as reladiff
+import spectral
 from common import machine
 from restore import _promoted, cold
 from spectral.config.load import load_config
@@ -78,7 +79,11 @@ class Bench:
         self.scale = scale
         self.root = Path(tempfile.mkdtemp(prefix=f"spectral-curves-{scale}-", dir="/tmp"))
         self.root.chmod(0o755)
-        self.env = {**os.environ, "COLUMNS": "200"}
+        # the spectral this script imported (a worktree's src/), whatever the folder: the
+        # command line runs in `root`, where a relative PYTHONPATH (src:bench) names nothing
+        # and the venv's installed tree (/work/main/src) would be measured instead
+        self.env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": os.pathsep.join(
+            [str(Path(spectral.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
 
     def cli(self, *args: str) -> dict[str, Any]:
         """Run `spectral ARGS` in the folder: seconds, exit code, peak RSS (MB), stdout.
