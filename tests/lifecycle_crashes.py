@@ -160,10 +160,18 @@ class Crashes:
     @rule(then=st.sampled_from(["dr expire --keep 1 --yes", "dr backup"]))
     @precondition(lambda self: self.model.first_reachable is not None)
     def crash_expire(self, then: str) -> None:
+        from spectral.errors import SpectralError
         from spectral.providers.local import expire as ex
         from spectral.providers.local.window import lineage
 
-        plan = ex.plan_expire(self.p.backups(), 1, None, lineage=lineage(self.p.repo))
+        try:
+            plan = ex.plan_expire(self.p.backups(), 1, None, lineage=lineage(self.p.repo))
+        except SpectralError as exc:   # the archive too damaged to plan (no segment readable)
+            assert self.model.faults, f"expire not planned without a fault: {exc.message}"
+            res = self.killed_at(EXPIRE_STEPS[0], "dr", "expire", "--keep", "1", "--yes")
+            assert res.returncode == 3, (res.returncode, res.stderr[-600:])   # refused alike
+            count("crashed expire refused (after a fault)")
+            return
         res = self.killed_at(EXPIRE_STEPS[0], "dr", "expire", "--keep", "1", "--yes")
         base = self.p.repo.base
         if res.returncode == 0:   # nothing to remove: it never reached the step
