@@ -164,7 +164,7 @@ def _drill_alerts(work: Path, env: dict[str, str], hook: Hook) -> None:
         slack = next(b for b in hook.bodies if "text" in b)
         assert "functional drill FAILED: row counts differ" in slack["text"]
         assert warnings == ["warning: alert drill_failed to hook 'down' not delivered: "
-                            "no answer (ConnectError)"]
+                            "no answer (ConnectError) (the last of 3 tries)"]
         again = after_drill(environment, {**failed, "outcome": "pass", "error": None})
         assert [a.event.value for a in again] == ["recovered"]
         notify(environment, again, warnings.append)

@@ -12,8 +12,11 @@ from pathlib import Path
 from spectral.errors import CouldNotVerify
 
 GIB = 1 << 30
-RESERVE_FRACTION = 0.05     # of the filesystem, kept free for whatever else lives on it
-RESERVE_MIN = GIB
+# kept free for whatever else lives on the filesystem (the source's WAL and tables growing while
+# the copy is made): 2% of it, at least 2 GiB. On top of the blocks ext4 already keeps for root
+# (statvfs's f_bavail leaves them out), so not 5% again.
+RESERVE_FRACTION = 0.02
+RESERVE_MIN = 2 * GIB
 
 
 def free_bytes(folder: Path) -> tuple[int, int]:

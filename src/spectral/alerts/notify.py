@@ -201,7 +201,7 @@ def notify(environment: Environment, alerts: list[Alert],
     for name, alert, d in sent:
         if not d.delivered:
             warn(f"warning: alert {alert.event.value} to hook {name!r} not delivered: "
-                 f"{d.error}")
+                 f"{d.error}" + (f" (the last of {d.attempts} tries)" if d.attempts > 1 else ""))
         _record(environment, name, hooks[name], alert, d, warn)
     return sent
 

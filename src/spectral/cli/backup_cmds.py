@@ -227,10 +227,18 @@ def restore_cmd(
         st.emit(done.to_json(), lambda c: _print_in_place(c, done))
         return
     instances = needed(p, p.restored_instances(), "spectral dr restore", "restored_instances")
+    _tidy(st, instances)
     with restore_progress(show) as progress:
         inst = instances.restore(target, pause=pause, progress=progress, options=options,
                                  backup_id=backup)
     st.emit(inst.to_json(), lambda c: _print_instance(c, target, inst))
+
+
+def _tidy(st: AppState, instances: RestoredInstances) -> None:
+    """A restore killed mid-way (kill -9) left its instance's server running: removed."""
+    for orphan in instances.orphans():
+        st.err.print(f"removing orphaned instance {orphan} left by an earlier run")
+        instances.teardown(orphan)
 
 
 def record_owed(st: AppState, what: str) -> None:

@@ -57,10 +57,12 @@ class DriftAcceptRecord:
                    int(d.get("drill_seq", 0)), d.get("snapshot_taken_at"), tables)
 
 
-def drifted(entries: list[Entry], environment: str) -> tuple[Entry, dict[str, TableDrift]]:
+def drifted(entries: list[Entry], environment: str
+            ) -> tuple[Entry, dict[str, TableDrift], dict[str, int]]:
     """The newest drill of `environment` that checked drift, when its drift warned (or
-    failed): that drill and the tables beyond their bounds. UsageError otherwise: a drift that
-    a later drill no longer reports, or one already accepted, is not accepted again."""
+    failed): that drill, the tables beyond their bounds not accepted yet, and those accepted
+    already (-> the acceptance's entry). UsageError otherwise: a drift that a later drill no
+    longer reports, or one accepted whole, is not accepted again."""
     checked = [(e, c) for e in entries if e.kind is EntryKind.DRILL
                and e.environment == environment
                for c in payloads.drill(e).checks if c.name == NAME
@@ -78,14 +80,14 @@ def drifted(entries: list[Entry], environment: str) -> tuple[Entry, dict[str, Ta
             and DriftAcceptRecord.from_json(e.data).drill_seq == entry.seq]
     beyond = {t.table: t for line in check.evidence
               if (t := TableDrift.parse(line)) is not None and t.beyond}
-    accepted = {t for e in done for t in DriftAcceptRecord.from_json(e.data).tables}
+    accepted = {t: e.seq for e in done for t in DriftAcceptRecord.from_json(e.data).tables}
     left = {t: d for t, d in beyond.items() if t not in accepted}
     if not left:
         raise UsageError(f"the drift of the newest drill of {environment} (ledger entry "
                          f"#{entry.seq}) was accepted already (entry #{done[-1].seq})" if done
                          else f"the newest drill of {environment} (ledger entry #{entry.seq}) "
                               f"names no table beyond its bound")
-    return entry, left
+    return entry, left, accepted
 
 
 def accept(entries: list[Entry], environment: str, tables: list[str],
@@ -95,11 +97,16 @@ def accept(entries: list[Entry], environment: str, tables: list[str],
     if not reason.strip():
         raise UsageError("say why the drift is expected: --reason TEXT (it is kept in the "
                          "ledger with the accepted counts)")
-    entry, beyond = drifted(entries, environment)
+    entry, beyond, accepted = drifted(entries, environment)
+    again = [t for t in tables if t in accepted]
+    if again:
+        raise UsageError(f"{', '.join(map(shown, again))}: the drift of the newest drill of "
+                         f"{environment} (ledger entry #{entry.seq}) was accepted already (entry "
+                         f"#{accepted[again[0]]}); not accepted yet: {', '.join(sorted(beyond))}")
     unknown = [t for t in tables if t not in beyond]
     if unknown:
-        raise UsageError(f"{', '.join(unknown)}: not beyond its bound in the newest drill of "
-                         f"{environment} (ledger entry #{entry.seq}); drifted: "
+        raise UsageError(f"{', '.join(map(shown, unknown))}: not beyond its bound in the newest "
+                         f"drill of {environment} (ledger entry #{entry.seq}); drifted: "
                          f"{', '.join(sorted(beyond))}")
     chosen = {t: beyond[t] for t in (tables or sorted(beyond))}
     counts = {t: AcceptedCount(d.before, d.now) for t, d in chosen.items()
@@ -118,3 +125,10 @@ def acceptances(entries: list[Entry], environment: str, after_seq: int
     return [(e, DriftAcceptRecord.from_json(e.data)) for e in entries
             if e.kind is EntryKind.DRIFT_ACCEPTED and e.environment == environment
             and e.seq > after_seq]
+
+
+def shown(name: str, limit: int = 80) -> str:
+    """A name as a one-line message can show it: control characters escaped, cut at `limit`."""
+    text = name if name.isprintable() else repr(name)[1:-1]
+    return text if len(text) <= limit else text[:limit] + "..."
+

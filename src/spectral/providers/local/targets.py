@@ -173,7 +173,9 @@ def plan(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
     backups = usable_backups(repo)
     if backup_id is not None and backup_id not in {b.id for b in backups}:
         known = ", ".join(b.id for b in backups) or "none"
-        raise UsageError(f"backup {backup_id} is not a usable backup (usable: {known})")
+        said = repr(backup_id) if backup_id.isprintable() and len(backup_id) <= 80 \
+            else repr(backup_id[:80]) + "..."
+        raise UsageError(f"backup {said} is not a usable backup (usable: {known})")
     if not backups or window.empty or not window.intervals:
         raise CouldNotVerify("there is no verified base backup to restore from"
                              + reused_note(repo), hint="spectral dr backup")
