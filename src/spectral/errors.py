@@ -93,3 +93,10 @@ class CommandError(SpectralError):
         self.returncode = returncode
         self.stderr = redact(stderr)
         self.timed_out = timed_out
+
+
+def shown(name: str, limit: int = 80) -> str:
+    """A user-given name (a table, a backup id) as a one-line message can show it: control
+    characters escaped, cut at `limit`."""
+    text = name if name.isprintable() else repr(name)[1:-1]
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -7,9 +7,14 @@ and leaves a reserve free: a refusal (exit 3) before anything is written, never 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spectral.errors import CouldNotVerify
+
+if TYPE_CHECKING:
+    from spectral.providers.base import Backup
 
 GIB = 1 << 30
 # kept free for whatever else lives on the filesystem (the source's WAL and tables growing while
@@ -39,6 +44,13 @@ def ensure_room(folder: Path, needed: int, what: str) -> None:
         f"{what} needs about {_gib(needed)} under {folder}, where {_gib(free)} is free and "
         f"{_gib(reserve)} stays free for the rest of the disk (nothing was written)",
         hint="free space on that filesystem, or run the restore where there is room")
+
+
+def ensure_copy_fits(folder: Path, chain: Iterable[Backup], what: str) -> None:
+    """A restored copy of `chain` under `folder`: its files and a checkpoint's worth of WAL
+    (max_wal_size's default) beside them. A repository's compressed sizes make this a low
+    estimate, never a high one."""
+    ensure_room(folder, sum(b.size_bytes for b in chain) + GIB, what)
 
 
 def _gib(n: int) -> str:

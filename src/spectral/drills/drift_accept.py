@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from spectral.drills.drift import NAME, TableDrift
 from spectral.drills.result import DrillOutcome
-from spectral.errors import UsageError
+from spectral.errors import UsageError, shown
 from spectral.ledger import Entry, EntryKind, payloads
 
 WARNED = {DrillOutcome.WARN.value, DrillOutcome.FAIL.value}
@@ -125,10 +125,3 @@ def acceptances(entries: list[Entry], environment: str, after_seq: int
     return [(e, DriftAcceptRecord.from_json(e.data)) for e in entries
             if e.kind is EntryKind.DRIFT_ACCEPTED and e.environment == environment
             and e.seq > after_seq]
-
-
-def shown(name: str, limit: int = 80) -> str:
-    """A name as a one-line message can show it: control characters escaped, cut at `limit`."""
-    text = name if name.isprintable() else repr(name)[1:-1]
-    return text if len(text) <= limit else text[:limit] + "..."
-

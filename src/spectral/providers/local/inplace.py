@@ -50,7 +50,7 @@ from spectral.providers.local.restore import RestoreSteps, described, prepare_ow
 from spectral.providers.local.settle import pending_prepared, settle
 from spectral.providers.local.targets import plan
 from spectral.recovery_target import RecoveryTarget
-from spectral.room import GIB, ensure_room
+from spectral.room import ensure_copy_fits
 from spectral.waits import WaitTimeout, wait_until
 
 if TYPE_CHECKING:
@@ -136,8 +136,8 @@ class InPlace:
         older = self.kept_aside() + self.undone()
         cluster = host.cluster()
         # the live data stays aside beside the restored copy: both must fit (room.py)
-        ensure_room(cluster.data_dir.parent, sum(b.size_bytes for b in restore_plan.chain) + GIB,
-                    "the in-place restore (the current data is kept aside beside it)")
+        ensure_copy_fits(cluster.data_dir.parent, restore_plan.chain,
+                         "the in-place restore (the current data is kept aside beside it)")
         # the restore promotes onto a new timeline; a roll-back promotes the live data again
         check_fresh(self.repo, [(restore_plan.chain[-1].timeline, None), *on_disk(cluster)])
         was_running = cluster.stop(timeout=60)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from spectral.errors import CouldNotVerify, UsageError
+from spectral.errors import CouldNotVerify, UsageError, shown
 from spectral.pg.binaries import PgBinaries
 from spectral.pg.waldump import LONG_HEADER
 from spectral.providers.base import Backup, RecoverableWindow, WalGap, WindowInterval
@@ -173,9 +173,7 @@ def plan(bins: PgBinaries, repo: Repository, target: RecoveryTarget,
     backups = usable_backups(repo)
     if backup_id is not None and backup_id not in {b.id for b in backups}:
         known = ", ".join(b.id for b in backups) or "none"
-        said = repr(backup_id) if backup_id.isprintable() and len(backup_id) <= 80 \
-            else repr(backup_id[:80]) + "..."
-        raise UsageError(f"backup {said} is not a usable backup (usable: {known})")
+        raise UsageError(f"backup '{shown(backup_id)}' is not a usable backup (usable: {known})")
     if not backups or window.empty or not window.intervals:
         raise CouldNotVerify("there is no verified base backup to restore from"
                              + reused_note(repo), hint="spectral dr backup")

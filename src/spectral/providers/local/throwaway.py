@@ -29,7 +29,7 @@ from spectral.providers.local.restore import RestoreSteps, described
 from spectral.providers.local.targets import RestorePlan, plan
 from spectral.providers.local.window import needs_times, usable_backups
 from spectral.recovery_target import RecoveryTarget, TargetKind
-from spectral.room import GIB, ensure_room
+from spectral.room import ensure_copy_fits
 from spectral.runner import cancelled_by
 from spectral.undo import UndoStack
 
@@ -67,12 +67,8 @@ class Throwaways:
         early = self._early_plan(target, backup_id, restorer)
         if early is None:
             window, restore_plan = self._plan(target, backup_id)
-        # the chain's files and a checkpoint's worth of WAL (max_wal_size's default) beside
-        # them, before anything is written; a repository's compressed sizes make this a low
-        # estimate, never a high one
-        ensure_room(self.instances_dir,
-                    sum(b.size_bytes for b in (early or restore_plan).chain) + GIB,
-                    "the restored copy")
+        # before anything is written
+        ensure_copy_fits(self.instances_dir, (early or restore_plan).chain, "the restored copy")
         inst_id = "r" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
         home = self.instances_dir / inst_id
         with UndoStack() as undo:
